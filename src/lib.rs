@@ -1,0 +1,80 @@
+//! Receive the webhooks of [Customers Mail Cloud] (CMC), the Japanese email
+//! delivery service, as typed Rust values.
+//!
+//! CMC calls your HTTPS endpoint in two cases:
+//!
+//! - the **event webhook**, when a mail you sent changes state: a batch of
+//!   [`Delivery`] records (queued, succeeded, failed, deferred), [`Bounce`]
+//!   records with an error code, or [`Block`] records on the Pro plan;
+//! - the **inbound webhook**, when a mail arrives: an [`InboundMail`] with
+//!   envelope, [`Headers`], bodies and [`Attachment`]s.
+//!
+//! It posts them in three encodings: JSON, form-urlencoded whose `event`
+//! (or `headers`) field holds JSON text, and multipart/form-data. The
+//! parsers here read all three into the same model, from the request's
+//! `Content-Type` and body, without a web framework:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use cmc_webhook::{Event, Webhook};
+//!
+//! let body = r#"{"event_type":"deliveries","server_composition":"pro","event":{"deliveries":[
+//!   {"created":"2023-01-25 14:03:09","status":"succeeded","to":"user@example.jp",
+//!    "messageId":"<031a32d4@example.com>","senderIp":"100.100.100.3"}]}}"#;
+//! match Webhook::parse("application/json; charset=UTF-8", Bytes::from(body))? {
+//!     Webhook::Events(batch) => {
+//!         for event in &batch.events {
+//!             if let Event::Delivery(d) = event {
+//!                 println!("{} to {}: {}", d.message_id, d.to, d.status);
+//!             }
+//!         }
+//!     }
+//!     Webhook::Inbound(mail) => println!("mail from {}", mail.envelope_from),
+//! }
+//! # Ok::<(), cmc_webhook::ParseError>(())
+//! ```
+//!
+//! # What the crate promises
+//!
+//! - Every bad body is a [`ParseError`] that says what is wrong and where
+//!   (`event.deliveries[1].created: ...`); no input makes a parser panic.
+//! - Nothing valid is dropped: unknown event types, statuses, bounce codes
+//!   and fields are kept ([`Event::Unknown`], [`DeliveryStatus::Other`],
+//!   [`BounceStatus::Other`], the `extra` maps).
+//! - `created` stays civil time, as sent; [`Event::created_at`] converts it
+//!   with the time zone you set in the CMC console ([`default_time_zone`]).
+//! - CMC sends no event ids and may repeat a batch:
+//!   [`Event::idempotency_key`] is a stable key per event.
+//! - The `api_key` CMC can send is never shown by `Debug` nor serialised.
+//! - Text fields are [`Text`]: slices of the request body where possible,
+//!   so parsing copies little.
+//!
+//! # Modules
+//!
+//! The model lives in [`event`] (event webhook) and [`inbound`] (inbound
+//! webhook); [`Webhook`] is either. Errors are [`ParseError`].
+//!
+//! [Customers Mail Cloud]: https://www.customers-mail.cloud/
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod error;
+pub mod event;
+mod filename;
+pub mod inbound;
+mod text;
+mod webhook;
+mod wire;
+
+pub use error::{ParseError, ParseErrorKind};
+pub use event::{
+    default_time_zone, Block, Bounce, BounceStatus, Delivery, DeliveryStatus, Event, EventBatch,
+    EventType, IdempotencyKey, UnknownEvent,
+};
+pub use inbound::{Attachment, Header, Headers, InboundMail};
+pub use text::Text;
+pub use webhook::Webhook;
+
+/// What `Debug` shows in place of a secret.
+pub(crate) const REDACTED: &str = "<redacted>";

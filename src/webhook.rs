@@ -1,0 +1,83 @@
+//! [`Webhook`]: either kind of call, detected from the body.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::{EventBatch, InboundMail, ParseError};
+
+/// One call of either webhook, for endpoints that receive both.
+///
+/// ```
+/// use bytes::Bytes;
+/// use cmc_webhook::Webhook;
+///
+/// let body = "server_composition=pro&event_type=deliveries\
+///             &event=%7B%22deliveries%22%3A%5B%5D%7D&api_key=s3cret";
+/// match Webhook::parse("application/x-www-form-urlencoded", Bytes::from(body))? {
+///     Webhook::Events(batch) => {
+///         assert_eq!(batch.api_key.as_deref(), Some("s3cret"));
+///         assert!(!format!("{batch:?}").contains("s3cret"));
+///     }
+///     Webhook::Inbound(mail) => panic!("not an inbound mail: {mail:?}"),
+/// }
+/// # Ok::<(), cmc_webhook::ParseError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "webhook", content = "body", rename_all = "snake_case")]
+pub enum Webhook {
+    /// An event-webhook batch (delivery status changes).
+    Events(EventBatch),
+    /// An inbound-webhook mail.
+    Inbound(InboundMail),
+}
+
+impl Webhook {
+    /// Parses a body of either kind in any of CMC's encodings.
+    ///
+    /// `content_type` is the request's `Content-Type` value; the media type
+    /// is matched in any letter case and may carry parameters. The kind is
+    /// read from the parameters present: `event_type`/`event` for events,
+    /// `headers`/`filter`/`envelope-*` for inbound mail.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook::{ParseErrorKind, Webhook};
+    ///
+    /// let err = Webhook::parse("text/plain", Bytes::from_static(b"hi")).unwrap_err();
+    /// assert_eq!(err.kind(), ParseErrorKind::UnsupportedMediaType);
+    /// ```
+    pub fn parse(content_type: &str, body: Bytes) -> Result<Webhook, ParseError> {
+        crate::wire::parse(content_type, body, None)
+    }
+}
+
+/// Which kind of webhook a body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Events,
+    Inbound,
+}
+
+impl Kind {
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Kind::Events => "an event webhook (event_type, event)",
+            Kind::Inbound => "an inbound mail (headers, filter, envelope)",
+        }
+    }
+
+    fn other(self) -> Kind {
+        match self {
+            Kind::Events => Kind::Inbound,
+            Kind::Inbound => Kind::Events,
+        }
+    }
+
+    /// The error for a body of the other kind, where `self` was expected.
+    pub(crate) fn mismatch(self) -> ParseError {
+        ParseError::new(
+            crate::ParseErrorKind::WrongKind,
+            format!("expected {}, but the body is {}", self.describe(), self.other().describe()),
+        )
+    }
+}

@@ -1,0 +1,607 @@
+//! serde seeds that read CMC's JSON straight into the model.
+//!
+//! Every seed carries the [`Text`] buffer being parsed, so that strings
+//! without escapes become slices of it instead of copies. No intermediate
+//! `serde_json::Value` is built for the known parts of a payload.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+
+use jiff::civil::DateTime;
+use serde::de::{self, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::event::{Block, Bounce, Delivery, DeliveryStatus, Event, UnknownEvent};
+use crate::inbound::{Header, Headers};
+use crate::{BounceStatus, Text};
+
+use super::fields::{Fields, Slot};
+
+/// A string value (numbers accepted as their decimal text; `null` read as
+/// absent), shared with the buffer when it has no escapes.
+#[derive(Clone, Copy)]
+pub(crate) struct TextSeed<'a>(pub &'a Text);
+
+impl<'de> DeserializeSeed<'de> for TextSeed<'_> {
+    type Value = Option<Text>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Text>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TextSeed<'_> {
+    type Value = Option<Text>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(self.0.share(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Text::from(v)))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(Text::from(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(Text::from(v.to_string())))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(Text::from(v.to_string())))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// A string value checked and converted by `parse` while it is read, so
+/// that an error carries the value's path.
+struct ParsedSeed<'a, F>(&'a Text, F);
+
+impl<'de, T, F> DeserializeSeed<'de> for ParsedSeed<'_, F>
+where
+    F: FnOnce(&str) -> Result<T, String>,
+{
+    type Value = Option<T>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        match TextSeed(self.0).deserialize(d)? {
+            Some(text) => (self.1)(&text).map(Some).map_err(D::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A map key, borrowed from the buffer when it has no escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+/// Sets `slot` once; a second value for the same key is an error, since
+/// the two could disagree and neither may be dropped silently.
+fn set_once<E: de::Error>(slot: &mut Option<Text>, value: Option<Text>, key: &str) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::custom(format_args!("field `{key}` is given twice")));
+    }
+    *slot = value;
+    Ok(())
+}
+
+fn parse_created(text: &str) -> Result<DateTime, String> {
+    text.parse::<DateTime>()
+        .map_err(|e| format!("`{text}` is not a date and time of the form YYYY-MM-DD HH:MM:SS ({e})"))
+}
+
+/// An address, or `None` for the empty string CMC sends when there is none.
+fn parse_ip(text: &str) -> Result<Option<IpAddr>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| format!("`{text}` is not an IP address"))
+}
+
+/// The keys of a delivery or bounce record (version 1 and 2 names).
+enum RecordKey {
+    Created,
+    Status,
+    ReturnPath,
+    EnvelopeFrom,
+    From,
+    To,
+    EnvelopeTo,
+    MessageId,
+    Reason,
+    Subject,
+    ApiData,
+    SourceIp,
+    SenderIp,
+    Other(String),
+}
+
+struct RecordKeySeed;
+
+impl<'de> DeserializeSeed<'de> for RecordKeySeed {
+    type Value = RecordKey;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RecordKey, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for RecordKeySeed {
+    type Value = RecordKey;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RecordKey, E> {
+        Ok(match v {
+            "created" => RecordKey::Created,
+            "status" => RecordKey::Status,
+            "returnPath" => RecordKey::ReturnPath,
+            "envelopeFrom" => RecordKey::EnvelopeFrom,
+            "from" => RecordKey::From,
+            "to" => RecordKey::To,
+            "envelopeTo" => RecordKey::EnvelopeTo,
+            "messageId" => RecordKey::MessageId,
+            "reason" => RecordKey::Reason,
+            "subject" => RecordKey::Subject,
+            "apiData" => RecordKey::ApiData,
+            "sourceIp" => RecordKey::SourceIp,
+            "senderIp" => RecordKey::SenderIp,
+            other => RecordKey::Other(other.to_owned()),
+        })
+    }
+}
+
+/// The fields shared by delivery and bounce records, as read.
+#[derive(Default)]
+struct RecordFields {
+    created: Option<DateTime>,
+    status: Option<Text>,
+    return_path: Option<Text>,
+    envelope_from: Option<Text>,
+    from: Option<Text>,
+    to: Option<Text>,
+    envelope_to: Option<Text>,
+    message_id: Option<Text>,
+    reason: Option<Text>,
+    subject: Option<Text>,
+    api_data: Option<Text>,
+    source_ip: Option<Option<IpAddr>>,
+    sender_ip: Option<Option<IpAddr>>,
+    extra: Map<String, Value>,
+}
+
+/// Sets a parsed `slot` once (see [`set_once`]).
+fn set_parsed_once<T, E: de::Error>(slot: &mut Option<T>, value: Option<T>, key: &str) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::custom(format_args!("field `{key}` is given twice")));
+    }
+    *slot = value;
+    Ok(())
+}
+
+impl RecordFields {
+    fn read<'de, A: MapAccess<'de>>(ctx: &Text, map: &mut A) -> Result<RecordFields, A::Error> {
+        let mut r = RecordFields::default();
+        let seed = TextSeed(ctx);
+        while let Some(key) = map.next_key_seed(RecordKeySeed)? {
+            let (slot, name) = match key {
+                RecordKey::Created => {
+                    let v = map.next_value_seed(ParsedSeed(ctx, parse_created))?;
+                    set_parsed_once(&mut r.created, v, "created")?;
+                    continue;
+                }
+                RecordKey::SourceIp => {
+                    let v = map.next_value_seed(ParsedSeed(ctx, parse_ip))?;
+                    set_parsed_once(&mut r.source_ip, v, "sourceIp")?;
+                    continue;
+                }
+                RecordKey::SenderIp => {
+                    let v = map.next_value_seed(ParsedSeed(ctx, parse_ip))?;
+                    set_parsed_once(&mut r.sender_ip, v, "senderIp")?;
+                    continue;
+                }
+                RecordKey::Status => (&mut r.status, "status"),
+                RecordKey::ReturnPath => (&mut r.return_path, "returnPath"),
+                RecordKey::EnvelopeFrom => (&mut r.envelope_from, "envelopeFrom"),
+                RecordKey::From => (&mut r.from, "from"),
+                RecordKey::To => (&mut r.to, "to"),
+                RecordKey::EnvelopeTo => (&mut r.envelope_to, "envelopeTo"),
+                RecordKey::MessageId => (&mut r.message_id, "messageId"),
+                RecordKey::Reason => (&mut r.reason, "reason"),
+                RecordKey::Subject => (&mut r.subject, "subject"),
+                RecordKey::ApiData => (&mut r.api_data, "apiData"),
+                RecordKey::Other(name) => {
+                    let value: Value = map.next_value()?;
+                    if r.extra.insert(name.clone(), value).is_some() {
+                        return Err(A::Error::custom(format_args!("field `{name}` is given twice")));
+                    }
+                    continue;
+                }
+            };
+            let value = map.next_value_seed(seed)?;
+            set_once(slot, value, name)?;
+        }
+        Ok(r)
+    }
+
+    /// The created time, parsed; `created` is required.
+    fn created<E: de::Error>(&self) -> Result<DateTime, E> {
+        self.created.ok_or_else(|| E::missing_field("created"))
+    }
+
+    fn status<E: de::Error>(&mut self) -> Result<Text, E> {
+        self.status.take().ok_or_else(|| E::missing_field("status"))
+    }
+
+    /// Version 2 name, else version 1 name; both given and different is an
+    /// error, since one of them would be lost.
+    fn either<E: de::Error>(v2: Option<Text>, v1: Option<Text>, names: (&str, &str)) -> Result<Text, E> {
+        match (v2, v1) {
+            (Some(a), Some(b)) if a != b => Err(E::custom(format_args!(
+                "`{}` and `{}` disagree (`{a}` and `{b}`)",
+                names.0, names.1
+            ))),
+            (Some(a), _) | (None, Some(a)) => Ok(a),
+            (None, None) => Ok(Text::new()),
+        }
+    }
+
+    fn into_delivery<E: de::Error>(mut self) -> Result<Delivery, E> {
+        Ok(Delivery {
+            created: self.created()?,
+            status: DeliveryStatus::from_text(self.status()?),
+            return_path: Self::either(self.return_path, self.envelope_from, ("returnPath", "envelopeFrom"))?,
+            from: self.from.unwrap_or_default(),
+            to: Self::either(self.to, self.envelope_to, ("to", "envelopeTo"))?,
+            message_id: self.message_id.unwrap_or_default(),
+            reason: self.reason.unwrap_or_default(),
+            subject: self.subject.unwrap_or_default(),
+            api_data: self.api_data.unwrap_or_default(),
+            source_ip: self.source_ip.flatten(),
+            sender_ip: self.sender_ip.flatten(),
+            extra: self.extra,
+        })
+    }
+
+    fn into_bounce<E: de::Error>(mut self) -> Result<Bounce, E> {
+        let created = self.created()?;
+        let status = BounceStatus::from_text(self.status()?);
+        let mut extra = self.extra;
+        // Bounce records have no addresses of their own; keep any that come.
+        for (key, value) in [("sourceIp", self.source_ip), ("senderIp", self.sender_ip)] {
+            if let Some(v) = value {
+                let text = v.map(|ip| ip.to_string()).unwrap_or_default();
+                extra.insert(key.to_owned(), Value::String(text));
+            }
+        }
+        Ok(Bounce {
+            created,
+            status,
+            return_path: Self::either(self.return_path, self.envelope_from, ("returnPath", "envelopeFrom"))?,
+            from: self.from.unwrap_or_default(),
+            to: Self::either(self.to, self.envelope_to, ("to", "envelopeTo"))?,
+            message_id: self.message_id.unwrap_or_default(),
+            reason: self.reason.unwrap_or_default(),
+            subject: self.subject.unwrap_or_default(),
+            api_data: self.api_data.unwrap_or_default(),
+            extra,
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+enum RecordKind {
+    Delivery,
+    Bounce,
+}
+
+struct RecordSeed<'a> {
+    ctx: &'a Text,
+    kind: RecordKind,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = Event;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Event, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = Event;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a record object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Event, A::Error> {
+        let fields = RecordFields::read(self.ctx, &mut map)?;
+        match self.kind {
+            RecordKind::Delivery => fields.into_delivery().map(Event::Delivery),
+            RecordKind::Bounce => fields.into_bounce().map(Event::Bounce),
+        }
+    }
+}
+
+/// The string-or-number fields of a block record.
+#[derive(serde::Deserialize)]
+struct BlockFields {
+    created: Option<Loose>,
+    email: Option<Loose>,
+    id: Option<Loose>,
+    occurred: Option<Loose>,
+    status: Option<Loose>,
+}
+
+/// A value read as text when it is a string or a number; anything else is
+/// left to the raw record.
+struct Loose(Option<Text>);
+
+impl<'de> serde::Deserialize<'de> for Loose {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Loose, D::Error> {
+        let value = <Value as serde::Deserialize>::deserialize(d)?;
+        Ok(Loose(match value {
+            Value::String(s) => Some(Text::from(s)),
+            Value::Number(n) => Some(Text::from(n.to_string())),
+            _ => None,
+        }))
+    }
+}
+
+
+fn block_from_raw<E: de::Error>(raw: Box<RawValue>) -> Result<Event, E> {
+    if !raw.get().trim_start().starts_with('{') {
+        return Err(E::custom("a block record must be a JSON object"));
+    }
+    let f: BlockFields = serde_json::from_str(raw.get()).map_err(E::custom)?;
+    let text = |v: Option<Loose>| v.and_then(|l| l.0);
+    Ok(Event::Block(Block {
+        created: text(f.created),
+        email: text(f.email),
+        id: text(f.id),
+        occurred: text(f.occurred),
+        status: text(f.status),
+        raw,
+    }))
+}
+
+/// One list of records in `event`, read according to its key.
+struct RecordsSeed<'a, 'v> {
+    ctx: &'a Text,
+    event_type: &'a Text,
+    out: &'v mut Vec<Event>,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if let Some(n) = seq.size_hint() {
+            self.out.reserve(n);
+        }
+        let kind = match self.event_type.as_str() {
+            "deliveries" => Some(RecordKind::Delivery),
+            "bounces" => Some(RecordKind::Bounce),
+            _ => None,
+        };
+        match kind {
+            Some(kind) => {
+                while let Some(event) = seq.next_element_seed(RecordSeed { ctx: self.ctx, kind })? {
+                    self.out.push(event);
+                }
+            }
+            None => {
+                let blocks = self.event_type == "blocks";
+                while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+                    self.out.push(if blocks {
+                        block_from_raw(raw)?
+                    } else {
+                        Event::Unknown(UnknownEvent {
+                            event_type: self.event_type.clone(),
+                            raw,
+                        })
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `event` object: `{"deliveries": [...]}`. Yields the list names in
+/// order and the records of all lists.
+pub(crate) struct EventsSeed<'a>(pub &'a Text);
+
+impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
+    type Value = (Vec<Text>, Vec<Event>);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventsSeed<'_> {
+    type Value = (Vec<Text>, Vec<Event>);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(r#"an object like {"deliveries": [...]}"#)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut names: Vec<Text> = Vec::with_capacity(1);
+        let mut events = Vec::new();
+        while let Some(name) = map.next_key_seed(TextSeed(self.0))? {
+            let name = name.unwrap_or_default();
+            if names.contains(&name) {
+                return Err(A::Error::custom(format_args!("list `{name}` is given twice")));
+            }
+            map.next_value_seed(RecordsSeed {
+                ctx: self.0,
+                event_type: &name,
+                out: &mut events,
+            })?;
+            names.push(name);
+        }
+        Ok((names, events))
+    }
+}
+
+/// The `headers` array: `[{"name": ..., "value": ...}, ...]`.
+pub(crate) struct HeadersSeed<'a>(pub &'a Text);
+
+impl<'de> DeserializeSeed<'de> for HeadersSeed<'_> {
+    type Value = Headers;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Headers, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HeadersSeed<'_> {
+    type Value = Headers;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(r#"an array of {"name": ..., "value": ...} objects"#)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Headers, A::Error> {
+        let mut headers = Vec::with_capacity(seq.size_hint().unwrap_or(16));
+        while let Some(h) = seq.next_element_seed(HeaderSeed(self.0))? {
+            headers.push(h);
+        }
+        Ok(Headers::from(headers))
+    }
+}
+
+struct HeaderSeed<'a>(&'a Text);
+
+impl<'de> DeserializeSeed<'de> for HeaderSeed<'_> {
+    type Value = Header;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Header, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HeaderSeed<'_> {
+    type Value = Header;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(r#"a {"name": ..., "value": ...} object"#)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header, A::Error> {
+        let (mut name, mut value) = (None, None);
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match &*key {
+                "name" => set_once(&mut name, map.next_value_seed(TextSeed(self.0))?, "name")?,
+                "value" => set_once(&mut value, map.next_value_seed(TextSeed(self.0))?, "value")?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let name = name.ok_or_else(|| A::Error::missing_field("name"))?;
+        Ok(Header::new(name, value.unwrap_or_default()))
+    }
+}
+
+/// A whole JSON body: the top-level parameters of either webhook kind.
+pub(crate) struct TopLevelSeed<'a>(pub &'a Text);
+
+impl<'de> DeserializeSeed<'de> for TopLevelSeed<'_> {
+    type Value = Fields;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Fields, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevelSeed<'_> {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object with the webhook's parameters")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let result = match Slot::of(&key) {
+                Slot::Event => {
+                    let events = map.next_value_seed(EventsSeed(self.0))?;
+                    fields.set_events(events)
+                }
+                Slot::Headers => {
+                    let headers = map.next_value_seed(HeadersSeed(self.0))?;
+                    fields.set_headers(headers)
+                }
+                Slot::Other => {
+                    let value: Value = map.next_value()?;
+                    fields.set_extra(&key, value)
+                }
+                slot => match map.next_value_seed(TextSeed(self.0))? {
+                    Some(text) => fields.set_text(slot, &key, text),
+                    None => Ok(()),
+                },
+            };
+            result.map_err(A::Error::custom)?;
+        }
+        Ok(fields)
+    }
+}

@@ -1,0 +1,54 @@
+//! `application/json` bodies, and the JSON text inside form fields.
+
+use serde::de::DeserializeSeed;
+
+use crate::{ParseError, ParseErrorKind, Text};
+
+use super::de::TopLevelSeed;
+use super::fields::Fields;
+
+/// Parses a whole JSON body into its top-level fields.
+pub(crate) fn parse(body: &Text) -> Result<Fields, ParseError> {
+    from_json(body, || TopLevelSeed(body))
+}
+
+/// Runs `seed` over the JSON text `text`, which must hold one value and
+/// nothing after it.
+///
+/// The fast path tracks no position. When it fails, the same text is parsed
+/// again with `serde_path_to_error`, which records where the error is
+/// (`deliveries[1].created`); errors are rare, so only they pay for it.
+pub(crate) fn from_json<T, S, F>(text: &Text, seed: F) -> Result<T, ParseError>
+where
+    F: Fn() -> S,
+    S: for<'de> DeserializeSeed<'de, Value = T>,
+{
+    let mut de = serde_json::Deserializer::from_str(text);
+    let first = seed().deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    let err = match first {
+        Ok(value) => return Ok(value),
+        Err(err) => err,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let mut track = serde_path_to_error::Track::new();
+    let again = seed().deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
+    let path = track.path().to_string();
+    let err = match again {
+        // The same input fails the same way; fall back to the first error if not.
+        Err(again) => again,
+        Ok(_) => err,
+    };
+    let kind = match err.classify() {
+        serde_json::error::Category::Data if err.to_string().starts_with("missing field") => {
+            ParseErrorKind::MissingField
+        }
+        serde_json::error::Category::Data => ParseErrorKind::InvalidField,
+        _ => ParseErrorKind::Json,
+    };
+    let error = ParseError::new(kind, err.to_string());
+    Err(if path.is_empty() || path == "." {
+        error
+    } else {
+        error.at(path)
+    })
+}

@@ -1,0 +1,109 @@
+//! The three encodings CMC posts in, and the dispatch between them.
+//!
+//! - [`json`]: `application/json` (event webhook version 2 with "use JSON
+//!   format", inbound webhook in JSON mode);
+//! - [`form`]: `application/x-www-form-urlencoded` (the event webhook's
+//!   default; `event` holds JSON text);
+//! - [`multipart`]: `multipart/form-data` (inbound mails with attachments,
+//!   and the event webhook as some CMC posts describe it).
+//!
+//! All three feed [`fields::Fields`], which builds the model, so every
+//! encoding gives the same result for the same parameters.
+
+pub(crate) mod de;
+pub(crate) mod fields;
+pub(crate) mod form;
+pub(crate) mod json;
+pub(crate) mod multipart;
+
+use bytes::Bytes;
+
+use crate::webhook::{Kind, Webhook};
+use crate::{ParseError, ParseErrorKind, Text};
+
+/// The encoding of a body, read from its `Content-Type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Json,
+    Form,
+    Multipart { boundary: String },
+}
+
+impl Encoding {
+    /// Reads the media type (any letter case, with parameters).
+    pub(crate) fn from_content_type(content_type: &str) -> Result<Encoding, ParseError> {
+        let unsupported = |why: String| ParseError::new(ParseErrorKind::UnsupportedMediaType, why);
+        let mime: mime::Mime = content_type
+            .trim()
+            .parse()
+            .map_err(|e| unsupported(format!("unreadable Content-Type `{content_type}`: {e}")))?;
+        let (ty, sub) = (mime.type_(), mime.subtype());
+        if ty == mime::APPLICATION && (sub == mime::JSON || mime.suffix() == Some(mime::JSON)) {
+            Ok(Encoding::Json)
+        } else if ty == mime::APPLICATION && sub == mime::WWW_FORM_URLENCODED {
+            Ok(Encoding::Form)
+        } else if ty == mime::MULTIPART && sub == mime::FORM_DATA {
+            match mime.get_param(mime::BOUNDARY) {
+                Some(b) if !b.as_str().is_empty() => Ok(Encoding::Multipart {
+                    boundary: b.as_str().to_owned(),
+                }),
+                _ => Err(ParseError::new(
+                    ParseErrorKind::Encoding,
+                    "multipart/form-data without a boundary parameter",
+                )),
+            }
+        } else {
+            Err(unsupported(format!(
+                "unsupported Content-Type `{content_type}`: expected application/json, application/x-www-form-urlencoded or multipart/form-data"
+            )))
+        }
+    }
+}
+
+/// Parses a body of the given `Content-Type`; with `expected`, a body of the
+/// other webhook kind is an error.
+pub(crate) fn parse(content_type: &str, body: Bytes, expected: Option<Kind>) -> Result<Webhook, ParseError> {
+    let fields = match Encoding::from_content_type(content_type)? {
+        Encoding::Json => json::parse(&utf8(body)?)?,
+        Encoding::Form => form::parse(&utf8(body)?)?,
+        Encoding::Multipart { boundary } => multipart::parse(&boundary, body)?,
+    };
+    fields.into_webhook(expected)
+}
+
+fn utf8(body: Bytes) -> Result<Text, ParseError> {
+    Text::try_from_bytes(body).map_err(|e| {
+        ParseError::new(ParseErrorKind::Encoding, format!("the body is not UTF-8 ({e})"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_are_matched_case_insensitively_with_parameters() {
+        assert_eq!(Encoding::from_content_type("application/json").unwrap(), Encoding::Json);
+        assert_eq!(Encoding::from_content_type("Application/JSON; charset=UTF-8").unwrap(), Encoding::Json);
+        assert_eq!(Encoding::from_content_type("application/vnd.cmc+json").unwrap(), Encoding::Json);
+        assert_eq!(
+            Encoding::from_content_type("APPLICATION/X-WWW-FORM-URLENCODED;charset=utf-8").unwrap(),
+            Encoding::Form
+        );
+        assert_eq!(
+            Encoding::from_content_type("Multipart/Form-Data; boundary=\"a b\"").unwrap(),
+            Encoding::Multipart { boundary: "a b".into() }
+        );
+    }
+
+    #[test]
+    fn other_media_types_are_unsupported() {
+        for ct in ["text/plain", "", "application/xml", "multipart/mixed; boundary=x", ";;"] {
+            let e = Encoding::from_content_type(ct).unwrap_err();
+            assert_eq!(e.kind(), ParseErrorKind::UnsupportedMediaType, "{ct}");
+        }
+        let e = Encoding::from_content_type("multipart/form-data").unwrap_err();
+        assert_eq!(e.kind(), ParseErrorKind::Encoding);
+        assert!(e.message().contains("boundary"));
+    }
+}

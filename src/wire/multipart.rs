@@ -1,0 +1,129 @@
+//! `multipart/form-data` bodies, read by `multer` (axum's own multipart
+//! parser).
+//!
+//! Text parts are top-level parameters (the same layout as the form
+//! encoding: `event` and `headers` hold JSON text); parts named
+//! `attachmentN`, or carrying a file name, are attachments.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+
+use crate::inbound::Attachment;
+use crate::{filename, ParseError, ParseErrorKind, Text};
+
+use super::fields::{attachment_number, Fields};
+
+/// Parses a whole multipart body held in memory.
+pub(crate) fn parse(boundary: &str, body: Bytes) -> Result<Fields, ParseError> {
+    let stream = futures_util::stream::once(std::future::ready(Ok::<Bytes, Infallible>(body)));
+    // The stream is always ready, so the parse never waits: polling it once
+    // with a waker that does nothing drives it to the end.
+    let future = pin!(parse_stream(stream, boundary));
+    match future.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(result) => result,
+        Poll::Pending => Err(ParseError::new(
+            ParseErrorKind::Encoding,
+            "the multipart parser waited on a body that was already complete",
+        )),
+    }
+}
+
+/// Parses a multipart body from a stream of chunks.
+pub(crate) async fn parse_stream<S, E>(stream: S, boundary: &str) -> Result<Fields, ParseError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut fields = Fields::multipart();
+    while let Some(mut field) = multipart.next_field().await.map_err(multer_error)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let headers = field.headers();
+        let file = headers
+            .get(http::header::CONTENT_DISPOSITION)
+            .and_then(|v| filename::from_content_disposition(v.as_bytes()));
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let number = attachment_number(&name);
+        // Collect the part's chunks; a part that arrives in one chunk is
+        // handed out without a copy.
+        let mut first: Option<Bytes> = None;
+        let mut rest = BytesMut::new();
+        while let Some(chunk) = field.chunk().await.map_err(|e| multer_error(e).at(name.as_str()))? {
+            match &first {
+                None => first = Some(chunk),
+                Some(f) => {
+                    if rest.is_empty() {
+                        rest.extend_from_slice(f);
+                    }
+                    rest.extend_from_slice(&chunk);
+                }
+            }
+        }
+        let data = if rest.is_empty() { first.unwrap_or_default() } else { rest.freeze() };
+
+        if number.is_some() || file.is_some() {
+            let file = file.unwrap_or_else(|| filename::FileName {
+                decoded: String::new(),
+                raw: String::new(),
+            });
+            fields.add_attachment(
+                number,
+                Attachment {
+                    field_name: Text::from(name),
+                    filename: Text::from(file.decoded),
+                    raw_filename: Text::from(file.raw),
+                    content_type: Text::from(
+                        content_type.unwrap_or_else(|| "application/octet-stream".to_owned()),
+                    ),
+                    data,
+                },
+            )?;
+        } else {
+            let text = decode_text(data, content_type.as_deref()).map_err(|e| e.at(name.as_str()))?;
+            fields.set_form_field(&name, text)?;
+        }
+    }
+    Ok(fields)
+}
+
+/// A text part's value: UTF-8 unless the part names another charset.
+fn decode_text(data: Bytes, content_type: Option<&str>) -> Result<Text, ParseError> {
+    let charset = content_type
+        .and_then(|ct| ct.parse::<mime::Mime>().ok())
+        .and_then(|m| m.get_param(mime::CHARSET).map(|c| c.as_str().to_owned()));
+    match charset.as_deref().map(|c| encoding_rs::Encoding::for_label(c.as_bytes())) {
+        Some(Some(encoding)) if encoding != encoding_rs::UTF_8 => {
+            match encoding.decode_without_bom_handling_and_without_replacement(&data) {
+                Some(text) => Ok(Text::from(text.into_owned())),
+                None => Err(ParseError::new(
+                    ParseErrorKind::Encoding,
+                    format!("the value is not valid {}", encoding.name()),
+                )),
+            }
+        }
+        Some(None) => Err(ParseError::new(
+            ParseErrorKind::Encoding,
+            format!("unknown charset `{}`", charset.unwrap_or_default()),
+        )),
+        _ => Text::try_from_bytes(data).map_err(|e| {
+            ParseError::new(ParseErrorKind::Encoding, format!("the value is not UTF-8 ({e})"))
+        }),
+    }
+}
+
+fn multer_error(e: multer::Error) -> ParseError {
+    let kind = match e {
+        multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
+            ParseErrorKind::TooLarge
+        }
+        _ => ParseErrorKind::Encoding,
+    };
+    ParseError::new(kind, format!("malformed multipart body: {e}"))
+}
