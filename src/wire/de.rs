@@ -366,44 +366,31 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
     }
 }
 
-/// The string-or-number fields of a block record.
-#[derive(serde::Deserialize)]
-struct BlockFields {
-    created: Option<Loose>,
-    email: Option<Loose>,
-    id: Option<Loose>,
-    occurred: Option<Loose>,
-    status: Option<Loose>,
-}
-
-/// A value read as text when it is a string or a number; anything else is
-/// left to the raw record.
-struct Loose(Option<Text>);
-
-impl<'de> serde::Deserialize<'de> for Loose {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Loose, D::Error> {
-        let value = <Value as serde::Deserialize>::deserialize(d)?;
-        Ok(Loose(match value {
-            Value::String(s) => Some(Text::from(s)),
-            Value::Number(n) => Some(Text::from(n.to_string())),
-            _ => None,
-        }))
+/// Reads a record kept as raw JSON: it must be an object, and is checked
+/// against the JSON parser's nesting limit (skipping a value to capture it
+/// raw does not check nesting, and a record nobody can parse later is no
+/// record). Returns the object's fields.
+fn raw_record<E: de::Error>(raw: &RawValue) -> Result<Map<String, Value>, E> {
+    match serde_json::from_str::<Value>(raw.get()).map_err(E::custom)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(E::custom("a record must be a JSON object")),
     }
 }
-
 
 fn block_from_raw<E: de::Error>(raw: Box<RawValue>) -> Result<Event, E> {
-    if !raw.get().trim_start().starts_with('{') {
-        return Err(E::custom("a block record must be a JSON object"));
-    }
-    let f: BlockFields = serde_json::from_str(raw.get()).map_err(E::custom)?;
-    let text = |v: Option<Loose>| v.and_then(|l| l.0);
+    let mut fields = raw_record::<E>(&raw)?;
+    // Strings and numbers are read as text; other shapes stay in `raw`.
+    let mut text = |key: &str| match fields.remove(key) {
+        Some(Value::String(s)) => Some(Text::from(s)),
+        Some(Value::Number(n)) => Some(Text::from(n.to_string())),
+        _ => None,
+    };
     Ok(Event::Block(Block {
-        created: text(f.created),
-        email: text(f.email),
-        id: text(f.id),
-        occurred: text(f.occurred),
-        status: text(f.status),
+        created: text("created"),
+        email: text("email"),
+        id: text("id"),
+        occurred: text("occurred"),
+        status: text("status"),
         raw,
     }))
 }
@@ -451,6 +438,7 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
                     self.out.push(if blocks {
                         block_from_raw(raw)?
                     } else {
+                        raw_record::<A::Error>(&raw)?;
                         Event::Unknown(UnknownEvent {
                             event_type: self.event_type.clone(),
                             raw,

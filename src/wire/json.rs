@@ -32,13 +32,17 @@ where
     let mut de = serde_json::Deserializer::from_str(text);
     let mut track = serde_path_to_error::Track::new();
     let again = seed().deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
-    let path = track.path().to_string();
+    let path = path_string(&track.path());
     let err = match again {
         // The same input fails the same way; fall back to the first error if not.
         Err(again) => again,
         Ok(_) => err,
     };
     let kind = match err.classify() {
+        // Raised by `raw_record` for a record kept raw, as a data error.
+        serde_json::error::Category::Data if err.to_string().starts_with("recursion limit exceeded") => {
+            ParseErrorKind::Json
+        }
         serde_json::error::Category::Data if err.to_string().starts_with("missing field") => {
             ParseErrorKind::MissingField
         }
@@ -46,9 +50,29 @@ where
         _ => ParseErrorKind::Json,
     };
     let error = ParseError::new(kind, err.to_string());
-    Err(if path.is_empty() || path == "." {
+    Err(if path.is_empty() {
         error
     } else {
         error.at(path)
     })
+}
+
+/// `event.deliveries[1].created`; ends before a segment the tracker could
+/// not name (an error inside a key).
+fn path_string(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => break,
+        }
+    }
+    out
 }
