@@ -254,8 +254,9 @@ impl Event {
     ///
     /// It is built from the record type, `messageId`, `to`, `status` and
     /// `created` (what identifies an event); for [`Block`] and
-    /// [`UnknownEvent`] records, from the record's JSON text. The value is
-    /// stable across processes and versions of this crate.
+    /// [`UnknownEvent`] records, from the record's JSON (with keys sorted
+    /// and escapes normalised, so that the encoding does not matter). The
+    /// value is stable across processes and versions of this crate.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -287,8 +288,8 @@ impl Event {
                 b.status.code(),
                 &b.created.to_string(),
             ]),
-            Event::Block(b) => IdempotencyKey::of(&["blocks", b.raw.get()]),
-            Event::Unknown(u) => IdempotencyKey::of(&[&u.event_type, u.raw.get()]),
+            Event::Block(b) => IdempotencyKey::of(&["blocks", &canonical_json(&b.raw)]),
+            Event::Unknown(u) => IdempotencyKey::of(&[&u.event_type, &canonical_json(&u.raw)]),
         }
     }
 }
@@ -630,9 +631,24 @@ pub struct Block {
     pub raw: Box<RawValue>,
 }
 
+/// The JSON text with keys sorted and escapes normalised (the text as it
+/// is when it does not parse, which the parsers never let through).
+fn canonical_json(raw: &RawValue) -> String {
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(value) => value.to_string(),
+        Err(_) => raw.get().to_owned(),
+    }
+}
+
+/// Raw records are equal when they hold the same JSON, whatever the
+/// spacing, key order or escapes.
+fn same_json(a: &RawValue, b: &RawValue) -> bool {
+    a.get() == b.get() || canonical_json(a) == canonical_json(b)
+}
+
 impl PartialEq for Block {
     fn eq(&self, other: &Self) -> bool {
-        self.raw.get() == other.raw.get()
+        same_json(&self.raw, &other.raw)
     }
 }
 
@@ -648,7 +664,7 @@ pub struct UnknownEvent {
 
 impl PartialEq for UnknownEvent {
     fn eq(&self, other: &Self) -> bool {
-        self.event_type == other.event_type && self.raw.get() == other.raw.get()
+        self.event_type == other.event_type && same_json(&self.raw, &other.raw)
     }
 }
 

@@ -67,6 +67,9 @@ mod text;
 mod webhook;
 mod wire;
 
+#[cfg(feature = "test-util")]
+pub mod test_util;
+
 pub use error::{ParseError, ParseErrorKind};
 pub use event::{
     default_time_zone, Block, Bounce, BounceStatus, Delivery, DeliveryStatus, Event, EventBatch,
