@@ -1,12 +1,11 @@
 //! `application/x-www-form-urlencoded` bodies.
 //!
-//! Decoding is strict, unlike `form_urlencoded::parse`, which replaces
-//! invalid UTF-8 with U+FFFD and lets malformed `%` escapes through: both
-//! would silently change data here. A bad escape or invalid UTF-8 is an
-//! error that names the field. Percent-decoding itself is done by
-//! `percent_encoding`, the crate `form_urlencoded` is built on.
-
-use std::borrow::Cow;
+//! Decoding is strict, unlike `form_urlencoded::parse` (and
+//! `percent_encoding`, which it is built on): those replace invalid UTF-8
+//! with U+FFFD and let malformed `%` escapes through, which would silently
+//! change data here. So the few lines of percent-decoding live here: a bad
+//! escape or invalid UTF-8 is an error that names the field. Decoding copies
+//! whole runs between escapes, found with `memchr`.
 
 use crate::{ParseError, ParseErrorKind, Text};
 
@@ -27,32 +26,58 @@ pub(crate) fn parse(body: &Text) -> Result<Fields, ParseError> {
 /// Decodes one name or value: `+` is a space, `%XX` a byte; the result
 /// shares `body` when nothing needed decoding.
 fn decode(body: &Text, raw: &str) -> Result<Text, ParseError> {
-    if !raw.bytes().any(|b| b == b'%' || b == b'+') {
-        return Ok(body.share(raw));
-    }
     let bytes = raw.as_bytes();
-    for (i, _) in raw.match_indices('%') {
-        let hex = bytes.get(i + 1..i + 3);
-        if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-            let shown: String = raw[i..].chars().take(3).collect();
-            return Err(ParseError::new(
-                ParseErrorKind::Encoding,
-                format!("malformed percent-encoding `{shown}` at byte {i}: `%` must be followed by two hex digits"),
-            ));
+    let Some(first) = memchr::memchr2(b'%', b'+', bytes) else {
+        return Ok(body.share(raw));
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&bytes[..first]);
+    let mut i = first;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => {
+                let byte = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| Some(hex(h[0])? << 4 | hex(h[1])?))
+                    .ok_or_else(|| bad_escape(raw, i))?;
+                out.push(byte);
+                i += 3;
+            }
+            _ => {
+                // Copy the run up to the next escape in one go.
+                let run = memchr::memchr2(b'%', b'+', &bytes[i..]).map_or(bytes.len(), |n| i + n);
+                out.extend_from_slice(&bytes[i..run]);
+                i = run;
+            }
         }
     }
-    let plus_free: Cow<'_, [u8]> = if raw.contains('+') {
-        Cow::Owned(bytes.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect())
-    } else {
-        Cow::Borrowed(bytes)
-    };
-    let decoded: Vec<u8> = percent_encoding::percent_decode(&plus_free).collect();
-    String::from_utf8(decoded).map(Text::from).map_err(|e| {
+    String::from_utf8(out).map(Text::from).map_err(|e| {
         ParseError::new(
             ParseErrorKind::Encoding,
             format!("percent-decoded value is not UTF-8 ({})", e.utf8_error()),
         )
     })
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn bad_escape(raw: &str, at: usize) -> ParseError {
+    let shown: String = raw[at..].chars().take(3).collect();
+    ParseError::new(
+        ParseErrorKind::Encoding,
+        format!("malformed percent-encoding `{shown}` at byte {at}: `%` must be followed by two hex digits"),
+    )
 }
 
 #[cfg(test)]

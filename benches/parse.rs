@@ -1,0 +1,257 @@
+//! Parsing throughput: this crate beside `serde_json::Value` and a
+//! hand-written serde struct, on the same bytes, for each encoding.
+//!
+//! Run: `cargo bench --all-features --bench parse`
+
+use std::borrow::Cow;
+use std::hint::black_box;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cmc_webhook::test_util::{encode_events, encode_inbound, WireEncoding};
+use cmc_webhook::{Attachment, EventBatch, InboundMail, Webhook};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use serde::Deserialize;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/shared/");
+
+/// A batch of `n` delivery records, cycling through the queued, succeeded
+/// and failed fixtures with a distinct Message-ID each.
+fn batch(n: usize) -> EventBatch {
+    let records: Vec<_> = ["queued", "succeeded", "failed"]
+        .iter()
+        .map(|status| {
+            let body = std::fs::read(format!("{FIXTURES}event-v2-json-{status}.json")).unwrap();
+            EventBatch::parse("application/json", Bytes::from(body)).unwrap().events.remove(0)
+        })
+        .collect();
+    let mut batch = EventBatch::parse(
+        "application/json",
+        Bytes::from(std::fs::read(format!("{FIXTURES}event-v2-json-queued.json")).unwrap()),
+    )
+    .unwrap();
+    batch.events = (0..n)
+        .map(|i| {
+            let mut event = records[i % records.len()].clone();
+            if let cmc_webhook::Event::Delivery(d) = &mut event {
+                d.message_id = format!("<{i:08x}-06cd-b1ae-9526-011c0b9f1296@example.com>").into();
+            }
+            event
+        })
+        .collect();
+    batch
+}
+
+/// What a careful user would write by hand: owned strings.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct OwnedBatch {
+    event_type: String,
+    server_composition: String,
+    event: OwnedEvent,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct OwnedEvent {
+    deliveries: Vec<OwnedDelivery>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct OwnedDelivery {
+    created: String,
+    status: String,
+    return_path: String,
+    from: String,
+    to: String,
+    message_id: String,
+    reason: String,
+    subject: String,
+    api_data: String,
+    source_ip: String,
+    sender_ip: String,
+}
+
+/// The same with borrowed strings where the JSON has no escapes.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct BorrowedBatch<'a> {
+    #[serde(borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    server_composition: Cow<'a, str>,
+    #[serde(borrow)]
+    event: BorrowedEvent<'a>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct BorrowedEvent<'a> {
+    #[serde(borrow)]
+    deliveries: Vec<BorrowedDelivery<'a>>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct BorrowedDelivery<'a> {
+    #[serde(borrow)]
+    created: Cow<'a, str>,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    #[serde(borrow)]
+    return_path: Cow<'a, str>,
+    #[serde(borrow)]
+    from: Cow<'a, str>,
+    #[serde(borrow)]
+    to: Cow<'a, str>,
+    #[serde(borrow)]
+    message_id: Cow<'a, str>,
+    #[serde(borrow)]
+    reason: Cow<'a, str>,
+    #[serde(borrow)]
+    subject: Cow<'a, str>,
+    #[serde(borrow)]
+    api_data: Cow<'a, str>,
+    #[serde(borrow)]
+    source_ip: Cow<'a, str>,
+    #[serde(borrow)]
+    sender_ip: Cow<'a, str>,
+}
+
+/// The `event` field of a form body, decoded by `form_urlencoded`.
+fn form_event(body: &[u8]) -> String {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "event")
+        .map(|(_, v)| v.into_owned())
+        .unwrap()
+}
+
+/// The `event` part of a multipart body, read by multer.
+fn multipart_event(content_type: &str, body: Bytes) -> String {
+    let boundary = multer::parse_boundary(content_type).unwrap();
+    let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let run = async move {
+        while let Some(field) = multipart.next_field().await.unwrap() {
+            if field.name() == Some("event") {
+                return field.text().await.unwrap();
+            }
+        }
+        panic!("no event part")
+    };
+    futures_executor_block_on(run)
+}
+
+fn futures_executor_block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("an in-memory body never waits"),
+    }
+}
+
+fn events(c: &mut Criterion) {
+    for encoding in WireEncoding::ALL {
+        let name = format!("events/{encoding:?}").to_lowercase();
+        let mut group = c.benchmark_group(name);
+        for n in [1usize, 100] {
+            let request = encode_events(&batch(n), encoding);
+            let (ct, body) = (request.content_type.clone(), request.body.clone());
+            group.throughput(Throughput::Bytes(body.len() as u64));
+            group.bench_with_input(BenchmarkId::new("cmc_webhook", n), &n, |b, _| {
+                b.iter(|| Webhook::parse(black_box(&ct), black_box(body.clone())).unwrap())
+            });
+            // The baselines read the event JSON the way a user would, from
+            // the same bytes (for form and multipart, after decoding).
+            let json_of = |body: &Bytes| -> Bytes {
+                match encoding {
+                    WireEncoding::Json => body.clone(),
+                    WireEncoding::Form => Bytes::from(form_event(body)),
+                    _ => Bytes::from(multipart_event(&ct, body.clone())),
+                }
+            };
+            group.bench_with_input(BenchmarkId::new("serde_json_value", n), &n, |b, _| {
+                b.iter(|| {
+                    let json = json_of(black_box(&body));
+                    serde_json::from_slice::<serde_json::Value>(&json).unwrap()
+                })
+            });
+            if encoding == WireEncoding::Json {
+                group.bench_with_input(BenchmarkId::new("serde_owned_struct", n), &n, |b, _| {
+                    b.iter(|| serde_json::from_slice::<OwnedBatch>(black_box(&body)).unwrap())
+                });
+                group.bench_with_input(BenchmarkId::new("serde_borrowed_struct", n), &n, |b, _| {
+                    b.iter(|| serde_json::from_slice::<BorrowedBatch<'_>>(black_box(&body)).unwrap())
+                });
+            } else {
+                group.bench_with_input(BenchmarkId::new("serde_owned_struct", n), &n, |b, _| {
+                    b.iter(|| {
+                        let json = json_of(black_box(&body));
+                        serde_json::from_slice::<OwnedEvent>(&json).unwrap()
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+fn inbound(c: &mut Criterion) {
+    let (ct, body) = {
+        let body = std::fs::read(format!("{FIXTURES}inbound-multipart-attachment.multipart")).unwrap();
+        let ct = std::fs::read_to_string(format!("{FIXTURES}inbound-multipart-attachment.content-type")).unwrap();
+        let mut mail = InboundMail::parse(ct.trim(), Bytes::from(body)).unwrap();
+        let template: Attachment = mail.attachments[0].clone();
+        let mut big = template;
+        big.data = Bytes::from((0..1 << 20).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>());
+        mail.attachments = vec![big];
+        let request = encode_inbound(&mail, WireEncoding::Multipart);
+        (request.content_type, request.body)
+    };
+    let mut group = c.benchmark_group("inbound/multipart_1mb");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("cmc_webhook", |b| {
+        b.iter(|| InboundMail::parse(black_box(&ct), black_box(body.clone())).unwrap())
+    });
+    group.bench_function("multer_bytes", |b| {
+        b.iter(|| {
+            let boundary = multer::parse_boundary(&ct).unwrap();
+            let body = black_box(body.clone());
+            let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+            let mut multipart = multer::Multipart::new(stream, boundary);
+            futures_executor_block_on(async move {
+                let mut total = 0;
+                while let Some(field) = multipart.next_field().await.unwrap() {
+                    total += field.bytes().await.unwrap().len();
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+
+    let json = std::fs::read(format!("{FIXTURES}inbound-json.json")).unwrap();
+    let json = Bytes::from(json);
+    let mut group = c.benchmark_group("inbound/json");
+    group.throughput(Throughput::Bytes(json.len() as u64));
+    group.bench_function("cmc_webhook", |b| {
+        b.iter(|| InboundMail::parse("application/json", black_box(json.clone())).unwrap())
+    });
+    group.bench_function("serde_json_value", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&json)).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(40);
+    targets = events, inbound
+}
+criterion_main!(benches);
