@@ -22,7 +22,10 @@ fn batch(n: usize) -> EventBatch {
         .iter()
         .map(|status| {
             let body = std::fs::read(format!("{FIXTURES}event-v2-json-{status}.json")).unwrap();
-            EventBatch::parse("application/json", Bytes::from(body)).unwrap().events.remove(0)
+            EventBatch::parse("application/json", Bytes::from(body))
+                .unwrap()
+                .events
+                .remove(0)
         })
         .collect();
     let mut batch = EventBatch::parse(
@@ -147,7 +150,10 @@ fn multipart_event(content_type: &str, body: Bytes) -> String {
 
 fn futures_executor_block_on<F: std::future::Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
-    match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+    match f
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
         std::task::Poll::Ready(v) => v,
         std::task::Poll::Pending => panic!("an in-memory body never waits"),
     }
@@ -184,7 +190,9 @@ fn events(c: &mut Criterion) {
                     b.iter(|| serde_json::from_slice::<OwnedBatch>(black_box(&body)).unwrap())
                 });
                 group.bench_with_input(BenchmarkId::new("serde_borrowed_struct", n), &n, |b, _| {
-                    b.iter(|| serde_json::from_slice::<BorrowedBatch<'_>>(black_box(&body)).unwrap())
+                    b.iter(|| {
+                        serde_json::from_slice::<BorrowedBatch<'_>>(black_box(&body)).unwrap()
+                    })
                 });
             } else {
                 group.bench_with_input(BenchmarkId::new("serde_owned_struct", n), &n, |b, _| {
@@ -201,12 +209,20 @@ fn events(c: &mut Criterion) {
 
 fn inbound(c: &mut Criterion) {
     let (ct, body) = {
-        let body = std::fs::read(format!("{FIXTURES}inbound-multipart-attachment.multipart")).unwrap();
-        let ct = std::fs::read_to_string(format!("{FIXTURES}inbound-multipart-attachment.content-type")).unwrap();
+        let body =
+            std::fs::read(format!("{FIXTURES}inbound-multipart-attachment.multipart")).unwrap();
+        let ct = std::fs::read_to_string(format!(
+            "{FIXTURES}inbound-multipart-attachment.content-type"
+        ))
+        .unwrap();
         let mut mail = InboundMail::parse(ct.trim(), Bytes::from(body)).unwrap();
         let template: Attachment = mail.attachments[0].clone();
         let mut big = template;
-        big.data = Bytes::from((0..1 << 20).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>());
+        big.data = Bytes::from(
+            (0..1 << 20)
+                .map(|i| (i * 7 % 251) as u8)
+                .collect::<Vec<u8>>(),
+        );
         mail.attachments = vec![big];
         let request = encode_inbound(&mail, WireEncoding::Multipart);
         (request.content_type, request.body)
@@ -220,7 +236,8 @@ fn inbound(c: &mut Criterion) {
         b.iter(|| {
             let boundary = multer::parse_boundary(&ct).unwrap();
             let body = black_box(body.clone());
-            let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+            let stream =
+                futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
             let mut multipart = multer::Multipart::new(stream, boundary);
             futures_executor_block_on(async move {
                 let mut total = 0;

@@ -308,9 +308,7 @@ impl Event {
 /// # Ok::<(), jiff::Error>(())
 /// ```
 pub fn default_time_zone() -> TimeZone {
-    TimeZone::get("Asia/Tokyo").unwrap_or_else(|_| {
-        TimeZone::fixed(jiff::tz::Offset::constant(9))
-    })
+    TimeZone::get("Asia/Tokyo").unwrap_or_else(|_| TimeZone::fixed(jiff::tz::Offset::constant(9)))
 }
 
 /// A stable 128-bit key for one event; see [`Event::idempotency_key`].

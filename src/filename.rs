@@ -25,6 +25,9 @@ pub(crate) struct FileName {
 /// ...) wins over `filename`, as RFC 6266 says; the plain parameter may hold
 /// RFC 2047 encoded words, which are decoded.
 pub(crate) fn from_content_disposition(value: &[u8]) -> Option<FileName> {
+    if !contains_ignore_ascii_case(value, b"filename") {
+        return None; // the common case of a text part: nothing to parse
+    }
     let params = parameters(value);
     if let Some(ext) = extended_filename(&params) {
         return Some(ext);
@@ -33,6 +36,12 @@ pub(crate) fn from_content_disposition(value: &[u8]) -> Option<FileName> {
     let raw = String::from_utf8_lossy(plain).into_owned();
     let decoded = decode_encoded_words(&raw).into_owned();
     Some(FileName { decoded, raw })
+}
+
+/// Whether `needle` (lowercase ASCII) occurs in `hay`, ignoring ASCII case.
+pub(crate) fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// `name=value` parameters after the disposition type; names lowercased,
@@ -183,7 +192,11 @@ pub(crate) fn decode_encoded_words(input: &str) -> Cow<'_, str> {
         let candidate = &rest[start..];
         match encoded_word(candidate) {
             Some((encoding, bytes, len)) => {
-                if !(after_word && before.chars().all(|c| c == ' ' || c == '\t' || c == '\r' || c == '\n')) {
+                if !(after_word
+                    && before
+                        .chars()
+                        .all(|c| c == ' ' || c == '\t' || c == '\r' || c == '\n'))
+                {
                     flush(&mut out, &mut pending);
                     out.push_str(before);
                 }
@@ -294,7 +307,10 @@ pub(crate) fn sanitize(name: &str, fallback: &str) -> String {
         "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
         "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
     ];
-    if DEVICES.iter().any(|d| d.eq_ignore_ascii_case(stem.trim_end())) {
+    if DEVICES
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(stem.trim_end()))
+    {
         out.insert(0, '_');
     }
     truncate_keeping_extension(out, MAX_SAFE_LEN)
@@ -346,14 +362,19 @@ mod tests {
     #[test]
     fn quoted_string_escapes_are_removed() {
         assert_eq!(
-            name(r#"form-data; name="a"; filename="say \"hi\"; ok.txt""#).unwrap().0,
+            name(r#"form-data; name="a"; filename="say \"hi\"; ok.txt""#)
+                .unwrap()
+                .0,
             r#"say "hi"; ok.txt"#
         );
     }
 
     #[test]
     fn unquoted_filename_is_read() {
-        assert_eq!(name("form-data; filename=report.pdf; name=a").unwrap().0, "report.pdf");
+        assert_eq!(
+            name("form-data; filename=report.pdf; name=a").unwrap().0,
+            "report.pdf"
+        );
     }
 
     #[test]
@@ -368,7 +389,12 @@ mod tests {
     #[test]
     fn rfc5987_with_language_and_shift_jis() {
         // 画像 in Shift_JIS is 89 E6 91 9C.
-        assert_eq!(name("attachment; filename*=Shift_JIS'ja'%89%E6%91%9C.png").unwrap().0, "画像.png");
+        assert_eq!(
+            name("attachment; filename*=Shift_JIS'ja'%89%E6%91%9C.png")
+                .unwrap()
+                .0,
+            "画像.png"
+        );
     }
 
     #[test]
@@ -385,7 +411,12 @@ mod tests {
             name(r#"form-data; filename="=?UTF-8?B?55S75YOPMS5wbmc=?=""#),
             Some(("画像1.png".into(), "=?UTF-8?B?55S75YOPMS5wbmc=?=".into()))
         );
-        assert_eq!(name(r#"form-data; filename="=?utf-8?q?caf=C3=A9_menu.txt?=""#).unwrap().0, "café menu.txt");
+        assert_eq!(
+            name(r#"form-data; filename="=?utf-8?q?caf=C3=A9_menu.txt?=""#)
+                .unwrap()
+                .0,
+            "café menu.txt"
+        );
     }
 
     #[test]
@@ -398,7 +429,10 @@ mod tests {
     #[test]
     fn iso_2022_jp_encoded_word() {
         // "テスト" in ISO-2022-JP, base64.
-        assert_eq!(decode_encoded_words("=?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?="), "テスト");
+        assert_eq!(
+            decode_encoded_words("=?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?="),
+            "テスト"
+        );
     }
 
     #[test]
@@ -413,7 +447,14 @@ mod tests {
 
     #[test]
     fn broken_words_are_kept_verbatim() {
-        for s in ["=?", "=?UTF-8?B?", "=?x-unknown?B?YQ==?=", "=?UTF-8?B?***?=", "=?UTF-8?Q?=Z?=", "a =?UTF-8?X?a?= b"] {
+        for s in [
+            "=?",
+            "=?UTF-8?B?",
+            "=?x-unknown?B?YQ==?=",
+            "=?UTF-8?B?***?=",
+            "=?UTF-8?Q?=Z?=",
+            "a =?UTF-8?X?a?= b",
+        ] {
             assert_eq!(decode_encoded_words(s), s, "{s}");
         }
     }

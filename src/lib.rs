@@ -81,3 +81,9 @@ pub use webhook::Webhook;
 
 /// What `Debug` shows in place of a secret.
 pub(crate) const REDACTED: &str = "<redacted>";
+
+/// The README's examples, compiled and run as doc tests so that the README
+/// stays true to the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

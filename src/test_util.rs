@@ -46,7 +46,11 @@ pub enum WireEncoding {
 
 impl WireEncoding {
     /// Every encoding.
-    pub const ALL: [WireEncoding; 3] = [WireEncoding::Json, WireEncoding::Form, WireEncoding::Multipart];
+    pub const ALL: [WireEncoding; 3] = [
+        WireEncoding::Json,
+        WireEncoding::Form,
+        WireEncoding::Multipart,
+    ];
 }
 
 /// A request body and the `Content-Type` to send it with.
@@ -123,7 +127,10 @@ fn record_json(event: &Event) -> Value {
 /// first occur.
 fn event_object(batch: &EventBatch) -> Value {
     let mut lists: Map<String, Value> = Map::new();
-    lists.insert(batch.event_type.as_str().to_owned(), Value::Array(Vec::new()));
+    lists.insert(
+        batch.event_type.as_str().to_owned(),
+        Value::Array(Vec::new()),
+    );
     for event in &batch.events {
         let list = lists
             .entry(event.event_type().to_owned())
@@ -193,7 +200,10 @@ pub fn encode_inbound(mail: &InboundMail, encoding: WireEncoding) -> WireBody {
     }
     let attachments = match encoding {
         WireEncoding::Multipart => {
-            fields.push(("attachments".into(), text(&mail.attachments.len().to_string())));
+            fields.push((
+                "attachments".into(),
+                text(&mail.attachments.len().to_string()),
+            ));
             &mail.attachments[..]
         }
         _ => &[][..],
@@ -202,7 +212,11 @@ pub fn encode_inbound(mail: &InboundMail, encoding: WireEncoding) -> WireBody {
     encode(fields, attachments, encoding)
 }
 
-fn encode(fields: Vec<(String, Value)>, files: &[crate::Attachment], encoding: WireEncoding) -> WireBody {
+fn encode(
+    fields: Vec<(String, Value)>,
+    files: &[crate::Attachment],
+    encoding: WireEncoding,
+) -> WireBody {
     // Text form of a field: strings as they are, structures as JSON text.
     let as_text = |v: &Value| match v {
         Value::String(s) => s.clone(),
@@ -211,7 +225,9 @@ fn encode(fields: Vec<(String, Value)>, files: &[crate::Attachment], encoding: W
     match encoding {
         WireEncoding::Json => WireBody {
             content_type: "application/json".into(),
-            body: Bytes::from(serde_json::to_vec(&Value::Object(fields.into_iter().collect())).expect("JSON")),
+            body: Bytes::from(
+                serde_json::to_vec(&Value::Object(fields.into_iter().collect())).expect("JSON"),
+            ),
         },
         WireEncoding::Form => {
             let mut form = form_urlencoded::Serializer::new(String::new());
@@ -224,7 +240,10 @@ fn encode(fields: Vec<(String, Value)>, files: &[crate::Attachment], encoding: W
             }
         }
         WireEncoding::Multipart => {
-            let texts: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.clone(), as_text(v))).collect();
+            let texts: Vec<(String, String)> = fields
+                .iter()
+                .map(|(k, v)| (k.clone(), as_text(v)))
+                .collect();
             let boundary = boundary_for(&texts, files);
             let mut body = Vec::new();
             for (name, value) in &texts {
@@ -286,8 +305,12 @@ fn boundary_for(texts: &[(String, String)], files: &[crate::Attachment]) -> Stri
         .find(|b| {
             let b = b.as_bytes();
             let occurs = |hay: &[u8]| hay.windows(b.len()).any(|w| w == b);
-            !texts.iter().any(|(k, v)| occurs(k.as_bytes()) || occurs(v.as_bytes()))
-                && !files.iter().any(|f| occurs(&f.data) || occurs(f.raw_filename.as_bytes()))
+            !texts
+                .iter()
+                .any(|(k, v)| occurs(k.as_bytes()) || occurs(v.as_bytes()))
+                && !files
+                    .iter()
+                    .any(|f| occurs(&f.data) || occurs(f.raw_filename.as_bytes()))
         })
         .expect("some boundary is free")
 }

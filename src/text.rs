@@ -252,7 +252,12 @@ mod tests {
     #[test]
     fn compares_with_str_and_string_both_ways() {
         let t = Text::from("abc");
-        assert!(t == "abc" && "abc" == t && t == String::from("abc") && String::from("abc") == t);
+        let owned = String::from("abc");
+        assert_eq!(t, "abc");
+        assert_eq!("abc", t);
+        assert_eq!(t, owned);
+        assert_eq!(owned, t);
+        assert_eq!(t, *"abc");
         assert_eq!(serde_json::to_string(&t).unwrap(), "\"abc\"");
         assert_eq!(format!("{t:?}"), "\"abc\"");
     }

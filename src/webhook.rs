@@ -77,7 +77,11 @@ impl Kind {
     pub(crate) fn mismatch(self) -> ParseError {
         ParseError::new(
             crate::ParseErrorKind::WrongKind,
-            format!("expected {}, but the body is {}", self.describe(), self.other().describe()),
+            format!(
+                "expected {}, but the body is {}",
+                self.describe(),
+                self.other().describe()
+            ),
         )
     }
 }

@@ -16,11 +16,15 @@ fn err(ct: &str, body: impl Into<Bytes>) -> ParseError {
 }
 
 fn batch_json(records: &str) -> String {
-    format!(r#"{{"event_type":"deliveries","server_composition":"pro","event":{{"deliveries":{records}}}}}"#)
+    format!(
+        r#"{{"event_type":"deliveries","server_composition":"pro","event":{{"deliveries":{records}}}}}"#
+    )
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 #[test]
@@ -51,10 +55,17 @@ fn body_that_is_not_an_object() {
 
 #[test]
 fn event_that_is_not_an_object() {
-    let e = err(JSON, r#"{"event_type":"deliveries","server_composition":"pro","event":[1]}"#);
+    let e = err(
+        JSON,
+        r#"{"event_type":"deliveries","server_composition":"pro","event":[1]}"#,
+    );
     assert_eq!(e.kind(), ParseErrorKind::InvalidField);
     assert_eq!(e.path(), Some("event"));
-    assert!(e.message().contains(r#"an object like {"deliveries": [...]}"#), "{e}");
+    assert!(
+        e.message()
+            .contains(r#"an object like {"deliveries": [...]}"#),
+        "{e}"
+    );
 }
 
 #[test]
@@ -69,16 +80,33 @@ fn records_that_are_not_an_array() {
 
 #[test]
 fn wrong_typed_field_names_its_path() {
-    let e = err(JSON, batch_json(r#"[{"created":"2023-01-01 00:00:00","status":"queued"},{"created":"2023-01-01 00:00:00","status":"queued","to":["a"]}]"#));
+    let e = err(
+        JSON,
+        batch_json(
+            r#"[{"created":"2023-01-01 00:00:00","status":"queued"},{"created":"2023-01-01 00:00:00","status":"queued","to":["a"]}]"#,
+        ),
+    );
     assert_eq!(e.kind(), ParseErrorKind::InvalidField);
     assert_eq!(e.path(), Some("event.deliveries[1].to"));
-    assert!(e.to_string().starts_with("event.deliveries[1].to: invalid type: sequence, expected a string"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("event.deliveries[1].to: invalid type: sequence, expected a string"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_created_names_its_path() {
-    for bad in ["2023-13-01 00:00:00", "yesterday", "", "2023/01/01 00:00:00"] {
-        let e = err(JSON, batch_json(&format!(r#"[{{"created":"{bad}","status":"queued"}}]"#)));
+    for bad in [
+        "2023-13-01 00:00:00",
+        "yesterday",
+        "",
+        "2023/01/01 00:00:00",
+    ] {
+        let e = err(
+            JSON,
+            batch_json(&format!(r#"[{{"created":"{bad}","status":"queued"}}]"#)),
+        );
         assert_eq!(e.kind(), ParseErrorKind::InvalidField, "{bad}");
         assert_eq!(e.path(), Some("event.deliveries[0].created"), "{bad}");
         assert!(e.message().contains("is not a date and time"), "{e}");
@@ -87,9 +115,17 @@ fn bad_created_names_its_path() {
 
 #[test]
 fn bad_ip_address_names_its_path() {
-    let e = err(JSON, batch_json(r#"[{"created":"2023-01-01 00:00:00","status":"queued","senderIp":"300.1.1.1"}]"#));
+    let e = err(
+        JSON,
+        batch_json(
+            r#"[{"created":"2023-01-01 00:00:00","status":"queued","senderIp":"300.1.1.1"}]"#,
+        ),
+    );
     assert_eq!(e.path(), Some("event.deliveries[0].senderIp"));
-    assert!(e.message().starts_with("`300.1.1.1` is not an IP address"), "{e}");
+    assert!(
+        e.message().starts_with("`300.1.1.1` is not an IP address"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -99,48 +135,100 @@ fn missing_required_fields() {
     assert_eq!(e.path(), Some("event.deliveries[0]"));
     assert!(e.message().contains("missing field `created`"), "{e}");
 
-    let e = err(JSON, r#"{"event_type":"deliveries","event":{"deliveries":[]}}"#);
-    assert_eq!((e.kind(), e.path()), (ParseErrorKind::MissingField, Some("server_composition")));
+    let e = err(
+        JSON,
+        r#"{"event_type":"deliveries","event":{"deliveries":[]}}"#,
+    );
+    assert_eq!(
+        (e.kind(), e.path()),
+        (ParseErrorKind::MissingField, Some("server_composition"))
+    );
 
-    let e = err(JSON, r#"{"event_type":"deliveries","server_composition":"pro"}"#);
-    assert_eq!((e.kind(), e.path()), (ParseErrorKind::MissingField, Some("event")));
+    let e = err(
+        JSON,
+        r#"{"event_type":"deliveries","server_composition":"pro"}"#,
+    );
+    assert_eq!(
+        (e.kind(), e.path()),
+        (ParseErrorKind::MissingField, Some("event"))
+    );
 
-    let e = err(JSON, r#"{"server_composition":"pro","filter":"f","envelope-from":"a","envelope-to":"b"}"#);
-    assert_eq!((e.kind(), e.path()), (ParseErrorKind::MissingField, Some("headers")));
+    let e = err(
+        JSON,
+        r#"{"server_composition":"pro","filter":"f","envelope-from":"a","envelope-to":"b"}"#,
+    );
+    assert_eq!(
+        (e.kind(), e.path()),
+        (ParseErrorKind::MissingField, Some("headers"))
+    );
 }
 
 #[test]
 fn event_list_must_match_event_type() {
-    let e = err(JSON, r#"{"event_type":"bounces","server_composition":"pro","event":{"deliveries":[]}}"#);
+    let e = err(
+        JSON,
+        r#"{"event_type":"bounces","server_composition":"pro","event":{"deliveries":[]}}"#,
+    );
     assert_eq!(e.kind(), ParseErrorKind::MissingField);
     assert_eq!(e.path(), Some("event"));
-    assert!(e.message().contains("`bounces`") && e.message().contains("`deliveries`"), "{e}");
+    assert!(
+        e.message().contains("`bounces`") && e.message().contains("`deliveries`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn fields_given_twice_are_refused() {
-    let e = err(JSON, r#"{"event_type":"deliveries","server_composition":"pro","server_composition":"x","event":{"deliveries":[]}}"#);
+    let e = err(
+        JSON,
+        r#"{"event_type":"deliveries","server_composition":"pro","server_composition":"x","event":{"deliveries":[]}}"#,
+    );
     assert_eq!(e.kind(), ParseErrorKind::InvalidField);
-    assert!(e.to_string().contains("server_composition") && e.to_string().contains("twice"), "{e}");
+    assert!(
+        e.to_string().contains("server_composition") && e.to_string().contains("twice"),
+        "{e}"
+    );
 
-    let e = err(JSON, batch_json(r#"[{"created":"2023-01-01 00:00:00","status":"queued","to":"a","to":"b"}]"#));
+    let e = err(
+        JSON,
+        batch_json(r#"[{"created":"2023-01-01 00:00:00","status":"queued","to":"a","to":"b"}]"#),
+    );
     assert!(e.to_string().contains("`to` is given twice"), "{e}");
 
-    let e = err(FORM, form(&[("server_composition", "p"), ("event_type", "deliveries"), ("api_key", "a"), ("api_key", "b"), ("event", r#"{"deliveries":[]}"#)]));
+    let e = err(
+        FORM,
+        form(&[
+            ("server_composition", "p"),
+            ("event_type", "deliveries"),
+            ("api_key", "a"),
+            ("api_key", "b"),
+            ("event", r#"{"deliveries":[]}"#),
+        ]),
+    );
     assert_eq!(e.kind(), ParseErrorKind::InvalidField);
     assert_eq!(e.path(), Some("api_key"));
 }
 
 #[test]
 fn version_1_and_2_names_that_disagree_are_refused() {
-    let e = err(JSON, batch_json(r#"[{"created":"2023-01-01 00:00:00","status":"queued","to":"a@x","envelopeTo":"b@x"}]"#));
+    let e = err(
+        JSON,
+        batch_json(
+            r#"[{"created":"2023-01-01 00:00:00","status":"queued","to":"a@x","envelopeTo":"b@x"}]"#,
+        ),
+    );
     assert_eq!(e.path(), Some("event.deliveries[0]"));
-    assert!(e.message().contains("`to` and `envelopeTo` disagree"), "{e}");
+    assert!(
+        e.message().contains("`to` and `envelopeTo` disagree"),
+        "{e}"
+    );
 }
 
 #[test]
 fn invalid_utf8_in_every_encoding() {
-    let mut json = batch_json(r#"[{"created":"2023-01-01 00:00:00","status":"queued","subject":"XX"}]"#).into_bytes();
+    let mut json =
+        batch_json(r#"[{"created":"2023-01-01 00:00:00","status":"queued","subject":"XX"}]"#)
+            .into_bytes();
     let at = json.windows(2).position(|w| w == b"XX").unwrap();
     json[at] = 0xff;
     let e = err(JSON, json);
@@ -148,28 +236,55 @@ fn invalid_utf8_in_every_encoding() {
     assert!(e.message().contains("not UTF-8"), "{e}");
 
     let e = err(FORM, "server_composition=%FF&event_type=deliveries");
-    assert_eq!((e.kind(), e.path()), (ParseErrorKind::Encoding, Some("server_composition")));
+    assert_eq!(
+        (e.kind(), e.path()),
+        (ParseErrorKind::Encoding, Some("server_composition"))
+    );
 
     let e = err(FORM, &b"server_composition=\xff"[..]);
     assert_eq!(e.kind(), ParseErrorKind::Encoding);
 
-    let body = b"--b\r\nContent-Disposition: form-data; name=\"filter\"\r\n\r\n\xff\xfe\r\n--b--\r\n";
+    let body =
+        b"--b\r\nContent-Disposition: form-data; name=\"filter\"\r\n\r\n\xff\xfe\r\n--b--\r\n";
     let e = err("multipart/form-data; boundary=b", &body[..]);
-    assert_eq!((e.kind(), e.path()), (ParseErrorKind::Encoding, Some("filter")));
+    assert_eq!(
+        (e.kind(), e.path()),
+        (ParseErrorKind::Encoding, Some("filter"))
+    );
 }
 
 #[test]
 fn malformed_percent_encoding() {
-    let e = err(FORM, "server_composition=pro&event_type=deliveries&event=%7B%ZZ");
-    assert_eq!((e.kind(), e.path()), (ParseErrorKind::Encoding, Some("event")));
+    let e = err(
+        FORM,
+        "server_composition=pro&event_type=deliveries&event=%7B%ZZ",
+    );
+    assert_eq!(
+        (e.kind(), e.path()),
+        (ParseErrorKind::Encoding, Some("event"))
+    );
     assert!(e.message().contains("`%ZZ`"), "{e}");
 }
 
 #[test]
 fn invalid_json_inside_a_form_field_names_the_field() {
-    let e = err(FORM, form(&[("server_composition", "p"), ("event_type", "deliveries"), ("event", r#"{"deliveries":[{"created":1}]}"#)]));
+    let e = err(
+        FORM,
+        form(&[
+            ("server_composition", "p"),
+            ("event_type", "deliveries"),
+            ("event", r#"{"deliveries":[{"created":1}]}"#),
+        ]),
+    );
     assert_eq!(e.path(), Some("event.deliveries[0].created"));
-    let e = err(FORM, form(&[("server_composition", "p"), ("event_type", "deliveries"), ("event", "{")]));
+    let e = err(
+        FORM,
+        form(&[
+            ("server_composition", "p"),
+            ("event_type", "deliveries"),
+            ("event", "{"),
+        ]),
+    );
     assert_eq!((e.kind(), e.path()), (ParseErrorKind::Json, Some("event")));
 }
 
@@ -193,13 +308,30 @@ fn deep_nesting_is_refused_without_overflowing_the_stack() {
     for body in [
         deep.clone(),
         format!(r#"{{"event_type":"x","server_composition":"p","extra":{deep}}}"#),
-        batch_json(&format!(r#"[{{"created":"2023-01-01 00:00:00","status":"queued","x":{deep}}}]"#)),
-        format!(r#"{{"event_type":"blocks","server_composition":"p","event":{{"blocks":[{deep}]}}}}"#),
+        batch_json(&format!(
+            r#"[{{"created":"2023-01-01 00:00:00","status":"queued","x":{deep}}}]"#
+        )),
+        format!(
+            r#"{{"event_type":"blocks","server_composition":"p","event":{{"blocks":[{deep}]}}}}"#
+        ),
     ] {
         let e = err(JSON, body);
-        assert!(matches!(e.kind(), ParseErrorKind::Json | ParseErrorKind::InvalidField), "{e}");
+        assert!(
+            matches!(
+                e.kind(),
+                ParseErrorKind::Json | ParseErrorKind::InvalidField
+            ),
+            "{e}"
+        );
     }
-    let e = err(FORM, form(&[("server_composition", "p"), ("event_type", "unknown"), ("event", &format!(r#"{{"unknown":[{deep}]}}"#))]));
+    let e = err(
+        FORM,
+        form(&[
+            ("server_composition", "p"),
+            ("event_type", "unknown"),
+            ("event", &format!(r#"{{"unknown":[{deep}]}}"#)),
+        ]),
+    );
     assert_eq!(e.kind(), ParseErrorKind::Json, "{e}");
     assert!(e.message().contains("recursion limit"), "{e}");
 }
@@ -214,7 +346,11 @@ fn the_wrong_kind_is_named() {
     let (ct, body) = common::load("shared/event-v2-json-queued.json");
     let e = InboundMail::parse(&ct, body).unwrap_err();
     assert_eq!(e.kind(), ParseErrorKind::WrongKind);
-    assert!(e.to_string().ends_with("but the body is an event webhook (event_type, event)"), "{e}");
+    assert!(
+        e.to_string()
+            .ends_with("but the body is an event webhook (event_type, event)"),
+        "{e}"
+    );
 
     let e = err(JSON, "{}");
     assert_eq!(e.kind(), ParseErrorKind::WrongKind);
@@ -226,13 +362,20 @@ fn attachment_count_must_match_the_parts() {
     let (ct, body) = common::load("shared/inbound-multipart-attachment.multipart");
     let body = String::from_utf8_lossy(&body).replace("\r\n\r\n1\r\n", "\r\n\r\n2\r\n");
     let e = err(&ct, body);
-    assert_eq!((e.kind(), e.path()), (ParseErrorKind::InvalidField, Some("attachments")));
+    assert_eq!(
+        (e.kind(), e.path()),
+        (ParseErrorKind::InvalidField, Some("attachments"))
+    );
     assert!(e.message().contains("says `2` attachments"), "{e}");
 }
 
 #[test]
 fn unsupported_media_type() {
     for ct in ["text/plain", "", "application/octet-stream", "image/png"] {
-        assert_eq!(err(ct, "{}").kind(), ParseErrorKind::UnsupportedMediaType, "{ct}");
+        assert_eq!(
+            err(ct, "{}").kind(),
+            ParseErrorKind::UnsupportedMediaType,
+            "{ct}"
+        );
     }
 }

@@ -5,7 +5,8 @@ mod common;
 use std::net::IpAddr;
 
 use cmc_webhook::{
-    default_time_zone, BounceStatus, DeliveryStatus, Event, EventBatch, EventType, InboundMail, Webhook,
+    default_time_zone, BounceStatus, DeliveryStatus, Event, EventBatch, EventType, InboundMail,
+    Webhook,
 };
 use jiff::civil::date;
 
@@ -26,11 +27,16 @@ fn ip(s: &str) -> Option<IpAddr> {
 #[test]
 fn every_fixture_parses_as_the_kind_its_name_says() {
     let all = common::all_bodies();
-    assert!(all.len() >= 16, "expected all fixtures, found {}", all.len());
+    assert!(
+        all.len() >= 16,
+        "expected all fixtures, found {}",
+        all.len()
+    );
     for path in all {
         let ct = common::content_type_of(&path);
         let body = std::fs::read(&path).unwrap();
-        let parsed = Webhook::parse(&ct, body.into()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let parsed =
+            Webhook::parse(&ct, body.into()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let name = path.file_name().unwrap().to_str().unwrap();
         match parsed {
             Webhook::Events(_) => assert!(name.starts_with("event-"), "{name}"),
@@ -50,7 +56,9 @@ fn vendored_shared_fixtures_match_the_originals_when_present() {
     };
     for entry in entries {
         let path = entry.unwrap().path();
-        let copy = common::fixtures().join("shared").join(path.file_name().unwrap());
+        let copy = common::fixtures()
+            .join("shared")
+            .join(path.file_name().unwrap());
         assert_eq!(
             std::fs::read(&path).unwrap(),
             std::fs::read(&copy).unwrap_or_default(),
@@ -67,42 +75,61 @@ fn queued_delivery() {
     assert_eq!(batch.server_composition, "pro");
     assert_eq!(batch.api_key, None);
     assert_eq!(batch.events.len(), 1);
-    let Event::Delivery(d) = &batch.events[0] else { panic!("{:?}", batch.events[0]) };
+    let Event::Delivery(d) = &batch.events[0] else {
+        panic!("{:?}", batch.events[0])
+    };
     assert_eq!(d.status, DeliveryStatus::Queued);
     assert_eq!(d.created, date(2023, 1, 25).at(14, 3, 6, 0));
     assert_eq!(d.return_path, "info@return.pro.smtps.jp");
     assert_eq!(d.from, "info@example.com");
     assert_eq!(d.to, "user@example.jp");
-    assert_eq!(d.message_id, "<031a32d4-06cd-b1ae-9526-011c0b9f1296@example.com>");
+    assert_eq!(
+        d.message_id,
+        "<031a32d4-06cd-b1ae-9526-011c0b9f1296@example.com>"
+    );
     assert_eq!(d.reason, "");
     assert_eq!(d.subject, "メールマガジンのテスト");
     assert_eq!(d.api_data, "");
     assert_eq!(d.source_ip, ip("100.100.100.1"));
     assert_eq!(d.sender_ip, None);
     assert!(d.extra.is_empty());
-    let at = batch.events[0].created_at(&default_time_zone()).unwrap().unwrap();
+    let at = batch.events[0]
+        .created_at(&default_time_zone())
+        .unwrap()
+        .unwrap();
     assert_eq!(at.to_string(), "2023-01-25T05:03:06Z");
 }
 
 #[test]
 fn succeeded_delivery() {
     let batch = events("shared/event-v2-json-succeeded.json");
-    let Event::Delivery(d) = &batch.events[0] else { panic!() };
+    let Event::Delivery(d) = &batch.events[0] else {
+        panic!()
+    };
     assert_eq!(d.status, DeliveryStatus::Succeeded);
     assert_eq!(d.created, date(2023, 1, 25).at(14, 3, 9, 0));
     assert_eq!(d.source_ip, None);
     assert_eq!(d.sender_ip, ip("100.100.100.3"));
-    assert_eq!(d.message_id, "<031a32d4-06cd-b1ae-9526-011c0b9f1296@example.com>");
+    assert_eq!(
+        d.message_id,
+        "<031a32d4-06cd-b1ae-9526-011c0b9f1296@example.com>"
+    );
 }
 
 #[test]
 fn failed_delivery_keeps_the_long_smtp_reason() {
     let batch = events("shared/event-v2-json-failed.json");
-    let Event::Delivery(d) = &batch.events[0] else { panic!() };
+    let Event::Delivery(d) = &batch.events[0] else {
+        panic!()
+    };
     assert_eq!(d.status, DeliveryStatus::Failed);
     assert_eq!(d.to, "no-user@example.jp");
-    assert!(d.reason.starts_with("550 5.1.1 The email account that you tried to reach does not exist."));
-    assert!(d.reason.contains("<https://support.google.com/mail/?p=NoSuchUser>"));
+    assert!(d
+        .reason
+        .starts_with("550 5.1.1 The email account that you tried to reach does not exist."));
+    assert!(d
+        .reason
+        .contains("<https://support.google.com/mail/?p=NoSuchUser>"));
     assert!(d.reason.ends_with("- gsmtp (in reply to RCPT TO)"));
     assert_eq!(d.created, date(2023, 1, 25).at(14, 6, 6, 0));
 }
@@ -111,19 +138,26 @@ fn failed_delivery_keeps_the_long_smtp_reason() {
 fn bounce_host_unknown() {
     let batch = events("shared/event-v2-json-bounce-host-unknown.json");
     assert_eq!(batch.event_type, EventType::Bounces);
-    let Event::Bounce(b) = &batch.events[0] else { panic!() };
+    let Event::Bounce(b) = &batch.events[0] else {
+        panic!()
+    };
     assert_eq!(b.status, BounceStatus::UnknownHost);
     assert_eq!(b.status.code(), "1");
     assert_eq!(b.to, "user@example");
     assert_eq!(b.reason, "host unknown");
-    assert_eq!(b.message_id, "<8f902ee7-ae65-8711-48a8-2f708cb14205@example.com>");
+    assert_eq!(
+        b.message_id,
+        "<8f902ee7-ae65-8711-48a8-2f708cb14205@example.com>"
+    );
     assert_eq!(b.created, date(2023, 1, 25).at(14, 5, 15, 0));
 }
 
 #[test]
 fn bounce_unknown_user() {
     let batch = events("shared/event-v2-json-bounce-unknown-user.json");
-    let Event::Bounce(b) = &batch.events[0] else { panic!() };
+    let Event::Bounce(b) = &batch.events[0] else {
+        panic!()
+    };
     assert_eq!(b.status, BounceStatus::UnknownUser);
     assert_eq!(b.status.code(), "2");
     assert_eq!(b.to, "no-user@example.jp");
@@ -137,7 +171,10 @@ fn failed_delivery_and_its_bounce_share_the_message_id_but_not_the_key() {
     let failed = events("shared/event-v2-json-failed.json");
     let bounce = events("shared/event-v2-json-bounce-unknown-user.json");
     assert_eq!(failed.events[0].message_id(), bounce.events[0].message_id());
-    assert_ne!(failed.events[0].idempotency_key(), bounce.events[0].idempotency_key());
+    assert_ne!(
+        failed.events[0].idempotency_key(),
+        bounce.events[0].idempotency_key()
+    );
 }
 
 #[test]
@@ -145,22 +182,35 @@ fn form_body_with_two_records_and_escaped_angle_brackets() {
     let batch = events("shared/event-v2-form-two-records.form");
     assert_eq!(batch.server_composition, "sandbox");
     assert_eq!(batch.events.len(), 2);
-    let (Event::Delivery(a), Event::Delivery(b)) = (&batch.events[0], &batch.events[1]) else { panic!() };
+    let (Event::Delivery(a), Event::Delivery(b)) = (&batch.events[0], &batch.events[1]) else {
+        panic!()
+    };
     assert_eq!(a.status, DeliveryStatus::Queued);
     assert_eq!(b.status, DeliveryStatus::Failed);
-    assert_eq!(a.message_id, "<1e928240-492e-af27-fcac-da2513ec7bc8@example.com>");
+    assert_eq!(
+        a.message_id,
+        "<1e928240-492e-af27-fcac-da2513ec7bc8@example.com>"
+    );
     assert_eq!(a.created, date(2023, 4, 27).at(13, 23, 58, 0));
     assert_eq!(a.source_ip, ip("100.100.100.1"));
     assert_eq!(a.return_path, "info@return.sandbox.smtps.jp");
     assert_eq!(a.subject, "メールマガジンのテスト");
-    assert_eq!(b.reason, "Recipient address <user@example.jp> is suppressed to send mail. (in reply to RCPT TO)");
-    assert_ne!(batch.events[0].idempotency_key(), batch.events[1].idempotency_key());
+    assert_eq!(
+        b.reason,
+        "Recipient address <user@example.jp> is suppressed to send mail. (in reply to RCPT TO)"
+    );
+    assert_ne!(
+        batch.events[0].idempotency_key(),
+        batch.events[1].idempotency_key()
+    );
 }
 
 #[test]
 fn version_1_form_body_fills_the_same_struct() {
     let batch = events("event-v1-form-deferred.form");
-    let Event::Delivery(d) = &batch.events[0] else { panic!() };
+    let Event::Delivery(d) = &batch.events[0] else {
+        panic!()
+    };
     assert_eq!(d.status, DeliveryStatus::Deferred);
     assert_eq!(d.return_path, "info@return.smtps.jp");
     assert_eq!(d.to, "user@example.jp");
@@ -181,20 +231,34 @@ fn multipart_event_webhook_with_api_key_and_odd_case_content_type() {
     assert_eq!(batch.event_type, EventType::Bounces);
     assert_eq!(batch.api_key.as_deref(), Some("k3y-For-Tests"));
     assert!(!format!("{batch:?}").contains("k3y-For-Tests"));
-    assert!(!serde_json::to_string(&batch).unwrap().contains("k3y-For-Tests"));
+    assert!(!serde_json::to_string(&batch)
+        .unwrap()
+        .contains("k3y-For-Tests"));
     let statuses: Vec<_> = batch
         .events
         .iter()
         .map(|e| match e {
-            Event::Bounce(b) => (b.status.clone(), b.message_id.to_string(), b.api_data.to_string()),
+            Event::Bounce(b) => (
+                b.status.clone(),
+                b.message_id.to_string(),
+                b.api_data.to_string(),
+            ),
             other => panic!("{other:?}"),
         })
         .collect();
     assert_eq!(
         statuses,
         [
-            (BounceStatus::MailboxFull, "<mp-1@example.com>".to_owned(), "campaign-7".to_owned()),
-            (BounceStatus::Unsubscribed, "<mp-2@example.com>".to_owned(), String::new()),
+            (
+                BounceStatus::MailboxFull,
+                "<mp-1@example.com>".to_owned(),
+                "campaign-7".to_owned()
+            ),
+            (
+                BounceStatus::Unsubscribed,
+                "<mp-2@example.com>".to_owned(),
+                String::new()
+            ),
         ]
     );
 }
@@ -203,7 +267,9 @@ fn multipart_event_webhook_with_api_key_and_odd_case_content_type() {
 fn blocks_are_kept_raw_with_their_known_fields() {
     let batch = events("event-v2-json-blocks.json");
     assert_eq!(batch.event_type, EventType::Blocks);
-    let (Event::Block(a), Event::Block(b)) = (&batch.events[0], &batch.events[1]) else { panic!() };
+    let (Event::Block(a), Event::Block(b)) = (&batch.events[0], &batch.events[1]) else {
+        panic!()
+    };
     assert_eq!(a.email.as_deref(), Some("stop@example.jp"));
     assert_eq!(a.id.as_deref(), Some("1234"));
     assert_eq!(a.created.as_deref(), Some("2023-03-01 12:00:00"));
@@ -213,7 +279,10 @@ fn blocks_are_kept_raw_with_their_known_fields() {
     assert_eq!(b.id, None);
     let raw: serde_json::Value = serde_json::from_str(b.raw.get()).unwrap();
     assert_eq!(raw["note"]["by"], "console");
-    assert_ne!(batch.events[0].idempotency_key(), batch.events[1].idempotency_key());
+    assert_ne!(
+        batch.events[0].idempotency_key(),
+        batch.events[1].idempotency_key()
+    );
 }
 
 #[test]
@@ -221,7 +290,9 @@ fn unknown_event_type_is_kept_whole() {
     let batch = events("event-v2-json-unknown-type.json");
     assert_eq!(batch.event_type, EventType::Other("unsubscribes".into()));
     assert_eq!(batch.event_type.as_str(), "unsubscribes");
-    let Event::Unknown(u) = &batch.events[0] else { panic!() };
+    let Event::Unknown(u) = &batch.events[0] else {
+        panic!()
+    };
     assert_eq!(u.event_type, "unsubscribes");
     let raw: serde_json::Value = serde_json::from_str(u.raw.get()).unwrap();
     assert_eq!(raw["via"], "one-click");
@@ -235,7 +306,9 @@ fn unknown_status_extra_fields_ipv6_and_api_key_are_kept() {
     assert_eq!(batch.api_key.as_deref(), Some("s3cret-api-key"));
     assert!(!format!("{batch:?}").contains("s3cret-api-key"));
     assert_eq!(batch.extra["future_flag"], serde_json::Value::Bool(true));
-    let Event::Delivery(d) = &batch.events[0] else { panic!() };
+    let Event::Delivery(d) = &batch.events[0] else {
+        panic!()
+    };
     assert_eq!(d.status, DeliveryStatus::Other("expired".into()));
     assert_eq!(d.status.as_str(), "expired");
     assert_eq!(d.sender_ip, ip("2001:db8::25"));
@@ -245,10 +318,20 @@ fn unknown_status_extra_fields_ipv6_and_api_key_are_kept() {
 #[test]
 fn unknown_bounce_code_and_absent_optional_fields() {
     let batch = events("event-v2-json-bounce-unknown-code-minimal.json");
-    let Event::Bounce(b) = &batch.events[0] else { panic!() };
+    let Event::Bounce(b) = &batch.events[0] else {
+        panic!()
+    };
     assert_eq!(b.status, BounceStatus::Other("42".into()));
     assert_eq!(b.status.code(), "42");
-    assert_eq!((b.from.as_str(), b.return_path.as_str(), b.reason.as_str(), b.subject.as_str()), ("", "", "", ""));
+    assert_eq!(
+        (
+            b.from.as_str(),
+            b.return_path.as_str(),
+            b.reason.as_str(),
+            b.subject.as_str()
+        ),
+        ("", "", "", "")
+    );
     assert_eq!(b.api_data, "");
 }
 
@@ -260,11 +343,20 @@ fn inbound_json_mail() {
     assert_eq!(mail.subject, "テストメール");
     assert_eq!(mail.envelope_from, "sender@example.com");
     assert_eq!(mail.envelope_to, "info@example.jp");
-    assert_eq!(mail.text.as_deref(), Some("これはテストのメールです。\r\n\r\n--\r\n"));
-    assert_eq!(mail.html.as_deref(), Some("<div dir=\"ltr\">これはテストのメールです。<div>--</div></div>"));
+    assert_eq!(
+        mail.text.as_deref(),
+        Some("これはテストのメールです。\r\n\r\n--\r\n")
+    );
+    assert_eq!(
+        mail.html.as_deref(),
+        Some("<div dir=\"ltr\">これはテストのメールです。<div>--</div></div>")
+    );
     assert!(mail.attachments.is_empty());
     assert_eq!(mail.headers.len(), 10);
-    assert_eq!(mail.headers.get("return-path"), Some("<sender@example.com>"));
+    assert_eq!(
+        mail.headers.get("return-path"),
+        Some("<sender@example.com>")
+    );
     let received: Vec<_> = mail.headers.get_all("Received").collect();
     assert_eq!(received.len(), 2);
     assert!(received[0].starts_with("from mail.example.com"));
@@ -272,7 +364,10 @@ fn inbound_json_mail() {
     let subject = mail.headers.iter().find(|h| h.name == "Subject").unwrap();
     assert_eq!(subject.value, "=?UTF-8?B?44OG44K544OI44Oh44O844Or?=");
     assert_eq!(subject.decoded_value(), "テストメール");
-    assert_eq!(mail.headers.get("From"), Some("送信者 <sender@example.com>"));
+    assert_eq!(
+        mail.headers.get("From"),
+        Some("送信者 <sender@example.com>")
+    );
     let names: Vec<_> = mail.headers.iter().map(|h| h.name.as_str()).collect();
     assert_eq!(names[..3], ["Return-Path", "Received", "Received"]);
 }
@@ -284,8 +379,14 @@ fn inbound_multipart_with_a_png_attachment() {
     assert_eq!(mail.subject, "添付ファイルテスト");
     assert_eq!(mail.text.as_deref(), Some("画像を添付します。\r\n"));
     assert_eq!(mail.html.as_deref(), Some("<div>画像を添付します。</div>"));
-    assert_eq!(mail.headers.get("Return-Path"), Some("<sender@example.com>"));
-    assert_eq!(mail.headers.get("message-id"), Some("<CAF=abc123@mail.example.com>"));
+    assert_eq!(
+        mail.headers.get("Return-Path"),
+        Some("<sender@example.com>")
+    );
+    assert_eq!(
+        mail.headers.get("message-id"),
+        Some("<CAF=abc123@mail.example.com>")
+    );
     assert_eq!(mail.attachments.len(), 1);
     let png = &mail.attachments[0];
     assert_eq!(png.field_name, "attachment1");
@@ -297,7 +398,10 @@ fn inbound_multipart_with_a_png_attachment() {
     assert!(png.data.ends_with(b"IEND\xaeB`\x82"));
     // The exact bytes between the part's header and the next boundary.
     let (_, body) = common::load("shared/inbound-multipart-attachment.multipart");
-    let start = body.windows(8).position(|w| w == b"\x89PNG\r\n\x1a\n").unwrap();
+    let start = body
+        .windows(8)
+        .position(|w| w == b"\x89PNG\r\n\x1a\n")
+        .unwrap();
     let end = body.windows(4).rposition(|w| w == b"\r\n--").unwrap();
     assert_eq!(png.data, body.slice(start..end));
 }
@@ -306,20 +410,56 @@ fn inbound_multipart_with_a_png_attachment() {
 fn inbound_multipart_file_name_encodings_order_and_charsets() {
     let mail = inbound("inbound-multipart-filenames.multipart");
     assert_eq!(mail.text.as_deref(), Some("本文です。\r\n"));
-    let subject = mail.headers.iter().find(|h| h.name.eq_ignore_ascii_case("subject")).unwrap();
+    let subject = mail
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("subject"))
+        .unwrap();
     assert_eq!(subject.decoded_value(), "テスト");
     let got: Vec<_> = mail
         .attachments
         .iter()
-        .map(|a| (a.field_name.as_str(), a.filename.as_str(), a.raw_filename.as_str(), a.content_type.as_str(), a.data.len()))
+        .map(|a| {
+            (
+                a.field_name.as_str(),
+                a.filename.as_str(),
+                a.raw_filename.as_str(),
+                a.content_type.as_str(),
+                a.data.len(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
         [
-            ("attachment1", "請求書.txt", "請求書.txt", "text/plain; charset=UTF-8", "一番目\r\n".len()),
-            ("attachment2", "売上.csv", "UTF-8''%E5%A3%B2%E4%B8%8A.csv", "text/csv", 10),
-            ("attachment3", "見積書.pdf", "=?UTF-8?B?6KaL56mN5pu4LnBkZg==?=", "application/pdf", 14),
-            ("attachment4", "café menu.txt", "=?utf-8?Q?caf=C3=A9_menu.txt?=", "application/octet-stream", 4),
+            (
+                "attachment1",
+                "請求書.txt",
+                "請求書.txt",
+                "text/plain; charset=UTF-8",
+                "一番目\r\n".len()
+            ),
+            (
+                "attachment2",
+                "売上.csv",
+                "UTF-8''%E5%A3%B2%E4%B8%8A.csv",
+                "text/csv",
+                10
+            ),
+            (
+                "attachment3",
+                "見積書.pdf",
+                "=?UTF-8?B?6KaL56mN5pu4LnBkZg==?=",
+                "application/pdf",
+                14
+            ),
+            (
+                "attachment4",
+                "café menu.txt",
+                "=?utf-8?Q?caf=C3=A9_menu.txt?=",
+                "application/octet-stream",
+                4
+            ),
         ]
     );
     assert_eq!(&mail.attachments[3].data[..], b"\x00\x01\x02\xff");
@@ -339,12 +479,17 @@ fn inbound_json_without_optional_fields() {
 #[test]
 fn content_type_with_parameters_and_odd_case() {
     let (_, body) = common::load("shared/event-v2-json-queued.json");
-    for ct in ["Application/JSON; charset=UTF-8", "application/json;charset=utf-8", "APPLICATION/JSON"] {
+    for ct in [
+        "Application/JSON; charset=UTF-8",
+        "application/json;charset=utf-8",
+        "APPLICATION/JSON",
+    ] {
         let batch = EventBatch::parse(ct, body.clone()).unwrap();
         assert_eq!(batch.events.len(), 1, "{ct}");
     }
     let (_, form) = common::load("shared/event-v2-form-two-records.form");
-    let batch = EventBatch::parse("Application/X-WWW-Form-Urlencoded; Charset=UTF-8", form).unwrap();
+    let batch =
+        EventBatch::parse("Application/X-WWW-Form-Urlencoded; Charset=UTF-8", form).unwrap();
     assert_eq!(batch.events.len(), 2);
 }
 
@@ -353,7 +498,15 @@ fn text_fields_share_the_body_when_unescaped() {
     let (ct, body) = common::load("shared/event-v2-json-queued.json");
     let range = body.as_ptr_range();
     let batch = EventBatch::parse(&ct, body.clone()).unwrap();
-    let Event::Delivery(d) = &batch.events[0] else { panic!() };
-    assert!(range.contains(&d.to.as_ptr()), "`to` should point into the body");
-    assert!(range.contains(&d.subject.as_ptr()), "`subject` should point into the body");
+    let Event::Delivery(d) = &batch.events[0] else {
+        panic!()
+    };
+    assert!(
+        range.contains(&d.to.as_ptr()),
+        "`to` should point into the body"
+    );
+    assert!(
+        range.contains(&d.subject.as_ptr()),
+        "`subject` should point into the body"
+    );
 }

@@ -10,12 +10,33 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 const KNOWN_RECORD_KEYS: [&str; 13] = [
-    "created", "status", "returnPath", "envelopeFrom", "from", "to", "envelopeTo", "messageId",
-    "reason", "subject", "apiData", "sourceIp", "senderIp",
+    "created",
+    "status",
+    "returnPath",
+    "envelopeFrom",
+    "from",
+    "to",
+    "envelopeTo",
+    "messageId",
+    "reason",
+    "subject",
+    "apiData",
+    "sourceIp",
+    "senderIp",
 ];
 const KNOWN_TOP_KEYS: [&str; 12] = [
-    "event_type", "server_composition", "api_key", "event", "filter", "headers", "subject",
-    "envelope-from", "envelope-to", "text", "html", "attachments",
+    "event_type",
+    "server_composition",
+    "api_key",
+    "event",
+    "filter",
+    "headers",
+    "subject",
+    "envelope-from",
+    "envelope-to",
+    "text",
+    "html",
+    "attachments",
 ];
 
 /// Text as CMC might send it: anything, with the characters that need
@@ -63,14 +84,22 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 fn extra(known: &'static [&'static str]) -> impl Strategy<Value = Map<String, Value>> {
     prop::collection::btree_map("[a-zA-Z_]{1,10}", json_value(), 0..3).prop_map(move |m| {
-        m.into_iter().filter(|(k, _)| !known.contains(&k.as_str())).collect()
+        m.into_iter()
+            .filter(|(k, _)| !known.contains(&k.as_str()))
+            .collect()
     })
 }
 
 fn delivery() -> impl Strategy<Value = Value> {
     (
         created(),
-        prop_oneof![Just("queued"), Just("succeeded"), Just("failed"), Just("deferred"), Just("expired")],
+        prop_oneof![
+            Just("queued"),
+            Just("succeeded"),
+            Just("failed"),
+            Just("deferred"),
+            Just("expired")
+        ],
         prop::collection::vec(text(), 7),
         ip(),
         ip(),
@@ -90,7 +119,11 @@ fn delivery() -> impl Strategy<Value = Value> {
 fn bounce() -> impl Strategy<Value = Value> {
     (
         created(),
-        prop_oneof![(1u32..=11).prop_map(|c| c.to_string()), Just("99".to_owned()), "[0-9]{1,3}"],
+        prop_oneof![
+            (1u32..=11).prop_map(|c| c.to_string()),
+            Just("99".to_owned()),
+            "[0-9]{1,3}"
+        ],
         prop::collection::vec(text(), 7),
         extra(&KNOWN_RECORD_KEYS),
     )
@@ -115,8 +148,10 @@ fn batch_json() -> impl Strategy<Value = Value> {
         prop::collection::vec(delivery(), 0..5).prop_map(|r| ("deliveries".to_owned(), r)),
         prop::collection::vec(bounce(), 0..5).prop_map(|r| ("bounces".to_owned(), r)),
         prop::collection::vec(object(), 0..4).prop_map(|r| ("blocks".to_owned(), r)),
-        ("[a-z]{3,10}", prop::collection::vec(object(), 0..4))
-            .prop_filter("an unknown type", |(t, _)| !["deliveries", "bounces", "blocks"].contains(&t.as_str())),
+        ("[a-z]{3,10}", prop::collection::vec(object(), 0..4)).prop_filter(
+            "an unknown type",
+            |(t, _)| !["deliveries", "bounces", "blocks"].contains(&t.as_str())
+        ),
     ];
     (
         records,
@@ -144,36 +179,36 @@ fn batch_json() -> impl Strategy<Value = Value> {
 
 fn parse_json_batch(wire: &Value) -> EventBatch {
     let body = serde_json::to_vec(wire).unwrap();
-    EventBatch::parse("application/json", Bytes::from(body)).unwrap_or_else(|e| panic!("{e}: {wire}"))
+    EventBatch::parse("application/json", Bytes::from(body))
+        .unwrap_or_else(|e| panic!("{e}: {wire}"))
 }
 
 /// A filename in one of the three encodings CMC uses: raw, RFC 5987,
 /// RFC 2047 base64. Returns the header parameter and the decoded name.
 fn file_name() -> impl Strategy<Value = (String, String)> {
     use base64::Engine as _;
-    (
-        "[a-zA-Z0-9 ._\\-ぁ-んァ-ン一-龥]{1,12}",
-        0..3u8,
-    )
-        .prop_map(|(name, how)| {
-            let param = match how {
-                0 => format!("filename=\"{name}\""),
-                1 => format!(
-                    "filename*=UTF-8''{}",
-                    percent_encode(&name)
-                ),
-                _ => format!(
-                    "filename=\"=?UTF-8?B?{}?=\"",
-                    base64::engine::general_purpose::STANDARD.encode(&name)
-                ),
-            };
-            (param, name)
-        })
+    ("[a-zA-Z0-9 ._\\-ぁ-んァ-ン一-龥]{1,12}", 0..3u8).prop_map(|(name, how)| {
+        let param = match how {
+            0 => format!("filename=\"{name}\""),
+            1 => format!("filename*=UTF-8''{}", percent_encode(&name)),
+            _ => format!(
+                "filename=\"=?UTF-8?B?{}?=\"",
+                base64::engine::general_purpose::STANDARD.encode(&name)
+            ),
+        };
+        (param, name)
+    })
 }
 
 fn percent_encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 

@@ -9,7 +9,9 @@ use std::fmt;
 use std::net::IpAddr;
 
 use jiff::civil::DateTime;
-use serde::de::{self, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -115,7 +117,11 @@ impl<'de> Visitor<'de> for KeySeed {
 
 /// Sets `slot` once; a second value for the same key is an error, since
 /// the two could disagree and neither may be dropped silently.
-fn set_once<E: de::Error>(slot: &mut Option<Text>, value: Option<Text>, key: &str) -> Result<(), E> {
+fn set_once<E: de::Error>(
+    slot: &mut Option<Text>,
+    value: Option<Text>,
+    key: &str,
+) -> Result<(), E> {
     if slot.is_some() {
         return Err(E::custom(format_args!("field `{key}` is given twice")));
     }
@@ -124,8 +130,9 @@ fn set_once<E: de::Error>(slot: &mut Option<Text>, value: Option<Text>, key: &st
 }
 
 fn parse_created(text: &str) -> Result<DateTime, String> {
-    text.parse::<DateTime>()
-        .map_err(|e| format!("`{text}` is not a date and time of the form YYYY-MM-DD HH:MM:SS ({e})"))
+    text.parse::<DateTime>().map_err(|e| {
+        format!("`{text}` is not a date and time of the form YYYY-MM-DD HH:MM:SS ({e})")
+    })
 }
 
 /// An address, or `None` for the empty string CMC sends when there is none.
@@ -213,7 +220,11 @@ struct RecordFields {
 }
 
 /// Sets a parsed `slot` once (see [`set_once`]).
-fn set_parsed_once<T, E: de::Error>(slot: &mut Option<T>, value: Option<T>, key: &str) -> Result<(), E> {
+fn set_parsed_once<T, E: de::Error>(
+    slot: &mut Option<T>,
+    value: Option<T>,
+    key: &str,
+) -> Result<(), E> {
     if slot.is_some() {
         return Err(E::custom(format_args!("field `{key}` is given twice")));
     }
@@ -255,7 +266,9 @@ impl RecordFields {
                 RecordKey::Other(name) => {
                     let value: Value = map.next_value()?;
                     if r.extra.insert(name.clone(), value).is_some() {
-                        return Err(A::Error::custom(format_args!("field `{name}` is given twice")));
+                        return Err(A::Error::custom(format_args!(
+                            "field `{name}` is given twice"
+                        )));
                     }
                     continue;
                 }
@@ -277,7 +290,11 @@ impl RecordFields {
 
     /// Version 2 name, else version 1 name; both given and different is an
     /// error, since one of them would be lost.
-    fn either<E: de::Error>(v2: Option<Text>, v1: Option<Text>, names: (&str, &str)) -> Result<Text, E> {
+    fn either<E: de::Error>(
+        v2: Option<Text>,
+        v1: Option<Text>,
+        names: (&str, &str),
+    ) -> Result<Text, E> {
         match (v2, v1) {
             (Some(a), Some(b)) if a != b => Err(E::custom(format_args!(
                 "`{}` and `{}` disagree (`{a}` and `{b}`)",
@@ -292,7 +309,11 @@ impl RecordFields {
         Ok(Delivery {
             created: self.created()?,
             status: DeliveryStatus::from_text(self.status()?),
-            return_path: Self::either(self.return_path, self.envelope_from, ("returnPath", "envelopeFrom"))?,
+            return_path: Self::either(
+                self.return_path,
+                self.envelope_from,
+                ("returnPath", "envelopeFrom"),
+            )?,
             from: self.from.unwrap_or_default(),
             to: Self::either(self.to, self.envelope_to, ("to", "envelopeTo"))?,
             message_id: self.message_id.unwrap_or_default(),
@@ -319,7 +340,11 @@ impl RecordFields {
         Ok(Bounce {
             created,
             status,
-            return_path: Self::either(self.return_path, self.envelope_from, ("returnPath", "envelopeFrom"))?,
+            return_path: Self::either(
+                self.return_path,
+                self.envelope_from,
+                ("returnPath", "envelopeFrom"),
+            )?,
             from: self.from.unwrap_or_default(),
             to: Self::either(self.to, self.envelope_to, ("to", "envelopeTo"))?,
             message_id: self.message_id.unwrap_or_default(),
@@ -428,7 +453,10 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
         };
         match kind {
             Some(kind) => {
-                while let Some(event) = seq.next_element_seed(RecordSeed { ctx: self.ctx, kind })? {
+                while let Some(event) = seq.next_element_seed(RecordSeed {
+                    ctx: self.ctx,
+                    kind,
+                })? {
                     self.out.push(event);
                 }
             }
@@ -476,7 +504,9 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
         while let Some(name) = map.next_key_seed(TextSeed(self.0))? {
             let name = name.unwrap_or_default();
             if names.contains(&name) {
-                return Err(A::Error::custom(format_args!("list `{name}` is given twice")));
+                return Err(A::Error::custom(format_args!(
+                    "list `{name}` is given twice"
+                )));
             }
             map.next_value_seed(RecordsSeed {
                 ctx: self.0,

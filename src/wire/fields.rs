@@ -141,7 +141,11 @@ impl Fields {
         Ok(())
     }
 
-    pub(crate) fn add_attachment(&mut self, number: Option<u32>, attachment: Attachment) -> Result<(), ParseError> {
+    pub(crate) fn add_attachment(
+        &mut self,
+        number: Option<u32>,
+        attachment: Attachment,
+    ) -> Result<(), ParseError> {
         if number.is_some() && self.attachments.iter().any(|(n, _)| *n == number) {
             return Err(twice(&attachment.field_name));
         }
@@ -158,7 +162,8 @@ impl Fields {
                 self.set_events(events)
             }
             Slot::Headers => {
-                let headers = from_json(&value, || HeadersSeed(&value)).map_err(|e| e.at("headers"))?;
+                let headers =
+                    from_json(&value, || HeadersSeed(&value)).map_err(|e| e.at("headers"))?;
                 self.set_headers(headers)
             }
             Slot::Other => self.set_extra(key, Value::String(value.into())),
@@ -202,7 +207,9 @@ impl Fields {
     }
 
     fn into_events(self) -> Result<EventBatch, ParseError> {
-        let event_type = self.event_type.ok_or_else(|| ParseError::missing("event_type"))?;
+        let event_type = self
+            .event_type
+            .ok_or_else(|| ParseError::missing("event_type"))?;
         let server_composition = self
             .server_composition
             .ok_or_else(|| ParseError::missing("server_composition"))?;
@@ -211,7 +218,14 @@ impl Fields {
             let found = if names.is_empty() {
                 "it is empty".to_owned()
             } else {
-                format!("it has {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+                format!(
+                    "it has {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             };
             return Err(ParseError::new(
                 ParseErrorKind::MissingField,
@@ -253,8 +267,12 @@ impl Fields {
             .ok_or_else(|| ParseError::missing("server_composition"))?;
         let filter = self.filter.ok_or_else(|| ParseError::missing("filter"))?;
         let headers = self.headers.ok_or_else(|| ParseError::missing("headers"))?;
-        let envelope_from = self.envelope_from.ok_or_else(|| ParseError::missing("envelope-from"))?;
-        let envelope_to = self.envelope_to.ok_or_else(|| ParseError::missing("envelope-to"))?;
+        let envelope_from = self
+            .envelope_from
+            .ok_or_else(|| ParseError::missing("envelope-from"))?;
+        let envelope_to = self
+            .envelope_to
+            .ok_or_else(|| ParseError::missing("envelope-to"))?;
         let mut extra = self.extra;
         let mut attachments = self.attachments;
         // Numbered parts first, by number; other file parts after, as sent.
@@ -278,7 +296,7 @@ impl Fields {
                 )
                 .at("attachments"));
             }
-            if !self.multipart && !(consistent || declared == Some(0)) {
+            if !(self.multipart || consistent || declared == Some(0)) {
                 // JSON and form bodies carry no files; keep what was said.
                 extra.insert("attachments".to_owned(), Value::String(count.into()));
             }

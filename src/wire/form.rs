@@ -108,7 +108,10 @@ mod tests {
         for bad in ["%", "%4", "%zz", "a%G1", "%%41"] {
             let e = d(bad).unwrap_err();
             assert_eq!(e.kind(), ParseErrorKind::Encoding, "{bad}");
-            assert!(e.message().contains("malformed percent-encoding"), "{bad}: {e}");
+            assert!(
+                e.message().contains("malformed percent-encoding"),
+                "{bad}: {e}"
+            );
         }
         let e = d("%FF%FE").unwrap_err();
         assert!(e.message().contains("not UTF-8"), "{e}");

@@ -24,7 +24,9 @@ where
     S: for<'de> DeserializeSeed<'de, Value = T>,
 {
     let mut de = serde_json::Deserializer::from_str(text);
-    let first = seed().deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    let first = seed()
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v));
     let err = match first {
         Ok(value) => return Ok(value),
         Err(err) => err,
@@ -40,7 +42,9 @@ where
     };
     let kind = match err.classify() {
         // Raised by `raw_record` for a record kept raw, as a data error.
-        serde_json::error::Category::Data if err.to_string().starts_with("recursion limit exceeded") => {
+        serde_json::error::Category::Data
+            if err.to_string().starts_with("recursion limit exceeded") =>
+        {
             ParseErrorKind::Json
         }
         serde_json::error::Category::Data if err.to_string().starts_with("missing field") => {

@@ -62,7 +62,11 @@ impl Encoding {
 
 /// Parses a body of the given `Content-Type`; with `expected`, a body of the
 /// other webhook kind is an error.
-pub(crate) fn parse(content_type: &str, body: Bytes, expected: Option<Kind>) -> Result<Webhook, ParseError> {
+pub(crate) fn parse(
+    content_type: &str,
+    body: Bytes,
+    expected: Option<Kind>,
+) -> Result<Webhook, ParseError> {
     let fields = match Encoding::from_content_type(content_type)? {
         Encoding::Json => json::parse(&utf8(body)?)?,
         Encoding::Form => form::parse(&utf8(body)?)?,
@@ -73,7 +77,10 @@ pub(crate) fn parse(content_type: &str, body: Bytes, expected: Option<Kind>) -> 
 
 fn utf8(body: Bytes) -> Result<Text, ParseError> {
     Text::try_from_bytes(body).map_err(|e| {
-        ParseError::new(ParseErrorKind::Encoding, format!("the body is not UTF-8 ({e})"))
+        ParseError::new(
+            ParseErrorKind::Encoding,
+            format!("the body is not UTF-8 ({e})"),
+        )
     })
 }
 
@@ -83,22 +90,39 @@ mod tests {
 
     #[test]
     fn media_types_are_matched_case_insensitively_with_parameters() {
-        assert_eq!(Encoding::from_content_type("application/json").unwrap(), Encoding::Json);
-        assert_eq!(Encoding::from_content_type("Application/JSON; charset=UTF-8").unwrap(), Encoding::Json);
-        assert_eq!(Encoding::from_content_type("application/vnd.cmc+json").unwrap(), Encoding::Json);
+        assert_eq!(
+            Encoding::from_content_type("application/json").unwrap(),
+            Encoding::Json
+        );
+        assert_eq!(
+            Encoding::from_content_type("Application/JSON; charset=UTF-8").unwrap(),
+            Encoding::Json
+        );
+        assert_eq!(
+            Encoding::from_content_type("application/vnd.cmc+json").unwrap(),
+            Encoding::Json
+        );
         assert_eq!(
             Encoding::from_content_type("APPLICATION/X-WWW-FORM-URLENCODED;charset=utf-8").unwrap(),
             Encoding::Form
         );
         assert_eq!(
             Encoding::from_content_type("Multipart/Form-Data; boundary=\"a b\"").unwrap(),
-            Encoding::Multipart { boundary: "a b".into() }
+            Encoding::Multipart {
+                boundary: "a b".into()
+            }
         );
     }
 
     #[test]
     fn other_media_types_are_unsupported() {
-        for ct in ["text/plain", "", "application/xml", "multipart/mixed; boundary=x", ";;"] {
+        for ct in [
+            "text/plain",
+            "",
+            "application/xml",
+            "multipart/mixed; boundary=x",
+            ";;",
+        ] {
             let e = Encoding::from_content_type(ct).unwrap_err();
             assert_eq!(e.kind(), ParseErrorKind::UnsupportedMediaType, "{ct}");
         }

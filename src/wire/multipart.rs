@@ -55,7 +55,11 @@ where
         // handed out without a copy.
         let mut first: Option<Bytes> = None;
         let mut rest = BytesMut::new();
-        while let Some(chunk) = field.chunk().await.map_err(|e| multer_error(e).at(name.as_str()))? {
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| multer_error(e).at(name.as_str()))?
+        {
             match &first {
                 None => first = Some(chunk),
                 Some(f) => {
@@ -66,7 +70,11 @@ where
                 }
             }
         }
-        let data = if rest.is_empty() { first.unwrap_or_default() } else { rest.freeze() };
+        let data = if rest.is_empty() {
+            first.unwrap_or_default()
+        } else {
+            rest.freeze()
+        };
 
         if number.is_some() || file.is_some() {
             let file = file.unwrap_or_else(|| filename::FileName {
@@ -86,7 +94,8 @@ where
                 },
             )?;
         } else {
-            let text = decode_text(data, content_type.as_deref()).map_err(|e| e.at(name.as_str()))?;
+            let text =
+                decode_text(data, content_type.as_deref()).map_err(|e| e.at(name.as_str()))?;
             fields.set_form_field(&name, text)?;
         }
     }
@@ -96,9 +105,13 @@ where
 /// A text part's value: UTF-8 unless the part names another charset.
 fn decode_text(data: Bytes, content_type: Option<&str>) -> Result<Text, ParseError> {
     let charset = content_type
+        .filter(|ct| filename::contains_ignore_ascii_case(ct.as_bytes(), b"charset"))
         .and_then(|ct| ct.parse::<mime::Mime>().ok())
         .and_then(|m| m.get_param(mime::CHARSET).map(|c| c.as_str().to_owned()));
-    match charset.as_deref().map(|c| encoding_rs::Encoding::for_label(c.as_bytes())) {
+    match charset
+        .as_deref()
+        .map(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
+    {
         Some(Some(encoding)) if encoding != encoding_rs::UTF_8 => {
             match encoding.decode_without_bom_handling_and_without_replacement(&data) {
                 Some(text) => Ok(Text::from(text.into_owned())),
@@ -113,7 +126,10 @@ fn decode_text(data: Bytes, content_type: Option<&str>) -> Result<Text, ParseErr
             format!("unknown charset `{}`", charset.unwrap_or_default()),
         )),
         _ => Text::try_from_bytes(data).map_err(|e| {
-            ParseError::new(ParseErrorKind::Encoding, format!("the value is not UTF-8 ({e})"))
+            ParseError::new(
+                ParseErrorKind::Encoding,
+                format!("the value is not UTF-8 ({e})"),
+            )
         }),
     }
 }
