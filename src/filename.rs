@@ -105,7 +105,7 @@ fn parameters(value: &[u8]) -> Vec<(String, Vec<u8>)> {
 fn extended_filename(params: &[(String, Vec<u8>)]) -> Option<FileName> {
     if let Some((_, v)) = params.iter().find(|(n, _)| n == "filename*") {
         let raw = String::from_utf8_lossy(v).into_owned();
-        let decoded = decode_ext_value(v, true)?;
+        let decoded = decode_ext_value(v)?;
         return Some(FileName { decoded, raw });
     }
     // RFC 2231 continuations: filename*0*=UTF-8''%E3..; filename*1*=%81..; filename*2="plain"
@@ -150,7 +150,7 @@ fn extended_filename(params: &[(String, Vec<u8>)]) -> Option<FileName> {
 }
 
 /// `charset'language'percent-encoded` (RFC 5987), decoded.
-fn decode_ext_value(value: &[u8], _whole: bool) -> Option<String> {
+fn decode_ext_value(value: &[u8]) -> Option<String> {
     let (encoding, text) = split_ext_value(value)?;
     let bytes: Vec<u8> = percent_encoding::percent_decode(text).collect();
     Some(encoding.decode_without_bom_handling(&bytes).0.into_owned())

@@ -305,21 +305,42 @@ impl RecordFields {
         }
     }
 
-    fn into_delivery<E: de::Error>(mut self) -> Result<Delivery, E> {
-        Ok(Delivery {
+    /// The fields every delivery and bounce record has, with version 1
+    /// names folded into version 2 ones; the rest stays in `self`.
+    fn common<E: de::Error>(&mut self) -> Result<Common, E> {
+        Ok(Common {
             created: self.created()?,
-            status: DeliveryStatus::from_text(self.status()?),
+            status: self.status()?,
             return_path: Self::either(
-                self.return_path,
-                self.envelope_from,
+                self.return_path.take(),
+                self.envelope_from.take(),
                 ("returnPath", "envelopeFrom"),
             )?,
-            from: self.from.unwrap_or_default(),
-            to: Self::either(self.to, self.envelope_to, ("to", "envelopeTo"))?,
-            message_id: self.message_id.unwrap_or_default(),
-            reason: self.reason.unwrap_or_default(),
-            subject: self.subject.unwrap_or_default(),
-            api_data: self.api_data.unwrap_or_default(),
+            from: self.from.take().unwrap_or_default(),
+            to: Self::either(
+                self.to.take(),
+                self.envelope_to.take(),
+                ("to", "envelopeTo"),
+            )?,
+            message_id: self.message_id.take().unwrap_or_default(),
+            reason: self.reason.take().unwrap_or_default(),
+            subject: self.subject.take().unwrap_or_default(),
+            api_data: self.api_data.take().unwrap_or_default(),
+        })
+    }
+
+    fn into_delivery<E: de::Error>(mut self) -> Result<Delivery, E> {
+        let c = self.common()?;
+        Ok(Delivery {
+            created: c.created,
+            status: DeliveryStatus::from_text(c.status),
+            return_path: c.return_path,
+            from: c.from,
+            to: c.to,
+            message_id: c.message_id,
+            reason: c.reason,
+            subject: c.subject,
+            api_data: c.api_data,
             source_ip: self.source_ip.flatten(),
             sender_ip: self.sender_ip.flatten(),
             extra: self.extra,
@@ -327,8 +348,7 @@ impl RecordFields {
     }
 
     fn into_bounce<E: de::Error>(mut self) -> Result<Bounce, E> {
-        let created = self.created()?;
-        let status = BounceStatus::from_text(self.status()?);
+        let c = self.common()?;
         let mut extra = self.extra;
         // Bounce records have no addresses of their own; keep any that come.
         for (key, value) in [("sourceIp", self.source_ip), ("senderIp", self.sender_ip)] {
@@ -338,22 +358,31 @@ impl RecordFields {
             }
         }
         Ok(Bounce {
-            created,
-            status,
-            return_path: Self::either(
-                self.return_path,
-                self.envelope_from,
-                ("returnPath", "envelopeFrom"),
-            )?,
-            from: self.from.unwrap_or_default(),
-            to: Self::either(self.to, self.envelope_to, ("to", "envelopeTo"))?,
-            message_id: self.message_id.unwrap_or_default(),
-            reason: self.reason.unwrap_or_default(),
-            subject: self.subject.unwrap_or_default(),
-            api_data: self.api_data.unwrap_or_default(),
+            created: c.created,
+            status: BounceStatus::from_text(c.status),
+            return_path: c.return_path,
+            from: c.from,
+            to: c.to,
+            message_id: c.message_id,
+            reason: c.reason,
+            subject: c.subject,
+            api_data: c.api_data,
             extra,
         })
     }
+}
+
+/// See [`RecordFields::common`].
+struct Common {
+    created: DateTime,
+    status: Text,
+    return_path: Text,
+    from: Text,
+    to: Text,
+    message_id: Text,
+    reason: Text,
+    subject: Text,
+    api_data: Text,
 }
 
 #[derive(Clone, Copy)]
