@@ -379,3 +379,37 @@ fn unsupported_media_type() {
         );
     }
 }
+
+#[test]
+fn many_lists_and_parts_are_checked_in_linear_time() {
+    // 50 000 distinct lists in `event`: accepted as unknown types, without
+    // a duplicate check that grows with the square of the count.
+    let lists: Vec<String> = (0..50_000).map(|i| format!(r#""t{i}":[]"#)).collect();
+    let body = format!(
+        r#"{{"event_type":"t0","server_composition":"p","event":{{{}}}}}"#,
+        lists.join(",")
+    );
+    let batch = EventBatch::parse(JSON, Bytes::from(body)).unwrap();
+    assert!(batch.events.is_empty());
+
+    let mut body = String::new();
+    for i in 1..=5_000 {
+        body.push_str(&format!("--b\r\nContent-Disposition: form-data; name=\"attachment{i}\"; filename=\"f{i}\"\r\n\r\nx\r\n"));
+    }
+    for (name, value) in [
+        ("server_composition", "s"),
+        ("filter", "f"),
+        ("headers", "[]"),
+        ("envelope-from", "a"),
+        ("envelope-to", "b"),
+        ("attachments", "5000"),
+    ] {
+        body.push_str(&format!(
+            "--b\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str("--b--\r\n");
+    let mail = InboundMail::parse("multipart/form-data; boundary=b", Bytes::from(body)).unwrap();
+    assert_eq!(mail.attachments.len(), 5_000);
+    assert_eq!(mail.attachments[4_999].filename, "f5000");
+}

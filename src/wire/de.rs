@@ -529,10 +529,13 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut names: Vec<Text> = Vec::with_capacity(1);
+        // For the duplicate check: linear even for a hostile object with
+        // very many lists.
+        let mut seen = std::collections::HashSet::new();
         let mut events = Vec::new();
         while let Some(name) = map.next_key_seed(TextSeed(self.0))? {
             let name = name.unwrap_or_default();
-            if names.contains(&name) {
+            if !seen.insert(name.clone()) {
                 return Err(A::Error::custom(format_args!(
                     "list `{name}` is given twice"
                 )));

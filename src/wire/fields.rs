@@ -76,6 +76,8 @@ pub(crate) struct Fields {
     /// Attachment parts with their number (`None` for file parts whose
     /// field is not called `attachmentN`).
     attachments: Vec<(Option<u32>, Attachment)>,
+    /// The numbers in `attachments`, for the duplicate check.
+    attachment_numbers: std::collections::HashSet<u32>,
     extra: Map<String, Value>,
     /// Whether the body was multipart, where the attachment count is checked.
     multipart: bool,
@@ -146,8 +148,10 @@ impl Fields {
         number: Option<u32>,
         attachment: Attachment,
     ) -> Result<(), ParseError> {
-        if number.is_some() && self.attachments.iter().any(|(n, _)| *n == number) {
-            return Err(twice(&attachment.field_name));
+        if let Some(n) = number {
+            if !self.attachment_numbers.insert(n) {
+                return Err(twice(&attachment.field_name));
+            }
         }
         self.attachments.push((number, attachment));
         Ok(())
