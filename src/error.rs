@@ -54,6 +54,8 @@ pub enum ParseErrorKind {
     WrongKind,
     /// A configured size or count cap was exceeded.
     TooLarge,
+    /// The body stream failed while it was read (the client went away).
+    BodyRead,
 }
 
 impl ParseError {

@@ -59,10 +59,16 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod allowlist;
+pub mod auth;
+pub mod client_ip;
 mod error;
 pub mod event;
 mod filename;
 pub mod inbound;
+pub mod layer;
+mod rejection;
+mod request;
 mod text;
 mod webhook;
 mod wire;
@@ -76,6 +82,9 @@ pub use event::{
     EventType, IdempotencyKey, UnknownEvent,
 };
 pub use inbound::{Attachment, Header, Headers, InboundMail};
+pub use layer::{ConfigError, WebhookLayer};
+pub use rejection::{Reason, Rejection, Statuses};
+pub use request::{read_event_batch, read_inbound_mail, read_webhook, Policy, DEFAULT_BODY_LIMIT};
 pub use text::Text;
 pub use webhook::Webhook;
 

@@ -75,7 +75,7 @@ pub(crate) fn parse(
     fields.into_webhook(expected)
 }
 
-fn utf8(body: Bytes) -> Result<Text, ParseError> {
+pub(crate) fn utf8(body: Bytes) -> Result<Text, ParseError> {
     Text::try_from_bytes(body).map_err(|e| {
         ParseError::new(
             ParseErrorKind::Encoding,

@@ -135,11 +135,26 @@ fn decode_text(data: Bytes, content_type: Option<&str>) -> Result<Text, ParseErr
 }
 
 fn multer_error(e: multer::Error) -> ParseError {
-    let kind = match e {
+    match &e {
         multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
-            ParseErrorKind::TooLarge
+            ParseError::new(
+                ParseErrorKind::TooLarge,
+                format!("multipart body too large: {e}"),
+            )
         }
-        _ => ParseErrorKind::Encoding,
-    };
-    ParseError::new(kind, format!("malformed multipart body: {e}"))
+        multer::Error::StreamReadFailed(inner) if crate::request::is_length_limit(&**inner) => {
+            ParseError::new(
+                ParseErrorKind::TooLarge,
+                "the body is larger than the limit",
+            )
+        }
+        multer::Error::StreamReadFailed(_) => ParseError::new(
+            ParseErrorKind::BodyRead,
+            format!("the body could not be read: {e}"),
+        ),
+        _ => ParseError::new(
+            ParseErrorKind::Encoding,
+            format!("malformed multipart body: {e}"),
+        ),
+    }
 }

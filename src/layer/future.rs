@@ -1,0 +1,108 @@
+//! The response future of a [`WebhookService`](super::WebhookService).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+
+use super::body::ResponseBody;
+use super::Config;
+use crate::rejection::{Reason, Rejection};
+
+pin_project! {
+    /// The response future of a [`WebhookService`](super::WebhookService):
+    /// the inner service's response, or the layer's refusal.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+        span: tracing::Span,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Inner {
+            #[pin]
+            future: F,
+            tripped: Arc<AtomicBool>,
+            config: Arc<Config>,
+        },
+        Refused {
+            response: Option<Response<Full<Bytes>>>,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn inner(
+        future: F,
+        tripped: Arc<AtomicBool>,
+        config: Arc<Config>,
+        span: tracing::Span,
+    ) -> Self {
+        ResponseFuture {
+            kind: Kind::Inner {
+                future,
+                tripped,
+                config,
+            },
+            span,
+        }
+    }
+
+    pub(crate) fn refused(response: Response<Full<Bytes>>, span: tracing::Span) -> Self {
+        ResponseFuture {
+            kind: Kind::Refused {
+                response: Some(response),
+            },
+            span,
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        match this.kind.project() {
+            KindProj::Refused { response } => {
+                let response = response.take().expect("polled after completion");
+                Poll::Ready(Ok(response.map(ResponseBody::refused)))
+            }
+            KindProj::Inner {
+                future,
+                tripped,
+                config,
+            } => {
+                let response = ready!(future.poll(cx))?;
+                if tripped.load(Ordering::Relaxed) {
+                    // The body went over the limit while streaming: answer 413
+                    // whatever the handler made of the error.
+                    tracing::warn!(
+                        reason = %Reason::PayloadTooLarge,
+                        limit = config.policy.limit(),
+                        "refused CMC webhook request"
+                    );
+                    this.span.record("decision", "refused: body over the limit");
+                    let refusal = config
+                        .policy
+                        .reject(Rejection::new(Reason::PayloadTooLarge));
+                    return Poll::Ready(Ok(refusal.into_response().map(ResponseBody::refused)));
+                }
+                Poll::Ready(Ok(response.map(ResponseBody::inner)))
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! [`WebhookService`]: the service a [`WebhookLayer`](super::WebhookLayer)
+//! wraps around yours.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body::Body;
+use tower_service::Service;
+use tracing::field;
+
+use super::body::{RequestBody, ResponseBody};
+use super::future::ResponseFuture;
+use super::Config;
+use crate::client_ip::{client_ip, ClientIp};
+use crate::rejection::{Reason, Rejection};
+use crate::request::declared_length;
+use crate::wire::Encoding;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The middleware built by [`WebhookLayer`](super::WebhookLayer).
+#[derive(Clone)]
+pub struct WebhookService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> WebhookService<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        WebhookService { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S> std::fmt::Debug for WebhookService<S>
+where
+    S: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The connection's peer address, from the places servers put it.
+fn peer_addr(config: &Config, extensions: &http::Extensions) -> Option<IpAddr> {
+    if let Some(f) = &config.peer {
+        return f(extensions);
+    }
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::ConnectInfo(addr)) =
+        extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(addr.ip());
+    }
+    extensions
+        .get::<SocketAddr>()
+        .map(SocketAddr::ip)
+        .or_else(|| extensions.get::<IpAddr>().copied())
+}
+
+const NO_PEER_HELP: &str = "no peer address in the request: with axum, serve the app with \
+    `into_make_service_with_connect_info::<SocketAddr>()`; with hyper, insert the connection's \
+    SocketAddr into each request's extensions; or give WebhookLayer::builder().peer_addr(..)";
+
+impl Config {
+    /// The layer's decision on a request, from its head alone.
+    fn admit<B>(&self, request: &Request<B>, span: &tracing::Span) -> Result<IpAddr, Rejection> {
+        let Some(peer) = peer_addr(self, request.extensions()) else {
+            tracing::error!("{NO_PEER_HELP}");
+            return Err(Rejection::new(Reason::NoPeerAddress));
+        };
+        span.record("peer", field::display(peer));
+        let client = client_ip(peer, request.headers(), &self.trusted_proxies, self.forwarded_header)
+            .map_err(|e| {
+                tracing::warn!(peer = %peer, reason = %Reason::BadForwardedHeader, error = %e, "refused CMC webhook request");
+                Rejection::new(Reason::BadForwardedHeader)
+            })?;
+        span.record("client", field::display(client));
+        let refuse = |reason: Reason| {
+            tracing::warn!(client = %client, peer = %peer, reason = %reason, "refused CMC webhook request");
+            Rejection::new(reason)
+        };
+        if !self.allowlist.contains(client) {
+            return Err(refuse(Reason::ClientNotAllowed));
+        }
+        if request.method() != Method::POST {
+            return Err(refuse(Reason::MethodNotAllowed));
+        }
+        if !self.basic.is_empty()
+            && !crate::auth::basic_matches(
+                &self.basic,
+                request.headers().get(http::header::AUTHORIZATION),
+            )
+        {
+            return Err(refuse(Reason::BadCredentials));
+        }
+        let content_type = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        match Encoding::from_content_type(content_type) {
+            Err(e) if e.kind() == crate::ParseErrorKind::UnsupportedMediaType => {
+                return Err(refuse(Reason::UnsupportedMediaType))
+            }
+            // A multipart type without a boundary is the body reader's 400.
+            _ => {}
+        }
+        if declared_length(request.headers()).is_some_and(|len| len > self.policy.limit() as u64) {
+            return Err(refuse(Reason::PayloadTooLarge));
+        }
+        Ok(client)
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for WebhookService<S>
+where
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    ReqBody: Body,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let span = tracing::info_span!(
+            "cmc_webhook",
+            peer = field::Empty,
+            client = field::Empty,
+            decision = field::Empty
+        );
+        let admitted = span.in_scope(|| self.config.admit(&request, &span));
+        match admitted {
+            Err(rejection) => {
+                span.record(
+                    "decision",
+                    field::display(format_args!("refused: {}", rejection.reason())),
+                );
+                let response = self.config.policy.reject(rejection).into_response();
+                ResponseFuture::refused(response, span)
+            }
+            Ok(client) => {
+                span.record("decision", "admitted");
+                let tripped = Arc::new(AtomicBool::new(false));
+                let limit = self.config.policy.limit();
+                let (mut parts, body) = request.into_parts();
+                parts.extensions.insert(self.config.policy.clone());
+                parts.extensions.insert(ClientIp(client));
+                let request =
+                    Request::from_parts(parts, RequestBody::new(body, limit, tripped.clone()));
+                let future = span.in_scope(|| self.inner.call(request));
+                ResponseFuture::inner(future, tripped, self.config.clone(), span)
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Reading a webhook from an `http::Request`, for any tower or hyper
+//! service: the body within its limit, the parse, and the `api_key`.
+//!
+//! The limits and keys come from the request's [`Policy`] extension, which
+//! the [`WebhookLayer`](crate::WebhookLayer) inserts; without the layer the
+//! [`Policy::default`] applies (a body limit of [`DEFAULT_BODY_LIMIT`], no
+//! `api_key` check, and no address check at all: see the layer).
+
+use bytes::{Buf as _, Bytes};
+use http::Request;
+use http_body::Body;
+use http_body_util::{BodyExt, BodyStream, LengthLimitError, Limited};
+
+use crate::auth::ApiKeys;
+use crate::rejection::{Reason, Rejection, Statuses};
+use crate::webhook::Kind;
+use crate::wire::{self, Encoding};
+use crate::{EventBatch, InboundMail, Webhook};
+
+/// The body limit when none is configured: 2 MiB, as axum's. Event batches
+/// are far smaller (about 60 KB for 100 records); inbound mails with
+/// attachments can be larger, so raise it on inbound routes.
+pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// How a webhook request is read: the body limit, the accepted `api_key`s,
+/// and the status for each refusal.
+///
+/// The [`WebhookLayer`](crate::WebhookLayer) puts its policy in the request
+/// extensions, where [`read_webhook`] and the extractors find it. Without
+/// the layer, insert one yourself to change the defaults:
+///
+/// ```
+/// use cmc_webhook::Policy;
+///
+/// let policy = Policy::default().body_limit(10 << 20).api_key("s3cret");
+/// let mut request = http::Request::new(String::new());
+/// request.extensions_mut().insert(policy);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub(crate) body_limit: usize,
+    pub(crate) api_keys: Option<ApiKeys>,
+    pub(crate) statuses: Statuses,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            body_limit: DEFAULT_BODY_LIMIT,
+            api_keys: None,
+            statuses: Statuses::default(),
+        }
+    }
+}
+
+impl Policy {
+    /// The largest body accepted, in bytes (a body of exactly this size
+    /// passes).
+    pub fn body_limit(mut self, bytes: usize) -> Policy {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Requires the body's `api_key` to be `key` (or another key given the
+    /// same way: each call adds one, for rotation).
+    pub fn api_key(mut self, key: impl Into<String>) -> Policy {
+        self.api_keys = Some(match self.api_keys.take() {
+            Some(keys) => keys.with(key.into()),
+            None => ApiKeys::new([key.into()]),
+        });
+        self
+    }
+
+    /// The statuses answered per reason.
+    pub fn statuses(mut self, statuses: Statuses) -> Policy {
+        self.statuses = statuses;
+        self
+    }
+
+    /// The body limit in force.
+    pub fn limit(&self) -> usize {
+        self.body_limit
+    }
+
+    pub(crate) fn reject(&self, rejection: Rejection) -> Rejection {
+        rejection.with_status(&self.statuses)
+    }
+}
+
+/// Reads an event batch or an inbound mail from a request.
+///
+/// Refuses (with the status of the [`Policy`] in the request's extensions,
+/// or the defaults): a `Content-Type` that is not one of CMC's (415), a
+/// body over the limit, declared or while streaming (413), a body that is
+/// not a webhook (400, with the parse error's text), and a missing or
+/// wrong `api_key` when keys are configured (401). Multipart bodies are
+/// parsed as they stream in.
+///
+/// ```
+/// use cmc_webhook::{read_webhook, Webhook};
+///
+/// # tokio_test_block_on(async {
+/// let request = http::Request::post("/mails")
+///     .header("content-type", "application/json")
+///     .body(http_body_util::Full::new(bytes::Bytes::from_static(
+///         br#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[]}}"#,
+///     )))?;
+/// let Webhook::Events(batch) = read_webhook(request).await? else { panic!() };
+/// assert!(batch.events.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+pub async fn read_webhook<B>(request: Request<B>) -> Result<Webhook, Rejection>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    read(request, None).await
+}
+
+/// Reads an event batch; an inbound mail is refused (400, naming what
+/// arrived). See [`read_webhook`].
+pub async fn read_event_batch<B>(request: Request<B>) -> Result<EventBatch, Rejection>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match read(request, Some(Kind::Events)).await? {
+        Webhook::Events(batch) => Ok(batch),
+        Webhook::Inbound(_) => Err(Rejection::from(Kind::Events.mismatch())),
+    }
+}
+
+/// Reads an inbound mail; an event batch is refused (400, naming what
+/// arrived). See [`read_webhook`].
+pub async fn read_inbound_mail<B>(request: Request<B>) -> Result<InboundMail, Rejection>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match read(request, Some(Kind::Inbound)).await? {
+        Webhook::Inbound(mail) => Ok(mail),
+        Webhook::Events(_) => Err(Rejection::from(Kind::Inbound.mismatch())),
+    }
+}
+
+pub(crate) async fn read<B>(
+    request: Request<B>,
+    expected: Option<Kind>,
+) -> Result<Webhook, Rejection>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let policy = request
+        .extensions()
+        .get::<Policy>()
+        .cloned()
+        .unwrap_or_default();
+    let result = read_with(request, expected, &policy).await;
+    result.map_err(|rejection| policy.reject(rejection))
+}
+
+async fn read_with<B>(
+    request: Request<B>,
+    expected: Option<Kind>,
+    policy: &Policy,
+) -> Result<Webhook, Rejection>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let content_type = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let encoding = Encoding::from_content_type(content_type)?;
+    if declared_length(request.headers()).is_some_and(|len| len > policy.body_limit as u64) {
+        return Err(Rejection::new(Reason::PayloadTooLarge));
+    }
+    let body = Limited::new(request.into_body(), policy.body_limit);
+    let fields = match encoding {
+        Encoding::Multipart { boundary } => {
+            let stream =
+                futures_util::TryStreamExt::try_filter_map(BodyStream::new(body), |frame| {
+                    std::future::ready(Ok(frame
+                        .into_data()
+                        .ok()
+                        .map(|mut d| d.copy_to_bytes(d.remaining()))))
+                });
+            wire::multipart::parse_stream(stream, &boundary).await?
+        }
+        Encoding::Json | Encoding::Form => {
+            let bytes = collect(body).await?;
+            let text = wire::utf8(bytes)?;
+            if encoding == Encoding::Json {
+                wire::json::parse(&text)?
+            } else {
+                wire::form::parse(&text)?
+            }
+        }
+    };
+    let webhook = fields.into_webhook(expected)?;
+    if let Some(keys) = &policy.api_keys {
+        let given = match &webhook {
+            Webhook::Events(batch) => batch.api_key.as_deref(),
+            Webhook::Inbound(mail) => mail.api_key.as_deref(),
+        };
+        if !keys.verify(given) {
+            return Err(Rejection::new(Reason::BadApiKey));
+        }
+    }
+    Ok(webhook)
+}
+
+async fn collect<B>(body: Limited<B>) -> Result<Bytes, Rejection>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match body.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => Err(body_error(&*e)),
+    }
+}
+
+/// 413 when the error is (or wraps) the length limit, else a read failure.
+pub(crate) fn body_error(e: &(dyn std::error::Error + 'static)) -> Rejection {
+    if is_length_limit(e) {
+        Rejection::new(Reason::PayloadTooLarge)
+    } else {
+        Rejection::new(Reason::BodyRead)
+    }
+}
+
+pub(crate) fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if e.is::<LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The `Content-Length`, when there is exactly one readable value.
+pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()?.trim().parse().ok()
+}
