@@ -155,7 +155,7 @@ impl Statuses {
 /// A refused request: the [`Reason`], the status to answer, and for bodies
 /// that do not parse, what is wrong with them.
 ///
-/// Turn it into a response with [`Rejection::into_response`] (or, with the
+/// Turn it into a response with [`Rejection::into_http_response`] (or, with the
 /// `axum` feature, return it from a handler: it implements
 /// `IntoResponse`).
 ///
@@ -165,7 +165,7 @@ impl Statuses {
 ///
 /// let rejection = Rejection::new(Reason::UnsupportedMediaType);
 /// assert_eq!(rejection.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-/// let response = rejection.into_response();
+/// let response = rejection.into_http_response();
 /// assert_eq!(response.status(), 415);
 /// assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
 /// ```
@@ -215,7 +215,7 @@ impl Rejection {
     /// The response: the status, `text/plain`, and the reason (with the
     /// detail after a colon); `Allow: POST` on 405 and `WWW-Authenticate`
     /// on 401 for BASIC credentials.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    pub fn into_http_response(self) -> Response<Full<Bytes>> {
         let body = match &self.detail {
             Some(detail) => format!("{}: {detail}\n", self.reason),
             None => format!("{}\n", self.reason),
@@ -267,7 +267,7 @@ impl From<ParseError> for Rejection {
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for Rejection {
     fn into_response(self) -> axum_core::response::Response {
-        Rejection::into_response(self).map(axum_core::body::Body::new)
+        self.into_http_response().map(axum_core::body::Body::new)
     }
 }
 
@@ -284,15 +284,15 @@ mod tests {
 
     #[test]
     fn responses_carry_the_headers_their_status_needs() {
-        let r = Rejection::new(Reason::MethodNotAllowed).into_response();
+        let r = Rejection::new(Reason::MethodNotAllowed).into_http_response();
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()["allow"], "POST");
-        let r = Rejection::new(Reason::BadCredentials).into_response();
+        let r = Rejection::new(Reason::BadCredentials).into_http_response();
         assert!(r.headers()["www-authenticate"]
             .to_str()
             .unwrap()
             .starts_with("Basic realm="));
-        let r = Rejection::new(Reason::BadApiKey).into_response();
+        let r = Rejection::new(Reason::BadApiKey).into_http_response();
         assert!(!r.headers().contains_key("www-authenticate"));
         let statuses = Statuses::default().with(Reason::ClientNotAllowed, StatusCode::NOT_FOUND);
         let r = Rejection::new(Reason::ClientNotAllowed).with_status(&statuses);

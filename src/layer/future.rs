@@ -99,7 +99,9 @@ where
                     let refusal = config
                         .policy
                         .reject(Rejection::new(Reason::PayloadTooLarge));
-                    return Poll::Ready(Ok(refusal.into_response().map(ResponseBody::refused)));
+                    return Poll::Ready(Ok(refusal
+                        .into_http_response()
+                        .map(ResponseBody::refused)));
                 }
                 Poll::Ready(Ok(response.map(ResponseBody::inner)))
             }

@@ -162,7 +162,7 @@ where
                     "decision",
                     field::display(format_args!("refused: {}", rejection.reason())),
                 );
-                let response = self.config.policy.reject(rejection).into_response();
+                let response = self.config.policy.reject(rejection).into_http_response();
                 ResponseFuture::refused(response, span)
             }
             Ok(client) => {

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 /// The folder of this crate's fixtures.
+pub mod http;
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
