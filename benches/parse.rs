@@ -8,42 +8,12 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cmc_webhook::test_util::{encode_events, encode_inbound, WireEncoding};
-use cmc_webhook::{Attachment, EventBatch, InboundMail, Webhook};
+use cmc_webhook::test_util::{encode_events, encode_inbound, sample_events, WireEncoding};
+use cmc_webhook::{Attachment, InboundMail, Webhook};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde::Deserialize;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/shared/");
-
-/// A batch of `n` delivery records, cycling through the queued, succeeded
-/// and failed fixtures with a distinct Message-ID each.
-fn batch(n: usize) -> EventBatch {
-    let records: Vec<_> = ["queued", "succeeded", "failed"]
-        .iter()
-        .map(|status| {
-            let body = std::fs::read(format!("{FIXTURES}event-v2-json-{status}.json")).unwrap();
-            EventBatch::parse("application/json", Bytes::from(body))
-                .unwrap()
-                .events
-                .remove(0)
-        })
-        .collect();
-    let mut batch = EventBatch::parse(
-        "application/json",
-        Bytes::from(std::fs::read(format!("{FIXTURES}event-v2-json-queued.json")).unwrap()),
-    )
-    .unwrap();
-    batch.events = (0..n)
-        .map(|i| {
-            let mut event = records[i % records.len()].clone();
-            if let cmc_webhook::Event::Delivery(d) = &mut event {
-                d.message_id = format!("<{i:08x}-06cd-b1ae-9526-011c0b9f1296@example.com>").into();
-            }
-            event
-        })
-        .collect();
-    batch
-}
 
 /// What a careful user would write by hand: owned strings.
 #[derive(Deserialize)]
@@ -164,7 +134,7 @@ fn events(c: &mut Criterion) {
         let name = format!("events/{encoding:?}").to_lowercase();
         let mut group = c.benchmark_group(name);
         for n in [1usize, 100] {
-            let request = encode_events(&batch(n), encoding);
+            let request = encode_events(&sample_events(n), encoding);
             let (ct, body) = (request.content_type.clone(), request.body.clone());
             group.throughput(Throughput::Bytes(body.len() as u64));
             group.bench_with_input(BenchmarkId::new("cmc_webhook", n), &n, |b, _| {

@@ -34,6 +34,32 @@
 //! # Ok::<(), cmc_webhook::ParseError>(())
 //! ```
 //!
+//! # Receiving over HTTP
+//!
+//! CMC signs nothing, so an endpoint needs a gate: [`WebhookLayer`] admits
+//! only CMC's source addresses (behind trusted proxies too), checks BASIC
+//! auth and the body size, and tells the body readers which `api_key`s to
+//! accept. Behind it, take an [`EventBatch`], [`InboundMail`] or [`Webhook`]
+//! as an axum handler argument ([`extract`]), or call [`read_webhook`] from
+//! any tower or hyper service. Refusals are [`Rejection`]s with a
+//! [`Reason`] and a configurable status.
+//!
+//! ```
+//! use axum::{routing::post, Router};
+//! use cmc_webhook::{EventBatch, WebhookLayer};
+//!
+//! async fn on_webhook(batch: EventBatch) -> &'static str {
+//!     println!("{} events", batch.events.len());
+//!     "ok"
+//! }
+//!
+//! let cmc_net: ipnet::IpNet = "203.0.113.0/24".parse()?;
+//! let app: Router = Router::new()
+//!     .route("/mails", post(on_webhook).layer(WebhookLayer::builder().allow(cmc_net).build()?));
+//! // Serve with app.into_make_service_with_connect_info::<std::net::SocketAddr>().
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # What the crate promises
 //!
 //! - Every bad body is a [`ParseError`] that says what is wrong and where
@@ -45,14 +71,18 @@
 //!   with the time zone you set in the CMC console ([`default_time_zone`]).
 //! - CMC sends no event ids and may repeat a batch:
 //!   [`Event::idempotency_key`] is a stable key per event.
-//! - The `api_key` CMC can send is never shown by `Debug` nor serialised.
+//! - The `api_key` and BASIC credentials are never shown by `Debug`, never
+//!   logged, never serialised.
 //! - Text fields are [`Text`]: slices of the request body where possible,
 //!   so parsing copies little.
 //!
 //! # Modules
 //!
 //! The model lives in [`event`] (event webhook) and [`inbound`] (inbound
-//! webhook); [`Webhook`] is either. Errors are [`ParseError`].
+//! webhook); [`Webhook`] is either. The gate is [`layer`], built on
+//! [`allowlist`] (who may call), [`client_ip`] (who is calling) and
+//! [`auth`] (credentials). [`extract`] holds the axum extractors;
+//! `test_util` (feature `test-util`) writes CMC requests for tests.
 //!
 //! [Customers Mail Cloud]: https://www.customers-mail.cloud/
 #![forbid(unsafe_code)]
@@ -64,6 +94,8 @@ pub mod auth;
 pub mod client_ip;
 mod error;
 pub mod event;
+#[cfg(feature = "axum")]
+pub mod extract;
 mod filename;
 pub mod inbound;
 pub mod layer;

@@ -260,7 +260,11 @@ impl From<ParseError> for Rejection {
             ParseErrorKind::BodyRead => Reason::BodyRead,
             _ => Reason::MalformedBody,
         };
-        Rejection::new(reason).with_detail(e.to_string())
+        match reason {
+            // The reason already says what is expected.
+            Reason::UnsupportedMediaType => Rejection::new(reason),
+            _ => Rejection::new(reason).with_detail(e.to_string()),
+        }
     }
 }
 

@@ -164,7 +164,21 @@ where
         .get::<Policy>()
         .cloned()
         .unwrap_or_default();
-    let result = read_with(request, expected, &policy).await;
+    read_with_policy(request, expected, &policy).await
+}
+
+/// Reads within `policy`; refusals carry its statuses.
+pub(crate) async fn read_with_policy<B>(
+    request: Request<B>,
+    expected: Option<Kind>,
+    policy: &Policy,
+) -> Result<Webhook, Rejection>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let result = read_with(request, expected, policy).await;
     result.map_err(|rejection| policy.reject(rejection))
 }
 

@@ -21,8 +21,14 @@
 //! }
 //! # Ok::<(), cmc_webhook::ParseError>(())
 //! ```
+//!
+//! [`CmcRequest`] turns such a body into an `http::Request` for
+//! `tower::ServiceExt::oneshot` (with the peer address set, no socket
+//! needed) or into the bytes of an HTTP/1.1 request for a real socket;
+//! [`sample_events`] and [`sample_inbound`] give realistic payloads.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -150,6 +156,15 @@ fn json_text(value: &Value) -> String {
         .replace('>', "\\u003E")
 }
 
+/// Writes either kind of webhook as CMC would post it in `encoding` (see
+/// [`encode_events`] and [`encode_inbound`]).
+pub fn encode(webhook: &crate::Webhook, encoding: WireEncoding) -> WireBody {
+    match webhook {
+        crate::Webhook::Events(batch) => encode_events(batch, encoding),
+        crate::Webhook::Inbound(mail) => encode_inbound(mail, encoding),
+    }
+}
+
 /// Writes `batch` as CMC would post it in `encoding`.
 ///
 /// `api_key` is included when set; fields in `extra` are written back.
@@ -163,7 +178,7 @@ pub fn encode_events(batch: &EventBatch, encoding: WireEncoding) -> WireBody {
     }
     fields.push(("event".into(), event_object(batch)));
     fields.extend(batch.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-    encode(fields, &[], encoding)
+    encode_fields(fields, &[], encoding)
 }
 
 /// Writes `mail` as CMC would post it in `encoding`.
@@ -209,10 +224,10 @@ pub fn encode_inbound(mail: &InboundMail, encoding: WireEncoding) -> WireBody {
         _ => &[][..],
     };
     fields.extend(mail.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-    encode(fields, attachments, encoding)
+    encode_fields(fields, attachments, encoding)
 }
 
-fn encode(
+fn encode_fields(
     fields: Vec<(String, Value)>,
     files: &[crate::Attachment],
     encoding: WireEncoding,
@@ -323,3 +338,192 @@ impl std::fmt::Write for Utf8Sink<'_> {
         Ok(())
     }
 }
+
+const QUEUED: &[u8] = include_bytes!("../tests/fixtures/shared/event-v2-json-queued.json");
+const SUCCEEDED: &[u8] = include_bytes!("../tests/fixtures/shared/event-v2-json-succeeded.json");
+const FAILED: &[u8] = include_bytes!("../tests/fixtures/shared/event-v2-json-failed.json");
+const INBOUND_MULTIPART: &[u8] =
+    include_bytes!("../tests/fixtures/shared/inbound-multipart-attachment.multipart");
+const INBOUND_MULTIPART_TYPE: &str =
+    include_str!("../tests/fixtures/shared/inbound-multipart-attachment.content-type");
+
+fn parse_events(json: &'static [u8]) -> EventBatch {
+    EventBatch::parse("application/json", Bytes::from_static(json)).expect("the sample parses")
+}
+
+/// A `deliveries` batch of `n` records as CMC sends them (from the
+/// documented samples): queued, succeeded and failed in turn, each with its
+/// own Message-ID.
+///
+/// ```
+/// let batch = cmc_webhook::test_util::sample_events(3);
+/// assert_eq!(batch.events.len(), 3);
+/// assert_eq!(batch.events[2].message_id(), Some("<00000002-06cd-b1ae-9526-011c0b9f1296@example.com>"));
+/// ```
+pub fn sample_events(n: usize) -> EventBatch {
+    let templates: Vec<Event> = [QUEUED, SUCCEEDED, FAILED]
+        .into_iter()
+        .map(|json| parse_events(json).events.remove(0))
+        .collect();
+    let mut batch = parse_events(QUEUED);
+    batch.events = (0..n)
+        .map(|i| {
+            let mut event = templates[i % templates.len()].clone();
+            if let Event::Delivery(d) = &mut event {
+                d.message_id = format!("<{i:08x}-06cd-b1ae-9526-011c0b9f1296@example.com>").into();
+            }
+            event
+        })
+        .collect();
+    batch
+}
+
+/// An inbound mail as CMC sends it (the documented multipart sample, with a
+/// PNG attachment named `画像1.png`), or without its attachment.
+///
+/// ```
+/// let mail = cmc_webhook::test_util::sample_inbound(true);
+/// assert_eq!(mail.attachments[0].filename, "画像1.png");
+/// assert!(cmc_webhook::test_util::sample_inbound(false).attachments.is_empty());
+/// ```
+pub fn sample_inbound(with_attachment: bool) -> InboundMail {
+    let mut mail = InboundMail::parse(
+        INBOUND_MULTIPART_TYPE.trim(),
+        Bytes::from_static(INBOUND_MULTIPART),
+    )
+    .expect("the sample parses");
+    if !with_attachment {
+        mail.attachments.clear();
+    }
+    mail
+}
+
+/// A webhook request as CMC makes it, for tests of a service.
+///
+/// ```
+/// use cmc_webhook::test_util::{sample_events, CmcRequest, WireEncoding};
+///
+/// let request = CmcRequest::events(&sample_events(2), WireEncoding::Form)
+///     .peer("203.0.113.7:41000".parse()?)
+///     .uri("/cmc/events")
+///     .into_request();
+/// assert_eq!(request.method(), "POST");
+/// assert_eq!(request.headers()["content-type"], "application/x-www-form-urlencoded");
+/// assert!(request.extensions().get::<std::net::SocketAddr>().is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct CmcRequest {
+    body: WireBody,
+    uri: String,
+    peer: Option<SocketAddr>,
+    headers: Vec<(String, String)>,
+}
+
+impl CmcRequest {
+    /// A request carrying `batch` in `encoding`.
+    pub fn events(batch: &EventBatch, encoding: WireEncoding) -> CmcRequest {
+        CmcRequest::body(encode_events(batch, encoding))
+    }
+
+    /// A request carrying `mail` in `encoding`.
+    pub fn inbound(mail: &InboundMail, encoding: WireEncoding) -> CmcRequest {
+        CmcRequest::body(encode_inbound(mail, encoding))
+    }
+
+    /// A request carrying `body` as it is.
+    pub fn body(body: WireBody) -> CmcRequest {
+        CmcRequest {
+            body,
+            uri: "/".to_owned(),
+            peer: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A request with any `Content-Type` and body (for malformed input).
+    pub fn raw(content_type: impl Into<String>, body: impl Into<Bytes>) -> CmcRequest {
+        CmcRequest::body(WireBody {
+            content_type: content_type.into(),
+            body: body.into(),
+        })
+    }
+
+    /// The path (and query) posted to; `/` unless set.
+    pub fn uri(mut self, uri: impl Into<String>) -> CmcRequest {
+        self.uri = uri.into();
+        self
+    }
+
+    /// The connection's peer address, recorded the way servers record it
+    /// (a `SocketAddr` extension and, with the `axum` feature, axum's
+    /// `ConnectInfo`), so that a `WebhookLayer` can be tested without a
+    /// socket.
+    pub fn peer(mut self, addr: SocketAddr) -> CmcRequest {
+        self.peer = Some(addr);
+        self
+    }
+
+    /// Adds a header (for example `X-Forwarded-For`).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> CmcRequest {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds BASIC credentials.
+    pub fn basic_auth(self, user: &str, password: &str) -> CmcRequest {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.header("authorization", format!("Basic {token}"))
+    }
+
+    /// The `Content-Type` and body.
+    pub fn wire(&self) -> &WireBody {
+        &self.body
+    }
+
+    /// The request, for a `tower::Service`.
+    pub fn into_request(self) -> http::Request<http_body_util::Full<Bytes>> {
+        let mut builder = http::Request::post(&self.uri)
+            .header(http::header::CONTENT_TYPE, &self.body.content_type)
+            .header(http::header::CONTENT_LENGTH, self.body.body.len())
+            .header(http::header::USER_AGENT, USER_AGENT);
+        for (name, value) in &self.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let mut request = builder
+            .body(http_body_util::Full::new(self.body.body))
+            .expect("a valid request: check the uri and headers given");
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(peer);
+            #[cfg(feature = "axum")]
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
+        request
+    }
+
+    /// The request as HTTP/1.1 bytes for a socket, with `Host: host` and
+    /// `Connection: close`.
+    pub fn to_http1(&self, host: &str) -> Vec<u8> {
+        let mut head = format!(
+            "POST {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\nContent-Type: {}\r\n\
+             Content-Length: {}\r\nAccept-Encoding: gzip, deflate\r\nConnection: close\r\n",
+            self.uri,
+            self.body.content_type,
+            self.body.body.len()
+        );
+        for (name, value) in &self.headers {
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(&self.body.body);
+        bytes
+    }
+}
+
+/// What CMC sends as `User-Agent` (an Apache HttpClient string; never
+/// match on it).
+const USER_AGENT: &str = "Apache-HttpClient/4.5.13 (Java/1.8.0)";

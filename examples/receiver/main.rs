@@ -1,0 +1,95 @@
+//! Receives CMC webhooks and prints them: one JSON line per event and per
+//! inbound mail on stdout, logs on stderr.
+//!
+//! ```text
+//! cargo run --example receiver                       # 127.0.0.1:8080, loopback allowed
+//! cargo run --example receiver -- --listen '[::]:8080' --allow 203.0.113.0/24 --api-key KEY
+//! ```
+//!
+//! Try it from a second terminal with the sample requests:
+//! `cargo run --features test-util --example post`.
+
+#[path = "app.rs"]
+mod app;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use ipnet::IpNet;
+
+/// Receive Customers Mail Cloud webhooks on POST /mails and print them as
+/// JSON lines (events and inbound mails) on stdout; logs go to stderr.
+#[derive(Debug, Parser)]
+#[command(name = "receiver")]
+struct Args {
+    /// Address to listen on: IPv4 or IPv6, e.g. 0.0.0.0:8080 or [::]:8080.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Allowed client network (CIDR or address); repeatable. Default:
+    /// loopback only (127.0.0.0/8 and ::1).
+    #[arg(long, value_name = "CIDR")]
+    allow: Vec<IpNet>,
+
+    /// Trusted proxy network whose X-Forwarded-For is believed; repeatable.
+    #[arg(long, value_name = "CIDR")]
+    trust_proxy: Vec<IpNet>,
+
+    /// Largest accepted body in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 25 * 1024 * 1024)]
+    body_limit: usize,
+
+    /// Required api_key (as set in the CMC console); repeatable for rotation.
+    #[arg(long, value_name = "KEY")]
+    api_key: Vec<String>,
+
+    /// Write inbound attachments into this directory, under sanitised names.
+    #[arg(long, value_name = "DIR")]
+    save_dir: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+
+    let allow = if args.allow.is_empty() {
+        vec!["127.0.0.0/8".parse()?, "::1/128".parse()?]
+    } else {
+        args.allow
+    };
+    let options = app::Options {
+        allow,
+        trust_proxy: args.trust_proxy,
+        body_limit: args.body_limit,
+        api_keys: args.api_key,
+        save_dir: args.save_dir,
+    };
+    let sink: app::Sink = Arc::new(|line| println!("{line}"));
+    let router = app::router(&options, sink)?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let allowed: Vec<String> = options.allow.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        "listening on http://{}/mails, allowing {}",
+        listener.local_addr()?,
+        allowed.join(", ")
+    );
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}
