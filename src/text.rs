@@ -87,9 +87,12 @@ impl Text {
     /// The part of `self` that `subset` points into, sharing memory; a copy
     /// when `subset` does not lie inside `self` (never a panic).
     pub(crate) fn share(&self, subset: &str) -> Text {
+        if subset.is_empty() {
+            return Text::new();
+        }
         let whole = self.as_str().as_bytes().as_ptr_range();
         let part = subset.as_bytes().as_ptr_range();
-        if whole.start <= part.start && part.end <= whole.end && !subset.is_empty() {
+        if whole.start <= part.start && part.end <= whole.end {
             Text(self.0.slice_ref(subset))
         } else {
             Text::from(subset)
