@@ -86,7 +86,12 @@ impl EventBatch {
     /// # Ok::<(), cmc_webhook::ParseError>(())
     /// ```
     pub fn parse(content_type: &str, body: Bytes) -> Result<EventBatch, ParseError> {
-        match crate::wire::parse(content_type, body, Some(crate::webhook::Kind::Events))? {
+        match crate::wire::parse(
+            content_type,
+            body,
+            Some(crate::webhook::Kind::Events),
+            Default::default(),
+        )? {
             crate::Webhook::Events(batch) => Ok(batch),
             crate::Webhook::Inbound(_) => Err(crate::webhook::Kind::Events.mismatch()),
         }

@@ -22,20 +22,34 @@ pub(crate) struct FileName {
 /// Reads the file name of a `Content-Disposition` header value.
 ///
 /// `filename*` (and its RFC 2231 continuations `filename*0*`, `filename*1`,
-/// ...) wins over `filename`, as RFC 6266 says; the plain parameter may hold
-/// RFC 2047 encoded words, which are decoded.
-pub(crate) fn from_content_disposition(value: &[u8]) -> Option<FileName> {
+/// ...) wins over `filename`, as RFC 6266 says; when it cannot be decoded
+/// (an unknown charset, bytes invalid in it), the plain `filename` is the
+/// fallback. The plain parameter may hold RFC 2047 encoded words, which are
+/// decoded. A name that cannot be read at all (raw bytes that are not
+/// UTF-8, an undecodable `filename*` with no fallback) is an error: the
+/// part would otherwise be stored under a name it does not have.
+pub(crate) fn from_content_disposition(value: &[u8]) -> Result<Option<FileName>, String> {
     if !contains_ignore_ascii_case(value, b"filename") {
-        return None; // the common case of a text part: nothing to parse
+        return Ok(None); // the common case of a text part: nothing to parse
     }
     let params = parameters(value);
-    if let Some(ext) = extended_filename(&params) {
-        return Some(ext);
+    let ext = extended_filename(&params);
+    if let Some(Ok(name)) = ext {
+        return Ok(Some(name));
     }
-    let (_, plain) = params.iter().find(|(name, _)| name == "filename")?;
-    let raw = String::from_utf8_lossy(plain).into_owned();
-    let decoded = decode_encoded_words(&raw).into_owned();
-    Some(FileName { decoded, raw })
+    match params.iter().find(|(name, _)| name == "filename") {
+        Some((_, plain)) => {
+            let raw = String::from_utf8(plain.clone()).map_err(|_| {
+                "the file name is neither UTF-8 nor encoded (RFC 2047 or RFC 5987)".to_owned()
+            })?;
+            let decoded = decode_encoded_words(&raw).into_owned();
+            Ok(Some(FileName { decoded, raw }))
+        }
+        None => match ext {
+            Some(Err(why)) => Err(why),
+            _ => Ok(None),
+        },
+    }
 }
 
 /// Whether `needle` (lowercase ASCII) occurs in `hay`, ignoring ASCII case.
@@ -101,12 +115,11 @@ fn parameters(value: &[u8]) -> Vec<(String, Vec<u8>)> {
     }
 }
 
-/// `filename*` or its continuations, decoded.
-fn extended_filename(params: &[(String, Vec<u8>)]) -> Option<FileName> {
+/// `filename*` or its continuations, decoded; `None` when there is none.
+fn extended_filename(params: &[(String, Vec<u8>)]) -> Option<Result<FileName, String>> {
     if let Some((_, v)) = params.iter().find(|(n, _)| n == "filename*") {
         let raw = String::from_utf8_lossy(v).into_owned();
-        let decoded = decode_ext_value(v)?;
-        return Some(FileName { decoded, raw });
+        return Some(decode_ext_value(v).map(|decoded| FileName { decoded, raw }));
     }
     // RFC 2231 continuations: filename*0*=UTF-8''%E3..; filename*1*=%81..; filename*2="plain"
     let mut segments: Vec<(u32, bool, &[u8])> = params
@@ -134,7 +147,10 @@ fn extended_filename(params: &[(String, Vec<u8>)]) -> Option<FileName> {
         raw.push_str(&String::from_utf8_lossy(value));
         let mut value = value;
         if i == 0 && encoded {
-            let (cs, text) = split_ext_value(value)?;
+            let (cs, text) = match split_ext_value(value) {
+                Ok(split) => split,
+                Err(why) => return Some(Err(why)),
+            };
             charset = Some(cs);
             value = text;
         }
@@ -145,27 +161,39 @@ fn extended_filename(params: &[(String, Vec<u8>)]) -> Option<FileName> {
         }
     }
     let encoding = charset.unwrap_or(encoding_rs::UTF_8);
-    let decoded = encoding.decode_without_bom_handling(&bytes).0.into_owned();
-    Some(FileName { decoded, raw })
+    Some(strict_decode(encoding, &bytes).map(|decoded| FileName { decoded, raw }))
 }
 
 /// `charset'language'percent-encoded` (RFC 5987), decoded.
-fn decode_ext_value(value: &[u8]) -> Option<String> {
+fn decode_ext_value(value: &[u8]) -> Result<String, String> {
     let (encoding, text) = split_ext_value(value)?;
     let bytes: Vec<u8> = percent_encoding::percent_decode(text).collect();
-    Some(encoding.decode_without_bom_handling(&bytes).0.into_owned())
+    strict_decode(encoding, &bytes)
 }
 
-fn split_ext_value(value: &[u8]) -> Option<(&'static Encoding, &[u8])> {
-    let first = memchr::memchr(b'\'', value)?;
-    let second = first + 1 + memchr::memchr(b'\'', &value[first + 1..])?;
+fn strict_decode(encoding: &'static Encoding, bytes: &[u8]) -> Result<String, String> {
+    encoding
+        .decode_without_bom_handling_and_without_replacement(bytes)
+        .map(|s| s.into_owned())
+        .ok_or_else(|| format!("the file name is not valid {}", encoding.name()))
+}
+
+fn split_ext_value(value: &[u8]) -> Result<(&'static Encoding, &[u8]), String> {
+    let malformed = || "malformed filename* parameter: expected charset'language'value".to_owned();
+    let first = memchr::memchr(b'\'', value).ok_or_else(malformed)?;
+    let second = first + 1 + memchr::memchr(b'\'', &value[first + 1..]).ok_or_else(malformed)?;
     let charset = &value[..first];
     let encoding = if charset.is_empty() {
         encoding_rs::UTF_8
     } else {
-        Encoding::for_label(charset)?
+        Encoding::for_label(charset).ok_or_else(|| {
+            format!(
+                "unknown charset `{}` in filename*",
+                String::from_utf8_lossy(charset)
+            )
+        })?
     };
-    Some((encoding, &value[second + 1..]))
+    Ok((encoding, &value[second + 1..]))
 }
 
 /// Decodes RFC 2047 encoded words in `input`; everything else is kept.
@@ -348,7 +376,20 @@ mod tests {
     use super::*;
 
     fn name(header: &str) -> Option<(String, String)> {
-        from_content_disposition(header.as_bytes()).map(|f| (f.decoded, f.raw))
+        from_content_disposition(header.as_bytes())
+            .unwrap()
+            .map(|f| (f.decoded, f.raw))
+    }
+
+    #[test]
+    fn unreadable_names_are_errors_unless_a_fallback_exists() {
+        assert!(from_content_disposition(b"form-data; filename=\"\xff\xfe.txt\"").is_err());
+        assert!(from_content_disposition(b"form-data; filename*=x-nope''abc").is_err());
+        assert!(from_content_disposition(b"form-data; filename*=UTF-8''%FF").is_err());
+        assert!(from_content_disposition(b"form-data; filename*=UTF-8").is_err());
+        let fallback =
+            from_content_disposition(b"form-data; filename=\"ok.txt\"; filename*=x-nope''abc");
+        assert_eq!(fallback.unwrap().unwrap().decoded, "ok.txt");
     }
 
     #[test]

@@ -119,6 +119,7 @@ pub use rejection::{Reason, Rejection, Statuses};
 pub use request::{read_event_batch, read_inbound_mail, read_webhook, Policy, DEFAULT_BODY_LIMIT};
 pub use text::Text;
 pub use webhook::Webhook;
+pub use wire::MultipartLimits;
 
 /// What `Debug` shows in place of a secret.
 pub(crate) const REDACTED: &str = "<redacted>";

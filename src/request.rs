@@ -15,7 +15,7 @@ use crate::auth::ApiKeys;
 use crate::rejection::{Reason, Rejection, Statuses};
 use crate::webhook::Kind;
 use crate::wire::{self, Encoding};
-use crate::{EventBatch, InboundMail, Webhook};
+use crate::{EventBatch, InboundMail, MultipartLimits, Webhook};
 
 /// The body limit when none is configured: 2 MiB, as axum's. Event batches
 /// are far smaller (about 60 KB for 100 records); inbound mails with
@@ -39,6 +39,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub(crate) body_limit: usize,
+    pub(crate) multipart: MultipartLimits,
     pub(crate) api_keys: Option<ApiKeys>,
     pub(crate) statuses: Statuses,
 }
@@ -47,6 +48,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             body_limit: DEFAULT_BODY_LIMIT,
+            multipart: MultipartLimits::default(),
             api_keys: None,
             statuses: Statuses::default(),
         }
@@ -68,6 +70,12 @@ impl Policy {
             Some(keys) => keys.with(key.into()),
             None => ApiKeys::new([key.into()]),
         });
+        self
+    }
+
+    /// The caps on multipart bodies (part count, part size).
+    pub fn multipart_limits(mut self, limits: MultipartLimits) -> Policy {
+        self.multipart = limits;
         self
     }
 
@@ -211,7 +219,7 @@ where
                         .ok()
                         .map(|mut d| d.copy_to_bytes(d.remaining()))))
                 });
-            wire::multipart::parse_stream(stream, &boundary).await?
+            wire::multipart::parse_stream(stream, &boundary, policy.multipart).await?
         }
         Encoding::Json | Encoding::Form => {
             let bytes = collect(body).await?;

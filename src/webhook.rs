@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::{EventBatch, InboundMail, ParseError};
+use crate::{EventBatch, InboundMail, MultipartLimits, ParseError};
 
 /// One call of either webhook, for endpoints that receive both.
 ///
@@ -47,7 +47,29 @@ impl Webhook {
     /// assert_eq!(err.kind(), ParseErrorKind::UnsupportedMediaType);
     /// ```
     pub fn parse(content_type: &str, body: Bytes) -> Result<Webhook, ParseError> {
-        crate::wire::parse(content_type, body, None)
+        crate::wire::parse(content_type, body, None, MultipartLimits::default())
+    }
+
+    /// [`Webhook::parse`] with other caps on multipart bodies than the
+    /// [defaults](MultipartLimits::default).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook::{MultipartLimits, ParseErrorKind, Webhook};
+    ///
+    /// let body = "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n\
+    ///             --b\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\n2\r\n--b--\r\n";
+    /// let limits = MultipartLimits::default().max_parts(1);
+    /// let err = Webhook::parse_with_limits("multipart/form-data; boundary=b", Bytes::from(body), limits)
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), ParseErrorKind::TooLarge);
+    /// ```
+    pub fn parse_with_limits(
+        content_type: &str,
+        body: Bytes,
+        limits: MultipartLimits,
+    ) -> Result<Webhook, ParseError> {
+        crate::wire::parse(content_type, body, None, limits)
     }
 }
 

@@ -3,7 +3,7 @@
 mod common;
 
 use bytes::Bytes;
-use cmc_webhook::{EventBatch, InboundMail, ParseError, ParseErrorKind, Webhook};
+use cmc_webhook::{EventBatch, InboundMail, MultipartLimits, ParseError, ParseErrorKind, Webhook};
 
 const JSON: &str = "application/json";
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -409,7 +409,19 @@ fn many_lists_and_parts_are_checked_in_linear_time() {
         ));
     }
     body.push_str("--b--\r\n");
-    let mail = InboundMail::parse("multipart/form-data; boundary=b", Bytes::from(body)).unwrap();
+    let limits = MultipartLimits::default().max_parts(10_000);
+    let parsed = Webhook::parse_with_limits(
+        "multipart/form-data; boundary=b",
+        Bytes::from(body.clone()),
+        limits,
+    );
+    let Ok(Webhook::Inbound(mail)) = parsed else {
+        panic!("{parsed:?}")
+    };
     assert_eq!(mail.attachments.len(), 5_000);
+    // The default cap refuses so many parts.
+    let e = InboundMail::parse("multipart/form-data; boundary=b", Bytes::from(body)).unwrap_err();
+    assert_eq!(e.kind(), ParseErrorKind::TooLarge);
+    assert_eq!(e.message(), "the multipart body has more than 512 parts");
     assert_eq!(mail.attachments[4_999].filename, "f5000");
 }

@@ -162,6 +162,7 @@ pub struct WebhookLayerBuilder {
     basic: Vec<BasicCredentials>,
     api_keys: Vec<String>,
     body_limit: Option<usize>,
+    multipart: crate::MultipartLimits,
     statuses: Statuses,
     peer: Option<PeerFn>,
 }
@@ -221,6 +222,20 @@ impl WebhookLayerBuilder {
     /// [`DEFAULT_BODY_LIMIT`]: crate::DEFAULT_BODY_LIMIT
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = Some(bytes);
+        self
+    }
+
+    /// The most parts a multipart body may have (512 unless set); more is
+    /// refused with 413 while the body is read.
+    pub fn max_parts(mut self, parts: usize) -> Self {
+        self.multipart = self.multipart.max_parts(parts);
+        self
+    }
+
+    /// The largest a single multipart part (an attachment) may be, in bytes
+    /// (only the body limit unless set); larger is refused with 413.
+    pub fn max_part_size(mut self, bytes: u64) -> Self {
+        self.multipart = self.multipart.max_part_size(bytes);
         self
     }
 
@@ -304,7 +319,9 @@ impl WebhookLayerBuilder {
                 "no api_key and no BASIC credentials configured: the source address is the only protection"
             );
         }
-        let mut policy = Policy::default().statuses(self.statuses);
+        let mut policy = Policy::default()
+            .statuses(self.statuses)
+            .multipart_limits(self.multipart);
         if let Some(limit) = self.body_limit {
             policy = policy.body_limit(limit);
         }

@@ -143,11 +143,19 @@ fn parse_created(text: &str) -> Result<DateTime, String> {
 /// Anything else (and any out-of-range value, whose error message is
 /// jiff's) goes to jiff's parser.
 fn fixed_created(b: &[u8]) -> Option<DateTime> {
-    if b.len() != 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |range: std::ops::Range<usize>| -> Option<i32> {
-        b[range].iter().try_fold(0i32, |acc, &d| d.is_ascii_digit().then(|| acc * 10 + i32::from(d - b'0')))
+        b[range].iter().try_fold(0i32, |acc, &d| {
+            d.is_ascii_digit().then(|| acc * 10 + i32::from(d - b'0'))
+        })
     };
     DateTime::new(
         num(0..4)? as i16,
@@ -359,7 +367,11 @@ impl RecordFields {
         }
         Ok(Bounce {
             created: self.created.ok_or_else(|| E::missing_field("created"))?,
-            status: BounceStatus::from_text(self.status.take().ok_or_else(|| E::missing_field("status"))?),
+            status: BounceStatus::from_text(
+                self.status
+                    .take()
+                    .ok_or_else(|| E::missing_field("status"))?,
+            ),
             return_path: Self::either(self.return_path, self.envelope_from, RETURN_PATH)?,
             from: self.from.unwrap_or_default(),
             to: Self::either(self.to, self.envelope_to, TO)?,

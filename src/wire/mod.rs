@@ -18,6 +18,8 @@ pub(crate) mod multipart;
 
 use bytes::Bytes;
 
+pub use multipart::MultipartLimits;
+
 use crate::webhook::{Kind, Webhook};
 use crate::{ParseError, ParseErrorKind, Text};
 
@@ -66,11 +68,12 @@ pub(crate) fn parse(
     content_type: &str,
     body: Bytes,
     expected: Option<Kind>,
+    limits: MultipartLimits,
 ) -> Result<Webhook, ParseError> {
     let fields = match Encoding::from_content_type(content_type)? {
         Encoding::Json => json::parse(&utf8(body)?)?,
         Encoding::Form => form::parse(&utf8(body)?)?,
-        Encoding::Multipart { boundary } => multipart::parse(&boundary, body)?,
+        Encoding::Multipart { boundary } => multipart::parse(&boundary, body, limits)?,
     };
     fields.into_webhook(expected)
 }
