@@ -3,7 +3,6 @@
 //!
 //! Run: `cargo bench --all-features --bench parse`
 
-use std::borrow::Cow;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -13,88 +12,13 @@ use cmc_webhook::test_util::{
 };
 use cmc_webhook::{InboundMail, Webhook};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use serde::Deserialize;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/shared/");
 
-/// What a careful user would write by hand: owned strings.
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct OwnedBatch {
-    event_type: String,
-    server_composition: String,
-    event: OwnedEvent,
-}
+#[path = "support/baseline.rs"]
+mod baseline;
 
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct OwnedEvent {
-    deliveries: Vec<OwnedDelivery>,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-#[serde(rename_all = "camelCase")]
-struct OwnedDelivery {
-    created: String,
-    status: String,
-    return_path: String,
-    from: String,
-    to: String,
-    message_id: String,
-    reason: String,
-    subject: String,
-    api_data: String,
-    source_ip: String,
-    sender_ip: String,
-}
-
-/// The same with borrowed strings where the JSON has no escapes.
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct BorrowedBatch<'a> {
-    #[serde(borrow)]
-    event_type: Cow<'a, str>,
-    #[serde(borrow)]
-    server_composition: Cow<'a, str>,
-    #[serde(borrow)]
-    event: BorrowedEvent<'a>,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct BorrowedEvent<'a> {
-    #[serde(borrow)]
-    deliveries: Vec<BorrowedDelivery<'a>>,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-#[serde(rename_all = "camelCase")]
-struct BorrowedDelivery<'a> {
-    #[serde(borrow)]
-    created: Cow<'a, str>,
-    #[serde(borrow)]
-    status: Cow<'a, str>,
-    #[serde(borrow)]
-    return_path: Cow<'a, str>,
-    #[serde(borrow)]
-    from: Cow<'a, str>,
-    #[serde(borrow)]
-    to: Cow<'a, str>,
-    #[serde(borrow)]
-    message_id: Cow<'a, str>,
-    #[serde(borrow)]
-    reason: Cow<'a, str>,
-    #[serde(borrow)]
-    subject: Cow<'a, str>,
-    #[serde(borrow)]
-    api_data: Cow<'a, str>,
-    #[serde(borrow)]
-    source_ip: Cow<'a, str>,
-    #[serde(borrow)]
-    sender_ip: Cow<'a, str>,
-}
+use baseline::{BorrowedBatch, BorrowedEvent, OwnedBatch, OwnedEvent};
 
 /// The `event` field of a form body, decoded by `form_urlencoded`.
 fn form_event(body: &[u8]) -> String {

@@ -14,40 +14,11 @@ use axum::routing::post;
 use axum::{Json, Router};
 use cmc_webhook::test_util::{encode_events, sample_events, WireEncoding};
 use cmc_webhook::{EventBatch, WebhookLayer};
-use serde::Deserialize;
 
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Batch {
-    event_type: String,
-    server_composition: String,
-    event: Events,
-}
+#[path = "../benches/support/baseline.rs"]
+mod baseline;
 
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Events {
-    deliveries: Vec<Delivery>,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-#[serde(rename_all = "camelCase")]
-struct Delivery {
-    created: String,
-    status: String,
-    return_path: String,
-    from: String,
-    to: String,
-    message_id: String,
-    reason: String,
-    subject: String,
-    api_data: String,
-    source_ip: String,
-    sender_ip: String,
-}
-
-async fn bare(Json(batch): Json<Batch>) -> String {
+async fn bare(Json(batch): Json<baseline::OwnedBatch>) -> String {
     format!("ok {}\n", batch.event.deliveries.len())
 }
 

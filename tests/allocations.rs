@@ -77,6 +77,23 @@ fn per_record(encoding: WireEncoding, n: usize) -> f64 {
     per
 }
 
+#[path = "../benches/support/baseline.rs"]
+mod baseline;
+
+#[test]
+fn an_owned_serde_struct_for_comparison() {
+    let body = encode_events(&sample_events(100), WireEncoding::Json).body;
+    let (parsed, allocations, _) =
+        measure(|| serde_json::from_slice::<baseline::OwnedBatch>(&body).unwrap());
+    assert_eq!(parsed.event.deliveries.len(), 100);
+    eprintln!(
+        "owned serde struct, 100 records: {allocations} allocations, {:.2} per record",
+        allocations as f64 / 100.0
+    );
+    // Every non-empty field is a String of its own.
+    assert!(allocations >= 700, "{allocations}");
+}
+
 #[test]
 fn json_batches_allocate_at_most_three_times_per_delivery_record() {
     for n in [100, 1000] {

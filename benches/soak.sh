@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Soak test: the receiver on loopback under a bounded mix of every fixture
+# (in every encoding) and hostile inputs from several connections; checks no
+# 5xx, no connection errors, every accepted event printed exactly once, and
+# flat resident memory. Loopback only, bounded in time.
+#
+#   bash benches/soak.sh              # release build, 300 s, 8 connections
+#   SECONDS_TO_RUN=60 bash benches/soak.sh
+#   bash benches/soak.sh --short      # debug build, 10 s (what CI runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--short" ]; then
+  cargo build --example receiver >&2
+  cargo run --features test-util --example soak -- \
+    --receiver target/debug/examples/receiver --seconds 10 --connections 4 --port 18181
+else
+  cargo build --release --example receiver >&2
+  cargo run --release --features test-util --example soak -- \
+    --receiver target/release/examples/receiver --seconds "${SECONDS_TO_RUN:-300}" \
+    --connections "${CONNECTIONS:-8}"
+fi
