@@ -129,3 +129,8 @@ pub(crate) const REDACTED: &str = "<redacted>";
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// SECURITY.md's example, compiled as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../SECURITY.md")]
+struct SecurityDoctests;
