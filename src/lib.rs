@@ -87,7 +87,6 @@
 //! [Customers Mail Cloud]: https://www.customers-mail.cloud/
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod allowlist;
 pub mod auth;
