@@ -3,11 +3,8 @@
 //!
 //! Run: `cargo bench --bench layer`
 
-use std::future::Future;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,12 +29,10 @@ fn networks(n: usize) -> Vec<IpNet> {
     nets
 }
 
-fn ready<F: Future>(f: F) -> F::Output {
-    match pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("the inner service answers at once"),
-    }
-}
+#[path = "support/ready.rs"]
+mod support;
+
+use support::ready;
 
 fn request(peer: &str, forwarded: Option<&str>) -> Request<Full<Bytes>> {
     let mut builder = Request::post("/mails")

@@ -17,8 +17,11 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/shar
 
 #[path = "support/baseline.rs"]
 mod baseline;
+#[path = "support/ready.rs"]
+mod support;
 
 use baseline::{BorrowedBatch, BorrowedEvent, OwnedBatch, OwnedEvent};
+use support::ready;
 
 /// The `event` field of a form body, decoded by `form_urlencoded`.
 fn form_event(body: &[u8]) -> String {
@@ -41,18 +44,7 @@ fn multipart_event(content_type: &str, body: Bytes) -> String {
         }
         panic!("no event part")
     };
-    futures_executor_block_on(run)
-}
-
-fn futures_executor_block_on<F: std::future::Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    match f
-        .as_mut()
-        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-    {
-        std::task::Poll::Ready(v) => v,
-        std::task::Poll::Pending => panic!("an in-memory body never waits"),
-    }
+    ready(run)
 }
 
 /// The `event` JSON of a body, taken out the way a user would (for form
@@ -150,7 +142,7 @@ fn inbound(c: &mut Criterion) {
                         async move { Ok::<_, std::convert::Infallible>(body) },
                     );
                 let mut multipart = multer::Multipart::new(stream, boundary);
-                futures_executor_block_on(async move {
+                ready(async move {
                     let mut total = 0;
                     while let Some(field) = multipart.next_field().await.unwrap() {
                         total += field.bytes().await.unwrap().len();
