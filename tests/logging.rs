@@ -1,0 +1,222 @@
+//! What the layer logs: a `warn` line per refusal with the client address
+//! and the reason (how operators find CMC's addresses), an `error` with the
+//! fix when the peer address is missing, start-up warnings for risky
+//! configurations, and never a body, a key or a password.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::routing::post;
+use axum::Router;
+use cmc_webhook::test_util::{sample_events, CmcRequest, WireEncoding};
+use cmc_webhook::{EventBatch, WebhookLayer};
+use tower::ServiceExt;
+use tracing_subscriber::fmt::MakeWriter;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Runs `f` with every log line at `debug` and above captured.
+async fn capture<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) -> String {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    f().await;
+    drop(guard);
+    captured.text()
+}
+
+async fn on_events(batch: EventBatch) -> String {
+    format!("events {}", batch.events.len())
+}
+
+async fn call(app: Router, request: CmcRequest) -> u16 {
+    let request = request.uri("/mails").into_request();
+    app.oneshot(request.map(Body::new))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn refusals_are_logged_with_the_client_and_never_the_secrets() {
+    let logs = capture(|| async {
+        let layer = WebhookLayer::builder()
+            .allow_list("203.0.113.0/24")
+            .unwrap()
+            .trust_proxy("10.0.0.0/8".parse().unwrap())
+            .basic_auth("cmc", "pa55-w0rd-secret")
+            .api_key("k3y-secret-value")
+            .build()
+            .unwrap();
+        let app = Router::new().route("/mails", post(on_events).layer(layer));
+        let mut batch = sample_events(1);
+        batch.api_key = Some("k3y-secret-value".into());
+        let request = || CmcRequest::events(&batch, WireEncoding::Form);
+        // Not allowed: straight from 198.51.100.7, and through our proxy.
+        assert_eq!(
+            call(
+                app.clone(),
+                request().peer("198.51.100.7:5000".parse().unwrap())
+            )
+            .await,
+            403
+        );
+        let via_proxy = request()
+            .peer("10.0.0.1:5000".parse().unwrap())
+            .header("x-forwarded-for", "192.0.2.99");
+        assert_eq!(call(app.clone(), via_proxy).await, 403);
+        // Allowed address, wrong password; then everything right.
+        let allowed = || request().peer("203.0.113.5:5000".parse().unwrap());
+        assert_eq!(
+            call(app.clone(), allowed().basic_auth("cmc", "wrong-secret")).await,
+            401
+        );
+        assert_eq!(
+            call(app.clone(), allowed().basic_auth("cmc", "pa55-w0rd-secret")).await,
+            200
+        );
+        // No peer address at all.
+        assert_eq!(
+            call(app.clone(), request().basic_auth("cmc", "pa55-w0rd-secret")).await,
+            500
+        );
+    })
+    .await;
+
+    let warns: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("refused CMC webhook request"))
+        .collect();
+    assert_eq!(warns.len(), 3, "{logs}");
+    assert!(warns.iter().all(|l| l.contains("WARN")), "{logs}");
+    assert!(
+        warns[0].contains("client=198.51.100.7")
+            && warns[0].contains("reason=the client address is not allowed"),
+        "{}",
+        warns[0]
+    );
+    assert!(
+        warns[1].contains("client=192.0.2.99") && warns[1].contains("peer=10.0.0.1"),
+        "{}",
+        warns[1]
+    );
+    assert!(
+        warns[2].contains("client=203.0.113.5")
+            && warns[2].contains("reason=missing or wrong credentials"),
+        "{}",
+        warns[2]
+    );
+    assert!(
+        logs.contains("ERROR")
+            && logs.contains("into_make_service_with_connect_info::<SocketAddr>()"),
+        "{logs}"
+    );
+    for secret in [
+        "pa55-w0rd-secret",
+        "wrong-secret",
+        "k3y-secret-value",
+        "server_composition=",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "`{secret}` leaked into the logs:\n{logs}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn risky_configurations_are_warned_about_at_build() {
+    let logs = capture(|| async {
+        WebhookLayer::builder()
+            .allow_list("0.0.0.0/0")
+            .unwrap()
+            .trust_proxy("10.0.0.0/8".parse().unwrap())
+            .build()
+            .unwrap();
+    })
+    .await;
+    assert!(
+        logs.contains("the allowlist allows every address"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("proxies are trusted but the allowlist allows everyone"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("no api_key and no BASIC credentials configured"),
+        "{logs}"
+    );
+
+    let logs = capture(|| async {
+        WebhookLayer::builder()
+            .allow_list("203.0.113.0/24")
+            .unwrap()
+            .api_key("k")
+            .build()
+            .unwrap();
+    })
+    .await;
+    assert!(
+        !logs.contains("WARN"),
+        "a careful configuration warns about nothing:\n{logs}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn each_request_gets_a_span_with_peer_client_and_decision() {
+    let logs = capture(|| async {
+        let layer = WebhookLayer::builder()
+            .allow_list("203.0.113.0/24")
+            .unwrap()
+            .build()
+            .unwrap();
+        let app = Router::new().route("/mails", post(on_events).layer(layer));
+        let request = CmcRequest::events(&sample_events(1), WireEncoding::Json)
+            .peer("198.51.100.7:1".parse().unwrap());
+        assert_eq!(call(app, request).await, 403);
+    })
+    .await;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("refused CMC webhook request"))
+        .unwrap();
+    assert!(
+        line.contains("cmc_webhook{peer=198.51.100.7 client=198.51.100.7"),
+        "{line}"
+    );
+}
