@@ -86,15 +86,13 @@ impl EventBatch {
     /// # Ok::<(), cmc_webhook::ParseError>(())
     /// ```
     pub fn parse(content_type: &str, body: Bytes) -> Result<EventBatch, ParseError> {
-        match crate::wire::parse(
+        crate::wire::parse(
             content_type,
             body,
             Some(crate::webhook::Kind::Events),
             Default::default(),
-        )? {
-            crate::Webhook::Events(batch) => Ok(batch),
-            crate::Webhook::Inbound(_) => Err(crate::webhook::Kind::Events.mismatch()),
-        }
+        )?
+        .into_events()
     }
 }
 

@@ -88,10 +88,7 @@ impl<S: Send + Sync> FromRequest<S> for EventBatch {
     type Rejection = Rejection;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        match extract(request, Some(Kind::Events)).await? {
-            Webhook::Events(batch) => Ok(batch),
-            Webhook::Inbound(_) => Err(Rejection::from(Kind::Events.mismatch())),
-        }
+        Ok(extract(request, Some(Kind::Events)).await?.into_events()?)
     }
 }
 
@@ -99,9 +96,8 @@ impl<S: Send + Sync> FromRequest<S> for InboundMail {
     type Rejection = Rejection;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        match extract(request, Some(Kind::Inbound)).await? {
-            Webhook::Inbound(mail) => Ok(mail),
-            Webhook::Events(_) => Err(Rejection::from(Kind::Inbound.mismatch())),
-        }
+        Ok(extract(request, Some(Kind::Inbound))
+            .await?
+            .into_inbound()?)
     }
 }

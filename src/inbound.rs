@@ -83,15 +83,13 @@ impl InboundMail {
     /// assert_eq!(err.kind(), ParseErrorKind::WrongKind);
     /// ```
     pub fn parse(content_type: &str, body: Bytes) -> Result<InboundMail, ParseError> {
-        match crate::wire::parse(
+        crate::wire::parse(
             content_type,
             body,
             Some(crate::webhook::Kind::Inbound),
             Default::default(),
-        )? {
-            crate::Webhook::Inbound(mail) => Ok(mail),
-            crate::Webhook::Events(_) => Err(crate::webhook::Kind::Inbound.mismatch()),
-        }
+        )?
+        .into_inbound()
     }
 }
 

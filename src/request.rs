@@ -138,10 +138,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match read(request, Some(Kind::Events)).await? {
-        Webhook::Events(batch) => Ok(batch),
-        Webhook::Inbound(_) => Err(Rejection::from(Kind::Events.mismatch())),
-    }
+    Ok(read(request, Some(Kind::Events)).await?.into_events()?)
 }
 
 /// Reads an inbound mail; an event batch is refused (400, naming what
@@ -152,10 +149,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match read(request, Some(Kind::Inbound)).await? {
-        Webhook::Inbound(mail) => Ok(mail),
-        Webhook::Events(_) => Err(Rejection::from(Kind::Inbound.mismatch())),
-    }
+    Ok(read(request, Some(Kind::Inbound)).await?.into_inbound()?)
 }
 
 pub(crate) async fn read<B>(

@@ -73,6 +73,24 @@ impl Webhook {
     }
 }
 
+impl Webhook {
+    /// The event batch, or the error for a body of the other kind.
+    pub(crate) fn into_events(self) -> Result<EventBatch, ParseError> {
+        match self {
+            Webhook::Events(batch) => Ok(batch),
+            Webhook::Inbound(_) => Err(Kind::Events.mismatch()),
+        }
+    }
+
+    /// The inbound mail, or the error for a body of the other kind.
+    pub(crate) fn into_inbound(self) -> Result<InboundMail, ParseError> {
+        match self {
+            Webhook::Inbound(mail) => Ok(mail),
+            Webhook::Events(_) => Err(Kind::Inbound.mismatch()),
+        }
+    }
+}
+
 /// Which kind of webhook a body is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
