@@ -3,7 +3,11 @@
 //!
 //! An [`IpSet`] is built once from CIDRs (via [`ipnet`]): each network is
 //! normalised to its range, IPv4-mapped IPv6 networks (`::ffff:a.b.c.d/n`)
-//! become IPv4 networks, and overlapping or adjacent ranges are merged. A
+//! become IPv4 networks, and overlapping or adjacent ranges are merged.
+//! An IPv4-mapped client *is* an IPv4 client, so an IPv6 network that
+//! includes part of `::ffff:0:0/96` includes those IPv4 addresses: `::/0`
+//! allows every IPv4 client as well, on a dual-stack listener or not
+//! (list `2000::/3` for "every public IPv6 address only"). A
 //! look-up is a binary search over the merged ranges, so a thousand CIDRs
 //! cost about as much as ten.
 //!
@@ -88,11 +92,15 @@ impl IpSet {
                 IpNet::V4(n) => v4.push((u32::from(n.network()), u32::from(n.broadcast()))),
                 IpNet::V6(n) => {
                     let (start, end) = (u128::from(n.network()), u128::from(n.broadcast()));
-                    // Wholly inside ::ffff:0:0/96: an IPv4 network in disguise.
-                    const MAPPED: u128 = 0xffff_0000_0000;
-                    if start >> 32 == MAPPED >> 32 && end >> 32 == MAPPED >> 32 {
-                        v4.push((start as u32, end as u32));
-                    } else {
+                    // The part inside ::ffff:0:0/96 is IPv4 in disguise, and
+                    // clients there are looked up as IPv4: a network that
+                    // covers it (`::/0`) covers those IPv4 addresses too.
+                    const MAPPED: (u128, u128) = (0xffff_0000_0000, 0xffff_ffff_ffff);
+                    let (lo, hi) = (start.max(MAPPED.0), end.min(MAPPED.1));
+                    if lo <= hi {
+                        v4.push((lo as u32, hi as u32));
+                    }
+                    if !(MAPPED.0 <= start && end <= MAPPED.1) {
                         v6.push((start, end));
                     }
                 }
@@ -339,6 +347,27 @@ mod tests {
             "0.0.0.0/0"
         );
         assert_eq!(set("").len(), 0);
+    }
+
+    #[test]
+    fn ipv6_networks_covering_mapped_addresses_cover_ipv4() {
+        // `--allow ::/0` on a `[::]` listener: IPv4 clients arrive mapped
+        // and are looked up as IPv4; `::/0` includes them.
+        let all6 = set("::/0");
+        assert!(all6.contains(ip("::ffff:203.0.113.7")));
+        assert!(all6.contains(ip("203.0.113.7")));
+        assert!(all6.contains(ip("2001:db8::1")));
+        assert!(all6.covers_everything());
+        assert_eq!(all6.to_string(), "0.0.0.0/0, ::/0");
+        // A public-IPv6-only network does not.
+        let public6 = set("2000::/3");
+        assert!(!public6.contains(ip("::ffff:203.0.113.7")));
+        assert!(!public6.contains(ip("203.0.113.7")));
+        // A network straddling the edge of the mapped range takes its part.
+        let edge = set("::ffff:ffff:0/95");
+        assert!(edge.contains(ip("255.255.0.1")));
+        assert!(edge.contains(ip("::fffe:0:1")));
+        assert!(!edge.contains(ip("::1:0:0:0")));
     }
 
     #[test]

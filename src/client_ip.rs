@@ -16,6 +16,14 @@
 //!   refused rather than attributed to a guess.
 //! - A trusted proxy that sends no header is itself the client; if every
 //!   hop is trusted, the leftmost one is.
+//! - RFC 7239 `Forwarded` is read by its grammar (quoted values may hold
+//!   `,` and `;`). An element without `for=` reached in the walk ends it
+//!   with an error too: a trusted proxy wrote it without naming its
+//!   client, and skipping it would believe the element to its left, which
+//!   the client may have written. The request is refused rather than
+//!   attributed to the proxy, which would be a guess as well.
+//! - Entries quoted in errors and logs have control and bidirectional
+//!   formatting characters escaped.
 //! - IPv4-mapped IPv6 addresses are read as IPv4.
 
 use std::fmt;
@@ -24,6 +32,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::HeaderMap;
 
 use crate::allowlist::{canonical, IpSet};
+use crate::work;
 
 /// The client address the [`WebhookLayer`](crate::WebhookLayer) resolved,
 /// in the extensions of every request it admits.
@@ -117,19 +126,35 @@ pub fn client_ip(
         let Ok(line) = line.to_str() else {
             return Err(error(header, &String::from_utf8_lossy(line.as_bytes())));
         };
-        for entry in line.rsplit(',') {
-            let hop = match header {
-                ForwardedHeader::XForwardedFor => parse_hop(entry.trim()),
-                ForwardedHeader::Forwarded => match forwarded_for(entry) {
-                    Some(Ok(node)) => parse_hop(node),
-                    Some(Err(())) => None,
-                    None => continue, // an element without `for=` names no hop
-                },
-            };
-            let hop = canonical(hop.ok_or_else(|| error(header, entry.trim()))?);
-            client = hop;
-            if !trusted_proxies.contains(hop) {
-                return Ok(hop);
+        match header {
+            ForwardedHeader::XForwardedFor => {
+                for entry in line.rsplit(',') {
+                    work::tick(entry.len() + 1);
+                    let hop = parse_hop(entry.trim()).ok_or_else(|| error(header, entry.trim()))?;
+                    client = canonical(hop);
+                    if !trusted_proxies.contains(client) {
+                        return Ok(client);
+                    }
+                }
+            }
+            ForwardedHeader::Forwarded => {
+                let elements = forwarded_elements(line).map_err(|()| error(header, line))?;
+                for element in elements.iter().rev() {
+                    // An element without `for=` was written by a trusted
+                    // proxy that did not say whom it received the request
+                    // from: the walk cannot go on, and guessing (skipping
+                    // it would believe whatever stands left of it) could
+                    // admit a forged address. Refused, like `unknown`.
+                    let hop = element
+                        .node
+                        .as_deref()
+                        .and_then(parse_hop)
+                        .ok_or_else(|| error(header, &line[element.span.clone()]))?;
+                    client = canonical(hop);
+                    if !trusted_proxies.contains(client) {
+                        return Ok(client);
+                    }
+                }
             }
         }
     }
@@ -139,7 +164,7 @@ pub fn client_ip(
 fn error(header: ForwardedHeader, hop: &str) -> ForwardedError {
     ForwardedError {
         header,
-        hop: hop.chars().take(64).collect(),
+        hop: crate::text::printable(hop.trim(), 64),
     }
 }
 
@@ -158,29 +183,124 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(IpAddr::V6)
 }
 
-/// The `for=` node of one `Forwarded` element (`for=a;proto=https;by=b`):
-/// `None` when the element has no `for`, `Err` when it is unreadable.
-fn forwarded_for(element: &str) -> Option<Result<&str, ()>> {
-    for pair in element.split(';') {
-        let Some((name, value)) = pair.split_once('=') else {
-            if pair.trim().is_empty() {
-                continue;
+/// One element of a `Forwarded` header: where it stands in the line, and
+/// its `for=` node (unquoted), when it has one.
+#[derive(Debug, PartialEq, Eq)]
+struct Element {
+    span: std::ops::Range<usize>,
+    node: Option<String>,
+}
+
+/// Splits a `Forwarded` line into its elements by RFC 7239's grammar:
+///
+/// ```text
+/// Forwarded         = 1#forwarded-element
+/// forwarded-element = [ forwarded-pair ] *( ";" [ forwarded-pair ] )
+/// forwarded-pair    = token "=" value
+/// value             = token / quoted-string
+/// ```
+///
+/// so that a `,` or `;` inside a quoted value (`by="a,b"`) splits nothing.
+/// Empty list elements are skipped, as RFC 7230's list rule allows. A
+/// line that does not follow the grammar, or an element that names `for`
+/// twice, is an error: its elements cannot be told apart reliably. One
+/// pass over the line.
+fn forwarded_elements(line: &str) -> Result<Vec<Element>, ()> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    let mut elements = Vec::new();
+    let skip_ows = |i: &mut usize| {
+        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t') {
+            work::tick(1);
+            *i += 1;
+        }
+    };
+    loop {
+        skip_ows(&mut i);
+        let start = i;
+        let mut node = None;
+        let mut pairs = 0;
+        loop {
+            skip_ows(&mut i);
+            match b.get(i) {
+                None | Some(b',') => break,
+                Some(b';') => {
+                    i += 1;
+                    continue;
+                }
+                _ => {}
             }
-            return Some(Err(()));
-        };
-        if name.trim().eq_ignore_ascii_case("for") {
-            let value = value.trim();
-            let value = match value.strip_prefix('"') {
-                Some(quoted) => match quoted.strip_suffix('"') {
-                    Some(inner) => inner,
-                    None => return Some(Err(())),
-                },
-                None => value,
+            let name = token(b, &mut i).ok_or(())?;
+            if b.get(i) != Some(&b'=') {
+                return Err(());
+            }
+            i += 1;
+            let value = match b.get(i) {
+                Some(b'"') => quoted_string(b, &mut i).ok_or(())?,
+                _ => token(b, &mut i).ok_or(())?.to_owned(),
             };
-            return Some(Ok(value));
+            if name.eq_ignore_ascii_case("for") {
+                if node.is_some() {
+                    return Err(());
+                }
+                node = Some(value);
+            }
+            pairs += 1;
+            skip_ows(&mut i);
+            match b.get(i) {
+                None | Some(b',') => break,
+                Some(b';') => i += 1,
+                _ => return Err(()),
+            }
+        }
+        if pairs > 0 {
+            let end = line[..i].trim_end().len();
+            elements.push(Element {
+                span: start..end,
+                node,
+            });
+        }
+        if i >= b.len() {
+            return Ok(elements);
+        }
+        i += 1; // the `,`
+    }
+}
+
+/// A `token` (RFC 7230 `tchar`s) at `b[*i..]`, at least one character.
+fn token<'a>(b: &'a [u8], i: &mut usize) -> Option<&'a str> {
+    let start = *i;
+    while *i < b.len() && (b[*i].is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b[*i])) {
+        work::tick(1);
+        *i += 1;
+    }
+    // Only ASCII was taken, so this is a char boundary.
+    (*i > start).then(|| std::str::from_utf8(&b[start..*i]).ok())?
+}
+
+/// A `quoted-string` at `b[*i..]` (which starts with `"`), unquoted.
+fn quoted_string(b: &[u8], i: &mut usize) -> Option<String> {
+    let mut out = Vec::new();
+    *i += 1;
+    while let Some(&c) = b.get(*i) {
+        work::tick(1);
+        match c {
+            b'"' => {
+                *i += 1;
+                return String::from_utf8(out).ok();
+            }
+            b'\\' => {
+                out.push(*b.get(*i + 1)?);
+                *i += 2;
+            }
+            b'\t' | b' '..=b'~' | 0x80..=0xff => {
+                out.push(c);
+                *i += 1;
+            }
+            _ => return None,
         }
     }
-    None
+    None // unclosed
 }
 
 #[cfg(test)]
@@ -343,8 +463,10 @@ mod tests {
             ip("203.0.113.5")
         );
         assert_eq!(
-            fwd("10.0.0.1", "10.0.0.0/8", &["proto=https"]).unwrap(),
-            ip("10.0.0.1")
+            fwd("10.0.0.1", "10.0.0.0/8", &["proto=https"])
+                .unwrap_err()
+                .hop(),
+            "proto=https"
         );
         assert_eq!(
             fwd("10.0.0.1", "10.0.0.0/8", &["for=_hidden"])
@@ -369,5 +491,90 @@ mod tests {
             ForwardedHeader::Forwarded,
         );
         assert_eq!(got.unwrap(), ip("198.51.100.2"));
+    }
+
+    #[test]
+    fn forwarded_element_without_for_from_a_trusted_hop_is_refused() {
+        // The client wrote `for=203.0.113.5`; the trusted proxy wrote an
+        // element naming no client. Skipping it would believe the client.
+        let e = fwd("10.0.0.1", "10.0.0.0/8", &["for=203.0.113.5, proto=https"]).unwrap_err();
+        assert_eq!(e.hop(), "proto=https");
+        // Left of the first untrusted hop, such elements are never reached.
+        assert_eq!(
+            fwd(
+                "10.0.0.1",
+                "10.0.0.0/8",
+                &["proto=http, for=198.51.100.4;proto=https"]
+            )
+            .unwrap(),
+            ip("198.51.100.4")
+        );
+    }
+
+    #[test]
+    fn forwarded_quoted_values_may_hold_commas_and_semicolons() {
+        assert_eq!(
+            fwd("10.0.0.1", "10.0.0.0/8", &[r#"for=203.0.113.9;by="a,b;c""#]).unwrap(),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            fwd(
+                "10.0.0.1",
+                "10.0.0.0/8",
+                &[r#"for=6.6.6.6;host="x,\"y", for="203.0.113.9:80";proto=https , for=10.1.1.1"#]
+            )
+            .unwrap(),
+            ip("203.0.113.9")
+        );
+        // Empty list elements are skipped.
+        assert_eq!(
+            fwd("10.0.0.1", "10.0.0.0/8", &["for=203.0.113.9,, ,"]).unwrap(),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn forwarded_lines_off_the_grammar_are_refused() {
+        for bad in [
+            r#"for="203.0.113.9"#,          // unclosed quote
+            "for=203.0.113.9;for=10.0.0.2", // `for` twice
+            "for 203.0.113.9",
+            "for=",
+            "=203.0.113.9",
+            "for=203.0.113.9 x",
+        ] {
+            assert!(fwd("10.0.0.1", "10.0.0.0/8", &[bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hops_in_errors_have_controls_and_bidi_overrides_escaped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes("203.0.113.5, evil\u{202E}1.2\u{85}x".as_bytes())
+                .unwrap(),
+        );
+        let e = client_ip(
+            ip("10.0.0.1"),
+            &h,
+            &"10.0.0.0/8".parse().unwrap(),
+            ForwardedHeader::XForwardedFor,
+        )
+        .unwrap_err();
+        assert_eq!(e.hop(), "203.0.113.5, evil\\u{202e}1.2\\u{85}x");
+        assert!(!e.to_string().contains('\u{202E}'));
+    }
+
+    #[test]
+    fn the_walk_is_linear_in_the_header() {
+        let steps = |n: usize| {
+            let line = format!("{}for=203.0.113.5", "for=10.0.0.1;by=\"a,b\", ".repeat(n));
+            let (got, steps) = work::measure(|| fwd("10.0.0.1", "10.0.0.0/8", &[&line]));
+            assert_eq!(got.unwrap(), ip("203.0.113.5"));
+            steps as f64 / line.len() as f64
+        };
+        let (small, large) = (steps(1_000), steps(10_000));
+        assert!(large < small * 1.5 && large < 4.0, "{small} {large}");
     }
 }

@@ -12,6 +12,9 @@ use std::borrow::Cow;
 use base64::Engine as _;
 use encoding_rs::Encoding;
 
+use crate::wire::percent;
+use crate::work;
+
 /// A file name as sent and decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FileName {
@@ -78,6 +81,7 @@ fn parameters(value: &[u8]) -> Vec<(String, Vec<u8>)> {
             .iter()
             .position(|&b| b == b'=' || b == b';')
             .unwrap_or(rest.len());
+        work::tick(name_end + 1);
         let name = String::from_utf8_lossy(rest[..name_end].trim_ascii()).to_ascii_lowercase();
         rest = &rest[name_end..];
         let Some(after_eq) = rest.strip_prefix(b"=") else {
@@ -89,6 +93,7 @@ fn parameters(value: &[u8]) -> Vec<(String, Vec<u8>)> {
             let mut out = Vec::new();
             let mut i = 0;
             while i < quoted.len() {
+                work::tick(1);
                 match quoted[i] {
                     b'\\' if i + 1 < quoted.len() => {
                         out.push(quoted[i + 1]);
@@ -105,9 +110,11 @@ fn parameters(value: &[u8]) -> Vec<(String, Vec<u8>)> {
             rest = quoted.get(i + 1..).unwrap_or_default();
             // Skip whatever stands between the closing quote and the next `;`.
             let next = memchr::memchr(b';', rest).unwrap_or(rest.len());
+            work::tick(next);
             rest = &rest[next..];
         } else {
             let end = memchr::memchr(b';', after_eq).unwrap_or(after_eq.len());
+            work::tick(end);
             value = after_eq[..end].trim_ascii().to_vec();
             rest = &after_eq[end..];
         }
@@ -141,6 +148,7 @@ fn extended_filename(params: &[(String, Vec<u8>)]) -> Option<Result<FileName, St
     let mut bytes = Vec::new();
     let mut charset: Option<&'static Encoding> = None;
     for (i, &(num, encoded, value)) in segments.iter().enumerate() {
+        work::tick(value.len() + 1);
         if num as usize != i {
             break; // a gap ends the name, as RFC 2231 says
         }
@@ -155,7 +163,10 @@ fn extended_filename(params: &[(String, Vec<u8>)]) -> Option<Result<FileName, St
             value = text;
         }
         if encoded {
-            bytes.extend(percent_encoding::percent_decode(value));
+            match percent::decode(value, false) {
+                Ok(decoded) => bytes.extend_from_slice(&decoded),
+                Err(at) => return Some(Err(bad_escape(at))),
+            }
         } else {
             bytes.extend_from_slice(value);
         }
@@ -167,8 +178,14 @@ fn extended_filename(params: &[(String, Vec<u8>)]) -> Option<Result<FileName, St
 /// `charset'language'percent-encoded` (RFC 5987), decoded.
 fn decode_ext_value(value: &[u8]) -> Result<String, String> {
     let (encoding, text) = split_ext_value(value)?;
-    let bytes: Vec<u8> = percent_encoding::percent_decode(text).collect();
+    let bytes = percent::decode(text, false).map_err(bad_escape)?;
     strict_decode(encoding, &bytes)
+}
+
+fn bad_escape(at: usize) -> String {
+    format!(
+        "malformed percent-encoding in filename* at byte {at}: `%` must be followed by two hex digits"
+    )
 }
 
 fn strict_decode(encoding: &'static Encoding, bytes: &[u8]) -> Result<String, String> {
@@ -199,11 +216,21 @@ fn split_ext_value(value: &[u8]) -> Result<(&'static Encoding, &[u8]), String> {
 /// Decodes RFC 2047 encoded words in `input`; everything else is kept.
 ///
 /// Adjacent encoded words separated only by white space are joined without
-/// it, and the bytes of adjacent words in one charset are decoded together
-/// (encoders split multi-byte characters across words). A word that cannot
-/// be decoded (unknown charset, bad base64) is kept as it was sent.
+/// it. The bytes of adjacent words in one charset are decoded together,
+/// because encoders split multi-byte characters across words; for the one
+/// stateful charset, ISO-2022-JP, where each word is self-contained
+/// (RFC 2047 section 5) and ends by switching back to ASCII, that closing
+/// escape sequence is dropped when the next word opens with its own, so
+/// that the two escapes do not meet (WHATWG's decoder reads back-to-back
+/// escapes as an error). A word that cannot be decoded (unknown charset,
+/// bad base64 or Q escape) is kept as it was sent.
+///
+/// Linear in the input: each candidate word is scanned only up to the next
+/// `?` or a character no encoded word may hold, so a run of unclosed
+/// `=?x?y` fragments costs one pass, not one pass per fragment.
 pub(crate) fn decode_encoded_words(input: &str) -> Cow<'_, str> {
-    if !input.contains("=?") {
+    let finder = memchr::memmem::Finder::new(b"=?");
+    if finder.find(input.as_bytes()).is_none() {
         return Cow::Borrowed(input);
     }
     let mut out = String::with_capacity(input.len());
@@ -215,28 +242,31 @@ pub(crate) fn decode_encoded_words(input: &str) -> Cow<'_, str> {
             out.push_str(&encoding.decode_without_bom_handling(&bytes).0);
         }
     };
-    while let Some(start) = rest.find("=?") {
+    while let Some(start) = finder.find(rest.as_bytes()) {
+        work::tick(start + 1);
         let before = &rest[..start];
         let candidate = &rest[start..];
         match encoded_word(candidate) {
-            Some((encoding, bytes, len)) => {
+            Some(word) => {
                 if !(after_word
                     && before
-                        .chars()
-                        .all(|c| c == ' ' || c == '\t' || c == '\r' || c == '\n'))
+                        .bytes()
+                        .all(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n')))
                 {
                     flush(&mut out, &mut pending);
                     out.push_str(before);
                 }
                 match &mut pending {
-                    Some((e, buf)) if *e == encoding => buf.extend_from_slice(&bytes),
+                    Some((encoding, buf)) if *encoding == word.encoding => {
+                        append_word(word.encoding, buf, &word.bytes);
+                    }
                     _ => {
                         flush(&mut out, &mut pending);
-                        pending = Some((encoding, bytes));
+                        pending = Some((word.encoding, word.bytes));
                     }
                 }
                 after_word = true;
-                rest = &candidate[len..];
+                rest = &candidate[word.len..];
             }
             None => {
                 flush(&mut out, &mut pending);
@@ -252,31 +282,87 @@ pub(crate) fn decode_encoded_words(input: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Reads one `=?charset?B|Q?text?=` at the start of `s`: the charset, the
-/// decoded bytes, and the word's length.
-fn encoded_word(s: &str) -> Option<(&'static Encoding, Vec<u8>, usize)> {
-    let body = s.strip_prefix("=?")?;
-    let q1 = body.find('?')?;
-    let charset = &body[..q1];
-    let after_charset = &body[q1 + 1..];
-    let q2 = after_charset.find('?')?;
-    let enc = &after_charset[..q2];
-    let text_and_rest = &after_charset[q2 + 1..];
-    let end = text_and_rest.find("?=")?;
-    let text = &text_and_rest[..end];
-    if charset.is_empty() || text.contains(|c: char| c.is_ascii_whitespace() || !c.is_ascii()) {
+/// The ISO-2022-JP escape sequences a word may end with (ESC `(B`, `(J`,
+/// `$@`, `$B`): each is three bytes.
+const ISO_2022_JP_ESCAPES: [[u8; 3]; 4] = [*b"\x1b(B", *b"\x1b(J", *b"\x1b$@", *b"\x1b$B"];
+
+/// Appends the bytes of a word to those of the previous word in the same
+/// charset (see [`decode_encoded_words`] for ISO-2022-JP).
+fn append_word(encoding: &'static Encoding, buf: &mut Vec<u8>, bytes: &[u8]) {
+    if encoding == encoding_rs::ISO_2022_JP
+        && bytes.first() == Some(&0x1b)
+        && buf.len() >= 3
+        && ISO_2022_JP_ESCAPES.iter().any(|e| buf.ends_with(e))
+    {
+        buf.truncate(buf.len() - 3);
+    }
+    buf.extend_from_slice(bytes);
+}
+
+/// One decoded `=?charset?B|Q?text?=`.
+struct Word {
+    encoding: &'static Encoding,
+    bytes: Vec<u8>,
+    /// The length of the word in the input.
+    len: usize,
+}
+
+/// Reads one encoded word at the start of `s` (which starts with `=?`).
+///
+/// Every scan stops at the first `?`, or at a byte no encoded word may
+/// contain (white space, controls, non-ASCII, and `=` in the charset), so
+/// the work is bounded by the distance to the next `?`.
+fn encoded_word(s: &str) -> Option<Word> {
+    let b = s.as_bytes();
+    let mut i = 2;
+    // charset (with an optional RFC 2231 `*language`)
+    let charset_start = i;
+    while i < b.len() && b[i] != b'?' {
+        work::tick(1);
+        if !b[i].is_ascii_graphic() || b[i] == b'=' {
+            return None;
+        }
+        i += 1;
+    }
+    let charset = &s[charset_start..i];
+    // `?`, one letter, `?`
+    let enc = *b.get(i + 1)?;
+    if b.get(i) != Some(&b'?') || b.get(i + 2) != Some(&b'?') {
         return None;
     }
-    // RFC 2231 section 5: `charset*language`.
+    i += 3;
+    let text_start = i;
+    while i < b.len() && b[i] != b'?' {
+        work::tick(1);
+        if !b[i].is_ascii_graphic() {
+            return None;
+        }
+        i += 1;
+    }
+    if b.get(i + 1) != Some(&b'=') {
+        return None;
+    }
+    let text = &b[text_start..i];
     let charset = charset.split('*').next().unwrap_or(charset);
+    if charset.is_empty() {
+        return None;
+    }
     let encoding = Encoding::for_label(charset.as_bytes())?;
+    if encoding == encoding_rs::REPLACEMENT {
+        // ISO-2022-KR, HZ and the like: WHATWG decodes them to a single
+        // U+FFFD, which would lose the text. Keep the word as sent.
+        return None;
+    }
     let bytes = match enc {
-        "B" | "b" => BASE64_LENIENT.decode(text).ok()?,
-        "Q" | "q" => decode_q(text)?,
+        b'B' | b'b' => BASE64_LENIENT.decode(text).ok()?,
+        b'Q' | b'q' => decode_q(text)?,
         _ => return None,
     };
-    let len = 2 + q1 + 1 + q2 + 1 + end + 2;
-    Some((encoding, bytes, len))
+    Some(Word {
+        encoding,
+        bytes,
+        len: i + 2,
+    })
 }
 
 const BASE64_LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
@@ -286,17 +372,15 @@ const BASE64_LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPu
         .with_decode_allow_trailing_bits(true),
 );
 
-fn decode_q(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+/// The `Q` encoding: `_` is a space, `=XX` a byte (two hex digits, strictly).
+fn decode_q(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
+    while i < text.len() {
+        match text[i] {
             b'_' => out.push(b' '),
             b'=' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                out.push(percent::hex_pair(*text.get(i + 1)?, *text.get(i + 2)?)?);
                 i += 2;
             }
             b => out.push(b),
@@ -316,8 +400,9 @@ pub(crate) fn sanitize(name: &str, fallback: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let mut out: String = base
         .chars()
+        .filter(|&c| !is_invisible_format(c))
         .map(|c| match c {
-            c if c.is_control() => '_',
+            c if c.is_control() => '_', // C0, DEL and C1
             '<' | '>' | ':' | '"' | '|' | '?' | '*' => '_',
             c => c,
         })
@@ -342,6 +427,23 @@ pub(crate) fn sanitize(name: &str, fallback: &str) -> String {
         out.insert(0, '_');
     }
     truncate_keeping_extension(out, MAX_SAFE_LEN)
+}
+
+/// Invisible formatting characters that change how a name is shown:
+/// bidirectional overrides, embeddings and isolates (U+202E shows
+/// `evil\u{202E}txt.exe` as `evilexe.txt`), marks, zero-width characters
+/// and the byte-order mark.
+pub(crate) fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 fn sanitize_fallback(fallback: &str) -> String {
@@ -494,9 +596,83 @@ mod tests {
             "=?x-unknown?B?YQ==?=",
             "=?UTF-8?B?***?=",
             "=?UTF-8?Q?=Z?=",
+            "=?UTF-8?Q?=+4?=",
+            "=?UTF-8?Q?=-1?=",
+            "=?UTF-8?Q?= 1?=",
+            "=?ISO-2022-KR?B?YQ==?=",
+            "=?UTF-8?B?YQ ==?=",
             "a =?UTF-8?X?a?= b",
         ] {
             assert_eq!(decode_encoded_words(s), s, "{s}");
+        }
+    }
+
+    #[test]
+    fn iso_2022_jp_words_each_closing_in_ascii_join_without_a_replacement_character() {
+        // Python's email package (and Japanese mailers) split the subject
+        // into words that each switch back to ASCII (ESC ( B) at the end;
+        // the next opens with ESC $ B. Decoding the joined bytes would meet
+        // two escapes in a row, which WHATWG's decoder reads as U+FFFD.
+        let s = "=?iso-2022-jp?b?GyRCJCpMZCQkOWckbyQ7ISdDbUo4SFY5ZhsoQjEy?=\n =?iso-2022-jp?b?MzQ1GyRCJEskRCQkJEYbKEI=?=";
+        assert_eq!(
+            decode_encoded_words(s),
+            "お問い合わせ：注文番号12345について"
+        );
+        // One character a word (Python with a short line length).
+        let s = "=?iso-2022-jp?b?GyRCJCobKEI=?=\n =?iso-2022-jp?b?GyRCTGQbKEI=?=\n =?iso-2022-jp?b?GyRCJCQbKEI=?=\n =?iso-2022-jp?b?GyRCOWcbKEI=?=";
+        assert_eq!(decode_encoded_words(s), "お問い合");
+        // A word that ends inside a JIS run (no escape back) goes on in the next.
+        let split = "=?ISO-2022-JP?B?GyRCJUYlOQ==?= =?ISO-2022-JP?B?JUgbKEI=?=";
+        assert_eq!(decode_encoded_words(split), "テスト");
+    }
+
+    #[test]
+    fn unclosed_encoded_words_cost_linear_work() {
+        for unit in ["=?x?y", "=?UTF-8?B?", "=?UTF-8?Q?a", "=?=?", "=?a?B?AAAA=?"] {
+            let steps = |n: usize| {
+                let input = unit.repeat(n);
+                let (out, steps) = work::measure(|| decode_encoded_words(&input).into_owned());
+                assert_eq!(out, input, "kept as sent");
+                steps as f64 / input.len() as f64
+            };
+            let (small, large) = (steps(20_000), steps(200_000));
+            assert!(
+                large < 4.0 && large < small * 1.2,
+                "{unit}: {small} {large} steps per byte"
+            );
+        }
+    }
+
+    #[test]
+    fn rfc2231_and_rfc5987_names_refuse_malformed_escapes_like_form_bodies() {
+        assert!(from_content_disposition(b"form-data; filename*=UTF-8''%E7%9").is_err());
+        assert!(from_content_disposition(b"form-data; filename*=UTF-8''a%+4").is_err());
+        assert!(
+            from_content_disposition(b"form-data; filename*0*=UTF-8''%E7%zz; filename*1=b")
+                .is_err()
+        );
+        // The plain name is the fallback, as for an unknown charset.
+        assert_eq!(
+            name("form-data; filename=\"ok.txt\"; filename*=UTF-8''%E7%9")
+                .unwrap()
+                .0,
+            "ok.txt"
+        );
+    }
+
+    #[test]
+    fn header_parameters_cost_linear_work() {
+        for unit in ["; a=\"\\\\\"", "; filename*1*=%41", ";;;;", "; x"] {
+            let steps = |n: usize| {
+                let input = format!("form-data; filename=x{}", unit.repeat(n));
+                let (_, steps) = work::measure(|| from_content_disposition(input.as_bytes()));
+                steps as f64 / input.len() as f64
+            };
+            let (small, large) = (steps(5_000), steps(50_000));
+            assert!(
+                large < 8.0 && large < small * 1.5,
+                "{unit}: {small} {large} steps per byte"
+            );
         }
     }
 
@@ -520,6 +696,8 @@ mod tests {
         assert_eq!(sanitize("CON.txt", "attachment1"), "_CON.txt");
         assert_eq!(sanitize("画像1.png", "attachment1"), "画像1.png");
         assert_eq!(sanitize("x/", "../evil"), "evil");
+        assert_eq!(sanitize("invoice\u{202E}fdp.exe", "a"), "invoicefdp.exe");
+        assert_eq!(sanitize("a\u{200B}b\u{2066}c\u{85}d", "a"), "abc_d");
     }
 
     #[test]

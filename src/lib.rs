@@ -103,6 +103,7 @@ mod request;
 mod text;
 mod webhook;
 mod wire;
+mod work;
 
 #[cfg(feature = "test-util")]
 pub mod test_util;

@@ -225,6 +225,26 @@ impl serde::Serialize for Text {
     }
 }
 
+/// `s` made safe to show in a log line or an error message: control
+/// characters (C0, DEL, C1) and invisible formatting characters
+/// (bidirectional overrides, zero-width characters) written as `\u{..}`
+/// escapes, and the result cut after `max_chars` characters (with `...`).
+pub(crate) fn printable(s: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max_chars * 4));
+    for (n, c) in s.chars().enumerate() {
+        if n == max_chars {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() || crate::filename::is_invisible_format(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +255,16 @@ mod tests {
         let part = whole.share(&whole[6..]);
         assert_eq!(part, "world");
         assert_eq!(part.as_ptr(), whole[6..].as_ptr());
+    }
+
+    #[test]
+    fn printable_escapes_controls_and_bidi_overrides() {
+        assert_eq!(
+            printable("a\u{202E}b\u{85}c\nd\u{1b}", 64),
+            "a\\u{202e}b\\u{85}c\\u{a}d\\u{1b}"
+        );
+        assert_eq!(printable("日本語テキスト", 3), "日本語...");
+        assert_eq!(printable("plain", 5), "plain");
     }
 
     #[test]

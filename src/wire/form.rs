@@ -4,12 +4,15 @@
 //! `percent_encoding`, which it is built on): those replace invalid UTF-8
 //! with U+FFFD and let malformed `%` escapes through, which would silently
 //! change data here. So the few lines of percent-decoding live here: a bad
-//! escape or invalid UTF-8 is an error that names the field. Decoding copies
-//! whole runs between escapes, found with `memchr`.
+//! escape or invalid UTF-8 is an error that names the field. The decoder
+//! ([`super::percent`]) is shared with `filename*` parameters.
+
+use std::borrow::Cow;
 
 use crate::{ParseError, ParseErrorKind, Text};
 
 use super::fields::Fields;
+use super::percent;
 
 /// Parses a whole form body into its top-level fields.
 pub(crate) fn parse(body: &Text) -> Result<Fields, ParseError> {
@@ -26,49 +29,15 @@ pub(crate) fn parse(body: &Text) -> Result<Fields, ParseError> {
 /// Decodes one name or value: `+` is a space, `%XX` a byte; the result
 /// shares `body` when nothing needed decoding.
 fn decode(body: &Text, raw: &str) -> Result<Text, ParseError> {
-    let bytes = raw.as_bytes();
-    let Some(first) = memchr::memchr2(b'%', b'+', bytes) else {
-        return Ok(body.share(raw));
-    };
-    let mut out = Vec::with_capacity(bytes.len());
-    out.extend_from_slice(&bytes[..first]);
-    let mut i = first;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => {
-                let byte = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| Some(hex(h[0])? << 4 | hex(h[1])?))
-                    .ok_or_else(|| bad_escape(raw, i))?;
-                out.push(byte);
-                i += 3;
-            }
-            _ => {
-                // Copy the run up to the next escape in one go.
-                let run = memchr::memchr2(b'%', b'+', &bytes[i..]).map_or(bytes.len(), |n| i + n);
-                out.extend_from_slice(&bytes[i..run]);
-                i = run;
-            }
-        }
-    }
-    String::from_utf8(out).map(Text::from).map_err(|e| {
-        ParseError::new(
-            ParseErrorKind::Encoding,
-            format!("percent-decoded value is not UTF-8 ({})", e.utf8_error()),
-        )
-    })
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
+    match percent::decode(raw.as_bytes(), true) {
+        Ok(Cow::Borrowed(_)) => Ok(body.share(raw)),
+        Ok(Cow::Owned(bytes)) => String::from_utf8(bytes).map(Text::from).map_err(|e| {
+            ParseError::new(
+                ParseErrorKind::Encoding,
+                format!("percent-decoded value is not UTF-8 ({})", e.utf8_error()),
+            )
+        }),
+        Err(at) => Err(bad_escape(raw, at)),
     }
 }
 

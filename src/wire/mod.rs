@@ -15,6 +15,7 @@ pub(crate) mod fields;
 pub(crate) mod form;
 pub(crate) mod json;
 pub(crate) mod multipart;
+pub(crate) mod percent;
 
 use bytes::Bytes;
 

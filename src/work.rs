@@ -1,0 +1,29 @@
+//! A count of the steps taken by the loops that read attacker-controlled
+//! text (encoded words, header parameters, percent escapes, forwarding
+//! headers), for the complexity tests: they compare the count for a
+//! crafted input with the count for a plain one of the same size.
+//!
+//! Compiled in the crate's own tests only; elsewhere `tick` is empty and
+//! vanishes.
+
+#[cfg(test)]
+thread_local! {
+    static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `n` steps (bytes looked at, items visited).
+#[inline(always)]
+pub(crate) fn tick(n: usize) {
+    #[cfg(test)]
+    STEPS.with(|s| s.set(s.get() + n as u64));
+    #[cfg(not(test))]
+    let _ = n;
+}
+
+/// Runs `f` and returns its result with the steps it counted.
+#[cfg(test)]
+pub(crate) fn measure<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let before = STEPS.with(|s| s.get());
+    let result = f();
+    (result, STEPS.with(|s| s.get()) - before)
+}
