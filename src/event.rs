@@ -22,10 +22,9 @@ use bytes::Bytes;
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use serde::Serialize;
-use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
-use crate::{ParseError, Text};
+use crate::{ParseError, RawJson, Text};
 
 /// One POST of the event webhook: a batch of status-change records.
 ///
@@ -63,8 +62,8 @@ pub struct EventBatch {
     pub events: Vec<Event>,
     /// Top-level parameters this crate does not know, kept as they came
     /// (form fields as JSON strings).
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub extra: Map<String, Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, RawJson>,
 }
 
 impl EventBatch {
@@ -291,8 +290,8 @@ impl Event {
                 b.status.code(),
                 &key_time(b.created),
             ]),
-            Event::Block(b) => IdempotencyKey::of(&["blocks", &canonical_json(&b.raw)]),
-            Event::Unknown(u) => IdempotencyKey::of(&[&u.event_type, &canonical_json(&u.raw)]),
+            Event::Block(b) => IdempotencyKey::of(&["blocks", &b.raw.canonical()]),
+            Event::Unknown(u) => IdempotencyKey::of(&[&u.event_type, &u.raw.canonical()]),
         }
     }
 }
@@ -421,8 +420,8 @@ pub struct Delivery {
     /// Once sent, the address of the CMC server that sent it.
     pub sender_ip: Option<IpAddr>,
     /// Fields of the record this crate does not know, kept as they came.
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub extra: Map<String, Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, RawJson>,
 }
 
 /// The `status` of a [`Delivery`].
@@ -515,8 +514,8 @@ pub struct Bounce {
     /// The sender's `X-Api-Data` header value (empty in version 1).
     pub api_data: Text,
     /// Fields of the record this crate does not know, kept as they came.
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub extra: Map<String, Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, RawJson>,
 }
 
 macro_rules! bounce_codes {
@@ -648,27 +647,12 @@ pub struct Block {
     /// `status`, when present.
     pub status: Option<Text>,
     /// The whole record, as JSON text.
-    pub raw: Box<RawValue>,
-}
-
-/// The JSON text with keys sorted and escapes normalised (the text as it
-/// is when it does not parse, which the parsers never let through).
-fn canonical_json(raw: &RawValue) -> String {
-    match serde_json::from_str::<Value>(raw.get()) {
-        Ok(value) => value.to_string(),
-        Err(_) => raw.get().to_owned(),
-    }
-}
-
-/// Raw records are equal when they hold the same JSON, whatever the
-/// spacing, key order or escapes.
-fn same_json(a: &RawValue, b: &RawValue) -> bool {
-    a.get() == b.get() || canonical_json(a) == canonical_json(b)
+    pub raw: RawJson,
 }
 
 impl PartialEq for Block {
     fn eq(&self, other: &Self) -> bool {
-        same_json(&self.raw, &other.raw)
+        self.raw == other.raw
     }
 }
 
@@ -679,12 +663,12 @@ pub struct UnknownEvent {
     /// The `event_type` (the key of the record's list in `event`).
     pub event_type: Text,
     /// The record, as JSON text.
-    pub raw: Box<RawValue>,
+    pub raw: RawJson,
 }
 
 impl PartialEq for UnknownEvent {
     fn eq(&self, other: &Self) -> bool {
-        self.event_type == other.event_type && same_json(&self.raw, &other.raw)
+        self.event_type == other.event_type && self.raw == other.raw
     }
 }
 

@@ -10,7 +10,7 @@ use std::fmt;
 
 use bytes::Bytes;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 use crate::{ParseError, Text};
 
@@ -62,8 +62,8 @@ pub struct InboundMail {
     /// Parameters this crate does not know, kept as they came (text fields
     /// as JSON strings). In JSON mode an `attachments` count that does not
     /// match the (absent) attachment parts is kept here too.
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub extra: Map<String, Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, crate::RawJson>,
 }
 
 impl InboundMail {

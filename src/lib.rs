@@ -98,6 +98,8 @@ pub mod extract;
 mod filename;
 pub mod inbound;
 pub mod layer;
+mod limits;
+mod raw;
 mod rejection;
 mod request;
 mod text;
@@ -115,11 +117,12 @@ pub use event::{
 };
 pub use inbound::{Attachment, Header, Headers, InboundMail};
 pub use layer::{ConfigError, WebhookLayer};
+pub use limits::Limits;
+pub use raw::RawJson;
 pub use rejection::{Reason, Rejection, Statuses};
 pub use request::{read_event_batch, read_inbound_mail, read_webhook, Policy, DEFAULT_BODY_LIMIT};
 pub use text::Text;
 pub use webhook::Webhook;
-pub use wire::MultipartLimits;
 
 /// What `Debug` shows in place of a secret.
 pub(crate) const REDACTED: &str = "<redacted>";

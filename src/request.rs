@@ -15,7 +15,7 @@ use crate::auth::ApiKeys;
 use crate::rejection::{Reason, Rejection, Statuses};
 use crate::webhook::Kind;
 use crate::wire::{self, Encoding};
-use crate::{EventBatch, InboundMail, MultipartLimits, Webhook};
+use crate::{EventBatch, InboundMail, Limits, Webhook};
 
 /// The body limit when none is configured: 2 MiB, as axum's. Event batches
 /// are far smaller (about 60 KB for 100 records); inbound mails with
@@ -39,7 +39,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub(crate) body_limit: usize,
-    pub(crate) multipart: MultipartLimits,
+    pub(crate) limits: Limits,
     pub(crate) api_keys: Option<ApiKeys>,
     pub(crate) statuses: Statuses,
 }
@@ -48,7 +48,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             body_limit: DEFAULT_BODY_LIMIT,
-            multipart: MultipartLimits::default(),
+            limits: Limits::default(),
             api_keys: None,
             statuses: Statuses::default(),
         }
@@ -73,9 +73,10 @@ impl Policy {
         self
     }
 
-    /// The caps on multipart bodies (part count, part size).
-    pub fn multipart_limits(mut self, limits: MultipartLimits) -> Policy {
-        self.multipart = limits;
+    /// The caps on what one body may hold (records, unknown fields,
+    /// headers, multipart parts); see [`Limits`].
+    pub fn limits(mut self, limits: Limits) -> Policy {
+        self.limits = limits;
         self
     }
 
@@ -213,15 +214,16 @@ where
                         .ok()
                         .map(|mut d| d.copy_to_bytes(d.remaining()))))
                 });
-            wire::multipart::parse_stream(stream, &boundary, policy.multipart).await?
+            wire::multipart::parse_stream(stream, &boundary, policy.limits).await?
         }
         Encoding::Json | Encoding::Form => {
             let bytes = collect(body).await?;
             let text = wire::utf8(bytes)?;
+            let budget = wire::budget::Budget::new(policy.limits);
             if encoding == Encoding::Json {
-                wire::json::parse(&text)?
+                wire::json::parse(&text, &budget)?
             } else {
-                wire::form::parse(&text)?
+                wire::form::parse(&text, &budget)?
             }
         }
     };

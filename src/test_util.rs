@@ -31,10 +31,13 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use crate::event::{Bounce, Delivery, Event, EventBatch};
 use crate::inbound::InboundMail;
+use crate::RawJson;
 
 /// One of the encodings CMC posts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,13 +82,18 @@ fn text(s: &str) -> Value {
     Value::String(s.to_owned())
 }
 
+/// A kept value as a tree (the parsers only keep valid JSON).
+fn raw_value(raw: &RawJson) -> Value {
+    raw.to_value().expect("kept values are JSON")
+}
+
 fn ip(ip: Option<std::net::IpAddr>) -> Value {
     Value::String(ip.map(|ip| ip.to_string()).unwrap_or_default())
 }
 
-fn with_extra(mut object: Map<String, Value>, extra: &Map<String, Value>) -> Value {
+fn with_extra(mut object: Map<String, Value>, extra: &BTreeMap<String, RawJson>) -> Value {
     for (k, v) in extra {
-        object.insert(k.clone(), v.clone());
+        object.insert(k.clone(), raw_value(v));
     }
     Value::Object(object)
 }
@@ -177,7 +185,7 @@ pub fn encode_events(batch: &EventBatch, encoding: WireEncoding) -> WireBody {
         fields.push(("api_key".into(), text(key)));
     }
     fields.push(("event".into(), event_object(batch)));
-    fields.extend(batch.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    fields.extend(batch.extra.iter().map(|(k, v)| (k.clone(), raw_value(v))));
     encode_fields(fields, &[], encoding)
 }
 
@@ -223,7 +231,7 @@ pub fn encode_inbound(mail: &InboundMail, encoding: WireEncoding) -> WireBody {
         }
         _ => &[][..],
     };
-    fields.extend(mail.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    fields.extend(mail.extra.iter().map(|(k, v)| (k.clone(), raw_value(v))));
     encode_fields(fields, attachments, encoding)
 }
 

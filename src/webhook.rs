@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::{EventBatch, InboundMail, MultipartLimits, ParseError};
+use crate::{EventBatch, InboundMail, Limits, ParseError};
 
 /// One call of either webhook, for endpoints that receive both.
 ///
@@ -47,19 +47,19 @@ impl Webhook {
     /// assert_eq!(err.kind(), ParseErrorKind::UnsupportedMediaType);
     /// ```
     pub fn parse(content_type: &str, body: Bytes) -> Result<Webhook, ParseError> {
-        crate::wire::parse(content_type, body, None, MultipartLimits::default())
+        crate::wire::parse(content_type, body, None, Limits::default())
     }
 
     /// [`Webhook::parse`] with other caps on multipart bodies than the
-    /// [defaults](MultipartLimits::default).
+    /// [defaults](Limits::default).
     ///
     /// ```
     /// use bytes::Bytes;
-    /// use cmc_webhook::{MultipartLimits, ParseErrorKind, Webhook};
+    /// use cmc_webhook::{Limits, ParseErrorKind, Webhook};
     ///
     /// let body = "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n\
     ///             --b\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\n2\r\n--b--\r\n";
-    /// let limits = MultipartLimits::default().max_parts(1);
+    /// let limits = Limits::default().max_parts(1);
     /// let err = Webhook::parse_with_limits("multipart/form-data; boundary=b", Bytes::from(body), limits)
     ///     .unwrap_err();
     /// assert_eq!(err.kind(), ParseErrorKind::TooLarge);
@@ -67,7 +67,7 @@ impl Webhook {
     pub fn parse_with_limits(
         content_type: &str,
         body: Bytes,
-        limits: MultipartLimits,
+        limits: Limits,
     ) -> Result<Webhook, ParseError> {
         crate::wire::parse(content_type, body, None, limits)
     }

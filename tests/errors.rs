@@ -3,7 +3,7 @@
 mod common;
 
 use bytes::Bytes;
-use cmc_webhook::{EventBatch, InboundMail, MultipartLimits, ParseError, ParseErrorKind, Webhook};
+use cmc_webhook::{EventBatch, InboundMail, Limits, ParseError, ParseErrorKind, Webhook};
 
 const JSON: &str = "application/json";
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -382,15 +382,27 @@ fn unsupported_media_type() {
 
 #[test]
 fn many_lists_and_parts_are_checked_in_linear_time() {
-    // 50 000 distinct lists in `event`: accepted as unknown types, without
-    // a duplicate check that grows with the square of the count.
+    // 50 000 distinct lists in `event`: accepted as unknown types when the
+    // record cap allows them, without a duplicate check that grows with the
+    // square of the count.
     let lists: Vec<String> = (0..50_000).map(|i| format!(r#""t{i}":[]"#)).collect();
     let body = format!(
         r#"{{"event_type":"t0","server_composition":"p","event":{{{}}}}}"#,
         lists.join(",")
     );
-    let batch = EventBatch::parse(JSON, Bytes::from(body)).unwrap();
+    let roomy = Limits::default().max_unknown_fields(50_000);
+    let parsed = Webhook::parse_with_limits(JSON, Bytes::from(body.clone()), roomy);
+    let Ok(Webhook::Events(batch)) = parsed else {
+        panic!("{parsed:?}")
+    };
     assert!(batch.events.is_empty());
+    // Each list counts against the default cap of 10 000 unknown fields.
+    let e = EventBatch::parse(JSON, Bytes::from(body)).unwrap_err();
+    assert_eq!(e.kind(), ParseErrorKind::TooLarge);
+    assert!(
+        e.message().starts_with("more than 10000 unknown fields"),
+        "{e}"
+    );
 
     let mut body = String::new();
     for i in 1..=5_000 {
@@ -409,7 +421,7 @@ fn many_lists_and_parts_are_checked_in_linear_time() {
         ));
     }
     body.push_str("--b--\r\n");
-    let limits = MultipartLimits::default().max_parts(10_000);
+    let limits = Limits::default().max_parts(10_000);
     let parsed = Webhook::parse_with_limits(
         "multipart/form-data; boundary=b",
         Bytes::from(body.clone()),

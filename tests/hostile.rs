@@ -213,16 +213,25 @@ async fn an_attachment_count_that_disagrees_is_a_400() {
 }
 
 #[tokio::test]
-async fn a_hundred_thousand_records_within_the_limit_are_accepted() {
+async fn a_hundred_thousand_records_are_accepted_when_the_record_cap_allows() {
     let calls = Calls::default();
     let body = encode_events(&sample_events(100_000), WireEncoding::Json);
     assert!(body.body.len() < 64 << 20);
+    let (status, text) = call(
+        app(&calls, layer().body_limit(64 << 20).max_records(100_000)),
+        CmcRequest::body(body.clone()),
+    )
+    .await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "events 100000"));
+    assert_eq!(calls.count(), 1);
+    // The default cap, 10 000 records, answers 413 with its reason.
     let (status, text) = call(
         app(&calls, layer().body_limit(64 << 20)),
         CmcRequest::body(body),
     )
     .await;
-    assert_eq!((status, text.as_str()), (StatusCode::OK, "events 100000"));
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert!(text.contains("more than 10000 records"), "{text}");
     assert_eq!(calls.count(), 1);
 }
 

@@ -8,7 +8,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
-use cmc_webhook::{MultipartLimits, Webhook};
+use cmc_webhook::{Limits, Webhook};
 use libfuzzer_sys::fuzz_target;
 
 const FIELDS: [&str; 16] = [
@@ -156,7 +156,7 @@ fn serde_json_string(s: &str) -> String {
 }
 
 fn check(content_type: &str, body: Vec<u8>) {
-    let limits = MultipartLimits::default().max_parts(64);
+    let limits = Limits::default().max_parts(64);
     if let Ok(webhook) = Webhook::parse_with_limits(content_type, Bytes::from(body), limits) {
         // Whatever parses can be shown, keyed and serialised.
         let _ = format!("{webhook:?}");

@@ -162,7 +162,7 @@ pub struct WebhookLayerBuilder {
     basic: Vec<BasicCredentials>,
     api_keys: Vec<String>,
     body_limit: Option<usize>,
-    multipart: crate::MultipartLimits,
+    limits: crate::Limits,
     statuses: Statuses,
     peer: Option<PeerFn>,
 }
@@ -225,17 +225,32 @@ impl WebhookLayerBuilder {
         self
     }
 
+    /// The caps on what one body may hold: records, unknown fields,
+    /// headers, multipart parts (see [`Limits`](crate::Limits) for each and
+    /// its default). A body over a cap is refused with 413 while it is read.
+    pub fn limits(mut self, limits: crate::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The most records an event batch may hold (10 000 unless set); more
+    /// is refused with 413. CMC sends at most 100 a batch by default.
+    pub fn max_records(mut self, records: usize) -> Self {
+        self.limits = self.limits.max_records(records);
+        self
+    }
+
     /// The most parts a multipart body may have (512 unless set); more is
     /// refused with 413 while the body is read.
     pub fn max_parts(mut self, parts: usize) -> Self {
-        self.multipart = self.multipart.max_parts(parts);
+        self.limits = self.limits.max_parts(parts);
         self
     }
 
     /// The largest a single multipart part (an attachment) may be, in bytes
     /// (only the body limit unless set); larger is refused with 413.
     pub fn max_part_size(mut self, bytes: u64) -> Self {
-        self.multipart = self.multipart.max_part_size(bytes);
+        self.limits = self.limits.max_part_size(bytes);
         self
     }
 
@@ -321,7 +336,7 @@ impl WebhookLayerBuilder {
         }
         let mut policy = Policy::default()
             .statuses(self.statuses)
-            .multipart_limits(self.multipart);
+            .limits(self.limits);
         if let Some(limit) = self.body_limit {
             policy = policy.body_limit(limit);
         }

@@ -10,15 +10,18 @@ use std::net::IpAddr;
 
 use jiff::civil::DateTime;
 use serde::de::{
-    self, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+    self, Deserialize, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess,
+    Visitor,
 };
+use std::collections::BTreeMap;
+
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use crate::event::{Block, Bounce, Delivery, DeliveryStatus, Event, UnknownEvent};
 use crate::inbound::{Header, Headers};
-use crate::{BounceStatus, Text};
+use crate::{BounceStatus, RawJson, Text};
 
+use super::budget::Budget;
 use super::fields::{Fields, Slot};
 
 /// A string value (numbers accepted as their decimal text; `null` read as
@@ -85,6 +88,106 @@ where
             Some(text) => (self.1)(&text).map(Some).map_err(D::Error::custom),
             None => Ok(None),
         }
+    }
+}
+
+/// A value that must be a JSON string (the `api_key`: a number or `null`
+/// there is a mistake, not a key).
+struct StringSeed<'a>(&'a Text);
+
+impl<'de> DeserializeSeed<'de> for StringSeed<'_> {
+    type Value = Text;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Text, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StringSeed<'_> {
+    type Value = Text;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text, E> {
+        Ok(self.0.share(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+        Ok(Text::from(v))
+    }
+}
+
+/// Any JSON value, kept as a slice of the buffer ([`RawJson`]) rather than
+/// a tree. Checked against the JSON parser's nesting limit: skipping a
+/// value to capture it does not check nesting, and a value nobody can
+/// parse later is no value.
+pub(crate) struct RawSeed<'a>(pub &'a Text);
+
+impl<'de> DeserializeSeed<'de> for RawSeed<'_> {
+    type Value = RawJson;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawJson, D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?;
+        serde_json::from_str::<Nested>(raw.get()).map_err(D::Error::custom)?;
+        Ok(RawJson::from_text_unchecked(self.0.share(raw.get())))
+    }
+}
+
+/// Any JSON value, walked through the parser's nesting check and
+/// dropped: unlike [`IgnoredAny`] (which serde_json skips without counting
+/// depth), it refuses what nests deeper than the parser allows, and unlike
+/// a `serde_json::Value`, it allocates nothing.
+struct Nested;
+
+impl<'de> Deserialize<'de> for Nested {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Nested, D::Error> {
+        d.deserialize_any(NestedVisitor)
+    }
+}
+
+struct NestedVisitor;
+
+impl<'de> Visitor<'de> for NestedVisitor {
+    type Value = Nested;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Nested, A::Error> {
+        while seq.next_element::<Nested>()?.is_some() {}
+        Ok(Nested)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Nested, A::Error> {
+        while map.next_entry::<IgnoredAny, Nested>()?.is_some() {}
+        Ok(Nested)
     }
 }
 
@@ -250,7 +353,7 @@ struct RecordFields {
     api_data: Option<Text>,
     source_ip: Option<Option<IpAddr>>,
     sender_ip: Option<Option<IpAddr>>,
-    extra: Map<String, Value>,
+    extra: BTreeMap<String, RawJson>,
 }
 
 /// Sets a parsed `slot` once (see [`set_once`]).
@@ -267,7 +370,11 @@ fn set_parsed_once<T, E: de::Error>(
 }
 
 impl RecordFields {
-    fn read<'de, A: MapAccess<'de>>(ctx: &Text, map: &mut A) -> Result<RecordFields, A::Error> {
+    fn read<'de, A: MapAccess<'de>>(
+        ctx: &Text,
+        budget: &Budget,
+        map: &mut A,
+    ) -> Result<RecordFields, A::Error> {
         let mut r = RecordFields::default();
         let seed = TextSeed(ctx);
         while let Some(key) = map.next_key_seed(RecordKeySeed)? {
@@ -298,7 +405,8 @@ impl RecordFields {
                 RecordKey::Subject => (&mut r.subject, "subject"),
                 RecordKey::ApiData => (&mut r.api_data, "apiData"),
                 RecordKey::Other(name) => {
-                    let value: Value = map.next_value()?;
+                    budget.unknown_field().map_err(A::Error::custom)?;
+                    let value = map.next_value_seed(RawSeed(ctx))?;
                     if r.extra.insert(name.clone(), value).is_some() {
                         return Err(A::Error::custom(format_args!(
                             "field `{name}` is given twice"
@@ -362,7 +470,7 @@ impl RecordFields {
         for (key, value) in [("sourceIp", self.source_ip), ("senderIp", self.sender_ip)] {
             if let Some(v) = value {
                 let text = v.map(|ip| ip.to_string()).unwrap_or_default();
-                extra.insert(key.to_owned(), Value::String(text));
+                extra.insert(key.to_owned(), RawJson::string(&text));
             }
         }
         Ok(Bounce {
@@ -398,6 +506,7 @@ enum RecordKind {
 /// (returning the record through serde's layers would copy it each time).
 struct RecordSeed<'a, 'v> {
     ctx: &'a Text,
+    budget: &'a Budget,
     kind: RecordKind,
     out: &'v mut Vec<Event>,
 }
@@ -418,7 +527,8 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let fields = RecordFields::read(self.ctx, &mut map)?;
+        self.budget.record().map_err(A::Error::custom)?;
+        let fields = RecordFields::read(self.ctx, self.budget, &mut map)?;
         self.out.push(match self.kind {
             RecordKind::Delivery => Event::Delivery(fields.into_delivery()?),
             RecordKind::Bounce => Event::Bounce(fields.into_bounce()?),
@@ -427,31 +537,124 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
     }
 }
 
-/// Reads a record kept as raw JSON: it must be an object, and is checked
-/// against the JSON parser's nesting limit (skipping a value to capture it
-/// raw does not check nesting, and a record nobody can parse later is no
-/// record). Returns the object's fields.
-fn raw_record<E: de::Error>(raw: &RawValue) -> Result<Map<String, Value>, E> {
-    match serde_json::from_str::<Value>(raw.get()).map_err(E::custom)? {
-        Value::Object(map) => Ok(map),
-        _ => Err(E::custom("a record must be a JSON object")),
+/// The fields of a `blocks` record that are read out: strings and
+/// numbers (as their JSON text); any other value is left in `raw` only.
+/// A key given twice keeps its last value, as JSON readers do.
+#[derive(Default)]
+struct BlockFields {
+    created: Option<Text>,
+    email: Option<Text>,
+    id: Option<Text>,
+    occurred: Option<Text>,
+    status: Option<Text>,
+}
+
+struct BlockSeed<'a>(&'a Text);
+
+impl<'de> Visitor<'de> for BlockSeed<'_> {
+    type Value = BlockFields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a record object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BlockFields, A::Error> {
+        let mut b = BlockFields::default();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let slot = match &*key {
+                "created" => &mut b.created,
+                "email" => &mut b.email,
+                "id" => &mut b.id,
+                "occurred" => &mut b.occurred,
+                "status" => &mut b.status,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = map.next_value_seed(ScalarSeed(self.0))?;
+        }
+        Ok(b)
     }
 }
 
-fn block_from_raw<E: de::Error>(raw: Box<RawValue>) -> Result<Event, E> {
-    let mut fields = raw_record::<E>(&raw)?;
-    // Strings and numbers are read as text; other shapes stay in `raw`.
-    let mut text = |key: &str| match fields.remove(key) {
-        Some(Value::String(s)) => Some(Text::from(s)),
-        Some(Value::Number(n)) => Some(Text::from(n.to_string())),
-        _ => None,
-    };
+/// A string or a number (as its JSON text); `None` for any other value.
+struct ScalarSeed<'a>(&'a Text);
+
+impl<'de> DeserializeSeed<'de> for ScalarSeed<'_> {
+    type Value = Option<Text>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Text>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ScalarSeed<'_> {
+    type Value = Option<Text>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(self.0.share(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Text::from(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(Text::from(v.to_string())))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(Text::from(v.to_string())))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map(|n| Text::from(n.to_string())))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+/// A record kept raw must be an object.
+fn check_object<E: de::Error>(raw: &RawJson) -> Result<(), E> {
+    if raw.get().trim_start().starts_with('{') {
+        Ok(())
+    } else {
+        Err(E::custom("a record must be a JSON object"))
+    }
+}
+
+fn block_from_raw<E: de::Error>(raw: RawJson) -> Result<Event, E> {
+    check_object::<E>(&raw)?;
+    let text = raw.text().clone();
+    let mut de = serde_json::Deserializer::from_str(&text);
+    let b = de.deserialize_map(BlockSeed(&text)).map_err(E::custom)?;
     Ok(Event::Block(Block {
-        created: text("created"),
-        email: text("email"),
-        id: text("id"),
-        occurred: text("occurred"),
-        status: text("status"),
+        created: b.created,
+        email: b.email,
+        id: b.id,
+        occurred: b.occurred,
+        status: b.status,
         raw,
     }))
 }
@@ -459,6 +662,7 @@ fn block_from_raw<E: de::Error>(raw: Box<RawValue>) -> Result<Event, E> {
 /// One list of records in `event`, read according to its key.
 struct RecordsSeed<'a, 'v> {
     ctx: &'a Text,
+    budget: &'a Budget,
     event_type: &'a Text,
     out: &'v mut Vec<Event>,
 }
@@ -485,7 +689,8 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
         // of growing the vector, and never reserves more memory than the
         // body itself takes (an event is smaller than 400 bytes).
         let hint = seq.size_hint().unwrap_or(self.ctx.len() / 400);
-        self.out.reserve(hint.min(1 << 16));
+        self.out
+            .reserve(hint.min(self.budget.limits().records).min(1 << 16));
         let kind = match self.event_type.as_str() {
             "deliveries" => Some(RecordKind::Delivery),
             "bounces" => Some(RecordKind::Bounce),
@@ -496,6 +701,7 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
                 while seq
                     .next_element_seed(RecordSeed {
                         ctx: self.ctx,
+                        budget: self.budget,
                         kind,
                         out: self.out,
                     })?
@@ -504,11 +710,12 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
             }
             None => {
                 let blocks = self.event_type == "blocks";
-                while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+                while let Some(raw) = seq.next_element_seed(RawSeed(self.ctx))? {
+                    self.budget.record().map_err(A::Error::custom)?;
                     self.out.push(if blocks {
                         block_from_raw(raw)?
                     } else {
-                        raw_record::<A::Error>(&raw)?;
+                        check_object::<A::Error>(&raw)?;
                         Event::Unknown(UnknownEvent {
                             event_type: self.event_type.clone(),
                             raw,
@@ -523,7 +730,7 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
 
 /// The `event` object: `{"deliveries": [...]}`. Yields the list names in
 /// order and the records of all lists.
-pub(crate) struct EventsSeed<'a>(pub &'a Text);
+pub(crate) struct EventsSeed<'a>(pub &'a Text, pub &'a Budget);
 
 impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
     type Value = (Vec<Text>, Vec<Event>);
@@ -547,6 +754,8 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
         let mut seen = std::collections::HashSet::new();
         let mut events = Vec::new();
         while let Some(name) = map.next_key_seed(TextSeed(self.0))? {
+            // Each list costs like a field: it counts against that cap.
+            self.1.unknown_field().map_err(A::Error::custom)?;
             let name = name.unwrap_or_default();
             if !seen.insert(name.clone()) {
                 return Err(A::Error::custom(format_args!(
@@ -555,6 +764,7 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
             }
             map.next_value_seed(RecordsSeed {
                 ctx: self.0,
+                budget: self.1,
                 event_type: &name,
                 out: &mut events,
             })?;
@@ -565,7 +775,7 @@ impl<'de> Visitor<'de> for EventsSeed<'_> {
 }
 
 /// The `headers` array: `[{"name": ..., "value": ...}, ...]`.
-pub(crate) struct HeadersSeed<'a>(pub &'a Text);
+pub(crate) struct HeadersSeed<'a>(pub &'a Text, pub &'a Budget);
 
 impl<'de> DeserializeSeed<'de> for HeadersSeed<'_> {
     type Value = Headers;
@@ -585,6 +795,7 @@ impl<'de> Visitor<'de> for HeadersSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Headers, A::Error> {
         let mut headers = Vec::with_capacity(seq.size_hint().unwrap_or(16));
         while let Some(h) = seq.next_element_seed(HeaderSeed(self.0))? {
+            self.1.header().map_err(A::Error::custom)?;
             headers.push(h);
         }
         Ok(Headers::from(headers))
@@ -625,7 +836,7 @@ impl<'de> Visitor<'de> for HeaderSeed<'_> {
 }
 
 /// A whole JSON body: the top-level parameters of either webhook kind.
-pub(crate) struct TopLevelSeed<'a>(pub &'a Text);
+pub(crate) struct TopLevelSeed<'a>(pub &'a Text, pub &'a Budget);
 
 impl<'de> DeserializeSeed<'de> for TopLevelSeed<'_> {
     type Value = Fields;
@@ -647,16 +858,21 @@ impl<'de> Visitor<'de> for TopLevelSeed<'_> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let result = match Slot::of(&key) {
                 Slot::Event => {
-                    let events = map.next_value_seed(EventsSeed(self.0))?;
+                    let events = map.next_value_seed(EventsSeed(self.0, self.1))?;
                     fields.set_events(events)
                 }
                 Slot::Headers => {
-                    let headers = map.next_value_seed(HeadersSeed(self.0))?;
+                    let headers = map.next_value_seed(HeadersSeed(self.0, self.1))?;
                     fields.set_headers(headers)
                 }
                 Slot::Other => {
-                    let value: Value = map.next_value()?;
+                    self.1.unknown_field().map_err(A::Error::custom)?;
+                    let value = map.next_value_seed(RawSeed(self.0))?;
                     fields.set_extra(&key, value)
+                }
+                Slot::ApiKey => {
+                    let key = map.next_value_seed(StringSeed(self.0))?;
+                    fields.set_text(Slot::ApiKey, "api_key", key)
                 }
                 slot => match map.next_value_seed(TextSeed(self.0))? {
                     Some(text) => fields.set_text(slot, &key, text),

@@ -1,13 +1,14 @@
 //! The top-level parameters of a webhook, collected from any encoding, and
 //! their assembly into an [`EventBatch`] or an [`InboundMail`].
 
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 use crate::event::{Event, EventBatch, EventType};
 use crate::inbound::{Attachment, Headers, InboundMail};
 use crate::webhook::{Kind, Webhook};
-use crate::{ParseError, ParseErrorKind, Text};
+use crate::{ParseError, ParseErrorKind, RawJson, Text};
 
+use super::budget::{too_large, Budget};
 use super::de::{EventsSeed, HeadersSeed};
 use super::json::from_json;
 
@@ -78,7 +79,7 @@ pub(crate) struct Fields {
     attachments: Vec<(Option<u32>, Attachment)>,
     /// The numbers in `attachments`, for the duplicate check.
     attachment_numbers: std::collections::HashSet<u32>,
-    extra: Map<String, Value>,
+    extra: BTreeMap<String, RawJson>,
     /// Whether the body was multipart, where the attachment count is checked.
     multipart: bool,
 }
@@ -109,7 +110,11 @@ impl Fields {
             Slot::Html => &mut self.html,
             Slot::AttachmentCount => &mut self.attachment_count,
             Slot::Event | Slot::Headers | Slot::Other => {
-                return self.set_form_field(key, text);
+                return Err(ParseError::new(
+                    ParseErrorKind::InvalidField,
+                    "expected a JSON value, not text",
+                )
+                .at(key));
             }
         };
         if target.is_some() {
@@ -135,7 +140,9 @@ impl Fields {
         Ok(())
     }
 
-    pub(crate) fn set_extra(&mut self, key: &str, value: Value) -> Result<(), ParseError> {
+    /// Keeps a field this crate does not know; the caller has counted it
+    /// against the budget.
+    pub(crate) fn set_extra(&mut self, key: &str, value: RawJson) -> Result<(), ParseError> {
         if self.extra.contains_key(key) {
             return Err(twice(key));
         }
@@ -159,18 +166,27 @@ impl Fields {
 
     /// Stores a parameter that arrived as text (a form field or a multipart
     /// text part): `event` and `headers` hold JSON text, parsed here.
-    pub(crate) fn set_form_field(&mut self, key: &str, value: Text) -> Result<(), ParseError> {
+    pub(crate) fn set_form_field(
+        &mut self,
+        key: &str,
+        value: Text,
+        budget: &Budget,
+    ) -> Result<(), ParseError> {
         match Slot::of(key) {
             Slot::Event => {
-                let events = from_json(&value, || EventsSeed(&value)).map_err(|e| e.at("event"))?;
+                let events = from_json(&value, budget, || EventsSeed(&value, budget))
+                    .map_err(|e| e.at("event"))?;
                 self.set_events(events)
             }
             Slot::Headers => {
-                let headers =
-                    from_json(&value, || HeadersSeed(&value)).map_err(|e| e.at("headers"))?;
+                let headers = from_json(&value, budget, || HeadersSeed(&value, budget))
+                    .map_err(|e| e.at("headers"))?;
                 self.set_headers(headers)
             }
-            Slot::Other => self.set_extra(key, Value::String(value.into())),
+            Slot::Other => {
+                budget.unknown_field().map_err(too_large)?;
+                self.set_extra(key, RawJson::string(&value))
+            }
             slot => self.set_text(slot, key, value),
         }
     }
@@ -246,7 +262,7 @@ impl Fields {
             ("attachments", self.attachment_count),
         ] {
             if let Some(v) = value {
-                extra.insert(key.to_owned(), Value::String(v.into()));
+                extra.insert(key.to_owned(), RawJson::string(&v));
             }
         }
         if !self.attachments.is_empty() {
@@ -302,11 +318,11 @@ impl Fields {
             }
             if !(self.multipart || consistent || declared == Some(0)) {
                 // JSON and form bodies carry no files; keep what was said.
-                extra.insert("attachments".to_owned(), Value::String(count.into()));
+                extra.insert("attachments".to_owned(), RawJson::string(&count));
             }
         }
         if let Some(event_type) = self.event_type {
-            extra.insert("event_type".to_owned(), Value::String(event_type.into()));
+            extra.insert("event_type".to_owned(), RawJson::string(&event_type));
         }
         Ok(InboundMail {
             server_composition,

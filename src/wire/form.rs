@@ -11,17 +11,18 @@ use std::borrow::Cow;
 
 use crate::{ParseError, ParseErrorKind, Text};
 
+use super::budget::Budget;
 use super::fields::Fields;
 use super::percent;
 
 /// Parses a whole form body into its top-level fields.
-pub(crate) fn parse(body: &Text) -> Result<Fields, ParseError> {
+pub(crate) fn parse(body: &Text, budget: &Budget) -> Result<Fields, ParseError> {
     let mut fields = Fields::default();
     for pair in body.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = decode(body, name).map_err(|e| e.at(name.to_owned()))?;
         let value = decode(body, value).map_err(|e| e.at(name.as_str()))?;
-        fields.set_form_field(&name, value)?;
+        fields.set_form_field(&name, value, budget)?;
     }
     Ok(fields)
 }

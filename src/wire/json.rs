@@ -4,12 +4,13 @@ use serde::de::DeserializeSeed;
 
 use crate::{ParseError, ParseErrorKind, Text};
 
+use super::budget::Budget;
 use super::de::TopLevelSeed;
 use super::fields::Fields;
 
 /// Parses a whole JSON body into its top-level fields.
-pub(crate) fn parse(body: &Text) -> Result<Fields, ParseError> {
-    from_json(body, || TopLevelSeed(body))
+pub(crate) fn parse(body: &Text, budget: &Budget) -> Result<Fields, ParseError> {
+    from_json(body, budget, || TopLevelSeed(body, budget))
 }
 
 /// Runs `seed` over the JSON text `text`, which must hold one value and
@@ -18,11 +19,15 @@ pub(crate) fn parse(body: &Text) -> Result<Fields, ParseError> {
 /// The fast path tracks no position. When it fails, the same text is parsed
 /// again with `serde_path_to_error`, which records where the error is
 /// (`deliveries[1].created`); errors are rare, so only they pay for it.
-pub(crate) fn from_json<T, S, F>(text: &Text, seed: F) -> Result<T, ParseError>
+///
+/// A cap of the [`Budget`] exceeded is a [`ParseErrorKind::TooLarge`]
+/// error, without the second pass.
+pub(crate) fn from_json<T, S, F>(text: &Text, budget: &Budget, seed: F) -> Result<T, ParseError>
 where
     F: Fn() -> S,
     S: for<'de> DeserializeSeed<'de, Value = T>,
 {
+    let before = budget.snapshot();
     let mut de = serde_json::Deserializer::from_str(text);
     let first = seed()
         .deserialize(&mut de)
@@ -31,6 +36,10 @@ where
         Ok(value) => return Ok(value),
         Err(err) => err,
     };
+    if budget.tripped() {
+        return Err(ParseError::new(ParseErrorKind::TooLarge, err.to_string()));
+    }
+    budget.restore(before);
     let mut de = serde_json::Deserializer::from_str(text);
     let mut track = serde_path_to_error::Track::new();
     let again = seed().deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));

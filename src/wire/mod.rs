@@ -10,6 +10,7 @@
 //! All three feed [`fields::Fields`], which builds the model, so every
 //! encoding gives the same result for the same parameters.
 
+pub(crate) mod budget;
 pub(crate) mod de;
 pub(crate) mod fields;
 pub(crate) mod form;
@@ -19,10 +20,8 @@ pub(crate) mod percent;
 
 use bytes::Bytes;
 
-pub use multipart::MultipartLimits;
-
 use crate::webhook::{Kind, Webhook};
-use crate::{ParseError, ParseErrorKind, Text};
+use crate::{Limits, ParseError, ParseErrorKind, Text};
 
 /// The encoding of a body, read from its `Content-Type`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,11 +68,12 @@ pub(crate) fn parse(
     content_type: &str,
     body: Bytes,
     expected: Option<Kind>,
-    limits: MultipartLimits,
+    limits: Limits,
 ) -> Result<Webhook, ParseError> {
+    let budget = budget::Budget::new(limits);
     let fields = match Encoding::from_content_type(content_type)? {
-        Encoding::Json => json::parse(&utf8(body)?)?,
-        Encoding::Form => form::parse(&utf8(body)?)?,
+        Encoding::Json => json::parse(&utf8(body)?, &budget)?,
+        Encoding::Form => form::parse(&utf8(body)?, &budget)?,
         Encoding::Multipart { boundary } => multipart::parse(&boundary, body, limits)?,
     };
     fields.into_webhook(expected)

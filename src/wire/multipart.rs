@@ -14,71 +14,13 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 
 use crate::inbound::Attachment;
-use crate::{filename, ParseError, ParseErrorKind, Text};
+use crate::{filename, Limits, ParseError, ParseErrorKind, Text};
 
+use super::budget::Budget;
 use super::fields::{attachment_number, Fields};
 
-/// Caps on a multipart body, against bodies built to exhaust the server:
-/// thousands of tiny parts, or one part that is most of the body.
-///
-/// A body over a cap is refused with
-/// [`ParseErrorKind::TooLarge`](crate::ParseErrorKind::TooLarge) (413 over
-/// HTTP). The whole body is also bounded by the body limit.
-///
-/// ```
-/// use cmc_webhook::MultipartLimits;
-///
-/// let limits = MultipartLimits::default().max_parts(64).max_part_size(10 << 20);
-/// assert_eq!(limits.parts(), 64);
-/// assert_eq!(MultipartLimits::default().parts(), 512);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MultipartLimits {
-    max_parts: usize,
-    max_part_size: Option<u64>,
-}
-
-impl Default for MultipartLimits {
-    /// 512 parts (an inbound mail has about ten fields plus its
-    /// attachments), no cap on a single part beyond the body limit.
-    fn default() -> Self {
-        MultipartLimits {
-            max_parts: 512,
-            max_part_size: None,
-        }
-    }
-}
-
-impl MultipartLimits {
-    /// The most parts (fields and files) a body may have.
-    pub fn max_parts(mut self, parts: usize) -> Self {
-        self.max_parts = parts;
-        self
-    }
-
-    /// The largest a single part (an attachment, say) may be, in bytes.
-    pub fn max_part_size(mut self, bytes: u64) -> Self {
-        self.max_part_size = Some(bytes);
-        self
-    }
-
-    /// The part-count cap.
-    pub fn parts(&self) -> usize {
-        self.max_parts
-    }
-
-    /// The per-part cap, when one is set.
-    pub fn part_size(&self) -> Option<u64> {
-        self.max_part_size
-    }
-}
-
 /// Parses a whole multipart body held in memory.
-pub(crate) fn parse(
-    boundary: &str,
-    body: Bytes,
-    limits: MultipartLimits,
-) -> Result<Fields, ParseError> {
+pub(crate) fn parse(boundary: &str, body: Bytes, limits: Limits) -> Result<Fields, ParseError> {
     let stream = futures_util::stream::once(std::future::ready(Ok::<Bytes, Infallible>(body)));
     // The stream is always ready, so the parse never waits: polling it once
     // with a waker that does nothing drives it to the end.
@@ -96,28 +38,26 @@ pub(crate) fn parse(
 pub(crate) async fn parse_stream<S, E>(
     stream: S,
     boundary: &str,
-    limits: MultipartLimits,
+    limits: Limits,
 ) -> Result<Fields, ParseError>
 where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
     let mut constraints = multer::Constraints::new();
-    if let Some(max) = limits.max_part_size {
+    if let Some(max) = limits.part_size {
         constraints = constraints.size_limit(multer::SizeLimit::new().per_field(max));
     }
     let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
     let mut fields = Fields::multipart();
+    let budget = Budget::new(limits);
     let mut parts = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(multer_error)? {
         parts += 1;
-        if parts > limits.max_parts {
+        if parts > limits.parts {
             return Err(ParseError::new(
                 ParseErrorKind::TooLarge,
-                format!(
-                    "the multipart body has more than {} parts",
-                    limits.max_parts
-                ),
+                format!("the multipart body has more than {} parts", limits.parts),
             ));
         }
         let name = field.name().unwrap_or_default().to_owned();
@@ -177,7 +117,7 @@ where
         } else {
             let text =
                 decode_text(data, content_type.as_deref()).map_err(|e| e.at(name.as_str()))?;
-            fields.set_form_field(&name, text)?;
+            fields.set_form_field(&name, text, &budget)?;
         }
     }
     Ok(fields)
