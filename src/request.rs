@@ -6,7 +6,7 @@
 //! [`Policy::default`] applies (a body limit of [`DEFAULT_BODY_LIMIT`], no
 //! `api_key` check, and no address check at all: see the layer).
 
-use bytes::{Buf as _, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use http::Request;
 use http_body::Body;
 use http_body_util::{BodyExt, BodyStream, LengthLimitError, Limited};
@@ -201,7 +201,8 @@ where
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let encoding = Encoding::from_content_type(content_type)?;
-    if declared_length(request.headers()).is_some_and(|len| len > policy.body_limit as u64) {
+    let declared = declared_length(request.headers());
+    if declared.is_some_and(|len| len > policy.body_limit as u64) {
         return Err(Rejection::new(Reason::PayloadTooLarge));
     }
     let body = Limited::new(request.into_body(), policy.body_limit);
@@ -217,7 +218,7 @@ where
             wire::multipart::parse_stream(stream, &boundary, policy.limits).await?
         }
         Encoding::Json | Encoding::Form => {
-            let bytes = collect(body).await?;
+            let bytes = collect(body, declared, policy.body_limit).await?;
             let text = wire::utf8(bytes)?;
             let budget = wire::budget::Budget::new(policy.limits);
             if encoding == Encoding::Json {
@@ -240,15 +241,53 @@ where
     Ok(webhook)
 }
 
-async fn collect<B>(body: Limited<B>) -> Result<Bytes, Rejection>
+/// Reads the whole body into one buffer.
+///
+/// Each frame's bytes are copied into one growing buffer, reserved up
+/// front from the declared length (never beyond the limit). Keeping the
+/// frames instead (as `http_body_util::Collected` does) pins the buffer
+/// each frame was cut from: a body sent in one-byte chunks then held 38
+/// times its size. A body that arrives in one frame is kept without a copy.
+async fn collect<B>(
+    body: Limited<B>,
+    declared: Option<u64>,
+    limit: usize,
+) -> Result<Bytes, Rejection>
 where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match body.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) => Err(body_error(&*e)),
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_error(&*e))?;
+        let Ok(mut data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if !data.has_remaining() {
+            continue;
+        }
+        if first.is_none() && buf.is_empty() {
+            first = Some(data.copy_to_bytes(data.remaining()));
+            continue;
+        }
+        if let Some(f) = first.take() {
+            let expected = declared.map_or(0, |n| n.min(limit as u64) as usize);
+            buf.reserve(expected.max(f.len() + data.remaining()));
+            buf.extend_from_slice(&f);
+        }
+        while data.has_remaining() {
+            let chunk = data.chunk();
+            let n = chunk.len();
+            buf.extend_from_slice(chunk);
+            data.advance(n);
+        }
     }
+    Ok(match first {
+        Some(f) => f,
+        None => buf.freeze(),
+    })
 }
 
 /// 413 when the error is (or wraps) the length limit, else a read failure.

@@ -14,6 +14,7 @@ pub(crate) mod budget;
 pub(crate) mod de;
 pub(crate) mod fields;
 pub(crate) mod form;
+pub(crate) mod framing;
 pub(crate) mod json;
 pub(crate) mod multipart;
 pub(crate) mod percent;

@@ -17,6 +17,7 @@ use crate::inbound::Attachment;
 use crate::{filename, Limits, ParseError, ParseErrorKind, Text};
 
 use super::budget::Budget;
+use super::framing::{Framing, Guarded, HeaderTooLarge};
 use super::fields::{attachment_number, Fields};
 
 /// Parses a whole multipart body held in memory.
@@ -48,7 +49,11 @@ where
     if let Some(max) = limits.part_size {
         constraints = constraints.size_limit(multer::SizeLimit::new().per_field(max));
     }
-    let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
+    let guarded = Guarded::new(
+        Box::pin(stream),
+        Framing::new(boundary, limits.part_header_size),
+    );
+    let mut multipart = multer::Multipart::with_constraints(guarded, boundary, constraints);
     let mut fields = Fields::multipart();
     let budget = Budget::new(limits);
     let mut parts = 0;
@@ -162,6 +167,9 @@ fn multer_error(e: multer::Error) -> ParseError {
                 ParseErrorKind::TooLarge,
                 format!("multipart body too large: {e}"),
             )
+        }
+        multer::Error::StreamReadFailed(inner) if inner.is::<HeaderTooLarge>() => {
+            ParseError::new(ParseErrorKind::TooLarge, inner.to_string())
         }
         multer::Error::StreamReadFailed(inner) if crate::request::is_length_limit(&**inner) => {
             ParseError::new(
