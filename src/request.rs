@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, BodyStream, LengthLimitError, Limited};
 use crate::auth::ApiKeys;
 use crate::rejection::{Reason, Rejection, Statuses};
 use crate::webhook::Kind;
+use crate::wire::budget::{Budget, Key};
 use crate::wire::{self, Encoding};
 use crate::{EventBatch, InboundMail, Limits, Webhook};
 
@@ -206,7 +207,9 @@ where
         return Err(Rejection::new(Reason::PayloadTooLarge));
     }
     let body = Limited::new(request.into_body(), policy.body_limit);
-    let fields = match encoding {
+    let budget = Budget::new(policy.limits).with_keys(policy.api_keys.clone());
+    let mut json_text = None;
+    let parsed = match encoding {
         Encoding::Multipart { boundary } => {
             let stream =
                 futures_util::TryStreamExt::try_filter_map(BodyStream::new(body), |frame| {
@@ -215,30 +218,39 @@ where
                         .ok()
                         .map(|mut d| d.copy_to_bytes(d.remaining()))))
                 });
-            wire::multipart::parse_stream(stream, &boundary, policy.limits).await?
+            wire::multipart::parse_stream(stream, &boundary, &budget)
+                .await
+                .map_err(Rejection::from)
         }
         Encoding::Json | Encoding::Form => {
             let bytes = collect(body, declared, policy.body_limit).await?;
-            let text = wire::utf8(bytes)?;
-            let budget = wire::budget::Budget::new(policy.limits);
-            if encoding == Encoding::Json {
-                wire::json::parse(&text, &budget)?
-            } else {
-                wire::form::parse(&text, &budget)?
+            match wire::utf8(bytes) {
+                Err(e) => Err(Rejection::from(e)),
+                Ok(text) if encoding == Encoding::Json => {
+                    let parsed = wire::json::parse(&text, &budget).map_err(Rejection::from);
+                    json_text = Some(text);
+                    parsed
+                }
+                Ok(text) => wire::form::parse(&text, &budget).map_err(Rejection::from),
             }
         }
     };
-    let webhook = fields.into_webhook(expected)?;
-    if let Some(keys) = &policy.api_keys {
-        let given = match &webhook {
-            Webhook::Events(batch) => batch.api_key.as_deref(),
-            Webhook::Inbound(mail) => mail.api_key.as_deref(),
-        };
-        if !keys.verify(given) {
-            return Err(Rejection::new(Reason::BadApiKey));
+    let parsed = parsed.and_then(|fields| Ok(fields.into_webhook(expected)?));
+    if budget.needs_key() {
+        if let (Err(_), Some(text), Key::Unseen) = (&parsed, &json_text, budget.key()) {
+            // The parse failed before it reached the key: look for it alone.
+            wire::json::scan_key(text, &budget);
         }
     }
-    Ok(webhook)
+    if budget.needs_key() {
+        // No valid key: the caller learns nothing about the body, except
+        // that it was too large or could not be read (not a parse detail).
+        return match parsed {
+            Err(r) if matches!(r.reason(), Reason::PayloadTooLarge | Reason::BodyRead) => Err(r),
+            _ => Err(Rejection::new(Reason::BadApiKey)),
+        };
+    }
+    parsed
 }
 
 /// Reads the whole body into one buffer.

@@ -1,20 +1,36 @@
 //! What one body may still hold, counted while it is parsed (see
 //! [`Limits`]).
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
+use crate::auth::ApiKeys;
 use crate::{Limits, ParseError, ParseErrorKind};
+
+/// What the body said of its `api_key` so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key {
+    Unseen = 0,
+    Valid = 1,
+    Invalid = 2,
+}
 
 /// The caps of a [`Limits`], counted down while one body is parsed. Shared
 /// by every field of the body (a form body's `event` and its other fields
 /// draw on the same counts).
+///
+/// One parse uses it from one task at a time; the counters are atomics
+/// only so that a reference may be held across an `.await` in a `Send`
+/// future (plain loads and stores, no read-modify-write).
 #[derive(Debug)]
 pub(crate) struct Budget {
     limits: Limits,
-    records: Cell<usize>,
-    unknown_fields: Cell<usize>,
-    headers: Cell<usize>,
-    tripped: Cell<bool>,
+    records: AtomicUsize,
+    unknown_fields: AtomicUsize,
+    headers: AtomicUsize,
+    tripped: AtomicBool,
+    /// The accepted keys, when the body must carry one.
+    keys: Option<ApiKeys>,
+    key: AtomicU8,
 }
 
 /// The counts of a [`Budget`] at one moment, to parse the same text again.
@@ -24,10 +40,48 @@ impl Budget {
     pub(crate) fn new(limits: Limits) -> Budget {
         Budget {
             limits,
-            records: Cell::new(0),
-            unknown_fields: Cell::new(0),
-            headers: Cell::new(0),
-            tripped: Cell::new(false),
+            records: AtomicUsize::new(0),
+            unknown_fields: AtomicUsize::new(0),
+            headers: AtomicUsize::new(0),
+            tripped: AtomicBool::new(false),
+            keys: None,
+            key: AtomicU8::new(Key::Unseen as u8),
+        }
+    }
+
+    /// Requires the body's `api_key` to be one of `keys`: the parsers check
+    /// it as soon as they read it, and stop at a wrong one.
+    pub(crate) fn with_keys(mut self, keys: Option<ApiKeys>) -> Budget {
+        self.keys = keys;
+        self
+    }
+
+    /// Whether the body must carry a key and has not shown a valid one yet.
+    pub(crate) fn needs_key(&self) -> bool {
+        self.keys.is_some() && self.key() != Key::Valid
+    }
+
+
+    pub(crate) fn key(&self) -> Key {
+        match self.key.load(Relaxed) {
+            1 => Key::Valid,
+            2 => Key::Invalid,
+            _ => Key::Unseen,
+        }
+    }
+
+    /// Checks an `api_key` value the moment it is read; a wrong one ends
+    /// the parse.
+    pub(crate) fn check_key(&self, given: &str) -> Result<(), String> {
+        let Some(keys) = &self.keys else {
+            return Ok(());
+        };
+        if keys.verify(Some(given)) {
+            self.key.store(Key::Valid as u8, Relaxed);
+            Ok(())
+        } else {
+            self.key.store(Key::Invalid as u8, Relaxed);
+            Err("the api_key is not an accepted key".to_owned())
         }
     }
 
@@ -37,40 +91,40 @@ impl Budget {
 
     /// Whether a cap was exceeded: the error being raised is a 413.
     pub(crate) fn tripped(&self) -> bool {
-        self.tripped.get()
+        self.tripped.load(Relaxed)
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot([
-            self.records.get(),
-            self.unknown_fields.get(),
-            self.headers.get(),
+            self.records.load(Relaxed),
+            self.unknown_fields.load(Relaxed),
+            self.headers.load(Relaxed),
         ])
     }
 
     pub(crate) fn restore(&self, s: Snapshot) {
-        self.records.set(s.0[0]);
-        self.unknown_fields.set(s.0[1]);
-        self.headers.set(s.0[2]);
-        self.tripped.set(false);
+        self.records.store(s.0[0], Relaxed);
+        self.unknown_fields.store(s.0[1], Relaxed);
+        self.headers.store(s.0[2], Relaxed);
+        self.tripped.store(false, Relaxed);
     }
 
     fn take(
         &self,
-        count: &Cell<usize>,
+        count: &AtomicUsize,
         cap: usize,
         what: &str,
         setter: &str,
     ) -> Result<(), String> {
-        let n = count.get() + 1;
+        let n = count.load(Relaxed) + 1;
         if n > cap {
-            self.tripped.set(true);
+            self.tripped.store(true, Relaxed);
             return Err(format!(
                 "more than {cap} {what}{} in one body (the cap is Limits::{setter})",
                 if cap == 1 { "" } else { "s" }
             ));
         }
-        count.set(n);
+        count.store(n, Relaxed);
         Ok(())
     }
 

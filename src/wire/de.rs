@@ -835,6 +835,40 @@ impl<'de> Visitor<'de> for HeaderSeed<'_> {
     }
 }
 
+/// Looks for the `api_key` of a JSON body alone, skipping everything
+/// else, and checks it (for a body that failed to parse before its key
+/// was read: its error is shown only to a caller with a valid key).
+pub(crate) struct KeyScanSeed<'a>(pub &'a Text, pub &'a Budget);
+
+impl<'de> DeserializeSeed<'de> for KeyScanSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyScanSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if key == "api_key" {
+                let given = map.next_value_seed(StringSeed(self.0))?;
+                // The state records the outcome; the scan is done.
+                let _ = self.1.check_key(&given);
+                return Ok(());
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
+}
+
 /// A whole JSON body: the top-level parameters of either webhook kind.
 pub(crate) struct TopLevelSeed<'a>(pub &'a Text, pub &'a Budget);
 
@@ -872,6 +906,7 @@ impl<'de> Visitor<'de> for TopLevelSeed<'_> {
                 }
                 Slot::ApiKey => {
                     let key = map.next_value_seed(StringSeed(self.0))?;
+                    self.1.check_key(&key).map_err(A::Error::custom)?;
                     fields.set_text(Slot::ApiKey, "api_key", key)
                 }
                 slot => match map.next_value_seed(TextSeed(self.0))? {

@@ -17,6 +17,9 @@ use super::percent;
 
 /// Parses a whole form body into its top-level fields.
 pub(crate) fn parse(body: &Text, budget: &Budget) -> Result<Fields, ParseError> {
+    if budget.needs_key() {
+        check_key_first(body, budget)?;
+    }
     let mut fields = Fields::default();
     for pair in body.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -25,6 +28,25 @@ pub(crate) fn parse(body: &Text, budget: &Budget) -> Result<Fields, ParseError> 
         fields.set_form_field(&name, value, budget)?;
     }
     Ok(fields)
+}
+
+/// Finds and checks the `api_key` before anything else is decoded, so
+/// that a caller without a valid key costs one scan and learns nothing of
+/// the rest of the body. Its state is in `budget`; the error is the
+/// caller's to hide.
+fn check_key_first(body: &Text, budget: &Budget) -> Result<(), ParseError> {
+    for pair in body.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let is_key = name == "api_key"
+            || (name.contains(['%', '+']) && decode(body, name).is_ok_and(|n| n == "api_key"));
+        if is_key {
+            let value = decode(body, value).map_err(|e| e.at("api_key"))?;
+            return budget
+                .check_key(&value)
+                .map_err(|m| ParseError::new(ParseErrorKind::InvalidField, m).at("api_key"));
+        }
+    }
+    Err(ParseError::missing("api_key"))
 }
 
 /// Decodes one name or value: `+` is a space, `%XX` a byte; the result

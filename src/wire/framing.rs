@@ -87,50 +87,60 @@ impl Framing {
     }
 
     /// Takes the next chunk of the body; pushes onto `out` what may be
-    /// handed to `multer` now.
-    pub(crate) fn feed(&mut self, mut piece: Bytes, out: &mut VecDeque<Bytes>) -> Result<(), HeaderTooLarge> {
-        while !piece.is_empty() {
-            match self.phase {
-                Phase::Done => {
-                    out.push_back(piece);
-                    return Ok(());
+    /// handed to `multer` now: the block held so far once it is complete,
+    /// then the rest of the chunk in one slice (no copy) up to where a new
+    /// block starts that must be held back. A chunk that holds whole blocks
+    /// (a body read into memory) passes in one piece.
+    pub(crate) fn feed(
+        &mut self,
+        chunk: Bytes,
+        out: &mut VecDeque<Bytes>,
+    ) -> Result<(), HeaderTooLarge> {
+        let mut piece = chunk;
+        if !self.held.is_empty() {
+            self.held.extend_from_slice(&piece);
+            let held = std::mem::take(&mut self.held);
+            let found = self.scan(&held);
+            self.held = held;
+            match found? {
+                None => return Ok(()),
+                Some(end) => {
+                    let mut block = std::mem::take(&mut self.held).freeze();
+                    piece = block.split_off(end);
+                    out.push_back(block);
                 }
-                Phase::Data => match self.find_delimiter(&piece) {
+            }
+        }
+        let mut pos = 0;
+        while pos < piece.len() {
+            match self.phase {
+                Phase::Done => pos = piece.len(),
+                Phase::Data => match self.find_delimiter(&piece[pos..], pos == 0) {
                     Some(end) => {
-                        out.push_back(piece.split_to(end));
+                        pos += end;
                         self.tail.clear();
                         self.enter(Phase::Headers);
                     }
                     None => {
-                        self.remember_tail(&piece);
-                        out.push_back(piece);
-                        return Ok(());
+                        self.remember_tail(&piece[pos..]);
+                        pos = piece.len();
                     }
                 },
-                Phase::Preamble | Phase::Headers => {
-                    if self.held.is_empty() {
-                        // Most often the whole block is in this chunk: no copy.
-                        if let Some(end) = self.scan(&piece)? {
-                            out.push_back(piece.split_to(end));
-                            continue;
-                        }
-                        self.held.extend_from_slice(&piece);
-                        return Ok(());
+                Phase::Preamble | Phase::Headers => match self.scan(&piece[pos..])? {
+                    Some(end) => pos += end,
+                    None => {
+                        self.held.extend_from_slice(&piece[pos..]);
+                        break;
                     }
-                    self.held.extend_from_slice(&piece);
-                    let held = std::mem::take(&mut self.held);
-                    let found = self.scan(&held);
-                    self.held = held;
-                    match found? {
-                        Some(end) => {
-                            let mut block = std::mem::take(&mut self.held).freeze();
-                            piece = block.split_off(end);
-                            out.push_back(block);
-                        }
-                        None => return Ok(()),
-                    }
-                }
+                },
             }
+        }
+        if pos == piece.len() {
+            if !piece.is_empty() {
+                out.push_back(piece);
+            }
+        } else if pos > 0 {
+            out.push_back(piece.slice(..pos));
         }
         Ok(())
     }
@@ -203,10 +213,11 @@ impl Framing {
     }
 
     /// Where the `CRLF--boundary` that ends the data ends in `piece`,
-    /// including one that began in the previous chunk.
-    fn find_delimiter(&self, piece: &[u8]) -> Option<usize> {
+    /// including one that began in the previous chunk (when `piece` starts
+    /// a chunk).
+    fn find_delimiter(&self, piece: &[u8], chunk_start: bool) -> Option<usize> {
         let k = self.delimiter.len() - 1;
-        if !self.tail.is_empty() {
+        if chunk_start && !self.tail.is_empty() {
             let head = &piece[..piece.len().min(k)];
             let joined = [&self.tail[..], head].concat();
             if let Some(i) = memmem::find(&joined, &self.delimiter) {

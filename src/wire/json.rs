@@ -5,12 +5,19 @@ use serde::de::DeserializeSeed;
 use crate::{ParseError, ParseErrorKind, Text};
 
 use super::budget::Budget;
-use super::de::TopLevelSeed;
+use super::de::{KeyScanSeed, TopLevelSeed};
 use super::fields::Fields;
 
 /// Parses a whole JSON body into its top-level fields.
 pub(crate) fn parse(body: &Text, budget: &Budget) -> Result<Fields, ParseError> {
     from_json(body, budget, || TopLevelSeed(body, budget))
+}
+
+/// Looks for the `api_key` of a body that failed to parse before its key
+/// was read, and checks it; the outcome is in `budget`.
+pub(crate) fn scan_key(body: &Text, budget: &Budget) {
+    let mut de = serde_json::Deserializer::from_str(body);
+    let _ = KeyScanSeed(body, budget).deserialize(&mut de);
 }
 
 /// Runs `seed` over the JSON text `text`, which must hold one value and

@@ -16,7 +16,7 @@ use futures_util::Stream;
 use crate::inbound::Attachment;
 use crate::{filename, Limits, ParseError, ParseErrorKind, Text};
 
-use super::budget::Budget;
+use super::budget::{Budget, Key};
 use super::framing::{Framing, Guarded, HeaderTooLarge};
 use super::fields::{attachment_number, Fields};
 
@@ -25,7 +25,8 @@ pub(crate) fn parse(boundary: &str, body: Bytes, limits: Limits) -> Result<Field
     let stream = futures_util::stream::once(std::future::ready(Ok::<Bytes, Infallible>(body)));
     // The stream is always ready, so the parse never waits: polling it once
     // with a waker that does nothing drives it to the end.
-    let future = pin!(parse_stream(stream, boundary, limits));
+    let budget = Budget::new(limits);
+    let future = pin!(parse_stream(stream, boundary, &budget));
     match future.poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(result) => result,
         Poll::Pending => Err(ParseError::new(
@@ -35,16 +36,22 @@ pub(crate) fn parse(boundary: &str, body: Bytes, limits: Limits) -> Result<Field
     }
 }
 
-/// Parses a multipart body from a stream of chunks.
+/// Parses a multipart body from a stream of chunks, within `budget` (its
+/// limits, and the `api_key` the body must carry, if any).
+///
+/// A wrong `api_key` part ends the parse at once. When a part fails before
+/// a valid key was seen, the rest of the body is read for the key alone:
+/// the caller shows the failure only to a client that proved its key.
 pub(crate) async fn parse_stream<S, E>(
     stream: S,
     boundary: &str,
-    limits: Limits,
+    budget: &Budget,
 ) -> Result<Fields, ParseError>
 where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
+    let limits = *budget.limits();
     let mut constraints = multer::Constraints::new();
     if let Some(max) = limits.part_size {
         constraints = constraints.size_limit(multer::SizeLimit::new().per_field(max));
@@ -55,77 +62,138 @@ where
     );
     let mut multipart = multer::Multipart::with_constraints(guarded, boundary, constraints);
     let mut fields = Fields::multipart();
-    let budget = Budget::new(limits);
+    let mut failed: Option<ParseError> = None;
     let mut parts = 0;
-    while let Some(mut field) = multipart.next_field().await.map_err(multer_error)? {
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return Err(failed.unwrap_or_else(|| multer_error(e))),
+        };
         parts += 1;
         if parts > limits.parts {
-            return Err(ParseError::new(
-                ParseErrorKind::TooLarge,
-                format!("the multipart body has more than {} parts", limits.parts),
-            ));
+            return Err(failed.unwrap_or_else(|| {
+                ParseError::new(
+                    ParseErrorKind::TooLarge,
+                    format!("the multipart body has more than {} parts", limits.parts),
+                )
+            }));
         }
-        let name = field.name().unwrap_or_default().to_owned();
-        let headers = field.headers();
-        let file = match headers.get(http::header::CONTENT_DISPOSITION) {
-            Some(v) => filename::from_content_disposition(v.as_bytes()).map_err(|why| {
-                ParseError::new(ParseErrorKind::InvalidField, why).at(name.as_str())
-            })?,
-            None => None,
-        };
-        let content_type = headers
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        let number = attachment_number(&name);
-        // Collect the part's chunks; a part that arrives in one chunk is
-        // handed out without a copy.
-        let mut first: Option<Bytes> = None;
-        let mut rest = BytesMut::new();
-        while let Some(chunk) = field
-            .chunk()
-            .await
-            .map_err(|e| multer_error(e).at(name.as_str()))?
-        {
-            match &first {
-                None => first = Some(chunk),
-                Some(f) => {
-                    if rest.is_empty() {
-                        rest.extend_from_slice(f);
-                    }
-                    rest.extend_from_slice(&chunk);
+        if failed.is_some() {
+            // Only the key matters now; other parts are skipped unread.
+            if field.name() == Some("api_key") {
+                if let Ok((_, text)) = read_part(field).await.and_then(|(name, p)| {
+                    decode_text(p.data, p.content_type.as_deref()).map(|t| (name, t))
+                }) {
+                    let _ = budget.check_key(&text);
                 }
+                break;
             }
+            continue;
         }
-        let data = if rest.is_empty() {
-            first.unwrap_or_default()
-        } else {
-            rest.freeze()
-        };
-
-        if number.is_some() || file.is_some() {
-            let file = file.unwrap_or_else(|| filename::FileName {
-                decoded: String::new(),
-                raw: String::new(),
-            });
-            fields.add_attachment(
-                number,
-                Attachment {
-                    field_name: Text::from(name),
-                    filename: Text::from(file.decoded),
-                    raw_filename: Text::from(file.raw),
-                    content_type: Text::from(
-                        content_type.unwrap_or_else(|| "application/octet-stream".to_owned()),
-                    ),
-                    data,
-                },
-            )?;
-        } else {
-            let text =
-                decode_text(data, content_type.as_deref()).map_err(|e| e.at(name.as_str()))?;
-            fields.set_form_field(&name, text, &budget)?;
+        if let Err(e) = add_part(field, &mut fields, budget).await {
+            if budget.needs_key() && budget.key() == Key::Unseen {
+                failed = Some(e);
+                continue;
+            }
+            return Err(e);
         }
     }
-    Ok(fields)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(fields),
+    }
+}
+
+/// One part as read: its data and the headers the model needs.
+struct Part {
+    file: Option<filename::FileName>,
+    content_type: Option<String>,
+    data: Bytes,
+}
+
+/// Reads one part whole: its name and [`Part`].
+async fn read_part(mut field: multer::Field<'_>) -> Result<(String, Part), ParseError> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let headers = field.headers();
+    let file = match headers.get(http::header::CONTENT_DISPOSITION) {
+        Some(v) => filename::from_content_disposition(v.as_bytes())
+            .map_err(|why| ParseError::new(ParseErrorKind::InvalidField, why).at(name.as_str()))?,
+        None => None,
+    };
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    // Collect the part's chunks; a part that arrives in one chunk is
+    // handed out without a copy.
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| multer_error(e).at(name.as_str()))?
+    {
+        match &first {
+            None => first = Some(chunk),
+            Some(f) => {
+                if rest.is_empty() {
+                    rest.extend_from_slice(f);
+                }
+                rest.extend_from_slice(&chunk);
+            }
+        }
+    }
+    let data = if rest.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        rest.freeze()
+    };
+    Ok((
+        name,
+        Part {
+            file,
+            content_type,
+            data,
+        },
+    ))
+}
+
+/// Reads one part into `fields`: an attachment, or a parameter.
+async fn add_part(
+    field: multer::Field<'_>,
+    fields: &mut Fields,
+    budget: &Budget,
+) -> Result<(), ParseError> {
+    let (name, part) = read_part(field).await?;
+    let number = attachment_number(&name);
+    if number.is_some() || part.file.is_some() {
+        let file = part.file.unwrap_or_else(|| filename::FileName {
+            decoded: String::new(),
+            raw: String::new(),
+        });
+        fields.add_attachment(
+            number,
+            Attachment {
+                field_name: Text::from(name),
+                filename: Text::from(file.decoded),
+                raw_filename: Text::from(file.raw),
+                content_type: Text::from(
+                    part.content_type
+                        .unwrap_or_else(|| "application/octet-stream".to_owned()),
+                ),
+                data: part.data,
+            },
+        )
+    } else {
+        let text =
+            decode_text(part.data, part.content_type.as_deref()).map_err(|e| e.at(name.as_str()))?;
+        if name == "api_key" {
+            budget
+                .check_key(&text)
+                .map_err(|m| ParseError::new(ParseErrorKind::InvalidField, m).at("api_key"))?;
+        }
+        fields.set_form_field(&name, text, budget)
+    }
 }
 
 /// A text part's value: UTF-8 unless the part names another charset.
