@@ -61,7 +61,6 @@ impl Budget {
         self.keys.is_some() && self.key() != Key::Valid
     }
 
-
     pub(crate) fn key(&self) -> Key {
         match self.key.load(Relaxed) {
             1 => Key::Valid,

@@ -341,7 +341,11 @@ mod tests {
         // one piece; data and epilogue bytes pass one by one.
         let (_, pieces) = run(BODY, 1, 1024).unwrap();
         let passed = b"value one\r\n--b".len() + b"\r\n--b".len() + b"\r\nepilogue".len();
-        assert_eq!(pieces, passed + 4, "preamble, 2 header blocks, the closing `--`");
+        assert_eq!(
+            pieces,
+            passed + 4,
+            "preamble, 2 header blocks, the closing `--`"
+        );
     }
 
     #[test]

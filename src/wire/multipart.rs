@@ -17,8 +17,8 @@ use crate::inbound::Attachment;
 use crate::{filename, Limits, ParseError, ParseErrorKind, Text};
 
 use super::budget::{Budget, Key};
-use super::framing::{Framing, Guarded, HeaderTooLarge};
 use super::fields::{attachment_number, Fields};
+use super::framing::{Framing, Guarded, HeaderTooLarge};
 
 /// Parses a whole multipart body held in memory.
 pub(crate) fn parse(boundary: &str, body: Bytes, limits: Limits) -> Result<Fields, ParseError> {
@@ -185,8 +185,8 @@ async fn add_part(
             },
         )
     } else {
-        let text =
-            decode_text(part.data, part.content_type.as_deref()).map_err(|e| e.at(name.as_str()))?;
+        let text = decode_text(part.data, part.content_type.as_deref())
+            .map_err(|e| e.at(name.as_str()))?;
         if name == "api_key" {
             budget
                 .check_key(&text)
