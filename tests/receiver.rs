@@ -1,15 +1,24 @@
-//! End to end: the receiver example's app on a random port, every fixture
-//! posted over TCP in every encoding (and as it was captured), and the JSON
-//! lines it prints checked for count and content.
+//! End to end: the receiver example's app and serve loop on a random
+//! port, every fixture posted over TCP in every encoding (and as it was
+//! captured), and the JSON lines it prints checked for count and content;
+//! then its timeouts, connection cap and attachment saving.
 
 mod common;
 
 #[allow(dead_code)]
 #[path = "../examples/receiver/app.rs"]
 mod app;
+#[allow(dead_code)]
+#[path = "../examples/receiver/serve.rs"]
+mod serve;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use bytes::Bytes;
 use cmc_webhook::test_util::{encode, CmcRequest, WireEncoding};
@@ -74,7 +83,7 @@ async fn every_fixture_in_every_encoding_prints_its_lines() {
         Arc::new(move |line| sink_lines.lock().unwrap().push(line)),
     )
     .unwrap();
-    let addr = common::http::serve("127.0.0.1:0", router).await;
+    let addr = start(router, serve::Limits::default()).await;
 
     let mut expected = BTreeMap::new();
     let mut posted = 0;
@@ -113,4 +122,198 @@ async fn every_fixture_in_every_encoding_prints_its_lines() {
     }
     assert_eq!(lines.len(), expected.values().sum::<usize>());
     assert_eq!(got, expected);
+}
+
+/// Serves `router` with the receiver's own serve loop; returns the address.
+async fn start(router: axum::Router, limits: serve::Limits) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve::serve(
+        listener,
+        router,
+        limits,
+        std::future::pending(),
+    ));
+    addr
+}
+
+fn receiver(options: app::Options) -> axum::Router {
+    app::router(&options, Arc::new(|_line| {})).unwrap()
+}
+
+fn loopback() -> app::Options {
+    app::Options {
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        body_limit: 1 << 20,
+        ..app::Options::default()
+    }
+}
+
+fn short(header: u64, body: u64, connections: usize) -> serve::Limits {
+    serve::Limits {
+        header_timeout: Duration::from_secs(header),
+        body_timeout: Duration::from_secs(body),
+        max_connections: connections,
+    }
+}
+
+/// A request the receiver answers 200.
+fn sample_request() -> Vec<u8> {
+    let (ct, body) = common::load("shared/event-v2-json-succeeded.json");
+    CmcRequest::raw(ct, body).uri("/mails").to_http1("test")
+}
+
+/// Waits until the server closes `stream`; returns how long that took.
+async fn closed_after(stream: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut sink))
+        .await
+        .expect("the server closes the connection")
+        .ok();
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn unfinished_headers_are_cut_off_while_normal_requests_are_served() {
+    let addr = start(receiver(loopback()), short(1, 60, 64)).await;
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /mails HTTP/1.1\r\nHost: test\r\nContent-Type: applic")
+        .await
+        .unwrap();
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    // Meanwhile a normal request is answered at once.
+    let started = Instant::now();
+    let reply = common::http::send_raw(addr, &sample_request()).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // Then the slow client and the idle one are cut off after the timeout.
+    let slow_for = closed_after(&mut slow).await;
+    let idle_for = closed_after(&mut idle).await;
+    assert!(slow_for < Duration::from_secs(5), "{slow_for:?}");
+    assert!(idle_for < Duration::from_secs(5), "{idle_for:?}");
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
+    let addr = start(receiver(loopback()), short(1, 60, 64)).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = String::from_utf8(sample_request())
+        .unwrap()
+        .replace("Connection: close\r\n", "");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // The connection stays open for another request, but not forever.
+    let idle_for = closed_after(&mut stream).await;
+    assert!(idle_for < Duration::from_secs(5), "{idle_for:?}");
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_is_answered_408() {
+    let addr = start(receiver(loopback()), short(10, 1, 64)).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"POST /mails HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"event_type\"")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let reply = common::http::read_reply(&mut stream).await;
+    assert_eq!(reply.status, 408);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_new_connections_wait_for_a_free_slot() {
+    let addr = start(receiver(loopback()), short(2, 60, 2)).await;
+    let _a = TcpStream::connect(addr).await.unwrap();
+    let _b = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both slots are held by idle connections: the third waits until the
+    // header timeout frees one, then is served.
+    let started = Instant::now();
+    let reply = common::http::send_raw(addr, &sample_request()).await;
+    assert_eq!(reply.status, 200);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "served before a slot was free: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(8), "{waited:?}");
+}
+
+fn inbound_request(with_attachment: bool) -> Vec<u8> {
+    let mut mail = cmc_webhook::test_util::sample_inbound(with_attachment);
+    if with_attachment {
+        mail.attachments.truncate(1);
+    }
+    CmcRequest::body(cmc_webhook::test_util::encode_inbound(
+        &mail,
+        WireEncoding::Multipart,
+    ))
+    .uri("/mails")
+    .to_http1("test")
+}
+
+#[tokio::test]
+async fn attachments_are_saved_whole_under_their_final_name_only() {
+    let dir = std::env::temp_dir().join(format!("cmc-receiver-save-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    app::check_save_dir(&dir).unwrap();
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink_lines = lines.clone();
+    let options = app::Options {
+        save_dir: Some(dir.clone()),
+        ..loopback()
+    };
+    let router = app::router(
+        &options,
+        Arc::new(move |l| sink_lines.lock().unwrap().push(l)),
+    )
+    .unwrap();
+    let addr = start(router, serve::Limits::default()).await;
+    let reply = common::http::send_raw(addr, &inbound_request(true)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let line: Value = serde_json::from_str(&lines.lock().unwrap()[0]).unwrap();
+    let saved = line["attachments"][0]["saved"].as_str().unwrap().to_owned();
+    let size = line["attachments"][0]["size"].as_u64().unwrap();
+    // Complete as soon as the line is printed; no temporary file left.
+    assert_eq!(std::fs::metadata(&saved).unwrap().len(), size);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(!names[0].starts_with('.'), "{names:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_unusable_save_dir_fails_at_start_up_and_never_costs_mails_without_files() {
+    // A directory below a regular file cannot exist, even for root.
+    let file = std::env::temp_dir().join(format!("cmc-receiver-file-{}", std::process::id()));
+    std::fs::write(&file, b"x").unwrap();
+    let dir = file.join("attachments");
+    assert!(app::check_save_dir(&dir).is_err());
+    let options = app::Options {
+        save_dir: Some(dir.clone()),
+        ..loopback()
+    };
+    let addr = start(receiver(options), serve::Limits::default()).await;
+    // A mail without attachments is accepted...
+    let reply = common::http::send_raw(addr, &inbound_request(false)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // ... one with attachments is a 500, so that CMC sends it again.
+    let reply = common::http::send_raw(addr, &inbound_request(true)).await;
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    std::fs::remove_file(&file).unwrap();
 }

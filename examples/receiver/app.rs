@@ -82,15 +82,18 @@ async fn on_webhook(
             let number = state.mails.fetch_add(1, Ordering::Relaxed);
             let saved = match &state.save_dir {
                 // An attachment that cannot be stored is a 500: CMC sends the
-                // mail again later.
-                Some(dir) => save_attachments(dir, number, &mail).await.map_err(|e| {
-                    tracing::error!(error = %e, "could not save the attachments");
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "could not store the mail\n".to_owned(),
-                    )
-                })?,
-                None => vec![Value::Null; mail.attachments.len()],
+                // mail again later. A mail without attachments never
+                // touches the directory.
+                Some(dir) if !mail.attachments.is_empty() => {
+                    save_attachments(dir, number, &mail).await.map_err(|e| {
+                        tracing::error!(error = %e, "could not save the attachments");
+                        (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "could not store the mail\n".to_owned(),
+                        )
+                    })?
+                }
+                _ => vec![Value::Null; mail.attachments.len()],
             };
             (state.sink)(inbound_line(&mail, &client.to_string(), saved).to_string());
         }
@@ -127,28 +130,86 @@ fn inbound_line(mail: &InboundMail, client: &str, saved: Vec<Value>) -> Value {
     })
 }
 
+/// Checks at start-up that attachments can be saved in `dir`: creates it
+/// if needed, then writes, syncs and removes a probe file.
+pub fn check_save_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    let result =
+        std::fs::write(&probe, b"probe").and_then(|()| std::fs::File::open(&probe)?.sync_all());
+    let _ = std::fs::remove_file(&probe);
+    result
+}
+
 /// Writes each attachment under its sanitised name, prefixed with the
 /// mail's and the attachment's number so that names never collide, and
 /// never overwrites a file.
+///
+/// Each file is written under a temporary name, flushed and synced, then
+/// given its name: a reader never finds a partial file under the final name, and
+/// the line naming the file is printed only once it is complete. When one
+/// fails, the files of the mail already saved are removed, so that a mail
+/// CMC sends again leaves no orphans.
 async fn save_attachments(
     dir: &Path,
     mail: u64,
     inbound: &InboundMail,
 ) -> std::io::Result<Vec<Value>> {
-    tokio::fs::create_dir_all(dir).await?;
     let stamp = jiff::Timestamp::now().as_millisecond();
-    let mut saved = Vec::new();
+    let mut saved: Vec<PathBuf> = Vec::new();
     for (i, attachment) in inbound.attachments.iter().enumerate() {
         let path = dir.join(file_name(stamp, mail, i, attachment));
+        match save_one(dir, &path, &attachment.data).await {
+            Ok(()) => saved.push(path),
+            Err(e) => {
+                for path in &saved {
+                    let _ = tokio::fs::remove_file(path).await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(saved
+        .into_iter()
+        .map(|p| Value::String(p.display().to_string()))
+        .collect())
+}
+
+/// Writes `data` to a temporary file in `dir`, syncs it, and links it to
+/// `path` unless a file of that name exists; the temporary name is always
+/// removed.
+async fn save_one(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let temp = dir.join(format!(
+        ".{}.part",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("attachment")
+    ));
+    let mut linked = false;
+    let written = async {
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&path)
+            .open(&temp)
             .await?;
-        tokio::io::AsyncWriteExt::write_all(&mut file, &attachment.data).await?;
-        saved.push(Value::String(path.display().to_string()));
+        file.write_all(data).await?;
+        file.flush().await?;
+        file.sync_all().await?;
+        // A hard link, unlike a rename, fails when `path` exists: no file
+        // is ever replaced.
+        tokio::fs::hard_link(&temp, path).await?;
+        linked = true;
+        // The new name is durable once the directory is synced.
+        tokio::fs::File::open(dir).await?.sync_all().await
     }
-    Ok(saved)
+    .await;
+    let _ = tokio::fs::remove_file(&temp).await;
+    if written.is_err() && linked {
+        // Linked but the directory not synced: the file is not reported.
+        let _ = tokio::fs::remove_file(path).await;
+    }
+    written
 }
 
 fn file_name(stamp: i64, mail: u64, index: usize, attachment: &Attachment) -> String {

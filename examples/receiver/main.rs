@@ -11,6 +11,8 @@
 
 #[path = "app.rs"]
 mod app;
+#[path = "serve.rs"]
+mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +50,20 @@ struct Args {
     /// Write inbound attachments into this directory, under sanitised names.
     #[arg(long, value_name = "DIR")]
     save_dir: Option<PathBuf>,
+
+    /// Seconds a client may take to send a request's headers (and a
+    /// keep-alive connection may stay idle).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    header_timeout: u64,
+
+    /// Seconds a request may take from its headers to its answer; the body
+    /// must arrive within it (408 otherwise).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    body_timeout: u64,
+
+    /// The most connections open at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    max_connections: usize,
 }
 
 #[tokio::main]
@@ -73,6 +89,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         api_keys: args.api_key,
         save_dir: args.save_dir,
     };
+    if let Some(dir) = &options.save_dir {
+        // Refuse to start rather than answer 500 to every mail later.
+        app::check_save_dir(dir).map_err(|e| format!("--save-dir {}: {e}", dir.display()))?;
+    }
     let sink: app::Sink = Arc::new(|line| println!("{line}"));
     let router = app::router(&options, sink)?;
 
@@ -83,11 +103,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listener.local_addr()?,
         allowed.join(", ")
     );
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
+    let limits = serve::Limits {
+        header_timeout: std::time::Duration::from_secs(args.header_timeout),
+        body_timeout: std::time::Duration::from_secs(args.body_timeout),
+        max_connections: args.max_connections,
+    };
+    serve::serve(listener, router, limits, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
