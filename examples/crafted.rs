@@ -71,13 +71,36 @@ struct Case {
     input: Input,
 }
 
+/// The body as a stream of `frame`-byte frames that arrive one at a time:
+/// the reader finds nothing more after each (it is woken again at once),
+/// as when a client sends small pieces over TCP. A stream whose frames are
+/// all ready at once would let a reader gather them before it looks.
+fn trickle(
+    body: Bytes,
+    frame: usize,
+) -> impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, std::convert::Infallible>> {
+    futures_util::stream::unfold(0, move |at| {
+        let body = body.clone();
+        async move {
+            if at >= body.len() {
+                return None;
+            }
+            tokio::task::yield_now().await;
+            let end = (at + frame).min(body.len());
+            Some((Ok(http_body::Frame::data(body.slice(at..end))), end))
+        }
+    })
+}
+
 fn repeat_to(unit: &str, size: usize) -> String {
     unit.repeat(size / unit.len())
 }
 
 fn cases() -> Vec<Case> {
     let events = |event: &str| {
-        format!(r#"{{"event_type":"blocks","server_composition":"pro","event":{{"blocks":[{event}]}}}}"#)
+        format!(
+            r#"{{"event_type":"blocks","server_composition":"pro","event":{{"blocks":[{event}]}}}}"#
+        )
     };
     let mut cases = vec![
         Case {
@@ -155,7 +178,11 @@ fn cases() -> Vec<Case> {
     };
     for frame in [64 * 1024, 1] {
         cases.push(Case {
-            name: if frame == 1 { "json-1-byte-frames" } else { "json-64k-frames" },
+            name: if frame == 1 {
+                "json-1-byte-frames"
+            } else {
+                "json-64k-frames"
+            },
             what: if frame == 1 {
                 "a 25 MiB JSON body sent in 1-byte chunked frames"
             } else {
@@ -217,16 +244,11 @@ async fn run(input: Input) -> String {
         } => {
             // Frames are cut from the body as they are read, as a server
             // cuts them from its read buffer.
-            let body = Bytes::from(body);
-            let len = body.len();
-            let frames = (0..len).step_by(frame).map(move |at| {
-                let frame = http_body::Frame::data(body.slice(at..(at + frame).min(len)));
-                Ok::<_, std::convert::Infallible>(frame)
-            });
+            let frames = trickle(Bytes::from(body), frame);
             let request = http::Request::post("/mails")
                 .header("content-type", content_type)
                 .extension(Policy::default().body_limit(64 * MIB))
-                .body(StreamBody::new(futures_util::stream::iter(frames)))
+                .body(StreamBody::new(frames))
                 .expect("a request");
             match read_webhook(request).await {
                 Ok(_) => "accepted".to_owned(),

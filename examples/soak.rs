@@ -160,7 +160,71 @@ fn cases(host: &str) -> Vec<Case> {
             CmcRequest::raw("multipart/form-data", "--Z--"),
         ),
         ("neither kind", CmcRequest::raw("application/json", "{}")),
+        // Crafted to cost more than their size, each refused by a cap.
+        (
+            "10 001 empty records",
+            CmcRequest::raw(
+                "application/json",
+                format!(
+                    r#"{{"event_type":"blocks","server_composition":"p","event":{{"blocks":[{}{{}}]}}}}"#,
+                    "{},".repeat(10_000)
+                ),
+            ),
+        ),
+        (
+            "10 001 tiny form fields",
+            CmcRequest::raw(
+                "application/x-www-form-urlencoded",
+                (0..10_001).map(|i| format!("a{i}=")).collect::<Vec<_>>().join("&"),
+            ),
+        ),
+        (
+            "an endless part header block",
+            CmcRequest::raw(
+                "multipart/form-data; boundary=Z",
+                format!("--Z\r\nX-Long: {}", "a".repeat(100_000)),
+            ),
+        ),
+        (
+            "a numeric api_key",
+            CmcRequest::raw(
+                "application/json",
+                r#"{"event_type":"bounces","server_composition":"p","api_key":12345,"event":{"bounces":[]}}"#,
+            ),
+        ),
     ];
+    // Crafted, and accepted: they must cost no more than plain bodies.
+    let crafted_accepted = [
+        (
+            "a file name of unclosed encoded words",
+            "multipart/form-data; boundary=Z".to_owned(),
+            format!(
+                "--Z\r\nContent-Disposition: form-data; name=\"attachment1\"; filename=\"{}\"\r\n\r\nx\r\n{}--Z--\r\n",
+                "=?x?y".repeat(3_000),
+                [("server_composition", "p"), ("filter", "f"), ("envelope-from", "a@x"), ("envelope-to", "b@y"), ("headers", "[]"), ("attachments", "1")]
+                    .iter()
+                    .map(|(n, v)| format!("--Z\r\nContent-Disposition: form-data; name=\"{n}\"\r\n\r\n{v}\r\n"))
+                    .collect::<String>()
+            ),
+        ),
+        (
+            "an unknown field holding a 200 KB array",
+            "application/json".to_owned(),
+            format!(
+                r#"{{"event_type":"bounces","server_composition":"p","event":{{"bounces":[]}},"x":[{}0]}}"#,
+                "0,".repeat(100_000)
+            ),
+        ),
+    ];
+    for (what, ct, body) in crafted_accepted {
+        let body = Bytes::from(body);
+        let webhook = Webhook::parse(&ct, body.clone()).expect("a crafted body that parses");
+        cases.push(Case {
+            what: what.to_owned(),
+            bytes: CmcRequest::raw(ct, body).uri("/mails").to_http1(host),
+            expect: Some(line_key(&webhook, true)),
+        });
+    }
     for (what, request) in hostile {
         cases.push(Case {
             what: what.to_owned(),
