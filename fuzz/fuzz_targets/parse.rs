@@ -167,9 +167,18 @@ fn check(content_type: &str, body: Vec<u8>) {
             }
         }
         if let Webhook::Inbound(mail) = &webhook {
+            for header in mail.headers.iter() {
+                let _ = header.decoded_value();
+            }
             for file in &mail.attachments {
                 let safe = file.safe_filename();
                 assert!(!safe.is_empty() && !safe.contains('/') && !safe.contains('\\') && safe != "..", "{safe:?}");
+                // Nothing that changes how the name is shown.
+                assert!(
+                    !safe.chars().any(|c| c.is_control()
+                        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')),
+                    "{safe:?}"
+                );
             }
         }
     }
