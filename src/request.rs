@@ -223,7 +223,7 @@ where
                 .map_err(Rejection::from)
         }
         Encoding::Json | Encoding::Form => {
-            let bytes = collect(body, declared, policy.body_limit).await?;
+            let bytes = collect(body).await?;
             match wire::utf8(bytes) {
                 Err(e) => Err(Rejection::from(e)),
                 Ok(text) if encoding == Encoding::Json => {
@@ -255,50 +255,63 @@ where
 
 /// Reads the whole body into one buffer.
 ///
-/// Each frame's bytes are copied into one growing buffer, reserved up
-/// front from the declared length (never beyond the limit). Keeping the
-/// frames instead (as `http_body_util::Collected` does) pins the buffer
-/// each frame was cut from: a body sent in one-byte chunks then held 38
-/// times its size. A body that arrives in one frame is kept without a copy.
-async fn collect<B>(
-    body: Limited<B>,
-    declared: Option<u64>,
-    limit: usize,
-) -> Result<Bytes, Rejection>
+/// Large frames are kept as they come (no copy); runs of small frames are
+/// copied into buffers of 64 KiB. Keeping every small frame instead (as
+/// `http_body_util::Collected` does) costs a record per frame and pins the
+/// buffer each was cut from: a body sent in one-byte chunks then held 38
+/// times its size. At the end the pieces are joined in one buffer of the
+/// exact size (a body that came in one piece is kept without a copy).
+async fn collect<B>(body: Limited<B>) -> Result<Bytes, Rejection>
 where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    const SMALL: usize = 4 * 1024;
+    const RUN: usize = 64 * 1024;
     let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut buf = BytesMut::new();
+    let mut pieces: Vec<Bytes> = Vec::new();
+    let mut run = BytesMut::new();
+    let mut total = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| body_error(&*e))?;
         let Ok(mut data) = frame.into_data() else {
             continue; // trailers
         };
-        if !data.has_remaining() {
+        let len = data.remaining();
+        total += len;
+        if len >= SMALL {
+            if !run.is_empty() {
+                pieces.push(std::mem::take(&mut run).freeze());
+            }
+            pieces.push(data.copy_to_bytes(len));
             continue;
         }
-        if first.is_none() && buf.is_empty() {
-            first = Some(data.copy_to_bytes(data.remaining()));
-            continue;
-        }
-        if let Some(f) = first.take() {
-            let expected = declared.map_or(0, |n| n.min(limit as u64) as usize);
-            buf.reserve(expected.max(f.len() + data.remaining()));
-            buf.extend_from_slice(&f);
+        if run.capacity() - run.len() < len {
+            if !run.is_empty() {
+                pieces.push(std::mem::take(&mut run).freeze());
+            }
+            run.reserve(RUN);
         }
         while data.has_remaining() {
             let chunk = data.chunk();
             let n = chunk.len();
-            buf.extend_from_slice(chunk);
+            run.extend_from_slice(chunk);
             data.advance(n);
         }
     }
-    Ok(match first {
-        Some(f) => f,
-        None => buf.freeze(),
+    if !run.is_empty() {
+        pieces.push(run.freeze());
+    }
+    Ok(match pieces.len() {
+        0 => Bytes::new(),
+        1 => pieces.pop().unwrap_or_default(),
+        _ => {
+            let mut whole = BytesMut::with_capacity(total);
+            for piece in pieces {
+                whole.extend_from_slice(&piece);
+            }
+            whole.freeze()
+        }
     })
 }
 
