@@ -175,7 +175,10 @@ fn cases(host: &str) -> Vec<Case> {
             "10 001 tiny form fields",
             CmcRequest::raw(
                 "application/x-www-form-urlencoded",
-                (0..10_001).map(|i| format!("a{i}=")).collect::<Vec<_>>().join("&"),
+                (0..10_001)
+                    .map(|i| format!("a{i}="))
+                    .collect::<Vec<_>>()
+                    .join("&"),
             ),
         ),
         (
