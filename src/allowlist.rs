@@ -134,7 +134,22 @@ impl IpSet {
     /// Whether the set holds every IPv4 or every IPv6 address (an
     /// allowlist that allows everyone).
     pub fn covers_everything(&self) -> bool {
-        self.v4.first() == Some(&(0, u32::MAX)) || self.v6.first() == Some(&(0, u128::MAX))
+        self.open_to().is_some()
+    }
+
+    /// Which whole address family the set covers, in words for a warning:
+    /// "every address", "every IPv4 address" or "every IPv6 address".
+    pub(crate) fn open_to(&self) -> Option<&'static str> {
+        let v4 = self.v4.first() == Some(&(0, u32::MAX));
+        let v6 = self.v6.first() == Some(&(0, u128::MAX));
+        match (v4, v6) {
+            (true, true) => Some("every address"),
+            (true, false) => Some("every IPv4 address"),
+            // Every IPv6 address includes the mapped IPv4 ones: unreachable
+            // through `from_nets`, kept for completeness.
+            (false, true) => Some("every IPv6 address"),
+            (false, false) => None,
+        }
     }
 
     /// The set as the fewest CIDR networks.
@@ -300,8 +315,8 @@ impl Allowlist {
     /// Replaces the list; requests already being checked finish with the
     /// old one. An empty set refuses everyone.
     pub fn replace(&self, set: IpSet) {
-        if set.covers_everything() {
-            tracing::warn!(allow = %set, "the new allowlist allows every address");
+        if let Some(everyone) = set.open_to() {
+            tracing::warn!(allow = %set, "the new allowlist allows {everyone}");
         }
         tracing::info!(allow = %set, "allowlist replaced");
         self.current.store(Arc::new(set));
@@ -358,6 +373,9 @@ mod tests {
         assert!(all6.contains(ip("203.0.113.7")));
         assert!(all6.contains(ip("2001:db8::1")));
         assert!(all6.covers_everything());
+        assert_eq!(all6.open_to(), Some("every address"));
+        assert_eq!(set("0.0.0.0/0").open_to(), Some("every IPv4 address"));
+        assert_eq!(set("2000::/3").open_to(), None);
         assert_eq!(all6.to_string(), "0.0.0.0/0, ::/0");
         // A public-IPv6-only network does not.
         let public6 = set("2000::/3");

@@ -159,6 +159,24 @@ async fn refusals_are_logged_with_the_client_and_never_the_secrets() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn allowing_all_of_ipv6_allows_ipv4_clients_and_says_every_address() {
+    // On a `[::]` listener IPv4 clients arrive as `::ffff:a.b.c.d`, which
+    // `::/0` covers: the warning and the decision agree.
+    let logs = capture(|| async {
+        WebhookLayer::builder()
+            .allow_list("::/0")
+            .unwrap()
+            .build()
+            .unwrap();
+    })
+    .await;
+    assert!(
+        logs.contains("the allowlist allows every address:"),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn risky_configurations_are_warned_about_at_build() {
     let logs = capture(|| async {
         WebhookLayer::builder()
@@ -169,8 +187,9 @@ async fn risky_configurations_are_warned_about_at_build() {
             .unwrap();
     })
     .await;
+    // 0.0.0.0/0 leaves IPv6 clients out, and the warning says so.
     assert!(
-        logs.contains("the allowlist allows every address"),
+        logs.contains("the allowlist allows every IPv4 address"),
         "{logs}"
     );
     assert!(

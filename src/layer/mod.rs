@@ -319,8 +319,8 @@ impl WebhookLayerBuilder {
         let trusted_proxies = IpSet::from_nets(self.trusted);
 
         let allowed = allowlist.get();
-        if allowed.covers_everything() {
-            tracing::warn!(allow = %allowed, "the allowlist allows every address: anyone can post webhooks");
+        if let Some(everyone) = allowed.open_to() {
+            tracing::warn!(allow = %allowed, "the allowlist allows {everyone}: anyone there can post webhooks");
         }
         if !trusted_proxies.is_empty() && allowed.covers_everything() {
             tracing::warn!(
