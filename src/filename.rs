@@ -629,16 +629,14 @@ mod tests {
     #[test]
     fn unclosed_encoded_words_cost_linear_work() {
         for unit in ["=?x?y", "=?UTF-8?B?", "=?UTF-8?Q?a", "=?=?", "=?a?B?AAAA=?"] {
-            let steps = |n: usize| {
-                let input = unit.repeat(n);
-                let (out, steps) = work::measure(|| decode_encoded_words(&input).into_owned());
-                assert_eq!(out, input, "kept as sent");
-                steps as f64 / input.len() as f64
-            };
-            let (small, large) = (steps(20_000), steps(200_000));
-            assert!(
-                large < 4.0 && large < small * 1.2,
-                "{unit}: {small} {large} steps per byte"
+            work::assert_linear(
+                unit,
+                20_000,
+                4.0,
+                |n| unit.repeat(n),
+                |input| {
+                    assert_eq!(decode_encoded_words(input), *input, "kept as sent");
+                },
             );
         }
     }
@@ -663,15 +661,14 @@ mod tests {
     #[test]
     fn header_parameters_cost_linear_work() {
         for unit in ["; a=\"\\\\\"", "; filename*1*=%41", ";;;;", "; x"] {
-            let steps = |n: usize| {
-                let input = format!("form-data; filename=x{}", unit.repeat(n));
-                let (_, steps) = work::measure(|| from_content_disposition(input.as_bytes()));
-                steps as f64 / input.len() as f64
-            };
-            let (small, large) = (steps(5_000), steps(50_000));
-            assert!(
-                large < 8.0 && large < small * 1.5,
-                "{unit}: {small} {large} steps per byte"
+            work::assert_linear(
+                unit,
+                5_000,
+                8.0,
+                |n| format!("form-data; filename=x{}", unit.repeat(n)),
+                |input| {
+                    let _ = from_content_disposition(input.as_bytes());
+                },
             );
         }
     }

@@ -27,3 +27,27 @@ pub(crate) fn measure<R>(f: impl FnOnce() -> R) -> (R, u64) {
     let result = f();
     (result, STEPS.with(|s| s.get()) - before)
 }
+
+/// Checks that `run` counts a linear number of steps on `input(n)`: at
+/// most `per_byte` steps per input byte, and not growing (beyond noise)
+/// from `n` to `10 * n`. Quadratic work would show ten times as many
+/// steps per byte at the larger size.
+#[cfg(test)]
+pub(crate) fn assert_linear<I: AsRef<[u8]>>(
+    what: &str,
+    n: usize,
+    per_byte: f64,
+    input: impl Fn(usize) -> I,
+    run: impl Fn(&I),
+) {
+    let steps = |n: usize| {
+        let input = input(n);
+        let ((), steps) = measure(|| run(&input));
+        steps as f64 / input.as_ref().len() as f64
+    };
+    let (small, large) = (steps(n), steps(10 * n));
+    assert!(
+        large <= per_byte && large <= small * 1.5,
+        "{what}: {small:.2} then {large:.2} steps per byte (at most {per_byte})"
+    );
+}

@@ -5,64 +5,16 @@
 //! `cargo test --release --all-features --test allocations -- --nocapture`
 //! prints the figures.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use bytes::Bytes;
 use cmc_webhook::test_util::{
     encode_events, encode_inbound, sample_events, sample_inbound, WireEncoding,
 };
 use cmc_webhook::Webhook;
 
-struct Counting;
+#[path = "common/counting.rs"]
+mod counting;
 
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn grow(by: isize) {
-    let _ = LIVE.try_with(|live| {
-        let now = live.get() + by;
-        live.set(now);
-        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
-    });
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        grow(layout.size() as isize);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        grow(-(layout.size() as isize));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        grow(new_size as isize - layout.size() as isize);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made by `f` on this thread, and its peak of live bytes
-/// above what was live when it started.
-fn measure<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
-    let before = ALLOCATIONS.with(Cell::get);
-    let live = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(live));
-    let out = f();
-    let allocations = ALLOCATIONS.with(Cell::get) - before;
-    let peak = (PEAK.with(Cell::get) - live).max(0) as usize;
-    (out, allocations, peak)
-}
+use counting::measure;
 
 fn per_record(encoding: WireEncoding, n: usize) -> f64 {
     let request = encode_events(&sample_events(n), encoding);

@@ -13,11 +13,12 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use cmc_webhook::allowlist::IpSet;
 use cmc_webhook::client_ip::{client_ip, ForwardedHeader};
 use cmc_webhook::{read_webhook, Header, Policy};
-use http_body_util::StreamBody;
+
+#[path = "common/trickle.rs"]
+mod trickle;
 
 const SMALL: usize = 100 * 1024;
 const LARGE: usize = 1024 * 1024;
@@ -77,34 +78,13 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// Reads `body` as a webhook, sent in frames of `frame` bytes.
 fn read(content_type: &str, body: Vec<u8>, frame: usize) -> Result<(), cmc_webhook::Rejection> {
-    let frames = trickle(Bytes::from(body), frame);
-    let request = http::Request::post("/")
-        .header("content-type", content_type)
-        .extension(Policy::default().body_limit(64 << 20))
-        .body(StreamBody::new(frames))
-        .unwrap();
+    let request = trickle::request(
+        content_type,
+        body,
+        frame,
+        Policy::default().body_limit(64 << 20),
+    );
     block_on(read_webhook(request)).map(drop)
-}
-
-/// The body as a stream of `frame`-byte frames that arrive one at a time:
-/// the reader finds nothing more after each (it is woken again at once),
-/// as when a client sends small pieces over TCP. A stream whose frames are
-/// all ready at once would let a reader gather them before it looks.
-fn trickle(
-    body: Bytes,
-    frame: usize,
-) -> impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, std::convert::Infallible>> {
-    futures_util::stream::unfold(0, move |at| {
-        let body = body.clone();
-        async move {
-            if at >= body.len() {
-                return None;
-            }
-            tokio::task::yield_now().await;
-            let end = (at + frame).min(body.len());
-            Some((Ok(http_body::Frame::data(body.slice(at..end))), end))
-        }
-    })
 }
 
 fn repeat_to(unit: &str, size: usize) -> String {

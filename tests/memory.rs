@@ -12,48 +12,12 @@
 //! It is about 9 MiB: a two-byte `{}` record becomes an event of a few
 //! hundred bytes, and only the record cap bounds how many there are.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
-use bytes::Bytes;
 use cmc_webhook::{read_webhook, Policy};
-use http_body_util::StreamBody;
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn grow(by: isize) {
-    let _ = LIVE.try_with(|live| {
-        let now = live.get() + by;
-        live.set(now);
-        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
-    });
-}
-
-// SAFETY: forwards to the system allocator and only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grow(layout.size() as isize);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        grow(-(layout.size() as isize));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        grow(new_size as isize - layout.size() as isize);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "common/counting.rs"]
+mod counting;
+#[path = "common/trickle.rs"]
+mod trickle;
 
 const MIB: usize = 1 << 20;
 const K: usize = 4;
@@ -73,25 +37,18 @@ fn peak_within_bound(name: &str, content_type: &str, body: Vec<u8>, frame: usize
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let live = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(live));
-    let body = Bytes::from(body);
-    let frames = (0..size).step_by(frame).map(move |at| {
-        Ok::<_, std::convert::Infallible>(http_body::Frame::data(
-            body.slice(at..(at + frame).min(size)),
-        ))
-    });
-    let request = http::Request::post("/")
-        .header("content-type", content_type)
-        .extension(Policy::default().body_limit(64 * MIB))
-        .body(StreamBody::new(futures_util::stream::iter(frames)))
-        .unwrap();
-    let status = match runtime.block_on(read_webhook(request)) {
+    let request = trickle::request(
+        content_type,
+        body,
+        frame,
+        Policy::default().body_limit(64 * MIB),
+    );
+    let (status, _, above) = counting::measure(|| match runtime.block_on(read_webhook(request)) {
         Ok(_) => 200,
         Err(e) => e.status().as_u16(),
-    };
-    // The body was allocated before `live` was read: count it once.
-    let peak = size + (PEAK.with(Cell::get) - live).max(0) as usize;
+    });
+    // The body was allocated before the measure began: count it once.
+    let peak = size + above;
     let ratio = peak as f64 / size as f64;
     eprintln!("{name}: {size} bytes, peak {peak} ({ratio:.2}x), status {status}");
     let c = constant();
