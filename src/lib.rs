@@ -64,9 +64,12 @@
 //!
 //! - Every bad body is a [`ParseError`] that says what is wrong and where
 //!   (`event.deliveries[1].created: ...`); no input makes a parser panic.
+//! - No body costs more than time linear in its size, or memory beyond a
+//!   few times its size plus what the [`Limits`] allow (records, unknown
+//!   fields, headers, multipart parts: 413 beyond them).
 //! - Nothing valid is dropped: unknown event types, statuses, bounce codes
 //!   and fields are kept ([`Event::Unknown`], [`DeliveryStatus::Other`],
-//!   [`BounceStatus::Other`], the `extra` maps).
+//!   [`BounceStatus::Other`], the `extra` maps of [`RawJson`]).
 //! - `created` stays civil time, as sent; [`Event::created_at`] converts it
 //!   with the time zone you set in the CMC console ([`default_time_zone`]).
 //! - CMC sends no event ids and may repeat a batch:
