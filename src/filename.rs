@@ -429,20 +429,29 @@ pub(crate) fn sanitize(name: &str, fallback: &str) -> String {
     truncate_keeping_extension(out, MAX_SAFE_LEN)
 }
 
-/// Invisible formatting characters that change how a name is shown:
+/// Invisible characters that change how a name or a log line is shown:
 /// bidirectional overrides, embeddings and isolates (U+202E shows
-/// `evil\u{202E}txt.exe` as `evilexe.txt`), marks, zero-width characters
-/// and the byte-order mark.
+/// `evil\u{202E}txt.exe` as `evilexe.txt`), marks, zero-width and filler
+/// characters, the line and paragraph separators (U+2028, U+2029), tag
+/// characters, the soft hyphen and the byte-order mark.
 pub(crate) fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
-        '\u{061C}'
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{180E}'
             | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
+            | '\u{2028}'..='\u{202E}'
             | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{206F}'
+            | '\u{3164}'
             | '\u{FEFF}'
+            | '\u{FFA0}'
             | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
     )
 }
 
@@ -695,6 +704,10 @@ mod tests {
         assert_eq!(sanitize("x/", "../evil"), "evil");
         assert_eq!(sanitize("invoice\u{202E}fdp.exe", "a"), "invoicefdp.exe");
         assert_eq!(sanitize("a\u{200B}b\u{2066}c\u{85}d", "a"), "abc_d");
+        assert_eq!(
+            sanitize("a\u{2028}b\u{E0041}c\u{3164}d.txt", "a"),
+            "abcd.txt"
+        );
     }
 
     #[test]

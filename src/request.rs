@@ -246,7 +246,10 @@ where
         // No valid key: the caller learns nothing about the body, except
         // that it was too large or could not be read (not a parse detail).
         return match parsed {
-            Err(r) if matches!(r.reason(), Reason::PayloadTooLarge | Reason::BodyRead) => Err(r),
+            // Without the detail: which cap, and where, is the body's business.
+            Err(r) if matches!(r.reason(), Reason::PayloadTooLarge | Reason::BodyRead) => {
+                Err(Rejection::new(r.reason()))
+            }
             _ => Err(Rejection::new(Reason::BadApiKey)),
         };
     }
@@ -280,15 +283,18 @@ where
         let len = data.remaining();
         total += len;
         if len >= SMALL {
+            // `split` hands over the bytes so far and keeps the rest of the
+            // buffer for the next small frames: alternating large and tiny
+            // frames never leave a 64 KiB buffer holding one byte.
             if !run.is_empty() {
-                pieces.push(std::mem::take(&mut run).freeze());
+                pieces.push(run.split().freeze());
             }
             pieces.push(data.copy_to_bytes(len));
             continue;
         }
         if run.capacity() - run.len() < len {
             if !run.is_empty() {
-                pieces.push(std::mem::take(&mut run).freeze());
+                pieces.push(run.split().freeze());
             }
             run.reserve(RUN);
         }

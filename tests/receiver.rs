@@ -154,6 +154,7 @@ fn short(header: u64, body: u64, connections: usize) -> serve::Limits {
         header_timeout: Duration::from_secs(header),
         body_timeout: Duration::from_secs(body),
         max_connections: connections,
+        ..serve::Limits::default()
     }
 }
 
@@ -316,4 +317,118 @@ async fn an_unusable_save_dir_fails_at_start_up_and_never_costs_mails_without_fi
     let reply = common::http::send_raw(addr, &inbound_request(true)).await;
     assert_eq!(reply.status, 500, "{}", reply.body);
     std::fs::remove_file(&file).unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    // A peer that never reads: once its buffer is full, writes wait, where
+    // no timer of hyper's runs. The deadline fails the write instead.
+    let (near, _far) = tokio::io::duplex(4096);
+    let mut conn = serve::WriteDeadline::new(near, Duration::from_millis(300));
+    let started = Instant::now();
+    let written = tokio::time::timeout(Duration::from_secs(10), conn.write_all(&[b'x'; 1 << 20]))
+        .await
+        .expect("the write gives up by itself");
+    assert_eq!(written.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // A peer that reads slowly but steadily is not cut off.
+    let (near, mut far) = tokio::io::duplex(4096);
+    let reader = tokio::spawn(async move {
+        let mut buf = [0; 1024];
+        let mut total = 0;
+        while total < 64 * 1024 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            total += far.read(&mut buf).await.unwrap();
+        }
+        total
+    });
+    let mut conn = serve::WriteDeadline::new(near, Duration::from_millis(300));
+    conn.write_all(&[b'x'; 64 * 1024]).await.unwrap();
+    assert_eq!(reader.await.unwrap(), 64 * 1024);
+}
+
+#[tokio::test]
+async fn connections_close_after_their_request_budget() {
+    let limits = serve::Limits {
+        max_requests_per_connection: 2,
+        ..serve::Limits::default()
+    };
+    let addr = start(receiver(loopback()), limits).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let one = String::from_utf8(sample_request())
+        .unwrap()
+        .replace("Connection: close\r\n", "");
+    stream.write_all(one.repeat(3).as_bytes()).await.unwrap();
+    let mut replies = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut replies))
+        .await
+        .expect("closed after the second answer")
+        .ok();
+    let replies = String::from_utf8_lossy(&replies);
+    assert_eq!(replies.matches("HTTP/1.1 200").count(), 2, "{replies}");
+    assert!(
+        replies.to_ascii_lowercase().contains("connection: close"),
+        "{replies}"
+    );
+}
+
+#[tokio::test]
+async fn requests_the_gate_refuses_close_their_connection() {
+    let addr = start(receiver(loopback()), serve::Limits::default()).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // Two GETs on one connection: the first is refused (405) and the
+    // connection closed, so the second is never answered.
+    stream
+        .write_all(b"GET /mails HTTP/1.1\r\nHost: t\r\n\r\nGET /mails HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut replies = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut replies))
+        .await
+        .expect("closed after the refusal")
+        .ok();
+    let replies = String::from_utf8_lossy(&replies);
+    assert_eq!(replies.matches("HTTP/1.1 405").count(), 1, "{replies}");
+}
+
+#[tokio::test]
+async fn a_save_dropped_half_way_leaves_no_file() {
+    let dir = std::env::temp_dir().join(format!("cmc-receiver-cancel-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    app::check_save_dir(&dir).unwrap();
+    let mut mail = cmc_webhook::test_util::sample_inbound(true);
+    let first = mail.attachments[0].clone();
+    mail.attachments = (0..200).map(|_| first.clone()).collect();
+    // Give the save more time each round until a round is cut off
+    // half-way; after every cut, nothing may be left.
+    let mut cut = 0;
+    for micros in (0..40).map(|i| 50u64 << (i / 4)) {
+        let save = app::save_attachments(&dir, micros, &mail);
+        match tokio::time::timeout(Duration::from_micros(micros), save).await {
+            Err(_) => {
+                cut += 1;
+                // The blocking writer may still be finishing the file it
+                // was on; it removes that one itself.
+                let mut left = usize::MAX;
+                for _ in 0..200 {
+                    left = std::fs::read_dir(&dir).unwrap().count();
+                    if left == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                assert_eq!(left, 0, "cut after {micros} µs, files left behind");
+            }
+            Ok(saved) => {
+                assert_eq!(saved.unwrap().len(), 200);
+                break;
+            }
+        }
+    }
+    assert!(cut > 0, "no round was cut off");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

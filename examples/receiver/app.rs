@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -146,70 +146,139 @@ pub fn check_save_dir(dir: &Path) -> std::io::Result<()> {
 /// never overwrites a file.
 ///
 /// Each file is written under a temporary name, flushed and synced, then
-/// given its name: a reader never finds a partial file under the final name, and
-/// the line naming the file is printed only once it is complete. When one
-/// fails, the files of the mail already saved are removed, so that a mail
-/// CMC sends again leaves no orphans.
-async fn save_attachments(
+/// given its name: a reader never finds a partial file under the final
+/// name, and the line naming the file is printed only once it is complete.
+/// When the mail is not saved whole (a write fails, or the request is
+/// dropped half-way: a timeout, a client that hung up), every file it
+/// wrote is removed, so that a mail CMC sends again leaves no orphans.
+///
+/// The files are written on a blocking thread, which runs on when the
+/// request is dropped; the two sides share a [`Save`] under a lock, so that
+/// every file is removed by whichever side learns last that the save was
+/// abandoned.
+pub async fn save_attachments(
     dir: &Path,
     mail: u64,
     inbound: &InboundMail,
 ) -> std::io::Result<Vec<Value>> {
     let stamp = jiff::Timestamp::now().as_millisecond();
-    let mut saved: Vec<PathBuf> = Vec::new();
-    for (i, attachment) in inbound.attachments.iter().enumerate() {
-        let path = dir.join(file_name(stamp, mail, i, attachment));
-        match save_one(dir, &path, &attachment.data).await {
-            Ok(()) => saved.push(path),
-            Err(e) => {
-                for path in &saved {
-                    let _ = tokio::fs::remove_file(path).await;
-                }
-                return Err(e);
-            }
-        }
-    }
-    Ok(saved
+    let files: Vec<(PathBuf, bytes::Bytes)> = inbound
+        .attachments
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (dir.join(file_name(stamp, mail, i, a)), a.data.clone()))
+        .collect();
+    let save = Arc::new(Mutex::new(Save::default()));
+    let guard = Abandon {
+        save: save.clone(),
+        finished: false,
+    };
+    let dir = dir.to_owned();
+    let task = save.clone();
+    tokio::task::spawn_blocking(move || write_all(&dir, files, &task))
+        .await
+        .map_err(std::io::Error::other)??;
+    let paths = guard.finish();
+    Ok(paths
         .into_iter()
         .map(|p| Value::String(p.display().to_string()))
         .collect())
 }
 
-/// Writes `data` to a temporary file in `dir`, syncs it, and links it to
-/// `path` unless a file of that name exists; the temporary name is always
-/// removed.
-async fn save_one(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt as _;
-    let temp = dir.join(format!(
-        ".{}.part",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("attachment")
-    ));
-    let mut linked = false;
-    let written = async {
-        let mut file = tokio::fs::OpenOptions::new()
+/// What a save wrote, and whether it was abandoned.
+#[derive(Default)]
+struct Save {
+    written: Vec<PathBuf>,
+    abandoned: bool,
+}
+
+impl Save {
+    /// Records a name just created; `false` (and the name removed) when the
+    /// save was abandoned meanwhile.
+    fn created(save: &Mutex<Save>, path: &Path) -> bool {
+        let mut save = save.lock().unwrap_or_else(|e| e.into_inner());
+        if save.abandoned {
+            let _ = std::fs::remove_file(path);
+            return false;
+        }
+        save.written.push(path.to_owned());
+        true
+    }
+
+    /// Removes every name written and marks the save abandoned.
+    fn abandon(save: &Mutex<Save>) {
+        let mut save = save.lock().unwrap_or_else(|e| e.into_inner());
+        save.abandoned = true;
+        for path in save.written.drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Abandons the save when dropped before [`Abandon::finish`]: the request
+/// was dropped (or the save failed).
+struct Abandon {
+    save: Arc<Mutex<Save>>,
+    finished: bool,
+}
+
+impl Abandon {
+    /// The final names of a save that completed; nothing is removed.
+    fn finish(mut self) -> Vec<PathBuf> {
+        self.finished = true;
+        let mut save = self.save.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut save.written)
+            .into_iter()
+            .filter(|p| p.extension().is_none_or(|e| e != "part"))
+            .collect()
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if !self.finished {
+            Save::abandon(&self.save);
+        }
+    }
+}
+
+/// The blocking side of [`save_attachments`].
+fn write_all(
+    dir: &Path,
+    files: Vec<(PathBuf, bytes::Bytes)>,
+    save: &Mutex<Save>,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let abandoned =
+        || std::io::Error::new(std::io::ErrorKind::Interrupted, "the request was dropped");
+    for (path, data) in files {
+        let temp = dir.join(format!(
+            ".{}.part",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("attachment")
+        ));
+        let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&temp)
-            .await?;
-        file.write_all(data).await?;
-        file.flush().await?;
-        file.sync_all().await?;
+            .open(&temp)?;
+        if !Save::created(save, &temp) {
+            return Err(abandoned());
+        }
+        file.write_all(&data)?;
+        file.flush()?;
+        file.sync_all()?;
         // A hard link, unlike a rename, fails when `path` exists: no file
         // is ever replaced.
-        tokio::fs::hard_link(&temp, path).await?;
-        linked = true;
+        std::fs::hard_link(&temp, &path)?;
+        if !Save::created(save, &path) {
+            return Err(abandoned());
+        }
         // The new name is durable once the directory is synced.
-        tokio::fs::File::open(dir).await?.sync_all().await
+        std::fs::File::open(dir)?.sync_all()?;
+        std::fs::remove_file(&temp)?;
     }
-    .await;
-    let _ = tokio::fs::remove_file(&temp).await;
-    if written.is_err() && linked {
-        // Linked but the directory not synced: the file is not reported.
-        let _ = tokio::fs::remove_file(path).await;
-    }
-    written
+    Ok(())
 }
 
 fn file_name(stamp: i64, mail: u64, index: usize, attachment: &Attachment) -> String {

@@ -64,6 +64,15 @@ struct Args {
     /// The most connections open at once; more wait to be accepted.
     #[arg(long, value_name = "N", default_value_t = 512)]
     max_connections: usize,
+
+    /// The most requests one connection may carry before it is closed.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    max_requests_per_connection: usize,
+
+    /// Seconds a connection may stay open; it is closed after the request
+    /// it is carrying then.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    max_connection_age: u64,
 }
 
 #[tokio::main]
@@ -93,7 +102,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Refuse to start rather than answer 500 to every mail later.
         app::check_save_dir(dir).map_err(|e| format!("--save-dir {}: {e}", dir.display()))?;
     }
-    let sink: app::Sink = Arc::new(|line| println!("{line}"));
+    // A closed stdout (`receiver | head`) must not fail the requests: the
+    // lines are lost, and said so once.
+    let warned = std::sync::atomic::AtomicBool::new(false);
+    let sink: app::Sink = Arc::new(move |line| {
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), "{line}").is_err()
+            && !warned.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::error!("stdout is closed: the lines of accepted webhooks are lost");
+        }
+    });
     let router = app::router(&options, sink)?;
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -107,6 +126,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         header_timeout: std::time::Duration::from_secs(args.header_timeout),
         body_timeout: std::time::Duration::from_secs(args.body_timeout),
         max_connections: args.max_connections,
+        max_requests_per_connection: args.max_requests_per_connection,
+        max_connection_age: std::time::Duration::from_secs(args.max_connection_age),
     };
     serve::serve(listener, router, limits, async {
         let _ = tokio::signal::ctrl_c().await;

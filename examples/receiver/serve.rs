@@ -11,24 +11,38 @@
 //!   waits for the next request on a connection;
 //! - a **body timeout** (tower-http's `TimeoutLayer`, on the route): the
 //!   whole request must be read and answered within it, or 408;
+//! - a **write timeout**: a connection whose client stops reading (say,
+//!   after pipelining thousands of requests) is closed once a write has
+//!   made no progress for the body timeout; no timer of hyper's covers it;
+//! - **bounded connections**: at most `max_requests_per_connection`
+//!   requests, and `max_connection_age`, after which the connection is
+//!   closed once its current request is answered (the layer's refusals
+//!   close theirs at once). Together they keep any client from holding a
+//!   connection slot for long;
 //! - a **cap on connections**: at the cap, no new connection is accepted
 //!   until one closes (they wait in the kernel's backlog);
 //! - a **smaller read buffer** (`max_buf_size`, 64 KiB instead of about
 //!   400 KiB), which bounds what one unfinished header block can pin;
-//! - keep-alive on, bounded by the header timeout, and a graceful shutdown.
+//! - a graceful shutdown.
 
+use std::future::Future as _;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::{Instant, Sleep};
 use tower::ServiceExt as _;
 
 /// The limits of [`serve`].
@@ -38,10 +52,15 @@ pub struct Limits {
     /// long a keep-alive connection may stay idle.
     pub header_timeout: Duration,
     /// How long a request may take from its headers to its answer (the
-    /// body must arrive within it): 408 after that.
+    /// body must arrive within it): 408 after that. Also how long a write
+    /// to a client may make no progress.
     pub body_timeout: Duration,
     /// The most connections open at once.
     pub max_connections: usize,
+    /// The most requests one connection may carry.
+    pub max_requests_per_connection: usize,
+    /// How long a connection may stay open.
+    pub max_connection_age: Duration,
 }
 
 impl Default for Limits {
@@ -50,6 +69,8 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
             max_connections: 512,
+            max_requests_per_connection: 100,
+            max_connection_age: Duration::from_secs(60),
         }
     }
 }
@@ -59,19 +80,20 @@ const MAX_BUF_SIZE: usize = 64 * 1024;
 
 /// Serves `router` on `listener` within `limits` until `shutdown`
 /// completes; then stops accepting and gives open connections up to
-/// `limits.body_timeout` to finish.
+/// `limits.body_timeout` to finish their requests.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()> {
+) -> io::Result<()> {
     let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
         http::StatusCode::REQUEST_TIMEOUT,
         limits.body_timeout,
     ));
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let max_connections = limits.max_connections.max(1);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let (stop, stopping) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         // Wait for a free slot before accepting, so that the cap holds.
@@ -92,6 +114,8 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let served = Arc::new(AtomicUsize::new(0));
+        let max_requests = limits.max_requests_per_connection.max(1);
         let service = router
             .clone()
             .map_request(move |mut request: http::Request<Incoming>| {
@@ -99,26 +123,152 @@ pub async fn serve(
                     .extensions_mut()
                     .insert(ConnectInfo::<SocketAddr>(peer));
                 request
+            })
+            .map_response(move |mut response: axum::response::Response| {
+                if served.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                response
             });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .keep_alive(true)
-            .max_buf_size(MAX_BUF_SIZE)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
+        let io = WriteDeadline::new(stream, limits.body_timeout);
+        let mut stopping = stopping.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .keep_alive(true)
+                .max_buf_size(MAX_BUF_SIZE)
+                .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                result = connection.as_mut() => Some(result),
+                () = tokio::time::sleep(limits.max_connection_age) => None,
+                _ = stopping.wait_for(|stop| *stop) => None,
+            };
+            let result = match ended {
+                Some(result) => result,
+                None => {
+                    // Answer the current request, then close; drop the
+                    // connection if that takes longer than the body timeout.
+                    connection.as_mut().graceful_shutdown();
+                    tokio::time::timeout(limits.body_timeout, connection.as_mut())
+                        .await
+                        .unwrap_or(Ok(()))
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
             drop(permit);
         });
     }
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(limits.body_timeout) => {
-            tracing::warn!("connections still open at shutdown were closed");
-        }
+    // Stop: tell the connections, then wait until every slot is free again.
+    let _ = stop.send(true);
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.body_timeout, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open at shutdown were closed");
     }
     Ok(())
+}
+
+/// A stream whose writes fail with `TimedOut` once one has made no
+/// progress for `timeout`: the peer stopped reading.
+pub struct WriteDeadline<S> {
+    inner: S,
+    sleep: Pin<Box<Sleep>>,
+    armed: bool,
+    timeout: Duration,
+}
+
+impl<S> WriteDeadline<S> {
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        WriteDeadline {
+            inner,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+            armed: false,
+            timeout,
+        }
+    }
+}
+
+/// After a write returned `Pending`: starts the clock if it is not
+/// running, and fails once it has run out.
+fn stalled<T>(
+    sleep: &mut Pin<Box<Sleep>>,
+    armed: &mut bool,
+    timeout: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<T>> {
+    if !*armed {
+        sleep.as_mut().reset(Instant::now() + timeout);
+        *armed = true;
+    }
+    match sleep.as_mut().poll(cx) {
+        Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client stopped reading",
+        ))),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// Runs one write operation of the inner stream under the deadline.
+macro_rules! deadline {
+    ($self:ident, $cx:ident, |$inner:ident| $op:expr) => {{
+        let this = $self.get_mut();
+        let $inner = Pin::new(&mut this.inner);
+        match $op {
+            Poll::Pending => stalled(&mut this.sleep, &mut this.armed, this.timeout, $cx),
+            ready => {
+                this.armed = false;
+                ready
+            }
+        }
+    }};
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        deadline!(self, cx, |inner| inner.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        deadline!(self, cx, |inner| inner.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        deadline!(self, cx, |inner| inner.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        deadline!(self, cx, |inner| inner.poll_shutdown(cx))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
 }

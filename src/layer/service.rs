@@ -162,7 +162,14 @@ where
                     "decision",
                     field::display(format_args!("refused: {}", rejection.reason())),
                 );
-                let response = self.config.policy.reject(rejection).into_http_response();
+                let mut response = self.config.policy.reject(rejection).into_http_response();
+                // A client the gate refused gets no kept-alive connection:
+                // it cannot hold one of the server's connections open by
+                // sending refused requests on it.
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
                 ResponseFuture::refused(response, span)
             }
             Ok(client) => {

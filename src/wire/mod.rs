@@ -47,6 +47,12 @@ impl Encoding {
             Ok(Encoding::Form)
         } else if ty == mime::MULTIPART && sub == mime::FORM_DATA {
             match mime.get_param(mime::BOUNDARY) {
+                // RFC 2046: 1 to 70 characters. A longer one would make each
+                // piece of a streamed body cost its length to search.
+                Some(b) if b.as_str().len() > 70 => Err(ParseError::new(
+                    ParseErrorKind::Encoding,
+                    "the multipart boundary is longer than 70 characters (RFC 2046)",
+                )),
                 Some(b) if !b.as_str().is_empty() => Ok(Encoding::Multipart {
                     boundary: b.as_str().to_owned(),
                 }),
@@ -134,5 +140,10 @@ mod tests {
         let e = Encoding::from_content_type("multipart/form-data").unwrap_err();
         assert_eq!(e.kind(), ParseErrorKind::Encoding);
         assert!(e.message().contains("boundary"));
+        let long = format!("multipart/form-data; boundary={}", "b".repeat(71));
+        let e = Encoding::from_content_type(&long).unwrap_err();
+        assert!(e.message().contains("longer than 70"), "{e}");
+        let ok = format!("multipart/form-data; boundary={}", "b".repeat(70));
+        assert!(Encoding::from_content_type(&ok).is_ok());
     }
 }
