@@ -104,6 +104,8 @@ async fn address_not_allowed_is_refused_before_the_handler() {
         reply.header("content-type"),
         Some("text/plain; charset=utf-8")
     );
+    // A refused client gets no kept-alive connection.
+    assert_eq!(reply.header("connection"), Some("close"));
     assert_eq!(calls.count(), 0);
 }
 

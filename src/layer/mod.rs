@@ -26,6 +26,8 @@
 //! the accepted `api_key`s (a key sits in the body, so it is checked there,
 //! 401 when wrong), and a [`ClientIp`](crate::client_ip::ClientIp).
 //!
+//! The layer's own refusals answer with `Connection: close`, so that a
+//! refused client cannot hold a kept-alive connection by sending more.
 //! Every request gets a `tracing` span `cmc_webhook` with the peer, the
 //! client and the decision. Bodies and keys are never logged.
 //!
