@@ -12,45 +12,111 @@ use std::borrow::Cow;
 use base64::Engine as _;
 use encoding_rs::Encoding;
 
+use crate::wire::framing::ESC_CARRIER;
 use crate::wire::percent;
 use crate::work;
 
 /// A file name as sent and decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FileName {
+    /// The name, decoded; with U+FFFD where it could not be read.
     pub decoded: String,
+    /// The parameter as sent (the `filename*` value, or the unquoted
+    /// `filename`), as text.
     pub raw: String,
+    /// The parameter's bytes as sent.
+    pub raw_bytes: Vec<u8>,
+    /// Whether part of the name could not be decoded.
+    pub lossy: bool,
 }
 
-/// Reads the file name of a `Content-Disposition` header value.
+/// Reads the file name of a `Content-Disposition` header value, whose
+/// bytes are UTF-8 or text in `charset` (the request's `charset`
+/// parameter; UTF-8 when there is none).
 ///
-/// `filename*` (and its RFC 2231 continuations `filename*0*`, `filename*1`,
-/// ...) wins over `filename`, as RFC 6266 says; when it cannot be decoded
-/// (an unknown charset, bytes invalid in it), the plain `filename` is the
-/// fallback. The plain parameter may hold RFC 2047 encoded words, which are
-/// decoded. A name that cannot be read at all (raw bytes that are not
-/// UTF-8, an undecodable `filename*` with no fallback) is an error: the
-/// part would otherwise be stored under a name it does not have.
-pub(crate) fn from_content_disposition(value: &[u8]) -> Result<Option<FileName>, String> {
+/// The header is decoded before its parameters are looked for: in
+/// Shift_JIS a `\` or `"` byte may be the second byte of a character
+/// (表 is `95 5C`), and in ISO-2022-JP `"` and `;` bytes stand inside
+/// escaped runs, so a byte-level reading would cut names short or eat
+/// characters. `filename*` (and its RFC 2231 continuations `filename*0*`,
+/// `filename*1`, ...) wins over `filename`, as RFC 6266 says; when it
+/// cannot be decoded (an unknown charset, bytes invalid in it), the plain
+/// `filename` is the fallback. The plain parameter may hold RFC 2047
+/// encoded words, which are decoded.
+///
+/// A name is never refused: one that cannot be decoded is returned with
+/// U+FFFD in place of what could not be read, its bytes as sent, and
+/// `lossy` set, so that the attachment (and the mail) is kept.
+pub(crate) fn from_content_disposition(
+    value: &[u8],
+    charset: Option<&'static Encoding>,
+) -> Option<FileName> {
     if !contains_ignore_ascii_case(value, b"filename") {
-        return Ok(None); // the common case of a text part: nothing to parse
+        return None; // the common case of a text part: nothing to parse
     }
-    let params = parameters(value);
+    let encoding = charset.unwrap_or(encoding_rs::UTF_8);
+    // An ISO-2022-JP header reached `multer` with its ESC bytes carried as
+    // 0xFF (see `wire::framing::ESC_CARRIER`): give them back.
+    let restored: Vec<u8>;
+    let value = if encoding == encoding_rs::ISO_2022_JP && value.contains(&ESC_CARRIER) {
+        restored = value
+            .iter()
+            .map(|&b| if b == ESC_CARRIER { 0x1b } else { b })
+            .collect();
+        &restored[..]
+    } else {
+        value
+    };
+    // ASCII without an escape is the same text in every charset a header
+    // can be in; ISO-2022-JP is ASCII bytes too, but ESC switches it away.
+    //
+    // Bytes that are valid UTF-8 are read as UTF-8 whatever the request
+    // names: RFC 7578 makes UTF-8 the file names' charset, and HttpMime's
+    // RFC6532 mode writes them so under any `charset`. Text in another
+    // charset is almost never valid UTF-8 by chance.
+    let (text, readable) = match std::str::from_utf8(value) {
+        Ok(ascii) if value.is_ascii() && !value.contains(&0x1b) => (Cow::Borrowed(ascii), true),
+        Ok(utf8) if !value.is_ascii() => (Cow::Borrowed(utf8), true),
+        _ => match encoding.decode_without_bom_handling_and_without_replacement(value) {
+            Some(text) => (text, true),
+            None => (encoding.decode_without_bom_handling(value).0, false),
+        },
+    };
+    let params = parameters(text.as_bytes());
     let ext = extended_filename(&params);
     if let Some(Ok(name)) = ext {
-        return Ok(Some(name));
+        return Some(name);
     }
+    // The bytes as sent: the decoded text written back in its charset, or,
+    // when the header could not be decoded, the parameter read from the
+    // raw bytes (exact unless a byte of a character looks like a quote).
+    let raw_bytes = |name: &str, decoded: &str| -> Vec<u8> {
+        if readable {
+            encoding.encode(decoded).0.into_owned()
+        } else {
+            parameters(value)
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v)
+                .unwrap_or_default()
+        }
+    };
     match params.iter().find(|(name, _)| name == "filename") {
         Some((_, plain)) => {
-            let raw = String::from_utf8(plain.clone()).map_err(|_| {
-                "the file name is neither UTF-8 nor encoded (RFC 2047 or RFC 5987)".to_owned()
-            })?;
+            let raw = String::from_utf8_lossy(plain).into_owned();
             let decoded = decode_encoded_words(&raw).into_owned();
-            Ok(Some(FileName { decoded, raw }))
+            let raw_bytes = raw_bytes("filename", &raw);
+            Some(FileName {
+                decoded,
+                raw,
+                raw_bytes,
+                lossy: !readable,
+            })
         }
         None => match ext {
-            Some(Err(why)) => Err(why),
-            _ => Ok(None),
+            // Only an undecodable `filename*`: its text as far as it goes.
+            Some(Err(unreadable)) => Some(unreadable),
+            _ => None,
         },
     }
 }
@@ -122,11 +188,16 @@ fn parameters(value: &[u8]) -> Vec<(String, Vec<u8>)> {
     }
 }
 
-/// `filename*` or its continuations, decoded; `None` when there is none.
-fn extended_filename(params: &[(String, Vec<u8>)]) -> Option<Result<FileName, String>> {
+/// `filename*` or its continuations, decoded; `None` when there is none,
+/// `Err` with a lossy name (U+FFFD in place of what could not be read)
+/// when its charset is unknown or its bytes are invalid in it.
+fn extended_filename(params: &[(String, Vec<u8>)]) -> Option<Result<FileName, FileName>> {
     if let Some((_, v)) = params.iter().find(|(n, _)| n == "filename*") {
         let raw = String::from_utf8_lossy(v).into_owned();
-        return Some(decode_ext_value(v).map(|decoded| FileName { decoded, raw }));
+        return Some(decode_ext(
+            &raw,
+            split_ext_value(v).map(|(e, text)| (e, text.to_vec())),
+        ));
     }
     // RFC 2231 continuations: filename*0*=UTF-8''%E3..; filename*1*=%81..; filename*2="plain"
     let mut segments: Vec<(u32, bool, &[u8])> = params
@@ -145,8 +216,8 @@ fn extended_filename(params: &[(String, Vec<u8>)]) -> Option<Result<FileName, St
     }
     segments.sort_by_key(|s| s.0);
     let mut raw = String::new();
-    let mut bytes = Vec::new();
-    let mut charset: Option<&'static Encoding> = None;
+    let mut joined = Vec::new();
+    let mut charset: Result<&'static Encoding, String> = Ok(encoding_rs::UTF_8);
     for (i, &(num, encoded, value)) in segments.iter().enumerate() {
         work::tick(value.len() + 1);
         if num as usize != i {
@@ -155,44 +226,61 @@ fn extended_filename(params: &[(String, Vec<u8>)]) -> Option<Result<FileName, St
         raw.push_str(&String::from_utf8_lossy(value));
         let mut value = value;
         if i == 0 && encoded {
-            let (cs, text) = match split_ext_value(value) {
-                Ok(split) => split,
-                Err(why) => return Some(Err(why)),
-            };
-            charset = Some(cs);
-            value = text;
+            match split_ext_value(value) {
+                Ok((cs, text)) => {
+                    charset = Ok(cs);
+                    value = text;
+                }
+                Err(why) => charset = Err(why),
+            }
         }
         if encoded {
-            match percent::decode(value, false) {
-                Ok(decoded) => bytes.extend_from_slice(&decoded),
-                Err(at) => return Some(Err(bad_escape(at))),
-            }
+            // Escapes are decoded at the end, over the joined text: a
+            // segment may end in the middle of a character.
+            joined.extend_from_slice(value);
         } else {
-            bytes.extend_from_slice(value);
+            // A plain segment: its `%` is a `%`.
+            for &b in value {
+                if b == b'%' {
+                    joined.extend_from_slice(b"%25");
+                } else {
+                    joined.push(b);
+                }
+            }
         }
     }
-    let encoding = charset.unwrap_or(encoding_rs::UTF_8);
-    Some(strict_decode(encoding, &bytes).map(|decoded| FileName { decoded, raw }))
+    Some(decode_ext(&raw, charset.map(|c| (c, joined))))
 }
 
-/// `charset'language'percent-encoded` (RFC 5987), decoded.
-fn decode_ext_value(value: &[u8]) -> Result<String, String> {
-    let (encoding, text) = split_ext_value(value)?;
-    let bytes = percent::decode(text, false).map_err(bad_escape)?;
-    strict_decode(encoding, &bytes)
-}
-
-fn bad_escape(at: usize) -> String {
-    format!(
-        "malformed percent-encoding in filename* at byte {at}: `%` must be followed by two hex digits"
-    )
-}
-
-fn strict_decode(encoding: &'static Encoding, bytes: &[u8]) -> Result<String, String> {
-    encoding
-        .decode_without_bom_handling_and_without_replacement(bytes)
-        .map(|s| s.into_owned())
-        .ok_or_else(|| format!("the file name is not valid {}", encoding.name()))
+/// Decodes a `filename*` value split into its charset and its
+/// percent-encoded text; a lossy name when that fails.
+fn decode_ext(
+    raw: &str,
+    split: Result<(&'static Encoding, Vec<u8>), String>,
+) -> Result<FileName, FileName> {
+    let lossy = |bytes: &[u8], encoding: &'static Encoding| FileName {
+        decoded: encoding.decode_without_bom_handling(bytes).0.into_owned(),
+        raw: raw.to_owned(),
+        raw_bytes: raw.as_bytes().to_vec(),
+        lossy: true,
+    };
+    let (encoding, text) = match split {
+        Ok(split) => split,
+        Err(_) => return Err(lossy(raw.as_bytes(), encoding_rs::UTF_8)),
+    };
+    let bytes = match percent::decode(&text, false) {
+        Ok(bytes) => bytes,
+        Err(_) => return Err(lossy(&text, encoding)),
+    };
+    match encoding.decode_without_bom_handling_and_without_replacement(&bytes) {
+        Some(decoded) => Ok(FileName {
+            decoded: decoded.into_owned(),
+            raw: raw.to_owned(),
+            raw_bytes: raw.as_bytes().to_vec(),
+            lossy: false,
+        }),
+        None => Err(lossy(&bytes, encoding)),
+    }
 }
 
 fn split_ext_value(value: &[u8]) -> Result<(&'static Encoding, &[u8]), String> {
@@ -203,12 +291,14 @@ fn split_ext_value(value: &[u8]) -> Result<(&'static Encoding, &[u8]), String> {
     let encoding = if charset.is_empty() {
         encoding_rs::UTF_8
     } else {
-        Encoding::for_label(charset).ok_or_else(|| {
-            format!(
-                "unknown charset `{}` in filename*",
-                String::from_utf8_lossy(charset)
-            )
-        })?
+        Encoding::for_label(charset)
+            .filter(|e| *e != encoding_rs::REPLACEMENT)
+            .ok_or_else(|| {
+                format!(
+                    "unknown charset `{}` in filename*",
+                    String::from_utf8_lossy(charset)
+                )
+            })?
     };
     Ok((encoding, &value[second + 1..]))
 }
@@ -487,20 +577,57 @@ mod tests {
     use super::*;
 
     fn name(header: &str) -> Option<(String, String)> {
-        from_content_disposition(header.as_bytes())
-            .unwrap()
-            .map(|f| (f.decoded, f.raw))
+        from_content_disposition(header.as_bytes(), None).map(|f| {
+            assert!(!f.lossy, "{header}: {f:?}");
+            (f.decoded, f.raw)
+        })
+    }
+
+    fn lossy(header: &[u8], charset: Option<&'static Encoding>) -> FileName {
+        let f = from_content_disposition(header, charset).expect("a name");
+        assert!(f.lossy, "{f:?}");
+        f
     }
 
     #[test]
-    fn unreadable_names_are_errors_unless_a_fallback_exists() {
-        assert!(from_content_disposition(b"form-data; filename=\"\xff\xfe.txt\"").is_err());
-        assert!(from_content_disposition(b"form-data; filename*=x-nope''abc").is_err());
-        assert!(from_content_disposition(b"form-data; filename*=UTF-8''%FF").is_err());
-        assert!(from_content_disposition(b"form-data; filename*=UTF-8").is_err());
-        let fallback =
-            from_content_disposition(b"form-data; filename=\"ok.txt\"; filename*=x-nope''abc");
-        assert_eq!(fallback.unwrap().unwrap().decoded, "ok.txt");
+    fn unreadable_names_are_kept_lossily_with_their_bytes_unless_a_fallback_exists() {
+        let f = lossy(b"form-data; filename=\"\xff\xfe.txt\"", None);
+        assert_eq!(f.decoded, "\u{FFFD}\u{FFFD}.txt");
+        assert_eq!(f.raw_bytes, b"\xff\xfe.txt");
+        assert_eq!(
+            lossy(b"form-data; filename*=x-nope''abc", None).decoded,
+            "x-nope''abc"
+        );
+        let f = lossy(b"form-data; filename*=UTF-8''a%FFb", None);
+        assert_eq!(f.decoded, "a\u{FFFD}b");
+        assert_eq!(f.raw_bytes, b"UTF-8''a%FFb");
+        assert_eq!(lossy(b"form-data; filename*=UTF-8", None).decoded, "UTF-8");
+        let fallback = from_content_disposition(
+            b"form-data; filename=\"ok.txt\"; filename*=x-nope''abc",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (fallback.decoded.as_str(), fallback.lossy),
+            ("ok.txt", false)
+        );
+    }
+
+    #[test]
+    fn names_are_read_in_the_request_charset_before_quotes_and_backslashes() {
+        // 表 in Shift_JIS is 95 5C: a backslash byte right before the
+        // closing quote, as HttpMime writes it.
+        let sjis = b"form-data; name=\"attachment1\"; filename=\"\x95\x5c.pdf\"";
+        let f = from_content_disposition(sjis, Some(encoding_rs::SHIFT_JIS)).unwrap();
+        assert_eq!((f.decoded.as_str(), f.lossy), ("表.pdf", false));
+        assert_eq!(f.raw_bytes, b"\x95\x5c.pdf");
+        // ISO-2022-JP: ※ is 22 28 inside an escaped run, a quote byte.
+        let jis = b"form-data; filename=\"\x1b$B\x22(\x1b(Ba;b.txt\"";
+        let f = from_content_disposition(jis, Some(encoding_rs::ISO_2022_JP)).unwrap();
+        assert_eq!((f.decoded.as_str(), f.lossy), ("※a;b.txt", false));
+        // Without the charset the same bytes are not UTF-8: kept, lossily.
+        let f = lossy(sjis, None);
+        assert!(f.decoded.contains('\u{FFFD}'), "{f:?}");
     }
 
     #[test]
@@ -651,13 +778,10 @@ mod tests {
     }
 
     #[test]
-    fn rfc2231_and_rfc5987_names_refuse_malformed_escapes_like_form_bodies() {
-        assert!(from_content_disposition(b"form-data; filename*=UTF-8''%E7%9").is_err());
-        assert!(from_content_disposition(b"form-data; filename*=UTF-8''a%+4").is_err());
-        assert!(
-            from_content_disposition(b"form-data; filename*0*=UTF-8''%E7%zz; filename*1=b")
-                .is_err()
-        );
+    fn rfc2231_and_rfc5987_names_with_malformed_escapes_are_lossy_like_form_bodies() {
+        lossy(b"form-data; filename*=UTF-8''%E7%9", None);
+        lossy(b"form-data; filename*=UTF-8''a%+4", None);
+        lossy(b"form-data; filename*0*=UTF-8''%E7%zz; filename*1=b", None);
         // The plain name is the fallback, as for an unknown charset.
         assert_eq!(
             name("form-data; filename=\"ok.txt\"; filename*=UTF-8''%E7%9")
@@ -676,7 +800,7 @@ mod tests {
                 8.0,
                 |n| format!("form-data; filename=x{}", unit.repeat(n)),
                 |input| {
-                    let _ = from_content_disposition(input.as_bytes());
+                    let _ = from_content_disposition(input.as_bytes(), None);
                 },
             );
         }

@@ -262,8 +262,20 @@ pub struct Attachment {
     /// `filename*` parameter, or RFC 2047 encoded words). Not safe as a
     /// path: use [`safe_filename`](Attachment::safe_filename) to write it.
     pub filename: Text,
-    /// The file-name parameter as it was sent, before decoding.
+    /// The file-name parameter as it was sent, before decoding (the
+    /// `filename*` value, or the unquoted `filename`), as text.
     pub raw_filename: Text,
+    /// The same parameter's bytes as they were sent. Read them when
+    /// [`filename_lossy`](Attachment::filename_lossy) is set: they are then
+    /// all there is of the name.
+    #[serde(serialize_with = "serialize_base64")]
+    pub raw_filename_bytes: Bytes,
+    /// Whether the name could not be decoded: its bytes are not valid in
+    /// the charset the request names (UTF-8 when it names none), or its
+    /// `filename*` names an unknown charset. `filename` then shows it with
+    /// U+FFFD in place of what could not be read. The attachment is kept
+    /// all the same.
+    pub filename_lossy: bool,
     /// The part's `Content-Type` (`application/octet-stream` when absent).
     pub content_type: Text,
     /// The file's bytes. Serialised as standard base64.
@@ -307,6 +319,7 @@ impl fmt::Debug for Attachment {
             .field("field_name", &self.field_name)
             .field("filename", &self.filename)
             .field("raw_filename", &self.raw_filename)
+            .field("filename_lossy", &self.filename_lossy)
             .field("content_type", &self.content_type)
             .field("data", &format_args!("<{} bytes>", self.data.len()))
             .finish()

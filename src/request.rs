@@ -202,6 +202,7 @@ where
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let encoding = Encoding::from_content_type(content_type)?;
+    let charset = wire::charset::of_content_type(content_type)?;
     let declared = declared_length(request.headers());
     if declared.is_some_and(|len| len > policy.body_limit as u64) {
         return Err(Rejection::new(Reason::PayloadTooLarge));
@@ -218,20 +219,20 @@ where
                         .ok()
                         .map(|mut d| d.copy_to_bytes(d.remaining()))))
                 });
-            wire::multipart::parse_stream(stream, &boundary, &budget)
+            wire::multipart::parse_stream(stream, &boundary, charset, &budget)
                 .await
                 .map_err(Rejection::from)
         }
         Encoding::Json | Encoding::Form => {
             let bytes = collect(body).await?;
-            match wire::utf8(bytes) {
+            match wire::body_text(bytes, charset) {
                 Err(e) => Err(Rejection::from(e)),
                 Ok(text) if encoding == Encoding::Json => {
                     let parsed = wire::json::parse(&text, &budget).map_err(Rejection::from);
                     json_text = Some(text);
                     parsed
                 }
-                Ok(text) => wire::form::parse(&text, &budget).map_err(Rejection::from),
+                Ok(text) => wire::form::parse(&text, charset, &budget).map_err(Rejection::from),
             }
         }
     };

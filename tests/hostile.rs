@@ -292,19 +292,13 @@ async fn invalid_utf8_in_every_kind_of_field_is_a_400() {
         ),
         CmcRequest::raw("application/x-www-form-urlencoded", "%FF=1&event_type=x"),
     ];
-    // Multipart: a text field, the headers JSON, a file name, a field name.
+    // Multipart: a text field, the headers JSON. (A file name that is not
+    // UTF-8 is kept lossily, not refused: see tests/charsets.rs.)
     let mut parts = inbound_fields();
     parts[0].1 = b"\xfe\xff".to_vec();
     cases.push(multipart(&parts));
     let mut parts = inbound_fields();
     parts[2].1 = b"[{\"name\":\"\xff\",\"value\":\"v\"}]".to_vec();
-    cases.push(multipart(&parts));
-    let mut parts = inbound_fields();
-    parts.push((
-        b"Content-Disposition: form-data; name=\"attachment1\"; filename=\"\xff\xfe.txt\"".to_vec(),
-        b"x".to_vec(),
-    ));
-    parts.push(field("attachments", "1"));
     cases.push(multipart(&parts));
     for (i, case) in cases.into_iter().enumerate() {
         let (status, body) = call(app(&calls, layer()), case).await;

@@ -12,19 +12,29 @@ use std::borrow::Cow;
 use crate::{ParseError, ParseErrorKind, Text};
 
 use super::budget::Budget;
+use super::charset;
 use super::fields::Fields;
 use super::percent;
 
 /// Parses a whole form body into its top-level fields.
-pub(crate) fn parse(body: &Text, budget: &Budget) -> Result<Fields, ParseError> {
+///
+/// `charset` is the one the request names: the bytes that percent-escapes
+/// spell are text in it (UTF-8 when it names none), as browsers and
+/// HttpClient write them.
+pub(crate) fn parse(
+    body: &Text,
+    charset: Option<&'static encoding_rs::Encoding>,
+    budget: &Budget,
+) -> Result<Fields, ParseError> {
+    let charset = charset::choose(None, charset);
     if budget.needs_key() {
-        check_key_first(body, budget)?;
+        check_key_first(body, charset, budget)?;
     }
     let mut fields = Fields::default();
     for pair in body.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = decode(body, name).map_err(|e| e.at(name.to_owned()))?;
-        let value = decode(body, value).map_err(|e| e.at(name.as_str()))?;
+        let name = decode(body, name, charset).map_err(|e| e.at(name.to_owned()))?;
+        let value = decode(body, value, charset).map_err(|e| e.at(name.as_str()))?;
         fields.set_form_field(&name, value, budget)?;
     }
     Ok(fields)
@@ -34,13 +44,14 @@ pub(crate) fn parse(body: &Text, budget: &Budget) -> Result<Fields, ParseError> 
 /// that a caller without a valid key costs one scan and learns nothing of
 /// the rest of the body. Its state is in `budget`; the error is the
 /// caller's to hide.
-fn check_key_first(body: &Text, budget: &Budget) -> Result<(), ParseError> {
+fn check_key_first(body: &Text, charset: Charset, budget: &Budget) -> Result<(), ParseError> {
     for pair in body.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let is_key = name == "api_key"
-            || (name.contains(['%', '+']) && decode(body, name).is_ok_and(|n| n == "api_key"));
+            || (name.contains(['%', '+'])
+                && decode(body, name, charset).is_ok_and(|n| n == "api_key"));
         if is_key {
-            let value = decode(body, value).map_err(|e| e.at("api_key"))?;
+            let value = decode(body, value, charset).map_err(|e| e.at("api_key"))?;
             return budget
                 .check_key(&value)
                 .map_err(|m| ParseError::new(ParseErrorKind::InvalidField, m).at("api_key"));
@@ -49,17 +60,16 @@ fn check_key_first(body: &Text, budget: &Budget) -> Result<(), ParseError> {
     Err(ParseError::missing("api_key"))
 }
 
-/// Decodes one name or value: `+` is a space, `%XX` a byte; the result
-/// shares `body` when nothing needed decoding.
-fn decode(body: &Text, raw: &str) -> Result<Text, ParseError> {
+/// A charset and where it came from.
+type Charset = (&'static encoding_rs::Encoding, charset::Source);
+
+/// Decodes one name or value: `+` is a space, `%XX` a byte, and the bytes
+/// are text in `charset`; the result shares `body` when nothing needed
+/// decoding.
+fn decode(body: &Text, raw: &str, charset: Charset) -> Result<Text, ParseError> {
     match percent::decode(raw.as_bytes(), true) {
         Ok(Cow::Borrowed(_)) => Ok(body.share(raw)),
-        Ok(Cow::Owned(bytes)) => String::from_utf8(bytes).map(Text::from).map_err(|e| {
-            ParseError::new(
-                ParseErrorKind::Encoding,
-                format!("percent-decoded value is not UTF-8 ({})", e.utf8_error()),
-            )
-        }),
+        Ok(Cow::Owned(bytes)) => charset::decode_vec(bytes, charset),
         Err(at) => Err(bad_escape(raw, at)),
     }
 }
@@ -78,7 +88,7 @@ mod tests {
 
     fn d(s: &str) -> Result<String, ParseError> {
         let body = Text::from(s);
-        decode(&body, &body).map(String::from)
+        decode(&body, &body, charset::choose(None, None)).map(String::from)
     }
 
     #[test]
@@ -91,7 +101,7 @@ mod tests {
     #[test]
     fn unescaped_values_share_the_body() {
         let body = Text::from("k=value");
-        let v = decode(&body, &body[2..]).unwrap();
+        let v = decode(&body, &body[2..], charset::choose(None, None)).unwrap();
         assert_eq!(v.as_ptr(), body[2..].as_ptr());
     }
 
@@ -106,6 +116,6 @@ mod tests {
             );
         }
         let e = d("%FF%FE").unwrap_err();
-        assert!(e.message().contains("not UTF-8"), "{e}");
+        assert!(e.message().contains("not valid UTF-8"), "{e}");
     }
 }

@@ -68,10 +68,24 @@ pub(crate) struct Framing {
     /// split across chunks.
     tail: Vec<u8>,
     cap: usize,
+    /// Whether ESC bytes in header blocks are carried as [`ESC_CARRIER`].
+    carry_escapes: bool,
 }
 
+/// What an ESC byte (0x1B) in a part's header block is handed to `multer`
+/// as, for a body whose charset is ISO-2022-JP.
+///
+/// HttpMime writes file names raw in the request's charset, and raw
+/// ISO-2022-JP switches with ESC sequences; `multer`'s header parser
+/// (httparse) refuses control bytes in a header value, so the whole mail
+/// would be refused over one file name. 0xFF is an `obs-text` byte, which
+/// httparse accepts, and never occurs in ISO-2022-JP (a 7-bit code): the
+/// file-name reader turns it back into ESC (see
+/// [`crate::filename::from_content_disposition`]).
+pub(crate) const ESC_CARRIER: u8 = 0xFF;
+
 impl Framing {
-    pub(crate) fn new(boundary: &str, cap: usize) -> Framing {
+    pub(crate) fn new(boundary: &str, cap: usize, carry_escapes: bool) -> Framing {
         let dash_boundary = [b"--", boundary.as_bytes()].concat();
         let delimiter = [b"\r\n", &dash_boundary[..]].concat();
         Framing {
@@ -83,7 +97,24 @@ impl Framing {
             line_end: None,
             tail: Vec::new(),
             cap,
+            carry_escapes,
         }
+    }
+
+    /// A header block as `multer` may see it: ESC bytes carried as
+    /// [`ESC_CARRIER`] when the body is ISO-2022-JP; `None` when it needs
+    /// no change.
+    fn carried(&self, block: &[u8]) -> Option<Bytes> {
+        if !self.carry_escapes || memchr::memchr(0x1b, block).is_none() {
+            return None;
+        }
+        Some(
+            block
+                .iter()
+                .map(|&b| if b == 0x1b { ESC_CARRIER } else { b })
+                .collect::<Vec<u8>>()
+                .into(),
+        )
     }
 
     /// Takes the next chunk of the body; pushes onto `out` what may be
@@ -105,12 +136,18 @@ impl Framing {
             match found? {
                 None => return Ok(()),
                 Some(end) => {
+                    let was_headers = self.phase != Phase::Headers;
                     let mut block = std::mem::take(&mut self.held).freeze();
                     piece = block.split_off(end);
-                    out.push_back(block);
+                    match self.carried(&block).filter(|_| was_headers) {
+                        Some(carried) => out.push_back(carried),
+                        None => out.push_back(block),
+                    }
                 }
             }
         }
+        // The first byte of `piece` not yet handed on.
+        let mut start = 0;
         let mut pos = 0;
         while pos < piece.len() {
             match self.phase {
@@ -126,21 +163,34 @@ impl Framing {
                         pos = piece.len();
                     }
                 },
-                Phase::Preamble | Phase::Headers => match self.scan(&piece[pos..])? {
-                    Some(end) => pos += end,
-                    None => {
-                        self.held.extend_from_slice(&piece[pos..]);
-                        break;
+                Phase::Preamble | Phase::Headers => {
+                    let headers = self.phase == Phase::Headers;
+                    match self.scan(&piece[pos..])? {
+                        Some(end) => {
+                            let carried = self.carried(&piece[pos..pos + end]);
+                            if let Some(carried) = carried.filter(|_| headers) {
+                                if pos > start {
+                                    out.push_back(piece.slice(start..pos));
+                                }
+                                out.push_back(carried);
+                                start = pos + end;
+                            }
+                            pos += end;
+                        }
+                        None => {
+                            self.held.extend_from_slice(&piece[pos..]);
+                            break;
+                        }
                     }
-                },
+                }
             }
         }
-        if pos == piece.len() {
+        if start == 0 && pos == piece.len() {
             if !piece.is_empty() {
                 out.push_back(piece);
             }
-        } else if pos > 0 {
-            out.push_back(piece.slice(..pos));
+        } else if pos > start {
+            out.push_back(piece.slice(start..pos));
         }
         Ok(())
     }
@@ -315,7 +365,7 @@ mod tests {
     /// Feeds `body` in pieces of `size` and returns what multer would see,
     /// and the pieces it would see.
     fn run(body: &[u8], size: usize, cap: usize) -> Result<(Vec<u8>, usize), HeaderTooLarge> {
-        let mut framing = Framing::new("b", cap);
+        let mut framing = Framing::new("b", cap, false);
         let mut out = VecDeque::new();
         for piece in body.chunks(size) {
             framing.feed(Bytes::copy_from_slice(piece), &mut out)?;

@@ -11,6 +11,7 @@
 //! encoding gives the same result for the same parameters.
 
 pub(crate) mod budget;
+pub(crate) mod charset;
 pub(crate) mod de;
 pub(crate) mod fields;
 pub(crate) mod form;
@@ -78,21 +79,42 @@ pub(crate) fn parse(
     limits: Limits,
 ) -> Result<Webhook, ParseError> {
     let budget = budget::Budget::new(limits);
-    let fields = match Encoding::from_content_type(content_type)? {
-        Encoding::Json => json::parse(&utf8(body)?, &budget)?,
-        Encoding::Form => form::parse(&utf8(body)?, &budget)?,
-        Encoding::Multipart { boundary } => multipart::parse(&boundary, body, limits)?,
+    let encoding = Encoding::from_content_type(content_type)?;
+    let charset = charset::of_content_type(content_type)?;
+    let fields = match encoding {
+        Encoding::Json => json::parse(&body_text(body, charset)?, &budget)?,
+        Encoding::Form => form::parse(&body_text(body, charset)?, charset, &budget)?,
+        Encoding::Multipart { boundary } => multipart::parse(&boundary, charset, body, limits)?,
     };
     fields.into_webhook(expected)
 }
 
-pub(crate) fn utf8(body: Bytes) -> Result<Text, ParseError> {
-    Text::try_from_bytes(body).map_err(|e| {
-        ParseError::new(
-            ParseErrorKind::Encoding,
-            format!("the body is not UTF-8 ({e})"),
-        )
-    })
+/// A JSON or form body as text, in the charset the request names (UTF-8
+/// when it names none; the text then shares the body).
+pub(crate) fn body_text(
+    body: Bytes,
+    charset: Option<&'static encoding_rs::Encoding>,
+) -> Result<Text, ParseError> {
+    match charset {
+        Some(encoding) if encoding != encoding_rs::UTF_8 => encoding
+            .decode_without_bom_handling_and_without_replacement(&body)
+            .map(|t| Text::from(t.into_owned()))
+            .ok_or_else(|| {
+                ParseError::new(
+                    ParseErrorKind::Encoding,
+                    format!(
+                        "the body is not valid {} (the charset the request's Content-Type names)",
+                        encoding.name()
+                    ),
+                )
+            }),
+        _ => Text::try_from_bytes(body).map_err(|e| {
+            ParseError::new(
+                ParseErrorKind::Encoding,
+                format!("the body is not UTF-8 ({e})"),
+            )
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -17,16 +17,22 @@ use crate::inbound::Attachment;
 use crate::{filename, Limits, ParseError, ParseErrorKind, Text};
 
 use super::budget::{Budget, Key};
+use super::charset;
 use super::fields::{attachment_number, Fields};
 use super::framing::{Framing, Guarded, HeaderTooLarge};
 
 /// Parses a whole multipart body held in memory.
-pub(crate) fn parse(boundary: &str, body: Bytes, limits: Limits) -> Result<Fields, ParseError> {
+pub(crate) fn parse(
+    boundary: &str,
+    charset: Option<&'static encoding_rs::Encoding>,
+    body: Bytes,
+    limits: Limits,
+) -> Result<Fields, ParseError> {
     let stream = futures_util::stream::once(std::future::ready(Ok::<Bytes, Infallible>(body)));
     // The stream is always ready, so the parse never waits: polling it once
     // with a waker that does nothing drives it to the end.
     let budget = Budget::new(limits);
-    let future = pin!(parse_stream(stream, boundary, &budget));
+    let future = pin!(parse_stream(stream, boundary, charset, &budget));
     match future.poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(result) => result,
         Poll::Pending => Err(ParseError::new(
@@ -45,6 +51,7 @@ pub(crate) fn parse(boundary: &str, body: Bytes, limits: Limits) -> Result<Field
 pub(crate) async fn parse_stream<S, E>(
     stream: S,
     boundary: &str,
+    charset: Option<&'static encoding_rs::Encoding>,
     budget: &Budget,
 ) -> Result<Fields, ParseError>
 where
@@ -58,7 +65,11 @@ where
     }
     let guarded = Guarded::new(
         Box::pin(stream),
-        Framing::new(boundary, limits.part_header_size),
+        Framing::new(
+            boundary,
+            limits.part_header_size,
+            charset == Some(encoding_rs::ISO_2022_JP),
+        ),
     );
     let mut multipart = multer::Multipart::with_constraints(guarded, boundary, constraints);
     let mut fields = Fields::multipart();
@@ -82,8 +93,8 @@ where
         if failed.is_some() {
             // Only the key matters now; other parts are skipped unread.
             if field.name() == Some("api_key") {
-                if let Ok((_, text)) = read_part(field).await.and_then(|(name, p)| {
-                    decode_text(p.data, p.content_type.as_deref()).map(|t| (name, t))
+                if let Ok((_, text)) = read_part(field, charset).await.and_then(|(name, p)| {
+                    decode_text(p.data, p.content_type.as_deref(), charset).map(|t| (name, t))
                 }) {
                     let _ = budget.check_key(&text);
                 }
@@ -91,7 +102,7 @@ where
             }
             continue;
         }
-        if let Err(e) = add_part(field, &mut fields, budget).await {
+        if let Err(e) = add_part(field, &mut fields, charset, budget).await {
             if budget.needs_key() && budget.key() == Key::Unseen {
                 failed = Some(e);
                 continue;
@@ -113,14 +124,15 @@ struct Part {
 }
 
 /// Reads one part whole: its name and [`Part`].
-async fn read_part(mut field: multer::Field<'_>) -> Result<(String, Part), ParseError> {
+async fn read_part(
+    mut field: multer::Field<'_>,
+    charset: Option<&'static encoding_rs::Encoding>,
+) -> Result<(String, Part), ParseError> {
     let name = field.name().unwrap_or_default().to_owned();
     let headers = field.headers();
-    let file = match headers.get(http::header::CONTENT_DISPOSITION) {
-        Some(v) => filename::from_content_disposition(v.as_bytes())
-            .map_err(|why| ParseError::new(ParseErrorKind::InvalidField, why).at(name.as_str()))?,
-        None => None,
-    };
+    let file = headers
+        .get(http::header::CONTENT_DISPOSITION)
+        .and_then(|v| filename::from_content_disposition(v.as_bytes(), charset));
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -162,14 +174,17 @@ async fn read_part(mut field: multer::Field<'_>) -> Result<(String, Part), Parse
 async fn add_part(
     field: multer::Field<'_>,
     fields: &mut Fields,
+    charset: Option<&'static encoding_rs::Encoding>,
     budget: &Budget,
 ) -> Result<(), ParseError> {
-    let (name, part) = read_part(field).await?;
+    let (name, part) = read_part(field, charset).await?;
     let number = attachment_number(&name);
     if number.is_some() || part.file.is_some() {
         let file = part.file.unwrap_or_else(|| filename::FileName {
             decoded: String::new(),
             raw: String::new(),
+            raw_bytes: Vec::new(),
+            lossy: false,
         });
         fields.add_attachment(
             number,
@@ -177,6 +192,8 @@ async fn add_part(
                 field_name: Text::from(name),
                 filename: Text::from(file.decoded),
                 raw_filename: Text::from(file.raw),
+                raw_filename_bytes: Bytes::from(file.raw_bytes),
+                filename_lossy: file.lossy,
                 content_type: Text::from(
                     part.content_type
                         .unwrap_or_else(|| "application/octet-stream".to_owned()),
@@ -185,7 +202,7 @@ async fn add_part(
             },
         )
     } else {
-        let text = decode_text(part.data, part.content_type.as_deref())
+        let text = decode_text(part.data, part.content_type.as_deref(), charset)
             .map_err(|e| e.at(name.as_str()))?;
         if name == "api_key" {
             budget
@@ -196,36 +213,18 @@ async fn add_part(
     }
 }
 
-/// A text part's value: UTF-8 unless the part names another charset.
-fn decode_text(data: Bytes, content_type: Option<&str>) -> Result<Text, ParseError> {
-    let charset = content_type
-        .filter(|ct| filename::contains_ignore_ascii_case(ct.as_bytes(), b"charset"))
-        .and_then(|ct| ct.parse::<mime::Mime>().ok())
-        .and_then(|m| m.get_param(mime::CHARSET).map(|c| c.as_str().to_owned()));
-    match charset
-        .as_deref()
-        .map(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
-    {
-        Some(Some(encoding)) if encoding != encoding_rs::UTF_8 => {
-            match encoding.decode_without_bom_handling_and_without_replacement(&data) {
-                Some(text) => Ok(Text::from(text.into_owned())),
-                None => Err(ParseError::new(
-                    ParseErrorKind::Encoding,
-                    format!("the value is not valid {}", encoding.name()),
-                )),
-            }
-        }
-        Some(None) => Err(ParseError::new(
-            ParseErrorKind::Encoding,
-            format!("unknown charset `{}`", charset.unwrap_or_default()),
-        )),
-        _ => Text::try_from_bytes(data).map_err(|e| {
-            ParseError::new(
-                ParseErrorKind::Encoding,
-                format!("the value is not UTF-8 ({e})"),
-            )
-        }),
-    }
+/// A text part's value, in its own charset, else the request's, else
+/// UTF-8.
+fn decode_text(
+    data: Bytes,
+    content_type: Option<&str>,
+    request: Option<&'static encoding_rs::Encoding>,
+) -> Result<Text, ParseError> {
+    let own = match content_type {
+        Some(ct) => charset::of_content_type(ct)?,
+        None => None,
+    };
+    charset::decode(data, charset::choose(own, request))
 }
 
 fn multer_error(e: multer::Error) -> ParseError {
