@@ -100,6 +100,7 @@ pub mod event;
 pub mod extract;
 mod filename;
 pub mod inbound;
+pub mod japanese;
 pub mod layer;
 mod limits;
 mod raw;
