@@ -12,6 +12,7 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 
 use super::body::ResponseBody;
+use super::drain::{Drain, Slot};
 use super::Config;
 use crate::rejection::{Reason, Rejection};
 
@@ -33,9 +34,10 @@ pin_project! {
             future: F,
             tripped: Arc<AtomicBool>,
             config: Arc<Config>,
+            slot: Slot,
         },
         Refused {
-            response: Option<Response<Full<Bytes>>>,
+            response: Option<(Response<Full<Bytes>>, Option<Drain>)>,
         },
     }
 }
@@ -45,6 +47,7 @@ impl<F> ResponseFuture<F> {
         future: F,
         tripped: Arc<AtomicBool>,
         config: Arc<Config>,
+        slot: Slot,
         span: tracing::Span,
     ) -> Self {
         ResponseFuture {
@@ -52,15 +55,20 @@ impl<F> ResponseFuture<F> {
                 future,
                 tripped,
                 config,
+                slot,
             },
             span,
         }
     }
 
-    pub(crate) fn refused(response: Response<Full<Bytes>>, span: tracing::Span) -> Self {
+    pub(crate) fn refused(
+        response: Response<Full<Bytes>>,
+        drain: Option<Drain>,
+        span: tracing::Span,
+    ) -> Self {
         ResponseFuture {
             kind: Kind::Refused {
-                response: Some(response),
+                response: Some((response, drain)),
             },
             span,
         }
@@ -78,15 +86,21 @@ where
         let _entered = this.span.enter();
         match this.kind.project() {
             KindProj::Refused { response } => {
-                let response = response.take().expect("polled after completion");
-                Poll::Ready(Ok(response.map(ResponseBody::refused)))
+                let (response, drain) = response.take().expect("polled after completion");
+                Poll::Ready(Ok(
+                    response.map(|body| ResponseBody::refused(body).draining(drain))
+                ))
             }
             KindProj::Inner {
                 future,
                 tripped,
                 config,
+                slot,
             } => {
                 let response = ready!(future.poll(cx))?;
+                // The rest of a body the inner service dropped unread, for
+                // a refusal to drain before it is read.
+                let drain = || slot.lock().unwrap_or_else(|e| e.into_inner()).take();
                 if tripped.load(Ordering::Relaxed) {
                     // The body went over the limit while streaming: answer 413
                     // whatever the handler made of the error.
@@ -99,11 +113,15 @@ where
                     let refusal = config
                         .policy
                         .reject(Rejection::new(Reason::PayloadTooLarge));
+                    let drain = drain();
                     return Poll::Ready(Ok(refusal
                         .into_http_response()
-                        .map(ResponseBody::refused)));
+                        .map(|body| ResponseBody::refused(body).draining(drain))));
                 }
-                Poll::Ready(Ok(response.map(ResponseBody::inner)))
+                let drain = response.status().is_client_error().then(drain).flatten();
+                Poll::Ready(Ok(
+                    response.map(|body| ResponseBody::inner(body).draining(drain))
+                ))
             }
         }
     }

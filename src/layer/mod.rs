@@ -53,6 +53,7 @@
 //! ```
 
 mod body;
+mod drain;
 mod future;
 mod service;
 
@@ -90,6 +91,7 @@ pub(crate) struct Config {
     pub(crate) basic: Vec<BasicCredentials>,
     pub(crate) policy: Policy,
     pub(crate) peer: Option<PeerFn>,
+    pub(crate) drain: drain::DrainLimits,
 }
 
 impl WebhookLayer {
@@ -167,6 +169,7 @@ pub struct WebhookLayerBuilder {
     limits: crate::Limits,
     statuses: Statuses,
     peer: Option<PeerFn>,
+    drain: drain::DrainLimits,
 }
 
 impl WebhookLayerBuilder {
@@ -232,6 +235,34 @@ impl WebhookLayerBuilder {
     /// its default). A body over a cap is refused with 413 while it is read.
     pub fn limits(mut self, limits: crate::Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// How much of a refused request's body is read before the refusal
+    /// is answered, at most (8 MiB and 5 seconds unless set).
+    ///
+    /// A client that writes its whole body before it reads the answer (CMC's
+    /// Apache HttpClient does) gets a reset connection instead of the status
+    /// when the server answers and closes while the body is still coming,
+    /// and then sends the request again. So a refusal (the layer's own, or
+    /// a 4xx from the inner service that left the body unread) first reads
+    /// and discards the rest of the body, within these bounds; a client
+    /// that sends more, or for longer, is cut off. A body declared larger
+    /// than `bytes`, or sent with `Expect: 100-continue`, is not read.
+    /// Draining needs a Tokio runtime for its timer; without one, it is
+    /// skipped. `bytes` 0 turns it off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let layer = cmc_webhook::WebhookLayer::builder()
+    ///     .allow_list("192.0.2.0/24")?
+    ///     .drain(16 << 20, Duration::from_secs(10))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn drain(mut self, bytes: u64, time: std::time::Duration) -> Self {
+        self.drain = drain::DrainLimits { bytes, time };
         self
     }
 
@@ -351,6 +382,7 @@ impl WebhookLayerBuilder {
                 basic: self.basic,
                 policy,
                 peer: self.peer,
+                drain: self.drain,
             }),
         })
     }

@@ -2,7 +2,7 @@
 //! wraps around yours.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -12,7 +12,8 @@ use http_body::Body;
 use tower_service::Service;
 use tracing::field;
 
-use super::body::{RequestBody, ResponseBody};
+use super::body::{GiveBack, RequestBody, ResponseBody};
+use super::drain::{Drain, Slot};
 use super::future::ResponseFuture;
 use super::Config;
 use crate::client_ip::{client_ip, ClientIp};
@@ -136,7 +137,7 @@ impl Config {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for WebhookService<S>
 where
     S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
-    ReqBody: Body,
+    ReqBody: Body + Send + 'static,
     ReqBody::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes>,
 {
@@ -170,7 +171,11 @@ where
                     http::header::CONNECTION,
                     http::HeaderValue::from_static("close"),
                 );
-                ResponseFuture::refused(response, span)
+                let limits = self.config.drain;
+                let drain = Drain::wanted(request.headers(), limits)
+                    .then(|| Drain::of(request.into_body(), None, limits))
+                    .flatten();
+                ResponseFuture::refused(response, drain, span)
             }
             Ok(client) => {
                 span.record("decision", "admitted");
@@ -179,10 +184,24 @@ where
                 let (mut parts, body) = request.into_parts();
                 parts.extensions.insert(self.config.policy.clone());
                 parts.extensions.insert(ClientIp(client));
-                let request =
-                    Request::from_parts(parts, RequestBody::new(body, limit, tripped.clone()));
+                // A body the inner service drops before its end comes back
+                // here, to be drained if the answer is a refusal.
+                let slot = Slot::default();
+                let limits = self.config.drain;
+                let seen = Arc::new(AtomicU64::new(0));
+                let give_back: Option<GiveBack<ReqBody>> = Drain::wanted(&parts.headers, limits)
+                    .then(|| {
+                        let (slot, seen) = (slot.clone(), seen.clone());
+                        Box::new(move |body| {
+                            if let Some(drain) = Drain::of(body, Some(seen), limits) {
+                                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(drain);
+                            }
+                        }) as GiveBack<ReqBody>
+                    });
+                let body = RequestBody::new(body, limit, tripped.clone(), seen, give_back);
+                let request = Request::from_parts(parts, body);
                 let future = span.in_scope(|| self.inner.call(request));
-                ResponseFuture::inner(future, tripped, self.config.clone(), span)
+                ResponseFuture::inner(future, tripped, self.config.clone(), slot, span)
             }
         }
     }
