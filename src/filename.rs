@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use base64::Engine as _;
 use encoding_rs::Encoding;
 
-use crate::wire::framing::ESC_CARRIER;
+use crate::wire::framing::uncarry;
 use crate::wire::percent;
 use crate::work;
 
@@ -55,18 +55,10 @@ pub(crate) fn from_content_disposition(
         return None; // the common case of a text part: nothing to parse
     }
     let encoding = charset.unwrap_or(encoding_rs::UTF_8);
-    // An ISO-2022-JP header reached `multer` with its ESC bytes carried as
-    // 0xFF (see `wire::framing::ESC_CARRIER`): give them back.
-    let restored: Vec<u8>;
-    let value = if encoding == encoding_rs::ISO_2022_JP && value.contains(&ESC_CARRIER) {
-        restored = value
-            .iter()
-            .map(|&b| if b == ESC_CARRIER { 0x1b } else { b })
-            .collect();
-        &restored[..]
-    } else {
-        value
-    };
+    // A header with control bytes (raw ISO-2022-JP) reached `multer` with
+    // them carried (see `wire::framing::CARRIER`): give them back.
+    let restored = uncarry(value);
+    let value = restored.as_deref().unwrap_or(value);
     // ASCII without an escape is the same text in every charset a header
     // can be in; ISO-2022-JP is ASCII bytes too, but ESC switches it away.
     //
@@ -74,14 +66,31 @@ pub(crate) fn from_content_disposition(
     // names: RFC 7578 makes UTF-8 the file names' charset, and HttpMime's
     // RFC6532 mode writes them so under any `charset`. Text in another
     // charset is almost never valid UTF-8 by chance.
-    let (text, readable) = match std::str::from_utf8(value) {
-        Ok(ascii) if value.is_ascii() && !value.contains(&0x1b) => (Cow::Borrowed(ascii), true),
-        Ok(utf8) if !value.is_ascii() => (Cow::Borrowed(utf8), true),
+    // `read_in` is the charset the header was read in, to write the name
+    // back in as its bytes.
+    let (text, read_in) = match std::str::from_utf8(value) {
+        Ok(ascii) if value.is_ascii() && !value.contains(&0x1b) => {
+            (Cow::Borrowed(ascii), Some(encoding_rs::UTF_8))
+        }
+        Ok(utf8) if !value.is_ascii() => (Cow::Borrowed(utf8), Some(encoding_rs::UTF_8)),
+        // ESC sequences in 7-bit bytes are ISO-2022-JP, as Japanese mailers
+        // write it raw, whatever the request's label says.
+        _ if value.is_ascii()
+            && encoding_rs::ISO_2022_JP
+                .decode_without_bom_handling_and_without_replacement(value)
+                .is_some() =>
+        {
+            let text = encoding_rs::ISO_2022_JP
+                .decode_without_bom_handling(value)
+                .0;
+            (text, Some(encoding_rs::ISO_2022_JP))
+        }
         _ => match encoding.decode_without_bom_handling_and_without_replacement(value) {
-            Some(text) => (text, true),
-            None => (encoding.decode_without_bom_handling(value).0, false),
+            Some(text) => (text, Some(encoding)),
+            None => (encoding.decode_without_bom_handling(value).0, None),
         },
     };
+    let readable = read_in.is_some();
     let params = parameters(text.as_bytes());
     let ext = extended_filename(&params);
     if let Some(Ok(name)) = ext {
@@ -91,8 +100,8 @@ pub(crate) fn from_content_disposition(
     // when the header could not be decoded, the parameter read from the
     // raw bytes (exact unless a byte of a character looks like a quote).
     let raw_bytes = |name: &str, decoded: &str| -> Vec<u8> {
-        if readable {
-            encoding.encode(decoded).0.into_owned()
+        if let Some(read_in) = read_in {
+            read_in.encode(decoded).0.into_owned()
         } else {
             parameters(value)
                 .into_iter()
@@ -591,7 +600,8 @@ mod tests {
 
     #[test]
     fn unreadable_names_are_kept_lossily_with_their_bytes_unless_a_fallback_exists() {
-        let f = lossy(b"form-data; filename=\"\xff\xfe.txt\"", None);
+        // As multer hands it over: the 0xFF byte carried as FF FF.
+        let f = lossy(b"form-data; filename=\"\xff\xff\xfe.txt\"", None);
         assert_eq!(f.decoded, "\u{FFFD}\u{FFFD}.txt");
         assert_eq!(f.raw_bytes, b"\xff\xfe.txt");
         assert_eq!(
@@ -625,6 +635,19 @@ mod tests {
         let jis = b"form-data; filename=\"\x1b$B\x22(\x1b(Ba;b.txt\"";
         let f = from_content_disposition(jis, Some(encoding_rs::ISO_2022_JP)).unwrap();
         assert_eq!((f.decoded.as_str(), f.lossy), ("※a;b.txt", false));
+        // Raw ISO-2022-JP is read as such under any label, or none.
+        for charset in [None, Some(encoding_rs::UTF_8), Some(encoding_rs::SHIFT_JIS)] {
+            let f = from_content_disposition(jis, charset).unwrap();
+            assert_eq!((f.decoded.as_str(), f.lossy), ("※a;b.txt", false));
+            assert_eq!(f.raw_bytes, b"\x1b$B\x22(\x1b(Ba;b.txt");
+        }
+        // A UTF-8 name under another label keeps its UTF-8 bytes.
+        let utf8 = "form-data; filename=\"naïveÿ.txt\"".as_bytes();
+        let f = from_content_disposition(utf8, Some(encoding_rs::ISO_2022_JP)).unwrap();
+        assert_eq!(
+            (f.decoded.as_str(), f.raw_bytes.as_slice()),
+            ("naïveÿ.txt", "naïveÿ.txt".as_bytes())
+        );
         // Without the charset the same bytes are not UTF-8: kept, lossily.
         let f = lossy(sjis, None);
         assert!(f.decoded.contains('\u{FFFD}'), "{f:?}");

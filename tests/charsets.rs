@@ -246,3 +246,63 @@ async fn an_unreadable_file_name_keeps_the_mail_and_its_bytes() {
         ("ok.txt", false)
     );
 }
+
+#[test]
+fn json_is_utf8_whatever_its_label_and_may_start_with_a_bom() {
+    let body = r#"{"event_type":"bounces","server_composition":"café","event":{"bounces":[]}}"#;
+    for ct in ["application/json; charset=ISO-8859-1", "application/json"] {
+        let Webhook::Events(batch) = Webhook::parse(ct, Bytes::from(body)).unwrap() else {
+            panic!("an event batch")
+        };
+        assert_eq!(batch.server_composition, "café", "{ct}");
+    }
+    let with_bom = [&b"\xEF\xBB\xBF"[..], body.as_bytes()].concat();
+    assert!(Webhook::parse("application/json", Bytes::from(with_bom)).is_ok());
+}
+
+#[test]
+fn raw_and_escaped_bytes_of_a_form_body_are_read_once_in_its_charset() {
+    let body = &b"event_type=bounces&server_composition=Caf\xe9+%E9t%E9&event=%7B%22bounces%22%3A%5B%5D%7D"[..];
+    let ct = "application/x-www-form-urlencoded; charset=ISO-8859-1";
+    let Webhook::Events(batch) = Webhook::parse(ct, Bytes::from_static(body)).unwrap() else {
+        panic!("an event batch")
+    };
+    assert_eq!(batch.server_composition, "Café été");
+    // Raw Shift_JIS with a `+`: テスト 1.
+    let sjis = &b"event_type=bounces&server_composition=\x83e\x83X\x83g+1&event=%7B%22bounces%22%3A%5B%5D%7D"[..];
+    let ct = "application/x-www-form-urlencoded; charset=Shift_JIS";
+    let Webhook::Events(batch) = Webhook::parse(ct, Bytes::from_static(sjis)).unwrap() else {
+        panic!("an event batch")
+    };
+    assert_eq!(batch.server_composition, "テスト 1");
+}
+
+#[test]
+fn raw_iso_2022_jp_file_names_keep_the_mail_under_any_label() {
+    // ESC bytes in a part header: multer's parser would refuse the block.
+    let name = b"\x1b$B%F%9%H\x1b(B.txt"; // テスト.txt
+    for ct in [
+        "multipart/form-data; boundary=b",
+        "multipart/form-data; boundary=b; charset=UTF-8",
+    ] {
+        let body = [
+            &b"--b\r\nContent-Disposition: form-data; name=\"server_composition\"\r\n\r\ns\r\n\
+--b\r\nContent-Disposition: form-data; name=\"filter\"\r\n\r\nf\r\n\
+--b\r\nContent-Disposition: form-data; name=\"headers\"\r\n\r\n[]\r\n\
+--b\r\nContent-Disposition: form-data; name=\"envelope-from\"\r\n\r\na@x\r\n\
+--b\r\nContent-Disposition: form-data; name=\"envelope-to\"\r\n\r\nb@y\r\n\
+--b\r\nContent-Disposition: form-data; name=\"attachment1\"; filename=\""[..],
+            name,
+            b"\"\r\n\r\none\r\n--b--\r\n",
+        ]
+        .concat();
+        let mail = cmc_webhook::InboundMail::parse(ct, Bytes::from(body)).expect(ct);
+        let file = &mail.attachments[0];
+        assert_eq!(
+            (file.filename.as_str(), file.filename_lossy),
+            ("テスト.txt", false),
+            "{ct}"
+        );
+        assert_eq!(&file.raw_filename_bytes[..], name);
+    }
+}

@@ -188,3 +188,57 @@ async fn expect_100_continue_is_refused_before_the_body() {
     let reply = String::from_utf8_lossy(&reply[..n]);
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
 }
+
+#[tokio::test]
+async fn a_bare_status_from_the_handler_is_drained_too() {
+    // A handler that answers 403 without a body and without reading the
+    // request's: the response's size must not end it before the drain.
+    let gate = layer(8 << 20).build().unwrap();
+    let app = Router::new().route(
+        "/mails",
+        post(|| async { axum::http::StatusCode::FORBIDDEN }).layer(gate),
+    );
+    let addr = serve(app).await;
+    let body = vec![b'{'; 3 << 20];
+    for _ in 0..3 {
+        let status = write_then_read(addr, &request("application/json", &body)).await;
+        assert_eq!(status.unwrap(), 403);
+    }
+}
+
+#[tokio::test]
+async fn a_body_refused_after_100_continue_is_drained() {
+    // The extractor read the body, so hyper sent 100 Continue and the
+    // client sends it all: the 413 must be readable.
+    let addr = serve(app(layer(1 << 20).build().unwrap())).await;
+    let mut stream = connect(addr).await.unwrap();
+    stream
+        .write_all(b"POST /mails HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    let mut interim = [0; 64];
+    let n = stream.read(&mut interim).await.unwrap();
+    assert!(String::from_utf8_lossy(&interim[..n]).starts_with("HTTP/1.1 100"));
+    let chunk = [
+        format!("{:x}\r\n", 64 * 1024).into_bytes(),
+        vec![b'{'; 64 * 1024],
+        b"\r\n".to_vec(),
+    ]
+    .concat();
+    for _ in 0..48 {
+        stream
+            .write_all(&chunk)
+            .await
+            .expect("the whole 3 MiB is taken in");
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    // The body was read to its end, so the connection may stay open:
+    // read the status line only.
+    let mut reply = [0; 64];
+    let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut reply))
+        .await
+        .expect("an answer within 20 s")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+}

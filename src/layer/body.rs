@@ -30,11 +30,14 @@ pub struct RequestBody<B> {
     inner: Option<Pin<Box<Limited<Counted<B>>>>>,
     tripped: Arc<AtomicBool>,
     give_back: Option<GiveBack<B>>,
+    /// Whether the body was read from (for `Expect: 100-continue`, the
+    /// server then told the client to send it).
+    polled: bool,
 }
 
 /// Where a body dropped before its end goes (see [`RequestBody`]), with
-/// its byte count.
-pub(crate) type GiveBack<B> = Box<dyn FnOnce(Pin<Box<Limited<Counted<B>>>>) + Send>;
+/// whether it was read from.
+pub(crate) type GiveBack<B> = Box<dyn FnOnce(Pin<Box<Limited<Counted<B>>>>, bool) + Send>;
 
 impl<B> RequestBody<B> {
     pub(crate) fn new(
@@ -48,6 +51,7 @@ impl<B> RequestBody<B> {
             inner: Some(Box::pin(Limited::new(Counted::new(body, seen), limit))),
             tripped,
             give_back,
+            polled: false,
         }
     }
 }
@@ -61,7 +65,7 @@ impl<B> std::fmt::Debug for RequestBody<B> {
 impl<B> Drop for RequestBody<B> {
     fn drop(&mut self) {
         if let (Some(inner), Some(give_back)) = (self.inner.take(), self.give_back.take()) {
-            give_back(inner);
+            give_back(inner, self.polled);
         }
     }
 }
@@ -79,6 +83,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
+        this.polled = true;
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -182,9 +187,18 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
+        let hint = match &self.kind {
             Kind::Inner { body } => body.size_hint(),
             Kind::Refused { body } => body.size_hint(),
+        };
+        if self.drain.is_some() {
+            // Not exact while the request body is drained: an exact size
+            // (0 for a bare status) would let hyper finish the response
+            // without polling this body, and so without draining.
+            let mut open = SizeHint::new();
+            open.set_lower(hint.lower());
+            return open;
         }
+        hint
     }
 }

@@ -135,15 +135,12 @@ impl fmt::Debug for Drain {
 }
 
 impl Drain {
-    /// Whether a refused request with these headers is drained: not when
-    /// its client waits for `100 Continue`, nor when it declared more than
-    /// the limits allow (it is then cut off at once).
+    /// Whether a refused request with these headers may be drained: not
+    /// when it declared more than the limits allow (it is then cut off at
+    /// once). See [`expects_continue`] for the other case.
     pub(crate) fn wanted(headers: &http::HeaderMap, limits: DrainLimits) -> bool {
-        let expects_continue = headers
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let declared = crate::request::declared_length(headers);
-        limits.bytes > 0 && !expects_continue && declared.is_none_or(|n| n <= limits.bytes)
+        limits.bytes > 0 && declared.is_none_or(|n| n <= limits.bytes)
     }
 
     /// A drain of `body` (the caller checked [`Drain::wanted`]); `None`
@@ -201,7 +198,17 @@ impl Drain {
     }
 }
 
+/// Whether the client waits for `100 Continue` before it sends the body
+/// (hyper reads the last `Expect`): such a body is drained only if it was
+/// read from, since only then was the client told to send it.
+pub(crate) fn expects_continue(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::EXPECT)
+        .iter()
+        .next_back()
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 /// Where a request body the inner service dropped before its end is put
 /// back, for the layer to drain when the answer is a refusal.
 pub(crate) type Slot = Arc<Mutex<Option<Drain>>>;
-

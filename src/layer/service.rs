@@ -13,7 +13,7 @@ use tower_service::Service;
 use tracing::field;
 
 use super::body::{GiveBack, RequestBody, ResponseBody};
-use super::drain::{Drain, Slot};
+use super::drain::{expects_continue, Drain, Slot};
 use super::future::ResponseFuture;
 use super::Config;
 use crate::client_ip::{client_ip, ClientIp};
@@ -172,9 +172,12 @@ where
                     http::HeaderValue::from_static("close"),
                 );
                 let limits = self.config.drain;
-                let drain = Drain::wanted(request.headers(), limits)
-                    .then(|| Drain::of(request.into_body(), None, limits))
-                    .flatten();
+                // Refused before the body was read: a client waiting for
+                // `100 Continue` has sent nothing, and is sent nothing.
+                let drain = (Drain::wanted(request.headers(), limits)
+                    && !expects_continue(request.headers()))
+                .then(|| Drain::of(request.into_body(), None, limits))
+                .flatten();
                 ResponseFuture::refused(response, drain, span)
             }
             Ok(client) => {
@@ -189,10 +192,14 @@ where
                 let slot = Slot::default();
                 let limits = self.config.drain;
                 let seen = Arc::new(AtomicU64::new(0));
+                let waits = expects_continue(&parts.headers);
                 let give_back: Option<GiveBack<ReqBody>> = Drain::wanted(&parts.headers, limits)
                     .then(|| {
                         let (slot, seen) = (slot.clone(), seen.clone());
-                        Box::new(move |body| {
+                        Box::new(move |body, polled: bool| {
+                            if waits && !polled {
+                                return; // the client was never told to send it
+                            }
                             if let Some(drain) = Drain::of(body, Some(seen), limits) {
                                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(drain);
                             }

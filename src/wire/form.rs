@@ -17,16 +17,10 @@ use super::fields::Fields;
 use super::percent;
 
 /// Parses a whole form body into its top-level fields.
-///
-/// `charset` is the one the request names: the bytes that percent-escapes
-/// spell are text in it (UTF-8 when it names none), as browsers and
-/// HttpClient write them.
-pub(crate) fn parse(
-    body: &Text,
-    charset: Option<&'static encoding_rs::Encoding>,
-    budget: &Budget,
-) -> Result<Fields, ParseError> {
-    let charset = charset::choose(None, charset);
+/// The body is UTF-8, and so are the bytes its escapes spell (a body in
+/// another charset goes to [`parse_bytes`]).
+pub(crate) fn parse(body: &Text, budget: &Budget) -> Result<Fields, ParseError> {
+    let charset = charset::choose(None, None);
     if budget.needs_key() {
         check_key_first(body, charset, budget)?;
     }
@@ -38,6 +32,51 @@ pub(crate) fn parse(
         fields.set_form_field(&name, value, budget)?;
     }
     Ok(fields)
+}
+
+/// Parses a form body whose charset is not UTF-8, from its bytes: raw
+/// bytes and `%XX` escapes alike spell text in `charset` (decoding the
+/// body first and its escapes after would read raw bytes twice).
+pub(crate) fn parse_bytes(
+    body: &[u8],
+    charset: &'static encoding_rs::Encoding,
+    budget: &Budget,
+) -> Result<Fields, ParseError> {
+    let charset = charset::choose(None, Some(charset));
+    let pairs = || {
+        body.split(|&b| b == b'&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| match memchr::memchr(b'=', pair) {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &[][..]),
+            })
+    };
+    if budget.needs_key() {
+        // The key before anything else, as in `parse`.
+        let key = pairs()
+            .find(|(name, _)| decode_bytes(name, charset).is_ok_and(|n| n == "api_key"))
+            .ok_or_else(|| ParseError::missing("api_key"))?;
+        let value = decode_bytes(key.1, charset).map_err(|e| e.at("api_key"))?;
+        budget
+            .check_key(&value)
+            .map_err(|m| ParseError::new(ParseErrorKind::InvalidField, m).at("api_key"))?;
+    }
+    let mut fields = Fields::default();
+    for (name, value) in pairs() {
+        let name = decode_bytes(name, charset)
+            .map_err(|e| e.at(String::from_utf8_lossy(name).into_owned()))?;
+        let value = decode_bytes(value, charset).map_err(|e| e.at(name.as_str()))?;
+        fields.set_form_field(&name, value, budget)?;
+    }
+    Ok(fields)
+}
+
+/// Decodes one raw name or value of [`parse_bytes`].
+fn decode_bytes(raw: &[u8], charset: Charset) -> Result<Text, ParseError> {
+    match percent::decode(raw, true) {
+        Ok(bytes) => charset::decode_vec(bytes.into_owned(), charset),
+        Err(at) => Err(bad_escape_bytes(raw, at)),
+    }
 }
 
 /// Finds and checks the `api_key` before anything else is decoded, so
@@ -75,7 +114,11 @@ fn decode(body: &Text, raw: &str, charset: Charset) -> Result<Text, ParseError> 
 }
 
 fn bad_escape(raw: &str, at: usize) -> ParseError {
-    let shown: String = raw[at..].chars().take(3).collect();
+    bad_escape_bytes(raw.as_bytes(), at)
+}
+
+fn bad_escape_bytes(raw: &[u8], at: usize) -> ParseError {
+    let shown = String::from_utf8_lossy(&raw[at.min(raw.len())..(at + 3).min(raw.len())]);
     ParseError::new(
         ParseErrorKind::Encoding,
         format!("malformed percent-encoding `{shown}` at byte {at}: `%` must be followed by two hex digits"),

@@ -68,24 +68,51 @@ pub(crate) struct Framing {
     /// split across chunks.
     tail: Vec<u8>,
     cap: usize,
-    /// Whether ESC bytes in header blocks are carried as [`ESC_CARRIER`].
-    carry_escapes: bool,
 }
 
-/// What an ESC byte (0x1B) in a part's header block is handed to `multer`
-/// as, for a body whose charset is ISO-2022-JP.
+/// The byte that carries control bytes of a part's header block past
+/// `multer`.
 ///
-/// HttpMime writes file names raw in the request's charset, and raw
-/// ISO-2022-JP switches with ESC sequences; `multer`'s header parser
-/// (httparse) refuses control bytes in a header value, so the whole mail
-/// would be refused over one file name. 0xFF is an `obs-text` byte, which
-/// httparse accepts, and never occurs in ISO-2022-JP (a 7-bit code): the
-/// file-name reader turns it back into ESC (see
-/// [`crate::filename::from_content_disposition`]).
-pub(crate) const ESC_CARRIER: u8 = 0xFF;
+/// Mailers write file names raw in their charset, and raw ISO-2022-JP
+/// switches with ESC sequences; `multer`'s header parser (httparse)
+/// refuses control bytes in a header value, so the whole mail would be
+/// refused over one file name. A header block that holds such a byte (or
+/// this one) is handed over with each written as two bytes: 0xFF, then
+/// the control byte plus 0x40 (ESC becomes `FF 5B`), and 0xFF itself as
+/// `FF FF`. 0xFF is an `obs-text` byte, which httparse accepts; the
+/// file-name reader undoes the carrying exactly ([`uncarry`]).
+pub(crate) const CARRIER: u8 = 0xFF;
+
+/// Whether `b` must be carried: a control byte other than the tab, CR and
+/// LF that frame header lines, or the carrier itself.
+fn must_carry(b: u8) -> bool {
+    matches!(b, 0x00..=0x08 | 0x0b | 0x0c | 0x0e..=0x1f | 0x7f | CARRIER)
+}
+
+/// Undoes the carrying of a header value (see [`CARRIER`]); `None` when
+/// there is nothing to undo.
+pub(crate) fn uncarry(value: &[u8]) -> Option<Vec<u8>> {
+    if !value.contains(&CARRIER) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.iter();
+    while let Some(&b) = bytes.next() {
+        if b == CARRIER {
+            match bytes.next() {
+                Some(&CARRIER) => out.push(CARRIER),
+                Some(&c) => out.push(c.wrapping_sub(0x40) & 0x7f),
+                None => out.push(CARRIER),
+            }
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
+}
 
 impl Framing {
-    pub(crate) fn new(boundary: &str, cap: usize, carry_escapes: bool) -> Framing {
+    pub(crate) fn new(boundary: &str, cap: usize) -> Framing {
         let dash_boundary = [b"--", boundary.as_bytes()].concat();
         let delimiter = [b"\r\n", &dash_boundary[..]].concat();
         Framing {
@@ -97,24 +124,25 @@ impl Framing {
             line_end: None,
             tail: Vec::new(),
             cap,
-            carry_escapes,
         }
     }
 
-    /// A header block as `multer` may see it: ESC bytes carried as
-    /// [`ESC_CARRIER`] when the body is ISO-2022-JP; `None` when it needs
-    /// no change.
+    /// A header block as `multer` may see it, with its control bytes
+    /// carried (see [`CARRIER`]); `None` when it needs no change.
     fn carried(&self, block: &[u8]) -> Option<Bytes> {
-        if !self.carry_escapes || memchr::memchr(0x1b, block).is_none() {
+        if !block.iter().any(|&b| must_carry(b)) {
             return None;
         }
-        Some(
-            block
-                .iter()
-                .map(|&b| if b == 0x1b { ESC_CARRIER } else { b })
-                .collect::<Vec<u8>>()
-                .into(),
-        )
+        let mut out = Vec::with_capacity(block.len() + 16);
+        for &b in block {
+            if must_carry(b) {
+                out.push(CARRIER);
+                out.push(if b == CARRIER { CARRIER } else { b + 0x40 });
+            } else {
+                out.push(b);
+            }
+        }
+        Some(out.into())
     }
 
     /// Takes the next chunk of the body; pushes onto `out` what may be
@@ -365,7 +393,7 @@ mod tests {
     /// Feeds `body` in pieces of `size` and returns what multer would see,
     /// and the pieces it would see.
     fn run(body: &[u8], size: usize, cap: usize) -> Result<(Vec<u8>, usize), HeaderTooLarge> {
-        let mut framing = Framing::new("b", cap, false);
+        let mut framing = Framing::new("b", cap);
         let mut out = VecDeque::new();
         for piece in body.chunks(size) {
             framing.feed(Bytes::copy_from_slice(piece), &mut out)?;
@@ -396,6 +424,35 @@ mod tests {
             passed + 4,
             "preamble, 2 header blocks, the closing `--`"
         );
+    }
+
+    #[test]
+    fn control_bytes_in_header_blocks_are_carried_and_restored_exactly() {
+        let name = b"\x1b$B\x22(\x1b(B\xff\x01\x7f.txt";
+        let body = [
+            &b"--b\r\nContent-Disposition: form-data; name=\"a\"; filename=\""[..],
+            &name[..],
+            b"\"\r\n\r\nx\r\n--b--\r\n",
+        ]
+        .concat();
+        for size in [1, 7, body.len()] {
+            let (seen, _) = run(&body, size, 1024).unwrap();
+            // What multer sees has no control byte httparse refuses...
+            let head_end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            assert!(!seen[..head_end]
+                .iter()
+                .any(|&b| b == 0x1b || b == 0x01 || b == 0x7f));
+            // ... and the value comes back byte for byte.
+            let start = seen.windows(10).position(|w| w == b"filename=\"").unwrap() + 10;
+            let end = head_end - 1;
+            assert_eq!(
+                uncarry(&seen[start..end]).unwrap(),
+                name,
+                "pieces of {size}"
+            );
+        }
+        // A block without such bytes is not touched.
+        assert_eq!(uncarry(b"plain"), None);
     }
 
     #[test]

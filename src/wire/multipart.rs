@@ -65,11 +65,7 @@ where
     }
     let guarded = Guarded::new(
         Box::pin(stream),
-        Framing::new(
-            boundary,
-            limits.part_header_size,
-            charset == Some(encoding_rs::ISO_2022_JP),
-        ),
+        Framing::new(boundary, limits.part_header_size),
     );
     let mut multipart = multer::Multipart::with_constraints(guarded, boundary, constraints);
     let mut fields = Fields::multipart();
