@@ -21,12 +21,27 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::{ParseError, RawJson, Text};
 
 /// One POST of the event webhook: a batch of status-change records.
+///
+/// Serialisable, and readable back into an equal value (the `api_key` is
+/// never serialised), to keep in a queue or a store:
+///
+/// ```
+/// # use bytes::Bytes;
+/// # use cmc_webhook::EventBatch;
+/// # let body = r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[
+/// #   {"created":"2023-01-25 14:06:07","status":"2","to":"a@example.jp","x":[1]}]}}"#;
+/// let batch = EventBatch::parse("application/json", Bytes::from(body))?;
+/// let stored = serde_json::to_string(&batch)?;
+/// let again: EventBatch = serde_json::from_str(&stored)?;
+/// assert_eq!(again, batch);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// ```
 /// use bytes::Bytes;
@@ -45,7 +60,7 @@ use crate::{ParseError, RawJson, Text};
 /// assert_eq!(delivery.sender_ip, None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct EventBatch {
     /// Which kind of records the batch carries (`deliveries`, `bounces`,
@@ -62,7 +77,7 @@ pub struct EventBatch {
     pub events: Vec<Event>,
     /// Top-level parameters this crate does not know, kept as they came
     /// (form fields as JSON strings).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, RawJson>,
 }
 
@@ -160,6 +175,12 @@ impl fmt::Display for EventType {
     }
 }
 
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Text::deserialize(d).map(EventType::from_text)
+    }
+}
+
 impl Serialize for EventType {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -187,7 +208,7 @@ impl Serialize for EventType {
 /// assert_eq!(batch.events[0].message_id(), Some("<b@example.com>"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Event {
@@ -383,6 +404,25 @@ impl fmt::Debug for IdempotencyKey {
     }
 }
 
+impl<'de> Deserialize<'de> for IdempotencyKey {
+    /// From its 32 hex digits.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let hex = Text::deserialize(d)?;
+        let bytes = hex.as_bytes();
+        let mut key = [0; 16];
+        if bytes.len() != 32 {
+            return Err(serde::de::Error::custom(
+                "an idempotency key is 32 hex digits",
+            ));
+        }
+        for (i, pair) in bytes.chunks(2).enumerate() {
+            key[i] = crate::wire::percent::hex_pair(pair[0], pair[1])
+                .ok_or_else(|| serde::de::Error::custom("an idempotency key is 32 hex digits"))?;
+        }
+        Ok(IdempotencyKey(key))
+    }
+}
+
 impl Serialize for IdempotencyKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -394,7 +434,7 @@ impl Serialize for IdempotencyKey {
 /// Version 1 payloads (`envelopeFrom`, `envelopeTo`, no `from` or
 /// `apiData`) fill the same struct: `return_path` and `to` take the
 /// envelope addresses, `from` and `api_data` stay empty.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Delivery {
     /// When the status changed, civil time in the console's time zone.
@@ -420,7 +460,7 @@ pub struct Delivery {
     /// Once sent, the address of the CMC server that sent it.
     pub sender_ip: Option<IpAddr>,
     /// Fields of the record this crate does not know, kept as they came.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, RawJson>,
 }
 
@@ -484,6 +524,12 @@ impl fmt::Display for DeliveryStatus {
     }
 }
 
+impl<'de> Deserialize<'de> for DeliveryStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Text::deserialize(d).map(DeliveryStatus::from_text)
+    }
+}
+
 impl Serialize for DeliveryStatus {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -492,7 +538,7 @@ impl Serialize for DeliveryStatus {
 
 /// A bounce notification (a `bounces` record): a mail that could not be
 /// delivered, with the error-status code.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Bounce {
     /// When the bounce was recorded, civil time in the console's time zone.
@@ -514,7 +560,7 @@ pub struct Bounce {
     /// The sender's `X-Api-Data` header value (empty in version 1).
     pub api_data: Text,
     /// Fields of the record this crate does not know, kept as they came.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, RawJson>,
 }
 
@@ -606,6 +652,12 @@ impl fmt::Display for BounceStatus {
     }
 }
 
+impl<'de> Deserialize<'de> for BounceStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Text::deserialize(d).map(BounceStatus::from_text)
+    }
+}
+
 impl Serialize for BounceStatus {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.code())
@@ -633,7 +685,7 @@ impl Serialize for BounceStatus {
 /// assert!(block.raw.get().contains(r#""extra":{"x":1}"#));
 /// # Ok::<(), cmc_webhook::ParseError>(())
 /// ```
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Block {
     /// `created`, when present.
@@ -657,7 +709,7 @@ impl PartialEq for Block {
 }
 
 /// A record of an `event_type` this crate does not know, kept whole.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct UnknownEvent {
     /// The `event_type` (the key of the record's list in `event`).

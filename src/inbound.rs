@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::{ParseError, Text};
@@ -34,7 +34,7 @@ use crate::{ParseError, Text};
 /// assert!(mail.attachments.is_empty());
 /// # Ok::<(), cmc_webhook::ParseError>(())
 /// ```
-#[derive(Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct InboundMail {
     /// The name of the CMC server configuration that received the mail.
@@ -62,7 +62,7 @@ pub struct InboundMail {
     /// Parameters this crate does not know, kept as they came (text fields
     /// as JSON strings). In JSON mode an `attachments` count that does not
     /// match the (absent) attachment parts is kept here too.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, crate::RawJson>,
 }
 
@@ -130,7 +130,7 @@ impl fmt::Debug for InboundMail {
 /// assert_eq!(headers.get("X-Missing"), None);
 /// assert_eq!(headers.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["Received", "Subject", "RECEIVED"]);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Headers(Vec<Header>);
 
@@ -198,7 +198,7 @@ impl IntoIterator for Headers {
 }
 
 /// One header field of an [`InboundMail`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Header {
     /// The field name, in the case it was sent in.
@@ -253,7 +253,7 @@ impl Header {
 /// assert_eq!(pdf.safe_filename(), "報告.pdf");
 /// # Ok::<(), cmc_webhook::ParseError>(())
 /// ```
-#[derive(Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Attachment {
     /// The form field the file came in (`attachment1`, `attachment2`, ...).
@@ -268,7 +268,10 @@ pub struct Attachment {
     /// The same parameter's bytes as they were sent. Read them when
     /// [`filename_lossy`](Attachment::filename_lossy) is set: they are then
     /// all there is of the name.
-    #[serde(serialize_with = "serialize_base64")]
+    #[serde(
+        serialize_with = "serialize_base64",
+        deserialize_with = "deserialize_base64"
+    )]
     pub raw_filename_bytes: Bytes,
     /// Whether the name could not be decoded: its bytes are not valid in
     /// the charset the request names (UTF-8 when it names none), or its
@@ -279,7 +282,10 @@ pub struct Attachment {
     /// The part's `Content-Type` (`application/octet-stream` when absent).
     pub content_type: Text,
     /// The file's bytes. Serialised as standard base64.
-    #[serde(serialize_with = "serialize_base64")]
+    #[serde(
+        serialize_with = "serialize_base64",
+        deserialize_with = "deserialize_base64"
+    )]
     pub data: Bytes,
 }
 
@@ -324,6 +330,15 @@ impl fmt::Debug for Attachment {
             .field("data", &format_args!("<{} bytes>", self.data.len()))
             .finish()
     }
+}
+
+fn deserialize_base64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+    use base64::Engine as _;
+    let text = Text::deserialize(d)?;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.as_bytes())
+        .map(Bytes::from)
+        .map_err(serde::de::Error::custom)
 }
 
 fn serialize_base64<S: serde::Serializer>(data: &Bytes, s: S) -> Result<S::Ok, S::Error> {

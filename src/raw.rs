@@ -114,6 +114,17 @@ impl From<Value> for RawJson {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for RawJson {
+    /// Any value, kept as its JSON text (keys sorted, escapes
+    /// normalised: equal to the original by [`PartialEq`]). Read through a
+    /// `serde_json::Value`, so that it also works inside the internally
+    /// tagged [`Event`](crate::Event), where serde buffers the content and
+    /// a raw value cannot be captured.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawJson, D::Error> {
+        Value::deserialize(d).map(|v| RawJson::from_value(&v))
+    }
+}
+
 impl Serialize for RawJson {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let raw: &RawValue = serde_json::from_str(self.get()).map_err(serde::ser::Error::custom)?;

@@ -1,7 +1,7 @@
 //! [`Webhook`]: either kind of call, detected from the body.
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{EventBatch, InboundMail, Limits, ParseError};
 
@@ -22,7 +22,7 @@ use crate::{EventBatch, InboundMail, Limits, ParseError};
 /// }
 /// # Ok::<(), cmc_webhook::ParseError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "webhook", content = "body", rename_all = "snake_case")]
 pub enum Webhook {
     /// An event-webhook batch (delivery status changes).
