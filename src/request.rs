@@ -223,22 +223,19 @@ where
                 .await
                 .map_err(Rejection::from)
         }
-        Encoding::Form if charset.is_some_and(|c| c != encoding_rs::UTF_8) => {
+        Encoding::Form => {
             let bytes = collect(body).await?;
-            let charset = charset.unwrap_or(encoding_rs::UTF_8);
-            wire::form::parse_bytes(&bytes, charset, &budget).map_err(Rejection::from)
+            wire::parse_form(bytes, charset, &budget).map_err(Rejection::from)
         }
-        Encoding::Json | Encoding::Form => {
+        Encoding::Json => {
             let bytes = collect(body).await?;
-            match wire::body_text(bytes) {
-                Err(e) => Err(Rejection::from(e)),
-                Ok(text) if encoding == Encoding::Json => {
+            wire::body_text(bytes)
+                .map_err(Rejection::from)
+                .and_then(|text| {
                     let parsed = wire::json::parse(&text, &budget).map_err(Rejection::from);
                     json_text = Some(text);
                     parsed
-                }
-                Ok(text) => wire::form::parse(&text, &budget).map_err(Rejection::from),
-            }
+                })
         }
     };
     let parsed = parsed.and_then(|fields| Ok(fields.into_webhook(expected)?));

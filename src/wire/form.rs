@@ -21,17 +21,16 @@ use super::percent;
 /// another charset goes to [`parse_bytes`]).
 pub(crate) fn parse(body: &Text, budget: &Budget) -> Result<Fields, ParseError> {
     let charset = charset::choose(None, None);
-    if budget.needs_key() {
-        check_key_first(body, charset, budget)?;
-    }
-    let mut fields = Fields::default();
-    for pair in body.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = decode(body, name, charset).map_err(|e| e.at(name.to_owned()))?;
-        let value = decode(body, value, charset).map_err(|e| e.at(name.as_str()))?;
-        fields.set_form_field(&name, value, budget)?;
-    }
-    Ok(fields)
+    read_pairs(
+        || {
+            body.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        },
+        |raw: &str| decode(body, raw, charset),
+        |raw: &str| raw.to_owned(),
+        budget,
+    )
 }
 
 /// Parses a form body whose charset is not UTF-8, from its bytes: raw
@@ -43,29 +42,51 @@ pub(crate) fn parse_bytes(
     budget: &Budget,
 ) -> Result<Fields, ParseError> {
     let charset = charset::choose(None, Some(charset));
-    let pairs = || {
-        body.split(|&b| b == b'&')
-            .filter(|p| !p.is_empty())
-            .map(|pair| match memchr::memchr(b'=', pair) {
-                Some(at) => (&pair[..at], &pair[at + 1..]),
-                None => (pair, &[][..]),
-            })
-    };
+    read_pairs(
+        || {
+            body.split(|&b| b == b'&')
+                .filter(|p| !p.is_empty())
+                .map(|pair| match memchr::memchr(b'=', pair) {
+                    Some(at) => (&pair[..at], &pair[at + 1..]),
+                    None => (pair, &[][..]),
+                })
+        },
+        |raw: &[u8]| decode_bytes(raw, charset),
+        |raw: &[u8]| String::from_utf8_lossy(raw).into_owned(),
+        budget,
+    )
+}
+
+/// Reads the `name=value` pairs of a body into its fields, each name and
+/// value through `decode` (`shown` names an undecodable name in errors).
+///
+/// When a key is required, the `api_key` is found and checked before any
+/// other value is decoded, so that a caller without a valid key costs one
+/// scan and learns nothing of the rest of the body. Its state is in
+/// `budget`; the error is the caller's to hide.
+fn read_pairs<R, I>(
+    pairs: impl Fn() -> I,
+    decode: impl Fn(R) -> Result<Text, ParseError>,
+    shown: impl Fn(R) -> String,
+    budget: &Budget,
+) -> Result<Fields, ParseError>
+where
+    R: Copy,
+    I: Iterator<Item = (R, R)>,
+{
     if budget.needs_key() {
-        // The key before anything else, as in `parse`.
-        let key = pairs()
-            .find(|(name, _)| decode_bytes(name, charset).is_ok_and(|n| n == "api_key"))
+        let (_, key) = pairs()
+            .find(|&(name, _)| decode(name).is_ok_and(|n| n == "api_key"))
             .ok_or_else(|| ParseError::missing("api_key"))?;
-        let value = decode_bytes(key.1, charset).map_err(|e| e.at("api_key"))?;
+        let key = decode(key).map_err(|e| e.at("api_key"))?;
         budget
-            .check_key(&value)
+            .check_key(&key)
             .map_err(|m| ParseError::new(ParseErrorKind::InvalidField, m).at("api_key"))?;
     }
     let mut fields = Fields::default();
     for (name, value) in pairs() {
-        let name = decode_bytes(name, charset)
-            .map_err(|e| e.at(String::from_utf8_lossy(name).into_owned()))?;
-        let value = decode_bytes(value, charset).map_err(|e| e.at(name.as_str()))?;
+        let name = decode(name).map_err(|e| e.at(shown(name)))?;
+        let value = decode(value).map_err(|e| e.at(name.as_str()))?;
         fields.set_form_field(&name, value, budget)?;
     }
     Ok(fields)
@@ -77,26 +98,6 @@ fn decode_bytes(raw: &[u8], charset: Charset) -> Result<Text, ParseError> {
         Ok(bytes) => charset::decode_vec(bytes.into_owned(), charset),
         Err(at) => Err(bad_escape_bytes(raw, at)),
     }
-}
-
-/// Finds and checks the `api_key` before anything else is decoded, so
-/// that a caller without a valid key costs one scan and learns nothing of
-/// the rest of the body. Its state is in `budget`; the error is the
-/// caller's to hide.
-fn check_key_first(body: &Text, charset: Charset, budget: &Budget) -> Result<(), ParseError> {
-    for pair in body.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let is_key = name == "api_key"
-            || (name.contains(['%', '+'])
-                && decode(body, name, charset).is_ok_and(|n| n == "api_key"));
-        if is_key {
-            let value = decode(body, value, charset).map_err(|e| e.at("api_key"))?;
-            return budget
-                .check_key(&value)
-                .map_err(|m| ParseError::new(ParseErrorKind::InvalidField, m).at("api_key"));
-        }
-    }
-    Err(ParseError::missing("api_key"))
 }
 
 /// A charset and where it came from.

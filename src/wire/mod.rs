@@ -83,13 +83,23 @@ pub(crate) fn parse(
     let charset = charset::of_content_type(content_type)?;
     let fields = match encoding {
         Encoding::Json => json::parse(&body_text(body)?, &budget)?,
-        Encoding::Form => match charset {
-            Some(c) if c != encoding_rs::UTF_8 => form::parse_bytes(&body, c, &budget)?,
-            _ => form::parse(&body_text(body)?, &budget)?,
-        },
+        Encoding::Form => parse_form(body, charset, &budget)?,
         Encoding::Multipart { boundary } => multipart::parse(&boundary, charset, body, limits)?,
     };
     fields.into_webhook(expected)
+}
+
+/// A form body, in the charset the request names: UTF-8 (sharing the
+/// body), or read from its bytes in another charset.
+pub(crate) fn parse_form(
+    body: Bytes,
+    charset: Option<&'static encoding_rs::Encoding>,
+    budget: &budget::Budget,
+) -> Result<fields::Fields, ParseError> {
+    match charset {
+        Some(c) if c != encoding_rs::UTF_8 => form::parse_bytes(&body, c, budget),
+        _ => form::parse(&body_text(body)?, budget),
+    }
 }
 
 /// A UTF-8 JSON or form body as text, sharing the body; a byte-order mark
