@@ -16,8 +16,8 @@ use crate::wire::framing::uncarry;
 use crate::wire::percent;
 use crate::work;
 
-/// A file name as sent and decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A file name as sent and decoded (empty for a part without one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct FileName {
     /// The name, decoded; with U+FFFD where it could not be read.
     pub decoded: String,

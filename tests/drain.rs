@@ -85,6 +85,16 @@ fn request(content_type: &str, body: &[u8]) -> Vec<u8> {
     common::http::post("/mails", &[&format!("Content-Type: {content_type}")], body)
 }
 
+/// One 64 KiB chunk of a chunked body, with its framing.
+fn chunk_of_64k() -> Vec<u8> {
+    [
+        format!("{:x}\r\n", 64 * 1024).into_bytes(),
+        vec![b'{'; 64 * 1024],
+        b"\r\n".to_vec(),
+    ]
+    .concat()
+}
+
 /// 3 MiB of multipart whose first part is malformed: refused as soon as
 /// that part is read.
 fn malformed_first_part() -> Vec<u8> {
@@ -144,12 +154,7 @@ async fn a_client_sending_beyond_the_drain_bound_is_cut_off() {
         .await
         .unwrap();
     let started = Instant::now();
-    let chunk = [
-        format!("{:x}\r\n", 64 * 1024).into_bytes(),
-        vec![b'{'; 64 * 1024],
-        b"\r\n".to_vec(),
-    ]
-    .concat();
+    let chunk = chunk_of_64k();
     let mut sent = 0usize;
     let cut = loop {
         if let Err(e) = stream.write_all(&chunk).await {
@@ -219,12 +224,7 @@ async fn a_body_refused_after_100_continue_is_drained() {
     let mut interim = [0; 64];
     let n = stream.read(&mut interim).await.unwrap();
     assert!(String::from_utf8_lossy(&interim[..n]).starts_with("HTTP/1.1 100"));
-    let chunk = [
-        format!("{:x}\r\n", 64 * 1024).into_bytes(),
-        vec![b'{'; 64 * 1024],
-        b"\r\n".to_vec(),
-    ]
-    .concat();
+    let chunk = chunk_of_64k();
     for _ in 0..48 {
         stream
             .write_all(&chunk)

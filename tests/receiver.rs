@@ -164,6 +164,13 @@ fn sample_request() -> Vec<u8> {
     CmcRequest::raw(ct, body).uri("/mails").to_http1("test")
 }
 
+/// The same request, leaving the connection open for the next.
+fn keep_alive_request() -> String {
+    String::from_utf8(sample_request())
+        .unwrap()
+        .replace("Connection: close\r\n", "")
+}
+
 /// Waits until the server closes `stream`; returns how long that took.
 async fn closed_after(stream: &mut TcpStream) -> Duration {
     let started = Instant::now();
@@ -203,9 +210,7 @@ async fn unfinished_headers_are_cut_off_while_normal_requests_are_served() {
 async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
     let addr = start(receiver(loopback()), short(1, 60, 64)).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = String::from_utf8(sample_request())
-        .unwrap()
-        .replace("Connection: close\r\n", "");
+    let request = keep_alive_request();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut buf = vec![0; 4096];
     let n = stream.read(&mut buf).await.unwrap();
@@ -359,9 +364,7 @@ async fn connections_close_after_their_request_budget() {
     };
     let addr = start(receiver(loopback()), limits).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let one = String::from_utf8(sample_request())
-        .unwrap()
-        .replace("Connection: close\r\n", "");
+    let one = keep_alive_request();
     stream.write_all(one.repeat(3).as_bytes()).await.unwrap();
     let mut replies = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut replies))
@@ -406,8 +409,11 @@ async fn a_save_dropped_half_way_leaves_no_file() {
     // Give the save more time each round until a round is cut off
     // half-way; after every cut, nothing may be left.
     let mut cut = 0;
-    for micros in (0..40).map(|i| 50u64 << (i / 4)) {
-        let save = app::save_attachments(&dir, micros, &mail);
+    for round in 0..40u64 {
+        let micros = 50u64 << (round / 4);
+        // Each round is its own mail: its files never share a name with
+        // those of a round still being undone.
+        let save = app::save_attachments(&dir, round, &mail);
         match tokio::time::timeout(Duration::from_micros(micros), save).await {
             Err(_) => {
                 cut += 1;

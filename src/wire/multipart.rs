@@ -176,12 +176,7 @@ async fn add_part(
     let (name, part) = read_part(field, charset).await?;
     let number = attachment_number(&name);
     if number.is_some() || part.file.is_some() {
-        let file = part.file.unwrap_or_else(|| filename::FileName {
-            decoded: String::new(),
-            raw: String::new(),
-            raw_bytes: Vec::new(),
-            lossy: false,
-        });
+        let file = part.file.unwrap_or_default();
         fields.add_attachment(
             number,
             Attachment {
