@@ -320,7 +320,7 @@ impl Event {
 /// `created` as the key hashes it: CMC's own `YYYY-MM-DD HH:MM:SS` (with
 /// nanoseconds only when there are any), written here rather than by a
 /// library's `Display`, whose format could change under the key.
-fn key_time(t: DateTime) -> String {
+pub(crate) fn key_time(t: DateTime) -> String {
     let mut s = format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
         t.year(),
@@ -373,12 +373,18 @@ pub struct IdempotencyKey([u8; 16]);
 
 impl IdempotencyKey {
     fn of(parts: &[&str]) -> IdempotencyKey {
+        IdempotencyKey::of_bytes(parts.iter().map(|p| p.as_bytes()))
+    }
+
+    /// The first 16 bytes of the SHA-256 of the parts, each prefixed with
+    /// its length.
+    pub(crate) fn of_bytes<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> IdempotencyKey {
         use sha2::{Digest, Sha256};
         let mut hasher = Sha256::new();
         for part in parts {
             // Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
             hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part.as_bytes());
+            hasher.update(part);
         }
         let digest = hasher.finalize();
         let mut key = [0; 16];
@@ -404,22 +410,49 @@ impl fmt::Debug for IdempotencyKey {
     }
 }
 
+/// A text that is not an [`IdempotencyKey`]: not 32 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidKey;
+
+impl fmt::Display for InvalidKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an idempotency key is 32 hex digits")
+    }
+}
+
+impl std::error::Error for InvalidKey {}
+
+impl std::str::FromStr for IdempotencyKey {
+    type Err = InvalidKey;
+
+    /// From its 32 hex digits, in either letter case.
+    ///
+    /// ```
+    /// use cmc_webhook::IdempotencyKey;
+    ///
+    /// let key: IdempotencyKey = "00112233445566778899AABBCCDDEEFF".parse()?;
+    /// assert_eq!(key.to_string(), "00112233445566778899aabbccddeeff");
+    /// assert!("0011".parse::<IdempotencyKey>().is_err());
+    /// # Ok::<(), cmc_webhook::event::InvalidKey>(())
+    /// ```
+    fn from_str(hex: &str) -> Result<IdempotencyKey, InvalidKey> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 32 {
+            return Err(InvalidKey);
+        }
+        let mut key = [0; 16];
+        for (i, pair) in bytes.chunks(2).enumerate() {
+            key[i] = crate::wire::percent::hex_pair(pair[0], pair[1]).ok_or(InvalidKey)?;
+        }
+        Ok(IdempotencyKey(key))
+    }
+}
+
 impl<'de> Deserialize<'de> for IdempotencyKey {
     /// From its 32 hex digits.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let hex = Text::deserialize(d)?;
-        let bytes = hex.as_bytes();
-        let mut key = [0; 16];
-        if bytes.len() != 32 {
-            return Err(serde::de::Error::custom(
-                "an idempotency key is 32 hex digits",
-            ));
-        }
-        for (i, pair) in bytes.chunks(2).enumerate() {
-            key[i] = crate::wire::percent::hex_pair(pair[0], pair[1])
-                .ok_or_else(|| serde::de::Error::custom("an idempotency key is 32 hex digits"))?;
-        }
-        Ok(IdempotencyKey(key))
+        hex.parse().map_err(serde::de::Error::custom)
     }
 }
 

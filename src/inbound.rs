@@ -91,6 +91,69 @@ impl InboundMail {
         )?
         .into_inbound()
     }
+
+    /// A stable key for this mail, so that a mail CMC sends twice is
+    /// recognised (the inbox stores one row per key).
+    ///
+    /// It hashes what a retry repeats exactly and what a different mail
+    /// does not share: the envelope, every header in order, the subject,
+    /// both bodies, and each attachment's field, name, type and bytes. The
+    /// encoding the mail came in does not matter. Not the `Message-ID`
+    /// alone: anybody can write a mail with the `Message-ID` of another,
+    /// and that must not make the other vanish as a repeat.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook::InboundMail;
+    ///
+    /// let body = r#"{"server_composition":"pro","filter":"info@example.jp",
+    ///   "headers":[{"name":"Message-ID","value":"<1@x>"}],"subject":"Hi",
+    ///   "envelope-from":"a@example.com","envelope-to":"info@example.jp","text":"hello"}"#;
+    /// let mail = InboundMail::parse("application/json", Bytes::from(body))?;
+    /// let again = InboundMail::parse("application/json", Bytes::from(body))?;
+    /// assert_eq!(mail.idempotency_key(), again.idempotency_key());
+    ///
+    /// let mut other = mail.clone();
+    /// other.text = Some("another mail, same Message-ID".into());
+    /// assert_ne!(mail.idempotency_key(), other.idempotency_key());
+    /// # Ok::<(), cmc_webhook::ParseError>(())
+    /// ```
+    pub fn idempotency_key(&self) -> crate::IdempotencyKey {
+        // The counts keep the lists apart: a header cannot pass for an
+        // attachment.
+        let counts =
+            [self.headers.len() as u64, self.attachments.len() as u64].map(u64::to_be_bytes);
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(10 + 2 * self.headers.len());
+        parts.extend([counts[0].as_slice(), counts[1].as_slice()]);
+        parts.extend([
+            b"inbound".as_slice(),
+            self.envelope_from.as_str().as_bytes(),
+            self.envelope_to.as_str().as_bytes(),
+            self.subject.as_str().as_bytes(),
+        ]);
+        // An absent body differs from an empty one.
+        for body in [&self.text, &self.html] {
+            match body {
+                Some(t) => parts.extend([b"1".as_slice(), t.as_str().as_bytes()]),
+                None => parts.push(b"0"),
+            }
+        }
+        parts.extend(
+            self.headers
+                .iter()
+                .flat_map(|h| [h.name.as_str().as_bytes(), h.value.as_str().as_bytes()]),
+        );
+        for a in &self.attachments {
+            parts.extend([
+                b"attachment".as_slice(),
+                a.field_name.as_str().as_bytes(),
+                &a.raw_filename_bytes,
+                a.content_type.as_str().as_bytes(),
+                &a.data,
+            ]);
+        }
+        crate::IdempotencyKey::of_bytes(parts)
+    }
 }
 
 impl fmt::Debug for InboundMail {

@@ -100,6 +100,8 @@ pub mod event;
 pub mod extract;
 mod filename;
 pub mod inbound;
+#[cfg(feature = "sqlite")]
+pub mod inbox;
 pub mod japanese;
 pub mod layer;
 mod limits;

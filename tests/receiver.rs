@@ -1,7 +1,8 @@
-//! End to end: the receiver example's app and serve loop on a random
-//! port, every fixture posted over TCP in every encoding (and as it was
-//! captured), and the JSON lines it prints checked for count and content;
-//! then its timeouts, connection cap and attachment saving.
+//! End to end: the receiver example's app, inbox and serve loop on a
+//! random port, every fixture posted over TCP in every encoding (and as it
+//! was captured), and the JSON lines its worker prints checked for count
+//! and content: each event and mail once, whatever the encoding; then its
+//! timeouts, connection cap and attachment saving.
 
 mod common;
 
@@ -21,33 +22,32 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use bytes::Bytes;
+use cmc_webhook::inbox::Inbox;
 use cmc_webhook::test_util::{encode, CmcRequest, WireEncoding};
 use cmc_webhook::Webhook;
 use serde_json::Value;
 
-/// The line a webhook must produce, as (kind, identity) pairs, counted.
-fn expected_lines(webhook: &Webhook, into: &mut BTreeMap<String, usize>, attachments: bool) {
+/// The lines a webhook must produce once stored: one per event key and
+/// per mail key, whatever the encoding and however often it was posted.
+fn expected_lines(webhook: &Webhook, into: &mut BTreeMap<String, String>, attachments: bool) {
     match webhook {
         Webhook::Events(batch) => {
             for event in &batch.events {
-                *into
-                    .entry(format!(
-                        "event {} {}",
-                        event.event_type(),
-                        event.idempotency_key()
-                    ))
-                    .or_default() += 1;
+                let key = event.idempotency_key().to_string();
+                into.insert(key.clone(), format!("event {} {key}", event.event_type()));
             }
         }
         Webhook::Inbound(mail) => {
-            let files = if attachments {
-                mail.attachments.len()
-            } else {
-                0
-            };
-            *into
-                .entry(format!("inbound {} {} {files}", mail.filter, mail.subject))
-                .or_default() += 1;
+            let mut mail = mail.clone();
+            if !attachments {
+                mail.attachments.clear();
+            }
+            let key = mail.idempotency_key().to_string();
+            let files = mail.attachments.len();
+            into.insert(
+                key.clone(),
+                format!("inbound {} {} {files} {key}", mail.filter, mail.subject),
+            );
         }
     }
 }
@@ -60,29 +60,63 @@ fn printed(line: &Value) -> String {
             line["key"].as_str().unwrap()
         ),
         Some("inbound") => format!(
-            "inbound {} {} {}",
+            "inbound {} {} {} {}",
             line["filter"].as_str().unwrap(),
             line["subject"].as_str().unwrap(),
-            line["attachments"].as_array().unwrap().len()
+            line["attachments"].as_array().unwrap().len(),
+            line["key"].as_str().unwrap()
         ),
         other => panic!("unexpected line type {other:?}: {line}"),
     }
 }
 
-#[tokio::test]
-async fn every_fixture_in_every_encoding_prints_its_lines() {
+/// Lines written to a buffer.
+fn buffer() -> (Arc<Mutex<Vec<String>>>, app::Sink) {
     let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink_lines = lines.clone();
+    (
+        lines,
+        Arc::new(move |line| sink_lines.lock().unwrap().push(line)),
+    )
+}
+
+/// Waits until the inbox holds no pending or running row.
+async fn drained(inbox: &Inbox) -> cmc_webhook::inbox::Counts {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = inbox.counts().await.unwrap();
+        if counts.events.pending
+            + counts.events.running
+            + counts.mails.pending
+            + counts.mails.running
+            == 0
+        {
+            return counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not finish: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_fixture_in_every_encoding_is_stored_once_and_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::sqlite(dir.path().join("cmc-inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let (lines, sink) = buffer();
     let options = app::Options {
         allow: vec!["127.0.0.0/8".parse().unwrap()],
         body_limit: 1 << 20,
         ..app::Options::default()
     };
-    let router = app::router(
-        &options,
-        Arc::new(move |line| sink_lines.lock().unwrap().push(line)),
-    )
-    .unwrap();
+    let printer = app::Printer::new(&options, sink);
+    let worker = inbox.worker(move |job| printer.clone().handle(job)).spawn();
+    let router = app::router(&options, app::Target::Inbox(inbox.clone())).unwrap();
     let addr = start(router, serve::Limits::default()).await;
 
     let mut expected = BTreeMap::new();
@@ -113,14 +147,22 @@ async fn every_fixture_in_every_encoding_prints_its_lines() {
     }
     assert_eq!(posted, 4 * common::all_bodies().len());
 
+    let counts = drained(&inbox).await;
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    let events = expected.values().filter(|l| l.starts_with("event")).count() as u64;
+    assert_eq!(counts.events.done, events);
+    assert_eq!(counts.mails.done, expected.len() as u64 - events);
     let lines = lines.lock().unwrap();
     let mut got = BTreeMap::new();
     for line in lines.iter() {
         let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert_eq!(value["client"], "127.0.0.1");
-        *got.entry(printed(&value)).or_insert(0usize) += 1;
+        let key = value["key"].as_str().unwrap().to_owned();
+        assert!(
+            got.insert(key, printed(&value)).is_none(),
+            "printed twice: {line}"
+        );
     }
-    assert_eq!(lines.len(), expected.values().sum::<usize>());
     assert_eq!(got, expected);
 }
 
@@ -137,8 +179,9 @@ async fn start(router: axum::Router, limits: serve::Limits) -> SocketAddr {
     addr
 }
 
+/// The receiver without a store: these tests are about serving.
 fn receiver(options: app::Options) -> axum::Router {
-    app::router(&options, Arc::new(|_line| {})).unwrap()
+    app::router(&options, app::Target::Print(Arc::new(|_line| {}))).unwrap()
 }
 
 fn loopback() -> app::Options {
@@ -275,20 +318,24 @@ async fn attachments_are_saved_whole_under_their_final_name_only() {
     let dir = std::env::temp_dir().join(format!("cmc-receiver-save-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     app::check_save_dir(&dir).unwrap();
-    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sink_lines = lines.clone();
+    let store = tempfile::tempdir().unwrap();
+    let inbox = Inbox::sqlite(store.path().join("cmc-inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let (lines, sink) = buffer();
     let options = app::Options {
         save_dir: Some(dir.clone()),
         ..loopback()
     };
-    let router = app::router(
-        &options,
-        Arc::new(move |l| sink_lines.lock().unwrap().push(l)),
-    )
-    .unwrap();
+    let printer = app::Printer::new(&options, sink);
+    let worker = inbox.worker(move |job| printer.clone().handle(job)).spawn();
+    let router = app::router(&options, app::Target::Inbox(inbox.clone())).unwrap();
     let addr = start(router, serve::Limits::default()).await;
     let reply = common::http::send_raw(addr, &inbound_request(true)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(drained(&inbox).await.mails.done, 1);
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
     let line: Value = serde_json::from_str(&lines.lock().unwrap()[0]).unwrap();
     let saved = line["attachments"][0]["saved"].as_str().unwrap().to_owned();
     let size = line["attachments"][0]["size"].as_u64().unwrap();
@@ -314,6 +361,7 @@ async fn an_unusable_save_dir_fails_at_start_up_and_never_costs_mails_without_fi
         save_dir: Some(dir.clone()),
         ..loopback()
     };
+    // Without a store, the route saves before it answers.
     let addr = start(receiver(options), serve::Limits::default()).await;
     // A mail without attachments is accepted...
     let reply = common::http::send_raw(addr, &inbound_request(false)).await;

@@ -1,7 +1,9 @@
-//! The receiver's application: a `POST /mails` route that accepts both CMC
-//! webhooks behind a `WebhookLayer` and writes one JSON line per event and
-//! per inbound mail. Kept apart from `main.rs` so that the end-to-end test
-//! runs the same code.
+//! The receiver's application: a `POST /mails` route behind a
+//! `WebhookLayer` that stores both CMC webhooks in the inbox, and the
+//! worker's handler that writes one JSON line per event and per inbound
+//! mail (and saves attachments). Without a store (`--store none`) the
+//! route writes the lines itself. Kept apart from `main.rs` so that the
+//! end-to-end tests run the same code.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,10 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{post, post_service};
 use axum::{Extension, Router};
 use cmc_webhook::client_ip::ClientIp;
-use cmc_webhook::{default_time_zone, Attachment, ConfigError, InboundMail, Webhook, WebhookLayer};
+use cmc_webhook::inbox::{Inbox, Item, Job};
+use cmc_webhook::{
+    default_time_zone, Attachment, ConfigError, Event, InboundMail, Webhook, WebhookLayer,
+};
 use ipnet::IpNet;
 use serde_json::{json, Value};
 
@@ -29,15 +34,16 @@ pub struct Options {
 /// Where the JSON lines go (stdout in the example, a buffer in tests).
 pub type Sink = Arc<dyn Fn(String) + Send + Sync>;
 
-#[derive(Clone)]
-struct AppState {
-    sink: Sink,
-    save_dir: Option<Arc<PathBuf>>,
-    mails: Arc<AtomicU64>,
+/// Where accepted webhooks go.
+pub enum Target {
+    /// Stored in the inbox before the 200; its worker prints them.
+    Inbox(Inbox),
+    /// Printed before the 200, not stored.
+    Print(Sink),
 }
 
 /// The router: `POST /mails` behind the layer.
-pub fn router(options: &Options, sink: Sink) -> Result<Router, ConfigError> {
+pub fn router(options: &Options, target: Target) -> Result<Router, ConfigError> {
     let mut layer = WebhookLayer::builder()
         .allow_all(options.allow.iter().copied())
         .body_limit(options.body_limit);
@@ -47,58 +53,104 @@ pub fn router(options: &Options, sink: Sink) -> Result<Router, ConfigError> {
     for key in &options.api_keys {
         layer = layer.api_key(key.clone());
     }
-    let state = AppState {
-        sink,
-        save_dir: options.save_dir.clone().map(Arc::new),
-        mails: Arc::default(),
-    };
-    Ok(Router::new()
-        .route("/mails", post(on_webhook).layer(layer.build()?))
-        .with_state(state))
+    let layer = layer.build()?;
+    Ok(match target {
+        Target::Inbox(inbox) => {
+            Router::new().route("/mails", post_service(inbox.receive()).layer(layer))
+        }
+        Target::Print(sink) => Router::new()
+            .route("/mails", post(on_webhook).layer(layer))
+            .with_state(Printer::new(options, sink)),
+    })
 }
 
+/// Writes the lines of webhooks, and saves attachments.
+#[derive(Clone)]
+pub struct Printer {
+    sink: Sink,
+    save_dir: Option<Arc<PathBuf>>,
+    mails: Arc<AtomicU64>,
+}
+
+impl Printer {
+    pub fn new(options: &Options, sink: Sink) -> Printer {
+        Printer {
+            sink,
+            save_dir: options.save_dir.clone().map(Arc::new),
+            mails: Arc::default(),
+        }
+    }
+
+    /// The worker's handler: the line of a stored event or mail. A mail
+    /// whose attachments cannot be saved fails, and is tried again.
+    pub async fn handle(self, job: Job) -> Result<(), String> {
+        let client = job.client.map(|c| c.to_string()).unwrap_or_default();
+        match &job.item {
+            Item::Event(event) => {
+                (self.sink)(event_line(&client, &job.server_composition, event).to_string())
+            }
+            Item::Mail(mail) => {
+                let number = u64::try_from(job.id.id).unwrap_or_default();
+                let saved = self.save(number, mail).await?;
+                (self.sink)(inbound_line(mail, &client, saved).to_string());
+            }
+            other => return Err(format!("the receiver does not know {other:?}")),
+        }
+        Ok(())
+    }
+
+    /// Saves a mail's attachments when a directory is set.
+    async fn save(&self, number: u64, mail: &InboundMail) -> Result<Vec<Value>, String> {
+        match &self.save_dir {
+            // A mail without attachments never touches the directory.
+            Some(dir) if !mail.attachments.is_empty() => save_attachments(dir, number, mail)
+                .await
+                .map_err(|e| format!("could not save the attachments: {e}")),
+            _ => Ok(vec![Value::Null; mail.attachments.len()]),
+        }
+    }
+}
+
+/// The route without a store: prints, then answers.
 async fn on_webhook(
-    State(state): State<AppState>,
+    State(printer): State<Printer>,
     Extension(ClientIp(client)): Extension<ClientIp>,
     webhook: Webhook,
 ) -> Result<&'static str, (StatusCode, String)> {
+    let client = client.to_string();
     match webhook {
         Webhook::Events(batch) => {
-            let tz = default_time_zone();
             for event in &batch.events {
-                let line = json!({
-                    "type": "event",
-                    "client": client.to_string(),
-                    "server_composition": batch.server_composition,
-                    "event_type": event.event_type(),
-                    "key": event.idempotency_key(),
-                    "at": event.created_at(&tz).and_then(Result::ok).map(|t| t.to_string()),
-                    "event": event,
-                });
-                (state.sink)(line.to_string());
+                (printer.sink)(event_line(&client, &batch.server_composition, event).to_string());
             }
         }
         Webhook::Inbound(mail) => {
-            let number = state.mails.fetch_add(1, Ordering::Relaxed);
-            let saved = match &state.save_dir {
-                // An attachment that cannot be stored is a 500: CMC sends the
-                // mail again later. A mail without attachments never
-                // touches the directory.
-                Some(dir) if !mail.attachments.is_empty() => {
-                    save_attachments(dir, number, &mail).await.map_err(|e| {
-                        tracing::error!(error = %e, "could not save the attachments");
-                        (
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "could not store the mail\n".to_owned(),
-                        )
-                    })?
-                }
-                _ => vec![Value::Null; mail.attachments.len()],
-            };
-            (state.sink)(inbound_line(&mail, &client.to_string(), saved).to_string());
+            let number = printer.mails.fetch_add(1, Ordering::Relaxed);
+            // An attachment that cannot be stored is a 500: CMC sends the
+            // mail again later.
+            let saved = printer.save(number, &mail).await.map_err(|e| {
+                tracing::error!(error = %e, "could not save the attachments");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "could not store the mail\n".to_owned(),
+                )
+            })?;
+            (printer.sink)(inbound_line(&mail, &client, saved).to_string());
         }
     }
     Ok("ok\n")
+}
+
+fn event_line(client: &str, server_composition: &str, event: &Event) -> Value {
+    json!({
+        "type": "event",
+        "client": client,
+        "server_composition": server_composition,
+        "event_type": event.event_type(),
+        "key": event.idempotency_key(),
+        "at": event.created_at(&default_time_zone()).and_then(Result::ok).map(|t| t.to_string()),
+        "event": event,
+    })
 }
 
 fn inbound_line(mail: &InboundMail, client: &str, saved: Vec<Value>) -> Value {
@@ -123,6 +175,7 @@ fn inbound_line(mail: &InboundMail, client: &str, saved: Vec<Value>) -> Value {
         "to": mail.envelope_to,
         "subject": mail.subject,
         "message_id": mail.headers.get("Message-ID"),
+        "key": mail.idempotency_key(),
         "headers": mail.headers.len(),
         "text": mail.text,
         "html": mail.html,

@@ -1,0 +1,355 @@
+//! The durable inbox (feature `sqlite`): every accepted event and mail is
+//! stored before the webhook is answered 200, never twice, then handed to
+//! your handler with retries.
+//!
+//! CMC sends each webhook once it is answered 200 and never again, repeats
+//! batches, and gives events no ids. So a receiver that crashes after the
+//! 200 loses events for good, and one that handles events inline handles
+//! some twice. The inbox closes both gaps:
+//!
+//! 1. **Receiving** ([`Inbox::receive`], a tower service behind the
+//!    [`WebhookLayer`]): the webhook is parsed and its rows committed in
+//!    one transaction, then answered 200. Concurrent requests share a
+//!    commit. An event is keyed by its [`idempotency_key`], a mail by
+//!    [its own](crate::InboundMail::idempotency_key); a key already
+//!    stored is counted in the row's `repeats` and not stored again. When
+//!    the store fails the answer is 503, and CMC sends the webhook again.
+//! 2. **Processing** ([`Inbox::worker`]): a worker claims due rows in
+//!    order of arrival, runs your async handler on each ([`Job`]), and
+//!    records the outcome: `done`, a retry after a [`Backoff`], or `dead`
+//!    after the last attempt. Claims are leases: the rows of a worker that
+//!    died are claimed again when the lease runs out.
+//! 3. **Operating**: [`counts`](Inbox::counts), the [`dead`](Inbox::dead)
+//!    rows, [`replay`](Inbox::replay), a sent mail's
+//!    [`history`](Inbox::history), and [`prune`](Inbox::prune) of done rows
+//!    after a retention.
+//!
+//! The tables (`cmc_events`, `cmc_mails`, `cmc_mail_attachments`) are a
+//! public contract, documented in the README; migrations only move forward
+//! and run when the inbox opens.
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{routing::post_service, Router};
+//! use cmc_webhook::inbox::{Inbox, Item, Job};
+//! use cmc_webhook::WebhookLayer;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+//! # let dir = std::env::temp_dir().join(format!("cmc-doc-inbox-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! let inbox = Inbox::open(&format!("sqlite:{}", dir.join("cmc-inbox.sqlite3").display())).await?;
+//!
+//! // Receive: stored before the 200.
+//! let gate = WebhookLayer::builder().allow("203.0.113.0/24".parse::<ipnet::IpNet>()?).build()?;
+//! let app: Router = Router::new().route("/mails", post_service(inbox.receive()).layer(gate));
+//!
+//! // Process: at least once, in order of arrival, with retries.
+//! let worker = inbox
+//!     .worker(|job: Job| async move {
+//!         match &job.item {
+//!             Item::Event(event) => println!("{} {}", event.event_type(), job.key),
+//!             Item::Mail(mail) => println!("mail for {}", mail.envelope_to),
+//!             _ => {}
+//!         }
+//!         Ok::<(), std::convert::Infallible>(())
+//!     })
+//!     .spawn();
+//! # let _ = app;
+//! worker.shutdown(Duration::from_secs(10)).await?;
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`WebhookLayer`]: crate::WebhookLayer
+//! [`idempotency_key`]: crate::Event::idempotency_key
+
+mod backoff;
+mod clock;
+mod error;
+mod job;
+mod ops;
+mod receive;
+mod rows;
+mod sqlite;
+mod store;
+mod worker;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use backoff::Backoff;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{InboxError, InboxErrorKind};
+pub use job::{Item, Job, JobId, Kind, State};
+pub use ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt, StateCounts};
+pub use receive::{Receive, ResponseFuture};
+pub use sqlite::Synchronous;
+pub use worker::{Stopped, Worker, WorkerHandle};
+
+use self::rows::Arrival;
+use self::store::Store;
+use crate::Webhook;
+
+/// The retention of [`Inbox::prune`] that the receiver example uses, and a
+/// good default: 30 days, as ActionMailbox keeps its mails.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Mails whose attachments are larger than this are keyed and encoded on
+/// a blocking thread, not on the runtime's.
+const BLOCKING_MAIL_SIZE: usize = 256 * 1024;
+
+/// A durable inbox of CMC webhooks: cheap to clone, all clones share the
+/// store. See the [module documentation](self).
+#[derive(Clone)]
+pub struct Inbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    queue: mpsc::Sender<receive::Pending>,
+    wake: watch::Sender<u64>,
+    clock: Arc<dyn Clock>,
+    describe: String,
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("store", &self.inner.describe)
+            .field("clock", &self.inner.clock)
+            .finish()
+    }
+}
+
+/// Options of an inbox before it opens; made by [`Inbox::sqlite`].
+#[derive(Debug, Clone)]
+pub struct InboxBuilder {
+    sqlite: sqlite::Options,
+    clock: Arc<dyn Clock>,
+}
+
+impl InboxBuilder {
+    /// How commits are made durable; [`Synchronous::Full`] by default.
+    pub fn synchronous(mut self, level: Synchronous) -> InboxBuilder {
+        self.sqlite.synchronous = level;
+        self
+    }
+
+    /// How long a statement waits for another connection's lock before it
+    /// fails (5 s by default); receiving then answers 503.
+    pub fn busy_timeout(mut self, timeout: Duration) -> InboxBuilder {
+        self.sqlite.busy_timeout = timeout;
+        self
+    }
+
+    /// The clock every stored time comes from ([`SystemClock`] by default).
+    pub fn clock(mut self, clock: impl Clock) -> InboxBuilder {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Opens the store (creating the file), applies the migrations it has
+    /// not seen, and starts the writer task on the current tokio runtime.
+    pub async fn open(self) -> Result<Inbox, InboxError> {
+        let store = Store::Sqlite(sqlite::Sqlite::open(&self.sqlite).await?);
+        let describe = format!("sqlite:{}", self.sqlite.path.display());
+        Ok(Inbox::start(store, self.clock, describe))
+    }
+}
+
+impl Inbox {
+    /// Opens the inbox at `url`: `sqlite:PATH` (the file is created if
+    /// missing) with the default options.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("cmc-doc-open-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// use cmc_webhook::inbox::Inbox;
+    ///
+    /// let inbox = Inbox::open(&format!("sqlite:{}/cmc-inbox.sqlite3", dir.display())).await?;
+    /// assert_eq!(inbox.counts().await?.events.total(), 0);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn open(url: &str) -> Result<Inbox, InboxError> {
+        match sqlite::path_of(url) {
+            Some(path) => Inbox::sqlite(path).open().await,
+            None => Err(InboxError::new(
+                InboxErrorKind::Config,
+                format!("{url:?} is not an inbox address: expected sqlite:PATH"),
+            )),
+        }
+    }
+
+    /// An inbox in the SQLite file at `path`, to configure before
+    /// [`open`](InboxBuilder::open)ing it.
+    pub fn sqlite(path: impl Into<PathBuf>) -> InboxBuilder {
+        InboxBuilder {
+            sqlite: sqlite::Options::new(path.into()),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    fn start(store: Store, clock: Arc<dyn Clock>, describe: String) -> Inbox {
+        let (queue, waiting) = mpsc::channel(1024);
+        let (wake, _) = watch::channel(0);
+        tokio::spawn(receive::write_loop(store.clone(), waiting, wake.clone()));
+        Inbox {
+            inner: Arc::new(Inner {
+                store,
+                queue,
+                wake,
+                clock,
+                describe,
+            }),
+        }
+    }
+
+    /// The tower service that stores webhooks; see [`Receive`].
+    pub fn receive(&self) -> Receive {
+        Receive::new(self.clone())
+    }
+
+    /// Stores a webhook that arrived from `client`, and returns once it is
+    /// committed: the framework-free form of [`receive`](Inbox::receive).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("cmc-doc-store-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// use bytes::Bytes;
+    /// use cmc_webhook::{inbox::Inbox, Webhook};
+    ///
+    /// let inbox = Inbox::sqlite(dir.join("inbox.sqlite3")).open().await?;
+    /// let body = r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[
+    ///   {"created":"2023-01-25 14:03:09","status":"2015","to":"x@example.jp","messageId":"<1@x>"}]}}"#;
+    /// let first = inbox.store(Webhook::parse("application/json", Bytes::from(body))?, None).await?;
+    /// let again = inbox.store(Webhook::parse("application/json", Bytes::from(body))?, None).await?;
+    /// assert_eq!((first.stored, first.repeated), (1, 0));
+    /// assert_eq!((again.stored, again.repeated), (0, 1));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn store(
+        &self,
+        webhook: Webhook,
+        client: Option<IpAddr>,
+    ) -> Result<Receipt, InboxError> {
+        let now = self.now();
+        let large = match &webhook {
+            Webhook::Inbound(mail) => {
+                mail.attachments.iter().map(|a| a.data.len()).sum::<usize>() > BLOCKING_MAIL_SIZE
+            }
+            _ => false,
+        };
+        let arrival = if large {
+            tokio::task::spawn_blocking(move || Arrival::new(webhook, client, now))
+                .await
+                .map_err(|e| InboxError::new(InboxErrorKind::Closed, e.to_string()))??
+        } else {
+            Arrival::new(webhook, client, now)?
+        };
+        let closed = || InboxError::new(InboxErrorKind::Closed, "the inbox's writer has stopped");
+        let (reply, receipt) = oneshot::channel();
+        self.inner
+            .queue
+            .send(receive::Pending { arrival, reply })
+            .await
+            .map_err(|_| closed())?;
+        receipt.await.map_err(|_| closed())?
+    }
+
+    /// A worker that runs `handler` on each stored event and mail; see
+    /// [`Worker`].
+    pub fn worker<H, F, E>(&self, handler: H) -> Worker<H>
+    where
+        H: Fn(Job) -> F + Send + Sync + 'static,
+        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        Worker::new(self.clone(), handler)
+    }
+
+    /// How many events and mails are in each state.
+    pub async fn counts(&self) -> Result<Counts, InboxError> {
+        self.inner.store.counts().await
+    }
+
+    /// Up to `limit` dead rows, oldest first, with their last errors.
+    pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
+        self.inner.store.dead(limit).await
+    }
+
+    /// Sets the `done` or `dead` rows that `filter` takes back to
+    /// `pending` with their attempts reset, and wakes the workers; returns
+    /// how many rows it took.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook::inbox::Inbox) -> Result<(), cmc_webhook::inbox::InboxError> {
+    /// use cmc_webhook::inbox::Filter;
+    ///
+    /// let replayed = inbox.replay(&Filter::dead()).await?;
+    /// println!("{replayed} rows will be handled again");
+    /// # Ok(()) }
+    /// ```
+    pub async fn replay(&self, filter: &Filter) -> Result<u64, InboxError> {
+        let n = self
+            .inner
+            .store
+            .replay(filter, clock::millis(self.now()))
+            .await?;
+        self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(n)
+    }
+
+    /// Every event stored for the sent mail `message_id` (as CMC sends it,
+    /// with its angle brackets), in the order CMC dated them: what
+    /// happened to this mail?
+    pub async fn history(&self, message_id: &str) -> Result<Vec<HistoryEntry>, InboxError> {
+        self.inner.store.history(message_id).await
+    }
+
+    /// Deletes the rows that have been `done` for longer than `retain`
+    /// (mails with their attachments); `dead` rows stay until they are
+    /// replayed. See [`DEFAULT_RETENTION`].
+    pub async fn prune(&self, retain: Duration) -> Result<Pruned, InboxError> {
+        let before = self
+            .now()
+            .as_millisecond()
+            .saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX));
+        self.inner.store.prune(before).await
+    }
+
+    /// Closes the store's connections: later calls fail. Clones of the
+    /// inbox share the store, so close only the last one in use.
+    pub async fn close(&self) {
+        self.inner.store.close().await;
+    }
+
+    /// Wakes the workers of this inbox, as a stored row does: after
+    /// changing rows by hand, or moving a [`ManualClock`].
+    pub fn wake(&self) {
+        self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn now(&self) -> jiff::Timestamp {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.wake.subscribe()
+    }
+}

@@ -1,0 +1,214 @@
+//! What the inbox reports and takes for its operations: [`Receipt`],
+//! [`Counts`], [`DeadRow`], [`Filter`], [`HistoryEntry`], [`Pruned`].
+
+use std::fmt;
+
+use jiff::Timestamp;
+
+use super::job::{JobId, Kind, State};
+use crate::{Event, IdempotencyKey};
+
+/// What storing one webhook did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Receipt {
+    /// Rows inserted: events, or 1 for a new mail.
+    pub stored: usize,
+    /// Events or mails that were stored before (CMC sent them again):
+    /// counted in their row's `repeats`, not stored again.
+    pub repeated: usize,
+}
+
+/// How many rows are in each state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct StateCounts {
+    /// Waiting for a worker (due or retrying later).
+    pub pending: u64,
+    /// Claimed by a worker.
+    pub running: u64,
+    /// Handled.
+    pub done: u64,
+    /// Failed on every attempt.
+    pub dead: u64,
+}
+
+impl StateCounts {
+    /// The count for `state`.
+    pub fn get(&self, state: State) -> u64 {
+        match state {
+            State::Pending => self.pending,
+            State::Running => self.running,
+            State::Done => self.done,
+            State::Dead => self.dead,
+        }
+    }
+
+    pub(crate) fn add(&mut self, state: State, n: u64) {
+        match state {
+            State::Pending => self.pending += n,
+            State::Running => self.running += n,
+            State::Done => self.done += n,
+            State::Dead => self.dead += n,
+        }
+    }
+
+    /// Rows in all states.
+    pub fn total(&self) -> u64 {
+        self.pending + self.running + self.done + self.dead
+    }
+}
+
+/// Rows per state, for events and for mails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Counts {
+    /// `cmc_events`.
+    pub events: StateCounts,
+    /// `cmc_mails`.
+    pub mails: StateCounts,
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (name, c) in [("events", self.events), ("mails", self.mails)] {
+            writeln!(
+                f,
+                "{name:<6} pending {:>8}  running {:>8}  done {:>10}  dead {:>8}",
+                c.pending, c.running, c.done, c.dead
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A dead row: what it was and why its handler gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadRow {
+    /// The row.
+    pub id: JobId,
+    /// Its `idempotency_key`, for [`Filter::key`].
+    pub key: IdempotencyKey,
+    /// For an event: its type, recipient and status; for a mail: its
+    /// envelope and subject.
+    pub summary: String,
+    /// The `message_id` column.
+    pub message_id: Option<String>,
+    /// Handler runs started.
+    pub attempts: u32,
+    /// The last error the handler returned.
+    pub last_error: Option<String>,
+    /// When it was stored.
+    pub received_at: Timestamp,
+    /// When it died.
+    pub died_at: Option<Timestamp>,
+}
+
+/// Which rows an operation takes: by key, by Message-ID, by kind and by
+/// state.
+///
+/// ```
+/// use cmc_webhook::inbox::{Filter, Kind, State};
+///
+/// // Every dead row, events and mails.
+/// let dead = Filter::dead();
+/// // Everything stored for one sent mail that is done or dead.
+/// let message = Filter::message_id("<031a32d4@example.com>").kind(Kind::Event);
+/// // The done rows too, for a replay after a bug fix.
+/// let all = Filter::dead().states([State::Done, State::Dead]);
+/// # let _ = (dead, message, all);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub(crate) key: Option<IdempotencyKey>,
+    pub(crate) message_id: Option<String>,
+    pub(crate) kinds: Vec<Kind>,
+    pub(crate) states: Vec<State>,
+}
+
+impl Filter {
+    /// The dead rows, events and mails.
+    pub fn dead() -> Filter {
+        Filter {
+            key: None,
+            message_id: None,
+            kinds: vec![Kind::Event, Kind::Mail],
+            states: vec![State::Dead],
+        }
+    }
+
+    /// The row with this key, when it is done or dead.
+    pub fn key(key: IdempotencyKey) -> Filter {
+        Filter {
+            key: Some(key),
+            states: vec![State::Done, State::Dead],
+            ..Filter::dead()
+        }
+    }
+
+    /// The rows whose `message_id` is `id`, when they are done or dead.
+    pub fn message_id(id: impl Into<String>) -> Filter {
+        Filter {
+            message_id: Some(id.into()),
+            states: vec![State::Done, State::Dead],
+            ..Filter::dead()
+        }
+    }
+
+    /// Only rows of this kind.
+    pub fn kind(mut self, kind: Kind) -> Filter {
+        self.kinds = vec![kind];
+        self
+    }
+
+    /// Only rows in these states. Replay never takes `pending` or
+    /// `running` rows, whatever is asked: they are still on their way.
+    pub fn states(mut self, states: impl IntoIterator<Item = State>) -> Filter {
+        self.states = states.into_iter().collect();
+        self
+    }
+
+    /// The states as a JSON array, for `json_each`.
+    pub(crate) fn states_json(&self, replay: bool) -> String {
+        let names: Vec<&str> = self
+            .states
+            .iter()
+            .filter(|s| !replay || matches!(s, State::Done | State::Dead))
+            .map(State::as_str)
+            .collect();
+        serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned())
+    }
+}
+
+/// One event stored for a Message-ID, as [`Inbox::history`] lists them.
+///
+/// [`Inbox::history`]: super::Inbox::history
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HistoryEntry {
+    /// The row.
+    pub id: JobId,
+    /// Its key.
+    pub key: IdempotencyKey,
+    /// The event.
+    pub event: Event,
+    /// When it was stored.
+    pub received_at: Timestamp,
+    /// Where its handling is.
+    pub state: State,
+    /// Handler runs started.
+    pub attempts: u32,
+    /// The last error, when it failed.
+    pub last_error: Option<String>,
+}
+
+/// What [`Inbox::prune`](super::Inbox::prune) deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Pruned {
+    /// Done events deleted.
+    pub events: u64,
+    /// Done mails deleted, with their attachments.
+    pub mails: u64,
+}

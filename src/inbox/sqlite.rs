@@ -1,0 +1,636 @@
+//! The SQLite backend: one file, WAL mode, the schema of
+//! `migrations/sqlite/`.
+//!
+//! Two pools share the file. The receiving side writes through a single
+//! connection at the configured `synchronous` level (`FULL` by default:
+//! a 200 survives power loss). The worker and the operations use a second
+//! pool at `NORMAL`: their marks survive a crash of the process, and after
+//! a power loss a handler may run again, which at-least-once allows.
+//!
+//! Every state change is one statement below.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+
+use super::error::{InboxError, InboxErrorKind};
+use super::job::{JobId, Kind, State};
+use super::ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt};
+use super::rows::{Arrival, Claimed};
+use super::worker::{Claim, Outcome, Settle};
+use crate::{Event, IdempotencyKey};
+
+/// How a SQLite inbox commits: the `synchronous` pragma of the receiving
+/// connection, in WAL mode.
+///
+/// ```
+/// use cmc_webhook::inbox::{Inbox, Synchronous};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// # let dir = std::env::temp_dir().join(format!("cmc-doc-sync-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// let inbox = Inbox::sqlite(dir.join("inbox.sqlite3"))
+///     .synchronous(Synchronous::Normal)
+///     .open()
+///     .await?;
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// `NORMAL`: a commit is not synced to disk; the WAL is synced at
+    /// checkpoints. A committed webhook survives a crash of the process
+    /// (even `kill -9`), but a power loss or an OS crash may take the
+    /// last commits: webhooks already answered 200.
+    Normal,
+    /// `FULL`, the default: each commit syncs the WAL before the 200 is
+    /// sent, so a committed webhook survives power loss too. Concurrent
+    /// requests share one sync (group commit).
+    #[default]
+    Full,
+    /// `EXTRA`: `FULL`, and the directory is synced when the WAL is
+    /// created or removed.
+    Extra,
+}
+
+impl Synchronous {
+    fn pragma(self) -> SqliteSynchronous {
+        match self {
+            Synchronous::Normal => SqliteSynchronous::Normal,
+            Synchronous::Full => SqliteSynchronous::Full,
+            Synchronous::Extra => SqliteSynchronous::Extra,
+        }
+    }
+}
+
+/// What a SQLite inbox is opened with.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    pub busy_timeout: Duration,
+}
+
+impl Options {
+    pub fn new(path: PathBuf) -> Options {
+        Options {
+            path,
+            synchronous: Synchronous::default(),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// An open SQLite inbox.
+#[derive(Debug, Clone)]
+pub(crate) struct Sqlite {
+    /// The receiving connection (one: SQLite has one writer at a time, and
+    /// the group commit feeds it).
+    receive: SqlitePool,
+    /// The worker's and the operations' connections.
+    work: SqlitePool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+impl Sqlite {
+    pub async fn open(options: &Options) -> Result<Sqlite, InboxError> {
+        let connect = |synchronous: SqliteSynchronous| {
+            SqliteConnectOptions::new()
+                .filename(&options.path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(synchronous)
+                .busy_timeout(options.busy_timeout)
+                .foreign_keys(true)
+        };
+        let opening = |e: sqlx::Error| {
+            InboxError::new(
+                InboxErrorKind::Open,
+                format!("could not open {}: {e}", options.path.display()),
+            )
+            .with_source(e)
+        };
+        let receive = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(connect(options.synchronous.pragma()))
+            .await
+            .map_err(opening)?;
+        MIGRATOR.run(&receive).await.map_err(|e| {
+            InboxError::new(
+                InboxErrorKind::Open,
+                format!("could not migrate {}: {e}", options.path.display()),
+            )
+            .with_source(e)
+        })?;
+        let work = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(connect(SqliteSynchronous::Normal))
+            .await
+            .map_err(opening)?;
+        Ok(Sqlite { receive, work })
+    }
+
+    /// Stores the arrivals in one transaction: one receipt each, or one
+    /// error for all.
+    pub async fn insert(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
+        let failed = |e: sqlx::Error| InboxError::database("could not store the webhook", e);
+        let mut tx = self
+            .receive
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(failed)?;
+        let mut receipts = Vec::with_capacity(arrivals.len());
+        for arrival in arrivals {
+            let mut receipt = Receipt::default();
+            for e in &arrival.events {
+                let repeats: i64 = sqlx::query_scalar(
+                    "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
+                     status, created, server_composition, client, received_at, event, run_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?9) \
+                     ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
+                     RETURNING repeats",
+                )
+                .bind(&e.key)
+                .bind(&e.event_type)
+                .bind(&e.message_id)
+                .bind(&e.recipient)
+                .bind(&e.status)
+                .bind(&e.created)
+                .bind(&arrival.server_composition)
+                .bind(&arrival.client)
+                .bind(arrival.received_at)
+                .bind(&e.json)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(failed)?;
+                count(&mut receipt, repeats);
+            }
+            if let Some(m) = &arrival.mail {
+                let row = sqlx::query(
+                    "INSERT INTO cmc_mails (idempotency_key, message_id, envelope_from, \
+                     envelope_to, subject, filter, server_composition, client, received_at, \
+                     attachments, size, mail, run_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?9) \
+                     ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
+                     RETURNING id, repeats",
+                )
+                .bind(&m.key)
+                .bind(&m.message_id)
+                .bind(&m.envelope_from)
+                .bind(&m.envelope_to)
+                .bind(&m.subject)
+                .bind(&m.filter)
+                .bind(&arrival.server_composition)
+                .bind(&arrival.client)
+                .bind(arrival.received_at)
+                .bind(m.attachments.len() as i64)
+                .bind(m.size)
+                .bind(&m.json)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(failed)?;
+                let (id, repeats): (i64, i64) = (
+                    row.try_get(0).map_err(failed)?,
+                    row.try_get(1).map_err(failed)?,
+                );
+                if repeats == 0 {
+                    for (position, data) in m.attachments.iter().enumerate() {
+                        sqlx::query(
+                            "INSERT INTO cmc_mail_attachments (mail_id, position, data) \
+                             VALUES (?1, ?2, ?3)",
+                        )
+                        .bind(id)
+                        .bind(position as i64)
+                        .bind(data.as_slice())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                    }
+                }
+                count(&mut receipt, repeats);
+            }
+            receipts.push(receipt);
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(receipts)
+    }
+
+    /// One round of a worker, in one transaction: records the outcomes of
+    /// finished jobs, marks dead the rows whose lease expired on their last
+    /// attempt, and claims due rows.
+    pub async fn round(
+        &self,
+        worker: &str,
+        settle: &[Settle],
+        claim: Option<&Claim>,
+    ) -> Result<Vec<Claimed>, InboxError> {
+        let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
+        let mut tx = self
+            .work
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(failed)?;
+        for kind in [Kind::Event, Kind::Mail] {
+            let done: Vec<i64> = settle
+                .iter()
+                .filter(|s| s.id.kind == kind && matches!(s.outcome, Outcome::Done))
+                .map(|s| s.id.id)
+                .collect();
+            if let Some(s) = settle.first().filter(|_| !done.is_empty()) {
+                // Done: the handler returned Ok.
+                sqlx::query(&format!(
+                    "UPDATE {} SET state = 'done', done_at = ?1, locked_by = NULL, \
+                     locked_until = NULL, last_error = NULL \
+                     WHERE id IN (SELECT value FROM json_each(?2)) \
+                     AND state = 'running' AND locked_by = ?3",
+                    kind.table()
+                ))
+                .bind(s.at)
+                .bind(serde_json::to_string(&done).unwrap_or_default())
+                .bind(worker)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            }
+        }
+        for s in settle {
+            let (state, run_at, done_at, error) = match &s.outcome {
+                Outcome::Done => continue,
+                // Retry: back to pending, due after the backoff.
+                Outcome::Retry { at, error } => ("pending", *at, None, Some(error.as_str())),
+                // Dead: the last attempt failed.
+                Outcome::Dead { error } => ("dead", s.at, Some(s.at), Some(error.as_str())),
+                // Released at shutdown: due again at once.
+                Outcome::Released => ("pending", s.at, None, None),
+            };
+            sqlx::query(&format!(
+                "UPDATE {} SET state = ?1, run_at = ?2, done_at = ?3, \
+                 last_error = COALESCE(?4, last_error), locked_by = NULL, locked_until = NULL \
+                 WHERE id = ?5 AND state = 'running' AND locked_by = ?6",
+                s.id.kind.table()
+            ))
+            .bind(state)
+            .bind(run_at)
+            .bind(done_at)
+            .bind(error)
+            .bind(s.id.id)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        }
+        let mut claimed = Vec::new();
+        if let Some(c) = claim {
+            for kind in c.order {
+                // Dead: a lease expired on the last attempt (its worker died,
+                // or the handler ran past the lease every time).
+                sqlx::query(&format!(
+                    "UPDATE {} SET state = 'dead', done_at = ?1, locked_by = NULL, \
+                     locked_until = NULL, last_error = 'the lease expired on attempt ' || \
+                     attempts || ': the worker stopped, or the handler ran past its lease' || \
+                     COALESCE(' (before: ' || last_error || ')', '') \
+                     WHERE state IN ('pending', 'running') AND state = 'running' \
+                     AND locked_until <= ?1 AND attempts >= ?2",
+                    kind.table()
+                ))
+                .bind(c.now)
+                .bind(i64::from(c.max_attempts))
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+                let room = c.limit.saturating_sub(claimed.len());
+                if room == 0 {
+                    continue;
+                }
+                // Running: claimed, with a lease; a row whose lease expired
+                // is claimed again.
+                let columns = match kind {
+                    Kind::Event => "event",
+                    Kind::Mail => "mail",
+                };
+                let rows = sqlx::query(&format!(
+                    "UPDATE {table} SET state = 'running', attempts = attempts + 1, \
+                     locked_by = ?1, locked_until = ?2 \
+                     WHERE id IN (SELECT id FROM {table} WHERE state IN ('pending', 'running') \
+                     AND CASE state WHEN 'pending' THEN run_at <= ?3 ELSE locked_until <= ?3 END \
+                     ORDER BY id LIMIT ?4) \
+                     RETURNING id, idempotency_key, {columns}, server_composition, client, \
+                     received_at, attempts",
+                    table = kind.table()
+                ))
+                .bind(worker)
+                .bind(c.lease_until)
+                .bind(c.now)
+                .bind(room as i64)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed)?;
+                let mut batch: Vec<Claimed> = rows.iter().map(|r| claimed_row(kind, r)).collect();
+                batch.sort_by_key(|c| c.id.id);
+                if kind == Kind::Mail {
+                    for mail in &mut batch {
+                        mail.attachments = sqlx::query_scalar(
+                            "SELECT data FROM cmc_mail_attachments WHERE mail_id = ?1 \
+                             ORDER BY position",
+                        )
+                        .bind(mail.id.id)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                    }
+                }
+                claimed.extend(batch);
+            }
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(claimed)
+    }
+
+    pub async fn counts(&self) -> Result<Counts, InboxError> {
+        let mut counts = Counts::default();
+        for kind in [Kind::Event, Kind::Mail] {
+            let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+                "SELECT state, COUNT(*) FROM {} GROUP BY state",
+                kind.table()
+            ))
+            .fetch_all(&self.work)
+            .await
+            .map_err(|e| InboxError::database("could not count the rows", e))?;
+            let slot = match kind {
+                Kind::Event => &mut counts.events,
+                Kind::Mail => &mut counts.mails,
+            };
+            for (state, n) in rows {
+                if let Some(state) = State::from_column(&state) {
+                    slot.add(state, n as u64);
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
+        let failed = |e| InboxError::database("could not list the dead rows", e);
+        let mut dead = Vec::new();
+        for (kind, summary) in [
+            (
+                Kind::Event,
+                "event_type || ' ' || COALESCE(recipient, '-') || ' ' || COALESCE(status, '-')",
+            ),
+            (
+                Kind::Mail,
+                "envelope_from || ' -> ' || envelope_to || ': ' || subject",
+            ),
+        ] {
+            let rows = sqlx::query(&format!(
+                "SELECT id, idempotency_key, {summary}, message_id, attempts, last_error, \
+                 received_at, done_at FROM {} WHERE state = 'dead' ORDER BY id LIMIT ?1",
+                kind.table()
+            ))
+            .bind(limit as i64)
+            .fetch_all(&self.work)
+            .await
+            .map_err(failed)?;
+            for r in rows {
+                dead.push(
+                    dead_row(kind, &r)
+                        .map_err(|e| InboxError::database("a dead row does not read back", e))??,
+                );
+            }
+        }
+        dead.sort_by_key(|d| (d.received_at, d.id));
+        dead.truncate(limit);
+        Ok(dead)
+    }
+
+    /// Sets the rows `filter` takes back to pending, due at `now`, with
+    /// their attempts reset; returns how many.
+    pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
+        let mut replayed = 0;
+        let mut tx = self
+            .work
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| InboxError::database("could not replay", e))?;
+        for kind in &filter.kinds {
+            // Pending: replayed.
+            replayed += sqlx::query(&format!(
+                "UPDATE {} SET state = 'pending', attempts = 0, run_at = ?1, done_at = NULL, \
+                 locked_by = NULL, locked_until = NULL \
+                 WHERE state IN (SELECT value FROM json_each(?2)) \
+                 AND (?3 IS NULL OR idempotency_key = ?3) AND (?4 IS NULL OR message_id = ?4)",
+                kind.table()
+            ))
+            .bind(now)
+            .bind(filter.states_json(true))
+            .bind(filter.key.map(|k| k.to_string()))
+            .bind(&filter.message_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| InboxError::database("could not replay", e))?
+            .rows_affected();
+        }
+        tx.commit()
+            .await
+            .map_err(|e| InboxError::database("could not replay", e))?;
+        Ok(replayed)
+    }
+
+    pub async fn history(&self, message_id: &str) -> Result<Vec<HistoryEntry>, InboxError> {
+        let rows = sqlx::query(
+            "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
+             FROM cmc_events WHERE message_id = ?1 ORDER BY created, id",
+        )
+        .bind(message_id)
+        .fetch_all(&self.work)
+        .await
+        .map_err(|e| InboxError::database("could not read the history", e))?;
+        rows.iter()
+            .map(|r| {
+                history_entry(r)
+                    .map_err(|e| InboxError::database("an event does not read back", e))?
+            })
+            .collect()
+    }
+
+    /// Deletes the rows done before `before`, in slices of 10 000 rows so
+    /// that receiving is never held up for long.
+    pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {
+        let failed = |e| InboxError::database("could not prune", e);
+        let mut pruned = Pruned::default();
+        for kind in [Kind::Event, Kind::Mail] {
+            loop {
+                let mut tx = self
+                    .work
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(failed)?;
+                let slice = format!(
+                    "SELECT id FROM {} WHERE state = 'done' AND done_at < ?1 LIMIT 10000",
+                    kind.table()
+                );
+                if kind == Kind::Mail {
+                    sqlx::query(&format!(
+                        "DELETE FROM cmc_mail_attachments WHERE mail_id IN ({slice})"
+                    ))
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+                }
+                let n = sqlx::query(&format!(
+                    "DELETE FROM {} WHERE id IN ({slice})",
+                    kind.table()
+                ))
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?
+                .rows_affected();
+                tx.commit().await.map_err(failed)?;
+                match kind {
+                    Kind::Event => pruned.events += n,
+                    Kind::Mail => pruned.mails += n,
+                }
+                if n < 10_000 {
+                    break;
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
+    pub async fn close(&self) {
+        self.receive.close().await;
+        self.work.close().await;
+    }
+}
+
+fn count(receipt: &mut Receipt, repeats: i64) {
+    if repeats == 0 {
+        receipt.stored += 1;
+    } else {
+        receipt.repeated += 1;
+    }
+}
+
+/// A claimed row as read; a row whose columns do not decode (written by
+/// hand) comes back with the reason, so that the worker marks it dead
+/// rather than stalling on it.
+fn claimed_row(kind: Kind, r: &SqliteRow) -> Claimed {
+    let id = JobId {
+        kind,
+        id: r.try_get(0).unwrap_or_default(),
+    };
+    let read = || -> Result<Claimed, sqlx::Error> {
+        Ok(Claimed {
+            id,
+            key: r.try_get(1)?,
+            json: r.try_get(2)?,
+            server_composition: r.try_get(3)?,
+            client: r.try_get(4)?,
+            received_at: r.try_get(5)?,
+            attempts: r.try_get(6)?,
+            attachments: Vec::new(),
+            unreadable: None,
+        })
+    };
+    read().unwrap_or_else(|e| Claimed {
+        id,
+        key: String::new(),
+        json: String::new(),
+        server_composition: String::new(),
+        client: None,
+        received_at: 0,
+        attempts: r.try_get(6).unwrap_or(1),
+        attachments: Vec::new(),
+        unreadable: Some(e.to_string()),
+    })
+}
+
+fn dead_row(kind: Kind, r: &SqliteRow) -> Result<Result<DeadRow, InboxError>, sqlx::Error> {
+    let key = match parse_key(r.try_get(1)?) {
+        Ok(key) => key,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(DeadRow {
+        id: JobId {
+            kind,
+            id: r.try_get(0)?,
+        },
+        key,
+        summary: r.try_get(2)?,
+        message_id: r.try_get(3)?,
+        attempts: u32::try_from(r.try_get::<i64, _>(4)?).unwrap_or(u32::MAX),
+        last_error: r.try_get(5)?,
+        received_at: super::clock::from_millis(r.try_get(6)?),
+        died_at: r
+            .try_get::<Option<i64>, _>(7)?
+            .map(super::clock::from_millis),
+    }))
+}
+
+fn history_entry(r: &SqliteRow) -> Result<Result<HistoryEntry, InboxError>, sqlx::Error> {
+    let id = JobId {
+        kind: Kind::Event,
+        id: r.try_get(0)?,
+    };
+    let corrupt = |what: String| {
+        InboxError::new(
+            InboxErrorKind::Corrupt,
+            format!("{id} does not read back: {what}"),
+        )
+    };
+    let key = match parse_key(r.try_get(1)?) {
+        Ok(key) => key,
+        Err(e) => return Ok(Err(e)),
+    };
+    let event = match serde_json::from_str::<Event>(r.try_get(2)?) {
+        Ok(event) => event,
+        Err(e) => return Ok(Err(corrupt(e.to_string()))),
+    };
+    let state: &str = r.try_get(4)?;
+    let Some(state) = State::from_column(state) else {
+        return Ok(Err(corrupt(format!("state {state:?}"))));
+    };
+    Ok(Ok(HistoryEntry {
+        id,
+        key,
+        event,
+        received_at: super::clock::from_millis(r.try_get(3)?),
+        state,
+        attempts: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(u32::MAX),
+        last_error: r.try_get(6)?,
+    }))
+}
+
+fn parse_key(text: &str) -> Result<IdempotencyKey, InboxError> {
+    IdempotencyKey::from_str(text).map_err(|e| {
+        InboxError::new(
+            InboxErrorKind::Corrupt,
+            format!("idempotency_key {text:?}: {e}"),
+        )
+    })
+}
+
+/// The path of a `sqlite:` address: `sqlite:PATH` or `sqlite://PATH`.
+pub(crate) fn path_of(url: &str) -> Option<&Path> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    (!rest.is_empty()).then(|| Path::new(rest))
+}

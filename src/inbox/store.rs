@@ -1,0 +1,71 @@
+//! [`Store`]: the backend an inbox runs on. Each backend has its own file
+//! (`sqlite.rs`); this enum forwards to it, so that the inbox, the
+//! receiving side and the worker are written once.
+
+use super::error::InboxError;
+use super::ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt};
+use super::rows::{Arrival, Claimed};
+use super::sqlite::Sqlite;
+use super::worker::{Claim, Settle};
+
+#[derive(Debug, Clone)]
+pub(crate) enum Store {
+    Sqlite(Sqlite),
+}
+
+impl Store {
+    /// Stores the arrivals in one transaction.
+    pub async fn insert(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.insert(arrivals).await,
+        }
+    }
+
+    /// Records outcomes and claims due rows, in one transaction.
+    pub async fn round(
+        &self,
+        worker: &str,
+        settle: &[Settle],
+        claim: Option<&Claim>,
+    ) -> Result<Vec<Claimed>, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.round(worker, settle, claim).await,
+        }
+    }
+
+    pub async fn counts(&self) -> Result<Counts, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.counts().await,
+        }
+    }
+
+    pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.dead(limit).await,
+        }
+    }
+
+    pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.replay(filter, now).await,
+        }
+    }
+
+    pub async fn history(&self, message_id: &str) -> Result<Vec<HistoryEntry>, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.history(message_id).await,
+        }
+    }
+
+    pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.prune(before).await,
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(s) => s.close().await,
+        }
+    }
+}

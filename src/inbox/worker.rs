@@ -1,0 +1,411 @@
+//! The worker: claims due rows, runs the handler on each, and records what
+//! it returned. The loop is [`Worker::run`]; every state change it makes is
+//! one statement of the backend's `round`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::{sleep, sleep_until, Instant};
+
+use super::backoff::Backoff;
+use super::clock::{millis, millis_after};
+use super::error::InboxError;
+use super::job::{Job, JobId, Kind};
+use super::Inbox;
+
+/// Runs a handler on every stored event and mail, in order of arrival,
+/// with retries, leases and a graceful shutdown. Made by
+/// [`Inbox::worker`].
+///
+/// - `Ok(())` marks the row `done`.
+/// - `Err(e)` schedules another attempt after the [`Backoff`]; after
+///   [`max_attempts`](Worker::max_attempts) the row is `dead` and keeps
+///   `e` as its `last_error`. A handler that panics counts as an `Err`.
+/// - A claimed row is leased to this worker for
+///   [`lease`](Worker::lease); if the worker dies, the row is claimed
+///   again once the lease has run out. A handler must finish within it.
+/// - The worker wakes as soon as the inbox stores a row, and polls every
+///   [`poll_interval`](Worker::poll_interval) for rows stored by other
+///   processes and retries coming due.
+///
+/// Handlers run at least once per row: after a crash, a handler that had
+/// finished but whose `done` was not yet recorded runs again. Make them
+/// idempotent (the job's [`key`](Job::key) is stable).
+///
+/// ```
+/// use std::time::Duration;
+/// use cmc_webhook::inbox::{Inbox, Item, Job};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// # let dir = std::env::temp_dir().join(format!("cmc-doc-worker-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// let inbox = Inbox::sqlite(dir.join("inbox.sqlite3")).open().await?;
+/// let worker = inbox
+///     .worker(|job: Job| async move {
+///         if let Item::Event(event) = &job.item {
+///             println!("{}: {}", job.key, event.event_type());
+///         }
+///         Ok::<(), std::io::Error>(())
+///     })
+///     .concurrency(8)
+///     .max_attempts(5)
+///     .spawn();
+/// // ... serve ...
+/// let stopped = worker.shutdown(Duration::from_secs(30)).await?;
+/// assert_eq!(stopped.released, 0);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Worker<H> {
+    inbox: Inbox,
+    handler: Arc<H>,
+    concurrency: usize,
+    max_attempts: u32,
+    backoff: Backoff,
+    lease: Duration,
+    poll_interval: Duration,
+}
+
+impl<H> fmt::Debug for Worker<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("inbox", &self.inbox)
+            .field("concurrency", &self.concurrency)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("lease", &self.lease)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a stopped worker did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stopped {
+    /// Handler runs that returned `Ok`.
+    pub done: u64,
+    /// Handler runs that returned `Err` (or panicked).
+    pub failed: u64,
+    /// Rows whose handler was still running at the shutdown deadline:
+    /// cancelled and made due again at once.
+    pub released: u64,
+}
+
+/// A worker running on the runtime; stop it with
+/// [`shutdown`](WorkerHandle::shutdown).
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: watch::Sender<Option<Duration>>,
+    task: tokio::task::JoinHandle<Stopped>,
+}
+
+impl WorkerHandle {
+    /// Stops claiming rows, lets the handlers in flight finish for up to
+    /// `deadline`, cancels those still running then (their rows become due
+    /// again), and records every outcome.
+    pub async fn shutdown(self, deadline: Duration) -> Result<Stopped, InboxError> {
+        let _ = self.stop.send(Some(deadline));
+        self.task.await.map_err(|e| {
+            InboxError::new(
+                super::InboxErrorKind::Closed,
+                format!("the worker did not stop cleanly: {e}"),
+            )
+        })
+    }
+
+    /// Stops the worker at once, as a crash would: nothing more is
+    /// recorded, and the rows it held are claimed again when their lease
+    /// runs out.
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+/// The outcome of one handler run, as the backend records it.
+#[derive(Debug)]
+pub(crate) struct Settle {
+    pub id: JobId,
+    /// When it finished, in the store's milliseconds.
+    pub at: i64,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Done,
+    Retry { at: i64, error: String },
+    Dead { error: String },
+    Released,
+}
+
+/// What a round claims.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    /// Which table first: the two take turns, so that neither starves.
+    pub order: [Kind; 2],
+    pub limit: usize,
+    pub now: i64,
+    pub lease_until: i64,
+    pub max_attempts: u32,
+}
+
+/// The longest `last_error` stored, in bytes.
+const MAX_ERROR: usize = 4096;
+
+impl<H, F, E> Worker<H>
+where
+    H: Fn(Job) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    pub(crate) fn new(inbox: Inbox, handler: H) -> Worker<H> {
+        Worker {
+            inbox,
+            handler: Arc::new(handler),
+            concurrency: 16,
+            max_attempts: 12,
+            backoff: Backoff::default(),
+            lease: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// How many handlers run at once (16 by default).
+    pub fn concurrency(mut self, n: usize) -> Worker<H> {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Runs of the handler per row before it is dead (12 by default).
+    pub fn max_attempts(mut self, n: u32) -> Worker<H> {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// The wait before each retry.
+    pub fn backoff(mut self, backoff: Backoff) -> Worker<H> {
+        self.backoff = backoff;
+        self
+    }
+
+    /// How long a claimed row stays with this worker (5 minutes by
+    /// default): longer than any handler run should take.
+    pub fn lease(mut self, lease: Duration) -> Worker<H> {
+        self.lease = lease;
+        self
+    }
+
+    /// How often the worker looks for due rows when nothing woke it (1 s
+    /// by default): for retries coming due and rows other processes stored.
+    pub fn poll_interval(mut self, every: Duration) -> Worker<H> {
+        self.poll_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Runs the worker on the current tokio runtime.
+    pub fn spawn(self) -> WorkerHandle {
+        let (stop, stopping) = watch::channel(None);
+        WorkerHandle {
+            stop,
+            task: tokio::spawn(self.run(stopping)),
+        }
+    }
+
+    /// The worker's loop, until `stop` holds a deadline and the handlers in
+    /// flight have finished (or the deadline has passed).
+    async fn run(self, mut stop: watch::Receiver<Option<Duration>>) -> Stopped {
+        let me = worker_name();
+        let mut wake = self.inbox.subscribe();
+        let mut running: JoinSet<Result<(), String>> = JoinSet::new();
+        let mut held: HashMap<tokio::task::Id, (JobId, u32)> = HashMap::new();
+        let mut finished: Vec<Settle> = Vec::new();
+        let mut stats = Stopped::default();
+        let mut deadline: Option<Instant> = None;
+        let mut turn = 0usize;
+        loop {
+            if deadline.is_none() {
+                deadline = stop.borrow().map(|d| Instant::now() + d);
+            }
+            let free = self.concurrency - running.len();
+            let claim = (deadline.is_none()
+                && (running.is_empty() || free >= self.concurrency.div_ceil(4)))
+            .then(|| {
+                turn += 1;
+                let now = self.inbox.now();
+                Claim {
+                    order: [[Kind::Event, Kind::Mail], [Kind::Mail, Kind::Event]][turn % 2],
+                    limit: free,
+                    now: millis(now),
+                    lease_until: millis_after(now, self.lease),
+                    max_attempts: self.max_attempts,
+                }
+            });
+            if !finished.is_empty() || claim.is_some() {
+                match self
+                    .inbox
+                    .inner
+                    .store
+                    .round(&me, &finished, claim.as_ref())
+                    .await
+                {
+                    Ok(claimed) => {
+                        finished.clear();
+                        for row in claimed {
+                            match row.into_job() {
+                                Ok(job) => {
+                                    let (id, attempt) = (job.id, job.attempt);
+                                    let task = running.spawn(call(self.handler.clone(), job));
+                                    held.insert(task.id(), (id, attempt));
+                                }
+                                Err((id, why)) => {
+                                    tracing::error!(job = %id, error = %why, "a stored row is dead: it does not read back");
+                                    finished.push(self.settle_error(id, u32::MAX, why));
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the inbox worker could not reach its store; trying again");
+                        sleep(self.poll_interval.min(Duration::from_secs(1))).await;
+                        continue;
+                    }
+                }
+            }
+            if deadline.is_some() && running.is_empty() && finished.is_empty() {
+                return stats;
+            }
+            tokio::select! {
+                Some(result) = running.join_next_with_id(), if !running.is_empty() => {
+                    self.finished(result, &mut held, &mut finished, &mut stats);
+                    while let Some(result) = running.try_join_next_with_id() {
+                        self.finished(result, &mut held, &mut finished, &mut stats);
+                    }
+                }
+                Ok(()) = wake.changed(), if deadline.is_none() => {}
+                () = sleep(self.poll_interval), if deadline.is_none() => {}
+                Ok(()) = stop.changed(), if deadline.is_none() => {}
+                () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    running.abort_all();
+                    while let Some(result) = running.join_next_with_id().await {
+                        self.finished(result, &mut held, &mut finished, &mut stats);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a finished (or cancelled) handler run.
+    fn finished(
+        &self,
+        result: Result<(tokio::task::Id, Result<(), String>), JoinError>,
+        held: &mut HashMap<tokio::task::Id, (JobId, u32)>,
+        finished: &mut Vec<Settle>,
+        stats: &mut Stopped,
+    ) {
+        let (task, outcome) = match result {
+            Ok((task, outcome)) => (task, outcome),
+            Err(e) if e.is_cancelled() => {
+                if let Some((id, _)) = held.remove(&e.id()) {
+                    stats.released += 1;
+                    finished.push(Settle {
+                        id,
+                        at: millis(self.inbox.now()),
+                        outcome: Outcome::Released,
+                    });
+                }
+                return;
+            }
+            Err(e) => (
+                e.id(),
+                Err(format!("the handler panicked: {}", panic_text(e))),
+            ),
+        };
+        let Some((id, attempt)) = held.remove(&task) else {
+            return;
+        };
+        match outcome {
+            Ok(()) => {
+                stats.done += 1;
+                finished.push(Settle {
+                    id,
+                    at: millis(self.inbox.now()),
+                    outcome: Outcome::Done,
+                });
+            }
+            Err(error) => {
+                stats.failed += 1;
+                finished.push(self.settle_error(id, attempt, error));
+            }
+        }
+    }
+
+    /// A failed run: retried after the backoff, or dead on the last attempt.
+    fn settle_error(&self, id: JobId, attempt: u32, mut error: String) -> Settle {
+        if error.len() > MAX_ERROR {
+            let mut end = MAX_ERROR;
+            while !error.is_char_boundary(end) {
+                end -= 1;
+            }
+            error.truncate(end);
+        }
+        let now = self.inbox.now();
+        let outcome = if attempt >= self.max_attempts {
+            tracing::error!(job = %id, attempt, error = %error, "the handler failed on its last attempt: the row is dead");
+            Outcome::Dead { error }
+        } else {
+            let wait = self.backoff.delay(attempt);
+            tracing::warn!(job = %id, attempt, error = %error, retry_in = ?wait, "the handler failed; it will be tried again");
+            Outcome::Retry {
+                at: millis_after(now, wait),
+                error,
+            }
+        };
+        Settle {
+            id,
+            at: millis(now),
+            outcome,
+        }
+    }
+}
+
+/// One handler run, its error as text.
+async fn call<H, F, E>(handler: Arc<H>, job: Job) -> Result<(), String>
+where
+    H: Fn(Job) -> F,
+    F: Future<Output = Result<(), E>>,
+    E: fmt::Display,
+{
+    handler(job).await.map_err(|e| e.to_string())
+}
+
+fn panic_text(e: JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The `locked_by` of this worker: the process and a number, unique on
+/// the host.
+fn worker_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "pid{}-w{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        jiff::Timestamp::now().as_millisecond()
+    )
+}
