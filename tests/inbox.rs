@@ -1,0 +1,765 @@
+//! The inbox on real SQLite files: what is stored (once, whatever the
+//! encoding), how the worker treats each row (order, retries, backoff,
+//! dead rows, leases, shutdown), the operations (replay, history, prune),
+//! and what a failing store answers. Time is a `ManualClock`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cmc_webhook::inbox::{
+    Backoff, Filter, Inbox, InboxBuilder, Item, Job, Kind, ManualClock, State, Synchronous,
+};
+use cmc_webhook::test_util::{encode, sample_inbound, CmcRequest, WireEncoding};
+use cmc_webhook::{IdempotencyKey, InboundMail, Webhook};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const T0: &str = "2026-01-01T00:00:00Z";
+
+fn clock() -> ManualClock {
+    ManualClock::new(T0.parse().unwrap())
+}
+
+/// A fresh inbox in its own directory (removed when the guard drops).
+async fn open(clock: &ManualClock) -> (Inbox, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = builder(&dir, clock).open().await.unwrap();
+    (inbox, dir)
+}
+
+fn builder(dir: &tempfile::TempDir, clock: &ManualClock) -> InboxBuilder {
+    Inbox::sqlite(dir.path().join("inbox.sqlite3")).clock(clock.clone())
+}
+
+/// A batch of delivery events: (message id, status, created).
+fn deliveries(events: &[(&str, &str, &str)]) -> Webhook {
+    let records: Vec<String> = events
+        .iter()
+        .map(|(id, status, created)| {
+            format!(
+                r#"{{"created":"{created}","status":"{status}","to":"user@example.jp","from":"info@example.com","messageId":"{id}","reason":"","subject":"s","apiData":"","returnPath":"info@example.com"}}"#
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{{"event_type":"deliveries","server_composition":"pro","event":{{"deliveries":[{}]}}}}"#,
+        records.join(",")
+    );
+    Webhook::parse("application/json", Bytes::from(body)).unwrap()
+}
+
+/// `n` distinct events, numbered from `from`.
+fn numbered(from: usize, n: usize) -> Webhook {
+    let ids: Vec<String> = (from..from + n)
+        .map(|i| format!("<{i}@example.com>"))
+        .collect();
+    let events: Vec<(&str, &str, &str)> = ids
+        .iter()
+        .map(|id| (id.as_str(), "queued", "2026-01-01 09:00:00"))
+        .collect();
+    deliveries(&events)
+}
+
+/// Waits (real time) until `check` holds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Lets a worker run for a while, for checks that something does not
+/// happen.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(150)).await;
+}
+
+/// The columns of one row, read with a connection of the test's own.
+async fn row(dir: &tempfile::TempDir, kind: Kind, id: i64) -> BTreeMap<String, String> {
+    use sqlx::{Column, Connection, Row};
+    let mut conn = sqlx::SqliteConnection::connect(&format!(
+        "sqlite:{}",
+        dir.path().join("inbox.sqlite3").display()
+    ))
+    .await
+    .unwrap();
+    let table = match kind {
+        Kind::Event => "cmc_events",
+        _ => "cmc_mails",
+    };
+    let r = sqlx::query(&format!(
+        "SELECT state, attempts, run_at, locked_until, last_error, repeats, done_at FROM {table} WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    r.columns()
+        .iter()
+        .map(|c| {
+            let v: Option<String> = r
+                .try_get::<Option<i64>, _>(c.ordinal())
+                .map(|v| v.map(|n| n.to_string()))
+                .or_else(|_| r.try_get::<Option<String>, _>(c.ordinal()))
+                .unwrap();
+            (c.name().to_owned(), v.unwrap_or_else(|| "NULL".into()))
+        })
+        .collect()
+}
+
+fn millis_after_t0(secs: i64) -> String {
+    (T0.parse::<jiff::Timestamp>().unwrap().as_millisecond() + secs * 1000).to_string()
+}
+
+/// A handler that records each job's key and attempt, and answers what
+/// `outcome` says.
+type Log = Arc<Mutex<Vec<(IdempotencyKey, u32)>>>;
+
+fn recording(
+    outcome: impl Fn(&Job) -> Result<(), String> + Send + Sync + 'static,
+) -> (
+    Log,
+    impl Fn(Job) -> std::future::Ready<Result<(), String>> + Send + Sync + 'static,
+) {
+    let log: Log = Arc::default();
+    let seen = log.clone();
+    (log, move |job: Job| {
+        seen.lock().unwrap().push((job.key, job.attempt));
+        std::future::ready(outcome(&job))
+    })
+}
+
+fn calls(log: &Log) -> usize {
+    log.lock().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_is_stored_once_whatever_the_encoding_and_repeats_are_counted() {
+    let (inbox, dir) = open(&clock()).await;
+    let batch = numbered(0, 20);
+    let mut receipts = Vec::new();
+    for encoding in WireEncoding::ALL {
+        let wire = encode(&batch, encoding);
+        let webhook = Webhook::parse(&wire.content_type, wire.body).unwrap();
+        receipts.push(inbox.store(webhook, None).await.unwrap());
+    }
+    let got: Vec<(usize, usize)> = receipts.iter().map(|r| (r.stored, r.repeated)).collect();
+    assert_eq!(got, [(20, 0), (0, 20), (0, 20)]);
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!(counts.events.pending, 20);
+    assert_eq!(counts.events.total(), 20);
+    assert_eq!(row(&dir, Kind::Event, 1).await["repeats"], "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_is_stored_once_with_its_attachments_and_reads_back_equal() {
+    let (inbox, _dir) = open(&clock()).await;
+    let mail = sample_inbound(true);
+    for encoding in [WireEncoding::Multipart, WireEncoding::Multipart] {
+        let wire = encode(&Webhook::Inbound(mail.clone()), encoding);
+        let webhook = Webhook::parse(&wire.content_type, wire.body).unwrap();
+        inbox
+            .store(webhook, Some([203, 0, 113, 7].into()))
+            .await
+            .unwrap();
+    }
+    // The same mail without its attachment is another mail.
+    inbox
+        .store(Webhook::Inbound(sample_inbound(false)), None)
+        .await
+        .unwrap();
+    assert_eq!(inbox.counts().await.unwrap().mails.pending, 2);
+
+    let received: Arc<Mutex<Vec<Job>>> = Arc::default();
+    let sink = received.clone();
+    let worker = inbox
+        .worker(move |job: Job| {
+            sink.lock().unwrap().push(job);
+            async { Ok::<(), String>(()) }
+        })
+        .concurrency(1)
+        .spawn();
+    eventually("both mails handled", || async {
+        received.lock().unwrap().len() == 2
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    let jobs = received.lock().unwrap();
+    let Item::Mail(first) = &jobs[0].item else {
+        panic!("not a mail: {:?}", jobs[0])
+    };
+    let mut expected: InboundMail = mail.clone();
+    expected.api_key = None;
+    assert_eq!(first, &expected);
+    assert_eq!(jobs[0].key, mail.idempotency_key());
+    assert_eq!(jobs[0].client, Some([203, 0, 113, 7].into()));
+    assert_eq!(&first.attachments[0].data, &mail.attachments[0].data);
+    let Item::Mail(second) = &jobs[1].item else {
+        panic!()
+    };
+    assert!(second.attachments.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_are_handled_in_order_of_arrival() {
+    let (inbox, _dir) = open(&clock()).await;
+    let mut expected = Vec::new();
+    for b in 0..4 {
+        let batch = numbered(b * 10, 10);
+        if let Webhook::Events(batch) = &batch {
+            expected.extend(batch.events.iter().map(|e| e.idempotency_key()));
+        }
+        inbox.store(batch, None).await.unwrap();
+    }
+    let (log, handler) = recording(|_| Ok(()));
+    let worker = inbox.worker(handler).concurrency(1).spawn();
+    eventually("40 events handled", || async { calls(&log) == 40 }).await;
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    let order: Vec<IdempotencyKey> = log.lock().unwrap().iter().map(|(k, _)| *k).collect();
+    assert_eq!(order, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_is_retried_after_its_backoff_then_the_row_is_dead() {
+    let clock = clock();
+    let (inbox, dir) = open(&clock).await;
+    inbox.store(numbered(0, 1), None).await.unwrap();
+    let (log, handler) = recording(|job| Err(format!("boom on attempt {}", job.attempt)));
+    let worker = inbox
+        .worker(handler)
+        .max_attempts(3)
+        .backoff(Backoff::exponential(Duration::from_secs(10)).jitter(0.0))
+        .poll_interval(Duration::from_millis(5))
+        .spawn();
+
+    eventually("first attempt", || async { calls(&log) == 1 }).await;
+    eventually("retry scheduled", || async {
+        row(&dir, Kind::Event, 1).await["state"] == "pending"
+    })
+    .await;
+    let r = row(&dir, Kind::Event, 1).await;
+    assert_eq!(r["attempts"], "1");
+    assert_eq!(r["run_at"], millis_after_t0(10));
+    assert_eq!(r["last_error"], "boom on attempt 1");
+
+    // Not before its time...
+    clock.advance(Duration::from_millis(9_999));
+    settle().await;
+    assert_eq!(calls(&log), 1);
+    // ... then at once.
+    clock.advance(Duration::from_millis(1));
+    eventually("second attempt", || async { calls(&log) == 2 }).await;
+    eventually("second retry scheduled", || async {
+        row(&dir, Kind::Event, 1).await["state"] == "pending"
+    })
+    .await;
+    // The wait doubles: 20 s after the second failure.
+    assert_eq!(
+        row(&dir, Kind::Event, 1).await["run_at"],
+        millis_after_t0(30)
+    );
+    clock.advance(Duration::from_secs(20));
+    eventually("third attempt", || async { calls(&log) == 3 }).await;
+    eventually("dead", || async {
+        row(&dir, Kind::Event, 1).await["state"] == "dead"
+    })
+    .await;
+    clock.advance(Duration::from_secs(3600));
+    settle().await;
+    assert_eq!(calls(&log), 3, "a dead row is not tried again");
+    let attempts: Vec<u32> = log.lock().unwrap().iter().map(|(_, a)| *a).collect();
+    assert_eq!(attempts, [1, 2, 3]);
+
+    let dead = inbox.dead(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 3);
+    assert_eq!(dead[0].last_error.as_deref(), Some("boom on attempt 3"));
+    assert_eq!(dead[0].message_id.as_deref(), Some("<0@example.com>"));
+    assert_eq!(dead[0].summary, "deliveries user@example.jp queued");
+    let stopped = worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert_eq!((stopped.done, stopped.failed), (0, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_counts_as_a_failed_attempt() {
+    let (inbox, dir) = open(&clock()).await;
+    inbox.store(numbered(0, 1), None).await.unwrap();
+    let worker = inbox
+        .worker(|_job: Job| async { panic!("handler bug") as Result<(), String> })
+        .max_attempts(1)
+        .spawn();
+    eventually("dead", || async {
+        row(&dir, Kind::Event, 1).await["state"] == "dead"
+    })
+    .await;
+    assert_eq!(
+        row(&dir, Kind::Event, 1).await["last_error"],
+        "the handler panicked: handler bug"
+    );
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// A handler that never finishes, and says when it started.
+fn hanging(started: Arc<AtomicUsize>) -> impl Fn(Job) -> std::future::Pending<Result<(), String>> {
+    move |_job| {
+        started.fetch_add(1, Ordering::SeqCst);
+        std::future::pending()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rows_of_a_worker_that_died_are_claimed_again_when_their_lease_expires() {
+    let clock = clock();
+    let (inbox, dir) = open(&clock).await;
+    inbox.store(numbered(0, 1), None).await.unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let first = inbox
+        .worker(hanging(started.clone()))
+        .lease(Duration::from_secs(60))
+        .spawn();
+    eventually("the first worker started", || async {
+        started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    first.abort();
+    assert_eq!(row(&dir, Kind::Event, 1).await["state"], "running");
+
+    let (log, handler) = recording(|_| Ok(()));
+    let second = inbox
+        .worker(handler)
+        .poll_interval(Duration::from_millis(5))
+        .spawn();
+    clock.advance(Duration::from_secs(59));
+    settle().await;
+    assert_eq!(calls(&log), 0, "the lease still holds");
+    clock.advance(Duration::from_secs(1));
+    eventually("claimed again", || async { calls(&log) == 1 }).await;
+    assert_eq!(log.lock().unwrap()[0].1, 2, "the second run is attempt 2");
+    eventually("done", || async {
+        row(&dir, Kind::Event, 1).await["state"] == "done"
+    })
+    .await;
+    second.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_expires_on_the_last_attempt_makes_the_row_dead() {
+    let clock = clock();
+    let (inbox, dir) = open(&clock).await;
+    inbox.store(numbered(0, 1), None).await.unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let first = inbox
+        .worker(hanging(started.clone()))
+        .max_attempts(1)
+        .lease(Duration::from_secs(60))
+        .spawn();
+    eventually("started", || async { started.load(Ordering::SeqCst) == 1 }).await;
+    first.abort();
+    let (log, handler) = recording(|_| Ok(()));
+    let second = inbox
+        .worker(handler)
+        .max_attempts(1)
+        .poll_interval(Duration::from_millis(5))
+        .spawn();
+    clock.advance(Duration::from_secs(61));
+    eventually("dead", || async {
+        row(&dir, Kind::Event, 1).await["state"] == "dead"
+    })
+    .await;
+    assert_eq!(calls(&log), 0);
+    let dead = inbox.dead(10).await.unwrap();
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("the lease expired on attempt 1"),
+        "{dead:?}"
+    );
+    second.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_handlers_in_flight_and_releases_those_past_the_deadline() {
+    let (inbox, dir) = open(&clock()).await;
+    inbox.store(numbered(0, 2), None).await.unwrap();
+    let finished = Arc::new(AtomicUsize::new(0));
+    let done = finished.clone();
+    let started = Arc::new(AtomicUsize::new(0));
+    let begun = started.clone();
+    let worker = inbox
+        .worker(move |job: Job| {
+            begun.fetch_add(1, Ordering::SeqCst);
+            let done = done.clone();
+            async move {
+                if job.id.id == 1 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                } else {
+                    std::future::pending::<Result<(), String>>().await
+                }
+            }
+        })
+        .spawn();
+    eventually("both started", || async {
+        started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    let stopped = worker.shutdown(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "the short handler finished"
+    );
+    assert_eq!((stopped.done, stopped.failed, stopped.released), (1, 0, 1));
+    assert_eq!(row(&dir, Kind::Event, 1).await["state"], "done");
+    let released = row(&dir, Kind::Event, 2).await;
+    assert_eq!(released["state"], "pending");
+    assert_eq!(released["locked_until"], "NULL");
+
+    // A stopped worker claims nothing more; the next one takes over.
+    inbox.store(numbered(10, 1), None).await.unwrap();
+    settle().await;
+    assert_eq!(inbox.counts().await.unwrap().events.pending, 2);
+    let (log, handler) = recording(|_| Ok(()));
+    let next = inbox.worker(handler).spawn();
+    eventually("the rest handled", || async { calls(&log) == 2 }).await;
+    next.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_wakes_at_once_when_a_row_is_stored() {
+    let (inbox, _dir) = open(&clock()).await;
+    let (log, handler) = recording(|_| Ok(()));
+    // Polling alone would take an hour.
+    let worker = inbox
+        .worker(handler)
+        .poll_interval(Duration::from_secs(3600))
+        .spawn();
+    settle().await;
+    for n in 0..3 {
+        inbox.store(numbered(n, 1), None).await.unwrap();
+        eventually("handled without polling", || async { calls(&log) == n + 1 }).await;
+    }
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_takes_dead_rows_by_filter_and_done_rows_by_key() {
+    let (inbox, dir) = open(&clock()).await;
+    inbox
+        .store(
+            deliveries(&[
+                ("<a@x>", "queued", "2026-01-01 09:00:00"),
+                ("<b@x>", "queued", "2026-01-01 09:00:00"),
+                ("<c@x>", "queued", "2026-01-01 09:00:00"),
+            ]),
+            None,
+        )
+        .await
+        .unwrap();
+    // <a@x> fails, the others succeed.
+    let fail = Arc::new(Mutex::new(true));
+    let failing = fail.clone();
+    let (log, handler) = recording(move |job| match &job.item {
+        Item::Event(e) if e.message_id() == Some("<a@x>") && *failing.lock().unwrap() => {
+            Err("down".into())
+        }
+        _ => Ok(()),
+    });
+    let worker = inbox.worker(handler).max_attempts(1).spawn();
+    eventually("all handled", || async {
+        let c = inbox.counts().await.unwrap().events;
+        c.done == 2 && c.dead == 1
+    })
+    .await;
+
+    // Nothing matches: no change.
+    assert_eq!(
+        inbox
+            .replay(&Filter::dead().kind(Kind::Mail))
+            .await
+            .unwrap(),
+        0
+    );
+    // The dead row is handled again, with its attempts reset.
+    *fail.lock().unwrap() = false;
+    assert_eq!(inbox.replay(&Filter::dead()).await.unwrap(), 1);
+    eventually("replayed", || async { calls(&log) == 4 }).await;
+    eventually("done", || async {
+        inbox.counts().await.unwrap().events.done == 3
+    })
+    .await;
+    assert_eq!(log.lock().unwrap()[3].1, 1, "attempts start again");
+    assert_eq!(row(&dir, Kind::Event, 1).await["last_error"], "NULL");
+
+    // A done row, by its key and by its Message-ID.
+    let key = log.lock().unwrap()[1].0;
+    assert_eq!(inbox.replay(&Filter::key(key)).await.unwrap(), 1);
+    eventually("replayed by key", || async { calls(&log) == 5 }).await;
+    assert_eq!(log.lock().unwrap()[4].0, key);
+    eventually("done again", || async {
+        inbox.counts().await.unwrap().events.done == 3
+    })
+    .await;
+    assert_eq!(
+        inbox
+            .replay(&Filter::message_id("<c@x>").kind(Kind::Event))
+            .await
+            .unwrap(),
+        1
+    );
+    eventually("replayed by message id", || async { calls(&log) == 6 }).await;
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    // Pending rows are never taken by a replay, whatever the filter says.
+    inbox.store(numbered(100, 1), None).await.unwrap();
+    let all = Filter::dead().states(State::ALL);
+    assert_eq!(inbox.replay(&all).await.unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_lists_a_messages_events_in_the_order_cmc_dated_them() {
+    let (inbox, _dir) = open(&clock()).await;
+    // Stored out of order, and with another message in between.
+    inbox
+        .store(
+            deliveries(&[
+                ("<m@x>", "succeeded", "2026-01-01 09:00:09"),
+                ("<other@x>", "queued", "2026-01-01 09:00:01"),
+            ]),
+            None,
+        )
+        .await
+        .unwrap();
+    inbox
+        .store(
+            deliveries(&[
+                ("<m@x>", "queued", "2026-01-01 09:00:00"),
+                ("<m@x>", "deferred", "2026-01-01 09:00:05"),
+            ]),
+            None,
+        )
+        .await
+        .unwrap();
+    let history = inbox.history("<m@x>").await.unwrap();
+    let statuses: Vec<String> = history
+        .iter()
+        .map(|h| match &h.event {
+            cmc_webhook::Event::Delivery(d) => d.status.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(statuses, ["queued", "deferred", "succeeded"]);
+    assert!(history.iter().all(|h| h.state == State::Pending));
+    assert!(inbox.history("<nobody@x>").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_rows_done_before_the_retention_with_their_attachments() {
+    let clock = clock();
+    let (inbox, dir) = open(&clock).await;
+    inbox.store(numbered(0, 3), None).await.unwrap();
+    inbox
+        .store(Webhook::Inbound(sample_inbound(true)), None)
+        .await
+        .unwrap();
+    let (log, handler) = recording(|job| match &job.item {
+        Item::Event(e) if e.message_id() == Some("<2@example.com>") => Err("no".into()),
+        _ => Ok(()),
+    });
+    let worker = inbox.worker(handler).max_attempts(1).spawn();
+    eventually("handled", || async { calls(&log) == 4 }).await;
+    eventually("settled", || async {
+        let c = inbox.counts().await.unwrap();
+        c.events.done == 2 && c.events.dead == 1 && c.mails.done == 1
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    // Another event, done a day later.
+    clock.advance(Duration::from_secs(86_400));
+    inbox.store(numbered(10, 1), None).await.unwrap();
+    let (log, handler) = recording(|_| Ok(()));
+    let worker = inbox.worker(handler).spawn();
+    eventually("handled", || async { calls(&log) == 1 }).await;
+    eventually("done", || async {
+        inbox.counts().await.unwrap().events.done == 3
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    // 30 days after the first rows were done: those go, the later one stays.
+    clock.advance(Duration::from_secs(29 * 86_400));
+    let pruned = inbox.prune(Duration::from_secs(30 * 86_400)).await.unwrap();
+    assert_eq!(
+        (pruned.events, pruned.mails),
+        (0, 0),
+        "not yet: exactly 30 days"
+    );
+    clock.advance(Duration::from_millis(1));
+    let pruned = inbox.prune(Duration::from_secs(30 * 86_400)).await.unwrap();
+    assert_eq!((pruned.events, pruned.mails), (2, 1));
+    let c = inbox.counts().await.unwrap();
+    assert_eq!((c.events.done, c.events.dead, c.mails.total()), (1, 1, 0));
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!(
+        "sqlite:{}",
+        dir.path().join("inbox.sqlite3").display()
+    ))
+    .await
+    .unwrap();
+    let blobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cmc_mail_attachments")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(blobs, 0, "the attachments went with their mail");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_does_not_read_back_is_dead_and_the_others_go_on() {
+    let (inbox, dir) = open(&clock()).await;
+    inbox.store(numbered(0, 2), None).await.unwrap();
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!(
+            "sqlite:{}",
+            dir.path().join("inbox.sqlite3").display()
+        ))
+        .await
+        .unwrap();
+        sqlx::query("UPDATE cmc_events SET event = '{\"kind\":' WHERE id = 1")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let (log, handler) = recording(|_| Ok(()));
+    let worker = inbox.worker(handler).spawn();
+    eventually("the good row handled", || async { calls(&log) == 1 }).await;
+    eventually("the bad row dead", || async {
+        row(&dir, Kind::Event, 1).await["state"] == "dead"
+    })
+    .await;
+    assert!(row(&dir, Kind::Event, 1).await["last_error"]
+        .starts_with("the stored row does not read back: event: "));
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// Posts through the inbox's tower service; returns the status.
+async fn post(inbox: &Inbox, webhook: &Webhook) -> (u16, Option<String>) {
+    let request = CmcRequest::body(encode(webhook, WireEncoding::Json)).into_request();
+    let response = inbox.receive().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(!body.is_empty());
+    (status, retry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_is_answered_503_and_nothing_unstored_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = builder(&dir, &clock())
+        .busy_timeout(Duration::from_millis(100))
+        .open()
+        .await
+        .unwrap();
+    assert_eq!(post(&inbox, &numbered(0, 5)).await, (200, None));
+
+    // Another process holds the write lock.
+    use sqlx::Connection;
+    let mut other = sqlx::SqliteConnection::connect(&format!(
+        "sqlite:{}",
+        dir.path().join("inbox.sqlite3").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(
+        post(&inbox, &numbered(5, 5)).await,
+        (503, Some("10".to_owned()))
+    );
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+
+    // Only what was answered 200 is there; the refused batch, sent again,
+    // is stored in full.
+    assert_eq!(inbox.counts().await.unwrap().events.total(), 5);
+    assert_eq!(post(&inbox, &numbered(5, 5)).await, (200, None));
+    assert_eq!(inbox.counts().await.unwrap().events.total(), 10);
+}
+
+/// A tmpfs of 2 MiB: SQLite's writes fail with "database or disk is full".
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount() -> SmallDisk {
+        let dir = std::env::temp_dir().join(format!("cmc-inbox-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a 2 MiB tmpfs needs root");
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_answered_503_and_every_200_is_stored() {
+    let disk = SmallDisk::mount();
+    let path = disk.0.join("inbox.sqlite3");
+    let inbox = Inbox::sqlite(&path)
+        .synchronous(Synchronous::Full)
+        .open()
+        .await
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for n in 0..400 {
+        let batch = numbered(n * 20, 20);
+        match post(&inbox, &batch).await.0 {
+            200 => acknowledged.push(n),
+            503 => refused += 1,
+            other => panic!("status {other}"),
+        }
+    }
+    assert!(refused > 0, "the disk never filled");
+    assert!(!acknowledged.is_empty());
+    inbox.close().await;
+    drop(inbox);
+
+    // Opened again: every acknowledged event is there, once.
+    let inbox = Inbox::sqlite(&path).open().await.unwrap();
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!(counts.events.total(), 20 * acknowledged.len() as u64);
+    for n in acknowledged.iter().step_by(7) {
+        let history = inbox
+            .history(&format!("<{}@example.com>", n * 20))
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 1, "batch {n}");
+    }
+    inbox.close().await;
+}
