@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Soak test: the receiver on loopback under a bounded mix of every fixture
-# (in every encoding) and hostile inputs from several connections; checks no
-# 5xx, no connection errors, every accepted event printed exactly once, and
-# flat resident memory. Loopback only, bounded in time.
+# Soak test: the receiver, storing into a fresh inbox in a temporary
+# directory, on loopback under a bounded mix of every fixture (in every
+# encoding) and hostile inputs from several connections; checks no 5xx, no
+# connection errors, every distinct accepted event and mail handled exactly
+# once, and flat resident memory. Loopback only, bounded in time.
 #
 #   bash benches/soak.sh              # release build, 300 s, 8 connections
 #   SECONDS_TO_RUN=60 bash benches/soak.sh
