@@ -702,7 +702,7 @@ async fn a_locked_database_is_answered_503_and_nothing_unstored_is_acknowledged(
     assert_eq!(inbox.counts().await.unwrap().events.total(), 10);
 }
 
-/// A tmpfs of 2 MiB: SQLite's writes fail with "database or disk is full".
+/// A tmpfs of 4 MiB: SQLite's writes fail with "database or disk is full".
 struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
@@ -710,11 +710,11 @@ impl SmallDisk {
         let dir = std::env::temp_dir().join(format!("cmc-inbox-full-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
             .arg(&dir)
             .status()
             .expect("mount runs");
-        assert!(status.success(), "mounting a 2 MiB tmpfs needs root");
+        assert!(status.success(), "mounting a 4 MiB tmpfs needs root");
         SmallDisk(dir)
     }
 }
@@ -730,6 +730,10 @@ impl Drop for SmallDisk {
 async fn a_full_disk_is_answered_503_and_every_200_is_stored() {
     let disk = SmallDisk::mount();
     let path = disk.0.join("inbox.sqlite3");
+    // Ballast, removed later to give the space back (enough for the WAL
+    // to grow to its checkpoint while the worker marks every row).
+    let ballast = disk.0.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 2 << 20]).unwrap();
     let inbox = Inbox::sqlite(&path)
         .synchronous(Synchronous::Full)
         .open()
@@ -737,16 +741,49 @@ async fn a_full_disk_is_answered_503_and_every_200_is_stored() {
         .unwrap();
     let mut acknowledged = Vec::new();
     let mut refused = 0;
-    for n in 0..400 {
+    let mut n = 0;
+    while refused < 5 {
         let batch = numbered(n * 20, 20);
         match post(&inbox, &batch).await.0 {
             200 => acknowledged.push(n),
             503 => refused += 1,
             other => panic!("status {other}"),
         }
+        n += 1;
+        assert!(n < 2000, "the disk never filled");
     }
-    assert!(refused > 0, "the disk never filled");
     assert!(!acknowledged.is_empty());
+
+    // Space again: the same inbox, without a restart, stores again, and
+    // its worker handles rows (as many as the space allows: the WAL grows
+    // with every mark until a checkpoint).
+    std::fs::remove_file(&ballast).unwrap();
+    for _ in 0..3 {
+        let batch = numbered(n * 20, 20);
+        assert_eq!(
+            post(&inbox, &batch).await.0,
+            200,
+            "batch {n} after space came back"
+        );
+        acknowledged.push(n);
+        n += 1;
+    }
+    let handled = Arc::new(AtomicUsize::new(0));
+    let worker = {
+        let handled = handled.clone();
+        inbox
+            .worker(move |_job: Job| {
+                handled.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<(), String>(()) }
+            })
+            .spawn()
+    };
+    eventually("the worker handles events", || {
+        let handled = handled.clone();
+        async move { handled.load(Ordering::SeqCst) >= 100 }
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
     inbox.close().await;
     drop(inbox);
 
@@ -762,4 +799,179 @@ async fn a_full_disk_is_answered_503_and_every_200_is_stored() {
         assert_eq!(history.len(), 1, "batch {n}");
     }
     inbox.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_running_past_its_lease_keeps_its_row_and_runs_once() {
+    // The system clock: leases run out in real time here.
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::sqlite(dir.path().join("inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    inbox.store(numbered(0, 1), None).await.unwrap();
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let slow = |runs: Arc<Mutex<Vec<u32>>>| {
+        move |job: Job| {
+            runs.lock().unwrap().push(job.attempt);
+            async {
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+                Ok::<(), String>(())
+            }
+        }
+    };
+    // Two workers with 1 s leases; the handler takes 2.5 s.
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            inbox
+                .worker(slow(runs.clone()))
+                .lease(Duration::from_secs(1))
+                .max_attempts(2)
+                .poll_interval(Duration::from_millis(20))
+                .spawn()
+        })
+        .collect();
+    eventually("done", || async {
+        row(&dir, Kind::Event, 1).await["state"] == "done"
+    })
+    .await;
+    settle().await;
+    assert_eq!(*runs.lock().unwrap(), vec![1], "one run, attempt 1");
+    assert_eq!(row(&dir, Kind::Event, 1).await["attempts"], "1");
+    for worker in workers {
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cancelled_at_shutdown_does_not_use_up_an_attempt() {
+    let clock = clock();
+    let (inbox, dir) = open(&clock).await;
+    inbox.store(numbered(0, 1), None).await.unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    for round in 1..=3 {
+        let worker = inbox
+            .worker(hanging(started.clone()))
+            .max_attempts(2)
+            .spawn();
+        eventually("the handler started", || async {
+            started.load(Ordering::SeqCst) == round
+        })
+        .await;
+        let stopped = worker.shutdown(Duration::from_millis(20)).await.unwrap();
+        assert_eq!(stopped.released, 1);
+        assert_eq!(row(&dir, Kind::Event, 1).await["attempts"], "0");
+    }
+    let (log, handler) = recording(|_| Err("no".to_owned()));
+    let worker = inbox.worker(handler).max_attempts(2).spawn();
+    eventually("the first real attempt failed", || async {
+        calls(&log) == 1
+    })
+    .await;
+    assert_eq!(
+        log.lock().unwrap()[0].1,
+        1,
+        "the first real run is attempt 1"
+    );
+    settle().await;
+    assert_eq!(row(&dir, Kind::Event, 1).await["state"], "pending");
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_keeps_its_deadline_when_the_store_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = builder(&dir, &clock())
+        .busy_timeout(Duration::from_millis(100))
+        .open()
+        .await
+        .unwrap();
+    inbox.store(numbered(0, 1), None).await.unwrap();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let started = Arc::new(AtomicUsize::new(0));
+    let worker = {
+        let (release, started) = (release.clone(), started.clone());
+        inbox
+            .worker(move |_job: Job| {
+                started.fetch_add(1, Ordering::SeqCst);
+                let release = release.clone();
+                async move {
+                    release.notified().await;
+                    Ok::<(), String>(())
+                }
+            })
+            .spawn()
+    };
+    eventually("the handler started", || async {
+        started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    use sqlx::Connection;
+    let mut other = sqlx::SqliteConnection::connect(&format!(
+        "sqlite:{}",
+        dir.path().join("inbox.sqlite3").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    release.notify_one();
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(20),
+        worker.shutdown(Duration::from_millis(500)),
+    )
+    .await
+    .expect("shutdown returns after its deadline")
+    .unwrap();
+    assert_eq!((stopped.done, stopped.unrecorded), (1, 1));
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    // Not recorded: the row is still leased, and comes back after it.
+    assert_eq!(row(&dir, Kind::Event, 1).await["state"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_file_removed_while_open_is_answered_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.sqlite3");
+    let inbox = Inbox::sqlite(&path).open().await.unwrap();
+    assert_eq!(post(&inbox, &numbered(0, 5)).await, (200, None));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    assert_eq!(
+        post(&inbox, &numbered(5, 5)).await,
+        (503, Some("10".to_owned()))
+    );
+    assert!(!path.exists(), "no empty file was made in its place");
+    // A file put in its place is not written to either.
+    std::fs::write(&path, b"").unwrap();
+    assert_eq!(post(&inbox, &numbered(10, 5)).await.0, 503);
+}
+
+#[tokio::test]
+async fn an_inbox_is_a_file_and_its_address_has_no_parameters() {
+    use cmc_webhook::inbox::InboxErrorKind;
+    for url in [
+        "sqlite::memory:",
+        "sqlite://:memory:",
+        "sqlite:file:x?mode=memory",
+        "sqlite:/tmp/x.sqlite3?mode=ro",
+        "sqlite:",
+        "postgres://localhost/x",
+        "inbox.sqlite3",
+    ] {
+        let error = Inbox::open(url).await.unwrap_err();
+        assert_eq!(error.kind(), InboxErrorKind::Config, "{url}: {error}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.sqlite3");
+    let error = Inbox::sqlite(&missing)
+        .create_if_missing(false)
+        .open()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), InboxErrorKind::Open, "{error}");
+    assert!(!missing.exists());
 }

@@ -183,7 +183,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = match args.store.as_str() {
         "none" => None,
         url => Some(
-            Inbox::open(url)
+            Inbox::builder(url)
+                // The subcommands read an inbox that exists: a mistyped
+                // path is an error, not an empty report.
+                .map(|b| b.create_if_missing(args.command.is_none()))
+                .map_err(|e| format!("--store {url}: {e}"))?
+                .open()
                 .await
                 .map_err(|e| format!("--store {url}: {e}"))?,
         ),

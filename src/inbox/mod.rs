@@ -150,6 +150,15 @@ impl InboxBuilder {
         self
     }
 
+    /// Whether a missing file is created (the default) or opening fails
+    /// with [`InboxErrorKind::Open`]: tools that only read an existing
+    /// inbox turn it off, so that a mistyped path is an error rather than
+    /// an empty report.
+    pub fn create_if_missing(mut self, create: bool) -> InboxBuilder {
+        self.sqlite.create = create;
+        self
+    }
+
     /// The clock every stored time comes from ([`SystemClock`] by default).
     pub fn clock(mut self, clock: impl Clock) -> InboxBuilder {
         self.clock = Arc::new(clock);
@@ -183,8 +192,30 @@ impl Inbox {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub async fn open(url: &str) -> Result<Inbox, InboxError> {
+        Inbox::builder(url)?.open().await
+    }
+
+    /// The options of the inbox at `url` (as for [`open`](Inbox::open)),
+    /// to configure before opening it.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("cmc-doc-builder-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// use cmc_webhook::inbox::{Inbox, InboxErrorKind};
+    ///
+    /// let url = format!("sqlite:{}/typo.sqlite3", dir.display());
+    /// let missing = Inbox::builder(&url)?.create_if_missing(false).open().await;
+    /// assert_eq!(missing.unwrap_err().kind(), InboxErrorKind::Open);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder(url: &str) -> Result<InboxBuilder, InboxError> {
         match sqlite::path_of(url) {
-            Some(path) => Inbox::sqlite(path).open().await,
+            Some(Ok(path)) => Ok(Inbox::sqlite(path)),
+            Some(Err(why)) => Err(InboxError::new(InboxErrorKind::Config, why)),
             None => Err(InboxError::new(
                 InboxErrorKind::Config,
                 format!("{url:?} is not an inbox address: expected sqlite:PATH"),

@@ -17,13 +17,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use super::error::{InboxError, InboxErrorKind};
 use super::job::{JobId, Kind, State};
 use super::ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt};
 use super::rows::{Arrival, Claimed};
-use super::worker::{Claim, Outcome, Settle};
+use super::worker::{Claim, Outcome, Renew, Settle};
 use crate::{Event, IdempotencyKey};
 
 /// How a SQLite inbox commits: the `synchronous` pragma of the receiving
@@ -78,6 +78,8 @@ pub(crate) struct Options {
     pub path: PathBuf,
     pub synchronous: Synchronous,
     pub busy_timeout: Duration,
+    /// Whether a missing file is created (or opening fails).
+    pub create: bool,
 }
 
 impl Options {
@@ -86,6 +88,7 @@ impl Options {
             path,
             synchronous: Synchronous::default(),
             busy_timeout: Duration::from_secs(5),
+            create: true,
         }
     }
 }
@@ -98,16 +101,39 @@ pub(crate) struct Sqlite {
     receive: SqlitePool,
     /// The worker's and the operations' connections.
     work: SqlitePool,
+    /// The file, and which file it was when the inbox opened: a 200 is
+    /// only given while the path still leads to it.
+    path: PathBuf,
+    identity: Option<FileIdentity>,
+}
+
+/// Which file a path leads to: device and inode (Unix only; elsewhere the
+/// check is skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity(u64, u64);
+
+impl FileIdentity {
+    #[cfg(unix)]
+    fn of(path: &Path) -> std::io::Result<Option<FileIdentity>> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(Some(FileIdentity(m.dev(), m.ino())))
+    }
+
+    #[cfg(not(unix))]
+    fn of(path: &Path) -> std::io::Result<Option<FileIdentity>> {
+        std::fs::metadata(path).map(|_| None)
+    }
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 impl Sqlite {
     pub async fn open(options: &Options) -> Result<Sqlite, InboxError> {
-        let connect = |synchronous: SqliteSynchronous| {
+        let connect = |synchronous: SqliteSynchronous, create: bool| {
             SqliteConnectOptions::new()
                 .filename(&options.path)
-                .create_if_missing(true)
+                .create_if_missing(create)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(synchronous)
                 .busy_timeout(options.busy_timeout)
@@ -126,7 +152,7 @@ impl Sqlite {
             .acquire_timeout(Duration::from_secs(60))
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(connect(options.synchronous.pragma()))
+            .connect_with(connect(options.synchronous.pragma(), options.create))
             .await
             .map_err(opening)?;
         MIGRATOR.run(&receive).await.map_err(|e| {
@@ -139,95 +165,124 @@ impl Sqlite {
         let work = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(60))
-            .connect_with(connect(SqliteSynchronous::Normal))
+            // The receiving pool made the file: a file missing now was
+            // removed, and must not be made again empty.
+            .connect_with(connect(SqliteSynchronous::Normal, false))
             .await
             .map_err(opening)?;
-        Ok(Sqlite { receive, work })
+        let identity = FileIdentity::of(&options.path).map_err(|e| {
+            InboxError::new(
+                InboxErrorKind::Open,
+                format!("could not open {}: {e}", options.path.display()),
+            )
+            .with_source(e)
+        })?;
+        Ok(Sqlite {
+            receive,
+            work,
+            path: options.path.clone(),
+            identity,
+        })
+    }
+
+    /// Fails when the path no longer leads to the file the inbox opened
+    /// (removed, or replaced): what was just committed went into a file
+    /// that nobody can open again, so it must not be acknowledged.
+    fn still_at_path(&self) -> Result<(), InboxError> {
+        match FileIdentity::of(&self.path) {
+            Ok(now) if now == self.identity => Ok(()),
+            Ok(_) => Err(InboxError::new(
+                InboxErrorKind::Database,
+                format!(
+                    "{} was replaced by another file while the inbox had it open; \
+                     restart to use the new file",
+                    self.path.display()
+                ),
+            )),
+            Err(e) => Err(InboxError::new(
+                InboxErrorKind::Database,
+                format!(
+                    "{} is gone ({e}): it was removed while the inbox had it open",
+                    self.path.display()
+                ),
+            )
+            .with_source(e)),
+        }
     }
 
     /// Stores the arrivals in one transaction: one receipt each, or one
     /// error for all.
     pub async fn insert(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("could not store the webhook", e);
-        let mut tx = self
-            .receive
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(failed)?;
-        let mut receipts = Vec::with_capacity(arrivals.len());
-        for arrival in arrivals {
-            let mut receipt = Receipt::default();
-            for e in &arrival.events {
-                let repeats: i64 = sqlx::query_scalar(
-                    "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
-                     status, created, server_composition, client, received_at, event, run_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?9) \
-                     ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
-                     RETURNING repeats",
-                )
-                .bind(&e.key)
-                .bind(&e.event_type)
-                .bind(&e.message_id)
-                .bind(&e.recipient)
-                .bind(&e.status)
-                .bind(&e.created)
-                .bind(&arrival.server_composition)
-                .bind(&arrival.client)
-                .bind(arrival.received_at)
-                .bind(&e.json)
-                .fetch_one(&mut *tx)
+        let mut conn = self.receive.acquire().await.map_err(failed)?;
+        let result = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+            let mut receipts = vec![Receipt::default(); arrivals.len()];
+            insert_events(&mut tx, arrivals, &mut receipts)
                 .await
                 .map_err(failed)?;
-                count(&mut receipt, repeats);
-            }
-            if let Some(m) = &arrival.mail {
-                let row = sqlx::query(
-                    "INSERT INTO cmc_mails (idempotency_key, message_id, envelope_from, \
+            for (arrival, receipt) in arrivals.iter().zip(&mut receipts) {
+                let receipt = &mut *receipt;
+                if let Some(m) = &arrival.mail {
+                    let row = sqlx::query(
+                        "INSERT INTO cmc_mails (idempotency_key, message_id, envelope_from, \
                      envelope_to, subject, filter, server_composition, client, received_at, \
                      attachments, size, mail, run_at) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?9) \
                      ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
                      RETURNING id, repeats",
-                )
-                .bind(&m.key)
-                .bind(&m.message_id)
-                .bind(&m.envelope_from)
-                .bind(&m.envelope_to)
-                .bind(&m.subject)
-                .bind(&m.filter)
-                .bind(&arrival.server_composition)
-                .bind(&arrival.client)
-                .bind(arrival.received_at)
-                .bind(m.attachments.len() as i64)
-                .bind(m.size)
-                .bind(&m.json)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(failed)?;
-                let (id, repeats): (i64, i64) = (
-                    row.try_get(0).map_err(failed)?,
-                    row.try_get(1).map_err(failed)?,
-                );
-                if repeats == 0 {
-                    for (position, data) in m.attachments.iter().enumerate() {
-                        sqlx::query(
-                            "INSERT INTO cmc_mail_attachments (mail_id, position, data) \
+                    )
+                    .bind(&m.key)
+                    .bind(&m.message_id)
+                    .bind(&m.envelope_from)
+                    .bind(&m.envelope_to)
+                    .bind(&m.subject)
+                    .bind(&m.filter)
+                    .bind(&arrival.server_composition)
+                    .bind(&arrival.client)
+                    .bind(arrival.received_at)
+                    .bind(m.attachments.len() as i64)
+                    .bind(m.size)
+                    .bind(&m.json)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+                    let (id, repeats): (i64, i64) = (
+                        row.try_get(0).map_err(failed)?,
+                        row.try_get(1).map_err(failed)?,
+                    );
+                    if repeats == 0 {
+                        for (position, data) in m.attachments.iter().enumerate() {
+                            sqlx::query(
+                                "INSERT INTO cmc_mail_attachments (mail_id, position, data) \
                              VALUES (?1, ?2, ?3)",
-                        )
-                        .bind(id)
-                        .bind(position as i64)
-                        .bind(data.as_slice())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed)?;
+                            )
+                            .bind(id)
+                            .bind(position as i64)
+                            .bind(data.as_slice())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed)?;
+                        }
                     }
+                    count(receipt, repeats);
                 }
-                count(&mut receipt, repeats);
             }
-            receipts.push(receipt);
+            tx.commit().await.map_err(failed)?;
+            Ok(receipts)
         }
-        tx.commit().await.map_err(failed)?;
-        Ok(receipts)
+        .await;
+        let result = result.and_then(|receipts| {
+            self.still_at_path()?;
+            Ok(receipts)
+        });
+        if result.is_err() {
+            // A failed transaction can leave sqlx's connection unable to
+            // begin another (SQLite rolls back by itself on a full disk,
+            // and the ROLLBACK sqlx then sends fails): start afresh.
+            conn.close_on_drop();
+        }
+        result
     }
 
     /// One round of a worker, in one transaction: records the outcomes of
@@ -237,14 +292,13 @@ impl Sqlite {
         &self,
         worker: &str,
         settle: &[Settle],
+        renew: Option<&Renew>,
         claim: Option<&Claim>,
     ) -> Result<Vec<Claimed>, InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
-        let mut tx = self
-            .work
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(failed)?;
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        let result = async {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
         for kind in [Kind::Event, Kind::Mail] {
             let done: Vec<i64> = settle
                 .iter()
@@ -269,18 +323,20 @@ impl Sqlite {
             }
         }
         for s in settle {
-            let (state, run_at, done_at, error) = match &s.outcome {
+            let (state, run_at, done_at, error, given_back) = match &s.outcome {
                 Outcome::Done => continue,
                 // Retry: back to pending, due after the backoff.
-                Outcome::Retry { at, error } => ("pending", *at, None, Some(error.as_str())),
+                Outcome::Retry { at, error } => ("pending", *at, None, Some(error.as_str()), 0),
                 // Dead: the last attempt failed.
-                Outcome::Dead { error } => ("dead", s.at, Some(s.at), Some(error.as_str())),
-                // Released at shutdown: due again at once.
-                Outcome::Released => ("pending", s.at, None, None),
+                Outcome::Dead { error } => ("dead", s.at, Some(s.at), Some(error.as_str()), 0),
+                // Released at shutdown: due again at once, and the
+                // cancelled run does not count as an attempt.
+                Outcome::Released => ("pending", s.at, None, None, 1),
             };
             sqlx::query(&format!(
                 "UPDATE {} SET state = ?1, run_at = ?2, done_at = ?3, \
-                 last_error = COALESCE(?4, last_error), locked_by = NULL, locked_until = NULL \
+                 last_error = COALESCE(?4, last_error), locked_by = NULL, locked_until = NULL, \
+                 attempts = MAX(attempts - ?7, 0) \
                  WHERE id = ?5 AND state = 'running' AND locked_by = ?6",
                 s.id.kind.table()
             ))
@@ -290,26 +346,54 @@ impl Sqlite {
             .bind(error)
             .bind(s.id.id)
             .bind(worker)
+            .bind(given_back)
             .execute(&mut *tx)
             .await
             .map_err(failed)?;
+        }
+        if let Some(r) = renew {
+            for kind in [Kind::Event, Kind::Mail] {
+                let ids: Vec<i64> = r
+                    .ids
+                    .iter()
+                    .filter(|id| id.kind == kind)
+                    .map(|id| id.id)
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                // Running: the lease of a handler still running is renewed.
+                sqlx::query(&format!(
+                    "UPDATE {} SET locked_until = ?1 \
+                     WHERE id IN (SELECT value FROM json_each(?2)) \
+                     AND state = 'running' AND locked_by = ?3",
+                    kind.table()
+                ))
+                .bind(r.until)
+                .bind(serde_json::to_string(&ids).unwrap_or_default())
+                .bind(worker)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            }
         }
         let mut claimed = Vec::new();
         if let Some(c) = claim {
             for kind in c.order {
                 // Dead: a lease expired on the last attempt (its worker died,
-                // or the handler ran past the lease every time).
+                // or could not reach the store to renew it).
                 sqlx::query(&format!(
                     "UPDATE {} SET state = 'dead', done_at = ?1, locked_by = NULL, \
                      locked_until = NULL, last_error = 'the lease expired on attempt ' || \
-                     attempts || ': the worker stopped, or the handler ran past its lease' || \
+                     attempts || ': its worker stopped, or lost the store, while the handler ran' || \
                      COALESCE(' (before: ' || last_error || ')', '') \
                      WHERE state IN ('pending', 'running') AND state = 'running' \
-                     AND locked_until <= ?1 AND attempts >= ?2",
+                     AND locked_until <= ?1 AND attempts >= ?2 AND locked_by IS NOT ?3",
                     kind.table()
                 ))
                 .bind(c.now)
                 .bind(i64::from(c.max_attempts))
+                .bind(worker)
                 .execute(&mut *tx)
                 .await
                 .map_err(failed)?;
@@ -327,7 +411,8 @@ impl Sqlite {
                     "UPDATE {table} SET state = 'running', attempts = attempts + 1, \
                      locked_by = ?1, locked_until = ?2 \
                      WHERE id IN (SELECT id FROM {table} WHERE state IN ('pending', 'running') \
-                     AND CASE state WHEN 'pending' THEN run_at <= ?3 ELSE locked_until <= ?3 END \
+                     AND CASE state WHEN 'pending' THEN run_at <= ?3 \
+                     ELSE locked_until <= ?3 AND locked_by IS NOT ?1 END \
                      ORDER BY id LIMIT ?4) \
                      RETURNING id, idempotency_key, {columns}, server_composition, client, \
                      received_at, attempts",
@@ -359,6 +444,12 @@ impl Sqlite {
         }
         tx.commit().await.map_err(failed)?;
         Ok(claimed)
+        }
+        .await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result
     }
 
     pub async fn counts(&self) -> Result<Counts, InboxError> {
@@ -421,34 +512,37 @@ impl Sqlite {
     /// Sets the rows `filter` takes back to pending, due at `now`, with
     /// their attempts reset; returns how many.
     pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
-        let mut replayed = 0;
-        let mut tx = self
-            .work
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| InboxError::database("could not replay", e))?;
-        for kind in &filter.kinds {
-            // Pending: replayed.
-            replayed += sqlx::query(&format!(
-                "UPDATE {} SET state = 'pending', attempts = 0, run_at = ?1, done_at = NULL, \
+        let failed = |e| InboxError::database("could not replay", e);
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        let result = async {
+            let mut replayed = 0;
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+            for kind in &filter.kinds {
+                // Pending: replayed.
+                replayed += sqlx::query(&format!(
+                    "UPDATE {} SET state = 'pending', attempts = 0, run_at = ?1, done_at = NULL, \
                  locked_by = NULL, locked_until = NULL \
                  WHERE state IN (SELECT value FROM json_each(?2)) \
                  AND (?3 IS NULL OR idempotency_key = ?3) AND (?4 IS NULL OR message_id = ?4)",
-                kind.table()
-            ))
-            .bind(now)
-            .bind(filter.states_json(true))
-            .bind(filter.key.map(|k| k.to_string()))
-            .bind(&filter.message_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| InboxError::database("could not replay", e))?
-            .rows_affected();
+                    kind.table()
+                ))
+                .bind(now)
+                .bind(filter.states_json(true))
+                .bind(filter.key.map(|k| k.to_string()))
+                .bind(&filter.message_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?
+                .rows_affected();
+            }
+            tx.commit().await.map_err(failed)?;
+            Ok(replayed)
         }
-        tx.commit()
-            .await
-            .map_err(|e| InboxError::database("could not replay", e))?;
-        Ok(replayed)
+        .await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result
     }
 
     pub async fn history(&self, message_id: &str) -> Result<Vec<HistoryEntry>, InboxError> {
@@ -475,34 +569,39 @@ impl Sqlite {
         let mut pruned = Pruned::default();
         for kind in [Kind::Event, Kind::Mail] {
             loop {
-                let mut tx = self
-                    .work
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(failed)?;
-                let slice = format!(
-                    "SELECT id FROM {} WHERE state = 'done' AND done_at < ?1 LIMIT 10000",
-                    kind.table()
-                );
-                if kind == Kind::Mail {
-                    sqlx::query(&format!(
-                        "DELETE FROM cmc_mail_attachments WHERE mail_id IN ({slice})"
+                let mut conn = self.work.acquire().await.map_err(failed)?;
+                let result = async {
+                    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+                    let slice = format!(
+                        "SELECT id FROM {} WHERE state = 'done' AND done_at < ?1 LIMIT 10000",
+                        kind.table()
+                    );
+                    if kind == Kind::Mail {
+                        sqlx::query(&format!(
+                            "DELETE FROM cmc_mail_attachments WHERE mail_id IN ({slice})"
+                        ))
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                    }
+                    let n = sqlx::query(&format!(
+                        "DELETE FROM {} WHERE id IN ({slice})",
+                        kind.table()
                     ))
                     .bind(before)
                     .execute(&mut *tx)
                     .await
-                    .map_err(failed)?;
+                    .map_err(failed)?
+                    .rows_affected();
+                    tx.commit().await.map_err(failed)?;
+                    Ok(n)
                 }
-                let n = sqlx::query(&format!(
-                    "DELETE FROM {} WHERE id IN ({slice})",
-                    kind.table()
-                ))
-                .bind(before)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?
-                .rows_affected();
-                tx.commit().await.map_err(failed)?;
+                .await;
+                if result.is_err() {
+                    conn.close_on_drop();
+                }
+                let n = result?;
                 match kind {
                     Kind::Event => pruned.events += n,
                     Kind::Mail => pruned.mails += n,
@@ -519,6 +618,105 @@ impl Sqlite {
         self.receive.close().await;
         self.work.close().await;
     }
+}
+
+/// The most event rows one `INSERT` carries (10 parameters each).
+const EVENTS_PER_STATEMENT: usize = 64;
+
+/// Inserts the events of all `arrivals` with multi-row `INSERT`s, in order
+/// of arrival, and counts each in its arrival's receipt.
+///
+/// A statement carries 64 rows, or a power of two below that for the rest,
+/// so that at most seven statement texts are ever prepared and cached, and
+/// a 100-event batch takes three statements rather than a hundred (each
+/// statement is a round trip to sqlx's SQLite thread, which costs more than
+/// the insert itself). `RETURNING` does not promise an order, so the
+/// returned counts are matched back by key: the occurrences of one key
+/// are inserted in input order, so the lowest `repeats` belongs to the
+/// first.
+async fn insert_events(
+    tx: &mut sqlx::SqliteConnection,
+    arrivals: &[&Arrival],
+    receipts: &mut [Receipt],
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(usize, &super::rows::NewEvent)> = arrivals
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| a.events.iter().map(move |e| (i, e)))
+        .collect();
+    let mut rest = &rows[..];
+    while !rest.is_empty() {
+        let n = if rest.len() >= EVENTS_PER_STATEMENT {
+            EVENTS_PER_STATEMENT
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut sql = String::with_capacity(300 + n * 48);
+        sql.push_str(
+            "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
+             status, created, server_composition, client, received_at, event, run_at) VALUES ",
+        );
+        for i in 0..n {
+            let p = i * 10;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(?{},?{},?{},?{},?{},?{},?{},?{},?{},?{},?{})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7,
+                p + 8,
+                p + 9,
+                p + 10,
+                p + 9
+            ));
+        }
+        sql.push_str(
+            " ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
+             RETURNING idempotency_key, repeats",
+        );
+        let mut query = sqlx::query(&sql);
+        for (i, e) in chunk {
+            let a = arrivals[*i];
+            query = query
+                .bind(&e.key)
+                .bind(&e.event_type)
+                .bind(&e.message_id)
+                .bind(&e.recipient)
+                .bind(&e.status)
+                .bind(&e.created)
+                .bind(&a.server_composition)
+                .bind(&a.client)
+                .bind(a.received_at)
+                .bind(&e.json);
+        }
+        let returned = query.fetch_all(&mut *tx).await?;
+        let mut by_key: std::collections::HashMap<String, Vec<i64>> =
+            std::collections::HashMap::with_capacity(returned.len());
+        for row in &returned {
+            by_key
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push(row.try_get(1)?);
+        }
+        for counts in by_key.values_mut() {
+            counts.sort_unstable_by(|a, b| b.cmp(a));
+        }
+        for (i, e) in chunk {
+            let repeats = by_key.get_mut(&e.key).and_then(Vec::pop).ok_or_else(|| {
+                sqlx::Error::Protocol("an inserted event was not returned".into())
+            })?;
+            count(&mut receipts[*i], repeats);
+        }
+    }
+    Ok(())
 }
 
 fn count(receipt: &mut Receipt, repeats: i64) {
@@ -628,9 +826,29 @@ fn parse_key(text: &str) -> Result<IdempotencyKey, InboxError> {
     })
 }
 
-/// The path of a `sqlite:` address: `sqlite:PATH` or `sqlite://PATH`.
-pub(crate) fn path_of(url: &str) -> Option<&Path> {
+/// The path of a `sqlite:` address: `sqlite:PATH` or `sqlite://PATH`;
+/// `None` when `url` is not a `sqlite:` address at all.
+///
+/// An in-memory database is refused (each connection would have its own,
+/// and nothing stored would survive), and so are query parameters: the
+/// options are set with [`Inbox::sqlite`](super::Inbox::sqlite)'s builder,
+/// and a `?` would otherwise become part of the file name.
+pub(crate) fn path_of(url: &str) -> Option<Result<&Path, String>> {
     let rest = url.strip_prefix("sqlite:")?;
     let rest = rest.strip_prefix("//").unwrap_or(rest);
-    (!rest.is_empty()).then(|| Path::new(rest))
+    Some(if rest.is_empty() {
+        Err(format!("{url:?} names no file: expected sqlite:PATH"))
+    } else if rest == ":memory:" || rest.starts_with("file:") {
+        Err(format!(
+            "{url:?}: an inbox must be a file (an in-memory database loses what was \
+             acknowledged)"
+        ))
+    } else if rest.contains('?') {
+        Err(format!(
+            "{url:?}: query parameters are not read; set the options with \
+             Inbox::sqlite(path) instead"
+        ))
+    } else {
+        Ok(Path::new(rest))
+    })
 }

@@ -6,7 +6,7 @@ use super::error::InboxError;
 use super::ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt};
 use super::rows::{Arrival, Claimed};
 use super::sqlite::Sqlite;
-use super::worker::{Claim, Settle};
+use super::worker::{Claim, Renew, Settle};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Store {
@@ -21,15 +21,17 @@ impl Store {
         }
     }
 
-    /// Records outcomes and claims due rows, in one transaction.
+    /// Records outcomes, renews leases and claims due rows, in one
+    /// transaction.
     pub async fn round(
         &self,
         worker: &str,
         settle: &[Settle],
+        renew: Option<&Renew>,
         claim: Option<&Claim>,
     ) -> Result<Vec<Claimed>, InboxError> {
         match self {
-            Store::Sqlite(s) => s.round(worker, settle, claim).await,
+            Store::Sqlite(s) => s.round(worker, settle, renew, claim).await,
         }
     }
 

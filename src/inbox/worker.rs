@@ -28,8 +28,8 @@ use super::Inbox;
 ///   [`max_attempts`](Worker::max_attempts) the row is `dead` and keeps
 ///   `e` as its `last_error`. A handler that panics counts as an `Err`.
 /// - A claimed row is leased to this worker for
-///   [`lease`](Worker::lease); if the worker dies, the row is claimed
-///   again once the lease has run out. A handler must finish within it.
+///   [`lease`](Worker::lease), renewed while its handler runs; if the
+///   worker dies, the row is claimed again once the lease has run out.
 /// - The worker wakes as soon as the inbox stores a row, and polls every
 ///   [`poll_interval`](Worker::poll_interval) for rows stored by other
 ///   processes and retries coming due.
@@ -98,6 +98,10 @@ pub struct Stopped {
     /// Rows whose handler was still running at the shutdown deadline:
     /// cancelled and made due again at once.
     pub released: u64,
+    /// Outcomes (of the runs counted above) that could not be recorded
+    /// before the deadline because the store was unreachable: their rows
+    /// are claimed again when their lease runs out.
+    pub unrecorded: u64,
 }
 
 /// A worker running on the runtime; stop it with
@@ -145,6 +149,13 @@ pub(crate) enum Outcome {
     Retry { at: i64, error: String },
     Dead { error: String },
     Released,
+}
+
+/// The leases a round extends: those of the rows whose handlers still run.
+#[derive(Debug)]
+pub(crate) struct Renew {
+    pub ids: Vec<JobId>,
+    pub until: i64,
 }
 
 /// What a round claims.
@@ -197,10 +208,13 @@ where
         self
     }
 
-    /// How long a claimed row stays with this worker (5 minutes by
-    /// default): longer than any handler run should take.
+    /// How long a claimed row stays with this worker unless the worker
+    /// renews it (5 minutes by default, at least 1 s). The worker renews
+    /// the leases of its running handlers every third of this, so a
+    /// handler may run longer; the lease is how soon the rows of a worker
+    /// that died (or lost its store) are claimed by another.
     pub fn lease(mut self, lease: Duration) -> Worker<H> {
-        self.lease = lease;
+        self.lease = lease.max(Duration::from_secs(1));
         self
     }
 
@@ -231,6 +245,8 @@ where
         let mut stats = Stopped::default();
         let mut deadline: Option<Instant> = None;
         let mut turn = 0usize;
+        let renew_every = self.lease / 3;
+        let mut renewed = Instant::now();
         loop {
             if deadline.is_none() {
                 deadline = stop.borrow().map(|d| Instant::now() + d);
@@ -249,16 +265,23 @@ where
                     max_attempts: self.max_attempts,
                 }
             });
-            if !finished.is_empty() || claim.is_some() {
+            let renew = (!held.is_empty() && renewed.elapsed() >= renew_every).then(|| Renew {
+                ids: held.values().map(|(id, _)| *id).collect(),
+                until: millis_after(self.inbox.now(), self.lease),
+            });
+            if !finished.is_empty() || claim.is_some() || renew.is_some() {
                 match self
                     .inbox
                     .inner
                     .store
-                    .round(&me, &finished, claim.as_ref())
+                    .round(&me, &finished, renew.as_ref(), claim.as_ref())
                     .await
                 {
                     Ok(claimed) => {
                         finished.clear();
+                        if renew.is_some() {
+                            renewed = Instant::now();
+                        }
                         for row in claimed {
                             match row.into_job() {
                                 Ok(job) => {
@@ -274,8 +297,22 @@ where
                         }
                     }
                     Err(e) => {
+                        if let Some(at) = deadline.filter(|at| Instant::now() >= *at) {
+                            // Shutting down, out of time, and the store is
+                            // unreachable: stop; the rows come back when
+                            // their leases run out.
+                            running.abort_all();
+                            while let Some(result) = running.join_next_with_id().await {
+                                self.finished(result, &mut held, &mut finished, &mut stats);
+                            }
+                            stats.unrecorded = finished.len() as u64;
+                            tracing::error!(error = %e, unrecorded = stats.unrecorded, past = ?at.elapsed(), "the inbox worker stopped at its deadline without recording every outcome: the store is unreachable");
+                            return stats;
+                        }
                         tracing::error!(error = %e, "the inbox worker could not reach its store; trying again");
-                        sleep(self.poll_interval.min(Duration::from_secs(1))).await;
+                        let pause = Instant::now() + self.poll_interval.min(Duration::from_secs(1));
+                        sleep_until(deadline.map_or(pause, |d| d.max(Instant::now()).min(pause)))
+                            .await;
                         continue;
                     }
                 }
@@ -293,6 +330,7 @@ where
                 Ok(()) = wake.changed(), if deadline.is_none() => {}
                 () = sleep(self.poll_interval), if deadline.is_none() => {}
                 Ok(()) = stop.changed(), if deadline.is_none() => {}
+                () = sleep_until(renewed + renew_every), if !held.is_empty() => {}
                 () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     running.abort_all();
                     while let Some(result) = running.join_next_with_id().await {
