@@ -152,6 +152,9 @@ mod raw {
         conn.pragma_update(None, "journal_mode", "wal")?;
         conn.pragma_update(None, "synchronous", "full")?;
         conn.busy_timeout(Duration::from_secs(5))?;
+        // The inbox's receiving connection has a 32 MiB page cache: so
+        // does this one.
+        conn.pragma_update(None, "cache_size", -32768)?;
         let (mut spent, mut events, mut batch_number) = (Duration::ZERO, 0u64, 0u64);
         let mut latencies = Vec::new();
         let now_ms = jiff::Timestamp::now().as_millisecond();

@@ -18,6 +18,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Its index in per-kind arrays: events 0, mails 1.
+    pub(crate) fn slot(self) -> usize {
+        match self {
+            Kind::Event => 0,
+            Kind::Mail => 1,
+        }
+    }
+
     /// `event` or `mail`.
     pub fn as_str(&self) -> &'static str {
         match self {

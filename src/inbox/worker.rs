@@ -167,7 +167,17 @@ pub(crate) struct Claim {
     pub now: i64,
     pub lease_until: i64,
     pub max_attempts: u32,
+    /// Whether to mark dead the rows whose lease ran out on their last
+    /// attempt: once per poll interval, not on every round.
+    pub sweep: bool,
+    /// Which kinds may have due rows (event, mail): a kind whose last claim
+    /// came back short is not asked again until something is stored, the
+    /// poll interval passes, or a row is replayed.
+    pub due: [bool; 2],
 }
+
+/// The longest an outcome waits to be recorded with others.
+const SETTLE_WAIT: Duration = Duration::from_millis(20);
 
 /// The longest `last_error` stored, in bytes.
 const MAX_ERROR: usize = 4096;
@@ -247,29 +257,46 @@ where
         let mut turn = 0usize;
         let renew_every = self.lease / 3;
         let mut renewed = Instant::now();
+        let mut swept: Option<Instant> = None;
+        let mut due = [true; 2];
+        let mut first_finished: Option<Instant> = None;
         loop {
             if deadline.is_none() {
                 deadline = stop.borrow().map(|d| Instant::now() + d);
             }
             let free = self.concurrency - running.len();
+            let sweep_due = swept.is_none_or(|at| at.elapsed() >= self.poll_interval);
             let claim = (deadline.is_none()
-                && (running.is_empty() || free >= self.concurrency.div_ceil(4)))
-            .then(|| {
-                turn += 1;
-                let now = self.inbox.now();
-                Claim {
-                    order: [[Kind::Event, Kind::Mail], [Kind::Mail, Kind::Event]][turn % 2],
-                    limit: free,
-                    now: millis(now),
-                    lease_until: millis_after(now, self.lease),
-                    max_attempts: self.max_attempts,
-                }
-            });
+                && (running.is_empty() || free >= self.concurrency.div_ceil(4))
+                && (due.contains(&true) || sweep_due))
+                .then(|| {
+                    turn += 1;
+                    let now = self.inbox.now();
+                    if sweep_due {
+                        swept = Some(Instant::now());
+                    }
+                    Claim {
+                        sweep: sweep_due,
+                        due,
+                        order: [[Kind::Event, Kind::Mail], [Kind::Mail, Kind::Event]][turn % 2],
+                        limit: free,
+                        now: millis(now),
+                        lease_until: millis_after(now, self.lease),
+                        max_attempts: self.max_attempts,
+                    }
+                });
             let renew = (!held.is_empty() && renewed.elapsed() >= renew_every).then(|| Renew {
                 ids: held.values().map(|(id, _)| *id).collect(),
                 until: millis_after(self.inbox.now(), self.lease),
             });
-            if !finished.is_empty() || claim.is_some() || renew.is_some() {
+            // Outcomes wait for the next claim (so that each round records
+            // several), unless nothing else runs, the worker is stopping,
+            // or the oldest has waited SETTLE_WAIT.
+            let settle_now = !finished.is_empty()
+                && (running.is_empty()
+                    || deadline.is_some()
+                    || first_finished.is_some_and(|at| at.elapsed() >= SETTLE_WAIT));
+            if settle_now || claim.is_some() || renew.is_some() {
                 match self
                     .inbox
                     .inner
@@ -279,6 +306,22 @@ where
                 {
                     Ok(claimed) => {
                         finished.clear();
+                        first_finished = None;
+                        if let Some(c) = &claim {
+                            // A kind that returned fewer rows than it had
+                            // room for has no more due now.
+                            let mut room = c.limit;
+                            for kind in c.order {
+                                if !c.due[kind.slot()] {
+                                    continue;
+                                }
+                                let got = claimed.iter().filter(|r| r.id.kind == kind).count();
+                                if got < room {
+                                    due[kind.slot()] = false;
+                                }
+                                room = room.saturating_sub(got);
+                            }
+                        }
                         if renew.is_some() {
                             renewed = Instant::now();
                         }
@@ -326,9 +369,12 @@ where
                     while let Some(result) = running.try_join_next_with_id() {
                         self.finished(result, &mut held, &mut finished, &mut stats);
                     }
+                    first_finished.get_or_insert_with(Instant::now);
                 }
-                Ok(()) = wake.changed(), if deadline.is_none() => {}
-                () = sleep(self.poll_interval), if deadline.is_none() => {}
+                () = sleep_until(first_finished.map_or_else(Instant::now, |at| at + SETTLE_WAIT)),
+                    if first_finished.is_some() && deadline.is_none() => {}
+                Ok(()) = wake.changed(), if deadline.is_none() => due = [true; 2],
+                () = sleep(self.poll_interval), if deadline.is_none() => due = [true; 2],
                 Ok(()) = stop.changed(), if deadline.is_none() => {}
                 () = sleep_until(renewed + renew_every), if !held.is_empty() => {}
                 () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
