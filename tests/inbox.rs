@@ -975,3 +975,155 @@ async fn an_inbox_is_a_file_and_its_address_has_no_parameters() {
     assert_eq!(error.kind(), InboxErrorKind::Open, "{error}");
     assert!(!missing.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_from_the_first_schema_is_migrated_and_its_attachments_read_back() {
+    use sqlx::Connection;
+    let clock = clock();
+    // A mail as the current schema stores it, in a scratch inbox.
+    let (scratch, scratch_dir) = open(&clock).await;
+    let mail = sample_inbound(true);
+    scratch
+        .store(Webhook::Inbound(mail.clone()), None)
+        .await
+        .unwrap();
+    scratch.close().await;
+    let columns = "idempotency_key, message_id, envelope_from, envelope_to, subject, filter, \
+                   server_composition, client, received_at, attachments, size, mail, run_at";
+    let url = |dir: &std::path::Path| format!("sqlite:{}", dir.join("inbox.sqlite3").display());
+
+    // A file with only the first migration, holding that mail the way the
+    // first schema did: each attachment whole, in one row.
+    let old = tempfile::tempdir().unwrap();
+    let first = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/sqlite/0001_inbox.sql"
+        ),
+        first.path().join("0001_inbox.sql"),
+    )
+    .unwrap();
+    let mut conn = sqlx::SqliteConnection::connect_with(
+        &url(old.path())
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    sqlx::migrate::Migrator::new(first.path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "ATTACH DATABASE '{}' AS scratch",
+        scratch_dir.path().join("inbox.sqlite3").display()
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO cmc_mails ({columns}) SELECT {columns} FROM scratch.cmc_mails"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO cmc_mail_attachments (mail_id, position, data) VALUES (1, 0, ?1)")
+        .bind(mail.attachments[0].data.as_ref())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    // Opened by the inbox: migrated, and the mail reads back equal.
+    let inbox = Inbox::sqlite(old.path().join("inbox.sqlite3"))
+        .clock(clock.clone())
+        .open()
+        .await
+        .unwrap();
+    let read: Arc<Mutex<Vec<Item>>> = Arc::default();
+    let worker = {
+        let read = read.clone();
+        inbox
+            .worker(move |job: Job| {
+                read.lock().unwrap().push(job.item);
+                async { Ok::<(), String>(()) }
+            })
+            .spawn()
+    };
+    eventually("the migrated mail is handled", || async {
+        read.lock().unwrap().len() == 1
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    let read = read.lock().unwrap();
+    let Item::Mail(read) = &read[0] else {
+        panic!("a mail")
+    };
+    assert_eq!(*read, mail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_of_several_chunks_and_empty_ones_read_back_equal() {
+    let clock = clock();
+    let (inbox, dir) = open(&clock).await;
+    let mut mail = sample_inbound(true);
+    let big: Vec<u8> = (0..(5 << 19) + 7).map(|i| (i * 31 % 251) as u8).collect();
+    let template = mail.attachments[0].clone();
+    mail.attachments = vec![template.clone(), template.clone(), template];
+    mail.attachments[0].data = Bytes::from(big);
+    mail.attachments[1].data = Bytes::new();
+    let receipt = inbox
+        .store(Webhook::Inbound(mail.clone()), None)
+        .await
+        .unwrap();
+    assert_eq!(receipt.stored, 1);
+    // 2.5 MiB and 7 bytes: three chunks; the empty one: one empty chunk.
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!(
+        "sqlite:{}",
+        dir.path().join("inbox.sqlite3").display()
+    ))
+    .await
+    .unwrap();
+    let chunks: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT position, start, length(data) FROM cmc_mail_attachments ORDER BY position, start",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let png = mail.attachments[2].data.len() as i64;
+    assert_eq!(
+        chunks,
+        vec![
+            (0, 0, 1 << 20),
+            (0, 1 << 20, 1 << 20),
+            (0, 2 << 20, (1 << 19) + 7),
+            (1, 0, 0),
+            (2, 0, png)
+        ]
+    );
+    let read: Arc<Mutex<Vec<Item>>> = Arc::default();
+    let worker = {
+        let read = read.clone();
+        inbox
+            .worker(move |job: Job| {
+                read.lock().unwrap().push(job.item);
+                async { Ok::<(), String>(()) }
+            })
+            .spawn()
+    };
+    eventually("the mail is handled", || async {
+        read.lock().unwrap().len() == 1
+    })
+    .await;
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    let read = read.lock().unwrap();
+    let Item::Mail(read) = &read[0] else {
+        panic!("a mail")
+    };
+    assert_eq!(*read, mail);
+}

@@ -32,7 +32,8 @@ pub(crate) struct NewMail {
     pub subject: String,
     pub filter: String,
     pub json: String,
-    pub attachments: Vec<Vec<u8>>,
+    /// The attachments' bytes, still shared with the request's buffers.
+    pub attachments: Vec<Bytes>,
     pub size: i64,
 }
 
@@ -129,7 +130,7 @@ fn new_mail(mut mail: InboundMail) -> Result<NewMail, InboxError> {
     for a in &mut mail.attachments {
         let data = std::mem::take(&mut a.data);
         size = size.saturating_add(data.len() as i64);
-        attachments.push(Vec::from(data));
+        attachments.push(data);
     }
     Ok(NewMail {
         key,
@@ -161,8 +162,12 @@ pub(crate) struct Claimed {
     pub attempts: i64,
     /// The attachments' bytes, in order (mails only).
     pub attachments: Vec<Vec<u8>>,
-    /// Why the row's columns could not be read, if they could not.
+    /// Why the row's columns could not be read, if they could not: the
+    /// row is dead.
     pub unreadable: Option<String>,
+    /// Why its attachments could not be read now (the store failed): the
+    /// run counts as a failed attempt, and is tried again.
+    pub unloaded: Option<String>,
 }
 
 impl Claimed {

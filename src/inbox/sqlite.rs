@@ -278,16 +278,27 @@ impl Sqlite {
                     );
                     if repeats == 0 {
                         for (position, data) in m.attachments.iter().enumerate() {
-                            sqlx::query(
-                                "INSERT INTO cmc_mail_attachments (mail_id, position, data) \
-                             VALUES (?1, ?2, ?3)",
-                            )
-                            .bind(id)
-                            .bind(position as i64)
-                            .bind(data.as_slice())
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(failed)?;
+                            // In chunks: sqlx copies each value it binds,
+                            // and SQLite builds each record whole.
+                            let mut start = 0;
+                            loop {
+                                let end = data.len().min(start + ATTACHMENT_CHUNK);
+                                sqlx::query(
+                                    "INSERT INTO cmc_mail_attachments \
+                                     (mail_id, position, start, data) VALUES (?1, ?2, ?3, ?4)",
+                                )
+                                .bind(id)
+                                .bind(position as i64)
+                                .bind(start as i64)
+                                .bind(&data[start..end])
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(failed)?;
+                                start = end;
+                                if start >= data.len() {
+                                    break;
+                                }
+                            }
                         }
                     }
                     count(receipt, repeats);
@@ -456,18 +467,6 @@ impl Sqlite {
                 .map_err(failed)?;
                 let mut batch: Vec<Claimed> = rows.iter().map(|r| claimed_row(kind, r)).collect();
                 batch.sort_by_key(|c| c.id.id);
-                if kind == Kind::Mail {
-                    for mail in &mut batch {
-                        mail.attachments = sqlx::query_scalar(
-                            "SELECT data FROM cmc_mail_attachments WHERE mail_id = ?1 \
-                             ORDER BY position",
-                        )
-                        .bind(mail.id.id)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(failed)?;
-                    }
-                }
                 claimed.extend(batch);
             }
         }
@@ -478,7 +477,66 @@ impl Sqlite {
         if result.is_err() {
             conn.close_on_drop();
         }
-        result
+        drop(conn);
+        drop(_writing);
+        let mut claimed = result?;
+        // The mails' attachments are read after the commit, without the
+        // write lock: the rows are leased to this worker, and a large
+        // attachment must not hold up receiving.
+        for mail in claimed.iter_mut().filter(|c| c.id.kind == Kind::Mail) {
+            if mail.unreadable.is_none() {
+                match self.attachments(mail.id.id).await {
+                    Ok(attachments) => mail.attachments = attachments,
+                    Err(e) => mail.unloaded = Some(format!("could not read the attachments: {e}")),
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// The attachments of mail `id`, each assembled from its chunks into
+    /// one buffer of its exact size (read one chunk at a time).
+    async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, sqlx::Error> {
+        use futures_util::TryStreamExt;
+        let mut conn = self.work.acquire().await?;
+        let sizes: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT position, SUM(length(data)) FROM cmc_mail_attachments \
+             WHERE mail_id = ?1 GROUP BY position ORDER BY position",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut attachments: Vec<Vec<u8>> = Vec::with_capacity(sizes.len());
+        for (position, size) in &sizes {
+            if *position != attachments.len() as i64 {
+                return Err(sqlx::Error::Protocol(format!(
+                    "attachment {} of mail {id} is missing",
+                    attachments.len()
+                )));
+            }
+            attachments.push(Vec::with_capacity(usize::try_from(*size).unwrap_or(0)));
+        }
+        let mut chunks = sqlx::query(
+            "SELECT position, start, data FROM cmc_mail_attachments \
+             WHERE mail_id = ?1 ORDER BY position, start",
+        )
+        .bind(id)
+        .fetch(&mut *conn);
+        while let Some(row) = chunks.try_next().await? {
+            let (position, start): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            let data: &[u8] = row.try_get(2)?;
+            let buffer = usize::try_from(position)
+                .ok()
+                .and_then(|p| attachments.get_mut(p))
+                .filter(|b| b.len() as i64 == start)
+                .ok_or_else(|| {
+                    sqlx::Error::Protocol(format!(
+                        "mail {id}: a chunk of attachment {position} at {start} is out of place"
+                    ))
+                })?;
+            buffer.extend_from_slice(data);
+        }
+        Ok(attachments)
     }
 
     pub async fn counts(&self) -> Result<Counts, InboxError> {
@@ -651,6 +709,9 @@ impl Sqlite {
     }
 }
 
+/// The largest chunk of an attachment stored in one row.
+const ATTACHMENT_CHUNK: usize = 1 << 20;
+
 /// The most event rows one `INSERT` carries (11 parameters each).
 const EVENTS_PER_STATEMENT: usize = 64;
 
@@ -766,6 +827,7 @@ fn claimed_row(kind: Kind, r: &SqliteRow) -> Claimed {
             attempts: r.try_get(6)?,
             attachments: Vec::new(),
             unreadable: None,
+            unloaded: None,
         })
     };
     read().unwrap_or_else(|e| Claimed {
@@ -778,6 +840,7 @@ fn claimed_row(kind: Kind, r: &SqliteRow) -> Claimed {
         attempts: r.try_get(6).unwrap_or(1),
         attachments: Vec::new(),
         unreadable: Some(e.to_string()),
+        unloaded: None,
     })
 }
 

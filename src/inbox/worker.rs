@@ -326,6 +326,14 @@ where
                             renewed = Instant::now();
                         }
                         for row in claimed {
+                            if let Some(why) = &row.unloaded {
+                                // The store failed while reading: a failed
+                                // attempt, tried again after the backoff.
+                                let attempt = u32::try_from(row.attempts).unwrap_or(u32::MAX);
+                                tracing::warn!(job = %row.id, error = %why, "a claimed mail could not be read");
+                                finished.push(self.settle_error(row.id, attempt, why.clone()));
+                                continue;
+                            }
                             match row.into_job() {
                                 Ok(job) => {
                                     let (id, attempt) = (job.id, job.attempt);
