@@ -60,6 +60,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Storing before the 200
+//!
+//! A handler that does its work before answering can lose events in a
+//! crash or do them twice when CMC sends a batch again. The [`inbox`]
+//! (feature `sqlite`, on by default) stores every event and mail in SQLite
+//! before the 200, never twice, and runs your handler afterwards with
+//! retries, leases, dead rows, replay and retention:
+//! `post_service(inbox.receive()).layer(gate)` and
+//! `inbox.worker(handler).spawn()`.
+//!
 //! # What the crate promises
 //!
 //! - Every bad body is a [`ParseError`] that says what is wrong and where

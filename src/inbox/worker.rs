@@ -2,7 +2,7 @@
 //! it returned. The loop is [`Worker::run`]; every state change it makes is
 //! one statement of the backend's `round`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +35,10 @@ use super::Inbox;
 ///   processes and retries coming due.
 ///
 /// Handlers run at least once per row: after a crash, a handler that had
-/// finished but whose `done` was not yet recorded runs again. Make them
+/// finished but whose `done` was not yet recorded runs again. Only the
+/// rows the worker held can (at most four times its
+/// [`concurrency`](Worker::concurrency), at least 64); outcomes are
+/// recorded with the next claim, or within 20 ms. Make handlers
 /// idempotent (the job's [`key`](Job::key) is stable).
 ///
 /// ```
@@ -95,8 +98,9 @@ pub struct Stopped {
     pub done: u64,
     /// Handler runs that returned `Err` (or panicked).
     pub failed: u64,
-    /// Rows whose handler was still running at the shutdown deadline:
-    /// cancelled and made due again at once.
+    /// Rows handed back at shutdown, due again at once without an attempt
+    /// counted: those claimed but not started yet, and those whose handler
+    /// was still running at the deadline (cancelled).
     pub released: u64,
     /// Outcomes (of the runs counted above) that could not be recorded
     /// before the deadline because the store was unreachable: their rows
@@ -200,7 +204,10 @@ where
         }
     }
 
-    /// How many handlers run at once (16 by default).
+    /// How many handlers run at once (16 by default). The worker claims
+    /// more rows than that in one go (four times as many, at least 64 and
+    /// at most 256 more), holds them leased, and starts them in order as
+    /// handlers free up: fewer, larger transactions.
     pub fn concurrency(mut self, n: usize) -> Worker<H> {
         self.concurrency = n.max(1);
         self
@@ -260,14 +267,41 @@ where
         let mut swept: Option<Instant> = None;
         let mut due = [true; 2];
         let mut first_finished: Option<Instant> = None;
+        // Claimed rows wait here for a free handler: claims are larger than
+        // the concurrency, so that each round (a write transaction) carries
+        // more rows.
+        let mut queued: VecDeque<Job> = VecDeque::new();
+        let capacity = self
+            .concurrency
+            .saturating_mul(4)
+            .clamp(64, self.concurrency.saturating_add(256));
         loop {
             if deadline.is_none() {
                 deadline = stop.borrow().map(|d| Instant::now() + d);
+                if deadline.is_some() {
+                    // Stopping: the rows not started go back at once, and
+                    // their claim does not count as an attempt.
+                    for job in queued.drain(..) {
+                        stats.released += 1;
+                        finished.push(Settle {
+                            id: job.id,
+                            at: millis(self.inbox.now()),
+                            outcome: Outcome::Released,
+                        });
+                    }
+                }
             }
-            let free = self.concurrency - running.len();
+            while running.len() < self.concurrency {
+                let Some(job) = queued.pop_front() else { break };
+                let (id, attempt) = (job.id, job.attempt);
+                let task = running.spawn(call(self.handler.clone(), job));
+                held.insert(task.id(), (id, attempt));
+            }
+            let outstanding = running.len() + queued.len();
+            let free = capacity.saturating_sub(outstanding);
             let sweep_due = swept.is_none_or(|at| at.elapsed() >= self.poll_interval);
             let claim = (deadline.is_none()
-                && (running.is_empty() || free >= self.concurrency.div_ceil(4))
+                && (outstanding == 0 || free >= capacity.div_ceil(4))
                 && (due.contains(&true) || sweep_due))
                 .then(|| {
                     turn += 1;
@@ -285,8 +319,12 @@ where
                         max_attempts: self.max_attempts,
                     }
                 });
-            let renew = (!held.is_empty() && renewed.elapsed() >= renew_every).then(|| Renew {
-                ids: held.values().map(|(id, _)| *id).collect(),
+            let renew = (outstanding > 0 && renewed.elapsed() >= renew_every).then(|| Renew {
+                ids: held
+                    .values()
+                    .map(|(id, _)| *id)
+                    .chain(queued.iter().map(|job| job.id))
+                    .collect(),
                 until: millis_after(self.inbox.now(), self.lease),
             });
             // Outcomes wait for the next claim (so that each round records
@@ -335,11 +373,7 @@ where
                                 continue;
                             }
                             match row.into_job() {
-                                Ok(job) => {
-                                    let (id, attempt) = (job.id, job.attempt);
-                                    let task = running.spawn(call(self.handler.clone(), job));
-                                    held.insert(task.id(), (id, attempt));
-                                }
+                                Ok(job) => queued.push_back(job),
                                 Err((id, why)) => {
                                     tracing::error!(job = %id, error = %why, "a stored row is dead: it does not read back");
                                     finished.push(self.settle_error(id, u32::MAX, why));
@@ -348,6 +382,7 @@ where
                         }
                     }
                     Err(e) => {
+                        // (At a deadline, nothing is queued: it was released.)
                         if let Some(at) = deadline.filter(|at| Instant::now() >= *at) {
                             // Shutting down, out of time, and the store is
                             // unreachable: stop; the rows come back when
@@ -371,6 +406,10 @@ where
             if deadline.is_some() && running.is_empty() && finished.is_empty() {
                 return stats;
             }
+            if !queued.is_empty() && running.len() < self.concurrency {
+                // Rows were just claimed: start them before waiting.
+                continue;
+            }
             tokio::select! {
                 Some(result) = running.join_next_with_id(), if !running.is_empty() => {
                     self.finished(result, &mut held, &mut finished, &mut stats);
@@ -384,7 +423,7 @@ where
                 Ok(()) = wake.changed(), if deadline.is_none() => due = [true; 2],
                 () = sleep(self.poll_interval), if deadline.is_none() => due = [true; 2],
                 Ok(()) = stop.changed(), if deadline.is_none() => {}
-                () = sleep_until(renewed + renew_every), if !held.is_empty() => {}
+                () = sleep_until(renewed + renew_every), if !held.is_empty() || !queued.is_empty() => {}
                 () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     running.abort_all();
                     while let Some(result) = running.join_next_with_id().await {
