@@ -297,6 +297,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Another program on the port would answer in the receiver's place.
+    if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", args.port)) {
+        eprintln!(
+            "port {} is not free ({e}): pass another with --port",
+            args.port
+        );
+        return ExitCode::from(2);
+    }
     // The receiver runs in the temporary directory: resolve its path first.
     let receiver = std::path::absolute(&args.receiver).unwrap_or(args.receiver.clone());
     let mut child = match Command::new(&receiver)
@@ -347,6 +355,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Ok(Some(status)) = child.try_wait() {
+        eprintln!("the receiver exited ({status}) instead of serving");
+        return ExitCode::FAILURE;
     }
 
     let cases = Arc::new(cases(&format!("127.0.0.1:{}", args.port)));
@@ -402,6 +414,7 @@ async fn main() -> ExitCode {
     // Every line of a 200 without the inbox was written before the 200;
     // give the pipe a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let exited = child.try_wait().ok().flatten();
     let _ = child.kill();
     let _ = child.wait();
     let _ = reader.join();
@@ -471,6 +484,10 @@ async fn main() -> ExitCode {
     if !flat {
         ok = false;
         println!("FAIL resident memory grew after warm-up");
+    }
+    if let Some(status) = exited {
+        ok = false;
+        println!("FAIL the receiver exited during the run ({status})");
     }
     if tally.accepted == 0 || tally.refused == 0 {
         ok = false;

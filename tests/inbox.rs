@@ -1127,3 +1127,49 @@ async fn attachments_of_several_chunks_and_empty_ones_read_back_equal() {
     };
     assert_eq!(*read, mail);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_file_removed_while_open_is_answered_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.sqlite3");
+    let inbox = Inbox::sqlite(&path).open().await.unwrap();
+    assert_eq!(post(&inbox, &numbered(0, 5)).await, (200, None));
+    std::fs::remove_file(dir.path().join("inbox.sqlite3-wal")).unwrap();
+    assert_eq!(
+        post(&inbox, &numbered(5, 5)).await,
+        (503, Some("10".to_owned()))
+    );
+    assert_eq!(post(&inbox, &numbered(10, 5)).await.0, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiving_goes_on_after_the_pools_let_their_connections_go() {
+    // The WAL stays while the inbox is open, even when the connections
+    // that wrote it are dropped after an error: a locked file makes the
+    // receiving connection close, and receiving resumes afterwards.
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = builder(&dir, &clock())
+        .busy_timeout(Duration::from_millis(50))
+        .open()
+        .await
+        .unwrap();
+    assert_eq!(post(&inbox, &numbered(0, 5)).await.0, 200);
+    use sqlx::Connection;
+    let mut other = sqlx::SqliteConnection::connect(&format!(
+        "sqlite:{}",
+        dir.path().join("inbox.sqlite3").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(post(&inbox, &numbered(5, 5)).await.0, 503);
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    for n in 1..4 {
+        assert_eq!(post(&inbox, &numbered(n * 5, 5)).await.0, 200, "batch {n}");
+    }
+    assert_eq!(inbox.counts().await.unwrap().events.total(), 20);
+}

@@ -160,18 +160,14 @@ pub(crate) struct Claimed {
     pub client: Option<String>,
     pub received_at: i64,
     pub attempts: i64,
-    /// The attachments' bytes, in order (mails only).
-    pub attachments: Vec<Vec<u8>>,
     /// Why the row's columns could not be read, if they could not: the
     /// row is dead.
     pub unreadable: Option<String>,
-    /// Why its attachments could not be read now (the store failed): the
-    /// run counts as a failed attempt, and is tried again.
-    pub unloaded: Option<String>,
 }
 
 impl Claimed {
-    /// The job, or why the row does not read back.
+    /// The job (a mail's attachments without their bytes, which the job's
+    /// task reads when it starts), or why the row does not read back.
     pub fn into_job(self) -> Result<Job, (JobId, String)> {
         let id = self.id;
         let corrupt = |what: String| (id, format!("the stored row does not read back: {what}"));
@@ -187,21 +183,10 @@ impl Claimed {
                 serde_json::from_str::<Event>(&self.json)
                     .map_err(|e| corrupt(format!("event: {e}")))?,
             ),
-            Kind::Mail => {
-                let mut mail: InboundMail =
-                    serde_json::from_str(&self.json).map_err(|e| corrupt(format!("mail: {e}")))?;
-                if mail.attachments.len() != self.attachments.len() {
-                    return Err(corrupt(format!(
-                        "the mail lists {} attachments, cmc_mail_attachments holds {}",
-                        mail.attachments.len(),
-                        self.attachments.len()
-                    )));
-                }
-                for (a, data) in mail.attachments.iter_mut().zip(self.attachments) {
-                    a.data = Bytes::from(data);
-                }
-                Item::Mail(mail)
-            }
+            Kind::Mail => Item::Mail(
+                serde_json::from_str::<InboundMail>(&self.json)
+                    .map_err(|e| corrupt(format!("mail: {e}")))?,
+            ),
         };
         Ok(Job {
             id,

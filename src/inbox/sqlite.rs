@@ -111,6 +111,14 @@ pub(crate) struct Sqlite {
     /// only given while the path still leads to it.
     path: PathBuf,
     identity: Option<FileIdentity>,
+    /// The WAL file, once a commit has written it: it holds what was
+    /// committed since the last checkpoint, so it must not change either.
+    wal: Arc<std::sync::Mutex<Option<FileIdentity>>>,
+    /// The connection that opened the file, kept idle while the inbox is
+    /// open: SQLite removes the WAL when the last connection closes, which
+    /// the pools alone could do (an idle timeout, a connection dropped
+    /// after an error), and a WAL that comes back new would look replaced.
+    pin: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
 }
 
 /// Which file a path leads to: device and inode (Unix only; elsewhere the
@@ -170,7 +178,6 @@ impl Sqlite {
             )
             .with_source(e)
         })?;
-        first.close().await.map_err(opening)?;
         let receive = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -206,6 +213,8 @@ impl Sqlite {
             write: Arc::default(),
             path: options.path.clone(),
             identity,
+            wal: Arc::default(),
+            pin: Arc::new(tokio::sync::Mutex::new(Some(first))),
         })
     }
 
@@ -213,6 +222,27 @@ impl Sqlite {
     /// (removed, or replaced): what was just committed went into a file
     /// that nobody can open again, so it must not be acknowledged.
     fn still_at_path(&self) -> Result<(), InboxError> {
+        let mut wal_path = self.path.clone().into_os_string();
+        wal_path.push("-wal");
+        let wal_now = FileIdentity::of(Path::new(&wal_path));
+        {
+            let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+            match (&*wal, wal_now) {
+                (None, Ok(now)) => *wal = now,
+                (None, Err(_)) => {}
+                (Some(then), Ok(now)) if now == Some(*then) => {}
+                (Some(_), _) => {
+                    return Err(InboxError::new(
+                        InboxErrorKind::Database,
+                        format!(
+                            "{} was removed or replaced while the inbox had it open: what was \
+                             committed since the last checkpoint is gone with it; restart",
+                            Path::new(&wal_path).display()
+                        ),
+                    ))
+                }
+            }
+        }
         match FileIdentity::of(&self.path) {
             Ok(now) if now == self.identity => Ok(()),
             Ok(_) => Err(InboxError::new(
@@ -477,26 +507,20 @@ impl Sqlite {
         if result.is_err() {
             conn.close_on_drop();
         }
-        drop(conn);
-        drop(_writing);
-        let mut claimed = result?;
-        // The mails' attachments are read after the commit, without the
-        // write lock: the rows are leased to this worker, and a large
-        // attachment must not hold up receiving.
-        for mail in claimed.iter_mut().filter(|c| c.id.kind == Kind::Mail) {
-            if mail.unreadable.is_none() {
-                match self.attachments(mail.id.id).await {
-                    Ok(attachments) => mail.attachments = attachments,
-                    Err(e) => mail.unloaded = Some(format!("could not read the attachments: {e}")),
-                }
-            }
-        }
-        Ok(claimed)
+        result
     }
 
     /// The attachments of mail `id`, each assembled from its chunks into
-    /// one buffer of its exact size (read one chunk at a time).
-    async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, sqlx::Error> {
+    /// one buffer of its exact size (read one chunk at a time). Read by the
+    /// job's task when it starts, outside any write transaction: a large
+    /// attachment neither holds up receiving nor a worker's round.
+    pub async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, InboxError> {
+        self.read_attachments(id)
+            .await
+            .map_err(|e| InboxError::database("could not read the attachments", e))
+    }
+
+    async fn read_attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, sqlx::Error> {
         use futures_util::TryStreamExt;
         let mut conn = self.work.acquire().await?;
         let sizes: Vec<(i64, i64)> = sqlx::query_as(
@@ -706,6 +730,9 @@ impl Sqlite {
     pub async fn close(&self) {
         self.receive.close().await;
         self.work.close().await;
+        if let Some(pin) = self.pin.lock().await.take() {
+            let _ = pin.close().await;
+        }
     }
 }
 
@@ -825,9 +852,7 @@ fn claimed_row(kind: Kind, r: &SqliteRow) -> Claimed {
             client: r.try_get(4)?,
             received_at: r.try_get(5)?,
             attempts: r.try_get(6)?,
-            attachments: Vec::new(),
             unreadable: None,
-            unloaded: None,
         })
     };
     read().unwrap_or_else(|e| Claimed {
@@ -838,9 +863,7 @@ fn claimed_row(kind: Kind, r: &SqliteRow) -> Claimed {
         client: None,
         received_at: 0,
         attempts: r.try_get(6).unwrap_or(1),
-        attachments: Vec::new(),
         unreadable: Some(e.to_string()),
-        unloaded: None,
     })
 }
 

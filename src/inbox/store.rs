@@ -35,6 +35,13 @@ impl Store {
         }
     }
 
+    /// The attachments of a mail, in order.
+    pub async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.attachments(id).await,
+        }
+    }
+
     pub async fn counts(&self) -> Result<Counts, InboxError> {
         match self {
             Store::Sqlite(s) => s.counts().await,

@@ -2,13 +2,14 @@
 //! it returned. The loop is [`Worker::run`]; every state change it makes is
 //! one statement of the backend's `round`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{sleep, sleep_until, Instant};
@@ -16,7 +17,8 @@ use tokio::time::{sleep, sleep_until, Instant};
 use super::backoff::Backoff;
 use super::clock::{millis, millis_after};
 use super::error::InboxError;
-use super::job::{Job, JobId, Kind};
+use super::job::{Item, Job, JobId, Kind};
+use super::store::Store;
 use super::Inbox;
 
 /// Runs a handler on every stored event and mail, in order of arrival,
@@ -34,12 +36,11 @@ use super::Inbox;
 ///   [`poll_interval`](Worker::poll_interval) for rows stored by other
 ///   processes and retries coming due.
 ///
-/// Handlers run at least once per row: after a crash, a handler that had
-/// finished but whose `done` was not yet recorded runs again. Only the
-/// rows the worker held can (at most four times its
-/// [`concurrency`](Worker::concurrency), at least 64); outcomes are
-/// recorded with the next claim, or within 20 ms. Make handlers
-/// idempotent (the job's [`key`](Job::key) is stable).
+/// Handlers run at least once per row: after a crash, a handler that was
+/// running, or had finished but whose `done` was not yet recorded (they
+/// are recorded with the next claim, or within 20 ms), runs again. Make
+/// handlers idempotent (the job's [`key`](Job::key) is stable). A mail's
+/// attachments are read when its handler starts.
 ///
 /// ```
 /// use std::time::Duration;
@@ -98,9 +99,8 @@ pub struct Stopped {
     pub done: u64,
     /// Handler runs that returned `Err` (or panicked).
     pub failed: u64,
-    /// Rows handed back at shutdown, due again at once without an attempt
-    /// counted: those claimed but not started yet, and those whose handler
-    /// was still running at the deadline (cancelled).
+    /// Rows whose handler was still running at the shutdown deadline:
+    /// cancelled and made due again at once.
     pub released: u64,
     /// Outcomes (of the runs counted above) that could not be recorded
     /// before the deadline because the store was unreachable: their rows
@@ -204,10 +204,7 @@ where
         }
     }
 
-    /// How many handlers run at once (16 by default). The worker claims
-    /// more rows than that in one go (four times as many, at least 64 and
-    /// at most 256 more), holds them leased, and starts them in order as
-    /// handlers free up: fewer, larger transactions.
+    /// How many handlers run at once (16 by default).
     pub fn concurrency(mut self, n: usize) -> Worker<H> {
         self.concurrency = n.max(1);
         self
@@ -267,41 +264,14 @@ where
         let mut swept: Option<Instant> = None;
         let mut due = [true; 2];
         let mut first_finished: Option<Instant> = None;
-        // Claimed rows wait here for a free handler: claims are larger than
-        // the concurrency, so that each round (a write transaction) carries
-        // more rows.
-        let mut queued: VecDeque<Job> = VecDeque::new();
-        let capacity = self
-            .concurrency
-            .saturating_mul(4)
-            .clamp(64, self.concurrency.saturating_add(256));
         loop {
             if deadline.is_none() {
                 deadline = stop.borrow().map(|d| Instant::now() + d);
-                if deadline.is_some() {
-                    // Stopping: the rows not started go back at once, and
-                    // their claim does not count as an attempt.
-                    for job in queued.drain(..) {
-                        stats.released += 1;
-                        finished.push(Settle {
-                            id: job.id,
-                            at: millis(self.inbox.now()),
-                            outcome: Outcome::Released,
-                        });
-                    }
-                }
             }
-            while running.len() < self.concurrency {
-                let Some(job) = queued.pop_front() else { break };
-                let (id, attempt) = (job.id, job.attempt);
-                let task = running.spawn(call(self.handler.clone(), job));
-                held.insert(task.id(), (id, attempt));
-            }
-            let outstanding = running.len() + queued.len();
-            let free = capacity.saturating_sub(outstanding);
+            let free = self.concurrency - running.len();
             let sweep_due = swept.is_none_or(|at| at.elapsed() >= self.poll_interval);
             let claim = (deadline.is_none()
-                && (outstanding == 0 || free >= capacity.div_ceil(4))
+                && (running.is_empty() || free >= self.concurrency.div_ceil(4))
                 && (due.contains(&true) || sweep_due))
                 .then(|| {
                     turn += 1;
@@ -319,12 +289,8 @@ where
                         max_attempts: self.max_attempts,
                     }
                 });
-            let renew = (outstanding > 0 && renewed.elapsed() >= renew_every).then(|| Renew {
-                ids: held
-                    .values()
-                    .map(|(id, _)| *id)
-                    .chain(queued.iter().map(|job| job.id))
-                    .collect(),
+            let renew = (!held.is_empty() && renewed.elapsed() >= renew_every).then(|| Renew {
+                ids: held.values().map(|(id, _)| *id).collect(),
                 until: millis_after(self.inbox.now(), self.lease),
             });
             // Outcomes wait for the next claim (so that each round records
@@ -364,16 +330,16 @@ where
                             renewed = Instant::now();
                         }
                         for row in claimed {
-                            if let Some(why) = &row.unloaded {
-                                // The store failed while reading: a failed
-                                // attempt, tried again after the backoff.
-                                let attempt = u32::try_from(row.attempts).unwrap_or(u32::MAX);
-                                tracing::warn!(job = %row.id, error = %why, "a claimed mail could not be read");
-                                finished.push(self.settle_error(row.id, attempt, why.clone()));
-                                continue;
-                            }
                             match row.into_job() {
-                                Ok(job) => queued.push_back(job),
+                                Ok(job) => {
+                                    let (id, attempt) = (job.id, job.attempt);
+                                    let task = running.spawn(call(
+                                        self.handler.clone(),
+                                        self.inbox.inner.store.clone(),
+                                        job,
+                                    ));
+                                    held.insert(task.id(), (id, attempt));
+                                }
                                 Err((id, why)) => {
                                     tracing::error!(job = %id, error = %why, "a stored row is dead: it does not read back");
                                     finished.push(self.settle_error(id, u32::MAX, why));
@@ -382,7 +348,6 @@ where
                         }
                     }
                     Err(e) => {
-                        // (At a deadline, nothing is queued: it was released.)
                         if let Some(at) = deadline.filter(|at| Instant::now() >= *at) {
                             // Shutting down, out of time, and the store is
                             // unreachable: stop; the rows come back when
@@ -406,10 +371,6 @@ where
             if deadline.is_some() && running.is_empty() && finished.is_empty() {
                 return stats;
             }
-            if !queued.is_empty() && running.len() < self.concurrency {
-                // Rows were just claimed: start them before waiting.
-                continue;
-            }
             tokio::select! {
                 Some(result) = running.join_next_with_id(), if !running.is_empty() => {
                     self.finished(result, &mut held, &mut finished, &mut stats);
@@ -423,7 +384,7 @@ where
                 Ok(()) = wake.changed(), if deadline.is_none() => due = [true; 2],
                 () = sleep(self.poll_interval), if deadline.is_none() => due = [true; 2],
                 Ok(()) = stop.changed(), if deadline.is_none() => {}
-                () = sleep_until(renewed + renew_every), if !held.is_empty() || !queued.is_empty() => {}
+                () = sleep_until(renewed + renew_every), if !held.is_empty() => {}
                 () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     running.abort_all();
                     while let Some(result) = running.join_next_with_id().await {
@@ -508,13 +469,33 @@ where
     }
 }
 
-/// One handler run, its error as text.
-async fn call<H, F, E>(handler: Arc<H>, job: Job) -> Result<(), String>
+/// One handler run, its error as text. A mail's attachments are read
+/// first (so that only the mails being handled are in memory); a failed
+/// read is a failed attempt.
+async fn call<H, F, E>(handler: Arc<H>, store: Store, mut job: Job) -> Result<(), String>
 where
     H: Fn(Job) -> F,
     F: Future<Output = Result<(), E>>,
     E: fmt::Display,
 {
+    if let Item::Mail(mail) = &mut job.item {
+        if !mail.attachments.is_empty() {
+            let data = store
+                .attachments(job.id.id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if data.len() != mail.attachments.len() {
+                return Err(format!(
+                    "the mail lists {} attachments, cmc_mail_attachments holds {}",
+                    mail.attachments.len(),
+                    data.len()
+                ));
+            }
+            for (a, data) in mail.attachments.iter_mut().zip(data) {
+                a.data = Bytes::from(data);
+            }
+        }
+    }
     handler(job).await.map_err(|e| e.to_string())
 }
 
