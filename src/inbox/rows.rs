@@ -7,7 +7,8 @@ use bytes::Bytes;
 use jiff::Timestamp;
 
 use super::error::{InboxError, InboxErrorKind};
-use super::job::{Item, Job, JobId, Kind};
+use super::job::{Item, Job, JobId, Kind, State};
+use super::ops::{DeadRow, HistoryEntry};
 use crate::{Event, IdempotencyKey, InboundMail, Text, Webhook};
 
 /// One event's row, before it is inserted.
@@ -198,4 +199,119 @@ impl Claimed {
             item,
         })
     }
+}
+
+/// A claimed row as read; a row whose columns do not decode (written by
+/// hand) comes back with the reason, so that the worker marks it dead
+/// rather than stalling on it.
+pub(crate) fn claimed_row<R>(kind: Kind, r: &R) -> Claimed
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let id = JobId {
+        kind,
+        id: r.try_get(0).unwrap_or_default(),
+    };
+    let read = || -> Result<Claimed, sqlx::Error> {
+        Ok(Claimed {
+            id,
+            key: r.try_get(1)?,
+            json: r.try_get(2)?,
+            server_composition: r.try_get(3)?,
+            client: r.try_get(4)?,
+            received_at: r.try_get(5)?,
+            attempts: r.try_get(6)?,
+            unreadable: None,
+        })
+    };
+    read().unwrap_or_else(|e| Claimed {
+        id,
+        key: String::new(),
+        json: String::new(),
+        server_composition: String::new(),
+        client: None,
+        received_at: 0,
+        attempts: r.try_get(6).unwrap_or(1),
+        unreadable: Some(e.to_string()),
+    })
+}
+
+pub(crate) fn dead_row<R>(kind: Kind, r: &R) -> Result<Result<DeadRow, InboxError>, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let key = match parse_key(&r.try_get::<String, _>(1)?) {
+        Ok(key) => key,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(DeadRow {
+        id: JobId {
+            kind,
+            id: r.try_get(0)?,
+        },
+        key,
+        summary: r.try_get(2)?,
+        message_id: r.try_get(3)?,
+        attempts: u32::try_from(r.try_get::<i64, _>(4)?).unwrap_or(u32::MAX),
+        last_error: r.try_get(5)?,
+        received_at: super::clock::from_millis(r.try_get(6)?),
+        died_at: r
+            .try_get::<Option<i64>, _>(7)?
+            .map(super::clock::from_millis),
+    }))
+}
+
+pub(crate) fn history_entry<R>(r: &R) -> Result<Result<HistoryEntry, InboxError>, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let id = JobId {
+        kind: Kind::Event,
+        id: r.try_get(0)?,
+    };
+    let corrupt = |what: String| {
+        InboxError::new(
+            InboxErrorKind::Corrupt,
+            format!("{id} does not read back: {what}"),
+        )
+    };
+    let key = match parse_key(&r.try_get::<String, _>(1)?) {
+        Ok(key) => key,
+        Err(e) => return Ok(Err(e)),
+    };
+    let event = match serde_json::from_str::<Event>(&r.try_get::<String, _>(2)?) {
+        Ok(event) => event,
+        Err(e) => return Ok(Err(corrupt(e.to_string()))),
+    };
+    let state: String = r.try_get(4)?;
+    let Some(state) = State::from_column(&state) else {
+        return Ok(Err(corrupt(format!("state {state:?}"))));
+    };
+    Ok(Ok(HistoryEntry {
+        id,
+        key,
+        event,
+        received_at: super::clock::from_millis(r.try_get(3)?),
+        state,
+        attempts: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(u32::MAX),
+        last_error: r.try_get(6)?,
+    }))
+}
+
+pub(crate) fn parse_key(text: &str) -> Result<IdempotencyKey, InboxError> {
+    text.parse::<IdempotencyKey>().map_err(|e| {
+        InboxError::new(
+            InboxErrorKind::Corrupt,
+            format!("idempotency_key {text:?}: {e}"),
+        )
+    })
 }

@@ -10,22 +10,19 @@
 //! Every state change is one statement below.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::error::{InboxError, InboxErrorKind};
-use super::job::{JobId, Kind, State};
+use super::job::{Kind, State};
 use super::ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt};
-use super::rows::{Arrival, Claimed};
+use super::rows::{claimed_row, dead_row, history_entry, Arrival, Claimed};
 use super::worker::{Claim, Outcome, Renew, Settle};
-use crate::{Event, IdempotencyKey};
 
 /// How a SQLite inbox commits: the `synchronous` pragma of the receiving
 /// connection, in WAL mode.
@@ -833,103 +830,6 @@ fn count(receipt: &mut Receipt, repeats: i64) {
     } else {
         receipt.repeated += 1;
     }
-}
-
-/// A claimed row as read; a row whose columns do not decode (written by
-/// hand) comes back with the reason, so that the worker marks it dead
-/// rather than stalling on it.
-fn claimed_row(kind: Kind, r: &SqliteRow) -> Claimed {
-    let id = JobId {
-        kind,
-        id: r.try_get(0).unwrap_or_default(),
-    };
-    let read = || -> Result<Claimed, sqlx::Error> {
-        Ok(Claimed {
-            id,
-            key: r.try_get(1)?,
-            json: r.try_get(2)?,
-            server_composition: r.try_get(3)?,
-            client: r.try_get(4)?,
-            received_at: r.try_get(5)?,
-            attempts: r.try_get(6)?,
-            unreadable: None,
-        })
-    };
-    read().unwrap_or_else(|e| Claimed {
-        id,
-        key: String::new(),
-        json: String::new(),
-        server_composition: String::new(),
-        client: None,
-        received_at: 0,
-        attempts: r.try_get(6).unwrap_or(1),
-        unreadable: Some(e.to_string()),
-    })
-}
-
-fn dead_row(kind: Kind, r: &SqliteRow) -> Result<Result<DeadRow, InboxError>, sqlx::Error> {
-    let key = match parse_key(r.try_get(1)?) {
-        Ok(key) => key,
-        Err(e) => return Ok(Err(e)),
-    };
-    Ok(Ok(DeadRow {
-        id: JobId {
-            kind,
-            id: r.try_get(0)?,
-        },
-        key,
-        summary: r.try_get(2)?,
-        message_id: r.try_get(3)?,
-        attempts: u32::try_from(r.try_get::<i64, _>(4)?).unwrap_or(u32::MAX),
-        last_error: r.try_get(5)?,
-        received_at: super::clock::from_millis(r.try_get(6)?),
-        died_at: r
-            .try_get::<Option<i64>, _>(7)?
-            .map(super::clock::from_millis),
-    }))
-}
-
-fn history_entry(r: &SqliteRow) -> Result<Result<HistoryEntry, InboxError>, sqlx::Error> {
-    let id = JobId {
-        kind: Kind::Event,
-        id: r.try_get(0)?,
-    };
-    let corrupt = |what: String| {
-        InboxError::new(
-            InboxErrorKind::Corrupt,
-            format!("{id} does not read back: {what}"),
-        )
-    };
-    let key = match parse_key(r.try_get(1)?) {
-        Ok(key) => key,
-        Err(e) => return Ok(Err(e)),
-    };
-    let event = match serde_json::from_str::<Event>(r.try_get(2)?) {
-        Ok(event) => event,
-        Err(e) => return Ok(Err(corrupt(e.to_string()))),
-    };
-    let state: &str = r.try_get(4)?;
-    let Some(state) = State::from_column(state) else {
-        return Ok(Err(corrupt(format!("state {state:?}"))));
-    };
-    Ok(Ok(HistoryEntry {
-        id,
-        key,
-        event,
-        received_at: super::clock::from_millis(r.try_get(3)?),
-        state,
-        attempts: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(u32::MAX),
-        last_error: r.try_get(6)?,
-    }))
-}
-
-fn parse_key(text: &str) -> Result<IdempotencyKey, InboxError> {
-    IdempotencyKey::from_str(text).map_err(|e| {
-        InboxError::new(
-            InboxErrorKind::Corrupt,
-            format!("idempotency_key {text:?}: {e}"),
-        )
-    })
 }
 
 /// The path of a `sqlite:` address: `sqlite:PATH` or `sqlite://PATH`;
