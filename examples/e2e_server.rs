@@ -10,7 +10,9 @@
 //! e2e_server bare 127.0.0.1:18092
 //! e2e_server inbox 127.0.0.1:18093 bench.sqlite3   # stores, and a worker with a no-op handler
 //! e2e_server store 127.0.0.1:18093 bench.sqlite3   # stores, no worker
+//! e2e_server inbox 127.0.0.1:18093 postgres://...  # the same on PostgreSQL (feature postgres)
 //! e2e_server raw bench.sqlite3 100 10              # 100-record batches for 10 s, prints events/s
+//! e2e_server raw postgres://... 100 10             # the same rows into PostgreSQL
 //! e2e_server body 100 > body.json                  # the request body the benchmarks post
 //! ```
 
@@ -49,10 +51,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mode, arg) = match args.as_slice() {
         [mode, arg] => (mode.as_str(), arg.as_str()),
         [mode, db, records, seconds] if mode == "raw" => {
+            #[cfg(feature = "postgres")]
+            if db.starts_with("postgres") {
+                return raw::run_postgres(db, records.parse()?, seconds.parse()?).await;
+            }
             return raw::run(db, records.parse()?, seconds.parse()?).await;
         }
         [mode, addr, db] if mode == "inbox" || mode == "store" => {
-            let inbox = Inbox::sqlite(db).open().await?;
+            let inbox = if db.contains("://") || db.starts_with("sqlite:") {
+                Inbox::open(db).await?
+            } else {
+                Inbox::sqlite(db).open().await?
+            };
             if mode == "inbox" {
                 worker = Some(
                     inbox
@@ -134,6 +144,65 @@ mod raw {
             .collect()
     }
 
+    /// PostgreSQL's own speed: the same rows, one multi-row `INSERT`
+    /// (`UNNEST` of arrays) and one transaction per batch, from one
+    /// connection, into the inbox's schema.
+    #[cfg(feature = "postgres")]
+    pub async fn run_postgres(
+        url: &str,
+        records: usize,
+        seconds: u64,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        use sqlx::Connection;
+        Inbox::open(url).await?.close().await;
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        let (mut spent, mut events, mut batch_number) = (Duration::ZERO, 0u64, 0u64);
+        let mut latencies = Vec::new();
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let run = std::process::id();
+        while spent < Duration::from_secs(seconds) {
+            let rows = rows(u64::from(run) << 32 | batch_number, records);
+            batch_number += 1;
+            let column = |f: fn(&Row) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+            let (keys, types, ids, to, status, created, json) = (
+                column(|r| Some(r.key.clone())),
+                column(|r| Some(r.event_type.clone())),
+                column(|r| r.message_id.clone()),
+                column(|r| r.recipient.clone()),
+                column(|r| r.status.clone()),
+                column(|r| r.created.clone()),
+                column(|r| Some(r.json.clone())),
+            );
+            let start = Instant::now();
+            let mut tx = conn.begin().await?;
+            sqlx::query(
+                "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
+                 status, created, event, server_composition, client, received_at, run_at) \
+                 SELECT k, t, m, r, s, c, e, 'pro-bench', '127.0.0.1', $8, $8 \
+                 FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], \
+                 $6::TEXT[], $7::TEXT[]) AS u(k, t, m, r, s, c, e) \
+                 ON CONFLICT (idempotency_key) DO UPDATE SET repeats = cmc_events.repeats + 1",
+            )
+            .bind(&keys)
+            .bind(&types)
+            .bind(&ids)
+            .bind(&to)
+            .bind(&status)
+            .bind(&created)
+            .bind(&json)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let took = start.elapsed();
+            spent += took;
+            latencies.push(took);
+            events += rows.len() as u64;
+        }
+        report(events, spent, latencies);
+        Ok(())
+    }
+
     pub async fn run(
         db: &str,
         records: usize,
@@ -191,6 +260,11 @@ mod raw {
             latencies.push(took);
             events += rows.len() as u64;
         }
+        report(events, spent, latencies);
+        Ok(())
+    }
+
+    fn report(events: u64, spent: Duration, mut latencies: Vec<Duration>) {
         latencies.sort();
         let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
         println!(
@@ -200,6 +274,5 @@ mod raw {
             at(0.5),
             at(0.99)
         );
-        Ok(())
     }
 }

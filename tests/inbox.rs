@@ -959,7 +959,7 @@ async fn an_inbox_is_a_file_and_its_address_has_no_parameters() {
         "sqlite:file:x?mode=memory",
         "sqlite:/tmp/x.sqlite3?mode=ro",
         "sqlite:",
-        "postgres://localhost/x",
+        "mysql://localhost/x",
         "inbox.sqlite3",
     ] {
         let error = Inbox::open(url).await.unwrap_err();

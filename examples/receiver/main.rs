@@ -37,8 +37,9 @@ use ipnet::IpNet;
 #[derive(Debug, Parser)]
 #[command(name = "receiver")]
 struct Args {
-    /// Where webhooks are stored: sqlite:PATH, or none (printed before the
-    /// 200, not stored).
+    /// Where webhooks are stored: sqlite:PATH, postgres://USER@HOST:PORT/DB
+    /// (built with --features postgres; several receivers may share one
+    /// database), or none (printed before the 200, not stored).
     #[arg(
         long,
         global = true,
@@ -187,14 +188,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // The subcommands read an inbox that exists: a mistyped
                 // path is an error, not an empty report.
                 .map(|b| b.create_if_missing(args.command.is_none()))
-                .map_err(|e| format!("--store {url}: {e}"))?
+                .map_err(|e| format!("--store: {e}"))?
                 .open()
                 .await
-                .map_err(|e| format!("--store {url}: {e}"))?,
+                .map_err(|e| format!("--store: {e}"))?,
         ),
     };
     if let Some(command) = &args.command {
-        let inbox = store.ok_or("the subcommands need a store: --store sqlite:PATH")?;
+        let inbox =
+            store.ok_or("the subcommands need a store: --store sqlite:PATH or postgres://...")?;
         return operate(&inbox, command, args.retain).await;
     }
 
@@ -263,7 +265,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "listening on http://{}/mails, allowing {}, storing in {}",
         listener.local_addr()?,
         allowed.join(", "),
-        args.store
+        store
+            .as_ref()
+            .map_or("nowhere (printed before the 200)", |i| i.describe())
     );
     let limits = serve::Limits {
         header_timeout: Duration::from_secs(args.header_timeout),

@@ -70,6 +70,8 @@ mod clock;
 mod error;
 mod job;
 mod ops;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod receive;
 mod rows;
 mod sqlite;
@@ -129,24 +131,39 @@ impl fmt::Debug for Inbox {
     }
 }
 
-/// Options of an inbox before it opens; made by [`Inbox::sqlite`].
+/// Options of an inbox before it opens; made by [`Inbox::sqlite`],
+/// `Inbox::postgres` (feature `postgres`) or [`Inbox::builder`]. Options
+/// of the other backend are ignored.
 #[derive(Debug, Clone)]
 pub struct InboxBuilder {
-    sqlite: sqlite::Options,
+    backend: Backend,
     clock: Arc<dyn Clock>,
 }
 
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::Options),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Options),
+}
+
+// Without the feature `postgres`, the backend can only be SQLite.
+#[allow(irrefutable_let_patterns)]
 impl InboxBuilder {
     /// How commits are made durable; [`Synchronous::Full`] by default.
     pub fn synchronous(mut self, level: Synchronous) -> InboxBuilder {
-        self.sqlite.synchronous = level;
+        if let Backend::Sqlite(o) = &mut self.backend {
+            o.synchronous = level;
+        }
         self
     }
 
     /// How long a statement waits for another connection's lock before it
     /// fails (5 s by default); receiving then answers 503.
     pub fn busy_timeout(mut self, timeout: Duration) -> InboxBuilder {
-        self.sqlite.busy_timeout = timeout;
+        if let Backend::Sqlite(o) = &mut self.backend {
+            o.busy_timeout = timeout;
+        }
         self
     }
 
@@ -155,7 +172,40 @@ impl InboxBuilder {
     /// inbox turn it off, so that a mistyped path is an error rather than
     /// an empty report.
     pub fn create_if_missing(mut self, create: bool) -> InboxBuilder {
-        self.sqlite.create = create;
+        if let Backend::Sqlite(o) = &mut self.backend {
+            o.create = create;
+        }
+        self
+    }
+
+    /// PostgreSQL: the most connections of this inbox's pool (10 by
+    /// default, at least 2).
+    #[cfg(feature = "postgres")]
+    pub fn pool_size(mut self, connections: u32) -> InboxBuilder {
+        if let Backend::Postgres(o) = &mut self.backend {
+            o.pool_size = connections;
+        }
+        self
+    }
+
+    /// PostgreSQL: the longest a statement may run before the server
+    /// cancels it (`statement_timeout`, 30 s by default); receiving then
+    /// answers 503.
+    #[cfg(feature = "postgres")]
+    pub fn statement_timeout(mut self, timeout: Duration) -> InboxBuilder {
+        if let Backend::Postgres(o) = &mut self.backend {
+            o.statement_timeout = timeout;
+        }
+        self
+    }
+
+    /// PostgreSQL: how long to wait for a connection (5 s by default);
+    /// while the server is down, receiving answers 503 after this.
+    #[cfg(feature = "postgres")]
+    pub fn connect_timeout(mut self, timeout: Duration) -> InboxBuilder {
+        if let Backend::Postgres(o) = &mut self.backend {
+            o.connect_timeout = timeout;
+        }
         self
     }
 
@@ -168,9 +218,21 @@ impl InboxBuilder {
     /// Opens the store (creating the file), applies the migrations it has
     /// not seen, and starts the writer task on the current tokio runtime.
     pub async fn open(self) -> Result<Inbox, InboxError> {
-        let store = Store::Sqlite(sqlite::Sqlite::open(&self.sqlite).await?);
-        let describe = format!("sqlite:{}", self.sqlite.path.display());
-        Ok(Inbox::start(store, self.clock, describe))
+        match &self.backend {
+            Backend::Sqlite(o) => {
+                let store = Store::Sqlite(sqlite::Sqlite::open(o).await?);
+                let describe = format!("sqlite:{}", o.path.display());
+                Ok(Inbox::start(store, self.clock, describe))
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(o) => {
+                let pg = postgres::Postgres::open(o).await?;
+                let describe = pg.describe();
+                let inbox = Inbox::start(Store::Postgres(pg.clone()), self.clock, describe);
+                pg.listen(inbox.inner.wake.clone());
+                Ok(inbox)
+            }
+        }
     }
 }
 
@@ -213,12 +275,24 @@ impl Inbox {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn builder(url: &str) -> Result<InboxBuilder, InboxError> {
+        #[cfg(feature = "postgres")]
+        if postgres::is_postgres(url) {
+            return Ok(Inbox::postgres(url));
+        }
         match sqlite::path_of(url) {
             Some(Ok(path)) => Ok(Inbox::sqlite(path)),
             Some(Err(why)) => Err(InboxError::new(InboxErrorKind::Config, why)),
             None => Err(InboxError::new(
                 InboxErrorKind::Config,
-                format!("{url:?} is not an inbox address: expected sqlite:PATH"),
+                format!(
+                    "{:?} is not an inbox address: expected sqlite:PATH{}",
+                    without_password(url),
+                    if cfg!(feature = "postgres") {
+                        " or postgres://USER@HOST:PORT/DB"
+                    } else {
+                        " (postgres:// needs the feature postgres)"
+                    }
+                ),
             )),
         }
     }
@@ -227,7 +301,18 @@ impl Inbox {
     /// [`open`](InboxBuilder::open)ing it.
     pub fn sqlite(path: impl Into<PathBuf>) -> InboxBuilder {
         InboxBuilder {
-            sqlite: sqlite::Options::new(path.into()),
+            backend: Backend::Sqlite(sqlite::Options::new(path.into())),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// An inbox in the PostgreSQL database at `url`
+    /// (`postgres://USER:PASSWORD@HOST:PORT/DB`), to configure before
+    /// opening it. Any number of receivers and workers may share it.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(url: impl Into<String>) -> InboxBuilder {
+        InboxBuilder {
+            backend: Backend::Postgres(postgres::Options::new(url.into())),
             clock: Arc::new(SystemClock),
         }
     }
@@ -245,6 +330,12 @@ impl Inbox {
                 describe,
             }),
         }
+    }
+
+    /// Where the inbox stores, for logs: `sqlite:PATH`, or a PostgreSQL
+    /// address without its password.
+    pub fn describe(&self) -> &str {
+        &self.inner.describe
     }
 
     /// The tower service that stores webhooks; see [`Receive`].
@@ -382,5 +473,20 @@ impl Inbox {
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.wake.subscribe()
+    }
+}
+
+/// `url` with the password of its `user:password@` part replaced by `***`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or("");
+            format!("{scheme}://{name}:***@{host}{path}")
+        }
+        _ => url.to_owned(),
     }
 }

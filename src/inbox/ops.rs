@@ -171,13 +171,16 @@ impl Filter {
 
     /// The states as a JSON array, for `json_each`.
     pub(crate) fn states_json(&self, replay: bool) -> String {
-        let names: Vec<&str> = self
-            .states
+        serde_json::to_string(&self.state_names(replay)).unwrap_or_else(|_| "[]".to_owned())
+    }
+
+    /// The states' column values (for a replay, only done and dead).
+    pub(crate) fn state_names(&self, replay: bool) -> Vec<&'static str> {
+        self.states
             .iter()
             .filter(|s| !replay || matches!(s, State::Done | State::Dead))
             .map(State::as_str)
-            .collect();
-        serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned())
+            .collect()
     }
 }
 

@@ -11,6 +11,8 @@ use super::worker::{Claim, Renew, Settle};
 #[derive(Debug, Clone)]
 pub(crate) enum Store {
     Sqlite(Sqlite),
+    #[cfg(feature = "postgres")]
+    Postgres(super::postgres::Postgres),
 }
 
 impl Store {
@@ -18,6 +20,8 @@ impl Store {
     pub async fn insert(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
         match self {
             Store::Sqlite(s) => s.insert(arrivals).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.insert(arrivals).await,
         }
     }
 
@@ -32,6 +36,8 @@ impl Store {
     ) -> Result<Vec<Claimed>, InboxError> {
         match self {
             Store::Sqlite(s) => s.round(worker, settle, renew, claim).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.round(worker, settle, renew, claim).await,
         }
     }
 
@@ -39,42 +45,56 @@ impl Store {
     pub async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, InboxError> {
         match self {
             Store::Sqlite(s) => s.attachments(id).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.attachments(id).await,
         }
     }
 
     pub async fn counts(&self) -> Result<Counts, InboxError> {
         match self {
             Store::Sqlite(s) => s.counts().await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.counts().await,
         }
     }
 
     pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
         match self {
             Store::Sqlite(s) => s.dead(limit).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.dead(limit).await,
         }
     }
 
     pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
         match self {
             Store::Sqlite(s) => s.replay(filter, now).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.replay(filter, now).await,
         }
     }
 
     pub async fn history(&self, message_id: &str) -> Result<Vec<HistoryEntry>, InboxError> {
         match self {
             Store::Sqlite(s) => s.history(message_id).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.history(message_id).await,
         }
     }
 
     pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {
         match self {
             Store::Sqlite(s) => s.prune(before).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.prune(before).await,
         }
     }
 
     pub async fn close(&self) {
         match self {
             Store::Sqlite(s) => s.close().await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.close().await,
         }
     }
 }

@@ -1,0 +1,684 @@
+//! The PostgreSQL backend: one database shared by any number of receivers
+//! and workers, the schema of `migrations/postgres/`.
+//!
+//! - A duplicate (the same event sent to two instances) meets the unique
+//!   index on `idempotency_key`: the insert counts it in `repeats` instead
+//!   of failing.
+//! - Workers claim with `FOR UPDATE SKIP LOCKED`, so two workers never take
+//!   the same row, and wake on `NOTIFY cmc_inbox`, sent by every commit
+//!   that stored something.
+//! - Migrations take sqlx's advisory lock: instances that start at once
+//!   migrate one after the other.
+//! - A lost connection fails the statements that needed it (503 while
+//!   receiving); the pool connects again by itself.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::{Executor, Row};
+use tokio::sync::watch;
+
+use super::error::{InboxError, InboxErrorKind};
+use super::job::{Kind, State};
+use super::ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt};
+use super::rows::{claimed_row, dead_row, history_entry, Arrival, Claimed, NewEvent};
+use super::worker::{Claim, Outcome, Renew, Settle};
+
+/// The channel of `LISTEN`/`NOTIFY` on which commits wake workers.
+const CHANNEL: &str = "cmc_inbox";
+
+/// The largest chunk of an attachment stored in one row.
+const ATTACHMENT_CHUNK: usize = 1 << 20;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// What a PostgreSQL inbox is opened with.
+#[derive(Clone)]
+pub(crate) struct Options {
+    pub url: String,
+    pub pool_size: u32,
+    pub statement_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("Options")
+            .field("url", &redact(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// `url` without its password.
+pub(crate) fn redact(url: &str) -> String {
+    match url.parse::<PgConnectOptions>() {
+        Ok(o) => format!(
+            "postgres://{}@{}:{}/{}",
+            o.get_username(),
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or("")
+        ),
+        Err(_) => "postgres://(unreadable address)".to_owned(),
+    }
+}
+
+impl Options {
+    pub fn new(url: String) -> Options {
+        Options {
+            url,
+            pool_size: 10,
+            statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// An open PostgreSQL inbox.
+#[derive(Debug, Clone)]
+pub(crate) struct Postgres {
+    pool: PgPool,
+    options: Options,
+}
+
+impl Postgres {
+    pub async fn open(options: &Options) -> Result<Postgres, InboxError> {
+        let connect: PgConnectOptions = options.url.parse().map_err(|e| {
+            InboxError::new(
+                InboxErrorKind::Config,
+                format!("{} is not a PostgreSQL address: {e}", redact(&options.url)),
+            )
+        })?;
+        let timeout_ms = options.statement_timeout.as_millis();
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_size.max(2))
+            .acquire_timeout(options.connect_timeout)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await
+            .map_err(|e| {
+                InboxError::new(
+                    InboxErrorKind::Open,
+                    format!("could not connect to {}: {e}", redact(&options.url)),
+                )
+                .with_source(e)
+            })?;
+        // sqlx's migrator holds an advisory lock while it runs: instances
+        // starting at once take turns.
+        MIGRATOR.run(&pool).await.map_err(|e| {
+            InboxError::new(
+                InboxErrorKind::Open,
+                format!("could not migrate {}: {e}", redact(&options.url)),
+            )
+            .with_source(e)
+        })?;
+        Ok(Postgres {
+            pool,
+            options: options.clone(),
+        })
+    }
+
+    /// Wakes `wake` on every `NOTIFY cmc_inbox`, for as long as `wake` has
+    /// receivers; a lost connection is made again (the workers poll
+    /// meanwhile).
+    pub fn listen(&self, wake: watch::Sender<u64>) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                if wake.is_closed() {
+                    return;
+                }
+                let mut listener = match PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the inbox could not listen for new rows; polling");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if listener.listen(CHANNEL).await.is_err() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(_)) => wake.send_modify(|n| *n = n.wrapping_add(1)),
+                        // The connection was lost: listen again (what was
+                        // stored meanwhile is found by the poll).
+                        Ok(None) | Err(_) => break,
+                    }
+                    if wake.is_closed() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Stores the arrivals in one transaction: one receipt each, or one
+    /// error for all.
+    pub async fn insert(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
+        let failed = |e: sqlx::Error| InboxError::database("could not store the webhook", e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let mut receipts = vec![Receipt::default(); arrivals.len()];
+        insert_events(&mut tx, arrivals, &mut receipts)
+            .await
+            .map_err(failed)?;
+        for (arrival, receipt) in arrivals.iter().zip(&mut receipts) {
+            let Some(m) = &arrival.mail else { continue };
+            let row = sqlx::query(
+                "INSERT INTO cmc_mails (idempotency_key, message_id, envelope_from, \
+                 envelope_to, subject, filter, server_composition, client, received_at, \
+                 attachments, size, mail, run_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $9) \
+                 ON CONFLICT (idempotency_key) DO UPDATE SET repeats = cmc_mails.repeats + 1 \
+                 RETURNING id, (xmax = 0) AS inserted",
+            )
+            .bind(&m.key)
+            .bind(&m.message_id)
+            .bind(&m.envelope_from)
+            .bind(&m.envelope_to)
+            .bind(&m.subject)
+            .bind(&m.filter)
+            .bind(&arrival.server_composition)
+            .bind(&arrival.client)
+            .bind(arrival.received_at)
+            .bind(m.attachments.len() as i64)
+            .bind(m.size)
+            .bind(&m.json)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(failed)?;
+            let (id, inserted): (i64, bool) = (
+                row.try_get(0).map_err(failed)?,
+                row.try_get(1).map_err(failed)?,
+            );
+            if inserted {
+                for (position, data) in m.attachments.iter().enumerate() {
+                    let mut start = 0;
+                    loop {
+                        let end = data.len().min(start + ATTACHMENT_CHUNK);
+                        sqlx::query(
+                            "INSERT INTO cmc_mail_attachments (mail_id, position, start, data) \
+                             VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(id)
+                        .bind(position as i64)
+                        .bind(start as i64)
+                        .bind(&data[start..end])
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                        start = end;
+                        if start >= data.len() {
+                            break;
+                        }
+                    }
+                }
+                receipt.stored += 1;
+            } else {
+                receipt.repeated += 1;
+            }
+        }
+        if receipts.iter().any(|r| r.stored > 0) {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(receipts)
+    }
+
+    /// One round of a worker, in one transaction: records outcomes, renews
+    /// leases, marks dead the rows whose lease expired on their last
+    /// attempt, and claims due rows (skipping those another worker is
+    /// claiming at the same moment).
+    pub async fn round(
+        &self,
+        worker: &str,
+        settle: &[Settle],
+        renew: Option<&Renew>,
+        claim: Option<&Claim>,
+    ) -> Result<Vec<Claimed>, InboxError> {
+        let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        for kind in [Kind::Event, Kind::Mail] {
+            let done: Vec<i64> = settle
+                .iter()
+                .filter(|s| s.id.kind == kind && matches!(s.outcome, Outcome::Done))
+                .map(|s| s.id.id)
+                .collect();
+            if let Some(s) = settle.first().filter(|_| !done.is_empty()) {
+                sqlx::query(&format!(
+                    "UPDATE {} SET state = 'done', done_at = $1, locked_by = NULL, \
+                     locked_until = NULL, last_error = NULL \
+                     WHERE id = ANY($2) AND state = 'running' AND locked_by = $3",
+                    kind.table()
+                ))
+                .bind(s.at)
+                .bind(&done)
+                .bind(worker)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            }
+        }
+        for s in settle {
+            let (state, run_at, done_at, error, given_back) = match &s.outcome {
+                Outcome::Done => continue,
+                Outcome::Retry { at, error } => ("pending", *at, None, Some(error.as_str()), 0i64),
+                Outcome::Dead { error } => ("dead", s.at, Some(s.at), Some(error.as_str()), 0),
+                Outcome::Released => ("pending", s.at, None, None, 1),
+            };
+            sqlx::query(&format!(
+                "UPDATE {} SET state = $1, run_at = $2, done_at = $3, \
+                 last_error = COALESCE($4, last_error), locked_by = NULL, locked_until = NULL, \
+                 attempts = GREATEST(attempts - $7, 0) \
+                 WHERE id = $5 AND state = 'running' AND locked_by = $6",
+                s.id.kind.table()
+            ))
+            .bind(state)
+            .bind(run_at)
+            .bind(done_at)
+            .bind(error)
+            .bind(s.id.id)
+            .bind(worker)
+            .bind(given_back)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        }
+        if let Some(r) = renew {
+            for kind in [Kind::Event, Kind::Mail] {
+                let ids: Vec<i64> = r
+                    .ids
+                    .iter()
+                    .filter(|id| id.kind == kind)
+                    .map(|id| id.id)
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                sqlx::query(&format!(
+                    "UPDATE {} SET locked_until = $1 \
+                     WHERE id = ANY($2) AND state = 'running' AND locked_by = $3",
+                    kind.table()
+                ))
+                .bind(r.until)
+                .bind(&ids)
+                .bind(worker)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            }
+        }
+        let mut claimed = Vec::new();
+        if let Some(c) = claim {
+            for kind in c.order {
+                if c.sweep {
+                    sqlx::query(&format!(
+                        "UPDATE {} SET state = 'dead', done_at = $1, locked_by = NULL, \
+                         locked_until = NULL, last_error = 'the lease expired on attempt ' || \
+                         attempts || ': its worker stopped, or lost the store, while the handler ran' || \
+                         COALESCE(' (before: ' || last_error || ')', '') \
+                         WHERE state = 'running' \
+                         AND locked_until <= $1 AND attempts >= $2 AND locked_by IS DISTINCT FROM $3",
+                        kind.table()
+                    ))
+                    .bind(c.now)
+                    .bind(i64::from(c.max_attempts))
+                    .bind(worker)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+                }
+                let room = c.limit.saturating_sub(claimed.len());
+                if room == 0 || !c.due[kind.slot()] {
+                    continue;
+                }
+                let columns = match kind {
+                    Kind::Event => "event",
+                    Kind::Mail => "mail",
+                };
+                let rows = sqlx::query(&format!(
+                    "UPDATE {table} SET state = 'running', attempts = attempts + 1, \
+                     locked_by = $1, locked_until = $2 \
+                     WHERE id IN (SELECT id FROM {table} WHERE state IN ('pending', 'running') \
+                     AND CASE state WHEN 'pending' THEN run_at <= $3 \
+                     ELSE locked_until <= $3 AND locked_by IS DISTINCT FROM $1 AND attempts < $5 END \
+                     ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                     RETURNING id, idempotency_key, {columns}, server_composition, client, \
+                     received_at, attempts",
+                    table = kind.table()
+                ))
+                .bind(worker)
+                .bind(c.lease_until)
+                .bind(c.now)
+                .bind(room as i64)
+                .bind(i64::from(c.max_attempts))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed)?;
+                let mut batch: Vec<Claimed> = rows.iter().map(|r| claimed_row(kind, r)).collect();
+                batch.sort_by_key(|c| c.id.id);
+                claimed.extend(batch);
+            }
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(claimed)
+    }
+
+    /// The attachments of mail `id`, each assembled from its chunks.
+    pub async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, InboxError> {
+        let failed = |e: sqlx::Error| InboxError::database("could not read the attachments", e);
+        let sizes: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT position, SUM(length(data))::BIGINT FROM cmc_mail_attachments \
+             WHERE mail_id = $1 GROUP BY position ORDER BY position",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed)?;
+        let mut attachments: Vec<Vec<u8>> = Vec::with_capacity(sizes.len());
+        for (position, size) in &sizes {
+            if *position != attachments.len() as i64 {
+                return Err(InboxError::new(
+                    InboxErrorKind::Corrupt,
+                    format!("attachment {} of mail {id} is missing", attachments.len()),
+                ));
+            }
+            attachments.push(Vec::with_capacity(usize::try_from(*size).unwrap_or(0)));
+        }
+        // One chunk at a time (each its own query: a cursor would hold a
+        // transaction open for the whole read).
+        for (position, buffer) in attachments.iter_mut().enumerate() {
+            let starts: Vec<i64> = sqlx::query_scalar(
+                "SELECT start FROM cmc_mail_attachments WHERE mail_id = $1 AND position = $2 \
+                 ORDER BY start",
+            )
+            .bind(id)
+            .bind(position as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed)?;
+            for start in starts {
+                if start != buffer.len() as i64 {
+                    return Err(InboxError::new(
+                        InboxErrorKind::Corrupt,
+                        format!("mail {id}: a chunk of attachment {position} at {start} is out of place"),
+                    ));
+                }
+                let data: Vec<u8> = sqlx::query_scalar(
+                    "SELECT data FROM cmc_mail_attachments \
+                     WHERE mail_id = $1 AND position = $2 AND start = $3",
+                )
+                .bind(id)
+                .bind(position as i64)
+                .bind(start)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(failed)?;
+                buffer.extend_from_slice(&data);
+            }
+        }
+        Ok(attachments)
+    }
+
+    pub async fn counts(&self) -> Result<Counts, InboxError> {
+        let mut counts = Counts::default();
+        for kind in [Kind::Event, Kind::Mail] {
+            let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+                "SELECT state, COUNT(*) FROM {} GROUP BY state",
+                kind.table()
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| InboxError::database("could not count the rows", e))?;
+            let slot = match kind {
+                Kind::Event => &mut counts.events,
+                Kind::Mail => &mut counts.mails,
+            };
+            for (state, n) in rows {
+                if let Some(state) = State::from_column(&state) {
+                    slot.add(state, n as u64);
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
+        let failed = |e| InboxError::database("could not list the dead rows", e);
+        let mut dead = Vec::new();
+        for (kind, summary) in [
+            (
+                Kind::Event,
+                "event_type || ' ' || COALESCE(recipient, '-') || ' ' || COALESCE(status, '-')",
+            ),
+            (
+                Kind::Mail,
+                "envelope_from || ' -> ' || envelope_to || ': ' || subject",
+            ),
+        ] {
+            let rows = sqlx::query(&format!(
+                "SELECT id, idempotency_key, {summary}, message_id, attempts, last_error, \
+                 received_at, done_at FROM {} WHERE state = 'dead' ORDER BY id LIMIT $1",
+                kind.table()
+            ))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed)?;
+            for r in rows {
+                dead.push(
+                    dead_row(kind, &r)
+                        .map_err(|e| InboxError::database("a dead row does not read back", e))??,
+                );
+            }
+        }
+        dead.sort_by_key(|d| (d.received_at, d.id));
+        dead.truncate(limit);
+        Ok(dead)
+    }
+
+    pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
+        let failed = |e| InboxError::database("could not replay", e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let mut replayed = 0;
+        let states = filter.state_names(true);
+        for kind in &filter.kinds {
+            replayed += sqlx::query(&format!(
+                "UPDATE {} SET state = 'pending', attempts = 0, run_at = $1, done_at = NULL, \
+                 locked_by = NULL, locked_until = NULL \
+                 WHERE state = ANY($2) \
+                 AND ($3::TEXT IS NULL OR idempotency_key = $3) \
+                 AND ($4::TEXT IS NULL OR message_id = $4)",
+                kind.table()
+            ))
+            .bind(now)
+            .bind(&states)
+            .bind(filter.key.map(|k| k.to_string()))
+            .bind(&filter.message_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?
+            .rows_affected();
+        }
+        if replayed > 0 {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(replayed)
+    }
+
+    pub async fn history(&self, message_id: &str) -> Result<Vec<HistoryEntry>, InboxError> {
+        let rows = sqlx::query(
+            "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
+             FROM cmc_events WHERE message_id = $1 ORDER BY created, id",
+        )
+        .bind(message_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| InboxError::database("could not read the history", e))?;
+        rows.iter()
+            .map(|r| {
+                history_entry(r)
+                    .map_err(|e| InboxError::database("an event does not read back", e))?
+            })
+            .collect()
+    }
+
+    /// Deletes the rows done before `before`, 10 000 at a time.
+    pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {
+        let failed = |e| InboxError::database("could not prune", e);
+        let mut pruned = Pruned::default();
+        for kind in [Kind::Event, Kind::Mail] {
+            loop {
+                // Attachments go with their mails (ON DELETE CASCADE).
+                let n = sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
+                     WHERE state = 'done' AND done_at < $1 LIMIT 10000)",
+                    table = kind.table()
+                ))
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map_err(failed)?
+                .rows_affected();
+                match kind {
+                    Kind::Event => pruned.events += n,
+                    Kind::Mail => pruned.mails += n,
+                }
+                if n < 10_000 {
+                    break;
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The address, without its password.
+    pub fn describe(&self) -> String {
+        redact(&self.options.url)
+    }
+}
+
+/// Inserts the events of all `arrivals` with one statement per 1 000
+/// distinct keys (`UNNEST` of arrays), in order of arrival, and counts each
+/// in its arrival's receipt.
+///
+/// PostgreSQL refuses an `ON CONFLICT DO UPDATE` that meets the same row
+/// twice in one statement, so repeats within the group are folded first:
+/// each distinct key is inserted once, carrying how many more times it
+/// came; `xmax = 0` tells a new row from an existing one.
+async fn insert_events(
+    tx: &mut sqlx::PgConnection,
+    arrivals: &[&Arrival],
+    receipts: &mut [Receipt],
+) -> Result<(), sqlx::Error> {
+    let mut first: HashMap<&str, (usize, &NewEvent, i64)> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    let mut occurrences: Vec<(usize, &str)> = Vec::new();
+    for (i, a) in arrivals.iter().enumerate() {
+        for e in &a.events {
+            occurrences.push((i, &e.key));
+            match first.get_mut(e.key.as_str()) {
+                Some(entry) => entry.2 += 1,
+                None => {
+                    first.insert(&e.key, (i, e, 0));
+                    order.push(&e.key);
+                }
+            }
+        }
+    }
+    let mut inserted: HashMap<String, bool> = HashMap::with_capacity(order.len());
+    for chunk in order.chunks(1000) {
+        let mut cols: [Vec<Option<String>>; 7] = Default::default();
+        let (mut received, mut dups, mut clients): (Vec<i64>, Vec<i64>, Vec<Option<String>>) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let mut compositions: Vec<String> = Vec::new();
+        for key in chunk {
+            let (i, e, extra) = first[key];
+            let a = arrivals[i];
+            cols[0].push(Some(e.key.clone()));
+            cols[1].push(Some(e.event_type.clone()));
+            cols[2].push(e.message_id.clone());
+            cols[3].push(e.recipient.clone());
+            cols[4].push(e.status.clone());
+            cols[5].push(e.created.clone());
+            cols[6].push(Some(e.json.clone()));
+            compositions.push(a.server_composition.clone());
+            clients.push(a.client.clone());
+            received.push(a.received_at);
+            dups.push(extra);
+        }
+        let rows = sqlx::query(
+            "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
+             status, created, event, server_composition, client, received_at, run_at, repeats) \
+             SELECT k, t, m, r, s, c, e, sc, cl, ra, ra, d FROM UNNEST($1::TEXT[], $2::TEXT[], \
+             $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], \
+             $9::TEXT[], $10::BIGINT[], $11::BIGINT[]) \
+             AS u(k, t, m, r, s, c, e, sc, cl, ra, d) \
+             ON CONFLICT (idempotency_key) \
+             DO UPDATE SET repeats = cmc_events.repeats + 1 + EXCLUDED.repeats \
+             RETURNING idempotency_key, (xmax = 0) AS inserted",
+        )
+        .bind(&cols[0])
+        .bind(&cols[1])
+        .bind(&cols[2])
+        .bind(&cols[3])
+        .bind(&cols[4])
+        .bind(&cols[5])
+        .bind(&cols[6])
+        .bind(&compositions)
+        .bind(&clients)
+        .bind(&received)
+        .bind(&dups)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in rows {
+            inserted.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+    }
+    // In order of arrival: a new key's first occurrence is stored, every
+    // other occurrence repeated.
+    let mut seen: HashMap<&str, ()> = HashMap::with_capacity(order.len());
+    for (i, key) in occurrences {
+        let new = inserted
+            .get(key)
+            .copied()
+            .ok_or_else(|| sqlx::Error::Protocol("an inserted event was not returned".into()))?;
+        if new && seen.insert(key, ()).is_none() {
+            receipts[i].stored += 1;
+        } else {
+            receipts[i].repeated += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `url` is a PostgreSQL address.
+pub(crate) fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
