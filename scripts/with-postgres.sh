@@ -40,7 +40,7 @@ cat > "$ctl" <<CTL
 #!/bin/sh
 # stop | start | restart the throwaway server
 set -e
-cmd="$bin/pg_ctl -D $dir/data -l $dir/server.log -w -m fast \$1"
+cmd="$bin/pg_ctl -s -D $dir/data -l $dir/server.log -w -m fast \$1"
 if [ "\$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "\$cmd"; else \$cmd; fi
 CTL
 chmod 755 "$ctl"
