@@ -1,7 +1,15 @@
-//! The inbox on real SQLite files: what is stored (once, whatever the
+//! The inbox on real stores: what is stored (once, whatever the
 //! encoding), how the worker treats each row (order, retries, backoff,
 //! dead rows, leases, shutdown), the operations (replay, history, prune),
 //! and what a failing store answers. Time is a `ManualClock`.
+//!
+//! The tests of behaviour run on both backends, from the same code (the
+//! modules `on_sqlite` and `on_postgres` at the end): on SQLite files, and
+//! on PostgreSQL when `CMC_POSTGRES_URL` names a server (each test in a
+//! database of its own; without a server they print one line and pass,
+//! unless `CMC_REQUIRE_POSTGRES` is set). The tests of SQLite's files
+//! (full disk, locked or removed file, migration of old files) run on
+//! SQLite only.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,11 +32,123 @@ fn clock() -> ManualClock {
     ManualClock::new(T0.parse().unwrap())
 }
 
-/// A fresh inbox in its own directory (removed when the guard drops).
-async fn open(clock: &ManualClock) -> (Inbox, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let inbox = builder(&dir, clock).open().await.unwrap();
-    (inbox, dir)
+/// The backend the current test runs on.
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite,
+    /// The server's admin address.
+    #[allow(dead_code)]
+    Postgres(String),
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+/// Where a test's inbox is: a SQLite file in a temporary directory
+/// (removed with it), or a database of its own on the test server.
+enum Place {
+    Sqlite(tempfile::TempDir),
+    #[allow(dead_code)]
+    Postgres(String),
+}
+
+/// Anything that names a store, for the tests' own connections.
+trait Locate {
+    fn url(&self) -> String;
+}
+
+impl Locate for tempfile::TempDir {
+    fn url(&self) -> String {
+        format!("sqlite:{}", self.path().join("inbox.sqlite3").display())
+    }
+}
+
+impl Locate for Place {
+    fn url(&self) -> String {
+        match self {
+            Place::Sqlite(dir) => dir.url(),
+            Place::Postgres(url) => url.clone(),
+        }
+    }
+}
+
+/// A fresh inbox on the current test's backend, with `clock`.
+async fn open(clock: &ManualClock) -> (Inbox, Place) {
+    open_with(|b| b.clock(clock.clone())).await
+}
+
+/// A fresh inbox on the current test's backend, configured by `configure`.
+async fn open_with(configure: impl FnOnce(InboxBuilder) -> InboxBuilder) -> (Inbox, Place) {
+    match BACKEND.try_with(Backend::clone).unwrap_or(Backend::Sqlite) {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let inbox = configure(Inbox::sqlite(dir.path().join("inbox.sqlite3")))
+                .open()
+                .await
+                .unwrap();
+            (inbox, Place::Sqlite(dir))
+        }
+        #[cfg(feature = "postgres")]
+        Backend::Postgres(admin) => {
+            use sqlx::Connection;
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let name = format!(
+                "t_inbox_{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            );
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {name}"),
+                format!("CREATE DATABASE {name}"),
+            ] {
+                sqlx::query(&sql).execute(&mut conn).await.unwrap();
+            }
+            let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+            let inbox = configure(Inbox::postgres(&url)).open().await.unwrap();
+            (inbox, Place::Postgres(url))
+        }
+        #[cfg(not(feature = "postgres"))]
+        Backend::Postgres(_) => unreachable!("PostgreSQL tests need the feature postgres"),
+    }
+}
+
+/// (position, start, length) of every attachment chunk stored.
+async fn chunk_sizes(place: &impl Locate) -> Vec<(i64, i64, i64)> {
+    use sqlx::Connection;
+    let sql = "SELECT position, start, CAST(length(data) AS BIGINT) \
+               FROM cmc_mail_attachments ORDER BY position, start";
+    let url = place.url();
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        return sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap();
+    }
+    #[cfg(feature = "postgres")]
+    {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        return sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap();
+    }
+    #[allow(unreachable_code)]
+    {
+        unreachable!("a PostgreSQL place without the feature")
+    }
+}
+
+/// Runs `sql` on the store, with a connection of the test's own.
+async fn execute(place: &impl Locate, sql: &str) {
+    use sqlx::Connection;
+    let url = place.url();
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    } else {
+        #[cfg(feature = "postgres")]
+        {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
 }
 
 fn builder(dir: &tempfile::TempDir, clock: &ManualClock) -> InboxBuilder {
@@ -84,25 +204,42 @@ async fn settle() {
 }
 
 /// The columns of one row, read with a connection of the test's own.
-async fn row(dir: &tempfile::TempDir, kind: Kind, id: i64) -> BTreeMap<String, String> {
-    use sqlx::{Column, Connection, Row};
-    let mut conn = sqlx::SqliteConnection::connect(&format!(
-        "sqlite:{}",
-        dir.path().join("inbox.sqlite3").display()
-    ))
-    .await
-    .unwrap();
+async fn row(place: &impl Locate, kind: Kind, id: i64) -> BTreeMap<String, String> {
+    use sqlx::Connection;
     let table = match kind {
         Kind::Event => "cmc_events",
         _ => "cmc_mails",
     };
-    let r = sqlx::query(&format!(
-        "SELECT state, attempts, run_at, locked_until, last_error, repeats, done_at FROM {table} WHERE id = ?"
-    ))
-    .bind(id)
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let sql = format!(
+        "SELECT state, attempts, run_at, locked_until, last_error, repeats, done_at \
+         FROM {table} WHERE id = {id}"
+    );
+    let url = place.url();
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        columns(&sqlx::query(&sql).fetch_one(&mut conn).await.unwrap())
+    } else {
+        #[cfg(feature = "postgres")]
+        {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            return columns(&sqlx::query(&sql).fetch_one(&mut conn).await.unwrap());
+        }
+        #[allow(unreachable_code)]
+        {
+            unreachable!("a PostgreSQL place without the feature")
+        }
+    }
+}
+
+/// A row's columns as text (`NULL` for null).
+fn columns<R>(r: &R) -> BTreeMap<String, String>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    use sqlx::Column;
     r.columns()
         .iter()
         .map(|c| {
@@ -142,7 +279,6 @@ fn calls(log: &Log) -> usize {
     log.lock().unwrap().len()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_event_is_stored_once_whatever_the_encoding_and_repeats_are_counted() {
     let (inbox, dir) = open(&clock()).await;
     let batch = numbered(0, 20);
@@ -160,7 +296,6 @@ async fn each_event_is_stored_once_whatever_the_encoding_and_repeats_are_counted
     assert_eq!(row(&dir, Kind::Event, 1).await["repeats"], "2");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mail_is_stored_once_with_its_attachments_and_reads_back_equal() {
     let (inbox, _dir) = open(&clock()).await;
     let mail = sample_inbound(true);
@@ -209,7 +344,6 @@ async fn a_mail_is_stored_once_with_its_attachments_and_reads_back_equal() {
     assert!(second.attachments.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_are_handled_in_order_of_arrival() {
     let (inbox, _dir) = open(&clock()).await;
     let mut expected = Vec::new();
@@ -228,7 +362,6 @@ async fn rows_are_handled_in_order_of_arrival() {
     assert_eq!(order, expected);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_handler_is_retried_after_its_backoff_then_the_row_is_dead() {
     let clock = clock();
     let (inbox, dir) = open(&clock).await;
@@ -289,7 +422,6 @@ async fn a_failing_handler_is_retried_after_its_backoff_then_the_row_is_dead() {
     assert_eq!((stopped.done, stopped.failed), (0, 3));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_panics_counts_as_a_failed_attempt() {
     let (inbox, dir) = open(&clock()).await;
     inbox.store(numbered(0, 1), None).await.unwrap();
@@ -316,7 +448,6 @@ fn hanging(started: Arc<AtomicUsize>) -> impl Fn(Job) -> std::future::Pending<Re
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rows_of_a_worker_that_died_are_claimed_again_when_their_lease_expires() {
     let clock = clock();
     let (inbox, dir) = open(&clock).await;
@@ -351,7 +482,6 @@ async fn the_rows_of_a_worker_that_died_are_claimed_again_when_their_lease_expir
     second.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_that_expires_on_the_last_attempt_makes_the_row_dead() {
     let clock = clock();
     let (inbox, dir) = open(&clock).await;
@@ -388,7 +518,6 @@ async fn a_lease_that_expires_on_the_last_attempt_makes_the_row_dead() {
     second.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_handlers_in_flight_and_releases_those_past_the_deadline() {
     let (inbox, dir) = open(&clock()).await;
     inbox.store(numbered(0, 2), None).await.unwrap();
@@ -437,7 +566,6 @@ async fn shutdown_waits_for_handlers_in_flight_and_releases_those_past_the_deadl
     next.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_wakes_at_once_when_a_row_is_stored() {
     let (inbox, _dir) = open(&clock()).await;
     let (log, handler) = recording(|_| Ok(()));
@@ -454,7 +582,6 @@ async fn the_worker_wakes_at_once_when_a_row_is_stored() {
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_takes_dead_rows_by_filter_and_done_rows_by_key() {
     let (inbox, dir) = open(&clock()).await;
     inbox
@@ -527,7 +654,6 @@ async fn replay_takes_dead_rows_by_filter_and_done_rows_by_key() {
     assert_eq!(inbox.replay(&all).await.unwrap(), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_lists_a_messages_events_in_the_order_cmc_dated_them() {
     let (inbox, _dir) = open(&clock()).await;
     // Stored out of order, and with another message in between.
@@ -564,7 +690,6 @@ async fn history_lists_a_messages_events_in_the_order_cmc_dated_them() {
     assert!(inbox.history("<nobody@x>").await.unwrap().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_deletes_rows_done_before_the_retention_with_their_attachments() {
     let clock = clock();
     let (inbox, dir) = open(&clock).await;
@@ -610,37 +735,21 @@ async fn prune_deletes_rows_done_before_the_retention_with_their_attachments() {
     assert_eq!((pruned.events, pruned.mails), (2, 1));
     let c = inbox.counts().await.unwrap();
     assert_eq!((c.events.done, c.events.dead, c.mails.total()), (1, 1, 0));
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&format!(
-        "sqlite:{}",
-        dir.path().join("inbox.sqlite3").display()
-    ))
-    .await
-    .unwrap();
-    let blobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cmc_mail_attachments")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(blobs, 0, "the attachments went with their mail");
+    assert_eq!(
+        chunk_sizes(&dir).await,
+        [],
+        "the attachments went with their mail"
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_that_does_not_read_back_is_dead_and_the_others_go_on() {
     let (inbox, dir) = open(&clock()).await;
     inbox.store(numbered(0, 2), None).await.unwrap();
-    {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&format!(
-            "sqlite:{}",
-            dir.path().join("inbox.sqlite3").display()
-        ))
-        .await
-        .unwrap();
-        sqlx::query("UPDATE cmc_events SET event = '{\"kind\":' WHERE id = 1")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
+    execute(
+        &dir,
+        "UPDATE cmc_events SET event = '{\"kind\":' WHERE id = 1",
+    )
+    .await;
     let (log, handler) = recording(|_| Ok(()));
     let worker = inbox.worker(handler).spawn();
     eventually("the good row handled", || async { calls(&log) == 1 }).await;
@@ -801,14 +910,9 @@ async fn a_full_disk_is_answered_503_and_every_200_is_stored() {
     inbox.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_running_past_its_lease_keeps_its_row_and_runs_once() {
     // The system clock: leases run out in real time here.
-    let dir = tempfile::tempdir().unwrap();
-    let inbox = Inbox::sqlite(dir.path().join("inbox.sqlite3"))
-        .open()
-        .await
-        .unwrap();
+    let (inbox, dir) = open_with(|b| b).await;
     inbox.store(numbered(0, 1), None).await.unwrap();
     let runs = Arc::new(Mutex::new(Vec::new()));
     let slow = |runs: Arc<Mutex<Vec<u32>>>| {
@@ -843,7 +947,6 @@ async fn a_handler_running_past_its_lease_keeps_its_row_and_runs_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_cancelled_at_shutdown_does_not_use_up_an_attempt() {
     let clock = clock();
     let (inbox, dir) = open(&clock).await;
@@ -1020,7 +1123,7 @@ async fn a_file_from_the_first_schema_is_migrated_and_its_attachments_read_back(
         .unwrap();
     sqlx::query(&format!(
         "ATTACH DATABASE '{}' AS scratch",
-        scratch_dir.path().join("inbox.sqlite3").display()
+        scratch_dir.url().trim_start_matches("sqlite:")
     ))
     .execute(&mut conn)
     .await
@@ -1066,7 +1169,6 @@ async fn a_file_from_the_first_schema_is_migrated_and_its_attachments_read_back(
     assert_eq!(*read, mail);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attachments_of_several_chunks_and_empty_ones_read_back_equal() {
     let clock = clock();
     let (inbox, dir) = open(&clock).await;
@@ -1082,19 +1184,7 @@ async fn attachments_of_several_chunks_and_empty_ones_read_back_equal() {
         .unwrap();
     assert_eq!(receipt.stored, 1);
     // 2.5 MiB and 7 bytes: three chunks; the empty one: one empty chunk.
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&format!(
-        "sqlite:{}",
-        dir.path().join("inbox.sqlite3").display()
-    ))
-    .await
-    .unwrap();
-    let chunks: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT position, start, length(data) FROM cmc_mail_attachments ORDER BY position, start",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
+    let chunks = chunk_sizes(&dir).await;
     let png = mail.attachments[2].data.len() as i64;
     assert_eq!(
         chunks,
@@ -1173,3 +1263,73 @@ async fn receiving_goes_on_after_the_pools_let_their_connections_go() {
     }
     assert_eq!(inbox.counts().await.unwrap().events.total(), 20);
 }
+
+/// Each test of behaviour, once per backend.
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::BACKEND.scope(super::Backend::Sqlite, super::$test()).await
+                }
+            )*
+        }
+
+        #[cfg(feature = "postgres")]
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(admin) = super::postgres_server() else { return };
+                    super::BACKEND.scope(super::Backend::Postgres(admin), super::$test()).await
+                }
+            )*
+        }
+    };
+}
+
+/// The test server's address, or `None` after one line saying the
+/// PostgreSQL runs are skipped (a failure when `CMC_REQUIRE_POSTGRES` is
+/// set).
+#[cfg(feature = "postgres")]
+fn postgres_server() -> Option<String> {
+    match std::env::var("CMC_POSTGRES_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CMC_REQUIRE_POSTGRES").is_none(),
+                "CMC_REQUIRE_POSTGRES is set but CMC_POSTGRES_URL is not"
+            );
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "inbox: the PostgreSQL runs are SKIPPED (CMC_POSTGRES_URL is not set; \
+                     run scripts/with-postgres.sh cargo test --all-features)"
+                );
+            });
+            None
+        }
+    }
+}
+
+on_both_backends!(
+    each_event_is_stored_once_whatever_the_encoding_and_repeats_are_counted,
+    a_mail_is_stored_once_with_its_attachments_and_reads_back_equal,
+    rows_are_handled_in_order_of_arrival,
+    a_failing_handler_is_retried_after_its_backoff_then_the_row_is_dead,
+    a_handler_that_panics_counts_as_a_failed_attempt,
+    the_rows_of_a_worker_that_died_are_claimed_again_when_their_lease_expires,
+    a_lease_that_expires_on_the_last_attempt_makes_the_row_dead,
+    shutdown_waits_for_handlers_in_flight_and_releases_those_past_the_deadline,
+    the_worker_wakes_at_once_when_a_row_is_stored,
+    replay_takes_dead_rows_by_filter_and_done_rows_by_key,
+    history_lists_a_messages_events_in_the_order_cmc_dated_them,
+    prune_deletes_rows_done_before_the_retention_with_their_attachments,
+    a_row_that_does_not_read_back_is_dead_and_the_others_go_on,
+    a_handler_running_past_its_lease_keeps_its_row_and_runs_once,
+    a_run_cancelled_at_shutdown_does_not_use_up_an_attempt,
+    attachments_of_several_chunks_and_empty_ones_read_back_equal,
+);
