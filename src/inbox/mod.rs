@@ -229,7 +229,14 @@ impl InboxBuilder {
                 let pg = postgres::Postgres::open(o).await?;
                 let describe = pg.describe();
                 let inbox = Inbox::start(Store::Postgres(pg.clone()), self.clock, describe);
-                pg.listen(inbox.inner.wake.clone());
+                let inner = Arc::downgrade(&inbox.inner);
+                pg.listen(move || match inner.upgrade() {
+                    Some(inner) => {
+                        inner.wake.send_modify(|n| *n = n.wrapping_add(1));
+                        true
+                    }
+                    None => false,
+                });
                 Ok(inbox)
             }
         }
@@ -476,17 +483,19 @@ impl Inbox {
     }
 }
 
-/// `url` with the password of its `user:password@` part replaced by `***`.
+/// `url` with the password of its `user:password@` part replaced by `***`,
+/// also when the `//` after the scheme is mistyped (`postgres:/u:pw@h`).
 fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let split = match url.find("://") {
+        Some(i) => i + 3,
+        None => url.find(':').map_or(0, |i| i + 1),
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split(':').next().unwrap_or("");
-            format!("{scheme}://{name}:***@{host}{path}")
+    let (head, rest) = url.split_at(split);
+    if let Some(at) = rest.rfind('@') {
+        let userinfo = &rest[..at];
+        if let Some(colon) = userinfo.find(':') {
+            return format!("{head}{}:***{}", &userinfo[..colon], &rest[at..]);
         }
-        _ => url.to_owned(),
     }
+    url.to_owned()
 }

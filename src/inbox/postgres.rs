@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
-use tokio::sync::watch;
 
 use super::error::{InboxError, InboxErrorKind};
 use super::job::{Kind, State};
@@ -129,14 +128,15 @@ impl Postgres {
         })
     }
 
-    /// Wakes `wake` on every `NOTIFY cmc_inbox`, for as long as `wake` has
-    /// receivers; a lost connection is made again (the workers poll
-    /// meanwhile).
-    pub fn listen(&self, wake: watch::Sender<u64>) {
+    /// Calls `wake` on every `NOTIFY cmc_inbox` (and once after each
+    /// reconnection, for what was stored meanwhile), until it returns
+    /// `false` (the inbox is gone) or the pool is closed; a lost
+    /// connection is made again (the workers poll meanwhile).
+    pub fn listen(&self, wake: impl Fn() -> bool + Send + 'static) {
         let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
-                if wake.is_closed() {
+                if pool.is_closed() {
                     return;
                 }
                 let mut listener = match PgListener::connect_with(&pool).await {
@@ -151,14 +151,12 @@ impl Postgres {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
-                loop {
-                    match listener.try_recv().await {
-                        Ok(Some(_)) => wake.send_modify(|n| *n = n.wrapping_add(1)),
-                        // The connection was lost: listen again (what was
-                        // stored meanwhile is found by the poll).
-                        Ok(None) | Err(_) => break,
-                    }
-                    if wake.is_closed() {
+                if !wake() {
+                    return;
+                }
+                // Until the connection is lost (then: listen again).
+                while let Ok(Some(_)) = listener.try_recv().await {
+                    if !wake() {
                         return;
                     }
                 }
@@ -168,7 +166,26 @@ impl Postgres {
 
     /// Stores the arrivals in one transaction: one receipt each, or one
     /// error for all.
+    ///
+    /// Two instances storing the same events at once lock their rows in
+    /// the order each received them, which can deadlock; PostgreSQL then
+    /// aborts one transaction, which is tried again here (up to five
+    /// times) rather than answered 503.
     pub async fn insert(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.insert_once(arrivals).await {
+                Err(e) if tries < 5 && is_conflict(&e) => {
+                    tracing::debug!(error = %e, tries, "storing met a deadlock; trying again");
+                    tokio::time::sleep(Duration::from_millis(5 * tries)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn insert_once(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("could not store the webhook", e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
         let mut receipts = vec![Receipt::default(); arrivals.len()];
@@ -186,12 +203,12 @@ impl Postgres {
                  RETURNING id, (xmax = 0) AS inserted",
             )
             .bind(&m.key)
-            .bind(&m.message_id)
-            .bind(&m.envelope_from)
-            .bind(&m.envelope_to)
-            .bind(&m.subject)
-            .bind(&m.filter)
-            .bind(&arrival.server_composition)
+            .bind(pg_opt(&m.message_id))
+            .bind(pg_text(&m.envelope_from))
+            .bind(pg_text(&m.envelope_to))
+            .bind(pg_text(&m.subject))
+            .bind(pg_text(&m.filter))
+            .bind(pg_text(&arrival.server_composition))
             .bind(&arrival.client)
             .bind(arrival.received_at)
             .bind(m.attachments.len() as i64)
@@ -293,7 +310,8 @@ impl Postgres {
             .bind(state)
             .bind(run_at)
             .bind(done_at)
-            .bind(error)
+            // A handler's error text may hold U+0000 too.
+            .bind(error.map(pg_text))
             .bind(s.id.id)
             .bind(worker)
             .bind(given_back)
@@ -511,7 +529,7 @@ impl Postgres {
             .bind(now)
             .bind(&states)
             .bind(filter.key.map(|k| k.to_string()))
-            .bind(&filter.message_id)
+            .bind(pg_opt(&filter.message_id))
             .execute(&mut *tx)
             .await
             .map_err(failed)?
@@ -533,7 +551,7 @@ impl Postgres {
             "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
              FROM cmc_events WHERE message_id = $1 ORDER BY created, id",
         )
-        .bind(message_id)
+        .bind(pg_text(message_id))
         .fetch_all(&self.pool)
         .await
         .map_err(|e| InboxError::database("could not read the history", e))?;
@@ -622,13 +640,13 @@ async fn insert_events(
             let (i, e, extra) = first[key];
             let a = arrivals[i];
             cols[0].push(Some(e.key.clone()));
-            cols[1].push(Some(e.event_type.clone()));
-            cols[2].push(e.message_id.clone());
-            cols[3].push(e.recipient.clone());
-            cols[4].push(e.status.clone());
-            cols[5].push(e.created.clone());
+            cols[1].push(Some(pg_text(&e.event_type).into_owned()));
+            cols[2].push(pg_opt(&e.message_id));
+            cols[3].push(pg_opt(&e.recipient));
+            cols[4].push(pg_opt(&e.status));
+            cols[5].push(pg_opt(&e.created));
             cols[6].push(Some(e.json.clone()));
-            compositions.push(a.server_composition.clone());
+            compositions.push(pg_text(&a.server_composition).into_owned());
             clients.push(a.client.clone());
             received.push(a.received_at);
             dups.push(extra);
@@ -676,6 +694,35 @@ async fn insert_events(
         }
     }
     Ok(())
+}
+
+/// `text` as PostgreSQL can hold it: `TEXT` refuses U+0000, which a
+/// mail's headers or an event's fields may carry, so it becomes U+FFFD in
+/// the columns that summarise a row (the row's JSON, which escapes it,
+/// keeps every character, and is what the handler gets).
+fn pg_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+fn pg_opt(text: &Option<String>) -> Option<String> {
+    text.as_deref().map(|t| pg_text(t).into_owned())
+}
+
+/// Whether `e` is a deadlock or a serialization failure: the transaction
+/// was aborted and may be tried again.
+fn is_conflict(e: &InboxError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(sqlx::Error::Database(db)) = s.downcast_ref::<sqlx::Error>() {
+            return matches!(db.code().as_deref(), Some("40P01" | "40001"));
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Whether `url` is a PostgreSQL address.

@@ -60,9 +60,26 @@ pub(crate) async fn write_loop(
                 }
                 wake.send_modify(|n| *n = n.wrapping_add(1));
             }
-            Err(e) => {
+            Err(e) if group.len() == 1 => {
                 for pending in group {
                     let _ = pending.reply.send(Err(e.clone()));
+                }
+            }
+            Err(_) => {
+                // One request's rows may be what failed the group (the
+                // store refused a value): each is stored on its own, so
+                // that only that one is answered 503.
+                let mut stored = false;
+                for pending in group {
+                    let result = store
+                        .insert(&[&pending.arrival])
+                        .await
+                        .map(|mut r| r.remove(0));
+                    stored |= result.is_ok();
+                    let _ = pending.reply.send(result);
+                }
+                if stored {
+                    wake.send_modify(|n| *n = n.wrapping_add(1));
                 }
             }
         }

@@ -301,13 +301,47 @@ where
                     || deadline.is_some()
                     || first_finished.is_some_and(|at| at.elapsed() >= SETTLE_WAIT));
             if settle_now || claim.is_some() || renew.is_some() {
-                match self
-                    .inbox
-                    .inner
-                    .store
-                    .round(&me, &finished, renew.as_ref(), claim.as_ref())
-                    .await
-                {
+                let result = {
+                    let round = self.inbox.inner.store.round(
+                        &me,
+                        &finished,
+                        renew.as_ref(),
+                        claim.as_ref(),
+                    );
+                    // Stopping: a round that waits for an unreachable store
+                    // (the pool's connect timeout) gives up at the deadline, a
+                    // second past it at least, to record what the deadline
+                    // itself released. A stop that comes during a round sets
+                    // the deadline at once.
+                    let mut round = std::pin::pin!(round);
+                    let mut early = None;
+                    if deadline.is_none() {
+                        tokio::select! {
+                            biased;
+                            result = &mut round => early = Some(result),
+                            Ok(()) = stop.changed() => {
+                                deadline = stop.borrow().map(|d| Instant::now() + d);
+                            }
+                        }
+                    }
+                    let result = match (early, deadline) {
+                        (Some(result), _) => result,
+                        (None, Some(at)) => tokio::time::timeout_at(
+                            at.max(Instant::now() + Duration::from_secs(1)),
+                            &mut round,
+                        )
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(InboxError::new(
+                                super::InboxErrorKind::Database,
+                                "the store did not answer before the shutdown deadline",
+                            ))
+                        }),
+                        (None, None) => round.await,
+                    };
+                    result
+                };
+                match result {
                     Ok(claimed) => {
                         finished.clear();
                         first_finished = None;
