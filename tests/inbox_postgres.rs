@@ -395,6 +395,8 @@ async fn the_password_of_the_address_is_never_shown() {
         "mysql://cmc:s3cret-pw@localhost/db",
         "postgres:/cmc:s3cret-pw@127.0.0.1:5432/db",
         "postgres:cmc:s3cret-pw@x",
+        "postgres//cmc:s3cret-pw@h/db",
+        "postgres://cmc:s3cret-pw/with/slashes@h/db",
     ] {
         let error = Inbox::open(url).await.unwrap_err();
         assert!(!error.to_string().contains("s3cret-pw"), "{error}");
@@ -531,5 +533,52 @@ async fn shutdown_keeps_its_deadline_when_the_database_is_down() {
     eprintln!(
         "shutdown with the database down took {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_down_each_request_is_answered_503_within_the_connect_timeout() {
+    let _server = SERVER.write().await;
+    let Some(url) = database("down_latency").await else {
+        return;
+    };
+    let Ok(ctl) = std::env::var("CMC_POSTGRES_CTL") else {
+        return;
+    };
+    let inbox = builder(&url).open().await.unwrap();
+    assert_eq!(
+        post(&inbox, &numbered(0, 10), WireEncoding::Json).await,
+        200
+    );
+    assert!(std::process::Command::new(&ctl)
+        .arg("stop")
+        .status()
+        .unwrap()
+        .success());
+    // Ten requests at once, in one group commit: each gets its 503 after
+    // about one connect timeout (2 s here), not one after another.
+    let started = Instant::now();
+    let mut posts = tokio::task::JoinSet::new();
+    for n in 1..=10 {
+        let inbox = inbox.clone();
+        posts.spawn(async move {
+            let status = post(&inbox, &numbered(n * 10, 10), WireEncoding::Json).await;
+            (status, started.elapsed())
+        });
+    }
+    let mut slowest = Duration::ZERO;
+    while let Some(answer) = posts.join_next().await {
+        let (status, after) = answer.unwrap();
+        assert_eq!(status, 503);
+        slowest = slowest.max(after);
+    }
+    assert!(std::process::Command::new(&ctl)
+        .arg("start")
+        .status()
+        .unwrap()
+        .success());
+    assert!(
+        slowest < Duration::from_secs(8),
+        "the last 503 came after {slowest:?}: requests waited for each other"
     );
 }

@@ -62,6 +62,30 @@ impl InboxError {
         InboxError::new(InboxErrorKind::Database, format!("{doing}: {e}")).with_source(e)
     }
 
+    /// Whether the store refused a value it was given (a constraint, a
+    /// byte sequence, a value too big), rather than being unreachable,
+    /// locked or full: only then can the other requests of a group commit
+    /// be stored without the one that failed it.
+    pub(crate) fn is_refused_value(&self) -> bool {
+        let mut source: Option<&(dyn Error + 'static)> = Error::source(self);
+        while let Some(s) = source {
+            if let Some(sqlx::Error::Database(db)) = s.downcast_ref::<sqlx::Error>() {
+                let code = db.code().unwrap_or_default();
+                // SQLite: TOOBIG, CONSTRAINT and MISMATCH (primary codes 18
+                // to 20 of an extended code). PostgreSQL: SQLSTATE classes
+                // 22 (data exception) and 23 (integrity constraint).
+                return if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    code.parse::<i32>()
+                        .is_ok_and(|c| (18..=20).contains(&(c & 0xff)))
+                } else {
+                    code.starts_with("22") || code.starts_with("23")
+                };
+            }
+            source = s.source();
+        }
+        false
+    }
+
     /// The class of the failure.
     pub fn kind(&self) -> InboxErrorKind {
         self.kind

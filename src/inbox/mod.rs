@@ -484,18 +484,26 @@ impl Inbox {
 }
 
 /// `url` with the password of its `user:password@` part replaced by `***`,
-/// also when the `//` after the scheme is mistyped (`postgres:/u:pw@h`).
+/// also when the scheme is mistyped (`postgres:/u:pw@h`, `postgres//u:pw@h`).
 fn without_password(url: &str) -> String {
-    let split = match url.find("://") {
-        Some(i) => i + 3,
-        None => url.find(':').map_or(0, |i| i + 1),
+    let Some(at) = url.rfind('@') else {
+        return url.to_owned();
     };
-    let (head, rest) = url.split_at(split);
-    if let Some(at) = rest.rfind('@') {
-        let userinfo = &rest[..at];
-        if let Some(colon) = userinfo.find(':') {
-            return format!("{head}{}:***{}", &userinfo[..colon], &rest[at..]);
-        }
+    // The scheme (letters, digits, `+-.` before the first `:`), then any
+    // slashes: what is left before the `@` is `user:password`.
+    let scheme_end = url
+        .find(':')
+        .filter(|&i| {
+            i > 0
+                && url[..i]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        })
+        .map_or(0, |i| i + 1);
+    let start =
+        scheme_end + url[scheme_end..at].len() - url[scheme_end..at].trim_start_matches('/').len();
+    match url[start..at].find(':') {
+        Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]),
+        None => url.to_owned(),
     }
-    url.to_owned()
 }

@@ -60,7 +60,7 @@ pub(crate) async fn write_loop(
                 }
                 wake.send_modify(|n| *n = n.wrapping_add(1));
             }
-            Err(e) if group.len() == 1 => {
+            Err(e) if group.len() == 1 || !e.is_refused_value() => {
                 for pending in group {
                     let _ = pending.reply.send(Err(e.clone()));
                 }
