@@ -24,6 +24,8 @@ use cmc_webhook::inbox::{
 use cmc_webhook::test_util::{encode, sample_inbound, CmcRequest, WireEncoding};
 use cmc_webhook::{IdempotencyKey, InboundMail, Webhook};
 use http_body_util::BodyExt;
+
+mod common;
 use tower::ServiceExt;
 
 const T0: &str = "2026-01-01T00:00:00Z";
@@ -91,21 +93,13 @@ async fn open_with(configure: impl FnOnce(InboxBuilder) -> InboxBuilder) -> (Inb
         }
         #[cfg(feature = "postgres")]
         Backend::Postgres(admin) => {
-            use sqlx::Connection;
             static NEXT: AtomicUsize = AtomicUsize::new(0);
             let name = format!(
                 "t_inbox_{}_{}",
                 std::process::id(),
                 NEXT.fetch_add(1, Ordering::SeqCst)
             );
-            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-            for sql in [
-                format!("DROP DATABASE IF EXISTS {name}"),
-                format!("CREATE DATABASE {name}"),
-            ] {
-                sqlx::query(&sql).execute(&mut conn).await.unwrap();
-            }
-            let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+            let url = common::inbox::fresh_database(&admin, &name).await;
             let inbox = configure(Inbox::postgres(&url)).open().await.unwrap();
             (inbox, Place::Postgres(url))
         }
@@ -1147,22 +1141,7 @@ async fn a_file_from_the_first_schema_is_migrated_and_its_attachments_read_back(
         .open()
         .await
         .unwrap();
-    let read: Arc<Mutex<Vec<Item>>> = Arc::default();
-    let worker = {
-        let read = read.clone();
-        inbox
-            .worker(move |job: Job| {
-                read.lock().unwrap().push(job.item);
-                async { Ok::<(), String>(()) }
-            })
-            .spawn()
-    };
-    eventually("the migrated mail is handled", || async {
-        read.lock().unwrap().len() == 1
-    })
-    .await;
-    worker.shutdown(Duration::from_secs(5)).await.unwrap();
-    let read = read.lock().unwrap();
+    let read = common::inbox::handle_all(&inbox, 1).await;
     let Item::Mail(read) = &read[0] else {
         panic!("a mail")
     };
@@ -1196,22 +1175,7 @@ async fn attachments_of_several_chunks_and_empty_ones_read_back_equal() {
             (2, 0, png)
         ]
     );
-    let read: Arc<Mutex<Vec<Item>>> = Arc::default();
-    let worker = {
-        let read = read.clone();
-        inbox
-            .worker(move |job: Job| {
-                read.lock().unwrap().push(job.item);
-                async { Ok::<(), String>(()) }
-            })
-            .spawn()
-    };
-    eventually("the mail is handled", || async {
-        read.lock().unwrap().len() == 1
-    })
-    .await;
-    worker.shutdown(Duration::from_secs(5)).await.unwrap();
-    let read = read.lock().unwrap();
+    let read = common::inbox::handle_all(&inbox, 1).await;
     let Item::Mail(read) = &read[0] else {
         panic!("a mail")
     };
@@ -1281,38 +1245,12 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    let Some(admin) = super::postgres_server() else { return };
+                    let Some(admin) = crate::common::inbox::postgres_server("inbox (PostgreSQL runs)") else { return };
                     super::BACKEND.scope(super::Backend::Postgres(admin), super::$test()).await
                 }
             )*
         }
     };
-}
-
-/// The test server's address, or `None` after one line saying the
-/// PostgreSQL runs are skipped (a failure when `CMC_REQUIRE_POSTGRES` is
-/// set).
-#[cfg(feature = "postgres")]
-fn postgres_server() -> Option<String> {
-    match std::env::var("CMC_POSTGRES_URL") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            assert!(
-                std::env::var_os("CMC_REQUIRE_POSTGRES").is_none(),
-                "CMC_REQUIRE_POSTGRES is set but CMC_POSTGRES_URL is not"
-            );
-            static ONCE: std::sync::Once = std::sync::Once::new();
-            ONCE.call_once(|| {
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "inbox: the PostgreSQL runs are SKIPPED (CMC_POSTGRES_URL is not set; \
-                     run scripts/with-postgres.sh cargo test --all-features)"
-                );
-            });
-            None
-        }
-    }
 }
 
 on_both_backends!(

@@ -25,8 +25,6 @@ use axum::Router;
 use bytes::Bytes;
 use cmc_webhook::inbox::{Inbox, Job};
 use cmc_webhook::{Webhook, WebhookLayer};
-#[cfg(feature = "postgres")]
-use sqlx::Connection;
 
 const CHILD: &str = "CMC_CRASH_CHILD";
 /// The child's store (an inbox URL) and the name of its log file.
@@ -204,26 +202,11 @@ async fn every_event_answered_200_survives_sigkill_stored_once_and_handled() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_killed_instance_s_rows_are_handled_by_the_other() {
-    let Ok(admin) = std::env::var("CMC_POSTGRES_URL") else {
-        assert!(std::env::var_os("CMC_REQUIRE_POSTGRES").is_none());
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "inbox_crash: the PostgreSQL variant is SKIPPED (CMC_POSTGRES_URL is not set)"
-        );
+    let Some(admin) = common::inbox::postgres_server("inbox_crash (PostgreSQL variant)") else {
         return;
     };
     let name = format!("t_crash_{}", std::process::id());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let store = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let store = common::inbox::fresh_database(&admin, &name).await;
     let dir = tempfile::tempdir().unwrap();
     crash(dir.path(), &store, true).await;
 }

@@ -16,42 +16,17 @@ use cmc_webhook::Webhook;
 use sqlx::Connection;
 use tower::ServiceExt;
 
+mod common;
+
 /// Held for reading by every test, and for writing by the one that stops
 /// the server.
 static SERVER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// A fresh database on the test server, or `None` (skipped).
 async fn database(test: &str) -> Option<String> {
-    let Ok(admin) = std::env::var("CMC_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CMC_REQUIRE_POSTGRES").is_none(),
-            "CMC_REQUIRE_POSTGRES is set but CMC_POSTGRES_URL is not"
-        );
-        // Past the test harness's capture, once: a skip must be seen.
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "inbox_postgres: SKIPPED, no PostgreSQL (CMC_POSTGRES_URL is not set; \
-                 run scripts/with-postgres.sh cargo test --all-features)"
-            );
-        });
-        let _ = test;
-        return None;
-    };
+    let admin = common::inbox::postgres_server("inbox_postgres")?;
     let name = format!("t_{}_{}", test, std::process::id());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    Some(format!("{base}/{name}"))
+    Some(common::inbox::fresh_database(&admin, &name).await)
 }
 
 fn builder(url: &str) -> InboxBuilder {
@@ -223,22 +198,7 @@ async fn a_mail_with_attachments_of_several_chunks_reads_back_equal() {
         .unwrap();
     assert_eq!((first.stored, again.repeated), (1, 1));
     assert_eq!(inbox.counts().await.unwrap().mails.total(), 1);
-    let read: Arc<Mutex<Vec<Item>>> = Arc::default();
-    let worker = {
-        let read = read.clone();
-        inbox
-            .worker(move |job: Job| {
-                read.lock().unwrap().push(job.item);
-                async { Ok::<(), String>(()) }
-            })
-            .spawn()
-    };
-    eventually("the mail is handled", || async {
-        read.lock().unwrap().len() == 1
-    })
-    .await;
-    worker.shutdown(Duration::from_secs(5)).await.unwrap();
-    let read = read.lock().unwrap();
+    let read = common::inbox::handle_all(&inbox, 1).await;
     let Item::Mail(got) = &read[0] else {
         panic!("a mail")
     };
@@ -459,22 +419,7 @@ async fn text_with_nul_characters_is_stored_and_handed_over_unchanged() {
     while let Some(status) = posts.join_next().await {
         assert_eq!(status.unwrap(), 200);
     }
-    let read: Arc<Mutex<Vec<Item>>> = Arc::default();
-    let worker = {
-        let read = read.clone();
-        inbox
-            .worker(move |job: Job| {
-                read.lock().unwrap().push(job.item);
-                async { Ok::<(), String>(()) }
-            })
-            .spawn()
-    };
-    eventually("all handled", || async {
-        read.lock().unwrap().len() == 1 + 1 + 10 * 10
-    })
-    .await;
-    worker.shutdown(Duration::from_secs(5)).await.unwrap();
-    let read = std::mem::take(&mut *read.lock().unwrap());
+    let read = common::inbox::handle_all(&inbox, 1 + 1 + 10 * 10).await;
     let got_mail = read.iter().find_map(|i| match i {
         Item::Mail(m) => Some(m.clone()),
         _ => None,

@@ -69,6 +69,42 @@ pub struct Counts {
     pub mails: StateCounts,
 }
 
+impl Counts {
+    /// Adds the `(state, rows)` pairs a backend counted in `kind`'s table
+    /// (states it does not know are left out).
+    pub(crate) fn add_rows(&mut self, kind: Kind, rows: Vec<(String, i64)>) {
+        let slot = match kind {
+            Kind::Event => &mut self.events,
+            Kind::Mail => &mut self.mails,
+        };
+        for (state, n) in rows {
+            if let Some(state) = State::from_column(&state) {
+                slot.add(state, n as u64);
+            }
+        }
+    }
+}
+
+/// The SQL expression (the same for both backends) that summarises a dead
+/// row of each table in [`DeadRow::summary`].
+pub(crate) const DEAD_SUMMARIES: [(Kind, &str); 2] = [
+    (
+        Kind::Event,
+        "event_type || ' ' || COALESCE(recipient, '-') || ' ' || COALESCE(status, '-')",
+    ),
+    (
+        Kind::Mail,
+        "envelope_from || ' -> ' || envelope_to || ': ' || subject",
+    ),
+];
+
+/// The dead rows of both tables, oldest first, at most `limit`.
+pub(crate) fn oldest_dead(mut dead: Vec<DeadRow>, limit: usize) -> Vec<DeadRow> {
+    dead.sort_by_key(|d| (d.received_at, d.id));
+    dead.truncate(limit);
+    dead
+}
+
 impl fmt::Display for Counts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (name, c) in [("events", self.events), ("mails", self.mails)] {

@@ -19,16 +19,17 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
 use super::error::{InboxError, InboxErrorKind};
-use super::job::{Kind, State};
-use super::ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt};
-use super::rows::{claimed_row, dead_row, history_entry, Arrival, Claimed, NewEvent};
+use super::job::Kind;
+use super::ops::{
+    oldest_dead, Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt, DEAD_SUMMARIES,
+};
+use super::rows::{
+    chunks, claimed_row, dead_row, history_entry, Arrival, Assembly, Claimed, NewEvent,
+};
 use super::worker::{Claim, Outcome, Renew, Settle};
 
 /// The channel of `LISTEN`/`NOTIFY` on which commits wake workers.
 const CHANNEL: &str = "cmc_inbox";
-
-/// The largest chunk of an attachment stored in one row.
-const ATTACHMENT_CHUNK: usize = 1 << 20;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -223,9 +224,7 @@ impl Postgres {
             );
             if inserted {
                 for (position, data) in m.attachments.iter().enumerate() {
-                    let mut start = 0;
-                    loop {
-                        let end = data.len().min(start + ATTACHMENT_CHUNK);
+                    for (start, chunk) in chunks(data) {
                         sqlx::query(
                             "INSERT INTO cmc_mail_attachments (mail_id, position, start, data) \
                              VALUES ($1, $2, $3, $4)",
@@ -233,14 +232,10 @@ impl Postgres {
                         .bind(id)
                         .bind(position as i64)
                         .bind(start as i64)
-                        .bind(&data[start..end])
+                        .bind(chunk)
                         .execute(&mut *tx)
                         .await
                         .map_err(failed)?;
-                        start = end;
-                        if start >= data.len() {
-                            break;
-                        }
                     }
                 }
                 receipt.stored += 1;
@@ -410,49 +405,35 @@ impl Postgres {
         .fetch_all(&self.pool)
         .await
         .map_err(failed)?;
-        let mut attachments: Vec<Vec<u8>> = Vec::with_capacity(sizes.len());
-        for (position, size) in &sizes {
-            if *position != attachments.len() as i64 {
-                return Err(InboxError::new(
-                    InboxErrorKind::Corrupt,
-                    format!("attachment {} of mail {id} is missing", attachments.len()),
-                ));
-            }
-            attachments.push(Vec::with_capacity(usize::try_from(*size).unwrap_or(0)));
-        }
+        let corrupt = |why: String| InboxError::new(InboxErrorKind::Corrupt, why);
+        let mut assembly = Assembly::new(id, &sizes).map_err(corrupt)?;
         // One chunk at a time (each its own query: a cursor would hold a
         // transaction open for the whole read).
-        for (position, buffer) in attachments.iter_mut().enumerate() {
+        for position in 0..assembly.count() as i64 {
             let starts: Vec<i64> = sqlx::query_scalar(
                 "SELECT start FROM cmc_mail_attachments WHERE mail_id = $1 AND position = $2 \
                  ORDER BY start",
             )
             .bind(id)
-            .bind(position as i64)
+            .bind(position)
             .fetch_all(&self.pool)
             .await
             .map_err(failed)?;
             for start in starts {
-                if start != buffer.len() as i64 {
-                    return Err(InboxError::new(
-                        InboxErrorKind::Corrupt,
-                        format!("mail {id}: a chunk of attachment {position} at {start} is out of place"),
-                    ));
-                }
                 let data: Vec<u8> = sqlx::query_scalar(
                     "SELECT data FROM cmc_mail_attachments \
                      WHERE mail_id = $1 AND position = $2 AND start = $3",
                 )
                 .bind(id)
-                .bind(position as i64)
+                .bind(position)
                 .bind(start)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(failed)?;
-                buffer.extend_from_slice(&data);
+                assembly.push(position, start, &data).map_err(corrupt)?;
             }
         }
-        Ok(attachments)
+        Ok(assembly.finish())
     }
 
     pub async fn counts(&self) -> Result<Counts, InboxError> {
@@ -465,15 +446,7 @@ impl Postgres {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| InboxError::database("could not count the rows", e))?;
-            let slot = match kind {
-                Kind::Event => &mut counts.events,
-                Kind::Mail => &mut counts.mails,
-            };
-            for (state, n) in rows {
-                if let Some(state) = State::from_column(&state) {
-                    slot.add(state, n as u64);
-                }
-            }
+            counts.add_rows(kind, rows);
         }
         Ok(counts)
     }
@@ -481,16 +454,7 @@ impl Postgres {
     pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
         let failed = |e| InboxError::database("could not list the dead rows", e);
         let mut dead = Vec::new();
-        for (kind, summary) in [
-            (
-                Kind::Event,
-                "event_type || ' ' || COALESCE(recipient, '-') || ' ' || COALESCE(status, '-')",
-            ),
-            (
-                Kind::Mail,
-                "envelope_from || ' -> ' || envelope_to || ': ' || subject",
-            ),
-        ] {
+        for (kind, summary) in DEAD_SUMMARIES {
             let rows = sqlx::query(&format!(
                 "SELECT id, idempotency_key, {summary}, message_id, attempts, last_error, \
                  received_at, done_at FROM {} WHERE state = 'dead' ORDER BY id LIMIT $1",
@@ -507,9 +471,7 @@ impl Postgres {
                 );
             }
         }
-        dead.sort_by_key(|d| (d.received_at, d.id));
-        dead.truncate(limit);
-        Ok(dead)
+        Ok(oldest_dead(dead, limit))
     }
 
     pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {

@@ -38,6 +38,73 @@ pub(crate) struct NewMail {
     pub size: i64,
 }
 
+/// The largest chunk of an attachment stored in one row.
+pub(crate) const ATTACHMENT_CHUNK: usize = 1 << 20;
+
+/// The chunks an attachment is stored in, as `(start, bytes)`: at most
+/// [`ATTACHMENT_CHUNK`] bytes each, and one empty chunk for an empty
+/// attachment (so that every attachment has a row).
+pub(crate) fn chunks(data: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let count = data.len().div_ceil(ATTACHMENT_CHUNK).max(1);
+    (0..count).map(move |i| {
+        let start = i * ATTACHMENT_CHUNK;
+        (
+            start,
+            &data[start..data.len().min(start + ATTACHMENT_CHUNK)],
+        )
+    })
+}
+
+/// A mail's attachments assembled from their chunks: one buffer of its
+/// exact size per attachment, each chunk checked to come in its place.
+pub(crate) struct Assembly {
+    mail: i64,
+    attachments: Vec<Vec<u8>>,
+}
+
+impl Assembly {
+    /// Buffers for the `(position, total size)` of each attachment of
+    /// `mail`, in order of position.
+    pub fn new(mail: i64, sizes: &[(i64, i64)]) -> Result<Assembly, String> {
+        let mut attachments: Vec<Vec<u8>> = Vec::with_capacity(sizes.len());
+        for (position, size) in sizes {
+            if *position != attachments.len() as i64 {
+                return Err(format!(
+                    "attachment {} of mail {mail} is missing",
+                    attachments.len()
+                ));
+            }
+            attachments.push(Vec::with_capacity(usize::try_from(*size).unwrap_or(0)));
+        }
+        Ok(Assembly { mail, attachments })
+    }
+
+    /// How many attachments the mail has.
+    #[cfg(feature = "postgres")]
+    pub fn count(&self) -> usize {
+        self.attachments.len()
+    }
+
+    /// Appends the chunk of attachment `position` that starts at `start`.
+    pub fn push(&mut self, position: i64, start: i64, data: &[u8]) -> Result<(), String> {
+        let mail = self.mail;
+        let buffer = usize::try_from(position)
+            .ok()
+            .and_then(|p| self.attachments.get_mut(p))
+            .filter(|b| b.len() as i64 == start)
+            .ok_or_else(|| {
+                format!("mail {mail}: a chunk of attachment {position} at {start} is out of place")
+            })?;
+        buffer.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// The attachments' bytes, in order.
+    pub fn finish(self) -> Vec<Vec<u8>> {
+        self.attachments
+    }
+}
+
 /// Everything one request stores, in one transaction.
 #[derive(Debug)]
 pub(crate) struct Arrival {

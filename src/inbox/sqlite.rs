@@ -19,9 +19,11 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::error::{InboxError, InboxErrorKind};
-use super::job::{Kind, State};
-use super::ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt};
-use super::rows::{claimed_row, dead_row, history_entry, Arrival, Claimed};
+use super::job::Kind;
+use super::ops::{
+    oldest_dead, Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt, DEAD_SUMMARIES,
+};
+use super::rows::{chunks, claimed_row, dead_row, history_entry, Arrival, Assembly, Claimed};
 use super::worker::{Claim, Outcome, Renew, Settle};
 
 /// How a SQLite inbox commits: the `synchronous` pragma of the receiving
@@ -307,9 +309,7 @@ impl Sqlite {
                         for (position, data) in m.attachments.iter().enumerate() {
                             // In chunks: sqlx copies each value it binds,
                             // and SQLite builds each record whole.
-                            let mut start = 0;
-                            loop {
-                                let end = data.len().min(start + ATTACHMENT_CHUNK);
+                            for (start, chunk) in chunks(data) {
                                 sqlx::query(
                                     "INSERT INTO cmc_mail_attachments \
                                      (mail_id, position, start, data) VALUES (?1, ?2, ?3, ?4)",
@@ -317,14 +317,10 @@ impl Sqlite {
                                 .bind(id)
                                 .bind(position as i64)
                                 .bind(start as i64)
-                                .bind(&data[start..end])
+                                .bind(chunk)
                                 .execute(&mut *tx)
                                 .await
                                 .map_err(failed)?;
-                                start = end;
-                                if start >= data.len() {
-                                    break;
-                                }
                             }
                         }
                     }
@@ -527,16 +523,7 @@ impl Sqlite {
         .bind(id)
         .fetch_all(&mut *conn)
         .await?;
-        let mut attachments: Vec<Vec<u8>> = Vec::with_capacity(sizes.len());
-        for (position, size) in &sizes {
-            if *position != attachments.len() as i64 {
-                return Err(sqlx::Error::Protocol(format!(
-                    "attachment {} of mail {id} is missing",
-                    attachments.len()
-                )));
-            }
-            attachments.push(Vec::with_capacity(usize::try_from(*size).unwrap_or(0)));
-        }
+        let mut assembly = Assembly::new(id, &sizes).map_err(sqlx::Error::Protocol)?;
         let mut chunks = sqlx::query(
             "SELECT position, start, data FROM cmc_mail_attachments \
              WHERE mail_id = ?1 ORDER BY position, start",
@@ -544,20 +531,12 @@ impl Sqlite {
         .bind(id)
         .fetch(&mut *conn);
         while let Some(row) = chunks.try_next().await? {
-            let (position, start): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
             let data: &[u8] = row.try_get(2)?;
-            let buffer = usize::try_from(position)
-                .ok()
-                .and_then(|p| attachments.get_mut(p))
-                .filter(|b| b.len() as i64 == start)
-                .ok_or_else(|| {
-                    sqlx::Error::Protocol(format!(
-                        "mail {id}: a chunk of attachment {position} at {start} is out of place"
-                    ))
-                })?;
-            buffer.extend_from_slice(data);
+            assembly
+                .push(row.try_get(0)?, row.try_get(1)?, data)
+                .map_err(sqlx::Error::Protocol)?;
         }
-        Ok(attachments)
+        Ok(assembly.finish())
     }
 
     pub async fn counts(&self) -> Result<Counts, InboxError> {
@@ -570,15 +549,7 @@ impl Sqlite {
             .fetch_all(&self.work)
             .await
             .map_err(|e| InboxError::database("could not count the rows", e))?;
-            let slot = match kind {
-                Kind::Event => &mut counts.events,
-                Kind::Mail => &mut counts.mails,
-            };
-            for (state, n) in rows {
-                if let Some(state) = State::from_column(&state) {
-                    slot.add(state, n as u64);
-                }
-            }
+            counts.add_rows(kind, rows);
         }
         Ok(counts)
     }
@@ -586,16 +557,7 @@ impl Sqlite {
     pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
         let failed = |e| InboxError::database("could not list the dead rows", e);
         let mut dead = Vec::new();
-        for (kind, summary) in [
-            (
-                Kind::Event,
-                "event_type || ' ' || COALESCE(recipient, '-') || ' ' || COALESCE(status, '-')",
-            ),
-            (
-                Kind::Mail,
-                "envelope_from || ' -> ' || envelope_to || ': ' || subject",
-            ),
-        ] {
+        for (kind, summary) in DEAD_SUMMARIES {
             let rows = sqlx::query(&format!(
                 "SELECT id, idempotency_key, {summary}, message_id, attempts, last_error, \
                  received_at, done_at FROM {} WHERE state = 'dead' ORDER BY id LIMIT ?1",
@@ -612,9 +574,7 @@ impl Sqlite {
                 );
             }
         }
-        dead.sort_by_key(|d| (d.received_at, d.id));
-        dead.truncate(limit);
-        Ok(dead)
+        Ok(oldest_dead(dead, limit))
     }
 
     /// Sets the rows `filter` takes back to pending, due at `now`, with
@@ -732,9 +692,6 @@ impl Sqlite {
         }
     }
 }
-
-/// The largest chunk of an attachment stored in one row.
-const ATTACHMENT_CHUNK: usize = 1 << 20;
 
 /// The most event rows one `INSERT` carries (11 parameters each).
 const EVENTS_PER_STATEMENT: usize = 64;

@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-/// The folder of this crate's fixtures.
 pub mod http;
+#[cfg(feature = "sqlite")]
+pub mod inbox;
 
+/// The folder of this crate's fixtures.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }

@@ -1,0 +1,70 @@
+//! Helpers of the inbox tests: the PostgreSQL test server, and a worker
+//! that collects what it is handed.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cmc_webhook::inbox::{Inbox, Item, Job};
+
+/// The test server's address from `CMC_POSTGRES_URL`, or `None` after one
+/// line (past the test harness's capture) saying that `what` is skipped;
+/// a failure instead when `CMC_REQUIRE_POSTGRES` is set (CI).
+pub fn postgres_server(what: &str) -> Option<String> {
+    match std::env::var("CMC_POSTGRES_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CMC_REQUIRE_POSTGRES").is_none(),
+                "CMC_REQUIRE_POSTGRES is set but CMC_POSTGRES_URL is not"
+            );
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{what}: SKIPPED, no PostgreSQL (CMC_POSTGRES_URL is not set; \
+                     run scripts/with-postgres.sh cargo test --all-features)"
+                );
+            });
+            None
+        }
+    }
+}
+
+/// A new, empty database `name` on the server at `admin` (dropped first if
+/// a run before left it); returns its address.
+#[cfg(feature = "postgres")]
+pub async fn fresh_database(admin: &str, name: &str) -> String {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+    }
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+/// Runs a worker on `inbox` until it has been handed `n` jobs, stops it,
+/// and returns their items in the order it was handed them.
+pub async fn handle_all(inbox: &Inbox, n: usize) -> Vec<Item> {
+    let read: Arc<Mutex<Vec<Item>>> = Arc::default();
+    let worker = {
+        let read = read.clone();
+        inbox
+            .worker(move |job: Job| {
+                read.lock().unwrap().push(job.item);
+                async { Ok::<(), String>(()) }
+            })
+            .spawn()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read.lock().unwrap().len() < n {
+        assert!(Instant::now() < deadline, "timed out waiting for {n} jobs");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    let items = std::mem::take(&mut *read.lock().unwrap());
+    items
+}
