@@ -62,7 +62,7 @@ fn decision(c: &mut Criterion) {
             Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
         });
         let layer = WebhookLayer::builder()
-            .allow_all(nets)
+            .allow_nets(nets)
             .trust_proxy("10.0.0.0/8".parse().unwrap())
             .api_key("k")
             .build()

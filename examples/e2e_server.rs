@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                  e2e_server raw DB RECORDS SECONDS, or e2e_server body RECORDS";
     let layer = || {
         WebhookLayer::builder()
-            .allow_list("127.0.0.0/8, ::1")?
+            .allow_cidrs("127.0.0.0/8, ::1")?
             .body_limit(2 << 20)
             .build()
     };

@@ -70,8 +70,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| "127.0.0.1:8080".into())
         .parse()?;
     let mut builder = WebhookLayer::builder()
-        .allow_list(&std::env::var("CMC_ALLOW").unwrap_or_else(|_| "127.0.0.0/8, ::1".into()))?
-        .trust_proxy_list(&std::env::var("CMC_TRUST_PROXY").unwrap_or_default())?;
+        .allow_cidrs(&std::env::var("CMC_ALLOW").unwrap_or_else(|_| "127.0.0.0/8, ::1".into()))?
+        .trust_proxy_cidrs(&std::env::var("CMC_TRUST_PROXY").unwrap_or_default())?;
     if let Ok(key) = std::env::var("CMC_API_KEY") {
         builder = builder.api_key(key);
     }

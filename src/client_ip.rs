@@ -37,9 +37,31 @@ use crate::work;
 /// The client address the [`WebhookLayer`](crate::WebhookLayer) resolved,
 /// in the extensions of every request it admits.
 ///
-/// With axum, take it as `Extension(ClientIp(ip)): Extension<ClientIp>`.
+/// With axum (feature `axum`), it is an extractor: behind the layer, the
+/// address the layer checked (the forwarding header walked through trusted
+/// proxies); without it, the connection's peer from `ConnectInfo`. A
+/// request with neither is refused with 500 ([`Reason::NoPeerAddress`]).
+///
+/// ```
+/// use axum::{routing::post, Router};
+/// use cmc_webhook::{client_ip::ClientIp, EventBatch};
+///
+/// async fn on_events(ClientIp(client): ClientIp, batch: EventBatch) -> String {
+///     format!("{} events from {client}\n", batch.events.len())
+/// }
+///
+/// let app: Router = Router::new().route("/cmc/events", post(on_events));
+/// ```
+///
+/// [`Reason::NoPeerAddress`]: crate::Reason::NoPeerAddress
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientIp(pub IpAddr);
+
+impl fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// The header a trusted proxy writes the client address to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +74,48 @@ pub enum ForwardedHeader {
     /// RFC 7239 `Forwarded: for=client, for="[2001:db8::1]:4711"`.
     Forwarded,
 }
+
+impl std::str::FromStr for ForwardedHeader {
+    type Err = UnknownForwardedHeader;
+
+    /// `x-forwarded-for` or `forwarded`, in any letter case.
+    ///
+    /// ```
+    /// use cmc_webhook::client_ip::ForwardedHeader;
+    ///
+    /// assert_eq!("Forwarded".parse(), Ok(ForwardedHeader::Forwarded));
+    /// assert_eq!("x-forwarded-for".parse(), Ok(ForwardedHeader::XForwardedFor));
+    /// assert!("x-real-ip".parse::<ForwardedHeader>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("x-forwarded-for") {
+            Ok(ForwardedHeader::XForwardedFor)
+        } else if s.eq_ignore_ascii_case("forwarded") {
+            Ok(ForwardedHeader::Forwarded)
+        } else {
+            Err(UnknownForwardedHeader)
+        }
+    }
+}
+
+impl fmt::Display for ForwardedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A forwarding header name that is neither `x-forwarded-for` nor
+/// `forwarded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownForwardedHeader;
+
+impl fmt::Display for UnknownForwardedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the forwarding header is `x-forwarded-for` or `forwarded`")
+    }
+}
+
+impl std::error::Error for UnknownForwardedHeader {}
 
 impl ForwardedHeader {
     /// The header's name.

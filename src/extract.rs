@@ -31,6 +31,30 @@
 //!     .route("/cmc/inbound", post(on_mail));
 //! ```
 //!
+//! # Optional bodies
+//!
+//! `Option<EventBatch>` (and `Option<InboundMail>`, `Option<Webhook>`) is
+//! `None` for a request without a `Content-Type` header, as axum's
+//! `Option<Json<T>>`; any other request is read as above, and refused the
+//! same way.
+//!
+//! ```
+//! use cmc_webhook::EventBatch;
+//!
+//! async fn on_events(batch: Option<EventBatch>) -> &'static str {
+//!     match batch {
+//!         Some(_) => "ok",
+//!         None => "send a webhook",
+//!     }
+//! }
+//! # let _: axum::Router = axum::Router::new().route("/", axum::routing::post(on_events));
+//! ```
+//!
+//! # Who is calling
+//!
+//! [`ClientIp`] extracts the client address: the one the layer checked,
+//! or without the layer the connection's peer.
+//!
 //! # What to answer
 //!
 //! The handler decides the response. CMC expects 200; answer it once the
@@ -49,10 +73,14 @@
 //!
 //! [`WebhookLayer`]: crate::WebhookLayer
 
-use axum_core::extract::{FromRequest, Request};
-use axum_core::RequestExt as _;
+use std::net::SocketAddr;
 
-use crate::rejection::Rejection;
+use axum_core::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request};
+use axum_core::RequestExt as _;
+use http::request::Parts;
+
+use crate::client_ip::ClientIp;
+use crate::rejection::{Reason, Rejection};
 use crate::request::{read_with_policy, Policy};
 use crate::webhook::Kind;
 use crate::{EventBatch, InboundMail, Webhook};
@@ -99,5 +127,74 @@ impl<S: Send + Sync> FromRequest<S> for InboundMail {
         Ok(extract(request, Some(Kind::Inbound))
             .await?
             .into_inbound()?)
+    }
+}
+
+/// `None` without a `Content-Type`, as axum's `Option<Json<T>>`.
+fn has_content_type(request: &Request) -> bool {
+    request.headers().contains_key(http::header::CONTENT_TYPE)
+}
+
+impl<S: Send + Sync> OptionalFromRequest<S> for Webhook {
+    type Rejection = Rejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        if !has_content_type(&request) {
+            return Ok(None);
+        }
+        <Webhook as FromRequest<S>>::from_request(request, state)
+            .await
+            .map(Some)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequest<S> for EventBatch {
+    type Rejection = Rejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        if !has_content_type(&request) {
+            return Ok(None);
+        }
+        <EventBatch as FromRequest<S>>::from_request(request, state)
+            .await
+            .map(Some)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequest<S> for InboundMail {
+    type Rejection = Rejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        if !has_content_type(&request) {
+            return Ok(None);
+        }
+        <InboundMail as FromRequest<S>>::from_request(request, state)
+            .await
+            .map(Some)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(client) = parts.extensions.get::<ClientIp>() {
+            return Ok(*client);
+        }
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .or_else(|| parts.extensions.get::<SocketAddr>().copied());
+        match peer {
+            Some(peer) => Ok(ClientIp(crate::allowlist::canonical(peer.ip()))),
+            None => {
+                tracing::error!(
+                    "ClientIp: no client address in the request: put the WebhookLayer in front, \
+                     or serve with `into_make_service_with_connect_info::<SocketAddr>()`"
+                );
+                Err(Rejection::new(Reason::NoPeerAddress))
+            }
+        }
     }
 }

@@ -100,6 +100,7 @@
 //! [Customers Mail Cloud]: https://www.customers-mail.cloud/
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod allowlist;
 pub mod auth;
@@ -107,10 +108,12 @@ pub mod client_ip;
 mod error;
 pub mod event;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 mod filename;
 pub mod inbound;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod inbox;
 pub mod japanese;
 pub mod layer;
@@ -118,12 +121,14 @@ mod limits;
 mod raw;
 mod rejection;
 mod request;
+mod telemetry;
 mod text;
 mod webhook;
 mod wire;
 mod work;
 
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod test_util;
 
 pub use error::{ParseError, ParseErrorKind};
@@ -132,12 +137,18 @@ pub use event::{
     EventType, IdempotencyKey, UnknownEvent,
 };
 pub use inbound::{Attachment, Header, Headers, InboundMail};
-pub use layer::{ConfigError, WebhookLayer};
+pub use layer::{ConfigError, WebhookLayer, WebhookLayerBuilder};
 pub use limits::Limits;
 pub use raw::RawJson;
 pub use rejection::{Reason, Rejection, Statuses};
 pub use request::{read_event_batch, read_inbound_mail, read_webhook, Policy, DEFAULT_BODY_LIMIT};
+#[cfg(feature = "metrics")]
+pub use telemetry::describe_metrics;
 pub use text::Text;
+
+/// The `ipnet` crate, whose `IpNet` the allowlist takes: re-exported so that
+/// mounting the layer needs no dependency of its own.
+pub use ipnet;
 pub use webhook::Webhook;
 
 /// What `Debug` shows in place of a secret.

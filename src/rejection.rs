@@ -9,6 +9,7 @@
 //! the reason and never internals.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -59,21 +60,35 @@ pub enum Reason {
     BodyRead,
 }
 
+/// Every reason, in declaration order.
+const ALL: [Reason; 11] = [
+    Reason::NoPeerAddress,
+    Reason::ClientNotAllowed,
+    Reason::BadForwardedHeader,
+    Reason::MethodNotAllowed,
+    Reason::BadCredentials,
+    Reason::BadApiKey,
+    Reason::UnsupportedMediaType,
+    Reason::PayloadTooLarge,
+    Reason::MalformedBody,
+    Reason::WrongKind,
+    Reason::BodyRead,
+];
+
 impl Reason {
-    /// Every reason, in declaration order.
-    pub const ALL: [Reason; 11] = [
-        Reason::NoPeerAddress,
-        Reason::ClientNotAllowed,
-        Reason::BadForwardedHeader,
-        Reason::MethodNotAllowed,
-        Reason::BadCredentials,
-        Reason::BadApiKey,
-        Reason::UnsupportedMediaType,
-        Reason::PayloadTooLarge,
-        Reason::MalformedBody,
-        Reason::WrongKind,
-        Reason::BodyRead,
-    ];
+    /// Every reason this version knows, in declaration order (later
+    /// versions may add more).
+    ///
+    /// ```
+    /// use cmc_webhook::Reason;
+    ///
+    /// assert!(Reason::iter().any(|r| r == Reason::BadApiKey));
+    /// assert!(Reason::iter().all(|r| r.default_status().is_client_error()
+    ///     || r == Reason::NoPeerAddress));
+    /// ```
+    pub fn iter() -> impl Iterator<Item = Reason> + Clone {
+        ALL.into_iter()
+    }
 
     /// The status answered unless configured otherwise.
     pub const fn default_status(self) -> StatusCode {
@@ -86,6 +101,29 @@ impl Reason {
             Reason::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::MalformedBody | Reason::WrongKind | Reason::BodyRead => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A stable `snake_case` name (`client_not_allowed`, `bad_api_key`, ...),
+    /// the `reason` of refusal logs and of the `cmc_webhook_requests_total`
+    /// metric.
+    ///
+    /// ```
+    /// assert_eq!(cmc_webhook::Reason::PayloadTooLarge.name(), "payload_too_large");
+    /// ```
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::NoPeerAddress => "no_peer_address",
+            Reason::ClientNotAllowed => "client_not_allowed",
+            Reason::BadForwardedHeader => "bad_forwarded_header",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::BadCredentials => "bad_credentials",
+            Reason::BadApiKey => "bad_api_key",
+            Reason::UnsupportedMediaType => "unsupported_media_type",
+            Reason::PayloadTooLarge => "payload_too_large",
+            Reason::MalformedBody => "malformed_body",
+            Reason::WrongKind => "wrong_kind",
+            Reason::BodyRead => "body_read",
         }
     }
 
@@ -119,6 +157,27 @@ impl fmt::Display for Reason {
     }
 }
 
+/// Logs a refusal: the one `warn` line each refused request gets.
+pub(crate) fn log_refusal(
+    reason: Reason,
+    client: Option<IpAddr>,
+    peer: Option<IpAddr>,
+    path: Option<&str>,
+    kind: Option<ParseErrorKind>,
+) {
+    let client = client.map(tracing::field::display);
+    let peer = peer.map(tracing::field::display);
+    let kind = kind.map(tracing::field::debug);
+    tracing::warn!(
+        client,
+        peer,
+        reason = reason.name(),
+        field = path,
+        error = kind,
+        "refused CMC webhook request: {reason}"
+    );
+}
+
 /// The status answered for each [`Reason`].
 ///
 /// ```
@@ -131,11 +190,11 @@ impl fmt::Display for Reason {
 /// assert_eq!(statuses.get(Reason::BadApiKey), StatusCode::UNAUTHORIZED);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Statuses([StatusCode; Reason::ALL.len()]);
+pub struct Statuses([StatusCode; ALL.len()]);
 
 impl Default for Statuses {
     fn default() -> Self {
-        Statuses(Reason::ALL.map(Reason::default_status))
+        Statuses(ALL.map(Reason::default_status))
     }
 }
 
@@ -174,6 +233,18 @@ pub struct Rejection {
     reason: Reason,
     status: StatusCode,
     detail: Option<String>,
+    source: Option<ParseError>,
+}
+
+/// What a refusal response carries in its extensions, for the layer's log
+/// line and metrics: the reason, and for a body that does not parse, the
+/// field path and the class of the error (never the message, which may
+/// quote the body).
+#[derive(Debug, Clone)]
+pub(crate) struct Refused {
+    pub(crate) reason: Reason,
+    pub(crate) path: Option<String>,
+    pub(crate) kind: Option<ParseErrorKind>,
 }
 
 impl Rejection {
@@ -183,6 +254,7 @@ impl Rejection {
             reason,
             status: reason.default_status(),
             detail: None,
+            source: None,
         }
     }
 
@@ -212,16 +284,55 @@ impl Rejection {
         self.detail.as_deref()
     }
 
+    /// The parse error behind the refusal, when the body was read and did
+    /// not parse (also the refusal's [`source`](std::error::Error::source)).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook::{ParseErrorKind, Reason, Rejection, Webhook};
+    ///
+    /// let error = Webhook::parse("application/json", Bytes::from_static(b"{")).unwrap_err();
+    /// let rejection = Rejection::from(error);
+    /// assert_eq!(rejection.reason(), Reason::MalformedBody);
+    /// assert_eq!(rejection.parse_error().map(|e| e.kind()), Some(ParseErrorKind::Json));
+    /// assert!(std::error::Error::source(&rejection).is_some());
+    /// ```
+    pub fn parse_error(&self) -> Option<&ParseError> {
+        self.source.as_ref()
+    }
+
+    /// What the response carries for the layer's log and metrics.
+    pub(crate) fn refused(&self) -> Refused {
+        Refused {
+            reason: self.reason,
+            // Field names come from the body: a log line takes at most 200
+            // characters of the path.
+            path: self.source.as_ref().and_then(|e| {
+                e.path().map(|p| match p.char_indices().nth(200) {
+                    Some((end, _)) => format!("{}...", &p[..end]),
+                    None => p.to_owned(),
+                })
+            }),
+            kind: self.source.as_ref().map(ParseError::kind),
+        }
+    }
+
     /// The response: the status, `text/plain`, and the reason (with the
     /// detail after a colon); `Allow: POST` on 405 and `WWW-Authenticate`
     /// on 401 for BASIC credentials.
+    ///
+    /// The response also carries, in its extensions, what the
+    /// [`WebhookLayer`](crate::WebhookLayer) needs to log and count the
+    /// refusal.
     pub fn into_http_response(self) -> Response<Full<Bytes>> {
+        let refused = self.refused();
         let body = match &self.detail {
             Some(detail) => format!("{}: {detail}\n", self.reason),
             None => format!("{}\n", self.reason),
         };
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = self.status;
+        response.extensions_mut().insert(refused);
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -249,7 +360,11 @@ impl fmt::Display for Rejection {
     }
 }
 
-impl std::error::Error for Rejection {}
+impl std::error::Error for Rejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
 
 impl From<ParseError> for Rejection {
     fn from(e: ParseError) -> Rejection {
@@ -260,10 +375,14 @@ impl From<ParseError> for Rejection {
             ParseErrorKind::BodyRead => Reason::BodyRead,
             _ => Reason::MalformedBody,
         };
-        match reason {
+        let rejection = match reason {
             // The reason already says what is expected.
             Reason::UnsupportedMediaType => Rejection::new(reason),
             _ => Rejection::new(reason).with_detail(e.to_string()),
+        };
+        Rejection {
+            source: Some(e),
+            ..rejection
         }
     }
 }
@@ -281,9 +400,11 @@ mod tests {
 
     #[test]
     fn reasons_index_their_own_slot() {
-        for (i, r) in Reason::ALL.iter().enumerate() {
+        for (i, r) in Reason::iter().enumerate() {
             assert_eq!(r.index(), i);
         }
+        let names: std::collections::HashSet<_> = Reason::iter().map(Reason::name).collect();
+        assert_eq!(names.len(), ALL.len());
     }
 
     #[test]

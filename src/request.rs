@@ -12,7 +12,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, BodyStream, LengthLimitError, Limited};
 
 use crate::auth::ApiKeys;
-use crate::rejection::{Reason, Rejection, Statuses};
+use crate::rejection::{log_refusal, Reason, Rejection, Statuses};
 use crate::webhook::Kind;
 use crate::wire::budget::{Budget, Key};
 use crate::wire::{self, Encoding};
@@ -43,6 +43,8 @@ pub struct Policy {
     pub(crate) limits: Limits,
     pub(crate) api_keys: Option<ApiKeys>,
     pub(crate) statuses: Statuses,
+    /// Set by the layer, which logs and counts the refusals itself.
+    pub(crate) gated: bool,
 }
 
 impl Default for Policy {
@@ -52,6 +54,7 @@ impl Default for Policy {
             limits: Limits::default(),
             api_keys: None,
             statuses: Statuses::default(),
+            gated: false,
         }
     }
 }
@@ -183,6 +186,22 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let result = read_with(request, expected, policy).await;
+    match &result {
+        Ok(webhook) => crate::telemetry::webhook(webhook),
+        // Behind the layer, the layer logs the refusal (with the client
+        // address) when the response passes it.
+        Err(r) if !policy.gated => {
+            let refused = r.refused();
+            log_refusal(
+                refused.reason,
+                None,
+                None,
+                refused.path.as_deref(),
+                refused.kind,
+            );
+        }
+        Err(_) => {}
+    }
     result.map_err(|rejection| policy.reject(rejection))
 }
 
@@ -210,6 +229,8 @@ where
     let body = Limited::new(request.into_body(), policy.body_limit);
     let budget = Budget::new(policy.limits).with_keys(policy.api_keys.clone());
     let mut json_text = None;
+    let label = encoding.label();
+    let mut clock = ParseClock::default();
     let parsed = match encoding {
         Encoding::Multipart { boundary } => {
             let stream =
@@ -219,26 +240,36 @@ where
                         .ok()
                         .map(|mut d| d.copy_to_bytes(d.remaining()))))
                 });
-            wire::multipart::parse_stream(stream, &boundary, charset, &budget)
+            let meter = std::sync::Arc::new(Meter::default());
+            let stream = Timed::new(stream, meter.clone());
+            let parsed = wire::multipart::parse_stream(stream, &boundary, charset, &budget)
                 .await
-                .map_err(Rejection::from)
+                .map_err(Rejection::from);
+            clock.add(&meter);
+            parsed
         }
         Encoding::Form => {
             let bytes = collect(body).await?;
-            wire::parse_form(bytes, charset, &budget).map_err(Rejection::from)
+            clock.bytes = bytes.len() as u64;
+            clock.run(|| wire::parse_form(bytes, charset, &budget).map_err(Rejection::from))
         }
         Encoding::Json => {
             let bytes = collect(body).await?;
-            wire::body_text(bytes)
-                .map_err(Rejection::from)
-                .and_then(|text| {
-                    let parsed = wire::json::parse(&text, &budget).map_err(Rejection::from);
-                    json_text = Some(text);
-                    parsed
-                })
+            clock.bytes = bytes.len() as u64;
+            clock.run(|| {
+                wire::body_text(bytes)
+                    .map_err(Rejection::from)
+                    .and_then(|text| {
+                        let parsed = wire::json::parse(&text, &budget).map_err(Rejection::from);
+                        json_text = Some(text);
+                        parsed
+                    })
+            })
         }
     };
-    let parsed = parsed.and_then(|fields| Ok(fields.into_webhook(expected)?));
+    let parsed = clock.run(|| parsed.and_then(|fields| Ok(fields.into_webhook(expected)?)));
+    crate::telemetry::body_bytes(label, clock.bytes);
+    crate::telemetry::parse_time(label, clock.spent);
     if budget.needs_key() {
         if let (Err(_), Some(text), Key::Unseen) = (&parsed, &json_text, budget.key()) {
             // The parse failed before it reached the key: look for it alone.
@@ -352,4 +383,102 @@ pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
         return None;
     }
     first.to_str().ok()?.trim().parse().ok()
+}
+
+/// The bytes of a body and the time spent parsing it, for the metrics.
+#[derive(Debug, Default)]
+struct ParseClock {
+    bytes: u64,
+    spent: std::time::Duration,
+}
+
+impl ParseClock {
+    /// Runs `f`, adding its time.
+    fn run<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let start = std::time::Instant::now();
+        let out = f();
+        self.spent += start.elapsed();
+        out
+    }
+}
+
+/// What a [`Timed`] stream measured; shared, since the multipart reader
+/// wants a `'static` stream.
+#[derive(Debug, Default)]
+struct Meter {
+    bytes: std::sync::atomic::AtomicU64,
+    nanos: std::sync::atomic::AtomicU64,
+}
+
+impl ParseClock {
+    fn add(&mut self, meter: &Meter) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bytes += meter.bytes.load(Relaxed);
+        self.spent += std::time::Duration::from_nanos(meter.nanos.load(Relaxed));
+    }
+}
+
+impl Meter {
+    fn spent_since(&self, at: std::time::Instant) {
+        let nanos = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos
+            .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body stream that counts its bytes and the time its reader spends
+    /// between taking a piece and asking for the next: the time spent
+    /// parsing a streamed body, without the waits for the network.
+    struct Timed<S> {
+        #[pin]
+        inner: S,
+        meter: std::sync::Arc<Meter>,
+        // When the reader got the latest piece.
+        handed: Option<std::time::Instant>,
+    }
+
+    impl<S> PinnedDrop for Timed<S> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(at) = this.handed.take() {
+                this.meter.spent_since(at);
+            }
+        }
+    }
+}
+
+impl<S> Timed<S> {
+    fn new(inner: S, meter: std::sync::Arc<Meter>) -> Self {
+        Timed {
+            inner,
+            meter,
+            handed: None,
+        }
+    }
+}
+
+impl<S, E> futures_util::Stream for Timed<S>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>>,
+{
+    type Item = Result<Bytes, E>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.project();
+        if let Some(at) = this.handed.take() {
+            this.meter.spent_since(at);
+        }
+        let item = std::task::ready!(this.inner.poll_next(cx));
+        if let Some(Ok(piece)) = &item {
+            this.meter
+                .bytes
+                .fetch_add(piece.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        *this.handed = Some(std::time::Instant::now());
+        std::task::Poll::Ready(item)
+    }
 }

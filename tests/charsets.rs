@@ -32,7 +32,7 @@ async fn keep(State(received): State<Received>, webhook: Webhook) -> &'static st
 
 fn app(received: &Received) -> Router {
     let layer = WebhookLayer::builder()
-        .allow_list("127.0.0.0/8")
+        .allow_cidrs("127.0.0.0/8")
         .unwrap()
         .body_limit(4 << 20)
         .build()

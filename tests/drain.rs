@@ -25,7 +25,7 @@ fn app(layer: WebhookLayer) -> Router {
 
 fn layer(body_limit: usize) -> cmc_webhook::layer::WebhookLayerBuilder {
     WebhookLayer::builder()
-        .allow_list("127.0.0.0/8")
+        .allow_cidrs("127.0.0.0/8")
         .unwrap()
         .body_limit(body_limit)
 }

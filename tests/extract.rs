@@ -155,7 +155,7 @@ async fn without_the_layer_axums_default_body_limit_applies() {
 async fn with_the_layer_its_limit_and_keys_apply() {
     let peer = "127.0.0.1:50000".parse().unwrap();
     let layer = WebhookLayer::builder()
-        .allow_list("127.0.0.0/8")
+        .allow_cidrs("127.0.0.0/8")
         .unwrap()
         .api_key("k3y")
         .body_limit(4 << 20)

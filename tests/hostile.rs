@@ -36,7 +36,7 @@ fn app(calls: &Calls, builder: cmc_webhook::layer::WebhookLayerBuilder) -> Route
 
 fn layer() -> cmc_webhook::layer::WebhookLayerBuilder {
     WebhookLayer::builder()
-        .allow_list("127.0.0.0/8")
+        .allow_cidrs("127.0.0.0/8")
         .unwrap()
         .trust_proxy("127.0.0.1/32".parse().unwrap())
         .body_limit(8 << 20)

@@ -56,7 +56,7 @@ fn app(layer: WebhookLayer, calls: &Calls) -> Router {
 
 fn loopback() -> cmc_webhook::layer::WebhookLayerBuilder {
     WebhookLayer::builder()
-        .allow_list("127.0.0.0/8, ::1")
+        .allow_cidrs("127.0.0.0/8, ::1")
         .unwrap()
 }
 
@@ -84,7 +84,7 @@ async fn allowed_client_reaches_the_handler() {
 async fn address_not_allowed_is_refused_before_the_handler() {
     let calls = Calls::default();
     let layer = WebhookLayer::builder()
-        .allow_list("203.0.113.0/24")
+        .allow_cidrs("203.0.113.0/24")
         .unwrap()
         .build()
         .unwrap();
@@ -114,7 +114,7 @@ async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
     let calls = Calls::default();
     // The spoofed address is allowed, the real peer (loopback) is not.
     let layer = WebhookLayer::builder()
-        .allow_list("203.0.113.0/24")
+        .allow_cidrs("203.0.113.0/24")
         .unwrap()
         .trust_proxy("10.0.0.0/8".parse().unwrap())
         .build()
@@ -131,9 +131,9 @@ async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
 async fn multi_hop_chains_are_walked_from_the_right() {
     let calls = Calls::default();
     let layer = WebhookLayer::builder()
-        .allow_list("203.0.113.0/24")
+        .allow_cidrs("203.0.113.0/24")
         .unwrap()
-        .trust_proxy_list("127.0.0.1, 10.0.0.0/8")
+        .trust_proxy_cidrs("127.0.0.1, 10.0.0.0/8")
         .unwrap()
         .build()
         .unwrap();
@@ -233,7 +233,7 @@ async fn multi_hop_chains_are_walked_from_the_right() {
 async fn rfc7239_forwarded_when_configured() {
     let calls = Calls::default();
     let layer = WebhookLayer::builder()
-        .allow_list("2001:db8::/32")
+        .allow_cidrs("2001:db8::/32")
         .unwrap()
         .trust_proxy("127.0.0.1/32".parse().unwrap())
         .forwarded_header(cmc_webhook::client_ip::ForwardedHeader::Forwarded)
@@ -269,7 +269,7 @@ async fn rfc7239_forwarded_when_configured() {
 async fn mapped_ipv4_peer_on_a_dual_stack_listener_matches_ipv4_rules() {
     let calls = Calls::default();
     let layer = WebhookLayer::builder()
-        .allow_list("127.0.0.0/8")
+        .allow_cidrs("127.0.0.0/8")
         .unwrap()
         .build()
         .unwrap();
@@ -493,7 +493,7 @@ async fn missing_peer_address_is_a_500_and_never_let_through() {
 async fn statuses_are_configurable_per_reason() {
     let calls = Calls::default();
     let layer = WebhookLayer::builder()
-        .allow_list("203.0.113.0/24")
+        .allow_cidrs("203.0.113.0/24")
         .unwrap()
         .status(Reason::ClientNotAllowed, StatusCode::NOT_FOUND)
         .build()
@@ -523,7 +523,7 @@ async fn statuses_are_configurable_per_reason() {
 async fn allowlist_can_be_replaced_while_serving() {
     let calls = Calls::default();
     let layer = WebhookLayer::builder()
-        .allow_list("203.0.113.0/24")
+        .allow_cidrs("203.0.113.0/24")
         .unwrap()
         .build()
         .unwrap();

@@ -75,7 +75,7 @@ async fn call(app: Router, request: CmcRequest) -> u16 {
 async fn refusals_are_logged_with_the_client_and_never_the_secrets() {
     let logs = capture(|| async {
         let layer = WebhookLayer::builder()
-            .allow_list("203.0.113.0/24")
+            .allow_cidrs("203.0.113.0/24")
             .unwrap()
             .trust_proxy("10.0.0.0/8".parse().unwrap())
             .basic_auth("cmc", "pa55-w0rd-secret")
@@ -121,11 +121,12 @@ async fn refusals_are_logged_with_the_client_and_never_the_secrets() {
         .lines()
         .filter(|l| l.contains("refused CMC webhook request"))
         .collect();
-    assert_eq!(warns.len(), 3, "{logs}");
+    assert_eq!(warns.len(), 4, "{logs}");
     assert!(warns.iter().all(|l| l.contains("WARN")), "{logs}");
     assert!(
         warns[0].contains("client=198.51.100.7")
-            && warns[0].contains("reason=the client address is not allowed"),
+            && warns[0].contains("reason=\"client_not_allowed\"")
+            && warns[0].contains("the client address is not allowed"),
         "{}",
         warns[0]
     );
@@ -135,10 +136,14 @@ async fn refusals_are_logged_with_the_client_and_never_the_secrets() {
         warns[1]
     );
     assert!(
-        warns[2].contains("client=203.0.113.5")
-            && warns[2].contains("reason=missing or wrong credentials"),
+        warns[2].contains("client=203.0.113.5") && warns[2].contains("reason=\"bad_credentials\""),
         "{}",
         warns[2]
+    );
+    assert!(
+        warns[3].contains("reason=\"no_peer_address\"") && !warns[3].contains("client="),
+        "{}",
+        warns[3]
     );
     assert!(
         logs.contains("ERROR")
@@ -164,7 +169,7 @@ async fn allowing_all_of_ipv6_allows_ipv4_clients_and_says_every_address() {
     // `::/0` covers: the warning and the decision agree.
     let logs = capture(|| async {
         WebhookLayer::builder()
-            .allow_list("::/0")
+            .allow_cidrs("::/0")
             .unwrap()
             .build()
             .unwrap();
@@ -180,7 +185,7 @@ async fn allowing_all_of_ipv6_allows_ipv4_clients_and_says_every_address() {
 async fn risky_configurations_are_warned_about_at_build() {
     let logs = capture(|| async {
         WebhookLayer::builder()
-            .allow_list("0.0.0.0/0")
+            .allow_cidrs("0.0.0.0/0")
             .unwrap()
             .trust_proxy("10.0.0.0/8".parse().unwrap())
             .build()
@@ -203,7 +208,7 @@ async fn risky_configurations_are_warned_about_at_build() {
 
     let logs = capture(|| async {
         WebhookLayer::builder()
-            .allow_list("203.0.113.0/24")
+            .allow_cidrs("203.0.113.0/24")
             .unwrap()
             .api_key("k")
             .build()
@@ -217,10 +222,10 @@ async fn risky_configurations_are_warned_about_at_build() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn each_request_gets_a_span_with_peer_client_and_decision() {
+async fn each_request_gets_a_span_with_the_http_semantic_convention_fields() {
     let logs = capture(|| async {
         let layer = WebhookLayer::builder()
-            .allow_list("203.0.113.0/24")
+            .allow_cidrs("203.0.113.0/24")
             .unwrap()
             .build()
             .unwrap();
@@ -234,8 +239,169 @@ async fn each_request_gets_a_span_with_peer_client_and_decision() {
         .lines()
         .find(|l| l.contains("refused CMC webhook request"))
         .unwrap();
+    for field in [
+        "cmc_webhook{otel.kind=\"server\"",
+        "otel.name=\"POST\"",
+        "http.request.method=\"POST\"",
+        "url.path=\"/mails\"",
+        "network.peer.address=198.51.100.7",
+        "client.address=198.51.100.7",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+}
+
+/// A body the reader refuses is logged once, by the layer, with the client,
+/// the reason, and the field path of the parse error, never the body.
+#[tokio::test(flavor = "current_thread")]
+async fn body_refusals_are_logged_once_with_the_field_path() {
+    let logs = capture(|| async {
+        let layer = WebhookLayer::builder()
+            .allow_cidrs("203.0.113.0/24")
+            .unwrap()
+            .api_key("the-right-k3y")
+            .build()
+            .unwrap();
+        let app = Router::new().route("/mails", post(on_events).layer(layer));
+        let peer = "203.0.113.5:5000".parse().unwrap();
+        let body = r#"{"api_key":"the-right-k3y","event_type":"deliveries","server_composition":"pro","event":{"deliveries":[{"created":"2023-01-25 14:03:09","status":"queued","subject":"s3cret-subject"},{"created":"yesterday","status":"queued"}]}}"#;
+        let request = CmcRequest::raw("application/json", body.as_bytes().to_vec()).peer(peer);
+        assert_eq!(call(app.clone(), request).await, 400);
+        let wrong_key = body.replace("the-right-k3y", "a-wrong-k3y");
+        let request = CmcRequest::raw("application/json", wrong_key.into_bytes()).peer(peer);
+        assert_eq!(call(app.clone(), request).await, 401);
+        let request = CmcRequest::raw("application/json", b"[]".to_vec()).peer(peer);
+        assert_eq!(call(app, request).await, 401);
+    })
+    .await;
+    let warns: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("refused CMC webhook request"))
+        .collect();
+    assert_eq!(warns.len(), 3, "{logs}");
     assert!(
-        line.contains("cmc_webhook{peer=198.51.100.7 client=198.51.100.7"),
-        "{line}"
+        warns[0].contains("client=203.0.113.5")
+            && warns[0].contains("reason=\"malformed_body\"")
+            && warns[0].contains("field=\"event.deliveries[1].created\"")
+            && warns[0].contains("error=InvalidField"),
+        "{}",
+        warns[0]
     );
+    assert!(
+        warns[1].contains("reason=\"bad_api_key\"") && !warns[1].contains("field="),
+        "{}",
+        warns[1]
+    );
+    for secret in [
+        "the-right-k3y",
+        "a-wrong-k3y",
+        "s3cret-subject",
+        "yesterday",
+    ] {
+        assert!(!logs.contains(secret), "`{secret}` leaked:\n{logs}");
+    }
+}
+
+/// Without the layer, the extractor logs its refusals itself (there is no
+/// client address to add).
+#[tokio::test(flavor = "current_thread")]
+async fn extractors_without_the_layer_log_their_refusals() {
+    let logs = capture(|| async {
+        let app = Router::new().route("/mails", post(on_events));
+        let request = CmcRequest::raw("application/json", b"{".to_vec())
+            .peer("203.0.113.5:5000".parse().unwrap());
+        assert_eq!(call(app, request).await, 400);
+    })
+    .await;
+    let warns: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("refused CMC webhook request"))
+        .collect();
+    assert_eq!(warns.len(), 1, "{logs}");
+    assert!(
+        warns[0].contains("reason=\"malformed_body\"") && warns[0].contains("error=Json"),
+        "{}",
+        warns[0]
+    );
+}
+
+/// Report-only mode admits clients outside the allowlist, logs each address
+/// once at `warn`, and lists them with their counts.
+#[tokio::test(flavor = "current_thread")]
+async fn report_only_admits_and_logs_each_new_address_once() {
+    let mut layer = None;
+    let logs = capture(|| async {
+        let built = WebhookLayer::builder()
+            .allow_cidrs("203.0.113.0/24")
+            .unwrap()
+            .report_only()
+            .basic_auth("cmc", "pw")
+            .build()
+            .unwrap();
+        let app = Router::new().route("/mails", post(on_events).layer(built.clone()));
+        let batch = sample_events(2);
+        let from = |peer: &str| {
+            CmcRequest::events(&batch, WireEncoding::Json)
+                .peer(peer.parse().unwrap())
+                .basic_auth("cmc", "pw")
+        };
+        for _ in 0..3 {
+            assert_eq!(call(app.clone(), from("198.51.100.7:1")).await, 200);
+        }
+        // A dual-stack listener reports the same client mapped.
+        assert_eq!(
+            call(app.clone(), from("[::ffff:198.51.100.7]:1")).await,
+            200
+        );
+        assert_eq!(call(app.clone(), from("[2001:db8::5]:1")).await, 200);
+        // Listed clients are not recorded.
+        assert_eq!(call(app.clone(), from("203.0.113.1:1")).await, 200);
+        // Every other check still applies, and a refused client is not
+        // recorded: the list holds only clients that passed them.
+        let no_auth =
+            CmcRequest::events(&batch, WireEncoding::Json).peer("192.0.2.1:1".parse().unwrap());
+        assert_eq!(call(app.clone(), no_auth).await, 401);
+        layer = Some(built);
+    })
+    .await;
+    let layer = layer.unwrap();
+    let admitted: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("admitted a client outside the allowlist") && l.contains("WARN"))
+        .collect();
+    assert_eq!(admitted.len(), 2, "{logs}");
+    assert!(
+        admitted[0].contains("client=198.51.100.7"),
+        "{}",
+        admitted[0]
+    );
+    assert!(
+        admitted[1].contains("client=2001:db8::5"),
+        "{}",
+        admitted[1]
+    );
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("refused CMC webhook request")
+                && l.contains("client=192.0.2.1")
+                && l.contains("bad_credentials")),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("report-only mode: clients outside the allowlist are admitted"),
+        "{logs}"
+    );
+    let seen: Vec<(String, u64)> = layer
+        .unlisted_clients()
+        .iter()
+        .map(|c| (c.addr.to_string(), c.requests))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("198.51.100.7".to_owned(), 4),
+            ("2001:db8::5".to_owned(), 1)
+        ]
+    );
+    assert_eq!(layer.unlisted_overflow(), 0);
 }

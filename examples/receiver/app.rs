@@ -45,7 +45,7 @@ pub enum Target {
 /// The router: `POST /mails` behind the layer.
 pub fn router(options: &Options, target: Target) -> Result<Router, ConfigError> {
     let mut layer = WebhookLayer::builder()
-        .allow_all(options.allow.iter().copied())
+        .allow_nets(options.allow.iter().copied())
         .body_limit(options.body_limit);
     for net in &options.trust_proxy {
         layer = layer.trust_proxy(*net);

@@ -181,6 +181,7 @@ impl InboxBuilder {
     /// PostgreSQL: the most connections of this inbox's pool (10 by
     /// default, at least 2).
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn pool_size(mut self, connections: u32) -> InboxBuilder {
         if let Backend::Postgres(o) = &mut self.backend {
             o.pool_size = connections;
@@ -192,6 +193,7 @@ impl InboxBuilder {
     /// cancels it (`statement_timeout`, 30 s by default); receiving then
     /// answers 503.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn statement_timeout(mut self, timeout: Duration) -> InboxBuilder {
         if let Backend::Postgres(o) = &mut self.backend {
             o.statement_timeout = timeout;
@@ -202,6 +204,7 @@ impl InboxBuilder {
     /// PostgreSQL: how long to wait for a connection (5 s by default);
     /// while the server is down, receiving answers 503 after this.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn connect_timeout(mut self, timeout: Duration) -> InboxBuilder {
         if let Backend::Postgres(o) = &mut self.backend {
             o.connect_timeout = timeout;
@@ -317,6 +320,7 @@ impl Inbox {
     /// (`postgres://USER:PASSWORD@HOST:PORT/DB`), to configure before
     /// opening it. Any number of receivers and workers may share it.
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn postgres(url: impl Into<String>) -> InboxBuilder {
         InboxBuilder {
             backend: Backend::Postgres(postgres::Options::new(url.into())),
@@ -378,6 +382,10 @@ impl Inbox {
         client: Option<IpAddr>,
     ) -> Result<Receipt, InboxError> {
         let now = self.now();
+        let kind = match &webhook {
+            Webhook::Events(_) => Kind::Event,
+            Webhook::Inbound(_) => Kind::Mail,
+        };
         let large = match &webhook {
             Webhook::Inbound(mail) => {
                 mail.attachments.iter().map(|a| a.data.len()).sum::<usize>() > BLOCKING_MAIL_SIZE
@@ -398,7 +406,13 @@ impl Inbox {
             .send(receive::Pending { arrival, reply })
             .await
             .map_err(|_| closed())?;
-        receipt.await.map_err(|_| closed())?
+        let receipt = receipt.await.map_err(|_| closed())??;
+        crate::telemetry::stored(
+            kind.as_str(),
+            receipt.stored as u64,
+            receipt.repeated as u64,
+        );
+        Ok(receipt)
     }
 
     /// A worker that runs `handler` on each stored event and mail; see

@@ -31,6 +31,9 @@ pub struct StateCounts {
     pub done: u64,
     /// Failed on every attempt.
     pub dead: u64,
+    /// When the oldest pending row was received (`None` when nothing is
+    /// pending): how far behind the worker is.
+    pub oldest_pending: Option<Timestamp>,
 }
 
 impl StateCounts {
@@ -73,16 +76,46 @@ impl Counts {
     /// Adds the `(state, rows)` pairs a backend counted in `kind`'s table
     /// (states it does not know are left out).
     pub(crate) fn add_rows(&mut self, kind: Kind, rows: Vec<(String, i64)>) {
-        let slot = match kind {
-            Kind::Event => &mut self.events,
-            Kind::Mail => &mut self.mails,
-        };
+        let slot = self.of_mut(kind);
         for (state, n) in rows {
             if let Some(state) = State::from_column(&state) {
                 slot.add(state, n as u64);
             }
         }
     }
+
+    /// Sets when `kind`'s oldest pending row was received (the store's
+    /// milliseconds), as a backend read it.
+    pub(crate) fn set_oldest_pending(&mut self, kind: Kind, received_at: Option<i64>) {
+        self.of_mut(kind).oldest_pending =
+            received_at.and_then(|ms| Timestamp::from_millisecond(ms).ok());
+    }
+
+    /// The counts of `kind`'s table.
+    pub fn of(&self, kind: Kind) -> &StateCounts {
+        match kind {
+            Kind::Event => &self.events,
+            Kind::Mail => &self.mails,
+        }
+    }
+
+    fn of_mut(&mut self, kind: Kind) -> &mut StateCounts {
+        match kind {
+            Kind::Event => &mut self.events,
+            Kind::Mail => &mut self.mails,
+        }
+    }
+}
+
+/// The query (the same for both backends) for when the oldest pending row
+/// of a table was received: the first pending one in the order of `id`,
+/// through the index of active rows.
+pub(crate) fn oldest_pending_sql(kind: Kind) -> String {
+    format!(
+        "SELECT received_at FROM {} WHERE state IN ('pending', 'running') AND state = 'pending' \
+         ORDER BY id LIMIT 1",
+        kind.table()
+    )
 }
 
 /// The SQL expression (the same for both backends) that summarises a dead
@@ -110,8 +143,18 @@ impl fmt::Display for Counts {
         for (name, c) in [("events", self.events), ("mails", self.mails)] {
             writeln!(
                 f,
-                "{name:<6} pending {:>8}  running {:>8}  done {:>10}  dead {:>8}",
-                c.pending, c.running, c.done, c.dead
+                "{name:<6} pending {:>8}  running {:>8}  done {:>10}  dead {:>8}{}",
+                c.pending,
+                c.running,
+                c.done,
+                c.dead,
+                match c.oldest_pending {
+                    Some(at) => format!(
+                        "  oldest pending received {}",
+                        at.round(jiff::Unit::Second).unwrap_or(at)
+                    ),
+                    None => String::new(),
+                }
             )?;
         }
         Ok(())

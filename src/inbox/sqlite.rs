@@ -550,6 +550,11 @@ impl Sqlite {
             .await
             .map_err(|e| InboxError::database("could not count the rows", e))?;
             counts.add_rows(kind, rows);
+            let oldest: Option<i64> = sqlx::query_scalar(&super::ops::oldest_pending_sql(kind))
+                .fetch_optional(&self.work)
+                .await
+                .map_err(|e| InboxError::database("could not read the oldest pending row", e))?;
+            counts.set_oldest_pending(kind, oldest);
         }
         Ok(counts)
     }

@@ -17,6 +17,8 @@ use tokio::time::{sleep, sleep_until, Instant};
 use super::backoff::Backoff;
 use super::clock::{millis, millis_after};
 use super::error::InboxError;
+#[cfg(feature = "metrics")]
+use super::job::State;
 use super::job::{Item, Job, JobId, Kind};
 use super::store::Store;
 use super::Inbox;
@@ -76,6 +78,7 @@ pub struct Worker<H> {
     backoff: Backoff,
     lease: Duration,
     poll_interval: Duration,
+    gauges_every: Duration,
 }
 
 impl<H> fmt::Debug for Worker<H> {
@@ -201,6 +204,7 @@ where
             backoff: Backoff::default(),
             lease: Duration::from_secs(300),
             poll_interval: Duration::from_secs(1),
+            gauges_every: Duration::from_secs(15),
         }
     }
 
@@ -239,9 +243,39 @@ where
         self
     }
 
+    /// How often the worker reads the inbox's row counts and the age of
+    /// its oldest pending row into the `cmc_webhook_inbox_rows` and
+    /// `cmc_webhook_inbox_oldest_pending_seconds` gauges (15 s by default;
+    /// only with the `metrics` feature). Each reading costs one count of
+    /// each table by state.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook::inbox::Inbox) {
+    /// use std::time::Duration;
+    ///
+    /// let worker = inbox
+    ///     .worker(|_job| async { Ok::<(), String>(()) })
+    ///     .gauges_every(Duration::from_secs(60))
+    ///     .spawn();
+    /// # let _ = worker;
+    /// # }
+    /// ```
+    pub fn gauges_every(mut self, every: Duration) -> Worker<H> {
+        self.gauges_every = every.max(Duration::from_millis(10));
+        self
+    }
+
     /// Runs the worker on the current tokio runtime.
     pub fn spawn(self) -> WorkerHandle {
         let (stop, stopping) = watch::channel(None);
+        #[cfg(feature = "metrics")]
+        tokio::spawn(gauges(
+            self.inbox.clone(),
+            self.gauges_every,
+            stopping.clone(),
+        ));
+        #[cfg(not(feature = "metrics"))]
+        let _ = self.gauges_every;
         WorkerHandle {
             stop,
             task: tokio::spawn(self.run(stopping)),
@@ -254,7 +288,7 @@ where
         let me = worker_name();
         let mut wake = self.inbox.subscribe();
         let mut running: JoinSet<Result<(), String>> = JoinSet::new();
-        let mut held: HashMap<tokio::task::Id, (JobId, u32)> = HashMap::new();
+        let mut held: HashMap<tokio::task::Id, (JobId, u32, Instant)> = HashMap::new();
         let mut finished: Vec<Settle> = Vec::new();
         let mut stats = Stopped::default();
         let mut deadline: Option<Instant> = None;
@@ -290,7 +324,7 @@ where
                     }
                 });
             let renew = (!held.is_empty() && renewed.elapsed() >= renew_every).then(|| Renew {
-                ids: held.values().map(|(id, _)| *id).collect(),
+                ids: held.values().map(|(id, _, _)| *id).collect(),
                 until: millis_after(self.inbox.now(), self.lease),
             });
             // Outcomes wait for the next claim (so that each round records
@@ -372,7 +406,7 @@ where
                                         self.inbox.inner.store.clone(),
                                         job,
                                     ));
-                                    held.insert(task.id(), (id, attempt));
+                                    held.insert(task.id(), (id, attempt, Instant::now()));
                                 }
                                 Err((id, why)) => {
                                     tracing::error!(job = %id, error = %why, "a stored row is dead: it does not read back");
@@ -433,14 +467,16 @@ where
     fn finished(
         &self,
         result: Result<(tokio::task::Id, Result<(), String>), JoinError>,
-        held: &mut HashMap<tokio::task::Id, (JobId, u32)>,
+        held: &mut HashMap<tokio::task::Id, (JobId, u32, Instant)>,
         finished: &mut Vec<Settle>,
         stats: &mut Stopped,
     ) {
+        let mut panicked = false;
         let (task, outcome) = match result {
             Ok((task, outcome)) => (task, outcome),
             Err(e) if e.is_cancelled() => {
-                if let Some((id, _)) = held.remove(&e.id()) {
+                if let Some((id, _, started)) = held.remove(&e.id()) {
+                    crate::telemetry::handled(id.kind.as_str(), "released", started.elapsed());
                     stats.released += 1;
                     finished.push(Settle {
                         id,
@@ -450,14 +486,23 @@ where
                 }
                 return;
             }
-            Err(e) => (
-                e.id(),
-                Err(format!("the handler panicked: {}", panic_text(e))),
-            ),
+            Err(e) => {
+                panicked = true;
+                (
+                    e.id(),
+                    Err(format!("the handler panicked: {}", panic_text(e))),
+                )
+            }
         };
-        let Some((id, attempt)) = held.remove(&task) else {
+        let Some((id, attempt, started)) = held.remove(&task) else {
             return;
         };
+        let label = match (&outcome, panicked) {
+            (Ok(()), _) => "done",
+            (Err(_), false) => "failed",
+            (Err(_), true) => "panicked",
+        };
+        crate::telemetry::handled(id.kind.as_str(), label, started.elapsed());
         match outcome {
             Ok(()) => {
                 stats.done += 1;
@@ -484,6 +529,7 @@ where
             error.truncate(end);
         }
         let now = self.inbox.now();
+        crate::telemetry::failed_row(id.kind.as_str(), attempt >= self.max_attempts);
         let outcome = if attempt >= self.max_attempts {
             tracing::error!(job = %id, attempt, error = %error, "the handler failed on its last attempt: the row is dead");
             Outcome::Dead { error }
@@ -531,6 +577,40 @@ where
         }
     }
     handler(job).await.map_err(|e| e.to_string())
+}
+
+/// Reads the gauges every `every`, until the worker is told to stop.
+#[cfg(feature = "metrics")]
+async fn gauges(inbox: Inbox, every: Duration, mut stop: watch::Receiver<Option<Duration>>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = stop.changed() => if changed.is_err() || stop.borrow().is_some() {
+                return;
+            },
+        }
+        match inbox.counts().await {
+            Ok(counts) => {
+                let now = inbox.now();
+                for kind in [Kind::Event, Kind::Mail] {
+                    let c = counts.of(kind);
+                    for state in [State::Pending, State::Running, State::Done, State::Dead] {
+                        crate::telemetry::rows(kind.as_str(), state.as_str(), c.get(state));
+                    }
+                    let age = c
+                        .oldest_pending
+                        .and_then(|at| Duration::try_from(now.duration_since(at)).ok())
+                        .unwrap_or_default();
+                    crate::telemetry::oldest_pending(kind.as_str(), age);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the inbox's counts for the metrics")
+            }
+        }
+    }
 }
 
 fn panic_text(e: JoinError) -> String {

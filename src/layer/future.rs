@@ -1,6 +1,7 @@
 //! The response future of a [`WebhookService`](super::WebhookService).
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use pin_project_lite::pin_project;
 use super::body::ResponseBody;
 use super::drain::{Drain, Slot};
 use super::Config;
-use crate::rejection::{Reason, Rejection};
+use crate::rejection::{log_refusal, Reason, Refused, Rejection};
+use crate::telemetry::Outcome;
 
 pin_project! {
     /// The response future of a [`WebhookService`](super::WebhookService):
@@ -35,6 +37,7 @@ pin_project! {
             tripped: Arc<AtomicBool>,
             config: Arc<Config>,
             slot: Slot,
+            addresses: (IpAddr, IpAddr, bool),
         },
         Refused {
             response: Option<(Response<Full<Bytes>>, Option<Drain>)>,
@@ -49,6 +52,7 @@ impl<F> ResponseFuture<F> {
         config: Arc<Config>,
         slot: Slot,
         span: tracing::Span,
+        addresses: (IpAddr, IpAddr, bool),
     ) -> Self {
         ResponseFuture {
             kind: Kind::Inner {
@@ -56,6 +60,7 @@ impl<F> ResponseFuture<F> {
                 tripped,
                 config,
                 slot,
+                addresses,
             },
             span,
         }
@@ -86,7 +91,9 @@ where
         let _entered = this.span.enter();
         match this.kind.project() {
             KindProj::Refused { response } => {
-                let (response, drain) = response.take().expect("polled after completion");
+                let Some((response, drain)) = response.take() else {
+                    panic!("ResponseFuture polled after completion");
+                };
                 Poll::Ready(Ok(
                     response.map(|body| ResponseBody::refused(body).draining(drain))
                 ))
@@ -96,33 +103,80 @@ where
                 tripped,
                 config,
                 slot,
+                addresses: &mut (peer, client, listed),
             } => {
-                let response = ready!(future.poll(cx))?;
+                let response = match ready!(future.poll(cx)) {
+                    Ok(response) => response,
+                    Err(e) => {
+                        // The inner service failed: the server answers (500
+                        // in axum and hyper), not this layer.
+                        crate::telemetry::request(Outcome::Failed, None);
+                        this.span.record("otel.status_code", "ERROR");
+                        return Poll::Ready(Err(e));
+                    }
+                };
                 // The rest of a body the inner service dropped unread, for
                 // a refusal to drain before it is read.
                 let drain = || slot.lock().unwrap_or_else(|e| e.into_inner()).take();
                 if tripped.load(Ordering::Relaxed) {
                     // The body went over the limit while streaming: answer 413
                     // whatever the handler made of the error.
-                    tracing::warn!(
-                        reason = %Reason::PayloadTooLarge,
-                        limit = config.policy.limit(),
-                        "refused CMC webhook request"
-                    );
-                    this.span.record("decision", "refused: body over the limit");
-                    let refusal = config
-                        .policy
-                        .reject(Rejection::new(Reason::PayloadTooLarge));
+                    let reason = Reason::PayloadTooLarge;
+                    log_refusal(reason, Some(client), Some(peer), None, None);
+                    refused(this.span, reason);
+                    let refusal = config.policy.reject(Rejection::new(reason));
                     let drain = drain();
-                    return Poll::Ready(Ok(refusal
-                        .into_http_response()
-                        .map(|body| ResponseBody::refused(body).draining(drain))));
+                    let response = refusal.into_http_response();
+                    this.span
+                        .record("http.response.status_code", response.status().as_u16());
+                    return Poll::Ready(Ok(
+                        response.map(|body| ResponseBody::refused(body).draining(drain))
+                    ));
                 }
-                let drain = response.status().is_client_error().then(drain).flatten();
+                let status = response.status();
+                this.span
+                    .record("http.response.status_code", status.as_u16());
+                match response.extensions().get::<Refused>() {
+                    // A refusal of the body reader (or the inbox): logged and
+                    // counted here, where the client is known.
+                    Some(refused_by) => {
+                        log_refusal(
+                            refused_by.reason,
+                            Some(client),
+                            Some(peer),
+                            refused_by.path.as_deref(),
+                            refused_by.kind,
+                        );
+                        refused(this.span, refused_by.reason);
+                    }
+                    None if status.is_success() => {
+                        crate::telemetry::request(Outcome::Accepted, None);
+                        if !listed {
+                            config.note_unlisted(client, peer);
+                        }
+                    }
+                    None => {
+                        crate::telemetry::request(Outcome::Failed, None);
+                        if status.is_server_error() {
+                            this.span.record("otel.status_code", "ERROR");
+                        }
+                    }
+                }
+                let drain = status.is_client_error().then(drain).flatten();
                 Poll::Ready(Ok(
                     response.map(|body| ResponseBody::inner(body).draining(drain))
                 ))
             }
         }
     }
+}
+
+/// Records a refusal in the span and the metrics.
+fn refused(span: &tracing::Span, reason: Reason) {
+    span.record(
+        "decision",
+        tracing::field::display(format_args!("refused: {reason}")),
+    );
+    span.record("error.type", reason.name());
+    crate::telemetry::request(Outcome::Refused, Some(reason));
 }

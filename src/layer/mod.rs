@@ -56,10 +56,12 @@ mod body;
 mod drain;
 mod future;
 mod service;
+mod unlisted;
 
 pub use body::{RequestBody, ResponseBody};
 pub use future::ResponseFuture;
 pub use service::WebhookService;
+pub use unlisted::UnlistedClient;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -73,6 +75,7 @@ use crate::auth::{ApiKeys, BasicCredentials};
 use crate::client_ip::ForwardedHeader;
 use crate::rejection::{Reason, Statuses};
 use crate::request::Policy;
+use unlisted::Unlisted;
 
 type PeerFn = Arc<dyn Fn(&http::Extensions) -> Option<IpAddr> + Send + Sync>;
 
@@ -85,7 +88,13 @@ pub struct WebhookLayer {
 }
 
 pub(crate) struct Config {
+    /// The shared, replaceable list.
     pub(crate) allowlist: Allowlist,
+    /// Networks given to the builder besides a shared list: allowed too,
+    /// without being written into the shared list.
+    pub(crate) also_allowed: IpSet,
+    pub(crate) report_only: bool,
+    pub(crate) unlisted: Unlisted,
     pub(crate) trusted_proxies: IpSet,
     pub(crate) forwarded_header: ForwardedHeader,
     pub(crate) basic: Vec<BasicCredentials>,
@@ -94,8 +103,15 @@ pub(crate) struct Config {
     pub(crate) drain: drain::DrainLimits,
 }
 
+impl Config {
+    pub(crate) fn allows(&self, client: IpAddr) -> bool {
+        self.also_allowed.contains(client) || self.allowlist.contains(client)
+    }
+}
+
 impl WebhookLayer {
-    /// Starts the configuration; at least one allowed network is needed.
+    /// Starts the configuration; at least one allowed network is needed
+    /// (unless in [report-only](WebhookLayerBuilder::report_only) mode).
     pub fn builder() -> WebhookLayerBuilder {
         WebhookLayerBuilder::default()
     }
@@ -104,14 +120,50 @@ impl WebhookLayer {
     /// service built from this layer sees the change on its next request.
     ///
     /// ```
-    /// let layer = cmc_webhook::WebhookLayer::builder().allow_list("192.0.2.0/24")?.build()?;
+    /// let layer = cmc_webhook::WebhookLayer::builder().allow_cidrs("192.0.2.0/24")?.build()?;
     /// let allowlist = layer.allowlist();
     /// allowlist.replace("192.0.2.0/24, 198.51.100.7".parse()?);
     /// assert!(allowlist.contains("198.51.100.7".parse()?));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// When the layer was given a [shared
+    /// list](WebhookLayerBuilder::shared_allowlist), this is that list;
+    /// networks given with [`allow`](WebhookLayerBuilder::allow) besides it
+    /// are allowed too, but are not part of it.
     pub fn allowlist(&self) -> Allowlist {
         self.config.allowlist.clone()
+    }
+
+    /// Whether the layer admits clients outside the allowlist (see
+    /// [`report_only`](WebhookLayerBuilder::report_only)).
+    pub fn is_report_only(&self) -> bool {
+        self.config.report_only
+    }
+
+    /// The client addresses seen outside the allowlist since the layer was
+    /// built, the most frequent first: admitted ones in
+    /// [report-only](WebhookLayerBuilder::report_only) mode, refused ones
+    /// otherwise. At most 1 024 addresses are remembered; requests from
+    /// further ones are only counted ([`unlisted_overflow`](Self::unlisted_overflow)).
+    ///
+    /// ```
+    /// use cmc_webhook::WebhookLayer;
+    ///
+    /// let layer = WebhookLayer::builder().report_only().build()?;
+    /// // After serving for a while, print what to allow:
+    /// let seen: Vec<String> = layer.unlisted_clients().iter().map(|c| c.addr.to_string()).collect();
+    /// println!("--allow {}", seen.join(","));
+    /// # Ok::<(), cmc_webhook::ConfigError>(())
+    /// ```
+    pub fn unlisted_clients(&self) -> Vec<UnlistedClient> {
+        self.config.unlisted.clients()
+    }
+
+    /// Requests from unlisted addresses beyond the 1 024 remembered by
+    /// [`unlisted_clients`](Self::unlisted_clients).
+    pub fn unlisted_overflow(&self) -> u64 {
+        self.config.unlisted.overflow()
     }
 
     /// The policy that reaches the body readers through the extensions.
@@ -132,6 +184,9 @@ impl fmt::Debug for WebhookLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookLayer")
             .field("allowlist", &self.config.allowlist)
+            .field("also_allowed", &self.config.also_allowed)
+            .field("report_only", &self.config.report_only)
+            .field("unlisted", &self.config.unlisted)
             .field("trusted_proxies", &self.config.trusted_proxies)
             .field("forwarded_header", &self.config.forwarded_header)
             .field("basic", &self.config.basic)
@@ -149,18 +204,31 @@ impl fmt::Debug for WebhookLayer {
 /// use http::StatusCode;
 ///
 /// let layer = WebhookLayer::builder()
-///     .allow_list(&std::env::var("CMC_ALLOW").unwrap_or("203.0.113.0/24, 2001:db8::/32".into()))?
+///     .allow_cidrs(&std::env::var("CMC_ALLOW").unwrap_or("203.0.113.0/24, 2001:db8::/32".into()))?
 ///     .basic_auth("cmc", "pa55word")
-///     .api_key("old-key")
-///     .api_key("new-key") // both accepted while the key is rotated
+///     .api_keys(["old-key", "new-key"]) // both accepted while the key is rotated
 ///     .status(Reason::ClientNotAllowed, StatusCode::NOT_FOUND)
 ///     .build()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Default)]
+///
+/// The builder is `Clone`: configure what routes share once, then give each
+/// route its own body limit.
+///
+/// ```
+/// use cmc_webhook::WebhookLayer;
+///
+/// let common = WebhookLayer::builder().allow_cidrs("203.0.113.0/24")?.api_key("k");
+/// let events = common.clone().body_limit(1 << 20).build()?;
+/// let inbound = common.body_limit(25 << 20).build()?;
+/// assert_eq!(inbound.policy().limit(), 25 << 20);
+/// # Ok::<(), cmc_webhook::ConfigError>(())
+/// ```
+#[derive(Default, Clone)]
 pub struct WebhookLayerBuilder {
     allow: Vec<IpNet>,
     allowlist: Option<Allowlist>,
+    report_only: bool,
     trusted: Vec<IpNet>,
     forwarded_header: ForwardedHeader,
     basic: Vec<BasicCredentials>,
@@ -173,48 +241,166 @@ pub struct WebhookLayerBuilder {
 }
 
 impl WebhookLayerBuilder {
-    /// Allows calls from `net` (repeatable). A single address is a /32 or
-    /// /128 network.
+    /// Allows calls from `net` (repeatable); a single address is a /32 or
+    /// /128 network. ([`ipnet`](crate::ipnet) is re-exported; or give
+    /// strings to [`allow_cidrs`](Self::allow_cidrs).)
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use cmc_webhook::{ipnet::IpNet, WebhookLayer};
+    ///
+    /// let layer = WebhookLayer::builder()
+    ///     .allow("203.0.113.0/24".parse()?)
+    ///     .allow(IpNet::from(std::net::IpAddr::from(Ipv4Addr::new(198, 51, 100, 7))))
+    ///     .build()?;
+    /// assert!(layer.allowlist().contains("198.51.100.7".parse()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn allow(mut self, net: IpNet) -> Self {
         self.allow.push(net);
         self
     }
 
     /// Allows calls from every network in `nets`.
-    pub fn allow_all(mut self, nets: impl IntoIterator<Item = IpNet>) -> Self {
+    ///
+    /// ```
+    /// use cmc_webhook::{ipnet::IpNet, WebhookLayer};
+    ///
+    /// let nets: Vec<IpNet> = vec!["203.0.113.0/24".parse()?, "2001:db8::/32".parse()?];
+    /// let layer = WebhookLayer::builder().allow_nets(nets).build()?;
+    /// assert!(layer.allowlist().contains("2001:db8::1".parse()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn allow_nets(mut self, nets: impl IntoIterator<Item = IpNet>) -> Self {
         self.allow.extend(nets);
         self
     }
 
     /// Allows the networks of a comma- or space-separated list of CIDRs or
     /// addresses, as an environment variable holds them.
-    pub fn allow_list(mut self, list: &str) -> Result<Self, ConfigError> {
+    ///
+    /// ```
+    /// let layer = cmc_webhook::WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24, 198.51.100.7 2001:db8::/32")?
+    ///     .build()?;
+    /// assert!(layer.allowlist().contains("198.51.100.7".parse()?));
+    /// assert!(cmc_webhook::WebhookLayer::builder().allow_cidrs("203.0.113.0/33").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn allow_cidrs(mut self, list: &str) -> Result<Self, ConfigError> {
         self.allow.extend(parse_list(list)?);
         Ok(self)
     }
 
-    /// Uses `allowlist` (and any networks given with `allow`), sharing it
-    /// with whoever holds a clone, for example a reloader that replaces it.
-    pub fn allowlist(mut self, allowlist: Allowlist) -> Self {
+    /// Checks clients against `allowlist`, shared with whoever holds a
+    /// clone of it (a reloader that replaces it, an admin endpoint). The
+    /// layer never writes into it: networks also given with
+    /// [`allow`](Self::allow) are allowed besides it.
+    ///
+    /// ```
+    /// use cmc_webhook::{allowlist::Allowlist, WebhookLayer};
+    ///
+    /// let shared = Allowlist::new("203.0.113.0/24".parse()?);
+    /// let layer = WebhookLayer::builder()
+    ///     .shared_allowlist(shared.clone())
+    ///     .allow_cidrs("127.0.0.1")? // always allowed, kept out of the shared list
+    ///     .build()?;
+    /// shared.replace("198.51.100.0/24".parse()?); // say, after a file was edited
+    /// assert!(!shared.contains("127.0.0.1".parse()?));
+    /// # let _ = layer;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shared_allowlist(mut self, allowlist: Allowlist) -> Self {
         self.allowlist = Some(allowlist);
+        self
+    }
+
+    /// Learning mode: admits clients outside the allowlist instead of
+    /// refusing them, and records them, so that an operator can find the
+    /// addresses CMC posts from (it publishes none) without losing
+    /// webhooks. Every other check (method, BASIC auth, size, media type,
+    /// `api_key`) still applies, so configure credentials: they are then the
+    /// only protection.
+    ///
+    /// Each new address is logged once at `warn` ("admitted a client
+    /// outside the allowlist"); [`WebhookLayer::unlisted_clients`] lists them
+    /// with their counts. The allowlist may be empty in this mode. Switch
+    /// the mode off once the list is complete.
+    ///
+    /// ```
+    /// use cmc_webhook::WebhookLayer;
+    ///
+    /// let layer = WebhookLayer::builder().report_only().api_key("s3cret").build()?;
+    /// assert!(layer.is_report_only());
+    /// # Ok::<(), cmc_webhook::ConfigError>(())
+    /// ```
+    pub fn report_only(mut self) -> Self {
+        self.report_only = true;
         self
     }
 
     /// Trusts `net` as a proxy (repeatable): from peers in it, the
     /// forwarding header names the client.
+    ///
+    /// ```
+    /// use cmc_webhook::{ipnet::IpNet, WebhookLayer};
+    ///
+    /// let layer = WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .trust_proxy("10.0.0.0/8".parse::<IpNet>()?)
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn trust_proxy(mut self, net: IpNet) -> Self {
         self.trusted.push(net);
         self
     }
 
+    /// Trusts every network in `nets` as a proxy.
+    ///
+    /// ```
+    /// use cmc_webhook::{ipnet::IpNet, WebhookLayer};
+    ///
+    /// let proxies: [IpNet; 2] = ["10.0.0.0/8".parse()?, "fd00::/8".parse()?];
+    /// let layer = WebhookLayer::builder().allow_cidrs("203.0.113.0/24")?.trust_proxies(proxies).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn trust_proxies(mut self, nets: impl IntoIterator<Item = IpNet>) -> Self {
+        self.trusted.extend(nets);
+        self
+    }
+
     /// Trusts the proxies of a comma- or space-separated list.
-    pub fn trust_proxy_list(mut self, list: &str) -> Result<Self, ConfigError> {
+    ///
+    /// ```
+    /// let layer = cmc_webhook::WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .trust_proxy_cidrs("10.0.0.0/8, fd00::/8")?
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), cmc_webhook::ConfigError>(())
+    /// ```
+    pub fn trust_proxy_cidrs(mut self, list: &str) -> Result<Self, ConfigError> {
         self.trusted.extend(parse_list(list)?);
         Ok(self)
     }
 
     /// The header trusted proxies write the client to
     /// (`X-Forwarded-For` unless set).
+    ///
+    /// ```
+    /// use cmc_webhook::{client_ip::ForwardedHeader, WebhookLayer};
+    ///
+    /// let layer = WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .trust_proxy_cidrs("10.0.0.0/8")?
+    ///     .forwarded_header("forwarded".parse::<ForwardedHeader>()?)
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
         self.forwarded_header = header;
         self
@@ -223,6 +409,15 @@ impl WebhookLayerBuilder {
     /// The largest body accepted, in bytes ([`DEFAULT_BODY_LIMIT`] unless
     /// set). Set it per route: inbound mails with attachments need more than
     /// event batches.
+    ///
+    /// ```
+    /// let inbound = cmc_webhook::WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .body_limit(25 << 20)
+    ///     .build()?;
+    /// assert_eq!(inbound.policy().limit(), 25 << 20);
+    /// # Ok::<(), cmc_webhook::ConfigError>(())
+    /// ```
     ///
     /// [`DEFAULT_BODY_LIMIT`]: crate::DEFAULT_BODY_LIMIT
     pub fn body_limit(mut self, bytes: usize) -> Self {
@@ -233,6 +428,17 @@ impl WebhookLayerBuilder {
     /// The caps on what one body may hold: records, unknown fields,
     /// headers, multipart parts (see [`Limits`](crate::Limits) for each and
     /// its default). A body over a cap is refused with 413 while it is read.
+    ///
+    /// ```
+    /// use cmc_webhook::{Limits, WebhookLayer};
+    ///
+    /// let layer = WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .limits(Limits::default().max_records(1_000).max_parts(64))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), cmc_webhook::ConfigError>(())
+    /// ```
     pub fn limits(mut self, limits: crate::Limits) -> Self {
         self.limits = limits;
         self
@@ -256,7 +462,7 @@ impl WebhookLayerBuilder {
     /// use std::time::Duration;
     ///
     /// let layer = cmc_webhook::WebhookLayer::builder()
-    ///     .allow_list("192.0.2.0/24")?
+    ///     .allow_cidrs("192.0.2.0/24")?
     ///     .drain(16 << 20, Duration::from_secs(10))
     ///     .build()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -268,6 +474,15 @@ impl WebhookLayerBuilder {
 
     /// The most records an event batch may hold (10 000 unless set); more
     /// is refused with 413. CMC sends at most 100 a batch by default.
+    ///
+    /// ```
+    /// let layer = cmc_webhook::WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .max_records(500)
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), cmc_webhook::ConfigError>(())
+    /// ```
     pub fn max_records(mut self, records: usize) -> Self {
         self.limits = self.limits.max_records(records);
         self
@@ -275,6 +490,15 @@ impl WebhookLayerBuilder {
 
     /// The most parts a multipart body may have (512 unless set); more is
     /// refused with 413 while the body is read.
+    ///
+    /// ```
+    /// let layer = cmc_webhook::WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .max_parts(64)
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), cmc_webhook::ConfigError>(())
+    /// ```
     pub fn max_parts(mut self, parts: usize) -> Self {
         self.limits = self.limits.max_parts(parts);
         self
@@ -282,6 +506,16 @@ impl WebhookLayerBuilder {
 
     /// The largest a single multipart part (an attachment) may be, in bytes
     /// (only the body limit unless set); larger is refused with 413.
+    ///
+    /// ```
+    /// let layer = cmc_webhook::WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .body_limit(25 << 20)
+    ///     .max_part_size(10 << 20)
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), cmc_webhook::ConfigError>(())
+    /// ```
     pub fn max_part_size(mut self, bytes: u64) -> Self {
         self.limits = self.limits.max_part_size(bytes);
         self
@@ -289,13 +523,47 @@ impl WebhookLayerBuilder {
 
     /// Requires the body's `api_key` to be `key`; repeat for several
     /// accepted keys (rotation). Checked when the body is read: 401.
+    ///
+    /// ```
+    /// let layer = cmc_webhook::WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .api_key(std::env::var("CMC_API_KEY").unwrap_or("s3cret".into()))
+    ///     .build()?;
+    /// assert!(!format!("{layer:?}").contains("s3cret"));
+    /// # Ok::<(), cmc_webhook::ConfigError>(())
+    /// ```
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_keys.push(key.into());
         self
     }
 
+    /// Requires the body's `api_key` to be one of `keys` (with any given by
+    /// [`api_key`](Self::api_key)).
+    ///
+    /// ```
+    /// let layer = cmc_webhook::WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .api_keys(["current-key", "next-key"])
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), cmc_webhook::ConfigError>(())
+    /// ```
+    pub fn api_keys<K: Into<String>>(mut self, keys: impl IntoIterator<Item = K>) -> Self {
+        self.api_keys.extend(keys.into_iter().map(Into::into));
+        self
+    }
+
     /// Requires HTTP BASIC auth with `user` and `password`; repeat for
     /// several accepted pairs (rotation). 401 otherwise.
+    ///
+    /// ```
+    /// let layer = cmc_webhook::WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .basic_auth("cmc", "pa55word")
+    ///     .build()?;
+    /// assert!(!format!("{layer:?}").contains("pa55word"));
+    /// # Ok::<(), cmc_webhook::ConfigError>(())
+    /// ```
     pub fn basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.basic.push(BasicCredentials::new(user, password));
         self
@@ -303,6 +571,19 @@ impl WebhookLayerBuilder {
 
     /// Answers refusals for `reason` with `status` (see [`Reason`] for the
     /// defaults).
+    ///
+    /// ```
+    /// use cmc_webhook::{Reason, WebhookLayer};
+    /// use http::StatusCode;
+    ///
+    /// // Hide the endpoint from addresses that are not allowed.
+    /// let layer = WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .status(Reason::ClientNotAllowed, StatusCode::NOT_FOUND)
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), cmc_webhook::ConfigError>(())
+    /// ```
     pub fn status(mut self, reason: Reason, status: StatusCode) -> Self {
         self.statuses = self.statuses.with(reason, status);
         self
@@ -311,6 +592,20 @@ impl WebhookLayerBuilder {
     /// Reads the peer address with `f` instead of from `ConnectInfo` or a
     /// `SocketAddr` extension, for servers that record the connection some
     /// other way. `None` refuses the request with 500.
+    ///
+    /// ```
+    /// use std::net::IpAddr;
+    ///
+    /// #[derive(Clone)]
+    /// struct Peer(IpAddr); // what a custom server inserts
+    ///
+    /// let layer = cmc_webhook::WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .peer_addr(|ext| ext.get::<Peer>().map(|p| p.0))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), cmc_webhook::ConfigError>(())
+    /// ```
     pub fn peer_addr<F>(mut self, f: F) -> Self
     where
         F: Fn(&http::Extensions) -> Option<IpAddr> + Send + Sync + 'static,
@@ -321,24 +616,26 @@ impl WebhookLayerBuilder {
 
     /// Checks the configuration and builds the layer.
     ///
-    /// Errors: no allowed network at all, an empty API key, a BASIC user name
-    /// with a colon, a body limit of 0. Warns (through `tracing`) when every
-    /// address is allowed, when proxies are trusted but not everything they
-    /// forward is checked against an allowlist, and when no credentials are
-    /// configured (the address is then the only protection).
+    /// Errors: no allowed network at all (outside report-only mode), an
+    /// empty API key, a BASIC user name with a colon, a body limit of 0.
+    /// Warns (through `tracing`) when every address is allowed, when proxies
+    /// are trusted but not everything they forward is checked against an
+    /// allowlist, when no credentials are configured (the address is then
+    /// the only protection), and in report-only mode.
+    ///
+    /// ```
+    /// use cmc_webhook::{ConfigError, WebhookLayer};
+    ///
+    /// assert_eq!(WebhookLayer::builder().build().unwrap_err(), ConfigError::NoAllowlist);
+    /// ```
     pub fn build(self) -> Result<WebhookLayer, ConfigError> {
-        let set = IpSet::from_nets(self.allow);
-        let allowlist = match self.allowlist {
-            Some(shared) => {
-                if !set.is_empty() {
-                    let merged =
-                        IpSet::from_nets(shared.get().nets().into_iter().chain(set.nets()));
-                    shared.replace(merged);
-                }
-                shared
+        let also_allowed = IpSet::from_nets(self.allow);
+        let (allowlist, also_allowed) = match self.allowlist {
+            Some(shared) => (shared, also_allowed),
+            None if also_allowed.is_empty() && !self.report_only => {
+                return Err(ConfigError::NoAllowlist)
             }
-            None if set.is_empty() => return Err(ConfigError::NoAllowlist),
-            None => Allowlist::new(set),
+            None => (Allowlist::new(also_allowed), IpSet::new()),
         };
         if self.api_keys.iter().any(String::is_empty) {
             return Err(ConfigError::EmptyApiKey);
@@ -351,7 +648,13 @@ impl WebhookLayerBuilder {
         }
         let trusted_proxies = IpSet::from_nets(self.trusted);
 
-        let allowed = allowlist.get();
+        let allowed = IpSet::from_nets(
+            allowlist
+                .get()
+                .nets()
+                .into_iter()
+                .chain(also_allowed.nets()),
+        );
         if let Some(everyone) = allowed.open_to() {
             tracing::warn!(allow = %allowed, "the allowlist allows {everyone}: anyone there can post webhooks");
         }
@@ -367,6 +670,13 @@ impl WebhookLayerBuilder {
                 "no api_key and no BASIC credentials configured: the source address is the only protection"
             );
         }
+        if self.report_only {
+            tracing::warn!(
+                allow = %allowed,
+                "report-only mode: clients outside the allowlist are admitted and logged once each; \
+                 switch it off once the allowlist is complete"
+            );
+        }
         let mut policy = Policy::default()
             .statuses(self.statuses)
             .limits(self.limits);
@@ -374,9 +684,13 @@ impl WebhookLayerBuilder {
             policy = policy.body_limit(limit);
         }
         policy.api_keys = api_keys.filter(|k| !k.is_empty());
+        policy.gated = true;
         Ok(WebhookLayer {
             config: Arc::new(Config {
                 allowlist,
+                also_allowed,
+                report_only: self.report_only,
+                unlisted: Unlisted::default(),
                 trusted_proxies,
                 forwarded_header: self.forwarded_header,
                 basic: self.basic,
@@ -392,6 +706,8 @@ impl fmt::Debug for WebhookLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookLayerBuilder")
             .field("allow", &self.allow)
+            .field("shared_allowlist", &self.allowlist)
+            .field("report_only", &self.report_only)
             .field("trusted", &self.trusted)
             .field("forwarded_header", &self.forwarded_header)
             .field("basic", &self.basic)
@@ -419,7 +735,8 @@ fn parse_list(list: &str) -> Result<Vec<IpNet>, ConfigError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// No allowed network: every request would be refused. Call `allow`.
+    /// No allowed network: every request would be refused. Call `allow`
+    /// (or `report_only` to learn the addresses).
     NoAllowlist,
     /// A list item is not a network.
     Network(IpSetParseError),
@@ -435,8 +752,8 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::NoAllowlist => f.write_str(
-                "no allowed addresses: call allow(..) or allow_list(..) with the networks CMC posts from \
-                 (refused requests are logged with their address)",
+                "no allowed addresses: call allow(..) or allow_cidrs(..) with the networks CMC posts from \
+                 (or report_only() to learn them: see the README's \"find CMC's addresses\")",
             ),
             ConfigError::Network(e) => e.fmt(f),
             ConfigError::EmptyApiKey => f.write_str("an api_key is empty"),
@@ -473,7 +790,7 @@ mod tests {
             WebhookLayer::builder().build().unwrap_err(),
             ConfigError::NoAllowlist
         );
-        let b = || WebhookLayer::builder().allow_list("10.0.0.0/8").unwrap();
+        let b = || WebhookLayer::builder().allow_cidrs("10.0.0.0/8").unwrap();
         assert_eq!(
             b().api_key("").build().unwrap_err(),
             ConfigError::EmptyApiKey
@@ -486,16 +803,18 @@ mod tests {
             ConfigError::ZeroBodyLimit
         );
         let e = WebhookLayer::builder()
-            .allow_list("10.0.0.0/8, bogus")
+            .allow_cidrs("10.0.0.0/8, bogus")
             .unwrap_err();
         assert!(e.to_string().contains("`bogus`"), "{e}");
-        assert!(WebhookLayer::builder().trust_proxy_list("nope").is_err());
+        assert!(WebhookLayer::builder().trust_proxy_cidrs("nope").is_err());
+        // Learning mode needs no allowlist.
+        assert!(WebhookLayer::builder().report_only().build().is_ok());
     }
 
     #[test]
     fn debug_hides_secrets() {
         let layer = WebhookLayer::builder()
-            .allow_list("10.0.0.0/8")
+            .allow_cidrs("10.0.0.0/8")
             .unwrap()
             .api_key("k-secret-1")
             .basic_auth("u", "p-secret-2")
@@ -511,14 +830,33 @@ mod tests {
     }
 
     #[test]
-    fn shared_allowlist_takes_extra_networks() {
+    fn a_shared_allowlist_is_not_written_into() {
         let shared = Allowlist::new("192.0.2.0/24".parse().unwrap());
         let layer = WebhookLayer::builder()
-            .allowlist(shared.clone())
-            .allow("198.51.100.0/24".parse().unwrap())
+            .shared_allowlist(shared.clone())
+            .allow("198.51.100.0/24".parse::<IpNet>().unwrap())
             .build()
             .unwrap();
-        assert!(shared.contains("198.51.100.1".parse().unwrap()));
-        assert!(layer.allowlist().contains("192.0.2.1".parse().unwrap()));
+        // The extra network is allowed by the layer, not added to the list.
+        assert!(!shared.contains("198.51.100.1".parse().unwrap()));
+        assert!(layer.config.allows("198.51.100.1".parse().unwrap()));
+        assert!(layer.config.allows("192.0.2.1".parse().unwrap()));
+        // A replacement of the shared list takes effect; the extra stays.
+        shared.replace("203.0.113.0/24".parse().unwrap());
+        assert!(!layer.config.allows("192.0.2.1".parse().unwrap()));
+        assert!(layer.config.allows("203.0.113.1".parse().unwrap()));
+        assert!(layer.config.allows("198.51.100.1".parse().unwrap()));
+        assert!(Arc::ptr_eq(&layer.allowlist().get(), &shared.get()));
+    }
+
+    #[test]
+    fn the_builder_is_clone_and_clones_are_independent() {
+        let common = WebhookLayer::builder().allow_cidrs("10.0.0.0/8").unwrap();
+        let small = common.clone().body_limit(10).build().unwrap();
+        let large = common.body_limit(20).build().unwrap();
+        assert_eq!((small.policy().limit(), large.policy().limit()), (10, 20));
+        // Each built layer has its own list.
+        small.allowlist().replace("192.0.2.0/24".parse().unwrap());
+        assert!(large.allowlist().contains("10.1.2.3".parse().unwrap()));
     }
 }

@@ -15,9 +15,10 @@ use tracing::field;
 use super::body::{GiveBack, RequestBody, ResponseBody};
 use super::drain::{expects_continue, Drain, Slot};
 use super::future::ResponseFuture;
+use super::unlisted::Sighting;
 use super::Config;
 use crate::client_ip::{client_ip, ClientIp};
-use crate::rejection::{Reason, Rejection};
+use crate::rejection::{log_refusal, Reason, Rejection};
 use crate::request::declared_length;
 use crate::wire::Encoding;
 
@@ -84,25 +85,67 @@ const NO_PEER_HELP: &str = "no peer address in the request: with axum, serve the
     SocketAddr into each request's extensions; or give WebhookLayer::builder().peer_addr(..)";
 
 impl Config {
+    /// Records a client outside the allowlist: refused, or (report-only)
+    /// accepted. The first request from an address is logged at `warn` in
+    /// report-only mode (refusals have their own line).
+    pub(crate) fn note_unlisted(&self, client: IpAddr, peer: IpAddr) {
+        crate::telemetry::unlisted_request();
+        let sighting = self.unlisted.record(client);
+        if !self.report_only {
+            return;
+        }
+        match sighting {
+            Sighting::New => tracing::warn!(
+                client = %client,
+                peer = %peer,
+                "admitted a client outside the allowlist (report-only mode): \
+                 if it is CMC, add it to the allowlist"
+            ),
+            Sighting::Overflow { first: true } => tracing::warn!(
+                client = %client,
+                "report-only mode: {} addresses outside the allowlist are recorded, \
+                 the most kept; further ones are counted, not listed",
+                super::unlisted::MAX_UNLISTED
+            ),
+            Sighting::Again | Sighting::Overflow { .. } => {
+                tracing::debug!(client = %client, "admitted a client outside the allowlist (report-only mode)")
+            }
+        }
+    }
+
     /// The layer's decision on a request, from its head alone.
-    fn admit<B>(&self, request: &Request<B>, span: &tracing::Span) -> Result<IpAddr, Rejection> {
+    /// Ok: the peer, the client, and whether the client is in the
+    /// allowlist (it may be admitted without in report-only mode).
+    fn admit<B>(
+        &self,
+        request: &Request<B>,
+        span: &tracing::Span,
+    ) -> Result<(IpAddr, IpAddr, bool), Rejection> {
         let Some(peer) = peer_addr(self, request.extensions()) else {
             tracing::error!("{NO_PEER_HELP}");
+            log_refusal(Reason::NoPeerAddress, None, None, None, None);
             return Err(Rejection::new(Reason::NoPeerAddress));
         };
-        span.record("peer", field::display(peer));
+        span.record("network.peer.address", field::display(peer));
         let client = client_ip(peer, request.headers(), &self.trusted_proxies, self.forwarded_header)
             .map_err(|e| {
-                tracing::warn!(peer = %peer, reason = %Reason::BadForwardedHeader, error = %e, "refused CMC webhook request");
+                tracing::warn!(peer = %peer, reason = Reason::BadForwardedHeader.name(), error = %e, "refused CMC webhook request: {}", Reason::BadForwardedHeader);
                 Rejection::new(Reason::BadForwardedHeader)
             })?;
-        span.record("client", field::display(client));
+        span.record("client.address", field::display(client));
         let refuse = |reason: Reason| {
-            tracing::warn!(client = %client, peer = %peer, reason = %reason, "refused CMC webhook request");
+            log_refusal(reason, Some(client), Some(peer), None, None);
             Rejection::new(reason)
         };
-        if !self.allowlist.contains(client) {
-            return Err(refuse(Reason::ClientNotAllowed));
+        let listed = self.allows(client);
+        if !listed {
+            if !self.report_only {
+                self.note_unlisted(client, peer);
+                return Err(refuse(Reason::ClientNotAllowed));
+            }
+            // Report-only: noted once the request is accepted, so that
+            // what the list shows passed every other check.
+            span.record("decision", "admitted (report-only: not in the allowlist)");
         }
         if request.method() != Method::POST {
             return Err(refuse(Reason::MethodNotAllowed));
@@ -130,7 +173,7 @@ impl Config {
         if declared_length(request.headers()).is_some_and(|len| len > self.policy.limit() as u64) {
             return Err(refuse(Reason::PayloadTooLarge));
         }
-        Ok(client)
+        Ok((peer, client, listed))
     }
 }
 
@@ -150,20 +193,33 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The fields of OpenTelemetry's HTTP server semantic conventions,
+        // for exporters such as tracing-opentelemetry.
         let span = tracing::info_span!(
             "cmc_webhook",
-            peer = field::Empty,
-            client = field::Empty,
-            decision = field::Empty
+            otel.kind = "server",
+            otel.name = request.method().as_str(),
+            otel.status_code = field::Empty,
+            http.request.method = request.method().as_str(),
+            url.path = request.uri().path(),
+            network.peer.address = field::Empty,
+            client.address = field::Empty,
+            http.response.status_code = field::Empty,
+            error.r#type = field::Empty,
+            decision = field::Empty,
         );
         let admitted = span.in_scope(|| self.config.admit(&request, &span));
         match admitted {
             Err(rejection) => {
+                let reason = rejection.reason();
                 span.record(
                     "decision",
-                    field::display(format_args!("refused: {}", rejection.reason())),
+                    field::display(format_args!("refused: {reason}")),
                 );
+                span.record("error.type", reason.name());
+                crate::telemetry::request(crate::telemetry::Outcome::Refused, Some(reason));
                 let mut response = self.config.policy.reject(rejection).into_http_response();
+                span.record("http.response.status_code", response.status().as_u16());
                 // A client the gate refused gets no kept-alive connection:
                 // it cannot hold one of the server's connections open by
                 // sending refused requests on it.
@@ -180,8 +236,10 @@ where
                 .flatten();
                 ResponseFuture::refused(response, drain, span)
             }
-            Ok(client) => {
-                span.record("decision", "admitted");
+            Ok((peer, client, listed)) => {
+                if listed {
+                    span.record("decision", "admitted");
+                }
                 let tripped = Arc::new(AtomicBool::new(false));
                 let limit = self.config.policy.limit();
                 let (mut parts, body) = request.into_parts();
@@ -208,7 +266,14 @@ where
                 let body = RequestBody::new(body, limit, tripped.clone(), seen, give_back);
                 let request = Request::from_parts(parts, body);
                 let future = span.in_scope(|| self.inner.call(request));
-                ResponseFuture::inner(future, tripped, self.config.clone(), slot, span)
+                ResponseFuture::inner(
+                    future,
+                    tripped,
+                    self.config.clone(),
+                    slot,
+                    span,
+                    (peer, client, listed),
+                )
             }
         }
     }

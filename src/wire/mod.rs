@@ -34,6 +34,15 @@ pub(crate) enum Encoding {
 }
 
 impl Encoding {
+    /// The encoding's name in metrics: `json`, `form` or `multipart`.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Encoding::Json => "json",
+            Encoding::Form => "form",
+            Encoding::Multipart { .. } => "multipart",
+        }
+    }
+
     /// Reads the media type (any letter case, with parameters).
     pub(crate) fn from_content_type(content_type: &str) -> Result<Encoding, ParseError> {
         let unsupported = |why: String| ParseError::new(ParseErrorKind::UnsupportedMediaType, why);
