@@ -132,7 +132,7 @@ mod raw {
             .map(|e| match e {
                 Event::Delivery(d) => Row {
                     key: e.idempotency_key().to_string(),
-                    event_type: e.event_type().to_owned(),
+                    event_type: e.event_type().as_str().to_owned(),
                     message_id: Some(d.message_id.to_string()),
                     recipient: Some(d.to.to_string()),
                     status: Some(d.status.as_str().to_owned()),

@@ -53,7 +53,7 @@ fn print(source: &Path, webhook: Webhook) {
                     "file": source.file_name().map(|n| n.to_string_lossy()),
                     "server_composition": batch.server_composition,
                     "key": event.idempotency_key(),
-                    "at": event.created_at(&tz).and_then(Result::ok).map(|t| t.to_string()),
+                    "at": event.created_at(&tz).ok().map(|t| t.to_string()),
                     "event": event,
                 });
                 println!("{line}");

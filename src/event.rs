@@ -223,13 +223,31 @@ pub enum Event {
 }
 
 impl Event {
-    /// The wire name of the record's type (`deliveries`, `bounces`, ...).
-    pub fn event_type(&self) -> &str {
+    /// The record's type: [`EventType::Deliveries`], [`EventType::Bounces`],
+    /// [`EventType::Blocks`], or [`EventType::Other`] with the name an
+    /// [`UnknownEvent`] came under. [`EventType::as_str`] gives the wire
+    /// name.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook::{EventBatch, EventType};
+    ///
+    /// let body = r#"{"event_type":"unsubscribes","server_composition":"pro","event":{"unsubscribes":[
+    ///   {"to":"x@example.jp"}]}}"#;
+    /// let batch = EventBatch::parse("application/json", Bytes::from(body))?;
+    /// let event_type = batch.events[0].event_type();
+    /// assert_eq!(event_type, EventType::Other("unsubscribes".into()));
+    /// assert_eq!(event_type.as_str(), "unsubscribes");
+    /// assert_eq!(event_type, batch.event_type);
+    /// # Ok::<(), cmc_webhook::ParseError>(())
+    /// ```
+    pub fn event_type(&self) -> EventType {
         match self {
-            Event::Delivery(_) => "deliveries",
-            Event::Bounce(_) => "bounces",
-            Event::Block(_) => "blocks",
-            Event::Unknown(u) => &u.event_type,
+            Event::Delivery(_) => EventType::Deliveries,
+            Event::Bounce(_) => EventType::Bounces,
+            Event::Block(_) => EventType::Blocks,
+            // Read like a batch's `event_type`, so that the two compare equal.
+            Event::Unknown(u) => EventType::from_text(u.event_type.clone()),
         }
     }
 
@@ -255,20 +273,151 @@ impl Event {
     /// When the event happened, as an instant, reading `created` in `tz`
     /// (the zone set in the CMC console; see [`default_time_zone`]).
     ///
+    /// A civil time that the zone skips (a daylight-saving gap) is moved
+    /// forward by the gap's length, and one it repeats is read at its first
+    /// occurrence, as [`jiff::civil::DateTime::to_zoned_datetime`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`CreatedAtError::Unavailable`] for [`Block`] and [`UnknownEvent`]
+    /// records, whose `created` this crate does not read;
+    /// [`CreatedAtError::OutOfRange`] when the instant lies outside the
+    /// range [`jiff::Timestamp`] holds.
+    ///
     /// ```
     /// use bytes::Bytes;
-    /// use cmc_webhook::{default_time_zone, EventBatch};
+    /// use cmc_webhook::{default_time_zone, CreatedAtError, EventBatch};
     ///
+    /// let tz = default_time_zone();
     /// let body = r#"{"event_type":"deliveries","server_composition":"pro","event":{"deliveries":[
-    ///   {"created":"2023-01-25 14:03:06","status":"succeeded"}]}}"#;
+    ///   {"created":"2023-01-25 14:03:06","status":"succeeded"},
+    ///   {"created":"9999-12-31 23:59:59","status":"succeeded"}]}}"#;
     /// let batch = EventBatch::parse("application/json", Bytes::from(body))?;
-    /// let at = batch.events[0].created_at(&default_time_zone()).unwrap()?;
+    /// let at = batch.events[0].created_at(&tz)?;
     /// assert_eq!(at.to_string(), "2023-01-25T05:03:06Z");
+    /// // Too late for jiff::Timestamp once read at +09:00.
+    /// assert!(matches!(batch.events[1].created_at(&tz), Err(CreatedAtError::OutOfRange(_))));
+    ///
+    /// let body = r#"{"event_type":"blocks","server_composition":"pro","event":{"blocks":[
+    ///   {"created":"2023-03-01 12:00:00","email":"user@example.jp"}]}}"#;
+    /// let batch = EventBatch::parse("application/json", Bytes::from(body))?;
+    /// match batch.events[0].created_at(&tz) {
+    ///     Ok(at) => println!("at {at}"),
+    ///     Err(CreatedAtError::Unavailable) => println!("no time to read"),
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// assert!(matches!(batch.events[0].created_at(&tz), Err(CreatedAtError::Unavailable)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn created_at(&self, tz: &TimeZone) -> Option<Result<jiff::Timestamp, jiff::Error>> {
-        self.created()
-            .map(|c| c.to_zoned_datetime(tz.clone()).map(|z| z.timestamp()))
+    pub fn created_at(&self, tz: &TimeZone) -> Result<jiff::Timestamp, CreatedAtError> {
+        let created = self.created().ok_or(CreatedAtError::Unavailable)?;
+        created
+            .to_zoned_datetime(tz.clone())
+            .map(|z| z.timestamp())
+            .map_err(CreatedAtError::OutOfRange)
+    }
+
+    /// The recipient the record is about: `to` of a [`Delivery`] or
+    /// [`Bounce`], `email` of a [`Block`]; `None` when the field is absent
+    /// or empty, and for [`UnknownEvent`]s.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook::EventBatch;
+    ///
+    /// let body = r#"{"event_type":"deliveries","server_composition":"pro","event":{"deliveries":[
+    ///   {"created":"2023-01-25 14:03:06","status":"queued","to":"user@example.jp"},
+    ///   {"created":"2023-01-25 14:03:07","status":"queued","to":""}]}}"#;
+    /// let batch = EventBatch::parse("application/json", Bytes::from(body))?;
+    /// assert_eq!(batch.events[0].recipient(), Some("user@example.jp"));
+    /// assert_eq!(batch.events[1].recipient(), None);
+    /// # Ok::<(), cmc_webhook::ParseError>(())
+    /// ```
+    pub fn recipient(&self) -> Option<&str> {
+        let to = match self {
+            Event::Delivery(d) => &d.to,
+            Event::Bounce(b) => &b.to,
+            Event::Block(b) => b.email.as_ref()?,
+            Event::Unknown(_) => return None,
+        };
+        non_empty(to)
+    }
+
+    /// Why the mail was refused, deferred or bounced: the destination
+    /// server's reply or CMC's description (`reason` of a [`Delivery`] or
+    /// [`Bounce`]); `None` when it is empty (as for queued and succeeded
+    /// deliveries), and for [`Block`] and [`UnknownEvent`] records.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook::EventBatch;
+    ///
+    /// let body = r#"{"event_type":"deliveries","server_composition":"pro","event":{"deliveries":[
+    ///   {"created":"2023-01-25 14:06:06","status":"failed","reason":"550 5.1.1 unknown user"},
+    ///   {"created":"2023-01-25 14:03:09","status":"succeeded","reason":""}]}}"#;
+    /// let batch = EventBatch::parse("application/json", Bytes::from(body))?;
+    /// assert_eq!(batch.events[0].reason(), Some("550 5.1.1 unknown user"));
+    /// assert_eq!(batch.events[1].reason(), None);
+    /// # Ok::<(), cmc_webhook::ParseError>(())
+    /// ```
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Event::Delivery(d) => non_empty(&d.reason),
+            Event::Bounce(b) => non_empty(&b.reason),
+            Event::Block(_) | Event::Unknown(_) => None,
+        }
+    }
+
+    /// The value the sender put in the mail's `X-Api-Data` header, to match
+    /// the event with their own records (`apiData` of a [`Delivery`] or
+    /// [`Bounce`]); `None` when it is empty (always in version 1 payloads),
+    /// and for [`Block`] and [`UnknownEvent`] records.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook::EventBatch;
+    ///
+    /// let body = r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[
+    ///   {"created":"2023-01-25 14:06:07","status":"5","apiData":"campaign-7"},
+    ///   {"created":"2023-01-25 14:06:08","status":"5","apiData":""}]}}"#;
+    /// let batch = EventBatch::parse("application/json", Bytes::from(body))?;
+    /// assert_eq!(batch.events[0].api_data(), Some("campaign-7"));
+    /// assert_eq!(batch.events[1].api_data(), None);
+    /// # Ok::<(), cmc_webhook::ParseError>(())
+    /// ```
+    pub fn api_data(&self) -> Option<&str> {
+        match self {
+            Event::Delivery(d) => non_empty(&d.api_data),
+            Event::Bounce(b) => non_empty(&b.api_data),
+            Event::Block(_) | Event::Unknown(_) => None,
+        }
+    }
+
+    /// The class of a bounce's error code ([`BounceStatus::class`]); `None`
+    /// for records that are not bounces.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook::{BounceClass, EventBatch};
+    ///
+    /// let body = r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[
+    ///   {"created":"2023-01-25 14:06:07","status":"2","to":"no-user@example.jp"},
+    ///   {"created":"2023-01-25 14:06:08","status":"5","to":"full@example.jp"}]}}"#;
+    /// let batch = EventBatch::parse("application/json", Bytes::from(body))?;
+    /// assert_eq!(batch.events[0].bounce_class(), Some(BounceClass::Hard));
+    /// assert_eq!(batch.events[1].bounce_class(), Some(BounceClass::Soft));
+    ///
+    /// let body = r#"{"event_type":"deliveries","server_composition":"pro","event":{"deliveries":[
+    ///   {"created":"2023-01-25 14:06:06","status":"failed"}]}}"#;
+    /// let batch = EventBatch::parse("application/json", Bytes::from(body))?;
+    /// assert_eq!(batch.events[0].bounce_class(), None);
+    /// # Ok::<(), cmc_webhook::ParseError>(())
+    /// ```
+    pub fn bounce_class(&self) -> Option<BounceClass> {
+        match self {
+            Event::Bounce(b) => Some(b.status.class()),
+            Event::Delivery(_) | Event::Block(_) | Event::Unknown(_) => None,
+        }
     }
 
     /// A key that is the same every time CMC sends this event, and differs
@@ -334,6 +483,66 @@ pub(crate) fn key_time(t: DateTime) -> String {
         s.push_str(&format!(".{:09}", t.subsec_nanosecond()));
     }
     s
+}
+
+/// `Some(text)` unless the text is empty.
+fn non_empty(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
+}
+
+/// Why [`Event::created_at`] gives no instant.
+///
+/// ```
+/// use bytes::Bytes;
+/// use cmc_webhook::{default_time_zone, CreatedAtError, EventBatch};
+///
+/// let body = r#"{"event_type":"deliveries","server_composition":"pro","event":{"deliveries":[
+///   {"created":"9999-12-31 23:59:59","status":"queued"}]}}"#;
+/// let batch = EventBatch::parse("application/json", Bytes::from(body))?;
+/// let err = batch.events[0].created_at(&default_time_zone()).unwrap_err();
+/// assert!(matches!(err, CreatedAtError::OutOfRange(_)));
+/// assert!(std::error::Error::source(&err).is_some()); // jiff's own error
+///
+/// let body = r#"{"event_type":"blocks","server_composition":"pro","event":{"blocks":[{}]}}"#;
+/// let batch = EventBatch::parse("application/json", Bytes::from(body))?;
+/// let err = batch.events[0].created_at(&default_time_zone()).unwrap_err();
+/// assert!(matches!(err, CreatedAtError::Unavailable));
+/// assert!(std::error::Error::source(&err).is_none());
+/// # Ok::<(), cmc_webhook::ParseError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CreatedAtError {
+    /// The record carries no `created` this crate reads: a [`Block`]
+    /// (whose `created`, when present, stays text: the record's schema is
+    /// not published) or an [`UnknownEvent`].
+    Unavailable,
+    /// `created` read in the time zone is an instant outside the range of
+    /// [`jiff::Timestamp`] (about the years -9999 to 9999); the error is
+    /// jiff's.
+    OutOfRange(jiff::Error),
+}
+
+impl fmt::Display for CreatedAtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreatedAtError::Unavailable => {
+                f.write_str("the record carries no `created` time this crate reads")
+            }
+            CreatedAtError::OutOfRange(_) => {
+                f.write_str("`created` in the time zone is out of the supported range")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CreatedAtError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CreatedAtError::Unavailable => None,
+            CreatedAtError::OutOfRange(e) => Some(e),
+        }
+    }
 }
 
 /// The time zone this crate assumes for `created` when the caller names
@@ -677,6 +886,133 @@ impl BounceStatus {
     pub fn is_known(&self) -> bool {
         !matches!(self, BounceStatus::Other(_))
     }
+
+    /// What the code says about the address: see [`BounceClass`] for the
+    /// class of every code.
+    ///
+    /// ```
+    /// use cmc_webhook::{BounceClass, BounceStatus};
+    ///
+    /// assert_eq!(BounceStatus::UnknownUser.class(), BounceClass::Hard);
+    /// assert_eq!(BounceStatus::MailboxFull.class(), BounceClass::Soft);
+    /// assert_eq!(BounceStatus::from_code("10").class(), BounceClass::Blocked);
+    /// assert_eq!(BounceStatus::from_code("42").class(), BounceClass::Unknown);
+    /// ```
+    pub fn class(&self) -> BounceClass {
+        match self {
+            BounceStatus::UnknownHost
+            | BounceStatus::UnknownUser
+            | BounceStatus::InvalidAddress
+            | BounceStatus::OtherPermanent => BounceClass::Hard,
+            BounceStatus::ResendTimeout
+            | BounceStatus::MailboxFull
+            | BounceStatus::ForwardingError
+            | BounceStatus::ServerMisconfigured
+            | BounceStatus::MessageTooLarge => BounceClass::Soft,
+            BounceStatus::PolicyRejected | BounceStatus::Suppressed => BounceClass::Blocked,
+            BounceStatus::Unsubscribed => BounceClass::Unsubscribed,
+            BounceStatus::Other(_) => BounceClass::Unknown,
+        }
+    }
+}
+
+/// What a bounce says about its address, from CMC's error-status code:
+/// whether to stop mailing it, try again later, or look at why it was
+/// refused. Given by [`BounceStatus::class`] and [`Event::bounce_class`].
+///
+/// Each code, its meaning, and its class:
+///
+/// | code | meaning | class | why |
+/// |---|---|---|---|
+/// | 1 | unknown host (the domain does not resolve) | `Hard` | no server takes mail for the address |
+/// | 2 | unknown user (the mailbox does not exist) | `Hard` | the address does not work |
+/// | 3 | resend timeout (not delivered before the retry period ran out) | `Soft` | the failures were temporary; the address may work later |
+/// | 4 | refused by the receiving side's policy | `Blocked` | the address may exist; the sender or the content was refused |
+/// | 5 | mailbox full | `Soft` | the mailbox exists and may have room later |
+/// | 6 | forwarding error | `Soft` | the address exists; its forwarding failed this time |
+/// | 7 | receiving server misconfigured | `Soft` | the receiving side's fault, which it may fix |
+/// | 8 | message too large | `Soft` | this message failed, not the address |
+/// | 9 | address format error (`user@example`) | `Hard` | the address cannot work |
+/// | 10 | address suppressed (blocked after earlier errors) | `Blocked` | CMC did not try: its suppression list holds the address |
+/// | 11 | address unsubscribed (one-click unsubscribe) | `Unsubscribed` | the recipient asked not to be mailed |
+/// | 99 | other permanent error | `Hard` | CMC calls it permanent |
+/// | any other | a code added after this crate ([`BounceStatus::Other`]) | `Unknown` | no meaning to go by |
+///
+/// Serialises as its [`as_str`](BounceClass::as_str) name, and reads back
+/// from it (a name this version does not know reads as
+/// [`BounceClass::Unknown`]).
+///
+/// ```
+/// use cmc_webhook::{BounceClass, BounceStatus};
+///
+/// let class = BounceStatus::from_code("4").class();
+/// assert_eq!(class, BounceClass::Blocked);
+/// assert_eq!(class.as_str(), "blocked");
+/// assert_eq!(class.to_string(), "blocked");
+/// assert_eq!(serde_json::to_string(&class)?, r#""blocked""#);
+/// assert_eq!(serde_json::from_str::<BounceClass>(r#""blocked""#)?, class);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BounceClass {
+    /// The address does not work: stop mailing it (codes 1, 2, 9, 99).
+    Hard,
+    /// The address may work later, or the problem was this message
+    /// (codes 3, 5, 6, 7, 8).
+    Soft,
+    /// Refused by policy, or suppressed by CMC (codes 4, 10).
+    Blocked,
+    /// The recipient unsubscribed (code 11).
+    Unsubscribed,
+    /// A code this crate does not know ([`BounceStatus::Other`]).
+    Unknown,
+}
+
+impl BounceClass {
+    /// The class's name: `hard`, `soft`, `blocked`, `unsubscribed` or
+    /// `unknown`.
+    ///
+    /// ```
+    /// assert_eq!(cmc_webhook::BounceClass::Hard.as_str(), "hard");
+    /// ```
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BounceClass::Hard => "hard",
+            BounceClass::Soft => "soft",
+            BounceClass::Blocked => "blocked",
+            BounceClass::Unsubscribed => "unsubscribed",
+            BounceClass::Unknown => "unknown",
+        }
+    }
+
+    fn from_name(name: &str) -> BounceClass {
+        match name {
+            "hard" => BounceClass::Hard,
+            "soft" => BounceClass::Soft,
+            "blocked" => BounceClass::Blocked,
+            "unsubscribed" => BounceClass::Unsubscribed,
+            _ => BounceClass::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for BounceClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for BounceClass {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for BounceClass {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Text::deserialize(d).map(|name| BounceClass::from_name(&name))
+    }
 }
 
 impl fmt::Display for BounceStatus {
@@ -789,6 +1125,177 @@ mod tests {
         assert_eq!(key_time(t), "2023-01-05 04:03:06");
         let t = jiff::civil::date(2023, 1, 5).at(4, 3, 6, 120);
         assert_eq!(key_time(t), "2023-01-05 04:03:06.000000120");
+    }
+
+    fn parse(body: &str) -> EventBatch {
+        EventBatch::parse("application/json", Bytes::from(body.to_owned())).unwrap()
+    }
+
+    #[test]
+    fn every_bounce_code_has_its_class() {
+        let table = [
+            ("1", BounceClass::Hard),
+            ("2", BounceClass::Hard),
+            ("3", BounceClass::Soft),
+            ("4", BounceClass::Blocked),
+            ("5", BounceClass::Soft),
+            ("6", BounceClass::Soft),
+            ("7", BounceClass::Soft),
+            ("8", BounceClass::Soft),
+            ("9", BounceClass::Hard),
+            ("10", BounceClass::Blocked),
+            ("11", BounceClass::Unsubscribed),
+            ("99", BounceClass::Hard),
+        ];
+        for (code, class) in table {
+            let status = BounceStatus::from_code(code);
+            assert!(status.is_known(), "{code}");
+            assert_eq!(status.class(), class, "code {code}");
+        }
+        for code in ["0", "12", "42", "98", "100", "", "two", " 2"] {
+            assert_eq!(
+                BounceStatus::from_code(code).class(),
+                BounceClass::Unknown,
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bounce_class_names_and_serde() {
+        let all = [
+            (BounceClass::Hard, "hard"),
+            (BounceClass::Soft, "soft"),
+            (BounceClass::Blocked, "blocked"),
+            (BounceClass::Unsubscribed, "unsubscribed"),
+            (BounceClass::Unknown, "unknown"),
+        ];
+        for (class, name) in all {
+            assert_eq!(class.as_str(), name);
+            assert_eq!(class.to_string(), name);
+            let json = serde_json::to_string(&class).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<BounceClass>(&json).unwrap(), class);
+        }
+        // A name from a later version reads as Unknown rather than failing.
+        let later: BounceClass = serde_json::from_str(r#""greylisted""#).unwrap();
+        assert_eq!(later, BounceClass::Unknown);
+    }
+
+    #[test]
+    fn accessors_on_a_delivery() {
+        let batch = parse(
+            r#"{"event_type":"deliveries","server_composition":"pro","event":{"deliveries":[
+              {"created":"2023-01-25 14:06:06","status":"failed","to":"user@example.jp",
+               "reason":"550 5.1.1 unknown user","apiData":"order-17"},
+              {"created":"2023-01-25 14:03:09","status":"succeeded","to":"","reason":"","apiData":""},
+              {"created":"2023-01-25 14:03:09","status":"queued"}]}}"#,
+        );
+        let [full, empty, absent] = &batch.events[..] else {
+            panic!("three records")
+        };
+        assert_eq!(full.event_type(), EventType::Deliveries);
+        assert_eq!(full.recipient(), Some("user@example.jp"));
+        assert_eq!(full.reason(), Some("550 5.1.1 unknown user"));
+        assert_eq!(full.api_data(), Some("order-17"));
+        assert_eq!(full.bounce_class(), None);
+        for event in [empty, absent] {
+            assert_eq!(event.recipient(), None);
+            assert_eq!(event.reason(), None);
+            assert_eq!(event.api_data(), None);
+            assert_eq!(event.bounce_class(), None);
+        }
+    }
+
+    #[test]
+    fn accessors_on_a_bounce() {
+        let batch = parse(
+            r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[
+              {"created":"2023-01-25 14:06:07","status":"2","to":"no-user@example.jp",
+               "reason":"550 5.1.1 unknown","apiData":"campaign-7"},
+              {"created":"2023-01-25 14:06:08","status":"42","to":"","reason":"","apiData":""}]}}"#,
+        );
+        let [full, empty] = &batch.events[..] else {
+            panic!("two records")
+        };
+        assert_eq!(full.event_type(), EventType::Bounces);
+        assert_eq!(full.recipient(), Some("no-user@example.jp"));
+        assert_eq!(full.reason(), Some("550 5.1.1 unknown"));
+        assert_eq!(full.api_data(), Some("campaign-7"));
+        assert_eq!(full.bounce_class(), Some(BounceClass::Hard));
+        assert_eq!(empty.recipient(), None);
+        assert_eq!(empty.reason(), None);
+        assert_eq!(empty.api_data(), None);
+        assert_eq!(empty.bounce_class(), Some(BounceClass::Unknown));
+    }
+
+    #[test]
+    fn accessors_on_a_block() {
+        let batch = parse(
+            r#"{"event_type":"blocks","server_composition":"pro","event":{"blocks":[
+              {"email":"stop@example.jp","status":"add","reason":"x","apiData":"y"},
+              {"email":"","status":"add"},
+              {"status":"delete"}]}}"#,
+        );
+        let [with_email, empty, absent] = &batch.events[..] else {
+            panic!("three records")
+        };
+        assert_eq!(with_email.event_type(), EventType::Blocks);
+        assert_eq!(with_email.recipient(), Some("stop@example.jp"));
+        assert_eq!(empty.recipient(), None);
+        assert_eq!(absent.recipient(), None);
+        for event in [with_email, empty, absent] {
+            // Fields of other record types are not read from a block.
+            assert_eq!(event.reason(), None);
+            assert_eq!(event.api_data(), None);
+            assert_eq!(event.bounce_class(), None);
+            assert!(matches!(
+                event.created_at(&default_time_zone()),
+                Err(CreatedAtError::Unavailable)
+            ));
+        }
+    }
+
+    #[test]
+    fn accessors_on_an_unknown_record() {
+        let batch = parse(
+            r#"{"event_type":"unsubscribes","server_composition":"pro","event":{"unsubscribes":[
+              {"created":"2024-05-05 05:05:05","to":"x@example.jp","email":"x@example.jp",
+               "reason":"r","apiData":"a","status":"2"}]}}"#,
+        );
+        let event = &batch.events[0];
+        assert_eq!(event.event_type(), EventType::Other("unsubscribes".into()));
+        assert_eq!(event.recipient(), None);
+        assert_eq!(event.reason(), None);
+        assert_eq!(event.api_data(), None);
+        assert_eq!(event.bounce_class(), None);
+        assert!(matches!(
+            event.created_at(&default_time_zone()),
+            Err(CreatedAtError::Unavailable)
+        ));
+    }
+
+    #[test]
+    fn an_unknown_record_under_a_known_name_has_the_known_type() {
+        // Only a hand-written or stored value can hold one; its type reads
+        // as the batch's `event_type` would.
+        let event: Event =
+            serde_json::from_str(r#"{"kind":"unknown","event_type":"bounces","raw":{}}"#).unwrap();
+        assert_eq!(event.event_type(), EventType::Bounces);
+    }
+
+    #[test]
+    fn created_at_out_of_range_keeps_jiffs_error() {
+        let batch = parse(
+            r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[
+              {"created":"9999-12-31 23:59:59","status":"2"}]}}"#,
+        );
+        let err = batch.events[0]
+            .created_at(&default_time_zone())
+            .unwrap_err();
+        assert!(matches!(err, CreatedAtError::OutOfRange(_)));
+        assert!(std::error::Error::source(&err).is_some());
+        assert!(!err.to_string().is_empty());
     }
 
     #[test]

@@ -133,8 +133,8 @@ pub mod test_util;
 
 pub use error::{ParseError, ParseErrorKind};
 pub use event::{
-    default_time_zone, Block, Bounce, BounceStatus, Delivery, DeliveryStatus, Event, EventBatch,
-    EventType, IdempotencyKey, UnknownEvent,
+    default_time_zone, Block, Bounce, BounceClass, BounceStatus, CreatedAtError, Delivery,
+    DeliveryStatus, Event, EventBatch, EventType, IdempotencyKey, UnknownEvent,
 };
 pub use inbound::{Attachment, Header, Headers, InboundMail};
 pub use layer::{ConfigError, WebhookLayer, WebhookLayerBuilder};

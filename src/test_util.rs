@@ -147,7 +147,7 @@ fn event_object(batch: &EventBatch) -> Value {
     );
     for event in &batch.events {
         let list = lists
-            .entry(event.event_type().to_owned())
+            .entry(event.event_type().as_str().to_owned())
             .or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(records) = list {
             records.push(record_json(event));

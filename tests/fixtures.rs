@@ -5,8 +5,8 @@ mod common;
 use std::net::IpAddr;
 
 use cmc_webhook::{
-    default_time_zone, BounceStatus, DeliveryStatus, Event, EventBatch, EventType, InboundMail,
-    Webhook,
+    default_time_zone, BounceClass, BounceStatus, CreatedAtError, DeliveryStatus, Event,
+    EventBatch, EventType, InboundMail, Webhook,
 };
 use jiff::civil::date;
 
@@ -93,10 +93,7 @@ fn queued_delivery() {
     assert_eq!(d.source_ip, ip("100.100.100.1"));
     assert_eq!(d.sender_ip, None);
     assert!(d.extra.is_empty());
-    let at = batch.events[0]
-        .created_at(&default_time_zone())
-        .unwrap()
-        .unwrap();
+    let at = batch.events[0].created_at(&default_time_zone()).unwrap();
     assert_eq!(at.to_string(), "2023-01-25T05:03:06Z");
 }
 
@@ -297,7 +294,11 @@ fn unknown_event_type_is_kept_whole() {
     let raw: serde_json::Value = serde_json::from_str(u.raw.get()).unwrap();
     assert_eq!(raw["via"], "one-click");
     assert_eq!(raw["to"], "x@example.jp");
-    assert_eq!(batch.events[0].event_type(), "unsubscribes");
+    assert_eq!(
+        batch.events[0].event_type(),
+        EventType::Other("unsubscribes".into())
+    );
+    assert_eq!(batch.events[0].event_type().as_str(), "unsubscribes");
 }
 
 #[test]
@@ -333,6 +334,89 @@ fn unknown_bounce_code_and_absent_optional_fields() {
         ("", "", "", "")
     );
     assert_eq!(b.api_data, "");
+}
+
+#[test]
+fn normalised_accessors_on_every_kind_of_record() {
+    let queued = events("shared/event-v2-json-queued.json");
+    let e = &queued.events[0];
+    assert_eq!(e.event_type(), EventType::Deliveries);
+    assert_eq!(e.recipient(), Some("user@example.jp"));
+    assert_eq!(e.reason(), None); // "" for queued
+    assert_eq!(e.api_data(), None); // ""
+    assert_eq!(e.bounce_class(), None);
+
+    let failed = events("shared/event-v2-json-failed.json");
+    let e = &failed.events[0];
+    assert_eq!(e.recipient(), Some("no-user@example.jp"));
+    assert!(e.reason().unwrap().starts_with("550 5.1.1 "));
+
+    let v1 = events("event-v1-form-deferred.form");
+    let e = &v1.events[0];
+    assert_eq!(e.recipient(), Some("user@example.jp")); // envelopeTo
+    assert_eq!(
+        e.reason(),
+        Some("451 4.7.1 Greylisted, please try again later")
+    );
+    assert_eq!(e.api_data(), None); // absent in version 1
+
+    let host = events("shared/event-v2-json-bounce-host-unknown.json");
+    let e = &host.events[0];
+    assert_eq!(e.event_type(), EventType::Bounces);
+    assert_eq!(e.recipient(), Some("user@example"));
+    assert_eq!(e.reason(), Some("host unknown"));
+    assert_eq!(e.api_data(), None);
+    assert_eq!(e.bounce_class(), Some(BounceClass::Hard));
+    assert_eq!(
+        e.created_at(&default_time_zone()).unwrap().to_string(),
+        "2023-01-25T05:05:15Z"
+    );
+
+    let multipart = events("event-v2-multipart-bounces.multipart");
+    let [full, unsubscribed] = &multipart.events[..] else {
+        panic!()
+    };
+    assert_eq!(full.api_data(), Some("campaign-7"));
+    assert_eq!(full.bounce_class(), Some(BounceClass::Soft)); // 5, mailbox full
+    assert_eq!(unsubscribed.api_data(), None);
+    assert_eq!(unsubscribed.bounce_class(), Some(BounceClass::Unsubscribed));
+
+    let minimal = events("event-v2-json-bounce-unknown-code-minimal.json");
+    let e = &minimal.events[0];
+    assert_eq!(e.recipient(), Some("user@example.jp"));
+    assert_eq!(e.reason(), None); // absent
+    assert_eq!(e.api_data(), None); // absent
+    assert_eq!(e.bounce_class(), Some(BounceClass::Unknown)); // 42
+
+    let blocks = events("event-v2-json-blocks.json");
+    for (e, email) in blocks
+        .events
+        .iter()
+        .zip(["stop@example.jp", "again@example.jp"])
+    {
+        assert_eq!(e.event_type(), EventType::Blocks);
+        assert_eq!(e.recipient(), Some(email));
+        assert_eq!(e.reason(), None);
+        assert_eq!(e.api_data(), None);
+        assert_eq!(e.bounce_class(), None);
+        // `created` of a block stays text.
+        assert!(matches!(
+            e.created_at(&default_time_zone()),
+            Err(CreatedAtError::Unavailable)
+        ));
+    }
+
+    let unknown = events("event-v2-json-unknown-type.json");
+    let e = &unknown.events[0];
+    assert_eq!(e.event_type(), unknown.event_type);
+    assert_eq!(e.recipient(), None); // its `to` is not read
+    assert_eq!(e.reason(), None);
+    assert_eq!(e.api_data(), None);
+    assert_eq!(e.bounce_class(), None);
+    assert!(matches!(
+        e.created_at(&default_time_zone()),
+        Err(CreatedAtError::Unavailable)
+    ));
 }
 
 #[test]

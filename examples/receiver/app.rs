@@ -146,9 +146,9 @@ fn event_line(client: &str, server_composition: &str, event: &Event) -> Value {
         "type": "event",
         "client": client,
         "server_composition": server_composition,
-        "event_type": event.event_type(),
+        "event_type": event.event_type().as_str(),
         "key": event.idempotency_key(),
-        "at": event.created_at(&default_time_zone()).and_then(Result::ok).map(|t| t.to_string()),
+        "at": event.created_at(&default_time_zone()).ok().map(|t| t.to_string()),
         "event": event,
     })
 }

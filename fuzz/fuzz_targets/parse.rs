@@ -164,6 +164,8 @@ fn check(content_type: &str, body: Vec<u8>) {
             for event in &batch.events {
                 let _ = event.idempotency_key();
                 let _ = event.created_at(&cmc_webhook::default_time_zone());
+                let _ = (event.event_type(), event.recipient(), event.reason());
+                let _ = (event.api_data(), event.bounce_class());
             }
         }
         if let Webhook::Inbound(mail) = &webhook {

@@ -174,7 +174,7 @@ fn new_event(event: &Event) -> Result<NewEvent, InboxError> {
     };
     Ok(NewEvent {
         key: event.idempotency_key().to_string(),
-        event_type: event.event_type().to_owned(),
+        event_type: event.event_type().as_str().to_owned(),
         message_id: event
             .message_id()
             .filter(|m| !m.is_empty())
