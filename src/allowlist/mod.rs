@@ -17,6 +17,9 @@
 //!
 //! [`Allowlist`] is an [`IpSet`] that can be replaced while serving, for
 //! operators who learn a new CMC sender address from the refusal log.
+//! [`AllowlistFile`] keeps one in step with a file: read at start, read
+//! again when the file changes ([`AllowlistFile::watch`]) or when asked
+//! ([`AllowlistFile::reload`], for example on `SIGHUP`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -25,6 +28,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
+
+mod file;
+
+pub use file::{AllowlistFile, AllowlistFileError, Reload, WatchHandle};
 
 /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address it
 /// carries; any other address unchanged.
@@ -169,6 +176,14 @@ impl IpSet {
         }
         out
     }
+
+    /// The addresses of `self` that are not in `other`.
+    pub(crate) fn difference(&self, other: &IpSet) -> IpSet {
+        IpSet {
+            v4: subtract(&self.v4, &other.v4),
+            v6: subtract(&self.v6, &other.v6),
+        }
+    }
 }
 
 fn merge<T: Copy + Ord + num::Successor>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {
@@ -185,6 +200,41 @@ fn merge<T: Copy + Ord + num::Successor>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)>
     out
 }
 
+/// The parts of the ranges `a` outside the ranges `b`; both sorted,
+/// disjoint and non-adjacent, as the result is.
+fn subtract<T: Copy + Ord + num::Successor>(a: &[(T, T)], b: &[(T, T)]) -> Vec<(T, T)> {
+    let mut out = Vec::new();
+    // The first range of `b` that may overlap the current range of `a`:
+    // ranges of `b` ending before it end before every later one too.
+    let mut first = 0;
+    for &(start, end) in a {
+        while first < b.len() && b[first].1 < start {
+            first += 1;
+        }
+        // The first address of the range not yet handled, if any is left.
+        let mut at = Some(start);
+        for &(cut_start, cut_end) in b[first..].iter().take_while(|&&(s, _)| s <= end) {
+            let Some(from) = at else { break };
+            if from < cut_start {
+                if let Some(before) = cut_start.predecessor() {
+                    out.push((from, before));
+                }
+            }
+            // A cut ending at or past `end` leaves nothing; otherwise the
+            // rest starts after it (later cuts start further on).
+            at = if cut_end < end {
+                cut_end.successor().map(|next| next.max(from))
+            } else {
+                None
+            };
+        }
+        if let Some(from) = at {
+            out.push((from, end));
+        }
+    }
+    out
+}
+
 fn find<T: Copy + Ord>(ranges: &[(T, T)], x: T) -> bool {
     // The first range that starts after x; the one before it may hold x.
     let i = ranges.partition_point(|&(start, _)| start <= x);
@@ -194,15 +244,22 @@ fn find<T: Copy + Ord>(ranges: &[(T, T)], x: T) -> bool {
 mod num {
     pub trait Successor: Sized {
         fn successor(self) -> Option<Self>;
+        fn predecessor(self) -> Option<Self>;
     }
     impl Successor for u32 {
         fn successor(self) -> Option<u32> {
             self.checked_add(1)
         }
+        fn predecessor(self) -> Option<u32> {
+            self.checked_sub(1)
+        }
     }
     impl Successor for u128 {
         fn successor(self) -> Option<u128> {
             self.checked_add(1)
+        }
+        fn predecessor(self) -> Option<u128> {
+            self.checked_sub(1)
         }
     }
 }
@@ -321,6 +378,15 @@ impl Allowlist {
         tracing::info!(allow = %set, "allowlist replaced");
         self.current.store(Arc::new(set));
     }
+
+    /// Replaces the list, warning (only) when it allows a whole address
+    /// family: for callers that log the change themselves.
+    pub(crate) fn store(&self, set: Arc<IpSet>) {
+        if let Some(everyone) = set.open_to() {
+            tracing::warn!(allow = %set, "the new allowlist allows {everyone}");
+        }
+        self.current.store(set);
+    }
 }
 
 impl fmt::Debug for Allowlist {
@@ -419,6 +485,71 @@ mod tests {
             "{e}"
         );
         assert!("10.0.0.0/33".parse::<IpSet>().is_err());
+    }
+
+    #[test]
+    fn difference_at_the_edges() {
+        let d = |a: &str, b: &str| set(a).difference(&set(b)).to_string();
+        assert_eq!(d("10.0.0.0/8", "10.0.0.0/8"), "");
+        assert_eq!(d("10.0.0.0/8", "0.0.0.0/0"), "");
+        assert_eq!(d("10.0.0.0/8", ""), "10.0.0.0/8");
+        assert_eq!(d("", "10.0.0.0/8"), "");
+        assert_eq!(d("10.0.0.0/31", "10.0.0.0/32"), "10.0.0.1/32");
+        assert_eq!(d("10.0.0.0/31", "10.0.0.1/32"), "10.0.0.0/32");
+        assert_eq!(
+            d("192.0.2.0/24", "192.0.2.64/26"),
+            "192.0.2.0/26, 192.0.2.128/25"
+        );
+        assert_eq!(
+            d(
+                "192.0.2.0/24, 198.51.100.0/24",
+                "192.0.2.128/25, 198.51.100.0/25"
+            ),
+            "192.0.2.0/25, 198.51.100.128/25"
+        );
+        assert_eq!(d("0.0.0.0/0", "0.0.0.0/1"), "128.0.0.0/1");
+        assert_eq!(d("0.0.0.0/0", "128.0.0.0/1"), "0.0.0.0/1");
+        assert_eq!(d("::/0", "::/0"), "");
+        assert_eq!(d("2001:db8::/32, 192.0.2.1", "192.0.2.1"), "2001:db8::/32");
+        assert_eq!(d("::/0", "0.0.0.0/0, 8000::/1"), "::/1");
+    }
+
+    #[test]
+    fn difference_agrees_with_membership_for_random_networks() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let random_set = |next: &mut dyn FnMut() -> u64| {
+            let nets: Vec<IpNet> = (0..(next() % 12))
+                .map(|_| {
+                    let addr = Ipv4Addr::from((next() as u32) & 0xC0A8_00FF);
+                    IpNet::V4(
+                        ipnet::Ipv4Net::new(addr, 24 + (next() % 9) as u8)
+                            .unwrap()
+                            .trunc(),
+                    )
+                })
+                .collect();
+            IpSet::from_nets(nets)
+        };
+        for _ in 0..300 {
+            let a = random_set(&mut next);
+            let b = random_set(&mut next);
+            let d = a.difference(&b);
+            assert_eq!(d, IpSet::from_nets(d.nets()), "{a} - {b} is normalised");
+            for last in 0..=255u32 {
+                let probe = IpAddr::V4(Ipv4Addr::from(0xC0A8_0000 | last));
+                assert_eq!(
+                    d.contains(probe),
+                    a.contains(probe) && !b.contains(probe),
+                    "{probe} in {a} - {b} = {d}"
+                );
+            }
+        }
     }
 
     #[test]
