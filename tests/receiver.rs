@@ -10,6 +10,9 @@ mod common;
 #[path = "../examples/receiver/app.rs"]
 mod app;
 #[allow(dead_code)]
+#[path = "../examples/receiver/config.rs"]
+mod config;
+#[allow(dead_code)]
 #[path = "../examples/receiver/serve.rs"]
 mod serve;
 
@@ -181,7 +184,8 @@ async fn start(router: axum::Router, limits: serve::Limits) -> SocketAddr {
 
 /// The receiver without a store: these tests are about serving.
 fn receiver(options: app::Options) -> axum::Router {
-    app::router(&options, app::Target::Print(Arc::new(|_line| {}))).unwrap()
+    let printer = app::Printer::new(&options, Arc::new(|_line| {}));
+    app::router(&options, app::Target::Print(printer)).unwrap()
 }
 
 fn loopback() -> app::Options {
@@ -485,4 +489,132 @@ async fn a_save_dropped_half_way_leaves_no_file() {
     }
     assert!(cut > 0, "no round was cut off");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every flag can come from its `CMC_` environment variable, a flag on
+/// the command line wins, and the receiver built from them enforces them:
+/// an allowlist without loopback, BASIC credentials, a body limit, the
+/// compact format. (The only test of this binary that sets variables.)
+#[tokio::test]
+async fn flags_come_from_the_environment() {
+    use clap::Parser as _;
+    let dir = tempfile::tempdir().unwrap();
+    let allow_file = dir.path().join("allow.txt");
+    std::fs::write(&allow_file, "# CMC\n192.0.2.0/24\n").unwrap();
+    let vars = [
+        ("CMC_ALLOW", "198.51.100.0/24 203.0.113.7".to_owned()),
+        ("CMC_ALLOW_FILE", allow_file.display().to_string()),
+        ("CMC_API_KEY", "old-key,new-key".to_owned()),
+        ("CMC_BASIC_AUTH", "cmc:pa:ss".to_owned()),
+        ("CMC_BODY_LIMIT", "64KiB".to_owned()),
+        ("CMC_FORMAT", "compact".to_owned()),
+        ("CMC_FORWARDED_HEADER", "forwarded".to_owned()),
+        ("CMC_TRUST_PROXY", "10.0.0.0/8".to_owned()),
+        ("CMC_HEADER_TIMEOUT", "5s".to_owned()),
+        ("CMC_REPORT_ONLY", "false".to_owned()),
+        ("CMC_STORE", "none".to_owned()),
+        ("CMC_LISTEN", "[::1]:9999".to_owned()),
+    ];
+    for (name, value) in &vars {
+        std::env::set_var(name, value);
+    }
+    let args = config::Args::try_parse_from(["receiver"]);
+    let flag_wins =
+        config::Args::try_parse_from(["receiver", "--body-limit", "2MiB", "--report-only"]);
+    std::env::set_var("CMC_BODY_LIMIT", "lots");
+    let bad = config::Args::try_parse_from(["receiver"]);
+    for (name, _) in &vars {
+        std::env::remove_var(name);
+    }
+    let args = args.unwrap();
+    assert_eq!(args.store, "none");
+    assert_eq!(args.listen, "[::1]:9999".parse::<SocketAddr>().unwrap());
+    assert_eq!(args.body_limit, 64 << 10);
+    assert_eq!(args.header_timeout, Duration::from_secs(5));
+    assert_eq!(args.format, app::Format::Compact);
+    assert!(!args.report_only);
+    assert_eq!(
+        args.forwarded_header(),
+        cmc_webhook::client_ip::ForwardedHeader::Forwarded
+    );
+    assert_eq!(args.api_key.len(), 2);
+    assert!(!format!("{args:?}").contains("old-key") && !format!("{args:?}").contains("pa:ss"));
+    let flag_wins = flag_wins.unwrap();
+    assert_eq!(flag_wins.body_limit, 2 << 20);
+    assert!(flag_wins.report_only);
+    let bad = bad.unwrap_err().to_string();
+    assert!(
+        bad.contains("lots") && bad.contains("--body-limit"),
+        "{bad}"
+    );
+
+    let (options, file) = args.options().unwrap();
+    assert!(file.is_some());
+    assert_eq!(options.basic_auth, [("cmc".to_owned(), "pa:ss".to_owned())]);
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink: app::Sink = {
+        let lines = lines.clone();
+        Arc::new(move |line| lines.lock().unwrap().push(line))
+    };
+    let printer = app::Printer::new(&options, sink);
+    let router = app::router(&options, app::Target::Print(printer.clone())).unwrap();
+    let addr = start(router, serve::Limits::default()).await;
+    let (ct, body) = common::load("shared/event-v2-json-succeeded.json");
+    let mut webhook = Webhook::parse(&ct, body).unwrap();
+    let Webhook::Events(batch) = &mut webhook else {
+        panic!("an event batch")
+    };
+    batch.api_key = Some("new-key".into());
+    let request = || CmcRequest::events(batch, WireEncoding::Json).uri("/mails");
+    // Loopback is not in CMC_ALLOW: refused, even with every credential.
+    let reply =
+        common::http::send_raw(addr, &request().basic_auth("cmc", "pa:ss").to_http1("test")).await;
+    assert_eq!(reply.status, 403);
+    // Through a trusted proxy, the RFC 7239 header names an allowed client;
+    // the credentials and the key are still checked.
+    let forwarded = |r: CmcRequest| r.header("forwarded", "for=203.0.113.7");
+    let proxied = |r: CmcRequest| r.peer("10.1.2.3:1".parse().unwrap());
+    let router_request = |r: CmcRequest| {
+        let router = app::router(&options, app::Target::Print(printer.clone())).unwrap();
+        async move {
+            use tower::ServiceExt as _;
+            router
+                .oneshot(r.into_request().map(axum::body::Body::new))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(router_request(forwarded(proxied(request()))).await, 401);
+    assert_eq!(
+        router_request(forwarded(proxied(request().basic_auth("cmc", "pa:ss")))).await,
+        200
+    );
+    // The allowlist file's network is allowed too.
+    let from_file = request()
+        .basic_auth("cmc", "pa:ss")
+        .header("forwarded", "for=192.0.2.9")
+        .peer("10.1.2.3:1".parse().unwrap());
+    assert_eq!(router_request(from_file).await, 200);
+    // Over the body limit (64 KiB): 413.
+    let big = CmcRequest::raw("application/json", vec![b' '; 70 << 10])
+        .uri("/mails")
+        .basic_auth("cmc", "pa:ss")
+        .header("forwarded", "for=203.0.113.7")
+        .peer("10.1.2.3:1".parse().unwrap());
+    assert_eq!(router_request(big).await, 413);
+    // Two accepted requests of one event each, printed in the compact form:
+    // time as sent, type, status, recipient.
+    let lines = lines.lock().unwrap().clone();
+    let Webhook::Events(batch) = &webhook else {
+        unreachable!()
+    };
+    let event = &batch.events[0];
+    let expected = format!(
+        "{}  deliveries  succeeded  {}",
+        event.created().unwrap().strftime("%Y-%m-%d %H:%M:%S"),
+        event.recipient().unwrap()
+    );
+    assert_eq!(lines, [expected.clone(), expected]);
 }

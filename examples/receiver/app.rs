@@ -13,22 +13,42 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{post, post_service};
 use axum::{Extension, Router};
-use cmc_webhook::client_ip::ClientIp;
+use cmc_webhook::allowlist::Allowlist;
+use cmc_webhook::client_ip::{ClientIp, ForwardedHeader};
 use cmc_webhook::inbox::{Inbox, Item, Job};
+use cmc_webhook::ipnet::IpNet;
 use cmc_webhook::{
     default_time_zone, Attachment, ConfigError, Event, InboundMail, Webhook, WebhookLayer,
 };
-use ipnet::IpNet;
 use serde_json::{json, Value};
 
 /// What the receiver is configured with (its command-line flags).
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub allow: Vec<IpNet>,
+    /// A list shared with a reloader (`--allow-file`), allowed besides
+    /// `allow`.
+    pub allowlist: Option<Allowlist>,
+    pub report_only: bool,
     pub trust_proxy: Vec<IpNet>,
+    pub forwarded_header: ForwardedHeader,
     pub body_limit: usize,
     pub api_keys: Vec<String>,
+    /// BASIC credentials (user, password).
+    pub basic_auth: Vec<(String, String)>,
     pub save_dir: Option<PathBuf>,
+    pub format: Format,
+}
+
+/// How events and mails are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// One JSON line per event and per mail.
+    #[default]
+    Json,
+    /// One short human line per event (time, type, status, recipient) and
+    /// per mail.
+    Compact,
 }
 
 /// Where the JSON lines go (stdout in the example, a buffer in tests).
@@ -39,29 +59,46 @@ pub enum Target {
     /// Stored in the inbox before the 200; its worker prints them.
     Inbox(Inbox),
     /// Printed before the 200, not stored.
-    Print(Sink),
+    Print(Printer),
+}
+
+/// The gate the options describe.
+pub fn layer(options: &Options) -> Result<WebhookLayer, ConfigError> {
+    let mut layer = WebhookLayer::builder()
+        .allow_nets(options.allow.iter().copied())
+        .trust_proxies(options.trust_proxy.iter().copied())
+        .forwarded_header(options.forwarded_header)
+        .body_limit(options.body_limit)
+        .api_keys(options.api_keys.iter().cloned());
+    for (user, password) in &options.basic_auth {
+        layer = layer.basic_auth(user.clone(), password.clone());
+    }
+    if let Some(shared) = &options.allowlist {
+        layer = layer.shared_allowlist(shared.clone());
+    }
+    if options.report_only {
+        layer = layer.report_only();
+    }
+    layer.build()
 }
 
 /// The router: `POST /mails` behind the layer.
+#[allow(dead_code)] // the tests build it from options
 pub fn router(options: &Options, target: Target) -> Result<Router, ConfigError> {
-    let mut layer = WebhookLayer::builder()
-        .allow_nets(options.allow.iter().copied())
-        .body_limit(options.body_limit);
-    for net in &options.trust_proxy {
-        layer = layer.trust_proxy(*net);
-    }
-    for key in &options.api_keys {
-        layer = layer.api_key(key.clone());
-    }
-    let layer = layer.build()?;
-    Ok(match target {
+    Ok(router_with(layer(options)?, target))
+}
+
+/// The router behind a layer built already (whose unlisted clients the
+/// caller reads).
+pub fn router_with(layer: WebhookLayer, target: Target) -> Router {
+    match target {
         Target::Inbox(inbox) => {
             Router::new().route("/mails", post_service(inbox.receive()).layer(layer))
         }
-        Target::Print(sink) => Router::new()
+        Target::Print(printer) => Router::new()
             .route("/mails", post(on_webhook).layer(layer))
-            .with_state(Printer::new(options, sink)),
-    })
+            .with_state(printer),
+    }
 }
 
 /// Writes the lines of webhooks, and saves attachments.
@@ -69,7 +106,10 @@ pub fn router(options: &Options, target: Target) -> Result<Router, ConfigError> 
 pub struct Printer {
     sink: Sink,
     save_dir: Option<Arc<PathBuf>>,
+    format: Format,
     mails: Arc<AtomicU64>,
+    /// Events and mails printed.
+    printed: Arc<[AtomicU64; 2]>,
 }
 
 impl Printer {
@@ -77,8 +117,36 @@ impl Printer {
         Printer {
             sink,
             save_dir: options.save_dir.clone().map(Arc::new),
+            format: options.format,
             mails: Arc::default(),
+            printed: Arc::default(),
         }
+    }
+
+    /// Events and mails printed so far.
+    pub fn printed(&self) -> (u64, u64) {
+        (
+            self.printed[0].load(Ordering::Relaxed),
+            self.printed[1].load(Ordering::Relaxed),
+        )
+    }
+
+    fn event(&self, client: &str, server_composition: &str, event: &Event) {
+        let line = match self.format {
+            Format::Json => event_line(client, server_composition, event).to_string(),
+            Format::Compact => compact_event(event),
+        };
+        (self.sink)(line);
+        self.printed[0].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn mail(&self, mail: &InboundMail, client: &str, saved: Vec<Value>) {
+        let line = match self.format {
+            Format::Json => inbound_line(mail, client, saved).to_string(),
+            Format::Compact => compact_mail(mail),
+        };
+        (self.sink)(line);
+        self.printed[1].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The worker's handler: the line of a stored event or mail. A mail
@@ -86,13 +154,11 @@ impl Printer {
     pub async fn handle(self, job: Job) -> Result<(), String> {
         let client = job.client.map(|c| c.to_string()).unwrap_or_default();
         match &job.item {
-            Item::Event(event) => {
-                (self.sink)(event_line(&client, &job.server_composition, event).to_string())
-            }
+            Item::Event(event) => self.event(&client, &job.server_composition, event),
             Item::Mail(mail) => {
                 let number = u64::try_from(job.id.id).unwrap_or_default();
                 let saved = self.save(number, mail).await?;
-                (self.sink)(inbound_line(mail, &client, saved).to_string());
+                self.mail(mail, &client, saved);
             }
             other => return Err(format!("the receiver does not know {other:?}")),
         }
@@ -121,7 +187,7 @@ async fn on_webhook(
     match webhook {
         Webhook::Events(batch) => {
             for event in &batch.events {
-                (printer.sink)(event_line(&client, &batch.server_composition, event).to_string());
+                printer.event(&client, &batch.server_composition, event);
             }
         }
         Webhook::Inbound(mail) => {
@@ -135,7 +201,7 @@ async fn on_webhook(
                     "could not store the mail\n".to_owned(),
                 )
             })?;
-            (printer.sink)(inbound_line(&mail, &client, saved).to_string());
+            printer.mail(&mail, &client, saved);
         }
     }
     Ok("ok\n")
@@ -151,6 +217,56 @@ fn event_line(client: &str, server_composition: &str, event: &Event) -> Value {
         "at": event.created_at(&default_time_zone()).ok().map(|t| t.to_string()),
         "event": event,
     })
+}
+
+/// `2023-01-25 14:03:09  deliveries  succeeded  user@example.jp`: the
+/// time as CMC sent it (the console's zone), the type, the status (a
+/// bounce's code and class), the recipient.
+fn compact_event(event: &Event) -> String {
+    let at = event.created().map_or_else(
+        || "-".to_owned(),
+        |c| c.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+    );
+    let status = match event {
+        Event::Delivery(d) => d.status.to_string(),
+        Event::Bounce(b) => format!("{} ({})", b.status.code(), b.status.class()),
+        Event::Block(b) => b.status.as_deref().unwrap_or("-").to_owned(),
+        _ => "-".to_owned(),
+    };
+    format!(
+        "{at}  {:<10}  {:<9}  {}",
+        clean(event.event_type().as_str()),
+        clean(&status),
+        clean(event.recipient().unwrap_or("-"))
+    )
+}
+
+/// Text from a body, with control and other invisible characters escaped,
+/// so that a line cannot move the terminal's cursor or forge another line.
+fn clean(s: &str) -> String {
+    let plain = |c: char| {
+        let mut escaped = c.escape_debug();
+        escaped.next() == Some(c) && escaped.next().is_none()
+    };
+    if s.chars().all(plain) {
+        return s.to_owned();
+    }
+    s.escape_debug().to_string()
+}
+
+/// `2026-11-27 10:00:00  inbound  from a@example.com to b@example.jp  "subject"  1 attachment`.
+fn compact_mail(mail: &InboundMail) -> String {
+    let now = jiff::ZonedDateTime::now().with_time_zone(default_time_zone());
+    let n = mail.attachments.len();
+    format!(
+        "{}  {:<10}  from {} to {}  {:?}  {n} attachment{}",
+        now.strftime("%Y-%m-%d %H:%M:%S"),
+        "inbound",
+        clean(&mail.envelope_from),
+        clean(&mail.envelope_to),
+        mail.subject.as_str(),
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 fn inbound_line(mail: &InboundMail, client: &str, saved: Vec<Value>) -> Value {

@@ -18,157 +18,20 @@
 
 #[path = "app.rs"]
 mod app;
+#[path = "config.rs"]
+mod config;
 #[path = "serve.rs"]
 mod serve;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use cmc_webhook::allowlist::AllowlistFile;
 use cmc_webhook::inbox::{Filter, Inbox, Kind};
-use cmc_webhook::IdempotencyKey;
-use ipnet::IpNet;
-
-/// Receive Customers Mail Cloud webhooks on POST /mails, store them in the
-/// inbox before answering 200, and print them as JSON lines (events and
-/// inbound mails) on stdout; logs go to stderr.
-#[derive(Debug, Parser)]
-#[command(name = "receiver")]
-struct Args {
-    /// Where webhooks are stored: sqlite:PATH, postgres://USER@HOST:PORT/DB
-    /// (built with --features postgres; several receivers may share one
-    /// database), or none (printed before the 200, not stored).
-    #[arg(
-        long,
-        global = true,
-        value_name = "URL",
-        default_value = "sqlite:cmc-inbox.sqlite3"
-    )]
-    store: String,
-
-    /// Done rows older than this are deleted (hourly while serving, and by
-    /// `prune`): 30d, 12h, 90m, 3600s.
-    #[arg(long, global = true, value_name = "AGE", default_value = "30d", value_parser = parse_age)]
-    retain: Duration,
-
-    #[command(subcommand)]
-    command: Option<Command>,
-
-    /// Address to listen on: IPv4 or IPv6, e.g. 0.0.0.0:8080 or [::]:8080.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-
-    /// Allowed client network (CIDR or address); repeatable. Default:
-    /// loopback only (127.0.0.0/8 and ::1).
-    #[arg(long, value_name = "CIDR")]
-    allow: Vec<IpNet>,
-
-    /// Trusted proxy network whose X-Forwarded-For is believed; repeatable.
-    #[arg(long, value_name = "CIDR")]
-    trust_proxy: Vec<IpNet>,
-
-    /// Largest accepted body in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 25 * 1024 * 1024)]
-    body_limit: usize,
-
-    /// Required api_key (as set in the CMC console); repeatable for rotation.
-    #[arg(long, value_name = "KEY")]
-    api_key: Vec<String>,
-
-    /// Write inbound attachments into this directory, under sanitised names.
-    #[arg(long, value_name = "DIR")]
-    save_dir: Option<PathBuf>,
-
-    /// Seconds a client may take to send a request's headers (and a
-    /// keep-alive connection may stay idle).
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    header_timeout: u64,
-
-    /// Seconds a request may take from its headers to its answer; the body
-    /// must arrive within it (408 otherwise).
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    body_timeout: u64,
-
-    /// The most connections open at once; more wait to be accepted.
-    #[arg(long, value_name = "N", default_value_t = 512)]
-    max_connections: usize,
-
-    /// The most requests one connection may carry before it is closed.
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    max_requests_per_connection: usize,
-
-    /// Seconds a connection may stay open; it is closed after the request
-    /// it is carrying then.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    max_connection_age: u64,
-
-    /// Handlers the worker runs at once.
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    concurrency: usize,
-
-    /// Runs of the handler per row before it is dead.
-    #[arg(long, value_name = "N", default_value_t = 12)]
-    max_attempts: u32,
-
-    /// Seconds the handlers in flight get to finish at shutdown.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    shutdown_timeout: u64,
-}
-
-/// Operations on the store (without a subcommand, the receiver serves).
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Rows per state.
-    Counts,
-    /// The dead rows, with their last errors.
-    Dead {
-        /// The most rows listed.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
-    /// Sets done or dead rows back to pending, to be handled again.
-    Replay {
-        /// The row with this idempotency key (32 hex digits).
-        #[arg(long, conflicts_with_all = ["message_id", "dead"])]
-        key: Option<IdempotencyKey>,
-        /// The rows of this sent mail's Message-ID.
-        #[arg(long, conflicts_with = "dead")]
-        message_id: Option<String>,
-        /// Every dead row.
-        #[arg(long)]
-        dead: bool,
-        /// Only events, or only mails.
-        #[arg(long, value_parser = ["event", "mail"])]
-        kind: Option<String>,
-    },
-    /// Every event stored for a sent mail, in order.
-    History {
-        /// The Message-ID, with its angle brackets.
-        message_id: String,
-    },
-    /// Deletes the rows done before --retain.
-    Prune,
-}
-
-/// `30d`, `12h`, `90m`, `3600s` (or a bare number of seconds).
-fn parse_age(s: &str) -> Result<Duration, String> {
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number and d, h, m or s"))?;
-    let secs = match unit {
-        "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        "s" | "" => 1,
-        _ => return Err(format!("{s:?}: the unit is d, h, m or s")),
-    };
-    n.checked_mul(secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is too long"))
-}
+use cmc_webhook::WebhookLayer;
+use config::{Args, Command};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -200,21 +63,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return operate(&inbox, command, args.retain).await;
     }
 
-    let allow = if args.allow.is_empty() {
-        vec!["127.0.0.0/8".parse()?, "::1/128".parse()?]
-    } else {
-        args.allow
-    };
-    let options = app::Options {
-        allow,
-        trust_proxy: args.trust_proxy,
-        body_limit: args.body_limit,
-        api_keys: args.api_key,
-        save_dir: args.save_dir,
-    };
+    let (options, allow_file) = args.options()?;
     if let Some(dir) = &options.save_dir {
         // Refuse to start rather than fail every mail later.
         app::check_save_dir(dir).map_err(|e| format!("--save-dir {}: {e}", dir.display()))?;
+    }
+    if let Some(addr) = args.metrics {
+        serve_metrics(addr)?;
     }
     // A closed stdout (`receiver | head`) must not fail the requests: the
     // lines are lost, and said so once.
@@ -227,21 +82,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing::error!("stdout is closed: the lines of accepted webhooks are lost");
         }
     });
+    let layer = app::layer(&options).map_err(|e| format!("the gate: {e}"))?;
+    let printer = app::Printer::new(&options, sink.clone());
     let (router, worker) = match &store {
         Some(inbox) => {
-            let printer = app::Printer::new(&options, sink);
+            let handler = printer.clone();
             let worker = inbox
-                .worker(move |job| printer.clone().handle(job))
+                .worker(move |job| handler.clone().handle(job))
                 .concurrency(args.concurrency)
                 .max_attempts(args.max_attempts)
                 .spawn();
             (
-                app::router(&options, app::Target::Inbox(inbox.clone()))?,
+                app::router_with(layer.clone(), app::Target::Inbox(inbox.clone())),
                 Some(worker),
             )
         }
-        None => (app::router(&options, app::Target::Print(sink))?, None),
+        None => (
+            app::router_with(layer.clone(), app::Target::Print(printer.clone())),
+            None,
+        ),
     };
+    // The answers of this run, by status, for the summary on exit.
+    let answered: Arc<Mutex<BTreeMap<u16, u64>>> = Arc::default();
+    let tally = answered.clone();
+    let router = router.layer(axum::middleware::map_response(
+        move |response: axum::response::Response| {
+            let tally = tally.clone();
+            async move {
+                *tally
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(response.status().as_u16())
+                    .or_default() += 1;
+                response
+            }
+        },
+    ));
     if let Some(inbox) = store.clone() {
         let retain = args.retain;
         tokio::spawn(async move {
@@ -258,38 +134,179 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         });
     }
+    // The allowlist file: read again when it changes, and on SIGHUP.
+    let watch = match allow_file {
+        Some(file) => Some(file.watch(Duration::from_secs(2))?),
+        None => None,
+    };
+    signals(watch.as_ref().map(|w| w.file().clone()), layer.clone());
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    let allowed: Vec<String> = options.allow.iter().map(ToString::to_string).collect();
+    let mut allowed: Vec<String> = options.allow.iter().map(ToString::to_string).collect();
+    if let Some(path) = &args.allow_file {
+        allowed.push(format!("the networks of {}", path.display()));
+    }
     tracing::info!(
-        "listening on http://{}/mails, allowing {}, storing in {}",
+        "listening on http://{}/mails, allowing {}{}, storing in {}",
         listener.local_addr()?,
-        allowed.join(", "),
+        if allowed.is_empty() {
+            "nobody".to_owned()
+        } else {
+            allowed.join(", ")
+        },
+        if args.report_only {
+            " (report-only: everyone else admitted and listed)"
+        } else {
+            ""
+        },
         store
             .as_ref()
             .map_or("nowhere (printed before the 200)", |i| i.describe())
     );
     let limits = serve::Limits {
-        header_timeout: Duration::from_secs(args.header_timeout),
-        body_timeout: Duration::from_secs(args.body_timeout),
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
         max_connections: args.max_connections,
         max_requests_per_connection: args.max_requests_per_connection,
-        max_connection_age: Duration::from_secs(args.max_connection_age),
+        max_connection_age: args.max_connection_age,
     };
     serve::serve(listener, router, limits, stop_signal()).await?;
+    let mut stopped = None;
     if let Some(worker) = worker {
         tracing::info!("stopped receiving; letting the handlers in flight finish");
-        let stopped = worker
-            .shutdown(Duration::from_secs(args.shutdown_timeout))
-            .await?;
-        tracing::info!(
-            done = stopped.done,
-            failed = stopped.failed,
-            released = stopped.released,
-            "the worker has stopped"
+        stopped = Some(worker.shutdown(args.shutdown_timeout).await?);
+    }
+    drop(watch);
+    summary(&answered, &printer, stopped, store.as_ref(), &layer).await;
+    Ok(())
+}
+
+/// What this run did, on stderr: the answers by status, what was printed,
+/// the inbox's rows, and the clients seen outside the allowlist.
+async fn summary(
+    answered: &Mutex<BTreeMap<u16, u64>>,
+    printer: &app::Printer,
+    stopped: Option<cmc_webhook::inbox::Stopped>,
+    inbox: Option<&Inbox>,
+    layer: &WebhookLayer,
+) {
+    let answered = answered.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let total: u64 = answered.values().sum();
+    let by_status: Vec<String> = answered.iter().map(|(s, n)| format!("{n} x {s}")).collect();
+    let (events, mails) = printer.printed();
+    eprintln!("--- this run ---");
+    eprintln!(
+        "requests   {total}{}",
+        if by_status.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", by_status.join(", "))
+        }
+    );
+    eprintln!("printed    {events} events, {mails} mails");
+    if let Some(s) = stopped {
+        eprintln!(
+            "worker     {} done, {} failed, {} released at shutdown",
+            s.done, s.failed, s.released
         );
     }
+    if let Some(inbox) = inbox {
+        match inbox.counts().await {
+            Ok(counts) => {
+                for line in counts.to_string().lines() {
+                    eprintln!("inbox      {line}");
+                }
+            }
+            Err(e) => eprintln!("inbox      could not be counted: {e}"),
+        }
+    }
+    print_unlisted(layer);
+}
+
+/// The clients seen outside the allowlist, ready to paste into --allow.
+fn print_unlisted(layer: &WebhookLayer) {
+    let clients = layer.unlisted_clients();
+    if clients.is_empty() {
+        if layer.is_report_only() {
+            eprintln!("unlisted   no client outside the allowlist sent an accepted webhook");
+        }
+        return;
+    }
+    eprintln!(
+        "unlisted   {} client{} outside the allowlist ({}):",
+        clients.len(),
+        if clients.len() == 1 { "" } else { "s" },
+        if layer.is_report_only() {
+            "admitted, report-only"
+        } else {
+            "refused"
+        }
+    );
+    for client in &clients {
+        eprintln!("             {client}");
+    }
+    if layer.unlisted_overflow() > 0 {
+        eprintln!(
+            "             and {} requests from further addresses, not listed",
+            layer.unlisted_overflow()
+        );
+    }
+    let addresses: Vec<String> = clients.iter().map(|c| c.addr.to_string()).collect();
+    eprintln!("             --allow {}", addresses.join(","));
+}
+
+/// SIGHUP reloads the allowlist file; SIGUSR1 prints the unlisted clients.
+fn signals(file: Option<AllowlistFile>, layer: WebhookLayer) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    match &file {
+                        // A failed reload logs why and keeps the list.
+                        Some(file) => {
+                            let _ = file.reload();
+                        }
+                        None => tracing::info!("SIGHUP: no --allow-file to read again"),
+                    }
+                }
+            });
+        }
+        if let Ok(mut usr1) = signal(SignalKind::user_defined1()) {
+            tokio::spawn(async move {
+                while usr1.recv().await.is_some() {
+                    print_unlisted(&layer);
+                    if layer.unlisted_clients().is_empty() {
+                        eprintln!("unlisted   none so far");
+                    }
+                }
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, layer);
+}
+
+/// Installs the Prometheus exporter on `addr`.
+#[cfg(feature = "metrics")]
+fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| format!("--metrics {addr}: {e}"))?;
+    cmc_webhook::describe_metrics();
+    tracing::info!("metrics on http://{addr}/metrics");
     Ok(())
+}
+
+#[cfg(not(feature = "metrics"))]
+fn serve_metrics(_: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    Err(
+        "--metrics: this receiver was built without metrics; run it with \
+         `cargo run --features metrics --example receiver`"
+            .into(),
+    )
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM.

@@ -138,14 +138,11 @@ impl Config {
             Rejection::new(reason)
         };
         let listed = self.allows(client);
-        if !listed {
-            if !self.report_only {
-                self.note_unlisted(client, peer);
-                return Err(refuse(Reason::ClientNotAllowed));
-            }
-            // Report-only: noted once the request is accepted, so that
-            // what the list shows passed every other check.
-            span.record("decision", "admitted (report-only: not in the allowlist)");
+        // In report-only mode an unlisted client is noted once its request
+        // is accepted, so that what the list shows passed every other check.
+        if !listed && !self.report_only {
+            self.note_unlisted(client, peer);
+            return Err(refuse(Reason::ClientNotAllowed));
         }
         if request.method() != Method::POST {
             return Err(refuse(Reason::MethodNotAllowed));
@@ -237,9 +234,14 @@ where
                 ResponseFuture::refused(response, drain, span)
             }
             Ok((peer, client, listed)) => {
-                if listed {
-                    span.record("decision", "admitted");
-                }
+                span.record(
+                    "decision",
+                    if listed {
+                        "admitted"
+                    } else {
+                        "admitted (report-only: not in the allowlist)"
+                    },
+                );
                 let tripped = Arc::new(AtomicBool::new(false));
                 let limit = self.config.policy.limit();
                 let (mut parts, body) = request.into_parts();

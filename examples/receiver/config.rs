@@ -1,0 +1,360 @@
+//! The receiver's command line: every flag, its environment variable
+//! (`CMC_` and the flag's name), and its default in human units. Kept
+//! apart from `main.rs` so that the tests parse the same flags.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use cmc_webhook::client_ip::ForwardedHeader;
+use cmc_webhook::IdempotencyKey;
+
+use cmc_webhook::allowlist::{AllowlistFile, IpSet};
+use cmc_webhook::ipnet::IpNet;
+
+use crate::app::{Format, Options};
+
+/// Receive Customers Mail Cloud webhooks on POST /mails, store them in the
+/// inbox before answering 200, and print them (events and inbound mails)
+/// on stdout; logs go to stderr.
+///
+/// Every flag can also be set by the environment variable shown with it;
+/// a flag given on the command line wins.
+#[derive(Debug, Parser)]
+#[command(name = "receiver")]
+pub struct Args {
+    /// Where webhooks are stored: sqlite:PATH, postgres://USER@HOST:PORT/DB
+    /// (built with --features postgres; several receivers may share one
+    /// database), or none (printed before the 200, not stored).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "CMC_STORE",
+        default_value = "sqlite:cmc-inbox.sqlite3"
+    )]
+    pub store: String,
+
+    /// Done rows older than this are deleted (hourly while serving, and by
+    /// `prune`): 30d, 12h, 90m, 3600s.
+    #[arg(long, global = true, value_name = "AGE", env = "CMC_RETAIN", default_value = "30d", value_parser = parse_duration)]
+    pub retain: Duration,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Address to listen on: IPv4 or IPv6, e.g. 0.0.0.0:8080 or [::]:8080.
+    #[arg(long, env = "CMC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Allowed client networks (CIDRs or addresses, separated by commas or
+    /// spaces); repeatable. Without --allow or --allow-file: loopback only
+    /// (127.0.0.0/8 and ::1).
+    #[arg(long, value_name = "CIDRS", env = "CMC_ALLOW")]
+    pub allow: Vec<String>,
+
+    /// A file of allowed networks (CIDRs or addresses, `#` comments), read
+    /// again when it changes and on SIGHUP; a file that does not parse
+    /// keeps the list in force. Networks given with --allow stay allowed
+    /// beside it.
+    #[arg(long, value_name = "PATH", env = "CMC_ALLOW_FILE")]
+    pub allow_file: Option<PathBuf>,
+
+    /// Learning mode: admit clients outside the allowlist, log each new
+    /// address once, and print them with their counts on exit and on
+    /// SIGUSR1, ready to paste into --allow. Every other check still
+    /// applies: set --api-key or --basic-auth.
+    #[arg(long, env = "CMC_REPORT_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
+    pub report_only: bool,
+
+    /// Trusted proxy networks whose forwarding header is believed
+    /// (separated by commas or spaces); repeatable.
+    #[arg(long, value_name = "CIDRS", env = "CMC_TRUST_PROXY")]
+    pub trust_proxy: Vec<String>,
+
+    /// The header trusted proxies write the client to.
+    #[arg(long, value_name = "HEADER", env = "CMC_FORWARDED_HEADER", default_value = "x-forwarded-for", value_parser = ["x-forwarded-for", "forwarded"])]
+    pub forwarded_header: String,
+
+    /// Largest accepted body: 25MiB, 512KiB, 2MB, or bytes.
+    #[arg(long, value_name = "SIZE", env = "CMC_BODY_LIMIT", default_value = "25MiB", value_parser = parse_size)]
+    pub body_limit: usize,
+
+    /// Required api_key (as set in the CMC console); repeatable for
+    /// rotation (in the environment: separated by commas).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "CMC_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_key: Vec<Secret>,
+
+    /// Required BASIC credentials, USER:PASSWORD (as set in the CMC
+    /// console); repeatable for rotation.
+    #[arg(long, value_name = "USER:PASSWORD", env = "CMC_BASIC_AUTH", hide_env_values = true, value_parser = parse_basic)]
+    pub basic_auth: Vec<Basic>,
+
+    /// Write inbound attachments into this directory, under sanitised names.
+    #[arg(long, value_name = "DIR", env = "CMC_SAVE_DIR")]
+    pub save_dir: Option<PathBuf>,
+
+    /// How each event and mail is printed: json (one JSON line each) or
+    /// compact (one short line: time, type, status, recipient).
+    #[arg(long, value_enum, env = "CMC_FORMAT", default_value = "json")]
+    pub format: Format,
+
+    /// Serve metrics in Prometheus' text format on http://ADDR/metrics
+    /// (built with --features metrics).
+    #[arg(long, value_name = "ADDR", env = "CMC_METRICS")]
+    pub metrics: Option<SocketAddr>,
+
+    /// How long a client may take to send a request's headers (and a
+    /// keep-alive connection may stay idle).
+    #[arg(long, value_name = "TIME", env = "CMC_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// How long a request may take from its headers to its answer; the
+    /// body must arrive within it (408 otherwise).
+    #[arg(long, value_name = "TIME", env = "CMC_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// The most connections open at once; more wait to be accepted.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CMC_MAX_CONNECTIONS",
+        default_value_t = 512
+    )]
+    pub max_connections: usize,
+
+    /// The most requests one connection may carry before it is closed.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CMC_MAX_REQUESTS_PER_CONNECTION",
+        default_value_t = 100
+    )]
+    pub max_requests_per_connection: usize,
+
+    /// How long a connection may stay open; it is closed after the request
+    /// it is carrying then.
+    #[arg(long, value_name = "TIME", env = "CMC_MAX_CONNECTION_AGE", default_value = "60s", value_parser = parse_duration)]
+    pub max_connection_age: Duration,
+
+    /// Handlers the worker runs at once.
+    #[arg(long, value_name = "N", env = "CMC_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+
+    /// Runs of the handler per row before it is dead.
+    #[arg(long, value_name = "N", env = "CMC_MAX_ATTEMPTS", default_value_t = 12)]
+    pub max_attempts: u32,
+
+    /// How long the handlers in flight get to finish at shutdown.
+    #[arg(long, value_name = "TIME", env = "CMC_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl Args {
+    /// The forwarding header, read from its checked name.
+    pub fn forwarded_header(&self) -> ForwardedHeader {
+        self.forwarded_header.parse().unwrap_or_default()
+    }
+
+    /// The app's options, and the allowlist file when one is named (read
+    /// now: a file that cannot be read stops the start).
+    pub fn options(&self) -> Result<(Options, Option<AllowlistFile>), String> {
+        let mut allow: Vec<IpNet> = Vec::new();
+        for list in &self.allow {
+            allow.extend(
+                list.parse::<IpSet>()
+                    .map_err(|e| format!("--allow: {e}"))?
+                    .nets(),
+            );
+        }
+        let mut trust_proxy = Vec::new();
+        for list in &self.trust_proxy {
+            trust_proxy.extend(
+                list.parse::<IpSet>()
+                    .map_err(|e| format!("--trust-proxy: {e}"))?
+                    .nets(),
+            );
+        }
+        let allow_file = match &self.allow_file {
+            Some(path) => {
+                Some(AllowlistFile::open(path).map_err(|e| format!("--allow-file: {e}"))?)
+            }
+            None => None,
+        };
+        if allow.is_empty() && allow_file.is_none() && !self.report_only {
+            allow = vec![
+                "127.0.0.0/8".parse().map_err(|e| format!("{e}"))?,
+                "::1/128".parse().map_err(|e| format!("{e}"))?,
+            ];
+        }
+        let options = Options {
+            allow,
+            allowlist: allow_file.as_ref().map(AllowlistFile::allowlist),
+            report_only: self.report_only,
+            trust_proxy,
+            forwarded_header: self.forwarded_header(),
+            body_limit: self.body_limit,
+            api_keys: self.api_key.iter().map(|k| k.0.clone()).collect(),
+            basic_auth: self
+                .basic_auth
+                .iter()
+                .map(|b| (b.user.clone(), b.password.clone()))
+                .collect(),
+            save_dir: self.save_dir.clone(),
+            format: self.format,
+        };
+        Ok((options, allow_file))
+    }
+}
+
+/// Operations on the store (without a subcommand, the receiver serves).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Rows per state.
+    Counts,
+    /// The dead rows, with their last errors.
+    Dead {
+        /// The most rows listed.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Sets done or dead rows back to pending, to be handled again.
+    Replay {
+        /// The row with this idempotency key (32 hex digits).
+        #[arg(long, conflicts_with_all = ["message_id", "dead"])]
+        key: Option<IdempotencyKey>,
+        /// The rows of this sent mail's Message-ID.
+        #[arg(long, conflicts_with = "dead")]
+        message_id: Option<String>,
+        /// Every dead row.
+        #[arg(long)]
+        dead: bool,
+        /// Only events, or only mails.
+        #[arg(long, value_parser = ["event", "mail"])]
+        kind: Option<String>,
+    },
+    /// Every event stored for a sent mail, in order.
+    History {
+        /// The Message-ID, with its angle brackets.
+        message_id: String,
+    },
+    /// Deletes the rows done before --retain.
+    Prune,
+}
+
+/// A value that `Debug` does not show.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// BASIC credentials; `Debug` shows the user only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Basic {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Basic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:<redacted>", self.user)
+    }
+}
+
+/// `USER:PASSWORD`; the password may hold colons, the user may not.
+pub fn parse_basic(s: &str) -> Result<Basic, String> {
+    match s.split_once(':') {
+        Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok(Basic {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        }),
+        _ => Err("expected USER:PASSWORD, both non-empty".to_owned()),
+    }
+}
+
+/// `30d`, `12h`, `90m`, `10s`, `500ms` (or a bare number of seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and d, h, m, s or ms"))?;
+    let millis = match unit.trim() {
+        "d" => 86_400_000,
+        "h" => 3_600_000,
+        "m" => 60_000,
+        "s" | "" => 1_000,
+        "ms" => 1,
+        _ => return Err(format!("{s:?}: the unit is d, h, m, s or ms")),
+    };
+    n.checked_mul(millis)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// `25MiB`, `512KiB`, `1GiB`, `2MB`, `64kB` (or a bare number of bytes).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and B, KiB, MiB, GiB, kB, MB or GB"))?;
+    let unit = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?} (B, KiB, MiB, GiB, kB, MB, GB)"
+            ))
+        }
+    };
+    n.checked_mul(unit)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?}: out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(parse_size("25MiB"), Ok(25 << 20));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_basic("cmc").is_err());
+        assert_eq!(parse_basic("cmc:p:w").unwrap().password, "p:w");
+    }
+}
