@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use axum::Router;
+use cmc_webhook::client_ip::ClientIp;
 use cmc_webhook::test_util::{sample_events, sample_inbound, CmcRequest, WireEncoding};
 use cmc_webhook::{EventBatch, InboundMail, Webhook, WebhookLayer};
 use http::StatusCode;
@@ -201,4 +202,119 @@ async fn with_the_layer_its_limit_and_keys_apply() {
         call(app(), no_peer.into_request()).await.0,
         StatusCode::INTERNAL_SERVER_ERROR
     );
+}
+
+async fn on_maybe(batch: Option<EventBatch>) -> String {
+    match batch {
+        Some(batch) => format!("events {}", batch.events.len()),
+        None => "nothing".into(),
+    }
+}
+
+#[tokio::test]
+async fn an_optional_batch_is_none_without_a_content_type_and_refused_when_bad() {
+    let app = || Router::new().route("/maybe", post(on_maybe));
+    let empty = http::Request::post("/maybe")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_eq!(call(app(), empty).await, (StatusCode::OK, "nothing".into()));
+    let batch = CmcRequest::events(&sample_events(2), WireEncoding::Form).uri("/maybe");
+    assert_eq!(
+        call(app(), batch.into_request()).await,
+        (StatusCode::OK, "events 2".into())
+    );
+    // A body that is there but wrong is refused, not taken for none.
+    let bad = CmcRequest::raw("application/json", "{").uri("/maybe");
+    assert_eq!(
+        call(app(), bad.into_request()).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let mail = CmcRequest::inbound(&sample_inbound(false), WireEncoding::Json).uri("/maybe");
+    assert_eq!(
+        call(app(), mail.into_request()).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+async fn on_client(ClientIp(client): ClientIp) -> String {
+    client.to_string()
+}
+
+#[tokio::test]
+async fn client_ip_is_the_layers_client_or_the_peer() {
+    // Behind the layer: the client it resolved through the trusted proxy.
+    let layer = WebhookLayer::builder()
+        .allow_cidrs("203.0.113.0/24")
+        .unwrap()
+        .trust_proxy_cidrs("10.0.0.0/8")
+        .unwrap()
+        .build()
+        .unwrap();
+    let gated = Router::new().route("/c", post(on_client).layer(layer));
+    let request = CmcRequest::events(&sample_events(1), WireEncoding::Json)
+        .uri("/c")
+        .peer("10.0.0.2:1".parse().unwrap())
+        .header("x-forwarded-for", "203.0.113.9");
+    assert_eq!(
+        call(gated, request.into_request()).await,
+        (StatusCode::OK, "203.0.113.9".into())
+    );
+    // Without it: the connection's peer, a mapped IPv4 address as IPv4.
+    let open = || Router::new().route("/c", post(on_client));
+    let request = CmcRequest::events(&sample_events(1), WireEncoding::Json)
+        .uri("/c")
+        .peer("[::ffff:198.51.100.4]:1".parse().unwrap())
+        .header("x-forwarded-for", "203.0.113.9");
+    assert_eq!(
+        call(open(), request.into_request()).await,
+        (StatusCode::OK, "198.51.100.4".into())
+    );
+    // Neither: 500, the deployment's error.
+    let request = CmcRequest::events(&sample_events(1), WireEncoding::Json).uri("/c");
+    assert_eq!(
+        call(open(), request.into_request()).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+}
+
+#[tokio::test]
+async fn the_renamed_builder_methods_and_their_iterator_forms() {
+    use cmc_webhook::ipnet::IpNet;
+    let nets: Vec<IpNet> = vec!["203.0.113.0/24".parse().unwrap()];
+    let proxies: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+    let layer = WebhookLayer::builder()
+        .allow_nets(nets)
+        .allow_cidrs("198.51.100.7")
+        .unwrap()
+        .trust_proxies(proxies)
+        .api_keys(["old", "new"])
+        .build()
+        .unwrap();
+    let app = || Router::new().route("/events", post(on_events).layer(layer.clone()));
+    for (peer, forwarded, key, status) in [
+        ("203.0.113.1:1", None, "old", StatusCode::OK),
+        ("198.51.100.7:1", None, "new", StatusCode::OK),
+        ("10.0.0.1:1", Some("198.51.100.7"), "new", StatusCode::OK),
+        (
+            "10.0.0.1:1",
+            Some("192.0.2.1"),
+            "new",
+            StatusCode::FORBIDDEN,
+        ),
+        ("203.0.113.1:1", None, "other", StatusCode::UNAUTHORIZED),
+    ] {
+        let mut batch = sample_events(1);
+        batch.api_key = Some(key.into());
+        let mut request = CmcRequest::events(&batch, WireEncoding::Json)
+            .uri("/events")
+            .peer(peer.parse().unwrap());
+        if let Some(client) = forwarded {
+            request = request.header("x-forwarded-for", client);
+        }
+        assert_eq!(
+            call(app(), request.into_request()).await.0,
+            status,
+            "{peer} {forwarded:?} {key}"
+        );
+    }
 }
