@@ -53,9 +53,8 @@
 //!     "ok"
 //! }
 //!
-//! let cmc_net: ipnet::IpNet = "203.0.113.0/24".parse()?;
-//! let app: Router = Router::new()
-//!     .route("/mails", post(on_webhook).layer(WebhookLayer::builder().allow(cmc_net).build()?));
+//! let gate = WebhookLayer::builder().allow_cidrs("203.0.113.0/24, 2001:db8::/32")?.build()?;
+//! let app: Router = Router::new().route("/mails", post(on_webhook).layer(gate));
 //! // Serve with app.into_make_service_with_connect_info::<std::net::SocketAddr>().
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -88,6 +87,27 @@
 //!   logged, never serialised.
 //! - Text fields are [`Text`]: slices of the request body where possible,
 //!   so parsing copies little.
+//!
+//! # Running it
+//!
+//! CMC publishes no list of its sender addresses:
+//! [`report_only`](layer::WebhookLayerBuilder::report_only) admits and
+//! lists the clients outside the allowlist while you learn them, and
+//! [`allowlist::AllowlistFile`] keeps the list in a file that is read again
+//! when it changes. Every refusal is logged once at `warn` with the client
+//! and the reason; the layer's span carries OpenTelemetry's HTTP fields;
+//! with the `metrics` feature, counters and histograms named
+//! `cmc_webhook_*` go through the `metrics` facade (`describe_metrics`).
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `axum` | yes | the extractors ([`extract`]); the layer reads axum's `ConnectInfo`; [`Rejection`] implements `IntoResponse` |
+//! | `sqlite` | yes | the [`inbox`] on SQLite (compiled in: nothing to install) |
+//! | `postgres` | no | the inbox on PostgreSQL too, for a fleet of receivers on one database |
+//! | `metrics` | no | metrics through the `metrics` facade, for any exporter |
+//! | `test-util` | no | `test_util`: sample payloads and CMC's requests, byte for byte, for your own tests |
 //!
 //! # Modules
 //!

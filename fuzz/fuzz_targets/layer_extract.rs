@@ -46,7 +46,7 @@ fuzz_target!(|input: Input| {
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = calls.clone();
     let layer = WebhookLayer::builder()
-        .allow_list("127.0.0.0/8, 10.0.0.0/8")
+        .allow_cidrs("127.0.0.0/8, 10.0.0.0/8")
         .unwrap()
         .trust_proxy("10.0.0.0/8".parse().unwrap())
         .body_limit(64 << 10)

@@ -19,7 +19,7 @@ use crate::text::printable;
 ///
 /// [`open`](AllowlistFile::open) reads the file; hand
 /// [`allowlist`](AllowlistFile::allowlist) to the layer
-/// ([`WebhookLayerBuilder::allowlist`](crate::layer::WebhookLayerBuilder::allowlist));
+/// ([`WebhookLayerBuilder::shared_allowlist`](crate::layer::WebhookLayerBuilder::shared_allowlist));
 /// then either let [`watch`](AllowlistFile::watch) read the file again when
 /// it changes, or call [`reload`](AllowlistFile::reload) yourself (on
 /// `SIGHUP`, say), or both. Every request is checked against the list of

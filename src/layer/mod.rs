@@ -242,7 +242,7 @@ pub struct WebhookLayerBuilder {
 
 impl WebhookLayerBuilder {
     /// Allows calls from `net` (repeatable); a single address is a /32 or
-    /// /128 network. ([`ipnet`](crate::ipnet) is re-exported; or give
+    /// /128 network. ([`ipnet`] is re-exported; or give
     /// strings to [`allow_cidrs`](Self::allow_cidrs).)
     ///
     /// ```
