@@ -1,7 +1,8 @@
 //! The layer's decision cost: allowlist look-up and the whole admission of
 //! a request, with 1, 10 and 1 000 CIDRs, with and without a proxy walk.
 //!
-//! Run: `cargo bench --bench layer`
+//! Run: `cargo bench --bench layer` (and `--features metrics` for the cost
+//! of the metrics, with and without a recorder installed).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -97,12 +98,50 @@ fn decision(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same admission with a Prometheus recorder installed (feature
+/// `metrics`): what counting each request costs. Runs last, since the
+/// recorder stays installed.
+#[cfg(feature = "metrics")]
+fn decision_with_metrics(c: &mut Criterion) {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).expect("the only recorder");
+    let mut group = c.benchmark_group("layer_with_prometheus");
+    let inner = tower::service_fn(|_req: Request<_>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let layer = WebhookLayer::builder()
+        .allow_nets(networks(1000))
+        .trust_proxy("10.0.0.0/8".parse().unwrap())
+        .api_key("k")
+        .build()
+        .unwrap();
+    let mut service = layer.layer(inner);
+    group.bench_function(BenchmarkId::new("admit_direct", 1000), |b| {
+        b.iter_batched(
+            || request("203.0.113.7:40000", None),
+            |req| {
+                let response = ready(service.call(req)).unwrap();
+                assert_eq!(response.status(), 200);
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+    assert!(handle
+        .render()
+        .contains("cmc_webhook_requests_total{outcome=\"accepted\",reason=\"\"}"));
+}
+
+#[cfg(not(feature = "metrics"))]
+fn decision_with_metrics(_: &mut Criterion) {}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(40);
-    targets = decision
+    targets = decision, decision_with_metrics
 }
 criterion_main!(benches);
