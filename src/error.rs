@@ -58,17 +58,37 @@ pub enum ParseErrorKind {
     BodyRead,
 }
 
+/// The longest message kept, in characters.
+const MAX_MESSAGE: usize = 1000;
+/// The longest path segment kept, in characters.
+const MAX_SEGMENT: usize = 200;
+
 impl ParseError {
+    /// The message may quote the body: control and invisible formatting
+    /// characters are escaped, so that it cannot forge a log line, and it is
+    /// cut after 1 000 characters.
     pub(crate) fn new(kind: ParseErrorKind, message: impl Into<String>) -> Self {
+        let message = message.into();
         ParseError {
             kind,
             path: None,
-            message: message.into(),
+            message: if crate::text::needs_printable(&message, MAX_MESSAGE) {
+                crate::text::printable(&message, MAX_MESSAGE)
+            } else {
+                message
+            },
         }
     }
 
+    /// A path segment is a field name from the body: escaped as the
+    /// message is, and cut after 200 characters.
     pub(crate) fn at(mut self, path: impl Into<String>) -> Self {
         let path = path.into();
+        let path = if crate::text::needs_printable(&path, MAX_SEGMENT) {
+            crate::text::printable(&path, MAX_SEGMENT)
+        } else {
+            path
+        };
         self.path = Some(match self.path.take() {
             None => path,
             Some(inner) if inner.starts_with('[') => format!("{path}{inner}"),

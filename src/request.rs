@@ -12,7 +12,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, BodyStream, LengthLimitError, Limited};
 
 use crate::auth::ApiKeys;
-use crate::rejection::{log_refusal, Reason, Rejection, Statuses};
+use crate::rejection::{log_refusal, Reason, Refused, Rejection, Statuses};
 use crate::webhook::Kind;
 use crate::wire::budget::{Budget, Key};
 use crate::wire::{self, Encoding};
@@ -43,8 +43,6 @@ pub struct Policy {
     pub(crate) limits: Limits,
     pub(crate) api_keys: Option<ApiKeys>,
     pub(crate) statuses: Statuses,
-    /// Set by the layer, which logs and counts the refusals itself.
-    pub(crate) gated: bool,
 }
 
 impl Default for Policy {
@@ -54,7 +52,6 @@ impl Default for Policy {
             limits: Limits::default(),
             api_keys: None,
             statuses: Statuses::default(),
-            gated: false,
         }
     }
 }
@@ -185,22 +182,28 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let report = request.extensions().get::<ReadReport>().cloned();
     let result = read_with(request, expected, policy).await;
-    match &result {
-        Ok(webhook) => crate::telemetry::webhook(webhook),
-        // Behind the layer, the layer logs the refusal (with the client
-        // address) when the response passes it.
-        Err(r) if !policy.gated => {
-            let refused = r.refused();
-            log_refusal(
-                refused.reason,
-                None,
-                None,
-                refused.path.as_deref(),
-                refused.kind,
-            );
+    if let Ok(webhook) = &result {
+        crate::telemetry::webhook(webhook);
+    }
+    match report {
+        // Behind the layer, the layer logs and counts the refusal (with the
+        // client address) when the request ends, whatever the handler
+        // answers.
+        Some(report) => report.set(result.as_ref().map(|_| ()).map_err(Rejection::refused)),
+        None => {
+            if let Err(r) = &result {
+                let refused = r.refused();
+                log_refusal(
+                    refused.reason,
+                    None,
+                    None,
+                    refused.path.as_deref(),
+                    refused.kind,
+                );
+            }
         }
-        Err(_) => {}
     }
     result.map_err(|rejection| policy.reject(rejection))
 }
@@ -383,6 +386,22 @@ pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
         return None;
     }
     first.to_str().ok()?.trim().parse().ok()
+}
+
+/// What the body reader made of a request's body, for the layer in front:
+/// put in the request by the layer, filled by the reader.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReadReport(std::sync::Arc<std::sync::Mutex<Option<Result<(), Refused>>>>);
+
+impl ReadReport {
+    fn set(&self, outcome: Result<(), Refused>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+    }
+
+    /// The outcome of the last read, if the body was read.
+    pub(crate) fn take(&self) -> Option<Result<(), Refused>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 /// The bytes of a body and the time spent parsing it, for the metrics.

@@ -18,6 +18,9 @@ pub(crate) enum Outcome {
     /// Another answer: the inner service's own error (a 503 of the inbox
     /// with its database down, a 500 of a handler).
     Failed,
+    /// Dropped before it was answered: a timeout around the layer, or a
+    /// client that closed the connection.
+    Abandoned,
 }
 
 impl Outcome {
@@ -27,6 +30,7 @@ impl Outcome {
             Outcome::Accepted => "accepted",
             Outcome::Refused => "refused",
             Outcome::Failed => "failed",
+            Outcome::Abandoned => "abandoned",
         }
     }
 }
@@ -68,7 +72,7 @@ pub fn describe_metrics() {
     use names::*;
     describe_counter!(
         REQUESTS,
-        "Requests through the WebhookLayer, by outcome (accepted, refused, failed) and refusal reason"
+        "Requests through the WebhookLayer, by outcome (accepted, refused, failed, abandoned) and refusal reason"
     );
     describe_counter!(
         UNLISTED_REQUESTS,
@@ -80,9 +84,9 @@ pub fn describe_metrics() {
     );
     describe_counter!(
         EVENTS,
-        "Event records read from accepted bodies, by event type and status"
+        "Event records read from bodies that parsed, by event type and status"
     );
-    describe_counter!(MAILS, "Inbound mails read from accepted bodies");
+    describe_counter!(MAILS, "Inbound mails read from bodies that parsed");
     describe_counter!(
         BODY_BYTES,
         Unit::Bytes,

@@ -231,6 +231,13 @@ impl serde::Serialize for Text {
     }
 }
 
+/// Whether [`printable`] would change `s`.
+pub(crate) fn needs_printable(s: &str, max_chars: usize) -> bool {
+    s.chars()
+        .enumerate()
+        .any(|(n, c)| n == max_chars || c.is_control() || crate::filename::is_invisible_format(c))
+}
+
 /// `s` made safe to show in a log line or an error message: control
 /// characters (C0, DEL, C1) and invisible formatting characters
 /// (bidirectional overrides, zero-width characters) written as `\u{..}`

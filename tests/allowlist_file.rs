@@ -470,3 +470,55 @@ async fn a_stopped_watch_reads_nothing_more() {
     assert!(file.reload().unwrap().changed());
     assert!(list.contains(ip("198.51.100.1")));
 }
+
+/// A CIDR with bits set after its prefix is refused, not widened: a line
+/// cut while the file was written (`203.0.113.0/2` of `203.0.113.0/24`)
+/// would otherwise allow a quarter of IPv4.
+#[test]
+fn a_cidr_with_host_bits_is_refused_not_widened() {
+    let (_logs, _guard) = capture();
+    let (_dir, path) = dir_with("127.0.0.0/8\n203.0.113.0/24\n");
+    let file = AllowlistFile::open(&path).unwrap();
+    for (text, item, network) in [
+        ("127.0.0.0/8\n203.0.113.0/2", "203.0.113.0/2", "192.0.0.0/2"),
+        ("10.0.0.1/8\n", "10.0.0.1/8", "10.0.0.0/8"),
+        ("2001:db8::/3\n", "2001:db8::/3", "2000::/3"),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let e = file.reload().unwrap_err();
+        assert!(
+            matches!(&e, AllowlistFileError::Invalid { item: i, .. } if i == item),
+            "{e:?}"
+        );
+        let message = e.to_string();
+        assert!(
+            message.contains("has bits set after its prefix") && message.contains(network),
+            "{message}"
+        );
+        assert!(!file.allowlist().contains(ip("192.0.2.1")));
+        assert!(file.allowlist().contains(ip("203.0.113.1")));
+    }
+}
+
+/// A path that is a FIFO is refused at once, never waited on (opening one
+/// blocks until a writer comes).
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_refused_without_waiting() {
+    let (_logs, _guard) = capture();
+    let (dir, path) = dir_with("203.0.113.0/24\n");
+    let file = AllowlistFile::open(&path).unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: mkfifo is not available");
+        return;
+    }
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&fifo, &path).unwrap();
+    let started = Instant::now();
+    let e = file.reload().unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(file.allowlist().contains(ip("203.0.113.1")));
+}

@@ -437,3 +437,30 @@ fn many_lists_and_parts_are_checked_in_linear_time() {
     assert_eq!(e.message(), "the multipart body has more than 512 parts");
     assert_eq!(mail.attachments[4_999].filename, "f5000");
 }
+
+/// A field name from the body that ends up in an error (here one given
+/// twice) has its control and bidirectional characters escaped: the error
+/// text cannot forge a log line or reorder one.
+#[test]
+fn field_names_in_errors_are_escaped() {
+    let name = "x%0AINFO+forged%1B%5B2K%E2%80%AE";
+    let body =
+        format!("event_type=deliveries&server_composition=pro&{name}=1&{name}=2&event=%7B%7D");
+    let e = cmc_webhook::Webhook::parse(
+        "application/x-www-form-urlencoded",
+        bytes::Bytes::from(body),
+    )
+    .unwrap_err();
+    let shown = e.to_string();
+    let path = e.path().unwrap_or_default().to_owned();
+    for text in [&shown, &path] {
+        assert!(
+            !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{text:?}"
+        );
+    }
+    assert!(
+        shown.contains("x\\u{a}INFO forged\\u{1b}[2K\\u{202e}"),
+        "{shown}"
+    );
+}

@@ -405,3 +405,138 @@ async fn report_only_admits_and_logs_each_new_address_once() {
     );
     assert_eq!(layer.unlisted_overflow(), 0);
 }
+
+/// A handler that answers 200 whatever the reader said: the refusal is
+/// still logged once, and in report-only mode the client is not listed
+/// (only a webhook the reader accepted lists it).
+#[tokio::test(flavor = "current_thread")]
+async fn a_swallowed_refusal_is_logged_and_lists_nobody() {
+    async fn swallow(batch: Result<EventBatch, cmc_webhook::Rejection>) -> &'static str {
+        let _ = batch;
+        "ok"
+    }
+    let mut layer = None;
+    let logs = capture(|| async {
+        let built = WebhookLayer::builder()
+            .report_only()
+            .api_key("the-k3y")
+            .build()
+            .unwrap();
+        let app = Router::new().route("/mails", post(swallow).layer(built.clone()));
+        let mut batch = sample_events(1);
+        batch.api_key = Some("not-the-k3y".into());
+        let wrong =
+            CmcRequest::events(&batch, WireEncoding::Json).peer("198.51.100.66:1".parse().unwrap());
+        assert_eq!(call(app.clone(), wrong).await, 200);
+        let junk = CmcRequest::raw("application/json", b"{".to_vec())
+            .peer("198.51.100.67:1".parse().unwrap());
+        assert_eq!(call(app.clone(), junk).await, 200);
+        batch.api_key = Some("the-k3y".into());
+        let right =
+            CmcRequest::events(&batch, WireEncoding::Json).peer("198.51.100.68:1".parse().unwrap());
+        assert_eq!(call(app, right).await, 200);
+        layer = Some(built);
+    })
+    .await;
+    let layer = layer.unwrap();
+    let listed: Vec<String> = layer
+        .unlisted_clients()
+        .iter()
+        .map(|c| c.addr.to_string())
+        .collect();
+    assert_eq!(listed, ["198.51.100.68"]);
+    let refusals: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("refused CMC webhook request"))
+        .collect();
+    assert_eq!(refusals.len(), 2, "{logs}");
+    assert!(refusals[0].contains("client=198.51.100.66") && refusals[0].contains("bad_api_key"));
+    assert!(refusals[1].contains("client=198.51.100.67") && refusals[1].contains("bad_api_key"));
+    assert!(
+        !logs.contains("the-k3y") && !logs.contains("not-the-k3y"),
+        "{logs}"
+    );
+}
+
+/// Outside report-only mode refused clients are logged and counted, never
+/// listed: a port scanner must not end up in a list of addresses to allow.
+#[tokio::test(flavor = "current_thread")]
+async fn refused_clients_are_not_listed() {
+    let layer = WebhookLayer::builder()
+        .allow_cidrs("203.0.113.0/24")
+        .unwrap()
+        .api_key("k")
+        .build()
+        .unwrap();
+    let app = Router::new().route("/mails", post(on_events).layer(layer.clone()));
+    let request = CmcRequest::events(&sample_events(1), WireEncoding::Json)
+        .peer("198.51.100.7:1".parse().unwrap());
+    assert_eq!(call(app, request).await, 403);
+    assert!(layer.unlisted_clients().is_empty());
+}
+
+/// A request dropped before it is answered (here by a timeout around the
+/// layer) is logged with its client.
+#[tokio::test(flavor = "current_thread")]
+async fn a_request_dropped_before_its_answer_is_logged() {
+    async fn slow(_batch: EventBatch) -> &'static str {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        "late"
+    }
+    let logs = capture(|| async {
+        let layer = WebhookLayer::builder()
+            .allow_cidrs("203.0.113.0/24")
+            .unwrap()
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route("/mails", post(slow).layer(layer))
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                http::StatusCode::REQUEST_TIMEOUT,
+                std::time::Duration::from_millis(50),
+            ));
+        let request = CmcRequest::events(&sample_events(1), WireEncoding::Json)
+            .peer("203.0.113.9:1".parse().unwrap());
+        assert_eq!(call(app, request).await, 408);
+    })
+    .await;
+    let dropped: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("dropped before it was answered"))
+        .collect();
+    assert_eq!(dropped.len(), 1, "{logs}");
+    assert!(
+        dropped[0].contains("WARN") && dropped[0].contains("client=203.0.113.9"),
+        "{}",
+        dropped[0]
+    );
+}
+
+/// Two layers on one request: said once, at `warn`.
+#[tokio::test(flavor = "current_thread")]
+async fn two_layers_on_one_request_are_warned_about() {
+    let logs = capture(|| async {
+        let layer = || {
+            WebhookLayer::builder()
+                .allow_cidrs("203.0.113.0/24")
+                .unwrap()
+                .build()
+                .unwrap()
+        };
+        let app = Router::new()
+            .route("/mails", post(on_events).layer(layer()))
+            .layer(layer());
+        for _ in 0..2 {
+            let request = CmcRequest::events(&sample_events(1), WireEncoding::Json)
+                .peer("203.0.113.9:1".parse().unwrap());
+            assert_eq!(call(app.clone(), request).await, 200);
+        }
+    })
+    .await;
+    assert_eq!(
+        logs.matches("a request went through two WebhookLayers")
+            .count(),
+        1,
+        "{logs}"
+    );
+}

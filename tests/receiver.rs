@@ -523,9 +523,32 @@ async fn flags_come_from_the_environment() {
         config::Args::try_parse_from(["receiver", "--body-limit", "2MiB", "--report-only"]);
     std::env::set_var("CMC_BODY_LIMIT", "lots");
     let bad = config::Args::try_parse_from(["receiver"]);
+    std::env::set_var("CMC_BODY_LIMIT", "64KiB");
+    std::env::set_var("CMC_REPORT_ONLY", "disabled");
+    let not_a_bool = config::Args::try_parse_from(["receiver"]);
+    std::env::set_var("CMC_REPORT_ONLY", "1");
+    std::env::remove_var("CMC_API_KEY");
+    std::env::remove_var("CMC_BASIC_AUTH");
+    let open_report_only = config::Args::try_parse_from(["receiver"]);
+    std::env::set_var("CMC_BASIC_AUTH", "just-a-secret-no-colon");
+    let bad_basic = config::Args::try_parse_from(["receiver"]);
     for (name, _) in &vars {
         std::env::remove_var(name);
     }
+    // A value that is not a yes or a no is refused, not taken for yes.
+    assert!(not_a_bool.is_err());
+    // Report-only without a credential would admit anyone: refused.
+    let e = open_report_only.unwrap().options().unwrap_err();
+    assert!(
+        e.contains("--report-only") && e.contains("--api-key"),
+        "{e}"
+    );
+    // A malformed credential is refused without being repeated.
+    let e = bad_basic.unwrap().options().unwrap_err();
+    assert!(
+        e.contains("--basic-auth") && !e.contains("just-a-secret"),
+        "{e}"
+    );
     let args = args.unwrap();
     assert_eq!(args.store, "none");
     assert_eq!(args.listen, "[::1]:9999".parse::<SocketAddr>().unwrap());

@@ -33,6 +33,7 @@ pub struct Args {
         global = true,
         value_name = "URL",
         env = "CMC_STORE",
+        hide_env_values = true,
         default_value = "sqlite:cmc-inbox.sqlite3"
     )]
     pub store: String,
@@ -66,7 +67,7 @@ pub struct Args {
     /// address once, and print them with their counts on exit and on
     /// SIGUSR1, ready to paste into --allow. Every other check still
     /// applies: set --api-key or --basic-auth.
-    #[arg(long, env = "CMC_REPORT_ONLY", value_parser = clap::builder::FalseyValueParser::new())]
+    #[arg(long, env = "CMC_REPORT_ONLY", value_parser = clap::builder::BoolishValueParser::new())]
     pub report_only: bool,
 
     /// Trusted proxy networks whose forwarding header is believed
@@ -94,9 +95,15 @@ pub struct Args {
     pub api_key: Vec<Secret>,
 
     /// Required BASIC credentials, USER:PASSWORD (as set in the CMC
-    /// console); repeatable for rotation.
-    #[arg(long, value_name = "USER:PASSWORD", env = "CMC_BASIC_AUTH", hide_env_values = true, value_parser = parse_basic)]
-    pub basic_auth: Vec<Basic>,
+    /// console); repeatable for rotation (the environment variable holds
+    /// one pair: a password may hold commas).
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "CMC_BASIC_AUTH",
+        hide_env_values = true
+    )]
+    pub basic_auth: Vec<Secret>,
 
     /// Write inbound attachments into this directory, under sanitised names.
     #[arg(long, value_name = "DIR", env = "CMC_SAVE_DIR")]
@@ -189,6 +196,13 @@ impl Args {
             }
             None => None,
         };
+        if self.report_only && self.api_key.is_empty() && self.basic_auth.is_empty() {
+            return Err(
+                "--report-only admits clients outside the allowlist: set --api-key or \
+                        --basic-auth too (the same as in the CMC console)"
+                    .to_owned(),
+            );
+        }
         if allow.is_empty() && allow_file.is_none() && !self.report_only {
             allow = vec![
                 "127.0.0.0/8".parse().map_err(|e| format!("{e}"))?,
@@ -206,8 +220,9 @@ impl Args {
             basic_auth: self
                 .basic_auth
                 .iter()
-                .map(|b| (b.user.clone(), b.password.clone()))
-                .collect(),
+                .map(|b| parse_basic(&b.0).map(|b| (b.user, b.password)))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("--basic-auth: {e}"))?,
             save_dir: self.save_dir.clone(),
             format: self.format,
         };
@@ -281,14 +296,15 @@ impl fmt::Debug for Basic {
     }
 }
 
-/// `USER:PASSWORD`; the password may hold colons, the user may not.
+/// `USER:PASSWORD`; the password may hold colons, the user may not. The
+/// error does not repeat the value, which may be a password.
 pub fn parse_basic(s: &str) -> Result<Basic, String> {
     match s.split_once(':') {
         Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok(Basic {
             user: user.to_owned(),
             password: password.to_owned(),
         }),
-        _ => Err("expected USER:PASSWORD, both non-empty".to_owned()),
+        _ => Err("expected USER:PASSWORD, both non-empty (the value is not shown)".to_owned()),
     }
 }
 

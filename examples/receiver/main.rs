@@ -23,8 +23,7 @@ mod config;
 #[path = "serve.rs"]
 mod serve;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -103,21 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     };
     // The answers of this run, by status, for the summary on exit.
-    let answered: Arc<Mutex<BTreeMap<u16, u64>>> = Arc::default();
-    let tally = answered.clone();
-    let router = router.layer(axum::middleware::map_response(
-        move |response: axum::response::Response| {
-            let tally = tally.clone();
-            async move {
-                *tally
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(response.status().as_u16())
-                    .or_default() += 1;
-                response
-            }
-        },
-    ));
+    let answered = serve::Tally::default();
     if let Some(inbox) = store.clone() {
         let retain = args.retain;
         tokio::spawn(async move {
@@ -170,7 +155,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_requests_per_connection: args.max_requests_per_connection,
         max_connection_age: args.max_connection_age,
     };
-    serve::serve(listener, router, limits, stop_signal()).await?;
+    serve::serve_counting(listener, router, limits, stop_signal(), answered.clone()).await?;
     let mut stopped = None;
     if let Some(worker) = worker {
         tracing::info!("stopped receiving; letting the handlers in flight finish");
@@ -184,7 +169,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// What this run did, on stderr: the answers by status, what was printed,
 /// the inbox's rows, and the clients seen outside the allowlist.
 async fn summary(
-    answered: &Mutex<BTreeMap<u16, u64>>,
+    answered: &serve::Tally,
     printer: &app::Printer,
     stopped: Option<cmc_webhook::inbox::Stopped>,
     inbox: Option<&Inbox>,
@@ -264,9 +249,12 @@ fn signals(file: Option<AllowlistFile>, layer: WebhookLayer) {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
                     match &file {
-                        // A failed reload logs why and keeps the list.
+                        // A failed reload logs why and keeps the list. Off
+                        // the runtime's threads: a slow disk must not stall
+                        // the requests.
                         Some(file) => {
-                            let _ = file.reload();
+                            let file = file.clone();
+                            let _ = tokio::task::spawn_blocking(move || file.reload()).await;
                         }
                         None => tracing::info!("SIGHUP: no --allow-file to read again"),
                     }
@@ -276,9 +264,12 @@ fn signals(file: Option<AllowlistFile>, layer: WebhookLayer) {
         if let Ok(mut usr1) = signal(SignalKind::user_defined1()) {
             tokio::spawn(async move {
                 while usr1.recv().await.is_some() {
-                    print_unlisted(&layer);
-                    if layer.unlisted_clients().is_empty() {
-                        eprintln!("unlisted   none so far");
+                    if layer.is_report_only() {
+                        print_unlisted(&layer);
+                    } else {
+                        eprintln!(
+                            "unlisted   not in report-only mode: refused clients are in the log"
+                        );
                     }
                 }
             });

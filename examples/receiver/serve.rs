@@ -78,14 +78,30 @@ impl Default for Limits {
 /// The most a connection buffers while it reads a request's headers.
 const MAX_BUF_SIZE: usize = 64 * 1024;
 
+/// Answers by status, counted outside every layer (408s of the body
+/// timeout included).
+pub type Tally = Arc<std::sync::Mutex<std::collections::BTreeMap<u16, u64>>>;
+
 /// Serves `router` on `listener` within `limits` until `shutdown`
 /// completes; then stops accepting and gives open connections up to
 /// `limits.body_timeout` to finish their requests.
+#[allow(dead_code)] // the tests serve without counting
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    serve_counting(listener, router, limits, shutdown, Tally::default()).await
+}
+
+/// [`serve`], counting the answers by status in `tally`.
+pub async fn serve_counting(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+    tally: Tally,
 ) -> io::Result<()> {
     let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
         http::StatusCode::REQUEST_TIMEOUT,
@@ -116,6 +132,7 @@ pub async fn serve(
         };
         let served = Arc::new(AtomicUsize::new(0));
         let max_requests = limits.max_requests_per_connection.max(1);
+        let tally = tally.clone();
         let service = router
             .clone()
             .map_request(move |mut request: http::Request<Incoming>| {
@@ -125,6 +142,11 @@ pub async fn serve(
                 request
             })
             .map_response(move |mut response: axum::response::Response| {
+                *tally
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(response.status().as_u16())
+                    .or_default() += 1;
                 if served.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests {
                     response.headers_mut().insert(
                         http::header::CONNECTION,

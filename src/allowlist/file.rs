@@ -2,7 +2,7 @@
 //! when asked.
 
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tracing::Dispatch;
 
-use super::{parse_net, Allowlist, IpSet, IpSetParseError};
+use super::{parse_net_strict, Allowlist, IpSet, IpSetParseError};
 use crate::text::printable;
 
 /// An [`Allowlist`] kept in step with a file.
@@ -36,7 +36,10 @@ use crate::text::printable;
 /// line; blank lines are ignored. The file is read as UTF-8 (a byte-order
 /// mark is skipped) and may be at most [`MAX_SIZE`](AllowlistFile::MAX_SIZE)
 /// bytes. Networks are merged as in [`IpSet`], so the order and any overlap
-/// do not matter.
+/// do not matter. A CIDR with bits set after its prefix (`10.0.0.1/8`) is
+/// refused rather than widened to its network: it is a typo, or a line cut
+/// while the file was written (`203.0.113.0/2`, a quarter of IPv4, from
+/// `203.0.113.0/24`).
 ///
 /// ```text
 /// # CMC's senders, from the refusal log (client=...) and CMC's support.
@@ -651,14 +654,26 @@ impl fmt::Display for AllowlistFileError {
                 AllowlistFile::MAX_SIZE
             ),
             AllowlistFileError::Invalid {
-                path, line, item, ..
-            } => write!(
-                f,
-                "the allowlist file {}, line {line}: `{item}` is not an IP network: write CIDRs \
-                 like 203.0.113.0/24 or 2001:db8::/32, or single addresses, separated by commas, \
-                 spaces or newlines (`#` starts a comment)",
-                path.display()
-            ),
+                path,
+                line,
+                item,
+                source,
+            } => match source.network() {
+                Some(network) => write!(
+                    f,
+                    "the allowlist file {}, line {line}: `{item}` has bits set after its prefix \
+                     (a line cut off while the file was written, or a typo): write the network, \
+                     {network}",
+                    path.display()
+                ),
+                None => write!(
+                    f,
+                    "the allowlist file {}, line {line}: `{item}` is not an IP network: write CIDRs \
+                     like 203.0.113.0/24 or 2001:db8::/32, or single addresses, separated by commas, \
+                     spaces or newlines (`#` starts a comment)",
+                    path.display()
+                ),
+            },
             AllowlistFileError::Empty { path } => write!(
                 f,
                 "the allowlist file {} holds no network, which would refuse every request: list \
@@ -725,20 +740,26 @@ fn read(path: &Path) -> (Option<Stamp>, Result<IpSet, AllowlistFileError>) {
         path: path.to_owned(),
         source,
     };
+    let not_a_file = || io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
     // Looked at before opening: opening a FIFO would wait for a writer.
     match fs::metadata(path) {
-        Ok(meta) if !meta.is_file() => {
-            let e = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-            return (Some(Stamp::of(&meta)), Err(failed(e)));
-        }
+        Ok(meta) if !meta.is_file() => return (Some(Stamp::of(&meta)), Err(failed(not_a_file()))),
         Ok(_) => {}
         Err(e) => return (None, Err(failed(e))),
     }
-    let file = match File::open(path) {
+    // The path may have been replaced by a FIFO since: opened without
+    // waiting (O_NONBLOCK, which changes nothing for a regular file), and
+    // what was opened is checked again.
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = match options.open(path) {
         Ok(file) => file,
         Err(e) => return (None, Err(failed(e))),
     };
     let meta = match file.metadata() {
+        Ok(meta) if !meta.is_file() => return (Some(Stamp::of(&meta)), Err(failed(not_a_file()))),
         Ok(meta) => meta,
         Err(e) => return (None, Err(failed(e))),
     };
@@ -776,15 +797,14 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<IpSet, AllowlistFileError> {
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|item| !item.is_empty());
         for item in items {
-            match parse_net(item) {
+            match parse_net_strict(item) {
                 Ok(net) => nets.push(net),
-                Err(_) => {
-                    let item = printable(item, 64);
+                Err(source) => {
                     return Err(AllowlistFileError::Invalid {
                         path: path.to_owned(),
                         line: line_no,
-                        source: IpSetParseError { item: item.clone() },
-                        item,
+                        source,
+                        item: printable(item, 64),
                     });
                 }
             }

@@ -274,19 +274,52 @@ impl FromIterator<IpNet> for IpSet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpSetParseError {
     item: String,
+    /// The network meant, when the item is a CIDR with host bits set.
+    network: Option<IpNet>,
+}
+
+impl IpSetParseError {
+    /// For a CIDR with bits set after its prefix (refused in allowlist
+    /// files), the network it would be.
+    pub fn network(&self) -> Option<IpNet> {
+        self.network
+    }
 }
 
 impl fmt::Display for IpSetParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`{}` is not an IP network: write CIDRs like 203.0.113.0/24 or 2001:db8::/32, or single addresses",
-            self.item
-        )
+        match self.network {
+            Some(network) => write!(
+                f,
+                "`{}` has bits set after its prefix (a line cut off while it was written, or a typo): \
+                 write the network, {network}",
+                self.item
+            ),
+            None => write!(
+                f,
+                "`{}` is not an IP network: write CIDRs like 203.0.113.0/24 or 2001:db8::/32, or single addresses",
+                self.item
+            ),
+        }
     }
 }
 
 impl std::error::Error for IpSetParseError {}
+
+/// Reads one network strictly: as [`parse_net`], but a CIDR with bits set
+/// after its prefix (`10.0.0.1/8`, or `203.0.113.0/2` cut from
+/// `203.0.113.0/24` while a file was written) is refused rather than
+/// widened to its network.
+pub(crate) fn parse_net_strict(item: &str) -> Result<IpNet, IpSetParseError> {
+    let net = parse_net(item)?;
+    if net.trunc() != net {
+        return Err(IpSetParseError {
+            item: crate::text::printable(item.trim(), 64),
+            network: Some(net.trunc()),
+        });
+    }
+    Ok(net)
+}
 
 /// Reads one network: a CIDR, or a single address (as /32 or /128).
 pub(crate) fn parse_net(item: &str) -> Result<IpNet, IpSetParseError> {
@@ -294,6 +327,7 @@ pub(crate) fn parse_net(item: &str) -> Result<IpNet, IpSetParseError> {
     item.parse::<IpNet>()
         .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| IpSetParseError {
+            network: None,
             item: item.to_owned(),
         })
 }

@@ -16,6 +16,7 @@ use super::body::ResponseBody;
 use super::drain::{Drain, Slot};
 use super::Config;
 use crate::rejection::{log_refusal, Reason, Refused, Rejection};
+use crate::request::ReadReport;
 use crate::telemetry::Outcome;
 
 pin_project! {
@@ -25,6 +26,27 @@ pin_project! {
         #[pin]
         kind: Kind<F>,
         span: tracing::Span,
+        // The request's client and peer while it waits for the inner
+        // service; taken when it is answered. Dropped with it still there:
+        // the request was abandoned (a timeout around the layer, or the
+        // client hung up), which is logged.
+        pending: Option<(IpAddr, IpAddr)>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some((peer, client)) = this.pending.take() {
+                let _entered = this.span.enter();
+                tracing::warn!(
+                    client = %client,
+                    peer = %peer,
+                    "CMC webhook request dropped before it was answered: a timeout around the layer, \
+                     or the client closed the connection"
+                );
+                crate::telemetry::request(Outcome::Abandoned, None);
+            }
+        }
     }
 }
 
@@ -38,6 +60,7 @@ pin_project! {
             config: Arc<Config>,
             slot: Slot,
             addresses: (IpAddr, IpAddr, bool),
+            report: ReadReport,
         },
         Refused {
             response: Option<(Response<Full<Bytes>>, Option<Drain>)>,
@@ -53,6 +76,7 @@ impl<F> ResponseFuture<F> {
         slot: Slot,
         span: tracing::Span,
         addresses: (IpAddr, IpAddr, bool),
+        report: ReadReport,
     ) -> Self {
         ResponseFuture {
             kind: Kind::Inner {
@@ -61,8 +85,10 @@ impl<F> ResponseFuture<F> {
                 config,
                 slot,
                 addresses,
+                report,
             },
             span,
+            pending: Some((addresses.0, addresses.1)),
         }
     }
 
@@ -76,6 +102,7 @@ impl<F> ResponseFuture<F> {
                 response: Some((response, drain)),
             },
             span,
+            pending: None,
         }
     }
 }
@@ -104,8 +131,11 @@ where
                 config,
                 slot,
                 addresses: &mut (peer, client, listed),
+                report,
             } => {
-                let response = match ready!(future.poll(cx)) {
+                let response = ready!(future.poll(cx));
+                *this.pending = None;
+                let response = match response {
                     Ok(response) => response,
                     Err(e) => {
                         // The inner service failed: the server answers (500
@@ -122,13 +152,13 @@ where
                     // The body went over the limit while streaming: answer 413
                     // whatever the handler made of the error.
                     let reason = Reason::PayloadTooLarge;
-                    log_refusal(reason, Some(client), Some(peer), None, None);
-                    refused(this.span, reason);
                     let refusal = config.policy.reject(Rejection::new(reason));
                     let drain = drain();
                     let response = refusal.into_http_response();
                     this.span
                         .record("http.response.status_code", response.status().as_u16());
+                    log_refusal(reason, Some(client), Some(peer), None, None);
+                    refused(this.span, reason);
                     return Poll::Ready(Ok(
                         response.map(|body| ResponseBody::refused(body).draining(drain))
                     ));
@@ -136,7 +166,15 @@ where
                 let status = response.status();
                 this.span
                     .record("http.response.status_code", status.as_u16());
-                match response.extensions().get::<Refused>() {
+                // What the body reader said, if it read the body: a refusal
+                // counts even when the handler answered something else.
+                let read = report.take();
+                let refused_by = response
+                    .extensions()
+                    .get::<Refused>()
+                    .cloned()
+                    .or_else(|| read.clone().and_then(Result::err));
+                match refused_by {
                     // A refusal of the body reader (or the inbox): logged and
                     // counted here, where the client is known.
                     Some(refused_by) => {
@@ -151,7 +189,9 @@ where
                     }
                     None if status.is_success() => {
                         crate::telemetry::request(Outcome::Accepted, None);
-                        if !listed {
+                        // Listed only when a webhook was read and accepted
+                        // (its key checked), not on any 2xx.
+                        if !listed && matches!(read, Some(Ok(()))) {
                             config.note_unlisted(client, peer);
                         }
                     }

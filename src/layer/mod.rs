@@ -141,16 +141,19 @@ impl WebhookLayer {
         self.config.report_only
     }
 
-    /// The client addresses seen outside the allowlist since the layer was
-    /// built, the most frequent first: admitted ones in
-    /// [report-only](WebhookLayerBuilder::report_only) mode, refused ones
-    /// otherwise. At most 1 024 addresses are remembered; requests from
-    /// further ones are only counted ([`unlisted_overflow`](Self::unlisted_overflow)).
+    /// In [report-only](WebhookLayerBuilder::report_only) mode, the client
+    /// addresses outside the allowlist whose webhooks were read and
+    /// accepted (their credentials checked) since the layer was built, the
+    /// most frequent first. Refused requests are never listed (a port
+    /// scanner would be); outside report-only mode the list stays empty.
+    /// At most 1 024 addresses are remembered, the first come; requests
+    /// from further ones are only counted
+    /// ([`unlisted_overflow`](Self::unlisted_overflow)).
     ///
     /// ```
     /// use cmc_webhook::WebhookLayer;
     ///
-    /// let layer = WebhookLayer::builder().report_only().build()?;
+    /// let layer = WebhookLayer::builder().report_only().api_key("s3cret").build()?;
     /// // After serving for a while, print what to allow:
     /// let seen: Vec<String> = layer.unlisted_clients().iter().map(|c| c.addr.to_string()).collect();
     /// println!("--allow {}", seen.join(","));
@@ -322,10 +325,13 @@ impl WebhookLayerBuilder {
     /// `api_key`) still applies, so configure credentials: they are then the
     /// only protection.
     ///
-    /// Each new address is logged once at `warn` ("admitted a client
-    /// outside the allowlist"); [`WebhookLayer::unlisted_clients`] lists them
-    /// with their counts. The allowlist may be empty in this mode. Switch
-    /// the mode off once the list is complete.
+    /// A client is listed once a webhook of its was read and accepted (the
+    /// body reader checked its key), not on any 2xx. Each new address is
+    /// logged once at `warn` ("admitted a client outside the allowlist");
+    /// [`WebhookLayer::unlisted_clients`] lists them with their counts. The
+    /// allowlist may be empty in this mode, but [`build`](Self::build)
+    /// refuses it without an `api_key` or BASIC credentials. Switch the
+    /// mode off once the list is complete.
     ///
     /// ```
     /// use cmc_webhook::WebhookLayer;
@@ -616,8 +622,9 @@ impl WebhookLayerBuilder {
 
     /// Checks the configuration and builds the layer.
     ///
-    /// Errors: no allowed network at all (outside report-only mode), an
-    /// empty API key, a BASIC user name with a colon, a body limit of 0.
+    /// Errors: no allowed network at all (outside report-only mode),
+    /// report-only mode without an API key or BASIC credentials, an empty
+    /// API key, a BASIC user name with a colon, a body limit of 0.
     /// Warns (through `tracing`) when every address is allowed, when proxies
     /// are trusted but not everything they forward is checked against an
     /// allowlist, when no credentials are configured (the address is then
@@ -665,6 +672,9 @@ impl WebhookLayerBuilder {
             );
         }
         let api_keys = (!self.api_keys.is_empty()).then(|| ApiKeys::new(self.api_keys));
+        if self.report_only && api_keys.is_none() && self.basic.is_empty() {
+            return Err(ConfigError::ReportOnlyWithoutCredentials);
+        }
         if api_keys.is_none() && self.basic.is_empty() {
             tracing::warn!(
                 "no api_key and no BASIC credentials configured: the source address is the only protection"
@@ -684,7 +694,6 @@ impl WebhookLayerBuilder {
             policy = policy.body_limit(limit);
         }
         policy.api_keys = api_keys.filter(|k| !k.is_empty());
-        policy.gated = true;
         Ok(WebhookLayer {
             config: Arc::new(Config {
                 allowlist,
@@ -746,6 +755,9 @@ pub enum ConfigError {
     ColonInUser(String),
     /// A body limit of 0 would refuse every webhook.
     ZeroBodyLimit,
+    /// Report-only mode without an `api_key` or BASIC credentials would
+    /// admit anyone.
+    ReportOnlyWithoutCredentials,
 }
 
 impl fmt::Display for ConfigError {
@@ -761,6 +773,10 @@ impl fmt::Display for ConfigError {
                 write!(f, "the BASIC user name `{user}` contains a colon, which BASIC auth cannot carry")
             }
             ConfigError::ZeroBodyLimit => f.write_str("a body limit of 0 would refuse every webhook"),
+            ConfigError::ReportOnlyWithoutCredentials => f.write_str(
+                "report-only mode admits clients outside the allowlist: configure an api_key or \
+                 BASIC credentials, which are then the only protection",
+            ),
         }
     }
 }
@@ -807,8 +823,16 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("`bogus`"), "{e}");
         assert!(WebhookLayer::builder().trust_proxy_cidrs("nope").is_err());
-        // Learning mode needs no allowlist.
-        assert!(WebhookLayer::builder().report_only().build().is_ok());
+        // Learning mode needs no allowlist, but a credential.
+        assert!(WebhookLayer::builder()
+            .report_only()
+            .api_key("k")
+            .build()
+            .is_ok());
+        assert_eq!(
+            WebhookLayer::builder().report_only().build().unwrap_err(),
+            ConfigError::ReportOnlyWithoutCredentials
+        );
     }
 
     #[test]

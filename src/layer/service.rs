@@ -19,7 +19,7 @@ use super::unlisted::Sighting;
 use super::Config;
 use crate::client_ip::{client_ip, ClientIp};
 use crate::rejection::{log_refusal, Reason, Rejection};
-use crate::request::declared_length;
+use crate::request::{declared_length, ReadReport};
 use crate::wire::Encoding;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -85,16 +85,16 @@ const NO_PEER_HELP: &str = "no peer address in the request: with axum, serve the
     SocketAddr into each request's extensions; or give WebhookLayer::builder().peer_addr(..)";
 
 impl Config {
-    /// Records a client outside the allowlist: refused, or (report-only)
-    /// accepted. The first request from an address is logged at `warn` in
-    /// report-only mode (refusals have their own line).
+    /// Counts a client outside the allowlist: refused, or (report-only)
+    /// accepted, and then listed, its first request logged at `warn`.
     pub(crate) fn note_unlisted(&self, client: IpAddr, peer: IpAddr) {
         crate::telemetry::unlisted_request();
-        let sighting = self.unlisted.record(client);
         if !self.report_only {
+            // Refused: logged with the refusal, and not listed, since a
+            // port scanner would qualify.
             return;
         }
-        match sighting {
+        match self.unlisted.record(client) {
             Sighting::New => tracing::warn!(
                 client = %client,
                 peer = %peer,
@@ -245,6 +245,11 @@ where
                 let tripped = Arc::new(AtomicBool::new(false));
                 let limit = self.config.policy.limit();
                 let (mut parts, body) = request.into_parts();
+                if parts.extensions.get::<ReadReport>().is_some() {
+                    nested_layers();
+                }
+                let report = ReadReport::default();
+                parts.extensions.insert(report.clone());
                 parts.extensions.insert(self.config.policy.clone());
                 parts.extensions.insert(ClientIp(client));
                 // A body the inner service drops before its end comes back
@@ -275,8 +280,20 @@ where
                     slot,
                     span,
                     (peer, client, listed),
+                    report,
                 )
             }
         }
+    }
+}
+
+/// A request that went through two `WebhookLayer`s: said once per process.
+fn nested_layers() {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "a request went through two WebhookLayers (one on the route, one on the router?): \
+             each checks, logs and counts it; mount the layer once per route"
+        );
     }
 }

@@ -24,7 +24,7 @@ pub(crate) const MAX_UNLISTED: usize = 1024;
 /// ```
 /// use cmc_webhook::WebhookLayer;
 ///
-/// let layer = WebhookLayer::builder().report_only().build()?;
+/// let layer = WebhookLayer::builder().report_only().api_key("s3cret").build()?;
 /// // Nothing seen yet; a served layer fills this as requests come.
 /// assert!(layer.unlisted_clients().is_empty());
 /// # Ok::<(), cmc_webhook::ConfigError>(())
