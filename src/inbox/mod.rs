@@ -76,6 +76,7 @@ mod receive;
 mod rows;
 mod sqlite;
 mod store;
+mod suppression;
 mod worker;
 
 use std::fmt;
