@@ -24,6 +24,7 @@ use super::ops::{
     oldest_dead, Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt, DEAD_SUMMARIES,
 };
 use super::rows::{chunks, claimed_row, dead_row, history_entry, Arrival, Assembly, Claimed};
+use super::suppression::policy::Policy;
 use super::worker::{Claim, Outcome, Renew, Settle};
 
 /// How a SQLite inbox commits: the `synchronous` pragma of the receiving
@@ -353,6 +354,7 @@ impl Sqlite {
         settle: &[Settle],
         renew: Option<&Renew>,
         claim: Option<&Claim>,
+        suppress: Option<&Policy>,
     ) -> Result<Vec<Claimed>, InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
         let _writing = self.write.lock().await;
@@ -366,20 +368,45 @@ impl Sqlite {
                 .map(|s| s.id.id)
                 .collect();
             if let Some(s) = settle.first().filter(|_| !done.is_empty()) {
-                // Done: the handler returned Ok.
-                sqlx::query(&format!(
+                // Done: the handler returned Ok. The rows this round marked
+                // (not those whose lease was lost) come back for the
+                // suppression list.
+                let returning = if kind == Kind::Event && suppress.is_some() {
+                    " RETURNING idempotency_key, event_type, recipient, status, created, received_at"
+                } else {
+                    ""
+                };
+                let marked = sqlx::query(&format!(
                     "UPDATE {} SET state = 'done', done_at = ?1, locked_by = NULL, \
                      locked_until = NULL, last_error = NULL \
                      WHERE id IN (SELECT value FROM json_each(?2)) \
-                     AND state = 'running' AND locked_by = ?3",
+                     AND state = 'running' AND locked_by = ?3{returning}",
                     kind.table()
                 ))
                 .bind(s.at)
                 .bind(serde_json::to_string(&done).unwrap_or_default())
                 .bind(worker)
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(failed)?;
+                if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
+                    for row in marked {
+                        let observed = super::suppression::observed_from_columns(
+                            row.try_get::<String, _>(1).map_err(failed)?.as_str(),
+                            row.try_get::<Option<String>, _>(2).map_err(failed)?.as_deref(),
+                            row.try_get::<Option<String>, _>(3).map_err(failed)?.as_deref(),
+                            row.try_get::<Option<String>, _>(4).map_err(failed)?.as_deref(),
+                            row.try_get::<String, _>(0).map_err(failed)?.as_str(),
+                            row.try_get::<i64, _>(5).map_err(failed)?,
+                            &policy.time_zone,
+                        );
+                        if let Some((recipient, observed, change)) = observed {
+                            keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
+                                .await
+                                .map_err(failed)?;
+                        }
+                    }
+                }
             }
         }
         for s in settle {
@@ -819,4 +846,78 @@ pub(crate) fn path_of(url: &str) -> Option<Result<&Path, String>> {
     } else {
         Ok(Path::new(rest))
     })
+}
+
+/// Applies one done event to its recipient's row, once: the history's
+/// unique key makes a second application of the same event a no-op.
+async fn keep_suppression(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    policy: &Policy,
+    recipient: &str,
+    observed: &super::suppression::policy::Observed,
+    change: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let key = observed.key.to_string();
+    let inserted = sqlx::query(
+        "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, at) \
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(recipient)
+    .bind(&key)
+    .bind(change)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(());
+    }
+    let row = sqlx::query(
+        "SELECT reason, since, until, note, events, hard_count, soft_times, unknown_count \
+         FROM cmc_suppressions WHERE recipient = ?1",
+    )
+    .bind(recipient)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let mut state = match row {
+        Some(r) => super::suppression::policy::State::from_columns(
+            r.try_get::<Option<String>, _>(0)?.as_deref(),
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            &r.try_get::<String, _>(4)?,
+            r.try_get(5)?,
+            &r.try_get::<String, _>(6)?,
+            r.try_get(7)?,
+        ),
+        None => Default::default(),
+    };
+    super::suppression::policy::apply(&mut state, observed, policy);
+    let c = state.to_columns();
+    sqlx::query(
+        "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, hard_count, \
+         soft_times, unknown_count, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (recipient) DO UPDATE SET reason = excluded.reason, since = excluded.since, \
+         until = excluded.until, note = excluded.note, events = excluded.events, \
+         hard_count = excluded.hard_count, soft_times = excluded.soft_times, \
+         unknown_count = excluded.unknown_count, updated_at = excluded.updated_at",
+    )
+    .bind(recipient)
+    .bind(c.reason)
+    .bind(c.since)
+    .bind(c.until)
+    .bind(&c.note)
+    .bind(&c.events)
+    .bind(c.hard_count)
+    .bind(&c.soft_times)
+    .bind(c.unknown_count)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE cmc_suppression_history SET reason = ?1 WHERE idempotency_key = ?2")
+        .bind(c.reason)
+        .bind(&key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

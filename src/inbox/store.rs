@@ -6,6 +6,7 @@ use super::error::InboxError;
 use super::ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt};
 use super::rows::{Arrival, Claimed};
 use super::sqlite::Sqlite;
+use super::suppression::policy::Policy;
 use super::worker::{Claim, Renew, Settle};
 
 #[derive(Debug, Clone)]
@@ -33,9 +34,11 @@ impl Store {
         settle: &[Settle],
         renew: Option<&Renew>,
         claim: Option<&Claim>,
+        suppress: Option<&Policy>,
     ) -> Result<Vec<Claimed>, InboxError> {
         match self {
-            Store::Sqlite(s) => s.round(worker, settle, renew, claim).await,
+            Store::Sqlite(s) => s.round(worker, settle, renew, claim, suppress).await,
+            // Work in progress: the PostgreSQL side of the list follows.
             #[cfg(feature = "postgres")]
             Store::Postgres(s) => s.round(worker, settle, renew, claim).await,
         }

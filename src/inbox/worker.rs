@@ -79,6 +79,7 @@ pub struct Worker<H> {
     lease: Duration,
     poll_interval: Duration,
     gauges_every: Duration,
+    suppressions: Option<super::suppression::policy::Policy>,
 }
 
 impl<H> fmt::Debug for Worker<H> {
@@ -205,6 +206,7 @@ where
             lease: Duration::from_secs(300),
             poll_interval: Duration::from_secs(1),
             gauges_every: Duration::from_secs(15),
+            suppressions: None,
         }
     }
 
@@ -262,6 +264,14 @@ where
     /// ```
     pub fn gauges_every(mut self, every: Duration) -> Worker<H> {
         self.gauges_every = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Keeps the suppression list from the events this worker marks done,
+    /// under `policy` (work in progress: SQLite only).
+    #[allow(dead_code)]
+    pub(crate) fn suppressions(mut self, policy: super::suppression::policy::Policy) -> Worker<H> {
+        self.suppressions = Some(policy);
         self
     }
 
@@ -341,6 +351,7 @@ where
                         &finished,
                         renew.as_ref(),
                         claim.as_ref(),
+                        self.suppressions.as_ref(),
                     );
                     // Stopping: a round that waits for an unreachable store
                     // (the pool's connect timeout) gives up at the deadline, a

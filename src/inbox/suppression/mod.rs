@@ -73,3 +73,211 @@ mod tests {
         }
     }
 }
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+use crate::event::IdempotencyKey;
+use policy::{Observed, State, Suppressed, What};
+
+/// What a done event's row says, for the policy: the recipient, the event
+/// as the policy sees it, and the change as the history writes it. `None`
+/// for rows that say nothing about suppression.
+pub(crate) fn observed_from_columns(
+    event_type: &str,
+    recipient: Option<&str>,
+    status: Option<&str>,
+    created: Option<&str>,
+    key: &str,
+    received_at: i64,
+    tz: &TimeZone,
+) -> Option<(String, Observed, String)> {
+    let recipient = normalize(recipient?)?;
+    let key: IdempotencyKey = key.parse().ok()?;
+    let (what, change) = match (event_type, status) {
+        ("bounces", Some(code)) => (What::Bounce(code.to_owned()), format!("bounce {code}")),
+        ("deliveries", Some("succeeded")) => (What::Succeeded, "succeeded".to_owned()),
+        ("blocks", status) => {
+            let removed = status.is_some_and(policy::means_removed);
+            (
+                What::CmcList { removed },
+                if removed {
+                    "cmc_list remove"
+                } else {
+                    "cmc_list add"
+                }
+                .to_owned(),
+            )
+        }
+        _ => return None,
+    };
+    // When it happened: `created` in the console's zone, else when it was
+    // stored.
+    let at = created
+        .and_then(|c| c.parse::<jiff::civil::DateTime>().ok())
+        .and_then(|c| c.to_zoned_datetime(tz.clone()).ok())
+        .map(|z| z.timestamp())
+        .or_else(|| Timestamp::from_millisecond(received_at).ok())?;
+    Some((recipient, Observed { key, at, what }, change))
+}
+
+/// A `cmc_suppressions` row's columns, as the backends bind them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Columns {
+    pub reason: Option<&'static str>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub note: Option<String>,
+    pub events: String,
+    pub hard_count: i64,
+    pub soft_times: String,
+    pub unknown_count: i64,
+}
+
+impl State {
+    pub(crate) fn to_columns(&self) -> Columns {
+        let s = self.suppression.as_ref();
+        Columns {
+            reason: s.map(|s| s.reason.as_str()),
+            since: s.map(|s| s.since.as_millisecond()),
+            until: s.and_then(|s| s.until).map(|t| t.as_millisecond()),
+            note: s.and_then(|s| s.note.clone()),
+            events: serde_json::to_string(
+                &s.map(|s| s.events.iter().map(ToString::to_string).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            )
+            .unwrap_or_else(|_| "[]".into()),
+            hard_count: i64::from(self.hard),
+            soft_times: serde_json::to_string(
+                &self
+                    .soft
+                    .iter()
+                    .map(|t| t.as_millisecond())
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_else(|_| "[]".into()),
+            unknown_count: i64::from(self.unknown),
+        }
+    }
+
+    /// The state a row holds; unreadable parts read as empty.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_columns(
+        reason: Option<&str>,
+        since: Option<i64>,
+        until: Option<i64>,
+        note: Option<String>,
+        events: &str,
+        hard_count: i64,
+        soft_times: &str,
+        unknown_count: i64,
+    ) -> State {
+        let ms = |v: i64| Timestamp::from_millisecond(v).ok();
+        let suppression = reason
+            .and_then(policy::Reason::from_column)
+            .map(|reason| Suppressed {
+                reason,
+                since: since.and_then(ms).unwrap_or(Timestamp::UNIX_EPOCH),
+                until: until.and_then(ms),
+                events: serde_json::from_str::<Vec<String>>(events)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|k| k.parse().ok())
+                    .collect(),
+                note,
+            });
+        State {
+            hard: u32::try_from(hard_count).unwrap_or(0),
+            soft: serde_json::from_str::<Vec<i64>>(soft_times)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(ms)
+                .collect(),
+            unknown: u32::try_from(unknown_count).unwrap_or(0),
+            suppression,
+        }
+    }
+}
+
+#[cfg(test)]
+mod store_tests {
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+
+    use super::policy::Policy;
+    use crate::inbox::{Filter, Inbox};
+    use crate::Webhook;
+
+    const BATCH: &str = r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[
+      {"created":"2026-01-01 09:00:00","status":"2","to":"Gone@Example.JP","messageId":"<m1@x>"},
+      {"created":"2026-01-01 09:00:01","status":"5","to":"full@example.jp","messageId":"<m1@x>"}],
+      "deliveries":[
+      {"created":"2026-01-01 08:59:00","status":"succeeded","to":"fine@example.jp","messageId":"<m1@x>"}]}}"#;
+
+    async fn settle(inbox: &Inbox, done: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while inbox.counts().await.unwrap().events.done < done {
+            assert!(Instant::now() < deadline, "not done");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The worker keeps the list in the round that marks events done: only
+    /// the recipient that bounced hard is suppressed, and the same events
+    /// sent again or replayed never count twice.
+    #[tokio::test]
+    async fn the_worker_keeps_the_list_once_per_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.sqlite3");
+        let inbox = Inbox::sqlite(&path).open().await.unwrap();
+        let webhook =
+            Webhook::parse("application/json", Bytes::from_static(BATCH.as_bytes())).unwrap();
+        inbox.store(webhook.clone(), None).await.unwrap();
+        let worker = inbox
+            .worker(|_job| async { Ok::<(), String>(()) })
+            .suppressions(Policy::default())
+            .poll_interval(Duration::from_millis(10))
+            .spawn();
+        settle(&inbox, 3).await;
+        // Sent again (stored once), and replayed (handled again).
+        inbox.store(webhook, None).await.unwrap();
+        assert_eq!(
+            inbox.replay(&Filter::message_id("<m1@x>")).await.unwrap(),
+            3
+        );
+        settle(&inbox, 3).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
+            .await
+            .unwrap();
+        let rows: Vec<(String, Option<String>, i64, String)> = sqlx::query_as(
+            "SELECT recipient, reason, hard_count, soft_times FROM cmc_suppressions ORDER BY recipient",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let rows: Vec<(&str, Option<&str>, i64, usize)> = rows
+            .iter()
+            .map(|(r, reason, hard, soft)| {
+                let soft: Vec<i64> = serde_json::from_str(soft).unwrap();
+                (r.as_str(), reason.as_deref(), *hard, soft.len())
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("fine@example.jp", None, 0, 0),
+                ("full@example.jp", None, 0, 1),
+                ("gone@example.jp", Some("hard"), 1, 0),
+            ]
+        );
+        let history: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cmc_suppression_history")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(history, 3);
+    }
+}

@@ -125,6 +125,8 @@ pub struct Policy {
     pub soft_window: Duration,
     /// How long each reason lasts (`None`: until removed by hand).
     expiry: BTreeMap<Reason, Option<Duration>>,
+    /// The zone `created` is read in (the CMC console's).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 const DAY: u64 = 86_400;
@@ -164,6 +166,7 @@ impl Default for Policy {
             ]
             .into_iter()
             .collect(),
+            time_zone: crate::default_time_zone(),
         }
     }
 }
@@ -288,7 +291,7 @@ impl Observed {
 
 /// Whether a `blocks` record's `status` says the address left the list.
 /// The schema is not public: the words a removal is likely written with.
-fn means_removed(status: &str) -> bool {
+pub(crate) fn means_removed(status: &str) -> bool {
     let s = status.trim().to_ascii_lowercase();
     matches!(
         s.as_str(),
