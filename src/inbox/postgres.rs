@@ -26,6 +26,7 @@ use super::ops::{
 use super::rows::{
     chunks, claimed_row, dead_row, history_entry, Arrival, Assembly, Claimed, NewEvent,
 };
+use super::suppression::policy::Policy;
 use super::worker::{Claim, Outcome, Renew, Settle};
 
 /// The channel of `LISTEN`/`NOTIFY` on which commits wake workers.
@@ -264,6 +265,7 @@ impl Postgres {
         settle: &[Settle],
         renew: Option<&Renew>,
         claim: Option<&Claim>,
+        suppress: Option<&Policy>,
     ) -> Result<Vec<Claimed>, InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
@@ -274,18 +276,53 @@ impl Postgres {
                 .map(|s| s.id.id)
                 .collect();
             if let Some(s) = settle.first().filter(|_| !done.is_empty()) {
-                sqlx::query(&format!(
+                // The rows this round marked come back for the suppression
+                // list (not those whose lease was lost).
+                let returning = if kind == Kind::Event && suppress.is_some() {
+                    " RETURNING idempotency_key, event_type, recipient, status, created, received_at"
+                } else {
+                    ""
+                };
+                let marked = sqlx::query(&format!(
                     "UPDATE {} SET state = 'done', done_at = $1, locked_by = NULL, \
                      locked_until = NULL, last_error = NULL \
-                     WHERE id = ANY($2) AND state = 'running' AND locked_by = $3",
+                     WHERE id = ANY($2) AND state = 'running' AND locked_by = $3{returning}",
                     kind.table()
                 ))
                 .bind(s.at)
                 .bind(&done)
                 .bind(worker)
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(failed)?;
+                if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
+                    let mut observed = Vec::new();
+                    for row in marked {
+                        observed.extend(super::suppression::observed_from_columns(
+                            row.try_get::<String, _>(1).map_err(failed)?.as_str(),
+                            row.try_get::<Option<String>, _>(2)
+                                .map_err(failed)?
+                                .as_deref(),
+                            row.try_get::<Option<String>, _>(3)
+                                .map_err(failed)?
+                                .as_deref(),
+                            row.try_get::<Option<String>, _>(4)
+                                .map_err(failed)?
+                                .as_deref(),
+                            row.try_get::<String, _>(0).map_err(failed)?.as_str(),
+                            row.try_get::<i64, _>(5).map_err(failed)?,
+                            &policy.time_zone,
+                        ));
+                    }
+                    // In the order of recipients, so that two workers lock
+                    // the rows they share in the same order.
+                    observed.sort_by(|a, b| a.0.cmp(&b.0));
+                    for (recipient, observed, change) in observed {
+                        keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
+                            .await
+                            .map_err(failed)?;
+                    }
+                }
             }
         }
         for s in settle {
@@ -695,4 +732,81 @@ fn is_conflict(e: &InboxError) -> bool {
 /// Whether `url` is a PostgreSQL address.
 pub(crate) fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Applies one done event to its recipient's row, once: the history's
+/// unique key makes a second application of the same event a no-op. The
+/// row is locked (created empty first if needed), so that workers of
+/// several receivers never lose each other's updates.
+async fn keep_suppression(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    policy: &Policy,
+    recipient: &str,
+    observed: &super::suppression::policy::Observed,
+    change: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let key = observed.key.to_string();
+    let inserted = sqlx::query(
+        "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(recipient)
+    .bind(&key)
+    .bind(change)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO cmc_suppressions (recipient, updated_at) VALUES ($1, $2) \
+         ON CONFLICT (recipient) DO NOTHING",
+    )
+    .bind(recipient)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let r = sqlx::query(
+        "SELECT reason, since, until, note, events, hard_count, soft_times, unknown_count \
+         FROM cmc_suppressions WHERE recipient = $1 FOR UPDATE",
+    )
+    .bind(recipient)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut state = super::suppression::policy::State::from_columns(
+        r.try_get::<Option<String>, _>(0)?.as_deref(),
+        r.try_get(1)?,
+        r.try_get(2)?,
+        r.try_get(3)?,
+        &r.try_get::<String, _>(4)?,
+        r.try_get(5)?,
+        &r.try_get::<String, _>(6)?,
+        r.try_get(7)?,
+    );
+    super::suppression::policy::apply(&mut state, observed, policy);
+    let c = state.to_columns();
+    sqlx::query(
+        "UPDATE cmc_suppressions SET reason = $2, since = $3, until = $4, note = $5, events = $6, \
+         hard_count = $7, soft_times = $8, unknown_count = $9, updated_at = $10 WHERE recipient = $1",
+    )
+    .bind(recipient)
+    .bind(c.reason)
+    .bind(c.since)
+    .bind(c.until)
+    .bind(&c.note)
+    .bind(&c.events)
+    .bind(c.hard_count)
+    .bind(&c.soft_times)
+    .bind(c.unknown_count)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE cmc_suppression_history SET reason = $1 WHERE idempotency_key = $2")
+        .bind(c.reason)
+        .bind(&key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -390,8 +390,9 @@ impl Sqlite {
                 .await
                 .map_err(failed)?;
                 if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
+                    let mut all = Vec::new();
                     for row in marked {
-                        let observed = super::suppression::observed_from_columns(
+                        all.extend(super::suppression::observed_from_columns(
                             row.try_get::<String, _>(1).map_err(failed)?.as_str(),
                             row.try_get::<Option<String>, _>(2).map_err(failed)?.as_deref(),
                             row.try_get::<Option<String>, _>(3).map_err(failed)?.as_deref(),
@@ -399,12 +400,14 @@ impl Sqlite {
                             row.try_get::<String, _>(0).map_err(failed)?.as_str(),
                             row.try_get::<i64, _>(5).map_err(failed)?,
                             &policy.time_zone,
-                        );
-                        if let Some((recipient, observed, change)) = observed {
-                            keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
-                                .await
-                                .map_err(failed)?;
-                        }
+                        ));
+                    }
+                    // In the order of recipients, as on PostgreSQL.
+                    all.sort_by(|a, b| a.0.cmp(&b.0));
+                    for (recipient, observed, change) in all {
+                        keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
+                            .await
+                            .map_err(failed)?;
                     }
                 }
             }

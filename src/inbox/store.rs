@@ -38,9 +38,8 @@ impl Store {
     ) -> Result<Vec<Claimed>, InboxError> {
         match self {
             Store::Sqlite(s) => s.round(worker, settle, renew, claim, suppress).await,
-            // Work in progress: the PostgreSQL side of the list follows.
             #[cfg(feature = "postgres")]
-            Store::Postgres(s) => s.round(worker, settle, renew, claim).await,
+            Store::Postgres(s) => s.round(worker, settle, renew, claim, suppress).await,
         }
     }
 

@@ -223,61 +223,103 @@ mod store_tests {
         }
     }
 
+    /// The recipients' rows as (recipient, reason, hard count, soft
+    /// bounces in the window), and the number of history rows.
+    type Rows = Vec<(String, Option<String>, i64, usize)>;
+
+    async fn read_back(url: &str) -> (Rows, i64) {
+        const ROWS: &str = "SELECT recipient, reason, hard_count, soft_times FROM cmc_suppressions ORDER BY recipient";
+        const HISTORY: &str = "SELECT COUNT(*) FROM cmc_suppression_history";
+        let (rows, history): (Vec<(String, Option<String>, i64, String)>, i64) =
+            if url.starts_with("postgres") {
+                #[cfg(feature = "postgres")]
+                {
+                    let pool = sqlx::PgPool::connect(url).await.unwrap();
+                    (
+                        sqlx::query_as(ROWS).fetch_all(&pool).await.unwrap(),
+                        sqlx::query_scalar(HISTORY).fetch_one(&pool).await.unwrap(),
+                    )
+                }
+                #[cfg(not(feature = "postgres"))]
+                unreachable!()
+            } else {
+                let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+                (
+                    sqlx::query_as(ROWS).fetch_all(&pool).await.unwrap(),
+                    sqlx::query_scalar(HISTORY).fetch_one(&pool).await.unwrap(),
+                )
+            };
+        let rows = rows
+            .into_iter()
+            .map(|(r, reason, hard, soft)| {
+                let soft: Vec<i64> = serde_json::from_str(&soft).unwrap();
+                (r, reason, hard, soft.len())
+            })
+            .collect();
+        (rows, history)
+    }
+
+    /// Where the test runs: a SQLite file, and a fresh PostgreSQL database
+    /// when `CMC_POSTGRES_URL` names a server.
+    async fn places(dir: &std::path::Path) -> Vec<String> {
+        let mut urls = vec![format!("sqlite:{}", dir.join("inbox.sqlite3").display())];
+        #[cfg(feature = "postgres")]
+        if let Ok(admin) = std::env::var("CMC_POSTGRES_URL") {
+            use sqlx::Connection;
+            let name = format!("cmc_suppression_unit_{}", std::process::id());
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {name}"),
+                format!("CREATE DATABASE {name}"),
+            ] {
+                sqlx::query(&sql).execute(&mut conn).await.unwrap();
+            }
+            urls.push(format!("{}/{name}", admin.rsplit_once('/').unwrap().0));
+        }
+        urls
+    }
+
     /// The worker keeps the list in the round that marks events done: only
     /// the recipient that bounced hard is suppressed, and the same events
     /// sent again or replayed never count twice.
     #[tokio::test]
     async fn the_worker_keeps_the_list_once_per_event() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("inbox.sqlite3");
-        let inbox = Inbox::sqlite(&path).open().await.unwrap();
-        let webhook =
-            Webhook::parse("application/json", Bytes::from_static(BATCH.as_bytes())).unwrap();
-        inbox.store(webhook.clone(), None).await.unwrap();
-        let worker = inbox
-            .worker(|_job| async { Ok::<(), String>(()) })
-            .suppressions(Policy::default())
-            .poll_interval(Duration::from_millis(10))
-            .spawn();
-        settle(&inbox, 3).await;
-        // Sent again (stored once), and replayed (handled again).
-        inbox.store(webhook, None).await.unwrap();
-        assert_eq!(
-            inbox.replay(&Filter::message_id("<m1@x>")).await.unwrap(),
-            3
-        );
-        settle(&inbox, 3).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        worker.shutdown(Duration::from_secs(5)).await.unwrap();
-
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", path.display()))
-            .await
-            .unwrap();
-        let rows: Vec<(String, Option<String>, i64, String)> = sqlx::query_as(
-            "SELECT recipient, reason, hard_count, soft_times FROM cmc_suppressions ORDER BY recipient",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        let rows: Vec<(&str, Option<&str>, i64, usize)> = rows
-            .iter()
-            .map(|(r, reason, hard, soft)| {
-                let soft: Vec<i64> = serde_json::from_str(soft).unwrap();
-                (r.as_str(), reason.as_deref(), *hard, soft.len())
-            })
-            .collect();
-        assert_eq!(
-            rows,
-            [
-                ("fine@example.jp", None, 0, 0),
-                ("full@example.jp", None, 0, 1),
-                ("gone@example.jp", Some("hard"), 1, 0),
-            ]
-        );
-        let history: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cmc_suppression_history")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(history, 3);
+        for url in places(dir.path()).await {
+            let inbox = Inbox::open(&url).await.unwrap();
+            let webhook =
+                Webhook::parse("application/json", Bytes::from_static(BATCH.as_bytes())).unwrap();
+            inbox.store(webhook.clone(), None).await.unwrap();
+            let worker = inbox
+                .worker(|_job| async { Ok::<(), String>(()) })
+                .suppressions(Policy::default())
+                .poll_interval(Duration::from_millis(10))
+                .spawn();
+            settle(&inbox, 3).await;
+            // Sent again (stored once), and replayed (handled again).
+            inbox.store(webhook, None).await.unwrap();
+            assert_eq!(
+                inbox.replay(&Filter::message_id("<m1@x>")).await.unwrap(),
+                3
+            );
+            settle(&inbox, 3).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            worker.shutdown(Duration::from_secs(5)).await.unwrap();
+            let (rows, history) = read_back(&url).await;
+            let rows: Vec<(&str, Option<&str>, i64, usize)> = rows
+                .iter()
+                .map(|(r, reason, hard, soft)| (r.as_str(), reason.as_deref(), *hard, *soft))
+                .collect();
+            assert_eq!(
+                rows,
+                [
+                    ("fine@example.jp", None, 0, 0),
+                    ("full@example.jp", None, 0, 1),
+                    ("gone@example.jp", Some("hard"), 1, 0),
+                ],
+                "{url}"
+            );
+            assert_eq!(history, 3, "{url}");
+        }
     }
 }
