@@ -226,29 +226,30 @@ mod store_tests {
     /// The recipients' rows as (recipient, reason, hard count, soft
     /// bounces in the window), and the number of history rows.
     type Rows = Vec<(String, Option<String>, i64, usize)>;
+    /// The same, as read: the soft bounces as their JSON column.
+    type RawRows = Vec<(String, Option<String>, i64, String)>;
 
     async fn read_back(url: &str) -> (Rows, i64) {
         const ROWS: &str = "SELECT recipient, reason, hard_count, soft_times FROM cmc_suppressions ORDER BY recipient";
         const HISTORY: &str = "SELECT COUNT(*) FROM cmc_suppression_history";
-        let (rows, history): (Vec<(String, Option<String>, i64, String)>, i64) =
-            if url.starts_with("postgres") {
-                #[cfg(feature = "postgres")]
-                {
-                    let pool = sqlx::PgPool::connect(url).await.unwrap();
-                    (
-                        sqlx::query_as(ROWS).fetch_all(&pool).await.unwrap(),
-                        sqlx::query_scalar(HISTORY).fetch_one(&pool).await.unwrap(),
-                    )
-                }
-                #[cfg(not(feature = "postgres"))]
-                unreachable!()
-            } else {
-                let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let (rows, history): (RawRows, i64) = if url.starts_with("postgres") {
+            #[cfg(feature = "postgres")]
+            {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
                 (
                     sqlx::query_as(ROWS).fetch_all(&pool).await.unwrap(),
                     sqlx::query_scalar(HISTORY).fetch_one(&pool).await.unwrap(),
                 )
-            };
+            }
+            #[cfg(not(feature = "postgres"))]
+            unreachable!()
+        } else {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            (
+                sqlx::query_as(ROWS).fetch_all(&pool).await.unwrap(),
+                sqlx::query_scalar(HISTORY).fetch_one(&pool).await.unwrap(),
+            )
+        };
         let rows = rows
             .into_iter()
             .map(|(r, reason, hard, soft)| {
