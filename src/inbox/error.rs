@@ -42,6 +42,8 @@ pub enum InboxErrorKind {
     Corrupt,
     /// The inbox's writer has stopped (the runtime is shutting down).
     Closed,
+    /// An argument is not usable (an address without `@`).
+    Invalid,
 }
 
 impl InboxError {

@@ -76,7 +76,7 @@ mod receive;
 mod rows;
 mod sqlite;
 mod store;
-mod suppression;
+pub mod suppression;
 mod worker;
 
 use std::fmt;

@@ -27,6 +27,7 @@ use super::rows::{
     chunks, claimed_row, dead_row, history_entry, Arrival, Assembly, Claimed, NewEvent,
 };
 use super::suppression::policy::Policy;
+use super::suppression::{Change, ListFilter, Manual, RawEntry};
 use super::worker::{Claim, Outcome, Renew, Settle};
 
 /// The channel of `LISTEN`/`NOTIFY` on which commits wake workers.
@@ -253,6 +254,120 @@ impl Postgres {
         }
         tx.commit().await.map_err(failed)?;
         Ok(receipts)
+    }
+
+    /// The suppression rows of `recipients`, 1 000 a query.
+    pub async fn suppression_entries(
+        &self,
+        recipients: &[String],
+    ) -> Result<Vec<RawEntry>, InboxError> {
+        let failed = |e| InboxError::database("could not read the suppression list", e);
+        let mut out = Vec::with_capacity(recipients.len());
+        for chunk in recipients.chunks(1000) {
+            let rows = sqlx::query(&format!(
+                "SELECT {} FROM cmc_suppressions WHERE recipient = ANY($1)",
+                super::suppression::ENTRY_COLUMNS
+            ))
+            .bind(chunk)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed)?;
+            for r in &rows {
+                out.push(raw_entry(r).map_err(failed)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn suppression_list(
+        &self,
+        filter: &ListFilter,
+        now: i64,
+    ) -> Result<Vec<RawEntry>, InboxError> {
+        let failed = |e| InboxError::database("could not list the suppression list", e);
+        let rows = sqlx::query(&super::suppression::sql::pg(super::suppression::sql::LIST))
+            .bind(filter.reason.map(|r| r.as_str()))
+            .bind(i64::from(filter.suppressed_only))
+            .bind(now)
+            .bind(filter.after.as_deref())
+            .bind(filter.limit.min(1000) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed)?;
+        rows.iter().map(|r| raw_entry(r).map_err(failed)).collect()
+    }
+
+    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<Change>, InboxError> {
+        let failed = |e| InboxError::database("could not read the suppression history", e);
+        let rows = sqlx::query(&super::suppression::sql::pg(
+            super::suppression::sql::HISTORY,
+        ))
+        .bind(recipient)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed)?;
+        rows.iter()
+            .map(|r| {
+                Ok(super::suppression::change_of(
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(failed)
+    }
+
+    /// A change by hand, with its history row, in one transaction; `false`
+    /// when nothing changed (removing an address the list does not hold).
+    pub async fn suppression_change(
+        &self,
+        recipient: &str,
+        manual: Manual,
+        note: &str,
+        now: i64,
+    ) -> Result<bool, InboxError> {
+        let failed = |e| InboxError::database("could not change the suppression list", e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+
+        let (sql, reason, change) = match manual {
+            Manual::Add { .. } => (
+                super::suppression::sql::pg(super::suppression::sql::ADD),
+                Some("manual"),
+                "added",
+            ),
+            Manual::Remove => (
+                super::suppression::sql::pg(super::suppression::sql::REMOVE),
+                None,
+                "removed",
+            ),
+        };
+        let query = sqlx::query(&sql).bind(recipient);
+        let query = match manual {
+            Manual::Add { until } => query.bind(now).bind(until).bind(note),
+            Manual::Remove => query.bind(note).bind(now),
+        };
+        let changed = query
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?
+            .rows_affected()
+            > 0;
+        if changed {
+            sqlx::query(&super::suppression::sql::pg(super::suppression::sql::NOTE))
+                .bind(recipient)
+                .bind(change)
+                .bind(reason)
+                .bind(note)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(changed)
     }
 
     /// One round of a worker, in one transaction: records outcomes, renews
@@ -809,4 +924,20 @@ async fn keep_suppression(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// A `cmc_suppressions` row, selected with `ENTRY_COLUMNS`.
+fn raw_entry(r: &sqlx::postgres::PgRow) -> Result<RawEntry, sqlx::Error> {
+    Ok(RawEntry {
+        recipient: r.try_get(0)?,
+        reason: r.try_get(1)?,
+        since: r.try_get(2)?,
+        until: r.try_get(3)?,
+        note: r.try_get(4)?,
+        events: r.try_get(5)?,
+        hard_count: r.try_get(6)?,
+        soft_times: r.try_get(7)?,
+        unknown_count: r.try_get(8)?,
+        updated_at: r.try_get(9)?,
+    })
 }

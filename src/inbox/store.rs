@@ -7,6 +7,7 @@ use super::ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt};
 use super::rows::{Arrival, Claimed};
 use super::sqlite::Sqlite;
 use super::suppression::policy::Policy;
+use super::suppression::{Change, ListFilter, Manual, RawEntry};
 use super::worker::{Claim, Renew, Settle};
 
 #[derive(Debug, Clone)]
@@ -97,6 +98,52 @@ impl Store {
             Store::Sqlite(s) => s.close().await,
             #[cfg(feature = "postgres")]
             Store::Postgres(s) => s.close().await,
+        }
+    }
+
+    /// The suppression rows of `recipients` (normalised, distinct).
+    pub async fn suppression_entries(
+        &self,
+        recipients: &[String],
+    ) -> Result<Vec<RawEntry>, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.suppression_entries(recipients).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.suppression_entries(recipients).await,
+        }
+    }
+
+    pub async fn suppression_list(
+        &self,
+        filter: &ListFilter,
+        now: i64,
+    ) -> Result<Vec<RawEntry>, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.suppression_list(filter, now).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.suppression_list(filter, now).await,
+        }
+    }
+
+    pub async fn suppression_change(
+        &self,
+        recipient: &str,
+        manual: Manual,
+        note: &str,
+        now: i64,
+    ) -> Result<bool, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.suppression_change(recipient, manual, note, now).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.suppression_change(recipient, manual, note, now).await,
+        }
+    }
+
+    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<Change>, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.suppression_history(recipient).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.suppression_history(recipient).await,
         }
     }
 }

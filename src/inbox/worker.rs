@@ -267,10 +267,11 @@ where
         self
     }
 
-    /// Keeps the suppression list from the events this worker marks done,
-    /// under `policy` (work in progress: SQLite only).
-    #[allow(dead_code)]
-    pub(crate) fn suppressions(mut self, policy: super::suppression::policy::Policy) -> Worker<H> {
+    /// Keeps the inbox's [suppression list](super::suppression) from the
+    /// bounces, succeeded deliveries and `blocks` records this worker
+    /// marks done, under `policy`, in the same transaction: each event
+    /// counts once, however often CMC sends it or the handler is retried.
+    pub fn suppressions(mut self, policy: super::suppression::policy::Policy) -> Worker<H> {
         self.suppressions = Some(policy);
         self
     }

@@ -25,9 +25,112 @@
 //! 4. The receiver: kept by default with a store; `suppressions check |
 //!    list | remove`.
 
-#![allow(dead_code)]
+use std::fmt;
+
+pub use policy::{Class, Policy, Reason};
 
 pub(crate) mod policy;
+
+/// An address's standing on the list, from [`Suppressions::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Check {
+    /// The address, normalised (trimmed, lower-cased).
+    pub address: String,
+    /// Whether mail to it must not be sent now.
+    pub suppressed: bool,
+    /// Why, when suppressed.
+    pub reason: Option<Reason>,
+    /// Since when, when suppressed.
+    pub since: Option<Timestamp>,
+    /// Until when, when suppressed (`None`: until removed by hand).
+    pub until: Option<Timestamp>,
+    /// The note of an entry added by hand.
+    pub note: Option<String>,
+}
+
+/// A recipient's row on the list, from [`Suppressions::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Entry {
+    /// The address, normalised.
+    pub address: String,
+    /// The suppression, if one was ever set and not removed (see
+    /// [`Entry::suppressed_at`]: it may have expired).
+    pub reason: Option<Reason>,
+    /// Since when.
+    pub since: Option<Timestamp>,
+    /// Until when (`None` with a reason: until removed by hand).
+    pub until: Option<Timestamp>,
+    /// A note.
+    pub note: Option<String>,
+    /// The events behind the suppression, by idempotency key.
+    pub events: Vec<IdempotencyKey>,
+    /// Hard bounces counted.
+    pub hard_bounces: u32,
+    /// Soft bounces within the window.
+    pub soft_bounces: u32,
+    /// Bounces with codes this crate does not know.
+    pub unknown_bounces: u32,
+    /// The last change.
+    pub updated_at: Timestamp,
+}
+
+impl Entry {
+    /// Whether the entry suppresses its address at `now`.
+    pub fn suppressed_at(&self, now: Timestamp) -> bool {
+        self.reason.is_some() && self.until.is_none_or(|until| now < until)
+    }
+}
+
+/// One change of an address's row: an event applied, or a change by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Change {
+    /// What happened: `bounce 2`, `succeeded`, `cmc_list add`,
+    /// `cmc_list remove`, `added`, `removed`.
+    pub change: String,
+    /// The event's key (`None` for a change by hand).
+    pub key: Option<IdempotencyKey>,
+    /// The suppression after the change.
+    pub reason: Option<Reason>,
+    /// The note of a change by hand.
+    pub note: Option<String>,
+    /// When the change was made.
+    pub at: Timestamp,
+}
+
+/// Which rows [`Suppressions::list`] returns, and how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListFilter {
+    /// Only rows with this reason.
+    pub reason: Option<Reason>,
+    /// Only rows that suppress their address now (not counts only, not
+    /// expired).
+    pub suppressed_only: bool,
+    /// Rows after this address, in the order of addresses (paging).
+    pub after: Option<String>,
+    /// The most rows returned (1 000 at most).
+    pub limit: usize,
+}
+
+impl Default for ListFilter {
+    fn default() -> Self {
+        ListFilter {
+            reason: None,
+            suppressed_only: true,
+            after: None,
+            limit: 100,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A recipient address in the list's normal form: trimmed, and lower-cased
 /// whole. `None` for text that is not an address (no `@`, or nothing on
@@ -206,6 +309,7 @@ mod store_tests {
     use bytes::Bytes;
 
     use super::policy::Policy;
+    use super::{ListFilter, Reason};
     use crate::inbox::{Filter, Inbox};
     use crate::Webhook;
 
@@ -287,7 +391,14 @@ mod store_tests {
     async fn the_worker_keeps_the_list_once_per_event() {
         let dir = tempfile::tempdir().unwrap();
         for url in places(dir.path()).await {
-            let inbox = Inbox::open(&url).await.unwrap();
+            // The events happened on 2026-01-01; it is the day after.
+            let clock = crate::inbox::ManualClock::new("2026-01-02T00:00:00Z".parse().unwrap());
+            let inbox = Inbox::builder(&url)
+                .unwrap()
+                .clock(clock)
+                .open()
+                .await
+                .unwrap();
             let webhook =
                 Webhook::parse("application/json", Bytes::from_static(BATCH.as_bytes())).unwrap();
             inbox.store(webhook.clone(), None).await.unwrap();
@@ -321,6 +432,311 @@ mod store_tests {
                 "{url}"
             );
             assert_eq!(history, 3, "{url}");
+
+            // The API over the same rows.
+            let list = inbox.suppressions();
+            let checks = list
+                .check_many(["GONE@example.jp", "full@example.jp", "new@example.jp"])
+                .await
+                .unwrap();
+            let standing: Vec<(&str, bool, Option<Reason>)> = checks
+                .iter()
+                .map(|c| (c.address.as_str(), c.suppressed, c.reason))
+                .collect();
+            assert_eq!(
+                standing,
+                [
+                    ("gone@example.jp", true, Some(Reason::Hard)),
+                    ("full@example.jp", false, None),
+                    ("new@example.jp", false, None),
+                ]
+            );
+            assert!(list.check("not an address").await.is_err());
+            list.add("New@Example.jp", None, "asked by phone")
+                .await
+                .unwrap();
+            let check = list.check("new@example.jp").await.unwrap();
+            assert_eq!(
+                (check.suppressed, check.reason, check.until),
+                (true, Some(Reason::Manual), None)
+            );
+            assert_eq!(check.note.as_deref(), Some("asked by phone"));
+            let suppressed: Vec<String> = list
+                .list(&ListFilter::default())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.address)
+                .collect();
+            assert_eq!(suppressed, ["gone@example.jp", "new@example.jp"]);
+            assert!(list
+                .remove("gone@example.jp", "the mailbox exists again")
+                .await
+                .unwrap());
+            assert!(!list.remove("never@example.jp", "-").await.unwrap());
+            assert!(!list.check("gone@example.jp").await.unwrap().suppressed);
+            let changes: Vec<(String, Option<Reason>)> = list
+                .history("gone@example.jp")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.change, c.reason))
+                .collect();
+            assert_eq!(
+                changes,
+                [
+                    ("bounce 2".to_owned(), Some(Reason::Hard)),
+                    ("removed".to_owned(), None)
+                ]
+            );
         }
+    }
+}
+
+/// The columns every read of `cmc_suppressions` selects, in this order.
+pub(crate) const ENTRY_COLUMNS: &str =
+    "recipient, reason, since, until, note, events, hard_count, \
+     soft_times, unknown_count, updated_at";
+
+/// A `cmc_suppressions` row as the backends read it.
+#[derive(Debug, Clone)]
+pub(crate) struct RawEntry {
+    pub recipient: String,
+    pub reason: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub note: Option<String>,
+    pub events: String,
+    pub hard_count: i64,
+    pub soft_times: String,
+    pub unknown_count: i64,
+    pub updated_at: i64,
+}
+
+impl RawEntry {
+    pub(crate) fn into_entry(self) -> Entry {
+        let state = State::from_columns(
+            self.reason.as_deref(),
+            self.since,
+            self.until,
+            self.note,
+            &self.events,
+            self.hard_count,
+            &self.soft_times,
+            self.unknown_count,
+        );
+        let s = state.suppression;
+        Entry {
+            address: self.recipient,
+            reason: s.as_ref().map(|s| s.reason),
+            since: s.as_ref().map(|s| s.since),
+            until: s.as_ref().and_then(|s| s.until),
+            note: s.as_ref().and_then(|s| s.note.clone()),
+            events: s.map(|s| s.events).unwrap_or_default(),
+            hard_bounces: state.hard,
+            soft_bounces: u32::try_from(state.soft.len()).unwrap_or(u32::MAX),
+            unknown_bounces: state.unknown,
+            updated_at: Timestamp::from_millisecond(self.updated_at)
+                .unwrap_or(Timestamp::UNIX_EPOCH),
+        }
+    }
+}
+
+impl Check {
+    /// The standing of `address` at `now`, given its row.
+    pub(crate) fn of(address: String, entry: Option<&Entry>, now: Timestamp) -> Check {
+        match entry.filter(|e| e.suppressed_at(now)) {
+            Some(e) => Check {
+                address,
+                suppressed: true,
+                reason: e.reason,
+                since: e.since,
+                until: e.until,
+                note: e.note.clone(),
+            },
+            None => Check {
+                address,
+                suppressed: false,
+                reason: None,
+                since: None,
+                until: None,
+                note: None,
+            },
+        }
+    }
+}
+
+/// The statements both backends run, with `?N` parameters (PostgreSQL
+/// turns them into `$N`).
+pub(crate) mod sql {
+    /// The rows of chosen addresses: `IN` a list the backend binds its way.
+    pub const LIST: &str = "SELECT recipient, reason, since, until, note, events, hard_count, \
+         soft_times, unknown_count, updated_at FROM cmc_suppressions \
+         WHERE (?1 IS NULL OR reason = ?1) \
+         AND (?2 = 0 OR (reason IS NOT NULL AND (until IS NULL OR until > ?3))) \
+         AND (?4 IS NULL OR recipient > ?4) ORDER BY recipient LIMIT ?5";
+    pub const HISTORY: &str = "SELECT change, idempotency_key, reason, note, at \
+         FROM cmc_suppression_history WHERE recipient = ?1 ORDER BY id";
+    pub const ADD: &str = "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, \
+         events, updated_at) VALUES (?1, 'manual', ?2, ?3, ?4, '[]', ?2) \
+         ON CONFLICT (recipient) DO UPDATE SET reason = 'manual', since = ?2, until = ?3, \
+         note = ?4, events = '[]', updated_at = ?2";
+    pub const REMOVE: &str = "UPDATE cmc_suppressions SET reason = NULL, since = NULL, \
+         until = NULL, note = ?2, events = '[]', hard_count = 0, soft_times = '[]', \
+         updated_at = ?3 WHERE recipient = ?1";
+    pub const NOTE: &str = "INSERT INTO cmc_suppression_history (recipient, idempotency_key, \
+         change, reason, note, at) VALUES (?1, NULL, ?2, ?3, ?4, ?5)";
+
+    /// `sql` with PostgreSQL's `$N` parameters.
+    #[cfg(feature = "postgres")]
+    pub fn pg(sql: &str) -> String {
+        sql.replace('?', "$")
+    }
+}
+
+/// The suppression list of an inbox: kept by its workers (see
+/// [`Worker::suppressions`](crate::inbox::Worker::suppressions)), read and
+/// changed by hand here.
+#[derive(Debug, Clone)]
+pub struct Suppressions {
+    inbox: crate::inbox::Inbox,
+}
+
+impl crate::inbox::Inbox {
+    /// The suppression list kept in this inbox.
+    pub fn suppressions(&self) -> Suppressions {
+        Suppressions {
+            inbox: self.clone(),
+        }
+    }
+}
+
+fn invalid(address: &str) -> crate::inbox::InboxError {
+    crate::inbox::InboxError::new(
+        crate::inbox::InboxErrorKind::Invalid,
+        format!(
+            "`{}` is not an email address",
+            crate::text::printable(address, 100)
+        ),
+    )
+}
+
+impl Suppressions {
+    /// Whether mail to `address` must not be sent now, why, and until when.
+    pub async fn check(&self, address: &str) -> Result<Check, crate::inbox::InboxError> {
+        let mut checks = self.check_many([address]).await?;
+        checks.pop().ok_or_else(|| invalid(address))
+    }
+
+    /// [`check`](Self::check) for many addresses at once, in their order
+    /// (one query per 1 000 addresses): the check of a send loop.
+    pub async fn check_many<S: AsRef<str>>(
+        &self,
+        addresses: impl IntoIterator<Item = S>,
+    ) -> Result<Vec<Check>, crate::inbox::InboxError> {
+        let normal: Vec<String> = addresses
+            .into_iter()
+            .map(|a| normalize(a.as_ref()).ok_or_else(|| invalid(a.as_ref())))
+            .collect::<Result<_, _>>()?;
+        let mut unique = normal.clone();
+        unique.sort();
+        unique.dedup();
+        let rows = self.inbox.inner.store.suppression_entries(&unique).await?;
+        let entries: std::collections::HashMap<String, Entry> = rows
+            .into_iter()
+            .map(|r| {
+                let e = r.into_entry();
+                (e.address.clone(), e)
+            })
+            .collect();
+        let now = self.inbox.now();
+        Ok(normal
+            .into_iter()
+            .map(|a| {
+                let entry = entries.get(&a);
+                Check::of(a, entry, now)
+            })
+            .collect())
+    }
+
+    /// The rows `filter` takes, in the order of addresses.
+    pub async fn list(&self, filter: &ListFilter) -> Result<Vec<Entry>, crate::inbox::InboxError> {
+        let now = self.inbox.now().as_millisecond();
+        Ok(self
+            .inbox
+            .inner
+            .store
+            .suppression_list(filter, now)
+            .await?
+            .into_iter()
+            .map(RawEntry::into_entry)
+            .collect())
+    }
+
+    /// Suppresses `address` by hand, for `lasts` (`None`: until removed),
+    /// with a note.
+    pub async fn add(
+        &self,
+        address: &str,
+        lasts: Option<std::time::Duration>,
+        note: &str,
+    ) -> Result<(), crate::inbox::InboxError> {
+        let address = normalize(address).ok_or_else(|| invalid(address))?;
+        let now = self.inbox.now();
+        let until = lasts
+            .and_then(|d| now.checked_add(d).ok())
+            .map(|t| t.as_millisecond());
+        self.inbox
+            .inner
+            .store
+            .suppression_change(&address, Manual::Add { until }, note, now.as_millisecond())
+            .await
+            .map(|_| ())
+    }
+
+    /// Lifts the suppression of `address` and clears its counts, with a
+    /// note; `false` when the list held nothing for it.
+    pub async fn remove(
+        &self,
+        address: &str,
+        note: &str,
+    ) -> Result<bool, crate::inbox::InboxError> {
+        let address = normalize(address).ok_or_else(|| invalid(address))?;
+        let now = self.inbox.now().as_millisecond();
+        self.inbox
+            .inner
+            .store
+            .suppression_change(&address, Manual::Remove, note, now)
+            .await
+    }
+
+    /// Every change of `address`'s row, oldest first.
+    pub async fn history(&self, address: &str) -> Result<Vec<Change>, crate::inbox::InboxError> {
+        let address = normalize(address).ok_or_else(|| invalid(address))?;
+        self.inbox.inner.store.suppression_history(&address).await
+    }
+}
+
+/// A change by hand.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Manual {
+    Add { until: Option<i64> },
+    Remove,
+}
+
+/// A history row as read.
+pub(crate) fn change_of(
+    change: String,
+    key: Option<String>,
+    reason: Option<String>,
+    note: Option<String>,
+    at: i64,
+) -> Change {
+    Change {
+        change,
+        key: key.and_then(|k| k.parse().ok()),
+        reason: reason.as_deref().and_then(Reason::from_column),
+        note,
+        at: Timestamp::from_millisecond(at).unwrap_or(Timestamp::UNIX_EPOCH),
     }
 }

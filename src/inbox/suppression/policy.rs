@@ -45,8 +45,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::event::{Event, IdempotencyKey};
-use crate::DeliveryStatus;
+use crate::event::IdempotencyKey;
 
 /// What a bounce code means for suppression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -231,6 +230,7 @@ const MAX_EVENTS: usize = 16;
 
 impl State {
     /// The suppression in force at `now`, if any.
+    #[cfg(test)]
     pub fn suppressed_at(&self, now: Timestamp) -> Option<&Suppressed> {
         self.suppression
             .as_ref()
@@ -261,32 +261,6 @@ pub enum What {
         /// Whether the record says the address left CMC's list.
         removed: bool,
     },
-}
-
-impl Observed {
-    /// What `event` says about its recipient, read at `at` (its `created`
-    /// in the console's zone, or the time it was stored); `None` for events
-    /// that say nothing about suppression (a queued delivery, say), and
-    /// for records without a recipient.
-    pub fn of(event: &Event, at: Timestamp) -> Option<(String, Observed)> {
-        let what = match event {
-            Event::Bounce(b) => What::Bounce(b.status.code().to_owned()),
-            Event::Delivery(d) if d.status == DeliveryStatus::Succeeded => What::Succeeded,
-            Event::Block(b) => What::CmcList {
-                removed: b.status.as_deref().is_some_and(means_removed),
-            },
-            _ => return None,
-        };
-        let recipient = super::normalize(event.recipient()?)?;
-        Some((
-            recipient,
-            Observed {
-                key: event.idempotency_key(),
-                at,
-                what,
-            },
-        ))
-    }
 }
 
 /// Whether a `blocks` record's `status` says the address left the list.
