@@ -263,6 +263,62 @@ pub enum Command {
     },
     /// Deletes the rows done before --retain.
     Prune,
+    /// The suppression list the worker keeps from bounces, successes and
+    /// CMC's blocks.
+    Suppressions {
+        #[command(subcommand)]
+        action: SuppressionCommand,
+    },
+}
+
+/// What to do with the suppression list.
+#[derive(Debug, Subcommand)]
+pub enum SuppressionCommand {
+    /// Whether mail to ADDRESS must not be sent now: one JSON line.
+    Check {
+        /// The recipient address.
+        address: String,
+    },
+    /// The suppressed addresses (JSON lines), in the order of addresses.
+    List {
+        /// Also the rows that only count bounces, and expired ones.
+        #[arg(long)]
+        all: bool,
+        /// Only this reason: hard, soft, cmc_suppressed, unsubscribed,
+        /// cmc_list, manual.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The addresses after this one (paging).
+        #[arg(long)]
+        after: Option<String>,
+        /// The most rows.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Suppresses ADDRESS by hand.
+    Add {
+        /// The recipient address.
+        address: String,
+        /// Why (kept in the row and its history).
+        #[arg(long)]
+        note: String,
+        /// How long: 30d, 12h (until removed when not given).
+        #[arg(long = "for", value_name = "AGE", value_parser = parse_duration)]
+        lasts: Option<Duration>,
+    },
+    /// Lifts the suppression of ADDRESS and clears its counts.
+    Remove {
+        /// The recipient address.
+        address: String,
+        /// Why (kept in its history).
+        #[arg(long)]
+        note: String,
+    },
+    /// Every change of ADDRESS's row, oldest first (JSON lines).
+    History {
+        /// The recipient address.
+        address: String,
+    },
 }
 
 /// A value that `Debug` does not show.

@@ -28,9 +28,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use cmc_webhook::allowlist::AllowlistFile;
-use cmc_webhook::inbox::{Filter, Inbox, Kind};
+use cmc_webhook::inbox::{suppression, Filter, Inbox, Kind};
 use cmc_webhook::WebhookLayer;
-use config::{Args, Command};
+use config::{Args, Command, SuppressionCommand};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -90,6 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .worker(move |job| handler.clone().handle(job))
                 .concurrency(args.concurrency)
                 .max_attempts(args.max_attempts)
+                .suppressions(suppression::Policy::default())
                 .spawn();
             (
                 app::router_with(layer.clone(), app::Target::Inbox(inbox.clone())),
@@ -374,9 +375,93 @@ async fn operate(
                 println!("{line}");
             }
         }
+        Command::Suppressions { action } => suppressions(inbox, action).await?,
         Command::Prune => {
             let pruned = inbox.prune(retain).await?;
             println!("pruned {} events and {} mails", pruned.events, pruned.mails);
+        }
+    }
+    Ok(())
+}
+
+/// The `suppressions` subcommands: JSON lines on stdout.
+async fn suppressions(
+    inbox: &Inbox,
+    action: &SuppressionCommand,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let list = inbox.suppressions();
+    let time = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string());
+    match action {
+        SuppressionCommand::Check { address } => {
+            let c = list.check(address).await?;
+            let line = serde_json::json!({
+                "address": c.address,
+                "suppressed": c.suppressed,
+                "reason": c.reason.map(|r| r.as_str()),
+                "since": time(c.since),
+                "until": time(c.until),
+                "note": c.note,
+            });
+            println!("{line}");
+        }
+        SuppressionCommand::List {
+            all,
+            reason,
+            after,
+            limit,
+        } => {
+            let mut filter = suppression::ListFilter::default();
+            filter.suppressed_only = !all;
+            filter.reason = match reason {
+                Some(r) => Some(
+                    suppression::Reason::from_column(r)
+                        .ok_or_else(|| format!("--reason {r:?}: hard, soft, cmc_suppressed, unsubscribed, cmc_list or manual"))?,
+                ),
+                None => None,
+            };
+            filter.after = after.clone();
+            filter.limit = *limit;
+            for e in list.list(&filter).await? {
+                let line = serde_json::json!({
+                    "address": e.address,
+                    "reason": e.reason.map(|r| r.as_str()),
+                    "since": time(e.since),
+                    "until": time(e.until),
+                    "note": e.note,
+                    "hard_bounces": e.hard_bounces,
+                    "soft_bounces": e.soft_bounces,
+                    "unknown_bounces": e.unknown_bounces,
+                    "events": e.events.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                });
+                println!("{line}");
+            }
+        }
+        SuppressionCommand::Add {
+            address,
+            note,
+            lasts,
+        } => {
+            list.add(address, *lasts, note).await?;
+            println!("{}", serde_json::json!({"address": address, "added": true}));
+        }
+        SuppressionCommand::Remove { address, note } => {
+            let removed = list.remove(address, note).await?;
+            println!(
+                "{}",
+                serde_json::json!({"address": address, "removed": removed})
+            );
+        }
+        SuppressionCommand::History { address } => {
+            for c in list.history(address).await? {
+                let line = serde_json::json!({
+                    "change": c.change,
+                    "key": c.key.map(|k| k.to_string()),
+                    "reason": c.reason.map(|r| r.as_str()),
+                    "note": c.note,
+                    "at": c.at.to_string(),
+                });
+                println!("{line}");
+            }
         }
     }
     Ok(())

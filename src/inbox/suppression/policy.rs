@@ -116,16 +116,16 @@ impl Reason {
 pub struct Policy {
     classes: BTreeMap<String, Class>,
     /// Hard bounces before the address is suppressed.
-    pub hard_after: u32,
+    pub(crate) hard_after: u32,
     /// Soft (and unknown) bounces within `soft_window` before the address
     /// is suppressed.
-    pub soft_after: u32,
+    pub(crate) soft_after: u32,
     /// The window soft bounces are counted in.
-    pub soft_window: Duration,
+    pub(crate) soft_window: Duration,
     /// How long each reason lasts (`None`: until removed by hand).
     expiry: BTreeMap<Reason, Option<Duration>>,
     /// The zone `created` is read in (the CMC console's).
-    pub time_zone: jiff::tz::TimeZone,
+    pub(crate) time_zone: jiff::tz::TimeZone,
 }
 
 const DAY: u64 = 86_400;
@@ -174,6 +174,27 @@ impl Policy {
     /// The class of a bounce code (unknown codes: [`Class::Unknown`]).
     pub fn class(&self, code: &str) -> Class {
         self.classes.get(code).copied().unwrap_or(Class::Unknown)
+    }
+
+    /// Suppresses after `n` hard bounces (1 by default: at once).
+    pub fn hard_after(mut self, n: u32) -> Policy {
+        self.hard_after = n.max(1);
+        self
+    }
+
+    /// Suppresses after `n` soft (or unknown) bounces within `window` (5
+    /// within 14 days by default).
+    pub fn soft_after(mut self, n: u32, window: Duration) -> Policy {
+        self.soft_after = n.max(1);
+        self.soft_window = window;
+        self
+    }
+
+    /// Reads CMC's `created` times in `tz`, the zone set in the CMC console
+    /// ([`default_time_zone`](crate::default_time_zone) unless set).
+    pub fn time_zone(mut self, tz: jiff::tz::TimeZone) -> Policy {
+        self.time_zone = tz;
+        self
     }
 
     /// The same policy with `code` in `class`.
