@@ -1,29 +1,42 @@
-//! The suppression list: per recipient, kept from bounce, delivery and
-//! `blocks` events by the inbox's worker.
+//! The suppression list: per recipient, kept from CMC's bounce, delivery
+//! and `blocks` events by the inbox's worker, so that a sender stops
+//! mailing addresses that cannot or must not receive mail.
 //!
-//! Work in progress (issue 14). Here now: the policy as data and the pure
-//! function that applies one event to a recipient's state
-//! ([`policy::apply`]), and the recipient's normal form. To come, in this
-//! order:
+//! - **Kept once.** A worker given a [`Policy`]
+//!   ([`Worker::suppressions`](crate::inbox::Worker::suppressions)) applies
+//!   each bounce, succeeded delivery and `blocks` record to its recipient's
+//!   row in the transaction that marks the event done. The event's
+//!   idempotency key is written to `cmc_suppression_history` under a unique
+//!   index first, so an event counts once however often CMC sends it, the
+//!   handler is retried, or the row is replayed.
+//! - **Per recipient.** The row is keyed by the recipient of the event (the
+//!   `to` of a bounce, never the other recipients of the message),
+//!   normalised: trimmed, and lower-cased whole (see [`normalize`]).
+//! - **The policy is data.** [`Policy`] maps each CMC bounce code to a
+//!   [`Class`] and sets the thresholds and how long each [`Reason`] lasts;
+//!   its documentation has the table of codes and the defaults, with
+//!   Postal's for comparison.
+//! - **By hand.** [`Suppressions::add`] and [`Suppressions::remove`] with a
+//!   note; [`Suppressions::history`] lists every change.
 //!
-//! 1. Tables, in both backends: `cmc_suppressions` (one row per normalised
-//!    recipient: the counts, the suppression's reason, since, until, note,
-//!    the keys of its events, its source) and `cmc_suppression_history`
-//!    (one row per event applied, `UNIQUE (idempotency_key)`, plus the
-//!    additions and removals by hand).
-//! 2. The worker's round: the `UPDATE ... SET state = 'done'` of events
-//!    returns the rows it marked (`RETURNING`, so that a row whose lease
-//!    was lost is not counted); for each bounce, succeeded delivery and
-//!    block among them, an `INSERT ... ON CONFLICT DO NOTHING` into the
-//!    history, and only when it inserted, the recipient's row read,
-//!    [`policy::apply`]'d and written, all in the round's transaction: an
-//!    event counts once however often it is sent or retried.
-//! 3. The API on `Inbox`: `check`, a bulk check (one query per chunk of
-//!    addresses, `IN` a JSON array / `= ANY($1)`), `list` with filters and
-//!    paging, `add` and `remove` with a note, the history of an address;
-//!    the policy set on the worker.
-//! 4. The receiver: kept by default with a store; `suppressions check |
-//!    list | remove`.
+//! Before sending, check the recipients in one call:
+//!
+//! ```
+//! use cmc_webhook::inbox::Inbox;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+//! # let dir = tempfile::tempdir()?;
+//! # let inbox = Inbox::open(&format!("sqlite:{}", dir.path().join("inbox.sqlite3").display())).await?;
+//! inbox.suppressions().add("gone@example.jp", None, "asked us to stop").await?;
+//!
+//! let recipients = ["user@example.jp", "Gone@Example.jp"];
+//! let checks = inbox.suppressions().check_many(recipients).await?;
+//! let to_send: Vec<&str> = recipients.iter().zip(&checks).filter(|(_, c)| !c.suppressed).map(|(r, _)| *r).collect();
+//! assert_eq!(to_send, ["user@example.jp"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fmt;
 
@@ -133,14 +146,21 @@ impl fmt::Display for Reason {
 }
 
 /// A recipient address in the list's normal form: trimmed, and lower-cased
-/// whole. `None` for text that is not an address (no `@`, or nothing on
-/// one side of it).
+/// whole. `None` for text that is not an address (no `@`, nothing on one
+/// side of it, or white space inside).
+///
+/// ```
+/// use cmc_webhook::inbox::suppression::normalize;
+///
+/// assert_eq!(normalize(" User@Example.JP ").as_deref(), Some("user@example.jp"));
+/// assert_eq!(normalize("no-at-sign"), None);
+/// ```
 ///
 /// The local part is lower-cased too, although RFC 5321 lets a server
 /// treat `John@` and `john@` as two mailboxes: virtually every mailbox
 /// provider treats them as one, and suppressing both is the safe mistake
 /// (mailing an address that bounced is what costs reputation).
-pub(crate) fn normalize(address: &str) -> Option<String> {
+pub fn normalize(address: &str) -> Option<String> {
     let address = address.trim();
     let (local, domain) = address.rsplit_once('@')?;
     if local.is_empty() || domain.is_empty() || address.chars().any(char::is_whitespace) {

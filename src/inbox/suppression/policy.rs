@@ -2,43 +2,6 @@
 //! event to a recipient's state. Pure: no clock, no store. The stores call
 //! [`apply`] inside the transaction that marks the event done, once per
 //! distinct event (their history table holds each event's key once).
-//!
-//! # The classes of CMC's bounce codes (defaults)
-//!
-//! | code | meaning | class | why |
-//! |---|---|---|---|
-//! | 1 | unknown host | hard | the domain does not resolve |
-//! | 2 | unknown user | hard | the mailbox does not exist |
-//! | 9 | address format error | hard | the address cannot work |
-//! | 99 | other permanent error | hard | CMC calls it permanent |
-//! | 3 | resend timeout | soft | CMC retried for its retry period; the host may come back |
-//! | 4 | refused by policy | soft | often the message or the sending IP, not the address |
-//! | 5 | mailbox full | soft | the owner may empty it |
-//! | 6 | forwarding error | soft | a relay's problem |
-//! | 7 | receiving server misconfigured | soft | may be fixed |
-//! | 8 | message too large | soft | this message, not the address |
-//! | 10 | address suppressed by CMC | CMC-suppressed | CMC will not send to it |
-//! | 11 | unsubscribed | unsubscribed | the recipient asked; never expires by itself |
-//! | other | a code this crate does not know | unknown | counted as soft, and counted apart |
-//!
-//! # Thresholds (defaults, with Postal's for comparison)
-//!
-//! | rule | here | Postal |
-//! |---|---|---|
-//! | hard bounces before suppression | 1 | 2 |
-//! | soft bounces before suppression | 5 within 14 days | 18 |
-//! | hard suppression lasts | 90 days | 30 days |
-//! | soft suppression lasts | 7 days | 30 days |
-//! | CMC-suppressed lasts | 30 days | |
-//! | unsubscribed lasts | until removed by hand | |
-//!
-//! CMC's codes are specific (a code 2 is a `5.1.1` reply that CMC read),
-//! so one hard bounce is enough, where Postal, which reads raw SMTP
-//! replies, waits for two. Soft bounces reach CMC's webhook only after
-//! CMC's own retries have failed, so five of them in two weeks is strong
-//! evidence; they expire after a week, when a full mailbox or a broken
-//! server has usually been fixed. A `succeeded` delivery clears the soft
-//! count and lifts a soft suppression: the address works.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -112,6 +75,59 @@ impl Reason {
 
 /// The rules: the class of each code, the thresholds, and how long each
 /// kind of suppression lasts (`None`: until removed by hand).
+///
+/// # The classes of CMC's bounce codes (defaults)
+///
+/// | code | meaning | class | why |
+/// |---|---|---|---|
+/// | 1 | unknown host | hard | the domain does not resolve |
+/// | 2 | unknown user | hard | the mailbox does not exist |
+/// | 9 | address format error | hard | the address cannot work |
+/// | 99 | other permanent error | hard | CMC calls it permanent |
+/// | 3 | resend timeout | soft | CMC retried for its retry period; the host may come back |
+/// | 4 | refused by policy | soft | often the message or the sending IP, not the address |
+/// | 5 | mailbox full | soft | the owner may empty it |
+/// | 6 | forwarding error | soft | a relay's problem |
+/// | 7 | receiving server misconfigured | soft | may be fixed |
+/// | 8 | message too large | soft | this message, not the address |
+/// | 10 | address suppressed by CMC | CMC-suppressed | CMC will not send to it |
+/// | 11 | unsubscribed | unsubscribed | the recipient asked; never expires by itself |
+/// | other | a code this crate does not know | unknown | counted as soft, and counted apart |
+///
+/// # Thresholds (defaults, with Postal's for comparison)
+///
+/// | rule | here | Postal |
+/// |---|---|---|
+/// | hard bounces before suppression | 1 | 2 |
+/// | soft bounces before suppression | 5 within 14 days | 18 |
+/// | hard suppression lasts | 90 days | 30 days |
+/// | soft suppression lasts | 7 days | 30 days |
+/// | CMC-suppressed lasts | 30 days | |
+/// | unsubscribed lasts | until removed by hand | |
+///
+/// CMC's codes are specific (a code 2 is a `5.1.1` reply that CMC read),
+/// so one hard bounce is enough, where Postal, which reads raw SMTP
+/// replies, waits for two. Soft bounces reach CMC's webhook only after
+/// CMC's own retries have failed, so five of them in two weeks is strong
+/// evidence; they expire after a week, when a full mailbox or a broken
+/// server has usually been fixed. A `succeeded` delivery clears the soft
+/// count and lifts a soft suppression: the address works.
+///
+/// Change any of them:
+///
+/// ```
+/// use std::time::Duration;
+/// use cmc_webhook::inbox::suppression::{Class, Policy, Reason};
+///
+/// let policy = Policy::default()
+///     .hard_after(2) // as Postal
+///     .soft_after(10, Duration::from_secs(30 * 86_400))
+///     .with_class("4", Class::Hard) // policy refusals count as hard
+///     .with_expiry(Reason::Hard, None); // hard suppressions never expire
+/// assert_eq!(policy.class("4"), Class::Hard);
+/// assert_eq!(policy.lasts(Reason::Hard), None);
+/// assert_eq!(policy.lasts(Reason::Soft), Some(Duration::from_secs(7 * 86_400)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     classes: BTreeMap<String, Class>,
