@@ -413,7 +413,7 @@ async fn suppressions(
                 "until": time(c.until),
                 "note": c.note,
             });
-            println!("{line}");
+            out(line)?;
         }
         SuppressionCommand::List {
             all,
@@ -444,7 +444,7 @@ async fn suppressions(
                     "unknown_bounces": e.unknown_bounces,
                     "events": e.events.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 });
-                println!("{line}");
+                out(line)?;
             }
         }
         SuppressionCommand::Add {
@@ -452,8 +452,8 @@ async fn suppressions(
             note,
             lasts,
         } => {
-            list.add(address, *lasts, note).await?;
-            println!("{}", serde_json::json!({"address": address, "added": true}));
+            let address = list.add(address, *lasts, note).await?;
+            out(serde_json::json!({"address": address, "added": true}))?;
         }
         SuppressionCommand::Remove { address, note } => {
             let removed = list.remove(address, note).await?;
@@ -471,9 +471,19 @@ async fn suppressions(
                     "note": c.note,
                     "at": c.at.to_string(),
                 });
-                println!("{line}");
+                out(line)?;
             }
         }
     }
     Ok(())
+}
+
+/// Writes a JSON line on stdout; a closed stdout (`| head`) ends the
+/// output quietly instead of panicking.
+fn out(line: serde_json::Value) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write as _;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => Ok(other?),
+    }
 }

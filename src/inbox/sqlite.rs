@@ -972,18 +972,38 @@ async fn keep_suppression(
     change: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    // A success is applied without the history: applying it again changes
+    // nothing (it drops the soft bounces before it), and one history row
+    // per delivered mail would grow forever. An address the list does not
+    // hold gets no row from it.
+    let success = observed.what == super::suppression::policy::What::Succeeded;
+    if success
+        && sqlx::query(super::suppression::sql::EXISTS)
+            .bind(recipient)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_none()
+    {
+        return Ok(());
+    }
     let key = observed.key.to_string();
-    let inserted = sqlx::query(
-        "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, at) \
+    let inserted = if success {
+        None
+    } else {
+        Some(
+            sqlx::query(
+                "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, at) \
          VALUES (?1, ?2, ?3, ?4) ON CONFLICT (idempotency_key) DO NOTHING",
-    )
-    .bind(recipient)
-    .bind(&key)
-    .bind(change)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
+            )
+            .bind(recipient)
+            .bind(&key)
+            .bind(change)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?,
+        )
+    };
+    if inserted.is_some_and(|i| i.rows_affected() == 0) {
         return Ok(());
     }
     let row = sqlx::query(

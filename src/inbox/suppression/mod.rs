@@ -163,7 +163,15 @@ impl fmt::Display for Reason {
 pub fn normalize(address: &str) -> Option<String> {
     let address = address.trim();
     let (local, domain) = address.rsplit_once('@')?;
-    if local.is_empty() || domain.is_empty() || address.chars().any(char::is_whitespace) {
+    // The root's dot (`example.jp.`) names the same domain.
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    if local.is_empty()
+        || domain.is_empty()
+        || address.len() > MAX_ADDRESS
+        || address
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || crate::filename::is_invisible_format(c))
+    {
         return None;
     }
     Some(format!(
@@ -172,6 +180,10 @@ pub fn normalize(address: &str) -> Option<String> {
         domain.to_lowercase()
     ))
 }
+
+/// The longest address taken, in bytes: RFC 5321's path holds 256 octets,
+/// two of them the angle brackets.
+const MAX_ADDRESS: usize = 254;
 
 #[cfg(test)]
 mod tests {
@@ -191,7 +203,21 @@ mod tests {
             normalize("ユーザー@例え.JP").as_deref(),
             Some("ユーザー@例え.jp")
         );
-        for bad in ["", "user", "@example.jp", "user@", "a b@example.jp"] {
+        assert_eq!(
+            normalize("user@Example.jp.").as_deref(),
+            Some("user@example.jp")
+        );
+        let long = format!("{}@example.jp", "a".repeat(300));
+        for bad in [
+            "",
+            "user",
+            "@example.jp",
+            "user@",
+            "a b@example.jp",
+            "a\0b@x.jp",
+            "a\u{200b}b@x.jp",
+            &long,
+        ] {
             assert_eq!(normalize(bad), None, "{bad:?}");
         }
     }
@@ -236,11 +262,20 @@ pub(crate) fn observed_from_columns(
     };
     // When it happened: `created` in the console's zone, else when it was
     // stored.
+    // A `created` later than a day after the event was stored is not
+    // believed (a clock far off, or a made-up date): the time it was stored
+    // is used instead.
+    let stored = Timestamp::from_millisecond(received_at).ok()?;
     let at = created
         .and_then(|c| c.parse::<jiff::civil::DateTime>().ok())
         .and_then(|c| c.to_zoned_datetime(tz.clone()).ok())
         .map(|z| z.timestamp())
-        .or_else(|| Timestamp::from_millisecond(received_at).ok())?;
+        .filter(|at| {
+            *at <= stored
+                .checked_add(jiff::SignedDuration::from_hours(24))
+                .unwrap_or(Timestamp::MAX)
+        })
+        .unwrap_or(stored);
     Some((recipient, Observed { key, at, what }, change))
 }
 
@@ -445,13 +480,14 @@ mod store_tests {
             assert_eq!(
                 rows,
                 [
-                    ("fine@example.jp", None, 0, 0),
                     ("full@example.jp", None, 0, 1),
                     ("gone@example.jp", Some("hard"), 1, 0),
                 ],
                 "{url}"
             );
-            assert_eq!(history, 3, "{url}");
+            // A success for an address the list does not hold writes
+            // nothing.
+            assert_eq!(history, 2, "{url}");
 
             // The API over the same rows.
             let list = inbox.suppressions();
@@ -597,13 +633,18 @@ pub(crate) mod sql {
          AND (?4 IS NULL OR recipient > ?4) ORDER BY recipient LIMIT ?5";
     pub const HISTORY: &str = "SELECT change, idempotency_key, reason, note, at \
          FROM cmc_suppression_history WHERE recipient = ?1 ORDER BY id";
+    /// An unsubscribed address stays so: an entry by hand would end it.
     pub const ADD: &str = "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, \
          events, updated_at) VALUES (?1, 'manual', ?2, ?3, ?4, '[]', ?2) \
          ON CONFLICT (recipient) DO UPDATE SET reason = 'manual', since = ?2, until = ?3, \
-         note = ?4, events = '[]', updated_at = ?2";
+         note = ?4, events = '[]', updated_at = ?2 \
+         WHERE cmc_suppressions.reason IS DISTINCT FROM 'unsubscribed'";
     pub const REMOVE: &str = "UPDATE cmc_suppressions SET reason = NULL, since = NULL, \
          until = NULL, note = ?2, events = '[]', hard_count = 0, soft_times = '[]', \
-         updated_at = ?3 WHERE recipient = ?1";
+         unknown_count = 0, updated_at = ?3 WHERE recipient = ?1";
+    /// Whether a row exists (a success for an address without one changes
+    /// nothing, and is not written down).
+    pub const EXISTS: &str = "SELECT 1 FROM cmc_suppressions WHERE recipient = ?1";
     pub const NOTE: &str = "INSERT INTO cmc_suppression_history (recipient, idempotency_key, \
          change, reason, note, at) VALUES (?1, NULL, ?2, ?3, ?4, ?5)";
 
@@ -694,24 +735,27 @@ impl Suppressions {
     }
 
     /// Suppresses `address` by hand, for `lasts` (`None`: until removed),
-    /// with a note.
+    /// with a note; returns the address as the list keeps it. An
+    /// unsubscribed address is left as it is (it is suppressed for good).
     pub async fn add(
         &self,
         address: &str,
         lasts: Option<std::time::Duration>,
         note: &str,
-    ) -> Result<(), crate::inbox::InboxError> {
+    ) -> Result<String, crate::inbox::InboxError> {
         let address = normalize(address).ok_or_else(|| invalid(address))?;
         let now = self.inbox.now();
-        let until = lasts
-            .and_then(|d| now.checked_add(d).ok())
-            .map(|t| t.as_millisecond());
+        let until = lasts.map(|d| {
+            now.checked_add(d)
+                .unwrap_or(Timestamp::MAX)
+                .as_millisecond()
+        });
         self.inbox
             .inner
             .store
             .suppression_change(&address, Manual::Add { until }, note, now.as_millisecond())
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(address)
     }
 
     /// Lifts the suppression of `address` and clears its counts, with a

@@ -187,9 +187,15 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// The class of a bounce code (unknown codes: [`Class::Unknown`]).
+    /// The class of a bounce code (unknown codes: [`Class::Unknown`]). A
+    /// number is read as a number: `" 02"` is code 2.
     pub fn class(&self, code: &str) -> Class {
-        self.classes.get(code).copied().unwrap_or(Class::Unknown)
+        let code = code.trim();
+        let number = code.parse::<u64>().map(|n| n.to_string());
+        self.classes
+            .get(number.as_deref().unwrap_or(code))
+            .copied()
+            .unwrap_or(Class::Unknown)
     }
 
     /// Suppresses after `n` hard bounces (1 by default: at once).
@@ -238,8 +244,8 @@ pub struct State {
     /// Hard bounces (a success does not clear them: a hard bounce says the
     /// address was gone; a removal by hand does).
     pub hard: u32,
-    /// The times of the soft (and unknown) bounces within the window, oldest
-    /// first, at most `soft_after` of them.
+    /// The times of the soft (and unknown) bounces within the window before
+    /// the latest of them, oldest first, at most `soft_after` of them.
     pub soft: Vec<Timestamp>,
     /// Bounces with codes this crate does not know.
     pub unknown: u32,
@@ -319,14 +325,21 @@ pub(crate) fn means_removed(status: &str) -> bool {
 
 /// Applies one event to a recipient's state.
 pub fn apply(state: &mut State, event: &Observed, policy: &Policy) {
-    let suppress = |state: &mut State, reason: Reason| {
+    let suppress = |state: &mut State, reason: Reason, at: Timestamp| {
+        // An expiry past the end of time is the end of time, not "never".
         let until = policy
             .lasts(reason)
-            .and_then(|d| event.at.checked_add(d).ok());
-        match &mut state.suppression {
+            .map(|d| at.checked_add(d).unwrap_or(Timestamp::MAX));
+        // A suppression that has run out by then counts as none.
+        let active = state
+            .suppression
+            .as_ref()
+            .filter(|s| s.until.is_none_or(|until| at < until));
+        match active {
             // Already suppressed for the same reason: extended, its events
             // kept.
             Some(s) if s.reason == reason => {
+                let s = state.suppression.as_mut().expect("active is Some");
                 s.until = match (s.until, until) {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     _ => None,
@@ -335,13 +348,13 @@ pub fn apply(state: &mut State, event: &Observed, policy: &Policy) {
                     s.events.push(event.key);
                 }
             }
-            // A suppression by hand, or by the recipient's own wish, is not
-            // replaced by a weaker one.
+            // A stronger suppression in force is not replaced by a weaker
+            // one (a suppression by hand, or the recipient's own wish).
             Some(s) if rank(s.reason) > rank(reason) => {}
             _ => {
                 state.suppression = Some(Suppressed {
                     reason,
-                    since: event.at,
+                    since: at,
                     until,
                     events: vec![event.key],
                     note: None,
@@ -354,43 +367,49 @@ pub fn apply(state: &mut State, event: &Observed, policy: &Policy) {
             Class::Hard => {
                 state.hard = state.hard.saturating_add(1);
                 if state.hard >= policy.hard_after.max(1) {
-                    suppress(state, Reason::Hard);
+                    suppress(state, Reason::Hard, event.at);
                 }
             }
             class @ (Class::Soft | Class::Unknown) => {
                 if class == Class::Unknown {
                     state.unknown = state.unknown.saturating_add(1);
                 }
-                let from = event
-                    .at
+                // The soft bounces within a window of the latest one,
+                // sorted, the most recent `soft_after` of them.
+                let at = state.soft.partition_point(|t| *t <= event.at);
+                state.soft.insert(at, event.at);
+                let latest = state.soft.last().copied().unwrap_or(event.at);
+                let from = latest
                     .checked_sub(policy.soft_window)
                     .unwrap_or(Timestamp::MIN);
                 state.soft.retain(|t| *t > from);
-                let at = state.soft.partition_point(|t| *t <= event.at);
-                state.soft.insert(at, event.at);
                 let keep = policy.soft_after.max(1) as usize;
                 if state.soft.len() > keep {
                     let extra = state.soft.len() - keep;
                     state.soft.drain(..extra);
                 }
                 if state.soft.len() >= keep {
-                    suppress(state, Reason::Soft);
+                    suppress(state, Reason::Soft, latest);
                 }
             }
-            Class::CmcSuppressed => suppress(state, Reason::CmcSuppressed),
-            Class::Unsubscribed => suppress(state, Reason::Unsubscribed),
+            Class::CmcSuppressed => suppress(state, Reason::CmcSuppressed, event.at),
+            Class::Unsubscribed => suppress(state, Reason::Unsubscribed, event.at),
         },
+        // A success says the address worked then: the soft bounces before
+        // it no longer count, and a soft suppression from before it is
+        // lifted. (Events may be applied out of order: a late success does
+        // not erase later bounces.)
         What::Succeeded => {
-            state.soft.clear();
+            state.soft.retain(|t| *t > event.at);
             if state
                 .suppression
                 .as_ref()
-                .is_some_and(|s| s.reason == Reason::Soft)
+                .is_some_and(|s| s.reason == Reason::Soft && s.since <= event.at)
             {
                 state.suppression = None;
             }
         }
-        What::CmcList { removed: false } => suppress(state, Reason::CmcList),
+        What::CmcList { removed: false } => suppress(state, Reason::CmcList, event.at),
         What::CmcList { removed: true } => {
             if state
                 .suppression
@@ -404,12 +423,14 @@ pub fn apply(state: &mut State, event: &Observed, policy: &Policy) {
 }
 
 /// Which suppression wins when two apply: the stronger stays.
+/// CMC's list ranks below a hard suppression: a `blocks` removal must not
+/// lift what a hard bounce said.
 fn rank(reason: Reason) -> u8 {
     match reason {
         Reason::Soft => 0,
         Reason::CmcSuppressed => 1,
-        Reason::Hard => 2,
-        Reason::CmcList => 3,
+        Reason::CmcList => 2,
+        Reason::Hard => 3,
         Reason::Unsubscribed => 4,
         Reason::Manual => 5,
     }
@@ -461,6 +482,7 @@ mod tests {
             ("99", Class::Hard),
             ("42", Class::Unknown),
             ("", Class::Unknown),
+            (" 02", Class::Hard),
         ] {
             assert_eq!(p.class(code), class, "{code}");
         }
@@ -575,6 +597,83 @@ mod tests {
         assert_eq!(s.suppression.as_ref().unwrap().until, None);
         assert!(run(&[listed, unlisted], &p).suppression.is_none());
         assert!(means_removed(" Deleted ") && !means_removed("add"));
+    }
+
+    fn success(n: u8, at: &str) -> Observed {
+        Observed {
+            key: key(n),
+            at: t(at),
+            what: What::Succeeded,
+        }
+    }
+
+    #[test]
+    fn an_expired_suppression_counts_as_none() {
+        let p = Policy::default();
+        // Hard on day 0 (90 days), then five soft bounces on days 100-104.
+        let mut events = vec![bounce(1, "2026-01-01T00:00:00Z", "2")];
+        events.extend(
+            (0..5).map(|i| bounce(10 + i, &format!("2026-04-{:02}T00:00:00Z", 11 + i), "5")),
+        );
+        let s = run(&events, &p);
+        assert_eq!(s.suppression.as_ref().unwrap().reason, Reason::Soft);
+        assert!(s.suppressed_at(t("2026-04-16T00:00:00Z")).is_some());
+        // Unsubscribed, an expired weaker entry in between: unsubscribed again.
+        let mut state = State {
+            suppression: Some(Suppressed {
+                reason: Reason::Manual,
+                since: t("2026-01-01T00:00:00Z"),
+                until: Some(t("2026-01-02T00:00:00Z")),
+                events: vec![],
+                note: None,
+            }),
+            ..State::default()
+        };
+        apply(&mut state, &bounce(2, "2026-01-03T00:00:00Z", "11"), &p);
+        assert_eq!(state.suppression.unwrap().reason, Reason::Unsubscribed);
+    }
+
+    #[test]
+    fn a_late_success_does_not_erase_later_bounces() {
+        let p = Policy::default();
+        let mut events: Vec<Observed> = (0..4)
+            .map(|i| bounce(i, &format!("2026-01-{:02}T00:00:00Z", 10 + i), "5"))
+            .collect();
+        events.push(success(9, "2026-01-01T00:00:00Z"));
+        events.push(bounce(20, "2026-01-14T00:00:00Z", "5"));
+        let s = run(&events, &p);
+        assert_eq!(s.suppression.unwrap().reason, Reason::Soft);
+    }
+
+    #[test]
+    fn a_cmc_list_removal_does_not_lift_a_hard_suppression() {
+        let p = Policy::default();
+        let list = |n: u8, at: &str, removed: bool| Observed {
+            key: key(n),
+            at: t(at),
+            what: What::CmcList { removed },
+        };
+        let s = run(
+            &[
+                bounce(1, "2026-01-01T00:00:00Z", "2"),
+                list(2, "2026-01-02T00:00:00Z", false),
+                list(3, "2026-01-03T00:00:00Z", true),
+            ],
+            &p,
+        );
+        assert_eq!(
+            s.suppressed_at(t("2026-01-04T00:00:00Z")).unwrap().reason,
+            Reason::Hard
+        );
+    }
+
+    #[test]
+    fn an_expiry_past_the_end_of_time_is_the_end_of_time() {
+        let s = run(
+            &[bounce(1, "9999-12-30T00:00:00Z", "2")],
+            &Policy::default(),
+        );
+        assert_eq!(s.suppression.unwrap().until, Some(Timestamp::MAX));
     }
 
     use proptest::prelude::*;
