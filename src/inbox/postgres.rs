@@ -27,7 +27,7 @@ use super::rows::{
     chunks, claimed_row, dead_row, history_entry, Arrival, Assembly, Claimed, NewEvent,
 };
 use super::suppression::policy::Policy;
-use super::suppression::{Change, ListFilter, Manual, RawEntry};
+use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
 use super::worker::{Claim, Outcome, Renew, Settle};
 
 /// The channel of `LISTEN`/`NOTIFY` on which commits wake workers.
@@ -256,24 +256,27 @@ impl Postgres {
         Ok(receipts)
     }
 
-    /// The suppression rows of `recipients`, 1 000 a query.
-    pub async fn suppression_entries(
+    /// The suppressions of `recipients`, 1 000 a query: only the rows
+    /// with a reason, and only the columns a check reads (rows without a
+    /// reason, which every succeeded delivery leaves, would be sent and
+    /// decoded for nothing).
+    pub async fn suppressions_of(
         &self,
         recipients: &[String],
-    ) -> Result<Vec<RawEntry>, InboxError> {
+    ) -> Result<Vec<RawSuppression>, InboxError> {
         let failed = |e| InboxError::database("could not read the suppression list", e);
         let mut out = Vec::with_capacity(recipients.len());
         for chunk in recipients.chunks(1000) {
             let rows = sqlx::query(&format!(
-                "SELECT {} FROM cmc_suppressions WHERE recipient = ANY($1)",
-                super::suppression::ENTRY_COLUMNS
+                "SELECT {} FROM cmc_suppressions WHERE recipient = ANY($1) AND reason IS NOT NULL",
+                super::suppression::CHECK_COLUMNS
             ))
             .bind(chunk)
             .fetch_all(&self.pool)
             .await
             .map_err(failed)?;
             for r in &rows {
-                out.push(raw_entry(r).map_err(failed)?);
+                out.push(raw_suppression(r).map_err(failed)?);
             }
         }
         Ok(out)
@@ -948,7 +951,18 @@ async fn keep_suppression(
     Ok(())
 }
 
-/// A `cmc_suppressions` row, selected with `ENTRY_COLUMNS`.
+/// A `cmc_suppressions` row, selected with `CHECK_COLUMNS`.
+fn raw_suppression(r: &sqlx::postgres::PgRow) -> Result<RawSuppression, sqlx::Error> {
+    Ok(RawSuppression {
+        recipient: r.try_get(0)?,
+        reason: r.try_get(1)?,
+        since: r.try_get(2)?,
+        until: r.try_get(3)?,
+        note: r.try_get(4)?,
+    })
+}
+
+/// A `cmc_suppressions` row, selected with the columns of `sql::LIST`.
 fn raw_entry(r: &sqlx::postgres::PgRow) -> Result<RawEntry, sqlx::Error> {
     Ok(RawEntry {
         recipient: r.try_get(0)?,

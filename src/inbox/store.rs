@@ -7,7 +7,7 @@ use super::ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt};
 use super::rows::{Arrival, Claimed};
 use super::sqlite::Sqlite;
 use super::suppression::policy::Policy;
-use super::suppression::{Change, ListFilter, Manual, RawEntry};
+use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
 use super::worker::{Claim, Renew, Settle};
 
 #[derive(Debug, Clone)]
@@ -101,15 +101,16 @@ impl Store {
         }
     }
 
-    /// The suppression rows of `recipients` (normalised, distinct).
-    pub async fn suppression_entries(
+    /// The suppressions of `recipients` (normalised, distinct): their rows
+    /// that have a reason, as a check reads them.
+    pub async fn suppressions_of(
         &self,
         recipients: &[String],
-    ) -> Result<Vec<RawEntry>, InboxError> {
+    ) -> Result<Vec<RawSuppression>, InboxError> {
         match self {
-            Store::Sqlite(s) => s.suppression_entries(recipients).await,
+            Store::Sqlite(s) => s.suppressions_of(recipients).await,
             #[cfg(feature = "postgres")]
-            Store::Postgres(s) => s.suppression_entries(recipients).await,
+            Store::Postgres(s) => s.suppressions_of(recipients).await,
         }
     }
 

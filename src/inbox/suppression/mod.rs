@@ -549,12 +549,44 @@ mod store_tests {
     }
 }
 
-/// The columns every read of `cmc_suppressions` selects, in this order.
-pub(crate) const ENTRY_COLUMNS: &str =
-    "recipient, reason, since, until, note, events, hard_count, \
-     soft_times, unknown_count, updated_at";
+/// The columns a check selects, in this order: a row's suppression, not
+/// its counts and events, which a check does not read.
+pub(crate) const CHECK_COLUMNS: &str = "recipient, reason, since, until, note";
 
-/// A `cmc_suppressions` row as the backends read it.
+/// A `cmc_suppressions` row as a check reads it, selected with
+/// `CHECK_COLUMNS` and only when it has a reason: a row without one (counts
+/// only) suppresses nothing, as a missing row.
+#[derive(Debug, Clone)]
+pub(crate) struct RawSuppression {
+    pub recipient: String,
+    pub reason: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub note: Option<String>,
+}
+
+impl RawSuppression {
+    /// The row as an entry, read as [`RawEntry::into_entry`] reads it,
+    /// with no counts and no events.
+    pub(crate) fn into_entry(self) -> Entry {
+        RawEntry {
+            recipient: self.recipient,
+            reason: self.reason,
+            since: self.since,
+            until: self.until,
+            note: self.note,
+            events: String::new(),
+            hard_count: 0,
+            soft_times: String::new(),
+            unknown_count: 0,
+            updated_at: 0,
+        }
+        .into_entry()
+    }
+}
+
+/// A `cmc_suppressions` row as the backends read it, with the columns of
+/// `sql::LIST` in their order.
 #[derive(Debug, Clone)]
 pub(crate) struct RawEntry {
     pub recipient: String,
@@ -702,7 +734,7 @@ impl Suppressions {
         let mut unique = normal.clone();
         unique.sort();
         unique.dedup();
-        let rows = self.inbox.inner.store.suppression_entries(&unique).await?;
+        let rows = self.inbox.inner.store.suppressions_of(&unique).await?;
         let entries: std::collections::HashMap<String, Entry> = rows
             .into_iter()
             .map(|r| {
