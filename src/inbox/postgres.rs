@@ -276,7 +276,7 @@ impl Postgres {
             .await
             .map_err(failed)?;
             for r in &rows {
-                out.push(raw_suppression(r).map_err(failed)?);
+                out.push(super::suppression::rows::raw_suppression(r).map_err(failed)?);
             }
         }
         Ok(out)
@@ -297,7 +297,9 @@ impl Postgres {
             .fetch_all(&self.pool)
             .await
             .map_err(failed)?;
-        rows.iter().map(|r| raw_entry(r).map_err(failed)).collect()
+        rows.iter()
+            .map(|r| super::suppression::rows::raw_entry(r).map_err(failed))
+            .collect()
     }
 
     pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<Change>, InboxError> {
@@ -310,15 +312,7 @@ impl Postgres {
         .await
         .map_err(failed)?;
         rows.iter()
-            .map(|r| {
-                Ok(super::suppression::change_of(
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                ))
-            })
+            .map(super::suppression::change_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(failed)
     }
@@ -414,27 +408,8 @@ impl Postgres {
                 .await
                 .map_err(failed)?;
                 if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
-                    let mut observed = Vec::new();
-                    for row in marked {
-                        observed.extend(super::suppression::observed_from_columns(
-                            row.try_get::<String, _>(1).map_err(failed)?.as_str(),
-                            row.try_get::<Option<String>, _>(2)
-                                .map_err(failed)?
-                                .as_deref(),
-                            row.try_get::<Option<String>, _>(3)
-                                .map_err(failed)?
-                                .as_deref(),
-                            row.try_get::<Option<String>, _>(4)
-                                .map_err(failed)?
-                                .as_deref(),
-                            row.try_get::<String, _>(0).map_err(failed)?.as_str(),
-                            row.try_get::<i64, _>(5).map_err(failed)?,
-                            &policy.time_zone,
-                        ));
-                    }
-                    // In the order of recipients, so that two workers lock
-                    // the rows they share in the same order.
-                    observed.sort_by(|a, b| a.0.cmp(&b.0));
+                    let observed = super::suppression::rows::observed(&marked, &policy.time_zone)
+                        .map_err(failed)?;
                     for (recipient, observed, change) in observed {
                         keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
                             .await
@@ -915,16 +890,7 @@ async fn keep_suppression(
     .bind(recipient)
     .fetch_one(&mut **tx)
     .await?;
-    let mut state = super::suppression::policy::State::from_columns(
-        r.try_get::<Option<String>, _>(0)?.as_deref(),
-        r.try_get(1)?,
-        r.try_get(2)?,
-        r.try_get(3)?,
-        &r.try_get::<String, _>(4)?,
-        r.try_get(5)?,
-        &r.try_get::<String, _>(6)?,
-        r.try_get(7)?,
-    );
+    let mut state = super::suppression::rows::state(&r)?;
     super::suppression::policy::apply(&mut state, observed, policy);
     let c = state.to_columns();
     sqlx::query(
@@ -949,31 +915,4 @@ async fn keep_suppression(
         .execute(&mut **tx)
         .await?;
     Ok(())
-}
-
-/// A `cmc_suppressions` row, selected with `CHECK_COLUMNS`.
-fn raw_suppression(r: &sqlx::postgres::PgRow) -> Result<RawSuppression, sqlx::Error> {
-    Ok(RawSuppression {
-        recipient: r.try_get(0)?,
-        reason: r.try_get(1)?,
-        since: r.try_get(2)?,
-        until: r.try_get(3)?,
-        note: r.try_get(4)?,
-    })
-}
-
-/// A `cmc_suppressions` row, selected with the columns of `sql::LIST`.
-fn raw_entry(r: &sqlx::postgres::PgRow) -> Result<RawEntry, sqlx::Error> {
-    Ok(RawEntry {
-        recipient: r.try_get(0)?,
-        reason: r.try_get(1)?,
-        since: r.try_get(2)?,
-        until: r.try_get(3)?,
-        note: r.try_get(4)?,
-        events: r.try_get(5)?,
-        hard_count: r.try_get(6)?,
-        soft_times: r.try_get(7)?,
-        unknown_count: r.try_get(8)?,
-        updated_at: r.try_get(9)?,
-    })
 }

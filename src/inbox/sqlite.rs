@@ -396,21 +396,10 @@ impl Sqlite {
                 .await
                 .map_err(failed)?;
                 if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
-                    let mut all = Vec::new();
-                    for row in marked {
-                        all.extend(super::suppression::observed_from_columns(
-                            row.try_get::<String, _>(1).map_err(failed)?.as_str(),
-                            row.try_get::<Option<String>, _>(2).map_err(failed)?.as_deref(),
-                            row.try_get::<Option<String>, _>(3).map_err(failed)?.as_deref(),
-                            row.try_get::<Option<String>, _>(4).map_err(failed)?.as_deref(),
-                            row.try_get::<String, _>(0).map_err(failed)?.as_str(),
-                            row.try_get::<i64, _>(5).map_err(failed)?,
-                            &policy.time_zone,
-                        ));
-                    }
-                    // In the order of recipients, as on PostgreSQL.
-                    all.sort_by(|a, b| a.0.cmp(&b.0));
-                    for (recipient, observed, change) in all {
+                    let observed =
+                        super::suppression::rows::observed(&marked, &policy.time_zone)
+                            .map_err(failed)?;
+                    for (recipient, observed, change) in observed {
                         keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
                             .await
                             .map_err(failed)?;
@@ -696,7 +685,7 @@ impl Sqlite {
             .await
             .map_err(failed)?;
             for r in &rows {
-                out.push(raw_suppression(r).map_err(failed)?);
+                out.push(super::suppression::rows::raw_suppression(r).map_err(failed)?);
             }
         }
         Ok(out)
@@ -717,7 +706,9 @@ impl Sqlite {
             .fetch_all(&self.work)
             .await
             .map_err(failed)?;
-        rows.iter().map(|r| raw_entry(r).map_err(failed)).collect()
+        rows.iter()
+            .map(|r| super::suppression::rows::raw_entry(r).map_err(failed))
+            .collect()
     }
 
     pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<Change>, InboxError> {
@@ -728,15 +719,7 @@ impl Sqlite {
             .await
             .map_err(failed)?;
         rows.iter()
-            .map(|r| {
-                Ok(super::suppression::change_of(
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                ))
-            })
+            .map(super::suppression::change_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(failed)
     }
@@ -1026,16 +1009,7 @@ async fn keep_suppression(
     .fetch_optional(&mut **tx)
     .await?;
     let mut state = match row {
-        Some(r) => super::suppression::policy::State::from_columns(
-            r.try_get::<Option<String>, _>(0)?.as_deref(),
-            r.try_get(1)?,
-            r.try_get(2)?,
-            r.try_get(3)?,
-            &r.try_get::<String, _>(4)?,
-            r.try_get(5)?,
-            &r.try_get::<String, _>(6)?,
-            r.try_get(7)?,
-        ),
+        Some(r) => super::suppression::rows::state(&r)?,
         None => Default::default(),
     };
     super::suppression::policy::apply(&mut state, observed, policy);
@@ -1066,31 +1040,4 @@ async fn keep_suppression(
         .execute(&mut **tx)
         .await?;
     Ok(())
-}
-
-/// A `cmc_suppressions` row, selected with `CHECK_COLUMNS`.
-fn raw_suppression(r: &sqlx::sqlite::SqliteRow) -> Result<RawSuppression, sqlx::Error> {
-    Ok(RawSuppression {
-        recipient: r.try_get(0)?,
-        reason: r.try_get(1)?,
-        since: r.try_get(2)?,
-        until: r.try_get(3)?,
-        note: r.try_get(4)?,
-    })
-}
-
-/// A `cmc_suppressions` row, selected with the columns of `sql::LIST`.
-fn raw_entry(r: &sqlx::sqlite::SqliteRow) -> Result<RawEntry, sqlx::Error> {
-    Ok(RawEntry {
-        recipient: r.try_get(0)?,
-        reason: r.try_get(1)?,
-        since: r.try_get(2)?,
-        until: r.try_get(3)?,
-        note: r.try_get(4)?,
-        events: r.try_get(5)?,
-        hard_count: r.try_get(6)?,
-        soft_times: r.try_get(7)?,
-        unknown_count: r.try_get(8)?,
-        updated_at: r.try_get(9)?,
-    })
 }

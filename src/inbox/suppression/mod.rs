@@ -820,19 +820,123 @@ pub(crate) enum Manual {
     Remove,
 }
 
-/// A history row as read.
-pub(crate) fn change_of(
-    change: String,
-    key: Option<String>,
-    reason: Option<String>,
-    note: Option<String>,
-    at: i64,
-) -> Change {
-    Change {
-        change,
-        key: key.and_then(|k| k.parse().ok()),
-        reason: reason.as_deref().and_then(Reason::from_column),
-        note,
-        at: Timestamp::from_millisecond(at).unwrap_or(Timestamp::UNIX_EPOCH),
+/// A history row, selected with the columns of `sql::HISTORY`.
+pub(crate) fn change_row<R>(r: &R) -> Result<Change, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Change {
+        change: r.try_get(0)?,
+        key: r
+            .try_get::<Option<String>, _>(1)?
+            .and_then(|k| k.parse().ok()),
+        reason: r
+            .try_get::<Option<String>, _>(2)?
+            .as_deref()
+            .and_then(Reason::from_column),
+        note: r.try_get(3)?,
+        at: Timestamp::from_millisecond(r.try_get(4)?).unwrap_or(Timestamp::UNIX_EPOCH),
+    })
+}
+
+/// The rows of `cmc_suppressions` and of done events, as both backends
+/// read them (the same columns in the same order).
+pub(crate) mod rows {
+    use jiff::tz::TimeZone;
+
+    use super::policy::{Observed, State};
+    use super::{RawEntry, RawSuppression};
+
+    /// A row selected with `CHECK_COLUMNS`.
+    pub(crate) fn raw_suppression<R>(r: &R) -> Result<RawSuppression, sqlx::Error>
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(RawSuppression {
+            recipient: r.try_get(0)?,
+            reason: r.try_get(1)?,
+            since: r.try_get(2)?,
+            until: r.try_get(3)?,
+            note: r.try_get(4)?,
+        })
+    }
+
+    /// A row selected with the columns of `sql::LIST`.
+    pub(crate) fn raw_entry<R>(r: &R) -> Result<RawEntry, sqlx::Error>
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(RawEntry {
+            recipient: r.try_get(0)?,
+            reason: r.try_get(1)?,
+            since: r.try_get(2)?,
+            until: r.try_get(3)?,
+            note: r.try_get(4)?,
+            events: r.try_get(5)?,
+            hard_count: r.try_get(6)?,
+            soft_times: r.try_get(7)?,
+            unknown_count: r.try_get(8)?,
+            updated_at: r.try_get(9)?,
+        })
+    }
+
+    /// A recipient's state, selected as `reason, since, until, note,
+    /// events, hard_count, soft_times, unknown_count`.
+    pub(crate) fn state<R>(r: &R) -> Result<State, sqlx::Error>
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(State::from_columns(
+            r.try_get::<Option<String>, _>(0)?.as_deref(),
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            &r.try_get::<String, _>(4)?,
+            r.try_get(5)?,
+            &r.try_get::<String, _>(6)?,
+            r.try_get(7)?,
+        ))
+    }
+
+    /// What the done events a round marked say for the list, in the order
+    /// of recipients (so that two workers lock the rows they share in the
+    /// same order): rows returned as `idempotency_key, event_type,
+    /// recipient, status, created, received_at`.
+    pub(crate) fn observed<R>(
+        rows: &[R],
+        tz: &TimeZone,
+    ) -> Result<Vec<(String, Observed, String)>, sqlx::Error>
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    {
+        let mut all = Vec::new();
+        for r in rows {
+            all.extend(super::observed_from_columns(
+                &r.try_get::<String, _>(1)?,
+                r.try_get::<Option<String>, _>(2)?.as_deref(),
+                r.try_get::<Option<String>, _>(3)?.as_deref(),
+                r.try_get::<Option<String>, _>(4)?.as_deref(),
+                &r.try_get::<String, _>(0)?,
+                r.try_get(5)?,
+                tz,
+            ));
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
     }
 }
