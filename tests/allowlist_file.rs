@@ -2,14 +2,15 @@
 //! the file changes (in place, by a rename, deleted and back), with a bad
 //! or empty file leaving the list in force, and what each step logs.
 
+mod common;
+
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cmc_webhook::allowlist::{AllowlistFile, AllowlistFileError};
-use tracing_subscriber::fmt::MakeWriter;
+use common::logs::Captured;
 
 /// The interval of the watches under test.
 const EVERY: Duration = Duration::from_millis(20);
@@ -52,42 +53,6 @@ async fn until(what: &str, logs: &Captured, mut done: impl FnMut() -> bool) {
 /// when; a slower machine checks fewer times, which the tests allow.
 async fn let_it_check_a_few_times() {
     tokio::time::sleep(EVERY * 8).await;
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    fn errors(&self) -> Vec<String> {
-        self.text()
-            .lines()
-            .filter(|l| l.contains("ERROR"))
-            .map(str::to_owned)
-            .collect()
-    }
 }
 
 /// Captures every log line at `debug` and above while the guard lives, on

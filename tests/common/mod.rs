@@ -8,6 +8,7 @@ use bytes::Bytes;
 pub mod http;
 #[cfg(feature = "sqlite")]
 pub mod inbox;
+pub mod logs;
 
 /// The folder of this crate's fixtures.
 pub fn fixtures() -> PathBuf {
