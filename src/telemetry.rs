@@ -53,6 +53,8 @@ pub(crate) mod names {
     pub const INBOX_DEAD: &str = "cmc_webhook_inbox_dead_total";
     pub const INBOX_ROWS: &str = "cmc_webhook_inbox_rows";
     pub const INBOX_OLDEST_PENDING: &str = "cmc_webhook_inbox_oldest_pending_seconds";
+    pub const MAILBOX_ROUTED: &str = "cmc_webhook_mailbox_routed_total";
+    pub const MAILBOX_HANDLED: &str = "cmc_webhook_mailbox_handled_total";
 }
 
 /// Registers the description and unit of every metric with the installed
@@ -130,6 +132,14 @@ pub fn describe_metrics() {
         INBOX_OLDEST_PENDING,
         Unit::Seconds,
         "Age of the oldest pending row, by kind (0 when none), read periodically by the worker"
+    );
+    describe_counter!(
+        MAILBOX_ROUTED,
+        "Deliveries written by routing inbound mails, by mailbox (\"\" for the unrouted)"
+    );
+    describe_counter!(
+        MAILBOX_HANDLED,
+        "Runs of a mailbox's handler, by mailbox and outcome (delivered, bounced, failed, dead, panicked, released)"
     );
 }
 
@@ -298,4 +308,25 @@ pub(crate) fn rows(kind: &'static str, state: &'static str, n: u64) {
 #[cfg(all(feature = "sqlite", feature = "metrics"))]
 pub(crate) fn oldest_pending(kind: &'static str, age: std::time::Duration) {
     metrics::gauge!(names::INBOX_OLDEST_PENDING, "kind" => kind).set(age.as_secs_f64());
+}
+
+/// Routing wrote a delivery to `mailbox` (`None`: unrouted).
+#[cfg(feature = "sqlite")]
+pub(crate) fn routed(mailbox: Option<&str>) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(names::MAILBOX_ROUTED, "mailbox" => mailbox.unwrap_or("").to_owned())
+        .increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = mailbox;
+}
+
+/// A mailbox's handler run ended. Mailbox names are the operator's, a
+/// closed set.
+#[cfg(feature = "sqlite")]
+pub(crate) fn mailbox_handled(mailbox: &str, outcome: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(names::MAILBOX_HANDLED, "mailbox" => mailbox.to_owned(), "outcome" => outcome)
+        .increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (mailbox, outcome);
 }

@@ -151,7 +151,7 @@ async fn two_instances_store_each_event_once_and_handle_it_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(migrations, vec![(1, true), (2, true)]);
+    assert_eq!(migrations, vec![(1, true), (2, true), (3, true)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

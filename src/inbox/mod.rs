@@ -69,6 +69,7 @@ mod backoff;
 mod clock;
 mod error;
 mod job;
+pub mod mailbox;
 mod ops;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -94,7 +95,7 @@ pub use job::{Item, Job, JobId, Kind, State};
 pub use ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt, StateCounts};
 pub use receive::{Receive, ResponseFuture};
 pub use sqlite::Synchronous;
-pub use worker::{Stopped, Worker, WorkerHandle};
+pub use worker::{NoEvents, Stopped, Worker, WorkerHandle};
 
 use self::rows::Arrival;
 use self::store::Store;
@@ -425,6 +426,38 @@ impl Inbox {
         E: fmt::Display + Send + 'static,
     {
         Worker::new(self.clone(), handler)
+    }
+
+    /// A worker that routes the inbox's mails to `mailboxes` and runs
+    /// their handlers, and takes no events (leave those to another
+    /// worker's handler, or use [`Worker::mailboxes`] to have one worker
+    /// do both). See [`mailbox`].
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook::inbox::Inbox) -> Result<(), Box<dyn std::error::Error>> {
+    /// use cmc_webhook::inbox::mailbox::{MailJob, Mailbox, Mailboxes};
+    ///
+    /// let mailboxes = Mailboxes::new()
+    ///     .mailbox(Mailbox::new("orders", |job: MailJob| async move {
+    ///         println!("order mail {}", job.mail_id);
+    ///         Ok::<(), String>(())
+    ///     }))?
+    ///     .route("*@orders.example.jp", "orders")?;
+    /// let worker = inbox.mailbox_worker(mailboxes).spawn();
+    /// # let _ = worker;
+    /// # Ok(()) }
+    /// ```
+    pub fn mailbox_worker(&self, mailboxes: mailbox::Mailboxes) -> Worker<NoEvents> {
+        let none: NoEvents = |_| std::future::ready(Ok(()));
+        Worker::new(self.clone(), none)
+            .without_events()
+            .mailboxes(mailboxes)
+    }
+
+    /// The deliveries of the inbox's mails to mailboxes: counts, lists,
+    /// replay and retention; see [`mailbox`].
+    pub fn deliveries(&self) -> mailbox::Deliveries {
+        mailbox::Deliveries::new(self.clone())
     }
 
     /// How many events and mails are in each state.

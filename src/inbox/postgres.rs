@@ -20,6 +20,9 @@ use sqlx::{Executor, Row};
 
 use super::error::{InboxError, InboxErrorKind};
 use super::job::Kind;
+use super::mailbox::store::postgres as mailbox_sql;
+use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery};
+use super::mailbox::{DeliveryFilter, MailboxCounts};
 use super::ops::{
     oldest_dead, Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt, DEAD_SUMMARIES,
 };
@@ -378,7 +381,8 @@ impl Postgres {
         renew: Option<&Renew>,
         claim: Option<&Claim>,
         suppress: Option<&Policy>,
-    ) -> Result<Vec<Claimed>, InboxError> {
+        deliveries: Option<&DeliveryRound<'_>>,
+    ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
         for kind in [Kind::Event, Kind::Mail] {
@@ -471,6 +475,9 @@ impl Postgres {
         let mut claimed = Vec::new();
         if let Some(c) = claim {
             for kind in c.order {
+                if !c.kinds[kind.slot()] {
+                    continue;
+                }
                 if c.sweep {
                     sqlx::query(&format!(
                         "UPDATE {} SET state = 'dead', done_at = $1, locked_by = NULL, \
@@ -520,8 +527,14 @@ impl Postgres {
                 claimed.extend(batch);
             }
         }
+        let step = match deliveries {
+            Some(d) => mailbox_sql::round(&mut tx, worker, d)
+                .await
+                .map_err(failed)?,
+            None => DeliveryStep::default(),
+        };
         tx.commit().await.map_err(failed)?;
-        Ok(claimed)
+        Ok((claimed, step))
     }
 
     /// The attachments of mail `id`, each assembled from its chunks.
@@ -564,6 +577,68 @@ impl Postgres {
             }
         }
         Ok(assembly.finish())
+    }
+
+    /// Attachment `position` of mail `mail`, a chunk at a time.
+    pub async fn attachment(
+        &self,
+        mail: i64,
+        position: i64,
+    ) -> Result<Option<Vec<u8>>, InboxError> {
+        let failed = |e| InboxError::database("could not read the attachment", e);
+        let mut conn = self.pool.acquire().await.map_err(failed)?;
+        mailbox_sql::attachment(&mut conn, mail, position)
+            .await
+            .map_err(failed)
+    }
+
+    pub async fn mail_row(&self, id: i64) -> Result<Option<MailRow>, InboxError> {
+        let failed = |e| InboxError::database("could not read the mail", e);
+        let mut conn = self.pool.acquire().await.map_err(failed)?;
+        mailbox_sql::mail_row(&mut conn, id).await.map_err(failed)
+    }
+
+    pub async fn delivery_counts(&self) -> Result<Vec<MailboxCounts>, InboxError> {
+        let failed = |e| InboxError::database("could not count the deliveries", e);
+        let mut conn = self.pool.acquire().await.map_err(failed)?;
+        mailbox_sql::counts(&mut conn).await.map_err(failed)
+    }
+
+    pub async fn delivery_list(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<RawDelivery>, InboxError> {
+        let failed = |e| InboxError::database("could not list the deliveries", e);
+        let mut conn = self.pool.acquire().await.map_err(failed)?;
+        mailbox_sql::list(&mut conn, filter).await.map_err(failed)
+    }
+
+    pub async fn delivery_replay(
+        &self,
+        filter: &DeliveryFilter,
+        now: i64,
+    ) -> Result<(u64, u64), InboxError> {
+        let failed = |e| InboxError::database("could not replay the deliveries", e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let n = mailbox_sql::replay(&mut tx, filter, now)
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        Ok(n)
+    }
+
+    pub async fn delivery_prune(
+        &self,
+        mailbox: &str,
+        before: i64,
+    ) -> Result<(u64, u64), InboxError> {
+        let failed = |e| InboxError::database("could not prune the deliveries", e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let n = mailbox_sql::prune(&mut tx, mailbox, before)
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        Ok(n)
     }
 
     pub async fn counts(&self) -> Result<Counts, InboxError> {
@@ -669,8 +744,9 @@ impl Postgres {
                 // Attachments go with their mails (ON DELETE CASCADE).
                 let n = sqlx::query(&format!(
                     "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
-                     WHERE state = 'done' AND done_at < $1 LIMIT 10000)",
-                    table = kind.table()
+                     WHERE state = 'done' AND done_at < $1{kept} LIMIT 10000)",
+                    table = kind.table(),
+                    kept = super::sqlite::routed_mails_kept(kind)
                 ))
                 .bind(before)
                 .execute(&self.pool)

@@ -20,6 +20,9 @@ use sqlx::{Connection, Row, SqliteConnection};
 
 use super::error::{InboxError, InboxErrorKind};
 use super::job::Kind;
+use super::mailbox::store::sqlite as mailbox_sql;
+use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery};
+use super::mailbox::{DeliveryFilter, MailboxCounts};
 use super::ops::{
     oldest_dead, Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt, DEAD_SUMMARIES,
 };
@@ -361,7 +364,8 @@ impl Sqlite {
         renew: Option<&Renew>,
         claim: Option<&Claim>,
         suppress: Option<&Policy>,
-    ) -> Result<Vec<Claimed>, InboxError> {
+        deliveries: Option<&DeliveryRound<'_>>,
+    ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
         let _writing = self.write.lock().await;
         let mut conn = self.work.acquire().await.map_err(failed)?;
@@ -465,6 +469,9 @@ impl Sqlite {
         let mut claimed = Vec::new();
         if let Some(c) = claim {
             for kind in c.order {
+                if !c.kinds[kind.slot()] {
+                    continue;
+                }
                 if c.sweep {
                     // Dead: a lease expired on the last attempt (its worker died,
                     // or could not reach the store to renew it).
@@ -518,8 +525,12 @@ impl Sqlite {
                 claimed.extend(batch);
             }
         }
+        let step = match deliveries {
+            Some(d) => mailbox_sql::round(&mut tx, worker, d).await.map_err(failed)?,
+            None => DeliveryStep::default(),
+        };
         tx.commit().await.map_err(failed)?;
-        Ok(claimed)
+        Ok((claimed, step))
         }
         .await;
         if result.is_err() {
@@ -562,6 +573,83 @@ impl Sqlite {
                 .map_err(sqlx::Error::Protocol)?;
         }
         Ok(assembly.finish())
+    }
+
+    /// Attachment `position` of mail `mail`, read outside any
+    /// transaction, a chunk at a time.
+    pub async fn attachment(
+        &self,
+        mail: i64,
+        position: i64,
+    ) -> Result<Option<Vec<u8>>, InboxError> {
+        let failed = |e| InboxError::database("could not read the attachment", e);
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        mailbox_sql::attachment(&mut conn, mail, position)
+            .await
+            .map_err(failed)
+    }
+
+    pub async fn mail_row(&self, id: i64) -> Result<Option<MailRow>, InboxError> {
+        let failed = |e| InboxError::database("could not read the mail", e);
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        mailbox_sql::mail_row(&mut conn, id).await.map_err(failed)
+    }
+
+    pub async fn delivery_counts(&self) -> Result<Vec<MailboxCounts>, InboxError> {
+        let failed = |e| InboxError::database("could not count the deliveries", e);
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        mailbox_sql::counts(&mut conn).await.map_err(failed)
+    }
+
+    pub async fn delivery_list(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<RawDelivery>, InboxError> {
+        let failed = |e| InboxError::database("could not list the deliveries", e);
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        mailbox_sql::list(&mut conn, filter).await.map_err(failed)
+    }
+
+    pub async fn delivery_replay(
+        &self,
+        filter: &DeliveryFilter,
+        now: i64,
+    ) -> Result<(u64, u64), InboxError> {
+        let failed = |e| InboxError::database("could not replay the deliveries", e);
+        let _writing = self.write.lock().await;
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        let result = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            let n = mailbox_sql::replay(&mut tx, filter, now).await?;
+            tx.commit().await?;
+            Ok(n)
+        }
+        .await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result.map_err(failed)
+    }
+
+    pub async fn delivery_prune(
+        &self,
+        mailbox: &str,
+        before: i64,
+    ) -> Result<(u64, u64), InboxError> {
+        let failed = |e| InboxError::database("could not prune the deliveries", e);
+        let _writing = self.write.lock().await;
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        let result = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            let n = mailbox_sql::prune(&mut tx, mailbox, before).await?;
+            tx.commit().await?;
+            Ok(n)
+        }
+        .await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result.map_err(failed)
     }
 
     pub async fn counts(&self) -> Result<Counts, InboxError> {
@@ -784,8 +872,9 @@ impl Sqlite {
                 let result = async {
                     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
                     let slice = format!(
-                        "SELECT id FROM {} WHERE state = 'done' AND done_at < ?1 LIMIT 10000",
-                        kind.table()
+                        "SELECT id FROM {} WHERE state = 'done' AND done_at < ?1{} LIMIT 10000",
+                        kind.table(),
+                        routed_mails_kept(kind)
                     );
                     if kind == Kind::Mail {
                         sqlx::query(&format!(
@@ -836,6 +925,18 @@ impl Sqlite {
 
 /// The most event rows one `INSERT` carries (11 parameters each).
 const EVENTS_PER_STATEMENT: usize = 64;
+
+/// The condition that keeps a routed mail from [`prune`](Sqlite::prune): its
+/// mailboxes' retention decides when it goes
+/// ([`Deliveries::prune`](super::mailbox::Deliveries::prune)).
+pub(crate) fn routed_mails_kept(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Event => "",
+        Kind::Mail => {
+            " AND NOT EXISTS (SELECT 1 FROM cmc_mail_deliveries d WHERE d.mail_id = cmc_mails.id)"
+        }
+    }
+}
 
 /// Inserts the events of all `arrivals` with multi-row `INSERT`s, in order
 /// of arrival, and counts each in its arrival's receipt.

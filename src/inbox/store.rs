@@ -3,6 +3,8 @@
 //! receiving side and the worker are written once.
 
 use super::error::InboxError;
+use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery};
+use super::mailbox::{DeliveryFilter, MailboxCounts};
 use super::ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt};
 use super::rows::{Arrival, Claimed};
 use super::sqlite::Sqlite;
@@ -36,11 +38,84 @@ impl Store {
         renew: Option<&Renew>,
         claim: Option<&Claim>,
         suppress: Option<&Policy>,
-    ) -> Result<Vec<Claimed>, InboxError> {
+        deliveries: Option<&DeliveryRound<'_>>,
+    ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
         match self {
-            Store::Sqlite(s) => s.round(worker, settle, renew, claim, suppress).await,
+            Store::Sqlite(s) => {
+                s.round(worker, settle, renew, claim, suppress, deliveries)
+                    .await
+            }
             #[cfg(feature = "postgres")]
-            Store::Postgres(s) => s.round(worker, settle, renew, claim, suppress).await,
+            Store::Postgres(s) => {
+                s.round(worker, settle, renew, claim, suppress, deliveries)
+                    .await
+            }
+        }
+    }
+
+    /// Attachment `position` of mail `mail`, if it has one.
+    pub async fn attachment(
+        &self,
+        mail: i64,
+        position: i64,
+    ) -> Result<Option<Vec<u8>>, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.attachment(mail, position).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.attachment(mail, position).await,
+        }
+    }
+
+    /// The job columns of mail `id`, if its row exists.
+    pub async fn mail_row(&self, id: i64) -> Result<Option<MailRow>, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.mail_row(id).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.mail_row(id).await,
+        }
+    }
+
+    pub async fn delivery_counts(&self) -> Result<Vec<MailboxCounts>, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.delivery_counts().await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.delivery_counts().await,
+        }
+    }
+
+    pub async fn delivery_list(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<RawDelivery>, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.delivery_list(filter).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.delivery_list(filter).await,
+        }
+    }
+
+    pub async fn delivery_replay(
+        &self,
+        filter: &DeliveryFilter,
+        now: i64,
+    ) -> Result<(u64, u64), InboxError> {
+        match self {
+            Store::Sqlite(s) => s.delivery_replay(filter, now).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.delivery_replay(filter, now).await,
+        }
+    }
+
+    /// One slice of a mailbox's prune: (deliveries, mails) deleted.
+    pub async fn delivery_prune(
+        &self,
+        mailbox: &str,
+        before: i64,
+    ) -> Result<(u64, u64), InboxError> {
+        match self {
+            Store::Sqlite(s) => s.delivery_prune(mailbox, before).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.delivery_prune(mailbox, before).await,
         }
     }
 

@@ -20,6 +20,8 @@ use super::error::InboxError;
 #[cfg(feature = "metrics")]
 use super::job::State;
 use super::job::{Item, Job, JobId, Kind};
+use super::mailbox::store::{DeliveryOutcome, DeliveryRound, DeliverySettle, DeliveryStep};
+use super::mailbox::{Handled, Mailboxes};
 use super::store::Store;
 use super::Inbox;
 
@@ -80,7 +82,15 @@ pub struct Worker<H> {
     poll_interval: Duration,
     gauges_every: Duration,
     suppressions: Option<super::suppression::policy::Policy>,
+    mailboxes: Option<Arc<Mailboxes>>,
+    /// Whether this worker's handler takes events (not a mailbox worker's).
+    events: bool,
 }
+
+/// The handler of a worker made by
+/// [`Inbox::mailbox_worker`](super::Inbox::mailbox_worker): it takes no
+/// events, so this is never called.
+pub type NoEvents = fn(Job) -> std::future::Ready<Result<(), std::convert::Infallible>>;
 
 impl<H> fmt::Debug for Worker<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -91,6 +101,8 @@ impl<H> fmt::Debug for Worker<H> {
             .field("backoff", &self.backoff)
             .field("lease", &self.lease)
             .field("poll_interval", &self.poll_interval)
+            .field("mailboxes", &self.mailboxes)
+            .field("events", &self.events)
             .finish_non_exhaustive()
     }
 }
@@ -99,8 +111,10 @@ impl<H> fmt::Debug for Worker<H> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stopped {
-    /// Handler runs that returned `Ok`.
+    /// Handler runs that returned `Ok` (mailbox handlers' included).
     pub done: u64,
+    /// Mailbox handler runs that bounced their mail.
+    pub bounced: u64,
     /// Handler runs that returned `Err` (or panicked).
     pub failed: u64,
     /// Rows whose handler was still running at the shutdown deadline:
@@ -178,6 +192,9 @@ pub(crate) struct Claim {
     /// Whether to mark dead the rows whose lease ran out on their last
     /// attempt: once per poll interval, not on every round.
     pub sweep: bool,
+    /// Which kinds (event, mail) this worker's handler takes at all: a
+    /// mailbox worker takes no events, and routes mails instead.
+    pub kinds: [bool; 2],
     /// Which kinds may have due rows (event, mail): a kind whose last claim
     /// came back short is not asked again until something is stored, the
     /// poll interval passes, or a row is replayed.
@@ -207,7 +224,50 @@ where
             poll_interval: Duration::from_secs(1),
             gauges_every: Duration::from_secs(15),
             suppressions: None,
+            mailboxes: None,
+            events: true,
         }
+    }
+
+    /// A worker that takes no events: only the mailboxes' mails.
+    pub(crate) fn without_events(mut self) -> Worker<H> {
+        self.events = false;
+        self
+    }
+
+    /// Routes the inbox's mails to `mailboxes` instead of this worker's
+    /// handler, and runs each mailbox's handler with its own concurrency
+    /// and retry policy; see [`mailbox`](super::mailbox). The handler still
+    /// takes the events. The worker also deletes, every
+    /// [`prune_every`](Mailboxes::prune_every), the deliveries past their
+    /// mailbox's retention.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook::inbox::Inbox) -> Result<(), Box<dyn std::error::Error>> {
+    /// use cmc_webhook::inbox::mailbox::{Mailbox, Mailboxes, MailJob};
+    /// use cmc_webhook::inbox::{Item, Job};
+    ///
+    /// let mailboxes = Mailboxes::new()
+    ///     .mailbox(Mailbox::new("support", |job: MailJob| async move {
+    ///         println!("{}", job.mail.subject);
+    ///         Ok::<(), String>(())
+    ///     }))?
+    ///     .fallback("support")?;
+    /// let worker = inbox
+    ///     .worker(|job: Job| async move {
+    ///         if let Item::Event(event) = &job.item {
+    ///             println!("{}", event.event_type());
+    ///         }
+    ///         Ok::<(), String>(())
+    ///     })
+    ///     .mailboxes(mailboxes)
+    ///     .spawn();
+    /// # let _ = worker;
+    /// # Ok(()) }
+    /// ```
+    pub fn mailboxes(mut self, mailboxes: Mailboxes) -> Worker<H> {
+        self.mailboxes = Some(Arc::new(mailboxes));
+        self
     }
 
     /// How many handlers run at once (16 by default).
@@ -287,6 +347,13 @@ where
         ));
         #[cfg(not(feature = "metrics"))]
         let _ = self.gauges_every;
+        if let Some(mailboxes) = &self.mailboxes {
+            tokio::spawn(retention(
+                self.inbox.clone(),
+                mailboxes.clone(),
+                stopping.clone(),
+            ));
+        }
         WorkerHandle {
             stop,
             task: tokio::spawn(self.run(stopping)),
@@ -298,26 +365,29 @@ where
     async fn run(self, mut stop: watch::Receiver<Option<Duration>>) -> Stopped {
         let me = worker_name();
         let mut wake = self.inbox.subscribe();
-        let mut running: JoinSet<Result<(), String>> = JoinSet::new();
-        let mut held: HashMap<tokio::task::Id, (JobId, u32, Instant)> = HashMap::new();
-        let mut finished: Vec<Settle> = Vec::new();
+        let mut lanes = Lanes::new(self.mailboxes.as_deref());
         let mut stats = Stopped::default();
         let mut deadline: Option<Instant> = None;
         let mut turn = 0usize;
         let renew_every = self.lease / 3;
         let mut renewed = Instant::now();
         let mut swept: Option<Instant> = None;
+        // Which kinds may have due rows (event, mail); with mailboxes, the
+        // mails' flag says whether mails may wait to be routed.
         let mut due = [true; 2];
+        let kinds = [self.events, self.mailboxes.is_none()];
         let mut first_finished: Option<Instant> = None;
         loop {
             if deadline.is_none() {
                 deadline = stop.borrow().map(|d| Instant::now() + d);
             }
-            let free = self.concurrency - running.len();
+            let free = self.concurrency - lanes.rows;
             let sweep_due = swept.is_none_or(|at| at.elapsed() >= self.poll_interval);
+            let wanted = [due[0] && kinds[0], due[1] && kinds[1]];
             let claim = (deadline.is_none()
-                && (running.is_empty() || free >= self.concurrency.div_ceil(4))
-                && (due.contains(&true) || sweep_due))
+                && ((lanes.rows == 0 || free >= self.concurrency.div_ceil(4))
+                    && wanted.contains(&true)
+                    || sweep_due))
                 .then(|| {
                     turn += 1;
                     let now = self.inbox.now();
@@ -326,7 +396,8 @@ where
                     }
                     Claim {
                         sweep: sweep_due,
-                        due,
+                        kinds,
+                        due: wanted,
                         order: [[Kind::Event, Kind::Mail], [Kind::Mail, Kind::Event]][turn % 2],
                         limit: free,
                         now: millis(now),
@@ -334,25 +405,57 @@ where
                         max_attempts: self.max_attempts,
                     }
                 });
-            let renew = (!held.is_empty() && renewed.elapsed() >= renew_every).then(|| Renew {
-                ids: held.values().map(|(id, _, _)| *id).collect(),
+            // The mailboxes: what each may claim, and whether mails wait
+            // to be routed.
+            let boxes = self.mailboxes.as_deref();
+            let box_claims: Vec<(usize, usize)> = match (boxes, deadline) {
+                (Some(m), None) => lanes.claims(m),
+                _ => Vec::new(),
+            };
+            let route = if boxes.is_some() && deadline.is_none() && due[1] {
+                ROUTE_BATCH
+            } else {
+                0
+            };
+            let renew_due = !lanes.held.is_empty() && renewed.elapsed() >= renew_every;
+            let renew = renew_due.then(|| Renew {
+                ids: lanes.held_rows(),
                 until: millis_after(self.inbox.now(), self.lease),
             });
+            let renew_boxes = if renew_due {
+                lanes.held_deliveries()
+            } else {
+                Vec::new()
+            };
             // Outcomes wait for the next claim (so that each round records
             // several), unless nothing else runs, the worker is stopping,
             // or the oldest has waited SETTLE_WAIT.
-            let settle_now = !finished.is_empty()
-                && (running.is_empty()
+            let unsettled = !lanes.finished.is_empty() || !lanes.delivered.is_empty();
+            let settle_now = unsettled
+                && (lanes.running.is_empty()
                     || deadline.is_some()
                     || first_finished.is_some_and(|at| at.elapsed() >= SETTLE_WAIT));
-            if settle_now || claim.is_some() || renew.is_some() {
+            let box_work = box_claims.iter().any(|(_, room)| *room > 0) || route > 0;
+            if settle_now || claim.is_some() || renew.is_some() || box_work {
+                let now = self.inbox.now();
+                let deliveries = boxes.map(|mailboxes| DeliveryRound {
+                    mailboxes,
+                    settle: &lanes.delivered,
+                    renew: renew.as_ref().map(|r| (renew_boxes.as_slice(), r.until)),
+                    route,
+                    claims: &box_claims,
+                    sweep: claim.as_ref().is_some_and(|c| c.sweep),
+                    now: millis(now),
+                    lease_until: millis_after(now, self.lease),
+                });
                 let result = {
                     let round = self.inbox.inner.store.round(
                         &me,
-                        &finished,
+                        &lanes.finished,
                         renew.as_ref(),
                         claim.as_ref(),
                         self.suppressions.as_ref(),
+                        deliveries.as_ref(),
                     );
                     // Stopping: a round that waits for an unreachable store
                     // (the pool's connect timeout) gives up at the deadline, a
@@ -388,8 +491,9 @@ where
                     result
                 };
                 match result {
-                    Ok(claimed) => {
-                        finished.clear();
+                    Ok((claimed, step)) => {
+                        lanes.finished.clear();
+                        lanes.delivered.clear();
                         first_finished = None;
                         if let Some(c) = &claim {
                             // A kind that returned fewer rows than it had
@@ -413,18 +517,24 @@ where
                             match row.into_job() {
                                 Ok(job) => {
                                     let (id, attempt) = (job.id, job.attempt);
-                                    let task = running.spawn(call(
+                                    let task = lanes.running.spawn(call(
                                         self.handler.clone(),
                                         self.inbox.inner.store.clone(),
                                         job,
                                     ));
-                                    held.insert(task.id(), (id, attempt, Instant::now()));
+                                    lanes.hold(task.id(), Target::Row(id), attempt);
                                 }
                                 Err((id, why)) => {
                                     tracing::error!(job = %id, error = %why, "a stored row is dead: it does not read back");
-                                    finished.push(self.settle_error(id, u32::MAX, why));
+                                    lanes.finished.push(self.settle_error(id, u32::MAX, why));
                                 }
                             }
+                        }
+                        if let Some(mailboxes) = &self.mailboxes {
+                            if route > 0 && step.routed < route {
+                                due[1] = false;
+                            }
+                            self.started_deliveries(mailboxes, &box_claims, step, &mut lanes);
                         }
                     }
                     Err(e) => {
@@ -432,11 +542,12 @@ where
                             // Shutting down, out of time, and the store is
                             // unreachable: stop; the rows come back when
                             // their leases run out.
-                            running.abort_all();
-                            while let Some(result) = running.join_next_with_id().await {
-                                self.finished(result, &mut held, &mut finished, &mut stats);
+                            lanes.running.abort_all();
+                            while let Some(result) = lanes.running.join_next_with_id().await {
+                                self.finished(result, &mut lanes, &mut stats);
                             }
-                            stats.unrecorded = finished.len() as u64;
+                            stats.unrecorded =
+                                (lanes.finished.len() + lanes.delivered.len()) as u64;
                             tracing::error!(error = %e, unrecorded = stats.unrecorded, past = ?at.elapsed(), "the inbox worker stopped at its deadline without recording every outcome: the store is unreachable");
                             return stats;
                         }
@@ -448,28 +559,96 @@ where
                     }
                 }
             }
-            if deadline.is_some() && running.is_empty() && finished.is_empty() {
+            if deadline.is_some()
+                && lanes.running.is_empty()
+                && lanes.finished.is_empty()
+                && lanes.delivered.is_empty()
+            {
                 return stats;
             }
             tokio::select! {
-                Some(result) = running.join_next_with_id(), if !running.is_empty() => {
-                    self.finished(result, &mut held, &mut finished, &mut stats);
-                    while let Some(result) = running.try_join_next_with_id() {
-                        self.finished(result, &mut held, &mut finished, &mut stats);
+                Some(result) = lanes.running.join_next_with_id(), if !lanes.running.is_empty() => {
+                    self.finished(result, &mut lanes, &mut stats);
+                    while let Some(result) = lanes.running.try_join_next_with_id() {
+                        self.finished(result, &mut lanes, &mut stats);
                     }
                     first_finished.get_or_insert_with(Instant::now);
                 }
                 () = sleep_until(first_finished.map_or_else(Instant::now, |at| at + SETTLE_WAIT)),
                     if first_finished.is_some() && deadline.is_none() => {}
-                Ok(()) = wake.changed(), if deadline.is_none() => due = [true; 2],
-                () = sleep(self.poll_interval), if deadline.is_none() => due = [true; 2],
+                Ok(()) = wake.changed(), if deadline.is_none() => {
+                    due = [true; 2];
+                    lanes.all_due();
+                }
+                () = sleep(self.poll_interval), if deadline.is_none() => {
+                    due = [true; 2];
+                    lanes.all_due();
+                }
                 Ok(()) = stop.changed(), if deadline.is_none() => {}
-                () = sleep_until(renewed + renew_every), if !held.is_empty() => {}
+                () = sleep_until(renewed + renew_every), if !lanes.held.is_empty() => {}
                 () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    running.abort_all();
-                    while let Some(result) = running.join_next_with_id().await {
-                        self.finished(result, &mut held, &mut finished, &mut stats);
+                    lanes.running.abort_all();
+                    while let Some(result) = lanes.running.join_next_with_id().await {
+                        self.finished(result, &mut lanes, &mut stats);
                     }
+                }
+            }
+        }
+    }
+
+    /// After a round: counts what it routed, calls the unrouted hook, and
+    /// starts the handlers of the deliveries it claimed.
+    fn started_deliveries(
+        &self,
+        mailboxes: &Arc<Mailboxes>,
+        claims: &[(usize, usize)],
+        step: DeliveryStep,
+        lanes: &mut Lanes,
+    ) {
+        for reached in &step.reached {
+            crate::telemetry::routed(reached.map(|i| mailboxes.boxes[i].name.as_str()));
+        }
+        if step.routed > 0 {
+            // New deliveries: every mailbox may have some due.
+            lanes.all_due();
+        }
+        for &(index, room) in claims {
+            let got = step.claimed.iter().filter(|d| d.mailbox == index).count();
+            if room > 0 && got < room && step.routed == 0 {
+                lanes.due[index] = false;
+            }
+        }
+        for (mail_id, recipients) in step.unrouted {
+            tracing::warn!(mail = mail_id, recipients = ?recipients, "an inbound mail was stored unrouted: no route takes it and there is no fallback");
+            if let Some(hook) = mailboxes.unrouted.clone() {
+                let store = self.inbox.inner.store.clone();
+                tokio::spawn(async move {
+                    match super::mailbox::unrouted(&store, mail_id, recipients).await {
+                        Ok(mail) => hook(&mail),
+                        Err(e) => {
+                            tracing::error!(mail = mail_id, error = %e, "could not read an unrouted mail back for the hook")
+                        }
+                    }
+                });
+            }
+        }
+        for claimed in step.claimed {
+            let (index, id, attempts) = (claimed.mailbox, claimed.id, claimed.attempts);
+            let attempt = u32::try_from(attempts).unwrap_or(u32::MAX);
+            match super::mailbox::into_job(claimed, mailboxes, &self.inbox.inner.store) {
+                Ok(job) => {
+                    let handler = mailboxes.boxes[index].handler.clone();
+                    let task = lanes.running.spawn(async move { handler(job).await });
+                    lanes.hold(task.id(), Target::Delivery { mailbox: index, id }, attempt);
+                }
+                Err(why) => {
+                    tracing::error!(delivery = id, error = %why, "a delivery is dead: it does not read back");
+                    crate::telemetry::mailbox_handled(&mailboxes.boxes[index].name, "dead");
+                    lanes.delivered.push(DeliverySettle {
+                        id,
+                        at: millis(self.inbox.now()),
+                        outcome: DeliveryOutcome::Dead { error: why },
+                    });
                 }
             }
         }
@@ -478,23 +657,39 @@ where
     /// Records a finished (or cancelled) handler run.
     fn finished(
         &self,
-        result: Result<(tokio::task::Id, Result<(), String>), JoinError>,
-        held: &mut HashMap<tokio::task::Id, (JobId, u32, Instant)>,
-        finished: &mut Vec<Settle>,
+        result: Result<(tokio::task::Id, Result<Handled, String>), JoinError>,
+        lanes: &mut Lanes,
         stats: &mut Stopped,
     ) {
         let mut panicked = false;
         let (task, outcome) = match result {
             Ok((task, outcome)) => (task, outcome),
             Err(e) if e.is_cancelled() => {
-                if let Some((id, _, started)) = held.remove(&e.id()) {
-                    crate::telemetry::handled(id.kind.as_str(), "released", started.elapsed());
+                if let Some((target, _, started)) = lanes.release(e.id()) {
                     stats.released += 1;
-                    finished.push(Settle {
-                        id,
-                        at: millis(self.inbox.now()),
-                        outcome: Outcome::Released,
-                    });
+                    let at = millis(self.inbox.now());
+                    match target {
+                        Target::Row(id) => {
+                            crate::telemetry::handled(
+                                id.kind.as_str(),
+                                "released",
+                                started.elapsed(),
+                            );
+                            lanes.finished.push(Settle {
+                                id,
+                                at,
+                                outcome: Outcome::Released,
+                            });
+                        }
+                        Target::Delivery { mailbox, id } => {
+                            self.count_delivery(mailbox, "released");
+                            lanes.delivered.push(DeliverySettle {
+                                id,
+                                at,
+                                outcome: DeliveryOutcome::Released,
+                            });
+                        }
+                    }
                 }
                 return;
             }
@@ -506,40 +701,108 @@ where
                 )
             }
         };
-        let Some((id, attempt, started)) = held.remove(&task) else {
+        let Some((target, attempt, started)) = lanes.release(task) else {
             return;
         };
-        let label = match (&outcome, panicked) {
-            (Ok(()), _) => "done",
-            (Err(_), false) => "failed",
-            (Err(_), true) => "panicked",
-        };
-        crate::telemetry::handled(id.kind.as_str(), label, started.elapsed());
         match outcome {
-            Ok(()) => {
-                stats.done += 1;
-                finished.push(Settle {
-                    id,
-                    at: millis(self.inbox.now()),
-                    outcome: Outcome::Done,
-                });
+            Ok(handled) => {
+                stats.done += u64::from(handled == Handled::Delivered);
+                stats.bounced += u64::from(handled != Handled::Delivered);
+                let at = millis(self.inbox.now());
+                match target {
+                    Target::Row(id) => {
+                        crate::telemetry::handled(id.kind.as_str(), "done", started.elapsed());
+                        lanes.finished.push(Settle {
+                            id,
+                            at,
+                            outcome: Outcome::Done,
+                        });
+                    }
+                    Target::Delivery { mailbox, id } => {
+                        let outcome = match handled {
+                            Handled::Bounced { reason } => {
+                                self.count_delivery(mailbox, "bounced");
+                                tracing::info!(delivery = id, reason = %reason, "a mailbox's handler bounced its mail");
+                                DeliveryOutcome::Bounced { reason }
+                            }
+                            Handled::Delivered => {
+                                self.count_delivery(mailbox, "delivered");
+                                DeliveryOutcome::Delivered
+                            }
+                        };
+                        lanes.delivered.push(DeliverySettle { id, at, outcome });
+                    }
+                }
             }
             Err(error) => {
                 stats.failed += 1;
-                finished.push(self.settle_error(id, attempt, error));
+                match target {
+                    Target::Row(id) => {
+                        let label = if panicked { "panicked" } else { "failed" };
+                        crate::telemetry::handled(id.kind.as_str(), label, started.elapsed());
+                        lanes.finished.push(self.settle_error(id, attempt, error));
+                    }
+                    Target::Delivery { mailbox, id } => {
+                        if panicked {
+                            self.count_delivery(mailbox, "panicked");
+                        }
+                        lanes
+                            .delivered
+                            .push(self.delivery_error(mailbox, id, attempt, error));
+                    }
+                }
             }
         }
     }
 
-    /// A failed run: retried after the backoff, or dead on the last attempt.
-    fn settle_error(&self, id: JobId, attempt: u32, mut error: String) -> Settle {
-        if error.len() > MAX_ERROR {
-            let mut end = MAX_ERROR;
-            while !error.is_char_boundary(end) {
-                end -= 1;
-            }
-            error.truncate(end);
+    fn count_delivery(&self, mailbox: usize, outcome: &'static str) {
+        if let Some(m) = &self.mailboxes {
+            crate::telemetry::mailbox_handled(&m.boxes[mailbox].name, outcome);
         }
+    }
+
+    /// A failed mailbox handler run: retried after its mailbox's backoff,
+    /// or dead on its mailbox's last attempt.
+    fn delivery_error(
+        &self,
+        mailbox: usize,
+        id: i64,
+        attempt: u32,
+        error: String,
+    ) -> DeliverySettle {
+        let error = truncated(error);
+        let now = self.inbox.now();
+        let Some(m) = self.mailboxes.as_ref().map(|m| &m.boxes[mailbox]) else {
+            // Deliveries are only claimed by a worker with mailboxes.
+            return DeliverySettle {
+                id,
+                at: millis(now),
+                outcome: DeliveryOutcome::Released,
+            };
+        };
+        let outcome = if attempt >= m.max_attempts {
+            crate::telemetry::mailbox_handled(&m.name, "dead");
+            tracing::error!(mailbox = %m.name, delivery = id, attempt, error = %error, "a mailbox's handler failed on its last attempt: the delivery is dead");
+            DeliveryOutcome::Dead { error }
+        } else {
+            crate::telemetry::mailbox_handled(&m.name, "failed");
+            let wait = m.backoff.delay(attempt);
+            tracing::warn!(mailbox = %m.name, delivery = id, attempt, error = %error, retry_in = ?wait, "a mailbox's handler failed; it will be tried again");
+            DeliveryOutcome::Failed {
+                retry_at: millis_after(now, wait),
+                error,
+            }
+        };
+        DeliverySettle {
+            id,
+            at: millis(now),
+            outcome,
+        }
+    }
+
+    /// A failed run: retried after the backoff, or dead on the last attempt.
+    fn settle_error(&self, id: JobId, attempt: u32, error: String) -> Settle {
+        let error = truncated(error);
         let now = self.inbox.now();
         crate::telemetry::failed_row(id.kind.as_str(), attempt >= self.max_attempts);
         let outcome = if attempt >= self.max_attempts {
@@ -561,10 +824,154 @@ where
     }
 }
 
+/// `error` cut to at most [`MAX_ERROR`] bytes, on a character boundary.
+fn truncated(mut error: String) -> String {
+    if error.len() > MAX_ERROR {
+        let mut end = MAX_ERROR;
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        error.truncate(end);
+    }
+    error
+}
+
+/// Mails routed per round at most.
+const ROUTE_BATCH: usize = 32;
+
+/// What a running handler works on: a row of the inbox, or a delivery to
+/// a mailbox (by index).
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Row(JobId),
+    Delivery { mailbox: usize, id: i64 },
+}
+
+/// The worker's handlers in flight and their outcomes not yet recorded.
+struct Lanes {
+    running: JoinSet<Result<Handled, String>>,
+    held: HashMap<tokio::task::Id, (Target, u32, Instant)>,
+    /// Handlers of rows running.
+    rows: usize,
+    /// Handlers of each mailbox running.
+    busy: Vec<usize>,
+    /// Whether each mailbox may have due deliveries.
+    due: Vec<bool>,
+    /// Concurrency of each mailbox.
+    limits: Vec<usize>,
+    finished: Vec<Settle>,
+    delivered: Vec<DeliverySettle>,
+}
+
+impl Lanes {
+    fn new(mailboxes: Option<&Mailboxes>) -> Lanes {
+        let limits: Vec<usize> = mailboxes
+            .map(|m| m.boxes.iter().map(|b| b.concurrency).collect())
+            .unwrap_or_default();
+        Lanes {
+            running: JoinSet::new(),
+            held: HashMap::new(),
+            rows: 0,
+            busy: vec![0; limits.len()],
+            due: vec![true; limits.len()],
+            limits,
+            finished: Vec::new(),
+            delivered: Vec::new(),
+        }
+    }
+
+    fn hold(&mut self, task: tokio::task::Id, target: Target, attempt: u32) {
+        match target {
+            Target::Row(_) => self.rows += 1,
+            Target::Delivery { mailbox, .. } => self.busy[mailbox] += 1,
+        }
+        self.held.insert(task, (target, attempt, Instant::now()));
+    }
+
+    fn release(&mut self, task: tokio::task::Id) -> Option<(Target, u32, Instant)> {
+        let held = self.held.remove(&task)?;
+        match held.0 {
+            Target::Row(_) => self.rows -= 1,
+            Target::Delivery { mailbox, .. } => self.busy[mailbox] -= 1,
+        }
+        Some(held)
+    }
+
+    fn all_due(&mut self) {
+        self.due.iter_mut().for_each(|d| *d = true);
+    }
+
+    /// For each mailbox, how many deliveries to claim: its free room, when
+    /// it may have due ones and a quarter of its concurrency is free (or
+    /// nothing of it runs).
+    fn claims(&self, mailboxes: &Mailboxes) -> Vec<(usize, usize)> {
+        (0..mailboxes.boxes.len())
+            .map(|i| {
+                let room = self.limits[i] - self.busy[i];
+                let wanted = self.due[i]
+                    && room > 0
+                    && (self.busy[i] == 0 || room >= self.limits[i].div_ceil(4));
+                (i, if wanted { room } else { 0 })
+            })
+            .collect()
+    }
+
+    fn held_rows(&self) -> Vec<JobId> {
+        self.held
+            .values()
+            .filter_map(|(t, _, _)| match t {
+                Target::Row(id) => Some(*id),
+                Target::Delivery { .. } => None,
+            })
+            .collect()
+    }
+
+    fn held_deliveries(&self) -> Vec<i64> {
+        self.held
+            .values()
+            .filter_map(|(t, _, _)| match t {
+                Target::Delivery { id, .. } => Some(*id),
+                Target::Row(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// Deletes the deliveries past their mailbox's retention, every
+/// `prune_every`, until the worker is told to stop.
+async fn retention(
+    inbox: Inbox,
+    mailboxes: Arc<Mailboxes>,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let mut tick = tokio::time::interval(mailboxes.prune_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deliveries = inbox.deliveries();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = stop.changed() => if changed.is_err() || stop.borrow().is_some() {
+                return;
+            },
+        }
+        for mailbox in &mailboxes.boxes {
+            match deliveries.prune(&mailbox.name, mailbox.retention).await {
+                Ok(p) if p.deliveries > 0 => {
+                    tracing::info!(mailbox = %mailbox.name, deliveries = p.deliveries, mails = p.mails, "deleted the deliveries past the mailbox's retention")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(mailbox = %mailbox.name, error = %e, "could not delete the deliveries past the mailbox's retention")
+                }
+            }
+        }
+    }
+}
+
 /// One handler run, its error as text. A mail's attachments are read
 /// first (so that only the mails being handled are in memory); a failed
 /// read is a failed attempt.
-async fn call<H, F, E>(handler: Arc<H>, store: Store, mut job: Job) -> Result<(), String>
+async fn call<H, F, E>(handler: Arc<H>, store: Store, mut job: Job) -> Result<Handled, String>
 where
     H: Fn(Job) -> F,
     F: Future<Output = Result<(), E>>,
@@ -588,7 +995,10 @@ where
             }
         }
     }
-    handler(job).await.map_err(|e| e.to_string())
+    match handler(job).await {
+        Ok(()) => Ok(Handled::Delivered),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Reads the gauges every `every`, until the worker is told to stop.

@@ -1,0 +1,564 @@
+//! The mailboxes' statements, written once for both backends: the
+//! `statements!` macro below is expanded for SQLite (`store::sqlite`) and
+//! PostgreSQL (`store::postgres`), whose SQL differs only in its
+//! parameters (`?N` against `$N`) and in skipping rows other workers hold.
+//! Each backend runs them in its own transaction.
+
+use super::route::route;
+use super::{DeliveryFilter, DeliveryState, MailboxCounts, Mailboxes};
+
+/// Text as both databases take it: PostgreSQL refuses U+0000 in text.
+fn text(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
+/// The outcome of one mailbox handler run, as the round records it.
+#[derive(Debug)]
+pub(crate) struct DeliverySettle {
+    pub id: i64,
+    pub at: i64,
+    pub outcome: DeliveryOutcome,
+}
+
+#[derive(Debug)]
+pub(crate) enum DeliveryOutcome {
+    Delivered,
+    Bounced { reason: String },
+    Failed { retry_at: i64, error: String },
+    Dead { error: String },
+    Released,
+}
+
+/// What a worker's round does for its mailboxes, in its transaction.
+#[derive(Debug)]
+pub(crate) struct DeliveryRound<'a> {
+    pub mailboxes: &'a Mailboxes,
+    pub settle: &'a [DeliverySettle],
+    /// The deliveries whose handlers still run, and their lease's new end.
+    pub renew: Option<(&'a [i64], i64)>,
+    /// Route up to this many due mails.
+    pub route: usize,
+    /// For each mailbox (by index), how many deliveries to claim.
+    pub claims: &'a [(usize, usize)],
+    /// Mark dead the deliveries whose lease ran out on their last attempt.
+    pub sweep: bool,
+    pub now: i64,
+    pub lease_until: i64,
+}
+
+/// What a round's mailbox step did.
+#[derive(Debug, Default)]
+pub(crate) struct DeliveryStep {
+    /// Mails routed.
+    pub routed: usize,
+    /// Where each group of recipients went (a mailbox's index, or none).
+    pub reached: Vec<Option<usize>>,
+    /// The mails stored unrouted (wholly or in part), with the recipients
+    /// no route took.
+    pub unrouted: Vec<(i64, Vec<String>)>,
+    pub claimed: Vec<ClaimedDelivery>,
+}
+
+/// A claimed delivery and its mail's row, as read.
+#[derive(Debug)]
+pub(crate) struct ClaimedDelivery {
+    pub id: i64,
+    pub mail_id: i64,
+    pub mailbox: usize,
+    pub recipients: String,
+    pub attempts: i64,
+    /// `None` when the mail's row is gone.
+    pub mail: Option<MailRow>,
+}
+
+/// The columns of a `cmc_mails` row a handler's job is made from.
+#[derive(Debug)]
+pub(crate) struct MailRow {
+    pub key: String,
+    pub json: String,
+    pub client: Option<String>,
+    pub received_at: i64,
+}
+
+/// A `cmc_mail_deliveries` row joined with its mail, as listed.
+#[derive(Debug)]
+pub(crate) struct RawDelivery {
+    pub id: i64,
+    pub mail_id: i64,
+    pub mailbox: Option<String>,
+    pub recipients: String,
+    pub route: Option<String>,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub bounce_reason: Option<String>,
+    pub created_at: i64,
+    pub run_at: i64,
+    pub done_at: Option<i64>,
+    pub envelope_from: String,
+    pub subject: String,
+    pub key: String,
+}
+
+const MAIL_ROW: &str = "SELECT idempotency_key, mail, client, received_at \
+     FROM cmc_mails WHERE id = ?1";
+const DUE_MAILS: &str = "SELECT id, envelope_to, filter FROM cmc_mails \
+     WHERE state IN ('pending', 'running') \
+     AND CASE state WHEN 'pending' THEN run_at <= ?1 ELSE locked_until <= ?1 END \
+     ORDER BY id LIMIT ?2";
+/// Routing a mail again (it was replayed) replaces its unrouted row; the
+/// mailboxes it reached keep theirs (`ON CONFLICT DO NOTHING`).
+const FORGET_UNROUTED: &str =
+    "DELETE FROM cmc_mail_deliveries WHERE mail_id = ?1 AND mailbox IS NULL";
+const INSERT: &str = "INSERT INTO cmc_mail_deliveries \
+     (mail_id, mailbox, recipients, route, state, attempts, run_at, created_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6) ON CONFLICT DO NOTHING";
+const ROUTED: &str = "UPDATE cmc_mails SET state = 'done', done_at = ?1, \
+     attempts = attempts + 1, locked_by = NULL, locked_until = NULL, last_error = NULL \
+     WHERE id = ?2";
+const SETTLE: &str = "UPDATE cmc_mail_deliveries SET state = ?1, run_at = ?2, done_at = ?3, \
+     last_error = CASE WHEN ?1 = 'delivered' THEN NULL ELSE COALESCE(?4, last_error) END, \
+     bounce_reason = ?5, locked_by = NULL, locked_until = NULL, \
+     attempts = CASE WHEN attempts > ?6 THEN attempts - ?6 ELSE 0 END \
+     WHERE id = ?7 AND state = 'processing' AND locked_by = ?8";
+const RENEW: &str = "UPDATE cmc_mail_deliveries SET locked_until = ?1 \
+     WHERE id = ?2 AND state = 'processing' AND locked_by = ?3";
+const SWEEP: &str = "UPDATE cmc_mail_deliveries SET state = 'dead', done_at = ?1, \
+     locked_by = NULL, locked_until = NULL, last_error = 'the lease expired on attempt ' || \
+     attempts || ': its worker stopped, or lost the store, while the handler ran' || \
+     COALESCE(' (before: ' || last_error || ')', '') \
+     WHERE mailbox = ?4 AND state = 'processing' AND locked_until <= ?1 AND attempts >= ?2 \
+     AND locked_by IS DISTINCT FROM ?3";
+const CLAIM: &str = "UPDATE cmc_mail_deliveries SET state = 'processing', \
+     attempts = attempts + 1, locked_by = ?1, locked_until = ?2 \
+     WHERE id IN (SELECT id FROM cmc_mail_deliveries \
+     WHERE mailbox = ?3 AND state IN ('pending', 'failed', 'processing') \
+     AND CASE state WHEN 'processing' \
+     THEN locked_until <= ?4 AND locked_by IS DISTINCT FROM ?1 AND attempts < ?6 \
+     ELSE run_at <= ?4 END ORDER BY id LIMIT ?5";
+const COUNTS: &str =
+    "SELECT mailbox, state, COUNT(*) FROM cmc_mail_deliveries GROUP BY mailbox, state";
+const LIST: &str = "SELECT d.id, d.mail_id, d.mailbox, d.recipients, d.route, d.state, \
+     d.attempts, d.last_error, d.bounce_reason, d.created_at, d.run_at, d.done_at, \
+     m.envelope_from, m.subject, m.idempotency_key \
+     FROM cmc_mail_deliveries d JOIN cmc_mails m ON m.id = d.mail_id";
+const PRUNE: &str = "DELETE FROM cmc_mail_deliveries WHERE id IN (SELECT id \
+     FROM cmc_mail_deliveries WHERE mailbox = ?1 AND state IN ('delivered', 'bounced') \
+     AND done_at < ?2 ORDER BY id LIMIT 1000) RETURNING mail_id";
+const ORPHAN_ATTACHMENTS: &str = "DELETE FROM cmc_mail_attachments WHERE mail_id = ?1 \
+     AND NOT EXISTS (SELECT 1 FROM cmc_mail_deliveries WHERE mail_id = ?1) \
+     AND EXISTS (SELECT 1 FROM cmc_mails WHERE id = ?1 AND state = 'done')";
+const ORPHAN_MAIL: &str = "DELETE FROM cmc_mails WHERE id = ?1 AND state = 'done' \
+     AND NOT EXISTS (SELECT 1 FROM cmc_mail_deliveries WHERE mail_id = ?1)";
+const ATTACHMENT_SIZE: &str = "SELECT COUNT(*), COALESCE(SUM(length(data)), 0) \
+     FROM cmc_mail_attachments WHERE mail_id = ?1 AND position = ?2";
+const ATTACHMENT_STARTS: &str = "SELECT start FROM cmc_mail_attachments \
+     WHERE mail_id = ?1 AND position = ?2 ORDER BY start";
+const ATTACHMENT_CHUNK: &str = "SELECT data FROM cmc_mail_attachments \
+     WHERE mail_id = ?1 AND position = ?2 AND start = ?3";
+
+/// A `WHERE` clause from a [`DeliveryFilter`], with its parameters from
+/// `?first` on.
+fn filter_clause(filter: &DeliveryFilter, first: usize) -> (String, Vec<Bind>) {
+    let mut clauses = Vec::new();
+    let mut binds = Vec::new();
+    let next = |bind: Bind, binds: &mut Vec<Bind>| {
+        binds.push(bind);
+        format!("?{}", first + binds.len() - 1)
+    };
+    match &filter.mailbox {
+        super::Which::Any => {}
+        super::Which::Unrouted => clauses.push("d.mailbox IS NULL".to_owned()),
+        super::Which::Named(name) => {
+            let p = next(Bind::Text(name.clone()), &mut binds);
+            clauses.push(format!("d.mailbox = {p}"));
+        }
+    }
+    if let Some(mail) = filter.mail {
+        let p = next(Bind::Int(mail), &mut binds);
+        clauses.push(format!("d.mail_id = {p}"));
+    }
+    if !filter.states.is_empty() {
+        // The states are this crate's names, never the caller's text.
+        let names: Vec<String> = filter
+            .states
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        clauses.push(format!("d.state IN ({})", names.join(", ")));
+    }
+    if clauses.is_empty() {
+        clauses.push("1 = 1".to_owned());
+    }
+    (clauses.join(" AND "), binds)
+}
+
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+/// The statements for one database: `$db` its sqlx type, `$pg` whether
+/// parameters are written `$N`, `$skip` the end of a claim's `SELECT`.
+macro_rules! statements {
+    ($db:ty, $pg:expr, $skip:expr) => {
+        use std::borrow::Cow;
+
+        use sqlx::Row;
+
+        use super::*;
+
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        fn sql(s: &str) -> Cow<'_, str> {
+            if $pg {
+                Cow::Owned(s.replace('?', "$"))
+            } else {
+                Cow::Borrowed(s)
+            }
+        }
+
+        fn bind<'q>(
+            mut q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            binds: Vec<Bind>,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            for b in binds {
+                q = match b {
+                    Bind::Int(i) => q.bind(i),
+                    Bind::Text(t) => q.bind(t),
+                };
+            }
+            q
+        }
+
+        /// The mailboxes' part of a worker's round: outcomes, leases,
+        /// routing and claims, on the round's transaction.
+        pub(crate) async fn round(
+            conn: &mut Conn,
+            worker: &str,
+            r: &DeliveryRound<'_>,
+        ) -> Result<DeliveryStep, sqlx::Error> {
+            let mut step = DeliveryStep::default();
+            for s in r.settle {
+                let (state, run_at, done_at, error, reason, given_back) = match &s.outcome {
+                    DeliveryOutcome::Delivered => ("delivered", s.at, Some(s.at), None, None, 0),
+                    DeliveryOutcome::Bounced { reason } => {
+                        ("bounced", s.at, Some(s.at), None, Some(text(reason)), 0)
+                    }
+                    DeliveryOutcome::Failed { retry_at, error } => {
+                        ("failed", *retry_at, None, Some(text(error)), None, 0)
+                    }
+                    DeliveryOutcome::Dead { error } => {
+                        ("dead", s.at, Some(s.at), Some(text(error)), None, 0)
+                    }
+                    // Released at shutdown: due again at once, and the
+                    // cancelled run is not counted as an attempt.
+                    DeliveryOutcome::Released => ("pending", s.at, None, None, None, 1i64),
+                };
+                sqlx::query(&sql(SETTLE))
+                    .bind(state)
+                    .bind(run_at)
+                    .bind(done_at)
+                    .bind(error)
+                    .bind(reason)
+                    .bind(given_back)
+                    .bind(s.id)
+                    .bind(worker)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            if let Some((ids, until)) = r.renew {
+                for id in ids {
+                    sqlx::query(&sql(RENEW))
+                        .bind(until)
+                        .bind(*id)
+                        .bind(worker)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            if r.route > 0 {
+                route_mails(conn, r, &mut step).await?;
+            }
+            for &(index, room) in r.claims {
+                let mailbox = &r.mailboxes.boxes[index];
+                if r.sweep {
+                    sqlx::query(&sql(SWEEP))
+                        .bind(r.now)
+                        .bind(i64::from(mailbox.max_attempts))
+                        .bind(worker)
+                        .bind(mailbox.name.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                if room == 0 {
+                    continue;
+                }
+                let rows = sqlx::query(&sql(&format!(
+                    "{CLAIM}{}) RETURNING id, mail_id, recipients, attempts",
+                    $skip
+                )))
+                .bind(worker)
+                .bind(r.lease_until)
+                .bind(mailbox.name.as_str())
+                .bind(r.now)
+                .bind(room as i64)
+                .bind(i64::from(mailbox.max_attempts))
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut batch = Vec::with_capacity(rows.len());
+                for row in rows {
+                    batch.push(ClaimedDelivery {
+                        id: row.try_get(0)?,
+                        mail_id: row.try_get(1)?,
+                        mailbox: index,
+                        recipients: row.try_get(2)?,
+                        attempts: row.try_get(3)?,
+                        mail: None,
+                    });
+                }
+                batch.sort_by_key(|d| d.id);
+                for d in &mut batch {
+                    d.mail = mail_row(conn, d.mail_id).await?;
+                }
+                step.claimed.extend(batch);
+            }
+            Ok(step)
+        }
+
+        /// Routes the due mails: their deliveries are inserted and the
+        /// mails marked done, in the round's transaction.
+        async fn route_mails(
+            conn: &mut Conn,
+            r: &DeliveryRound<'_>,
+            step: &mut DeliveryStep,
+        ) -> Result<(), sqlx::Error> {
+            let due: Vec<(i64, String, String)> =
+                sqlx::query_as(&sql(&format!("{DUE_MAILS}{}", $skip)))
+                    .bind(r.now)
+                    .bind(r.route as i64)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            for (mail_id, envelope_to, filter) in due {
+                sqlx::query(&sql(FORGET_UNROUTED))
+                    .bind(mail_id)
+                    .execute(&mut *conn)
+                    .await?;
+                let boxes = r.mailboxes;
+                for group in route(&boxes.routes, boxes.fallback, &envelope_to, &filter) {
+                    let (mailbox, state) = match group.mailbox {
+                        Some(i) => (Some(boxes.boxes[i].name.clone()), "pending"),
+                        None => (None, "unrouted"),
+                    };
+                    let recipients =
+                        serde_json::to_string(&group.recipients).unwrap_or_else(|_| "[]".into());
+                    sqlx::query(&sql(INSERT))
+                        .bind(mail_id)
+                        .bind(mailbox)
+                        .bind(text(&recipients))
+                        .bind(group.route.as_deref().map(text))
+                        .bind(state)
+                        .bind(r.now)
+                        .execute(&mut *conn)
+                        .await?;
+                    step.reached.push(group.mailbox);
+                    if group.mailbox.is_none() {
+                        step.unrouted.push((mail_id, group.recipients));
+                    }
+                }
+                sqlx::query(&sql(ROUTED))
+                    .bind(r.now)
+                    .bind(mail_id)
+                    .execute(&mut *conn)
+                    .await?;
+                step.routed += 1;
+            }
+            Ok(())
+        }
+
+        /// The job columns of mail `id`, if its row exists.
+        pub(crate) async fn mail_row(
+            conn: &mut Conn,
+            id: i64,
+        ) -> Result<Option<MailRow>, sqlx::Error> {
+            let row = sqlx::query(&sql(MAIL_ROW))
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            row.map(|row| {
+                Ok(MailRow {
+                    key: row.try_get(0)?,
+                    json: row.try_get(1)?,
+                    client: row.try_get(2)?,
+                    received_at: row.try_get(3)?,
+                })
+            })
+            .transpose()
+        }
+
+        /// How many deliveries each mailbox has in each state.
+        pub(crate) async fn counts(conn: &mut Conn) -> Result<Vec<MailboxCounts>, sqlx::Error> {
+            let rows: Vec<(Option<String>, String, i64)> =
+                sqlx::query_as(COUNTS).fetch_all(&mut *conn).await?;
+            Ok(MailboxCounts::from_rows(rows))
+        }
+
+        /// The deliveries `filter` takes, in order of id.
+        pub(crate) async fn list(
+            conn: &mut Conn,
+            filter: &DeliveryFilter,
+        ) -> Result<Vec<RawDelivery>, sqlx::Error> {
+            let (clause, binds) = filter_clause(filter, 3);
+            let statement = format!("{LIST} WHERE d.id > ?1 AND {clause} ORDER BY d.id LIMIT ?2");
+            let statement = sql(&statement);
+            let q = sqlx::query(&statement)
+                .bind(filter.after)
+                .bind(filter.limit as i64);
+            let rows = bind(q, binds).fetch_all(&mut *conn).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(RawDelivery {
+                        id: row.try_get(0)?,
+                        mail_id: row.try_get(1)?,
+                        mailbox: row.try_get(2)?,
+                        recipients: row.try_get(3)?,
+                        route: row.try_get(4)?,
+                        state: row.try_get(5)?,
+                        attempts: row.try_get(6)?,
+                        last_error: row.try_get(7)?,
+                        bounce_reason: row.try_get(8)?,
+                        created_at: row.try_get(9)?,
+                        run_at: row.try_get(10)?,
+                        done_at: row.try_get(11)?,
+                        envelope_from: row.try_get(12)?,
+                        subject: row.try_get(13)?,
+                        key: row.try_get(14)?,
+                    })
+                })
+                .collect()
+        }
+
+        /// Sets the finished deliveries `filter` takes back to pending
+        /// (attempts reset), and the mails of its unrouted ones back to
+        /// pending to be routed again; returns how many of each.
+        pub(crate) async fn replay(
+            conn: &mut Conn,
+            filter: &DeliveryFilter,
+            now: i64,
+        ) -> Result<(u64, u64), sqlx::Error> {
+            let mut filter = filter.clone();
+            let reroute = filter.states.contains(&DeliveryState::Unrouted);
+            filter.states.retain(|s| s.is_final());
+            let mut replayed = 0;
+            if !filter.states.is_empty() {
+                let (clause, binds) = filter_clause(&filter, 2);
+                let statement = format!(
+                    "UPDATE cmc_mail_deliveries SET state = 'pending', attempts = 0, \
+                     run_at = ?1, done_at = NULL, locked_by = NULL, locked_until = NULL \
+                     WHERE id IN (SELECT d.id FROM cmc_mail_deliveries d WHERE {clause})"
+                );
+                replayed = bind(sqlx::query(&sql(&statement)).bind(now), binds)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+            }
+            let mut rerouted = 0;
+            if reroute && !matches!(filter.mailbox, crate::inbox::mailbox::Which::Named(_)) {
+                filter.states = vec![DeliveryState::Unrouted];
+                filter.mailbox = crate::inbox::mailbox::Which::Unrouted;
+                let (clause, binds) = filter_clause(&filter, 2);
+                let statement = format!(
+                    "UPDATE cmc_mails SET state = 'pending', attempts = 0, run_at = ?1, \
+                     done_at = NULL, locked_by = NULL, locked_until = NULL \
+                     WHERE state = 'done' AND id IN \
+                     (SELECT d.mail_id FROM cmc_mail_deliveries d WHERE {clause})"
+                );
+                rerouted = bind(sqlx::query(&sql(&statement)).bind(now), binds)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+            }
+            Ok((replayed, rerouted))
+        }
+
+        /// Deletes up to 1 000 of `mailbox`'s deliveries finished (delivered
+        /// or bounced) before `before`, and the mails (with their
+        /// attachments) no delivery is left of; returns how many of each.
+        pub(crate) async fn prune(
+            conn: &mut Conn,
+            mailbox: &str,
+            before: i64,
+        ) -> Result<(u64, u64), sqlx::Error> {
+            let mut mails: Vec<i64> = sqlx::query_scalar(&sql(PRUNE))
+                .bind(mailbox)
+                .bind(before)
+                .fetch_all(&mut *conn)
+                .await?;
+            let deliveries = mails.len() as u64;
+            mails.sort_unstable();
+            mails.dedup();
+            let mut deleted = 0;
+            for id in mails {
+                sqlx::query(&sql(ORPHAN_ATTACHMENTS))
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                deleted += sqlx::query(&sql(ORPHAN_MAIL))
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+            }
+            Ok((deliveries, deleted))
+        }
+
+        /// The bytes of attachment `position` of mail `mail`, assembled
+        /// from its chunks (read one at a time); `None` when it has none.
+        pub(crate) async fn attachment(
+            conn: &mut Conn,
+            mail: i64,
+            position: i64,
+        ) -> Result<Option<Vec<u8>>, sqlx::Error> {
+            let (chunks, size): (i64, i64) = sqlx::query_as(&sql(ATTACHMENT_SIZE))
+                .bind(mail)
+                .bind(position)
+                .fetch_one(&mut *conn)
+                .await?;
+            if chunks == 0 {
+                return Ok(None);
+            }
+            let starts: Vec<i64> = sqlx::query_scalar(&sql(ATTACHMENT_STARTS))
+                .bind(mail)
+                .bind(position)
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            for start in starts {
+                if usize::try_from(start).ok() != Some(data.len()) {
+                    return Err(sqlx::Error::Protocol(format!(
+                        "attachment {position} of mail {mail} has a chunk at {start} \
+                         where {} was expected",
+                        data.len()
+                    )));
+                }
+                let chunk: Vec<u8> = sqlx::query_scalar(&sql(ATTACHMENT_CHUNK))
+                    .bind(mail)
+                    .bind(position)
+                    .bind(start)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                data.extend_from_slice(&chunk);
+            }
+            Ok(Some(data))
+        }
+    };
+}
+
+pub(crate) mod sqlite {
+    statements!(sqlx::Sqlite, false, "");
+}
+
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres {
+    statements!(sqlx::Postgres, true, " FOR UPDATE SKIP LOCKED");
+}

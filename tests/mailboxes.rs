@@ -1,0 +1,741 @@
+//! Inbound mail routed to mailboxes, on real stores: SQLite files, and
+//! PostgreSQL when `CMC_POSTGRES_URL` names a server (a fresh database per
+//! test). Mails are stored as the inbox stores a webhook, routed by a real
+//! worker, and handled by each mailbox's handler.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cmc_webhook::inbox::mailbox::{
+    Delivery, DeliveryFilter, DeliveryState, Handled, MailJob, Mailbox, Mailboxes, Unrouted,
+};
+use cmc_webhook::inbox::{Backoff, Inbox, Kind, ManualClock, State};
+use cmc_webhook::Webhook;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// The stores a test runs on: a SQLite file, and a fresh PostgreSQL
+/// database when a server is named.
+async fn stores(dir: &std::path::Path, test: &str) -> Vec<String> {
+    let mut urls = vec![format!(
+        "sqlite:{}",
+        dir.join(format!("{test}.sqlite3")).display()
+    )];
+    #[cfg(feature = "postgres")]
+    if let Some(admin) = common::inbox::postgres_server("mailboxes on PostgreSQL") {
+        urls.push(common::inbox::fresh_database(&admin, &format!("cmc_mbox_{test}")).await);
+    }
+    urls
+}
+
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+/// An inbound mail (JSON, no attachments) to `to` through `filter`.
+fn mail(to: &str, filter: &str, subject: &str) -> Webhook {
+    let body = serde_json::json!({
+        "server_composition": "pro",
+        "filter": filter,
+        "headers": [{"name": "Subject", "value": subject}],
+        "subject": subject,
+        "envelope-from": "sender@example.com",
+        "envelope-to": to,
+        "text": format!("{subject}\r\n"),
+    });
+    Webhook::parse("application/json", Bytes::from(body.to_string())).unwrap()
+}
+
+/// Stores `webhook`, returning its mail's id.
+async fn store(inbox: &Inbox, webhook: Webhook) {
+    let receipt = inbox.store(webhook, None).await.unwrap();
+    assert_eq!(receipt.stored, 1);
+}
+
+/// What a test's handlers or hooks collect.
+type Shared<T> = Arc<Mutex<Vec<T>>>;
+
+/// What the handlers were handed: (mailbox, subject, recipients).
+type Seen = Shared<(String, String, Vec<String>)>;
+
+fn recording(name: &str, seen: &Seen) -> Mailbox {
+    let seen = seen.clone();
+    Mailbox::new(name, move |job: MailJob| {
+        seen.lock().unwrap().push((
+            job.mailbox.clone(),
+            job.mail.subject.to_string(),
+            job.recipients.clone(),
+        ));
+        async { Ok::<(), String>(()) }
+    })
+}
+
+/// Waits until no delivery is pending, processing or failed, and at least
+/// `n` deliveries exist; returns them all.
+async fn settled(inbox: &Inbox, n: usize) -> Vec<Delivery> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = inbox
+            .deliveries()
+            .list(&DeliveryFilter::all().limit(1000))
+            .await
+            .unwrap();
+        let open = all.iter().any(|d| {
+            matches!(
+                d.state,
+                DeliveryState::Pending | DeliveryState::Processing | DeliveryState::Failed
+            )
+        });
+        let unrouted_mails = inbox.counts().await.unwrap().mails.get(State::Pending);
+        if all.len() >= n && !open && unrouted_mails == 0 {
+            return all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {n} settled deliveries: {all:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn by_subject(seen: &Seen) -> BTreeMap<String, (String, Vec<String>)> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|(m, s, r)| (s.clone(), (m.clone(), r.clone())))
+        .collect()
+}
+
+#[tokio::test]
+async fn routes_are_tried_in_order_and_the_first_match_wins() {
+    let dir = dir();
+    for url in stores(dir.path(), "order").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let seen = Seen::default();
+        let mailboxes = Mailboxes::new()
+            .mailbox(recording("support", &seen))
+            .unwrap()
+            .mailbox(recording("general", &seen))
+            .unwrap()
+            .mailbox(recording("replies", &seen))
+            .unwrap()
+            .route("Support@Example.JP", "support")
+            .unwrap()
+            .route("*@example.jp", "general")
+            .unwrap()
+            // Declared after the domain route, which takes its mails first.
+            .route("reply+*@example.jp", "replies")
+            .unwrap()
+            .route("reply+*@replies.example.jp", "replies")
+            .unwrap();
+        for (to, subject) in [
+            ("SUPPORT@example.jp", "exact, upper case"),
+            ("<support@EXAMPLE.jp>", "exact, angle brackets"),
+            ("support+x@example.jp", "plus address of exact"),
+            ("reply+7@example.jp", "shadowed prefix"),
+            ("reply+8@Replies.example.jp", "prefix"),
+            ("reply@replies.example.jp", "prefix without plus"),
+        ] {
+            store(&inbox, mail(to, "f", subject)).await;
+        }
+        let worker = inbox.mailbox_worker(mailboxes).spawn();
+        let all = settled(&inbox, 6).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+
+        let seen = by_subject(&seen);
+        let to = |s: &str| seen.get(s).map(|(m, _)| m.as_str());
+        assert_eq!(to("exact, upper case"), Some("support"), "{url}");
+        assert_eq!(to("exact, angle brackets"), Some("support"));
+        assert_eq!(to("plus address of exact"), Some("general"));
+        assert_eq!(to("shadowed prefix"), Some("general"));
+        assert_eq!(to("prefix"), Some("replies"));
+        assert_eq!(seen["prefix"].1, ["reply+8@replies.example.jp"]);
+        assert_eq!(to("prefix without plus"), None);
+        let unrouted: Vec<_> = all
+            .iter()
+            .filter(|d| d.state == DeliveryState::Unrouted)
+            .collect();
+        assert_eq!(unrouted.len(), 1, "{all:#?}");
+        assert_eq!(unrouted[0].subject, "prefix without plus");
+        assert_eq!(unrouted[0].mailbox, None);
+        assert_eq!(unrouted[0].recipients, ["reply@replies.example.jp"]);
+        let general = all.iter().find(|d| d.subject == "shadowed prefix").unwrap();
+        assert_eq!(general.route.as_deref(), Some("*@example.jp"));
+        assert_eq!(general.state, DeliveryState::Delivered);
+        assert_eq!(general.attempts, 1);
+        assert!(general.done_at.is_some());
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
+async fn unrouted_mails_are_kept_counted_and_routed_again_once_a_fallback_exists() {
+    let dir = dir();
+    for url in stores(dir.path(), "unrouted").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let seen = Seen::default();
+        let hooked: Shared<(String, Vec<String>)> = Arc::default();
+        let hook = hooked.clone();
+        let mailboxes = Mailboxes::new()
+            .mailbox(recording("support", &seen))
+            .unwrap()
+            .route("support@example.jp", "support")
+            .unwrap()
+            .on_unrouted(move |u: &Unrouted| {
+                hook.lock()
+                    .unwrap()
+                    .push((u.mail.subject.to_string(), u.recipients.clone()))
+            });
+        store(&inbox, mail("nobody@example.jp", "f", "lost?")).await;
+        store(&inbox, mail("support@example.jp", "f", "found")).await;
+        let worker = inbox.mailbox_worker(mailboxes.clone()).spawn();
+        let all = settled(&inbox, 2).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while hooked.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "the unrouted hook was called");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            *hooked.lock().unwrap(),
+            [("lost?".to_string(), vec!["nobody@example.jp".to_string()])]
+        );
+        let states: Vec<_> = all.iter().map(|d| (d.subject.as_str(), d.state)).collect();
+        assert_eq!(
+            states,
+            [
+                ("lost?", DeliveryState::Unrouted),
+                ("found", DeliveryState::Delivered)
+            ],
+            "{url}"
+        );
+        // The mail is kept (routed, so `done`), and counted apart.
+        let counts = inbox.deliveries().counts().await.unwrap();
+        assert_eq!(counts.len(), 2);
+        assert_eq!(counts[0].mailbox.as_deref(), Some("support"));
+        assert_eq!(counts[0].get(DeliveryState::Delivered), 1);
+        assert_eq!(counts[1].mailbox, None);
+        assert_eq!(counts[1].get(DeliveryState::Unrouted), 1);
+        assert_eq!(inbox.counts().await.unwrap().mails.get(State::Done), 2);
+
+        // A fallback now, and the unrouted mail routed again: it reaches
+        // the fallback, and the delivered mail is not handled twice.
+        let catchall = mailboxes
+            .mailbox(recording("catchall", &seen))
+            .unwrap()
+            .fallback("catchall")
+            .unwrap();
+        let replayed = inbox
+            .deliveries()
+            .replay(&DeliveryFilter::unrouted())
+            .await
+            .unwrap();
+        assert_eq!((replayed.deliveries, replayed.rerouted), (0, 1));
+        let worker = inbox.mailbox_worker(catchall).spawn();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let counts = inbox.deliveries().counts().await.unwrap();
+            if counts.iter().any(|c| {
+                c.mailbox.as_deref() == Some("catchall") && c.get(DeliveryState::Delivered) == 1
+            }) {
+                assert!(counts.iter().all(|c| c.mailbox.is_some()), "{counts:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{counts:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        let seen = by_subject(&seen);
+        assert_eq!(seen["lost?"].0, "catchall");
+        assert_eq!(seen["found"].0, "support");
+        assert_eq!(seen.len(), 2);
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_mail_with_several_recipients_reaches_each_of_their_mailboxes_once() {
+    let dir = dir();
+    for url in stores(dir.path(), "multi").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let seen = Seen::default();
+        let mailboxes = Mailboxes::new()
+            .mailbox(recording("support", &seen))
+            .unwrap()
+            .mailbox(recording("billing", &seen))
+            .unwrap()
+            .route("*@support.example.jp", "support")
+            .unwrap()
+            .route("*@billing.example.jp", "billing")
+            .unwrap();
+        store(
+            &inbox,
+            mail(
+                "a@billing.example.jp, B@support.example.jp, c@nowhere.example.jp, \
+                 d@billing.example.jp, a@billing.example.jp",
+                "f",
+                "to many",
+            ),
+        )
+        .await;
+        let worker = inbox.mailbox_worker(mailboxes).spawn();
+        let all = settled(&inbox, 3).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "billing".to_string(),
+                    "to many".to_string(),
+                    vec![
+                        "a@billing.example.jp".to_string(),
+                        "d@billing.example.jp".to_string()
+                    ]
+                ),
+                (
+                    "support".to_string(),
+                    "to many".to_string(),
+                    vec!["b@support.example.jp".to_string()]
+                ),
+            ],
+            "{url}"
+        );
+        assert_eq!(all.len(), 3);
+        assert!(all.iter().all(|d| d.mail_id == all[0].mail_id));
+        let unrouted = all.iter().find(|d| d.mailbox.is_none()).unwrap();
+        assert_eq!(unrouted.recipients, ["c@nowhere.example.jp"]);
+        assert_eq!(unrouted.state, DeliveryState::Unrouted);
+        // The mail's own deliveries, through the API.
+        let of_mail = inbox
+            .deliveries()
+            .list(&DeliveryFilter::all().mail(all[0].mail_id))
+            .await
+            .unwrap();
+        assert_eq!(of_mail, all);
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
+async fn filter_routes_take_the_mails_of_their_cmc_rule() {
+    let dir = dir();
+    for url in stores(dir.path(), "filter").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let seen = Seen::default();
+        let mailboxes = Mailboxes::new()
+            .mailbox(recording("scans", &seen))
+            .unwrap()
+            .mailbox(recording("other", &seen))
+            .unwrap()
+            .route("filter:scanner *@example.jp", "scans")
+            .unwrap()
+            .route("filter:Documents", "scans")
+            .unwrap()
+            .fallback("other")
+            .unwrap();
+        store(&inbox, mail("a@example.jp", "scanner", "scanner, address")).await;
+        store(
+            &inbox,
+            mail("a@other.jp", "scanner", "scanner, other address"),
+        )
+        .await;
+        store(&inbox, mail("x@any.jp", "documents", "documents rule")).await;
+        store(&inbox, mail("", "documents", "no recipient")).await;
+        store(&inbox, mail("a@example.jp", "info", "other rule")).await;
+        let worker = inbox.mailbox_worker(mailboxes).spawn();
+        settled(&inbox, 5).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        let seen = by_subject(&seen);
+        let to = |s: &str| seen[s].0.as_str();
+        assert_eq!(to("scanner, address"), "scans", "{url}");
+        assert_eq!(to("scanner, other address"), "other");
+        assert_eq!(to("documents rule"), "scans");
+        assert_eq!(to("no recipient"), "scans");
+        assert!(seen["no recipient"].1.is_empty());
+        assert_eq!(to("other rule"), "other");
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
+async fn each_mailbox_retries_with_its_own_policy_and_bounces_without_retrying() {
+    let dir = dir();
+    for url in stores(dir.path(), "retries").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let flaky_runs = Arc::new(AtomicUsize::new(0));
+        let bounce_runs = Arc::new(AtomicUsize::new(0));
+        let seen = Seen::default();
+        let quick = Backoff::exponential(Duration::from_millis(1))
+            .max(Duration::from_millis(5))
+            .jitter(0.0);
+        let runs = flaky_runs.clone();
+        let flaky = Mailbox::new("flaky", move |_job: MailJob| {
+            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                if n < 3 {
+                    Err(format!("not yet ({n})"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .max_attempts(5)
+        .backoff(quick);
+        let doomed = Mailbox::new("doomed", |_job: MailJob| async {
+            Err::<(), _>("the ticket system is down")
+        })
+        .max_attempts(2)
+        .backoff(quick);
+        let runs = bounce_runs.clone();
+        let strict = Mailbox::new("strict", move |job: MailJob| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            async move {
+                Ok::<_, String>(Handled::bounced(format!(
+                    "no ticket for {}",
+                    job.recipients[0]
+                )))
+            }
+        })
+        .backoff(quick);
+        let mailboxes = Mailboxes::new()
+            .mailbox(flaky)
+            .unwrap()
+            .mailbox(doomed)
+            .unwrap()
+            .mailbox(strict)
+            .unwrap()
+            .mailbox(recording("fine", &seen))
+            .unwrap()
+            .route("flaky@example.jp", "flaky")
+            .unwrap()
+            .route("doomed@example.jp", "doomed")
+            .unwrap()
+            .route("strict@example.jp", "strict")
+            .unwrap()
+            .route("fine@example.jp", "fine")
+            .unwrap();
+        for to in ["flaky", "doomed", "strict", "fine"] {
+            store(&inbox, mail(&format!("{to}@example.jp"), "f", to)).await;
+        }
+        let worker = inbox.mailbox_worker(mailboxes).spawn();
+        let all = settled(&inbox, 4).await;
+        let stopped = worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        let state = |s: &str| {
+            let d = all.iter().find(|d| d.subject == s).unwrap();
+            (
+                d.state,
+                d.attempts,
+                d.last_error.clone(),
+                d.bounce_reason.clone(),
+            )
+        };
+        assert_eq!(
+            state("flaky"),
+            (DeliveryState::Delivered, 3, None, None),
+            "{url}"
+        );
+        assert_eq!(
+            state("doomed"),
+            (
+                DeliveryState::Dead,
+                2,
+                Some("the ticket system is down".into()),
+                None
+            )
+        );
+        assert_eq!(
+            state("strict"),
+            (
+                DeliveryState::Bounced,
+                1,
+                None,
+                Some("no ticket for strict@example.jp".into())
+            )
+        );
+        assert_eq!(state("fine"), (DeliveryState::Delivered, 1, None, None));
+        assert_eq!(flaky_runs.load(Ordering::SeqCst), 3);
+        assert_eq!(bounce_runs.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            (stopped.done, stopped.bounced, stopped.failed),
+            (2, 1, 4),
+            "{stopped:?}"
+        );
+
+        // Replaying the dead delivery runs its handler again, from attempt 1.
+        let replayed = inbox
+            .deliveries()
+            .replay(&DeliveryFilter::all().mailbox("doomed"))
+            .await
+            .unwrap();
+        assert_eq!((replayed.deliveries, replayed.rerouted), (1, 0));
+        let dead = inbox
+            .deliveries()
+            .list(&DeliveryFilter::all().states([DeliveryState::Pending]))
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].subject.as_str(), dead[0].attempts), ("doomed", 0));
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_mailbox_never_runs_more_handlers_than_its_concurrency() {
+    let dir = dir();
+    for url in stores(dir.path(), "concurrency").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (n, m) = (now.clone(), most.clone());
+        let serial = Mailbox::new("serial", move |_job: MailJob| {
+            let (n, m) = (n.clone(), m.clone());
+            async move {
+                let running = n.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(running, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                n.fetch_sub(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            }
+        })
+        .concurrency(2);
+        let mailboxes = Mailboxes::new()
+            .mailbox(serial)
+            .unwrap()
+            .fallback("serial")
+            .unwrap();
+        for i in 0..12 {
+            store(&inbox, mail("a@example.jp", "f", &format!("mail {i}"))).await;
+        }
+        let worker = inbox.mailbox_worker(mailboxes).spawn();
+        settled(&inbox, 12).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(most.load(Ordering::SeqCst), 2, "{url}");
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_worker_with_mailboxes_still_hands_events_to_its_handler() {
+    let dir = dir();
+    for url in stores(dir.path(), "events").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let seen = Seen::default();
+        let events = Arc::new(AtomicUsize::new(0));
+        let mailboxes = Mailboxes::new()
+            .mailbox(recording("all", &seen))
+            .unwrap()
+            .fallback("all")
+            .unwrap();
+        let body = r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[
+          {"created":"2023-01-25 14:03:09","status":"2015","to":"x@example.jp","messageId":"<1@x>"}]}}"#;
+        store(
+            &inbox,
+            Webhook::parse("application/json", Bytes::from(body)).unwrap(),
+        )
+        .await;
+        store(&inbox, mail("a@example.jp", "f", "one")).await;
+        let e = events.clone();
+        let worker = inbox
+            .worker(move |job: cmc_webhook::inbox::Job| {
+                assert_eq!(job.id.kind, Kind::Event, "mails go to the mailboxes");
+                e.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<(), String>(()) }
+            })
+            .mailboxes(mailboxes)
+            .spawn();
+        settled(&inbox, 1).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while inbox.counts().await.unwrap().events.get(State::Done) < 1 {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(events.load(Ordering::SeqCst), 1, "{url}");
+        assert_eq!(seen.lock().unwrap().len(), 1);
+
+        // A mailbox worker leaves events alone.
+        store(
+            &inbox,
+            Webhook::parse(
+                "application/json",
+                Bytes::from(body.replace("2015", "2016")),
+            )
+            .unwrap(),
+        )
+        .await;
+        let worker = inbox
+            .mailbox_worker(Mailboxes::new().mailbox(recording("x", &seen)).unwrap())
+            .spawn();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(inbox.counts().await.unwrap().events.get(State::Pending), 1);
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
+async fn delivered_mails_and_their_attachments_go_after_their_mailbox_retention() {
+    let dir = dir();
+    for url in stores(dir.path(), "retention").await {
+        let clock = ManualClock::new("2026-03-01T00:00:00Z".parse().unwrap());
+        let inbox = Inbox::builder(&url)
+            .unwrap()
+            .clock(clock.clone())
+            .open()
+            .await
+            .unwrap();
+        let seen = Seen::default();
+        let mailboxes = Mailboxes::new()
+            .mailbox(recording("short", &seen))
+            .unwrap()
+            .mailbox(recording("long", &seen).retention(90 * DAY))
+            .unwrap()
+            .mailbox(
+                Mailbox::new("refuse", |_j: MailJob| async {
+                    Ok::<_, String>(Handled::bounced("no"))
+                })
+                .retention(DAY),
+            )
+            .unwrap()
+            .route("short@example.jp", "short")
+            .unwrap()
+            .route("long@example.jp", "long")
+            .unwrap()
+            .route("refuse@example.jp", "refuse")
+            .unwrap()
+            .route("both@example.jp", "short")
+            .unwrap()
+            .route("both@other.jp", "long")
+            .unwrap();
+        let mut with_attachment = cmc_webhook::test_util::sample_inbound(true);
+        with_attachment.envelope_to = "short@example.jp".into();
+        store(&inbox, Webhook::Inbound(with_attachment)).await;
+        store(&inbox, mail("long@example.jp", "f", "long")).await;
+        store(&inbox, mail("refuse@example.jp", "f", "refuse")).await;
+        store(&inbox, mail("both@example.jp, both@other.jp", "f", "both")).await;
+        let worker = inbox.mailbox_worker(mailboxes).spawn();
+        settled(&inbox, 5).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+
+        // The inbox's own prune leaves routed mails to their mailboxes.
+        clock.advance(31 * DAY);
+        let pruned = inbox.prune(DAY).await.unwrap();
+        assert_eq!((pruned.events, pruned.mails), (0, 0), "{url}");
+
+        let deliveries = inbox.deliveries();
+        let p = deliveries.prune("short", 30 * DAY).await.unwrap();
+        // Its two deliveries; the mail to both@ keeps its other one.
+        assert_eq!((p.deliveries, p.mails), (2, 1));
+        let p = deliveries.prune("refuse", DAY).await.unwrap();
+        assert_eq!((p.deliveries, p.mails), (1, 1));
+        let p = deliveries.prune("long", 90 * DAY).await.unwrap();
+        assert_eq!((p.deliveries, p.mails), (0, 0));
+        assert_eq!(inbox.counts().await.unwrap().mails.total(), 2);
+        assert_eq!(
+            attachment_rows(&url).await,
+            0,
+            "the attachment went with its mail"
+        );
+
+        // The worker prunes by itself, each mailbox after its retention.
+        clock.advance(60 * DAY);
+        let mailboxes = Mailboxes::new()
+            .mailbox(recording("long", &seen).retention(90 * DAY))
+            .unwrap()
+            .prune_every(Duration::from_secs(1));
+        let worker = inbox.mailbox_worker(mailboxes).spawn();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while inbox.counts().await.unwrap().mails.total() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the worker pruned the long mailbox"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert!(inbox
+            .deliveries()
+            .list(&DeliveryFilter::all())
+            .await
+            .unwrap()
+            .is_empty());
+        inbox.close().await;
+    }
+}
+
+/// The rows of `cmc_mail_attachments` in the store at `url`.
+async fn attachment_rows(url: &str) -> i64 {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let db = rusqlite::Connection::open(path).unwrap();
+        return db
+            .query_row("SELECT COUNT(*) FROM cmc_mail_attachments", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+    }
+    #[cfg(feature = "postgres")]
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM cmc_mail_attachments")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    }
+    #[cfg(not(feature = "postgres"))]
+    unreachable!("{url} is not SQLite")
+}
+
+#[tokio::test]
+async fn a_handler_reads_attachments_only_when_it_asks() {
+    let dir = dir();
+    for url in stores(dir.path(), "lazy").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let mut sent = cmc_webhook::test_util::sample_inbound(true);
+        sent.envelope_to = "docs@example.jp".into();
+        let data = Bytes::from(
+            (0..3_000_000u32)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<_>>(),
+        );
+        sent.attachments[0].data = data.clone();
+        store(&inbox, Webhook::Inbound(sent.clone())).await;
+        let got: Shared<(bool, Bytes, bool, String)> = Arc::default();
+        let g = got.clone();
+        let docs = Mailbox::new("docs", move |mut job: MailJob| {
+            let g = g.clone();
+            async move {
+                let empty_before = job.mail.attachments[0].data.is_empty();
+                let one = job.attachment(0).await.map_err(|e| e.to_string())?;
+                let missing = job.attachment(1).await.unwrap_err().to_string();
+                job.load_attachments().await.map_err(|e| e.to_string())?;
+                let loaded = job.mail.attachments[0].data == one;
+                g.lock().unwrap().push((empty_before, one, loaded, missing));
+                Ok::<(), String>(())
+            }
+        });
+        let mailboxes = Mailboxes::new()
+            .mailbox(docs)
+            .unwrap()
+            .fallback("docs")
+            .unwrap();
+        let worker = inbox.mailbox_worker(mailboxes).spawn();
+        settled(&inbox, 1).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        let got = got.lock().unwrap().clone();
+        assert_eq!(got.len(), 1, "{url}");
+        let (empty_before, one, loaded, missing) = &got[0];
+        assert!(empty_before, "the job came without the attachment's bytes");
+        assert!(*one == data, "attachment(0) read the bytes back");
+        assert!(loaded);
+        assert!(missing.contains("no attachment 1"), "{missing}");
+        inbox.close().await;
+    }
+}
