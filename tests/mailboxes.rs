@@ -186,10 +186,11 @@ async fn unrouted_mails_are_kept_counted_and_routed_again_once_a_fallback_exists
             .unwrap()
             .route("support@example.jp", "support")
             .unwrap()
-            .on_unrouted(move |u: &Unrouted| {
+            .on_unrouted(move |u: Unrouted| {
                 hook.lock()
                     .unwrap()
-                    .push((u.mail.subject.to_string(), u.recipients.clone()))
+                    .push((u.mail.subject.to_string(), u.recipients.clone()));
+                async {}
             });
         store(&inbox, mail("nobody@example.jp", "f", "lost?")).await;
         store(&inbox, mail("support@example.jp", "f", "found")).await;

@@ -641,3 +641,165 @@ async fn flags_come_from_the_environment() {
     );
     assert_eq!(lines, [expected.clone(), expected]);
 }
+
+/// `--mailbox NAME=PATTERN`: mails posted over TCP are stored, routed and
+/// printed with their mailbox; the one no route takes is printed with a
+/// null mailbox and kept as unrouted; a bad flag is refused at start.
+#[tokio::test]
+async fn mailbox_flags_route_mails_and_print_their_mailbox() {
+    use clap::Parser as _;
+    use cmc_webhook::inbox::mailbox::DeliveryState;
+
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::sqlite(dir.path().join("cmc-inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let args = config::Args::try_parse_from([
+        "receiver",
+        "--mailbox",
+        "support=Support@Example.JP",
+        "--mailbox",
+        "replies=reply+*@example.jp",
+        "--mailbox",
+        "support=filter:helpdesk",
+    ])
+    .unwrap();
+    let (lines, sink) = buffer();
+    let options = loopback();
+    let printer = app::Printer::new(&options, sink);
+    let mailboxes = app::mailboxes(&args.mailbox, &printer, 3, Duration::from_secs(3600))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        mailboxes.routes().collect::<Vec<_>>(),
+        [
+            ("support@example.jp".to_string(), "support"),
+            ("reply+*@example.jp".to_string(), "replies"),
+            ("filter:helpdesk".to_string(), "support"),
+        ]
+    );
+    let handler = printer.clone();
+    let worker = inbox
+        .worker(move |job| handler.clone().handle(job))
+        .mailboxes(mailboxes)
+        .spawn();
+    let addr = start(
+        app::router(&options, app::Target::Inbox(inbox.clone())).unwrap(),
+        serve::Limits::default(),
+    )
+    .await;
+    for (to, filter) in [
+        ("support@example.jp", "info"),
+        ("reply+42@example.jp", "info"),
+        ("stranger@example.jp", "info"),
+        ("desk@example.jp", "helpdesk"),
+    ] {
+        let mut mail = cmc_webhook::test_util::sample_inbound(true);
+        mail.attachments.truncate(1);
+        mail.envelope_to = to.into();
+        mail.filter = filter.into();
+        let request = CmcRequest::body(cmc_webhook::test_util::encode_inbound(
+            &mail,
+            WireEncoding::Multipart,
+        ))
+        .uri("/mails")
+        .to_http1("test");
+        let reply = common::http::send_raw(addr, &request).await;
+        assert_eq!(reply.status, 200, "{to}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines.lock().unwrap().len() < 4 {
+        assert!(Instant::now() < deadline, "{:?}", lines.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    let mut printed: Vec<(String, Value, String, u64)> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["to"].as_str().unwrap().to_owned(),
+                v["mailbox"].clone(),
+                v["filter"].as_str().unwrap().to_owned(),
+                v["attachments"][0]["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    printed.sort_by(|a, b| (&a.0, &a.2).cmp(&(&b.0, &b.2)));
+    for line in lines.lock().unwrap().iter() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["client"], "127.0.0.1", "{line}");
+    }
+    let size = cmc_webhook::test_util::sample_inbound(true).attachments[0]
+        .data
+        .len() as u64;
+    assert_eq!(
+        printed,
+        [
+            (
+                "desk@example.jp".into(),
+                "support".into(),
+                "helpdesk".into(),
+                size
+            ),
+            (
+                "reply+42@example.jp".into(),
+                "replies".into(),
+                "info".into(),
+                size
+            ),
+            (
+                "stranger@example.jp".into(),
+                Value::Null,
+                "info".into(),
+                size
+            ),
+            (
+                "support@example.jp".into(),
+                "support".into(),
+                "info".into(),
+                size
+            ),
+        ]
+    );
+    let counts = inbox.deliveries().counts().await.unwrap();
+    let of = |name: Option<&str>, state| {
+        counts
+            .iter()
+            .find(|c| c.mailbox.as_deref() == name)
+            .map_or(0, |c| c.get(state))
+    };
+    assert_eq!(of(Some("support"), DeliveryState::Delivered), 2);
+    assert_eq!(of(Some("replies"), DeliveryState::Delivered), 1);
+    assert_eq!(of(None, DeliveryState::Unrouted), 1);
+
+    // Flags that cannot be used are refused before serving.
+    for (flag, why) in [
+        ("support", "expected NAME=PATTERN"),
+        ("bad name=a@example.jp", "mailbox name"),
+        ("x=not-an-address", "not an address pattern"),
+        ("x=/(/", "not a regular expression"),
+    ] {
+        let e = app::mailboxes(&[flag.to_owned()], &printer, 3, Duration::from_secs(1))
+            .err()
+            .unwrap_or_else(|| panic!("{flag} was taken"));
+        assert!(e.contains(why), "{flag}: {e}");
+    }
+    let listed = config::Args::try_parse_from([
+        "receiver",
+        "mailboxes",
+        "--list",
+        "--name",
+        "support",
+        "--state",
+        "dead",
+    ])
+    .unwrap();
+    assert!(matches!(
+        listed.command,
+        Some(config::Command::Mailboxes { list: true, .. })
+    ));
+}

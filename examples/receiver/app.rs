@@ -15,6 +15,7 @@ use axum::routing::{post, post_service};
 use axum::{Extension, Router};
 use cmc_webhook::allowlist::Allowlist;
 use cmc_webhook::client_ip::{ClientIp, ForwardedHeader};
+use cmc_webhook::inbox::mailbox::{MailJob, Mailbox, Mailboxes, Unrouted};
 use cmc_webhook::inbox::{Inbox, Item, Job};
 use cmc_webhook::ipnet::IpNet;
 use cmc_webhook::{
@@ -141,9 +142,29 @@ impl Printer {
     }
 
     fn mail(&self, mail: &InboundMail, client: &str, saved: Vec<Value>) {
+        self.routed_mail(mail, client, saved, None);
+    }
+
+    /// A mail's line; with `mailbox` (routing is on), its mailbox or null.
+    fn routed_mail(
+        &self,
+        mail: &InboundMail,
+        client: &str,
+        saved: Vec<Value>,
+        mailbox: Option<Option<&str>>,
+    ) {
         let line = match self.format {
-            Format::Json => inbound_line(mail, client, saved).to_string(),
-            Format::Compact => compact_mail(mail),
+            Format::Json => {
+                let mut line = inbound_line(mail, client, saved);
+                if let Some(mailbox) = mailbox {
+                    line["mailbox"] = json!(mailbox);
+                }
+                line.to_string()
+            }
+            Format::Compact => match mailbox {
+                Some(m) => format!("{}  mailbox {}", compact_mail(mail), m.unwrap_or("-")),
+                None => compact_mail(mail),
+            },
         };
         (self.sink)(line);
         self.printed[1].fetch_add(1, Ordering::Relaxed);
@@ -165,6 +186,31 @@ impl Printer {
         Ok(())
     }
 
+    /// A mailbox's handler: the mail's line with its mailbox. The
+    /// attachments are read from the store (the line shows their sizes).
+    pub async fn mailbox_mail(self, mut job: MailJob) -> Result<(), String> {
+        job.load_attachments().await.map_err(|e| e.to_string())?;
+        let client = job.client.map(|c| c.to_string()).unwrap_or_default();
+        let number = u64::try_from(job.mail_id).unwrap_or_default();
+        let saved = self.save(number, &job.mail).await?;
+        self.routed_mail(&job.mail, &client, saved, Some(Some(&job.mailbox)));
+        Ok(())
+    }
+
+    /// The line of a mail no route took (`"mailbox": null`).
+    pub async fn unrouted(self, mut mail: Unrouted) {
+        if let Err(e) = mail.load_attachments().await {
+            tracing::error!(mail = mail.mail_id, error = %e, "could not read an unrouted mail's attachments");
+        }
+        let client = mail.client.map(|c| c.to_string()).unwrap_or_default();
+        self.routed_mail(
+            &mail.mail,
+            &client,
+            vec![Value::Null; mail.mail.attachments.len()],
+            Some(None),
+        );
+    }
+
     /// Saves a mail's attachments when a directory is set.
     async fn save(&self, number: u64, mail: &InboundMail) -> Result<Vec<Value>, String> {
         match &self.save_dir {
@@ -175,6 +221,53 @@ impl Printer {
             _ => Ok(vec![Value::Null; mail.attachments.len()]),
         }
     }
+}
+
+/// The mailboxes of `--mailbox NAME=PATTERN` flags, each printing its
+/// mails; `None` without any. A pattern of `*` is the fallback.
+pub fn mailboxes(
+    flags: &[String],
+    printer: &Printer,
+    max_attempts: u32,
+    retain: std::time::Duration,
+) -> Result<Option<Mailboxes>, String> {
+    if flags.is_empty() {
+        return Ok(None);
+    }
+    let mut routes = Vec::new();
+    for flag in flags {
+        let (name, pattern) = flag
+            .split_once('=')
+            .ok_or_else(|| format!("--mailbox {flag:?}: expected NAME=PATTERN"))?;
+        routes.push((name.trim(), pattern.trim()));
+    }
+    let mut mailboxes = Mailboxes::new();
+    let mut declared: Vec<&str> = Vec::new();
+    for (name, _) in &routes {
+        if declared.contains(name) {
+            continue;
+        }
+        declared.push(name);
+        let printer = printer.clone();
+        let mailbox = Mailbox::new(*name, move |job: MailJob| printer.clone().mailbox_mail(job))
+            .max_attempts(max_attempts)
+            .retention(retain);
+        mailboxes = mailboxes
+            .mailbox(mailbox)
+            .map_err(|e| format!("--mailbox: {e}"))?;
+    }
+    for (name, pattern) in &routes {
+        mailboxes = if *pattern == "*" {
+            mailboxes.fallback(name)
+        } else {
+            mailboxes.route(*pattern, name)
+        }
+        .map_err(|e| format!("--mailbox {name}={pattern}: {e}"))?;
+    }
+    let printer = printer.clone();
+    Ok(Some(mailboxes.on_unrouted(move |mail: Unrouted| {
+        printer.clone().unrouted(mail)
+    })))
 }
 
 /// The route without a store: prints, then answers.

@@ -160,6 +160,21 @@ pub struct Args {
     #[arg(long, value_name = "N", env = "CMC_MAX_ATTEMPTS", default_value_t = 12)]
     pub max_attempts: u32,
 
+    /// Routes inbound mails to the mailbox NAME when their envelope
+    /// recipient matches PATTERN: an address, `*@domain`, `prefix*@domain`
+    /// (`reply+*@example.jp`), `/regex/`, `filter:RULE` (CMC's inbound
+    /// rule), or `*` for the mails no other route takes. Repeatable, tried
+    /// in order; a NAME given twice is one mailbox with two routes. Without
+    /// a `*` route, the mails no route takes are kept as "unrouted". (In
+    /// the environment: separated by semicolons.)
+    #[arg(
+        long,
+        value_name = "NAME=PATTERN",
+        env = "CMC_MAILBOX",
+        value_delimiter = ';'
+    )]
+    pub mailbox: Vec<String>,
+
     /// How long the handlers in flight get to finish at shutdown.
     #[arg(long, value_name = "TIME", env = "CMC_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -263,6 +278,30 @@ pub enum Command {
     },
     /// Deletes the rows done before --retain.
     Prune,
+    /// The routed inbound mails: how many each mailbox has in each state,
+    /// or (with --list) the mails themselves as JSON lines.
+    Mailboxes {
+        /// List the mails rather than count them.
+        #[arg(long)]
+        list: bool,
+        /// Only this mailbox's mails.
+        #[arg(long, value_name = "NAME", conflicts_with = "unrouted")]
+        name: Option<String>,
+        /// Only the unrouted mails.
+        #[arg(long)]
+        unrouted: bool,
+        /// Only mails in this state: pending, processing, delivered,
+        /// failed, bounced, dead or unrouted.
+        #[arg(long)]
+        state: Option<String>,
+        /// The most mails listed.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Hand the mails taken (dead ones when no --state is given) to
+        /// their mailbox again; unrouted ones are routed again.
+        #[arg(long, conflicts_with = "list")]
+        replay: bool,
+    },
     /// The suppression list the worker keeps from bounces, successes and
     /// CMC's blocks.
     Suppressions {

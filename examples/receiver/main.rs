@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use cmc_webhook::allowlist::AllowlistFile;
+use cmc_webhook::inbox::mailbox::{DeliveryFilter, DeliveryState};
 use cmc_webhook::inbox::{suppression, Filter, Inbox, Kind};
 use cmc_webhook::WebhookLayer;
 use config::{Args, Command, SuppressionCommand};
@@ -94,15 +95,22 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     });
     let layer = app::layer(&options).map_err(|e| format!("the gate: {e}"))?;
     let printer = app::Printer::new(&options, sink.clone());
+    let mailboxes = app::mailboxes(&args.mailbox, &printer, args.max_attempts, args.retain)?;
+    if mailboxes.is_some() && store.is_none() {
+        return Err("--mailbox routes stored mails: it needs a store, not --store none".into());
+    }
     let (router, worker) = match &store {
         Some(inbox) => {
             let handler = printer.clone();
-            let worker = inbox
+            let mut worker = inbox
                 .worker(move |job| handler.clone().handle(job))
                 .concurrency(args.concurrency)
                 .max_attempts(args.max_attempts)
-                .suppressions(suppression::Policy::default())
-                .spawn();
+                .suppressions(suppression::Policy::default());
+            if let Some(mailboxes) = mailboxes {
+                worker = worker.mailboxes(mailboxes);
+            }
+            let worker = worker.spawn();
             (
                 app::router_with(layer.clone(), app::Target::Inbox(inbox.clone())),
                 Some(worker),
@@ -387,6 +395,66 @@ async fn operate(
             }
         }
         Command::Suppressions { action } => suppressions(inbox, action).await?,
+        Command::Mailboxes {
+            list,
+            name,
+            unrouted,
+            state,
+            limit,
+            replay,
+        } => {
+            let mut filter = if *unrouted {
+                DeliveryFilter::unrouted()
+            } else {
+                DeliveryFilter::all()
+            };
+            if let Some(name) = name {
+                filter = filter.mailbox(name.clone());
+            }
+            if let Some(state) = state {
+                filter = filter.states([state.parse::<DeliveryState>()?]);
+            }
+            let deliveries = inbox.deliveries();
+            if *replay {
+                let r = deliveries.replay(&filter).await?;
+                println!(
+                    "{} deliveries replayed, {} mails routed again",
+                    r.deliveries, r.rerouted
+                );
+            } else if *list {
+                for d in deliveries.list(&filter.limit(*limit)).await? {
+                    let line = serde_json::json!({
+                        "id": d.id,
+                        "mail": d.mail_id,
+                        "mailbox": d.mailbox,
+                        "state": d.state.as_str(),
+                        "recipients": d.recipients,
+                        "route": d.route,
+                        "from": d.envelope_from,
+                        "subject": d.subject,
+                        "attempts": d.attempts,
+                        "last_error": d.last_error,
+                        "bounce_reason": d.bounce_reason,
+                        "routed_at": d.created_at.to_string(),
+                        "done_at": d.done_at.map(|t| t.to_string()),
+                    });
+                    println!("{line}");
+                }
+            } else {
+                for c in deliveries.counts().await? {
+                    let states: Vec<String> = DeliveryState::ALL
+                        .iter()
+                        .filter(|s| c.get(**s) > 0)
+                        .map(|s| format!("{s} {}", c.get(*s)))
+                        .collect();
+                    println!(
+                        "{}\t{}",
+                        c.mailbox.as_deref().unwrap_or("(unrouted)"),
+                        states.join("\t")
+                    );
+                }
+            }
+        }
         Command::Prune => {
             let pruned = inbox.prune(retain).await?;
             println!("pruned {} events and {} mails", pruned.events, pruned.mails);

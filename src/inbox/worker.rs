@@ -624,7 +624,7 @@ where
                 let store = self.inbox.inner.store.clone();
                 tokio::spawn(async move {
                     match super::mailbox::unrouted(&store, mail_id, recipients).await {
-                        Ok(mail) => hook(&mail),
+                        Ok(mail) => hook(mail).await,
                         Err(e) => {
                             tracing::error!(mail = mail_id, error = %e, "could not read an unrouted mail back for the hook")
                         }

@@ -148,7 +148,7 @@ impl From<()> for Handled {
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Handled, String>> + Send>>;
 type Handler = Arc<dyn Fn(MailJob) -> HandlerFuture + Send + Sync>;
-type UnroutedHook = Arc<dyn Fn(&Unrouted) + Send + Sync>;
+type UnroutedHook = Arc<dyn Fn(Unrouted) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// A mailbox: a name, the async handler its mails go to, and how it runs
 /// them. Declared on [`Mailboxes`].
@@ -372,21 +372,25 @@ impl Mailboxes {
         Ok(self)
     }
 
-    /// Calls `hook` (on the worker, after the routing is committed) with
-    /// each mail stored unrouted: to alert, or to print. It is called once
-    /// per routing, not retried; the unrouted delivery is stored in any
-    /// case.
+    /// Runs `hook` (on the worker's runtime, after the routing is
+    /// committed) on each mail stored unrouted: to alert, or to print. It
+    /// runs once per routing and is not retried; the unrouted delivery is
+    /// stored in any case.
     ///
     /// ```
     /// use cmc_webhook::inbox::mailbox::{Mailboxes, Unrouted};
     ///
-    /// let mailboxes = Mailboxes::new().on_unrouted(|mail: &Unrouted| {
+    /// let mailboxes = Mailboxes::new().on_unrouted(|mail: Unrouted| async move {
     ///     eprintln!("nobody takes mail {} for {:?}", mail.mail_id, mail.recipients);
     /// });
     /// # let _ = mailboxes;
     /// ```
-    pub fn on_unrouted(mut self, hook: impl Fn(&Unrouted) + Send + Sync + 'static) -> Mailboxes {
-        self.unrouted = Some(Arc::new(hook));
+    pub fn on_unrouted<F, Fut>(mut self, hook: F) -> Mailboxes
+    where
+        F: Fn(Unrouted) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.unrouted = Some(Arc::new(move |mail| Box::pin(hook(mail))));
         self
     }
 
@@ -492,44 +496,58 @@ impl MailJob {
     /// store now (a chunk at a time, into one buffer of its size); the
     /// mail keeps nothing of them.
     pub async fn attachment(&self, index: usize) -> Result<Bytes, InboxError> {
-        if index >= self.mail.attachments.len() {
-            return Err(InboxError::new(
-                InboxErrorKind::Invalid,
-                format!(
-                    "the mail has {} attachments: there is no attachment {index}",
-                    self.mail.attachments.len()
-                ),
-            ));
-        }
-        if !self.mail.attachments[index].data.is_empty() {
-            return Ok(self.mail.attachments[index].data.clone());
-        }
-        match self.store.attachment(self.mail_id, index as i64).await? {
-            Some(data) => Ok(Bytes::from(data)),
-            None => Err(InboxError::new(
-                InboxErrorKind::Corrupt,
-                format!(
-                    "cmc_mail_attachments holds no attachment {index} of mail {}",
-                    self.mail_id
-                ),
-            )),
-        }
+        read_attachment(&self.store, self.mail_id, &self.mail, index).await
     }
 
     /// Reads every attachment's bytes into [`mail`](MailJob::mail).
     pub async fn load_attachments(&mut self) -> Result<(), InboxError> {
-        for i in 0..self.mail.attachments.len() {
-            if self.mail.attachments[i].data.is_empty() {
-                self.mail.attachments[i].data = self.attachment(i).await?;
-            }
-        }
-        Ok(())
+        load_attachments(&self.store, self.mail_id, &mut self.mail).await
     }
+}
+
+async fn read_attachment(
+    store: &Store,
+    mail_id: i64,
+    mail: &InboundMail,
+    index: usize,
+) -> Result<Bytes, InboxError> {
+    let Some(attachment) = mail.attachments.get(index) else {
+        return Err(InboxError::new(
+            InboxErrorKind::Invalid,
+            format!(
+                "the mail has {} attachments: there is no attachment {index}",
+                mail.attachments.len()
+            ),
+        ));
+    };
+    if !attachment.data.is_empty() {
+        return Ok(attachment.data.clone());
+    }
+    match store.attachment(mail_id, index as i64).await? {
+        Some(data) => Ok(Bytes::from(data)),
+        None => Err(InboxError::new(
+            InboxErrorKind::Corrupt,
+            format!("cmc_mail_attachments holds no attachment {index} of mail {mail_id}"),
+        )),
+    }
+}
+
+async fn load_attachments(
+    store: &Store,
+    mail_id: i64,
+    mail: &mut InboundMail,
+) -> Result<(), InboxError> {
+    for i in 0..mail.attachments.len() {
+        if mail.attachments[i].data.is_empty() {
+            mail.attachments[i].data = read_attachment(store, mail_id, mail, i).await?;
+        }
+    }
+    Ok(())
 }
 
 /// A mail that no route took, given to the
 /// [`on_unrouted`](Mailboxes::on_unrouted) hook.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Unrouted {
     /// The mail's id (`cmc_mails.id`).
@@ -541,8 +559,38 @@ pub struct Unrouted {
     pub recipients: Vec<String>,
     /// When the webhook was stored.
     pub received_at: Timestamp,
-    /// The mail, without its attachments' bytes.
+    /// The address the webhook came from, as the layer saw it.
+    pub client: Option<IpAddr>,
+    /// The mail. Its attachments' `data` are empty until
+    /// [`load_attachments`](Unrouted::load_attachments).
     pub mail: InboundMail,
+    store: Store,
+}
+
+impl fmt::Debug for Unrouted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unrouted")
+            .field("mail_id", &self.mail_id)
+            .field("key", &self.key)
+            .field("recipients", &self.recipients)
+            .field("received_at", &self.received_at)
+            .field("client", &self.client)
+            .field("mail", &self.mail)
+            .finish()
+    }
+}
+
+impl Unrouted {
+    /// The bytes of attachment `index`, read from the store now; see
+    /// [`MailJob::attachment`].
+    pub async fn attachment(&self, index: usize) -> Result<Bytes, InboxError> {
+        read_attachment(&self.store, self.mail_id, &self.mail, index).await
+    }
+
+    /// Reads every attachment's bytes into [`mail`](Unrouted::mail).
+    pub async fn load_attachments(&mut self) -> Result<(), InboxError> {
+        load_attachments(&self.store, self.mail_id, &mut self.mail).await
+    }
 }
 
 /// Where a delivery is in its life, as the `state` column spells it.
@@ -986,6 +1034,8 @@ pub(crate) async fn unrouted(
         key: row.key.parse().map_err(|e| corrupt(format!("{e}")))?,
         recipients,
         received_at: from_millis(row.received_at),
+        client: row.client.and_then(|c| c.parse().ok()),
         mail: serde_json::from_str(&row.json).map_err(|e| corrupt(format!("{e}")))?,
+        store: store.clone(),
     })
 }
