@@ -67,7 +67,10 @@
 //! before the 200, never twice, and runs your handler afterwards with
 //! retries, leases, dead rows, replay and retention:
 //! `post_service(inbox.receive()).layer(gate)` and
-//! `inbox.worker(handler).spawn()`.
+//! `inbox.worker(handler).spawn()`. On top of it, the
+//! [suppression list](inbox::suppression) keeps the recipients that
+//! bounced, and [mailboxes](inbox::mailbox) route each inbound mail by its
+//! envelope recipient to a handler per address.
 //!
 //! # What the crate promises
 //!

@@ -139,7 +139,7 @@ pub fn describe_metrics() {
     );
     describe_counter!(
         MAILBOX_HANDLED,
-        "Runs of a mailbox's handler, by mailbox and outcome (delivered, bounced, failed, dead, panicked, released)"
+        "Runs of a mailbox's handler, by mailbox and outcome (delivered, bounced, failed or panicked with a retry due, dead, released)"
     );
 }
 

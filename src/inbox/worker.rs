@@ -743,12 +743,8 @@ where
                         lanes.finished.push(self.settle_error(id, attempt, error));
                     }
                     Target::Delivery { mailbox, id } => {
-                        if panicked {
-                            self.count_delivery(mailbox, "panicked");
-                        }
-                        lanes
-                            .delivered
-                            .push(self.delivery_error(mailbox, id, attempt, error));
+                        let settle = self.delivery_error(mailbox, id, attempt, error, panicked);
+                        lanes.delivered.push(settle);
                     }
                 }
             }
@@ -769,6 +765,7 @@ where
         id: i64,
         attempt: u32,
         error: String,
+        panicked: bool,
     ) -> DeliverySettle {
         let error = truncated(error);
         let now = self.inbox.now();
@@ -785,7 +782,8 @@ where
             tracing::error!(mailbox = %m.name, delivery = id, attempt, error = %error, "a mailbox's handler failed on its last attempt: the delivery is dead");
             DeliveryOutcome::Dead { error }
         } else {
-            crate::telemetry::mailbox_handled(&m.name, "failed");
+            let label = if panicked { "panicked" } else { "failed" };
+            crate::telemetry::mailbox_handled(&m.name, label);
             let wait = m.backoff.delay(attempt);
             tracing::warn!(mailbox = %m.name, delivery = id, attempt, error = %error, retry_in = ?wait, "a mailbox's handler failed; it will be tried again");
             DeliveryOutcome::Failed {

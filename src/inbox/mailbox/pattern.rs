@@ -274,6 +274,14 @@ impl fmt::Display for RouteError {
 
 impl std::error::Error for RouteError {}
 
+/// A [`Route`] or [`Pattern`] given to
+/// [`Mailboxes::route`](super::Mailboxes::route) converts without error.
+impl From<std::convert::Infallible> for RouteError {
+    fn from(never: std::convert::Infallible) -> RouteError {
+        match never {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,6 +102,9 @@ pub(crate) struct RawDelivery {
 
 const MAIL_ROW: &str = "SELECT idempotency_key, mail, client, received_at \
      FROM cmc_mails WHERE id = ?1";
+/// The same columns of several mails: `{ids}` is the list of their ids.
+const MAIL_ROWS: &str = "SELECT id, idempotency_key, mail, client, received_at \
+     FROM cmc_mails WHERE id IN {ids}";
 const DUE_MAILS: &str = "SELECT id, envelope_to, filter FROM cmc_mails \
      WHERE state IN ('pending', 'running') \
      AND CASE state WHEN 'pending' THEN run_at <= ?1 ELSE locked_until <= ?1 END \
@@ -109,20 +112,26 @@ const DUE_MAILS: &str = "SELECT id, envelope_to, filter FROM cmc_mails \
 /// Routing a mail again (it was replayed) replaces its unrouted row; the
 /// mailboxes it reached keep theirs (`ON CONFLICT DO NOTHING`).
 const FORGET_UNROUTED: &str =
-    "DELETE FROM cmc_mail_deliveries WHERE mail_id = ?1 AND mailbox IS NULL";
+    "DELETE FROM cmc_mail_deliveries WHERE mailbox IS NULL AND mail_id IN {ids}";
+/// Followed by one `(?, ?, ?, ?, ?, 0, ?, ?)` per row.
 const INSERT: &str = "INSERT INTO cmc_mail_deliveries \
-     (mail_id, mailbox, recipients, route, state, attempts, run_at, created_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6) ON CONFLICT DO NOTHING";
+     (mail_id, mailbox, recipients, route, state, attempts, run_at, created_at) VALUES ";
+/// Rows per `INSERT` (7 parameters each).
+const INSERT_ROWS: usize = 100;
 const ROUTED: &str = "UPDATE cmc_mails SET state = 'done', done_at = ?1, \
      attempts = attempts + 1, locked_by = NULL, locked_until = NULL, last_error = NULL \
-     WHERE id = ?2";
+     WHERE id IN {ids}";
+/// The common outcome, for many deliveries at once.
+const DELIVERED: &str = "UPDATE cmc_mail_deliveries SET state = 'delivered', run_at = ?1, \
+     done_at = ?1, last_error = NULL, bounce_reason = NULL, locked_by = NULL, \
+     locked_until = NULL WHERE id IN {ids} AND state = 'processing' AND locked_by = ?3";
 const SETTLE: &str = "UPDATE cmc_mail_deliveries SET state = ?1, run_at = ?2, done_at = ?3, \
      last_error = CASE WHEN ?1 = 'delivered' THEN NULL ELSE COALESCE(?4, last_error) END, \
      bounce_reason = ?5, locked_by = NULL, locked_until = NULL, \
      attempts = CASE WHEN attempts > ?6 THEN attempts - ?6 ELSE 0 END \
      WHERE id = ?7 AND state = 'processing' AND locked_by = ?8";
 const RENEW: &str = "UPDATE cmc_mail_deliveries SET locked_until = ?1 \
-     WHERE id = ?2 AND state = 'processing' AND locked_by = ?3";
+     WHERE id IN {ids} AND state = 'processing' AND locked_by = ?3";
 const SWEEP: &str = "UPDATE cmc_mail_deliveries SET state = 'dead', done_at = ?1, \
      locked_by = NULL, locked_until = NULL, last_error = 'the lease expired on attempt ' || \
      attempts || ': its worker stopped, or lost the store, while the handler ran' || \
@@ -218,6 +227,22 @@ macro_rules! statements {
             }
         }
 
+        /// `statement` with `{ids}` replaced by the list of ids bound (as
+        /// JSON text) to parameter `?2`.
+        fn with_ids(statement: &str) -> String {
+            let list = if $pg {
+                "(SELECT value::bigint FROM json_array_elements_text(CAST(?2 AS json)))"
+            } else {
+                "(SELECT value FROM json_each(?2))"
+            };
+            statement.replace("{ids}", list)
+        }
+
+        fn ids_json(ids: impl IntoIterator<Item = i64>) -> String {
+            serde_json::to_string(&ids.into_iter().collect::<Vec<i64>>())
+                .unwrap_or_else(|_| "[]".into())
+        }
+
         fn bind<'q>(
             mut q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
             binds: Vec<Bind>,
@@ -239,9 +264,23 @@ macro_rules! statements {
             r: &DeliveryRound<'_>,
         ) -> Result<DeliveryStep, sqlx::Error> {
             let mut step = DeliveryStep::default();
+            let delivered: Vec<i64> = r
+                .settle
+                .iter()
+                .filter(|s| matches!(s.outcome, DeliveryOutcome::Delivered))
+                .map(|s| s.id)
+                .collect();
+            if let Some(first) = r.settle.first().filter(|_| !delivered.is_empty()) {
+                sqlx::query(&sql(&with_ids(DELIVERED)))
+                    .bind(first.at)
+                    .bind(ids_json(delivered))
+                    .bind(worker)
+                    .execute(&mut *conn)
+                    .await?;
+            }
             for s in r.settle {
                 let (state, run_at, done_at, error, reason, given_back) = match &s.outcome {
-                    DeliveryOutcome::Delivered => ("delivered", s.at, Some(s.at), None, None, 0),
+                    DeliveryOutcome::Delivered => continue,
                     DeliveryOutcome::Bounced { reason } => {
                         ("bounced", s.at, Some(s.at), None, Some(text(reason)), 0)
                     }
@@ -267,15 +306,13 @@ macro_rules! statements {
                     .execute(&mut *conn)
                     .await?;
             }
-            if let Some((ids, until)) = r.renew {
-                for id in ids {
-                    sqlx::query(&sql(RENEW))
-                        .bind(until)
-                        .bind(*id)
-                        .bind(worker)
-                        .execute(&mut *conn)
-                        .await?;
-                }
+            if let Some((ids, until)) = r.renew.filter(|(ids, _)| !ids.is_empty()) {
+                sqlx::query(&sql(&with_ids(RENEW)))
+                    .bind(until)
+                    .bind(ids_json(ids.iter().copied()))
+                    .bind(worker)
+                    .execute(&mut *conn)
+                    .await?;
             }
             if r.route > 0 {
                 route_mails(conn, r, &mut step).await?;
@@ -318,8 +355,27 @@ macro_rules! statements {
                     });
                 }
                 batch.sort_by_key(|d| d.id);
-                for d in &mut batch {
-                    d.mail = mail_row(conn, d.mail_id).await?;
+                if !batch.is_empty() {
+                    let rows = sqlx::query(&sql(&with_ids(MAIL_ROWS).replace("?2", "?1")))
+                        .bind(ids_json(batch.iter().map(|d| d.mail_id)))
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    let mut mails = std::collections::HashMap::with_capacity(rows.len());
+                    for row in rows {
+                        let id: i64 = row.try_get(0)?;
+                        mails.insert(
+                            id,
+                            MailRow {
+                                key: row.try_get(1)?,
+                                json: row.try_get(2)?,
+                                client: row.try_get(3)?,
+                                received_at: row.try_get(4)?,
+                            },
+                        );
+                    }
+                    for d in &mut batch {
+                        d.mail = mails.remove(&d.mail_id);
+                    }
                 }
                 step.claimed.extend(batch);
             }
@@ -339,40 +395,79 @@ macro_rules! statements {
                     .bind(r.route as i64)
                     .fetch_all(&mut *conn)
                     .await?;
-            for (mail_id, envelope_to, filter) in due {
-                sqlx::query(&sql(FORGET_UNROUTED))
-                    .bind(mail_id)
-                    .execute(&mut *conn)
-                    .await?;
-                let boxes = r.mailboxes;
-                for group in route(&boxes.routes, boxes.fallback, &envelope_to, &filter) {
+            if due.is_empty() {
+                return Ok(());
+            }
+            let ids = ids_json(due.iter().map(|(id, _, _)| *id));
+            // A mail routed again (it was replayed) gets a new unrouted
+            // row; the mailboxes it reached keep theirs (`ON CONFLICT`).
+            sqlx::query(&sql(&with_ids(FORGET_UNROUTED).replace("?2", "?1")))
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await?;
+            let boxes = r.mailboxes;
+            let mut rows = Vec::new();
+            for (mail_id, envelope_to, filter) in &due {
+                for group in route(&boxes.routes, boxes.fallback, envelope_to, filter) {
                     let (mailbox, state) = match group.mailbox {
                         Some(i) => (Some(boxes.boxes[i].name.clone()), "pending"),
                         None => (None, "unrouted"),
                     };
                     let recipients =
                         serde_json::to_string(&group.recipients).unwrap_or_else(|_| "[]".into());
-                    sqlx::query(&sql(INSERT))
-                        .bind(mail_id)
-                        .bind(mailbox)
-                        .bind(text(&recipients))
-                        .bind(group.route.as_deref().map(text))
-                        .bind(state)
-                        .bind(r.now)
-                        .execute(&mut *conn)
-                        .await?;
+                    rows.push((
+                        *mail_id,
+                        mailbox,
+                        text(&recipients),
+                        group.route.as_deref().map(text),
+                        state,
+                    ));
                     step.reached.push(group.mailbox);
                     if group.mailbox.is_none() {
-                        step.unrouted.push((mail_id, group.recipients));
+                        step.unrouted.push((*mail_id, group.recipients));
                     }
                 }
-                sqlx::query(&sql(ROUTED))
-                    .bind(r.now)
-                    .bind(mail_id)
-                    .execute(&mut *conn)
-                    .await?;
-                step.routed += 1;
             }
+            for chunk in rows.chunks(INSERT_ROWS) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|i| {
+                        let p = i * 7;
+                        format!(
+                            "(?{}, ?{}, ?{}, ?{}, ?{}, 0, ?{}, ?{})",
+                            p + 1,
+                            p + 2,
+                            p + 3,
+                            p + 4,
+                            p + 5,
+                            p + 6,
+                            p + 7
+                        )
+                    })
+                    .collect();
+                let statement = sql(&format!(
+                    "{INSERT}{} ON CONFLICT DO NOTHING",
+                    values.join(", ")
+                ))
+                .into_owned();
+                let mut q = sqlx::query(&statement);
+                for (mail_id, mailbox, recipients, route, state) in chunk {
+                    q = q
+                        .bind(*mail_id)
+                        .bind(mailbox.clone())
+                        .bind(recipients.clone())
+                        .bind(route.clone())
+                        .bind(*state)
+                        .bind(r.now)
+                        .bind(r.now);
+                }
+                q.execute(&mut *conn).await?;
+            }
+            sqlx::query(&sql(&with_ids(ROUTED)))
+                .bind(r.now)
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await?;
+            step.routed = due.len();
             Ok(())
         }
 
