@@ -740,3 +740,64 @@ async fn a_handler_reads_attachments_only_when_it_asks() {
         inbox.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_one_store_route_and_deliver_each_mail_once() {
+    let dir = dir();
+    for url in stores(dir.path(), "fleet").await {
+        // Two inboxes (two pools, as two processes would have), a mailbox
+        // worker on each, while mails keep arriving.
+        let first = Inbox::open(&url).await.unwrap();
+        let second = Inbox::open(&url).await.unwrap();
+        let handled: Shared<(i64, i64)> = Arc::default();
+        let fleet = |handled: &Shared<(i64, i64)>| {
+            let mut mailboxes = Mailboxes::new();
+            for name in ["a", "b"] {
+                let handled = handled.clone();
+                mailboxes = mailboxes
+                    .mailbox(
+                        Mailbox::new(name, move |job: MailJob| {
+                            handled.lock().unwrap().push((job.id, job.mail_id));
+                            async { Ok::<(), String>(()) }
+                        })
+                        .concurrency(4),
+                    )
+                    .unwrap();
+            }
+            mailboxes
+                .route("*@a.example.jp", "a")
+                .unwrap()
+                .route("*@b.example.jp", "b")
+                .unwrap()
+        };
+        let workers = [
+            first.mailbox_worker(fleet(&handled)).spawn(),
+            second.mailbox_worker(fleet(&handled)).spawn(),
+        ];
+        const MAILS: usize = 150;
+        for i in 0..MAILS {
+            // Every third mail goes to both mailboxes.
+            let to = match i % 3 {
+                0 => format!("x{i}@a.example.jp"),
+                1 => format!("x{i}@b.example.jp"),
+                _ => format!("x{i}@a.example.jp, x{i}@b.example.jp"),
+            };
+            let inbox = if i % 2 == 0 { &first } else { &second };
+            store(inbox, mail(&to, "f", &format!("mail {i}"))).await;
+        }
+        let expected = MAILS + MAILS / 3;
+        let all = settled(&first, expected).await;
+        for w in workers {
+            w.shutdown(Duration::from_secs(5)).await.unwrap();
+        }
+        assert_eq!(all.len(), expected, "{url}");
+        assert!(all.iter().all(|d| d.state == DeliveryState::Delivered));
+        let mut handled = handled.lock().unwrap().clone();
+        assert_eq!(handled.len(), expected, "each delivery handled once");
+        handled.sort();
+        handled.dedup();
+        assert_eq!(handled.len(), expected);
+        first.close().await;
+        second.close().await;
+    }
+}
