@@ -801,3 +801,64 @@ async fn two_workers_on_one_store_route_and_deliver_each_mail_once() {
         second.close().await;
     }
 }
+
+#[tokio::test]
+async fn deliveries_waiting_for_a_mailbox_no_longer_declared_are_warned_of() {
+    let logs = common::logs::Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let dir = dir();
+    let url = format!("sqlite:{}", dir.path().join("renamed.sqlite3").display());
+    let inbox = Inbox::open(&url).await.unwrap();
+    store(&inbox, mail("a@example.jp", "f", "waits")).await;
+    let later = Backoff::exponential(Duration::from_secs(3600)).jitter(0.0);
+    let old = Mailboxes::new()
+        .mailbox(
+            Mailbox::new("old", |_j: MailJob| async { Err::<(), _>("not now") }).backoff(later),
+        )
+        .unwrap()
+        .fallback("old")
+        .unwrap();
+    let worker = inbox.mailbox_worker(old).spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inbox
+        .deliveries()
+        .list(&DeliveryFilter::all().states([DeliveryState::Failed]))
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    let seen = Seen::default();
+    let renamed = Mailboxes::new()
+        .mailbox(recording("new", &seen))
+        .unwrap()
+        .fallback("new")
+        .unwrap();
+    let worker = inbox.mailbox_worker(renamed).spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logs.text().contains("deliveries wait for a mailbox") {
+        assert!(Instant::now() < deadline, "{}", logs.text());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    let line = logs
+        .text()
+        .lines()
+        .find(|l| l.contains("deliveries wait for a mailbox"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.contains("WARN") && line.contains("mailbox=old") && line.contains("waiting=1"),
+        "{line}"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+    inbox.close().await;
+}

@@ -472,7 +472,9 @@ impl Inbox {
 
     /// Sets the `done` or `dead` rows that `filter` takes back to
     /// `pending` with their attempts reset, and wakes the workers; returns
-    /// how many rows it took.
+    /// how many rows it took. A mail routed to [`mailbox`]es is routed
+    /// again: the mailboxes it reached keep their delivery (replay those
+    /// with [`Deliveries::replay`](mailbox::Deliveries::replay)).
     ///
     /// ```
     /// # async fn f(inbox: cmc_webhook::inbox::Inbox) -> Result<(), cmc_webhook::inbox::InboxError> {

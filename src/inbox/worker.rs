@@ -21,7 +21,7 @@ use super::error::InboxError;
 use super::job::State;
 use super::job::{Item, Job, JobId, Kind};
 use super::mailbox::store::{DeliveryOutcome, DeliveryRound, DeliverySettle, DeliveryStep};
-use super::mailbox::{Handled, Mailboxes};
+use super::mailbox::{DeliveryState, Handled, Mailboxes};
 use super::store::Store;
 use super::Inbox;
 
@@ -240,7 +240,11 @@ where
     /// and retry policy; see [`mailbox`](super::mailbox). The handler still
     /// takes the events. The worker also deletes, every
     /// [`prune_every`](Mailboxes::prune_every), the deliveries past their
-    /// mailbox's retention.
+    /// mailbox's retention, and warns of deliveries waiting for a mailbox
+    /// it does not declare.
+    ///
+    /// Give every worker of a store the same mailboxes: a worker without
+    /// them hands mails to its own handler, unrouted.
     ///
     /// ```
     /// # async fn f(inbox: cmc_webhook::inbox::Inbox) -> Result<(), Box<dyn std::error::Error>> {
@@ -619,7 +623,8 @@ where
             }
         }
         for (mail_id, recipients) in step.unrouted {
-            tracing::warn!(mail = mail_id, recipients = ?recipients, "an inbound mail was stored unrouted: no route takes it and there is no fallback");
+            let shown: Vec<&String> = recipients.iter().take(5).collect();
+            tracing::warn!(mail = mail_id, recipients = recipients.len(), first = ?shown, "an inbound mail was stored unrouted: no route takes it and there is no fallback");
             if let Some(hook) = mailboxes.unrouted.clone() {
                 let store = self.inbox.inner.store.clone();
                 tokio::spawn(async move {
@@ -951,6 +956,19 @@ async fn retention(
             changed = stop.changed() => if changed.is_err() || stop.borrow().is_some() {
                 return;
             },
+        }
+        // Deliveries waiting for a mailbox that this worker does not
+        // declare (renamed, or removed) would wait unseen.
+        if let Ok(counts) = deliveries.counts().await {
+            for c in counts {
+                let Some(name) = c.mailbox.as_deref() else {
+                    continue;
+                };
+                let waiting = c.get(DeliveryState::Pending) + c.get(DeliveryState::Failed);
+                if waiting > 0 && !mailboxes.boxes.iter().any(|b| b.name == name) {
+                    tracing::warn!(mailbox = %name, waiting, "deliveries wait for a mailbox this worker does not declare: declare it again, or run a worker that does");
+                }
+            }
         }
         for mailbox in &mailboxes.boxes {
             match deliveries.prune(&mailbox.name, mailbox.retention).await {
