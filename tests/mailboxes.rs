@@ -862,3 +862,202 @@ async fn deliveries_waiting_for_a_mailbox_no_longer_declared_are_warned_of() {
     assert!(seen.lock().unwrap().is_empty());
     inbox.close().await;
 }
+
+#[tokio::test]
+async fn an_events_only_worker_beside_a_mailbox_worker_leaves_every_mail_to_the_mailboxes() {
+    let dir = dir();
+    for url in stores(dir.path(), "split").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let seen = Seen::default();
+        let kinds: Shared<Kind> = Arc::default();
+        let k = kinds.clone();
+        let events = inbox
+            .worker(move |job: cmc_webhook::inbox::Job| {
+                k.lock().unwrap().push(job.id.kind);
+                async { Ok::<(), String>(()) }
+            })
+            .events_only()
+            .spawn();
+        let mails = inbox
+            .mailbox_worker(
+                Mailboxes::new()
+                    .mailbox(recording("all", &seen))
+                    .unwrap()
+                    .fallback("all")
+                    .unwrap(),
+            )
+            .spawn();
+        for i in 0..30 {
+            store(
+                &inbox,
+                mail(&format!("u{i}@example.jp"), "f", &format!("m{i}")),
+            )
+            .await;
+            if i % 6 == 0 {
+                let body = format!(
+                    r#"{{"event_type":"bounces","server_composition":"pro","event":{{"bounces":[
+                    {{"created":"2023-01-25 14:03:09","status":"2015","to":"x{i}@example.jp","messageId":"<{i}@x>"}}]}}}}"#
+                );
+                store(
+                    &inbox,
+                    Webhook::parse("application/json", Bytes::from(body)).unwrap(),
+                )
+                .await;
+            }
+        }
+        settled(&inbox, 30).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while kinds.lock().unwrap().len() < 5 {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        events.shutdown(Duration::from_secs(5)).await.unwrap();
+        mails.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(*kinds.lock().unwrap(), [Kind::Event; 5], "{url}");
+        assert_eq!(seen.lock().unwrap().len(), 30);
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
+async fn routing_again_reaches_a_mailbox_only_with_the_recipients_it_has_not_had() {
+    let dir = dir();
+    for url in stores(dir.path(), "reroute").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let seen = Seen::default();
+        let first = Mailboxes::new()
+            .mailbox(recording("support", &seen))
+            .unwrap()
+            .route("*@support.example.jp", "support")
+            .unwrap();
+        store(
+            &inbox,
+            mail("a@support.example.jp, b@other.example.jp", "f", "two"),
+        )
+        .await;
+        let worker = inbox.mailbox_worker(first.clone()).spawn();
+        settled(&inbox, 2).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+
+        // The same mailbox becomes the fallback: the unrouted recipient
+        // reaches it, on its own; the one it had is not handed again.
+        let second = first.fallback("support").unwrap();
+        let r = inbox
+            .deliveries()
+            .replay(&DeliveryFilter::unrouted())
+            .await
+            .unwrap();
+        assert_eq!((r.deliveries, r.rerouted), (0, 1), "{url}");
+        let worker = inbox.mailbox_worker(second.clone()).spawn();
+        let all = settled(&inbox, 2).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        let rows: Vec<_> = all
+            .iter()
+            .map(|d| (d.mailbox.as_deref(), d.recipients.clone(), d.state))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    Some("support"),
+                    vec!["a@support.example.jp".to_string()],
+                    DeliveryState::Delivered
+                ),
+                (
+                    Some("support"),
+                    vec!["b@other.example.jp".to_string()],
+                    DeliveryState::Delivered
+                ),
+            ],
+            "{url}"
+        );
+        let handed: Vec<Vec<String>> = seen.lock().unwrap().iter().map(|s| s.2.clone()).collect();
+        assert_eq!(
+            handed,
+            [
+                vec!["a@support.example.jp".to_string()],
+                vec!["b@other.example.jp".to_string()]
+            ]
+        );
+
+        // Replaying the mail itself routes it again: every recipient has
+        // reached its mailbox, so nothing is handed again.
+        let replayed = inbox
+            .replay(
+                &cmc_webhook::inbox::Filter::dead()
+                    .states([State::Done])
+                    .kind(Kind::Mail),
+            )
+            .await
+            .unwrap();
+        assert_eq!(replayed, 1);
+        let worker = inbox.mailbox_worker(second).spawn();
+        let again = settled(&inbox, 2).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(again, all);
+        assert_eq!(seen.lock().unwrap().len(), 2);
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
+async fn extreme_settings_are_clamped_not_refused_by_the_database() {
+    let dir = dir();
+    for url in stores(dir.path(), "extreme").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let seen = Seen::default();
+        let mailboxes = Mailboxes::new()
+            .mailbox(recording("wide", &seen).concurrency(usize::MAX))
+            .unwrap()
+            .fallback("wide")
+            .unwrap();
+        store(&inbox, mail("a@example.jp", "f", "one")).await;
+        let worker = inbox.mailbox_worker(mailboxes).spawn();
+        settled(&inbox, 1).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(seen.lock().unwrap().len(), 1, "{url}");
+        let all = inbox
+            .deliveries()
+            .list(&DeliveryFilter::all().limit(usize::MAX))
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 1);
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_the_unrouted_hooks_running() {
+    let dir = dir();
+    let url = format!("sqlite:{}", dir.path().join("hooks.sqlite3").display());
+    let inbox = Inbox::open(&url).await.unwrap();
+    let done: Shared<i64> = Arc::default();
+    let d = done.clone();
+    let mailboxes = Mailboxes::new().on_unrouted(move |u: Unrouted| {
+        let d = d.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            d.lock().unwrap().push(u.mail_id);
+        }
+    });
+    store(&inbox, mail("nobody@example.jp", "f", "hook")).await;
+    let worker = inbox.mailbox_worker(mailboxes).spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inbox
+        .deliveries()
+        .list(&DeliveryFilter::unrouted())
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        done.lock().unwrap().len(),
+        1,
+        "the hook finished before the shutdown returned"
+    );
+    inbox.close().await;
+}

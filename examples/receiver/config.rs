@@ -163,10 +163,11 @@ pub struct Args {
     /// Routes inbound mails to the mailbox NAME when their envelope
     /// recipient matches PATTERN: an address, `*@domain`, `prefix*@domain`
     /// (`reply+*@example.jp`), `/regex/`, `filter:RULE` (CMC's inbound
-    /// rule), or `*` for the mails no other route takes. Repeatable, tried
-    /// in order; a NAME given twice is one mailbox with two routes. Without
-    /// a `*` route, the mails no route takes are kept as "unrouted". (In
-    /// the environment: separated by semicolons.)
+    /// rule), `filter:RULE PATTERN` (both), or `*` for the mails no other
+    /// route takes. Repeatable, tried in order; a NAME given twice is one
+    /// mailbox with two routes. Without a `*` route, the mails no route
+    /// takes are kept as "unrouted". (In the environment: separated by
+    /// semicolons; give a regex with a semicolon as a flag.)
     #[arg(
         long,
         value_name = "NAME=PATTERN",
@@ -297,6 +298,9 @@ pub enum Command {
         /// The most mails listed.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// List the mails after this delivery id (paging).
+        #[arg(long, value_name = "ID", default_value_t = 0)]
+        after: i64,
         /// Hand the mails taken (dead ones when no --state is given) to
         /// their mailbox again; unrouted ones are routed again.
         #[arg(long, conflicts_with = "list")]

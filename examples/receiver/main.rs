@@ -211,8 +211,8 @@ async fn summary(
     eprintln!("printed    {events} events, {mails} mails");
     if let Some(s) = stopped {
         eprintln!(
-            "worker     {} done, {} failed, {} released at shutdown",
-            s.done, s.failed, s.released
+            "worker     {} done, {} bounced, {} failed, {} released at shutdown",
+            s.done, s.bounced, s.failed, s.released
         );
     }
     if let Some(inbox) = inbox {
@@ -223,6 +223,20 @@ async fn summary(
                 }
             }
             Err(e) => eprintln!("inbox      could not be counted: {e}"),
+        }
+        if let Ok(boxes) = inbox.deliveries().counts().await {
+            for c in boxes {
+                let states: Vec<String> = DeliveryState::ALL
+                    .iter()
+                    .filter(|s| c.get(**s) > 0)
+                    .map(|s| format!("{s} {}", c.get(*s)))
+                    .collect();
+                eprintln!(
+                    "mailbox    {}: {}",
+                    c.mailbox.as_deref().unwrap_or("(unrouted)"),
+                    states.join(", ")
+                );
+            }
         }
     }
     print_unlisted(layer);
@@ -401,6 +415,7 @@ async fn operate(
             unrouted,
             state,
             limit,
+            after,
             replay,
         } => {
             let mut filter = if *unrouted {
@@ -411,8 +426,12 @@ async fn operate(
             if let Some(name) = name {
                 filter = filter.mailbox(name.clone());
             }
+            let state = state
+                .as_deref()
+                .map(str::parse::<DeliveryState>)
+                .transpose()?;
             if let Some(state) = state {
-                filter = filter.states([state.parse::<DeliveryState>()?]);
+                filter = filter.states([state]);
             }
             let deliveries = inbox.deliveries();
             if *replay {
@@ -422,7 +441,7 @@ async fn operate(
                     r.deliveries, r.rerouted
                 );
             } else if *list {
-                for d in deliveries.list(&filter.limit(*limit)).await? {
+                for d in deliveries.list(&filter.limit(*limit).after(*after)).await? {
                     let line = serde_json::json!({
                         "id": d.id,
                         "mail": d.mail_id,
@@ -441,10 +460,16 @@ async fn operate(
                     println!("{line}");
                 }
             } else {
-                for c in deliveries.counts().await? {
+                let wanted = |c: &cmc_webhook::inbox::mailbox::MailboxCounts| match (name, unrouted)
+                {
+                    (Some(name), _) => c.mailbox.as_deref() == Some(name.as_str()),
+                    (None, true) => c.mailbox.is_none(),
+                    (None, false) => true,
+                };
+                for c in deliveries.counts().await?.into_iter().filter(wanted) {
                     let states: Vec<String> = DeliveryState::ALL
                         .iter()
-                        .filter(|s| c.get(**s) > 0)
+                        .filter(|s| c.get(**s) > 0 && state.is_none_or(|only| only == **s))
                         .map(|s| format!("{s} {}", c.get(*s)))
                         .collect();
                     println!(

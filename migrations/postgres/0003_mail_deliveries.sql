@@ -18,10 +18,13 @@ CREATE TABLE cmc_mail_deliveries (
     last_error    TEXT,
     bounce_reason TEXT,                           -- why the handler bounced it
     created_at    BIGINT  NOT NULL,               -- when the mail was routed
-    done_at       BIGINT,                        -- when it was delivered, bounced or dead
-    UNIQUE (mail_id, mailbox)
+    done_at       BIGINT                         -- when it was delivered, bounced or dead
 );
 
+-- A mail's deliveries. A recipient reaches its mailbox once: routing a
+-- mail again (after a replay) adds rows only for recipients no row of
+-- that mailbox holds yet.
+CREATE INDEX cmc_mail_deliveries_mail ON cmc_mail_deliveries (mail_id);
 -- Claims scan a mailbox's rows still to do, in order.
 CREATE INDEX cmc_mail_deliveries_due ON cmc_mail_deliveries (mailbox, id)
     WHERE state IN ('pending', 'failed', 'processing');

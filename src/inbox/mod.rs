@@ -429,9 +429,12 @@ impl Inbox {
     }
 
     /// A worker that routes the inbox's mails to `mailboxes` and runs
-    /// their handlers, and takes no events (leave those to another
-    /// worker's handler, or use [`Worker::mailboxes`] to have one worker
-    /// do both). See [`mailbox`].
+    /// their handlers, and takes no events: leave those to a worker made
+    /// [`events_only`](Worker::events_only), or use [`Worker::mailboxes`]
+    /// to have one worker do both. See [`mailbox`]. Each mailbox has its
+    /// own concurrency, attempts and backoff; the worker's
+    /// [`lease`](Worker::lease) and
+    /// [`poll_interval`](Worker::poll_interval) apply.
     ///
     /// ```
     /// # async fn f(inbox: cmc_webhook::inbox::Inbox) -> Result<(), Box<dyn std::error::Error>> {

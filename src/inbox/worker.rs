@@ -85,6 +85,8 @@ pub struct Worker<H> {
     mailboxes: Option<Arc<Mailboxes>>,
     /// Whether this worker's handler takes events (not a mailbox worker's).
     events: bool,
+    /// Whether it takes mails (not an events-only worker).
+    mails: bool,
 }
 
 /// The handler of a worker made by
@@ -103,6 +105,7 @@ impl<H> fmt::Debug for Worker<H> {
             .field("poll_interval", &self.poll_interval)
             .field("mailboxes", &self.mailboxes)
             .field("events", &self.events)
+            .field("mails", &self.mails)
             .finish_non_exhaustive()
     }
 }
@@ -226,7 +229,31 @@ where
             suppressions: None,
             mailboxes: None,
             events: true,
+            mails: true,
         }
+    }
+
+    /// Hands only events to the handler, and leaves the inbox's mails to
+    /// the workers with [`mailboxes`](Worker::mailboxes) (a
+    /// [`mailbox_worker`](Inbox::mailbox_worker) beside this one). Without
+    /// it, a worker takes mails too, for its own handler: next to a mailbox
+    /// worker, it would take mails the mailboxes never see.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook::inbox::Inbox, mailboxes: cmc_webhook::inbox::mailbox::Mailboxes) {
+    /// use cmc_webhook::inbox::Job;
+    ///
+    /// let events = inbox
+    ///     .worker(|job: Job| async move { println!("{}", job.key); Ok::<(), String>(()) })
+    ///     .events_only()
+    ///     .spawn();
+    /// let mails = inbox.mailbox_worker(mailboxes).spawn();
+    /// # let _ = (events, mails);
+    /// # }
+    /// ```
+    pub fn events_only(mut self) -> Worker<H> {
+        self.mails = false;
+        self
     }
 
     /// A worker that takes no events: only the mailboxes' mails.
@@ -379,7 +406,7 @@ where
         // Which kinds may have due rows (event, mail); with mailboxes, the
         // mails' flag says whether mails may wait to be routed.
         let mut due = [true; 2];
-        let kinds = [self.events, self.mailboxes.is_none()];
+        let kinds = [self.events, self.mailboxes.is_none() && self.mails];
         let mut first_finished: Option<Instant> = None;
         loop {
             if deadline.is_none() {
@@ -552,6 +579,7 @@ where
                             }
                             stats.unrecorded =
                                 (lanes.finished.len() + lanes.delivered.len()) as u64;
+                            lanes.wait_hooks(deadline).await;
                             tracing::error!(error = %e, unrecorded = stats.unrecorded, past = ?at.elapsed(), "the inbox worker stopped at its deadline without recording every outcome: the store is unreachable");
                             return stats;
                         }
@@ -568,8 +596,10 @@ where
                 && lanes.finished.is_empty()
                 && lanes.delivered.is_empty()
             {
+                lanes.wait_hooks(deadline).await;
                 return stats;
             }
+            while lanes.hooks.try_join_next().is_some() {}
             tokio::select! {
                 Some(result) = lanes.running.join_next_with_id(), if !lanes.running.is_empty() => {
                     self.finished(result, &mut lanes, &mut stats);
@@ -627,7 +657,7 @@ where
             tracing::warn!(mail = mail_id, recipients = recipients.len(), first = ?shown, "an inbound mail was stored unrouted: no route takes it and there is no fallback");
             if let Some(hook) = mailboxes.unrouted.clone() {
                 let store = self.inbox.inner.store.clone();
-                tokio::spawn(async move {
+                lanes.hooks.spawn(async move {
                     match super::mailbox::unrouted(&store, mail_id, recipients).await {
                         Ok(mail) => hook(mail).await,
                         Err(e) => {
@@ -864,6 +894,8 @@ struct Lanes {
     limits: Vec<usize>,
     finished: Vec<Settle>,
     delivered: Vec<DeliverySettle>,
+    /// The unrouted hooks running: given until the shutdown deadline.
+    hooks: JoinSet<()>,
 }
 
 impl Lanes {
@@ -880,6 +912,7 @@ impl Lanes {
             limits,
             finished: Vec::new(),
             delivered: Vec::new(),
+            hooks: JoinSet::new(),
         }
     }
 
@@ -898,6 +931,23 @@ impl Lanes {
             Target::Delivery { mailbox, .. } => self.busy[mailbox] -= 1,
         }
         Some(held)
+    }
+
+    /// Lets the unrouted hooks still running finish, until `deadline` (a
+    /// second at least); cancels the rest.
+    async fn wait_hooks(&mut self, deadline: Option<Instant>) {
+        let until = deadline
+            .unwrap_or_else(Instant::now)
+            .max(Instant::now() + Duration::from_secs(1));
+        let hooks = &mut self.hooks;
+        let all = async { while hooks.join_next().await.is_some() {} };
+        if tokio::time::timeout_at(until, all).await.is_err() {
+            tracing::warn!(
+                cancelled = self.hooks.len(),
+                "unrouted hooks still running at the shutdown deadline were cancelled"
+            );
+            self.hooks.abort_all();
+        }
     }
 
     fn all_due(&mut self) {

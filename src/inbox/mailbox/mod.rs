@@ -27,12 +27,16 @@
 //!   [`Inbox::deliveries`](super::Inbox::deliveries) reads and replays
 //!   them.
 //!
-//! **A mail with several envelope recipients** (`a@x.jp, b@y.jp`) is
-//! routed one recipient at a time, and reaches each mailbox one of its
-//! recipients routes to **once**, with the recipients that went there
+//! **A mail with several envelope recipients** (`a@x.jp, b@y.jp`, split at
+//! commas, semicolons and white space outside quotes) is routed one
+//! recipient at a time, and reaches each mailbox one of its recipients
+//! routes to **once**, with the recipients that went there
 //! ([`MailJob::recipients`]): a mail to `support@` and `billing@` reaches
 //! both mailboxes, not the first one declared (rails#37852). Recipients
-//! that no route takes, with no fallback, make one `unrouted` row.
+//! that no route takes, with no fallback, make one `unrouted` row. A mail
+//! routed again (after a replay) reaches a mailbox only with the
+//! recipients that have not reached it yet. The row's `route` is the route
+//! of the first of its recipients.
 //!
 //! **Data**: a handler gets the parsed [`InboundMail`] read back from the
 //! store, without its attachments' bytes: [`MailJob::attachment`] reads one
@@ -99,7 +103,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use jiff::Timestamp;
 
-pub use pattern::{Pattern, Route, RouteError};
+pub use pattern::{MailboxError, Pattern, Route};
 
 use super::backoff::Backoff;
 use super::clock::{from_millis, millis};
@@ -289,7 +293,7 @@ impl Mailbox {
 ///
 /// let typo = Mailboxes::new().mailbox(Mailbox::new("support", print))?.route("*@example.jp", "suport");
 /// assert!(typo.unwrap_err().to_string().contains("suport"));
-/// # Ok::<(), cmc_webhook::inbox::mailbox::RouteError>(())
+/// # Ok::<(), cmc_webhook::inbox::mailbox::MailboxError>(())
 /// ```
 #[derive(Clone)]
 pub struct Mailboxes {
@@ -329,7 +333,7 @@ impl Mailboxes {
     }
 
     /// Declares `mailbox`; its name must be new and well-formed.
-    pub fn mailbox(mut self, mailbox: Mailbox) -> Result<Mailboxes, RouteError> {
+    pub fn mailbox(mut self, mailbox: Mailbox) -> Result<Mailboxes, MailboxError> {
         let name = &mailbox.name;
         if name.is_empty()
             || name.len() > MAX_NAME
@@ -337,12 +341,12 @@ impl Mailboxes {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            return Err(RouteError::new(format!(
+            return Err(MailboxError::new(format!(
                 "the mailbox name {name:?} is not 1 to {MAX_NAME} letters, digits, '-', '_' or '.'"
             )));
         }
         if self.index(name).is_some() {
-            return Err(RouteError::new(format!(
+            return Err(MailboxError::new(format!(
                 "the mailbox {name:?} is declared twice"
             )));
         }
@@ -354,10 +358,10 @@ impl Mailboxes {
     /// after the routes declared before. `route` is a [`Route`], a
     /// [`Pattern`], or text: a pattern (`reply+*@example.jp`),
     /// `filter:NAME`, or `filter:NAME pattern`.
-    pub fn route<R>(mut self, route: R, mailbox: &str) -> Result<Mailboxes, RouteError>
+    pub fn route<R>(mut self, route: R, mailbox: &str) -> Result<Mailboxes, MailboxError>
     where
         R: TryInto<Route>,
-        R::Error: Into<RouteError>,
+        R::Error: Into<MailboxError>,
     {
         let route = route.try_into().map_err(Into::into)?;
         let index = self.declared(mailbox)?;
@@ -367,7 +371,7 @@ impl Mailboxes {
 
     /// The mailbox of the mails (or recipients) that no route matches;
     /// without one they are stored `unrouted`.
-    pub fn fallback(mut self, mailbox: &str) -> Result<Mailboxes, RouteError> {
+    pub fn fallback(mut self, mailbox: &str) -> Result<Mailboxes, MailboxError> {
         self.fallback = Some(self.declared(mailbox)?);
         Ok(self)
     }
@@ -422,9 +426,9 @@ impl Mailboxes {
         self.boxes.iter().position(|b| b.name == name)
     }
 
-    fn declared(&self, name: &str) -> Result<usize, RouteError> {
+    fn declared(&self, name: &str) -> Result<usize, MailboxError> {
         self.index(name).ok_or_else(|| {
-            RouteError::new(format!(
+            MailboxError::new(format!(
                 "no mailbox is named {name:?}: declare it with Mailboxes::mailbox first"
             ))
         })
@@ -673,11 +677,11 @@ impl fmt::Display for DeliveryState {
 }
 
 impl std::str::FromStr for DeliveryState {
-    type Err = RouteError;
+    type Err = MailboxError;
 
-    fn from_str(s: &str) -> Result<DeliveryState, RouteError> {
+    fn from_str(s: &str) -> Result<DeliveryState, MailboxError> {
         DeliveryState::from_column(s.trim()).ok_or_else(|| {
-            RouteError::new(format!(
+            MailboxError::new(format!(
                 "{s:?} is not a delivery state: pending, processing, delivered, failed, \
                  bounced, dead or unrouted"
             ))

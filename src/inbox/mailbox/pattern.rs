@@ -33,7 +33,7 @@ use crate::inbox::suppression::normalize;
 /// let orders: Pattern = "/^order-[0-9]+@shop\\.example\\.jp$/".parse()?;
 /// assert!(orders.matches("order-12@shop.example.jp"));
 /// assert!("not an address".parse::<Pattern>().is_err());
-/// # Ok::<(), cmc_webhook::inbox::mailbox::RouteError>(())
+/// # Ok::<(), cmc_webhook::inbox::mailbox::MailboxError>(())
 /// ```
 #[derive(Clone)]
 pub struct Pattern {
@@ -54,7 +54,7 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 impl Pattern {
     /// The pattern `text` (see the table above).
-    pub fn new(text: &str) -> Result<Pattern, RouteError> {
+    pub fn new(text: &str) -> Result<Pattern, MailboxError> {
         text.parse()
     }
 
@@ -74,10 +74,10 @@ impl Pattern {
 }
 
 impl FromStr for Pattern {
-    type Err = RouteError;
+    type Err = MailboxError;
 
-    fn from_str(text: &str) -> Result<Pattern, RouteError> {
-        let bad = |why: &str| RouteError::new(format!("the pattern {text:?} {why}"));
+    fn from_str(text: &str) -> Result<Pattern, MailboxError> {
+        let bad = |why: &str| MailboxError::new(format!("the pattern {text:?} {why}"));
         let trimmed = text.trim();
         if let Some(expression) = trimmed
             .strip_prefix('/')
@@ -90,7 +90,16 @@ impl FromStr for Pattern {
                 .case_insensitive(true)
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
-                .map_err(|e| bad(&format!("is not a regular expression: {e}")))?;
+                .map_err(|e| {
+                    // The regex crate's message spans lines (a caret under
+                    // the spot): one line here.
+                    let one_line = e
+                        .to_string()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    bad(&format!("is not a regular expression: {one_line}"))
+                })?;
             return Ok(Pattern {
                 matcher: Matcher::Regex(re),
             });
@@ -159,7 +168,7 @@ impl fmt::Debug for Pattern {
 /// let both: Route = "filter:documents *@scan.example.jp".parse()?;
 /// assert!(both.matches("a@scan.example.jp", "documents"));
 /// assert!(!both.matches("a@example.jp", "documents"));
-/// # Ok::<(), cmc_webhook::inbox::mailbox::RouteError>(())
+/// # Ok::<(), cmc_webhook::inbox::mailbox::MailboxError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Route {
@@ -208,19 +217,26 @@ impl From<Pattern> for Route {
 }
 
 impl FromStr for Route {
-    type Err = RouteError;
+    type Err = MailboxError;
 
-    fn from_str(text: &str) -> Result<Route, RouteError> {
+    fn from_str(text: &str) -> Result<Route, MailboxError> {
         let text = text.trim();
         let Some(rest) = text.strip_prefix("filter:") else {
             return Ok(Route::to(text.parse()?));
         };
-        let (name, pattern) = match rest.split_once(char::is_whitespace) {
-            Some((name, pattern)) if !pattern.trim().is_empty() => (name, Some(pattern)),
-            _ => (rest, None),
+        let rest = rest.trim_start();
+        let (name, pattern) = match rest.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted.find('"').ok_or_else(|| {
+                    MailboxError::new(format!("the route {text:?} has an unclosed quote"))
+                })?;
+                (&quoted[..end], quoted[end + 1..].trim())
+            }
+            None => rest.split_once(char::is_whitespace).unwrap_or((rest, "")),
         };
+        let pattern = Some(pattern.trim()).filter(|p| !p.is_empty());
         if name.trim().is_empty() {
-            return Err(RouteError::new(format!(
+            return Err(MailboxError::new(format!(
                 "the route {text:?} names no filter: write filter:NAME"
             )));
         }
@@ -236,48 +252,56 @@ impl FromStr for Route {
 }
 
 impl TryFrom<&str> for Route {
-    type Error = RouteError;
+    type Error = MailboxError;
 
-    fn try_from(text: &str) -> Result<Route, RouteError> {
+    fn try_from(text: &str) -> Result<Route, MailboxError> {
         text.parse()
     }
 }
 
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A name with white space is quoted, as `FromStr` reads it.
+        let quoted = |name: &str| {
+            if name.contains(char::is_whitespace) {
+                format!("\"{name}\"")
+            } else {
+                name.to_owned()
+            }
+        };
         match (&self.filter, &self.pattern) {
-            (Some(name), Some(p)) => write!(f, "filter:{name} {p}"),
-            (Some(name), None) => write!(f, "filter:{name}"),
+            (Some(name), Some(p)) => write!(f, "filter:{} {p}", quoted(name)),
+            (Some(name), None) => write!(f, "filter:{}", quoted(name)),
             (None, Some(p)) => write!(f, "{p}"),
             (None, None) => f.write_str("*"),
         }
     }
 }
 
-/// A pattern, route or mailbox that cannot be used, and why.
+/// A pattern, route, mailbox or state name that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteError {
+pub struct MailboxError {
     message: String,
 }
 
-impl RouteError {
-    pub(crate) fn new(message: String) -> RouteError {
-        RouteError { message }
+impl MailboxError {
+    pub(crate) fn new(message: String) -> MailboxError {
+        MailboxError { message }
     }
 }
 
-impl fmt::Display for RouteError {
+impl fmt::Display for MailboxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&crate::text::printable(&self.message, 1024))
     }
 }
 
-impl std::error::Error for RouteError {}
+impl std::error::Error for MailboxError {}
 
 /// A [`Route`] or [`Pattern`] given to
 /// [`Mailboxes::route`](super::Mailboxes::route) converts without error.
-impl From<std::convert::Infallible> for RouteError {
-    fn from(never: std::convert::Infallible) -> RouteError {
+impl From<std::convert::Infallible> for MailboxError {
+    fn from(never: std::convert::Infallible) -> MailboxError {
         match never {}
     }
 }
@@ -348,6 +372,14 @@ mod tests {
         assert!(!both.matches("reply+1@example.jp", "other"));
         assert!(!both.matches("info@example.jp", "docs"));
         assert!("filter:".parse::<Route>().is_err());
+        let spaced: Route = r#"filter:"Scan Desk" *@example.jp"#.parse().unwrap();
+        assert!(spaced.matches("a@example.jp", "scan desk"));
+        assert_eq!(spaced.to_string(), r#"filter:"Scan Desk" *@example.jp"#);
+        assert_eq!(
+            spaced.to_string().parse::<Route>().unwrap().to_string(),
+            spaced.to_string()
+        );
+        assert!(r#"filter:"open"#.parse::<Route>().is_err());
         assert!("filter:docs nope".parse::<Route>().is_err());
     }
 }

@@ -17,23 +17,47 @@ pub(crate) struct Routed {
 }
 
 /// The envelope recipients of a mail: `envelope-to` split at commas,
-/// semicolons and white space, each without its angle brackets,
-/// normalised when it is an address (lower-cased and trimmed as
-/// [`normalize`] does; kept as written, trimmed, otherwise), each once,
-/// in the order they came.
+/// semicolons and white space outside double quotes (`"john doe"@x` is
+/// one address), each without its angle brackets, normalised when it is an
+/// address (lower-cased and trimmed as [`normalize`] does; kept as
+/// written, trimmed, otherwise), each once, in the order they came. Linear
+/// in the length of `envelope_to`.
 pub(crate) fn recipients(envelope_to: &str) -> Vec<String> {
-    let mut seen = HashSet::new();
-    envelope_to
-        .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
-        .map(|r| {
-            let r = r.trim();
-            r.strip_prefix('<')
-                .and_then(|r| r.strip_suffix('>'))
-                .unwrap_or(r)
-        })
-        .filter(|r| !r.is_empty())
-        .map(|r| normalize(r).unwrap_or_else(|| r.to_owned()))
-        .filter(|r| seen.insert(r.clone()))
+    let mut all: Vec<String> = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut push = |piece: &str| {
+        let r = piece.trim();
+        let r = r
+            .strip_prefix('<')
+            .and_then(|r| r.strip_suffix('>'))
+            .unwrap_or(r);
+        if !r.is_empty() {
+            all.push(normalize(r).unwrap_or_else(|| r.to_owned()));
+        }
+    };
+    for (i, c) in envelope_to.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if quoted && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if !quoted && (c == ',' || c == ';' || c.is_whitespace()) {
+            push(&envelope_to[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    push(&envelope_to[start..]);
+    // Each once: the first of each, in order.
+    let keep: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(all.len());
+        all.iter().map(|r| seen.insert(r.as_str())).collect()
+    };
+    all.into_iter()
+        .zip(keep)
+        .filter_map(|(r, keep)| keep.then_some(r))
         .collect()
 }
 
@@ -101,6 +125,15 @@ mod tests {
             ["info@example.jp", "sales@example.jp", "x"]
         );
         assert!(recipients(" , ;").is_empty());
+        // Quoted local parts keep their spaces, commas and escaped quotes.
+        assert_eq!(
+            recipients(r#""john doe"@example.jp, "a,\"b"@example.jp x@y.jp"#),
+            [
+                r#""john doe"@example.jp"#,
+                r#""a,\"b"@example.jp"#,
+                "x@y.jp"
+            ]
+        );
     }
 
     #[test]

@@ -110,9 +110,13 @@ const DUE_MAILS: &str = "SELECT id, envelope_to, filter FROM cmc_mails \
      AND CASE state WHEN 'pending' THEN run_at <= ?1 ELSE locked_until <= ?1 END \
      ORDER BY id LIMIT ?2";
 /// Routing a mail again (it was replayed) replaces its unrouted row; the
-/// mailboxes it reached keep theirs (`ON CONFLICT DO NOTHING`).
+/// recipients that reached a mailbox keep their rows (see `REACHED`).
 const FORGET_UNROUTED: &str =
     "DELETE FROM cmc_mail_deliveries WHERE mailbox IS NULL AND mail_id IN {ids}";
+/// The deliveries the mails being routed already have (routed before,
+/// then replayed).
+const REACHED: &str = "SELECT mail_id, mailbox, recipients FROM cmc_mail_deliveries \
+     WHERE mailbox IS NOT NULL AND mail_id IN {ids}";
 /// Followed by one `(?, ?, ?, ?, ?, 0, ?, ?)` per row.
 const INSERT: &str = "INSERT INTO cmc_mail_deliveries \
      (mail_id, mailbox, recipients, route, state, attempts, run_at, created_at) VALUES ";
@@ -212,6 +216,7 @@ enum Bind {
 macro_rules! statements {
     ($db:ty, $pg:expr, $skip:expr) => {
         use std::borrow::Cow;
+        use std::collections::{HashMap, HashSet};
 
         use sqlx::Row;
 
@@ -339,7 +344,7 @@ macro_rules! statements {
                 .bind(r.lease_until)
                 .bind(mailbox.name.as_str())
                 .bind(r.now)
-                .bind(room as i64)
+                .bind(i64::try_from(room).unwrap_or(i64::MAX))
                 .bind(i64::from(mailbox.max_attempts))
                 .fetch_all(&mut *conn)
                 .await?;
@@ -392,7 +397,7 @@ macro_rules! statements {
             let due: Vec<(i64, String, String)> =
                 sqlx::query_as(&sql(&format!("{DUE_MAILS}{}", $skip)))
                     .bind(r.now)
-                    .bind(r.route as i64)
+                    .bind(i64::try_from(r.route).unwrap_or(i64::MAX))
                     .fetch_all(&mut *conn)
                     .await?;
             if due.is_empty() {
@@ -400,15 +405,39 @@ macro_rules! statements {
             }
             let ids = ids_json(due.iter().map(|(id, _, _)| *id));
             // A mail routed again (it was replayed) gets a new unrouted
-            // row; the mailboxes it reached keep theirs (`ON CONFLICT`).
+            // row; the mailboxes it reached keep theirs.
             sqlx::query(&sql(&with_ids(FORGET_UNROUTED).replace("?2", "?1")))
                 .bind(&ids)
                 .execute(&mut *conn)
                 .await?;
+            // What each (mail, mailbox) holds already: a recipient reaches
+            // its mailbox once, however often its mail is routed.
+            let mut reached: HashMap<(i64, String), HashSet<String>> = HashMap::new();
+            let before: Vec<(i64, String, String)> =
+                sqlx::query_as(&sql(&with_ids(REACHED).replace("?2", "?1")))
+                    .bind(&ids)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            for (mail_id, mailbox, recipients) in before {
+                let list: Vec<String> = serde_json::from_str(&recipients).unwrap_or_default();
+                reached.entry((mail_id, mailbox)).or_default().extend(list);
+            }
             let boxes = r.mailboxes;
             let mut rows = Vec::new();
             for (mail_id, envelope_to, filter) in &due {
-                for group in route(&boxes.routes, boxes.fallback, envelope_to, filter) {
+                for mut group in route(&boxes.routes, boxes.fallback, envelope_to, filter) {
+                    if let Some(i) = group.mailbox {
+                        if let Some(held) = reached.get(&(*mail_id, boxes.boxes[i].name.clone())) {
+                            // A mail without recipients reached it already.
+                            if group.recipients.is_empty() {
+                                continue;
+                            }
+                            group.recipients.retain(|r| !held.contains(r));
+                            if group.recipients.is_empty() {
+                                continue;
+                            }
+                        }
+                    }
                     let (mailbox, state) = match group.mailbox {
                         Some(i) => (Some(boxes.boxes[i].name.clone()), "pending"),
                         None => (None, "unrouted"),
@@ -444,11 +473,7 @@ macro_rules! statements {
                         )
                     })
                     .collect();
-                let statement = sql(&format!(
-                    "{INSERT}{} ON CONFLICT DO NOTHING",
-                    values.join(", ")
-                ))
-                .into_owned();
+                let statement = sql(&format!("{INSERT}{}", values.join(", "))).into_owned();
                 let mut q = sqlx::query(&statement);
                 for (mail_id, mailbox, recipients, route, state) in chunk {
                     q = q
@@ -508,7 +533,7 @@ macro_rules! statements {
             let statement = sql(&statement);
             let q = sqlx::query(&statement)
                 .bind(filter.after)
-                .bind(filter.limit as i64);
+                .bind(i64::try_from(filter.limit).unwrap_or(i64::MAX));
             let rows = bind(q, binds).fetch_all(&mut *conn).await?;
             rows.iter()
                 .map(|row| {
