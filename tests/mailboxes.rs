@@ -1061,3 +1061,62 @@ async fn shutdown_waits_for_the_unrouted_hooks_running() {
     );
     inbox.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_envelope_recipients_are_routed_in_linear_time_and_kept() {
+    let dir = dir();
+    for url in stores(dir.path(), "hostile").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let seen = Seen::default();
+        let mailboxes = Mailboxes::new()
+            .mailbox(recording("support", &seen))
+            .unwrap()
+            .mailbox(recording("regex", &seen))
+            .unwrap()
+            .route("support@example.jp", "support")
+            .unwrap()
+            // Backtracking engines take exponential time on this one.
+            .route("/(a+)+b$/", "regex")
+            .unwrap();
+        let many: String = (0..20_000).map(|i| format!("u{i}@x.jp, ")).collect();
+        let cases = [
+            (format!("{many}Support@Example.JP"), "many"),
+            (",".repeat(1 << 20), "commas"),
+            ("a".repeat(1 << 20), "token"),
+            ("a\u{0}b@example.jp, support@example.jp\u{0}".into(), "nul"),
+            ("\u{202e}support@example.jp".into(), "bidi"),
+            ("\"support@example.jp\"@evil.example".into(), "quoted"),
+        ];
+        for (to, subject) in &cases {
+            store(&inbox, mail(to, "f", subject)).await;
+        }
+        let started = Instant::now();
+        let worker = inbox.mailbox_worker(mailboxes).spawn();
+        let all = settled(&inbox, cases.len() + 1).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        let of = |subject: &str| -> Vec<(Option<String>, usize)> {
+            all.iter()
+                .filter(|d| d.subject == subject)
+                .map(|d| (d.mailbox.clone(), d.recipients.len()))
+                .collect()
+        };
+        assert_eq!(
+            of("many"),
+            [(Some("support".into()), 1), (None, 20_000)],
+            "{url}"
+        );
+        assert_eq!(of("commas"), [(None, 0)]);
+        assert_eq!(of("token"), [(None, 1)]);
+        for subject in ["nul", "bidi", "quoted"] {
+            assert_eq!(of(subject).len(), 1, "{subject}");
+            assert_eq!(of(subject)[0].0, None, "{subject} is no support@ address");
+        }
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        inbox.close().await;
+    }
+}
