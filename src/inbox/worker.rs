@@ -562,7 +562,7 @@ where
                             }
                         }
                         if let Some(mailboxes) = &self.mailboxes {
-                            if route > 0 && step.routed < route {
+                            if route > 0 && !step.more {
                                 due[1] = false;
                             }
                             self.started_deliveries(mailboxes, &box_claims, step, &mut lanes);
@@ -870,7 +870,7 @@ fn truncated(mut error: String) -> String {
 }
 
 /// Mails routed per round at most.
-const ROUTE_BATCH: usize = 32;
+const ROUTE_BATCH: usize = 64;
 
 /// What a running handler works on: a row of the inbox, or a delivery to
 /// a mailbox (by index).

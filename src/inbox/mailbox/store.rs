@@ -51,6 +51,8 @@ pub(crate) struct DeliveryRound<'a> {
 pub(crate) struct DeliveryStep {
     /// Mails routed.
     pub routed: usize,
+    /// Whether more mails may wait to be routed.
+    pub more: bool,
     /// Where each group of recipients went (a mailbox's index, or none).
     pub reached: Vec<Option<usize>>,
     /// The mails stored unrouted (wholly or in part), with the recipients
@@ -105,10 +107,16 @@ const MAIL_ROW: &str = "SELECT idempotency_key, mail, client, received_at \
 /// The same columns of several mails: `{ids}` is the list of their ids.
 const MAIL_ROWS: &str = "SELECT id, idempotency_key, mail, client, received_at \
      FROM cmc_mails WHERE id IN {ids}";
-const DUE_MAILS: &str = "SELECT id, envelope_to, filter FROM cmc_mails \
+const DUE_MAILS: &str =
+    "SELECT id, CAST(length(envelope_to) + length(filter) AS BIGINT) FROM cmc_mails \
      WHERE state IN ('pending', 'running') \
      AND CASE state WHEN 'pending' THEN run_at <= ?1 ELSE locked_until <= ?1 END \
      ORDER BY id LIMIT ?2";
+/// What routing reads of the mails chosen.
+const ROUTING_COLUMNS: &str = "SELECT id, envelope_to, filter FROM cmc_mails WHERE id IN {ids}";
+/// The most envelope and filter text one round reads (in characters), but
+/// at least one mail's: a mail can name any number of recipients.
+const ROUTING_BUDGET: i64 = 4 << 20;
 /// Routing a mail again (it was replayed) replaces its unrouted row; the
 /// recipients that reached a mailbox keep their rows (see `REACHED`).
 const FORGET_UNROUTED: &str =
@@ -394,16 +402,32 @@ macro_rules! statements {
             r: &DeliveryRound<'_>,
             step: &mut DeliveryStep,
         ) -> Result<(), sqlx::Error> {
-            let due: Vec<(i64, String, String)> =
-                sqlx::query_as(&sql(&format!("{DUE_MAILS}{}", $skip)))
-                    .bind(r.now)
-                    .bind(i64::try_from(r.route).unwrap_or(i64::MAX))
-                    .fetch_all(&mut *conn)
-                    .await?;
-            if due.is_empty() {
+            let sizes: Vec<(i64, i64)> = sqlx::query_as(&sql(&format!("{DUE_MAILS}{}", $skip)))
+                .bind(r.now)
+                .bind(i64::try_from(r.route).unwrap_or(i64::MAX))
+                .fetch_all(&mut *conn)
+                .await?;
+            // As many as the budget holds, the first one in any case.
+            let mut spent = 0i64;
+            let chosen: Vec<i64> = sizes
+                .iter()
+                .take_while(|(_, size)| {
+                    let first = spent == 0;
+                    spent = spent.saturating_add((*size).max(1));
+                    first || spent <= ROUTING_BUDGET
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            if chosen.is_empty() {
                 return Ok(());
             }
-            let ids = ids_json(due.iter().map(|(id, _, _)| *id));
+            let ids = ids_json(chosen.iter().copied());
+            let mut due: Vec<(i64, String, String)> =
+                sqlx::query_as(&sql(&with_ids(ROUTING_COLUMNS).replace("?2", "?1")))
+                    .bind(&ids)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            due.sort_by_key(|(id, _, _)| *id);
             // A mail routed again (it was replayed) gets a new unrouted
             // row; the mailboxes it reached keep theirs.
             sqlx::query(&sql(&with_ids(FORGET_UNROUTED).replace("?2", "?1")))
@@ -493,6 +517,7 @@ macro_rules! statements {
                 .execute(&mut *conn)
                 .await?;
             step.routed = due.len();
+            step.more = chosen.len() < sizes.len() || sizes.len() == r.route;
             Ok(())
         }
 
