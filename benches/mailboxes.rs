@@ -11,7 +11,11 @@
 //!   each mail (10 routes, the match in the middle) and delivering it to
 //!   its mailbox (`mailboxes`), both at concurrency 16.
 //!
-//! Run: `cargo bench --bench mailboxes`
+//! The same on PostgreSQL (a fresh database per sample) with the feature
+//! `postgres` and a server in `CMC_POSTGRES_URL`.
+//!
+//! Run: `cargo bench --bench mailboxes`, or
+//! `scripts/with-postgres.sh cargo bench --features postgres --bench mailboxes -- deliver`
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -65,12 +69,35 @@ fn mail(i: usize) -> Webhook {
     Webhook::parse("application/json", Bytes::from(body.to_string())).unwrap()
 }
 
-/// A fresh inbox holding `MAILS` pending mails.
-async fn filled(dir: &std::path::Path, round: usize) -> Inbox {
-    let inbox = Inbox::sqlite(dir.join(format!("bench-{round}.sqlite3")))
-        .open()
-        .await
-        .unwrap();
+/// A fresh store for sample `round`: a new SQLite file in `dir`, or a new
+/// PostgreSQL database on the server at `postgres` (the admin address).
+async fn fresh(dir: &std::path::Path, postgres: Option<&str>, round: usize) -> String {
+    match postgres {
+        None => format!(
+            "sqlite:{}",
+            dir.join(format!("bench-{round}.sqlite3")).display()
+        ),
+        #[cfg(feature = "postgres")]
+        Some(admin) => {
+            use sqlx::Connection;
+            let name = format!("bench_mailboxes_{round}");
+            let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {name}"),
+                format!("CREATE DATABASE {name}"),
+            ] {
+                sqlx::query(&sql).execute(&mut conn).await.unwrap();
+            }
+            format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+        }
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => unreachable!("PostgreSQL needs the feature postgres"),
+    }
+}
+
+/// A fresh inbox at `url` holding `MAILS` pending mails.
+async fn filled(url: &str) -> Inbox {
+    let inbox = Inbox::open(url).await.unwrap();
     for i in 0..MAILS {
         inbox.store(mail(i), None).await.unwrap();
     }
@@ -88,57 +115,68 @@ fn deliver(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(MAILS as u64));
     let mut round = 0;
-    for way in ["plain_worker", "mailboxes"] {
-        group.bench_function(BenchmarkId::new(way, MAILS), |b| {
-            b.iter_custom(|iters| {
-                let mut spent = Duration::ZERO;
-                for _ in 0..iters {
-                    round += 1;
-                    spent += runtime.block_on(async {
-                        let inbox = filled(dir.path(), round).await;
-                        let seen = Arc::new(AtomicUsize::new(0));
-                        let start = Instant::now();
-                        let worker = if way == "plain_worker" {
-                            let seen = seen.clone();
-                            inbox
-                                .worker(move |_job: Job| {
-                                    seen.fetch_add(1, Ordering::Relaxed);
-                                    async { Ok::<(), String>(()) }
-                                })
-                                .spawn()
-                        } else {
-                            let mut mailboxes = Mailboxes::new();
-                            for t in 0..10 {
+    let mut backends: Vec<(&str, Option<String>)> = vec![("sqlite", None)];
+    match std::env::var("CMC_POSTGRES_URL") {
+        Ok(url) if cfg!(feature = "postgres") => backends.push(("postgres", Some(url))),
+        _ => eprintln!("deliver on PostgreSQL: skipped (feature postgres and CMC_POSTGRES_URL)"),
+    }
+    for (backend, postgres) in &backends {
+        for way in ["plain_worker", "mailboxes"] {
+            group.bench_function(BenchmarkId::new(format!("{backend}/{way}"), MAILS), |b| {
+                b.iter_custom(|iters| {
+                    let mut spent = Duration::ZERO;
+                    for _ in 0..iters {
+                        round += 1;
+                        spent += runtime.block_on(async {
+                            let url = fresh(dir.path(), postgres.as_deref(), round).await;
+                            let inbox = filled(&url).await;
+                            let seen = Arc::new(AtomicUsize::new(0));
+                            let start = Instant::now();
+                            let worker = if way == "plain_worker" {
                                 let seen = seen.clone();
-                                mailboxes = mailboxes
-                                    .mailbox(
-                                        Mailbox::new(format!("team{t}"), move |_job: MailJob| {
-                                            seen.fetch_add(1, Ordering::Relaxed);
-                                            async { Ok::<(), String>(()) }
-                                        })
-                                        .concurrency(16),
-                                    )
-                                    .unwrap()
-                                    .route(
-                                        format!("*@team{t}.example.jp").as_str(),
-                                        &format!("team{t}"),
-                                    )
-                                    .unwrap();
+                                inbox
+                                    .worker(move |_job: Job| {
+                                        seen.fetch_add(1, Ordering::Relaxed);
+                                        async { Ok::<(), String>(()) }
+                                    })
+                                    .spawn()
+                            } else {
+                                let mut mailboxes = Mailboxes::new();
+                                for t in 0..10 {
+                                    let seen = seen.clone();
+                                    mailboxes = mailboxes
+                                        .mailbox(
+                                            Mailbox::new(
+                                                format!("team{t}"),
+                                                move |_job: MailJob| {
+                                                    seen.fetch_add(1, Ordering::Relaxed);
+                                                    async { Ok::<(), String>(()) }
+                                                },
+                                            )
+                                            .concurrency(16),
+                                        )
+                                        .unwrap()
+                                        .route(
+                                            format!("*@team{t}.example.jp").as_str(),
+                                            &format!("team{t}"),
+                                        )
+                                        .unwrap();
+                                }
+                                inbox.mailbox_worker(mailboxes).spawn()
+                            };
+                            while seen.load(Ordering::Relaxed) < MAILS {
+                                tokio::time::sleep(Duration::from_millis(1)).await;
                             }
-                            inbox.mailbox_worker(mailboxes).spawn()
-                        };
-                        while seen.load(Ordering::Relaxed) < MAILS {
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                        }
-                        worker.shutdown(Duration::from_secs(10)).await.unwrap();
-                        let spent = start.elapsed();
-                        inbox.close().await;
-                        spent
-                    });
-                }
-                spent
-            })
-        });
+                            worker.shutdown(Duration::from_secs(10)).await.unwrap();
+                            let spent = start.elapsed();
+                            inbox.close().await;
+                            spent
+                        });
+                    }
+                    spent
+                })
+            });
+        }
     }
     group.finish();
 }
