@@ -93,6 +93,23 @@ fn events(c: &mut Criterion) {
                     }
                 })
             });
+            group.bench_with_input(BenchmarkId::new("sonic_borrowed_struct", n), &n, |b, _| {
+                b.iter(|| {
+                    let json = event_json(encoding, &ct, black_box(&body));
+                    if encoding == WireEncoding::Json {
+                        sonic_rs::from_slice::<BorrowedBatch<'_>>(&json)
+                            .unwrap()
+                            .event
+                            .deliveries
+                            .len()
+                    } else {
+                        sonic_rs::from_slice::<BorrowedEvent<'_>>(&json)
+                            .unwrap()
+                            .deliveries
+                            .len()
+                    }
+                })
+            });
             group.bench_with_input(BenchmarkId::new("serde_borrowed_struct", n), &n, |b, _| {
                 b.iter(|| {
                     let json = event_json(encoding, &ct, black_box(&body));

@@ -2,10 +2,16 @@
 # Builds the seed corpora of the fuzz targets from the test fixtures:
 # for `parse`, each fixture as a raw-mode input (mode byte 0, the
 # Content-Type line, the body); `layer_extract` and `client_ip` start from
-# libFuzzer's own inputs.
+# libFuzzer's own inputs; `fast_path` takes each JSON event fixture raw
+# (mode byte 0: a JSON body; 1: the same as a form body's `event`).
 set -euo pipefail
 cd "$(dirname "$0")"
-mkdir -p corpus/parse corpus/layer_extract corpus/client_ip
+mkdir -p corpus/parse corpus/layer_extract corpus/client_ip corpus/fast_path
+for f in ../tests/fixtures/shared/event-*.json ../tests/fixtures/*event*.json; do
+  [ -f "$f" ] || continue
+  { printf '\0'; cat "$f"; } > "corpus/fast_path/$(basename "$f")"
+  { printf '\1'; cat "$f"; } > "corpus/fast_path/form-$(basename "$f")"
+done
 for f in ../tests/fixtures/*.* ../tests/fixtures/shared/*.*; do
   case "$f" in
     *.json) ct="application/json" ;;

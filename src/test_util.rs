@@ -535,3 +535,24 @@ impl CmcRequest {
 /// What CMC sends as `User-Agent` (an Apache HttpClient string; never
 /// match on it).
 const USER_AGENT: &str = "Apache-HttpClient/4.5.13 (Java/1.8.0)";
+
+/// Runs `f` with the parser's fast path turned off on this thread: the
+/// general path (serde_json) alone reads every body. For tests that check
+/// the fast path (CMC's plain event batches read without serde) gives the
+/// same result as the general one, or none.
+///
+/// ```
+/// use bytes::Bytes;
+/// use cmc_webhook::test_util::without_fast_path;
+/// use cmc_webhook::Webhook;
+///
+/// let body = Bytes::from(r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[
+///   {"created":"2023-01-25 14:03:09","status":"2","to":"x@example.jp"}]}}"#);
+/// let fast = Webhook::parse("application/json", body.clone())?;
+/// let general = without_fast_path(|| Webhook::parse("application/json", body))?;
+/// assert_eq!(fast, general);
+/// # Ok::<(), cmc_webhook::ParseError>(())
+/// ```
+pub fn without_fast_path<T>(f: impl FnOnce() -> T) -> T {
+    crate::wire::fast::without(f)
+}

@@ -220,7 +220,7 @@ impl<'de> Visitor<'de> for KeySeed {
 
 /// Sets `slot` once; a second value for the same key is an error, since
 /// the two could disagree and neither may be dropped silently.
-fn set_once<E: de::Error>(
+pub(super) fn set_once<E: de::Error>(
     slot: &mut Option<Text>,
     value: Option<Text>,
     key: &str,
@@ -232,7 +232,7 @@ fn set_once<E: de::Error>(
     Ok(())
 }
 
-fn parse_created(text: &str) -> Result<DateTime, String> {
+pub(super) fn parse_created(text: &str) -> Result<DateTime, String> {
     if let Some(dt) = fixed_created(text.as_bytes()) {
         return Ok(dt);
     }
@@ -273,7 +273,7 @@ fn fixed_created(b: &[u8]) -> Option<DateTime> {
 }
 
 /// An address, or `None` for the empty string CMC sends when there is none.
-fn parse_ip(text: &str) -> Result<Option<IpAddr>, String> {
+pub(super) fn parse_ip(text: &str) -> Result<Option<IpAddr>, String> {
     if text.is_empty() {
         return Ok(None);
     }
@@ -283,7 +283,7 @@ fn parse_ip(text: &str) -> Result<Option<IpAddr>, String> {
 }
 
 /// The keys of a delivery or bounce record (version 1 and 2 names).
-enum RecordKey {
+pub(super) enum RecordKey {
     Created,
     Status,
     ReturnPath,
@@ -318,7 +318,13 @@ impl Visitor<'_> for RecordKeySeed {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<RecordKey, E> {
-        Ok(match v {
+        Ok(RecordKey::of(v))
+    }
+}
+
+impl RecordKey {
+    pub(super) fn of(v: &str) -> RecordKey {
+        match v {
             "created" => RecordKey::Created,
             "status" => RecordKey::Status,
             "returnPath" => RecordKey::ReturnPath,
@@ -333,14 +339,14 @@ impl Visitor<'_> for RecordKeySeed {
             "sourceIp" => RecordKey::SourceIp,
             "senderIp" => RecordKey::SenderIp,
             other => RecordKey::Other(other.to_owned()),
-        })
+        }
     }
 }
 
 /// The fields shared by delivery and bounce records, as read.
 #[derive(Default)]
-struct RecordFields {
-    created: Option<DateTime>,
+pub(super) struct RecordFields {
+    pub(super) created: Option<DateTime>,
     status: Option<Text>,
     return_path: Option<Text>,
     envelope_from: Option<Text>,
@@ -351,13 +357,13 @@ struct RecordFields {
     reason: Option<Text>,
     subject: Option<Text>,
     api_data: Option<Text>,
-    source_ip: Option<Option<IpAddr>>,
-    sender_ip: Option<Option<IpAddr>>,
-    extra: BTreeMap<String, RawJson>,
+    pub(super) source_ip: Option<Option<IpAddr>>,
+    pub(super) sender_ip: Option<Option<IpAddr>>,
+    pub(super) extra: BTreeMap<String, RawJson>,
 }
 
 /// Sets a parsed `slot` once (see [`set_once`]).
-fn set_parsed_once<T, E: de::Error>(
+pub(super) fn set_parsed_once<T, E: de::Error>(
     slot: &mut Option<T>,
     value: Option<T>,
     key: &str,
@@ -394,16 +400,6 @@ impl RecordFields {
                     set_parsed_once(&mut r.sender_ip, v, "senderIp")?;
                     continue;
                 }
-                RecordKey::Status => (&mut r.status, "status"),
-                RecordKey::ReturnPath => (&mut r.return_path, "returnPath"),
-                RecordKey::EnvelopeFrom => (&mut r.envelope_from, "envelopeFrom"),
-                RecordKey::From => (&mut r.from, "from"),
-                RecordKey::To => (&mut r.to, "to"),
-                RecordKey::EnvelopeTo => (&mut r.envelope_to, "envelopeTo"),
-                RecordKey::MessageId => (&mut r.message_id, "messageId"),
-                RecordKey::Reason => (&mut r.reason, "reason"),
-                RecordKey::Subject => (&mut r.subject, "subject"),
-                RecordKey::ApiData => (&mut r.api_data, "apiData"),
                 RecordKey::Other(name) => {
                     budget.unknown_field().map_err(A::Error::custom)?;
                     let value = map.next_value_seed(RawSeed(ctx))?;
@@ -414,11 +410,36 @@ impl RecordFields {
                     }
                     continue;
                 }
+                text => r.text_slot(&text).expect("a text key"),
             };
             let value = map.next_value_seed(seed)?;
             set_once(slot, value, name)?;
         }
         Ok(r)
+    }
+
+    /// The slot of a key whose value is kept as text, and its name; `None`
+    /// for `created`, the addresses and unknown keys.
+    pub(super) fn text_slot(
+        &mut self,
+        key: &RecordKey,
+    ) -> Option<(&mut Option<Text>, &'static str)> {
+        Some(match key {
+            RecordKey::Status => (&mut self.status, "status"),
+            RecordKey::ReturnPath => (&mut self.return_path, "returnPath"),
+            RecordKey::EnvelopeFrom => (&mut self.envelope_from, "envelopeFrom"),
+            RecordKey::From => (&mut self.from, "from"),
+            RecordKey::To => (&mut self.to, "to"),
+            RecordKey::EnvelopeTo => (&mut self.envelope_to, "envelopeTo"),
+            RecordKey::MessageId => (&mut self.message_id, "messageId"),
+            RecordKey::Reason => (&mut self.reason, "reason"),
+            RecordKey::Subject => (&mut self.subject, "subject"),
+            RecordKey::ApiData => (&mut self.api_data, "apiData"),
+            RecordKey::Created
+            | RecordKey::SourceIp
+            | RecordKey::SenderIp
+            | RecordKey::Other(_) => return None,
+        })
     }
 
     /// The created time, parsed; `created` is required.
@@ -447,7 +468,7 @@ impl RecordFields {
         }
     }
 
-    fn into_delivery<E: de::Error>(mut self) -> Result<Delivery, E> {
+    pub(super) fn into_delivery<E: de::Error>(mut self) -> Result<Delivery, E> {
         Ok(Delivery {
             created: self.created()?,
             status: DeliveryStatus::from_text(self.status()?),
@@ -464,7 +485,7 @@ impl RecordFields {
         })
     }
 
-    fn into_bounce<E: de::Error>(mut self) -> Result<Bounce, E> {
+    pub(super) fn into_bounce<E: de::Error>(mut self) -> Result<Bounce, E> {
         let mut extra = self.extra;
         // Bounce records have no addresses of their own; keep any that come.
         for (key, value) in [("sourceIp", self.source_ip), ("senderIp", self.sender_ip)] {

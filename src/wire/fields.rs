@@ -9,7 +9,7 @@ use crate::webhook::{Kind, Webhook};
 use crate::{ParseError, ParseErrorKind, RawJson, Text};
 
 use super::budget::{too_large, Budget};
-use super::de::{EventsSeed, HeadersSeed};
+use super::de::HeadersSeed;
 use super::json::from_json;
 
 /// Where a top-level parameter goes.
@@ -174,8 +174,7 @@ impl Fields {
     ) -> Result<(), ParseError> {
         match Slot::of(key) {
             Slot::Event => {
-                let events = from_json(&value, budget, || EventsSeed(&value, budget))
-                    .map_err(|e| e.at("event"))?;
+                let events = super::json::events(&value, budget).map_err(|e| e.at("event"))?;
                 self.set_events(events)
             }
             Slot::Headers => {

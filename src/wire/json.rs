@@ -2,15 +2,33 @@
 
 use serde::de::DeserializeSeed;
 
+use crate::event::Event;
 use crate::{ParseError, ParseErrorKind, Text};
 
 use super::budget::Budget;
-use super::de::{KeyScanSeed, TopLevelSeed};
+use super::de::{EventsSeed, KeyScanSeed, TopLevelSeed};
 use super::fields::Fields;
 
 /// Parses a whole JSON body into its top-level fields.
 pub(crate) fn parse(body: &Text, budget: &Budget) -> Result<Fields, ParseError> {
+    let before = budget.snapshot();
+    match super::fast::fields(body, budget) {
+        Ok(fields) => return Ok(fields),
+        // The general path decides, from the start.
+        Err(super::fast::GiveUp) => budget.restore(before),
+    }
     from_json(body, budget, || TopLevelSeed(body, budget))
+}
+
+/// The `event` JSON text of a form or multipart body: its lists' names and
+/// records.
+pub(crate) fn events(text: &Text, budget: &Budget) -> Result<(Vec<Text>, Vec<Event>), ParseError> {
+    let before = budget.snapshot();
+    match super::fast::events(text, budget) {
+        Ok(events) => return Ok(events),
+        Err(super::fast::GiveUp) => budget.restore(before),
+    }
+    from_json(text, budget, || EventsSeed(text, budget))
 }
 
 /// Looks for the `api_key` of a body that failed to parse before its key

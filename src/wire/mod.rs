@@ -13,6 +13,7 @@
 pub(crate) mod budget;
 pub(crate) mod charset;
 pub(crate) mod de;
+pub(crate) mod fast;
 pub(crate) mod fields;
 pub(crate) mod form;
 pub(crate) mod framing;
