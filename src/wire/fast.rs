@@ -250,21 +250,26 @@ impl<'a> Scanner<'a> {
 
     /// A string (the next value must be one), and the slice of its JSON
     /// text with the quotes.
-    fn string(&mut self) -> Fast<(Str<'a>, &'a str)> {
+    fn string(&mut self) -> Fast<Str<'a>> {
         self.eat(b'"')?;
         let start = self.at;
         let end = special(self.b, start).ok_or(GiveUp)?;
         if self.b[end] == b'"' {
             self.at = end + 1;
-            return Ok((
-                Str::Plain(&self.text[start..end]),
-                &self.text[start - 1..end + 1],
-            ));
+            return Ok(Str::Plain(&self.text[start..end]));
         }
         self.at = start;
         self.escaped()?;
-        let decoded = Text::from(self.scratch.as_str());
-        Ok((Str::Decoded(decoded), &self.text[start - 1..self.at]))
+        Ok(Str::Decoded(Text::from(self.scratch.as_str())))
+    }
+
+    /// A string value's JSON text, quotes and escapes as written: what the
+    /// general path keeps of an unknown key's value.
+    fn raw_string(&mut self) -> Fast<&'a str> {
+        self.ws();
+        let start = self.at;
+        self.string()?;
+        Ok(&self.text[start..self.at])
     }
 
     /// The rest of a string with escapes, decoded, as serde_json decodes
@@ -339,7 +344,7 @@ impl<'a> Scanner<'a> {
 
     /// An object key and its `:`.
     fn key(&mut self) -> Fast<Str<'a>> {
-        let (key, _) = self.string()?;
+        let key = self.string()?;
         self.eat(b':')?;
         Ok(key)
     }
@@ -363,18 +368,18 @@ impl<'a> Scanner<'a> {
                 Slot::Headers => return Err(GiveUp),
                 Slot::Other => {
                     budget.unknown_field()?;
-                    let (_, raw) = self.string()?;
+                    let raw = self.raw_string()?;
                     let value = RawJson::from_text_unchecked(self.ctx.share(raw));
                     fields.set_extra(key, value)?;
                 }
                 Slot::ApiKey => {
-                    let (value, _) = self.string()?;
+                    let value = self.string()?;
                     let value = value.into_text(self.ctx);
                     budget.check_key(&value)?;
                     fields.set_text(Slot::ApiKey, "api_key", value)?;
                 }
                 slot => {
-                    let (value, _) = self.string()?;
+                    let value = self.string()?;
                     fields.set_text(slot, key, value.into_text(self.ctx))?;
                 }
             }
@@ -442,7 +447,19 @@ impl<'a> Scanner<'a> {
         }
         loop {
             let key = RecordKey::of(self.key()?.as_str());
-            let (value, raw) = self.string()?;
+            if let RecordKey::Other(name) = key {
+                budget.unknown_field()?;
+                let raw = self.raw_string()?;
+                let raw = RawJson::from_text_unchecked(self.ctx.share(raw));
+                if r.extra.insert(name, raw).is_some() {
+                    return Err(GiveUp);
+                }
+                if !self.more(b'}')? {
+                    return Ok(r);
+                }
+                continue;
+            }
+            let value = self.string()?;
             match key {
                 RecordKey::Created => {
                     let created = parse_created(value.as_str())?;
@@ -455,13 +472,6 @@ impl<'a> Scanner<'a> {
                 RecordKey::SenderIp => {
                     let ip = parse_ip(value.as_str())?;
                     set_parsed_once::<_, DeError>(&mut r.sender_ip, Some(ip), "senderIp")?;
-                }
-                RecordKey::Other(name) => {
-                    budget.unknown_field()?;
-                    let raw = RawJson::from_text_unchecked(self.ctx.share(raw));
-                    if r.extra.insert(name, raw).is_some() {
-                        return Err(GiveUp);
-                    }
                 }
                 text => {
                     let (slot, name) = r.text_slot(&text).ok_or(GiveUp)?;
