@@ -34,7 +34,7 @@ pub(crate) struct Budget {
 }
 
 /// The counts of a [`Budget`] at one moment, to parse the same text again.
-pub(crate) struct Snapshot([usize; 3]);
+pub(crate) struct Snapshot([usize; 3], u8);
 
 impl Budget {
     pub(crate) fn new(limits: Limits) -> Budget {
@@ -94,17 +94,23 @@ impl Budget {
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
-        Snapshot([
-            self.records.load(Relaxed),
-            self.unknown_fields.load(Relaxed),
-            self.headers.load(Relaxed),
-        ])
+        Snapshot(
+            [
+                self.records.load(Relaxed),
+                self.unknown_fields.load(Relaxed),
+                self.headers.load(Relaxed),
+            ],
+            self.key.load(Relaxed),
+        )
     }
 
+    /// Back to `s`: the counts, the tripped flag and the state of the
+    /// `api_key` check, for a second reading of the same text.
     pub(crate) fn restore(&self, s: Snapshot) {
         self.records.store(s.0[0], Relaxed);
         self.unknown_fields.store(s.0[1], Relaxed);
         self.headers.store(s.0[2], Relaxed);
+        self.key.store(s.1, Relaxed);
         self.tripped.store(false, Relaxed);
     }
 
