@@ -746,7 +746,7 @@ impl Postgres {
                     "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
                      WHERE state = 'done' AND done_at < $1{kept} LIMIT 10000)",
                     table = kind.table(),
-                    kept = super::sqlite::routed_mails_kept(kind)
+                    kept = super::mailbox::store::routed_mails_kept(kind)
                 ))
                 .bind(before)
                 .execute(&self.pool)

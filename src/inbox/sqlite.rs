@@ -874,7 +874,7 @@ impl Sqlite {
                     let slice = format!(
                         "SELECT id FROM {} WHERE state = 'done' AND done_at < ?1{} LIMIT 10000",
                         kind.table(),
-                        routed_mails_kept(kind)
+                        super::mailbox::store::routed_mails_kept(kind)
                     );
                     if kind == Kind::Mail {
                         sqlx::query(&format!(
@@ -925,18 +925,6 @@ impl Sqlite {
 
 /// The most event rows one `INSERT` carries (11 parameters each).
 const EVENTS_PER_STATEMENT: usize = 64;
-
-/// The condition that keeps a routed mail from [`prune`](Sqlite::prune): its
-/// mailboxes' retention decides when it goes
-/// ([`Deliveries::prune`](super::mailbox::Deliveries::prune)).
-pub(crate) fn routed_mails_kept(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Event => "",
-        Kind::Mail => {
-            " AND NOT EXISTS (SELECT 1 FROM cmc_mail_deliveries d WHERE d.mail_id = cmc_mails.id)"
-        }
-    }
-}
 
 /// Inserts the events of all `arrivals` with multi-row `INSERT`s, in order
 /// of arrival, and counts each in its arrival's receipt.

@@ -680,6 +680,16 @@ fn block_from_raw<E: de::Error>(raw: RawJson) -> Result<Event, E> {
     }))
 }
 
+/// Room for the records of a list in `out`. serde_json gives no length
+/// for arrays: a delivery record takes 300 to 900 bytes of JSON, so one
+/// record per 400 bytes of the text (`hint`) saves most of the copies of
+/// growing the vector, and never reserves more memory than the body
+/// itself takes (an event is smaller than 400 bytes). Bounded by the
+/// records cap, and by 65 536.
+pub(super) fn reserve_records(out: &mut Vec<Event>, hint: usize, budget: &Budget) {
+    out.reserve(hint.min(budget.limits().records).min(1 << 16));
+}
+
 /// One list of records in `event`, read according to its key.
 struct RecordsSeed<'a, 'v> {
     ctx: &'a Text,
@@ -704,14 +714,8 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        // serde_json gives no length for arrays. A delivery record takes
-        // 300 to 900 bytes of JSON, so the buffer's length bounds the count:
-        // reserving for one record per 400 bytes saves most of the copies
-        // of growing the vector, and never reserves more memory than the
-        // body itself takes (an event is smaller than 400 bytes).
         let hint = seq.size_hint().unwrap_or(self.ctx.len() / 400);
-        self.out
-            .reserve(hint.min(self.budget.limits().records).min(1 << 16));
+        reserve_records(self.out, hint, self.budget);
         let kind = match self.event_type.as_str() {
             "deliveries" => Some(RecordKind::Delivery),
             "bounces" => Some(RecordKind::Bounce),

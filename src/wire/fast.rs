@@ -16,7 +16,9 @@ use crate::event::Event;
 use crate::{RawJson, Text};
 
 use super::budget::Budget;
-use super::de::{parse_created, parse_ip, set_once, set_parsed_once, RecordFields, RecordKey};
+use super::de::{
+    parse_created, parse_ip, reserve_records, set_once, set_parsed_once, RecordFields, RecordKey,
+};
 use super::fields::{Fields, Slot};
 
 /// Why the fast path gave up: the general path decides.
@@ -419,8 +421,7 @@ impl<'a> Scanner<'a> {
 
     /// One list of delivery or bounce records, as `RecordsSeed` reads it.
     fn records(&mut self, budget: &Budget, bounce: bool, out: &mut Vec<Event>) -> Fast<()> {
-        let hint = self.ctx.len() / 400;
-        out.reserve(hint.min(budget.limits().records).min(1 << 16));
+        reserve_records(out, self.ctx.len() / 400, budget);
         if !self.open(b'[', b']')? {
             return Ok(());
         }

@@ -11,24 +11,38 @@ use super::fields::Fields;
 
 /// Parses a whole JSON body into its top-level fields.
 pub(crate) fn parse(body: &Text, budget: &Budget) -> Result<Fields, ParseError> {
-    let before = budget.snapshot();
-    match super::fast::fields(body, budget) {
-        Ok(fields) => return Ok(fields),
-        // The general path decides, from the start.
-        Err(super::fast::GiveUp) => budget.restore(before),
-    }
-    from_json(body, budget, || TopLevelSeed(body, budget))
+    fast_or_general(
+        budget,
+        || super::fast::fields(body, budget),
+        || from_json(body, budget, || TopLevelSeed(body, budget)),
+    )
 }
 
 /// The `event` JSON text of a form or multipart body: its lists' names and
 /// records.
 pub(crate) fn events(text: &Text, budget: &Budget) -> Result<(Vec<Text>, Vec<Event>), ParseError> {
+    fast_or_general(
+        budget,
+        || super::fast::events(text, budget),
+        || from_json(text, budget, || EventsSeed(text, budget)),
+    )
+}
+
+/// The fast path's result, or, when it gives up, the general path's from
+/// the start, with the budget as it was before the fast path.
+fn fast_or_general<T>(
+    budget: &Budget,
+    fast: impl FnOnce() -> Result<T, super::fast::GiveUp>,
+    general: impl FnOnce() -> Result<T, ParseError>,
+) -> Result<T, ParseError> {
     let before = budget.snapshot();
-    match super::fast::events(text, budget) {
-        Ok(events) => return Ok(events),
-        Err(super::fast::GiveUp) => budget.restore(before),
+    match fast() {
+        Ok(value) => Ok(value),
+        Err(super::fast::GiveUp) => {
+            budget.restore(before);
+            general()
+        }
     }
-    from_json(text, budget, || EventsSeed(text, budget))
 }
 
 /// Looks for the `api_key` of a body that failed to parse before its key

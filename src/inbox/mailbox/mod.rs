@@ -984,10 +984,34 @@ impl Deliveries {
                 .await?;
             pruned.deliveries += deliveries;
             pruned.mails += mails;
-            if deliveries < 1000 {
+            if deliveries < store::PRUNE_SLICE {
                 return Ok(pruned);
             }
         }
+    }
+}
+
+/// What a job and the unrouted hook take from a mail's row: its key, the
+/// mail, when it was stored and where it came from; or which column does
+/// not read back.
+struct ReadMail {
+    key: IdempotencyKey,
+    mail: InboundMail,
+    received_at: Timestamp,
+    client: Option<IpAddr>,
+}
+
+impl ReadMail {
+    fn from_row(row: store::MailRow) -> Result<ReadMail, String> {
+        Ok(ReadMail {
+            key: row
+                .key
+                .parse()
+                .map_err(|e| format!("idempotency_key: {e}"))?,
+            mail: serde_json::from_str(&row.json).map_err(|e| format!("mail: {e}"))?,
+            received_at: from_millis(row.received_at),
+            client: row.client.and_then(|c| c.parse().ok()),
+        })
     }
 }
 
@@ -1001,22 +1025,18 @@ pub(crate) fn into_job(
     let row = d
         .mail
         .ok_or_else(|| corrupt(format!("its mail {} is gone", d.mail_id)))?;
-    let mail: InboundMail =
-        serde_json::from_str(&row.json).map_err(|e| corrupt(format!("mail: {e}")))?;
+    let read = ReadMail::from_row(row).map_err(corrupt)?;
     Ok(MailJob {
         id: d.id,
         mail_id: d.mail_id,
-        key: row
-            .key
-            .parse()
-            .map_err(|e| corrupt(format!("idempotency_key: {e}")))?,
+        key: read.key,
         mailbox: mailboxes.boxes[d.mailbox].name.clone(),
         recipients: serde_json::from_str(&d.recipients)
             .map_err(|e| corrupt(format!("recipients: {e}")))?,
         attempt: u32::try_from(d.attempts).unwrap_or(u32::MAX),
-        received_at: from_millis(row.received_at),
-        client: row.client.and_then(|c| c.parse().ok()),
-        mail,
+        received_at: read.received_at,
+        client: read.client,
+        mail: read.mail,
         store: store.clone(),
     })
 }
@@ -1033,13 +1053,14 @@ pub(crate) async fn unrouted(
         .mail_row(mail_id)
         .await?
         .ok_or_else(|| corrupt("the row is gone".into()))?;
+    let read = ReadMail::from_row(row).map_err(corrupt)?;
     Ok(Unrouted {
         mail_id,
-        key: row.key.parse().map_err(|e| corrupt(format!("{e}")))?,
+        key: read.key,
         recipients,
-        received_at: from_millis(row.received_at),
-        client: row.client.and_then(|c| c.parse().ok()),
-        mail: serde_json::from_str(&row.json).map_err(|e| corrupt(format!("{e}")))?,
+        received_at: read.received_at,
+        client: read.client,
+        mail: read.mail,
         store: store.clone(),
     })
 }

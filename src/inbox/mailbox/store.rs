@@ -102,9 +102,7 @@ pub(crate) struct RawDelivery {
     pub key: String,
 }
 
-const MAIL_ROW: &str = "SELECT idempotency_key, mail, client, received_at \
-     FROM cmc_mails WHERE id = ?1";
-/// The same columns of several mails: `{ids}` is the list of their ids.
+/// The job columns of mails: `{ids}` is the list of their ids.
 const MAIL_ROWS: &str = "SELECT id, idempotency_key, mail, client, received_at \
      FROM cmc_mails WHERE id IN {ids}";
 const DUE_MAILS: &str =
@@ -166,6 +164,8 @@ const LIST: &str = "SELECT d.id, d.mail_id, d.mailbox, d.recipients, d.route, d.
 const PRUNE: &str = "DELETE FROM cmc_mail_deliveries WHERE id IN (SELECT id \
      FROM cmc_mail_deliveries WHERE mailbox = ?1 AND state IN ('delivered', 'bounced') \
      AND done_at < ?2 ORDER BY id LIMIT 1000) RETURNING mail_id";
+/// The most deliveries one `PRUNE` deletes (its `LIMIT`).
+pub(crate) const PRUNE_SLICE: u64 = 1000;
 const ORPHAN_ATTACHMENTS: &str = "DELETE FROM cmc_mail_attachments WHERE mail_id = ?1 \
      AND NOT EXISTS (SELECT 1 FROM cmc_mail_deliveries WHERE mail_id = ?1) \
      AND EXISTS (SELECT 1 FROM cmc_mails WHERE id = ?1 AND state = 'done')";
@@ -177,6 +177,18 @@ const ATTACHMENT_STARTS: &str = "SELECT start FROM cmc_mail_attachments \
      WHERE mail_id = ?1 AND position = ?2 ORDER BY start";
 const ATTACHMENT_CHUNK: &str = "SELECT data FROM cmc_mail_attachments \
      WHERE mail_id = ?1 AND position = ?2 AND start = ?3";
+
+/// The condition that keeps a routed mail from `Inbox::prune` on either
+/// backend: its mailboxes' retention decides when it goes
+/// ([`Deliveries::prune`](super::Deliveries::prune)).
+pub(crate) fn routed_mails_kept(kind: crate::inbox::Kind) -> &'static str {
+    match kind {
+        crate::inbox::Kind::Event => "",
+        crate::inbox::Kind::Mail => {
+            " AND NOT EXISTS (SELECT 1 FROM cmc_mail_deliveries d WHERE d.mail_id = cmc_mails.id)"
+        }
+    }
+}
 
 /// A `WHERE` clause from a [`DeliveryFilter`], with its parameters from
 /// `?first` on.
@@ -241,14 +253,39 @@ macro_rules! statements {
         }
 
         /// `statement` with `{ids}` replaced by the list of ids bound (as
-        /// JSON text) to parameter `?2`.
-        fn with_ids(statement: &str) -> String {
+        /// JSON text) to `param` (`?1`, `?2`).
+        fn with_ids(statement: &str, param: &str) -> String {
             let list = if $pg {
-                "(SELECT value::bigint FROM json_array_elements_text(CAST(?2 AS json)))"
+                format!("(SELECT value::bigint FROM json_array_elements_text(CAST({param} AS json)))")
             } else {
-                "(SELECT value FROM json_each(?2))"
+                format!("(SELECT value FROM json_each({param}))")
             };
-            statement.replace("{ids}", list)
+            statement.replace("{ids}", &list)
+        }
+
+        /// The job columns of the mails `ids` that exist, by id.
+        async fn mail_rows(
+            conn: &mut Conn,
+            ids: impl IntoIterator<Item = i64>,
+        ) -> Result<HashMap<i64, MailRow>, sqlx::Error> {
+            let rows = sqlx::query(&sql(&with_ids(MAIL_ROWS, "?1")))
+                .bind(ids_json(ids))
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut mails = HashMap::with_capacity(rows.len());
+            for row in rows {
+                let id: i64 = row.try_get(0)?;
+                mails.insert(
+                    id,
+                    MailRow {
+                        key: row.try_get(1)?,
+                        json: row.try_get(2)?,
+                        client: row.try_get(3)?,
+                        received_at: row.try_get(4)?,
+                    },
+                );
+            }
+            Ok(mails)
         }
 
         fn ids_json(ids: impl IntoIterator<Item = i64>) -> String {
@@ -284,7 +321,7 @@ macro_rules! statements {
                 .map(|s| s.id)
                 .collect();
             if let Some(first) = r.settle.first().filter(|_| !delivered.is_empty()) {
-                sqlx::query(&sql(&with_ids(DELIVERED)))
+                sqlx::query(&sql(&with_ids(DELIVERED, "?2")))
                     .bind(first.at)
                     .bind(ids_json(delivered))
                     .bind(worker)
@@ -320,7 +357,7 @@ macro_rules! statements {
                     .await?;
             }
             if let Some((ids, until)) = r.renew.filter(|(ids, _)| !ids.is_empty()) {
-                sqlx::query(&sql(&with_ids(RENEW)))
+                sqlx::query(&sql(&with_ids(RENEW, "?2")))
                     .bind(until)
                     .bind(ids_json(ids.iter().copied()))
                     .bind(worker)
@@ -369,23 +406,7 @@ macro_rules! statements {
                 }
                 batch.sort_by_key(|d| d.id);
                 if !batch.is_empty() {
-                    let rows = sqlx::query(&sql(&with_ids(MAIL_ROWS).replace("?2", "?1")))
-                        .bind(ids_json(batch.iter().map(|d| d.mail_id)))
-                        .fetch_all(&mut *conn)
-                        .await?;
-                    let mut mails = std::collections::HashMap::with_capacity(rows.len());
-                    for row in rows {
-                        let id: i64 = row.try_get(0)?;
-                        mails.insert(
-                            id,
-                            MailRow {
-                                key: row.try_get(1)?,
-                                json: row.try_get(2)?,
-                                client: row.try_get(3)?,
-                                received_at: row.try_get(4)?,
-                            },
-                        );
-                    }
+                    let mut mails = mail_rows(conn, batch.iter().map(|d| d.mail_id)).await?;
                     for d in &mut batch {
                         d.mail = mails.remove(&d.mail_id);
                     }
@@ -423,14 +444,14 @@ macro_rules! statements {
             }
             let ids = ids_json(chosen.iter().copied());
             let mut due: Vec<(i64, String, String)> =
-                sqlx::query_as(&sql(&with_ids(ROUTING_COLUMNS).replace("?2", "?1")))
+                sqlx::query_as(&sql(&with_ids(ROUTING_COLUMNS, "?1")))
                     .bind(&ids)
                     .fetch_all(&mut *conn)
                     .await?;
             due.sort_by_key(|(id, _, _)| *id);
             // A mail routed again (it was replayed) gets a new unrouted
             // row; the mailboxes it reached keep theirs.
-            sqlx::query(&sql(&with_ids(FORGET_UNROUTED).replace("?2", "?1")))
+            sqlx::query(&sql(&with_ids(FORGET_UNROUTED, "?1")))
                 .bind(&ids)
                 .execute(&mut *conn)
                 .await?;
@@ -438,7 +459,7 @@ macro_rules! statements {
             // its mailbox once, however often its mail is routed.
             let mut reached: HashMap<(i64, String), HashSet<String>> = HashMap::new();
             let before: Vec<(i64, String, String)> =
-                sqlx::query_as(&sql(&with_ids(REACHED).replace("?2", "?1")))
+                sqlx::query_as(&sql(&with_ids(REACHED, "?1")))
                     .bind(&ids)
                     .fetch_all(&mut *conn)
                     .await?;
@@ -511,7 +532,7 @@ macro_rules! statements {
                 }
                 q.execute(&mut *conn).await?;
             }
-            sqlx::query(&sql(&with_ids(ROUTED)))
+            sqlx::query(&sql(&with_ids(ROUTED, "?2")))
                 .bind(r.now)
                 .bind(&ids)
                 .execute(&mut *conn)
@@ -526,19 +547,7 @@ macro_rules! statements {
             conn: &mut Conn,
             id: i64,
         ) -> Result<Option<MailRow>, sqlx::Error> {
-            let row = sqlx::query(&sql(MAIL_ROW))
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            row.map(|row| {
-                Ok(MailRow {
-                    key: row.try_get(0)?,
-                    json: row.try_get(1)?,
-                    client: row.try_get(2)?,
-                    received_at: row.try_get(3)?,
-                })
-            })
-            .transpose()
+            Ok(mail_rows(conn, [id]).await?.remove(&id))
         }
 
         /// How many deliveries each mailbox has in each state.
