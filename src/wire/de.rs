@@ -384,21 +384,23 @@ impl RecordFields {
         let mut r = RecordFields::default();
         let seed = TextSeed(ctx);
         while let Some(key) = map.next_key_seed(RecordKeySeed)? {
-            let (slot, name) = match key {
+            if let Some((slot, name)) = r.text_slot(&key) {
+                let value = map.next_value_seed(seed)?;
+                set_once(slot, value, name)?;
+                continue;
+            }
+            match key {
                 RecordKey::Created => {
                     let v = map.next_value_seed(ParsedSeed(ctx, parse_created))?;
                     set_parsed_once(&mut r.created, v, "created")?;
-                    continue;
                 }
                 RecordKey::SourceIp => {
                     let v = map.next_value_seed(ParsedSeed(ctx, parse_ip))?;
                     set_parsed_once(&mut r.source_ip, v, "sourceIp")?;
-                    continue;
                 }
                 RecordKey::SenderIp => {
                     let v = map.next_value_seed(ParsedSeed(ctx, parse_ip))?;
                     set_parsed_once(&mut r.sender_ip, v, "senderIp")?;
-                    continue;
                 }
                 RecordKey::Other(name) => {
                     budget.unknown_field().map_err(A::Error::custom)?;
@@ -408,12 +410,10 @@ impl RecordFields {
                             "field `{name}` is given twice"
                         )));
                     }
-                    continue;
                 }
-                text => r.text_slot(&text).expect("a text key"),
-            };
-            let value = map.next_value_seed(seed)?;
-            set_once(slot, value, name)?;
+                // The text keys, read above.
+                _ => {}
+            }
         }
         Ok(r)
     }
