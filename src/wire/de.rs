@@ -283,6 +283,7 @@ pub(super) fn parse_ip(text: &str) -> Result<Option<IpAddr>, String> {
 }
 
 /// The keys of a delivery or bounce record (version 1 and 2 names).
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum RecordKey {
     Created,
     Status,
