@@ -281,16 +281,25 @@ impl<'a> Scanner<'a> {
         Ok(true)
     }
 
-    /// A string (the next value must be one), and the slice of its JSON
-    /// text with the quotes.
+    /// A string (the next value must be one): a slice of the text when it
+    /// has no escapes, its decoded characters otherwise.
+    #[inline]
     fn string(&mut self) -> Fast<Str<'a>> {
         self.eat(b'"')?;
         let start = self.at;
         let end = special(self.b, start).ok_or(GiveUp)?;
-        if self.b[end] == b'"' {
+        if self.b.get(end) == Some(&b'"') {
             self.at = end + 1;
-            return Ok(Str::Plain(&self.text[start..end]));
+            return self.text.get(start..end).map(Str::Plain).ok_or(GiveUp);
         }
+        self.escaped_string(start)
+    }
+
+    /// The string from `start` (after its opening quote), which has
+    /// escapes (or a raw control character, refused): decoded out of the
+    /// hot path of plain strings.
+    #[inline(never)]
+    fn escaped_string(&mut self, start: usize) -> Fast<Str<'a>> {
         self.at = start;
         self.escaped()?;
         Ok(Str::Decoded(Text::from(self.scratch.as_str())))
@@ -456,9 +465,11 @@ impl<'a> Scanner<'a> {
         if !self.open(b'[', b']')? {
             return Ok(());
         }
+        let mut fields = RecordFields::default();
         loop {
             budget.record()?;
-            let fields = self.record(budget)?;
+            self.record(budget, &mut fields)?;
+            let fields = std::mem::take(&mut fields);
             out.push(if bounce {
                 Event::Bounce(fields.into_bounce::<DeError>()?)
             } else {
@@ -491,10 +502,9 @@ impl<'a> Scanner<'a> {
 
     /// One record object of string values, as `RecordFields::read` reads
     /// it.
-    fn record(&mut self, budget: &Budget) -> Fast<RecordFields> {
-        let mut r = RecordFields::default();
+    fn record(&mut self, budget: &Budget, r: &mut RecordFields) -> Fast<()> {
         if !self.open(b'{', b'}')? {
-            return Ok(r);
+            return Ok(());
         }
         loop {
             let key = self.record_key()?;
@@ -506,7 +516,7 @@ impl<'a> Scanner<'a> {
                     return Err(GiveUp);
                 }
                 if !self.more(b'}')? {
-                    return Ok(r);
+                    return Ok(());
                 }
                 continue;
             }
@@ -530,7 +540,7 @@ impl<'a> Scanner<'a> {
                 }
             }
             if !self.more(b'}')? {
-                return Ok(r);
+                return Ok(());
             }
         }
     }
