@@ -23,7 +23,10 @@ pub(crate) fn parse(body: &Text, budget: &Budget) -> Result<Fields, ParseError> 
     let charset = charset::choose(None, None);
     read_pairs(
         || {
-            body.split('&')
+            // Split at an ASCII byte, a range of `body` starts and ends on
+            // character boundaries: `get` always succeeds.
+            split_at_byte(body.as_bytes(), b'&')
+                .filter_map(|range| body.get(range))
                 .filter(|p| !p.is_empty())
                 .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
         },
@@ -44,7 +47,8 @@ pub(crate) fn parse_bytes(
     let charset = charset::choose(None, Some(charset));
     read_pairs(
         || {
-            body.split(|&b| b == b'&')
+            split_at_byte(body, b'&')
+                .map(|range| &body[range])
                 .filter(|p| !p.is_empty())
                 .map(|pair| match memchr::memchr(b'=', pair) {
                     Some(at) => (&pair[..at], &pair[at + 1..]),
@@ -55,6 +59,19 @@ pub(crate) fn parse_bytes(
         |raw: &[u8]| String::from_utf8_lossy(raw).into_owned(),
         budget,
     )
+}
+
+/// The ranges of `bytes` between occurrences of `sep`, found with
+/// `memchr`'s vector search (a form body is one long `event` value with
+/// a few short fields around it).
+fn split_at_byte(bytes: &[u8], sep: u8) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let from = start?;
+        let end = memchr::memchr(sep, bytes.get(from..)?).map(|i| from + i);
+        start = end.map(|end| end + 1);
+        Some(from..end.unwrap_or(bytes.len()))
+    })
 }
 
 /// Reads the `name=value` pairs of a body into its fields, each name and
@@ -133,6 +150,17 @@ mod tests {
     fn d(s: &str) -> Result<String, ParseError> {
         let body = Text::from(s);
         decode(&body, &body, charset::choose(None, None)).map(String::from)
+    }
+
+    #[test]
+    fn splits_at_every_separator() {
+        fn split(s: &str) -> Vec<&str> {
+            split_at_byte(s.as_bytes(), b'&').map(|r| &s[r]).collect()
+        }
+        assert_eq!(split(""), [""]);
+        assert_eq!(split("a=1"), ["a=1"]);
+        assert_eq!(split("&a=1&&b&"), ["", "a=1", "", "b", ""]);
+        assert_eq!(split("ä=ö&ü"), ["ä=ö", "ü"]);
     }
 
     #[test]
