@@ -20,6 +20,7 @@ use super::de::{
     parse_created, parse_ip, reserve_records, set_once, set_parsed_once, RecordFields, RecordKey,
 };
 use super::fields::{Fields, Slot};
+use super::percent::hex_pair;
 
 /// Why the fast path gave up: the general path decides.
 #[derive(Debug)]
@@ -376,12 +377,10 @@ impl<'a> Scanner<'a> {
 
     fn hex4(&mut self) -> Fast<u32> {
         let digits = self.b.get(self.at..self.at + 4).ok_or(GiveUp)?;
-        let mut n = 0u32;
-        for &d in digits {
-            n = n * 16 + char::from(d).to_digit(16).ok_or(GiveUp)?;
-        }
+        let hi = hex_pair(digits[0], digits[1]).ok_or(GiveUp)?;
+        let lo = hex_pair(digits[2], digits[3]).ok_or(GiveUp)?;
         self.at += 4;
-        Ok(n)
+        Ok(u32::from(u16::from_be_bytes([hi, lo])))
     }
 
     /// An object key and its `:`.
