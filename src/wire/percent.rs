@@ -41,7 +41,8 @@ pub(crate) fn hex_pair(hi: u8, lo: u8) -> Option<u8> {
 /// about half of their bytes are escapes, and the plain runs between them
 /// are two or three bytes long on average, so a byte loop beats searching
 /// for each escape (a `memchr` call and a `memcpy` call per run): 119 µs
-/// to 75 µs for a form body of 100 records.
+/// to 75 µs for a form body of 100 records. Eight bytes a step (a run
+/// copied in one store, an escape decoded) measured slower still: 84 µs.
 pub(crate) fn decode(raw: &[u8], plus_is_space: bool) -> Result<Cow<'_, [u8]>, usize> {
     let first = if plus_is_space {
         memchr::memchr2(b'%', b'+', raw)
@@ -141,6 +142,24 @@ mod tests {
                 }
             }
             Ok(out)
+        }
+        // Pseudo-random bodies over an alphabet of escapes, hex digits,
+        // non-hex letters, plus signs and multi-byte UTF-8.
+        let alphabet = [b'%', b'+', b'a', b'0', b'F', b'g', b'2', 0xe3, b' '];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for len in 0..2000 {
+            let raw: Vec<u8> = (0..len % 97)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    alphabet[(state % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            for plus in [true, false] {
+                let got = decode(&raw, plus).map(|c| c.into_owned());
+                assert_eq!(got, naive(&raw, plus), "{raw:?} {plus}");
+            }
         }
         for len in 0..24 {
             for pos in 0..len {
