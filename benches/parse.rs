@@ -57,6 +57,44 @@ fn event_json(encoding: WireEncoding, content_type: &str, body: &Bytes) -> Bytes
     }
 }
 
+/// The bytes of every key and string value of an event batch, visited
+/// with sonic-rs's lazy iterators (the top level, then `event`, each list
+/// and each record).
+fn sonic_walk(body: &[u8]) -> usize {
+    use sonic_rs::JsonValueTrait;
+    let mut n = 0;
+    for item in sonic_rs::to_object_iter(body) {
+        let (key, value) = item.unwrap();
+        if key != "event" {
+            n += value.as_str().map_or(0, str::len);
+            continue;
+        }
+        for list in sonic_rs::to_object_iter(value.as_raw_str().as_bytes()) {
+            let (_, list) = list.unwrap();
+            for record in sonic_rs::to_array_iter(list.as_raw_str().as_bytes()) {
+                let record = record.unwrap();
+                for field in sonic_rs::to_object_iter(record.as_raw_str().as_bytes()) {
+                    let (key, value) = field.unwrap();
+                    n += key.len() + value.as_str().map_or(0, str::len);
+                }
+            }
+        }
+    }
+    n
+}
+
+/// The bytes of every string on simd-json's tape of `json`.
+fn simd_json_walk(json: &mut [u8]) -> usize {
+    let tape = simd_json::to_tape(json).unwrap();
+    tape.0
+        .iter()
+        .map(|node| match node {
+            simd_json::Node::String(s) => s.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
 fn events(c: &mut Criterion) {
     for encoding in WireEncoding::ALL {
         let name = format!("events/{encoding:?}").to_lowercase();
@@ -110,6 +148,20 @@ fn events(c: &mut Criterion) {
                     }
                 })
             });
+            if encoding == WireEncoding::Json {
+                // Lower bounds of a scanner built on another reader's own
+                // API: every string of the body visited, nothing built.
+                group.bench_with_input(BenchmarkId::new("sonic_lazy_walk", n), &n, |b, _| {
+                    b.iter(|| sonic_walk(black_box(&body)))
+                });
+                group.bench_with_input(BenchmarkId::new("simd_json_tape", n), &n, |b, _| {
+                    b.iter(|| {
+                        // simd-json parses in place: a copy of the body.
+                        let mut json = black_box(&body).to_vec();
+                        simd_json_walk(&mut json)
+                    })
+                });
+            }
             group.bench_with_input(BenchmarkId::new("serde_borrowed_struct", n), &n, |b, _| {
                 b.iter(|| {
                     let json = event_json(encoding, &ct, black_box(&body));
