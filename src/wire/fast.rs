@@ -1,8 +1,8 @@
 //! A fast path for the JSON CMC writes: an event batch whose records are
-//! flat objects of string values. It scans the bytes itself (`memchr`
-//! finds the end of each string) instead of going through serde, and
-//! builds the model with the same code as the general path
-//! ([`RecordFields`], [`Fields`]).
+//! flat objects of string values. It scans the bytes itself (the end of
+//! each string found sixteen bytes at a time, CMC's record keys known by
+//! their bytes) instead of going through serde, and builds the model with
+//! the same code as the general path ([`RecordFields`], [`Fields`]).
 //!
 //! It gives **the same result or none**: anything it does not handle
 //! (numbers, `null`, `true`, nested values, inbound mails, `blocks` and
@@ -668,7 +668,7 @@ mod tests {
 mod special_tests {
     use super::special;
 
-    /// The word-at-a-time search finds what a byte loop finds, at every
+    /// The block search finds what a byte loop finds, at every
     /// offset and alignment.
     #[test]
     fn special_agrees_with_a_byte_loop() {

@@ -113,7 +113,7 @@ mod tests {
         }
     }
 
-    /// The word-at-a-time decoder agrees with a byte loop, with escapes
+    /// The decoder agrees with a byte loop, with escapes
     /// and plus signs at every offset around a word.
     #[test]
     fn decode_agrees_with_a_byte_loop() {
