@@ -21,6 +21,10 @@ use cmc_webhook::test_util::sample_events;
 use cmc_webhook::{Event, Webhook};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod postgres_db;
+
 const EVENTS: u64 = 20_000;
 const BATCH: usize = 100;
 
@@ -146,7 +150,6 @@ fn worker_postgres(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let base = admin.rsplit_once('/').unwrap().0.to_owned();
     let mut group = c.benchmark_group("worker_postgres");
     group
         .sample_size(10)
@@ -164,14 +167,7 @@ fn worker_postgres(c: &mut Criterion) {
                         for _ in 0..iters {
                             round += 1;
                             let name = format!("bench_worker_{round}");
-                            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-                            for sql in [
-                                format!("DROP DATABASE IF EXISTS {name}"),
-                                format!("CREATE DATABASE {name}"),
-                            ] {
-                                sqlx::query(&sql).execute(&mut conn).await.unwrap();
-                            }
-                            let url = format!("{base}/{name}");
+                            let url = postgres_db::fresh_database(&admin, &name).await;
                             let first = fill(Inbox::open(&url).await.unwrap()).await;
                             let mut inboxes = vec![first];
                             for _ in 1..workers {
@@ -181,6 +177,7 @@ fn worker_postgres(c: &mut Criterion) {
                             for inbox in inboxes {
                                 inbox.close().await;
                             }
+                            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
                             sqlx::query(&format!("DROP DATABASE {name}"))
                                 .execute(&mut conn)
                                 .await

@@ -27,6 +27,10 @@ use cmc_webhook::inbox::{Inbox, Job};
 use cmc_webhook::Webhook;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod postgres_db;
+
 const MAILS: usize = 2_000;
 
 fn matching(c: &mut Criterion) {
@@ -79,16 +83,7 @@ async fn fresh(dir: &std::path::Path, postgres: Option<&str>, round: usize) -> S
         ),
         #[cfg(feature = "postgres")]
         Some(admin) => {
-            use sqlx::Connection;
-            let name = format!("bench_mailboxes_{round}");
-            let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-            for sql in [
-                format!("DROP DATABASE IF EXISTS {name}"),
-                format!("CREATE DATABASE {name}"),
-            ] {
-                sqlx::query(&sql).execute(&mut conn).await.unwrap();
-            }
-            format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+            postgres_db::fresh_database(admin, &format!("bench_mailboxes_{round}")).await
         }
         #[cfg(not(feature = "postgres"))]
         Some(_) => unreachable!("PostgreSQL needs the feature postgres"),

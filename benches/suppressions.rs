@@ -20,6 +20,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cmc_webhook::inbox::Inbox;
 use criterion::{BenchmarkId, Criterion, Throughput};
+
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod postgres_db;
 use tokio::runtime::Runtime;
 
 /// Rows on the list.
@@ -152,15 +156,7 @@ async fn postgres(admin: &str) -> Loaded {
     use sqlx::{Connection, Executor};
     let started = std::time::Instant::now();
     let name = "bench_suppressions";
-    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        conn.execute(sql.as_str()).await.unwrap();
-    }
-    conn.close().await.unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let url = postgres_db::fresh_database(admin, name).await;
     let inbox = Inbox::open(&url).await.expect("the inbox opens");
     let now = now_ms();
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
