@@ -220,9 +220,9 @@ impl<'de> Visitor<'de> for KeySeed {
 
 /// Sets `slot` once; a second value for the same key is an error, since
 /// the two could disagree and neither may be dropped silently.
-pub(super) fn set_once<E: de::Error>(
-    slot: &mut Option<Text>,
-    value: Option<Text>,
+pub(super) fn set_once<T, E: de::Error>(
+    slot: &mut Option<T>,
+    value: Option<T>,
     key: &str,
 ) -> Result<(), E> {
     if slot.is_some() {
@@ -363,19 +363,6 @@ pub(super) struct RecordFields {
     pub(super) extra: BTreeMap<String, RawJson>,
 }
 
-/// Sets a parsed `slot` once (see [`set_once`]).
-pub(super) fn set_parsed_once<T, E: de::Error>(
-    slot: &mut Option<T>,
-    value: Option<T>,
-    key: &str,
-) -> Result<(), E> {
-    if slot.is_some() {
-        return Err(E::custom(format_args!("field `{key}` is given twice")));
-    }
-    *slot = value;
-    Ok(())
-}
-
 impl RecordFields {
     fn read<'de, A: MapAccess<'de>>(
         ctx: &Text,
@@ -393,15 +380,15 @@ impl RecordFields {
             match key {
                 RecordKey::Created => {
                     let v = map.next_value_seed(ParsedSeed(ctx, parse_created))?;
-                    set_parsed_once(&mut r.created, v, "created")?;
+                    set_once(&mut r.created, v, "created")?;
                 }
                 RecordKey::SourceIp => {
                     let v = map.next_value_seed(ParsedSeed(ctx, parse_ip))?;
-                    set_parsed_once(&mut r.source_ip, v, "sourceIp")?;
+                    set_once(&mut r.source_ip, v, "sourceIp")?;
                 }
                 RecordKey::SenderIp => {
                     let v = map.next_value_seed(ParsedSeed(ctx, parse_ip))?;
-                    set_parsed_once(&mut r.sender_ip, v, "senderIp")?;
+                    set_once(&mut r.sender_ip, v, "senderIp")?;
                 }
                 RecordKey::Other(name) => {
                     budget.unknown_field().map_err(A::Error::custom)?;

@@ -16,9 +16,7 @@ use crate::event::Event;
 use crate::{RawJson, Text};
 
 use super::budget::Budget;
-use super::de::{
-    parse_created, parse_ip, reserve_records, set_once, set_parsed_once, RecordFields, RecordKey,
-};
+use super::de::{parse_created, parse_ip, reserve_records, set_once, RecordFields, RecordKey};
 use super::fields::{Fields, Slot};
 use super::percent::hex_pair;
 
@@ -301,13 +299,18 @@ impl<'a> Scanner<'a> {
     }
 
     /// The string from `start` (after its opening quote), which has
-    /// escapes (or a raw control character, refused): decoded out of the
-    /// hot path of plain strings.
+    /// escapes (or a raw control character, refused), decoded as serde_json
+    /// decodes it, in the scratch buffer; out of the hot path of plain
+    /// strings.
     #[inline(never)]
     fn escaped_string(&mut self, start: usize) -> Fast<Str<'a>> {
         self.at = start;
-        self.escaped()?;
-        Ok(Str::Decoded(Text::from(self.scratch.as_str())))
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let result = self.decode_into(&mut out);
+        let decoded = result.map(|()| Str::Decoded(Text::from(out.as_str())));
+        self.scratch = out;
+        decoded
     }
 
     /// A string value's JSON text, quotes and escapes as written: what the
@@ -319,16 +322,8 @@ impl<'a> Scanner<'a> {
         Ok(&self.text[start..self.at])
     }
 
-    /// The rest of a string with escapes, decoded, as serde_json decodes
-    /// it; anything it would refuse gives up.
-    fn escaped(&mut self) -> Fast<()> {
-        let mut out = std::mem::take(&mut self.scratch);
-        out.clear();
-        let result = self.decode_into(&mut out);
-        self.scratch = out;
-        result
-    }
-
+    /// The rest of a string with escapes into `out`; anything serde_json
+    /// would refuse gives up.
     fn decode_into(&mut self, out: &mut String) -> Fast<()> {
         loop {
             let from = self.at;
@@ -523,34 +518,37 @@ impl<'a> Scanner<'a> {
                 if r.extra.insert(name, raw).is_some() {
                     return Err(GiveUp);
                 }
-                if !self.more(b'}')? {
-                    return Ok(());
-                }
-                continue;
-            }
-            let value = self.string()?;
-            match key {
-                RecordKey::Created => {
-                    let created = parse_created(value.as_str())?;
-                    set_parsed_once::<_, DeError>(&mut r.created, Some(created), "created")?;
-                }
-                RecordKey::SourceIp => {
-                    let ip = parse_ip(value.as_str())?;
-                    set_parsed_once::<_, DeError>(&mut r.source_ip, Some(ip), "sourceIp")?;
-                }
-                RecordKey::SenderIp => {
-                    let ip = parse_ip(value.as_str())?;
-                    set_parsed_once::<_, DeError>(&mut r.sender_ip, Some(ip), "senderIp")?;
-                }
-                text => {
-                    let (slot, name) = r.text_slot(&text).ok_or(GiveUp)?;
-                    set_once::<DeError>(slot, Some(value.into_text(self.ctx)), name)?;
-                }
+            } else {
+                self.record_value(key, r)?;
             }
             if !self.more(b'}')? {
                 return Ok(());
             }
         }
+    }
+
+    /// The string value of a known record key, into its slot of `r`.
+    fn record_value(&mut self, key: RecordKey, r: &mut RecordFields) -> Fast<()> {
+        let value = self.string()?;
+        match key {
+            RecordKey::Created => {
+                let created = parse_created(value.as_str())?;
+                set_once::<_, DeError>(&mut r.created, Some(created), "created")?;
+            }
+            RecordKey::SourceIp => {
+                let ip = parse_ip(value.as_str())?;
+                set_once::<_, DeError>(&mut r.source_ip, Some(ip), "sourceIp")?;
+            }
+            RecordKey::SenderIp => {
+                let ip = parse_ip(value.as_str())?;
+                set_once::<_, DeError>(&mut r.sender_ip, Some(ip), "senderIp")?;
+            }
+            text => {
+                let (slot, name) = r.text_slot(&text).ok_or(GiveUp)?;
+                set_once::<_, DeError>(slot, Some(value.into_text(self.ctx)), name)?;
+            }
+        }
+        Ok(())
     }
 }
 
