@@ -95,6 +95,26 @@ fn simd_json_walk(json: &mut [u8]) -> usize {
         .sum()
 }
 
+/// How many delivery records a baseline reads from `json` with `$reader`'s
+/// `from_slice`: into `$batch` (the whole batch) for a JSON body, into
+/// `$event` (the `event` field, taken out first) for the others.
+macro_rules! deliveries {
+    ($reader:ident, $batch:ty, $event:ty, $encoding:expr, $json:expr) => {
+        if $encoding == WireEncoding::Json {
+            $reader::from_slice::<$batch>($json)
+                .unwrap()
+                .event
+                .deliveries
+                .len()
+        } else {
+            $reader::from_slice::<$event>($json)
+                .unwrap()
+                .deliveries
+                .len()
+        }
+    };
+}
+
 fn events(c: &mut Criterion) {
     for encoding in WireEncoding::ALL {
         let name = format!("events/{encoding:?}").to_lowercase();
@@ -117,35 +137,19 @@ fn events(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("serde_owned_struct", n), &n, |b, _| {
                 b.iter(|| {
                     let json = event_json(encoding, &ct, black_box(&body));
-                    if encoding == WireEncoding::Json {
-                        serde_json::from_slice::<OwnedBatch>(&json)
-                            .unwrap()
-                            .event
-                            .deliveries
-                            .len()
-                    } else {
-                        serde_json::from_slice::<OwnedEvent>(&json)
-                            .unwrap()
-                            .deliveries
-                            .len()
-                    }
+                    deliveries!(serde_json, OwnedBatch, OwnedEvent, encoding, &json)
                 })
             });
             group.bench_with_input(BenchmarkId::new("sonic_borrowed_struct", n), &n, |b, _| {
                 b.iter(|| {
                     let json = event_json(encoding, &ct, black_box(&body));
-                    if encoding == WireEncoding::Json {
-                        sonic_rs::from_slice::<BorrowedBatch<'_>>(&json)
-                            .unwrap()
-                            .event
-                            .deliveries
-                            .len()
-                    } else {
-                        sonic_rs::from_slice::<BorrowedEvent<'_>>(&json)
-                            .unwrap()
-                            .deliveries
-                            .len()
-                    }
+                    deliveries!(
+                        sonic_rs,
+                        BorrowedBatch<'_>,
+                        BorrowedEvent<'_>,
+                        encoding,
+                        &json
+                    )
                 })
             });
             if encoding == WireEncoding::Json {
@@ -165,18 +169,13 @@ fn events(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("serde_borrowed_struct", n), &n, |b, _| {
                 b.iter(|| {
                     let json = event_json(encoding, &ct, black_box(&body));
-                    if encoding == WireEncoding::Json {
-                        serde_json::from_slice::<BorrowedBatch<'_>>(&json)
-                            .unwrap()
-                            .event
-                            .deliveries
-                            .len()
-                    } else {
-                        serde_json::from_slice::<BorrowedEvent<'_>>(&json)
-                            .unwrap()
-                            .deliveries
-                            .len()
-                    }
+                    deliveries!(
+                        serde_json,
+                        BorrowedBatch<'_>,
+                        BorrowedEvent<'_>,
+                        encoding,
+                        &json
+                    )
                 })
             });
         }
