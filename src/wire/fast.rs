@@ -555,7 +555,6 @@ impl<'a> Scanner<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{encode_events, sample_events, WireEncoding};
 
     /// Bodies the fast path takes itself, each giving what the general
     /// path gives.
@@ -652,8 +651,11 @@ mod tests {
         }
     }
 
+    /// (The sample batches come from `test_util`, behind its feature.)
     #[test]
+    #[cfg(feature = "test-util")]
     fn the_sample_batch_takes_the_fast_path() {
+        use crate::test_util::{encode_events, sample_events, WireEncoding};
         let body = encode_events(&sample_events(100), WireEncoding::Json).body;
         let text = Text::try_from_bytes(body).unwrap();
         let budget = Budget::new(Default::default());

@@ -422,6 +422,8 @@ mod store_tests {
     /// Where the test runs: a SQLite file, and a fresh PostgreSQL database
     /// when `CMC_POSTGRES_URL` names a server.
     async fn places(dir: &std::path::Path) -> Vec<String> {
+        // Only pushed to with the `postgres` feature.
+        #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
         let mut urls = vec![format!("sqlite:{}", dir.join("inbox.sqlite3").display())];
         #[cfg(feature = "postgres")]
         if let Ok(admin) = std::env::var("CMC_POSTGRES_URL") {
