@@ -19,18 +19,9 @@ use cmc_webhook::Webhook;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-/// The stores a test runs on: a SQLite file, and a fresh PostgreSQL
-/// database when a server is named.
+/// The stores a test runs on (see `common::inbox::stores`).
 async fn stores(dir: &std::path::Path, test: &str) -> Vec<String> {
-    let mut urls = vec![format!(
-        "sqlite:{}",
-        dir.join(format!("{test}.sqlite3")).display()
-    )];
-    #[cfg(feature = "postgres")]
-    if let Some(admin) = common::inbox::postgres_server("mailboxes on PostgreSQL") {
-        urls.push(common::inbox::fresh_database(&admin, &format!("cmc_mbox_{test}")).await);
-    }
-    urls
+    common::inbox::stores(dir, test, "mailboxes on PostgreSQL", "cmc_mbox").await
 }
 
 fn dir() -> tempfile::TempDir {

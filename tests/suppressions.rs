@@ -18,18 +18,9 @@ use proptest::prelude::*;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-/// The stores a test runs on: a SQLite file, and a fresh PostgreSQL
-/// database when a server is named.
+/// The stores a test runs on (see `common::inbox::stores`).
 async fn stores(dir: &std::path::Path, test: &str) -> Vec<String> {
-    let mut urls = vec![format!(
-        "sqlite:{}",
-        dir.join(format!("{test}.sqlite3")).display()
-    )];
-    #[cfg(feature = "postgres")]
-    if let Some(admin) = common::inbox::postgres_server("suppressions on PostgreSQL") {
-        urls.push(common::inbox::fresh_database(&admin, &format!("cmc_supp_{test}")).await);
-    }
-    urls
+    common::inbox::stores(dir, test, "suppressions on PostgreSQL", "cmc_supp").await
 }
 
 /// A scenario's inbox: its clock set at `start`.

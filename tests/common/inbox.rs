@@ -31,6 +31,24 @@ pub fn postgres_server(what: &str) -> Option<String> {
     }
 }
 
+/// The stores a test runs on: a SQLite file `{test}.sqlite3` in `dir`,
+/// and a fresh PostgreSQL database `{prefix}_{test}` when a server is
+/// named (`what` names the tests in the line that says they are skipped).
+// Without the `postgres` feature, only the SQLite file: `what` and
+// `prefix` go unused, and `urls` is not pushed to.
+#[cfg_attr(not(feature = "postgres"), allow(unused_mut, unused_variables))]
+pub async fn stores(dir: &std::path::Path, test: &str, what: &str, prefix: &str) -> Vec<String> {
+    let mut urls = vec![format!(
+        "sqlite:{}",
+        dir.join(format!("{test}.sqlite3")).display()
+    )];
+    #[cfg(feature = "postgres")]
+    if let Some(admin) = postgres_server(what) {
+        urls.push(fresh_database(&admin, &format!("{prefix}_{test}")).await);
+    }
+    urls
+}
+
 /// A new, empty database `name` on the server at `admin` (dropped first if
 /// a run before left it); returns its address.
 #[cfg(feature = "postgres")]
