@@ -91,3 +91,30 @@ pub(crate) fn from_millis(ms: i64) -> Timestamp {
         Timestamp::MAX
     })
 }
+
+/// The system's clock corrected to read another's: the database server's
+/// on PostgreSQL, so that every receiver and worker sharing a database
+/// decide leases and due times by one clock. The offset is measured at
+/// open and again every [`SERVER_CLOCK_EVERY`](super::SERVER_CLOCK_EVERY).
+#[derive(Debug, Default)]
+pub(crate) struct ServerClock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl ServerClock {
+    pub fn set_offset(&self, ms: i64) {
+        self.offset_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Clock for ServerClock {
+    fn now(&self) -> Timestamp {
+        let now = Timestamp::now().as_millisecond().saturating_add(self.offset());
+        from_millis(now)
+    }
+}

@@ -64,23 +64,25 @@ impl InboxError {
         InboxError::new(InboxErrorKind::Database, format!("{doing}: {e}")).with_source(e)
     }
 
-    /// Whether the store refused a value it was given (a constraint, a
-    /// byte sequence, a value too big), rather than being unreachable,
-    /// locked or full: only then can the other requests of a group commit
-    /// be stored without the one that failed it.
-    pub(crate) fn is_refused_value(&self) -> bool {
+    /// Whether the store answered a statement with an error that may be
+    /// down to the values one request brought (a constraint, a byte
+    /// sequence, a value too big for an index, or any class unknown
+    /// today), rather than the store as a whole being unavailable
+    /// (unreachable, locked, full, read-only, shutting down, out of
+    /// connections). Only then are the requests of a group commit stored
+    /// one by one, so that no value can fail the requests that shared its
+    /// commit; a store-wide failure fails them all at once, without
+    /// trying each again against a store that cannot answer.
+    pub(crate) fn is_statement_error(&self) -> bool {
         let mut source: Option<&(dyn Error + 'static)> = Error::source(self);
         while let Some(s) = source {
             if let Some(sqlx::Error::Database(db)) = s.downcast_ref::<sqlx::Error>() {
                 let code = db.code().unwrap_or_default();
-                // SQLite: TOOBIG, CONSTRAINT and MISMATCH (primary codes 18
-                // to 20 of an extended code). PostgreSQL: SQLSTATE classes
-                // 22 (data exception) and 23 (integrity constraint).
                 return if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
                     code.parse::<i32>()
-                        .is_ok_and(|c| (18..=20).contains(&(c & 0xff)))
+                        .is_ok_and(|c| !SQLITE_STORE_WIDE.contains(&(c & 0xff)))
                 } else {
-                    code.starts_with("22") || code.starts_with("23")
+                    !PG_STORE_WIDE.iter().any(|class| code.starts_with(class))
                 };
             }
             source = s.source();
@@ -93,6 +95,19 @@ impl InboxError {
         self.kind
     }
 }
+
+/// SQLite's primary result codes that say the database as a whole cannot
+/// take the commit: BUSY, LOCKED, NOMEM, READONLY, INTERRUPT, IOERR,
+/// CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+const SQLITE_STORE_WIDE: [i32; 11] = [5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 26];
+
+/// PostgreSQL's SQLSTATE classes that say the server as a whole cannot
+/// take the commit: connection exception (08), invalid transaction state
+/// (25), transaction rollback (40: deadlocks, tried again before this),
+/// insufficient resources (53: disk full, out of memory, too many
+/// connections), operator intervention (57: shutdown, statement timeout),
+/// system error (58) and internal error (XX).
+const PG_STORE_WIDE: [&str; 7] = ["08", "25", "40", "53", "57", "58", "XX"];
 
 impl fmt::Display for InboxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -75,6 +75,7 @@ mod ops;
 mod postgres;
 mod receive;
 mod rows;
+mod schema;
 mod sqlite;
 mod store;
 pub mod suppression;
@@ -90,6 +91,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use backoff::Backoff;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use schema::Migrated;
+use schema::Opening;
 pub use error::{InboxError, InboxErrorKind};
 pub use job::{Item, Job, JobId, Kind, State};
 pub use ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt, StateCounts};
@@ -139,7 +142,9 @@ impl fmt::Debug for Inbox {
 #[derive(Debug, Clone)]
 pub struct InboxBuilder {
     backend: Backend,
-    clock: Arc<dyn Clock>,
+    /// `None`: the system's clock on SQLite, the database server's on
+    /// PostgreSQL.
+    clock: Option<Arc<dyn Clock>>,
 }
 
 #[derive(Debug, Clone)]
@@ -214,26 +219,115 @@ impl InboxBuilder {
         self
     }
 
-    /// The clock every stored time comes from ([`SystemClock`] by default).
+    /// The clock every stored time comes from. By default the system's on
+    /// SQLite, and on PostgreSQL the database server's (this machine's
+    /// clock corrected by the offset measured against the server's at
+    /// open and every minute), so that receivers and workers whose own
+    /// clocks disagree still decide leases and due times by one clock.
     pub fn clock(mut self, clock: impl Clock) -> InboxBuilder {
-        self.clock = Arc::new(clock);
+        self.clock = Some(Arc::new(clock));
         self
     }
 
+    /// Whether opening applies the migrations the store has not seen
+    /// (the default, for a serving receiver), or only checks that the
+    /// store's schema is this version's, failing with
+    /// [`InboxErrorKind::Open`] and what to do otherwise. Deploys that
+    /// migrate as a step of their own ([`migrate`](InboxBuilder::migrate),
+    /// `cmc-receiver migrate`) turn it off, so that a new binary never
+    /// changes a production schema by surprise.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("cmc-doc-migrate-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// use cmc_webhook::inbox::{Inbox, InboxErrorKind};
+    ///
+    /// let url = format!("sqlite:{}/inbox.sqlite3", dir.display());
+    /// // A store never migrated is refused...
+    /// let err = Inbox::builder(&url)?.migrate_on_open(false).open().await.unwrap_err();
+    /// assert_eq!(err.kind(), InboxErrorKind::Open);
+    /// // ...until the deploy's own step migrates it.
+    /// Inbox::builder(&url)?.migrate().await?;
+    /// let inbox = Inbox::builder(&url)?.migrate_on_open(false).open().await?;
+    /// # inbox.close().await;
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn migrate_on_open(mut self, migrate: bool) -> InboxBuilder {
+        let opening = if migrate {
+            Opening::Migrate
+        } else {
+            Opening::Check
+        };
+        self.set_opening(opening);
+        self
+    }
+
+    /// Opens the store for reading only: no migration (the schema must be
+    /// this version's), and nothing written, so that a read-only file, a
+    /// read-only PostgreSQL role or a replica can be inspected (`counts`,
+    /// `dead`, `history`). Writes through it fail.
+    pub fn read_only(mut self, read_only: bool) -> InboxBuilder {
+        let opening = if read_only {
+            Opening::ReadOnly
+        } else {
+            Opening::Migrate
+        };
+        self.set_opening(opening);
+        self
+    }
+
+    fn set_opening(&mut self, opening: Opening) {
+        match &mut self.backend {
+            Backend::Sqlite(o) => o.opening = opening,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(o) => o.opening = opening,
+        }
+    }
+
+    /// Applies the migrations the store has not seen (creating the SQLite
+    /// file unless [`create_if_missing`](InboxBuilder::create_if_missing)
+    /// is off), under the migrator's lock, and opens nothing else: the
+    /// step a deploy runs before starting receivers that do not migrate.
+    pub async fn migrate(self) -> Result<Migrated, InboxError> {
+        match &self.backend {
+            Backend::Sqlite(o) => sqlite::migrate(o).await,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(o) => postgres::migrate(o).await,
+        }
+    }
+
     /// Opens the store (creating the file), applies the migrations it has
-    /// not seen, and starts the writer task on the current tokio runtime.
+    /// not seen, checks that it takes writes, and starts the writer task
+    /// on the current tokio runtime. With
+    /// [`migrate_on_open(false)`](InboxBuilder::migrate_on_open) or
+    /// [`read_only`](InboxBuilder::read_only), it checks the schema's
+    /// version instead of migrating, and writes nothing.
     pub async fn open(self) -> Result<Inbox, InboxError> {
         match &self.backend {
             Backend::Sqlite(o) => {
                 let store = Store::Sqlite(sqlite::Sqlite::open(o).await?);
                 let describe = format!("sqlite:{}", o.path.display());
-                Ok(Inbox::start(store, self.clock, describe))
+                let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+                Ok(Inbox::start(store, clock, describe))
             }
             #[cfg(feature = "postgres")]
             Backend::Postgres(o) => {
                 let pg = postgres::Postgres::open(o).await?;
                 let describe = pg.describe();
-                let inbox = Inbox::start(Store::Postgres(pg.clone()), self.clock, describe);
+                let clock: Arc<dyn Clock> = match self.clock {
+                    Some(clock) => clock,
+                    None => {
+                        let server = Arc::new(clock::ServerClock::default());
+                        server.set_offset(pg.clock_offset().await?);
+                        follow_server_clock(pg.clone(), Arc::downgrade(&server));
+                        server
+                    }
+                };
+                let inbox = Inbox::start(Store::Postgres(pg.clone()), clock, describe);
                 let inner = Arc::downgrade(&inbox.inner);
                 pg.listen(move || match inner.upgrade() {
                     Some(inner) => {
@@ -246,6 +340,35 @@ impl InboxBuilder {
             }
         }
     }
+}
+
+/// How often the offset to the database server's clock is measured again.
+#[cfg(feature = "postgres")]
+pub(crate) const SERVER_CLOCK_EVERY: Duration = Duration::from_secs(60);
+
+/// Measures the offset to the server's clock every
+/// [`SERVER_CLOCK_EVERY`], until the inbox is gone; a failed measure keeps
+/// the last offset.
+#[cfg(feature = "postgres")]
+fn follow_server_clock(pg: postgres::Postgres, clock: std::sync::Weak<clock::ServerClock>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(SERVER_CLOCK_EVERY).await;
+            if pg.is_closed() {
+                return;
+            }
+            let Some(clock) = clock.upgrade() else { return };
+            match pg.clock_offset().await {
+                Ok(offset) => {
+                    if (offset - clock.offset()).abs() > 1000 {
+                        tracing::warn!(before_ms = clock.offset(), now_ms = offset, "this machine's clock moved against the database server's by more than a second");
+                    }
+                    clock.set_offset(offset);
+                }
+                Err(e) => tracing::debug!(error = %e, "could not read the database server's clock; keeping the last offset"),
+            }
+        }
+    });
 }
 
 impl Inbox {
@@ -314,7 +437,7 @@ impl Inbox {
     pub fn sqlite(path: impl Into<PathBuf>) -> InboxBuilder {
         InboxBuilder {
             backend: Backend::Sqlite(sqlite::Options::new(path.into())),
-            clock: Arc::new(SystemClock),
+            clock: None,
         }
     }
 
@@ -326,7 +449,7 @@ impl Inbox {
     pub fn postgres(url: impl Into<String>) -> InboxBuilder {
         InboxBuilder {
             backend: Backend::Postgres(postgres::Options::new(url.into())),
-            clock: Arc::new(SystemClock),
+            clock: None,
         }
     }
 

@@ -120,6 +120,11 @@ pub(crate) fn oldest_pending_sql(kind: Kind) -> String {
 
 /// The SQL expression (the same for both backends) that summarises a dead
 /// row of each table in [`DeadRow::summary`].
+/// The most rows one slice of a replay sets back to pending, each slice
+/// its own transaction: a replay of a million dead rows never holds the
+/// store for long, so receiving goes on meanwhile.
+pub(crate) const REPLAY_SLICE: u64 = 1000;
+
 pub(crate) const DEAD_SUMMARIES: [(Kind, &str); 2] = [
     (
         Kind::Event,

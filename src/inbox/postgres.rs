@@ -19,9 +19,10 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
 use super::error::{InboxError, InboxErrorKind};
+use super::schema::{self, Migrated, Opening};
 use super::job::Kind;
 use super::mailbox::store::postgres as mailbox_sql;
-use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery};
+use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery, ReplayCursor};
 use super::mailbox::{DeliveryFilter, MailboxCounts};
 use super::ops::{
     oldest_dead, Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt, DEAD_SUMMARIES,
@@ -31,12 +32,76 @@ use super::rows::{
 };
 use super::suppression::policy::Policy;
 use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
-use super::worker::{Claim, Outcome, Renew, Settle};
+use super::worker::{lost_outcomes, Claim, Outcome, Renew, Settle};
 
 /// The channel of `LISTEN`/`NOTIFY` on which commits wake workers.
 const CHANNEL: &str = "cmc_inbox";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A pool of up to `size` connections to `options.url`, each with the
+/// statement timeout (and read-only when the inbox opens read-only).
+async fn connect(options: &Options, size: u32) -> Result<PgPool, InboxError> {
+    let connect: PgConnectOptions = options.url.parse().map_err(|e| {
+        InboxError::new(
+            InboxErrorKind::Config,
+            format!("{} is not a PostgreSQL address: {e}", redact(&options.url)),
+        )
+    })?;
+    let timeout_ms = options.statement_timeout.as_millis();
+    let read_only = options.opening == Opening::ReadOnly;
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(options.connect_timeout)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
+                    .await?;
+                if read_only {
+                    conn.execute("SET default_transaction_read_only = on").await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(connect)
+        .await
+        .map_err(|e| {
+            InboxError::new(
+                InboxErrorKind::Open,
+                format!("could not connect to {}: {e}", redact(&options.url)),
+            )
+            .with_source(e)
+        })
+}
+
+/// The newest migration the store records (`None`: none, or no table).
+async fn applied_version(pool: &PgPool) -> Result<Option<i64>, sqlx::Error> {
+    match sqlx::query_scalar::<_, Option<i64>>(schema::APPLIED)
+        .fetch_one(pool)
+        .await
+    {
+        Ok(v) => Ok(v),
+        Err(e) if schema::is_missing_table(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies the migrations the database has not seen; opens nothing else.
+pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
+    let pool = connect(options, 1).await?;
+    let store = redact(&options.url);
+    let result = async {
+        let before = applied_version(&pool).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok::<_, sqlx::migrate::MigrateError>(schema::migrated(&MIGRATOR, before))
+    }
+    .await;
+    pool.close().await;
+    result.map_err(|e| {
+        InboxError::new(InboxErrorKind::Open, format!("could not migrate {store}: {e}"))
+            .with_source(e)
+    })
+}
 
 /// What a PostgreSQL inbox is opened with.
 #[derive(Clone)]
@@ -45,6 +110,7 @@ pub(crate) struct Options {
     pub pool_size: u32,
     pub statement_timeout: Duration,
     pub connect_timeout: Duration,
+    pub opening: Opening,
 }
 
 impl std::fmt::Debug for Options {
@@ -55,6 +121,7 @@ impl std::fmt::Debug for Options {
             .field("pool_size", &self.pool_size)
             .field("statement_timeout", &self.statement_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("opening", &self.opening)
             .finish()
     }
 }
@@ -80,6 +147,7 @@ impl Options {
             pool_size: 10,
             statement_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            opening: Opening::Migrate,
         }
     }
 }
@@ -93,45 +161,76 @@ pub(crate) struct Postgres {
 
 impl Postgres {
     pub async fn open(options: &Options) -> Result<Postgres, InboxError> {
-        let connect: PgConnectOptions = options.url.parse().map_err(|e| {
-            InboxError::new(
-                InboxErrorKind::Config,
-                format!("{} is not a PostgreSQL address: {e}", redact(&options.url)),
-            )
-        })?;
-        let timeout_ms = options.statement_timeout.as_millis();
-        let pool = PgPoolOptions::new()
-            .max_connections(options.pool_size.max(2))
-            .acquire_timeout(options.connect_timeout)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
-                        .await?;
-                    Ok(())
-                })
-            })
-            .connect_with(connect)
-            .await
-            .map_err(|e| {
-                InboxError::new(
-                    InboxErrorKind::Open,
-                    format!("could not connect to {}: {e}", redact(&options.url)),
+        let pool = connect(options, options.pool_size.max(2)).await?;
+        let store = redact(&options.url);
+        match options.opening {
+            Opening::Migrate => {
+                // sqlx's migrator holds an advisory lock while it runs:
+                // instances starting at once take turns.
+                MIGRATOR.run(&pool).await.map_err(|e| {
+                    InboxError::new(
+                        InboxErrorKind::Open,
+                        format!("could not migrate {store}: {e}"),
+                    )
+                    .with_source(e)
+                })?;
+                // Refuse to start on a store that cannot be written (a
+                // read-only role, a replica) rather than answer 503 to
+                // every webhook.
+                sqlx::query(
+                    "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, $1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, process = EXCLUDED.process",
                 )
-                .with_source(e)
-            })?;
-        // sqlx's migrator holds an advisory lock while it runs: instances
-        // starting at once take turns.
-        MIGRATOR.run(&pool).await.map_err(|e| {
-            InboxError::new(
-                InboxErrorKind::Open,
-                format!("could not migrate {}: {e}", redact(&options.url)),
-            )
-            .with_source(e)
-        })?;
+                .bind(super::clock::millis(jiff::Timestamp::now()))
+                .bind(super::sqlite::process_name())
+                .execute(&pool)
+                .await
+                .map_err(|e| {
+                    InboxError::new(
+                        InboxErrorKind::Open,
+                        format!("{store} cannot be written: {e}"),
+                    )
+                    .with_source(e)
+                })?;
+            }
+            Opening::Check | Opening::ReadOnly => {
+                let applied = applied_version(&pool).await.map_err(|e| {
+                    InboxError::new(
+                        InboxErrorKind::Open,
+                        format!("could not read the schema version of {store}: {e}"),
+                    )
+                    .with_source(e)
+                })?;
+                schema::check(applied, &MIGRATOR, &store)?;
+            }
+        }
         Ok(Postgres {
             pool,
             options: options.clone(),
         })
+    }
+
+    /// Milliseconds to add to this machine's clock to read the database
+    /// server's: every receiver and worker of one database then decide
+    /// due times and leases by the same clock, whatever their own clocks
+    /// say. Measured over one round trip (its middle taken as the server's
+    /// moment).
+    pub async fn clock_offset(&self) -> Result<i64, InboxError> {
+        let before = jiff::Timestamp::now();
+        let server: i64 = sqlx::query_scalar(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| InboxError::database("could not read the database's clock", e))?;
+        let after = jiff::Timestamp::now();
+        let middle = (before.as_millisecond() + after.as_millisecond()) / 2;
+        Ok(server - middle)
+    }
+
+    /// Whether the pool was closed (the inbox closed).
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
     }
 
     /// Calls `wake` on every `NOTIFY cmc_inbox` (and once after each
@@ -249,11 +348,7 @@ impl Postgres {
             }
         }
         if receipts.iter().any(|r| r.stored > 0) {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(CHANNEL)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
+            notify(&mut tx).await.map_err(failed)?;
         }
         tx.commit().await.map_err(failed)?;
         Ok(receipts)
@@ -397,7 +492,7 @@ impl Postgres {
                 let returning = if kind == Kind::Event && suppress.is_some() {
                     " RETURNING idempotency_key, event_type, recipient, status, created, received_at"
                 } else {
-                    ""
+                    " RETURNING id"
                 };
                 let marked = sqlx::query(&format!(
                     "UPDATE {} SET state = 'done', done_at = $1, locked_by = NULL, \
@@ -411,6 +506,9 @@ impl Postgres {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(failed)?;
+                if marked.len() < done.len() {
+                    lost_outcomes(kind, done.len() - marked.len(), "done");
+                }
                 if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
                     let observed = super::suppression::rows::observed(&marked, &policy.time_zone)
                         .map_err(failed)?;
@@ -429,7 +527,7 @@ impl Postgres {
                 Outcome::Dead { error } => ("dead", s.at, Some(s.at), Some(error.as_str()), 0),
                 Outcome::Released => ("pending", s.at, None, None, 1),
             };
-            sqlx::query(&format!(
+            let marked = sqlx::query(&format!(
                 "UPDATE {} SET state = $1, run_at = $2, done_at = $3, \
                  last_error = COALESCE($4, last_error), locked_by = NULL, locked_until = NULL, \
                  attempts = GREATEST(attempts - $7, 0) \
@@ -447,6 +545,9 @@ impl Postgres {
             .execute(&mut *tx)
             .await
             .map_err(failed)?;
+            if marked.rows_affected() == 0 {
+                lost_outcomes(s.id.kind, 1, state);
+            }
         }
         if let Some(r) = renew {
             for kind in [Kind::Event, Kind::Mail] {
@@ -478,6 +579,7 @@ impl Postgres {
                 if !c.kinds[kind.slot()] {
                     continue;
                 }
+                let held = c.held_of(kind);
                 if c.sweep {
                     sqlx::query(&format!(
                         "UPDATE {} SET state = 'dead', done_at = $1, locked_by = NULL, \
@@ -485,12 +587,12 @@ impl Postgres {
                          attempts || ': its worker stopped, or lost the store, while the handler ran' || \
                          COALESCE(' (before: ' || last_error || ')', '') \
                          WHERE state = 'running' \
-                         AND locked_until <= $1 AND attempts >= $2 AND locked_by IS DISTINCT FROM $3",
+                         AND locked_until <= $1 AND attempts >= $2 AND id <> ALL($3)",
                         kind.table()
                     ))
                     .bind(c.now)
                     .bind(i64::from(c.max_attempts))
-                    .bind(worker)
+                    .bind(&held)
                     .execute(&mut *tx)
                     .await
                     .map_err(failed)?;
@@ -508,7 +610,7 @@ impl Postgres {
                      locked_by = $1, locked_until = $2 \
                      WHERE id IN (SELECT id FROM {table} WHERE state IN ('pending', 'running') \
                      AND CASE state WHEN 'pending' THEN run_at <= $3 \
-                     ELSE locked_until <= $3 AND locked_by IS DISTINCT FROM $1 AND attempts < $5 END \
+                     ELSE locked_until <= $3 AND attempts < $5 AND id <> ALL($6) END \
                      ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
                      RETURNING id, idempotency_key, {columns}, server_composition, client, \
                      received_at, attempts",
@@ -519,6 +621,7 @@ impl Postgres {
                 .bind(c.now)
                 .bind(room as i64)
                 .bind(i64::from(c.max_attempts))
+                .bind(&held)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(failed)?;
@@ -613,18 +716,29 @@ impl Postgres {
         mailbox_sql::list(&mut conn, filter).await.map_err(failed)
     }
 
+    /// Replays deliveries a slice at a time, each slice its own
+    /// transaction.
     pub async fn delivery_replay(
         &self,
         filter: &DeliveryFilter,
         now: i64,
     ) -> Result<(u64, u64), InboxError> {
         let failed = |e| InboxError::database("could not replay the deliveries", e);
-        let mut tx = self.pool.begin().await.map_err(failed)?;
-        let n = mailbox_sql::replay(&mut tx, filter, now)
-            .await
-            .map_err(failed)?;
-        tx.commit().await.map_err(failed)?;
-        Ok(n)
+        let mut cursor = ReplayCursor::default();
+        let mut total = (0, 0);
+        while !cursor.done {
+            let mut tx = self.pool.begin().await.map_err(failed)?;
+            let (replayed, rerouted) = mailbox_sql::replay(&mut tx, filter, now, &mut cursor)
+                .await
+                .map_err(failed)?;
+            if replayed + rerouted > 0 {
+                notify(&mut tx).await.map_err(failed)?;
+            }
+            tx.commit().await.map_err(failed)?;
+            total.0 += replayed;
+            total.1 += rerouted;
+        }
+        Ok(total)
     }
 
     pub async fn delivery_prune(
@@ -684,44 +798,54 @@ impl Postgres {
         Ok(oldest_dead(dead, limit))
     }
 
+    /// Sets the rows `filter` takes back to pending, a slice of
+    /// [`REPLAY_SLICE`](super::ops::REPLAY_SLICE) rows at a time, each its
+    /// own transaction.
     pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
         let failed = |e| InboxError::database("could not replay", e);
-        let mut tx = self.pool.begin().await.map_err(failed)?;
         let mut replayed = 0;
         let states = filter.state_names(true);
         for kind in &filter.kinds {
-            replayed += sqlx::query(&format!(
-                "UPDATE {} SET state = 'pending', attempts = 0, run_at = $1, done_at = NULL, \
-                 locked_by = NULL, locked_until = NULL \
-                 WHERE state = ANY($2) \
-                 AND ($3::TEXT IS NULL OR idempotency_key = $3) \
-                 AND ($4::TEXT IS NULL OR message_id = $4)",
-                kind.table()
-            ))
-            .bind(now)
-            .bind(&states)
-            .bind(filter.key.map(|k| k.to_string()))
-            .bind(pg_opt(&filter.message_id))
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?
-            .rows_affected();
-        }
-        if replayed > 0 {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(CHANNEL)
-                .execute(&mut *tx)
+            let mut after = 0i64;
+            loop {
+                let mut tx = self.pool.begin().await.map_err(failed)?;
+                let ids: Vec<i64> = sqlx::query_scalar(&format!(
+                    "UPDATE {table} SET state = 'pending', attempts = 0, run_at = $1, \
+                     done_at = NULL, locked_by = NULL, locked_until = NULL \
+                     WHERE id IN (SELECT id FROM {table} WHERE id > $5 AND state = ANY($2) \
+                     AND ($3::TEXT IS NULL OR idempotency_key = $3) \
+                     AND ($4::TEXT IS NULL OR (substr(message_id, 1, 200) = substr($4, 1, 200) \
+                     AND message_id = $4)) ORDER BY id LIMIT $6) RETURNING id",
+                    table = kind.table()
+                ))
+                .bind(now)
+                .bind(&states)
+                .bind(filter.key.map(|k| k.to_string()))
+                .bind(pg_opt(&filter.message_id))
+                .bind(after)
+                .bind(super::ops::REPLAY_SLICE as i64)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(failed)?;
+                if !ids.is_empty() {
+                    notify(&mut tx).await.map_err(failed)?;
+                }
+                tx.commit().await.map_err(failed)?;
+                replayed += ids.len() as u64;
+                match ids.iter().max() {
+                    Some(last) if ids.len() as u64 == super::ops::REPLAY_SLICE => after = *last,
+                    _ => break,
+                }
+            }
         }
-        tx.commit().await.map_err(failed)?;
         Ok(replayed)
     }
 
     pub async fn history(&self, message_id: &str) -> Result<Vec<HistoryEntry>, InboxError> {
         let rows = sqlx::query(
             "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
-             FROM cmc_events WHERE message_id = $1 ORDER BY created, id",
+             FROM cmc_events WHERE substr(message_id, 1, 200) = substr($1, 1, 200) \
+             AND message_id = $1 ORDER BY created, id",
         )
         .bind(pg_text(message_id))
         .fetch_all(&self.pool)
@@ -896,6 +1020,15 @@ fn is_conflict(e: &InboxError) -> bool {
         source = s.source();
     }
     false
+}
+
+/// Wakes the workers listening on [`CHANNEL`] once `tx` commits.
+async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
 }
 
 /// Whether `url` is a PostgreSQL address.

@@ -60,14 +60,15 @@ pub(crate) async fn write_loop(
                 }
                 wake.send_modify(|n| *n = n.wrapping_add(1));
             }
-            Err(e) if group.len() == 1 || !e.is_refused_value() => {
+            Err(e) if group.len() == 1 || !e.is_statement_error() => {
                 for pending in group {
                     let _ = pending.reply.send(Err(e.clone()));
                 }
             }
             Err(_) => {
-                // One request's rows may be what failed the group (the
-                // store refused a value): each is stored on its own, so
+                // One request's rows may be what failed the group (a
+                // statement error, of any class but those that mean the
+                // store is unavailable): each is stored on its own, so
                 // that only that one is answered 503.
                 let mut stored = false;
                 for pending in group {

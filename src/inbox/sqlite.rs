@@ -19,9 +19,10 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::error::{InboxError, InboxErrorKind};
+use super::schema::{self, Migrated, Opening};
 use super::job::Kind;
 use super::mailbox::store::sqlite as mailbox_sql;
-use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery};
+use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery, ReplayCursor};
 use super::mailbox::{DeliveryFilter, MailboxCounts};
 use super::ops::{
     oldest_dead, Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt, DEAD_SUMMARIES,
@@ -29,7 +30,7 @@ use super::ops::{
 use super::rows::{chunks, claimed_row, dead_row, history_entry, Arrival, Assembly, Claimed};
 use super::suppression::policy::Policy;
 use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
-use super::worker::{Claim, Outcome, Renew, Settle};
+use super::worker::{lost_outcomes, Claim, Outcome, Renew, Settle};
 
 /// How a SQLite inbox commits: the `synchronous` pragma of the receiving
 /// connection, in WAL mode.
@@ -85,6 +86,7 @@ pub(crate) struct Options {
     pub busy_timeout: Duration,
     /// Whether a missing file is created (or opening fails).
     pub create: bool,
+    pub opening: Opening,
 }
 
 impl Options {
@@ -94,6 +96,7 @@ impl Options {
             synchronous: Synchronous::default(),
             busy_timeout: Duration::from_secs(5),
             create: true,
+            opening: Opening::Migrate,
         }
     }
 }
@@ -123,6 +126,11 @@ pub(crate) struct Sqlite {
     /// the pools alone could do (an idle timeout, a connection dropped
     /// after an error), and a WAL that comes back new would look replaced.
     pin: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
+    /// Why the file can no longer be written, once a check found it
+    /// removed or replaced (or its WAL): from then on every writer of this
+    /// process stops, the worker's and the operations' too, not only
+    /// receiving. A restart opens the file the path leads to now.
+    broken: Arc<std::sync::OnceLock<InboxError>>,
 }
 
 /// Which file a path leads to: device and inode (Unix only; elsewhere the
@@ -150,16 +158,67 @@ const RECEIVE_CACHE_KIB: &str = "-32768";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// The write that proves, at open, that the store takes writes.
+const OPENED: &str = "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, ?1, ?2) \
+     ON CONFLICT (id) DO UPDATE SET at = excluded.at, process = excluded.process";
+
+/// The newest migration the store records (`None`: none, or no table).
+async fn applied_version(conn: &mut SqliteConnection) -> Result<Option<i64>, sqlx::Error> {
+    match sqlx::query_scalar::<_, Option<i64>>(schema::APPLIED)
+        .fetch_one(&mut *conn)
+        .await
+    {
+        Ok(v) => Ok(v),
+        Err(e) if schema::is_missing_table(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies the migrations `path` has not seen; opens nothing else.
+pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
+    let connect = SqliteConnectOptions::new()
+        .filename(&options.path)
+        .create_if_missing(options.create)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(options.synchronous.pragma())
+        .busy_timeout(options.busy_timeout)
+        .foreign_keys(true);
+    let store = options.path.display().to_string();
+    let failed = |e: sqlx::Error| {
+        InboxError::new(InboxErrorKind::Open, format!("could not migrate {store}: {e}"))
+            .with_source(e)
+    };
+    let mut conn = SqliteConnection::connect_with(&connect).await.map_err(failed)?;
+    let before = applied_version(&mut conn).await.map_err(failed)?;
+    MIGRATOR.run(&mut conn).await.map_err(|e| {
+        InboxError::new(InboxErrorKind::Open, format!("could not migrate {store}: {e}"))
+            .with_source(e)
+    })?;
+    let _ = conn.close().await;
+    Ok(schema::migrated(&MIGRATOR, before))
+}
+
+/// Which process opened the store, for `cmc_inbox_opened`.
+pub(crate) fn process_name() -> String {
+    format!("pid {}", std::process::id())
+}
+
 impl Sqlite {
     pub async fn open(options: &Options) -> Result<Sqlite, InboxError> {
+        let read_only = options.opening == Opening::ReadOnly;
         let connect = |synchronous: SqliteSynchronous, create: bool| {
-            SqliteConnectOptions::new()
+            let o = SqliteConnectOptions::new()
                 .filename(&options.path)
-                .create_if_missing(create)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(synchronous)
                 .busy_timeout(options.busy_timeout)
-                .foreign_keys(true)
+                .foreign_keys(true);
+            if read_only {
+                // Nothing is written, not even the journal mode.
+                o.read_only(true)
+            } else {
+                o.create_if_missing(create)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(synchronous)
+            }
         };
         let opening = |e: sqlx::Error| {
             InboxError::new(
@@ -175,13 +234,37 @@ impl Sqlite {
             SqliteConnection::connect_with(&connect(options.synchronous.pragma(), options.create))
                 .await
                 .map_err(opening)?;
-        MIGRATOR.run(&mut first).await.map_err(|e| {
-            InboxError::new(
-                InboxErrorKind::Open,
-                format!("could not migrate {}: {e}", options.path.display()),
-            )
-            .with_source(e)
-        })?;
+        let store = options.path.display().to_string();
+        match options.opening {
+            Opening::Migrate => {
+                MIGRATOR.run(&mut first).await.map_err(|e| {
+                    InboxError::new(
+                        InboxErrorKind::Open,
+                        format!("could not migrate {store}: {e}"),
+                    )
+                    .with_source(e)
+                })?;
+                // Refuse to start on a store that cannot be written (a
+                // read-only file, directory or file system) rather than
+                // answer 503 to every webhook.
+                sqlx::query(OPENED)
+                    .bind(super::clock::millis(jiff::Timestamp::now()))
+                    .bind(process_name())
+                    .execute(&mut first)
+                    .await
+                    .map_err(|e| {
+                        InboxError::new(
+                            InboxErrorKind::Open,
+                            format!("{store} cannot be written: {e}"),
+                        )
+                        .with_source(e)
+                    })?;
+            }
+            Opening::Check | Opening::ReadOnly => {
+                let applied = applied_version(&mut first).await.map_err(opening)?;
+                schema::check(applied, &MIGRATOR, &store)?;
+            }
+        }
         let receive = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -224,13 +307,33 @@ impl Sqlite {
             identity,
             wal: Arc::default(),
             pin: Arc::new(tokio::sync::Mutex::new(Some(first))),
+            broken: Arc::default(),
         })
     }
 
     /// Fails when the path no longer leads to the file the inbox opened
     /// (removed, or replaced): what was just committed went into a file
-    /// that nobody can open again, so it must not be acknowledged.
+    /// that nobody can open again, so it must not be acknowledged. Once it
+    /// has failed, it fails for good (see `broken`).
     fn still_at_path(&self) -> Result<(), InboxError> {
+        if let Some(e) = self.broken.get() {
+            return Err(e.clone());
+        }
+        self.check_path().inspect_err(|e| {
+            if self.broken.set(e.clone()).is_ok() {
+                tracing::error!(error = %e, "the inbox stops writing: every write of this process now fails until it is restarted");
+            }
+        })
+    }
+
+    /// Checked before every write transaction but receiving's (which
+    /// checks after its commit, before the 200): whether the file may
+    /// still be written.
+    fn writable(&self) -> Result<(), InboxError> {
+        self.still_at_path()
+    }
+
+    fn check_path(&self) -> Result<(), InboxError> {
         let mut wal_path = self.path.clone().into_os_string();
         wal_path.push("-wal");
         let wal_now = FileIdentity::of(Path::new(&wal_path));
@@ -278,6 +381,9 @@ impl Sqlite {
     pub async fn insert(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("could not store the webhook", e);
         let _writing = self.write.lock().await;
+        if let Some(e) = self.broken.get() {
+            return Err(e.clone());
+        }
         let mut conn = self.receive.acquire().await.map_err(failed)?;
         let result = async {
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
@@ -368,6 +474,7 @@ impl Sqlite {
     ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
         let _writing = self.write.lock().await;
+        self.writable()?;
         let mut conn = self.work.acquire().await.map_err(failed)?;
         let result = async {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
@@ -384,7 +491,7 @@ impl Sqlite {
                 let returning = if kind == Kind::Event && suppress.is_some() {
                     " RETURNING idempotency_key, event_type, recipient, status, created, received_at"
                 } else {
-                    ""
+                    " RETURNING id"
                 };
                 let marked = sqlx::query(&format!(
                     "UPDATE {} SET state = 'done', done_at = ?1, locked_by = NULL, \
@@ -399,6 +506,9 @@ impl Sqlite {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(failed)?;
+                if marked.len() < done.len() {
+                    lost_outcomes(kind, done.len() - marked.len(), "done");
+                }
                 if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
                     let observed =
                         super::suppression::rows::observed(&marked, &policy.time_zone)
@@ -422,7 +532,7 @@ impl Sqlite {
                 // cancelled run does not count as an attempt.
                 Outcome::Released => ("pending", s.at, None, None, 1),
             };
-            sqlx::query(&format!(
+            let marked = sqlx::query(&format!(
                 "UPDATE {} SET state = ?1, run_at = ?2, done_at = ?3, \
                  last_error = COALESCE(?4, last_error), locked_by = NULL, locked_until = NULL, \
                  attempts = MAX(attempts - ?7, 0) \
@@ -439,6 +549,9 @@ impl Sqlite {
             .execute(&mut *tx)
             .await
             .map_err(failed)?;
+            if marked.rows_affected() == 0 {
+                lost_outcomes(s.id.kind, 1, state);
+            }
         }
         if let Some(r) = renew {
             for kind in [Kind::Event, Kind::Mail] {
@@ -472,6 +585,7 @@ impl Sqlite {
                 if !c.kinds[kind.slot()] {
                     continue;
                 }
+                let held = serde_json::to_string(&c.held_of(kind)).unwrap_or_default();
                 if c.sweep {
                     // Dead: a lease expired on the last attempt (its worker died,
                     // or could not reach the store to renew it).
@@ -481,12 +595,13 @@ impl Sqlite {
                          attempts || ': its worker stopped, or lost the store, while the handler ran' || \
                          COALESCE(' (before: ' || last_error || ')', '') \
                          WHERE state = 'running' \
-                         AND locked_until <= ?1 AND attempts >= ?2 AND locked_by IS NOT ?3",
+                         AND locked_until <= ?1 AND attempts >= ?2 \
+                         AND id NOT IN (SELECT value FROM json_each(?3))",
                         kind.table()
                     ))
                     .bind(c.now)
                     .bind(i64::from(c.max_attempts))
-                    .bind(worker)
+                    .bind(&held)
                     .execute(&mut *tx)
                     .await
                     .map_err(failed)?;
@@ -506,7 +621,8 @@ impl Sqlite {
                      locked_by = ?1, locked_until = ?2 \
                      WHERE id IN (SELECT id FROM {table} WHERE state IN ('pending', 'running') \
                      AND CASE state WHEN 'pending' THEN run_at <= ?3 \
-                     ELSE locked_until <= ?3 AND locked_by IS NOT ?1 AND attempts < ?5 END \
+                     ELSE locked_until <= ?3 AND attempts < ?5 \
+                     AND id NOT IN (SELECT value FROM json_each(?6)) END \
                      ORDER BY id LIMIT ?4) \
                      RETURNING id, idempotency_key, {columns}, server_composition, client, \
                      received_at, attempts",
@@ -517,6 +633,7 @@ impl Sqlite {
                 .bind(c.now)
                 .bind(room as i64)
                 .bind(i64::from(c.max_attempts))
+                .bind(&held)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(failed)?;
@@ -610,25 +727,35 @@ impl Sqlite {
         mailbox_sql::list(&mut conn, filter).await.map_err(failed)
     }
 
+    /// Replays deliveries a slice at a time, each slice its own
+    /// transaction, so that receiving waits for one slice at most.
     pub async fn delivery_replay(
         &self,
         filter: &DeliveryFilter,
         now: i64,
     ) -> Result<(u64, u64), InboxError> {
         let failed = |e| InboxError::database("could not replay the deliveries", e);
-        let _writing = self.write.lock().await;
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        let result = async {
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            let n = mailbox_sql::replay(&mut tx, filter, now).await?;
-            tx.commit().await?;
-            Ok(n)
+        let mut cursor = ReplayCursor::default();
+        let mut total = (0, 0);
+        while !cursor.done {
+            let _writing = self.write.lock().await;
+            self.writable()?;
+            let mut conn = self.work.acquire().await.map_err(failed)?;
+            let result = async {
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                let n = mailbox_sql::replay(&mut tx, filter, now, &mut cursor).await?;
+                tx.commit().await?;
+                Ok(n)
+            }
+            .await;
+            if result.is_err() {
+                conn.close_on_drop();
+            }
+            let (replayed, rerouted) = result.map_err(failed)?;
+            total.0 += replayed;
+            total.1 += rerouted;
         }
-        .await;
-        if result.is_err() {
-            conn.close_on_drop();
-        }
-        result.map_err(failed)
+        Ok(total)
     }
 
     pub async fn delivery_prune(
@@ -638,6 +765,7 @@ impl Sqlite {
     ) -> Result<(u64, u64), InboxError> {
         let failed = |e| InboxError::database("could not prune the deliveries", e);
         let _writing = self.write.lock().await;
+        self.writable()?;
         let mut conn = self.work.acquire().await.map_err(failed)?;
         let result = async {
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -696,46 +824,57 @@ impl Sqlite {
     }
 
     /// Sets the rows `filter` takes back to pending, due at `now`, with
-    /// their attempts reset; returns how many.
+    /// their attempts reset; returns how many. A slice of
+    /// [`REPLAY_SLICE`](super::ops::REPLAY_SLICE) rows at a time, each its
+    /// own transaction (the write lock let go between them), so that
+    /// receiving never waits for more than one slice.
     pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
         let failed = |e| InboxError::database("could not replay", e);
-        let _writing = self.write.lock().await;
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        let result = async {
-            let mut replayed = 0;
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-            for kind in &filter.kinds {
+        let mut replayed = 0;
+        for kind in &filter.kinds {
+            let mut after = 0i64;
+            loop {
+                let _writing = self.write.lock().await;
+                self.writable()?;
+                let mut conn = self.work.acquire().await.map_err(failed)?;
                 // Pending: replayed.
-                replayed += sqlx::query(&format!(
-                    "UPDATE {} SET state = 'pending', attempts = 0, run_at = ?1, done_at = NULL, \
-                 locked_by = NULL, locked_until = NULL \
-                 WHERE state IN (SELECT value FROM json_each(?2)) \
-                 AND (?3 IS NULL OR idempotency_key = ?3) AND (?4 IS NULL OR message_id = ?4)",
-                    kind.table()
+                let result = sqlx::query_scalar::<_, i64>(&format!(
+                    "UPDATE {table} SET state = 'pending', attempts = 0, run_at = ?1, \
+                     done_at = NULL, locked_by = NULL, locked_until = NULL \
+                     WHERE id IN (SELECT id FROM {table} WHERE id > ?5 \
+                     AND state IN (SELECT value FROM json_each(?2)) \
+                     AND (?3 IS NULL OR idempotency_key = ?3) \
+                     AND (?4 IS NULL OR (substr(message_id, 1, 200) = substr(?4, 1, 200) \
+                     AND message_id = ?4)) ORDER BY id LIMIT ?6) RETURNING id",
+                    table = kind.table()
                 ))
                 .bind(now)
                 .bind(filter.states_json(true))
                 .bind(filter.key.map(|k| k.to_string()))
                 .bind(&filter.message_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?
-                .rows_affected();
+                .bind(after)
+                .bind(super::ops::REPLAY_SLICE as i64)
+                .fetch_all(&mut *conn)
+                .await;
+                if result.is_err() {
+                    conn.close_on_drop();
+                }
+                let ids = result.map_err(failed)?;
+                replayed += ids.len() as u64;
+                match ids.iter().max() {
+                    Some(last) if ids.len() as u64 == super::ops::REPLAY_SLICE => after = *last,
+                    _ => break,
+                }
             }
-            tx.commit().await.map_err(failed)?;
-            Ok(replayed)
         }
-        .await;
-        if result.is_err() {
-            conn.close_on_drop();
-        }
-        result
+        Ok(replayed)
     }
 
     pub async fn history(&self, message_id: &str) -> Result<Vec<HistoryEntry>, InboxError> {
         let rows = sqlx::query(
             "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
-             FROM cmc_events WHERE message_id = ?1 ORDER BY created, id",
+             FROM cmc_events WHERE substr(message_id, 1, 200) = substr(?1, 1, 200) \
+             AND message_id = ?1 ORDER BY created, id",
         )
         .bind(message_id)
         .fetch_all(&self.work)
@@ -823,6 +962,7 @@ impl Sqlite {
     ) -> Result<bool, InboxError> {
         let failed = |e| InboxError::database("could not change the suppression list", e);
         let _writing = self.write.lock().await;
+        self.writable()?;
         let mut conn = self.work.acquire().await.map_err(failed)?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
 
@@ -868,6 +1008,7 @@ impl Sqlite {
         for kind in [Kind::Event, Kind::Mail] {
             loop {
                 let _writing = self.write.lock().await;
+                self.writable()?;
                 let mut conn = self.work.acquire().await.map_err(failed)?;
                 let result = async {
                     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;

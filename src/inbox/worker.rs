@@ -79,6 +79,7 @@ pub struct Worker<H> {
     max_attempts: u32,
     backoff: Backoff,
     lease: Duration,
+    handler_timeout: Duration,
     poll_interval: Duration,
     gauges_every: Duration,
     suppressions: Option<super::suppression::policy::Policy>,
@@ -102,6 +103,7 @@ impl<H> fmt::Debug for Worker<H> {
             .field("max_attempts", &self.max_attempts)
             .field("backoff", &self.backoff)
             .field("lease", &self.lease)
+            .field("handler_timeout", &self.handler_timeout)
             .field("poll_interval", &self.poll_interval)
             .field("mailboxes", &self.mailboxes)
             .field("events", &self.events)
@@ -195,6 +197,12 @@ pub(crate) struct Claim {
     /// Whether to mark dead the rows whose lease ran out on their last
     /// attempt: once per poll interval, not on every round.
     pub sweep: bool,
+    /// The rows this worker's handlers still run: neither claimed again
+    /// nor swept, even when their lease ran out (a renewal that could not
+    /// reach the store). Every other row whose lease ran out is free,
+    /// those `locked_by` this worker included: a claim whose answer was
+    /// lost leaves rows under this worker's name that it never ran.
+    pub held: Vec<JobId>,
     /// Which kinds (event, mail) this worker's handler takes at all: a
     /// mailbox worker takes no events, and routes mails instead.
     pub kinds: [bool; 2],
@@ -203,6 +211,33 @@ pub(crate) struct Claim {
     /// poll interval passes, or a row is replayed.
     pub due: [bool; 2],
 }
+
+impl Claim {
+    /// The ids of the rows of `kind` this worker holds.
+    pub(crate) fn held_of(&self, kind: Kind) -> Vec<i64> {
+        self.held
+            .iter()
+            .filter(|id| id.kind == kind)
+            .map(|id| id.id)
+            .collect()
+    }
+}
+
+/// Logs outcomes a round could not record: their rows are no longer
+/// this worker's (the lease ran out and another worker took them, or an
+/// operator replayed them), so their handlers may run again elsewhere.
+pub(crate) fn lost_outcomes(kind: Kind, rows: usize, outcome: &str) {
+    tracing::warn!(kind = kind.as_str(), rows, outcome, "outcomes not recorded: the rows are no longer this worker's (their lease ran out and another worker took them, or they were replayed); their handlers may run again");
+}
+
+/// A claim's lease unless [`Worker::lease`] says otherwise: short, and
+/// renewed every third of it, so that the rows of a worker that died (or
+/// was killed and started again) are taken back within 30 s.
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// The longest a handler's run may take unless
+/// [`Worker::handler_timeout`] says otherwise.
+pub(crate) const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The longest an outcome waits to be recorded with others.
 const SETTLE_WAIT: Duration = Duration::from_millis(20);
@@ -223,7 +258,8 @@ where
             concurrency: 16,
             max_attempts: 12,
             backoff: Backoff::default(),
-            lease: Duration::from_secs(300),
+            lease: DEFAULT_LEASE,
+            handler_timeout: DEFAULT_HANDLER_TIMEOUT,
             poll_interval: Duration::from_secs(1),
             gauges_every: Duration::from_secs(15),
             suppressions: None,
@@ -320,12 +356,37 @@ where
     }
 
     /// How long a claimed row stays with this worker unless the worker
-    /// renews it (5 minutes by default, at least 1 s). The worker renews
-    /// the leases of its running handlers every third of this, so a
-    /// handler may run longer; the lease is how soon the rows of a worker
-    /// that died (or lost its store) are claimed by another.
+    /// renews it (30 s by default, at least 1 s). The worker renews the
+    /// leases of its running handlers every third of this, so a handler
+    /// may run longer; the lease is how soon the rows of a worker that
+    /// died, was killed and started again, or lost its store are claimed
+    /// by another (or by itself, once started again). A longer lease
+    /// rides out longer outages of the store without a second run of the
+    /// same row; a shorter one hands a dead worker's rows over sooner.
     pub fn lease(mut self, lease: Duration) -> Worker<H> {
         self.lease = lease.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The longest one run of a handler may take (5 minutes by default,
+    /// at least 1 ms): past it the run is cancelled and counts as a failed
+    /// attempt, retried after the backoff, so that a handler hung on a
+    /// call without a timeout of its own does not hold its slot (and its
+    /// row) for good. Mailbox handlers and the unrouted hook have the same
+    /// limit.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook::inbox::Inbox) {
+    /// use std::time::Duration;
+    /// let worker = inbox
+    ///     .worker(|_job| async { Ok::<(), std::io::Error>(()) })
+    ///     .handler_timeout(Duration::from_secs(30))
+    ///     .spawn();
+    /// # worker.abort();
+    /// # }
+    /// ```
+    pub fn handler_timeout(mut self, limit: Duration) -> Worker<H> {
+        self.handler_timeout = limit.max(Duration::from_millis(1));
         self
     }
 
@@ -427,6 +488,7 @@ where
                     }
                     Claim {
                         sweep: sweep_due,
+                        held: lanes.held_rows(),
                         kinds,
                         due: wanted,
                         order: [[Kind::Event, Kind::Mail], [Kind::Mail, Kind::Event]][turn % 2],
@@ -467,6 +529,11 @@ where
                     || deadline.is_some()
                     || first_finished.is_some_and(|at| at.elapsed() >= SETTLE_WAIT));
             let box_work = box_claims.iter().any(|(_, room)| *room > 0) || route > 0;
+            let held_boxes = if boxes.is_some() {
+                lanes.held_deliveries()
+            } else {
+                Vec::new()
+            };
             if settle_now || claim.is_some() || renew.is_some() || box_work {
                 let now = self.inbox.now();
                 let deliveries = boxes.map(|mailboxes| DeliveryRound {
@@ -476,6 +543,7 @@ where
                     route,
                     claims: &box_claims,
                     sweep: claim.as_ref().is_some_and(|c| c.sweep),
+                    held: &held_boxes,
                     now: millis(now),
                     lease_until: millis_after(now, self.lease),
                 });
@@ -548,10 +616,13 @@ where
                             match row.into_job() {
                                 Ok(job) => {
                                     let (id, attempt) = (job.id, job.attempt);
-                                    let task = lanes.running.spawn(call(
-                                        self.handler.clone(),
-                                        self.inbox.inner.store.clone(),
-                                        job,
+                                    let task = lanes.running.spawn(within(
+                                        self.handler_timeout,
+                                        call(
+                                            self.handler.clone(),
+                                            self.inbox.inner.store.clone(),
+                                            job,
+                                        ),
                                     ));
                                     lanes.hold(task.id(), Target::Row(id), attempt);
                                 }
@@ -657,9 +728,14 @@ where
             tracing::warn!(mail = mail_id, recipients = recipients.len(), first = ?shown, "an inbound mail was stored unrouted: no route takes it and there is no fallback");
             if let Some(hook) = mailboxes.unrouted.clone() {
                 let store = self.inbox.inner.store.clone();
+                let limit = self.handler_timeout;
                 lanes.hooks.spawn(async move {
                     match super::mailbox::unrouted(&store, mail_id, recipients).await {
-                        Ok(mail) => hook(mail).await,
+                        Ok(mail) => {
+                            if tokio::time::timeout(limit, hook(mail)).await.is_err() {
+                                tracing::error!(mail = mail_id, limit = ?limit, "the unrouted hook did not finish in time: cancelled");
+                            }
+                        }
                         Err(e) => {
                             tracing::error!(mail = mail_id, error = %e, "could not read an unrouted mail back for the hook")
                         }
@@ -673,7 +749,9 @@ where
             match super::mailbox::into_job(claimed, mailboxes, &self.inbox.inner.store) {
                 Ok(job) => {
                     let handler = mailboxes.boxes[index].handler.clone();
-                    let task = lanes.running.spawn(async move { handler(job).await });
+                    let task = lanes
+                        .running
+                        .spawn(within(self.handler_timeout, handler(job)));
                     lanes.hold(task.id(), Target::Delivery { mailbox: index, id }, attempt);
                 }
                 Err(why) => {
@@ -1065,6 +1143,19 @@ where
         Ok(()) => Ok(Handled::Delivered),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// `run`, cancelled past `limit` as a failed attempt.
+async fn within<T>(
+    limit: Duration,
+    run: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
+        Err(format!(
+            "the handler did not finish within {limit:?} (the worker's handler_timeout): \
+             cancelled, and counted as a failed attempt"
+        ))
+    })
 }
 
 /// Reads the gauges every `every`, until the worker is told to stop.

@@ -42,6 +42,9 @@ pub(crate) struct DeliveryRound<'a> {
     pub claims: &'a [(usize, usize)],
     /// Mark dead the deliveries whose lease ran out on their last attempt.
     pub sweep: bool,
+    /// The deliveries this worker's handlers still run: neither claimed
+    /// again nor swept, even when their lease ran out.
+    pub held: &'a [i64],
     pub now: i64,
     pub lease_until: i64,
 }
@@ -106,14 +109,16 @@ pub(crate) struct RawDelivery {
 const MAIL_ROWS: &str = "SELECT id, idempotency_key, mail, client, received_at \
      FROM cmc_mails WHERE id IN {ids}";
 const DUE_MAILS: &str =
-    "SELECT id, CAST(length(envelope_to) + length(filter) AS BIGINT) FROM cmc_mails \
+    "SELECT id, CAST(octet_length(envelope_to) + octet_length(filter) AS BIGINT) FROM cmc_mails \
      WHERE state IN ('pending', 'running') \
      AND CASE state WHEN 'pending' THEN run_at <= ?1 ELSE locked_until <= ?1 END \
      ORDER BY id LIMIT ?2";
 /// What routing reads of the mails chosen.
 const ROUTING_COLUMNS: &str = "SELECT id, envelope_to, filter FROM cmc_mails WHERE id IN {ids}";
-/// The most envelope and filter text one round reads (in characters), but
-/// at least one mail's: a mail can name any number of recipients.
+/// The most envelope and filter text one round reads, in bytes
+/// (`octet_length`: SQLite's `length` of text stops at the first U+0000,
+/// so a NUL would hide the rest of an envelope from the budget), but at
+/// least one mail's: a mail can name any number of recipients.
 const ROUTING_BUDGET: i64 = 4 << 20;
 /// Routing a mail again (it was replayed) replaces its unrouted row; the
 /// recipients that reached a mailbox keep their rows (see `REACHED`).
@@ -147,13 +152,13 @@ const SWEEP: &str = "UPDATE cmc_mail_deliveries SET state = 'dead', done_at = ?1
      attempts || ': its worker stopped, or lost the store, while the handler ran' || \
      COALESCE(' (before: ' || last_error || ')', '') \
      WHERE mailbox = ?4 AND state = 'processing' AND locked_until <= ?1 AND attempts >= ?2 \
-     AND locked_by IS DISTINCT FROM ?3";
+     AND id NOT IN {ids}";
 const CLAIM: &str = "UPDATE cmc_mail_deliveries SET state = 'processing', \
      attempts = attempts + 1, locked_by = ?1, locked_until = ?2 \
      WHERE id IN (SELECT id FROM cmc_mail_deliveries \
      WHERE mailbox = ?3 AND state IN ('pending', 'failed', 'processing') \
      AND CASE state WHEN 'processing' \
-     THEN locked_until <= ?4 AND locked_by IS DISTINCT FROM ?1 AND attempts < ?6 \
+     THEN locked_until <= ?4 AND id NOT IN {ids} AND attempts < ?6 \
      ELSE run_at <= ?4 END ORDER BY id LIMIT ?5";
 const COUNTS: &str =
     "SELECT mailbox, state, COUNT(*) FROM cmc_mail_deliveries GROUP BY mailbox, state";
@@ -164,6 +169,36 @@ const LIST: &str = "SELECT d.id, d.mail_id, d.mailbox, d.recipients, d.route, d.
 const PRUNE: &str = "DELETE FROM cmc_mail_deliveries WHERE id IN (SELECT id \
      FROM cmc_mail_deliveries WHERE mailbox = ?1 AND state IN ('delivered', 'bounced') \
      AND done_at < ?2 ORDER BY id LIMIT 1000) RETURNING mail_id";
+/// Replayed: back to pending, attempts reset.
+const REPLAYED: &str = "UPDATE cmc_mail_deliveries SET state = 'pending', attempts = 0, \
+     run_at = ?1, done_at = NULL, locked_by = NULL, locked_until = NULL WHERE id IN {ids}";
+/// Routed again: the mails of unrouted deliveries back to pending.
+const REROUTED: &str = "UPDATE cmc_mails SET state = 'pending', attempts = 0, run_at = ?1, \
+     done_at = NULL, locked_by = NULL, locked_until = NULL WHERE state = 'done' AND id IN {ids}";
+/// The most deliveries one slice of a replay takes, each slice its own
+/// transaction: a replay never holds the database long.
+pub(crate) const REPLAY_SLICE: u64 = 1000;
+
+/// Where a sliced replay of deliveries is: the last id a slice took, and
+/// which pass (the finished deliveries first, then the unrouted mails).
+#[derive(Debug, Default)]
+pub(crate) struct ReplayCursor {
+    pub after: i64,
+    pub rerouting: bool,
+    pub done: bool,
+}
+
+impl ReplayCursor {
+    fn next_pass(&mut self, reroute: bool) {
+        if reroute && !self.rerouting {
+            self.rerouting = true;
+            self.after = 0;
+        } else {
+            self.done = true;
+        }
+    }
+}
+
 /// The most deliveries one `PRUNE` deletes (its `LIMIT`).
 pub(crate) const PRUNE_SLICE: u64 = 1000;
 const ORPHAN_ATTACHMENTS: &str = "DELETE FROM cmc_mail_attachments WHERE mail_id = ?1 \
@@ -180,12 +215,15 @@ const ATTACHMENT_CHUNK: &str = "SELECT data FROM cmc_mail_attachments \
 
 /// The condition that keeps a routed mail from `Inbox::prune` on either
 /// backend: its mailboxes' retention decides when it goes
-/// ([`Deliveries::prune`](super::Deliveries::prune)).
+/// ([`Deliveries::prune`](super::Deliveries::prune)). A mail no mailbox
+/// took (only its unrouted row) has no mailbox to keep it: it goes with
+/// the mails' retention, its unrouted row with it (`ON DELETE CASCADE`).
 pub(crate) fn routed_mails_kept(kind: crate::inbox::Kind) -> &'static str {
     match kind {
         crate::inbox::Kind::Event => "",
         crate::inbox::Kind::Mail => {
-            " AND NOT EXISTS (SELECT 1 FROM cmc_mail_deliveries d WHERE d.mail_id = cmc_mails.id)"
+            " AND NOT EXISTS (SELECT 1 FROM cmc_mail_deliveries d WHERE d.mail_id = cmc_mails.id \
+             AND d.mailbox IS NOT NULL)"
         }
     }
 }
@@ -306,6 +344,32 @@ macro_rules! statements {
             q
         }
 
+        fn bind_scalar<'q, O>(
+            mut q: sqlx::query::QueryScalar<'q, $db, O, <$db as sqlx::Database>::Arguments<'q>>,
+            binds: Vec<Bind>,
+        ) -> sqlx::query::QueryScalar<'q, $db, O, <$db as sqlx::Database>::Arguments<'q>> {
+            for b in binds {
+                q = match b {
+                    Bind::Int(i) => q.bind(i),
+                    Bind::Text(t) => q.bind(t),
+                };
+            }
+            q
+        }
+
+        fn bind_as<'q, O>(
+            mut q: sqlx::query::QueryAs<'q, $db, O, <$db as sqlx::Database>::Arguments<'q>>,
+            binds: Vec<Bind>,
+        ) -> sqlx::query::QueryAs<'q, $db, O, <$db as sqlx::Database>::Arguments<'q>> {
+            for b in binds {
+                q = match b {
+                    Bind::Int(i) => q.bind(i),
+                    Bind::Text(t) => q.bind(t),
+                };
+            }
+            q
+        }
+
         /// The mailboxes' part of a worker's round: outcomes, leases,
         /// routing and claims, on the round's transaction.
         pub(crate) async fn round(
@@ -367,13 +431,14 @@ macro_rules! statements {
             if r.route > 0 {
                 route_mails(conn, r, &mut step).await?;
             }
+            let held = ids_json(r.held.iter().copied());
             for &(index, room) in r.claims {
                 let mailbox = &r.mailboxes.boxes[index];
                 if r.sweep {
-                    sqlx::query(&sql(SWEEP))
+                    sqlx::query(&sql(&with_ids(SWEEP, "?3")))
                         .bind(r.now)
                         .bind(i64::from(mailbox.max_attempts))
-                        .bind(worker)
+                        .bind(&held)
                         .bind(mailbox.name.as_str())
                         .execute(&mut *conn)
                         .await?;
@@ -382,7 +447,8 @@ macro_rules! statements {
                     continue;
                 }
                 let rows = sqlx::query(&sql(&format!(
-                    "{CLAIM}{}) RETURNING id, mail_id, recipients, attempts",
+                    "{}{}) RETURNING id, mail_id, recipients, attempts",
+                    with_ids(CLAIM, "?7"),
                     $skip
                 )))
                 .bind(worker)
@@ -391,6 +457,7 @@ macro_rules! statements {
                 .bind(r.now)
                 .bind(i64::try_from(room).unwrap_or(i64::MAX))
                 .bind(i64::from(mailbox.max_attempts))
+                .bind(&held)
                 .fetch_all(&mut *conn)
                 .await?;
                 let mut batch = Vec::with_capacity(rows.len());
@@ -592,47 +659,81 @@ macro_rules! statements {
                 .collect()
         }
 
-        /// Sets the finished deliveries `filter` takes back to pending
-        /// (attempts reset), and the mails of its unrouted ones back to
-        /// pending to be routed again; returns how many of each.
+        /// One slice of a replay: sets up to [`REPLAY_SLICE`] finished
+        /// deliveries `filter` takes (with ids past `cursor.after`) back to
+        /// pending (attempts reset), or, once those are through, the mails
+        /// of as many unrouted ones back to pending to be routed again;
+        /// returns how many of each, and moves the cursor on. The caller
+        /// commits each slice on its own, so that a replay of a million
+        /// rows never holds the database for long.
         pub(crate) async fn replay(
             conn: &mut Conn,
             filter: &DeliveryFilter,
             now: i64,
+            cursor: &mut ReplayCursor,
         ) -> Result<(u64, u64), sqlx::Error> {
             let mut filter = filter.clone();
-            let reroute = filter.states.contains(&DeliveryState::Unrouted);
-            filter.states.retain(|s| s.is_final());
-            let mut replayed = 0;
-            if !filter.states.is_empty() {
-                let (clause, binds) = filter_clause(&filter, 2);
+            let reroute = filter.states.contains(&DeliveryState::Unrouted)
+                && !matches!(filter.mailbox, crate::inbox::mailbox::Which::Named(_));
+            if !cursor.rerouting {
+                filter.states.retain(|s| s.is_final());
+                if filter.states.is_empty() {
+                    cursor.next_pass(reroute);
+                    return Ok((0, 0));
+                }
+                let (clause, binds) = filter_clause(&filter, 3);
                 let statement = format!(
-                    "UPDATE cmc_mail_deliveries SET state = 'pending', attempts = 0, \
-                     run_at = ?1, done_at = NULL, locked_by = NULL, locked_until = NULL \
-                     WHERE id IN (SELECT d.id FROM cmc_mail_deliveries d WHERE {clause})"
+                    "SELECT d.id FROM cmc_mail_deliveries d WHERE d.id > ?1 AND {clause} \
+                     ORDER BY d.id LIMIT ?2"
                 );
-                replayed = bind(sqlx::query(&sql(&statement)).bind(now), binds)
+                let statement = sql(&statement);
+                let q = sqlx::query_scalar(&statement)
+                    .bind(cursor.after)
+                    .bind(REPLAY_SLICE as i64);
+                let ids: Vec<i64> = bind_scalar(q, binds).fetch_all(&mut *conn).await?;
+                let replayed = if ids.is_empty() {
+                    0
+                } else {
+                    sqlx::query(&sql(&with_ids(REPLAYED, "?2")))
+                        .bind(now)
+                        .bind(ids_json(ids.iter().copied()))
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected()
+                };
+                match ids.last() {
+                    Some(last) if ids.len() as u64 == REPLAY_SLICE => cursor.after = *last,
+                    _ => cursor.next_pass(reroute),
+                }
+                return Ok((replayed, 0));
+            }
+            filter.states = vec![DeliveryState::Unrouted];
+            filter.mailbox = crate::inbox::mailbox::Which::Unrouted;
+            let (clause, binds) = filter_clause(&filter, 3);
+            let statement = format!(
+                "SELECT d.id, d.mail_id FROM cmc_mail_deliveries d WHERE d.id > ?1 AND {clause} \
+                 ORDER BY d.id LIMIT ?2"
+            );
+            let statement = sql(&statement);
+            let q = sqlx::query_as(&statement)
+                .bind(cursor.after)
+                .bind(REPLAY_SLICE as i64);
+            let rows: Vec<(i64, i64)> = bind_as(q, binds).fetch_all(&mut *conn).await?;
+            let rerouted = if rows.is_empty() {
+                0
+            } else {
+                sqlx::query(&sql(&with_ids(REROUTED, "?2")))
+                    .bind(now)
+                    .bind(ids_json(rows.iter().map(|(_, mail)| *mail)))
                     .execute(&mut *conn)
                     .await?
-                    .rows_affected();
+                    .rows_affected()
+            };
+            match rows.last() {
+                Some((last, _)) if rows.len() as u64 == REPLAY_SLICE => cursor.after = *last,
+                _ => cursor.done = true,
             }
-            let mut rerouted = 0;
-            if reroute && !matches!(filter.mailbox, crate::inbox::mailbox::Which::Named(_)) {
-                filter.states = vec![DeliveryState::Unrouted];
-                filter.mailbox = crate::inbox::mailbox::Which::Unrouted;
-                let (clause, binds) = filter_clause(&filter, 2);
-                let statement = format!(
-                    "UPDATE cmc_mails SET state = 'pending', attempts = 0, run_at = ?1, \
-                     done_at = NULL, locked_by = NULL, locked_until = NULL \
-                     WHERE state = 'done' AND id IN \
-                     (SELECT d.mail_id FROM cmc_mail_deliveries d WHERE {clause})"
-                );
-                rerouted = bind(sqlx::query(&sql(&statement)).bind(now), binds)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-            }
-            Ok((replayed, rerouted))
+            Ok((0, rerouted))
         }
 
         /// Deletes up to 1 000 of `mailbox`'s deliveries finished (delivered

@@ -1,0 +1,108 @@
+//! The schema's version: what opening a store does with its migrations.
+//!
+//! A store opened to serve ([`InboxBuilder::open`](super::InboxBuilder::open)
+//! by default) applies the migrations it has not seen, under the
+//! migrator's lock, then proves that it takes writes. A store opened
+//! without migrating (`migrate_on_open(false)`, or `read_only(true)`, as
+//! the receiver's inspection subcommands do) is only checked: its
+//! schema must be the one this version of the crate writes, neither older
+//! (run the migrations first: `migrate`) nor newer (a newer version wrote
+//! it).
+
+use sqlx::migrate::Migrator;
+
+use super::error::{InboxError, InboxErrorKind};
+
+/// How an inbox treats its store's schema when it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opening {
+    /// Apply what is missing, then prove the store takes writes (a
+    /// serving receiver: better to refuse to start than to answer 503 to
+    /// everything).
+    Migrate,
+    /// Check the version; write when asked (replay, prune).
+    Check,
+    /// Check the version; never write (the store is opened read-only).
+    ReadOnly,
+}
+
+/// What [`InboxBuilder::migrate`](super::InboxBuilder::migrate) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Migrated {
+    /// The versions applied now, in order (empty when the store was up to
+    /// date).
+    pub applied: Vec<i64>,
+    /// The store's version now: the last migration this crate has.
+    pub version: i64,
+}
+
+/// The last migration `migrator` holds.
+pub(crate) fn latest(migrator: &Migrator) -> i64 {
+    migrator.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Fails unless `applied` (the newest migration the store records, or
+/// `None` when it records none) is the newest `migrator` has.
+pub(crate) fn check(
+    applied: Option<i64>,
+    migrator: &Migrator,
+    store: &str,
+) -> Result<(), InboxError> {
+    let expected = latest(migrator);
+    match applied {
+        Some(v) if v == expected => Ok(()),
+        Some(v) if v < expected => Err(InboxError::new(
+            InboxErrorKind::Open,
+            format!(
+                "{store} has the inbox schema of version {v}, older than this version's \
+                 {expected}: migrate it first (`cmc-receiver migrate`, or \
+                 InboxBuilder::migrate), then try again"
+            ),
+        )),
+        Some(v) => Err(InboxError::new(
+            InboxErrorKind::Open,
+            format!(
+                "{store} has the inbox schema of version {v}, newer than this version's \
+                 {expected}: it was written by a newer version of cmc-webhook; use that \
+                 version"
+            ),
+        )),
+        None => Err(InboxError::new(
+            InboxErrorKind::Open,
+            format!(
+                "{store} holds no inbox (no migration was ever applied to it): migrate it \
+                 first (`cmc-receiver migrate`, or InboxBuilder::migrate)"
+            ),
+        )),
+    }
+}
+
+/// The newest successful migration recorded in sqlx's table, or `None`
+/// when the table is missing or empty.
+pub(crate) const APPLIED: &str = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+
+/// Whether `e` says the migrations table does not exist.
+pub(crate) fn is_missing_table(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            let message = db.message();
+            // SQLite: "no such table"; PostgreSQL: undefined_table.
+            message.contains("no such table") || db.code().as_deref() == Some("42P01")
+        }
+        _ => false,
+    }
+}
+
+/// What migrating a store whose newest migration was `before` did.
+pub(crate) fn migrated(migrator: &Migrator, before: Option<i64>) -> Migrated {
+    let before = before.unwrap_or(i64::MIN);
+    Migrated {
+        applied: migrator
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| *v > before)
+            .collect(),
+        version: latest(migrator),
+    }
+}
