@@ -151,7 +151,7 @@ async fn two_instances_store_each_event_once_and_handle_it_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(migrations, vec![(1, true), (2, true), (3, true)]);
+    assert_eq!(migrations, vec![(1, true), (2, true), (3, true), (4, true)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,4 +526,108 @@ async fn while_the_database_is_down_each_request_is_answered_503_within_the_conn
         slowest < Duration::from_secs(8),
         "the last 503 came after {slowest:?}: requests waited for each other"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_role_cannot_serve_but_can_inspect() {
+    let _server = SERVER.read().await;
+    let Some(url) = database("read_only_role").await else {
+        return;
+    };
+    let inbox = builder(&url).open().await.unwrap();
+    inbox.store(numbered(0, 3), None).await.unwrap();
+    inbox.close().await;
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let role = format!("cmc_reader_{}", std::process::id());
+    for sql in [
+        format!("DROP ROLE IF EXISTS {role}"),
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT USAGE ON SCHEMA public TO {role}"),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"),
+    ] {
+        sqlx::query(&sql).execute(&mut admin).await.unwrap();
+    }
+    let (base, db) = url.rsplit_once('/').unwrap();
+    let (scheme, host) = base.split_once("://").unwrap();
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let reader_url = format!("{scheme}://{role}@{host}/{db}");
+    // Serving needs writes: refused at open, not 503 for every webhook.
+    // (The migrator's own table is checked for first: PostgreSQL checks
+    // the right to create before whether the table exists.)
+    let refused = builder(&reader_url).open().await.unwrap_err();
+    assert!(
+        refused.to_string().contains("cannot be written")
+            || refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+    // Inspection opens without migrating, and reads.
+    let reader = builder(&reader_url).read_only(true).open().await.unwrap();
+    assert_eq!(reader.counts().await.unwrap().events.total(), 3);
+    assert_eq!(reader.history("<1@example.com>").await.unwrap().len(), 1);
+    reader.close().await;
+}
+
+/// The child side of the clock-skew test: run under `faketime`, stores
+/// an event and exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skewed_child() {
+    let Ok(url) = std::env::var("CMC_SKEWED_CHILD_URL") else {
+        return;
+    };
+    let inbox = builder(&url).open().await.unwrap();
+    inbox.store(numbered(0, 1), None).await.unwrap();
+    inbox.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_come_from_the_database_server_whatever_the_local_clock_says() {
+    // A receiver whose clock is six minutes ahead (faketime) stores an
+    // event: its received_at and run_at are the server's time, so the
+    // other workers find it due at once.
+    let _server = SERVER.read().await;
+    let Some(url) = database("skewed_clock").await else {
+        return;
+    };
+    let Some(faketime) = which("faketime") else {
+        eprintln!(
+            "times_come_from_the_database_server: SKIPPED, no faketime (apt-get install faketime)"
+        );
+        return;
+    };
+    let me = std::env::current_exe().unwrap();
+    let status = std::process::Command::new(faketime)
+        .arg("-f")
+        .arg("+360s")
+        .arg(&me)
+        .args(["--exact", "skewed_child", "--nocapture"])
+        .env("CMC_SKEWED_CHILD_URL", &url)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let (received, run_at, server): (i64, i64, i64) = sqlx::query_as(
+        "SELECT received_at, run_at, (extract(epoch FROM now()) * 1000)::BIGINT FROM cmc_events",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        (server - received).abs() < 60_000,
+        "received_at is {} s from the server's clock",
+        (received - server) / 1000
+    );
+    assert!(
+        run_at <= server + 5_000,
+        "due {} s ahead",
+        (run_at - server) / 1000
+    );
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| std::path::Path::new(dir).join(program))
+        .find(|p| p.is_file())
 }

@@ -664,6 +664,77 @@ async fn delivered_mails_and_their_attachments_go_after_their_mailbox_retention(
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrouted_mails_go_after_their_retention() {
+    // No route and no fallback: a stranger's mail to any address is kept
+    // unrouted, but not for good.
+    let dir = dir();
+    for url in stores(dir.path(), "unrouted_retention").await {
+        let clock = ManualClock::new("2026-03-01T00:00:00Z".parse().unwrap());
+        let inbox = Inbox::builder(&url)
+            .unwrap()
+            .clock(clock.clone())
+            .open()
+            .await
+            .unwrap();
+        let seen = Seen::default();
+        let mailboxes = Mailboxes::new()
+            .mailbox(recording("support", &seen))
+            .unwrap()
+            .route("support@example.jp", "support")
+            .unwrap();
+        let mut stranger = cmc_webhook::test_util::sample_inbound(true);
+        stranger.envelope_to = "nobody@example.jp".into();
+        store(&inbox, Webhook::Inbound(stranger)).await;
+        store(&inbox, mail("other@example.jp", "f", "also lost")).await;
+        store(&inbox, mail("support@example.jp", "f", "found")).await;
+        let worker = inbox.mailbox_worker(mailboxes.clone()).spawn();
+        settled(&inbox, 3).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+
+        // Inbox::prune takes them with the mails' retention (the routed
+        // mail stays with its mailbox).
+        clock.advance(2 * DAY);
+        let pruned = inbox.prune(3 * DAY).await.unwrap();
+        assert_eq!(pruned.mails, 0, "{url}");
+        let pruned = inbox.prune(DAY).await.unwrap();
+        assert_eq!(pruned.mails, 2, "{url}");
+        assert_eq!(inbox.counts().await.unwrap().mails.total(), 1);
+        assert_eq!(attachment_rows(&url).await, 0, "{url}");
+
+        // The mailbox worker prunes them by itself, after
+        // `unrouted_retention`.
+        store(&inbox, mail("again@example.jp", "f", "lost again")).await;
+        let worker = inbox
+            .mailbox_worker(
+                mailboxes
+                    .clone()
+                    .unrouted_retention(DAY)
+                    .prune_every(Duration::from_secs(1)),
+            )
+            .spawn();
+        settled(&inbox, 2).await;
+        clock.advance(2 * DAY);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while inbox.counts().await.unwrap().mails.total() > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the worker pruned the unrouted mail"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        let left = inbox
+            .deliveries()
+            .list(&DeliveryFilter::all())
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].state, DeliveryState::Delivered);
+        inbox.close().await;
+    }
+}
+
 /// The rows of `cmc_mail_attachments` in the store at `url`.
 async fn attachment_rows(url: &str) -> i64 {
     if let Some(path) = url.strip_prefix("sqlite:") {

@@ -114,7 +114,9 @@ impl ServerClock {
 
 impl Clock for ServerClock {
     fn now(&self) -> Timestamp {
-        let now = Timestamp::now().as_millisecond().saturating_add(self.offset());
+        let now = Timestamp::now()
+            .as_millisecond()
+            .saturating_add(self.offset());
         from_millis(now)
     }
 }

@@ -91,12 +91,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use backoff::Backoff;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use schema::Migrated;
-use schema::Opening;
 pub use error::{InboxError, InboxErrorKind};
 pub use job::{Item, Job, JobId, Kind, State};
-pub use ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt, StateCounts};
+pub use ops::{
+    Counts, DeadRow, Filter, History, HistoryEntry, Pruned, Receipt, StateCounts, Unreadable,
+};
 pub use receive::{Receive, ResponseFuture};
+pub use schema::Migrated;
+use schema::Opening;
 pub use sqlite::Synchronous;
 pub use worker::{NoEvents, Stopped, Worker, WorkerHandle};
 
@@ -365,7 +367,9 @@ fn follow_server_clock(pg: postgres::Postgres, clock: std::sync::Weak<clock::Ser
                     }
                     clock.set_offset(offset);
                 }
-                Err(e) => tracing::debug!(error = %e, "could not read the database server's clock; keeping the last offset"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not read the database server's clock; keeping the last offset")
+                }
             }
         }
     });
@@ -623,7 +627,7 @@ impl Inbox {
     /// Every event stored for the sent mail `message_id` (as CMC sends it,
     /// with its angle brackets), in the order CMC dated them: what
     /// happened to this mail?
-    pub async fn history(&self, message_id: &str) -> Result<Vec<HistoryEntry>, InboxError> {
+    pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
         self.inner.store.history(message_id).await
     }
 

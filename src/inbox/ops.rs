@@ -290,6 +290,78 @@ pub struct HistoryEntry {
     pub last_error: Option<String>,
 }
 
+/// A sent mail's events, as [`Inbox::history`](super::Inbox::history)
+/// reads them: the entries that read back, in CMC's order, and the rows
+/// that do not (a row edited by hand, or written by a newer version),
+/// each with why, skipped so that one bad row never hides the rest.
+/// Derefs to the entries.
+///
+/// ```
+/// # async fn f(inbox: cmc_webhook::inbox::Inbox) -> Result<(), cmc_webhook::inbox::InboxError> {
+/// let history = inbox.history("<20230125140309.1234@example.com>").await?;
+/// for entry in history.iter() {
+///     println!("{} {:?}", entry.event.event_type(), entry.state);
+/// }
+/// for bad in history.unreadable() {
+///     eprintln!("{} does not read back: {}", bad.id, bad.error);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub(crate) entries: Vec<HistoryEntry>,
+    pub(crate) unreadable: Vec<Unreadable>,
+}
+
+impl History {
+    /// The events that read back, in CMC's order.
+    pub fn entries(&self) -> &[HistoryEntry] {
+        &self.entries
+    }
+
+    /// The rows of this Message-ID that do not read back.
+    pub fn unreadable(&self) -> &[Unreadable] {
+        &self.unreadable
+    }
+}
+
+impl std::ops::Deref for History {
+    type Target = [HistoryEntry];
+
+    fn deref(&self) -> &[HistoryEntry] {
+        &self.entries
+    }
+}
+
+impl IntoIterator for History {
+    type Item = HistoryEntry;
+    type IntoIter = std::vec::IntoIter<HistoryEntry>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a History {
+    type Item = &'a HistoryEntry;
+    type IntoIter = std::slice::Iter<'a, HistoryEntry>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter()
+    }
+}
+
+/// A stored row that does not read back, and why.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Unreadable {
+    /// The row.
+    pub id: JobId,
+    /// Why it does not read back.
+    pub error: String,
+}
+
 /// What [`Inbox::prune`](super::Inbox::prune) deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

@@ -19,17 +19,13 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
 use super::error::{InboxError, InboxErrorKind};
-use super::schema::{self, Migrated, Opening};
 use super::job::Kind;
 use super::mailbox::store::postgres as mailbox_sql;
 use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery, ReplayCursor};
 use super::mailbox::{DeliveryFilter, MailboxCounts};
-use super::ops::{
-    oldest_dead, Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt, DEAD_SUMMARIES,
-};
-use super::rows::{
-    chunks, claimed_row, dead_row, history_entry, Arrival, Assembly, Claimed, NewEvent,
-};
+use super::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
+use super::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed, NewEvent};
+use super::schema::{self, Migrated, Opening};
 use super::suppression::policy::Policy;
 use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
 use super::worker::{lost_outcomes, Claim, Outcome, Renew, Settle};
@@ -58,7 +54,8 @@ async fn connect(options: &Options, size: u32) -> Result<PgPool, InboxError> {
                 conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
                     .await?;
                 if read_only {
-                    conn.execute("SET default_transaction_read_only = on").await?;
+                    conn.execute("SET default_transaction_read_only = on")
+                        .await?;
                 }
                 Ok(())
             })
@@ -98,8 +95,11 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
     .await;
     pool.close().await;
     result.map_err(|e| {
-        InboxError::new(InboxErrorKind::Open, format!("could not migrate {store}: {e}"))
-            .with_source(e)
+        InboxError::new(
+            InboxErrorKind::Open,
+            format!("could not migrate {store}: {e}"),
+        )
+        .with_source(e)
     })
 }
 
@@ -217,12 +217,11 @@ impl Postgres {
     /// moment).
     pub async fn clock_offset(&self) -> Result<i64, InboxError> {
         let before = jiff::Timestamp::now();
-        let server: i64 = sqlx::query_scalar(
-            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| InboxError::database("could not read the database's clock", e))?;
+        let server: i64 =
+            sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| InboxError::database("could not read the database's clock", e))?;
         let after = jiff::Timestamp::now();
         let middle = (before.as_millisecond() + after.as_millisecond()) / 2;
         Ok(server - middle)
@@ -741,6 +740,15 @@ impl Postgres {
         Ok(total)
     }
 
+    /// One slice of the unrouted mails' retention.
+    pub async fn prune_unrouted(&self, before: i64) -> Result<u64, InboxError> {
+        let failed = |e| InboxError::database("could not prune the unrouted mails", e);
+        let mut conn = self.pool.acquire().await.map_err(failed)?;
+        mailbox_sql::prune_unrouted(&mut conn, before)
+            .await
+            .map_err(failed)
+    }
+
     pub async fn delivery_prune(
         &self,
         mailbox: &str,
@@ -841,7 +849,7 @@ impl Postgres {
         Ok(replayed)
     }
 
-    pub async fn history(&self, message_id: &str) -> Result<Vec<HistoryEntry>, InboxError> {
+    pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
         let rows = sqlx::query(
             "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
              FROM cmc_events WHERE substr(message_id, 1, 200) = substr($1, 1, 200) \
@@ -851,12 +859,7 @@ impl Postgres {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| InboxError::database("could not read the history", e))?;
-        rows.iter()
-            .map(|r| {
-                history_entry(r)
-                    .map_err(|e| InboxError::database("an event does not read back", e))?
-            })
-            .collect()
+        Ok(history(&rows))
     }
 
     /// Deletes the rows done before `before`, 10 000 at a time.

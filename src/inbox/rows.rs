@@ -334,6 +334,37 @@ where
     }))
 }
 
+/// The history of rows read for one Message-ID: each row that does not
+/// read back is logged and set aside, not an error for all.
+pub(crate) fn history<R>(rows: &[R]) -> super::ops::History
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut history = super::ops::History::default();
+    for r in rows {
+        let error = match history_entry(r) {
+            Ok(Ok(entry)) => {
+                history.entries.push(entry);
+                continue;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        let id = JobId {
+            kind: Kind::Event,
+            id: r.try_get(0).unwrap_or(0),
+        };
+        tracing::warn!(row = %id, error = %crate::text::printable(&error, 300), "a row of the history does not read back: skipped");
+        history
+            .unreadable
+            .push(super::ops::Unreadable { id, error });
+    }
+    history
+}
+
 pub(crate) fn history_entry<R>(r: &R) -> Result<Result<HistoryEntry, InboxError>, sqlx::Error>
 where
     R: sqlx::Row,

@@ -19,15 +19,13 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::error::{InboxError, InboxErrorKind};
-use super::schema::{self, Migrated, Opening};
 use super::job::Kind;
 use super::mailbox::store::sqlite as mailbox_sql;
 use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery, ReplayCursor};
 use super::mailbox::{DeliveryFilter, MailboxCounts};
-use super::ops::{
-    oldest_dead, Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt, DEAD_SUMMARIES,
-};
-use super::rows::{chunks, claimed_row, dead_row, history_entry, Arrival, Assembly, Claimed};
+use super::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
+use super::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed};
+use super::schema::{self, Migrated, Opening};
 use super::suppression::policy::Policy;
 use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
 use super::worker::{lost_outcomes, Claim, Outcome, Renew, Settle};
@@ -185,17 +183,30 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
         .foreign_keys(true);
     let store = options.path.display().to_string();
     let failed = |e: sqlx::Error| {
-        InboxError::new(InboxErrorKind::Open, format!("could not migrate {store}: {e}"))
-            .with_source(e)
+        InboxError::new(
+            InboxErrorKind::Open,
+            format!("could not migrate {store}: {e}"),
+        )
+        .with_source(e)
     };
-    let mut conn = SqliteConnection::connect_with(&connect).await.map_err(failed)?;
+    let mut conn = SqliteConnection::connect_with(&connect)
+        .await
+        .map_err(failed)?;
     let before = applied_version(&mut conn).await.map_err(failed)?;
-    MIGRATOR.run(&mut conn).await.map_err(|e| {
-        InboxError::new(InboxErrorKind::Open, format!("could not migrate {store}: {e}"))
-            .with_source(e)
+    MIGRATOR.run_direct(&mut conn).await.map_err(|e| {
+        InboxError::new(
+            InboxErrorKind::Open,
+            format!("could not migrate {store}: {e}"),
+        )
+        .with_source(e)
     })?;
     let _ = conn.close().await;
     Ok(schema::migrated(&MIGRATOR, before))
+}
+
+/// Whether `e` is SQLite's CANTOPEN.
+fn is_cant_open(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("14"))
 }
 
 /// Which process opened the store, for `cmc_inbox_opened`.
@@ -206,6 +217,7 @@ pub(crate) fn process_name() -> String {
 impl Sqlite {
     pub async fn open(options: &Options) -> Result<Sqlite, InboxError> {
         let read_only = options.opening == Opening::ReadOnly;
+        let immutable = std::sync::atomic::AtomicBool::new(false);
         let connect = |synchronous: SqliteSynchronous, create: bool| {
             let o = SqliteConnectOptions::new()
                 .filename(&options.path)
@@ -214,6 +226,7 @@ impl Sqlite {
             if read_only {
                 // Nothing is written, not even the journal mode.
                 o.read_only(true)
+                    .immutable(immutable.load(std::sync::atomic::Ordering::Relaxed))
             } else {
                 o.create_if_missing(create)
                     .journal_mode(SqliteJournalMode::Wal)
@@ -237,7 +250,7 @@ impl Sqlite {
         let store = options.path.display().to_string();
         match options.opening {
             Opening::Migrate => {
-                MIGRATOR.run(&mut first).await.map_err(|e| {
+                MIGRATOR.run_direct(&mut first).await.map_err(|e| {
                     InboxError::new(
                         InboxErrorKind::Open,
                         format!("could not migrate {store}: {e}"),
@@ -261,7 +274,22 @@ impl Sqlite {
                     })?;
             }
             Opening::Check | Opening::ReadOnly => {
-                let applied = applied_version(&mut first).await.map_err(opening)?;
+                let applied = match applied_version(&mut first).await {
+                    // A WAL file on read-only media, closed cleanly (no
+                    // `-shm` left, and none can be made): read as
+                    // immutable, since no process can be writing it.
+                    Err(e) if read_only && is_cant_open(&e) => {
+                        immutable.store(true, std::sync::atomic::Ordering::Relaxed);
+                        first = SqliteConnection::connect_with(&connect(
+                            options.synchronous.pragma(),
+                            false,
+                        ))
+                        .await
+                        .map_err(opening)?;
+                        applied_version(&mut first).await.map_err(opening)?
+                    }
+                    result => result.map_err(opening)?,
+                };
                 schema::check(applied, &MIGRATOR, &store)?;
             }
         }
@@ -758,6 +786,19 @@ impl Sqlite {
         Ok(total)
     }
 
+    /// One slice of the unrouted mails' retention.
+    pub async fn prune_unrouted(&self, before: i64) -> Result<u64, InboxError> {
+        let failed = |e| InboxError::database("could not prune the unrouted mails", e);
+        let _writing = self.write.lock().await;
+        self.writable()?;
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        let result = mailbox_sql::prune_unrouted(&mut conn, before).await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result.map_err(failed)
+    }
+
     pub async fn delivery_prune(
         &self,
         mailbox: &str,
@@ -870,7 +911,7 @@ impl Sqlite {
         Ok(replayed)
     }
 
-    pub async fn history(&self, message_id: &str) -> Result<Vec<HistoryEntry>, InboxError> {
+    pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
         let rows = sqlx::query(
             "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
              FROM cmc_events WHERE substr(message_id, 1, 200) = substr(?1, 1, 200) \
@@ -880,12 +921,7 @@ impl Sqlite {
         .fetch_all(&self.work)
         .await
         .map_err(|e| InboxError::database("could not read the history", e))?;
-        rows.iter()
-            .map(|r| {
-                history_entry(r)
-                    .map_err(|e| InboxError::database("an event does not read back", e))?
-            })
-            .collect()
+        Ok(history(&rows))
     }
 
     /// The suppressions of `recipients`, 1 000 a query: only the rows

@@ -5,7 +5,7 @@
 use super::error::InboxError;
 use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery};
 use super::mailbox::{DeliveryFilter, MailboxCounts};
-use super::ops::{Counts, DeadRow, Filter, HistoryEntry, Pruned, Receipt};
+use super::ops::{Counts, DeadRow, Filter, History, Pruned, Receipt};
 use super::rows::{Arrival, Claimed};
 use super::sqlite::Sqlite;
 use super::suppression::policy::Policy;
@@ -119,6 +119,15 @@ impl Store {
         }
     }
 
+    /// One slice of the unrouted mails' retention: how many went.
+    pub async fn prune_unrouted(&self, before: i64) -> Result<u64, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.prune_unrouted(before).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.prune_unrouted(before).await,
+        }
+    }
+
     /// The attachments of a mail, in order.
     pub async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, InboxError> {
         match self {
@@ -152,7 +161,7 @@ impl Store {
         }
     }
 
-    pub async fn history(&self, message_id: &str) -> Result<Vec<HistoryEntry>, InboxError> {
+    pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
         match self {
             Store::Sqlite(s) => s.history(message_id).await,
             #[cfg(feature = "postgres")]

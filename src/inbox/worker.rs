@@ -1098,6 +1098,16 @@ async fn retention(
                 }
             }
         }
+        match deliveries
+            .prune_unrouted(mailboxes.unrouted_retention)
+            .await
+        {
+            Ok(0) => {}
+            Ok(mails) => tracing::info!(mails, "deleted the unrouted mails past their retention"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not delete the unrouted mails past their retention")
+            }
+        }
         for mailbox in &mailboxes.boxes {
             match deliveries.prune(&mailbox.name, mailbox.retention).await {
                 Ok(p) if p.deliveries > 0 => {

@@ -302,6 +302,7 @@ pub struct Mailboxes {
     pub(crate) fallback: Option<usize>,
     pub(crate) unrouted: Option<UnroutedHook>,
     pub(crate) prune_every: Duration,
+    pub(crate) unrouted_retention: Duration,
 }
 
 impl fmt::Debug for Mailboxes {
@@ -310,6 +311,7 @@ impl fmt::Debug for Mailboxes {
             .field("mailboxes", &self.boxes)
             .field("routes", &self.routes().collect::<Vec<_>>())
             .field("prune_every", &self.prune_every)
+            .field("unrouted_retention", &self.unrouted_retention)
             .finish_non_exhaustive()
     }
 }
@@ -329,6 +331,7 @@ impl Mailboxes {
             fallback: None,
             unrouted: None,
             prune_every: Duration::from_secs(3600),
+            unrouted_retention: crate::inbox::DEFAULT_RETENTION,
         }
     }
 
@@ -402,6 +405,26 @@ impl Mailboxes {
     /// mailbox's retention (every hour by default, at least every second).
     pub fn prune_every(mut self, every: Duration) -> Mailboxes {
         self.prune_every = every.max(Duration::from_secs(1));
+        self
+    }
+
+    /// How long a mail no mailbox took (stored `unrouted`, wholly) is
+    /// kept once it was routed, before the worker deletes it with its
+    /// attachments: [`DEFAULT_RETENTION`](crate::inbox::DEFAULT_RETENTION)
+    /// (30 days, that of the mails) by default. A catch-all inbound rule
+    /// with no fallback mailbox would otherwise keep every stranger's mail
+    /// for good. [`Inbox::prune`](crate::inbox::Inbox::prune) deletes them
+    /// too, with the retention it is given.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cmc_webhook::inbox::mailbox::Mailboxes;
+    ///
+    /// let mailboxes = Mailboxes::new().unrouted_retention(Duration::from_secs(7 * 24 * 3600));
+    /// # let _ = mailboxes;
+    /// ```
+    pub fn unrouted_retention(mut self, retain: Duration) -> Mailboxes {
+        self.unrouted_retention = retain;
         self
     }
 
@@ -985,6 +1008,24 @@ impl Deliveries {
             pruned.deliveries += deliveries;
             pruned.mails += mails;
             if deliveries < store::PRUNE_SLICE {
+                return Ok(pruned);
+            }
+        }
+    }
+}
+
+impl Deliveries {
+    /// Deletes the mails no mailbox took (only an unrouted delivery left)
+    /// routed longer than `retain` ago, with their attachments, a slice at
+    /// a time; returns how many.
+    pub async fn prune_unrouted(&self, retain: Duration) -> Result<u64, InboxError> {
+        let before = millis(self.inbox.now())
+            .saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX));
+        let mut pruned = 0;
+        loop {
+            let mails = self.inbox.inner.store.prune_unrouted(before).await?;
+            pruned += mails;
+            if mails < store::PRUNE_SLICE {
                 return Ok(pruned);
             }
         }

@@ -169,6 +169,15 @@ const LIST: &str = "SELECT d.id, d.mail_id, d.mailbox, d.recipients, d.route, d.
 const PRUNE: &str = "DELETE FROM cmc_mail_deliveries WHERE id IN (SELECT id \
      FROM cmc_mail_deliveries WHERE mailbox = ?1 AND state IN ('delivered', 'bounced') \
      AND done_at < ?2 ORDER BY id LIMIT 1000) RETURNING mail_id";
+/// Mails no mailbox took (an unrouted delivery and no other), routed
+/// before `?1`: their deliveries and attachments go with them (`ON DELETE
+/// CASCADE`).
+const PRUNE_UNROUTED: &str = "DELETE FROM cmc_mails WHERE id IN (SELECT m.id FROM cmc_mails m \
+     WHERE m.state = 'done' AND m.done_at < ?1 \
+     AND EXISTS (SELECT 1 FROM cmc_mail_deliveries d WHERE d.mail_id = m.id AND d.mailbox IS NULL) \
+     AND NOT EXISTS (SELECT 1 FROM cmc_mail_deliveries d WHERE d.mail_id = m.id \
+     AND d.mailbox IS NOT NULL) ORDER BY m.id LIMIT 1000)";
+
 /// Replayed: back to pending, attempts reset.
 const REPLAYED: &str = "UPDATE cmc_mail_deliveries SET state = 'pending', attempts = 0, \
      run_at = ?1, done_at = NULL, locked_by = NULL, locked_until = NULL WHERE id IN {ids}";
@@ -765,6 +774,16 @@ macro_rules! statements {
                     .rows_affected();
             }
             Ok((deliveries, deleted))
+        }
+
+        /// Deletes up to 1 000 mails no mailbox took, routed before
+        /// `before`; returns how many.
+        pub(crate) async fn prune_unrouted(conn: &mut Conn, before: i64) -> Result<u64, sqlx::Error> {
+            Ok(sqlx::query(&sql(PRUNE_UNROUTED))
+                .bind(before)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected())
         }
 
         /// The bytes of attachment `position` of mail `mail`, assembled
