@@ -12,7 +12,7 @@ use bytes::Bytes;
 use cmc_webhook::{read_webhook, Event, InboundMail, Limits, ParseErrorKind, Webhook};
 use http_body_util::Full;
 
-const MAX: usize = 64;
+const MAX: usize = Limits::MAX_NESTING;
 
 /// A JSON value that nests `levels` arrays and objects deep, both kinds
 /// and a scalar at the bottom: `{"a":[{"a":[...1...]}]}`.
@@ -182,7 +182,6 @@ fn the_deepest_value_accepted_round_trips_through_the_stored_json() {
                 }
             }
             Webhook::Inbound(mail) => assert_eq!(mail_round_trip(&mail), mail, "{what}"),
-            other => panic!("{what}: {other:?}"),
         }
     }
 }
