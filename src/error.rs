@@ -41,7 +41,9 @@ pub enum ParseErrorKind {
     /// percent-encoding, broken multipart framing, a missing boundary.
     Encoding,
     /// The body (or a field holding JSON text) is not valid JSON, or nests
-    /// deeper than the JSON parser allows.
+    /// deeper than the JSON parser allows, or holds a value kept as JSON
+    /// text (an unknown field, a block) that nests deeper than
+    /// [`Limits::MAX_NESTING`](crate::Limits::MAX_NESTING).
     Json,
     /// A field has the wrong type or a value that cannot be read (a date that
     /// is not a date, an address that is not an IP address, a field given

@@ -20,6 +20,12 @@
 /// | [`max_part_header_size`](Limits::max_part_header_size) | 16 KiB | the header block of one multipart part |
 /// | [`max_part_size`](Limits::max_part_size) | none (the body limit) | one multipart part |
 ///
+/// One bound is fixed: a JSON value kept as text (an unknown field, a
+/// [`Block`](crate::Block), a record of an unknown type) nests at most
+/// [`MAX_NESTING`](Limits::MAX_NESTING) arrays and objects deep. Deeper is
+/// refused with [`ParseErrorKind::Json`](crate::ParseErrorKind::Json) (400
+/// over HTTP), since the inbox could store it but not read it back.
+///
 /// ```
 /// use bytes::Bytes;
 /// use cmc_webhook::{Limits, ParseErrorKind, Webhook};
@@ -55,6 +61,33 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// How many arrays and objects deep a JSON value kept as text (an
+    /// unknown field, a [`Block`](crate::Block), a record of an unknown
+    /// type) may nest: 64. Not a setting: the inbox stores an event or a
+    /// mail as JSON that wraps such a value in two more levels, and
+    /// `serde_json` reads back at most 127, so a deeper value would be
+    /// acknowledged, stored, and then never handled. 64 leaves room for
+    /// that and for applications that wrap the model's JSON in their own.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook::{Limits, ParseErrorKind, Webhook};
+    ///
+    /// let nested = |levels: usize| {
+    ///     let value = format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+    ///     format!(r#"{{"server_composition":"pro","filter":"f","headers":[],
+    ///         "envelope-from":"a@example.com","envelope-to":"b@example.jp","x":{value}}}"#)
+    /// };
+    /// let deepest = nested(Limits::MAX_NESTING);
+    /// assert!(Webhook::parse("application/json", Bytes::from(deepest)).is_ok());
+    /// let deeper = nested(Limits::MAX_NESTING + 1);
+    /// let err = Webhook::parse("application/json", Bytes::from(deeper)).unwrap_err();
+    /// assert_eq!(err.kind(), ParseErrorKind::Json);
+    /// assert_eq!(err.path(), Some("x"));
+    /// assert!(err.message().contains("nests deeper than 64 levels"));
+    /// ```
+    pub const MAX_NESTING: usize = 64;
+
     /// The most records one event batch may hold.
     pub fn max_records(mut self, records: usize) -> Self {
         self.records = records;

@@ -318,6 +318,7 @@ where
             continue; // trailers
         };
         let len = data.remaining();
+        crate::work::tick(len + 1);
         total += len;
         if len >= SMALL {
             // `split` hands over the bytes so far and keeps the rest of the

@@ -556,3 +556,32 @@ const USER_AGENT: &str = "Apache-HttpClient/4.5.13 (Java/1.8.0)";
 pub fn without_fast_path<T>(f: impl FnOnce() -> T) -> T {
     crate::wire::fast::without(f)
 }
+
+/// The steps of work counted so far on this thread by the crate's loops
+/// over attacker-controlled input (bytes of body frames collected, of
+/// percent escapes decoded and form pairs split, of multipart framing
+/// scanned, of encoded words, header parameters and forwarding headers
+/// read). The difference over a call is a count of its work that does
+/// not depend on the machine's load, for tests that check work grows
+/// linearly with the input's size: quadratic work shows as ten times the
+/// steps per byte at ten times the size.
+///
+/// ```
+/// use bytes::Bytes;
+/// use cmc_webhook::test_util::work_steps;
+/// use cmc_webhook::Webhook;
+///
+/// let steps = |value: &str| {
+///     let body = format!(
+///         "event_type=bounces&server_composition=pro&event=%7B%22bounces%22%3A%5B%5D%7D&note={value}"
+///     );
+///     let before = work_steps();
+///     Webhook::parse("application/x-www-form-urlencoded", Bytes::from(body)).unwrap();
+///     work_steps() - before
+/// };
+/// let (small, large) = (steps(&"%41".repeat(1_000)), steps(&"%41".repeat(10_000)));
+/// assert!(large > small && large < 11 * small);
+/// ```
+pub fn work_steps() -> u64 {
+    crate::work::steps()
+}

@@ -3,10 +3,11 @@
 //! headers), for the complexity tests: they compare the count for a
 //! crafted input with the count for a plain one of the same size.
 //!
-//! Compiled in the crate's own tests only; elsewhere `tick` is empty and
-//! vanishes.
+//! Compiled in the crate's own tests and with the `test-util` feature
+//! (read by `test_util::work_steps`, for the growth tests of the whole
+//! path); elsewhere `tick` is empty and vanishes.
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-util"))]
 thread_local! {
     static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
@@ -14,18 +15,24 @@ thread_local! {
 /// Counts `n` steps (bytes looked at, items visited).
 #[inline(always)]
 pub(crate) fn tick(n: usize) {
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-util"))]
     STEPS.with(|s| s.set(s.get() + n as u64));
-    #[cfg(not(test))]
+    #[cfg(not(any(test, feature = "test-util")))]
     let _ = n;
+}
+
+/// The steps counted on this thread so far.
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) fn steps() -> u64 {
+    STEPS.with(|s| s.get())
 }
 
 /// Runs `f` and returns its result with the steps it counted.
 #[cfg(test)]
 pub(crate) fn measure<R>(f: impl FnOnce() -> R) -> (R, u64) {
-    let before = STEPS.with(|s| s.get());
+    let before = steps();
     let result = f();
-    (result, STEPS.with(|s| s.get()) - before)
+    (result, steps() - before)
 }
 
 /// Checks that `run` counts a linear number of steps on `input(n)`: at

@@ -11,6 +11,10 @@
 //! its length while it grows), plus 1 MiB for the fixed cost of a parse.
 //! It is about 9 MiB: a two-byte `{}` record becomes an event of a few
 //! hundred bytes, and only the record cap bounds how many there are.
+//!
+//! The peak is counted, byte for byte, on the reading thread (the reader
+//! runs on a current-thread runtime): the same on every run, however busy
+//! the machine, so these tests cannot flake under load.
 
 use cmc_webhook::{read_webhook, Policy};
 

@@ -120,9 +120,10 @@ impl<'de> Visitor<'de> for StringSeed<'_> {
 }
 
 /// Any JSON value, kept as a slice of the buffer ([`RawJson`]) rather than
-/// a tree. Checked against the JSON parser's nesting limit: skipping a
-/// value to capture it does not check nesting, and a value nobody can
-/// parse later is no value.
+/// a tree. Checked against [`Limits::MAX_NESTING`](crate::Limits::MAX_NESTING):
+/// skipping a value to capture it does not check nesting, and a value that
+/// the inbox could store but not read back (its stored JSON wraps the value
+/// in two more levels, and `serde_json` reads at most 127) is no value.
 pub(crate) struct RawSeed<'a>(pub &'a Text);
 
 impl<'de> DeserializeSeed<'de> for RawSeed<'_> {
@@ -130,64 +131,106 @@ impl<'de> DeserializeSeed<'de> for RawSeed<'_> {
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawJson, D::Error> {
         let raw = <&'de RawValue>::deserialize(d)?;
-        serde_json::from_str::<Nested>(raw.get()).map_err(D::Error::custom)?;
+        check_nesting(raw.get()).map_err(D::Error::custom)?;
         Ok(RawJson::from_text_unchecked(self.0.share(raw.get())))
     }
 }
 
-/// Any JSON value, walked through the parser's nesting check and
-/// dropped: unlike [`IgnoredAny`] (which serde_json skips without counting
-/// depth), it refuses what nests deeper than the parser allows, and unlike
-/// a `serde_json::Value`, it allocates nothing.
-struct Nested;
+/// The start of the message of a value that nests too deep, by which
+/// [`from_json`](super::json::from_json) tells it from other data errors.
+pub(crate) const TOO_DEEP: &str = "a value nests deeper than";
 
-impl<'de> Deserialize<'de> for Nested {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Nested, D::Error> {
-        d.deserialize_any(NestedVisitor)
+/// Checks that the JSON text `raw` nests at most
+/// [`Limits::MAX_NESTING`](crate::Limits::MAX_NESTING) arrays and objects
+/// deep. It was read once already, so only its depth can fail here; the
+/// error's message starts with [`TOO_DEEP`].
+fn check_nesting(raw: &str) -> Result<(), String> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    match Nested(crate::Limits::MAX_NESTING).deserialize(&mut de) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let message = e.to_string();
+            Err(if message.starts_with(TOO_DEEP) {
+                format!(
+                    "{TOO_DEEP} {} levels of arrays and objects, which is more than \
+                     the inbox can store and read back",
+                    crate::Limits::MAX_NESTING
+                )
+            } else {
+                message
+            })
+        }
     }
 }
 
-struct NestedVisitor;
+/// Any JSON value, walked and dropped, refusing what nests deeper than
+/// the levels it has left: unlike [`IgnoredAny`] (which serde_json skips
+/// without counting depth), it sees every level, and unlike a
+/// `serde_json::Value`, it allocates nothing.
+#[derive(Clone, Copy)]
+struct Nested(usize);
 
-impl<'de> Visitor<'de> for NestedVisitor {
-    type Value = Nested;
+impl<'de> DeserializeSeed<'de> for Nested {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Nested {
+    /// The seed for the values one level further in.
+    fn enter<E: de::Error>(self) -> Result<Nested, E> {
+        match self.0.checked_sub(1) {
+            Some(left) => Ok(Nested(left)),
+            None => Err(E::custom(TOO_DEEP)),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Nested {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Nested, E> {
-        Ok(Nested)
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Nested, E> {
-        Ok(Nested)
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Nested, E> {
-        Ok(Nested)
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Nested, E> {
-        Ok(Nested)
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Nested, E> {
-        Ok(Nested)
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Nested, E> {
-        Ok(Nested)
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Nested, A::Error> {
-        while seq.next_element::<Nested>()?.is_some() {}
-        Ok(Nested)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.enter()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Nested, A::Error> {
-        while map.next_entry::<IgnoredAny, Nested>()?.is_some() {}
-        Ok(Nested)
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.enter()?;
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
     }
 }
 

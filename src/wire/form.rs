@@ -69,6 +69,7 @@ fn split_at_byte(bytes: &[u8], sep: u8) -> impl Iterator<Item = std::ops::Range<
     std::iter::from_fn(move || {
         let from = start?;
         let end = memchr::memchr(sep, bytes.get(from..)?).map(|i| from + i);
+        crate::work::tick(end.unwrap_or(bytes.len()) - from + 1);
         start = end.map(|end| end + 1);
         Some(from..end.unwrap_or(bytes.len()))
     })

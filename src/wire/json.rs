@@ -91,7 +91,8 @@ where
     let kind = match err.classify() {
         // Raised by `raw_record` for a record kept raw, as a data error.
         serde_json::error::Category::Data
-            if err.to_string().starts_with("recursion limit exceeded") =>
+            if err.to_string().starts_with("recursion limit exceeded")
+                || err.to_string().starts_with(super::de::TOO_DEEP) =>
         {
             ParseErrorKind::Json
         }

@@ -51,6 +51,7 @@ pub(crate) fn decode(raw: &[u8], plus_is_space: bool) -> Result<Cow<'_, [u8]>, u
         memchr::memchr(b'%', raw)
     };
     let Some(first) = first else {
+        crate::work::tick(raw.len());
         return Ok(Cow::Borrowed(raw));
     };
     // The byte read as a space: `%` when `+` is not one (a `%` is an
@@ -79,6 +80,7 @@ pub(crate) fn decode(raw: &[u8], plus_is_space: bool) -> Result<Cow<'_, [u8]>, u
         };
         o += 1;
     }
+    crate::work::tick(i);
     out.truncate(o);
     Ok(Cow::Owned(out))
 }
