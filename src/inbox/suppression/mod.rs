@@ -1039,27 +1039,88 @@ impl Suppressions {
     }
 
     /// Suppresses `address` by hand, for `lasts` (`None`: until removed),
-    /// with a note; returns the address as the list keeps it. An
-    /// unsubscribed address is left as it is (it is suppressed for good).
+    /// with a note, and says what that did ([`Added`]): the address as the
+    /// list keeps it, and whether it was suppressed anew, an earlier
+    /// suppression replaced, or nothing changed because the address is
+    /// unsubscribed (an unsubscribe is for good, and outranks an entry by
+    /// hand). A `lasts` of zero is refused: it would end as it starts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cmc_webhook::inbox::suppression::AddOutcome;
+    /// # use cmc_webhook::inbox::Inbox;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let inbox = Inbox::open(&format!("sqlite:{}", dir.path().join("inbox.sqlite3").display())).await?;
+    /// let list = inbox.suppressions();
+    /// let added = list.add("Gone@Example.JP", None, "asked us to stop").await?;
+    /// assert_eq!(added.address, "gone@example.jp");
+    /// assert_eq!(added.outcome, AddOutcome::Added);
+    ///
+    /// let again = list.add("gone@example.jp", Some(Duration::from_secs(3600)), "for an hour").await?;
+    /// assert!(matches!(again.outcome, AddOutcome::Replaced { .. }));
+    /// assert!(list.add("gone@example.jp", Some(Duration::ZERO), "-").await.is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub async fn add(
         &self,
         address: &str,
         lasts: Option<std::time::Duration>,
         note: &str,
-    ) -> Result<String, crate::inbox::InboxError> {
+    ) -> Result<Added, crate::inbox::InboxError> {
         let address = normalize(address).ok_or_else(|| invalid(address))?;
+        if lasts.is_some_and(|d| d.as_millis() == 0) {
+            return Err(crate::inbox::InboxError::new(
+                crate::inbox::InboxErrorKind::Invalid,
+                "a suppression that lasts less than a millisecond ends as it starts: \
+                 give a longer time, or none for one that lasts until removed"
+                    .to_owned(),
+            ));
+        }
         let now = self.inbox.now();
         let until = lasts.map(|d| {
             now.checked_add(d)
                 .unwrap_or(Timestamp::MAX)
                 .as_millisecond()
         });
-        self.inbox
+        // What stood before, for the report: read outside the change's
+        // transaction, so a change made in between by a worker may be
+        // missed in it (never in the list).
+        let before = self
+            .inbox
+            .inner
+            .store
+            .suppressions_of(std::slice::from_ref(&address))
+            .await?
+            .into_iter()
+            .map(RawSuppression::into_entry)
+            .find(|e| e.address == address && e.suppressed_at(now));
+        let changed = self
+            .inbox
             .inner
             .store
             .suppression_change(&address, Manual::Add { until }, note, now.as_millisecond())
             .await?;
-        Ok(address)
+        let outcome = match (changed, before) {
+            (false, _) => AddOutcome::Unchanged {
+                because: NotAdded::Unsubscribed,
+            },
+            (true, Some(e)) => AddOutcome::Replaced {
+                previous: e.reason.unwrap_or(Reason::Manual),
+                previous_until: e.until,
+            },
+            (true, None) => AddOutcome::Added,
+        };
+        Ok(Added {
+            until: match outcome {
+                AddOutcome::Unchanged { .. } => None,
+                _ => until.and_then(|u| Timestamp::from_millisecond(u).ok()),
+            },
+            address,
+            outcome,
+        })
     }
 
     /// Lifts the suppression of `address` and clears its counts, with a
@@ -1082,6 +1143,70 @@ impl Suppressions {
     pub async fn history(&self, address: &str) -> Result<Vec<Change>, crate::inbox::InboxError> {
         let address = normalize(address).ok_or_else(|| invalid(address))?;
         self.inbox.inner.store.suppression_history(&address).await
+    }
+}
+
+/// What [`Suppressions::add`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Added {
+    /// The address, normalised as the list keeps it.
+    pub address: String,
+    /// Whether the list changed, and how.
+    pub outcome: AddOutcome,
+    /// Until when the entry by hand suppresses the address (`None`: until
+    /// removed, or nothing was added).
+    pub until: Option<Timestamp>,
+}
+
+/// How [`Suppressions::add`] changed the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddOutcome {
+    /// The address was not suppressed; it is now.
+    Added,
+    /// The address was suppressed already; the entry by hand took the
+    /// place of that suppression (its reason and end are here), whether it
+    /// ends sooner or later.
+    Replaced {
+        /// The reason it was suppressed for.
+        previous: Reason,
+        /// When that suppression would have ended (`None`: never).
+        previous_until: Option<Timestamp>,
+    },
+    /// Nothing changed, and no history row was written.
+    Unchanged {
+        /// Why.
+        because: NotAdded,
+    },
+}
+
+/// Why [`Suppressions::add`] changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotAdded {
+    /// The address is unsubscribed, which is for good and outranks an
+    /// entry by hand.
+    Unsubscribed,
+}
+
+impl AddOutcome {
+    /// `added`, `replaced` or `unchanged`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AddOutcome::Added => "added",
+            AddOutcome::Replaced { .. } => "replaced",
+            AddOutcome::Unchanged { .. } => "unchanged",
+        }
+    }
+}
+
+impl NotAdded {
+    /// `unsubscribed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NotAdded::Unsubscribed => "unsubscribed",
+        }
     }
 }
 
