@@ -150,7 +150,7 @@ impl FromStr for Pattern {
 /// Kelvin sign U+212A and `s` the long s U+017F, which the normal form of
 /// an address keeps apart from `k` and `s`. (An expression that writes
 /// `(?i)` itself gets Unicode's folding there.)
-fn ascii_case_insensitive(expression: &str) -> Result<String, regex_syntax::ast::Error> {
+fn ascii_case_insensitive(expression: &str) -> Result<String, String> {
     use regex_syntax::ast::{
         Ast, ClassBracketed, ClassSet, ClassSetItem, ClassSetRange, ClassSetUnion, Literal,
         LiteralKind,
@@ -251,7 +251,8 @@ fn ascii_case_insensitive(expression: &str) -> Result<String, regex_syntax::ast:
     let mut ast = regex_syntax::ast::parse::ParserBuilder::new()
         .nest_limit(250)
         .build()
-        .parse(expression)?;
+        .parse(expression)
+        .map_err(|e| e.to_string())?;
     fold(&mut ast);
     let mut out = String::with_capacity(expression.len() * 2);
     regex_syntax::ast::print::Printer::new()
