@@ -167,6 +167,60 @@ async fn routes_are_tried_in_order_and_the_first_match_wins() {
 }
 
 #[tokio::test]
+async fn a_kelvin_sign_reaches_no_ascii_route_and_idn_forms_one_route() {
+    let dir = dir();
+    for url in stores(dir.path(), "kelvin").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let seen = Seen::default();
+        let mailboxes = Mailboxes::new()
+            .mailbox(recording("kim", &seen))
+            .unwrap()
+            .mailbox(recording("sales", &seen))
+            .unwrap()
+            .mailbox(recording("idn", &seen))
+            .unwrap()
+            .route("kim@example.jp", "kim")
+            .unwrap()
+            .route("/^SALES@/", "sales")
+            .unwrap()
+            .route("*@\u{4F8B}\u{3048}.jp", "idn")
+            .unwrap();
+        for (to, subject) in [
+            ("\u{212A}im@example.jp", "kelvin sign"),
+            ("\u{17F}ales@example.jp", "long s"),
+            ("Kim@example.jp", "ascii k"),
+            ("Sales@example.jp", "ascii s"),
+            ("a@xn--r8jz45g.jp", "a-label"),
+            ("b@\u{4F8B}\u{3048}.JP", "u-label"),
+        ] {
+            store(&inbox, mail(to, "f", subject)).await;
+        }
+        let worker = inbox.mailbox_worker(mailboxes).spawn();
+        let all = settled(&inbox, 6).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+
+        let seen = by_subject(&seen);
+        let to = |s: &str| seen.get(s).map(|(m, _)| m.as_str());
+        assert_eq!(to("kelvin sign"), None, "{url}");
+        assert_eq!(to("long s"), None, "{url}");
+        assert_eq!(to("ascii k"), Some("kim"), "{url}");
+        assert_eq!(to("ascii s"), Some("sales"), "{url}");
+        assert_eq!(to("a-label"), Some("idn"), "{url}");
+        assert_eq!(to("u-label"), Some("idn"), "{url}");
+        assert_eq!(seen["u-label"].1, ["b@xn--r8jz45g.jp"]);
+        let unrouted: BTreeMap<&str, &Vec<String>> = all
+            .iter()
+            .filter(|d| d.state == DeliveryState::Unrouted)
+            .map(|d| (d.subject.as_str(), &d.recipients))
+            .collect();
+        assert_eq!(unrouted.len(), 2, "{all:#?}");
+        assert_eq!(unrouted["kelvin sign"], &["\u{212A}im@example.jp"]);
+        assert_eq!(unrouted["long s"], &["\u{17F}ales@example.jp"]);
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
 async fn unrouted_mails_are_kept_counted_and_routed_again_once_a_fallback_exists() {
     let dir = dir();
     for url in stores(dir.path(), "unrouted").await {

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cmc_webhook::inbox::suppression::{Check, Entry, ListFilter, Policy, Reason};
+use cmc_webhook::inbox::suppression::{
+    AddOutcome, Check, Entry, ListFilter, NotAdded, Policy, Reason,
+};
 use cmc_webhook::inbox::{Backoff, Filter, Inbox, ManualClock};
 use cmc_webhook::Webhook;
 use proptest::prelude::*;
@@ -350,6 +352,161 @@ async fn only_the_recipient_that_bounced_is_suppressed() {
         assert_eq!(suppressed, [false, true, false, true], "{url}");
         assert_eq!(checks[3].address, "b@example.jp");
     }
+}
+
+#[tokio::test]
+async fn a_kelvin_sign_suppresses_only_itself_and_idn_forms_are_one_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in stores(dir.path(), "kelvin").await {
+        let clock = ManualClock::new(at(0));
+        let inbox = open(&url, &clock).await;
+        handle(
+            &inbox,
+            &[vec![
+                // U+212A KELVIN SIGN and U+212B ANGSTROM SIGN: Unicode
+                // lower-cases them to `k` and `å`.
+                bounce("2", "\u{212A}im@example.jp", 1, 0),
+                bounce("2", "\u{212B}sa@example.jp", 1, 1),
+                bounce("2", "user@\u{4F8B}\u{3048}.jp", 2, 2),
+                bounce("2", "Cafe\u{301}@example.jp", 3, 3),
+            ]],
+            &Policy::default(),
+        )
+        .await;
+        let checks = inbox
+            .suppressions()
+            .check_many([
+                "kim@example.jp",
+                "KIM@example.jp",
+                "\u{E5}sa@example.jp",
+                "\u{212A}im@example.jp",
+                "user@xn--r8jz45g.jp",
+                "USER@\u{4F8B}\u{3048}.JP",
+                "caf\u{E9}@example.jp",
+            ])
+            .await
+            .unwrap();
+        let suppressed: Vec<bool> = checks.iter().map(|c| c.suppressed).collect();
+        assert_eq!(
+            suppressed,
+            [false, false, false, true, true, true, true],
+            "{url}"
+        );
+        assert_eq!(checks[4].address, "user@xn--r8jz45g.jp", "{url}");
+        let listed: Vec<String> = entries(&inbox, false)
+            .await
+            .into_iter()
+            .map(|e| e.address)
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "caf\u{E9}@example.jp",
+                "user@xn--r8jz45g.jp",
+                "\u{C5}sa@example.jp",
+                "\u{212A}im@example.jp",
+            ],
+            "{url}"
+        );
+        // By hand, either IDN form reaches the one row.
+        let added = inbox
+            .suppressions()
+            .add("other@\u{4F8B}\u{3048}.jp", None, "asked")
+            .await
+            .unwrap();
+        assert_eq!(added.address, "other@xn--r8jz45g.jp");
+        assert!(
+            inbox
+                .suppressions()
+                .remove("other@xn--r8jz45g.jp", "-")
+                .await
+                .unwrap(),
+            "{url}"
+        );
+        assert!(!check(&inbox, "other@\u{4F8B}\u{3048}.jp").await.suppressed);
+    }
+}
+
+#[tokio::test]
+async fn add_reports_what_it_did() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in stores(dir.path(), "outcome").await {
+        let clock = ManualClock::new(at(0));
+        let inbox = open(&url, &clock).await;
+        handle(
+            &inbox,
+            &[vec![
+                bounce("11", "unsub@example.jp", 1, 0),
+                bounce("2", "hard@example.jp", 1, 1),
+            ]],
+            &Policy::default(),
+        )
+        .await;
+        let list = inbox.suppressions();
+        let history_len = |address: &'static str| {
+            let list = list.clone();
+            async move { list.history(address).await.unwrap().len() }
+        };
+
+        // Unsubscribed: nothing changes, and it says so.
+        let before = history_len("unsub@example.jp").await;
+        let done = list.add("Unsub@example.jp", None, "by hand").await.unwrap();
+        assert_eq!(
+            (done.address.as_str(), done.outcome, done.until),
+            (
+                "unsub@example.jp",
+                AddOutcome::Unchanged {
+                    because: NotAdded::Unsubscribed
+                },
+                None
+            ),
+            "{url}"
+        );
+        assert_eq!(history_len("unsub@example.jp").await, before, "{url}");
+        assert_eq!(
+            check(&inbox, "unsub@example.jp").await.reason,
+            Some(Reason::Unsubscribed)
+        );
+
+        // A new address: added, with its end.
+        let done = list
+            .add("new@example.jp", Some(DAY), "holiday")
+            .await
+            .unwrap();
+        assert_eq!(done.outcome, AddOutcome::Added, "{url}");
+        assert_eq!(done.until, Some(at(1)), "{url}");
+
+        // A hard bounce (90 days): replaced, and the report names it.
+        let done = list.add("hard@example.jp", None, "for good").await.unwrap();
+        assert_eq!(
+            done.outcome,
+            AddOutcome::Replaced {
+                previous: Reason::Hard,
+                previous_until: check_until_of_hard(),
+            },
+            "{url}"
+        );
+
+        // An expired entry is not a suppression to replace.
+        clock.set(at(2));
+        let done = list.add("new@example.jp", None, "again").await.unwrap();
+        assert_eq!(done.outcome, AddOutcome::Added, "{url}");
+
+        // Zero time is refused, and changes nothing.
+        let err = list
+            .add("zero@example.jp", Some(Duration::ZERO), "-")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("ends as it starts"), "{err}");
+        assert!(list.history("zero@example.jp").await.unwrap().is_empty());
+        assert!(!check(&inbox, "zero@example.jp").await.suppressed);
+    }
+}
+
+/// When a hard bounce at minute 1 of day 0 ends under the default policy.
+fn check_until_of_hard() -> Option<jiff::Timestamp> {
+    let bounced = at(0).checked_add(Duration::from_secs(60)).unwrap();
+    Some(bounced.checked_add(DAY * 90).unwrap())
 }
 
 #[tokio::test]

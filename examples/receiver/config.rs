@@ -338,14 +338,17 @@ pub enum SuppressionCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Suppresses ADDRESS by hand.
+    /// Suppresses ADDRESS by hand, and says what that did: `"outcome"` is
+    /// `added`, `replaced` (an earlier suppression, in `"previous"`, gave
+    /// way) or `unchanged` (`"because": "unsubscribed"`: an unsubscribe is
+    /// for good).
     Add {
         /// The recipient address.
         address: String,
         /// Why (kept in the row and its history).
         #[arg(long)]
         note: String,
-        /// How long: 30d, 12h (until removed when not given).
+        /// How long: 30d, 12h (until removed when not given; 0s is refused).
         #[arg(long = "for", value_name = "AGE", value_parser = parse_duration)]
         lasts: Option<Duration>,
     },

@@ -545,8 +545,29 @@ async fn suppressions(
             note,
             lasts,
         } => {
-            let address = list.add(address, *lasts, note).await?;
-            out(serde_json::json!({"address": address, "added": true}))?;
+            // What happened, truthfully: `added` is true only when the
+            // list now suppresses the address because of this entry.
+            let done = list.add(address, *lasts, note).await?;
+            let mut line = serde_json::json!({
+                "address": done.address,
+                "added": !matches!(done.outcome, suppression::AddOutcome::Unchanged { .. }),
+                "outcome": done.outcome.as_str(),
+                "until": time(done.until),
+            });
+            match done.outcome {
+                suppression::AddOutcome::Replaced {
+                    previous,
+                    previous_until,
+                } => {
+                    line["previous"] = previous.as_str().into();
+                    line["previous_until"] = time(previous_until).into();
+                }
+                suppression::AddOutcome::Unchanged { because } => {
+                    line["because"] = because.as_str().into();
+                }
+                _ => {}
+            }
+            out(line)?;
         }
         SuppressionCommand::Remove { address, note } => {
             let removed = list.remove(address, note).await?;

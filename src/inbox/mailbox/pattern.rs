@@ -7,7 +7,7 @@ use std::str::FromStr;
 use crate::inbox::suppression::normalize;
 
 /// An address pattern, matched against a normalised envelope recipient
-/// (trimmed and lower-cased, as [`normalize`] makes it).
+/// (as [`normalize`] makes it).
 ///
 /// | written | matches |
 /// |---|---|
@@ -16,11 +16,16 @@ use crate::inbox::suppression::normalize;
 /// | `reply+*@example.jp` | every address at that domain whose local part starts with `reply+` |
 /// | `/^order-[0-9]+@/` | every address the regular expression finds a match in |
 ///
-/// Addresses and patterns are compared lower-cased: `Support@Example.JP`
-/// is the pattern `support@example.jp`. A regular expression (between
-/// slashes, [`regex`](https://docs.rs/regex) syntax) matches
-/// case-insensitively and is not anchored: write `^` and `$` to match the
-/// whole address. It runs in time linear in the address, whatever it is.
+/// Addresses and patterns are compared in [`normalize`]'s form: ASCII
+/// letters lower-cased (`Support@Example.JP` is the pattern
+/// `support@example.jp`), other text in NFC and never case-folded, IDN
+/// domains as A-labels (`*@例え.jp` is `*@xn--r8jz45g.jp`). A regular
+/// expression (between slashes, [`regex`](https://docs.rs/regex) syntax)
+/// matches ASCII letters in either case, and only them (`/^kim@/` does not
+/// match a Kelvin sign, as Unicode's case folding would), and is not
+/// anchored: write `^` and `$` to match the whole address. It sees the
+/// normal form, so write an IDN domain in it as its A-label. It runs in
+/// time linear in the address, whatever it is.
 ///
 /// ```
 /// use cmc_webhook::inbox::mailbox::Pattern;
@@ -44,8 +49,12 @@ pub struct Pattern {
 enum Matcher {
     Exact(String),
     Domain(String),
-    Prefix { local: String, domain: String },
-    Regex(regex::Regex),
+    Prefix {
+        local: String,
+        domain: String,
+    },
+    /// The expression compiled (with ASCII case folded), and as written.
+    Regex(regex::Regex, String),
 }
 
 /// The longest regular expression taken, compiled, in bytes: a pattern is
@@ -68,7 +77,7 @@ impl Pattern {
             Matcher::Prefix { local, domain } => recipient
                 .rsplit_once('@')
                 .is_some_and(|(l, d)| d == domain && l.starts_with(local.as_str())),
-            Matcher::Regex(re) => re.is_match(recipient),
+            Matcher::Regex(re, _) => re.is_match(recipient),
         }
     }
 }
@@ -86,22 +95,23 @@ impl FromStr for Pattern {
             if expression.is_empty() {
                 return Err(bad("is an empty regular expression"));
             }
-            let re = regex::RegexBuilder::new(expression)
-                .case_insensitive(true)
+            let not_a_regex = |e: &dyn fmt::Display| {
+                // The regex crate's message spans lines (a caret under
+                // the spot): one line here.
+                let one_line = e
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                bad(&format!("is not a regular expression: {one_line}"))
+            };
+            let folded = ascii_case_insensitive(expression).map_err(|e| not_a_regex(&e))?;
+            let re = regex::RegexBuilder::new(&folded)
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
-                .map_err(|e| {
-                    // The regex crate's message spans lines (a caret under
-                    // the spot): one line here.
-                    let one_line = e
-                        .to_string()
-                        .split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    bad(&format!("is not a regular expression: {one_line}"))
-                })?;
+                .map_err(|e| not_a_regex(&e))?;
             return Ok(Pattern {
-                matcher: Matcher::Regex(re),
+                matcher: Matcher::Regex(re, expression.to_owned()),
             });
         }
         let address = normalize(trimmed).ok_or_else(|| {
@@ -133,13 +143,131 @@ impl FromStr for Pattern {
     }
 }
 
+/// `expression` rewritten so that each ASCII letter it writes (alone, in a
+/// class or in a range) matches in either case, and nothing else changes
+/// (a negated class leaves out both cases): the regex crate's
+/// case-insensitive mode folds Unicode's case, where `k` matches the
+/// Kelvin sign U+212A and `s` the long s U+017F, which the normal form of
+/// an address keeps apart from `k` and `s`. (An expression that writes
+/// `(?i)` itself gets Unicode's folding there.)
+fn ascii_case_insensitive(expression: &str) -> Result<String, String> {
+    use regex_syntax::ast::{
+        Ast, ClassBracketed, ClassSet, ClassSetItem, ClassSetRange, ClassSetUnion, Literal,
+        LiteralKind,
+    };
+
+    /// `lit` in the other case, when it is an ASCII letter.
+    fn other_case(lit: &Literal) -> Option<Literal> {
+        lit.c.is_ascii_alphabetic().then(|| Literal {
+            span: lit.span,
+            kind: LiteralKind::Verbatim,
+            c: char::from(lit.c as u8 ^ 0x20),
+        })
+    }
+
+    /// The ranges of the other case of the ASCII letters in `range`.
+    fn other_case_ranges(range: &ClassSetRange) -> Vec<ClassSetItem> {
+        let (first, last) = (range.start.c, range.end.c);
+        [('a', 'z'), ('A', 'Z')]
+            .into_iter()
+            .filter_map(|(a, z)| {
+                let (lo, hi) = (first.max(a), last.min(z));
+                (lo <= hi).then(|| {
+                    let lit = |c: char| Literal {
+                        span: range.span,
+                        kind: LiteralKind::Verbatim,
+                        c: char::from(c as u8 ^ 0x20),
+                    };
+                    ClassSetItem::Range(ClassSetRange {
+                        span: range.span,
+                        start: lit(lo),
+                        end: lit(hi),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    // In place: the syntax tree's nodes free themselves without recursion,
+    // so they cannot be taken apart by value.
+    fn fold_item(item: &mut ClassSetItem) {
+        let extra = match item {
+            ClassSetItem::Literal(lit) => other_case(lit).map(|o| vec![ClassSetItem::Literal(o)]),
+            ClassSetItem::Range(range) => Some(other_case_ranges(range)),
+            ClassSetItem::Bracketed(inner) => {
+                fold_set(&mut inner.kind);
+                None
+            }
+            ClassSetItem::Union(union) => {
+                union.items.iter_mut().for_each(fold_item);
+                None
+            }
+            _ => None,
+        };
+        if let Some(extra) = extra.filter(|e| !e.is_empty()) {
+            let span = *item.span();
+            let this = std::mem::replace(item, ClassSetItem::Empty(span));
+            let mut items = vec![this];
+            items.extend(extra);
+            *item = ClassSetItem::Union(ClassSetUnion { span, items });
+        }
+    }
+
+    fn fold_set(set: &mut ClassSet) {
+        match set {
+            ClassSet::Item(item) => fold_item(item),
+            ClassSet::BinaryOp(op) => {
+                fold_set(&mut op.lhs);
+                fold_set(&mut op.rhs);
+            }
+        }
+    }
+
+    fn fold(ast: &mut Ast) {
+        match ast {
+            Ast::Literal(lit) => {
+                if let Some(other) = other_case(lit) {
+                    let span = lit.span;
+                    let items = vec![
+                        ClassSetItem::Literal((**lit).clone()),
+                        ClassSetItem::Literal(other),
+                    ];
+                    *ast = Ast::class_bracketed(ClassBracketed {
+                        span,
+                        negated: false,
+                        kind: ClassSet::Item(ClassSetItem::Union(ClassSetUnion { span, items })),
+                    });
+                }
+            }
+            Ast::ClassBracketed(class) => fold_set(&mut class.kind),
+            Ast::Repetition(r) => fold(&mut r.ast),
+            Ast::Group(g) => fold(&mut g.ast),
+            Ast::Alternation(a) => a.asts.iter_mut().for_each(fold),
+            Ast::Concat(c) => c.asts.iter_mut().for_each(fold),
+            _ => {}
+        }
+    }
+
+    let mut ast = regex_syntax::ast::parse::ParserBuilder::new()
+        .nest_limit(250)
+        .build()
+        .parse(expression)
+        .map_err(|e| e.to_string())?;
+    fold(&mut ast);
+    let mut out = String::with_capacity(expression.len() * 2);
+    regex_syntax::ast::print::Printer::new()
+        .print(&ast, &mut out)
+        .expect("writing to a String does not fail");
+    Ok(out)
+}
+
 impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.matcher {
             Matcher::Exact(address) => f.write_str(address),
             Matcher::Domain(domain) => write!(f, "*@{domain}"),
             Matcher::Prefix { local, domain } => write!(f, "{local}*@{domain}"),
-            Matcher::Regex(re) => write!(f, "/{}/", re.as_str()),
+            Matcher::Regex(_, written) => write!(f, "/{written}/"),
         }
     }
 }
@@ -360,6 +488,74 @@ mod tests {
         assert!(p.matches("x-order-1@example.jp"));
         assert!(!p.matches("order-x@example.jp"));
         assert_eq!(p.to_string(), "/ORDER-[0-9]+@/");
+    }
+
+    #[test]
+    fn a_kelvin_sign_or_a_long_s_reaches_no_ascii_pattern() {
+        let kelvin = normalize("\u{212A}im@example.jp").unwrap();
+        let long_s = normalize("\u{17F}ales@example.jp").unwrap();
+        for text in [
+            "kim@example.jp",
+            "k*@example.jp",
+            "/^kim@/",
+            "/^KIM@/",
+            "/^[a-z]im@/",
+            "/^[K]im@/",
+            "/^[j-l]im@/",
+        ] {
+            let p: Pattern = text.parse().unwrap();
+            assert!(!p.matches(&kelvin), "{text} took {kelvin:?}");
+            assert!(p.matches("kim@example.jp"), "{text}");
+        }
+        for text in [
+            "sales@example.jp",
+            "/^sales@/",
+            "/^SALES@/",
+            "/^[r-t]ales@/",
+        ] {
+            let p: Pattern = text.parse().unwrap();
+            assert!(!p.matches(&long_s), "{text} took {long_s:?}");
+            assert!(p.matches("sales@example.jp"), "{text}");
+        }
+        // The sign is reached by what names it.
+        let p: Pattern = "\u{212A}im@example.jp".parse().unwrap();
+        assert!(p.matches(&kelvin) && !p.matches("kim@example.jp"));
+        assert!("/^\\x{212A}im@/"
+            .parse::<Pattern>()
+            .unwrap()
+            .matches(&kelvin));
+        assert!("/(?i)^kim@/".parse::<Pattern>().unwrap().matches(&kelvin));
+    }
+
+    #[test]
+    fn regexes_fold_ascii_case_in_literals_and_classes_only() {
+        for (text, yes, no) in [
+            ("/^Order-[0-9]+@/", "order-1@x.jp", "order-x@x.jp"),
+            ("/^[A-C]x@/", "bx@x.jp", "dx@x.jp"),
+            ("/^[^a-z]+@/", "123@x.jp", "abc@x.jp"),
+            ("/^(?P<t>[A-Z]+)-\\d@/", "ab-1@x.jp", "ab-x@x.jp"),
+            ("/^(a|B)c{2,}@/", "bcc@x.jp", "bc@x.jp"),
+            ("/^\\p{Lu}@/", "\u{C4}@x.jp", "a@x.jp"),
+            ("/^[^x]+@/", "ab@x.jp", "xb@x.jp"),
+            ("/^[^X]+@/", "ab@x.jp", "xb@x.jp"),
+            ("/^[[:alpha:]&&[^k]]+@/", "ab@x.jp", "kb@x.jp"),
+            ("/^\\x61\\u{62}@/", "ab@x.jp", "ac@x.jp"),
+            ("/例え/", "a@例え.jp", "a@xn--r8jz45g.jp"),
+            ("/@xn--R8JZ45G\\.jp$/", "a@xn--r8jz45g.jp", "a@例え.jp"),
+        ] {
+            let p: Pattern = text.parse().unwrap();
+            assert!(p.matches(yes), "{text} {yes}");
+            assert!(!p.matches(no), "{text} {no}");
+            assert_eq!(p.to_string(), text, "shown as written");
+        }
+    }
+
+    #[test]
+    fn idn_patterns_take_either_form() {
+        let p: Pattern = "*@例え.JP".parse().unwrap();
+        assert_eq!(p.to_string(), "*@xn--r8jz45g.jp");
+        assert!(p.matches(&normalize("user@xn--r8jz45g.jp").unwrap()));
+        assert!(p.matches(&normalize("user@例え.jp").unwrap()));
     }
 
     #[test]

@@ -145,21 +145,56 @@ impl fmt::Display for Reason {
     }
 }
 
-/// A recipient address in the list's normal form: trimmed, and lower-cased
-/// whole. `None` for text that is not an address (no `@`, nothing on one
-/// side of it, or white space inside).
+/// A recipient address in the list's normal form, or `None` for text that
+/// is not an address (no `@`, nothing on one side of it, a domain ending
+/// in two dots, longer than 254 bytes, or white space, a control or an
+/// invisible character inside).
+///
+/// The normal form, which the suppression list and the mailboxes' routes
+/// compare:
+///
+/// - **Trimmed**, and the root's dot after the domain (`example.jp.`)
+///   dropped.
+/// - **ASCII letters lower-cased, and only they.** `User@Example.JP` is
+///   `user@example.jp`. Other characters are never case-folded, and never
+///   become ASCII: the Kelvin sign U+212A (which Unicode lower-cases to
+///   `k`) stays a Kelvin sign, so `\u{212A}im@example.jp` is not
+///   `kim@example.jp`, and U+212B is not `å`.
+/// - **Non-ASCII text in NFC**, so that `é` written as `e` and a combining
+///   accent is the `é` written as one character. The few characters whose
+///   canonical form is ASCII (U+212A KELVIN SIGN, U+037E GREEK QUESTION
+///   MARK, U+1FEF GREEK VARIA) are kept as they are, for the reason above.
+/// - **Domains in one IDNA form, the ASCII one** (A-labels, UTS 46
+///   processing through the `idna` crate): `user@例え.jp` and
+///   `user@xn--r8jz45g.jp` are one recipient, `user@xn--r8jz45g.jp`. The
+///   A-label is the form DNS and SMTP use, it compares byte for byte, and
+///   it shows a look-alike domain (a Cyrillic `а` in `exаmple.jp`) as
+///   what it is, `xn--exmple-4nf.jp`, where the Unicode form would look
+///   like the real one in a list. A domain that IDNA cannot encode, or
+///   whose IDNA mapping would make a non-ASCII character ASCII (a
+///   full-width `ｊｐ`, a Kelvin sign, an ideographic full stop), is kept
+///   as written (lower-cased ASCII, NFC) and compared so.
+/// - **Invisible characters refused**, decided from Unicode's properties:
+///   format controls (`Cf`), default-ignorable and unassigned code points,
+///   line and paragraph separators.
 ///
 /// ```
 /// use cmc_webhook::inbox::suppression::normalize;
 ///
 /// assert_eq!(normalize(" User@Example.JP ").as_deref(), Some("user@example.jp"));
+/// assert_eq!(normalize("user@例え.JP").as_deref(), Some("user@xn--r8jz45g.jp"));
+/// assert_eq!(normalize("user@XN--R8JZ45G.jp").as_deref(), Some("user@xn--r8jz45g.jp"));
+/// // Not `kim@example.jp`.
+/// assert_eq!(normalize("\u{212A}im@example.jp").as_deref(), Some("\u{212A}im@example.jp"));
 /// assert_eq!(normalize("no-at-sign"), None);
+/// assert_eq!(normalize("a\u{FE0F}b@example.jp"), None);
 /// ```
 ///
-/// The local part is lower-cased too, although RFC 5321 lets a server
-/// treat `John@` and `john@` as two mailboxes: virtually every mailbox
-/// provider treats them as one, and suppressing both is the safe mistake
-/// (mailing an address that bounced is what costs reputation).
+/// The local part's ASCII letters are lower-cased too, although RFC 5321
+/// lets a server treat `John@` and `john@` as two mailboxes: virtually
+/// every mailbox provider treats them as one, and suppressing both is the
+/// safe mistake (mailing an address that bounced is what costs
+/// reputation).
 pub fn normalize(address: &str) -> Option<String> {
     let address = address.trim();
     let (local, domain) = address.rsplit_once('@')?;
@@ -167,6 +202,7 @@ pub fn normalize(address: &str) -> Option<String> {
     let domain = domain.strip_suffix('.').unwrap_or(domain);
     if local.is_empty()
         || domain.is_empty()
+        || domain.ends_with('.')
         || address.len() > MAX_ADDRESS
         || address
             .chars()
@@ -174,11 +210,106 @@ pub fn normalize(address: &str) -> Option<String> {
     {
         return None;
     }
-    Some(format!(
-        "{}@{}",
-        local.to_lowercase(),
-        domain.to_lowercase()
-    ))
+    // Lower-cased before NFC: `H` and a combining macron below stay two
+    // characters, `h` and the same mark are U+1E96, so the other order
+    // would not give the same address twice.
+    let local = address::nfc(&local.to_ascii_lowercase()).into_owned();
+    let domain = address::domain(domain);
+    Some(format!("{local}@{domain}"))
+}
+
+/// The parts of [`normalize`]: NFC that never makes ASCII, and domains.
+mod address {
+    use std::borrow::Cow;
+
+    use icu_normalizer::ComposingNormalizerBorrowed;
+    use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
+
+    const NFC: ComposingNormalizerBorrowed<'static> = ComposingNormalizerBorrowed::new_nfc();
+
+    /// Whether NFC turns `c` (not ASCII) into ASCII: the Kelvin sign and
+    /// two Greek punctuation marks, whose canonical forms are `K`, `;` and
+    /// a backquote.
+    fn becomes_ascii(c: char) -> bool {
+        let mut buf = [0; 4];
+        !c.is_ascii()
+            && NFC
+                .normalize(c.encode_utf8(&mut buf))
+                .bytes()
+                .any(|b| b.is_ascii())
+    }
+
+    /// `text` in NFC, except that the characters NFC would make ASCII are
+    /// kept as they are (the text between them is normalised on its own).
+    /// Idempotent: NFC never writes such a character, so a second pass
+    /// cuts the text at the same places.
+    pub(super) fn nfc(text: &str) -> Cow<'_, str> {
+        if text.is_ascii() {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut start = 0;
+        for (i, c) in text.char_indices() {
+            if becomes_ascii(c) {
+                out.push_str(&NFC.normalize(&text[start..i]));
+                out.push(c);
+                start = i + c.len_utf8();
+            }
+        }
+        if start == 0 {
+            return NFC.normalize(text);
+        }
+        out.push_str(&NFC.normalize(&text[start..]));
+        Cow::Owned(out)
+    }
+
+    /// A domain in the normal form: its A-labels when IDNA maps it without
+    /// making a non-ASCII character ASCII, else as written (NFC, ASCII
+    /// lower-cased).
+    pub(super) fn domain(domain: &str) -> String {
+        let written = nfc(&domain.to_ascii_lowercase()).into_owned();
+        let has_a_label = |d: &str| d.split('.').any(|l| l.starts_with("xn--"));
+        if written.is_ascii() && !has_a_label(&written) {
+            return written; // nothing IDNA would change (the common case)
+        }
+        let uts46 = Uts46::new();
+        let Ok(ascii) = uts46.to_ascii(
+            written.as_bytes(),
+            AsciiDenyList::EMPTY,
+            Hyphens::Allow,
+            DnsLength::Ignore,
+        ) else {
+            return written;
+        };
+        let (unicode, errors) =
+            uts46.to_unicode(ascii.as_bytes(), AsciiDenyList::EMPTY, Hyphens::Allow);
+        if errors.is_err() {
+            return written;
+        }
+        // Label by label: an ASCII label must come out as it went in, and
+        // a label with other characters may change only in them (case,
+        // width of non-ASCII forms), never gain or lose ASCII.
+        let ascii_of = |l: &str| l.chars().filter(char::is_ascii).collect::<String>();
+        let (w, a, u): (Vec<&str>, Vec<&str>, Vec<&str>) = (
+            written.split('.').collect(),
+            ascii.split('.').collect(),
+            unicode.split('.').collect(),
+        );
+        let same = w.len() == a.len()
+            && w.len() == u.len()
+            && w.iter().zip(&a).zip(&u).all(|((w, a), u)| {
+                if w.is_ascii() {
+                    w == a
+                } else {
+                    ascii_of(w) == ascii_of(u)
+                }
+            });
+        if same {
+            ascii.into_owned()
+        } else {
+            written
+        }
+    }
 }
 
 /// The longest address taken, in bytes: RFC 5321's path holds 256 octets,
@@ -201,7 +332,7 @@ mod tests {
         );
         assert_eq!(
             normalize("ユーザー@例え.JP").as_deref(),
-            Some("ユーザー@例え.jp")
+            Some("ユーザー@xn--r8jz45g.jp")
         );
         assert_eq!(
             normalize("user@Example.jp.").as_deref(),
@@ -213,12 +344,151 @@ mod tests {
             "user",
             "@example.jp",
             "user@",
+            "user@.",
+            "user@..",
+            "user@example.jp..",
             "a b@example.jp",
             "a\0b@x.jp",
             "a\u{200b}b@x.jp",
+            "a\u{FE0F}b@x.jp",
+            "a\u{180B}b@x.jp",
+            "a\u{17B4}b@x.jp",
+            "a\u{1BCA0}b@x.jp",
+            "a\u{1D173}b@x.jp",
+            "a\u{2065}b@x.jp",
+            "a\u{FFF0}b@x.jp",
+            "a@x\u{E0100}.jp",
+            "a\u{2028}b@x.jp",
             &long,
         ] {
             assert_eq!(normalize(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_ascii_is_lower_cased_and_nothing_becomes_ascii() {
+        // Unicode lower-cases the Kelvin sign to `k` and the Angstrom sign
+        // to `å`: neither may stand for an address it is not.
+        for (sign, plain) in [
+            ("\u{212A}im@example.jp", "kim@example.jp"),
+            ("\u{212B}sa@example.jp", "\u{e5}sa@example.jp"),
+            ("a\u{037E}b@example.jp", "a;b@example.jp"),
+            ("\u{017F}ales@example.jp", "sales@example.jp"),
+            ("kim@\u{212A}example.jp", "kim@kexample.jp"),
+            ("kim@example.\u{FF4A}\u{FF50}", "kim@example.jp"),
+            ("kim@example\u{3002}jp", "kim@example.jp"),
+        ] {
+            let normal = normalize(sign).unwrap();
+            assert_ne!(normal, normalize(plain).unwrap(), "{sign:?}");
+            assert!(!normal.is_ascii(), "{sign:?} became {normal:?}");
+        }
+        // The Kelvin sign stays itself; the Angstrom sign is `Å` (its
+        // canonical form, not ASCII), not lower-cased.
+        assert_eq!(
+            normalize("\u{212A}IM@example.jp").as_deref(),
+            Some("\u{212A}im@example.jp")
+        );
+        assert_eq!(
+            normalize("\u{212B}sa@example.jp").as_deref(),
+            Some("\u{C5}sa@example.jp")
+        );
+        // Other letters keep their case.
+        assert_eq!(normalize("Äbc@x.jp").as_deref(), Some("Äbc@x.jp"));
+        assert_ne!(normalize("Äbc@x.jp"), normalize("äbc@x.jp"));
+    }
+
+    #[test]
+    fn non_ascii_compares_in_nfc() {
+        let composed = normalize("caf\u{E9}@example.jp").unwrap();
+        assert_eq!(normalize("cafe\u{301}@example.jp").unwrap(), composed);
+        assert_eq!(normalize("CAFE\u{301}@example.jp").unwrap(), composed);
+        // A mark on a Kelvin sign: the sign is kept, the mark too.
+        assert_eq!(
+            normalize("\u{212A}\u{301}@example.jp").as_deref(),
+            Some("\u{212A}\u{301}@example.jp")
+        );
+        // Lower-cased first: `h` and U+0331 compose, `H` and U+0331 do not.
+        assert_eq!(
+            normalize("H\u{331}@example.jp").as_deref(),
+            Some("\u{1E96}@example.jp")
+        );
+    }
+
+    #[test]
+    fn idn_domains_compare_in_their_ascii_form() {
+        let one = Some("user@xn--r8jz45g.jp".to_owned());
+        for written in [
+            "user@例え.jp",
+            "user@例え.JP",
+            "user@xn--r8jz45g.jp",
+            "USER@XN--R8JZ45G.JP.",
+        ] {
+            assert_eq!(normalize(written), one, "{written:?}");
+        }
+        // Upper-case letters of an IDN are IDNA's to fold (the domain is
+        // the same in DNS), and compared in that form.
+        assert_eq!(normalize("a@MÜNCHEN.de"), normalize("a@münchen.de"),);
+        assert_eq!(
+            normalize("a@münchen.de").as_deref(),
+            Some("a@xn--mnchen-3ya.de")
+        );
+        // A look-alike shows as what it is.
+        assert_eq!(
+            normalize("a@ex\u{430}mple.jp").as_deref(),
+            Some("a@xn--exmple-4nf.jp")
+        );
+        // What IDNA cannot encode is kept as written.
+        assert_eq!(normalize("a@xn--zz.jp").as_deref(), Some("a@xn--zz.jp"));
+        assert_eq!(normalize("a@[192.0.2.1]").as_deref(), Some("a@[192.0.2.1]"));
+        assert_eq!(
+            normalize("a@under_score.jp").as_deref(),
+            Some("a@under_score.jp")
+        );
+    }
+
+    use proptest::prelude::*;
+
+    /// Addresses made of the characters that matter: ASCII letters of both
+    /// cases, the signs and marks NFC and case treat specially, Japanese,
+    /// IDN-looking labels, dots and `@`.
+    fn any_address() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec![
+            "a", "K", "k", "H", "h", "\u{212A}", "\u{212B}", "\u{C5}", "\u{E5}", "e", "\u{301}",
+            "\u{331}", "\u{323}", "\u{302}", "\u{E9}", "\u{1E96}", "\u{37E}", "\u{1FEF}",
+            "\u{17F}", "例", "え", "\u{3099}", "カ", "Ä", "ü", "\u{FF4A}", "\u{3002}", ".", "-",
+            "xn--", "r8jz45g", "+", "\"", "@", "ß", "\u{3C2}", "\u{130}", "\u{2126}", "\u{F900}",
+        ]);
+        (
+            prop::collection::vec(piece.clone(), 1..8),
+            prop::collection::vec(piece, 1..8),
+        )
+            .prop_map(|(l, d)| format!("{}@{}", l.concat(), d.concat()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The normal form is a fixed point: normalising it again changes
+        /// nothing, so a stored address is found by itself.
+        #[test]
+        fn normalize_is_idempotent(address in any_address()) {
+            if let Some(normal) = normalize(&address) {
+                prop_assert_eq!(normalize(&normal), Some(normal.clone()), "{:?}", address);
+                // No ASCII letter comes from anything but an ASCII letter
+                // in the local part (the domain's may be an A-label).
+                let letters = |a: &str| {
+                    let local = a.trim().rsplit_once('@').map_or("", |(l, _)| l);
+                    local.chars().filter(char::is_ascii_alphabetic).count()
+                };
+                prop_assert!(letters(&normal) <= letters(&address), "{:?} became {:?}", address, normal);
+            }
+        }
+
+        #[test]
+        fn normalize_is_idempotent_on_any_text(address in "\\PC{0,12}@\\PC{1,12}") {
+            if let Some(normal) = normalize(&address) {
+                prop_assert_eq!(normalize(&normal), Some(normal.clone()), "{:?}", address);
+            }
         }
     }
 }
@@ -769,27 +1039,88 @@ impl Suppressions {
     }
 
     /// Suppresses `address` by hand, for `lasts` (`None`: until removed),
-    /// with a note; returns the address as the list keeps it. An
-    /// unsubscribed address is left as it is (it is suppressed for good).
+    /// with a note, and says what that did ([`Added`]): the address as the
+    /// list keeps it, and whether it was suppressed anew, an earlier
+    /// suppression replaced, or nothing changed because the address is
+    /// unsubscribed (an unsubscribe is for good, and outranks an entry by
+    /// hand). A `lasts` of zero is refused: it would end as it starts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cmc_webhook::inbox::suppression::AddOutcome;
+    /// # use cmc_webhook::inbox::Inbox;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let inbox = Inbox::open(&format!("sqlite:{}", dir.path().join("inbox.sqlite3").display())).await?;
+    /// let list = inbox.suppressions();
+    /// let added = list.add("Gone@Example.JP", None, "asked us to stop").await?;
+    /// assert_eq!(added.address, "gone@example.jp");
+    /// assert_eq!(added.outcome, AddOutcome::Added);
+    ///
+    /// let again = list.add("gone@example.jp", Some(Duration::from_secs(3600)), "for an hour").await?;
+    /// assert!(matches!(again.outcome, AddOutcome::Replaced { .. }));
+    /// assert!(list.add("gone@example.jp", Some(Duration::ZERO), "-").await.is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub async fn add(
         &self,
         address: &str,
         lasts: Option<std::time::Duration>,
         note: &str,
-    ) -> Result<String, crate::inbox::InboxError> {
+    ) -> Result<Added, crate::inbox::InboxError> {
         let address = normalize(address).ok_or_else(|| invalid(address))?;
+        if lasts.is_some_and(|d| d.as_millis() == 0) {
+            return Err(crate::inbox::InboxError::new(
+                crate::inbox::InboxErrorKind::Invalid,
+                "a suppression that lasts less than a millisecond ends as it starts: \
+                 give a longer time, or none for one that lasts until removed"
+                    .to_owned(),
+            ));
+        }
         let now = self.inbox.now();
         let until = lasts.map(|d| {
             now.checked_add(d)
                 .unwrap_or(Timestamp::MAX)
                 .as_millisecond()
         });
-        self.inbox
+        // What stood before, for the report: read outside the change's
+        // transaction, so a change made in between by a worker may be
+        // missed in it (never in the list).
+        let before = self
+            .inbox
+            .inner
+            .store
+            .suppressions_of(std::slice::from_ref(&address))
+            .await?
+            .into_iter()
+            .map(RawSuppression::into_entry)
+            .find(|e| e.address == address && e.suppressed_at(now));
+        let changed = self
+            .inbox
             .inner
             .store
             .suppression_change(&address, Manual::Add { until }, note, now.as_millisecond())
             .await?;
-        Ok(address)
+        let outcome = match (changed, before) {
+            (false, _) => AddOutcome::Unchanged {
+                because: NotAdded::Unsubscribed,
+            },
+            (true, Some(e)) => AddOutcome::Replaced {
+                previous: e.reason.unwrap_or(Reason::Manual),
+                previous_until: e.until,
+            },
+            (true, None) => AddOutcome::Added,
+        };
+        Ok(Added {
+            until: match outcome {
+                AddOutcome::Unchanged { .. } => None,
+                _ => until.and_then(|u| Timestamp::from_millisecond(u).ok()),
+            },
+            address,
+            outcome,
+        })
     }
 
     /// Lifts the suppression of `address` and clears its counts, with a
@@ -812,6 +1143,70 @@ impl Suppressions {
     pub async fn history(&self, address: &str) -> Result<Vec<Change>, crate::inbox::InboxError> {
         let address = normalize(address).ok_or_else(|| invalid(address))?;
         self.inbox.inner.store.suppression_history(&address).await
+    }
+}
+
+/// What [`Suppressions::add`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Added {
+    /// The address, normalised as the list keeps it.
+    pub address: String,
+    /// Whether the list changed, and how.
+    pub outcome: AddOutcome,
+    /// Until when the entry by hand suppresses the address (`None`: until
+    /// removed, or nothing was added).
+    pub until: Option<Timestamp>,
+}
+
+/// How [`Suppressions::add`] changed the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddOutcome {
+    /// The address was not suppressed; it is now.
+    Added,
+    /// The address was suppressed already; the entry by hand took the
+    /// place of that suppression (its reason and end are here), whether it
+    /// ends sooner or later.
+    Replaced {
+        /// The reason it was suppressed for.
+        previous: Reason,
+        /// When that suppression would have ended (`None`: never).
+        previous_until: Option<Timestamp>,
+    },
+    /// Nothing changed, and no history row was written.
+    Unchanged {
+        /// Why.
+        because: NotAdded,
+    },
+}
+
+/// Why [`Suppressions::add`] changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotAdded {
+    /// The address is unsubscribed, which is for good and outranks an
+    /// entry by hand.
+    Unsubscribed,
+}
+
+impl AddOutcome {
+    /// `added`, `replaced` or `unchanged`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AddOutcome::Added => "added",
+            AddOutcome::Replaced { .. } => "replaced",
+            AddOutcome::Unchanged { .. } => "unchanged",
+        }
+    }
+}
+
+impl NotAdded {
+    /// `unsubscribed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NotAdded::Unsubscribed => "unsubscribed",
+        }
     }
 }
 
