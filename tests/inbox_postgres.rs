@@ -631,3 +631,25 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
         .map(|dir| std::path::Path::new(dir).join(program))
         .find(|p| p.is_file())
 }
+
+#[tokio::test]
+async fn an_unknown_address_parameter_is_refused_without_its_value() {
+    // sqlx ignores a parameter it does not know and logs it with its
+    // value: a misspelt `pasword=` would reach the logs.
+    let logs = common::logs::Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let err =
+        Inbox::postgres("postgres://cmc@127.0.0.1:1/cmc?sslmode=disable&pasword=s3cret-value")
+            .open()
+            .await
+            .unwrap_err();
+    assert_eq!(err.kind(), cmc_webhook::inbox::InboxErrorKind::Config);
+    assert!(err.to_string().contains("\"pasword\""), "{err}");
+    assert!(!err.to_string().contains("s3cret-value"), "{err}");
+    assert!(!logs.text().contains("s3cret-value"), "{}", logs.text());
+}

@@ -38,6 +38,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 /// A pool of up to `size` connections to `options.url`, each with the
 /// statement timeout (and read-only when the inbox opens read-only).
 async fn connect(options: &Options, size: u32) -> Result<PgPool, InboxError> {
+    check_parameters(&options.url)?;
     let connect: PgConnectOptions = options.url.parse().map_err(|e| {
         InboxError::new(
             InboxErrorKind::Config,
@@ -128,6 +129,8 @@ impl std::fmt::Debug for Options {
 
 /// `url` without its password.
 pub(crate) fn redact(url: &str) -> String {
+    // Without the parameters: sqlx would log an unknown one with its value.
+    let url = url.split_once('?').map_or(url, |(address, _)| address);
     match url.parse::<PgConnectOptions>() {
         Ok(o) => format!(
             "postgres://{}@{}:{}/{}",
@@ -1032,6 +1035,56 @@ async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
         .execute(&mut *tx)
         .await
         .map(|_| ())
+}
+
+/// The parameters sqlx reads from a PostgreSQL address.
+const PARAMETERS: [&str; 19] = [
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+    "options[",
+];
+
+/// Refuses an address with a parameter sqlx does not know, naming the
+/// parameter but never its value: sqlx would ignore it and log it with
+/// its value (a misspelt `pasword=` would put the password in the logs).
+fn check_parameters(url: &str) -> Result<(), InboxError> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(());
+    };
+    for (key, _) in form_urlencoded::parse(query.as_bytes()) {
+        let known = PARAMETERS
+            .iter()
+            .any(|p| *p == key || (p.ends_with('[') && key.starts_with(p) && key.ends_with(']')));
+        if !known {
+            return Err(InboxError::new(
+                InboxErrorKind::Config,
+                format!(
+                    "{} has a parameter this inbox does not know: {:?} (its value is not \
+                     shown); known: {}",
+                    redact(url),
+                    crate::text::printable(&key, 64),
+                    PARAMETERS[..18].join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `url` is a PostgreSQL address.
