@@ -836,3 +836,44 @@ pub(crate) mod sqlite {
 pub(crate) mod postgres {
     statements!(sqlx::Postgres, true, " FOR UPDATE SKIP LOCKED");
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_routing_budget_counts_every_byte_of_an_envelope_past_a_nul() {
+        // SQLite's `length` of text stops at the first U+0000: a NUL at the
+        // front of a 3 MiB envelope made it count 3 characters, and 16
+        // such mails were routed in one locked round.
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TABLE cmc_mails (id INTEGER PRIMARY KEY, envelope_to TEXT, filter TEXT, \
+             state TEXT, run_at INTEGER, locked_until INTEGER)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let envelope = format!("a@x\0{}", "b".repeat(3 << 20));
+        sqlx::query(
+            "INSERT INTO cmc_mails (envelope_to, filter, state, run_at) \
+             VALUES (?1, ?2, 'pending', 0)",
+        )
+        .bind(&envelope)
+        .bind("f\0ilter")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let sizes: Vec<(i64, i64)> = sqlx::query_as(DUE_MAILS)
+            .bind(1i64)
+            .bind(10i64)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(sizes, [(1, envelope.len() as i64 + 7)]);
+    }
+}
