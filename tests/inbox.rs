@@ -1656,6 +1656,71 @@ fn the_inbox_futures_can_be_spawned() {
     spawnable(async move { inbox.store(numbered(0, 1), None).await });
 }
 
+async fn suppression_rows_of_the_old_address_form_are_moved_to_the_new_once() {
+    // The old form lower-cased all of Unicode and kept Unicode domains as
+    // written; the new one keeps non-ASCII case and writes domains as
+    // A-labels. Opening a store of the old form moves its rows, merging
+    // two rows that are one recipient now (the stronger suppression stays,
+    // the counts add up), with their history.
+    let (inbox, dir) = open(&clock()).await;
+    inbox.close().await;
+    for sql in [
+        "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, \
+         hard_count, soft_times, unknown_count, updated_at) \
+         VALUES ('user@例え.jp', 'unsubscribed', 1, NULL, NULL, '[]', 0, '[]', 0, 1)",
+        "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, \
+         hard_count, soft_times, unknown_count, updated_at) \
+         VALUES ('user@xn--r8jz45g.jp', 'hard', 2, 9000000000000, NULL, '[]', 1, '[]', 2, 2)",
+        "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, \
+         hard_count, soft_times, unknown_count, updated_at) \
+         VALUES ('other@例え.jp', NULL, NULL, NULL, NULL, '[]', 0, '[]', 1, 1)",
+        "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, reason, at) \
+         VALUES ('user@例え.jp', NULL, 'added', 'unsubscribed', 1)",
+        "INSERT INTO cmc_suppressions_rekey (pending) VALUES (1)",
+    ] {
+        execute(&dir, sql).await;
+    }
+    let inbox = Inbox::builder(&dir.url())
+        .unwrap()
+        .clock(clock())
+        .open()
+        .await
+        .unwrap();
+    let list = inbox.suppressions();
+    let check = list.check("user@例え.jp").await.unwrap();
+    assert!(check.suppressed, "{check:?}");
+    let entries = list
+        .list(&{
+            let mut all = cmc_webhook::inbox::suppression::ListFilter::default();
+            all.suppressed_only = false;
+            all
+        })
+        .await
+        .unwrap();
+    let keys: Vec<&str> = entries.iter().map(|e| e.address.as_str()).collect();
+    assert_eq!(keys, ["other@xn--r8jz45g.jp", "user@xn--r8jz45g.jp"]);
+    let user = &entries[1];
+    assert_eq!(user.reason.map(|r| r.as_str()), Some("unsubscribed"));
+    assert_eq!((user.hard_bounces, user.unknown_bounces), (1, 2));
+    assert_eq!(list.history("user@xn--r8jz45g.jp").await.unwrap().len(), 1);
+    // Once: the request is gone, and opening again moves nothing.
+    inbox.close().await;
+    let again = Inbox::builder(&dir.url()).unwrap().open().await.unwrap();
+    assert_eq!(
+        again
+            .suppressions()
+            .list(&{
+                let mut all = cmc_webhook::inbox::suppression::ListFilter::default();
+                all.suppressed_only = false;
+                all
+            })
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
 /// Each test of behaviour, once per backend.
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
@@ -1704,4 +1769,5 @@ on_both_backends!(
     rows_of_a_claim_whose_answer_was_lost_are_taken_back_by_the_same_worker,
     a_hung_handler_is_cancelled_at_its_timeout_as_a_failed_attempt,
     a_history_skips_and_flags_a_row_that_does_not_read_back,
+    suppression_rows_of_the_old_address_form_are_moved_to_the_new_once,
 );

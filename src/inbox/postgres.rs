@@ -91,6 +91,9 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
     let result = async {
         let before = applied_version(&pool).await?;
         MIGRATOR.run(&pool).await?;
+        let mut conn = pool.acquire().await?;
+        rekey_suppressions(&mut conn, super::clock::millis(jiff::Timestamp::now())).await?;
+        drop(conn);
         Ok::<_, sqlx::migrate::MigrateError>(schema::migrated(&MIGRATOR, before))
     }
     .await;
@@ -177,6 +180,14 @@ impl Postgres {
                     )
                     .with_source(e)
                 })?;
+                let mut conn = pool
+                    .acquire()
+                    .await
+                    .map_err(|e| InboxError::database(&format!("could not migrate {store}"), e))?;
+                rekey_suppressions(&mut conn, super::clock::millis(jiff::Timestamp::now()))
+                    .await
+                    .map_err(|e| InboxError::database(&format!("could not migrate {store}"), e))?;
+                drop(conn);
                 // Refuse to start on a store that cannot be written (a
                 // read-only role, a replica) rather than answer 503 to
                 // every webhook.
@@ -1026,6 +1037,76 @@ fn is_conflict(e: &InboxError) -> bool {
         source = s.source();
     }
     false
+}
+
+/// Re-keys the suppression list to the addresses' normal form, once: the
+/// rows whose address is not ASCII and whose form changed move to their
+/// new key (merged with a row already there), with their history. A
+/// row of `cmc_suppressions_rekey` asks for it, and is deleted in the same
+/// transaction.
+async fn rekey_suppressions(conn: &mut sqlx::PgConnection, now: i64) -> Result<u64, sqlx::Error> {
+    use super::suppression::{normalize, rows, sql};
+    let pending: i64 = sqlx::query_scalar(&sql::pg(sql::REKEY_PENDING))
+        .fetch_one(&mut *conn)
+        .await?;
+    if pending == 0 {
+        return Ok(0);
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let found = sqlx::query(&sql::pg(sql::REKEY_ROWS))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut moved = 0;
+    for r in &found {
+        let old: String = r.try_get(8)?;
+        let Some(new) = normalize(&old).filter(|new| *new != old) else {
+            continue;
+        };
+        let mine = rows::state(r)?;
+        let theirs = sqlx::query(&sql::pg(sql::REKEY_ONE))
+            .bind(&new)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let merged = match theirs {
+            Some(t) => rows::state(&t)?.merge(mine),
+            None => mine,
+        };
+        let c = merged.to_columns();
+        sqlx::query(&sql::pg(sql::REKEY_PUT))
+            .bind(&new)
+            .bind(c.reason)
+            .bind(c.since)
+            .bind(c.until)
+            .bind(&c.note)
+            .bind(&c.events)
+            .bind(c.hard_count)
+            .bind(&c.soft_times)
+            .bind(c.unknown_count)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&sql::pg(sql::REKEY_DROP))
+            .bind(&old)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&sql::pg(sql::REKEY_HISTORY))
+            .bind(&old)
+            .bind(&new)
+            .execute(&mut *tx)
+            .await?;
+        moved += 1;
+    }
+    sqlx::query(&sql::pg(sql::REKEY_DONE))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    if moved > 0 {
+        tracing::info!(
+            moved,
+            "moved suppression rows to the addresses' new normal form"
+        );
+    }
+    Ok(moved)
 }
 
 /// Wakes the workers listening on [`CHANNEL`] once `tx` commits.

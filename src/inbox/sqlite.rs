@@ -200,8 +200,77 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
         )
         .with_source(e)
     })?;
+    rekey_suppressions(&mut conn, super::clock::millis(jiff::Timestamp::now()))
+        .await
+        .map_err(failed)?;
     let _ = conn.close().await;
     Ok(schema::migrated(&MIGRATOR, before))
+}
+
+/// Re-keys the suppression list to the addresses' normal form, once: the
+/// rows whose address is not ASCII and whose form changed move to their
+/// new key (merged with a row already there), with their history. A
+/// row of `cmc_suppressions_rekey` asks for it, and is deleted in the same
+/// transaction.
+async fn rekey_suppressions(conn: &mut SqliteConnection, now: i64) -> Result<u64, sqlx::Error> {
+    use super::suppression::{normalize, rows, sql};
+    let pending: i64 = sqlx::query_scalar(sql::REKEY_PENDING)
+        .fetch_one(&mut *conn)
+        .await?;
+    if pending == 0 {
+        return Ok(0);
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let found = sqlx::query(sql::REKEY_ROWS).fetch_all(&mut *tx).await?;
+    let mut moved = 0;
+    for r in &found {
+        let old: String = r.try_get(8)?;
+        let Some(new) = normalize(&old).filter(|new| *new != old) else {
+            continue;
+        };
+        let mine = rows::state(r)?;
+        let theirs = sqlx::query(sql::REKEY_ONE)
+            .bind(&new)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let merged = match theirs {
+            Some(t) => rows::state(&t)?.merge(mine),
+            None => mine,
+        };
+        let c = merged.to_columns();
+        sqlx::query(sql::REKEY_PUT)
+            .bind(&new)
+            .bind(c.reason)
+            .bind(c.since)
+            .bind(c.until)
+            .bind(&c.note)
+            .bind(&c.events)
+            .bind(c.hard_count)
+            .bind(&c.soft_times)
+            .bind(c.unknown_count)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::REKEY_DROP)
+            .bind(&old)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::REKEY_HISTORY)
+            .bind(&old)
+            .bind(&new)
+            .execute(&mut *tx)
+            .await?;
+        moved += 1;
+    }
+    sqlx::query(sql::REKEY_DONE).execute(&mut *tx).await?;
+    tx.commit().await?;
+    if moved > 0 {
+        tracing::info!(
+            moved,
+            "moved suppression rows to the addresses' new normal form"
+        );
+    }
+    Ok(moved)
 }
 
 /// Whether `e` is SQLite's CANTOPEN.
@@ -257,6 +326,15 @@ impl Sqlite {
                     )
                     .with_source(e)
                 })?;
+                rekey_suppressions(&mut first, super::clock::millis(jiff::Timestamp::now()))
+                    .await
+                    .map_err(|e| {
+                        InboxError::new(
+                            InboxErrorKind::Open,
+                            format!("could not migrate {store}: {e}"),
+                        )
+                        .with_source(e)
+                    })?;
                 // Refuse to start on a store that cannot be written (a
                 // read-only file, directory or file system) rather than
                 // answer 503 to every webhook.

@@ -952,6 +952,24 @@ pub(crate) mod sql {
     pub const NOTE: &str = "INSERT INTO cmc_suppression_history (recipient, idempotency_key, \
          change, reason, note, at) VALUES (?1, NULL, ?2, ?3, ?4, ?5)";
 
+    /// Whether the list waits to be re-keyed to the addresses' new form.
+    pub const REKEY_PENDING: &str = "SELECT COUNT(*) FROM cmc_suppressions_rekey";
+    /// The rows whose address may change form: those that are not ASCII.
+    pub const REKEY_ROWS: &str = "SELECT reason, since, until, note, events, hard_count, \
+         soft_times, unknown_count, recipient FROM cmc_suppressions \
+         WHERE octet_length(recipient) <> length(recipient)";
+    pub const REKEY_ONE: &str = "SELECT reason, since, until, note, events, hard_count, \
+         soft_times, unknown_count FROM cmc_suppressions WHERE recipient = ?1";
+    pub const REKEY_PUT: &str = "INSERT INTO cmc_suppressions (recipient, reason, since, until, \
+         note, events, hard_count, soft_times, unknown_count, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (recipient) DO UPDATE \
+         SET reason = ?2, since = ?3, until = ?4, note = ?5, events = ?6, hard_count = ?7, \
+         soft_times = ?8, unknown_count = ?9, updated_at = ?10";
+    pub const REKEY_DROP: &str = "DELETE FROM cmc_suppressions WHERE recipient = ?1";
+    pub const REKEY_HISTORY: &str =
+        "UPDATE cmc_suppression_history SET recipient = ?2 WHERE recipient = ?1";
+    pub const REKEY_DONE: &str = "DELETE FROM cmc_suppressions_rekey";
+
     /// `sql` with PostgreSQL's `$N` parameters.
     #[cfg(feature = "postgres")]
     pub fn pg(sql: &str) -> String {

@@ -422,6 +422,37 @@ pub fn apply(state: &mut State, event: &Observed, policy: &Policy) {
     }
 }
 
+impl State {
+    /// One state for two rows that turn out to be one recipient (their
+    /// addresses have one normal form): the counts add up, the soft
+    /// bounces are kept in order (as many as the longer list held), and
+    /// the stronger suppression stays; of two equally strong, the one
+    /// that lasts longer (`None`: until removed by hand).
+    pub(crate) fn merge(self, other: State) -> State {
+        let keep = self.soft.len().max(other.soft.len());
+        let mut soft: Vec<Timestamp> = self.soft.into_iter().chain(other.soft).collect();
+        soft.sort();
+        let soft = soft.split_off(soft.len() - keep);
+        let suppression = match (self.suppression, other.suppression) {
+            (Some(a), Some(b)) => {
+                let lasts = |s: &Suppressed| s.until.unwrap_or(Timestamp::MAX);
+                if (rank(a.reason), lasts(&a)) >= (rank(b.reason), lasts(&b)) {
+                    Some(a)
+                } else {
+                    Some(b)
+                }
+            }
+            (a, b) => a.or(b),
+        };
+        State {
+            hard: self.hard.saturating_add(other.hard),
+            soft,
+            unknown: self.unknown.saturating_add(other.unknown),
+            suppression,
+        }
+    }
+}
+
 /// Which suppression wins when two apply: the stronger stays.
 /// CMC's list ranks below a hard suppression: a `blocks` removal must not
 /// lift what a hard bounce said.
