@@ -1163,7 +1163,10 @@ async fn the_unrouted_warning_escapes_and_cuts_the_recipients() {
         .find(|l| l.contains("stored unrouted"))
         .unwrap();
     assert!(line.len() < 2_000, "a warning of {} bytes", line.len());
-    assert!(line.contains("forged\\u{1b}[2J") && line.ends_with("..."), "{line}");
+    assert!(
+        line.contains("forged\\u{1b}[2J") && line.ends_with("..."),
+        "{line}"
+    );
     assert!(!text.contains('\u{1b}'));
     inbox.close().await;
 }
