@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --example receiver                       # 127.0.0.1:8080, loopback allowed,
 //!                                                    # stored in ./cmc-inbox.sqlite3
-//! cargo run --example receiver -- --listen '[::]:8080' --allow 203.0.113.0/24 --api-key KEY
+//! CMC_API_KEY=KEY cargo run --example receiver -- --listen '[::]:8080' --allow 203.0.113.0/24
 //! cargo run --example receiver -- counts             # rows per state
 //! cargo run --example receiver -- dead               # dead rows and their errors
 //! cargo run --example receiver -- replay --dead      # handle them again
