@@ -119,6 +119,36 @@ impl BasicCredentials {
     pub fn user(&self) -> &str {
         &self.user
     }
+
+    /// The password.
+    pub(crate) fn password(&self) -> &str {
+        self.pair
+            .expose()
+            .get(self.user.len() + 1..)
+            .unwrap_or_default()
+    }
+
+    /// Whether an `Authorization` header carries one of `credentials`
+    /// (`Basic` and the base64 of `user:password`), compared in constant
+    /// time: for an endpoint of your own beside the webhooks, such as
+    /// metrics.
+    ///
+    /// ```
+    /// use cmc_webhook::auth::BasicCredentials;
+    /// use http::HeaderValue;
+    ///
+    /// let allowed = [BasicCredentials::new("prometheus", "pa55word")];
+    /// // base64("prometheus:pa55word")
+    /// let header = HeaderValue::from_static("Basic cHJvbWV0aGV1czpwYTU1d29yZA==");
+    /// assert!(BasicCredentials::any_match(&allowed, Some(&header)));
+    /// assert!(!BasicCredentials::any_match(&allowed, None));
+    /// ```
+    pub fn any_match(
+        credentials: &[BasicCredentials],
+        authorization: Option<&HeaderValue>,
+    ) -> bool {
+        basic_matches(credentials, authorization)
+    }
 }
 
 impl fmt::Debug for BasicCredentials {

@@ -167,7 +167,7 @@ pub use rejection::{Reason, Rejection, Statuses};
 pub use request::{read_event_batch, read_inbound_mail, read_webhook, Policy, DEFAULT_BODY_LIMIT};
 #[cfg(feature = "metrics")]
 pub use telemetry::describe_metrics;
-pub use text::Text;
+pub use text::{printable, Text};
 
 /// The `ipnet` crate, whose `IpNet` the allowlist takes: re-exported so that
 /// mounting the layer needs no dependency of its own.

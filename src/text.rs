@@ -238,11 +238,24 @@ pub(crate) fn needs_printable(s: &str, max_chars: usize) -> bool {
         .any(|(n, c)| n == max_chars || c.is_control() || crate::filename::is_invisible_format(c))
 }
 
-/// `s` made safe to show in a log line or an error message: control
-/// characters (C0, DEL, C1) and invisible formatting characters
-/// (bidirectional overrides, zero-width characters) written as `\u{..}`
-/// escapes, and the result cut after `max_chars` characters (with `...`).
-pub(crate) fn printable(s: &str, max_chars: usize) -> String {
+/// `s` made safe to show in a log line, an error message or a terminal:
+/// control characters (C0 such as CR, LF and ESC, DEL, C1) and invisible
+/// formatting characters (bidirectional overrides, zero-width characters)
+/// written as `\u{..}` escapes, and the result cut after `max_chars`
+/// characters (with `...`).
+///
+/// For text that came from a webhook (a subject, an address, a stored
+/// error): a CR or LF cannot forge another line, an escape sequence cannot
+/// reach the terminal, and a 20 MB value does not make a 20 MB line.
+///
+/// ```
+/// use cmc_webhook::printable;
+///
+/// assert_eq!(printable("Hello\r\nforged line\u{1b}[2J", 64), "Hello\\u{d}\\u{a}forged line\\u{1b}[2J");
+/// assert_eq!(printable(&"x".repeat(20_000_000), 5), "xxxxx...");
+/// assert_eq!(printable("plain", 5), "plain");
+/// ```
+pub fn printable(s: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max_chars * 4));
     for (n, c) in s.chars().enumerate() {
         if n == max_chars {

@@ -487,3 +487,25 @@ fn a_fifo_is_refused_without_waiting() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(file.allowlist().contains(ip("203.0.113.1")));
 }
+
+/// A file of 70 000 networks is logged by its count and a few of its
+/// networks, on open and on reload: never all of them on one line.
+#[test]
+fn a_large_file_is_logged_by_count_and_a_bounded_sample() {
+    let (logs, _guard) = capture();
+    // Every other address of 10.0.0.0/8: no two merge into one network.
+    let large: String = (0..70_000u32)
+        .map(|i| format!("{}\n", std::net::Ipv4Addr::from(0x0a00_0000 + 2 * i)))
+        .collect();
+    let (_dir, path) = dir_with(&large);
+    let file = AllowlistFile::open(&path).unwrap();
+    replace_by_rename(&path, "203.0.113.0/24\n");
+    file.reload().unwrap();
+    replace_by_rename(&path, &large);
+    file.reload().unwrap();
+    let text = logs.text();
+    assert!(text.contains("70000 networks"), "{text}");
+    assert!(text.contains("and 69992 more"), "{text}");
+    let longest = text.lines().map(str::len).max().unwrap();
+    assert!(longest < 2_000, "a log line of {longest} bytes");
+}

@@ -1250,3 +1250,48 @@ async fn hostile_envelope_recipients_are_routed_in_linear_time_and_kept() {
         inbox.close().await;
     }
 }
+
+/// The warning for a mail stored unrouted names its recipients escaped
+/// and cut: a stranger writes the envelope, CR/LF and 2 MB included.
+#[tokio::test]
+async fn the_unrouted_warning_escapes_and_cuts_the_recipients() {
+    let logs = common::logs::Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let dir = dir();
+    let url = format!(
+        "sqlite:{}",
+        dir.path().join("unrouted-log.sqlite3").display()
+    );
+    let inbox = Inbox::open(&url).await.unwrap();
+    let to = format!("evil\r\nforged\u{1b}[2J{}@example.jp", "x".repeat(2 << 20));
+    store(&inbox, mail(&to, "f", "long envelope")).await;
+    let seen = Seen::default();
+    let mailboxes = Mailboxes::new()
+        .mailbox(recording("a", &seen))
+        .unwrap()
+        .route("a@example.jp", "a")
+        .unwrap();
+    let worker = inbox.mailbox_worker(mailboxes).spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !logs.text().contains("stored unrouted") {
+        assert!(Instant::now() < deadline, "no unrouted warning");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("stored unrouted"))
+        .unwrap();
+    assert!(line.len() < 2_000, "a warning of {} bytes", line.len());
+    assert!(
+        line.contains("forged\\u{1b}[2J") && line.ends_with("..."),
+        "{line}"
+    );
+    assert!(!text.contains('\u{1b}'));
+    inbox.close().await;
+}

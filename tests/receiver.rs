@@ -13,6 +13,9 @@ mod app;
 #[path = "../examples/receiver/config.rs"]
 mod config;
 #[allow(dead_code)]
+#[path = "../examples/receiver/output.rs"]
+mod output;
+#[allow(dead_code)]
 #[path = "../examples/receiver/serve.rs"]
 mod serve;
 
@@ -532,11 +535,67 @@ async fn flags_come_from_the_environment() {
     let open_report_only = config::Args::try_parse_from(["receiver"]);
     std::env::set_var("CMC_BASIC_AUTH", "just-a-secret-no-colon");
     let bad_basic = config::Args::try_parse_from(["receiver"]);
+    // A blank key, and a key with the \r of a CRLF env file, are refused.
+    std::env::remove_var("CMC_BASIC_AUTH");
+    std::env::set_var("CMC_API_KEY", " ");
+    let blank_key = config::Args::try_parse_from(["receiver"]);
+    std::env::set_var("CMC_API_KEY", "s3cret-key\r");
+    let crlf_key = config::Args::try_parse_from(["receiver"]);
+    std::env::set_var("CMC_API_KEY", "k1, k2");
+    let spaced_keys = config::Args::try_parse_from(["receiver"]);
+    std::env::remove_var("CMC_API_KEY");
+    // Secrets from files named in the environment.
+    let key_file = dir.path().join("api-key");
+    std::fs::write(&key_file, "file-key-1\r\nfile-key-2\n\n").unwrap();
+    std::env::set_var("CMC_API_KEY_FILE", &key_file);
+    let basic_file = dir.path().join("basic");
+    std::fs::write(&basic_file, "cmc:file-pa55\n").unwrap();
+    std::env::set_var("CMC_BASIC_AUTH_FILE", &basic_file);
+    let store_file = dir.path().join("store");
+    std::fs::write(&store_file, "sqlite:from-a-file.sqlite3\n").unwrap();
+    std::env::set_var("CMC_STORE_FILE", &store_file);
+    std::env::remove_var("CMC_STORE");
+    let from_files = config::Args::try_parse_from(["receiver", "--metrics", "127.0.0.1:0"]);
+    for name in ["CMC_API_KEY_FILE", "CMC_BASIC_AUTH_FILE", "CMC_STORE_FILE"] {
+        std::env::remove_var(name);
+    }
+    std::env::set_var("CMC_STORE", "none");
     for (name, _) in &vars {
         std::env::remove_var(name);
     }
     // A value that is not a yes or a no is refused, not taken for yes.
     assert!(not_a_bool.is_err());
+    for (args, why) in [
+        (blank_key, "empty or only white space"),
+        (crlf_key, "white space"),
+        (spaced_keys, "white space"),
+    ] {
+        let e = args.unwrap().options().unwrap_err();
+        assert!(e.contains("--api-key") && e.contains(why), "{e}");
+        assert!(!e.contains("s3cret") && !e.contains("k2"), "{e}");
+    }
+    let from_files = from_files.unwrap();
+    assert_eq!(from_files.store().unwrap(), "sqlite:from-a-file.sqlite3");
+    let (files, _) = from_files.options().unwrap();
+    assert_eq!(files.api_keys, ["file-key-1", "file-key-2"]);
+    assert_eq!(
+        files.basic_auth,
+        [("cmc".to_owned(), "file-pa55".to_owned())]
+    );
+    // The metrics credentials: from the environment (no flag) or a file.
+    let env = |value: &'static str| {
+        move |name: &str| (name == "CMC_METRICS_AUTH").then(|| value.to_owned())
+    };
+    let metrics_auth = from_files.metrics_auth(env("prom:pw")).unwrap();
+    assert_eq!(
+        (
+            metrics_auth[0].user.as_str(),
+            metrics_auth[0].password.as_str()
+        ),
+        ("prom", "pw")
+    );
+    let e = from_files.metrics_auth(env("prom:pw\r")).unwrap_err();
+    assert!(e.contains("CMC_METRICS_AUTH") && !e.contains("pw"), "{e}");
     // Report-only without a credential would admit anyone: refused.
     let e = open_report_only.unwrap().options().unwrap_err();
     assert!(
@@ -550,7 +609,7 @@ async fn flags_come_from_the_environment() {
         "{e}"
     );
     let args = args.unwrap();
-    assert_eq!(args.store, "none");
+    assert_eq!(args.store().unwrap(), "none");
     assert_eq!(args.listen, "[::1]:9999".parse::<SocketAddr>().unwrap());
     assert_eq!(args.body_limit, 64 << 10);
     assert_eq!(args.header_timeout, Duration::from_secs(5));
@@ -802,4 +861,445 @@ async fn mailbox_flags_route_mails_and_print_their_mailbox() {
         listed.command,
         Some(config::Command::Mailboxes { list: true, .. })
     ));
+}
+
+/// Zeros that would do nothing (or cut off every request) are refused
+/// with the flag's name, not raised silently; so are two `*` routes.
+#[test]
+fn nonsensical_values_are_refused_at_start() {
+    use clap::Parser as _;
+    for (flag, value) in [
+        ("--body-timeout", "0s"),
+        ("--header-timeout", "0"),
+        ("--max-connection-age", "0ms"),
+        ("--max-connections", "0"),
+        ("--max-requests-per-connection", "0"),
+        ("--concurrency", "0"),
+        ("--max-attempts", "0"),
+    ] {
+        let e = config::Args::try_parse_from(["receiver", flag, value])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(flag) && e.contains('0'), "{flag}: {e}");
+    }
+    for sub in [vec!["dead"], vec!["mailboxes", "--list"]] {
+        let mut argv = vec!["receiver"];
+        argv.extend(sub);
+        argv.extend(["--limit", "0"]);
+        assert!(config::Args::try_parse_from(argv).is_err());
+    }
+    // The sensible values still parse.
+    let args = config::Args::try_parse_from([
+        "receiver",
+        "--body-timeout",
+        "500ms",
+        "--concurrency",
+        "1",
+        "--max-attempts",
+        "1",
+    ])
+    .unwrap();
+    assert_eq!(args.body_timeout, Duration::from_millis(500));
+    assert_eq!((args.concurrency, args.max_attempts), (1, 1));
+    // Two fallbacks: refused, naming both.
+    let printer = app::Printer::new(&loopback(), Arc::new(|_| {}));
+    let e = app::mailboxes(
+        &["a=*".to_owned(), "b=*".to_owned()],
+        &printer,
+        3,
+        Duration::from_secs(60),
+    )
+    .unwrap_err();
+    assert!(e.contains("b=*") && e.contains("\"a\""), "{e}");
+}
+
+/// `--help` tells to keep secrets out of flags.
+#[test]
+fn help_says_to_give_secrets_in_the_environment_or_a_file() {
+    use clap::CommandFactory as _;
+    let help = config::Args::command().render_long_help().to_string();
+    for flag in [
+        "--api-key-file",
+        "--basic-auth-file",
+        "--store-file",
+        "--metrics-auth-file",
+        "CMC_METRICS_AUTH",
+    ] {
+        assert!(help.contains(flag), "{flag} in --help");
+    }
+    assert!(help.contains("show in `ps`"), "{help}");
+}
+
+/// A secrets file: line ends are not part of a secret, a padded or blank
+/// line is refused without being shown, an empty file is refused.
+#[test]
+fn secret_files_are_read_strictly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |text: &str| {
+        let path = dir.path().join(format!("secret-{}", text.len()));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    assert_eq!(
+        config::read_secrets("--api-key-file", &file("a\r\n\r\nb\n")).unwrap(),
+        ["a", "b"]
+    );
+    for bad in ["a\n s3cret\n", "s3cret \n", "\t\n", "\n\n"] {
+        let e = config::read_secrets("--api-key-file", &file(bad)).unwrap_err();
+        assert!(e.contains("--api-key-file") && !e.contains("s3cret"), "{e}");
+    }
+    let missing = config::read_secrets("--api-key-file", &dir.path().join("nope"));
+    assert!(missing.unwrap_err().contains("nope"));
+}
+
+/// The line `dead` prints of a row whose subject and error came from a
+/// webhook: one line (no CR or LF to forge a row, no escape sequence
+/// reaches the terminal), cut, however long the stored values.
+#[tokio::test]
+async fn dead_rows_print_escaped_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::sqlite(dir.path().join("cmc-inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let to = format!(
+        "evil@example.jp\\r\\n1\\tforged\\u001b[2J{}",
+        "x".repeat(500_000)
+    );
+    let body = format!(
+        r#"{{"event_type":"deliveries","server_composition":"pro","event":{{"deliveries":[{{"created":"2026-01-01 09:00:00","status":"queued","to":"{to}","messageId":"<1@x>"}}]}}}}"#
+    );
+    let router = app::router(&loopback(), app::Target::Inbox(inbox.clone())).unwrap();
+    let addr = start(router, serve::Limits::default()).await;
+    let raw = CmcRequest::raw("application/json", body.into_bytes())
+        .uri("/mails")
+        .to_http1("test");
+    assert_eq!(common::http::send_raw(addr, &raw).await.status, 200);
+    let worker = inbox
+        .worker(|_job| async {
+            Err::<(), String>(format!(
+                "boom\r\n2\tforged\u{1b}[31m{}",
+                "y".repeat(1 << 20)
+            ))
+        })
+        .max_attempts(1)
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let rows = inbox.dead(10).await.unwrap();
+        if !rows.is_empty() {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "the row did not die");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    let line = app::dead_line(&rows[0]);
+    assert!(!line.contains(['\r', '\n', '\u{1b}']), "{line:?}");
+    assert_eq!(line.matches('\t').count(), 4, "{line:?}");
+    assert!(
+        line.contains("\\u{d}\\u{a}1\\u{9}forged\\u{1b}[2J"),
+        "{line:?}"
+    );
+    assert!(
+        line.contains("boom\\u{d}\\u{a}2\\u{9}forged\\u{1b}[31m"),
+        "{line:?}"
+    );
+    assert!(line.len() < 2_000, "{} bytes", line.len());
+}
+
+/// Without a store, a stdout that does not take the lines makes the
+/// request wait (asynchronously), then answers 503 with `Retry-After`,
+/// never 200 before the line is written; once stdout is read again, 200.
+#[tokio::test]
+async fn without_a_store_a_stalled_stdout_answers_503() {
+    let (release, blocked) = std::sync::mpsc::channel::<()>();
+    let blocked = Mutex::new(blocked);
+    let written = Arc::new(Mutex::new(0usize));
+    let count = written.clone();
+    // A sink that blocks until released, like a pipe nobody reads.
+    let sink: app::Sink = Arc::new(move |_line| {
+        let _ = blocked.lock().unwrap().recv();
+        *count.lock().unwrap() += 1;
+    });
+    let lines = output::Lines::with_limits(sink, 4096, Duration::from_millis(300));
+    let options = loopback();
+    let printer = app::Printer::with_lines(&options, lines);
+    let router = app::router(&options, app::Target::Print(printer)).unwrap();
+    let addr = start(router, serve::Limits::default()).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let reply = common::http::send_raw(addr, &sample_request()).await;
+        assert_eq!(reply.status, 503, "{reply:?}");
+        assert_eq!(reply.header("retry-after"), Some("10"));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    // Read again: the line in the writer's hands is written, then the
+    // next request's.
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    let reply = common::http::send_raw(addr, &sample_request()).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(*written.lock().unwrap(), 2);
+}
+
+/// Environment variable that turns a run of this binary into the child
+/// receiver of `webhooks_are_answered_while_stdout_is_not_read`.
+const UNREAD_STDOUT_CHILD: &str = "CMC_TEST_UNREAD_STDOUT_CHILD";
+
+/// The child: the receiver's app, inbox, worker and serve loop, printing
+/// to its real stdout (a pipe the parent never reads) as the receiver
+/// does, on a runtime of two threads; its port on stderr.
+#[test]
+#[ignore = "the child process of webhooks_are_answered_while_stdout_is_not_read"]
+fn child_receiver_with_unread_stdout() {
+    let Some(dir) = std::env::var_os(UNREAD_STDOUT_CHILD) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let inbox = Inbox::sqlite(std::path::Path::new(&dir).join("inbox.sqlite3"))
+            .open()
+            .await
+            .unwrap();
+        let options = loopback();
+        let printer = app::Printer::new(&options, output::stdout());
+        let _worker = inbox
+            .worker(move |job| printer.clone().handle(job))
+            .concurrency(16)
+            .spawn();
+        let router = app::router(&options, app::Target::Inbox(inbox.clone())).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        eprintln!("PORT {}", listener.local_addr().unwrap().port());
+        serve::serve(
+            listener,
+            router,
+            serve::Limits::default(),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    });
+}
+
+/// A receiver whose stdout is a pipe nobody reads keeps answering
+/// webhooks: far more lines than the pipe holds are printed while every
+/// request is answered 200 in time; the rows wait in the inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_answered_while_stdout_is_not_read() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_receiver_with_unread_stdout",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(UNREAD_STDOUT_CHILD, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    // Held open, never read.
+    let _unread = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let child = Kill(child);
+    let port = loop {
+        let line = lines.next().expect("the child printed its port").unwrap();
+        if let Some(port) = line.strip_prefix("PORT ") {
+            break port.parse::<u16>().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // 40 batches of 50 events of about 1 KiB each: some 2 MB of lines, 30
+    // times what a pipe holds.
+    let padding = "p".repeat(600);
+    for n in 0..40 {
+        let records: Vec<String> = (0..50)
+            .map(|i| format!(r#"{{"created":"2026-01-01 09:00:00","status":"queued","to":"u{i}@example.jp","subject":"{padding}","messageId":"<{n}.{i}@example.com>"}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"event_type":"deliveries","server_composition":"pro","event":{{"deliveries":[{}]}}}}"#,
+            records.join(",")
+        );
+        let raw = CmcRequest::raw("application/json", body.into_bytes())
+            .uri("/mails")
+            .to_http1("test");
+        let reply =
+            tokio::time::timeout(Duration::from_secs(10), common::http::send_raw(addr, &raw))
+                .await
+                .unwrap_or_else(|_| panic!("batch {n} was not answered within 10 s"));
+        assert_eq!(reply.status, 200, "batch {n}: {reply:?}");
+    }
+    // The pipe is full: rows wait in the inbox, none lost.
+    let inbox = Inbox::sqlite(dir.path().join("inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let counts = inbox.counts().await.unwrap().events;
+    assert_eq!(counts.total(), 2000);
+    assert!(counts.done < 2000, "{counts:?}");
+    assert_eq!(counts.dead, 0, "{counts:?}");
+    drop(child);
+}
+
+/// The metrics endpoint: `GET /metrics` only (404 for another path, 405
+/// for another method), and BASIC auth when credentials are set.
+#[tokio::test]
+async fn metrics_answer_get_metrics_only_and_check_credentials() {
+    use cmc_webhook::auth::BasicCredentials;
+    let render: Arc<dyn Fn() -> String + Send + Sync> =
+        Arc::new(|| "cmc_webhook_test_total 3\n".to_owned());
+    let request = |method: &str, path: &str, auth: Option<(&str, &str)>| {
+        let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        if let Some((user, password)) = auth {
+            use base64::Engine as _;
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            raw.push_str(&format!("Authorization: Basic {token}\r\n"));
+        }
+        raw.push_str("Content-Length: 0\r\n\r\n");
+        raw.into_bytes()
+    };
+    let open = start(
+        serve::metrics_router(render.clone(), Vec::new()),
+        serve::Limits::default(),
+    )
+    .await;
+    let reply = common::http::send_raw(open, &request("GET", "/metrics", None)).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.contains("cmc_webhook_test_total 3"));
+    assert!(reply
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
+    for (method, path, status) in [
+        ("GET", "/", 404),
+        ("GET", "/metrics/x", 404),
+        ("GET", "/mails", 404),
+        ("POST", "/metrics", 405),
+        ("DELETE", "/metrics", 405),
+    ] {
+        let reply = common::http::send_raw(open, &request(method, path, None)).await;
+        assert_eq!(reply.status, status, "{method} {path}");
+    }
+    let locked = start(
+        serve::metrics_router(render, vec![BasicCredentials::new("prom", "pa55")]),
+        serve::Limits::default(),
+    )
+    .await;
+    for auth in [None, Some(("prom", "wrong")), Some(("other", "pa55"))] {
+        let reply = common::http::send_raw(locked, &request("GET", "/metrics", auth)).await;
+        assert_eq!(reply.status, 401, "{auth:?}");
+        assert!(reply.header("www-authenticate").is_some());
+        assert!(!reply.body.contains("cmc_webhook"));
+    }
+    let reply =
+        common::http::send_raw(locked, &request("GET", "/metrics", Some(("prom", "pa55")))).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.contains("cmc_webhook_test_total 3"));
+}
+
+/// Idle and half-open connections to the metrics listener are capped
+/// and timed out: beyond the cap they wait in the backlog, each is closed
+/// after the header timeout, and the webhook listener beside it answers
+/// throughout.
+#[tokio::test]
+async fn metrics_connections_are_capped_and_timed_out() {
+    let render: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(|| "up 1\n".to_owned());
+    let limits = serve::Limits {
+        header_timeout: Duration::from_secs(1),
+        max_connections: 4,
+        ..serve::Limits::default()
+    };
+    let metrics = start(serve::metrics_router(render, Vec::new()), limits).await;
+    let webhooks = start(receiver(loopback()), serve::Limits::default()).await;
+    // Four connections at the cap: two idle, two half-open.
+    let mut held = Vec::new();
+    for i in 0..4 {
+        let mut stream = TcpStream::connect(metrics).await.unwrap();
+        if i % 2 == 1 {
+            stream.write_all(b"GET /metr").await.unwrap();
+        }
+        held.push(stream);
+    }
+    // Plus many more, waiting in the backlog.
+    let mut flood = Vec::new();
+    for _ in 0..100 {
+        flood.push(TcpStream::connect(metrics).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A scrape beyond the cap waits for a free slot.
+    let scrape = tokio::spawn(async move {
+        common::http::send_raw(
+            metrics,
+            b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await
+    });
+    // Meanwhile webhooks are answered at once.
+    let reply = tokio::time::timeout(
+        Duration::from_secs(2),
+        common::http::send_raw(webhooks, &sample_request()),
+    )
+    .await
+    .expect("the webhook listener answers");
+    assert_eq!(reply.status, 200);
+    assert!(
+        !scrape.is_finished(),
+        "a connection beyond the cap was served at once"
+    );
+    // The four held connections are closed after the header timeout.
+    for stream in &mut held {
+        let took = closed_after(stream).await;
+        assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    }
+    drop(flood);
+    let reply = tokio::time::timeout(Duration::from_secs(30), scrape)
+        .await
+        .expect("the scrape is answered once slots are free")
+        .unwrap();
+    assert_eq!(reply.status, 200);
+}
+
+/// Failed accepts (out of file descriptors) wait longer each time, up to
+/// a second, and log one line per ten seconds with the count, never a
+/// line per failure.
+#[test]
+fn failed_accepts_back_off_and_log_rarely() {
+    let mut backoff = serve::AcceptBackoff::default();
+    let start = tokio::time::Instant::now();
+    let mut logged = Vec::new();
+    let mut waited = Duration::ZERO;
+    for _ in 0..100_000 {
+        let (wait, log) = backoff.failed(start + waited);
+        assert!(wait <= serve::AcceptBackoff::MAX);
+        waited += wait;
+        logged.extend(log);
+    }
+    // 100 000 failures, back to back, take about 100 000 s of waiting, and
+    // are logged about once per ten seconds of it, not 100 000 times.
+    assert!(waited > Duration::from_secs(90_000), "{waited:?}");
+    assert!(logged.len() <= 10_001, "{} lines", logged.len());
+    assert!(logged.iter().sum::<u64>() <= 100_000);
+    let mut quick = serve::AcceptBackoff::default();
+    let (first, log) = quick.failed(start);
+    assert_eq!((first, log), (serve::AcceptBackoff::FIRST, Some(1)));
+    let (second, log) = quick.failed(start);
+    assert_eq!((second, log), (serve::AcceptBackoff::FIRST * 2, None));
+    quick.accepted();
+    assert_eq!(quick.failed(start).0, serve::AcceptBackoff::FIRST);
 }

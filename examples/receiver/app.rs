@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{post, post_service};
 use axum::{Extension, Router};
 use cmc_webhook::allowlist::Allowlist;
@@ -22,6 +23,8 @@ use cmc_webhook::{
     default_time_zone, Attachment, ConfigError, Event, InboundMail, Webhook, WebhookLayer,
 };
 use serde_json::{json, Value};
+
+use crate::output::{Lines, Stalled};
 
 /// What the receiver is configured with (its command-line flags).
 #[derive(Debug, Clone, Default)]
@@ -52,8 +55,9 @@ pub enum Format {
     Compact,
 }
 
-/// Where the JSON lines go (stdout in the example, a buffer in tests).
-pub type Sink = Arc<dyn Fn(String) + Send + Sync>;
+/// Where the JSON lines go (stdout in the example, a buffer in tests),
+/// written on a thread of their own: see [`crate::output`].
+pub type Sink = crate::output::Sink;
 
 /// Where accepted webhooks go.
 pub enum Target {
@@ -102,10 +106,16 @@ pub fn router_with(layer: WebhookLayer, target: Target) -> Router {
     }
 }
 
-/// Writes the lines of webhooks, and saves attachments.
+/// Writes the lines of webhooks, and saves attachments. The lines go
+/// through a queue to a writer thread ([`crate::output::Lines`]): a stdout
+/// that nobody reads makes the printers wait asynchronously, then fail
+/// (the row is tried again, or the request answered 503), and never
+/// blocks a runtime thread.
 #[derive(Clone)]
 pub struct Printer {
-    sink: Sink,
+    lines: Lines,
+    /// Lines of unrouted mails dropped because stdout was not read.
+    dropped: Arc<AtomicU64>,
     save_dir: Option<Arc<PathBuf>>,
     format: Format,
     mails: Arc<AtomicU64>,
@@ -115,8 +125,14 @@ pub struct Printer {
 
 impl Printer {
     pub fn new(options: &Options, sink: Sink) -> Printer {
+        Printer::with_lines(options, Lines::new(sink))
+    }
+
+    /// A printer writing through `lines`.
+    pub fn with_lines(options: &Options, lines: Lines) -> Printer {
         Printer {
-            sink,
+            lines,
+            dropped: Arc::default(),
             save_dir: options.save_dir.clone().map(Arc::new),
             format: options.format,
             mails: Arc::default(),
@@ -132,27 +148,57 @@ impl Printer {
         )
     }
 
-    fn event(&self, client: &str, server_composition: &str, event: &Event) {
-        let line = match self.format {
-            Format::Json => event_line(client, server_composition, event).to_string(),
-            Format::Compact => compact_event(event),
-        };
-        (self.sink)(line);
-        self.printed[0].fetch_add(1, Ordering::Relaxed);
+    /// Lines of unrouted mails dropped because stdout was not read.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
-    fn mail(&self, mail: &InboundMail, client: &str, saved: Vec<Value>) {
-        self.routed_mail(mail, client, saved, None);
+    /// The lines of events, written together (all or none).
+    async fn events<'a>(
+        &self,
+        client: &str,
+        server_composition: &str,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> Result<(), Stalled> {
+        let mut text = String::new();
+        let mut n: u64 = 0;
+        for event in events {
+            if n > 0 {
+                text.push('\n');
+            }
+            match self.format {
+                Format::Json => {
+                    text.push_str(&event_line(client, server_composition, event).to_string())
+                }
+                Format::Compact => text.push_str(&compact_event(event)),
+            }
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        self.lines.print(text).await?;
+        self.printed[0].fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn mail(
+        &self,
+        mail: &InboundMail,
+        client: &str,
+        saved: Vec<Value>,
+    ) -> Result<(), Stalled> {
+        self.routed_mail(mail, client, saved, None).await
     }
 
     /// A mail's line; with `mailbox` (routing is on), its mailbox or null.
-    fn routed_mail(
+    async fn routed_mail(
         &self,
         mail: &InboundMail,
         client: &str,
         saved: Vec<Value>,
         mailbox: Option<Option<&str>>,
-    ) {
+    ) -> Result<(), Stalled> {
         let line = match self.format {
             Format::Json => {
                 let mut line = inbound_line(mail, client, saved);
@@ -166,20 +212,27 @@ impl Printer {
                 None => compact_mail(mail),
             },
         };
-        (self.sink)(line);
+        self.lines.print(line).await?;
         self.printed[1].fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The worker's handler: the line of a stored event or mail. A mail
-    /// whose attachments cannot be saved fails, and is tried again.
+    /// whose attachments cannot be saved fails, and is tried again; so
+    /// does a line stdout does not take in time ([`Stalled`]).
     pub async fn handle(self, job: Job) -> Result<(), String> {
         let client = job.client.map(|c| c.to_string()).unwrap_or_default();
         match &job.item {
-            Item::Event(event) => self.event(&client, &job.server_composition, event),
+            Item::Event(event) => self
+                .events(&client, &job.server_composition, [event])
+                .await
+                .map_err(|e| e.to_string())?,
             Item::Mail(mail) => {
                 let number = u64::try_from(job.id.id).unwrap_or_default();
                 let saved = self.save(number, mail).await?;
-                self.mail(mail, &client, saved);
+                self.mail(mail, &client, saved)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             other => return Err(format!("the receiver does not know {other:?}")),
         }
@@ -193,22 +246,35 @@ impl Printer {
         let client = job.client.map(|c| c.to_string()).unwrap_or_default();
         let number = u64::try_from(job.mail_id).unwrap_or_default();
         let saved = self.save(number, &job.mail).await?;
-        self.routed_mail(&job.mail, &client, saved, Some(Some(&job.mailbox)));
-        Ok(())
+        self.routed_mail(&job.mail, &client, saved, Some(Some(&job.mailbox)))
+            .await
+            .map_err(|e| e.to_string())
     }
 
-    /// The line of a mail no route took (`"mailbox": null`).
+    /// The line of a mail no route took (`"mailbox": null`). The hook is
+    /// not retried: when stdout does not take the line in time, it is
+    /// dropped and counted (the mail is kept: `mailboxes --unrouted
+    /// --list` shows it).
     pub async fn unrouted(self, mut mail: Unrouted) {
         if let Err(e) = mail.load_attachments().await {
             tracing::error!(mail = mail.mail_id, error = %e, "could not read an unrouted mail's attachments");
         }
         let client = mail.client.map(|c| c.to_string()).unwrap_or_default();
-        self.routed_mail(
-            &mail.mail,
-            &client,
-            vec![Value::Null; mail.mail.attachments.len()],
-            Some(None),
-        );
+        let printed = self
+            .routed_mail(
+                &mail.mail,
+                &client,
+                vec![Value::Null; mail.mail.attachments.len()],
+                Some(None),
+            )
+            .await;
+        if printed.is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                mail = mail.mail_id,
+                "stdout is not being read: the line of an unrouted mail is dropped (the mail is kept)"
+            );
+        }
     }
 
     /// Saves a mail's attachments when a directory is set.
@@ -270,18 +336,30 @@ pub fn mailboxes(
     })))
 }
 
-/// The route without a store: prints, then answers.
+/// The route without a store: prints, then answers. When stdout does
+/// not take the lines in time, 503 with `Retry-After` (CMC sends the
+/// webhook again): the 200 is never given before the lines are written.
 async fn on_webhook(
     State(printer): State<Printer>,
     Extension(ClientIp(client)): Extension<ClientIp>,
     webhook: Webhook,
-) -> Result<&'static str, (StatusCode, String)> {
+) -> Result<&'static str, Response> {
     let client = client.to_string();
+    let stalled = |_: Stalled| {
+        tracing::warn!("stdout is not being read: a webhook is answered 503, to be sent again");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(http::header::RETRY_AFTER, "10")],
+            "stdout is not being read: try again later\n",
+        )
+            .into_response()
+    };
     match webhook {
         Webhook::Events(batch) => {
-            for event in &batch.events {
-                printer.event(&client, &batch.server_composition, event);
-            }
+            printer
+                .events(&client, &batch.server_composition, &batch.events)
+                .await
+                .map_err(stalled)?;
         }
         Webhook::Inbound(mail) => {
             let number = printer.mails.fetch_add(1, Ordering::Relaxed);
@@ -293,8 +371,9 @@ async fn on_webhook(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "could not store the mail\n".to_owned(),
                 )
+                    .into_response()
             })?;
-            printer.mail(&mail, &client, saved);
+            printer.mail(&mail, &client, saved).await.map_err(stalled)?;
         }
     }
     Ok("ok\n")
@@ -334,17 +413,36 @@ fn compact_event(event: &Event) -> String {
     )
 }
 
+/// The most characters `dead` prints of a row's summary, and of its error.
+pub const DEAD_SUMMARY: usize = 200;
+pub const DEAD_ERROR: usize = 500;
+
+/// The line `dead` prints of a dead row: id, key, summary, attempts, last
+/// error, separated by tabs. The summary (a subject, an address) and the
+/// error come from webhooks: escaped (a CR or LF cannot forge a row, an
+/// escape sequence cannot reach the terminal, a tab cannot shift the
+/// columns) and cut.
+pub fn dead_line(row: &cmc_webhook::inbox::DeadRow) -> String {
+    format!(
+        "{}\t{}\t{}\tattempts {}\t{}",
+        row.id,
+        row.key,
+        cmc_webhook::printable(&row.summary, DEAD_SUMMARY),
+        row.attempts,
+        row.last_error
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), |e| cmc_webhook::printable(e, DEAD_ERROR))
+    )
+}
+
+/// The most characters of one field of a compact line.
+const COMPACT_FIELD: usize = 200;
+
 /// Text from a body, with control and other invisible characters escaped,
-/// so that a line cannot move the terminal's cursor or forge another line.
+/// so that a line cannot move the terminal's cursor or forge another line,
+/// and cut after [`COMPACT_FIELD`] characters (a subject may be 20 MB).
 fn clean(s: &str) -> String {
-    let plain = |c: char| {
-        let mut escaped = c.escape_debug();
-        escaped.next() == Some(c) && escaped.next().is_none()
-    };
-    if s.chars().all(plain) {
-        return s.to_owned();
-    }
-    s.escape_debug().to_string()
+    cmc_webhook::printable(s, COMPACT_FIELD)
 }
 
 /// `2026-11-27 10:00:00  inbound  from a@example.com to b@example.jp  "subject"  1 attachment`.
@@ -352,12 +450,12 @@ fn compact_mail(mail: &InboundMail) -> String {
     let now = jiff::ZonedDateTime::now().with_time_zone(default_time_zone());
     let n = mail.attachments.len();
     format!(
-        "{}  {:<10}  from {} to {}  {:?}  {n} attachment{}",
+        "{}  {:<10}  from {} to {}  \"{}\"  {n} attachment{}",
         now.strftime("%Y-%m-%d %H:%M:%S"),
         "inbound",
         clean(&mail.envelope_from),
         clean(&mail.envelope_to),
-        mail.subject.as_str(),
+        clean(&mail.subject),
         if n == 1 { "" } else { "s" }
     )
 }

@@ -22,21 +22,39 @@ use crate::app::{Format, Options};
 ///
 /// Every flag can also be set by the environment variable shown with it;
 /// a flag given on the command line wins.
+///
+/// Secrets (--api-key, --basic-auth, a --store URL with a password, the
+/// metrics credentials): give them in the environment or in a file
+/// (--api-key-file, --basic-auth-file, --store-file, --metrics-auth-file,
+/// or CMC_*_FILE), never as flags: a flag's value shows in `ps` to every
+/// user of the machine.
 #[derive(Debug, Parser)]
 #[command(name = "receiver")]
 pub struct Args {
     /// Where webhooks are stored: sqlite:PATH, postgres://USER@HOST:PORT/DB
     /// (built with --features postgres; several receivers may share one
-    /// database), or none (printed before the 200, not stored).
+    /// database), or none (printed before the 200, not stored). Default:
+    /// sqlite:cmc-inbox.sqlite3. A URL with a password belongs in
+    /// CMC_STORE or --store-file, not in a flag (flags show in `ps`).
     #[arg(
         long,
         global = true,
         value_name = "URL",
         env = "CMC_STORE",
-        hide_env_values = true,
-        default_value = "sqlite:cmc-inbox.sqlite3"
+        hide_env_values = true
     )]
-    pub store: String,
+    pub store: Option<Secret>,
+
+    /// A file holding the --store URL (one line), for a URL with a
+    /// password.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "CMC_STORE_FILE",
+        conflicts_with = "store"
+    )]
+    pub store_file: Option<PathBuf>,
 
     /// Done rows older than this are deleted (hourly while serving, and by
     /// `prune`): 30d, 12h, 90m, 3600s.
@@ -84,7 +102,10 @@ pub struct Args {
     pub body_limit: usize,
 
     /// Required api_key (as set in the CMC console); repeatable for
-    /// rotation (in the environment: separated by commas).
+    /// rotation (in the environment: separated by commas). Give it in
+    /// CMC_API_KEY or --api-key-file rather than as a flag (flags show in
+    /// `ps`). A blank key, or one with white space at either end, is
+    /// refused.
     #[arg(
         long,
         value_name = "KEY",
@@ -94,9 +115,15 @@ pub struct Args {
     )]
     pub api_key: Vec<Secret>,
 
+    /// A file of required api_keys, one per line (line ends, LF or CRLF,
+    /// are not part of a key; empty lines are skipped); beside --api-key.
+    #[arg(long, value_name = "PATH", env = "CMC_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+
     /// Required BASIC credentials, USER:PASSWORD (as set in the CMC
     /// console); repeatable for rotation (the environment variable holds
-    /// one pair: a password may hold commas).
+    /// one pair: a password may hold commas). Give them in CMC_BASIC_AUTH
+    /// or --basic-auth-file rather than as a flag (flags show in `ps`).
     #[arg(
         long,
         value_name = "USER:PASSWORD",
@@ -104,6 +131,11 @@ pub struct Args {
         hide_env_values = true
     )]
     pub basic_auth: Vec<Secret>,
+
+    /// A file of required BASIC credentials, USER:PASSWORD, one pair per
+    /// line; beside --basic-auth.
+    #[arg(long, value_name = "PATH", env = "CMC_BASIC_AUTH_FILE")]
+    pub basic_auth_file: Option<PathBuf>,
 
     /// Write inbound attachments into this directory, under sanitised names.
     #[arg(long, value_name = "DIR", env = "CMC_SAVE_DIR")]
@@ -115,49 +147,62 @@ pub struct Args {
     pub format: Format,
 
     /// Serve metrics in Prometheus' text format on http://ADDR/metrics
-    /// (built with --features metrics).
+    /// (built with --features metrics): GET /metrics only, with the
+    /// timeouts of the webhook listener and at most 16 connections. Bind
+    /// it to an internal address (127.0.0.1:9000, a private network), not
+    /// where the webhooks come from.
     #[arg(long, value_name = "ADDR", env = "CMC_METRICS")]
     pub metrics: Option<SocketAddr>,
 
+    /// A file of BASIC credentials, USER:PASSWORD one per line, that
+    /// /metrics requires (or one pair in the environment variable
+    /// CMC_METRICS_AUTH; there is no flag, since flags show in `ps`).
+    #[arg(long, value_name = "PATH", env = "CMC_METRICS_AUTH_FILE")]
+    pub metrics_auth_file: Option<PathBuf>,
+
     /// How long a client may take to send a request's headers (and a
-    /// keep-alive connection may stay idle).
-    #[arg(long, value_name = "TIME", env = "CMC_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    /// keep-alive connection may stay idle). More than 0.
+    #[arg(long, value_name = "TIME", env = "CMC_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
     pub header_timeout: Duration,
 
     /// How long a request may take from its headers to its answer; the
-    /// body must arrive within it (408 otherwise).
-    #[arg(long, value_name = "TIME", env = "CMC_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    /// body must arrive within it (408 otherwise). More than 0.
+    #[arg(long, value_name = "TIME", env = "CMC_BODY_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
     pub body_timeout: Duration,
 
-    /// The most connections open at once; more wait to be accepted.
+    /// The most connections open at once; more wait to be accepted. At
+    /// least 1.
     #[arg(
         long,
         value_name = "N",
         env = "CMC_MAX_CONNECTIONS",
-        default_value_t = 512
+        default_value = "512",
+        value_parser = parse_count
     )]
     pub max_connections: usize,
 
-    /// The most requests one connection may carry before it is closed.
+    /// The most requests one connection may carry before it is closed. At
+    /// least 1.
     #[arg(
         long,
         value_name = "N",
         env = "CMC_MAX_REQUESTS_PER_CONNECTION",
-        default_value_t = 100
+        default_value = "100",
+        value_parser = parse_count
     )]
     pub max_requests_per_connection: usize,
 
     /// How long a connection may stay open; it is closed after the request
-    /// it is carrying then.
-    #[arg(long, value_name = "TIME", env = "CMC_MAX_CONNECTION_AGE", default_value = "60s", value_parser = parse_duration)]
+    /// it is carrying then. More than 0.
+    #[arg(long, value_name = "TIME", env = "CMC_MAX_CONNECTION_AGE", default_value = "60s", value_parser = parse_timeout)]
     pub max_connection_age: Duration,
 
-    /// Handlers the worker runs at once.
-    #[arg(long, value_name = "N", env = "CMC_CONCURRENCY", default_value_t = 16)]
+    /// Handlers the worker runs at once. At least 1.
+    #[arg(long, value_name = "N", env = "CMC_CONCURRENCY", default_value = "16", value_parser = parse_count)]
     pub concurrency: usize,
 
-    /// Runs of the handler per row before it is dead.
-    #[arg(long, value_name = "N", env = "CMC_MAX_ATTEMPTS", default_value_t = 12)]
+    /// Runs of the handler per row before it is dead. At least 1.
+    #[arg(long, value_name = "N", env = "CMC_MAX_ATTEMPTS", default_value = "12", value_parser = parse_attempts)]
     pub max_attempts: u32,
 
     /// Routes inbound mails to the mailbox NAME when their envelope
@@ -181,7 +226,53 @@ pub struct Args {
     pub shutdown_timeout: Duration,
 }
 
+/// The store used without --store or --store-file.
+pub const DEFAULT_STORE: &str = "sqlite:cmc-inbox.sqlite3";
+
 impl Args {
+    /// The store's URL: --store (or CMC_STORE), the line of --store-file
+    /// (or CMC_STORE_FILE), or [`DEFAULT_STORE`].
+    pub fn store(&self) -> Result<String, String> {
+        if let Some(url) = &self.store {
+            return Ok(url.0.clone());
+        }
+        match &self.store_file {
+            Some(path) => {
+                let lines = read_secrets("--store-file", path)?;
+                match <[String; 1]>::try_from(lines) {
+                    Ok([url]) => Ok(url),
+                    Err(_) => Err(format!(
+                        "--store-file {}: expected one line, the store's URL",
+                        path.display()
+                    )),
+                }
+            }
+            None => Ok(DEFAULT_STORE.to_owned()),
+        }
+    }
+
+    /// The BASIC credentials /metrics requires: the lines of
+    /// --metrics-auth-file, or the pair in `CMC_METRICS_AUTH` (`env` reads
+    /// the environment: `std::env::var`).
+    pub fn metrics_auth(&self, env: impl Fn(&str) -> Option<String>) -> Result<Vec<Basic>, String> {
+        let mut pairs = Vec::new();
+        if let Some(pair) = env("CMC_METRICS_AUTH") {
+            pairs.push(("CMC_METRICS_AUTH", pair));
+        }
+        if let Some(path) = &self.metrics_auth_file {
+            for pair in read_secrets("--metrics-auth-file", path)? {
+                pairs.push(("--metrics-auth-file", pair));
+            }
+        }
+        if !pairs.is_empty() && self.metrics.is_none() {
+            return Err("the metrics credentials are set but --metrics is not".to_owned());
+        }
+        pairs
+            .into_iter()
+            .map(|(name, pair)| parse_basic(&pair).map_err(|e| format!("{name}: {e}")))
+            .collect()
+    }
+
     /// The forwarding header, read from its checked name.
     pub fn forwarded_header(&self) -> ForwardedHeader {
         self.forwarded_header.parse().unwrap_or_default()
@@ -206,13 +297,38 @@ impl Args {
                     .nets(),
             );
         }
+        let mut api_keys: Vec<String> = self.api_key.iter().map(|k| k.0.clone()).collect();
+        if let Some(path) = &self.api_key_file {
+            api_keys.extend(read_secrets("--api-key-file", path)?);
+        }
+        for key in &api_keys {
+            check_secret("--api-key", "a key", key)?;
+        }
+        let mut basic_pairs: Vec<(&str, String)> = self
+            .basic_auth
+            .iter()
+            .map(|b| ("--basic-auth", b.0.clone()))
+            .collect();
+        if let Some(path) = &self.basic_auth_file {
+            for pair in read_secrets("--basic-auth-file", path)? {
+                basic_pairs.push(("--basic-auth-file", pair));
+            }
+        }
+        let basic_auth = basic_pairs
+            .iter()
+            .map(|(name, pair)| {
+                parse_basic(pair)
+                    .map(|b| (b.user, b.password))
+                    .map_err(|e| format!("{name}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let allow_file = match &self.allow_file {
             Some(path) => {
                 Some(AllowlistFile::open(path).map_err(|e| format!("--allow-file: {e}"))?)
             }
             None => None,
         };
-        if self.report_only && self.api_key.is_empty() && self.basic_auth.is_empty() {
+        if self.report_only && api_keys.is_empty() && basic_auth.is_empty() {
             return Err(
                 "--report-only admits clients outside the allowlist: set --api-key or \
                         --basic-auth too (the same as in the CMC console)"
@@ -232,13 +348,8 @@ impl Args {
             trust_proxy,
             forwarded_header: self.forwarded_header(),
             body_limit: self.body_limit,
-            api_keys: self.api_key.iter().map(|k| k.0.clone()).collect(),
-            basic_auth: self
-                .basic_auth
-                .iter()
-                .map(|b| parse_basic(&b.0).map(|b| (b.user, b.password)))
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("--basic-auth: {e}"))?,
+            api_keys,
+            basic_auth,
             save_dir: self.save_dir.clone(),
             format: self.format,
         };
@@ -253,8 +364,8 @@ pub enum Command {
     Counts,
     /// The dead rows, with their last errors.
     Dead {
-        /// The most rows listed.
-        #[arg(long, default_value_t = 100)]
+        /// The most rows listed (at least 1).
+        #[arg(long, default_value = "100", value_parser = parse_count)]
         limit: usize,
     },
     /// Sets done or dead rows back to pending, to be handled again.
@@ -295,8 +406,8 @@ pub enum Command {
         /// failed, bounced, dead or unrouted.
         #[arg(long)]
         state: Option<String>,
-        /// The most mails listed.
-        #[arg(long, default_value_t = 100)]
+        /// The most mails listed (at least 1).
+        #[arg(long, default_value = "100", value_parser = parse_count)]
         limit: usize,
         /// List the mails after this delivery id (paging).
         #[arg(long, value_name = "ID", default_value_t = 0)]
@@ -334,8 +445,8 @@ pub enum SuppressionCommand {
         /// The addresses after this one (paging).
         #[arg(long)]
         after: Option<String>,
-        /// The most rows.
-        #[arg(long, default_value_t = 100)]
+        /// The most rows (at least 1).
+        #[arg(long, default_value = "100", value_parser = parse_count)]
         limit: usize,
     },
     /// Suppresses ADDRESS by hand, and says what that did: `"outcome"` is
@@ -398,16 +509,115 @@ impl fmt::Debug for Basic {
     }
 }
 
-/// `USER:PASSWORD`; the password may hold colons, the user may not. The
-/// error does not repeat the value, which may be a password.
+/// `USER:PASSWORD`; the password may hold colons, the user may not. Both
+/// must be non-blank, without white space at either end. The error does
+/// not repeat the value, which may be a password.
 pub fn parse_basic(s: &str) -> Result<Basic, String> {
     match s.split_once(':') {
-        Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok(Basic {
-            user: user.to_owned(),
-            password: password.to_owned(),
-        }),
-        _ => Err("expected USER:PASSWORD, both non-empty (the value is not shown)".to_owned()),
+        Some((user, password)) if !user.trim().is_empty() && !password.trim().is_empty() => {
+            check_secret("", "the user name", user)?;
+            check_secret("", "the password", password)?;
+            Ok(Basic {
+                user: user.to_owned(),
+                password: password.to_owned(),
+            })
+        }
+        _ => Err("expected USER:PASSWORD, both non-blank (the value is not shown)".to_owned()),
     }
+}
+
+/// Refuses a blank secret, or one with white space at either end (a `\r`
+/// left by a CRLF file, a space after a comma), without showing it.
+pub fn check_secret(flag: &str, what: &str, secret: &str) -> Result<(), String> {
+    let flag = if flag.is_empty() {
+        String::new()
+    } else {
+        format!("{flag}: ")
+    };
+    if secret.trim().is_empty() {
+        return Err(format!("{flag}{what} is empty or only white space"));
+    }
+    if secret.trim() != secret {
+        return Err(format!(
+            "{flag}{what} begins or ends with white space (a \\r from a CRLF file? a space \
+             after a comma?): remove it (the value is not shown)"
+        ));
+    }
+    Ok(())
+}
+
+/// The largest secrets file read.
+const MAX_SECRETS_FILE: u64 = 64 << 10;
+
+/// The secrets of a file, one per line: the line ends (LF or CRLF) are not
+/// part of them, empty lines are skipped, and a line with white space at
+/// either end is refused (it is not shown). At least one secret.
+pub fn read_secrets(flag: &str, path: &std::path::Path) -> Result<Vec<String>, String> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("{flag} {shown}: {e}"))?;
+    let mut text = String::new();
+    file.take(MAX_SECRETS_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{flag} {shown}: {e}"))?;
+    if text.len() as u64 > MAX_SECRETS_FILE {
+        return Err(format!(
+            "{flag} {shown}: larger than {MAX_SECRETS_FILE} bytes, not a file of secrets"
+        ));
+    }
+    let mut secrets = Vec::new();
+    for (n, line) in text.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        check_secret(&format!("{flag} {shown}"), &format!("line {}", n + 1), line)?;
+        secrets.push(line.to_owned());
+    }
+    if secrets.is_empty() {
+        return Err(format!("{flag} {shown}: no secret in the file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    "{flag} {shown} can be read by other users (mode {:o}): chmod 600 it",
+                    meta.permissions().mode() & 0o777
+                );
+            }
+        }
+    }
+    Ok(secrets)
+}
+
+/// A count that must be at least 1: 0 would do nothing, and is refused
+/// rather than raised silently.
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("0 would do nothing: give 1 or more".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
+/// A number of attempts: at least 1.
+pub fn parse_attempts(s: &str) -> Result<u32, String> {
+    let n = parse_count(s)?;
+    u32::try_from(n).map_err(|_| format!("{s:?} is too large"))
+}
+
+/// A timeout: longer than 0 (a timeout of 0 would time every request out
+/// while its webhook is still stored and handled).
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "{s:?}: a timeout of 0 would cut off every request: give more than 0"
+        ));
+    }
+    Ok(d)
 }
 
 /// `30d`, `12h`, `90m`, `10s`, `500ms` (or a bare number of seconds).

@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --example receiver                       # 127.0.0.1:8080, loopback allowed,
 //!                                                    # stored in ./cmc-inbox.sqlite3
-//! cargo run --example receiver -- --listen '[::]:8080' --allow 203.0.113.0/24 --api-key KEY
+//! CMC_API_KEY=KEY cargo run --example receiver -- --listen '[::]:8080' --allow 203.0.113.0/24
 //! cargo run --example receiver -- counts             # rows per state
 //! cargo run --example receiver -- dead               # dead rows and their errors
 //! cargo run --example receiver -- replay --dead      # handle them again
@@ -20,10 +20,11 @@
 mod app;
 #[path = "config.rs"]
 mod config;
+#[path = "output.rs"]
+mod output;
 #[path = "serve.rs"]
 mod serve;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -35,7 +36,19 @@ use config::{Args, Command, SuppressionCommand};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
+    // Logs go through a queue to a thread of their own: a stderr that
+    // nobody reads drops log lines (counted), never stalls a request.
+    let logs = output::Logs::stderr();
+    tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let result = run(&logs).await;
+    logs.flush(Duration::from_secs(2));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The error's own words, not its Debug form.
@@ -45,17 +58,37 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+/// Warns about each secret given as a flag on the command line (rather
+/// than in the environment or a file): its value shows in `ps`.
+fn warn_secret_flags() {
+    use clap::CommandFactory as _;
+    let matches = Args::command().ignore_errors(true).get_matches();
+    for (id, instead) in [
+        ("api_key", "CMC_API_KEY or --api-key-file"),
+        ("basic_auth", "CMC_BASIC_AUTH or --basic-auth-file"),
+        ("store", "CMC_STORE or --store-file"),
+    ] {
+        // A store URL is a secret only when it carries a password.
+        let secret = id != "store"
+            || matches
+                .get_one::<config::Secret>(id)
+                .is_some_and(|url| url.0.contains('@') || url.0.contains("password"));
+        if secret && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            tracing::warn!(
+                "--{} was given on the command line, where every user of the machine sees it \
+                 (ps): use {instead}",
+                id.replace('_', "-")
+            );
+        }
+    }
+}
 
-    let store = match args.store.as_str() {
+async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    warn_secret_flags();
+    let url = args.store()?;
+
+    let store = match url.as_str() {
         "none" => None,
         url => Some(
             Inbox::builder(url)
@@ -79,20 +112,21 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         // Refuse to start rather than fail every mail later.
         app::check_save_dir(dir).map_err(|e| format!("--save-dir {}: {e}", dir.display()))?;
     }
+    let limits = serve::Limits {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: args.max_connections,
+        max_requests_per_connection: args.max_requests_per_connection,
+        max_connection_age: args.max_connection_age,
+    };
+    let metrics_auth = args.metrics_auth(|name| std::env::var(name).ok())?;
     if let Some(addr) = args.metrics {
-        serve_metrics(addr)?;
+        serve_metrics(addr, metrics_auth, limits).await?;
     }
-    // A closed stdout (`receiver | head`) must not fail the requests: the
+    // The lines are written by a thread of their own (see `output`); a
+    // closed stdout (`receiver | head`) does not fail the requests: the
     // lines are lost, and said so once.
-    let warned = std::sync::atomic::AtomicBool::new(false);
-    let sink: app::Sink = Arc::new(move |line| {
-        use std::io::Write as _;
-        if writeln!(std::io::stdout().lock(), "{line}").is_err()
-            && !warned.swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            tracing::error!("stdout is closed: the lines of accepted webhooks are lost");
-        }
-    });
+    let sink = output::stdout();
     let layer = app::layer(&options).map_err(|e| format!("the gate: {e}"))?;
     let printer = app::Printer::new(&options, sink.clone());
     let mailboxes = app::mailboxes(&args.mailbox, &printer, args.max_attempts, args.retain)?;
@@ -168,13 +202,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             .as_ref()
             .map_or("nowhere (printed before the 200)", |i| i.describe())
     );
-    let limits = serve::Limits {
-        header_timeout: args.header_timeout,
-        body_timeout: args.body_timeout,
-        max_connections: args.max_connections,
-        max_requests_per_connection: args.max_requests_per_connection,
-        max_connection_age: args.max_connection_age,
-    };
     serve::serve_counting(listener, router, limits, stop_signal(), answered.clone()).await?;
     let mut stopped = None;
     if let Some(worker) = worker {
@@ -183,6 +210,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     drop(watch);
     summary(&answered, &printer, stopped, store.as_ref(), &layer).await;
+    logs.flush(Duration::from_secs(2));
+    if logs.dropped() > 0 {
+        eprintln!(
+            "logs       {} lines dropped: stderr was not being read",
+            logs.dropped()
+        );
+    }
     Ok(())
 }
 
@@ -209,6 +243,12 @@ async fn summary(
         }
     );
     eprintln!("printed    {events} events, {mails} mails");
+    if printer.dropped() > 0 {
+        eprintln!(
+            "dropped    {} lines of unrouted mails: stdout was not being read (the mails are kept)",
+            printer.dropped()
+        );
+    }
     if let Some(s) = stopped {
         eprintln!(
             "worker     {} done, {} bounced, {} failed, {} released at shutdown",
@@ -298,13 +338,18 @@ fn signals(file: Option<AllowlistFile>, layer: WebhookLayer) {
         if let Ok(mut usr1) = signal(SignalKind::user_defined1()) {
             tokio::spawn(async move {
                 while usr1.recv().await.is_some() {
-                    if layer.is_report_only() {
-                        print_unlisted(&layer);
-                    } else {
-                        eprintln!(
-                            "unlisted   not in report-only mode: refused clients are in the log"
-                        );
-                    }
+                    // Off the runtime's threads: stderr may not be read.
+                    let layer = layer.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if layer.is_report_only() {
+                            print_unlisted(&layer);
+                        } else {
+                            eprintln!(
+                                "unlisted   not in report-only mode: refused clients are in the log"
+                            );
+                        }
+                    })
+                    .await;
                 }
             });
         }
@@ -313,20 +358,64 @@ fn signals(file: Option<AllowlistFile>, layer: WebhookLayer) {
     let _ = (file, layer);
 }
 
-/// Installs the Prometheus exporter on `addr`.
+/// Installs the Prometheus recorder and serves `GET /metrics` on `addr`
+/// with the receiver's own serve loop: the main listener's timeouts, a cap
+/// of [`serve::METRICS_MAX_CONNECTIONS`], and `auth` when given.
 #[cfg(feature = "metrics")]
-fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .install()
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    auth: Vec<config::Basic>,
+    limits: serve::Limits,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
         .map_err(|e| format!("--metrics {addr}: {e}"))?;
     cmc_webhook::describe_metrics();
-    tracing::info!("metrics on http://{addr}/metrics");
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("--metrics {addr}: {e}"))?;
+    // Without the exporter's own listener, its upkeep (draining the
+    // histograms) is ours to run.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let protected = !auth.is_empty();
+    let auth = auth
+        .into_iter()
+        .map(|b| cmc_webhook::auth::BasicCredentials::new(b.user, b.password))
+        .collect();
+    let router = serve::metrics_router(std::sync::Arc::new(move || handle.render()), auth);
+    let limits = serve::Limits {
+        max_connections: serve::METRICS_MAX_CONNECTIONS.min(limits.max_connections),
+        ..limits
+    };
+    tokio::spawn(async move {
+        if let Err(e) = serve::serve(listener, router, limits, std::future::pending()).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
+    tracing::info!(
+        "metrics on http://{addr}/metrics{}",
+        if protected {
+            " (BASIC auth)"
+        } else {
+            " (no auth: keep it on an internal address)"
+        }
+    );
     Ok(())
 }
 
 #[cfg(not(feature = "metrics"))]
-fn serve_metrics(_: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve_metrics(
+    _: std::net::SocketAddr,
+    _: Vec<config::Basic>,
+    _: serve::Limits,
+) -> Result<(), Box<dyn std::error::Error>> {
     Err(
         "--metrics: this receiver was built without metrics; run it with \
          `cargo run --features metrics --example receiver`"
@@ -364,14 +453,7 @@ async fn operate(
         Command::Counts => print!("{}", inbox.counts().await?),
         Command::Dead { limit } => {
             for row in inbox.dead(*limit).await? {
-                println!(
-                    "{}\t{}\t{}\tattempts {}\t{}",
-                    row.id,
-                    row.key,
-                    row.summary,
-                    row.attempts,
-                    row.last_error.as_deref().unwrap_or("-")
-                );
+                println!("{}", app::dead_line(&row));
             }
         }
         Command::Replay {

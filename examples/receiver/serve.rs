@@ -23,7 +23,14 @@
 //!   until one closes (they wait in the kernel's backlog);
 //! - a **smaller read buffer** (`max_buf_size`, 64 KiB instead of about
 //!   400 KiB), which bounds what one unfinished header block can pin;
-//! - a graceful shutdown.
+//! - a graceful shutdown;
+//! - a **back-off on failed accepts** (out of file descriptors): the
+//!   loop waits longer after each failure in a row, up to a second, and
+//!   logs at most one line per [`AcceptBackoff::LOG_EVERY`] with the
+//!   count of failures, never a tight loop of log lines.
+//!
+//! The metrics listener ([`metrics_router`]) is served by the same loop,
+//! with the same timeouts and its own, smaller, connection cap.
 
 use std::future::Future as _;
 use std::io;
@@ -111,6 +118,7 @@ pub async fn serve_counting(
     let slots = Arc::new(Semaphore::new(max_connections));
     let (stop, stopping) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut backoff = AcceptBackoff::default();
     loop {
         // Wait for a free slot before accepting, so that the cap holds.
         let permit = tokio::select! {
@@ -119,12 +127,27 @@ pub async fn serve_counting(
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    backoff.accepted();
+                    accepted
+                }
                 Err(e) => {
                     // Out of file descriptors, or a connection reset before
-                    // it was accepted: wait a moment and go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // it was accepted: wait, longer each time, and go on.
+                    let (wait, log) = backoff.failed(Instant::now());
+                    if let Some(failures) = log {
+                        tracing::warn!(
+                            error = %e,
+                            failures,
+                            "accept failed; waiting before the next (out of file descriptors? \
+                             raise `ulimit -n` or lower --max-connections)"
+                        );
+                    }
+                    drop(permit);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = &mut shutdown => break,
+                    }
                     continue;
                 }
             },
@@ -197,6 +220,97 @@ pub async fn serve_counting(
         tracing::warn!("connections still open at shutdown were closed");
     }
     Ok(())
+}
+
+/// The waits and log lines of failed accepts: the first failure waits
+/// [`AcceptBackoff::FIRST`], each further one in a row twice as long, up to
+/// [`AcceptBackoff::MAX`]; a line is logged for the first failure and then
+/// at most once per [`AcceptBackoff::LOG_EVERY`], with the failures since.
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    in_a_row: u32,
+    unlogged: u64,
+    logged_at: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    pub const FIRST: Duration = Duration::from_millis(10);
+    pub const MAX: Duration = Duration::from_secs(1);
+    pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+    /// A failed accept at `now`: how long to wait, and the number of
+    /// failures to log (`None`: no line now).
+    pub fn failed(&mut self, now: Instant) -> (Duration, Option<u64>) {
+        let wait = Self::FIRST
+            .saturating_mul(1 << self.in_a_row.min(16))
+            .min(Self::MAX);
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        self.unlogged += 1;
+        let log = match self.logged_at {
+            Some(at) if now.saturating_duration_since(at) < Self::LOG_EVERY => None,
+            _ => {
+                self.logged_at = Some(now);
+                Some(std::mem::take(&mut self.unlogged))
+            }
+        };
+        (wait, log)
+    }
+
+    /// An accept succeeded: the next failure waits the shortest again.
+    pub fn accepted(&mut self) {
+        self.in_a_row = 0;
+    }
+}
+
+/// The most connections the metrics listener keeps open (a scraper needs
+/// one): idle or half-open connections beyond it wait in the kernel's
+/// backlog, and cannot take the descriptors the webhooks need.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub const METRICS_MAX_CONNECTIONS: usize = 16;
+
+/// The metrics endpoint: `GET /metrics` answers `render()` in
+/// Prometheus' text format; another path is 404, another method 405.
+/// With `auth`, BASIC credentials are required (401 otherwise; the
+/// path and method are checked first, so a 401 says nothing more).
+/// Serve it with [`serve`], with the main listener's limits and
+/// [`METRICS_MAX_CONNECTIONS`].
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub fn metrics_router(
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+    auth: Vec<cmc_webhook::auth::BasicCredentials>,
+) -> Router {
+    use axum::response::IntoResponse as _;
+    let auth = Arc::new(auth);
+    let metrics = move |headers: http::HeaderMap| {
+        let render = render.clone();
+        let auth = auth.clone();
+        async move {
+            if !auth.is_empty()
+                && !cmc_webhook::auth::BasicCredentials::any_match(
+                    &auth,
+                    headers.get(http::header::AUTHORIZATION),
+                )
+            {
+                return (
+                    http::StatusCode::UNAUTHORIZED,
+                    [(http::header::WWW_AUTHENTICATE, "Basic realm=\"metrics\"")],
+                    "unauthorized\n",
+                )
+                    .into_response();
+            }
+            (
+                [(
+                    http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                render(),
+            )
+                .into_response()
+        }
+    };
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .fallback(|| async { (http::StatusCode::NOT_FOUND, "not found\n") })
 }
 
 /// A stream whose writes fail with `TimedOut` once one has made no

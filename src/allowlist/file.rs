@@ -140,7 +140,7 @@ impl AllowlistFile {
         let set = read?;
         tracing::info!(
             path = %path.display(),
-            allow = %set,
+            allow = %set.sample(),
             "allowlist read from file: {}",
             networks(&set)
         );
@@ -826,12 +826,13 @@ fn networks(set: &IpSet) -> String {
     }
 }
 
-/// A set as a CIDR list for a log line, "none" when empty.
+/// A set as a CIDR list for a log line, "none" when empty; a large set
+/// is shown by its first networks and a count, never whole on one line.
 fn cidrs(set: &IpSet) -> String {
     if set.is_empty() {
         "none".to_owned()
     } else {
-        set.to_string()
+        set.sample().to_string()
     }
 }
 

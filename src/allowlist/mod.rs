@@ -357,6 +357,37 @@ impl fmt::Display for IpSet {
     }
 }
 
+/// The most networks of a set that one log line shows; the others are
+/// counted (an allowlist file may hold tens of thousands).
+pub(crate) const LOG_SAMPLE: usize = 8;
+
+impl IpSet {
+    /// The set for a log line: its first [`LOG_SAMPLE`] networks, then
+    /// how many more there are.
+    pub(crate) fn sample(&self) -> Sample<'_> {
+        Sample(self)
+    }
+}
+
+/// An [`IpSet`] shown in a log line: a bounded sample and a count.
+pub(crate) struct Sample<'a>(&'a IpSet);
+
+impl fmt::Display for Sample<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nets = self.0.nets();
+        for (i, net) in nets.iter().take(LOG_SAMPLE).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{net}")?;
+        }
+        if nets.len() > LOG_SAMPLE {
+            write!(f, ", and {} more", nets.len() - LOG_SAMPLE)?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Debug for IpSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "IpSet[{self}]")
@@ -407,9 +438,9 @@ impl Allowlist {
     /// old one. An empty set refuses everyone.
     pub fn replace(&self, set: IpSet) {
         if let Some(everyone) = set.open_to() {
-            tracing::warn!(allow = %set, "the new allowlist allows {everyone}");
+            tracing::warn!(allow = %set.sample(), "the new allowlist allows {everyone}");
         }
-        tracing::info!(allow = %set, "allowlist replaced");
+        tracing::info!(allow = %set.sample(), "allowlist replaced");
         self.current.store(Arc::new(set));
     }
 
@@ -417,7 +448,7 @@ impl Allowlist {
     /// family: for callers that log the change themselves.
     pub(crate) fn store(&self, set: Arc<IpSet>) {
         if let Some(everyone) = set.open_to() {
-            tracing::warn!(allow = %set, "the new allowlist allows {everyone}");
+            tracing::warn!(allow = %set.sample(), "the new allowlist allows {everyone}");
         }
         self.current.store(set);
     }

@@ -724,8 +724,13 @@ where
             }
         }
         for (mail_id, recipients) in step.unrouted {
-            let shown: Vec<&String> = recipients.iter().take(5).collect();
-            tracing::warn!(mail = mail_id, recipients = recipients.len(), first = ?shown, "an inbound mail was stored unrouted: no route takes it and there is no fallback");
+            // A stranger writes the envelope: escaped and cut (it may be 20 MB).
+            let shown: Vec<String> = recipients
+                .iter()
+                .take(5)
+                .map(|r| crate::text::printable(r, 200))
+                .collect();
+            tracing::warn!(mail = mail_id, recipients = recipients.len(), first = %shown.join(", "), "an inbound mail was stored unrouted: no route takes it and there is no fallback");
             if let Some(hook) = mailboxes.unrouted.clone() {
                 let store = self.inbox.inner.store.clone();
                 let limit = self.handler_timeout;

@@ -623,8 +623,10 @@ impl WebhookLayerBuilder {
     /// Checks the configuration and builds the layer.
     ///
     /// Errors: no allowed network at all (outside report-only mode),
-    /// report-only mode without an API key or BASIC credentials, an empty
-    /// API key, a BASIC user name with a colon, a body limit of 0.
+    /// report-only mode without an API key or BASIC credentials, a blank
+    /// API key or one with white space at either end, a BASIC user name
+    /// with a colon, a blank BASIC user name or password or one with white
+    /// space at either end, a body limit of 0.
     /// Warns (through `tracing`) when every address is allowed, when proxies
     /// are trusted but not everything they forward is checked against an
     /// allowlist, when no credentials are configured (the address is then
@@ -634,6 +636,13 @@ impl WebhookLayerBuilder {
     /// use cmc_webhook::{ConfigError, WebhookLayer};
     ///
     /// assert_eq!(WebhookLayer::builder().build().unwrap_err(), ConfigError::NoAllowlist);
+    ///
+    /// // A key read from a CRLF file keeps its `\r`: refused, not joined.
+    /// let crlf = WebhookLayer::builder().allow_cidrs("203.0.113.0/24")?.api_key("s3cret\r");
+    /// assert_eq!(crlf.build().unwrap_err(), ConfigError::SpaceAroundApiKey);
+    /// let blank = WebhookLayer::builder().report_only().api_key(" ");
+    /// assert_eq!(blank.build().unwrap_err(), ConfigError::EmptyApiKey);
+    /// # Ok::<(), ConfigError>(())
     /// ```
     pub fn build(self) -> Result<WebhookLayer, ConfigError> {
         let also_allowed = IpSet::from_nets(self.allow);
@@ -644,11 +653,34 @@ impl WebhookLayerBuilder {
             }
             None => (Allowlist::new(also_allowed), IpSet::new()),
         };
-        if self.api_keys.iter().any(String::is_empty) {
+        if self.api_keys.iter().any(|k| blank(k)) {
             return Err(ConfigError::EmptyApiKey);
+        }
+        if self.api_keys.iter().any(|k| spaced(k)) {
+            return Err(ConfigError::SpaceAroundApiKey);
         }
         if let Some(c) = self.basic.iter().find(|c| c.user().contains(':')) {
             return Err(ConfigError::ColonInUser(c.user().to_owned()));
+        }
+        if let Some(c) = self
+            .basic
+            .iter()
+            .find(|c| blank(c.user()) || blank(c.password()))
+        {
+            return Err(ConfigError::BlankBasicAuth(crate::text::printable(
+                c.user(),
+                64,
+            )));
+        }
+        if let Some(c) = self
+            .basic
+            .iter()
+            .find(|c| spaced(c.user()) || spaced(c.password()))
+        {
+            return Err(ConfigError::SpaceAroundBasicAuth(crate::text::printable(
+                c.user(),
+                64,
+            )));
         }
         if self.body_limit == Some(0) {
             return Err(ConfigError::ZeroBodyLimit);
@@ -663,7 +695,7 @@ impl WebhookLayerBuilder {
                 .chain(also_allowed.nets()),
         );
         if let Some(everyone) = allowed.open_to() {
-            tracing::warn!(allow = %allowed, "the allowlist allows {everyone}: anyone there can post webhooks");
+            tracing::warn!(allow = %allowed.sample(), "the allowlist allows {everyone}: anyone there can post webhooks");
         }
         if !trusted_proxies.is_empty() && allowed.covers_everything() {
             tracing::warn!(
@@ -682,7 +714,7 @@ impl WebhookLayerBuilder {
         }
         if self.report_only {
             tracing::warn!(
-                allow = %allowed,
+                allow = %allowed.sample(),
                 "report-only mode: clients outside the allowlist are admitted and logged once each; \
                  switch it off once the allowlist is complete"
             );
@@ -740,6 +772,18 @@ fn parse_list(list: &str) -> Result<Vec<IpNet>, ConfigError> {
         .collect()
 }
 
+/// Whether a secret is empty or only white space.
+fn blank(secret: &str) -> bool {
+    secret.trim().is_empty()
+}
+
+/// Whether a secret begins or ends with white space: a `\r` left by a
+/// CRLF file, a space after a comma. No CMC console value does; taken as
+/// a mistake rather than silently part of the secret.
+fn spaced(secret: &str) -> bool {
+    secret.trim() != secret
+}
+
 /// A [`WebhookLayer`] configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -749,10 +793,20 @@ pub enum ConfigError {
     NoAllowlist,
     /// A list item is not a network.
     Network(IpSetParseError),
-    /// An API key is empty.
+    /// An API key is empty or only white space: report-only mode would
+    /// admit anyone sending that blank key.
     EmptyApiKey,
+    /// An API key begins or ends with white space (a `\r` left by a CRLF
+    /// file, a space after a comma): trim it where it is kept.
+    SpaceAroundApiKey,
     /// A BASIC user name holds a colon, which the header cannot carry.
     ColonInUser(String),
+    /// The BASIC user name or password of this user (escaped) is empty or
+    /// only white space.
+    BlankBasicAuth(String),
+    /// The BASIC user name or password of this user (escaped) begins or
+    /// ends with white space.
+    SpaceAroundBasicAuth(String),
     /// A body limit of 0 would refuse every webhook.
     ZeroBodyLimit,
     /// Report-only mode without an `api_key` or BASIC credentials would
@@ -768,7 +822,19 @@ impl fmt::Display for ConfigError {
                  (or report_only() to learn them: see the README's \"find CMC's addresses\")",
             ),
             ConfigError::Network(e) => e.fmt(f),
-            ConfigError::EmptyApiKey => f.write_str("an api_key is empty"),
+            ConfigError::EmptyApiKey => f.write_str("an api_key is empty or only white space"),
+            ConfigError::SpaceAroundApiKey => f.write_str(
+                "an api_key begins or ends with white space (a \\r from a CRLF file? a space after a comma?): \
+                 remove it where the key is kept (the key is not shown)",
+            ),
+            ConfigError::BlankBasicAuth(user) => {
+                write!(f, "the BASIC credentials of user `{user}` have an empty or blank user name or password")
+            }
+            ConfigError::SpaceAroundBasicAuth(user) => write!(
+                f,
+                "the BASIC user name or password of user `{user}` begins or ends with white space \
+                 (a \\r from a CRLF file?): remove it where it is kept (the password is not shown)"
+            ),
             ConfigError::ColonInUser(user) => {
                 write!(f, "the BASIC user name `{user}` contains a colon, which BASIC auth cannot carry")
             }
@@ -833,6 +899,42 @@ mod tests {
             WebhookLayer::builder().report_only().build().unwrap_err(),
             ConfigError::ReportOnlyWithoutCredentials
         );
+    }
+
+    #[test]
+    fn blank_and_padded_credentials_are_refused_without_showing_them() {
+        let b = || WebhookLayer::builder().allow_cidrs("10.0.0.0/8").unwrap();
+        // A blank key would let report-only mode admit `"api_key": " "`.
+        for blank in [" ", "\t", "\r\n", "\u{3000}"] {
+            assert_eq!(
+                WebhookLayer::builder()
+                    .report_only()
+                    .api_key(blank)
+                    .build()
+                    .unwrap_err(),
+                ConfigError::EmptyApiKey
+            );
+        }
+        for padded in ["k3y-secret\r", " k3y-secret", "k3y-secret\n"] {
+            let e = b().api_keys(["good", padded]).build().unwrap_err();
+            assert_eq!(e, ConfigError::SpaceAroundApiKey);
+            assert!(!e.to_string().contains("k3y"), "{e}");
+        }
+        for (user, password) in [("cmc", " "), ("", "pw"), (" ", "pw")] {
+            assert!(matches!(
+                b().basic_auth(user, password).build().unwrap_err(),
+                ConfigError::BlankBasicAuth(_)
+            ));
+        }
+        let e = b().basic_auth("cmc", "pa55-secret\r").build().unwrap_err();
+        assert_eq!(e, ConfigError::SpaceAroundBasicAuth("cmc".into()));
+        assert!(!e.to_string().contains("pa55"), "{e}");
+        assert!(matches!(
+            b().basic_auth("cmc\r", "pw").build().unwrap_err(),
+            ConfigError::SpaceAroundBasicAuth(u) if u == "cmc\\u{d}"
+        ));
+        // Inner spaces are the secret's own.
+        assert!(b().api_key("a b").basic_auth("c d", "e f").build().is_ok());
     }
 
     #[test]

@@ -373,9 +373,30 @@ impl Mailboxes {
     }
 
     /// The mailbox of the mails (or recipients) that no route matches;
-    /// without one they are stored `unrouted`.
+    /// without one they are stored `unrouted`. There is one fallback: a
+    /// second is an error (rather than the last one silently winning).
+    ///
+    /// ```
+    /// use cmc_webhook::inbox::mailbox::{MailJob, Mailbox, Mailboxes};
+    ///
+    /// let print = |job: MailJob| async move { println!("{}", job.mail.subject); Ok::<(), String>(()) };
+    /// let mailboxes = Mailboxes::new()
+    ///     .mailbox(Mailbox::new("a", print))?
+    ///     .mailbox(Mailbox::new("b", print))?
+    ///     .fallback("a")?;
+    /// let twice = mailboxes.fallback("b").unwrap_err();
+    /// assert!(twice.to_string().contains("one fallback"), "{twice}");
+    /// # Ok::<(), cmc_webhook::inbox::mailbox::MailboxError>(())
+    /// ```
     pub fn fallback(mut self, mailbox: &str) -> Result<Mailboxes, MailboxError> {
-        self.fallback = Some(self.declared(mailbox)?);
+        let index = self.declared(mailbox)?;
+        if let Some(first) = self.fallback {
+            return Err(MailboxError::new(format!(
+                "the fallback (`*`) is given twice, to {:?} and to {mailbox:?}: there is one fallback",
+                self.boxes[first].name
+            )));
+        }
+        self.fallback = Some(index);
         Ok(self)
     }
 
