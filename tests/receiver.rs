@@ -1303,3 +1303,74 @@ fn failed_accepts_back_off_and_log_rarely() {
     quick.accepted();
     assert_eq!(quick.failed(start).0, serve::AcceptBackoff::FIRST);
 }
+
+/// The receiver program `cargo test` built beside this test.
+fn receiver_program() -> std::path::PathBuf {
+    let me = std::env::current_exe().unwrap();
+    let dir = me.parent().unwrap().parent().unwrap();
+    dir.join("examples")
+        .join(format!("receiver{}", std::env::consts::EXE_SUFFIX))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subcommands_never_migrate_and_migrate_is_a_step_of_its_own() {
+    let program = receiver_program();
+    if !program.exists() {
+        eprintln!("SKIPPED: {} was not built", program.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("inbox.sqlite3").display());
+    let run = |args: &[&str]| {
+        std::process::Command::new(&program)
+            .env_clear()
+            .env("CMC_STORE", &store)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // No store yet: inspection does not make one.
+    let counts = run(&["counts"]);
+    assert!(!counts.status.success());
+    assert!(!dir.path().join("inbox.sqlite3").exists());
+
+    let migrated = run(&["migrate"]);
+    assert!(migrated.status.success(), "{migrated:?}");
+    let line: Value = serde_json::from_slice(&migrated.stdout).unwrap();
+    assert!(line["applied"].as_array().unwrap().len() >= 7, "{line}");
+    let again: Value = serde_json::from_slice(&run(&["migrate"]).stdout).unwrap();
+    assert_eq!(again["applied"], serde_json::json!([]));
+    assert_eq!(again["version"], line["version"]);
+    assert!(run(&["counts"]).status.success());
+
+    // A store a newer version migrated: inspected by nobody, changed by
+    // nobody.
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&store).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (999999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for args in [
+        &["counts"][..],
+        &["dead"],
+        &["replay", "--dead"],
+        &["prune"],
+    ] {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("newer"), "{args:?}: {err}");
+    }
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        applied,
+        line["applied"].as_array().unwrap().len() as i64 + 1
+    );
+}

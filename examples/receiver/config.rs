@@ -360,6 +360,12 @@ impl Args {
 /// Operations on the store (without a subcommand, the receiver serves).
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Applies the migrations the store has not seen, prints what it did
+    /// (one JSON line) and exits: the deploy step that runs before the
+    /// receivers start. (Serving migrates at start too; the other
+    /// subcommands never migrate: they check that the store's schema is
+    /// this version's.)
+    Migrate,
     /// Rows per state.
     Counts,
     /// The dead rows, with their last errors.
@@ -423,6 +429,23 @@ pub enum Command {
         #[command(subcommand)]
         action: SuppressionCommand,
     },
+}
+
+impl Command {
+    /// Whether the subcommand writes to the store: the others open it
+    /// read-only, so that a read-only file, role or replica can be
+    /// inspected.
+    pub fn writes(&self) -> bool {
+        match self {
+            Command::Migrate | Command::Replay { .. } | Command::Prune => true,
+            Command::Mailboxes { replay, .. } => *replay,
+            Command::Suppressions { action } => matches!(
+                action,
+                SuppressionCommand::Add { .. } | SuppressionCommand::Remove { .. }
+            ),
+            Command::Counts | Command::Dead { .. } | Command::History { .. } => false,
+        }
+    }
 }
 
 /// What to do with the suppression list.

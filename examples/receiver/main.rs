@@ -11,6 +11,7 @@
 //! cargo run --example receiver -- replay --dead      # handle them again
 //! cargo run --example receiver -- history '<id@example.com>'
 //! cargo run --example receiver -- prune --retain 30d
+//! cargo run --example receiver -- migrate            # the schema's migrations, then exit
 //! ```
 //!
 //! Try it from a second terminal with the sample requests:
@@ -88,18 +89,38 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
     warn_secret_flags();
     let url = args.store()?;
 
+    if let Some(Command::Migrate) = &args.command {
+        if url == "none" {
+            return Err("migrate needs a store: --store sqlite:PATH or postgres://...".into());
+        }
+        let migrated = Inbox::builder(&url)
+            .map_err(|e| format!("--store: {e}"))?
+            .migrate()
+            .await
+            .map_err(|e| format!("--store: {e}"))?;
+        println!(
+            "{}",
+            serde_json::json!({"applied": migrated.applied, "version": migrated.version})
+        );
+        return Ok(());
+    }
     let store = match url.as_str() {
         "none" => None,
-        url => Some(
-            Inbox::builder(url)
-                // The subcommands read an inbox that exists: a mistyped
-                // path is an error, not an empty report.
-                .map(|b| b.create_if_missing(args.command.is_none()))
-                .map_err(|e| format!("--store: {e}"))?
-                .open()
-                .await
-                .map_err(|e| format!("--store: {e}"))?,
-        ),
+        url => {
+            let builder = Inbox::builder(url).map_err(|e| format!("--store: {e}"))?;
+            let builder = match &args.command {
+                // Serving migrates, and proves the store takes writes.
+                None => builder,
+                // The subcommands open an inbox that exists (a mistyped
+                // path is an error, not an empty report), never migrate,
+                // and only those that change something may write.
+                Some(command) => builder
+                    .create_if_missing(false)
+                    .migrate_on_open(false)
+                    .read_only(!command.writes()),
+            };
+            Some(builder.open().await.map_err(|e| format!("--store: {e}"))?)
+        }
     };
     if let Some(command) = &args.command {
         let inbox =
@@ -478,7 +499,15 @@ async fn operate(
             println!("{} rows replayed", inbox.replay(&filter).await?);
         }
         Command::History { message_id } => {
-            for entry in inbox.history(message_id).await? {
+            let history = inbox.history(message_id).await?;
+            for bad in history.unreadable() {
+                eprintln!(
+                    "row {} does not read back, skipped: {}",
+                    bad.id,
+                    cmc_webhook::printable(&bad.error, 500)
+                );
+            }
+            for entry in history {
                 let line = serde_json::json!({
                     "key": entry.key,
                     "received_at": entry.received_at.to_string(),
@@ -562,6 +591,8 @@ async fn operate(
                 }
             }
         }
+        // Handled before the store is opened.
+        Command::Migrate => unreachable!("migrate opens no inbox"),
         Command::Prune => {
             let pruned = inbox.prune(retain).await?;
             println!("pruned {} events and {} mails", pruned.events, pruned.mails);

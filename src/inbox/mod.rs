@@ -147,6 +147,8 @@ pub struct InboxBuilder {
     /// `None`: the system's clock on SQLite, the database server's on
     /// PostgreSQL.
     clock: Option<Arc<dyn Clock>>,
+    migrate_on_open: bool,
+    read_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -259,12 +261,7 @@ impl InboxBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn migrate_on_open(mut self, migrate: bool) -> InboxBuilder {
-        let opening = if migrate {
-            Opening::Migrate
-        } else {
-            Opening::Check
-        };
-        self.set_opening(opening);
+        self.migrate_on_open = migrate;
         self
     }
 
@@ -273,20 +270,16 @@ impl InboxBuilder {
     /// read-only PostgreSQL role or a replica can be inspected (`counts`,
     /// `dead`, `history`). Writes through it fail.
     pub fn read_only(mut self, read_only: bool) -> InboxBuilder {
-        let opening = if read_only {
-            Opening::ReadOnly
-        } else {
-            Opening::Migrate
-        };
-        self.set_opening(opening);
+        self.read_only = read_only;
         self
     }
 
-    fn set_opening(&mut self, opening: Opening) {
-        match &mut self.backend {
-            Backend::Sqlite(o) => o.opening = opening,
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(o) => o.opening = opening,
+    /// What opening does with the schema.
+    fn opening(&self) -> Opening {
+        match (self.read_only, self.migrate_on_open) {
+            (true, _) => Opening::ReadOnly,
+            (false, true) => Opening::Migrate,
+            (false, false) => Opening::Check,
         }
     }
 
@@ -308,7 +301,13 @@ impl InboxBuilder {
     /// [`migrate_on_open(false)`](InboxBuilder::migrate_on_open) or
     /// [`read_only`](InboxBuilder::read_only), it checks the schema's
     /// version instead of migrating, and writes nothing.
-    pub async fn open(self) -> Result<Inbox, InboxError> {
+    pub async fn open(mut self) -> Result<Inbox, InboxError> {
+        let opening = self.opening();
+        match &mut self.backend {
+            Backend::Sqlite(o) => o.opening = opening,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(o) => o.opening = opening,
+        }
         match &self.backend {
             Backend::Sqlite(o) => {
                 let store = Store::Sqlite(sqlite::Sqlite::open(o).await?);
@@ -442,6 +441,8 @@ impl Inbox {
         InboxBuilder {
             backend: Backend::Sqlite(sqlite::Options::new(path.into())),
             clock: None,
+            migrate_on_open: true,
+            read_only: false,
         }
     }
 
@@ -454,6 +455,8 @@ impl Inbox {
         InboxBuilder {
             backend: Backend::Postgres(postgres::Options::new(url.into())),
             clock: None,
+            migrate_on_open: true,
+            read_only: false,
         }
     }
 
