@@ -713,16 +713,15 @@ async fn sigkill(logs: &Path, store: &str, receivers: usize) {
     let load = Load::start(&fleet, 0);
     let db = Store(store.to_owned());
     let mut in_flight = BTreeSet::new();
-    let mut cut = 0;
     for kill in 0..kills {
         load.more(BETWEEN, Some(200), "load before a kill").await;
         let slot = kill % receivers;
-        let unanswered = load.count(None);
         fleet.kill(slot);
-        // Exactly the rows in flight: the killed receiver's are frozen.
+        // The rows in flight: the killed receiver's stay `running` until
+        // their lease runs out (with two receivers, the other's running
+        // rows are in the set too, which only widens it).
         in_flight.extend(db.keys("running").await);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        cut += load.count(None) - unanswered;
         fleet.start(slot).expect("the receiver starts again");
     }
     load.more(BETWEEN, Some(200), "load after the last kill")
@@ -735,8 +734,7 @@ async fn sigkill(logs: &Path, store: &str, receivers: usize) {
         kills,
     )
     .await;
-    assert!(cut > 0, "no request was cut off by the kills");
-    assert!(tally.unanswered > 0);
+    assert!(tally.in_flight > 0, "no kill came while handlers ran");
 }
 
 /// A fresh database on the test server, or `None` (skipped, in one line).
