@@ -3,8 +3,11 @@
 # temporary folder, listening on loopback only, removed afterwards. The
 # command sees
 #   CMC_POSTGRES_URL   postgres://postgres@127.0.0.1:PORT/cmc (trust auth)
-#   CMC_POSTGRES_CTL   a command that takes stop, start or restart, for
-#                      tests that restart the server under load
+#   CMC_POSTGRES_CTL   a command that takes stop, start or restart, and
+#                      optionally pg_ctl's shutdown mode (fast, the
+#                      default, immediate or smart), for tests that stop
+#                      or restart the server under load:
+#                        "$CMC_POSTGRES_CTL" restart immediate
 # Installs Debian's postgresql package when no server binaries are found
 # (apt-get update first). Run as root or as any user; as root the server
 # runs as the postgres user, as initdb requires.
@@ -38,9 +41,11 @@ fi
 ctl="$dir/ctl.sh"
 cat > "$ctl" <<CTL
 #!/bin/sh
-# stop | start | restart the throwaway server
+# stop | start | restart the throwaway server [fast | immediate | smart]
 set -e
-cmd="$bin/pg_ctl -s -D $dir/data -l $dir/server.log -w -m fast \$1"
+case "\$1" in stop|start|restart) ;; *) echo "usage: \$0 stop|start|restart [fast|immediate|smart]" >&2; exit 2;; esac
+case "\${2:-fast}" in fast|immediate|smart) ;; *) echo "unknown shutdown mode: \$2" >&2; exit 2;; esac
+cmd="$bin/pg_ctl -s -D $dir/data -l $dir/server.log -w -m \${2:-fast} \$1"
 if [ "\$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "\$cmd"; else \$cmd; fi
 CTL
 chmod 755 "$ctl"
