@@ -1569,6 +1569,19 @@ async fn a_store_on_a_read_only_file_system_is_refused_at_open_and_can_be_read()
     inbox.store(numbered(0, 3), None).await.unwrap();
     inbox.close().await;
     drop(inbox);
+    // Everything in the main file (the pools close their connections on
+    // threads of their own: the last one may not have checkpointed yet).
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", made.display()))
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     if !mount_tmpfs(&mnt, "8m") {

@@ -96,11 +96,13 @@ pub(crate) fn from_millis(ms: i64) -> Timestamp {
 /// on PostgreSQL, so that every receiver and worker sharing a database
 /// decide leases and due times by one clock. The offset is measured at
 /// open and again every [`SERVER_CLOCK_EVERY`](super::SERVER_CLOCK_EVERY).
+#[cfg(feature = "postgres")]
 #[derive(Debug, Default)]
 pub(crate) struct ServerClock {
     offset_ms: std::sync::atomic::AtomicI64,
 }
 
+#[cfg(feature = "postgres")]
 impl ServerClock {
     pub fn set_offset(&self, ms: i64) {
         self.offset_ms
@@ -112,6 +114,7 @@ impl ServerClock {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl Clock for ServerClock {
     fn now(&self) -> Timestamp {
         let now = Timestamp::now()

@@ -357,6 +357,21 @@ impl Sqlite {
                     // `-shm` left, and none can be made): read as
                     // immutable, since no process can be writing it.
                     Err(e) if read_only && is_cant_open(&e) => {
+                        // Unless a WAL holds commits: read as immutable,
+                        // they would be left out without a word.
+                        let mut wal = options.path.clone().into_os_string();
+                        wal.push("-wal");
+                        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                            return Err(InboxError::new(
+                                InboxErrorKind::Open,
+                                format!(
+                                    "could not open {store} read-only: its WAL holds commits, \
+                                     and SQLite cannot read them where it cannot write its \
+                                     shared-memory file; copy the files to a writable place \
+                                     ({e})"
+                                ),
+                            ));
+                        }
                         immutable.store(true, std::sync::atomic::Ordering::Relaxed);
                         first = SqliteConnection::connect_with(&connect(
                             options.synchronous.pragma(),
