@@ -578,9 +578,26 @@ async fn skewed_child() {
     let Ok(url) = std::env::var("CMC_SKEWED_CHILD_URL") else {
         return;
     };
+    started_at();
     let inbox = builder(&url).open().await.unwrap();
+    if let Ok(file) = std::env::var("CMC_SKEWED_CHILD_STEP") {
+        // The wall clock steps six minutes ahead after the inbox read the
+        // server's clock (libfaketime reads this file at every call).
+        std::fs::write(file, "+360").unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            jiff::Timestamp::now().as_second() - 300 > started_at(),
+            "the wall clock did not step"
+        );
+    }
     inbox.store(numbered(0, 1), None).await.unwrap();
     inbox.close().await;
+}
+
+/// When this process started, by its wall clock (read before any step).
+fn started_at() -> i64 {
+    static AT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| jiff::Timestamp::now().as_second())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -625,6 +642,48 @@ async fn times_come_from_the_database_server_whatever_the_local_clock_says() {
         run_at <= server + 5_000,
         "due {} s ahead",
         (run_at - server) / 1000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_clock_stepped_while_running_changes_no_stored_time() {
+    // The receiver's wall clock steps six minutes ahead after it opened
+    // the inbox: its times still follow the server's (advanced by the
+    // monotonic clock, not the wall clock).
+    let _server = SERVER.read().await;
+    let Some(url) = database("stepped_clock").await else {
+        return;
+    };
+    let library = std::path::Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1");
+    if !library.exists() {
+        eprintln!("a_wall_clock_stepped: SKIPPED, no libfaketime (apt-get install faketime)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let step = dir.path().join("faketime");
+    std::fs::write(&step, "+0").unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "skewed_child", "--nocapture"])
+        .env("CMC_SKEWED_CHILD_URL", &url)
+        .env("CMC_SKEWED_CHILD_STEP", &step)
+        .env("LD_PRELOAD", library)
+        .env("FAKETIME_TIMESTAMP_FILE", &step)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let (received, server): (i64, i64) = sqlx::query_as(
+        "SELECT received_at, (extract(epoch FROM now()) * 1000)::BIGINT FROM cmc_events",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        (server - received).abs() < 60_000,
+        "received_at is {} s from the server's clock",
+        (received - server) / 1000
     );
 }
 

@@ -92,34 +92,46 @@ pub(crate) fn from_millis(ms: i64) -> Timestamp {
     })
 }
 
-/// The system's clock corrected to read another's: the database server's
-/// on PostgreSQL, so that every receiver and worker sharing a database
-/// decide leases and due times by one clock. The offset is measured at
-/// open and again every [`SERVER_CLOCK_EVERY`](super::SERVER_CLOCK_EVERY).
+/// The database server's clock, on PostgreSQL: every receiver and worker
+/// sharing a database decide leases and due times by one clock. It is
+/// read at open and again every
+/// [`SERVER_CLOCK_EVERY`](super::SERVER_CLOCK_EVERY), and between two
+/// readings advanced by this process's monotonic clock, never by its wall
+/// clock: a wall clock stepped by hours (by NTP, by hand) changes nothing.
 #[cfg(feature = "postgres")]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ServerClock {
-    offset_ms: std::sync::atomic::AtomicI64,
+    /// The server's time, in milliseconds, at a moment of this process.
+    anchor: Mutex<(i64, std::time::Instant)>,
 }
 
 #[cfg(feature = "postgres")]
 impl ServerClock {
-    pub fn set_offset(&self, ms: i64) {
-        self.offset_ms
-            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    pub fn new(server_ms: i64, at: std::time::Instant) -> ServerClock {
+        ServerClock {
+            anchor: Mutex::new((server_ms, at)),
+        }
     }
 
-    pub fn offset(&self) -> i64 {
-        self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    /// A new reading: the server showed `server_ms` at `at`.
+    pub fn set(&self, server_ms: i64, at: std::time::Instant) {
+        *self.anchor.lock().unwrap_or_else(|e| e.into_inner()) = (server_ms, at);
+    }
+
+    /// What this clock says it was at `at`, in milliseconds.
+    pub fn millis_at(&self, at: std::time::Instant) -> i64 {
+        let (server_ms, then) = *self.anchor.lock().unwrap_or_else(|e| e.into_inner());
+        let since = match at.checked_duration_since(then) {
+            Some(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            None => -i64::try_from(then.duration_since(at).as_millis()).unwrap_or(i64::MAX),
+        };
+        server_ms.saturating_add(since)
     }
 }
 
 #[cfg(feature = "postgres")]
 impl Clock for ServerClock {
     fn now(&self) -> Timestamp {
-        let now = Timestamp::now()
-            .as_millisecond()
-            .saturating_add(self.offset());
-        from_millis(now)
+        from_millis(self.millis_at(std::time::Instant::now()))
     }
 }

@@ -298,9 +298,10 @@ impl InboxBuilder {
     /// Opens the store (creating the file), applies the migrations it has
     /// not seen, checks that it takes writes, and starts the writer task
     /// on the current tokio runtime. With
-    /// [`migrate_on_open(false)`](InboxBuilder::migrate_on_open) or
-    /// [`read_only`](InboxBuilder::read_only), it checks the schema's
-    /// version instead of migrating, and writes nothing.
+    /// [`migrate_on_open(false)`](InboxBuilder::migrate_on_open) it checks
+    /// the schema's version instead of migrating (and still proves the
+    /// store takes writes); with [`read_only`](InboxBuilder::read_only) it
+    /// checks the version and writes nothing.
     pub async fn open(mut self) -> Result<Inbox, InboxError> {
         let opening = self.opening();
         match &mut self.backend {
@@ -322,8 +323,8 @@ impl InboxBuilder {
                 let clock: Arc<dyn Clock> = match self.clock {
                     Some(clock) => clock,
                     None => {
-                        let server = Arc::new(clock::ServerClock::default());
-                        server.set_offset(pg.clock_offset().await?);
+                        let (server_ms, at, _) = pg.server_time().await?;
+                        let server = Arc::new(clock::ServerClock::new(server_ms, at));
                         follow_server_clock(pg.clone(), Arc::downgrade(&server));
                         server
                     }
@@ -347,9 +348,9 @@ impl InboxBuilder {
 #[cfg(feature = "postgres")]
 pub(crate) const SERVER_CLOCK_EVERY: Duration = Duration::from_secs(60);
 
-/// Measures the offset to the server's clock every
-/// [`SERVER_CLOCK_EVERY`], until the inbox is gone; a failed measure keeps
-/// the last offset.
+/// Reads the server's clock again every [`SERVER_CLOCK_EVERY`], until
+/// the inbox is gone. A reading whose round trip took over a second (a
+/// loaded server, a lost packet) is not taken; a failed one keeps the last.
 #[cfg(feature = "postgres")]
 fn follow_server_clock(pg: postgres::Postgres, clock: std::sync::Weak<clock::ServerClock>) {
     tokio::spawn(async move {
@@ -359,16 +360,16 @@ fn follow_server_clock(pg: postgres::Postgres, clock: std::sync::Weak<clock::Ser
                 return;
             }
             let Some(clock) = clock.upgrade() else { return };
-            match pg.clock_offset().await {
-                Ok(offset) => {
-                    if (offset - clock.offset()).abs() > 1000 {
-                        tracing::warn!(before_ms = clock.offset(), now_ms = offset, "this machine's clock moved against the database server's by more than a second");
+            match pg.server_time().await {
+                Ok((server_ms, at, round_trip)) if round_trip <= Duration::from_secs(1) => {
+                    let drift = server_ms - clock.millis_at(at);
+                    if drift.abs() > 1000 {
+                        tracing::warn!(drift_ms = drift, "the database server's clock moved against this process's monotonic clock by more than a second");
                     }
-                    clock.set_offset(offset);
+                    clock.set(server_ms, at);
                 }
-                Err(e) => {
-                    tracing::debug!(error = %e, "could not read the database server's clock; keeping the last offset")
-                }
+                Ok((_, _, round_trip)) => tracing::debug!(?round_trip, "the database's clock was read too slowly to be taken; keeping the last reading"),
+                Err(e) => tracing::debug!(error = %e, "could not read the database server's clock; keeping the last reading"),
             }
         }
     });

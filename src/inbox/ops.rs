@@ -125,6 +125,66 @@ pub(crate) fn oldest_pending_sql(kind: Kind) -> String {
 /// store for long, so receiving goes on meanwhile.
 pub(crate) const REPLAY_SLICE: u64 = 1000;
 
+/// The ids one slice of a replay by state alone looks at: a window of the
+/// primary key, so that each slice scans a bounded stretch of the table
+/// however few of its rows the filter takes.
+pub(crate) const REPLAY_WINDOW: i64 = 2000;
+
+/// How a replay walks a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplayWalk {
+    /// By the index of its key or Message-ID, [`REPLAY_SLICE`] matches a
+    /// slice: `?3` is the slice's size.
+    Matches,
+    /// By windows of [`REPLAY_WINDOW`] ids: `?3` is the window's last id.
+    Windows,
+}
+
+/// The statement of one slice of a replay of `kind` (`None`: the filter
+/// takes no state a replay changes), with `?N` parameters: `?1` now, `?2`
+/// the last id already walked, `?3` as the walk says, then the key and
+/// the Message-ID when the filter has them, in that order. The states
+/// are written in (they are this crate's names), so that no `? IS NULL
+/// OR` keeps the database from the index.
+pub(crate) fn replay_sql(kind: Kind, filter: &Filter) -> Option<(String, ReplayWalk)> {
+    let states = filter.state_names(true);
+    if states.is_empty() {
+        return None;
+    }
+    let states: Vec<String> = states.iter().map(|s| format!("'{s}'")).collect();
+    let mut conditions = vec![format!("state IN ({})", states.join(", "))];
+    let mut next = 4;
+    if filter.key.is_some() {
+        conditions.push(format!("idempotency_key = CAST(?{next} AS TEXT)"));
+        next += 1;
+    }
+    if filter.message_id.is_some() {
+        conditions.push(format!(
+            "substr(message_id, 1, 200) = substr(CAST(?{next} AS TEXT), 1, 200) \
+             AND message_id = CAST(?{next} AS TEXT)"
+        ));
+    }
+    let walk = if filter.key.is_some() || filter.message_id.is_some() {
+        ReplayWalk::Matches
+    } else {
+        ReplayWalk::Windows
+    };
+    let (range, order) = match walk {
+        ReplayWalk::Matches => ("id > ?2", " ORDER BY id LIMIT ?3"),
+        ReplayWalk::Windows => ("id > ?2 AND id <= ?3", ""),
+    };
+    Some((
+        format!(
+            "UPDATE {table} SET state = 'pending', attempts = 0, run_at = ?1, done_at = NULL, \
+             locked_by = NULL, locked_until = NULL WHERE id IN (SELECT id FROM {table} \
+             WHERE {range} AND {}{order}) RETURNING id",
+            conditions.join(" AND "),
+            table = kind.table()
+        ),
+        walk,
+    ))
+}
+
 pub(crate) const DEAD_SUMMARIES: [(Kind, &str); 2] = [
     (
         Kind::Event,
@@ -251,11 +311,6 @@ impl Filter {
     pub fn states(mut self, states: impl IntoIterator<Item = State>) -> Filter {
         self.states = states.into_iter().collect();
         self
-    }
-
-    /// The states as a JSON array, for `json_each`.
-    pub(crate) fn states_json(&self, replay: bool) -> String {
-        serde_json::to_string(&self.state_names(replay)).unwrap_or_else(|_| "[]".to_owned())
     }
 
     /// The states' column values (for a replay, only done and dead).

@@ -23,7 +23,9 @@ use super::job::Kind;
 use super::mailbox::store::postgres as mailbox_sql;
 use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery, ReplayCursor};
 use super::mailbox::{DeliveryFilter, MailboxCounts};
-use super::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
+use super::ops::{
+    oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, ReplayWalk, DEAD_SUMMARIES,
+};
 use super::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed, NewEvent};
 use super::schema::{self, Migrated, Opening};
 use super::suppression::policy::Policy;
@@ -188,24 +190,6 @@ impl Postgres {
                     .await
                     .map_err(|e| InboxError::database(&format!("could not migrate {store}"), e))?;
                 drop(conn);
-                // Refuse to start on a store that cannot be written (a
-                // read-only role, a replica) rather than answer 503 to
-                // every webhook.
-                sqlx::query(
-                    "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, $1, $2) \
-                     ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, process = EXCLUDED.process",
-                )
-                .bind(super::clock::millis(jiff::Timestamp::now()))
-                .bind(super::sqlite::process_name())
-                .execute(&pool)
-                .await
-                .map_err(|e| {
-                    InboxError::new(
-                        InboxErrorKind::Open,
-                        format!("{store} cannot be written: {e}"),
-                    )
-                    .with_source(e)
-                })?;
             }
             Opening::Check | Opening::ReadOnly => {
                 let applied = applied_version(&pool).await.map_err(|e| {
@@ -218,27 +202,47 @@ impl Postgres {
                 schema::check(applied, &MIGRATOR, &store)?;
             }
         }
+        if options.opening != Opening::ReadOnly {
+            // Refuse to start on a store that cannot be written (a
+            // read-only role, a replica) rather than answer 503 to
+            // every webhook.
+            sqlx::query(
+                "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, process = EXCLUDED.process",
+            )
+            .bind(super::clock::millis(jiff::Timestamp::now()))
+            .bind(super::sqlite::process_name())
+            .execute(&pool)
+            .await
+            .map_err(|e| {
+                InboxError::new(
+                    InboxErrorKind::Open,
+                    format!("{store} cannot be written: {e}"),
+                )
+                .with_source(e)
+            })?;
+        }
         Ok(Postgres {
             pool,
             options: options.clone(),
         })
     }
 
-    /// Milliseconds to add to this machine's clock to read the database
-    /// server's: every receiver and worker of one database then decide
-    /// due times and leases by the same clock, whatever their own clocks
-    /// say. Measured over one round trip (its middle taken as the server's
-    /// moment).
-    pub async fn clock_offset(&self) -> Result<i64, InboxError> {
-        let before = jiff::Timestamp::now();
+    /// The database server's time in milliseconds, the moment of this
+    /// process it was read at (the middle of the round trip), and the
+    /// round trip's length. The connection is taken first, so that a wait
+    /// for the pool is not counted.
+    pub async fn server_time(&self) -> Result<(i64, std::time::Instant, Duration), InboxError> {
+        let failed = |e| InboxError::database("could not read the database's clock", e);
+        let mut conn = self.pool.acquire().await.map_err(failed)?;
+        let before = std::time::Instant::now();
         let server: i64 =
             sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT")
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *conn)
                 .await
-                .map_err(|e| InboxError::database("could not read the database's clock", e))?;
-        let after = jiff::Timestamp::now();
-        let middle = (before.as_millisecond() + after.as_millisecond()) / 2;
-        Ok(server - middle)
+                .map_err(failed)?;
+        let round_trip = before.elapsed();
+        Ok((server, before + round_trip / 2, round_trip))
     }
 
     /// Whether the pool was closed (the inbox closed).
@@ -820,43 +824,54 @@ impl Postgres {
         Ok(oldest_dead(dead, limit))
     }
 
-    /// Sets the rows `filter` takes back to pending, a slice of
-    /// [`REPLAY_SLICE`](super::ops::REPLAY_SLICE) rows at a time, each its
-    /// own transaction.
+    /// Sets the rows `filter` takes back to pending, a slice at a time,
+    /// each its own transaction: by the key's or the Message-ID's index
+    /// when the filter has one, else by windows of ids.
     pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
         let failed = |e| InboxError::database("could not replay", e);
         let mut replayed = 0;
-        let states = filter.state_names(true);
         for kind in &filter.kinds {
+            let Some((statement, walk)) = super::ops::replay_sql(*kind, filter) else {
+                continue;
+            };
+            let statement = super::suppression::sql::pg(&statement);
+            let last: i64 = sqlx::query_scalar(&format!(
+                "SELECT COALESCE(MAX(id), 0)::BIGINT FROM {}",
+                kind.table()
+            ))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed)?;
             let mut after = 0i64;
             loop {
+                let bound = match walk {
+                    ReplayWalk::Matches => super::ops::REPLAY_SLICE as i64,
+                    ReplayWalk::Windows => after.saturating_add(super::ops::REPLAY_WINDOW),
+                };
                 let mut tx = self.pool.begin().await.map_err(failed)?;
-                let ids: Vec<i64> = sqlx::query_scalar(&format!(
-                    "UPDATE {table} SET state = 'pending', attempts = 0, run_at = $1, \
-                     done_at = NULL, locked_by = NULL, locked_until = NULL \
-                     WHERE id IN (SELECT id FROM {table} WHERE id > $5 AND state = ANY($2) \
-                     AND ($3::TEXT IS NULL OR idempotency_key = $3) \
-                     AND ($4::TEXT IS NULL OR (substr(message_id, 1, 200) = substr($4, 1, 200) \
-                     AND message_id = $4)) ORDER BY id LIMIT $6) RETURNING id",
-                    table = kind.table()
-                ))
-                .bind(now)
-                .bind(&states)
-                .bind(filter.key.map(|k| k.to_string()))
-                .bind(pg_opt(&filter.message_id))
-                .bind(after)
-                .bind(super::ops::REPLAY_SLICE as i64)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed)?;
+                let mut query = sqlx::query_scalar::<_, i64>(&statement)
+                    .bind(now)
+                    .bind(after)
+                    .bind(bound);
+                if let Some(key) = filter.key {
+                    query = query.bind(key.to_string());
+                }
+                if let Some(id) = &filter.message_id {
+                    query = query.bind(pg_text(id).into_owned());
+                }
+                let ids = query.fetch_all(&mut *tx).await.map_err(failed)?;
                 if !ids.is_empty() {
                     notify(&mut tx).await.map_err(failed)?;
                 }
                 tx.commit().await.map_err(failed)?;
                 replayed += ids.len() as u64;
-                match ids.iter().max() {
-                    Some(last) if ids.len() as u64 == super::ops::REPLAY_SLICE => after = *last,
-                    _ => break,
+                match walk {
+                    ReplayWalk::Matches => match ids.iter().max() {
+                        Some(max) if ids.len() as u64 == super::ops::REPLAY_SLICE => after = *max,
+                        _ => break,
+                    },
+                    ReplayWalk::Windows if bound >= last => break,
+                    ReplayWalk::Windows => after = bound,
                 }
             }
         }
@@ -1052,7 +1067,16 @@ async fn rekey_suppressions(conn: &mut sqlx::PgConnection, now: i64) -> Result<u
     if pending == 0 {
         return Ok(0);
     }
+    // Two processes opening at once: the second waits for the first's
+    // lock on the request, then finds it gone.
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let still: Vec<i64> =
+        sqlx::query_scalar("SELECT CAST(pending AS BIGINT) FROM cmc_suppressions_rekey FOR UPDATE")
+            .fetch_all(&mut *tx)
+            .await?;
+    if still.is_empty() {
+        return Ok(0);
+    }
     let found = sqlx::query(&sql::pg(sql::REKEY_ROWS))
         .fetch_all(&mut *tx)
         .await?;

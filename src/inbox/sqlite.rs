@@ -23,7 +23,9 @@ use super::job::Kind;
 use super::mailbox::store::sqlite as mailbox_sql;
 use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery, ReplayCursor};
 use super::mailbox::{DeliveryFilter, MailboxCounts};
-use super::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
+use super::ops::{
+    oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, ReplayWalk, DEAD_SUMMARIES,
+};
 use super::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed};
 use super::schema::{self, Migrated, Opening};
 use super::suppression::policy::Policy;
@@ -220,7 +222,15 @@ async fn rekey_suppressions(conn: &mut SqliteConnection, now: i64) -> Result<u64
     if pending == 0 {
         return Ok(0);
     }
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    // Two processes opening at once: the second waits for the first's
+    // transaction, then finds nothing left to do.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let pending: i64 = sqlx::query_scalar(sql::REKEY_PENDING)
+        .fetch_one(&mut *tx)
+        .await?;
+    if pending == 0 {
+        return Ok(0);
+    }
     let found = sqlx::query(sql::REKEY_ROWS).fetch_all(&mut *tx).await?;
     let mut moved = 0;
     for r in &found {
@@ -335,21 +345,6 @@ impl Sqlite {
                         )
                         .with_source(e)
                     })?;
-                // Refuse to start on a store that cannot be written (a
-                // read-only file, directory or file system) rather than
-                // answer 503 to every webhook.
-                sqlx::query(OPENED)
-                    .bind(super::clock::millis(jiff::Timestamp::now()))
-                    .bind(process_name())
-                    .execute(&mut first)
-                    .await
-                    .map_err(|e| {
-                        InboxError::new(
-                            InboxErrorKind::Open,
-                            format!("{store} cannot be written: {e}"),
-                        )
-                        .with_source(e)
-                    })?;
             }
             Opening::Check | Opening::ReadOnly => {
                 let applied = match applied_version(&mut first).await {
@@ -385,6 +380,23 @@ impl Sqlite {
                 };
                 schema::check(applied, &MIGRATOR, &store)?;
             }
+        }
+        if options.opening != Opening::ReadOnly {
+            // Refuse to start on a store that cannot be written (a
+            // read-only file, directory or file system) rather than
+            // answer 503 to every webhook.
+            sqlx::query(OPENED)
+                .bind(super::clock::millis(jiff::Timestamp::now()))
+                .bind(process_name())
+                .execute(&mut first)
+                .await
+                .map_err(|e| {
+                    InboxError::new(
+                        InboxErrorKind::Open,
+                        format!("{store} cannot be written: {e}"),
+                    )
+                    .with_source(e)
+                })?;
         }
         let receive = SqlitePoolOptions::new()
             .max_connections(1)
@@ -958,46 +970,56 @@ impl Sqlite {
     }
 
     /// Sets the rows `filter` takes back to pending, due at `now`, with
-    /// their attempts reset; returns how many. A slice of
-    /// [`REPLAY_SLICE`](super::ops::REPLAY_SLICE) rows at a time, each its
+    /// their attempts reset; returns how many. A slice at a time, each its
     /// own transaction (the write lock let go between them), so that
-    /// receiving never waits for more than one slice.
+    /// receiving never waits for more than one slice: by the key's or the
+    /// Message-ID's index when the filter has one, else by windows of ids.
     pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
         let failed = |e| InboxError::database("could not replay", e);
         let mut replayed = 0;
         for kind in &filter.kinds {
+            let Some((statement, walk)) = super::ops::replay_sql(*kind, filter) else {
+                continue;
+            };
+            let last: i64 = sqlx::query_scalar(&format!(
+                "SELECT COALESCE(MAX(id), 0) FROM {}",
+                kind.table()
+            ))
+            .fetch_one(&self.work)
+            .await
+            .map_err(failed)?;
             let mut after = 0i64;
             loop {
+                let bound = match walk {
+                    ReplayWalk::Matches => super::ops::REPLAY_SLICE as i64,
+                    ReplayWalk::Windows => after.saturating_add(super::ops::REPLAY_WINDOW),
+                };
                 let _writing = self.write.lock().await;
                 self.writable()?;
                 let mut conn = self.work.acquire().await.map_err(failed)?;
-                // Pending: replayed.
-                let result = sqlx::query_scalar::<_, i64>(&format!(
-                    "UPDATE {table} SET state = 'pending', attempts = 0, run_at = ?1, \
-                     done_at = NULL, locked_by = NULL, locked_until = NULL \
-                     WHERE id IN (SELECT id FROM {table} WHERE id > ?5 \
-                     AND state IN (SELECT value FROM json_each(?2)) \
-                     AND (?3 IS NULL OR idempotency_key = ?3) \
-                     AND (?4 IS NULL OR (substr(message_id, 1, 200) = substr(?4, 1, 200) \
-                     AND message_id = ?4)) ORDER BY id LIMIT ?6) RETURNING id",
-                    table = kind.table()
-                ))
-                .bind(now)
-                .bind(filter.states_json(true))
-                .bind(filter.key.map(|k| k.to_string()))
-                .bind(&filter.message_id)
-                .bind(after)
-                .bind(super::ops::REPLAY_SLICE as i64)
-                .fetch_all(&mut *conn)
-                .await;
+                let mut query = sqlx::query_scalar::<_, i64>(&statement)
+                    .bind(now)
+                    .bind(after)
+                    .bind(bound);
+                if let Some(key) = filter.key {
+                    query = query.bind(key.to_string());
+                }
+                if let Some(id) = &filter.message_id {
+                    query = query.bind(id.clone());
+                }
+                let result = query.fetch_all(&mut *conn).await;
                 if result.is_err() {
                     conn.close_on_drop();
                 }
                 let ids = result.map_err(failed)?;
                 replayed += ids.len() as u64;
-                match ids.iter().max() {
-                    Some(last) if ids.len() as u64 == super::ops::REPLAY_SLICE => after = *last,
-                    _ => break,
+                match walk {
+                    ReplayWalk::Matches => match ids.iter().max() {
+                        Some(max) if ids.len() as u64 == super::ops::REPLAY_SLICE => after = *max,
+                        _ => break,
+                    },
+                    ReplayWalk::Windows if bound >= last => break,
+                    ReplayWalk::Windows => after = bound,
                 }
             }
         }

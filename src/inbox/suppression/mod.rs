@@ -215,7 +215,10 @@ pub fn normalize(address: &str) -> Option<String> {
     // would not give the same address twice.
     let local = address::nfc(&local.to_ascii_lowercase()).into_owned();
     let domain = address::domain(domain);
-    Some(format!("{local}@{domain}"))
+    let normal = format!("{local}@{domain}");
+    // The cap holds for the normal form too (NFC and IDNA can make an
+    // address longer), so that the form is an address again.
+    (normal.len() <= MAX_ADDRESS).then_some(normal)
 }
 
 /// The parts of [`normalize`]: NFC that never makes ASCII, and domains.
@@ -319,6 +322,17 @@ const MAX_ADDRESS: usize = 254;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_that_nfc_makes_too_long_is_no_address() {
+        // 60 musical notes (U+1D160, 4 bytes, 3 code points in NFC).
+        let long = format!("{}@example.jp", "\u{1D160}".repeat(60));
+        assert!(long.len() <= MAX_ADDRESS);
+        assert_eq!(normalize(&long), None);
+        let fits = format!("{}@example.jp", "\u{1D160}".repeat(10));
+        let normal = normalize(&fits).unwrap();
+        assert_eq!(normalize(&normal).as_deref(), Some(normal.as_str()));
+    }
 
     #[test]
     fn recipients_are_trimmed_and_lower_cased() {
