@@ -340,7 +340,10 @@ async fn big_mail_field(test: &str, field: &'static str) {
             "8 MiB {field} in a multipart mail ({backend}): peak {stored:.2}x while storing, \
              {read:.2}x with the read back"
         );
-        assert!(read < 4.0, "{backend}: 8 MiB {field}: peak {read:.2}x its size");
+        assert!(
+            read < 4.0,
+            "{backend}: 8 MiB {field}: peak {read:.2}x its size"
+        );
     }
 }
 
@@ -373,15 +376,21 @@ async fn an_event_with_a_4_mib_subject_is_stored_and_read_back_within_four_times
         }
         let wire = encode_events(&batch, WireEncoding::Json);
         drop(batch);
-        let (stored, read) = through_the_store(&url, wire, SIZE, move |item| {
-            matches!(item, Item::Event(Event::Delivery(d)) if d.subject == big)
-        })
+        let (stored, read) = through_the_store(
+            &url,
+            wire,
+            SIZE,
+            move |item| matches!(item, Item::Event(Event::Delivery(d)) if d.subject == big),
+        )
         .await;
         let backend = url.split(':').next().unwrap();
         eprintln!(
             "an event with a 4 MiB subject ({backend}): peak {stored:.2}x while storing, \
              {read:.2}x with the read back"
         );
-        assert!(read < 4.0, "{backend}: 4 MiB event subject: peak {read:.2}x its size");
+        assert!(
+            read < 4.0,
+            "{backend}: 4 MiB event subject: peak {read:.2}x its size"
+        );
     }
 }

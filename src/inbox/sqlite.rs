@@ -752,15 +752,17 @@ impl Sqlite {
         if size < 0 {
             return Ok(None);
         }
-        let starts: Vec<i64> = serde_json::from_str(&starts).map_err(|e| {
-            InboxError::new(InboxErrorKind::Corrupt, format!("event {id}: {e}"))
-        })?;
+        let starts: Vec<i64> = serde_json::from_str(&starts)
+            .map_err(|e| InboxError::new(InboxErrorKind::Corrupt, format!("event {id}: {e}")))?;
         let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         for start in starts {
             if usize::try_from(start).ok() != Some(data.len()) {
                 return Err(InboxError::new(
                     InboxErrorKind::Corrupt,
-                    format!("event {id}: its {field} has a chunk at {start} where {} was expected", data.len()),
+                    format!(
+                        "event {id}: its {field} has a chunk at {start} where {} was expected",
+                        data.len()
+                    ),
                 ));
             }
             let chunk: Vec<u8> = sqlx::query_scalar(

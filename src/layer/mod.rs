@@ -60,7 +60,9 @@ mod service;
 mod unlisted;
 
 pub use body::{RequestBody, ResponseBody};
-pub use budget::{BudgetBody, BudgetFuture, InflightBudget, InflightBudgetService, InflightBudgetSpent};
+pub use budget::{
+    BudgetBody, BudgetFuture, InflightBudget, InflightBudgetService, InflightBudgetSpent,
+};
 pub use future::ResponseFuture;
 pub use service::WebhookService;
 pub use unlisted::UnlistedClient;
