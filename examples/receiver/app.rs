@@ -42,6 +42,8 @@ pub struct Options {
     pub basic_auth: Vec<(String, String)>,
     pub save_dir: Option<PathBuf>,
     pub format: Format,
+    /// The in-flight budget of request body bytes (0: none).
+    pub max_inflight_bytes: usize,
 }
 
 /// How events and mails are printed.
@@ -90,7 +92,18 @@ pub fn layer(options: &Options) -> Result<WebhookLayer, ConfigError> {
 /// The router: `POST /mails` behind the layer.
 #[allow(dead_code)] // the tests build it from options
 pub fn router(options: &Options, target: Target) -> Result<Router, ConfigError> {
-    Ok(router_with(layer(options)?, target))
+    Ok(with_budget(router_with(layer(options)?, target), options))
+}
+
+/// `router` behind the in-flight budget of request body bytes
+/// (`--max-inflight-bytes`), shared by every route.
+pub fn with_budget(router: Router, options: &Options) -> Router {
+    if options.max_inflight_bytes == 0 {
+        return router;
+    }
+    router.layer(cmc_webhook::layer::InflightBudget::new(
+        options.max_inflight_bytes,
+    ))
 }
 
 /// The router behind a layer built already (whose unlisted clients the

@@ -181,6 +181,13 @@ pub struct Args {
     )]
     pub max_connections: usize,
 
+    /// The most request body bytes held by all requests in flight at
+    /// once (25MiB, 512KiB, or bytes); past it, a request is answered 503
+    /// with Retry-After, its body unread. At least --body-limit; by
+    /// default --body-limit times --max-connections, at most 8 times.
+    #[arg(long, value_name = "SIZE", env = "CMC_MAX_INFLIGHT_BYTES", value_parser = parse_size)]
+    pub max_inflight_bytes: Option<usize>,
+
     /// The most requests one connection may carry before it is closed. At
     /// least 1.
     #[arg(
@@ -352,8 +359,27 @@ impl Args {
             basic_auth,
             save_dir: self.save_dir.clone(),
             format: self.format,
+            max_inflight_bytes: self.inflight_budget()?,
         };
         Ok((options, allow_file))
+    }
+}
+
+impl Args {
+    /// `--max-inflight-bytes`, or its default from the body limit and the
+    /// connection cap.
+    fn inflight_budget(&self) -> Result<usize, String> {
+        match self.max_inflight_bytes {
+            Some(bytes) if bytes < self.body_limit => Err(format!(
+                "--max-inflight-bytes {bytes} is below --body-limit {}: a body at the limit \
+                 could never be taken",
+                self.body_limit
+            )),
+            Some(bytes) => Ok(bytes),
+            None => Ok(self
+                .body_limit
+                .saturating_mul(self.max_connections.clamp(1, 8))),
+        }
     }
 }
 

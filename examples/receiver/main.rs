@@ -176,6 +176,7 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
             None,
         ),
     };
+    let router = app::with_budget(router, &options);
     // The answers of this run, by status, for the summary on exit.
     let answered = serve::Tally::default();
     if let Some(inbox) = store.clone() {

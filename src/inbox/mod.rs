@@ -632,7 +632,11 @@ impl Inbox {
     /// with its angle brackets), in the order CMC dated them: what
     /// happened to this mail?
     pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
-        self.inner.store.history(message_id).await
+        let mut history = self.inner.store.history(message_id).await?;
+        for entry in &mut history.entries {
+            rows::load_event_apart(&self.inner.store, entry.id.id, &mut entry.event).await?;
+        }
+        Ok(history)
     }
 
     /// Deletes the rows that have been `done` for longer than `retain`

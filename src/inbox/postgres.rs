@@ -344,14 +344,14 @@ impl Postgres {
                 row.try_get(1).map_err(failed)?,
             );
             if inserted {
-                for (position, data) in m.attachments.iter().enumerate() {
+                for (position, data) in m.stored_apart() {
                     for (start, chunk) in chunks(data) {
                         sqlx::query(
                             "INSERT INTO cmc_mail_attachments (mail_id, position, start, data) \
                              VALUES ($1, $2, $3, $4)",
                         )
                         .bind(id)
-                        .bind(position as i64)
+                        .bind(position)
                         .bind(start as i64)
                         .bind(chunk)
                         .execute(&mut *tx)
@@ -662,7 +662,7 @@ impl Postgres {
         let failed = |e: sqlx::Error| InboxError::database("could not read the attachments", e);
         let sizes: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT position, SUM(length(data))::BIGINT FROM cmc_mail_attachments \
-             WHERE mail_id = $1 GROUP BY position ORDER BY position",
+             WHERE mail_id = $1 AND position >= 0 GROUP BY position ORDER BY position",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -710,6 +710,47 @@ impl Postgres {
         mailbox_sql::attachment(&mut conn, mail, position)
             .await
             .map_err(failed)
+    }
+
+    /// Text field `field` of event `id` stored apart, a chunk at a time.
+    pub async fn event_text(&self, id: i64, field: &str) -> Result<Option<Vec<u8>>, InboxError> {
+        let failed = |e| InboxError::database("could not read an event's text", e);
+        let starts: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT start, length(data)::BIGINT FROM cmc_event_texts \
+             WHERE event_id = $1 AND field = $2 ORDER BY start",
+        )
+        .bind(id)
+        .bind(field)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed)?;
+        if starts.is_empty() {
+            return Ok(None);
+        }
+        let size: i64 = starts.iter().map(|(_, len)| len).sum();
+        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        for (start, _) in starts {
+            if usize::try_from(start).ok() != Some(data.len()) {
+                return Err(InboxError::new(
+                    InboxErrorKind::Corrupt,
+                    format!(
+                        "event {id}: its {field} has a chunk at {start} where {} was expected",
+                        data.len()
+                    ),
+                ));
+            }
+            let chunk: Vec<u8> = sqlx::query_scalar(
+                "SELECT data FROM cmc_event_texts WHERE event_id = $1 AND field = $2 AND start = $3",
+            )
+            .bind(id)
+            .bind(field)
+            .bind(start)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed)?;
+            data.extend_from_slice(&chunk);
+        }
+        Ok(Some(data))
     }
 
     pub async fn mail_row(&self, id: i64) -> Result<Option<MailRow>, InboxError> {
@@ -989,7 +1030,7 @@ async fn insert_events(
              AS u(k, t, m, r, s, c, e, sc, cl, ra, d) \
              ON CONFLICT (idempotency_key) \
              DO UPDATE SET repeats = cmc_events.repeats + 1 + EXCLUDED.repeats \
-             RETURNING idempotency_key, (xmax = 0) AS inserted",
+             RETURNING idempotency_key, (xmax = 0) AS inserted, id",
         )
         .bind(&cols[0])
         .bind(&cols[1])
@@ -1005,7 +1046,23 @@ async fn insert_events(
         .fetch_all(&mut *tx)
         .await?;
         for row in rows {
-            inserted.insert(row.try_get(0)?, row.try_get(1)?);
+            let (key, new, id): (String, bool, i64) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            // A long subject goes apart, once, with the row that is new.
+            if let Some(subject) = first[key.as_str()].1.subject.as_ref().filter(|_| new) {
+                for (start, chunk) in chunks(subject) {
+                    sqlx::query(
+                        "INSERT INTO cmc_event_texts (event_id, field, start, data) \
+                         VALUES ($1, 'subject', $2, $3)",
+                    )
+                    .bind(id)
+                    .bind(start as i64)
+                    .bind(chunk)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            inserted.insert(key, new);
         }
     }
     // In order of arrival: a new key's first occurrence is stored, every

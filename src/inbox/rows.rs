@@ -21,6 +21,18 @@ pub(crate) struct NewEvent {
     pub status: Option<String>,
     pub created: Option<String>,
     pub json: String,
+    /// The subject, when it is long: stored apart (`cmc_event_texts`),
+    /// and empty in `json`.
+    pub subject: Option<Bytes>,
+}
+
+/// The subject of `event`, for the kinds that have one.
+fn subject_mut(event: &mut Event) -> Option<&mut Text> {
+    match event {
+        Event::Delivery(d) => Some(&mut d.subject),
+        Event::Bounce(b) => Some(&mut b.subject),
+        _ => None,
+    }
 }
 
 /// One mail's row and its attachments' bytes, before they are inserted.
@@ -36,6 +48,141 @@ pub(crate) struct NewMail {
     /// The attachments' bytes, still shared with the request's buffers.
     pub attachments: Vec<Bytes>,
     pub size: i64,
+    /// The text fields stored apart (see [`APART`]), as `(position,
+    /// bytes)`, still shared with the request's buffers.
+    pub apart: Vec<(i64, Bytes)>,
+}
+
+impl NewMail {
+    /// Every value stored in `cmc_mail_attachments`, as `(position,
+    /// bytes)`: the attachments, then the text fields stored apart.
+    pub fn stored_apart(&self) -> impl Iterator<Item = (i64, &Bytes)> {
+        self.attachments
+            .iter()
+            .enumerate()
+            .map(|(p, d)| (p as i64, d))
+            .chain(self.apart.iter().map(|(p, d)| (*p, d)))
+    }
+}
+
+/// A text field longer than this is stored apart from the row's JSON, in
+/// chunks like an attachment's: written whole into one value, SQLite and
+/// sqlx each copied it several times.
+pub(crate) const INLINE_TEXT: usize = 64 << 10;
+
+/// The longest prefix of a long subject kept in `cmc_mails.subject` (a
+/// summary for listings; the whole subject is stored apart).
+pub(crate) const SUBJECT_PREFIX: usize = 1000;
+
+/// The positions in `cmc_mail_attachments` of a mail's text fields stored
+/// apart (attachments take 0, 1, ...).
+pub(crate) const APART: [(i64, MailText); 3] = [
+    (-1, MailText::Text),
+    (-2, MailText::Html),
+    (-3, MailText::Subject),
+];
+
+/// A text field of a mail that may be stored apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MailText {
+    Text,
+    Html,
+    Subject,
+}
+
+impl MailText {
+    /// Takes the field out of `mail` when it is long, leaving it empty.
+    fn take_long(self, mail: &mut InboundMail) -> Option<Text> {
+        let field = match self {
+            MailText::Text => &mut mail.text,
+            MailText::Html => &mut mail.html,
+            MailText::Subject => {
+                if mail.subject.len() <= INLINE_TEXT {
+                    return None;
+                }
+                return Some(std::mem::take(&mut mail.subject));
+            }
+        };
+        if field.as_ref().is_some_and(|t| t.len() > INLINE_TEXT) {
+            field.take()
+        } else {
+            None
+        }
+    }
+
+    /// Puts a field read back into `mail`.
+    pub fn put(self, mail: &mut InboundMail, text: Text) {
+        match self {
+            MailText::Text => mail.text = Some(text),
+            MailText::Html => mail.html = Some(text),
+            MailText::Subject => mail.subject = text,
+        }
+    }
+}
+
+/// Reads back into `mail` (row `id`) its text fields stored apart: each
+/// assembled a chunk at a time into one buffer of its size. Only the
+/// fields the row's JSON left empty are looked up; a mail stored before
+/// fields were stored apart has none.
+pub(crate) async fn load_apart(
+    store: &super::store::Store,
+    id: i64,
+    mail: &mut InboundMail,
+) -> Result<(), InboxError> {
+    for (position, field) in APART {
+        let empty = match field {
+            MailText::Text => mail.text.is_none(),
+            MailText::Html => mail.html.is_none(),
+            MailText::Subject => mail.subject.is_empty(),
+        };
+        if !empty {
+            continue;
+        }
+        if let Some(data) = store.attachment(id, position).await? {
+            let text = String::from_utf8(data).map_err(|e| {
+                InboxError::new(
+                    InboxErrorKind::Corrupt,
+                    format!("mail {id}: the text stored at position {position} is not UTF-8: {e}"),
+                )
+            })?;
+            field.put(mail, Text::from(text));
+        }
+    }
+    Ok(())
+}
+
+/// Reads back into `event` (row `id`) its subject stored apart, if the
+/// row's JSON left it empty and `cmc_event_texts` holds one.
+pub(crate) async fn load_event_apart(
+    store: &super::store::Store,
+    id: i64,
+    event: &mut Event,
+) -> Result<(), InboxError> {
+    let Some(subject) = subject_mut(event).filter(|s| s.is_empty()) else {
+        return Ok(());
+    };
+    if let Some(data) = store.event_text(id, "subject").await? {
+        let text = String::from_utf8(data).map_err(|e| {
+            InboxError::new(
+                InboxErrorKind::Corrupt,
+                format!("event {id}: its subject stored apart is not UTF-8: {e}"),
+            )
+        })?;
+        *subject = Text::from(text);
+    }
+    Ok(())
+}
+
+/// The longest prefix of `s` within `max` bytes, cut at a character.
+pub(crate) fn prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// The largest chunk of an attachment stored in one row.
@@ -154,6 +301,21 @@ impl Arrival {
 }
 
 fn new_event(event: &Event) -> Result<NewEvent, InboxError> {
+    // A long subject goes apart: the JSON is written from a copy that
+    // shares every field's bytes, its subject empty.
+    let long = match event {
+        Event::Delivery(d) => d.subject.len() > INLINE_TEXT,
+        Event::Bounce(b) => b.subject.len() > INLINE_TEXT,
+        _ => false,
+    };
+    let mut stripped;
+    let (event, subject) = if long {
+        stripped = event.clone();
+        let subject = subject_mut(&mut stripped).map(|s| std::mem::take(s).as_bytes().clone());
+        (&stripped, subject)
+    } else {
+        (event, None)
+    };
     let (recipient, status, created) = match event {
         Event::Delivery(d) => (
             Some(d.to.to_string()),
@@ -188,6 +350,7 @@ fn new_event(event: &Event) -> Result<NewEvent, InboxError> {
                 format!("could not write the event: {e}"),
             )
         })?,
+        subject,
     })
 }
 
@@ -200,12 +363,21 @@ fn new_mail(mut mail: InboundMail) -> Result<NewMail, InboxError> {
         size = size.saturating_add(data.len() as i64);
         attachments.push(data);
     }
+    let subject = prefix(&mail.subject, SUBJECT_PREFIX).to_owned();
+    let apart = APART
+        .iter()
+        .filter_map(|(position, field)| {
+            field
+                .take_long(&mut mail)
+                .map(|t| (*position, t.as_bytes().clone()))
+        })
+        .collect();
     Ok(NewMail {
         key,
         message_id: mail.headers.get("Message-ID").map(str::to_owned),
         envelope_from: mail.envelope_from.to_string(),
         envelope_to: mail.envelope_to.to_string(),
-        subject: mail.subject.to_string(),
+        subject,
         filter: mail.filter.to_string(),
         json: serde_json::to_string(&mail).map_err(|e| {
             InboxError::new(
@@ -215,6 +387,7 @@ fn new_mail(mut mail: InboundMail) -> Result<NewMail, InboxError> {
         })?,
         attachments,
         size,
+        apart,
     })
 }
 

@@ -555,7 +555,7 @@ impl Sqlite {
                         row.try_get(1).map_err(failed)?,
                     );
                     if repeats == 0 {
-                        for (position, data) in m.attachments.iter().enumerate() {
+                        for (position, data) in m.stored_apart() {
                             // In chunks: sqlx copies each value it binds,
                             // and SQLite builds each record whole.
                             for (start, chunk) in chunks(data) {
@@ -564,7 +564,7 @@ impl Sqlite {
                                      (mail_id, position, start, data) VALUES (?1, ?2, ?3, ?4)",
                                 )
                                 .bind(id)
-                                .bind(position as i64)
+                                .bind(position)
                                 .bind(start as i64)
                                 .bind(chunk)
                                 .execute(&mut *tx)
@@ -804,7 +804,7 @@ impl Sqlite {
         let mut conn = self.work.acquire().await?;
         let sizes: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT position, SUM(length(data)) FROM cmc_mail_attachments \
-             WHERE mail_id = ?1 GROUP BY position ORDER BY position",
+             WHERE mail_id = ?1 AND position >= 0 GROUP BY position ORDER BY position",
         )
         .bind(id)
         .fetch_all(&mut *conn)
@@ -812,7 +812,7 @@ impl Sqlite {
         let mut assembly = Assembly::new(id, &sizes).map_err(sqlx::Error::Protocol)?;
         let mut chunks = sqlx::query(
             "SELECT position, start, data FROM cmc_mail_attachments \
-             WHERE mail_id = ?1 ORDER BY position, start",
+             WHERE mail_id = ?1 AND position >= 0 ORDER BY position, start",
         )
         .bind(id)
         .fetch(&mut *conn);
@@ -837,6 +837,51 @@ impl Sqlite {
         mailbox_sql::attachment(&mut conn, mail, position)
             .await
             .map_err(failed)
+    }
+
+    /// Text field `field` of event `id` stored apart, read outside any
+    /// transaction, a chunk at a time.
+    pub async fn event_text(&self, id: i64, field: &str) -> Result<Option<Vec<u8>>, InboxError> {
+        let failed = |e| InboxError::database("could not read an event's text", e);
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        let (size, starts): (i64, String) = sqlx::query_as(
+            "SELECT COALESCE(SUM(length(data)), -1), COALESCE(json_group_array(start), '[]') \
+             FROM (SELECT start, data FROM cmc_event_texts \
+                   WHERE event_id = ?1 AND field = ?2 ORDER BY start)",
+        )
+        .bind(id)
+        .bind(field)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(failed)?;
+        if size < 0 {
+            return Ok(None);
+        }
+        let starts: Vec<i64> = serde_json::from_str(&starts)
+            .map_err(|e| InboxError::new(InboxErrorKind::Corrupt, format!("event {id}: {e}")))?;
+        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        for start in starts {
+            if usize::try_from(start).ok() != Some(data.len()) {
+                return Err(InboxError::new(
+                    InboxErrorKind::Corrupt,
+                    format!(
+                        "event {id}: its {field} has a chunk at {start} where {} was expected",
+                        data.len()
+                    ),
+                ));
+            }
+            let chunk: Vec<u8> = sqlx::query_scalar(
+                "SELECT data FROM cmc_event_texts WHERE event_id = ?1 AND field = ?2 AND start = ?3",
+            )
+            .bind(id)
+            .bind(field)
+            .bind(start)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(failed)?;
+            data.extend_from_slice(&chunk);
+        }
+        Ok(Some(data))
     }
 
     pub async fn mail_row(&self, id: i64) -> Result<Option<MailRow>, InboxError> {
@@ -1263,7 +1308,7 @@ async fn insert_events(
         }
         sql.push_str(
             " ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
-             RETURNING idempotency_key, repeats",
+             RETURNING idempotency_key, repeats, id",
         );
         let mut query = sqlx::query(&sql);
         for (i, e) in chunk {
@@ -1282,22 +1327,35 @@ async fn insert_events(
                 .bind(a.received_at);
         }
         let returned = query.fetch_all(&mut *tx).await?;
-        let mut by_key: std::collections::HashMap<String, Vec<i64>> =
+        let mut by_key: std::collections::HashMap<String, Vec<(i64, i64)>> =
             std::collections::HashMap::with_capacity(returned.len());
         for row in &returned {
             by_key
                 .entry(row.try_get(0)?)
                 .or_default()
-                .push(row.try_get(1)?);
+                .push((row.try_get(1)?, row.try_get(2)?));
         }
         for counts in by_key.values_mut() {
             counts.sort_unstable_by(|a, b| b.cmp(a));
         }
         for (i, e) in chunk {
-            let repeats = by_key.get_mut(&e.key).and_then(Vec::pop).ok_or_else(|| {
+            let (repeats, id) = by_key.get_mut(&e.key).and_then(Vec::pop).ok_or_else(|| {
                 sqlx::Error::Protocol("an inserted event was not returned".into())
             })?;
             count(&mut receipts[*i], repeats);
+            if let Some(subject) = e.subject.as_ref().filter(|_| repeats == 0) {
+                for (start, chunk) in chunks(subject) {
+                    sqlx::query(
+                        "INSERT INTO cmc_event_texts (event_id, field, start, data) \
+                         VALUES (?1, 'subject', ?2, ?3)",
+                    )
+                    .bind(id)
+                    .bind(start as i64)
+                    .bind(chunk)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
         }
     }
     Ok(())

@@ -66,6 +66,15 @@ impl Store {
         }
     }
 
+    /// Text field `field` of event `id` stored apart, if it has one.
+    pub async fn event_text(&self, id: i64, field: &str) -> Result<Option<Vec<u8>>, InboxError> {
+        match self {
+            Store::Sqlite(s) => s.event_text(id, field).await,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(s) => s.event_text(id, field).await,
+        }
+    }
+
     /// The job columns of mail `id`, if its row exists.
     pub async fn mail_row(&self, id: i64) -> Result<Option<MailRow>, InboxError> {
         match self {

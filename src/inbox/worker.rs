@@ -754,9 +754,15 @@ where
             match super::mailbox::into_job(claimed, mailboxes, &self.inbox.inner.store) {
                 Ok(job) => {
                     let handler = mailboxes.boxes[index].handler.clone();
-                    let task = lanes
-                        .running
-                        .spawn(within(self.handler_timeout, handler(job)));
+                    let store = self.inbox.inner.store.clone();
+                    let run = async move {
+                        let mut job = job;
+                        super::rows::load_apart(&store, job.mail_id, &mut job.mail)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        handler(job).await
+                    };
+                    let task = lanes.running.spawn(within(self.handler_timeout, run));
                     lanes.hold(task.id(), Target::Delivery { mailbox: index, id }, attempt);
                 }
                 Err(why) => {
@@ -1136,7 +1142,15 @@ where
     F: Future<Output = Result<(), E>>,
     E: fmt::Display,
 {
+    if let Item::Event(event) = &mut job.item {
+        super::rows::load_event_apart(&store, job.id.id, event)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     if let Item::Mail(mail) = &mut job.item {
+        super::rows::load_apart(&store, job.id.id, mail)
+            .await
+            .map_err(|e| e.to_string())?;
         if !mail.attachments.is_empty() {
             let data = store
                 .attachments(job.id.id)

@@ -53,12 +53,16 @@
 //! ```
 
 mod body;
+mod budget;
 mod drain;
 mod future;
 mod service;
 mod unlisted;
 
 pub use body::{RequestBody, ResponseBody};
+pub use budget::{
+    BudgetBody, BudgetFuture, InflightBudget, InflightBudgetService, InflightBudgetSpent,
+};
 pub use future::ResponseFuture;
 pub use service::WebhookService;
 pub use unlisted::UnlistedClient;

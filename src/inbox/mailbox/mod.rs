@@ -1115,7 +1115,8 @@ pub(crate) async fn unrouted(
         .mail_row(mail_id)
         .await?
         .ok_or_else(|| corrupt("the row is gone".into()))?;
-    let read = ReadMail::from_row(row).map_err(corrupt)?;
+    let mut read = ReadMail::from_row(row).map_err(corrupt)?;
+    super::rows::load_apart(store, mail_id, &mut read.mail).await?;
     Ok(Unrouted {
         mail_id,
         key: read.key,
