@@ -92,30 +92,50 @@ pub fn layer(options: &Options) -> Result<WebhookLayer, ConfigError> {
 /// The router: `POST /mails` behind the layer.
 #[allow(dead_code)] // the tests build it from options
 pub fn router(options: &Options, target: Target) -> Result<Router, ConfigError> {
-    Ok(with_budget(router_with(layer(options)?, target), options))
+    Ok(router_with(layer(options)?, target, budget(options)))
 }
 
-/// `router` behind the in-flight budget of request body bytes
-/// (`--max-inflight-bytes`), shared by every route.
-pub fn with_budget(router: Router, options: &Options) -> Router {
-    if options.max_inflight_bytes == 0 {
-        return router;
-    }
-    router.layer(cmc_webhook::layer::InflightBudget::new(
-        options.max_inflight_bytes,
-    ))
+/// The in-flight budget of request body bytes (`--max-inflight-bytes`),
+/// if any: made once, its clones share it.
+pub fn budget(options: &Options) -> Option<cmc_webhook::layer::InflightBudget> {
+    (options.max_inflight_bytes > 0)
+        .then(|| cmc_webhook::layer::InflightBudget::new(options.max_inflight_bytes))
 }
 
 /// The router behind a layer built already (whose unlisted clients the
-/// caller reads).
-pub fn router_with(layer: WebhookLayer, target: Target) -> Router {
+/// caller reads), with the budget inside the layer: requests the gate
+/// refuses (outside the allowlist, without credentials, declaring a body
+/// over the limit) neither spend it nor wait for it.
+pub fn router_with(
+    layer: WebhookLayer,
+    target: Target,
+    budget: Option<cmc_webhook::layer::InflightBudget>,
+) -> Router {
     match target {
-        Target::Inbox(inbox) => {
-            Router::new().route("/mails", post_service(inbox.receive()).layer(layer))
-        }
+        Target::Inbox(inbox) => Router::new().route(
+            "/mails",
+            guarded(post_service(inbox.receive()), layer, budget),
+        ),
         Target::Print(printer) => Router::new()
-            .route("/mails", post(on_webhook).layer(layer))
+            .route("/mails", guarded(post(on_webhook), layer, budget))
             .with_state(printer),
+    }
+}
+
+/// `route` behind the layer, and the budget inside it.
+fn guarded<S>(
+    route: axum::routing::MethodRouter<S>,
+    layer: WebhookLayer,
+    budget: Option<cmc_webhook::layer::InflightBudget>,
+) -> axum::routing::MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    match budget {
+        Some(budget) => route
+            .layer::<_, std::convert::Infallible>(budget)
+            .layer(layer),
+        None => route.layer(layer),
     }
 }
 

@@ -167,16 +167,23 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
             }
             let worker = worker.spawn();
             (
-                app::router_with(layer.clone(), app::Target::Inbox(inbox.clone())),
+                app::router_with(
+                    layer.clone(),
+                    app::Target::Inbox(inbox.clone()),
+                    app::budget(&options),
+                ),
                 Some(worker),
             )
         }
         None => (
-            app::router_with(layer.clone(), app::Target::Print(printer.clone())),
+            app::router_with(
+                layer.clone(),
+                app::Target::Print(printer.clone()),
+                app::budget(&options),
+            ),
             None,
         ),
     };
-    let router = app::with_budget(router, &options);
     // The answers of this run, by status, for the summary on exit.
     let answered = serve::Tally::default();
     if let Some(inbox) = store.clone() {

@@ -36,7 +36,10 @@ const RETRY_AFTER: &str = "5";
 /// service has answered (or the request is dropped).
 ///
 /// Clones share one budget: put the same budget on every route (events
-/// and inbound mails), outside the [`WebhookLayer`](crate::WebhookLayer).
+/// and inbound mails), inside the [`WebhookLayer`](crate::WebhookLayer),
+/// so that requests the gate refuses (outside the allowlist, without
+/// BASIC credentials, declaring a body over the limit, which get their
+/// 403, 401 or 413) neither spend it nor wait for it.
 /// Give it at least the largest body limit: a request reserves at most the
 /// whole budget, so one such body is still taken when nothing else is in
 /// flight. The budget counts the bodies only; what a service builds from
@@ -58,7 +61,7 @@ const RETRY_AFTER: &str = "5";
 /// let budget = InflightBudget::new(200 << 20);
 /// let app = Router::new().route(
 ///     "/mails",
-///     post_service(inbox.receive()).layer(ServiceBuilder::new().layer(budget.clone()).layer(gate)),
+///     post_service(inbox.receive()).layer(ServiceBuilder::new().layer(gate).layer(budget.clone())),
 /// );
 /// assert_eq!(budget.in_flight(), 0);
 /// # Ok(app)
