@@ -1734,6 +1734,21 @@ async fn suppression_rows_of_the_old_address_form_are_moved_to_the_new_once() {
     );
 }
 
+#[test]
+fn a_mistyped_store_address_is_never_echoed() {
+    // It may carry a password anywhere: only its scheme is named.
+    for url in [
+        "pg://u@h/db?password=SECRETPW",
+        "postgres//h/db?password=SECRETPW",
+        "u:SECRETPW@h",
+        "mysql://u:SECRETPW@h/db",
+    ] {
+        let err = Inbox::builder(url).unwrap_err().to_string();
+        assert!(!err.contains("SECRETPW"), "{err}");
+        assert!(err.contains("sqlite:PATH"), "{err}");
+    }
+}
+
 /// Each test of behaviour, once per backend.
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {

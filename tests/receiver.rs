@@ -82,7 +82,10 @@ fn buffer() -> (Arc<Mutex<Vec<String>>>, app::Sink) {
     let sink_lines = lines.clone();
     (
         lines,
-        Arc::new(move |line| sink_lines.lock().unwrap().push(line)),
+        Arc::new(move |line| {
+            sink_lines.lock().unwrap().push(line);
+            true
+        }),
     )
 }
 
@@ -187,7 +190,7 @@ async fn start(router: axum::Router, limits: serve::Limits) -> SocketAddr {
 
 /// The receiver without a store: these tests are about serving.
 fn receiver(options: app::Options) -> axum::Router {
-    let printer = app::Printer::new(&options, Arc::new(|_line| {}));
+    let printer = app::Printer::new(&options, Arc::new(|_line| true));
     app::router(&options, app::Target::Print(printer)).unwrap()
 }
 
@@ -636,7 +639,10 @@ async fn flags_come_from_the_environment() {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink: app::Sink = {
         let lines = lines.clone();
-        Arc::new(move |line| lines.lock().unwrap().push(line))
+        Arc::new(move |line| {
+            lines.lock().unwrap().push(line);
+            true
+        })
     };
     let printer = app::Printer::new(&options, sink);
     let router = app::router(&options, app::Target::Print(printer.clone())).unwrap();
@@ -902,7 +908,7 @@ fn nonsensical_values_are_refused_at_start() {
     assert_eq!(args.body_timeout, Duration::from_millis(500));
     assert_eq!((args.concurrency, args.max_attempts), (1, 1));
     // Two fallbacks: refused, naming both.
-    let printer = app::Printer::new(&loopback(), Arc::new(|_| {}));
+    let printer = app::Printer::new(&loopback(), Arc::new(|_| true));
     let e = app::mailboxes(
         &["a=*".to_owned(), "b=*".to_owned()],
         &printer,
@@ -1021,6 +1027,7 @@ async fn without_a_store_a_stalled_stdout_answers_503() {
     let sink: app::Sink = Arc::new(move |_line| {
         let _ = blocked.lock().unwrap().recv();
         *count.lock().unwrap() += 1;
+        true
     });
     let lines = output::Lines::with_limits(sink, 4096, Duration::from_millis(300));
     let options = loopback();
@@ -1373,4 +1380,43 @@ async fn subcommands_never_migrate_and_migrate_is_a_step_of_its_own() {
         applied,
         line["applied"].as_array().unwrap().len() as i64 + 1
     );
+}
+
+/// A stdout that is closed (its reader died) marks no row done: the
+/// lines that could not be written leave their rows to be tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_marks_no_row_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::sqlite(dir.path().join("inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    // A sink whose every write fails, as on a pipe whose reader is gone.
+    let sink: app::Sink = Arc::new(|_line| false);
+    let lines = output::Lines::with_limits(sink, 4096, Duration::from_millis(300));
+    let options = loopback();
+    let printer = app::Printer::with_lines(&options, lines);
+    let handler = printer.clone();
+    let worker = inbox
+        .worker(move |job| handler.clone().handle(job))
+        .max_attempts(3)
+        .spawn();
+    inbox
+        .store(
+            Webhook::parse(
+                "application/json",
+                Bytes::from(
+                    r#"{"event_type":"deliveries","server_composition":"pro","event":{"deliveries":[{"created":"2026-01-01 09:00:00","status":"queued","to":"u@example.jp","messageId":"<m@x>"}]}}"#,
+                ),
+            )
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    let counts = inbox.counts().await.unwrap().events;
+    assert_eq!(counts.done, 0, "{counts:?}");
+    assert_eq!(counts.total(), 1);
 }

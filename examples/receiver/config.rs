@@ -646,10 +646,17 @@ pub fn read_secrets(flag: &str, path: &std::path::Path) -> Result<Vec<String>, S
 pub fn parse_count(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(0) => Err("0 would do nothing: give 1 or more".to_owned()),
+        Ok(n) if n > MAX_COUNT => Err(format!(
+            "{n} is more than this receiver can use: give at most {MAX_COUNT}"
+        )),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("{s:?} is not a whole number")),
     }
 }
+
+/// The largest count a flag takes (connections, concurrency, requests,
+/// rows listed): past it, a number is a mistake, not a setting.
+pub const MAX_COUNT: usize = 1_000_000;
 
 /// A number of attempts: at least 1.
 pub fn parse_attempts(s: &str) -> Result<u32, String> {

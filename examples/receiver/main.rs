@@ -140,6 +140,11 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         max_requests_per_connection: args.max_requests_per_connection,
         max_connection_age: args.max_connection_age,
     };
+    // A value that is not Unicode is refused, not taken as absent (which
+    // would serve the metrics without the credentials meant for them).
+    if std::env::var_os("CMC_METRICS_AUTH").is_some_and(|v| v.to_str().is_none()) {
+        return Err("CMC_METRICS_AUTH is not valid UTF-8".into());
+    }
     let metrics_auth = args.metrics_auth(|name| std::env::var(name).ok())?;
     if let Some(addr) = args.metrics {
         serve_metrics(addr, metrics_auth, limits).await?;

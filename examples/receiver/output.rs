@@ -29,7 +29,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// Where the lines of webhooks are written, on the writer's own thread
 /// (stdout in the receiver, a buffer in tests). It may block.
-pub type Sink = Arc<dyn Fn(String) + Send + Sync>;
+pub type Sink = Arc<dyn Fn(String) -> bool + Send + Sync>;
 
 /// The most bytes of lines waiting for stdout. A longer line is written
 /// alone, once the queue is empty.
@@ -91,8 +91,12 @@ impl Lines {
                     if queued.written.is_closed() {
                         continue;
                     }
-                    sink(queued.line);
-                    let _ = queued.written.send(());
+                    // A line that could not be written is not reported
+                    // written: its printer fails (the row is tried again,
+                    // the request answered 503).
+                    if sink(queued.line) {
+                        let _ = queued.written.send(());
+                    }
                 }
             })
             .expect("a thread for the stdout writer");
@@ -129,17 +133,18 @@ impl Lines {
 }
 
 /// The stdout of the process as a [`Sink`]. A closed stdout
-/// (`receiver | head`) does not fail the lines: they are lost, and said so
-/// once.
+/// (`receiver | head`, a log shipper that died) fails each line, said
+/// once: no row is marked done, no webhook answered 200, whose line was
+/// not written.
 pub fn stdout() -> Sink {
     let warned = std::sync::atomic::AtomicBool::new(false);
     Arc::new(move |line| {
         let mut out = std::io::stdout().lock();
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err()
-            && !warned.swap(true, Ordering::Relaxed)
-        {
-            tracing::error!("stdout is closed: the lines of accepted webhooks are lost");
+        let written = writeln!(out, "{line}").and_then(|()| out.flush()).is_ok();
+        if !written && !warned.swap(true, Ordering::Relaxed) {
+            tracing::error!("stdout is closed: the lines of accepted webhooks cannot be written; their rows wait in the inbox (answered 503 without a store) until the receiver is started again with a stdout that is read");
         }
+        written
     })
 }
 

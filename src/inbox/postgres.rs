@@ -636,7 +636,7 @@ impl Postgres {
                 .bind(worker)
                 .bind(c.lease_until)
                 .bind(c.now)
-                .bind(room as i64)
+                .bind(i64::try_from(room).unwrap_or(i64::MAX))
                 .bind(i64::from(c.max_attempts))
                 .bind(&held)
                 .fetch_all(&mut *tx)
@@ -851,7 +851,7 @@ impl Postgres {
                  received_at, done_at FROM {} WHERE state = 'dead' ORDER BY id LIMIT $1",
                 kind.table()
             ))
-            .bind(limit as i64)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
             .map_err(failed)?;

@@ -56,7 +56,7 @@ pub(crate) fn check(
             InboxErrorKind::Open,
             format!(
                 "{store} has the inbox schema of version {v}, older than this version's \
-                 {expected}: migrate it first (`cmc-receiver migrate`, or \
+                 {expected}: migrate it first (the receiver's `migrate`, or \
                  InboxBuilder::migrate), then try again"
             ),
         )),
@@ -72,7 +72,7 @@ pub(crate) fn check(
             InboxErrorKind::Open,
             format!(
                 "{store} holds no inbox (no migration was ever applied to it): migrate it \
-                 first (`cmc-receiver migrate`, or InboxBuilder::migrate)"
+                 first (the receiver's `migrate`, or InboxBuilder::migrate)"
             ),
         )),
     }

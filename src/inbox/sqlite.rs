@@ -283,9 +283,11 @@ async fn rekey_suppressions(conn: &mut SqliteConnection, now: i64) -> Result<u64
     Ok(moved)
 }
 
-/// Whether `e` is SQLite's CANTOPEN.
+/// Whether `e` says SQLite cannot make the files a WAL database needs
+/// beside it: CANTOPEN (a read-only file system), or
+/// READONLY_DIRECTORY (a directory this process may not write).
 fn is_cant_open(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("14"))
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("14" | "1544")))
 }
 
 /// Which process opened the store, for `cmc_inbox_opened`.
@@ -764,7 +766,7 @@ impl Sqlite {
                 .bind(worker)
                 .bind(c.lease_until)
                 .bind(c.now)
-                .bind(room as i64)
+                .bind(i64::try_from(room).unwrap_or(i64::MAX))
                 .bind(i64::from(c.max_attempts))
                 .bind(&held)
                 .fetch_all(&mut *tx)
@@ -1000,7 +1002,7 @@ impl Sqlite {
                  received_at, done_at FROM {} WHERE state = 'dead' ORDER BY id LIMIT ?1",
                 kind.table()
             ))
-            .bind(limit as i64)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.work)
             .await
             .map_err(failed)?;

@@ -732,6 +732,12 @@ where
                 .collect();
             tracing::warn!(mail = mail_id, recipients = recipients.len(), first = %shown.join(", "), "an inbound mail was stored unrouted: no route takes it and there is no fallback");
             if let Some(hook) = mailboxes.unrouted.clone() {
+                // At most as many hooks at once as handlers: each holds
+                // its mail, and strangers' mails arrive at their pace.
+                if lanes.hooks.len() >= self.concurrency {
+                    tracing::warn!(mail = mail_id, running = lanes.hooks.len(), "the unrouted hook was not called for this mail: as many hooks run as the worker's concurrency (the mail is kept, unrouted)");
+                    continue;
+                }
                 let store = self.inbox.inner.store.clone();
                 let limit = self.handler_timeout;
                 lanes.hooks.spawn(async move {

@@ -403,7 +403,10 @@ impl Mailboxes {
     /// Runs `hook` (on the worker's runtime, after the routing is
     /// committed) on each mail stored unrouted: to alert, or to print. It
     /// runs once per routing and is not retried; the unrouted delivery is
-    /// stored in any case.
+    /// stored in any case. At most the worker's concurrency of hooks run at
+    /// once (each holds its mail): past that, the hook is skipped for the
+    /// mail, with a warning, and each run is cancelled past the worker's
+    /// handler timeout.
     ///
     /// ```
     /// use cmc_webhook::inbox::mailbox::{Mailboxes, Unrouted};
