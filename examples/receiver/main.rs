@@ -243,20 +243,57 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         stopped = Some(worker.shutdown(args.shutdown_timeout).await?);
     }
     drop(watch);
-    summary(&answered, &printer, stopped, store.as_ref(), &layer).await;
+    let mut out = String::new();
+    summary(
+        &mut out,
+        &answered,
+        &printer,
+        stopped,
+        store.as_ref(),
+        &layer,
+    )
+    .await;
     logs.flush(Duration::from_secs(2));
     if logs.dropped() > 0 {
-        eprintln!(
+        say!(
+            out,
             "logs       {} lines dropped: stderr was not being read",
             logs.dropped()
         );
     }
+    // Written by a thread of its own, waited for 5 s at most: a stderr
+    // nobody reads must not keep the process from exiting.
+    write_stderr_within(out, Duration::from_secs(5));
     Ok(())
 }
 
-/// What this run did, on stderr: the answers by status, what was printed,
+/// A line into `out` (a summary built first, written at once).
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+use say;
+
+/// Writes `text` to stderr on a thread of its own, and waits for it at
+/// most `wait`.
+fn write_stderr_within(text: String, wait: Duration) {
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let _ = std::thread::Builder::new()
+        .name("summary-writer".into())
+        .spawn(move || {
+            use std::io::Write as _;
+            let _ = std::io::stderr().write_all(text.as_bytes());
+            let _ = done.send(());
+        });
+    let _ = finished.recv_timeout(wait);
+}
+
+/// What this run did, for stderr: the answers by status, what was printed,
 /// the inbox's rows, and the clients seen outside the allowlist.
 async fn summary(
+    out: &mut String,
     answered: &serve::Tally,
     printer: &app::Printer,
     stopped: Option<cmc_webhook::inbox::Stopped>,
@@ -267,8 +304,9 @@ async fn summary(
     let total: u64 = answered.values().sum();
     let by_status: Vec<String> = answered.iter().map(|(s, n)| format!("{n} x {s}")).collect();
     let (events, mails) = printer.printed();
-    eprintln!("--- this run ---");
-    eprintln!(
+    say!(out, "--- this run ---");
+    say!(
+        out,
         "requests   {total}{}",
         if by_status.is_empty() {
             String::new()
@@ -276,27 +314,32 @@ async fn summary(
             format!(" ({})", by_status.join(", "))
         }
     );
-    eprintln!("printed    {events} events, {mails} mails");
+    say!(out, "printed    {events} events, {mails} mails");
     if printer.dropped() > 0 {
-        eprintln!(
+        say!(
+            out,
             "dropped    {} lines of unrouted mails: stdout was not being read (the mails are kept)",
             printer.dropped()
         );
     }
     if let Some(s) = stopped {
-        eprintln!(
+        say!(
+            out,
             "worker     {} done, {} bounced, {} failed, {} released at shutdown",
-            s.done, s.bounced, s.failed, s.released
+            s.done,
+            s.bounced,
+            s.failed,
+            s.released
         );
     }
     if let Some(inbox) = inbox {
         match inbox.counts().await {
             Ok(counts) => {
                 for line in counts.to_string().lines() {
-                    eprintln!("inbox      {line}");
+                    say!(out, "inbox      {line}");
                 }
             }
-            Err(e) => eprintln!("inbox      could not be counted: {e}"),
+            Err(e) => say!(out, "inbox      could not be counted: {e}"),
         }
         if let Ok(boxes) = inbox.deliveries().counts().await {
             for c in boxes {
@@ -305,7 +348,8 @@ async fn summary(
                     .filter(|s| c.get(**s) > 0)
                     .map(|s| format!("{s} {}", c.get(*s)))
                     .collect();
-                eprintln!(
+                say!(
+                    out,
                     "mailbox    {}: {}",
                     c.mailbox.as_deref().unwrap_or("(unrouted)"),
                     states.join(", ")
@@ -313,19 +357,23 @@ async fn summary(
             }
         }
     }
-    print_unlisted(layer);
+    print_unlisted(out, layer);
 }
 
 /// The clients seen outside the allowlist, ready to paste into --allow.
-fn print_unlisted(layer: &WebhookLayer) {
+fn print_unlisted(out: &mut String, layer: &WebhookLayer) {
     let clients = layer.unlisted_clients();
     if clients.is_empty() {
         if layer.is_report_only() {
-            eprintln!("unlisted   no client outside the allowlist sent an accepted webhook");
+            say!(
+                out,
+                "unlisted   no client outside the allowlist sent an accepted webhook"
+            );
         }
         return;
     }
-    eprintln!(
+    say!(
+        out,
         "unlisted   {} client{} outside the allowlist ({}):",
         clients.len(),
         if clients.len() == 1 { "" } else { "s" },
@@ -336,16 +384,17 @@ fn print_unlisted(layer: &WebhookLayer) {
         }
     );
     for client in &clients {
-        eprintln!("             {client}");
+        say!(out, "             {client}");
     }
     if layer.unlisted_overflow() > 0 {
-        eprintln!(
+        say!(
+            out,
             "             and {} requests from further addresses, not listed",
             layer.unlisted_overflow()
         );
     }
     let addresses: Vec<String> = clients.iter().map(|c| c.addr.to_string()).collect();
-    eprintln!("             --allow {}", addresses.join(","));
+    say!(out, "             --allow {}", addresses.join(","));
 }
 
 /// SIGHUP reloads the allowlist file; SIGUSR1 prints the unlisted clients.
@@ -376,7 +425,9 @@ fn signals(file: Option<AllowlistFile>, layer: WebhookLayer) {
                     let layer = layer.clone();
                     let _ = tokio::task::spawn_blocking(move || {
                         if layer.is_report_only() {
-                            print_unlisted(&layer);
+                            let mut out = String::new();
+                            print_unlisted(&mut out, &layer);
+                            eprint!("{out}");
                         } else {
                             eprintln!(
                                 "unlisted   not in report-only mode: refused clients are in the log"
