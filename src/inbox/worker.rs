@@ -137,6 +137,9 @@ pub struct Stopped {
 pub struct WorkerHandle {
     stop: watch::Sender<Option<Duration>>,
     task: tokio::task::JoinHandle<Stopped>,
+    /// The mailboxes' retention, waited for at shutdown: no prune of
+    /// this worker runs once `shutdown` has returned.
+    retention: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl WorkerHandle {
@@ -145,12 +148,16 @@ impl WorkerHandle {
     /// again), and records every outcome.
     pub async fn shutdown(self, deadline: Duration) -> Result<Stopped, InboxError> {
         let _ = self.stop.send(Some(deadline));
-        self.task.await.map_err(|e| {
+        let stopped = self.task.await.map_err(|e| {
             InboxError::new(
                 super::InboxErrorKind::Closed,
                 format!("the worker did not stop cleanly: {e}"),
             )
-        })
+        });
+        if let Some(retention) = self.retention {
+            let _ = retention.await;
+        }
+        stopped
     }
 
     /// Stops the worker at once, as a crash would: nothing more is
@@ -158,6 +165,9 @@ impl WorkerHandle {
     /// runs out.
     pub fn abort(self) {
         self.task.abort();
+        if let Some(retention) = &self.retention {
+            retention.abort();
+        }
     }
 }
 
@@ -439,16 +449,17 @@ where
         ));
         #[cfg(not(feature = "metrics"))]
         let _ = self.gauges_every;
-        if let Some(mailboxes) = &self.mailboxes {
+        let retention = self.mailboxes.as_ref().map(|mailboxes| {
             tokio::spawn(retention(
                 self.inbox.clone(),
                 mailboxes.clone(),
                 stopping.clone(),
-            ));
-        }
+            ))
+        });
         WorkerHandle {
             stop,
             task: tokio::spawn(self.run(stopping)),
+            retention,
         }
     }
 
