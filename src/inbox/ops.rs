@@ -140,6 +140,27 @@ pub(crate) enum ReplayWalk {
     Windows,
 }
 
+impl ReplayWalk {
+    /// The bound `?3` of the slice after `after`.
+    pub(crate) fn bound(self, after: i64) -> i64 {
+        match self {
+            ReplayWalk::Matches => REPLAY_SLICE as i64,
+            ReplayWalk::Windows => after.saturating_add(REPLAY_WINDOW),
+        }
+    }
+
+    /// Where the next slice starts once one bound by `bound` replayed
+    /// `ids`, with `last` the table's last id; `None` when the walk is
+    /// over.
+    pub(crate) fn next(self, ids: &[i64], bound: i64, last: i64) -> Option<i64> {
+        match self {
+            ReplayWalk::Matches if ids.len() as u64 == REPLAY_SLICE => ids.iter().max().copied(),
+            ReplayWalk::Matches => None,
+            ReplayWalk::Windows => (bound < last).then_some(bound),
+        }
+    }
+}
+
 /// The statement of one slice of a replay of `kind` (`None`: the filter
 /// takes no state a replay changes), with `?N` parameters: `?1` now, `?2`
 /// the last id already walked, `?3` as the walk says, then the key and

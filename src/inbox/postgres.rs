@@ -23,9 +23,7 @@ use super::job::Kind;
 use super::mailbox::store::postgres as mailbox_sql;
 use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery, ReplayCursor};
 use super::mailbox::{DeliveryFilter, MailboxCounts};
-use super::ops::{
-    oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, ReplayWalk, DEAD_SUMMARIES,
-};
+use super::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
 use super::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed, NewEvent};
 use super::schema::{self, Migrated, Opening};
 use super::suppression::policy::Policy;
@@ -885,10 +883,7 @@ impl Postgres {
             .map_err(failed)?;
             let mut after = 0i64;
             loop {
-                let bound = match walk {
-                    ReplayWalk::Matches => super::ops::REPLAY_SLICE as i64,
-                    ReplayWalk::Windows => after.saturating_add(super::ops::REPLAY_WINDOW),
-                };
+                let bound = walk.bound(after);
                 let mut tx = self.pool.begin().await.map_err(failed)?;
                 let mut query = sqlx::query_scalar::<_, i64>(&statement)
                     .bind(now)
@@ -906,13 +901,9 @@ impl Postgres {
                 }
                 tx.commit().await.map_err(failed)?;
                 replayed += ids.len() as u64;
-                match walk {
-                    ReplayWalk::Matches => match ids.iter().max() {
-                        Some(max) if ids.len() as u64 == super::ops::REPLAY_SLICE => after = *max,
-                        _ => break,
-                    },
-                    ReplayWalk::Windows if bound >= last => break,
-                    ReplayWalk::Windows => after = bound,
+                match walk.next(&ids, bound, last) {
+                    Some(next) => after = next,
+                    None => break,
                 }
             }
         }
