@@ -107,10 +107,24 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `axum` | yes | the extractors ([`extract`]); the layer reads axum's `ConnectInfo`; [`Rejection`] implements `IntoResponse` |
-//! | `sqlite` | yes | the [`inbox`] on SQLite (compiled in: nothing to install) |
-//! | `postgres` | no | the inbox on PostgreSQL too, for a fleet of receivers on one database |
+//! | `sqlite` | no | the [`inbox`] on SQLite (compiled in: nothing to install) |
+//! | `postgres` | no | the inbox on PostgreSQL, for a fleet of receivers on one database (without SQLite unless `sqlite` is on too) |
 //! | `metrics` | no | metrics through the `metrics` facade, for any exporter |
 //! | `test-util` | no | `test_util`: sample payloads and CMC's requests, byte for byte, for your own tests |
+//!
+//! # Crates
+//!
+//! This crate is a facade over three others, so that each user compiles
+//! only what they use:
+//!
+//! - `cmc-webhook-core`: the model, the parsers, the gate and the
+//!   extractors, with a middleware's dependencies (no database). Everything
+//!   at this crate's root is re-exported from it.
+//! - `cmc-webhook-inbox`: the durable inbox, the suppression list and the
+//!   mailboxes; re-exported here as [`inbox`] by the features `sqlite` and
+//!   `postgres`.
+//! - `cmc-receiver`: the installable operator tool (`cargo install
+//!   cmc-receiver`), for teams in any language.
 //!
 //! # Modules
 //!
@@ -125,61 +139,35 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod allowlist;
-pub mod auth;
-pub mod client_ip;
-mod error;
-pub mod event;
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub mod extract;
-mod filename;
-pub mod inbound;
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub mod inbox;
-pub mod japanese;
-pub mod layer;
-mod limits;
-mod raw;
-mod rejection;
-mod request;
-mod telemetry;
-mod text;
-mod webhook;
-mod wire;
-mod work;
+pub use cmc_webhook_core::*;
 
-#[cfg(feature = "test-util")]
-#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
-pub mod test_util;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+#[doc(inline)]
+pub use cmc_webhook_inbox as inbox;
 
-pub use error::{ParseError, ParseErrorKind};
-pub use event::{
-    default_time_zone, Block, Bounce, BounceClass, BounceStatus, CreatedAtError, Delivery,
-    DeliveryStatus, Event, EventBatch, EventType, IdempotencyKey, UnknownEvent,
-};
-pub use inbound::{Attachment, Header, Headers, InboundMail};
-pub use layer::{ConfigError, WebhookLayer, WebhookLayerBuilder};
-pub use limits::Limits;
-pub use raw::RawJson;
-pub use rejection::{Reason, Rejection, Statuses};
-pub use request::{read_event_batch, read_inbound_mail, read_webhook, Policy, DEFAULT_BODY_LIMIT};
+/// Registers the description and unit of every metric, the gate's and
+/// (with an inbox feature) the inbox's, with the installed recorder, so
+/// that exporters show them (Prometheus' `# HELP` lines). Call it once,
+/// after installing the recorder; metrics are recorded whether or not it
+/// is called.
+///
+/// ```
+/// // With metrics-exporter-prometheus, for example:
+/// // PrometheusBuilder::new().with_http_listener(addr).install()?;
+/// cmc_webhook::describe_metrics();
+/// ```
 #[cfg(feature = "metrics")]
-pub use telemetry::describe_metrics;
-pub use text::{printable, Text};
-
-/// The `ipnet` crate, whose `IpNet` the allowlist takes: re-exported so that
-/// mounting the layer needs no dependency of its own.
-pub use ipnet;
-pub use webhook::Webhook;
-
-/// What `Debug` shows in place of a secret.
-pub(crate) const REDACTED: &str = "<redacted>";
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub fn describe_metrics() {
+    cmc_webhook_core::describe_metrics();
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    cmc_webhook_inbox::describe_metrics();
+}
 
 /// The README's examples, compiled and run as doc tests so that the README
 /// stays true to the code.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "axum", feature = "sqlite", feature = "test-util"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

@@ -1096,7 +1096,7 @@ async fn a_file_from_the_first_schema_is_migrated_and_its_attachments_read_back(
     std::fs::copy(
         concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/migrations/sqlite/0001_inbox.sql"
+            "/crates/inbox/migrations/sqlite/0001_inbox.sql"
         ),
         first.path().join("0001_inbox.sql"),
     )

@@ -151,7 +151,9 @@ async fn two_instances_store_each_event_once_and_handle_it_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    let files = std::fs::read_dir("migrations/postgres").unwrap().count() as i64;
+    let files = std::fs::read_dir("crates/inbox/migrations/postgres")
+        .unwrap()
+        .count() as i64;
     assert_eq!(
         migrations,
         (1..=files).map(|v| (v, true)).collect::<Vec<_>>()

@@ -1,4 +1,4 @@
-//! End to end: the receiver example's app, inbox and serve loop on a
+//! End to end: the receiver's app (the `cmc-receiver` crate), inbox and serve loop on a
 //! random port, every fixture posted over TCP in every encoding (and as it
 //! was captured), and the JSON lines its worker prints checked for count
 //! and content: each event and mail once, whatever the encoding; then its
@@ -6,18 +6,7 @@
 
 mod common;
 
-#[allow(dead_code)]
-#[path = "../examples/receiver/app.rs"]
-mod app;
-#[allow(dead_code)]
-#[path = "../examples/receiver/config.rs"]
-mod config;
-#[allow(dead_code)]
-#[path = "../examples/receiver/output.rs"]
-mod output;
-#[allow(dead_code)]
-#[path = "../examples/receiver/serve.rs"]
-mod serve;
+use cmc_receiver::{app, config, output, serve};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

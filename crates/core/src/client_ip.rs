@@ -1,0 +1,648 @@
+//! Who is calling: the client address, from the connection's peer address
+//! and, behind trusted proxies, the forwarding headers.
+//!
+//! The rules, each a known trap of client-address filters:
+//!
+//! - Forwarding headers are read **only** when the peer is a trusted proxy;
+//!   from anyone else they are ignored, since anyone can send them.
+//! - The header is walked **from the right**: each trusted proxy appends the
+//!   address it received the request from, so the rightmost entries are the
+//!   ones your own proxies wrote. Trusted hops are skipped; the first
+//!   untrusted hop is the client. The leftmost entry is whatever the client
+//!   chose to send and is never believed on its own.
+//! - Several header lines count as one list, in order.
+//! - A hop that is not an address (`unknown`, an obfuscated `_hidden`
+//!   identifier, garbage) ends the walk with an error: the request is
+//!   refused rather than attributed to a guess.
+//! - A trusted proxy that sends no header is itself the client; if every
+//!   hop is trusted, the leftmost one is.
+//! - RFC 7239 `Forwarded` is read by its grammar (quoted values may hold
+//!   `,` and `;`). An element without `for=` reached in the walk ends it
+//!   with an error too: a trusted proxy wrote it without naming its
+//!   client, and skipping it would believe the element to its left, which
+//!   the client may have written. The request is refused rather than
+//!   attributed to the proxy, which would be a guess as well.
+//! - Entries quoted in errors and logs have control and bidirectional
+//!   formatting characters escaped.
+//! - IPv4-mapped IPv6 addresses are read as IPv4.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderMap;
+
+use crate::allowlist::{canonical, IpSet};
+use crate::work;
+
+/// The client address the [`WebhookLayer`](crate::WebhookLayer) resolved,
+/// in the extensions of every request it admits.
+///
+/// With axum (feature `axum`), it is an extractor: behind the layer, the
+/// address the layer checked (the forwarding header walked through trusted
+/// proxies); without it, the connection's peer from `ConnectInfo`. A
+/// request with neither is refused with 500 ([`Reason::NoPeerAddress`]).
+///
+/// ```
+/// use axum::{routing::post, Router};
+/// use cmc_webhook_core::{client_ip::ClientIp, EventBatch};
+///
+/// async fn on_events(ClientIp(client): ClientIp, batch: EventBatch) -> String {
+///     format!("{} events from {client}\n", batch.events.len())
+/// }
+///
+/// let app: Router = Router::new().route("/cmc/events", post(on_events));
+/// ```
+///
+/// [`Reason::NoPeerAddress`]: crate::Reason::NoPeerAddress
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientIp(pub IpAddr);
+
+impl fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The header a trusted proxy writes the client address to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (the default; what most
+    /// load balancers write).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for="[2001:db8::1]:4711"`.
+    Forwarded,
+}
+
+impl std::str::FromStr for ForwardedHeader {
+    type Err = UnknownForwardedHeader;
+
+    /// `x-forwarded-for` or `forwarded`, in any letter case.
+    ///
+    /// ```
+    /// use cmc_webhook_core::client_ip::ForwardedHeader;
+    ///
+    /// assert_eq!("Forwarded".parse(), Ok(ForwardedHeader::Forwarded));
+    /// assert_eq!("x-forwarded-for".parse(), Ok(ForwardedHeader::XForwardedFor));
+    /// assert!("x-real-ip".parse::<ForwardedHeader>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("x-forwarded-for") {
+            Ok(ForwardedHeader::XForwardedFor)
+        } else if s.eq_ignore_ascii_case("forwarded") {
+            Ok(ForwardedHeader::Forwarded)
+        } else {
+            Err(UnknownForwardedHeader)
+        }
+    }
+}
+
+impl fmt::Display for ForwardedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A forwarding header name that is neither `x-forwarded-for` nor
+/// `forwarded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownForwardedHeader;
+
+impl fmt::Display for UnknownForwardedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the forwarding header is `x-forwarded-for` or `forwarded`")
+    }
+}
+
+impl std::error::Error for UnknownForwardedHeader {}
+
+impl ForwardedHeader {
+    /// The header's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::Forwarded => "forwarded",
+        }
+    }
+}
+
+/// A forwarding header could not be walked to a client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardedError {
+    header: ForwardedHeader,
+    hop: String,
+}
+
+impl ForwardedError {
+    /// The entry that is not an address, as sent (cut to 64 characters).
+    pub fn hop(&self) -> &str {
+        &self.hop
+    }
+}
+
+impl fmt::Display for ForwardedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the {} header has an entry that is not an IP address: `{}`",
+            self.header.name(),
+            self.hop
+        )
+    }
+}
+
+impl std::error::Error for ForwardedError {}
+
+/// The client address of a request whose connection came from `peer`.
+///
+/// ```
+/// use http::HeaderMap;
+/// use cmc_webhook_core::allowlist::IpSet;
+/// use cmc_webhook_core::client_ip::{client_ip, ForwardedHeader};
+///
+/// let proxies: IpSet = "10.0.0.0/8".parse()?;
+/// let mut headers = HeaderMap::new();
+/// // The client claims to be 198.51.100.1; our two proxies saw 203.0.113.9.
+/// headers.insert("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.0.0.2".parse()?);
+///
+/// let via_proxy = client_ip("10.0.0.1".parse()?, &headers, &proxies, ForwardedHeader::XForwardedFor)?;
+/// assert_eq!(via_proxy, "203.0.113.9".parse::<std::net::IpAddr>()?);
+///
+/// // The same header from a peer that is not a trusted proxy is ignored.
+/// let direct = client_ip("192.0.2.50".parse()?, &headers, &proxies, ForwardedHeader::XForwardedFor)?;
+/// assert_eq!(direct, "192.0.2.50".parse::<std::net::IpAddr>()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted_proxies: &IpSet,
+    header: ForwardedHeader,
+) -> Result<IpAddr, ForwardedError> {
+    let peer = canonical(peer);
+    if !trusted_proxies.contains(peer) {
+        return Ok(peer);
+    }
+    let mut client = peer;
+    // Header lines from last to first, entries in each from right to left.
+    for line in headers.get_all(header.name()).iter().rev() {
+        let Ok(line) = line.to_str() else {
+            return Err(error(header, &String::from_utf8_lossy(line.as_bytes())));
+        };
+        match header {
+            ForwardedHeader::XForwardedFor => {
+                for entry in line.rsplit(',') {
+                    work::tick(entry.len() + 1);
+                    let hop = parse_hop(entry.trim()).ok_or_else(|| error(header, entry.trim()))?;
+                    client = canonical(hop);
+                    if !trusted_proxies.contains(client) {
+                        return Ok(client);
+                    }
+                }
+            }
+            ForwardedHeader::Forwarded => {
+                let elements = forwarded_elements(line).map_err(|()| error(header, line))?;
+                for element in elements.iter().rev() {
+                    // An element without `for=` was written by a trusted
+                    // proxy that did not say whom it received the request
+                    // from: the walk cannot go on, and guessing (skipping
+                    // it would believe whatever stands left of it) could
+                    // admit a forged address. Refused, like `unknown`.
+                    let hop = element
+                        .node
+                        .as_deref()
+                        .and_then(parse_hop)
+                        .ok_or_else(|| error(header, &line[element.span.clone()]))?;
+                    client = canonical(hop);
+                    if !trusted_proxies.contains(client) {
+                        return Ok(client);
+                    }
+                }
+            }
+        }
+    }
+    Ok(client)
+}
+
+fn error(header: ForwardedHeader, hop: &str) -> ForwardedError {
+    ForwardedError {
+        header,
+        hop: crate::text::printable(hop.trim(), 64),
+    }
+}
+
+/// An address, `address:port`, `[v6]` or `[v6]:port`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sock) = hop.parse::<SocketAddr>() {
+        return Some(sock.ip());
+    }
+    hop.strip_prefix('[')?
+        .strip_suffix(']')?
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
+}
+
+/// One element of a `Forwarded` header: where it stands in the line, and
+/// its `for=` node (unquoted), when it has one.
+#[derive(Debug, PartialEq, Eq)]
+struct Element {
+    span: std::ops::Range<usize>,
+    node: Option<String>,
+}
+
+/// Splits a `Forwarded` line into its elements by RFC 7239's grammar:
+///
+/// ```text
+/// Forwarded         = 1#forwarded-element
+/// forwarded-element = [ forwarded-pair ] *( ";" [ forwarded-pair ] )
+/// forwarded-pair    = token "=" value
+/// value             = token / quoted-string
+/// ```
+///
+/// so that a `,` or `;` inside a quoted value (`by="a,b"`) splits nothing.
+/// Empty list elements are skipped, as RFC 7230's list rule allows. A
+/// line that does not follow the grammar, or an element that names `for`
+/// twice, is an error: its elements cannot be told apart reliably. One
+/// pass over the line.
+fn forwarded_elements(line: &str) -> Result<Vec<Element>, ()> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    let mut elements = Vec::new();
+    let skip_ows = |i: &mut usize| {
+        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t') {
+            work::tick(1);
+            *i += 1;
+        }
+    };
+    loop {
+        skip_ows(&mut i);
+        let start = i;
+        let mut node = None;
+        let mut pairs = 0;
+        loop {
+            skip_ows(&mut i);
+            match b.get(i) {
+                None | Some(b',') => break,
+                Some(b';') => {
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let name = token(b, &mut i).ok_or(())?;
+            if b.get(i) != Some(&b'=') {
+                return Err(());
+            }
+            i += 1;
+            let value = match b.get(i) {
+                Some(b'"') => quoted_string(b, &mut i).ok_or(())?,
+                _ => token(b, &mut i).ok_or(())?.to_owned(),
+            };
+            if name.eq_ignore_ascii_case("for") {
+                if node.is_some() {
+                    return Err(());
+                }
+                node = Some(value);
+            }
+            pairs += 1;
+            skip_ows(&mut i);
+            match b.get(i) {
+                None | Some(b',') => break,
+                Some(b';') => i += 1,
+                _ => return Err(()),
+            }
+        }
+        if pairs > 0 {
+            let end = line[..i].trim_end().len();
+            elements.push(Element {
+                span: start..end,
+                node,
+            });
+        }
+        if i >= b.len() {
+            return Ok(elements);
+        }
+        i += 1; // the `,`
+    }
+}
+
+/// A `token` (RFC 7230 `tchar`s) at `b[*i..]`, at least one character.
+fn token<'a>(b: &'a [u8], i: &mut usize) -> Option<&'a str> {
+    let start = *i;
+    while *i < b.len() && (b[*i].is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b[*i])) {
+        work::tick(1);
+        *i += 1;
+    }
+    // Only ASCII was taken, so this is a char boundary.
+    (*i > start).then(|| std::str::from_utf8(&b[start..*i]).ok())?
+}
+
+/// A `quoted-string` at `b[*i..]` (which starts with `"`), unquoted.
+fn quoted_string(b: &[u8], i: &mut usize) -> Option<String> {
+    let mut out = Vec::new();
+    *i += 1;
+    while let Some(&c) = b.get(*i) {
+        work::tick(1);
+        match c {
+            b'"' => {
+                *i += 1;
+                return String::from_utf8(out).ok();
+            }
+            b'\\' => {
+                out.push(*b.get(*i + 1)?);
+                *i += 2;
+            }
+            b'\t' | b' '..=b'~' | 0x80..=0xff => {
+                out.push(c);
+                *i += 1;
+            }
+            _ => return None,
+        }
+    }
+    None // unclosed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: &str, lines: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for line in lines {
+            h.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                line.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn xff(peer: &str, trusted: &str, lines: &[&str]) -> Result<IpAddr, ForwardedError> {
+        client_ip(
+            ip(peer),
+            &headers("x-forwarded-for", lines),
+            &trusted.parse().unwrap(),
+            ForwardedHeader::XForwardedFor,
+        )
+    }
+
+    fn fwd(peer: &str, trusted: &str, lines: &[&str]) -> Result<IpAddr, ForwardedError> {
+        client_ip(
+            ip(peer),
+            &headers("forwarded", lines),
+            &trusted.parse().unwrap(),
+            ForwardedHeader::Forwarded,
+        )
+    }
+
+    #[test]
+    fn untrusted_peer_headers_are_ignored() {
+        assert_eq!(
+            xff("192.0.2.1", "10.0.0.0/8", &["203.0.113.5"]).unwrap(),
+            ip("192.0.2.1")
+        );
+        assert_eq!(xff("192.0.2.1", "", &["garbage"]).unwrap(), ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn leftmost_entry_is_not_believed() {
+        assert_eq!(
+            xff("10.0.0.1", "10.0.0.0/8", &["6.6.6.6, 203.0.113.5"]).unwrap(),
+            ip("203.0.113.5")
+        );
+    }
+
+    #[test]
+    fn several_trusted_hops_are_skipped() {
+        assert_eq!(
+            xff(
+                "10.0.0.1",
+                "10.0.0.0/8, 172.16.0.0/12",
+                &["6.6.6.6, 203.0.113.5, 172.16.0.9, 10.2.2.2"]
+            )
+            .unwrap(),
+            ip("203.0.113.5")
+        );
+    }
+
+    #[test]
+    fn several_lines_are_one_list_in_order() {
+        assert_eq!(
+            xff(
+                "10.0.0.1",
+                "10.0.0.0/8",
+                &["6.6.6.6", "203.0.113.5, 10.1.1.1"]
+            )
+            .unwrap(),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            xff("10.0.0.1", "10.0.0.0/8", &["203.0.113.5", "10.1.1.1"]).unwrap(),
+            ip("203.0.113.5")
+        );
+    }
+
+    #[test]
+    fn trusted_proxy_without_header_is_the_client() {
+        assert_eq!(xff("10.0.0.1", "10.0.0.0/8", &[]).unwrap(), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn all_hops_trusted_gives_the_leftmost() {
+        assert_eq!(
+            xff("10.0.0.1", "10.0.0.0/8", &["10.9.9.9, 10.8.8.8"]).unwrap(),
+            ip("10.9.9.9")
+        );
+    }
+
+    #[test]
+    fn malformed_hops_end_the_walk_with_an_error() {
+        for bad in ["unknown", "", "_hidden", "1.2.3", "203.0.113.5 extra"] {
+            let e = xff("10.0.0.1", "10.0.0.0/8", &[&format!("203.0.113.5, {bad}")]).unwrap_err();
+            assert_eq!(e.hop(), bad.trim());
+            assert!(e.to_string().contains("x-forwarded-for"), "{e}");
+        }
+        // A bad hop left of the client is never reached.
+        assert_eq!(
+            xff("10.0.0.1", "10.0.0.0/8", &["unknown, 203.0.113.5"]).unwrap(),
+            ip("203.0.113.5")
+        );
+    }
+
+    #[test]
+    fn ports_brackets_and_mapped_addresses() {
+        assert_eq!(
+            xff("10.0.0.1", "10.0.0.0/8", &["203.0.113.5:4711"]).unwrap(),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            xff("10.0.0.1", "10.0.0.0/8", &["[2001:db8::1]:4711"]).unwrap(),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            xff("10.0.0.1", "10.0.0.0/8", &["[2001:db8::1]"]).unwrap(),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            xff("10.0.0.1", "10.0.0.0/8", &["::ffff:203.0.113.5"]).unwrap(),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            xff(
+                "::ffff:10.0.0.1",
+                "10.0.0.0/8",
+                &["203.0.113.5, ::ffff:10.1.1.1"]
+            )
+            .unwrap(),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            xff("::ffff:192.0.2.1", "10.0.0.0/8", &["203.0.113.5"]).unwrap(),
+            ip("192.0.2.1")
+        );
+    }
+
+    #[test]
+    fn rfc7239_forwarded() {
+        assert_eq!(
+            fwd(
+                "10.0.0.1",
+                "10.0.0.0/8",
+                &["for=6.6.6.6, for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.3;by=10.0.0.1"]
+            )
+            .unwrap(),
+            ip("2001:db8::7")
+        );
+        assert_eq!(
+            fwd("10.0.0.1", "10.0.0.0/8", &["For=203.0.113.5"]).unwrap(),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            fwd("10.0.0.1", "10.0.0.0/8", &["proto=https"])
+                .unwrap_err()
+                .hop(),
+            "proto=https"
+        );
+        assert_eq!(
+            fwd("10.0.0.1", "10.0.0.0/8", &["for=_hidden"])
+                .unwrap_err()
+                .hop(),
+            "for=_hidden"
+        );
+        assert_eq!(
+            fwd("10.0.0.1", "10.0.0.0/8", &["for=unknown"])
+                .unwrap_err()
+                .hop(),
+            "for=unknown"
+        );
+        assert!(fwd("10.0.0.1", "10.0.0.0/8", &["for=\"[2001:db8::7]"]).is_err());
+        // X-Forwarded-For is ignored when Forwarded is configured.
+        let mut h = headers("x-forwarded-for", &["203.0.113.5"]);
+        h.append("forwarded", "for=198.51.100.2".parse().unwrap());
+        let got = client_ip(
+            ip("10.0.0.1"),
+            &h,
+            &"10.0.0.0/8".parse().unwrap(),
+            ForwardedHeader::Forwarded,
+        );
+        assert_eq!(got.unwrap(), ip("198.51.100.2"));
+    }
+
+    #[test]
+    fn forwarded_element_without_for_from_a_trusted_hop_is_refused() {
+        // The client wrote `for=203.0.113.5`; the trusted proxy wrote an
+        // element naming no client. Skipping it would believe the client.
+        let e = fwd("10.0.0.1", "10.0.0.0/8", &["for=203.0.113.5, proto=https"]).unwrap_err();
+        assert_eq!(e.hop(), "proto=https");
+        // Left of the first untrusted hop, such elements are never reached.
+        assert_eq!(
+            fwd(
+                "10.0.0.1",
+                "10.0.0.0/8",
+                &["proto=http, for=198.51.100.4;proto=https"]
+            )
+            .unwrap(),
+            ip("198.51.100.4")
+        );
+    }
+
+    #[test]
+    fn forwarded_quoted_values_may_hold_commas_and_semicolons() {
+        assert_eq!(
+            fwd("10.0.0.1", "10.0.0.0/8", &[r#"for=203.0.113.9;by="a,b;c""#]).unwrap(),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            fwd(
+                "10.0.0.1",
+                "10.0.0.0/8",
+                &[r#"for=6.6.6.6;host="x,\"y", for="203.0.113.9:80";proto=https , for=10.1.1.1"#]
+            )
+            .unwrap(),
+            ip("203.0.113.9")
+        );
+        // Empty list elements are skipped.
+        assert_eq!(
+            fwd("10.0.0.1", "10.0.0.0/8", &["for=203.0.113.9,, ,"]).unwrap(),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn forwarded_lines_off_the_grammar_are_refused() {
+        for bad in [
+            r#"for="203.0.113.9"#,          // unclosed quote
+            "for=203.0.113.9;for=10.0.0.2", // `for` twice
+            "for 203.0.113.9",
+            "for=",
+            "=203.0.113.9",
+            "for=203.0.113.9 x",
+        ] {
+            assert!(fwd("10.0.0.1", "10.0.0.0/8", &[bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hops_in_errors_have_controls_and_bidi_overrides_escaped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes("203.0.113.5, evil\u{202E}1.2\u{85}x".as_bytes())
+                .unwrap(),
+        );
+        let e = client_ip(
+            ip("10.0.0.1"),
+            &h,
+            &"10.0.0.0/8".parse().unwrap(),
+            ForwardedHeader::XForwardedFor,
+        )
+        .unwrap_err();
+        assert_eq!(e.hop(), "203.0.113.5, evil\\u{202e}1.2\\u{85}x");
+        assert!(!e.to_string().contains('\u{202E}'));
+    }
+
+    #[test]
+    fn the_walk_is_linear_in_the_header() {
+        work::assert_linear(
+            "Forwarded with quoted commas",
+            1_000,
+            4.0,
+            |n| format!("{}for=203.0.113.5", "for=10.0.0.1;by=\"a,b\", ".repeat(n)),
+            |line| {
+                assert_eq!(
+                    fwd("10.0.0.1", "10.0.0.0/8", &[line]).unwrap(),
+                    ip("203.0.113.5")
+                )
+            },
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! What the inbox reports and takes for its operations: [`Receipt`],
+//! [`Counts`], [`DeadRow`], [`Filter`], [`HistoryEntry`], [`Pruned`].
+
+use std::fmt;
+
+use jiff::Timestamp;
+
+use super::job::{JobId, Kind, State};
+use cmc_webhook_core::{Event, IdempotencyKey};
+
+/// What storing one webhook did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Receipt {
+    /// Rows inserted: events, or 1 for a new mail.
+    pub stored: usize,
+    /// Events or mails that were stored before (CMC sent them again):
+    /// counted in their row's `repeats`, not stored again.
+    pub repeated: usize,
+}
+
+/// How many rows are in each state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct StateCounts {
+    /// Waiting for a worker (due or retrying later).
+    pub pending: u64,
+    /// Claimed by a worker.
+    pub running: u64,
+    /// Handled.
+    pub done: u64,
+    /// Failed on every attempt.
+    pub dead: u64,
+    /// When the oldest pending row was received (`None` when nothing is
+    /// pending): how far behind the worker is.
+    pub oldest_pending: Option<Timestamp>,
+}
+
+impl StateCounts {
+    /// The count for `state`.
+    pub fn get(&self, state: State) -> u64 {
+        match state {
+            State::Pending => self.pending,
+            State::Running => self.running,
+            State::Done => self.done,
+            State::Dead => self.dead,
+        }
+    }
+
+    pub(crate) fn add(&mut self, state: State, n: u64) {
+        match state {
+            State::Pending => self.pending += n,
+            State::Running => self.running += n,
+            State::Done => self.done += n,
+            State::Dead => self.dead += n,
+        }
+    }
+
+    /// Rows in all states.
+    pub fn total(&self) -> u64 {
+        self.pending + self.running + self.done + self.dead
+    }
+}
+
+/// Rows per state, for events and for mails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Counts {
+    /// `cmc_events`.
+    pub events: StateCounts,
+    /// `cmc_mails`.
+    pub mails: StateCounts,
+}
+
+impl Counts {
+    /// Adds the `(state, rows)` pairs a backend counted in `kind`'s table
+    /// (states it does not know are left out).
+    pub(crate) fn add_rows(&mut self, kind: Kind, rows: Vec<(String, i64)>) {
+        let slot = self.of_mut(kind);
+        for (state, n) in rows {
+            if let Some(state) = State::from_column(&state) {
+                slot.add(state, n as u64);
+            }
+        }
+    }
+
+    /// Sets when `kind`'s oldest pending row was received (the store's
+    /// milliseconds), as a backend read it.
+    pub(crate) fn set_oldest_pending(&mut self, kind: Kind, received_at: Option<i64>) {
+        self.of_mut(kind).oldest_pending =
+            received_at.and_then(|ms| Timestamp::from_millisecond(ms).ok());
+    }
+
+    /// The counts of `kind`'s table.
+    pub fn of(&self, kind: Kind) -> &StateCounts {
+        match kind {
+            Kind::Event => &self.events,
+            Kind::Mail => &self.mails,
+        }
+    }
+
+    fn of_mut(&mut self, kind: Kind) -> &mut StateCounts {
+        match kind {
+            Kind::Event => &mut self.events,
+            Kind::Mail => &mut self.mails,
+        }
+    }
+}
+
+/// The query (the same for both backends) for when the oldest pending row
+/// of a table was received: the first pending one in the order of `id`,
+/// through the index of active rows.
+pub(crate) fn oldest_pending_sql(kind: Kind) -> String {
+    format!(
+        "SELECT received_at FROM {} WHERE state IN ('pending', 'running') AND state = 'pending' \
+         ORDER BY id LIMIT 1",
+        kind.table()
+    )
+}
+
+/// The SQL expression (the same for both backends) that summarises a dead
+/// row of each table in [`DeadRow::summary`].
+/// The most rows one slice of a replay sets back to pending, each slice
+/// its own transaction: a replay of a million dead rows never holds the
+/// store for long, so receiving goes on meanwhile.
+pub(crate) const REPLAY_SLICE: u64 = 1000;
+
+/// The ids one slice of a replay by state alone looks at: a window of the
+/// primary key, so that each slice scans a bounded stretch of the table
+/// however few of its rows the filter takes.
+pub(crate) const REPLAY_WINDOW: i64 = 2000;
+
+/// How a replay walks a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplayWalk {
+    /// By the index of its key or Message-ID, [`REPLAY_SLICE`] matches a
+    /// slice: `?3` is the slice's size.
+    Matches,
+    /// By windows of [`REPLAY_WINDOW`] ids: `?3` is the window's last id.
+    Windows,
+}
+
+impl ReplayWalk {
+    /// The bound `?3` of the slice after `after`.
+    pub(crate) fn bound(self, after: i64) -> i64 {
+        match self {
+            ReplayWalk::Matches => REPLAY_SLICE as i64,
+            ReplayWalk::Windows => after.saturating_add(REPLAY_WINDOW),
+        }
+    }
+
+    /// Where the next slice starts once one bound by `bound` replayed
+    /// `ids`, with `last` the table's last id; `None` when the walk is
+    /// over.
+    pub(crate) fn next(self, ids: &[i64], bound: i64, last: i64) -> Option<i64> {
+        match self {
+            ReplayWalk::Matches if ids.len() as u64 == REPLAY_SLICE => ids.iter().max().copied(),
+            ReplayWalk::Matches => None,
+            ReplayWalk::Windows => (bound < last).then_some(bound),
+        }
+    }
+}
+
+/// The statement of one slice of a replay of `kind` (`None`: the filter
+/// takes no state a replay changes), with `?N` parameters: `?1` now, `?2`
+/// the last id already walked, `?3` as the walk says, then the key and
+/// the Message-ID when the filter has them, in that order. The states
+/// are written in (they are this crate's names), so that no `? IS NULL
+/// OR` keeps the database from the index.
+pub(crate) fn replay_sql(kind: Kind, filter: &Filter) -> Option<(String, ReplayWalk)> {
+    let states = filter.state_names(true);
+    if states.is_empty() {
+        return None;
+    }
+    let states: Vec<String> = states.iter().map(|s| format!("'{s}'")).collect();
+    let mut conditions = vec![format!("state IN ({})", states.join(", "))];
+    let mut next = 4;
+    if filter.key.is_some() {
+        conditions.push(format!("idempotency_key = CAST(?{next} AS TEXT)"));
+        next += 1;
+    }
+    if filter.message_id.is_some() {
+        conditions.push(format!(
+            "substr(message_id, 1, 200) = substr(CAST(?{next} AS TEXT), 1, 200) \
+             AND message_id = CAST(?{next} AS TEXT)"
+        ));
+    }
+    let walk = if filter.key.is_some() || filter.message_id.is_some() {
+        ReplayWalk::Matches
+    } else {
+        ReplayWalk::Windows
+    };
+    let (range, order) = match walk {
+        ReplayWalk::Matches => ("id > ?2", " ORDER BY id LIMIT ?3"),
+        ReplayWalk::Windows => ("id > ?2 AND id <= ?3", ""),
+    };
+    Some((
+        format!(
+            "UPDATE {table} SET state = 'pending', attempts = 0, run_at = ?1, done_at = NULL, \
+             locked_by = NULL, locked_until = NULL WHERE id IN (SELECT id FROM {table} \
+             WHERE {range} AND {}{order}) RETURNING id",
+            conditions.join(" AND "),
+            table = kind.table()
+        ),
+        walk,
+    ))
+}
+
+pub(crate) const DEAD_SUMMARIES: [(Kind, &str); 2] = [
+    (
+        Kind::Event,
+        "event_type || ' ' || COALESCE(recipient, '-') || ' ' || COALESCE(status, '-')",
+    ),
+    (
+        Kind::Mail,
+        "envelope_from || ' -> ' || envelope_to || ': ' || subject",
+    ),
+];
+
+/// The dead rows of both tables, oldest first, at most `limit`.
+pub(crate) fn oldest_dead(mut dead: Vec<DeadRow>, limit: usize) -> Vec<DeadRow> {
+    dead.sort_by_key(|d| (d.received_at, d.id));
+    dead.truncate(limit);
+    dead
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (name, c) in [("events", self.events), ("mails", self.mails)] {
+            writeln!(
+                f,
+                "{name:<6} pending {:>8}  running {:>8}  done {:>10}  dead {:>8}{}",
+                c.pending,
+                c.running,
+                c.done,
+                c.dead,
+                match c.oldest_pending {
+                    Some(at) => format!(
+                        "  oldest pending received {}",
+                        at.round(jiff::Unit::Second).unwrap_or(at)
+                    ),
+                    None => String::new(),
+                }
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A dead row: what it was and why its handler gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadRow {
+    /// The row.
+    pub id: JobId,
+    /// Its `idempotency_key`, for [`Filter::key`].
+    pub key: IdempotencyKey,
+    /// For an event: its type, recipient and status; for a mail: its
+    /// envelope and subject.
+    pub summary: String,
+    /// The `message_id` column.
+    pub message_id: Option<String>,
+    /// Handler runs started.
+    pub attempts: u32,
+    /// The last error the handler returned.
+    pub last_error: Option<String>,
+    /// When it was stored.
+    pub received_at: Timestamp,
+    /// When it died.
+    pub died_at: Option<Timestamp>,
+}
+
+/// Which rows an operation takes: by key, by Message-ID, by kind and by
+/// state.
+///
+/// ```
+/// use cmc_webhook_inbox::{Filter, Kind, State};
+///
+/// // Every dead row, events and mails.
+/// let dead = Filter::dead();
+/// // Everything stored for one sent mail that is done or dead.
+/// let message = Filter::message_id("<031a32d4@example.com>").kind(Kind::Event);
+/// // The done rows too, for a replay after a bug fix.
+/// let all = Filter::dead().states([State::Done, State::Dead]);
+/// # let _ = (dead, message, all);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub(crate) key: Option<IdempotencyKey>,
+    pub(crate) message_id: Option<String>,
+    pub(crate) kinds: Vec<Kind>,
+    pub(crate) states: Vec<State>,
+}
+
+impl Filter {
+    /// The dead rows, events and mails.
+    pub fn dead() -> Filter {
+        Filter {
+            key: None,
+            message_id: None,
+            kinds: vec![Kind::Event, Kind::Mail],
+            states: vec![State::Dead],
+        }
+    }
+
+    /// The row with this key, when it is done or dead.
+    pub fn key(key: IdempotencyKey) -> Filter {
+        Filter {
+            key: Some(key),
+            states: vec![State::Done, State::Dead],
+            ..Filter::dead()
+        }
+    }
+
+    /// The rows whose `message_id` is `id`, when they are done or dead.
+    pub fn message_id(id: impl Into<String>) -> Filter {
+        Filter {
+            message_id: Some(id.into()),
+            states: vec![State::Done, State::Dead],
+            ..Filter::dead()
+        }
+    }
+
+    /// Only rows of this kind.
+    pub fn kind(mut self, kind: Kind) -> Filter {
+        self.kinds = vec![kind];
+        self
+    }
+
+    /// Only rows in these states. Replay never takes `pending` or
+    /// `running` rows, whatever is asked: they are still on their way.
+    pub fn states(mut self, states: impl IntoIterator<Item = State>) -> Filter {
+        self.states = states.into_iter().collect();
+        self
+    }
+
+    /// The states' column values (for a replay, only done and dead).
+    pub(crate) fn state_names(&self, replay: bool) -> Vec<&'static str> {
+        self.states
+            .iter()
+            .filter(|s| !replay || matches!(s, State::Done | State::Dead))
+            .map(State::as_str)
+            .collect()
+    }
+}
+
+/// One event stored for a Message-ID, as [`Inbox::history`] lists them.
+///
+/// [`Inbox::history`]: super::Inbox::history
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HistoryEntry {
+    /// The row.
+    pub id: JobId,
+    /// Its key.
+    pub key: IdempotencyKey,
+    /// The event.
+    pub event: Event,
+    /// When it was stored.
+    pub received_at: Timestamp,
+    /// Where its handling is.
+    pub state: State,
+    /// Handler runs started.
+    pub attempts: u32,
+    /// The last error, when it failed.
+    pub last_error: Option<String>,
+}
+
+/// A sent mail's events, as [`Inbox::history`](super::Inbox::history)
+/// reads them: the entries that read back, in CMC's order, and the rows
+/// that do not (a row edited by hand, or written by a newer version),
+/// each with why, skipped so that one bad row never hides the rest.
+/// Derefs to the entries.
+///
+/// ```
+/// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+/// let history = inbox.history("<20230125140309.1234@example.com>").await?;
+/// for entry in history.iter() {
+///     println!("{} {:?}", entry.event.event_type(), entry.state);
+/// }
+/// for bad in history.unreadable() {
+///     eprintln!("{} does not read back: {}", bad.id, bad.error);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub(crate) entries: Vec<HistoryEntry>,
+    pub(crate) unreadable: Vec<Unreadable>,
+}
+
+impl History {
+    /// The events that read back, in CMC's order.
+    pub fn entries(&self) -> &[HistoryEntry] {
+        &self.entries
+    }
+
+    /// The rows of this Message-ID that do not read back.
+    pub fn unreadable(&self) -> &[Unreadable] {
+        &self.unreadable
+    }
+}
+
+impl std::ops::Deref for History {
+    type Target = [HistoryEntry];
+
+    fn deref(&self) -> &[HistoryEntry] {
+        &self.entries
+    }
+}
+
+impl IntoIterator for History {
+    type Item = HistoryEntry;
+    type IntoIter = std::vec::IntoIter<HistoryEntry>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a History {
+    type Item = &'a HistoryEntry;
+    type IntoIter = std::slice::Iter<'a, HistoryEntry>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter()
+    }
+}
+
+/// A stored row that does not read back, and why.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Unreadable {
+    /// The row.
+    pub id: JobId,
+    /// Why it does not read back.
+    pub error: String,
+}
+
+/// What [`Inbox::prune`](super::Inbox::prune) deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Pruned {
+    /// Done events deleted.
+    pub events: u64,
+    /// Done mails deleted, with their attachments.
+    pub mails: u64,
+}

@@ -1,0 +1,1336 @@
+//! The PostgreSQL backend: one database shared by any number of receivers
+//! and workers, the schema of `migrations/postgres/`.
+//!
+//! - A duplicate (the same event sent to two instances) meets the unique
+//!   index on `idempotency_key`: the insert counts it in `repeats` instead
+//!   of failing.
+//! - Workers claim with `FOR UPDATE SKIP LOCKED`, so two workers never take
+//!   the same row, and wake on `NOTIFY cmc_inbox`, sent by every commit
+//!   that stored something.
+//! - Migrations take sqlx's advisory lock: instances that start at once
+//!   migrate one after the other.
+//! - A lost connection fails the statements that needed it (503 while
+//!   receiving); the pool connects again by itself.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::{Executor, Row};
+
+use super::error::{InboxError, InboxErrorKind};
+use super::job::Kind;
+use super::mailbox::store::postgres as mailbox_sql;
+use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery, ReplayCursor};
+use super::mailbox::{DeliveryFilter, MailboxCounts};
+use super::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
+use super::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed, NewEvent};
+use super::schema::{self, Migrated, Opening};
+use super::suppression::policy::Policy;
+use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
+use super::worker::{lost_outcomes, Claim, Outcome, Renew, Settle};
+
+/// The channel of `LISTEN`/`NOTIFY` on which commits wake workers.
+const CHANNEL: &str = "cmc_inbox";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A pool of up to `size` connections to `options.url`, each with the
+/// statement timeout (and read-only when the inbox opens read-only).
+async fn connect(options: &Options, size: u32) -> Result<PgPool, InboxError> {
+    check_parameters(&options.url)?;
+    let connect: PgConnectOptions = options.url.parse().map_err(|e| {
+        InboxError::new(
+            InboxErrorKind::Config,
+            format!("{} is not a PostgreSQL address: {e}", redact(&options.url)),
+        )
+    })?;
+    let timeout_ms = options.statement_timeout.as_millis();
+    let read_only = options.opening == Opening::ReadOnly;
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(options.connect_timeout)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
+                    .await?;
+                if read_only {
+                    conn.execute("SET default_transaction_read_only = on")
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(connect)
+        .await
+        .map_err(|e| {
+            InboxError::new(
+                InboxErrorKind::Open,
+                format!("could not connect to {}: {e}", redact(&options.url)),
+            )
+            .with_source(e)
+        })
+}
+
+/// The newest migration the store records (`None`: none, or no table).
+async fn applied_version(pool: &PgPool) -> Result<Option<i64>, sqlx::Error> {
+    match sqlx::query_scalar::<_, Option<i64>>(schema::APPLIED)
+        .fetch_one(pool)
+        .await
+    {
+        Ok(v) => Ok(v),
+        Err(e) if schema::is_missing_table(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies the migrations the database has not seen; opens nothing else.
+pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
+    let pool = connect(options, 1).await?;
+    let store = redact(&options.url);
+    let result = async {
+        let before = applied_version(&pool).await?;
+        MIGRATOR.run(&pool).await?;
+        let mut conn = pool.acquire().await?;
+        rekey_suppressions(&mut conn, super::clock::millis(jiff::Timestamp::now())).await?;
+        drop(conn);
+        Ok::<_, sqlx::migrate::MigrateError>(schema::migrated(&MIGRATOR, before))
+    }
+    .await;
+    pool.close().await;
+    result.map_err(|e| {
+        InboxError::new(
+            InboxErrorKind::Open,
+            format!("could not migrate {store}: {e}"),
+        )
+        .with_source(e)
+    })
+}
+
+/// What a PostgreSQL inbox is opened with.
+#[derive(Clone)]
+pub(crate) struct Options {
+    pub url: String,
+    pub pool_size: u32,
+    pub statement_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub opening: Opening,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("Options")
+            .field("url", &redact(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("opening", &self.opening)
+            .finish()
+    }
+}
+
+/// `url` without its password.
+pub(crate) fn redact(url: &str) -> String {
+    // Without the parameters: sqlx would log an unknown one with its value.
+    let url = url.split_once('?').map_or(url, |(address, _)| address);
+    match url.parse::<PgConnectOptions>() {
+        Ok(o) => format!(
+            "postgres://{}@{}:{}/{}",
+            o.get_username(),
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or("")
+        ),
+        Err(_) => "postgres://(unreadable address)".to_owned(),
+    }
+}
+
+impl Options {
+    pub fn new(url: String) -> Options {
+        Options {
+            url,
+            pool_size: 10,
+            statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            opening: Opening::Migrate,
+        }
+    }
+}
+
+/// An open PostgreSQL inbox.
+#[derive(Debug, Clone)]
+pub(crate) struct Postgres {
+    pool: PgPool,
+    options: Options,
+}
+
+impl Postgres {
+    pub async fn open(options: &Options) -> Result<Postgres, InboxError> {
+        let pool = connect(options, options.pool_size.max(2)).await?;
+        let store = redact(&options.url);
+        match options.opening {
+            Opening::Migrate => {
+                // sqlx's migrator holds an advisory lock while it runs:
+                // instances starting at once take turns.
+                MIGRATOR.run(&pool).await.map_err(|e| {
+                    InboxError::new(
+                        InboxErrorKind::Open,
+                        format!("could not migrate {store}: {e}"),
+                    )
+                    .with_source(e)
+                })?;
+                let mut conn = pool
+                    .acquire()
+                    .await
+                    .map_err(|e| InboxError::database(&format!("could not migrate {store}"), e))?;
+                rekey_suppressions(&mut conn, super::clock::millis(jiff::Timestamp::now()))
+                    .await
+                    .map_err(|e| InboxError::database(&format!("could not migrate {store}"), e))?;
+                drop(conn);
+            }
+            Opening::Check | Opening::ReadOnly => {
+                let applied = applied_version(&pool).await.map_err(|e| {
+                    InboxError::new(
+                        InboxErrorKind::Open,
+                        format!("could not read the schema version of {store}: {e}"),
+                    )
+                    .with_source(e)
+                })?;
+                schema::check(applied, &MIGRATOR, &store)?;
+            }
+        }
+        if options.opening != Opening::ReadOnly {
+            // Refuse to start on a store that cannot be written (a
+            // read-only role, a replica) rather than answer 503 to
+            // every webhook.
+            sqlx::query(
+                "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, process = EXCLUDED.process",
+            )
+            .bind(super::clock::millis(jiff::Timestamp::now()))
+            .bind(super::sqlite::process_name())
+            .execute(&pool)
+            .await
+            .map_err(|e| {
+                InboxError::new(
+                    InboxErrorKind::Open,
+                    format!("{store} cannot be written: {e}"),
+                )
+                .with_source(e)
+            })?;
+        }
+        Ok(Postgres {
+            pool,
+            options: options.clone(),
+        })
+    }
+
+    /// The database server's time in milliseconds, the moment of this
+    /// process it was read at (the middle of the round trip), and the
+    /// round trip's length. The connection is taken first, so that a wait
+    /// for the pool is not counted.
+    pub async fn server_time(&self) -> Result<(i64, std::time::Instant, Duration), InboxError> {
+        let failed = |e| InboxError::database("could not read the database's clock", e);
+        let mut conn = self.pool.acquire().await.map_err(failed)?;
+        let before = std::time::Instant::now();
+        let server: i64 =
+            sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(failed)?;
+        let round_trip = before.elapsed();
+        Ok((server, before + round_trip / 2, round_trip))
+    }
+
+    /// Whether the pool was closed (the inbox closed).
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
+    /// Calls `wake` on every `NOTIFY cmc_inbox` (and once after each
+    /// reconnection, for what was stored meanwhile), until it returns
+    /// `false` (the inbox is gone) or the pool is closed; a lost
+    /// connection is made again (the workers poll meanwhile).
+    pub fn listen(&self, wake: impl Fn() -> bool + Send + 'static) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                if pool.is_closed() {
+                    return;
+                }
+                let mut listener = match PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the inbox could not listen for new rows; polling");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if listener.listen(CHANNEL).await.is_err() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                if !wake() {
+                    return;
+                }
+                // Until the connection is lost (then: listen again).
+                while let Ok(Some(_)) = listener.try_recv().await {
+                    if !wake() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Stores the arrivals in one transaction: one receipt each, or one
+    /// error for all.
+    ///
+    /// Two instances storing the same events at once lock their rows in
+    /// the order each received them, which can deadlock; PostgreSQL then
+    /// aborts one transaction, which is tried again here (up to five
+    /// times) rather than answered 503.
+    pub async fn insert(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.insert_once(arrivals).await {
+                Err(e) if tries < 5 && is_conflict(&e) => {
+                    tracing::debug!(error = %e, tries, "storing met a deadlock; trying again");
+                    tokio::time::sleep(Duration::from_millis(5 * tries)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn insert_once(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
+        let failed = |e: sqlx::Error| InboxError::database("could not store the webhook", e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let mut receipts = vec![Receipt::default(); arrivals.len()];
+        insert_events(&mut tx, arrivals, &mut receipts)
+            .await
+            .map_err(failed)?;
+        for (arrival, receipt) in arrivals.iter().zip(&mut receipts) {
+            let Some(m) = &arrival.mail else { continue };
+            let row = sqlx::query(
+                "INSERT INTO cmc_mails (idempotency_key, message_id, envelope_from, \
+                 envelope_to, subject, filter, server_composition, client, received_at, \
+                 attachments, size, mail, run_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $9) \
+                 ON CONFLICT (idempotency_key) DO UPDATE SET repeats = cmc_mails.repeats + 1 \
+                 RETURNING id, (xmax = 0) AS inserted",
+            )
+            .bind(&m.key)
+            .bind(pg_opt(&m.message_id))
+            .bind(pg_text(&m.envelope_from))
+            .bind(pg_text(&m.envelope_to))
+            .bind(pg_text(&m.subject))
+            .bind(pg_text(&m.filter))
+            .bind(pg_text(&arrival.server_composition))
+            .bind(&arrival.client)
+            .bind(arrival.received_at)
+            .bind(m.attachments.len() as i64)
+            .bind(m.size)
+            .bind(&m.json)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(failed)?;
+            let (id, inserted): (i64, bool) = (
+                row.try_get(0).map_err(failed)?,
+                row.try_get(1).map_err(failed)?,
+            );
+            if inserted {
+                for (position, data) in m.stored_apart() {
+                    for (start, chunk) in chunks(data) {
+                        sqlx::query(
+                            "INSERT INTO cmc_mail_attachments (mail_id, position, start, data) \
+                             VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(id)
+                        .bind(position)
+                        .bind(start as i64)
+                        .bind(chunk)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                    }
+                }
+                receipt.stored += 1;
+            } else {
+                receipt.repeated += 1;
+            }
+        }
+        if receipts.iter().any(|r| r.stored > 0) {
+            notify(&mut tx).await.map_err(failed)?;
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(receipts)
+    }
+
+    /// The suppressions of `recipients`, 1 000 a query: only the rows
+    /// with a reason, and only the columns a check reads (rows without a
+    /// reason, which every succeeded delivery leaves, would be sent and
+    /// decoded for nothing).
+    pub async fn suppressions_of(
+        &self,
+        recipients: &[String],
+    ) -> Result<Vec<RawSuppression>, InboxError> {
+        let failed = |e| InboxError::database("could not read the suppression list", e);
+        let mut out = Vec::with_capacity(recipients.len());
+        for chunk in recipients.chunks(1000) {
+            let rows = sqlx::query(&format!(
+                "SELECT {} FROM cmc_suppressions WHERE recipient = ANY($1) AND reason IS NOT NULL",
+                super::suppression::CHECK_COLUMNS
+            ))
+            .bind(chunk)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed)?;
+            for r in &rows {
+                out.push(super::suppression::rows::raw_suppression(r).map_err(failed)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn suppression_list(
+        &self,
+        filter: &ListFilter,
+        now: i64,
+    ) -> Result<Vec<RawEntry>, InboxError> {
+        let failed = |e| InboxError::database("could not list the suppression list", e);
+        let rows = sqlx::query(&super::suppression::sql::pg(super::suppression::sql::LIST))
+            .bind(filter.reason.map(|r| r.as_str()))
+            .bind(i64::from(filter.suppressed_only))
+            .bind(now)
+            .bind(filter.after.as_deref())
+            .bind(filter.limit.min(1000) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed)?;
+        rows.iter()
+            .map(|r| super::suppression::rows::raw_entry(r).map_err(failed))
+            .collect()
+    }
+
+    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<Change>, InboxError> {
+        let failed = |e| InboxError::database("could not read the suppression history", e);
+        let rows = sqlx::query(&super::suppression::sql::pg(
+            super::suppression::sql::HISTORY,
+        ))
+        .bind(recipient)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed)?;
+        rows.iter()
+            .map(super::suppression::change_row)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(failed)
+    }
+
+    /// A change by hand, with its history row, in one transaction; `false`
+    /// when nothing changed (removing an address the list does not hold).
+    pub async fn suppression_change(
+        &self,
+        recipient: &str,
+        manual: Manual,
+        note: &str,
+        now: i64,
+    ) -> Result<bool, InboxError> {
+        let failed = |e| InboxError::database("could not change the suppression list", e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+
+        let (sql, reason, change) = match manual {
+            Manual::Add { .. } => (
+                super::suppression::sql::pg(super::suppression::sql::ADD),
+                Some("manual"),
+                "added",
+            ),
+            Manual::Remove => (
+                super::suppression::sql::pg(super::suppression::sql::REMOVE),
+                None,
+                "removed",
+            ),
+        };
+        let query = sqlx::query(&sql).bind(recipient);
+        let query = match manual {
+            Manual::Add { until } => query.bind(now).bind(until).bind(note),
+            Manual::Remove => query.bind(note).bind(now),
+        };
+        let changed = query
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?
+            .rows_affected()
+            > 0;
+        if changed {
+            sqlx::query(&super::suppression::sql::pg(super::suppression::sql::NOTE))
+                .bind(recipient)
+                .bind(change)
+                .bind(reason)
+                .bind(note)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(changed)
+    }
+
+    /// One round of a worker, in one transaction: records outcomes, renews
+    /// leases, marks dead the rows whose lease expired on their last
+    /// attempt, and claims due rows (skipping those another worker is
+    /// claiming at the same moment).
+    pub async fn round(
+        &self,
+        worker: &str,
+        settle: &[Settle],
+        renew: Option<&Renew>,
+        claim: Option<&Claim>,
+        suppress: Option<&Policy>,
+        deliveries: Option<&DeliveryRound<'_>>,
+    ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
+        let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        for kind in [Kind::Event, Kind::Mail] {
+            let done: Vec<i64> = settle
+                .iter()
+                .filter(|s| s.id.kind == kind && matches!(s.outcome, Outcome::Done))
+                .map(|s| s.id.id)
+                .collect();
+            if let Some(s) = settle.first().filter(|_| !done.is_empty()) {
+                // The rows this round marked come back for the suppression
+                // list (not those whose lease was lost).
+                let returning = if kind == Kind::Event && suppress.is_some() {
+                    " RETURNING idempotency_key, event_type, recipient, status, created, received_at"
+                } else {
+                    " RETURNING id"
+                };
+                let marked = sqlx::query(&format!(
+                    "UPDATE {} SET state = 'done', done_at = $1, locked_by = NULL, \
+                     locked_until = NULL, last_error = NULL \
+                     WHERE id = ANY($2) AND state = 'running' AND locked_by = $3{returning}",
+                    kind.table()
+                ))
+                .bind(s.at)
+                .bind(&done)
+                .bind(worker)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed)?;
+                if marked.len() < done.len() {
+                    lost_outcomes(kind, done.len() - marked.len(), "done");
+                }
+                if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
+                    let observed = super::suppression::rows::observed(&marked, &policy.time_zone)
+                        .map_err(failed)?;
+                    for (recipient, observed, change) in observed {
+                        keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
+                            .await
+                            .map_err(failed)?;
+                    }
+                }
+            }
+        }
+        for s in settle {
+            let (state, run_at, done_at, error, given_back) = match &s.outcome {
+                Outcome::Done => continue,
+                Outcome::Retry { at, error } => ("pending", *at, None, Some(error.as_str()), 0i64),
+                Outcome::Dead { error } => ("dead", s.at, Some(s.at), Some(error.as_str()), 0),
+                Outcome::Released => ("pending", s.at, None, None, 1),
+            };
+            let marked = sqlx::query(&format!(
+                "UPDATE {} SET state = $1, run_at = $2, done_at = $3, \
+                 last_error = COALESCE($4, last_error), locked_by = NULL, locked_until = NULL, \
+                 attempts = GREATEST(attempts - $7, 0) \
+                 WHERE id = $5 AND state = 'running' AND locked_by = $6",
+                s.id.kind.table()
+            ))
+            .bind(state)
+            .bind(run_at)
+            .bind(done_at)
+            // A handler's error text may hold U+0000 too.
+            .bind(error.map(pg_text))
+            .bind(s.id.id)
+            .bind(worker)
+            .bind(given_back)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+            if marked.rows_affected() == 0 {
+                lost_outcomes(s.id.kind, 1, state);
+            }
+        }
+        if let Some(r) = renew {
+            for kind in [Kind::Event, Kind::Mail] {
+                let ids: Vec<i64> = r
+                    .ids
+                    .iter()
+                    .filter(|id| id.kind == kind)
+                    .map(|id| id.id)
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                sqlx::query(&format!(
+                    "UPDATE {} SET locked_until = $1 \
+                     WHERE id = ANY($2) AND state = 'running' AND locked_by = $3",
+                    kind.table()
+                ))
+                .bind(r.until)
+                .bind(&ids)
+                .bind(worker)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            }
+        }
+        let mut claimed = Vec::new();
+        if let Some(c) = claim {
+            for kind in c.order {
+                if !c.kinds[kind.slot()] {
+                    continue;
+                }
+                let held = c.held_of(kind);
+                if c.sweep {
+                    sqlx::query(&format!(
+                        "UPDATE {} SET state = 'dead', done_at = $1, locked_by = NULL, \
+                         locked_until = NULL, last_error = 'the lease expired on attempt ' || \
+                         attempts || ': its worker stopped, or lost the store, while the handler ran' || \
+                         COALESCE(' (before: ' || last_error || ')', '') \
+                         WHERE state = 'running' \
+                         AND locked_until <= $1 AND attempts >= $2 AND id <> ALL($3)",
+                        kind.table()
+                    ))
+                    .bind(c.now)
+                    .bind(i64::from(c.max_attempts))
+                    .bind(&held)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+                }
+                let room = c.limit.saturating_sub(claimed.len());
+                if room == 0 || !c.due[kind.slot()] {
+                    continue;
+                }
+                let columns = match kind {
+                    Kind::Event => "event",
+                    Kind::Mail => "mail",
+                };
+                let rows = sqlx::query(&format!(
+                    "UPDATE {table} SET state = 'running', attempts = attempts + 1, \
+                     locked_by = $1, locked_until = $2 \
+                     WHERE id IN (SELECT id FROM {table} WHERE state IN ('pending', 'running') \
+                     AND CASE state WHEN 'pending' THEN run_at <= $3 \
+                     ELSE locked_until <= $3 AND attempts < $5 AND id <> ALL($6) END \
+                     ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                     RETURNING id, idempotency_key, {columns}, server_composition, client, \
+                     received_at, attempts",
+                    table = kind.table()
+                ))
+                .bind(worker)
+                .bind(c.lease_until)
+                .bind(c.now)
+                .bind(i64::try_from(room).unwrap_or(i64::MAX))
+                .bind(i64::from(c.max_attempts))
+                .bind(&held)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed)?;
+                let mut batch: Vec<Claimed> = rows.iter().map(|r| claimed_row(kind, r)).collect();
+                batch.sort_by_key(|c| c.id.id);
+                claimed.extend(batch);
+            }
+        }
+        let step = match deliveries {
+            Some(d) => mailbox_sql::round(&mut tx, worker, d)
+                .await
+                .map_err(failed)?,
+            None => DeliveryStep::default(),
+        };
+        tx.commit().await.map_err(failed)?;
+        Ok((claimed, step))
+    }
+
+    /// The attachments of mail `id`, each assembled from its chunks.
+    pub async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, InboxError> {
+        let failed = |e: sqlx::Error| InboxError::database("could not read the attachments", e);
+        let sizes: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT position, SUM(length(data))::BIGINT FROM cmc_mail_attachments \
+             WHERE mail_id = $1 AND position >= 0 GROUP BY position ORDER BY position",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed)?;
+        let corrupt = |why: String| InboxError::new(InboxErrorKind::Corrupt, why);
+        let mut assembly = Assembly::new(id, &sizes).map_err(corrupt)?;
+        // One chunk at a time (each its own query: a cursor would hold a
+        // transaction open for the whole read).
+        for position in 0..assembly.count() as i64 {
+            let starts: Vec<i64> = sqlx::query_scalar(
+                "SELECT start FROM cmc_mail_attachments WHERE mail_id = $1 AND position = $2 \
+                 ORDER BY start",
+            )
+            .bind(id)
+            .bind(position)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed)?;
+            for start in starts {
+                let data: Vec<u8> = sqlx::query_scalar(
+                    "SELECT data FROM cmc_mail_attachments \
+                     WHERE mail_id = $1 AND position = $2 AND start = $3",
+                )
+                .bind(id)
+                .bind(position)
+                .bind(start)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(failed)?;
+                assembly.push(position, start, &data).map_err(corrupt)?;
+            }
+        }
+        Ok(assembly.finish())
+    }
+
+    /// Attachment `position` of mail `mail`, a chunk at a time.
+    pub async fn attachment(
+        &self,
+        mail: i64,
+        position: i64,
+    ) -> Result<Option<Vec<u8>>, InboxError> {
+        let failed = |e| InboxError::database("could not read the attachment", e);
+        let mut conn = self.pool.acquire().await.map_err(failed)?;
+        mailbox_sql::attachment(&mut conn, mail, position)
+            .await
+            .map_err(failed)
+    }
+
+    /// Text field `field` of event `id` stored apart, a chunk at a time.
+    pub async fn event_text(&self, id: i64, field: &str) -> Result<Option<Vec<u8>>, InboxError> {
+        let failed = |e| InboxError::database("could not read an event's text", e);
+        let starts: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT start, length(data)::BIGINT FROM cmc_event_texts \
+             WHERE event_id = $1 AND field = $2 ORDER BY start",
+        )
+        .bind(id)
+        .bind(field)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed)?;
+        if starts.is_empty() {
+            return Ok(None);
+        }
+        let size: i64 = starts.iter().map(|(_, len)| len).sum();
+        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        for (start, _) in starts {
+            if usize::try_from(start).ok() != Some(data.len()) {
+                return Err(InboxError::new(
+                    InboxErrorKind::Corrupt,
+                    format!(
+                        "event {id}: its {field} has a chunk at {start} where {} was expected",
+                        data.len()
+                    ),
+                ));
+            }
+            let chunk: Vec<u8> = sqlx::query_scalar(
+                "SELECT data FROM cmc_event_texts WHERE event_id = $1 AND field = $2 AND start = $3",
+            )
+            .bind(id)
+            .bind(field)
+            .bind(start)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed)?;
+            data.extend_from_slice(&chunk);
+        }
+        Ok(Some(data))
+    }
+
+    pub async fn mail_row(&self, id: i64) -> Result<Option<MailRow>, InboxError> {
+        let failed = |e| InboxError::database("could not read the mail", e);
+        let mut conn = self.pool.acquire().await.map_err(failed)?;
+        mailbox_sql::mail_row(&mut conn, id).await.map_err(failed)
+    }
+
+    pub async fn delivery_counts(&self) -> Result<Vec<MailboxCounts>, InboxError> {
+        let failed = |e| InboxError::database("could not count the deliveries", e);
+        let mut conn = self.pool.acquire().await.map_err(failed)?;
+        mailbox_sql::counts(&mut conn).await.map_err(failed)
+    }
+
+    pub async fn delivery_list(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<RawDelivery>, InboxError> {
+        let failed = |e| InboxError::database("could not list the deliveries", e);
+        let mut conn = self.pool.acquire().await.map_err(failed)?;
+        mailbox_sql::list(&mut conn, filter).await.map_err(failed)
+    }
+
+    /// Replays deliveries a slice at a time, each slice its own
+    /// transaction.
+    pub async fn delivery_replay(
+        &self,
+        filter: &DeliveryFilter,
+        now: i64,
+    ) -> Result<(u64, u64), InboxError> {
+        let failed = |e| InboxError::database("could not replay the deliveries", e);
+        let mut cursor = ReplayCursor::default();
+        let mut total = (0, 0);
+        while !cursor.done {
+            let mut tx = self.pool.begin().await.map_err(failed)?;
+            let (replayed, rerouted) = mailbox_sql::replay(&mut tx, filter, now, &mut cursor)
+                .await
+                .map_err(failed)?;
+            if replayed + rerouted > 0 {
+                notify(&mut tx).await.map_err(failed)?;
+            }
+            tx.commit().await.map_err(failed)?;
+            total.0 += replayed;
+            total.1 += rerouted;
+        }
+        Ok(total)
+    }
+
+    /// One slice of the unrouted mails' retention.
+    pub async fn prune_unrouted(&self, before: i64) -> Result<u64, InboxError> {
+        let failed = |e| InboxError::database("could not prune the unrouted mails", e);
+        let mut conn = self.pool.acquire().await.map_err(failed)?;
+        mailbox_sql::prune_unrouted(&mut conn, before)
+            .await
+            .map_err(failed)
+    }
+
+    pub async fn delivery_prune(
+        &self,
+        mailbox: &str,
+        before: i64,
+    ) -> Result<(u64, u64), InboxError> {
+        let failed = |e| InboxError::database("could not prune the deliveries", e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let n = mailbox_sql::prune(&mut tx, mailbox, before)
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        Ok(n)
+    }
+
+    pub async fn counts(&self) -> Result<Counts, InboxError> {
+        let mut counts = Counts::default();
+        for kind in [Kind::Event, Kind::Mail] {
+            let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+                "SELECT state, COUNT(*) FROM {} GROUP BY state",
+                kind.table()
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| InboxError::database("could not count the rows", e))?;
+            counts.add_rows(kind, rows);
+            let oldest: Option<i64> = sqlx::query_scalar(&super::ops::oldest_pending_sql(kind))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| InboxError::database("could not read the oldest pending row", e))?;
+            counts.set_oldest_pending(kind, oldest);
+        }
+        Ok(counts)
+    }
+
+    pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
+        let failed = |e| InboxError::database("could not list the dead rows", e);
+        let mut dead = Vec::new();
+        for (kind, summary) in DEAD_SUMMARIES {
+            let rows = sqlx::query(&format!(
+                "SELECT id, idempotency_key, {summary}, message_id, attempts, last_error, \
+                 received_at, done_at FROM {} WHERE state = 'dead' ORDER BY id LIMIT $1",
+                kind.table()
+            ))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed)?;
+            for r in rows {
+                dead.push(
+                    dead_row(kind, &r)
+                        .map_err(|e| InboxError::database("a dead row does not read back", e))??,
+                );
+            }
+        }
+        Ok(oldest_dead(dead, limit))
+    }
+
+    /// Sets the rows `filter` takes back to pending, a slice at a time,
+    /// each its own transaction: by the key's or the Message-ID's index
+    /// when the filter has one, else by windows of ids.
+    pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
+        let failed = |e| InboxError::database("could not replay", e);
+        let mut replayed = 0;
+        for kind in &filter.kinds {
+            let Some((statement, walk)) = super::ops::replay_sql(*kind, filter) else {
+                continue;
+            };
+            let statement = super::suppression::sql::pg(&statement);
+            let last: i64 = sqlx::query_scalar(&format!(
+                "SELECT COALESCE(MAX(id), 0)::BIGINT FROM {}",
+                kind.table()
+            ))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed)?;
+            let mut after = 0i64;
+            loop {
+                let bound = walk.bound(after);
+                let mut tx = self.pool.begin().await.map_err(failed)?;
+                let mut query = sqlx::query_scalar::<_, i64>(&statement)
+                    .bind(now)
+                    .bind(after)
+                    .bind(bound);
+                if let Some(key) = filter.key {
+                    query = query.bind(key.to_string());
+                }
+                if let Some(id) = &filter.message_id {
+                    query = query.bind(pg_text(id).into_owned());
+                }
+                let ids = query.fetch_all(&mut *tx).await.map_err(failed)?;
+                if !ids.is_empty() {
+                    notify(&mut tx).await.map_err(failed)?;
+                }
+                tx.commit().await.map_err(failed)?;
+                replayed += ids.len() as u64;
+                match walk.next(&ids, bound, last) {
+                    Some(next) => after = next,
+                    None => break,
+                }
+            }
+        }
+        Ok(replayed)
+    }
+
+    pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
+        let rows = sqlx::query(
+            "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
+             FROM cmc_events WHERE substr(message_id, 1, 200) = substr($1, 1, 200) \
+             AND message_id = $1 ORDER BY created, id",
+        )
+        .bind(pg_text(message_id))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| InboxError::database("could not read the history", e))?;
+        Ok(history(&rows))
+    }
+
+    /// Deletes the rows done before `before`, 10 000 at a time.
+    pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {
+        let failed = |e| InboxError::database("could not prune", e);
+        let mut pruned = Pruned::default();
+        for kind in [Kind::Event, Kind::Mail] {
+            loop {
+                // Attachments go with their mails (ON DELETE CASCADE).
+                let n = sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
+                     WHERE state = 'done' AND done_at < $1{kept} LIMIT 10000)",
+                    table = kind.table(),
+                    kept = super::mailbox::store::routed_mails_kept(kind)
+                ))
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map_err(failed)?
+                .rows_affected();
+                match kind {
+                    Kind::Event => pruned.events += n,
+                    Kind::Mail => pruned.mails += n,
+                }
+                if n < 10_000 {
+                    break;
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The address, without its password.
+    pub fn describe(&self) -> String {
+        redact(&self.options.url)
+    }
+}
+
+/// Inserts the events of all `arrivals` with one statement per 1 000
+/// distinct keys (`UNNEST` of arrays), in order of arrival, and counts each
+/// in its arrival's receipt.
+///
+/// PostgreSQL refuses an `ON CONFLICT DO UPDATE` that meets the same row
+/// twice in one statement, so repeats within the group are folded first:
+/// each distinct key is inserted once, carrying how many more times it
+/// came; `xmax = 0` tells a new row from an existing one.
+async fn insert_events(
+    tx: &mut sqlx::PgConnection,
+    arrivals: &[&Arrival],
+    receipts: &mut [Receipt],
+) -> Result<(), sqlx::Error> {
+    let mut first: HashMap<&str, (usize, &NewEvent, i64)> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    let mut occurrences: Vec<(usize, &str)> = Vec::new();
+    for (i, a) in arrivals.iter().enumerate() {
+        for e in &a.events {
+            occurrences.push((i, &e.key));
+            match first.get_mut(e.key.as_str()) {
+                Some(entry) => entry.2 += 1,
+                None => {
+                    first.insert(&e.key, (i, e, 0));
+                    order.push(&e.key);
+                }
+            }
+        }
+    }
+    let mut inserted: HashMap<String, bool> = HashMap::with_capacity(order.len());
+    for chunk in order.chunks(1000) {
+        let mut cols: [Vec<Option<String>>; 7] = Default::default();
+        let (mut received, mut dups, mut clients): (Vec<i64>, Vec<i64>, Vec<Option<String>>) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let mut compositions: Vec<String> = Vec::new();
+        for key in chunk {
+            let (i, e, extra) = first[key];
+            let a = arrivals[i];
+            cols[0].push(Some(e.key.clone()));
+            cols[1].push(Some(pg_text(&e.event_type).into_owned()));
+            cols[2].push(pg_opt(&e.message_id));
+            cols[3].push(pg_opt(&e.recipient));
+            cols[4].push(pg_opt(&e.status));
+            cols[5].push(pg_opt(&e.created));
+            cols[6].push(Some(e.json.clone()));
+            compositions.push(pg_text(&a.server_composition).into_owned());
+            clients.push(a.client.clone());
+            received.push(a.received_at);
+            dups.push(extra);
+        }
+        let rows = sqlx::query(
+            "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
+             status, created, event, server_composition, client, received_at, run_at, repeats) \
+             SELECT k, t, m, r, s, c, e, sc, cl, ra, ra, d FROM UNNEST($1::TEXT[], $2::TEXT[], \
+             $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], \
+             $9::TEXT[], $10::BIGINT[], $11::BIGINT[]) \
+             AS u(k, t, m, r, s, c, e, sc, cl, ra, d) \
+             ON CONFLICT (idempotency_key) \
+             DO UPDATE SET repeats = cmc_events.repeats + 1 + EXCLUDED.repeats \
+             RETURNING idempotency_key, (xmax = 0) AS inserted, id",
+        )
+        .bind(&cols[0])
+        .bind(&cols[1])
+        .bind(&cols[2])
+        .bind(&cols[3])
+        .bind(&cols[4])
+        .bind(&cols[5])
+        .bind(&cols[6])
+        .bind(&compositions)
+        .bind(&clients)
+        .bind(&received)
+        .bind(&dups)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in rows {
+            let (key, new, id): (String, bool, i64) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            // A long subject goes apart, once, with the row that is new.
+            if let Some(subject) = first[key.as_str()].1.subject.as_ref().filter(|_| new) {
+                for (start, chunk) in chunks(subject) {
+                    sqlx::query(
+                        "INSERT INTO cmc_event_texts (event_id, field, start, data) \
+                         VALUES ($1, 'subject', $2, $3)",
+                    )
+                    .bind(id)
+                    .bind(start as i64)
+                    .bind(chunk)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            inserted.insert(key, new);
+        }
+    }
+    // In order of arrival: a new key's first occurrence is stored, every
+    // other occurrence repeated.
+    let mut seen: HashMap<&str, ()> = HashMap::with_capacity(order.len());
+    for (i, key) in occurrences {
+        let new = inserted
+            .get(key)
+            .copied()
+            .ok_or_else(|| sqlx::Error::Protocol("an inserted event was not returned".into()))?;
+        if new && seen.insert(key, ()).is_none() {
+            receipts[i].stored += 1;
+        } else {
+            receipts[i].repeated += 1;
+        }
+    }
+    Ok(())
+}
+
+/// `text` as PostgreSQL can hold it: `TEXT` refuses U+0000, which a
+/// mail's headers or an event's fields may carry, so it becomes U+FFFD in
+/// the columns that summarise a row (the row's JSON, which escapes it,
+/// keeps every character, and is what the handler gets).
+fn pg_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+fn pg_opt(text: &Option<String>) -> Option<String> {
+    text.as_deref().map(|t| pg_text(t).into_owned())
+}
+
+/// Whether `e` is a deadlock or a serialization failure: the transaction
+/// was aborted and may be tried again.
+fn is_conflict(e: &InboxError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(sqlx::Error::Database(db)) = s.downcast_ref::<sqlx::Error>() {
+            return matches!(db.code().as_deref(), Some("40P01" | "40001"));
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Re-keys the suppression list to the addresses' normal form, once: the
+/// rows whose address is not ASCII and whose form changed move to their
+/// new key (merged with a row already there), with their history. A
+/// row of `cmc_suppressions_rekey` asks for it, and is deleted in the same
+/// transaction.
+async fn rekey_suppressions(conn: &mut sqlx::PgConnection, now: i64) -> Result<u64, sqlx::Error> {
+    use super::suppression::{normalize, rows, sql};
+    let pending: i64 = sqlx::query_scalar(&sql::pg(sql::REKEY_PENDING))
+        .fetch_one(&mut *conn)
+        .await?;
+    if pending == 0 {
+        return Ok(0);
+    }
+    // Two processes opening at once: the second waits for the first's
+    // lock on the request, then finds it gone.
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let still: Vec<i64> =
+        sqlx::query_scalar("SELECT CAST(pending AS BIGINT) FROM cmc_suppressions_rekey FOR UPDATE")
+            .fetch_all(&mut *tx)
+            .await?;
+    if still.is_empty() {
+        return Ok(0);
+    }
+    let found = sqlx::query(&sql::pg(sql::REKEY_ROWS))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut moved = 0;
+    for r in &found {
+        let old: String = r.try_get(8)?;
+        let Some(new) = normalize(&old).filter(|new| *new != old) else {
+            continue;
+        };
+        let mine = rows::state(r)?;
+        let theirs = sqlx::query(&sql::pg(sql::REKEY_ONE))
+            .bind(&new)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let merged = match theirs {
+            Some(t) => rows::state(&t)?.merge(mine),
+            None => mine,
+        };
+        let c = merged.to_columns();
+        sqlx::query(&sql::pg(sql::REKEY_PUT))
+            .bind(&new)
+            .bind(c.reason)
+            .bind(c.since)
+            .bind(c.until)
+            .bind(&c.note)
+            .bind(&c.events)
+            .bind(c.hard_count)
+            .bind(&c.soft_times)
+            .bind(c.unknown_count)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&sql::pg(sql::REKEY_DROP))
+            .bind(&old)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&sql::pg(sql::REKEY_HISTORY))
+            .bind(&old)
+            .bind(&new)
+            .execute(&mut *tx)
+            .await?;
+        moved += 1;
+    }
+    sqlx::query(&sql::pg(sql::REKEY_DONE))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    if moved > 0 {
+        tracing::info!(
+            moved,
+            "moved suppression rows to the addresses' new normal form"
+        );
+    }
+    Ok(moved)
+}
+
+/// Wakes the workers listening on [`CHANNEL`] once `tx` commits.
+async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+}
+
+/// The parameters sqlx reads from a PostgreSQL address.
+const PARAMETERS: [&str; 19] = [
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+    "options[",
+];
+
+/// Refuses an address with a parameter sqlx does not know, naming the
+/// parameter but never its value: sqlx would ignore it and log it with
+/// its value (a misspelt `pasword=` would put the password in the logs).
+fn check_parameters(url: &str) -> Result<(), InboxError> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(());
+    };
+    for (key, _) in form_urlencoded::parse(query.as_bytes()) {
+        let known = PARAMETERS
+            .iter()
+            .any(|p| *p == key || (p.ends_with('[') && key.starts_with(p) && key.ends_with(']')));
+        if !known {
+            return Err(InboxError::new(
+                InboxErrorKind::Config,
+                format!(
+                    "{} has a parameter this inbox does not know: {:?} (its value is not \
+                     shown); known: {}",
+                    redact(url),
+                    cmc_webhook_core::printable(&key, 64),
+                    PARAMETERS[..18].join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `url` is a PostgreSQL address.
+pub(crate) fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Applies one done event to its recipient's row, once: the history's
+/// unique key makes a second application of the same event a no-op. The
+/// row is locked (created empty first if needed), so that workers of
+/// several receivers never lose each other's updates.
+async fn keep_suppression(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    policy: &Policy,
+    recipient: &str,
+    observed: &super::suppression::policy::Observed,
+    change: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    // A success is applied without the history: applying it again changes
+    // nothing (it drops the soft bounces before it), and one history row
+    // per delivered mail would grow forever. An address the list does not
+    // hold gets no row from it.
+    let success = observed.what == super::suppression::policy::What::Succeeded;
+    if success
+        && sqlx::query(&super::suppression::sql::pg(
+            super::suppression::sql::EXISTS,
+        ))
+        .bind(recipient)
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let key = observed.key.to_string();
+    let inserted = if success {
+        None
+    } else {
+        Some(
+            sqlx::query(
+                "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(recipient)
+            .bind(&key)
+            .bind(change)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?,
+        )
+    };
+    if inserted.is_some_and(|i| i.rows_affected() == 0) {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO cmc_suppressions (recipient, updated_at) VALUES ($1, $2) \
+         ON CONFLICT (recipient) DO NOTHING",
+    )
+    .bind(recipient)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let r = sqlx::query(
+        "SELECT reason, since, until, note, events, hard_count, soft_times, unknown_count \
+         FROM cmc_suppressions WHERE recipient = $1 FOR UPDATE",
+    )
+    .bind(recipient)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut state = super::suppression::rows::state(&r)?;
+    super::suppression::policy::apply(&mut state, observed, policy);
+    let c = state.to_columns();
+    sqlx::query(
+        "UPDATE cmc_suppressions SET reason = $2, since = $3, until = $4, note = $5, events = $6, \
+         hard_count = $7, soft_times = $8, unknown_count = $9, updated_at = $10 WHERE recipient = $1",
+    )
+    .bind(recipient)
+    .bind(c.reason)
+    .bind(c.since)
+    .bind(c.until)
+    .bind(&c.note)
+    .bind(&c.events)
+    .bind(c.hard_count)
+    .bind(&c.soft_times)
+    .bind(c.unknown_count)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE cmc_suppression_history SET reason = $1 WHERE idempotency_key = $2")
+        .bind(c.reason)
+        .bind(&key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,1475 @@
+//! The SQLite backend: one file, WAL mode, the schema of
+//! `migrations/sqlite/`.
+//!
+//! Two pools share the file. The receiving side writes through a single
+//! connection at the configured `synchronous` level (`FULL` by default:
+//! a 200 survives power loss). The worker and the operations use a second
+//! pool at `NORMAL`: their marks survive a crash of the process, and after
+//! a power loss a handler may run again, which at-least-once allows.
+//!
+//! Every state change is one statement below.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqliteConnection};
+
+use super::error::{InboxError, InboxErrorKind};
+use super::job::Kind;
+use super::mailbox::store::sqlite as mailbox_sql;
+use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery, ReplayCursor};
+use super::mailbox::{DeliveryFilter, MailboxCounts};
+use super::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
+use super::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed};
+use super::schema::{self, Migrated, Opening};
+use super::suppression::policy::Policy;
+use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
+use super::worker::{lost_outcomes, Claim, Outcome, Renew, Settle};
+
+/// How a SQLite inbox commits: the `synchronous` pragma of the receiving
+/// connection, in WAL mode.
+///
+/// ```
+/// use cmc_webhook_inbox::{Inbox, Synchronous};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// # let dir = std::env::temp_dir().join(format!("cmc-doc-sync-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// let inbox = Inbox::sqlite(dir.join("inbox.sqlite3"))
+///     .synchronous(Synchronous::Normal)
+///     .open()
+///     .await?;
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// `NORMAL`: a commit is not synced to disk; the WAL is synced at
+    /// checkpoints. A committed webhook survives a crash of the process
+    /// (even `kill -9`), but a power loss or an OS crash may take the
+    /// last commits: webhooks already answered 200.
+    Normal,
+    /// `FULL`, the default: each commit syncs the WAL before the 200 is
+    /// sent, so a committed webhook survives power loss too. Concurrent
+    /// requests share one sync (group commit).
+    #[default]
+    Full,
+    /// `EXTRA`: `FULL`, and the directory is synced when the WAL is
+    /// created or removed.
+    Extra,
+}
+
+impl Synchronous {
+    fn pragma(self) -> SqliteSynchronous {
+        match self {
+            Synchronous::Normal => SqliteSynchronous::Normal,
+            Synchronous::Full => SqliteSynchronous::Full,
+            Synchronous::Extra => SqliteSynchronous::Extra,
+        }
+    }
+}
+
+/// What a SQLite inbox is opened with.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    pub busy_timeout: Duration,
+    /// Whether a missing file is created (or opening fails).
+    pub create: bool,
+    pub opening: Opening,
+}
+
+impl Options {
+    pub fn new(path: PathBuf) -> Options {
+        Options {
+            path,
+            synchronous: Synchronous::default(),
+            busy_timeout: Duration::from_secs(5),
+            create: true,
+            opening: Opening::Migrate,
+        }
+    }
+}
+
+/// An open SQLite inbox.
+#[derive(Debug, Clone)]
+pub(crate) struct Sqlite {
+    /// The receiving connection (one: SQLite has one writer at a time, and
+    /// the group commit feeds it).
+    receive: SqlitePool,
+    /// The worker's and the operations' connections.
+    work: SqlitePool,
+    /// Taken around every write transaction of this process: SQLite has
+    /// one writer at a time, and a connection that finds the file locked
+    /// sleeps in its busy handler (1, 2, 5, 10 ms and more) where a queue
+    /// hands over at once. Other processes still meet the busy timeout.
+    write: Arc<tokio::sync::Mutex<()>>,
+    /// The file, and which file it was when the inbox opened: a 200 is
+    /// only given while the path still leads to it.
+    path: PathBuf,
+    identity: Option<FileIdentity>,
+    /// The WAL file, once a commit has written it: it holds what was
+    /// committed since the last checkpoint, so it must not change either.
+    wal: Arc<std::sync::Mutex<Option<FileIdentity>>>,
+    /// The connection that opened the file, kept idle while the inbox is
+    /// open: SQLite removes the WAL when the last connection closes, which
+    /// the pools alone could do (an idle timeout, a connection dropped
+    /// after an error), and a WAL that comes back new would look replaced.
+    pin: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
+    /// Why the file can no longer be written, once a check found it
+    /// removed or replaced (or its WAL): from then on every writer of this
+    /// process stops, the worker's and the operations' too, not only
+    /// receiving. A restart opens the file the path leads to now.
+    broken: Arc<std::sync::OnceLock<InboxError>>,
+}
+
+/// Which file a path leads to: device and inode (Unix only; elsewhere the
+/// check is skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity(u64, u64);
+
+impl FileIdentity {
+    #[cfg(unix)]
+    fn of(path: &Path) -> std::io::Result<Option<FileIdentity>> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(Some(FileIdentity(m.dev(), m.ino())))
+    }
+
+    #[cfg(not(unix))]
+    fn of(path: &Path) -> std::io::Result<Option<FileIdentity>> {
+        std::fs::metadata(path).map(|_| None)
+    }
+}
+
+/// The page cache of the receiving connection, as `PRAGMA cache_size`
+/// (negative: KiB).
+const RECEIVE_CACHE_KIB: &str = "-32768";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// The write that proves, at open, that the store takes writes.
+const OPENED: &str = "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, ?1, ?2) \
+     ON CONFLICT (id) DO UPDATE SET at = excluded.at, process = excluded.process";
+
+/// The newest migration the store records (`None`: none, or no table).
+async fn applied_version(conn: &mut SqliteConnection) -> Result<Option<i64>, sqlx::Error> {
+    match sqlx::query_scalar::<_, Option<i64>>(schema::APPLIED)
+        .fetch_one(&mut *conn)
+        .await
+    {
+        Ok(v) => Ok(v),
+        Err(e) if schema::is_missing_table(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies the migrations `path` has not seen; opens nothing else.
+pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
+    let connect = SqliteConnectOptions::new()
+        .filename(&options.path)
+        .create_if_missing(options.create)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(options.synchronous.pragma())
+        .busy_timeout(options.busy_timeout)
+        .foreign_keys(true);
+    let store = options.path.display().to_string();
+    let failed = |e: sqlx::Error| {
+        InboxError::new(
+            InboxErrorKind::Open,
+            format!("could not migrate {store}: {e}"),
+        )
+        .with_source(e)
+    };
+    let mut conn = SqliteConnection::connect_with(&connect)
+        .await
+        .map_err(failed)?;
+    let before = applied_version(&mut conn).await.map_err(failed)?;
+    MIGRATOR.run_direct(&mut conn).await.map_err(|e| {
+        InboxError::new(
+            InboxErrorKind::Open,
+            format!("could not migrate {store}: {e}"),
+        )
+        .with_source(e)
+    })?;
+    rekey_suppressions(&mut conn, super::clock::millis(jiff::Timestamp::now()))
+        .await
+        .map_err(failed)?;
+    let _ = conn.close().await;
+    Ok(schema::migrated(&MIGRATOR, before))
+}
+
+/// Re-keys the suppression list to the addresses' normal form, once: the
+/// rows whose address is not ASCII and whose form changed move to their
+/// new key (merged with a row already there), with their history. A
+/// row of `cmc_suppressions_rekey` asks for it, and is deleted in the same
+/// transaction.
+async fn rekey_suppressions(conn: &mut SqliteConnection, now: i64) -> Result<u64, sqlx::Error> {
+    use super::suppression::{normalize, rows, sql};
+    let pending: i64 = sqlx::query_scalar(sql::REKEY_PENDING)
+        .fetch_one(&mut *conn)
+        .await?;
+    if pending == 0 {
+        return Ok(0);
+    }
+    // Two processes opening at once: the second waits for the first's
+    // transaction, then finds nothing left to do.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let pending: i64 = sqlx::query_scalar(sql::REKEY_PENDING)
+        .fetch_one(&mut *tx)
+        .await?;
+    if pending == 0 {
+        return Ok(0);
+    }
+    let found = sqlx::query(sql::REKEY_ROWS).fetch_all(&mut *tx).await?;
+    let mut moved = 0;
+    for r in &found {
+        let old: String = r.try_get(8)?;
+        let Some(new) = normalize(&old).filter(|new| *new != old) else {
+            continue;
+        };
+        let mine = rows::state(r)?;
+        let theirs = sqlx::query(sql::REKEY_ONE)
+            .bind(&new)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let merged = match theirs {
+            Some(t) => rows::state(&t)?.merge(mine),
+            None => mine,
+        };
+        let c = merged.to_columns();
+        sqlx::query(sql::REKEY_PUT)
+            .bind(&new)
+            .bind(c.reason)
+            .bind(c.since)
+            .bind(c.until)
+            .bind(&c.note)
+            .bind(&c.events)
+            .bind(c.hard_count)
+            .bind(&c.soft_times)
+            .bind(c.unknown_count)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::REKEY_DROP)
+            .bind(&old)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::REKEY_HISTORY)
+            .bind(&old)
+            .bind(&new)
+            .execute(&mut *tx)
+            .await?;
+        moved += 1;
+    }
+    sqlx::query(sql::REKEY_DONE).execute(&mut *tx).await?;
+    tx.commit().await?;
+    if moved > 0 {
+        tracing::info!(
+            moved,
+            "moved suppression rows to the addresses' new normal form"
+        );
+    }
+    Ok(moved)
+}
+
+/// Whether `e` says SQLite cannot make the files a WAL database needs
+/// beside it: CANTOPEN (a read-only file system), or
+/// READONLY_DIRECTORY (a directory this process may not write).
+fn is_cant_open(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("14" | "1544")))
+}
+
+/// Which process opened the store, for `cmc_inbox_opened`.
+pub(crate) fn process_name() -> String {
+    format!("pid {}", std::process::id())
+}
+
+impl Sqlite {
+    pub async fn open(options: &Options) -> Result<Sqlite, InboxError> {
+        let read_only = options.opening == Opening::ReadOnly;
+        let immutable = std::sync::atomic::AtomicBool::new(false);
+        let connect = |synchronous: SqliteSynchronous, create: bool| {
+            let o = SqliteConnectOptions::new()
+                .filename(&options.path)
+                .busy_timeout(options.busy_timeout)
+                .foreign_keys(true);
+            if read_only {
+                // Nothing is written, not even the journal mode.
+                o.read_only(true)
+                    .immutable(immutable.load(std::sync::atomic::Ordering::Relaxed))
+            } else {
+                o.create_if_missing(create)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(synchronous)
+            }
+        };
+        let opening = |e: sqlx::Error| {
+            InboxError::new(
+                InboxErrorKind::Open,
+                format!("could not open {}: {e}", options.path.display()),
+            )
+            .with_source(e)
+        };
+        // One connection makes the file (if it may) and migrates it; the
+        // pools never make it: a file missing later was removed, and must
+        // not come back empty.
+        let mut first =
+            SqliteConnection::connect_with(&connect(options.synchronous.pragma(), options.create))
+                .await
+                .map_err(opening)?;
+        let store = options.path.display().to_string();
+        match options.opening {
+            Opening::Migrate => {
+                MIGRATOR.run_direct(&mut first).await.map_err(|e| {
+                    InboxError::new(
+                        InboxErrorKind::Open,
+                        format!("could not migrate {store}: {e}"),
+                    )
+                    .with_source(e)
+                })?;
+                rekey_suppressions(&mut first, super::clock::millis(jiff::Timestamp::now()))
+                    .await
+                    .map_err(|e| {
+                        InboxError::new(
+                            InboxErrorKind::Open,
+                            format!("could not migrate {store}: {e}"),
+                        )
+                        .with_source(e)
+                    })?;
+            }
+            Opening::Check | Opening::ReadOnly => {
+                let applied = match applied_version(&mut first).await {
+                    // A WAL file on read-only media, closed cleanly (no
+                    // `-shm` left, and none can be made): read as
+                    // immutable, since no process can be writing it.
+                    Err(e) if read_only && is_cant_open(&e) => {
+                        // Unless a WAL holds commits: read as immutable,
+                        // they would be left out without a word.
+                        let mut wal = options.path.clone().into_os_string();
+                        wal.push("-wal");
+                        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                            return Err(InboxError::new(
+                                InboxErrorKind::Open,
+                                format!(
+                                    "could not open {store} read-only: its WAL holds commits, \
+                                     and SQLite cannot read them where it cannot write its \
+                                     shared-memory file; copy the files to a writable place \
+                                     ({e})"
+                                ),
+                            ));
+                        }
+                        immutable.store(true, std::sync::atomic::Ordering::Relaxed);
+                        first = SqliteConnection::connect_with(&connect(
+                            options.synchronous.pragma(),
+                            false,
+                        ))
+                        .await
+                        .map_err(opening)?;
+                        applied_version(&mut first).await.map_err(opening)?
+                    }
+                    result => result.map_err(opening)?,
+                };
+                schema::check(applied, &MIGRATOR, &store)?;
+            }
+        }
+        if options.opening != Opening::ReadOnly {
+            // Refuse to start on a store that cannot be written (a
+            // read-only file, directory or file system) rather than
+            // answer 503 to every webhook.
+            sqlx::query(OPENED)
+                .bind(super::clock::millis(jiff::Timestamp::now()))
+                .bind(process_name())
+                .execute(&mut first)
+                .await
+                .map_err(|e| {
+                    InboxError::new(
+                        InboxErrorKind::Open,
+                        format!("{store} cannot be written: {e}"),
+                    )
+                    .with_source(e)
+                })?;
+        }
+        let receive = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            // A page cache of up to 32 MiB (SQLite's default is 2 MiB): a
+            // group commit of many batches dirties more pages than 2 MiB
+            // holds, and spilling them mid-transaction cost about 12 % of
+            // the receiving throughput.
+            .connect_with(
+                connect(options.synchronous.pragma(), false)
+                    .pragma("cache_size", RECEIVE_CACHE_KIB),
+            )
+            .await
+            .map_err(opening)?;
+        let work = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(60))
+            // No ping when a connection is taken: sqlx pings it when it
+            // comes back (and drops it if that fails), and a connection to
+            // a file has nothing to lose while idle. The ping is a round
+            // trip to the connection's thread, a third of a check's time.
+            .test_before_acquire(false)
+            .connect_with(connect(SqliteSynchronous::Normal, false))
+            .await
+            .map_err(opening)?;
+        let identity = FileIdentity::of(&options.path).map_err(|e| {
+            InboxError::new(
+                InboxErrorKind::Open,
+                format!("could not open {}: {e}", options.path.display()),
+            )
+            .with_source(e)
+        })?;
+        Ok(Sqlite {
+            receive,
+            work,
+            write: Arc::default(),
+            path: options.path.clone(),
+            identity,
+            wal: Arc::default(),
+            pin: Arc::new(tokio::sync::Mutex::new(Some(first))),
+            broken: Arc::default(),
+        })
+    }
+
+    /// Fails when the path no longer leads to the file the inbox opened
+    /// (removed, or replaced): what was just committed went into a file
+    /// that nobody can open again, so it must not be acknowledged. Once it
+    /// has failed, it fails for good (see `broken`).
+    fn still_at_path(&self) -> Result<(), InboxError> {
+        if let Some(e) = self.broken.get() {
+            return Err(e.clone());
+        }
+        self.check_path().inspect_err(|e| {
+            if self.broken.set(e.clone()).is_ok() {
+                tracing::error!(error = %e, "the inbox stops writing: every write of this process now fails until it is restarted");
+            }
+        })
+    }
+
+    /// Checked before every write transaction but receiving's (which
+    /// checks after its commit, before the 200): whether the file may
+    /// still be written.
+    fn writable(&self) -> Result<(), InboxError> {
+        self.still_at_path()
+    }
+
+    fn check_path(&self) -> Result<(), InboxError> {
+        let mut wal_path = self.path.clone().into_os_string();
+        wal_path.push("-wal");
+        let wal_now = FileIdentity::of(Path::new(&wal_path));
+        {
+            let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+            match (&*wal, wal_now) {
+                (None, Ok(now)) => *wal = now,
+                (None, Err(_)) => {}
+                (Some(then), Ok(now)) if now == Some(*then) => {}
+                (Some(_), _) => {
+                    return Err(InboxError::new(
+                        InboxErrorKind::Database,
+                        format!(
+                            "{} was removed or replaced while the inbox had it open: what was \
+                             committed since the last checkpoint is gone with it; restart",
+                            Path::new(&wal_path).display()
+                        ),
+                    ))
+                }
+            }
+        }
+        match FileIdentity::of(&self.path) {
+            Ok(now) if now == self.identity => Ok(()),
+            Ok(_) => Err(InboxError::new(
+                InboxErrorKind::Database,
+                format!(
+                    "{} was replaced by another file while the inbox had it open; \
+                     restart to use the new file",
+                    self.path.display()
+                ),
+            )),
+            Err(e) => Err(InboxError::new(
+                InboxErrorKind::Database,
+                format!(
+                    "{} is gone ({e}): it was removed while the inbox had it open",
+                    self.path.display()
+                ),
+            )
+            .with_source(e)),
+        }
+    }
+
+    /// Stores the arrivals in one transaction: one receipt each, or one
+    /// error for all.
+    pub async fn insert(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
+        let failed = |e: sqlx::Error| InboxError::database("could not store the webhook", e);
+        let _writing = self.write.lock().await;
+        if let Some(e) = self.broken.get() {
+            return Err(e.clone());
+        }
+        let mut conn = self.receive.acquire().await.map_err(failed)?;
+        let result = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+            let mut receipts = vec![Receipt::default(); arrivals.len()];
+            insert_events(&mut tx, arrivals, &mut receipts)
+                .await
+                .map_err(failed)?;
+            for (arrival, receipt) in arrivals.iter().zip(&mut receipts) {
+                let receipt = &mut *receipt;
+                if let Some(m) = &arrival.mail {
+                    let row = sqlx::query(
+                        "INSERT INTO cmc_mails (idempotency_key, message_id, envelope_from, \
+                     envelope_to, subject, filter, server_composition, client, received_at, \
+                     attachments, size, mail, run_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?9) \
+                     ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
+                     RETURNING id, repeats",
+                    )
+                    .bind(&m.key)
+                    .bind(&m.message_id)
+                    .bind(&m.envelope_from)
+                    .bind(&m.envelope_to)
+                    .bind(&m.subject)
+                    .bind(&m.filter)
+                    .bind(&arrival.server_composition)
+                    .bind(&arrival.client)
+                    .bind(arrival.received_at)
+                    .bind(m.attachments.len() as i64)
+                    .bind(m.size)
+                    .bind(&m.json)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+                    let (id, repeats): (i64, i64) = (
+                        row.try_get(0).map_err(failed)?,
+                        row.try_get(1).map_err(failed)?,
+                    );
+                    if repeats == 0 {
+                        for (position, data) in m.stored_apart() {
+                            // In chunks: sqlx copies each value it binds,
+                            // and SQLite builds each record whole.
+                            for (start, chunk) in chunks(data) {
+                                sqlx::query(
+                                    "INSERT INTO cmc_mail_attachments \
+                                     (mail_id, position, start, data) VALUES (?1, ?2, ?3, ?4)",
+                                )
+                                .bind(id)
+                                .bind(position)
+                                .bind(start as i64)
+                                .bind(chunk)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(failed)?;
+                            }
+                        }
+                    }
+                    count(receipt, repeats);
+                }
+            }
+            tx.commit().await.map_err(failed)?;
+            Ok(receipts)
+        }
+        .await;
+        let result = result.and_then(|receipts| {
+            self.still_at_path()?;
+            Ok(receipts)
+        });
+        if result.is_err() {
+            // A failed transaction can leave sqlx's connection unable to
+            // begin another (SQLite rolls back by itself on a full disk,
+            // and the ROLLBACK sqlx then sends fails): start afresh.
+            conn.close_on_drop();
+        }
+        result
+    }
+
+    /// One round of a worker, in one transaction: records the outcomes of
+    /// finished jobs, marks dead the rows whose lease expired on their last
+    /// attempt, and claims due rows.
+    pub async fn round(
+        &self,
+        worker: &str,
+        settle: &[Settle],
+        renew: Option<&Renew>,
+        claim: Option<&Claim>,
+        suppress: Option<&Policy>,
+        deliveries: Option<&DeliveryRound<'_>>,
+    ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
+        let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
+        let _writing = self.write.lock().await;
+        self.writable()?;
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        let result = async {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+        for kind in [Kind::Event, Kind::Mail] {
+            let done: Vec<i64> = settle
+                .iter()
+                .filter(|s| s.id.kind == kind && matches!(s.outcome, Outcome::Done))
+                .map(|s| s.id.id)
+                .collect();
+            if let Some(s) = settle.first().filter(|_| !done.is_empty()) {
+                // Done: the handler returned Ok. The rows this round marked
+                // (not those whose lease was lost) come back for the
+                // suppression list.
+                let returning = if kind == Kind::Event && suppress.is_some() {
+                    " RETURNING idempotency_key, event_type, recipient, status, created, received_at"
+                } else {
+                    " RETURNING id"
+                };
+                let marked = sqlx::query(&format!(
+                    "UPDATE {} SET state = 'done', done_at = ?1, locked_by = NULL, \
+                     locked_until = NULL, last_error = NULL \
+                     WHERE id IN (SELECT value FROM json_each(?2)) \
+                     AND state = 'running' AND locked_by = ?3{returning}",
+                    kind.table()
+                ))
+                .bind(s.at)
+                .bind(serde_json::to_string(&done).unwrap_or_default())
+                .bind(worker)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed)?;
+                if marked.len() < done.len() {
+                    lost_outcomes(kind, done.len() - marked.len(), "done");
+                }
+                if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
+                    let observed =
+                        super::suppression::rows::observed(&marked, &policy.time_zone)
+                            .map_err(failed)?;
+                    for (recipient, observed, change) in observed {
+                        keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
+                            .await
+                            .map_err(failed)?;
+                    }
+                }
+            }
+        }
+        for s in settle {
+            let (state, run_at, done_at, error, given_back) = match &s.outcome {
+                Outcome::Done => continue,
+                // Retry: back to pending, due after the backoff.
+                Outcome::Retry { at, error } => ("pending", *at, None, Some(error.as_str()), 0),
+                // Dead: the last attempt failed.
+                Outcome::Dead { error } => ("dead", s.at, Some(s.at), Some(error.as_str()), 0),
+                // Released at shutdown: due again at once, and the
+                // cancelled run does not count as an attempt.
+                Outcome::Released => ("pending", s.at, None, None, 1),
+            };
+            let marked = sqlx::query(&format!(
+                "UPDATE {} SET state = ?1, run_at = ?2, done_at = ?3, \
+                 last_error = COALESCE(?4, last_error), locked_by = NULL, locked_until = NULL, \
+                 attempts = MAX(attempts - ?7, 0) \
+                 WHERE id = ?5 AND state = 'running' AND locked_by = ?6",
+                s.id.kind.table()
+            ))
+            .bind(state)
+            .bind(run_at)
+            .bind(done_at)
+            .bind(error)
+            .bind(s.id.id)
+            .bind(worker)
+            .bind(given_back)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+            if marked.rows_affected() == 0 {
+                lost_outcomes(s.id.kind, 1, state);
+            }
+        }
+        if let Some(r) = renew {
+            for kind in [Kind::Event, Kind::Mail] {
+                let ids: Vec<i64> = r
+                    .ids
+                    .iter()
+                    .filter(|id| id.kind == kind)
+                    .map(|id| id.id)
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                // Running: the lease of a handler still running is renewed.
+                sqlx::query(&format!(
+                    "UPDATE {} SET locked_until = ?1 \
+                     WHERE id IN (SELECT value FROM json_each(?2)) \
+                     AND state = 'running' AND locked_by = ?3",
+                    kind.table()
+                ))
+                .bind(r.until)
+                .bind(serde_json::to_string(&ids).unwrap_or_default())
+                .bind(worker)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            }
+        }
+        let mut claimed = Vec::new();
+        if let Some(c) = claim {
+            for kind in c.order {
+                if !c.kinds[kind.slot()] {
+                    continue;
+                }
+                let held = serde_json::to_string(&c.held_of(kind)).unwrap_or_default();
+                if c.sweep {
+                    // Dead: a lease expired on the last attempt (its worker died,
+                    // or could not reach the store to renew it).
+                    sqlx::query(&format!(
+                        "UPDATE {} SET state = 'dead', done_at = ?1, locked_by = NULL, \
+                         locked_until = NULL, last_error = 'the lease expired on attempt ' || \
+                         attempts || ': its worker stopped, or lost the store, while the handler ran' || \
+                         COALESCE(' (before: ' || last_error || ')', '') \
+                         WHERE state = 'running' \
+                         AND locked_until <= ?1 AND attempts >= ?2 \
+                         AND id NOT IN (SELECT value FROM json_each(?3))",
+                        kind.table()
+                    ))
+                    .bind(c.now)
+                    .bind(i64::from(c.max_attempts))
+                    .bind(&held)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+                }
+                let room = c.limit.saturating_sub(claimed.len());
+                if room == 0 || !c.due[kind.slot()] {
+                    continue;
+                }
+                // Running: claimed, with a lease; a row whose lease expired
+                // is claimed again.
+                let columns = match kind {
+                    Kind::Event => "event",
+                    Kind::Mail => "mail",
+                };
+                let rows = sqlx::query(&format!(
+                    "UPDATE {table} SET state = 'running', attempts = attempts + 1, \
+                     locked_by = ?1, locked_until = ?2 \
+                     WHERE id IN (SELECT id FROM {table} WHERE state IN ('pending', 'running') \
+                     AND CASE state WHEN 'pending' THEN run_at <= ?3 \
+                     ELSE locked_until <= ?3 AND attempts < ?5 \
+                     AND id NOT IN (SELECT value FROM json_each(?6)) END \
+                     ORDER BY id LIMIT ?4) \
+                     RETURNING id, idempotency_key, {columns}, server_composition, client, \
+                     received_at, attempts",
+                    table = kind.table()
+                ))
+                .bind(worker)
+                .bind(c.lease_until)
+                .bind(c.now)
+                .bind(i64::try_from(room).unwrap_or(i64::MAX))
+                .bind(i64::from(c.max_attempts))
+                .bind(&held)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed)?;
+                let mut batch: Vec<Claimed> = rows.iter().map(|r| claimed_row(kind, r)).collect();
+                batch.sort_by_key(|c| c.id.id);
+                claimed.extend(batch);
+            }
+        }
+        let step = match deliveries {
+            Some(d) => mailbox_sql::round(&mut tx, worker, d).await.map_err(failed)?,
+            None => DeliveryStep::default(),
+        };
+        tx.commit().await.map_err(failed)?;
+        Ok((claimed, step))
+        }
+        .await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result
+    }
+
+    /// The attachments of mail `id`, each assembled from its chunks into
+    /// one buffer of its exact size (read one chunk at a time). Read by the
+    /// job's task when it starts, outside any write transaction: a large
+    /// attachment neither holds up receiving nor a worker's round.
+    pub async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, InboxError> {
+        self.read_attachments(id)
+            .await
+            .map_err(|e| InboxError::database("could not read the attachments", e))
+    }
+
+    async fn read_attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, sqlx::Error> {
+        use futures_util::TryStreamExt;
+        let mut conn = self.work.acquire().await?;
+        let sizes: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT position, SUM(length(data)) FROM cmc_mail_attachments \
+             WHERE mail_id = ?1 AND position >= 0 GROUP BY position ORDER BY position",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut assembly = Assembly::new(id, &sizes).map_err(sqlx::Error::Protocol)?;
+        let mut chunks = sqlx::query(
+            "SELECT position, start, data FROM cmc_mail_attachments \
+             WHERE mail_id = ?1 AND position >= 0 ORDER BY position, start",
+        )
+        .bind(id)
+        .fetch(&mut *conn);
+        while let Some(row) = chunks.try_next().await? {
+            let data: &[u8] = row.try_get(2)?;
+            assembly
+                .push(row.try_get(0)?, row.try_get(1)?, data)
+                .map_err(sqlx::Error::Protocol)?;
+        }
+        Ok(assembly.finish())
+    }
+
+    /// Attachment `position` of mail `mail`, read outside any
+    /// transaction, a chunk at a time.
+    pub async fn attachment(
+        &self,
+        mail: i64,
+        position: i64,
+    ) -> Result<Option<Vec<u8>>, InboxError> {
+        let failed = |e| InboxError::database("could not read the attachment", e);
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        mailbox_sql::attachment(&mut conn, mail, position)
+            .await
+            .map_err(failed)
+    }
+
+    /// Text field `field` of event `id` stored apart, read outside any
+    /// transaction, a chunk at a time.
+    pub async fn event_text(&self, id: i64, field: &str) -> Result<Option<Vec<u8>>, InboxError> {
+        let failed = |e| InboxError::database("could not read an event's text", e);
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        let (size, starts): (i64, String) = sqlx::query_as(
+            "SELECT COALESCE(SUM(length(data)), -1), COALESCE(json_group_array(start), '[]') \
+             FROM (SELECT start, data FROM cmc_event_texts \
+                   WHERE event_id = ?1 AND field = ?2 ORDER BY start)",
+        )
+        .bind(id)
+        .bind(field)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(failed)?;
+        if size < 0 {
+            return Ok(None);
+        }
+        let starts: Vec<i64> = serde_json::from_str(&starts)
+            .map_err(|e| InboxError::new(InboxErrorKind::Corrupt, format!("event {id}: {e}")))?;
+        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        for start in starts {
+            if usize::try_from(start).ok() != Some(data.len()) {
+                return Err(InboxError::new(
+                    InboxErrorKind::Corrupt,
+                    format!(
+                        "event {id}: its {field} has a chunk at {start} where {} was expected",
+                        data.len()
+                    ),
+                ));
+            }
+            let chunk: Vec<u8> = sqlx::query_scalar(
+                "SELECT data FROM cmc_event_texts WHERE event_id = ?1 AND field = ?2 AND start = ?3",
+            )
+            .bind(id)
+            .bind(field)
+            .bind(start)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(failed)?;
+            data.extend_from_slice(&chunk);
+        }
+        Ok(Some(data))
+    }
+
+    pub async fn mail_row(&self, id: i64) -> Result<Option<MailRow>, InboxError> {
+        let failed = |e| InboxError::database("could not read the mail", e);
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        mailbox_sql::mail_row(&mut conn, id).await.map_err(failed)
+    }
+
+    pub async fn delivery_counts(&self) -> Result<Vec<MailboxCounts>, InboxError> {
+        let failed = |e| InboxError::database("could not count the deliveries", e);
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        mailbox_sql::counts(&mut conn).await.map_err(failed)
+    }
+
+    pub async fn delivery_list(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<RawDelivery>, InboxError> {
+        let failed = |e| InboxError::database("could not list the deliveries", e);
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        mailbox_sql::list(&mut conn, filter).await.map_err(failed)
+    }
+
+    /// Replays deliveries a slice at a time, each slice its own
+    /// transaction, so that receiving waits for one slice at most.
+    pub async fn delivery_replay(
+        &self,
+        filter: &DeliveryFilter,
+        now: i64,
+    ) -> Result<(u64, u64), InboxError> {
+        let failed = |e| InboxError::database("could not replay the deliveries", e);
+        let mut cursor = ReplayCursor::default();
+        let mut total = (0, 0);
+        while !cursor.done {
+            let _writing = self.write.lock().await;
+            self.writable()?;
+            let mut conn = self.work.acquire().await.map_err(failed)?;
+            let result = async {
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                let n = mailbox_sql::replay(&mut tx, filter, now, &mut cursor).await?;
+                tx.commit().await?;
+                Ok(n)
+            }
+            .await;
+            if result.is_err() {
+                conn.close_on_drop();
+            }
+            let (replayed, rerouted) = result.map_err(failed)?;
+            total.0 += replayed;
+            total.1 += rerouted;
+        }
+        Ok(total)
+    }
+
+    /// One slice of the unrouted mails' retention.
+    pub async fn prune_unrouted(&self, before: i64) -> Result<u64, InboxError> {
+        let failed = |e| InboxError::database("could not prune the unrouted mails", e);
+        let _writing = self.write.lock().await;
+        self.writable()?;
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        let result = mailbox_sql::prune_unrouted(&mut conn, before).await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result.map_err(failed)
+    }
+
+    pub async fn delivery_prune(
+        &self,
+        mailbox: &str,
+        before: i64,
+    ) -> Result<(u64, u64), InboxError> {
+        let failed = |e| InboxError::database("could not prune the deliveries", e);
+        let _writing = self.write.lock().await;
+        self.writable()?;
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        let result = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            let n = mailbox_sql::prune(&mut tx, mailbox, before).await?;
+            tx.commit().await?;
+            Ok(n)
+        }
+        .await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result.map_err(failed)
+    }
+
+    pub async fn counts(&self) -> Result<Counts, InboxError> {
+        let mut counts = Counts::default();
+        for kind in [Kind::Event, Kind::Mail] {
+            let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+                "SELECT state, COUNT(*) FROM {} GROUP BY state",
+                kind.table()
+            ))
+            .fetch_all(&self.work)
+            .await
+            .map_err(|e| InboxError::database("could not count the rows", e))?;
+            counts.add_rows(kind, rows);
+            let oldest: Option<i64> = sqlx::query_scalar(&super::ops::oldest_pending_sql(kind))
+                .fetch_optional(&self.work)
+                .await
+                .map_err(|e| InboxError::database("could not read the oldest pending row", e))?;
+            counts.set_oldest_pending(kind, oldest);
+        }
+        Ok(counts)
+    }
+
+    pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
+        let failed = |e| InboxError::database("could not list the dead rows", e);
+        let mut dead = Vec::new();
+        for (kind, summary) in DEAD_SUMMARIES {
+            let rows = sqlx::query(&format!(
+                "SELECT id, idempotency_key, {summary}, message_id, attempts, last_error, \
+                 received_at, done_at FROM {} WHERE state = 'dead' ORDER BY id LIMIT ?1",
+                kind.table()
+            ))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.work)
+            .await
+            .map_err(failed)?;
+            for r in rows {
+                dead.push(
+                    dead_row(kind, &r)
+                        .map_err(|e| InboxError::database("a dead row does not read back", e))??,
+                );
+            }
+        }
+        Ok(oldest_dead(dead, limit))
+    }
+
+    /// Sets the rows `filter` takes back to pending, due at `now`, with
+    /// their attempts reset; returns how many. A slice at a time, each its
+    /// own transaction (the write lock let go between them), so that
+    /// receiving never waits for more than one slice: by the key's or the
+    /// Message-ID's index when the filter has one, else by windows of ids.
+    pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
+        let failed = |e| InboxError::database("could not replay", e);
+        let mut replayed = 0;
+        for kind in &filter.kinds {
+            let Some((statement, walk)) = super::ops::replay_sql(*kind, filter) else {
+                continue;
+            };
+            let last: i64 = sqlx::query_scalar(&format!(
+                "SELECT COALESCE(MAX(id), 0) FROM {}",
+                kind.table()
+            ))
+            .fetch_one(&self.work)
+            .await
+            .map_err(failed)?;
+            let mut after = 0i64;
+            loop {
+                let bound = walk.bound(after);
+                let _writing = self.write.lock().await;
+                self.writable()?;
+                let mut conn = self.work.acquire().await.map_err(failed)?;
+                let mut query = sqlx::query_scalar::<_, i64>(&statement)
+                    .bind(now)
+                    .bind(after)
+                    .bind(bound);
+                if let Some(key) = filter.key {
+                    query = query.bind(key.to_string());
+                }
+                if let Some(id) = &filter.message_id {
+                    query = query.bind(id.clone());
+                }
+                let result = query.fetch_all(&mut *conn).await;
+                if result.is_err() {
+                    conn.close_on_drop();
+                }
+                let ids = result.map_err(failed)?;
+                replayed += ids.len() as u64;
+                match walk.next(&ids, bound, last) {
+                    Some(next) => after = next,
+                    None => break,
+                }
+            }
+        }
+        Ok(replayed)
+    }
+
+    pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
+        let rows = sqlx::query(
+            "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
+             FROM cmc_events WHERE substr(message_id, 1, 200) = substr(?1, 1, 200) \
+             AND message_id = ?1 ORDER BY created, id",
+        )
+        .bind(message_id)
+        .fetch_all(&self.work)
+        .await
+        .map_err(|e| InboxError::database("could not read the history", e))?;
+        Ok(history(&rows))
+    }
+
+    /// The suppressions of `recipients`, 1 000 a query: only the rows
+    /// with a reason, and only the columns a check reads (rows without a
+    /// reason, which every succeeded delivery leaves, would be copied out
+    /// of SQLite's thread and decoded for nothing). The addresses are the
+    /// outer loop, each a search of the primary key (a join rather than
+    /// `IN (SELECT ...)`, which builds a temporary index of the list first:
+    /// a few microseconds of a single check).
+    pub async fn suppressions_of(
+        &self,
+        recipients: &[String],
+    ) -> Result<Vec<RawSuppression>, InboxError> {
+        let failed = |e| InboxError::database("could not read the suppression list", e);
+        let mut out = Vec::with_capacity(recipients.len());
+        for chunk in recipients.chunks(1000) {
+            let rows = sqlx::query(&format!(
+                "SELECT {} FROM json_each(?1) AS list CROSS JOIN cmc_suppressions \
+                 ON recipient = list.value WHERE reason IS NOT NULL",
+                super::suppression::CHECK_COLUMNS
+            ))
+            .bind(serde_json::to_string(chunk).unwrap_or_default())
+            .fetch_all(&self.work)
+            .await
+            .map_err(failed)?;
+            for r in &rows {
+                out.push(super::suppression::rows::raw_suppression(r).map_err(failed)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn suppression_list(
+        &self,
+        filter: &ListFilter,
+        now: i64,
+    ) -> Result<Vec<RawEntry>, InboxError> {
+        let failed = |e| InboxError::database("could not list the suppression list", e);
+        let rows = sqlx::query(super::suppression::sql::LIST)
+            .bind(filter.reason.map(|r| r.as_str()))
+            .bind(i64::from(filter.suppressed_only))
+            .bind(now)
+            .bind(filter.after.as_deref())
+            .bind(filter.limit.min(1000) as i64)
+            .fetch_all(&self.work)
+            .await
+            .map_err(failed)?;
+        rows.iter()
+            .map(|r| super::suppression::rows::raw_entry(r).map_err(failed))
+            .collect()
+    }
+
+    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<Change>, InboxError> {
+        let failed = |e| InboxError::database("could not read the suppression history", e);
+        let rows = sqlx::query(super::suppression::sql::HISTORY)
+            .bind(recipient)
+            .fetch_all(&self.work)
+            .await
+            .map_err(failed)?;
+        rows.iter()
+            .map(super::suppression::change_row)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(failed)
+    }
+
+    /// A change by hand, with its history row, in one transaction; `false`
+    /// when nothing changed (removing an address the list does not hold).
+    pub async fn suppression_change(
+        &self,
+        recipient: &str,
+        manual: Manual,
+        note: &str,
+        now: i64,
+    ) -> Result<bool, InboxError> {
+        let failed = |e| InboxError::database("could not change the suppression list", e);
+        let _writing = self.write.lock().await;
+        self.writable()?;
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+
+        let (sql, reason, change) = match manual {
+            Manual::Add { .. } => (
+                super::suppression::sql::ADD.to_owned(),
+                Some("manual"),
+                "added",
+            ),
+            Manual::Remove => (super::suppression::sql::REMOVE.to_owned(), None, "removed"),
+        };
+        let query = sqlx::query(&sql).bind(recipient);
+        let query = match manual {
+            Manual::Add { until } => query.bind(now).bind(until).bind(note),
+            Manual::Remove => query.bind(note).bind(now),
+        };
+        let changed = query
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?
+            .rows_affected()
+            > 0;
+        if changed {
+            sqlx::query(super::suppression::sql::NOTE)
+                .bind(recipient)
+                .bind(change)
+                .bind(reason)
+                .bind(note)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
+        tx.commit().await.map_err(failed)?;
+        Ok(changed)
+    }
+
+    /// Deletes the rows done before `before`, in slices of 10 000 rows so
+    /// that receiving is never held up for long.
+    pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {
+        let failed = |e| InboxError::database("could not prune", e);
+        let mut pruned = Pruned::default();
+        for kind in [Kind::Event, Kind::Mail] {
+            loop {
+                let _writing = self.write.lock().await;
+                self.writable()?;
+                let mut conn = self.work.acquire().await.map_err(failed)?;
+                let result = async {
+                    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+                    let slice = format!(
+                        "SELECT id FROM {} WHERE state = 'done' AND done_at < ?1{} LIMIT 10000",
+                        kind.table(),
+                        super::mailbox::store::routed_mails_kept(kind)
+                    );
+                    if kind == Kind::Mail {
+                        sqlx::query(&format!(
+                            "DELETE FROM cmc_mail_attachments WHERE mail_id IN ({slice})"
+                        ))
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                    }
+                    let n = sqlx::query(&format!(
+                        "DELETE FROM {} WHERE id IN ({slice})",
+                        kind.table()
+                    ))
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed)?
+                    .rows_affected();
+                    tx.commit().await.map_err(failed)?;
+                    Ok(n)
+                }
+                .await;
+                if result.is_err() {
+                    conn.close_on_drop();
+                }
+                let n = result?;
+                match kind {
+                    Kind::Event => pruned.events += n,
+                    Kind::Mail => pruned.mails += n,
+                }
+                if n < 10_000 {
+                    break;
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
+    pub async fn close(&self) {
+        self.receive.close().await;
+        self.work.close().await;
+        if let Some(pin) = self.pin.lock().await.take() {
+            let _ = pin.close().await;
+        }
+    }
+}
+
+/// The most event rows one `INSERT` carries (11 parameters each).
+const EVENTS_PER_STATEMENT: usize = 64;
+
+/// Inserts the events of all `arrivals` with multi-row `INSERT`s, in order
+/// of arrival, and counts each in its arrival's receipt.
+///
+/// A statement carries 64 rows, or a power of two below that for the rest,
+/// so that at most seven statement texts are ever prepared and cached, and
+/// a 100-event batch takes three statements rather than a hundred (each
+/// statement is a round trip to sqlx's SQLite thread, which costs more than
+/// the insert itself). `RETURNING` does not promise an order, so the
+/// returned counts are matched back by key: the occurrences of one key
+/// are inserted in input order, so the lowest `repeats` belongs to the
+/// first.
+async fn insert_events(
+    tx: &mut sqlx::SqliteConnection,
+    arrivals: &[&Arrival],
+    receipts: &mut [Receipt],
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(usize, &super::rows::NewEvent)> = arrivals
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| a.events.iter().map(move |e| (i, e)))
+        .collect();
+    let mut rest = &rows[..];
+    while !rest.is_empty() {
+        let n = if rest.len() >= EVENTS_PER_STATEMENT {
+            EVENTS_PER_STATEMENT
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut sql = String::with_capacity(300 + n * 48);
+        sql.push_str(
+            "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
+             status, created, server_composition, client, received_at, event, run_at) VALUES ",
+        );
+        // Anonymous parameters: sqlx looks each numbered one up by name,
+        // a scan of all of them, which made a 64-row statement quadratic.
+        for i in 0..n {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?)");
+        }
+        sql.push_str(
+            " ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
+             RETURNING idempotency_key, repeats, id",
+        );
+        let mut query = sqlx::query(&sql);
+        for (i, e) in chunk {
+            let a = arrivals[*i];
+            query = query
+                .bind(&e.key)
+                .bind(&e.event_type)
+                .bind(&e.message_id)
+                .bind(&e.recipient)
+                .bind(&e.status)
+                .bind(&e.created)
+                .bind(&a.server_composition)
+                .bind(&a.client)
+                .bind(a.received_at)
+                .bind(&e.json)
+                .bind(a.received_at);
+        }
+        let returned = query.fetch_all(&mut *tx).await?;
+        let mut by_key: std::collections::HashMap<String, Vec<(i64, i64)>> =
+            std::collections::HashMap::with_capacity(returned.len());
+        for row in &returned {
+            by_key
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push((row.try_get(1)?, row.try_get(2)?));
+        }
+        for counts in by_key.values_mut() {
+            counts.sort_unstable_by(|a, b| b.cmp(a));
+        }
+        for (i, e) in chunk {
+            let (repeats, id) = by_key.get_mut(&e.key).and_then(Vec::pop).ok_or_else(|| {
+                sqlx::Error::Protocol("an inserted event was not returned".into())
+            })?;
+            count(&mut receipts[*i], repeats);
+            if let Some(subject) = e.subject.as_ref().filter(|_| repeats == 0) {
+                for (start, chunk) in chunks(subject) {
+                    sqlx::query(
+                        "INSERT INTO cmc_event_texts (event_id, field, start, data) \
+                         VALUES (?1, 'subject', ?2, ?3)",
+                    )
+                    .bind(id)
+                    .bind(start as i64)
+                    .bind(chunk)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn count(receipt: &mut Receipt, repeats: i64) {
+    if repeats == 0 {
+        receipt.stored += 1;
+    } else {
+        receipt.repeated += 1;
+    }
+}
+
+/// The path of a `sqlite:` address: `sqlite:PATH` or `sqlite://PATH`;
+/// `None` when `url` is not a `sqlite:` address at all.
+///
+/// An in-memory database is refused (each connection would have its own,
+/// and nothing stored would survive), and so are query parameters: the
+/// options are set with [`Inbox::sqlite`](super::Inbox::sqlite)'s builder,
+/// and a `?` would otherwise become part of the file name.
+pub(crate) fn path_of(url: &str) -> Option<Result<&Path, String>> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    Some(if rest.is_empty() {
+        Err(format!("{url:?} names no file: expected sqlite:PATH"))
+    } else if rest == ":memory:" || rest.starts_with("file:") {
+        Err(format!(
+            "{url:?}: an inbox must be a file (an in-memory database loses what was \
+             acknowledged)"
+        ))
+    } else if rest.contains('?') {
+        Err(format!(
+            "{url:?}: query parameters are not read; set the options with \
+             Inbox::sqlite(path) instead"
+        ))
+    } else {
+        Ok(Path::new(rest))
+    })
+}
+
+/// Applies one done event to its recipient's row, once: the history's
+/// unique key makes a second application of the same event a no-op.
+async fn keep_suppression(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    policy: &Policy,
+    recipient: &str,
+    observed: &super::suppression::policy::Observed,
+    change: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    // A success is applied without the history: applying it again changes
+    // nothing (it drops the soft bounces before it), and one history row
+    // per delivered mail would grow forever. An address the list does not
+    // hold gets no row from it.
+    let success = observed.what == super::suppression::policy::What::Succeeded;
+    if success
+        && sqlx::query(super::suppression::sql::EXISTS)
+            .bind(recipient)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_none()
+    {
+        return Ok(());
+    }
+    let key = observed.key.to_string();
+    let inserted = if success {
+        None
+    } else {
+        Some(
+            sqlx::query(
+                "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, at) \
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(recipient)
+            .bind(&key)
+            .bind(change)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?,
+        )
+    };
+    if inserted.is_some_and(|i| i.rows_affected() == 0) {
+        return Ok(());
+    }
+    let row = sqlx::query(
+        "SELECT reason, since, until, note, events, hard_count, soft_times, unknown_count \
+         FROM cmc_suppressions WHERE recipient = ?1",
+    )
+    .bind(recipient)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let mut state = match row {
+        Some(r) => super::suppression::rows::state(&r)?,
+        None => Default::default(),
+    };
+    super::suppression::policy::apply(&mut state, observed, policy);
+    let c = state.to_columns();
+    sqlx::query(
+        "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, hard_count, \
+         soft_times, unknown_count, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (recipient) DO UPDATE SET reason = excluded.reason, since = excluded.since, \
+         until = excluded.until, note = excluded.note, events = excluded.events, \
+         hard_count = excluded.hard_count, soft_times = excluded.soft_times, \
+         unknown_count = excluded.unknown_count, updated_at = excluded.updated_at",
+    )
+    .bind(recipient)
+    .bind(c.reason)
+    .bind(c.since)
+    .bind(c.until)
+    .bind(&c.note)
+    .bind(&c.events)
+    .bind(c.hard_count)
+    .bind(&c.soft_times)
+    .bind(c.unknown_count)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE cmc_suppression_history SET reason = ?1 WHERE idempotency_key = ?2")
+        .bind(c.reason)
+        .bind(&key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,760 @@
+//! The command line: reads the arguments and the environment, then serves
+//! or runs a subcommand.
+//!
+//! ```text
+//! cmc-receiver                                    # 127.0.0.1:8080, loopback allowed,
+//!                                                 # stored in ./cmc-inbox.sqlite3
+//! CMC_API_KEY=KEY cmc-receiver --listen '[::]:8080' --allow 203.0.113.0/24
+//! cmc-receiver counts                             # rows per state
+//! cmc-receiver dead                               # dead rows and their errors
+//! cmc-receiver replay --dead                      # handle them again
+//! cmc-receiver history '<id@example.com>'
+//! cmc-receiver prune --retain 30d
+//! cmc-receiver migrate                            # the schema's migrations, then exit
+//! ```
+//!
+//! From a checkout, `cargo run --example receiver -- ARGS` runs the same
+//! program. Try it from a second terminal with the sample requests:
+//! `cargo run --features test-util --example post`.
+
+use std::time::Duration;
+
+use crate::config::{self, Args, Command, SuppressionCommand};
+use crate::{app, output, serve};
+use clap::Parser;
+use cmc_webhook_core::allowlist::AllowlistFile;
+use cmc_webhook_core::WebhookLayer;
+use cmc_webhook_inbox::mailbox::{DeliveryFilter, DeliveryState};
+use cmc_webhook_inbox::{suppression, Filter, Inbox, Kind};
+
+/// The `cmc-receiver` program: reads the command line and the environment,
+/// then serves or runs the subcommand; the exit code says how it ended.
+#[tokio::main]
+pub async fn main() -> std::process::ExitCode {
+    // Logs go through a queue to a thread of their own: a stderr that
+    // nobody reads drops log lines (counted), never stalls a request.
+    let logs = output::Logs::stderr();
+    tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let result = run(&logs).await;
+    logs.flush(Duration::from_secs(2));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The error's own words, not its Debug form.
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Warns about each secret given as a flag on the command line (rather
+/// than in the environment or a file): its value shows in `ps`.
+fn warn_secret_flags() {
+    use clap::CommandFactory as _;
+    let matches = Args::command().ignore_errors(true).get_matches();
+    for (id, instead) in [
+        ("api_key", "CMC_API_KEY or --api-key-file"),
+        ("basic_auth", "CMC_BASIC_AUTH or --basic-auth-file"),
+        ("store", "CMC_STORE or --store-file"),
+    ] {
+        // A store URL is a secret only when it carries a password.
+        let secret = id != "store"
+            || matches
+                .get_one::<config::Secret>(id)
+                .is_some_and(|url| url.0.contains('@') || url.0.contains("password"));
+        if secret && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            tracing::warn!(
+                "--{} was given on the command line, where every user of the machine sees it \
+                 (ps): use {instead}",
+                id.replace('_', "-")
+            );
+        }
+    }
+}
+
+async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    warn_secret_flags();
+    let url = args.store()?;
+
+    if let Some(Command::Migrate) = &args.command {
+        if url == "none" {
+            return Err("migrate needs a store: --store sqlite:PATH or postgres://...".into());
+        }
+        let migrated = Inbox::builder(&url)
+            .map_err(|e| format!("--store: {e}"))?
+            .migrate()
+            .await
+            .map_err(|e| format!("--store: {e}"))?;
+        println!(
+            "{}",
+            serde_json::json!({"applied": migrated.applied, "version": migrated.version})
+        );
+        return Ok(());
+    }
+    let store = match url.as_str() {
+        "none" => None,
+        url => {
+            let builder = Inbox::builder(url).map_err(|e| format!("--store: {e}"))?;
+            let builder = match &args.command {
+                // Serving migrates, and proves the store takes writes.
+                None => builder,
+                // The subcommands open an inbox that exists (a mistyped
+                // path is an error, not an empty report), never migrate,
+                // and only those that change something may write.
+                Some(command) => builder
+                    .create_if_missing(false)
+                    .migrate_on_open(false)
+                    .read_only(!command.writes()),
+            };
+            Some(builder.open().await.map_err(|e| format!("--store: {e}"))?)
+        }
+    };
+    if let Some(command) = &args.command {
+        let inbox =
+            store.ok_or("the subcommands need a store: --store sqlite:PATH or postgres://...")?;
+        return operate(&inbox, command, args.retain).await;
+    }
+
+    let (options, allow_file) = args.options()?;
+    if let Some(dir) = &options.save_dir {
+        // Refuse to start rather than fail every mail later.
+        app::check_save_dir(dir).map_err(|e| format!("--save-dir {}: {e}", dir.display()))?;
+    }
+    let limits = serve::Limits {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: args.max_connections,
+        max_requests_per_connection: args.max_requests_per_connection,
+        max_connection_age: args.max_connection_age,
+    };
+    // A value that is not Unicode is refused, not taken as absent (which
+    // would serve the metrics without the credentials meant for them).
+    if std::env::var_os("CMC_METRICS_AUTH").is_some_and(|v| v.to_str().is_none()) {
+        return Err("CMC_METRICS_AUTH is not valid UTF-8".into());
+    }
+    let metrics_auth = args.metrics_auth(|name| std::env::var(name).ok())?;
+    if let Some(addr) = args.metrics {
+        serve_metrics(addr, metrics_auth, limits).await?;
+    }
+    // The lines are written by a thread of their own (see `output`); a
+    // closed stdout (`receiver | head`) does not fail the requests: the
+    // lines are lost, and said so once.
+    let sink = output::stdout();
+    let layer = app::layer(&options).map_err(|e| format!("the gate: {e}"))?;
+    let printer = app::Printer::new(&options, sink.clone());
+    let mailboxes = app::mailboxes(&args.mailbox, &printer, args.max_attempts, args.retain)?;
+    if mailboxes.is_some() && store.is_none() {
+        return Err("--mailbox routes stored mails: it needs a store, not --store none".into());
+    }
+    let (router, worker) = match &store {
+        Some(inbox) => {
+            let handler = printer.clone();
+            let mut worker = inbox
+                .worker(move |job| handler.clone().handle(job))
+                .concurrency(args.concurrency)
+                .max_attempts(args.max_attempts)
+                .suppressions(suppression::Policy::default());
+            if let Some(mailboxes) = mailboxes {
+                worker = worker.mailboxes(mailboxes);
+            }
+            let worker = worker.spawn();
+            (
+                app::router_with(
+                    layer.clone(),
+                    app::Target::Inbox(inbox.clone()),
+                    app::budget(&options),
+                ),
+                Some(worker),
+            )
+        }
+        None => (
+            app::router_with(
+                layer.clone(),
+                app::Target::Print(printer.clone()),
+                app::budget(&options),
+            ),
+            None,
+        ),
+    };
+    // The answers of this run, by status, for the summary on exit.
+    let answered = serve::Tally::default();
+    if let Some(inbox) = store.clone() {
+        let retain = args.retain;
+        tokio::spawn(async move {
+            let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                hourly.tick().await;
+                match inbox.prune(retain).await {
+                    Ok(p) if p.events + p.mails > 0 => {
+                        tracing::info!(events = p.events, mails = p.mails, "pruned done rows")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "could not prune"),
+                }
+            }
+        });
+    }
+    // The allowlist file: read again when it changes, and on SIGHUP.
+    let watch = match allow_file {
+        Some(file) => Some(file.watch(Duration::from_secs(2))?),
+        None => None,
+    };
+    signals(watch.as_ref().map(|w| w.file().clone()), layer.clone());
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let mut allowed: Vec<String> = options.allow.iter().map(ToString::to_string).collect();
+    if let Some(path) = &args.allow_file {
+        allowed.push(format!("the networks of {}", path.display()));
+    }
+    tracing::info!(
+        "listening on http://{}/mails, allowing {}{}, storing in {}",
+        listener.local_addr()?,
+        if allowed.is_empty() {
+            "nobody".to_owned()
+        } else {
+            allowed.join(", ")
+        },
+        if args.report_only {
+            " (report-only: everyone else admitted and listed)"
+        } else {
+            ""
+        },
+        store
+            .as_ref()
+            .map_or("nowhere (printed before the 200)", |i| i.describe())
+    );
+    serve::serve_counting(listener, router, limits, stop_signal(), answered.clone()).await?;
+    let mut stopped = None;
+    if let Some(worker) = worker {
+        tracing::info!("stopped receiving; letting the handlers in flight finish");
+        stopped = Some(worker.shutdown(args.shutdown_timeout).await?);
+    }
+    drop(watch);
+    let mut out = String::new();
+    summary(
+        &mut out,
+        &answered,
+        &printer,
+        stopped,
+        store.as_ref(),
+        &layer,
+    )
+    .await;
+    logs.flush(Duration::from_secs(2));
+    if logs.dropped() > 0 {
+        say!(
+            out,
+            "logs       {} lines dropped: stderr was not being read",
+            logs.dropped()
+        );
+    }
+    // Written by a thread of its own, waited for 5 s at most: a stderr
+    // nobody reads must not keep the process from exiting.
+    write_stderr_within(out, Duration::from_secs(5));
+    Ok(())
+}
+
+/// A line into `out` (a summary built first, written at once).
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+use say;
+
+/// Writes `text` to stderr on a thread of its own, and waits for it at
+/// most `wait`.
+fn write_stderr_within(text: String, wait: Duration) {
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let _ = std::thread::Builder::new()
+        .name("summary-writer".into())
+        .spawn(move || {
+            use std::io::Write as _;
+            let _ = std::io::stderr().write_all(text.as_bytes());
+            let _ = done.send(());
+        });
+    let _ = finished.recv_timeout(wait);
+}
+
+/// What this run did, for stderr: the answers by status, what was printed,
+/// the inbox's rows, and the clients seen outside the allowlist.
+async fn summary(
+    out: &mut String,
+    answered: &serve::Tally,
+    printer: &app::Printer,
+    stopped: Option<cmc_webhook_inbox::Stopped>,
+    inbox: Option<&Inbox>,
+    layer: &WebhookLayer,
+) {
+    let answered = answered.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let total: u64 = answered.values().sum();
+    let by_status: Vec<String> = answered.iter().map(|(s, n)| format!("{n} x {s}")).collect();
+    let (events, mails) = printer.printed();
+    say!(out, "--- this run ---");
+    say!(
+        out,
+        "requests   {total}{}",
+        if by_status.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", by_status.join(", "))
+        }
+    );
+    say!(out, "printed    {events} events, {mails} mails");
+    if printer.dropped() > 0 {
+        say!(
+            out,
+            "dropped    {} lines of unrouted mails: stdout was not being read (the mails are kept)",
+            printer.dropped()
+        );
+    }
+    if let Some(s) = stopped {
+        say!(
+            out,
+            "worker     {} done, {} bounced, {} failed, {} released at shutdown",
+            s.done,
+            s.bounced,
+            s.failed,
+            s.released
+        );
+    }
+    if let Some(inbox) = inbox {
+        match inbox.counts().await {
+            Ok(counts) => {
+                for line in counts.to_string().lines() {
+                    say!(out, "inbox      {line}");
+                }
+            }
+            Err(e) => say!(out, "inbox      could not be counted: {e}"),
+        }
+        if let Ok(boxes) = inbox.deliveries().counts().await {
+            for c in boxes {
+                let states: Vec<String> = DeliveryState::ALL
+                    .iter()
+                    .filter(|s| c.get(**s) > 0)
+                    .map(|s| format!("{s} {}", c.get(*s)))
+                    .collect();
+                say!(
+                    out,
+                    "mailbox    {}: {}",
+                    c.mailbox.as_deref().unwrap_or("(unrouted)"),
+                    states.join(", ")
+                );
+            }
+        }
+    }
+    print_unlisted(out, layer);
+}
+
+/// The clients seen outside the allowlist, ready to paste into --allow.
+fn print_unlisted(out: &mut String, layer: &WebhookLayer) {
+    let clients = layer.unlisted_clients();
+    if clients.is_empty() {
+        if layer.is_report_only() {
+            say!(
+                out,
+                "unlisted   no client outside the allowlist sent an accepted webhook"
+            );
+        }
+        return;
+    }
+    say!(
+        out,
+        "unlisted   {} client{} outside the allowlist ({}):",
+        clients.len(),
+        if clients.len() == 1 { "" } else { "s" },
+        if layer.is_report_only() {
+            "admitted, report-only"
+        } else {
+            "refused"
+        }
+    );
+    for client in &clients {
+        say!(out, "             {client}");
+    }
+    if layer.unlisted_overflow() > 0 {
+        say!(
+            out,
+            "             and {} requests from further addresses, not listed",
+            layer.unlisted_overflow()
+        );
+    }
+    let addresses: Vec<String> = clients.iter().map(|c| c.addr.to_string()).collect();
+    say!(out, "             --allow {}", addresses.join(","));
+}
+
+/// SIGHUP reloads the allowlist file; SIGUSR1 prints the unlisted clients.
+fn signals(file: Option<AllowlistFile>, layer: WebhookLayer) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    match &file {
+                        // A failed reload logs why and keeps the list. Off
+                        // the runtime's threads: a slow disk must not stall
+                        // the requests.
+                        Some(file) => {
+                            let file = file.clone();
+                            let _ = tokio::task::spawn_blocking(move || file.reload()).await;
+                        }
+                        None => tracing::info!("SIGHUP: no --allow-file to read again"),
+                    }
+                }
+            });
+        }
+        if let Ok(mut usr1) = signal(SignalKind::user_defined1()) {
+            tokio::spawn(async move {
+                while usr1.recv().await.is_some() {
+                    // Off the runtime's threads: stderr may not be read.
+                    let layer = layer.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if layer.is_report_only() {
+                            let mut out = String::new();
+                            print_unlisted(&mut out, &layer);
+                            eprint!("{out}");
+                        } else {
+                            eprintln!(
+                                "unlisted   not in report-only mode: refused clients are in the log"
+                            );
+                        }
+                    })
+                    .await;
+                }
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, layer);
+}
+
+/// Installs the Prometheus recorder and serves `GET /metrics` on `addr`
+/// with the receiver's own serve loop: the main listener's timeouts, a cap
+/// of [`serve::METRICS_MAX_CONNECTIONS`], and `auth` when given.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    auth: Vec<config::Basic>,
+    limits: serve::Limits,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("--metrics {addr}: {e}"))?;
+    cmc_webhook_core::describe_metrics();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("--metrics {addr}: {e}"))?;
+    // Without the exporter's own listener, its upkeep (draining the
+    // histograms) is ours to run.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let protected = !auth.is_empty();
+    let auth = auth
+        .into_iter()
+        .map(|b| cmc_webhook_core::auth::BasicCredentials::new(b.user, b.password))
+        .collect();
+    let router = serve::metrics_router(std::sync::Arc::new(move || handle.render()), auth);
+    let limits = serve::Limits {
+        max_connections: serve::METRICS_MAX_CONNECTIONS.min(limits.max_connections),
+        ..limits
+    };
+    tokio::spawn(async move {
+        if let Err(e) = serve::serve(listener, router, limits, std::future::pending()).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
+    tracing::info!(
+        "metrics on http://{addr}/metrics{}",
+        if protected {
+            " (BASIC auth)"
+        } else {
+            " (no auth: keep it on an internal address)"
+        }
+    );
+    Ok(())
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The subcommands.
+async fn operate(
+    inbox: &Inbox,
+    command: &Command,
+    retain: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Counts => print!("{}", inbox.counts().await?),
+        Command::Dead { limit } => {
+            for row in inbox.dead(*limit).await? {
+                println!("{}", app::dead_line(&row));
+            }
+        }
+        Command::Replay {
+            key,
+            message_id,
+            dead,
+            kind,
+        } => {
+            let mut filter = match (key, message_id, dead) {
+                (Some(key), _, _) => Filter::key(*key),
+                (_, Some(id), _) => Filter::message_id(id.clone()),
+                (_, _, true) => Filter::dead(),
+                _ => return Err("replay what? --key KEY, --message-id ID or --dead".into()),
+            };
+            if let Some(kind) = kind {
+                filter = filter.kind(if kind == "mail" {
+                    Kind::Mail
+                } else {
+                    Kind::Event
+                });
+            }
+            println!("{} rows replayed", inbox.replay(&filter).await?);
+        }
+        Command::History { message_id } => {
+            let history = inbox.history(message_id).await?;
+            for bad in history.unreadable() {
+                eprintln!(
+                    "row {} does not read back, skipped: {}",
+                    bad.id,
+                    cmc_webhook_core::printable(&bad.error, 500)
+                );
+            }
+            for entry in history {
+                let line = serde_json::json!({
+                    "key": entry.key,
+                    "received_at": entry.received_at.to_string(),
+                    "state": entry.state.as_str(),
+                    "attempts": entry.attempts,
+                    "last_error": entry.last_error,
+                    "event": entry.event,
+                });
+                println!("{line}");
+            }
+        }
+        Command::Suppressions { action } => suppressions(inbox, action).await?,
+        Command::Mailboxes {
+            list,
+            name,
+            unrouted,
+            state,
+            limit,
+            after,
+            replay,
+        } => {
+            let mut filter = if *unrouted {
+                DeliveryFilter::unrouted()
+            } else {
+                DeliveryFilter::all()
+            };
+            if let Some(name) = name {
+                filter = filter.mailbox(name.clone());
+            }
+            let state = state
+                .as_deref()
+                .map(str::parse::<DeliveryState>)
+                .transpose()?;
+            if let Some(state) = state {
+                filter = filter.states([state]);
+            }
+            let deliveries = inbox.deliveries();
+            if *replay {
+                let r = deliveries.replay(&filter).await?;
+                println!(
+                    "{} deliveries replayed, {} mails routed again",
+                    r.deliveries, r.rerouted
+                );
+            } else if *list {
+                for d in deliveries.list(&filter.limit(*limit).after(*after)).await? {
+                    let line = serde_json::json!({
+                        "id": d.id,
+                        "mail": d.mail_id,
+                        "mailbox": d.mailbox,
+                        "state": d.state.as_str(),
+                        "recipients": d.recipients,
+                        "route": d.route,
+                        "from": d.envelope_from,
+                        "subject": d.subject,
+                        "attempts": d.attempts,
+                        "last_error": d.last_error,
+                        "bounce_reason": d.bounce_reason,
+                        "routed_at": d.created_at.to_string(),
+                        "done_at": d.done_at.map(|t| t.to_string()),
+                    });
+                    println!("{line}");
+                }
+            } else {
+                let wanted = |c: &cmc_webhook_inbox::mailbox::MailboxCounts| match (name, unrouted)
+                {
+                    (Some(name), _) => c.mailbox.as_deref() == Some(name.as_str()),
+                    (None, true) => c.mailbox.is_none(),
+                    (None, false) => true,
+                };
+                for c in deliveries.counts().await?.into_iter().filter(wanted) {
+                    let states: Vec<String> = DeliveryState::ALL
+                        .iter()
+                        .filter(|s| c.get(**s) > 0 && state.is_none_or(|only| only == **s))
+                        .map(|s| format!("{s} {}", c.get(*s)))
+                        .collect();
+                    println!(
+                        "{}\t{}",
+                        c.mailbox.as_deref().unwrap_or("(unrouted)"),
+                        states.join("\t")
+                    );
+                }
+            }
+        }
+        // Handled before the store is opened.
+        Command::Migrate => unreachable!("migrate opens no inbox"),
+        Command::Prune => {
+            let pruned = inbox.prune(retain).await?;
+            println!("pruned {} events and {} mails", pruned.events, pruned.mails);
+        }
+    }
+    Ok(())
+}
+
+/// The `suppressions` subcommands: JSON lines on stdout.
+async fn suppressions(
+    inbox: &Inbox,
+    action: &SuppressionCommand,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let list = inbox.suppressions();
+    let time = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string());
+    match action {
+        SuppressionCommand::Check { address } => {
+            let c = list.check(address).await?;
+            let line = serde_json::json!({
+                "address": c.address,
+                "suppressed": c.suppressed,
+                "reason": c.reason.map(|r| r.as_str()),
+                "since": time(c.since),
+                "until": time(c.until),
+                "note": c.note,
+            });
+            out(line)?;
+        }
+        SuppressionCommand::List {
+            all,
+            reason,
+            after,
+            limit,
+        } => {
+            let mut filter = suppression::ListFilter::default();
+            filter.suppressed_only = !all;
+            filter.reason = match reason {
+                Some(r) => Some(
+                    suppression::Reason::from_column(r)
+                        .ok_or_else(|| format!("--reason {r:?}: hard, soft, cmc_suppressed, unsubscribed, cmc_list or manual"))?,
+                ),
+                None => None,
+            };
+            filter.after = after.clone();
+            filter.limit = *limit;
+            for e in list.list(&filter).await? {
+                let line = serde_json::json!({
+                    "address": e.address,
+                    "reason": e.reason.map(|r| r.as_str()),
+                    "since": time(e.since),
+                    "until": time(e.until),
+                    "note": e.note,
+                    "hard_bounces": e.hard_bounces,
+                    "soft_bounces": e.soft_bounces,
+                    "unknown_bounces": e.unknown_bounces,
+                    "events": e.events.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                });
+                out(line)?;
+            }
+        }
+        SuppressionCommand::Add {
+            address,
+            note,
+            lasts,
+        } => {
+            // What happened, truthfully: `added` is true only when the
+            // list now suppresses the address because of this entry.
+            let done = list.add(address, *lasts, note).await?;
+            let mut line = serde_json::json!({
+                "address": done.address,
+                "added": !matches!(done.outcome, suppression::AddOutcome::Unchanged { .. }),
+                "outcome": done.outcome.as_str(),
+                "until": time(done.until),
+            });
+            match done.outcome {
+                suppression::AddOutcome::Replaced {
+                    previous,
+                    previous_until,
+                } => {
+                    line["previous"] = previous.as_str().into();
+                    line["previous_until"] = time(previous_until).into();
+                }
+                suppression::AddOutcome::Unchanged { because } => {
+                    line["because"] = because.as_str().into();
+                }
+                _ => {}
+            }
+            out(line)?;
+        }
+        SuppressionCommand::Remove { address, note } => {
+            let removed = list.remove(address, note).await?;
+            println!(
+                "{}",
+                serde_json::json!({"address": address, "removed": removed})
+            );
+        }
+        SuppressionCommand::History { address } => {
+            for c in list.history(address).await? {
+                let line = serde_json::json!({
+                    "change": c.change,
+                    "key": c.key.map(|k| k.to_string()),
+                    "reason": c.reason.map(|r| r.as_str()),
+                    "note": c.note,
+                    "at": c.at.to_string(),
+                });
+                out(line)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes a JSON line on stdout; a closed stdout (`| head`) ends the
+/// output quietly instead of panicking.
+fn out(line: serde_json::Value) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write as _;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => Ok(other?),
+    }
+}

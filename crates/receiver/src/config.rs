@@ -1,0 +1,747 @@
+//! The receiver's command line: every flag, its environment variable
+//! (`CMC_` and the flag's name), and its default in human units. Kept
+//! apart from `main.rs` so that the tests parse the same flags.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use cmc_webhook_core::client_ip::ForwardedHeader;
+use cmc_webhook_core::IdempotencyKey;
+
+use cmc_webhook_core::allowlist::{AllowlistFile, IpSet};
+use cmc_webhook_core::ipnet::IpNet;
+
+use crate::app::{Format, Options};
+
+/// Receive Customers Mail Cloud webhooks on POST /mails, store them in the
+/// inbox before answering 200, and print them (events and inbound mails)
+/// on stdout; logs go to stderr.
+///
+/// Every flag can also be set by the environment variable shown with it;
+/// a flag given on the command line wins.
+///
+/// Secrets (--api-key, --basic-auth, a --store URL with a password, the
+/// metrics credentials): give them in the environment or in a file
+/// (--api-key-file, --basic-auth-file, --store-file, --metrics-auth-file,
+/// or CMC_*_FILE), never as flags: a flag's value shows in `ps` to every
+/// user of the machine.
+#[derive(Debug, Parser)]
+#[command(name = "cmc-receiver", version)]
+pub struct Args {
+    /// Where webhooks are stored: sqlite:PATH, postgres://USER@HOST:PORT/DB
+    /// (several receivers may share one database), or none (printed before the 200, not stored). Default:
+    /// sqlite:cmc-inbox.sqlite3. A URL with a password belongs in
+    /// CMC_STORE or --store-file, not in a flag (flags show in `ps`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "CMC_STORE",
+        hide_env_values = true
+    )]
+    pub store: Option<Secret>,
+
+    /// A file holding the --store URL (one line), for a URL with a
+    /// password.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "CMC_STORE_FILE",
+        conflicts_with = "store"
+    )]
+    pub store_file: Option<PathBuf>,
+
+    /// Done rows older than this are deleted (hourly while serving, and by
+    /// `prune`): 30d, 12h, 90m, 3600s.
+    #[arg(long, global = true, value_name = "AGE", env = "CMC_RETAIN", default_value = "30d", value_parser = parse_duration)]
+    pub retain: Duration,
+
+    /// What to do (none: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Address to listen on: IPv4 or IPv6, e.g. 0.0.0.0:8080 or [::]:8080.
+    #[arg(long, env = "CMC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Allowed client networks (CIDRs or addresses, separated by commas or
+    /// spaces); repeatable. Without --allow or --allow-file: loopback only
+    /// (127.0.0.0/8 and ::1).
+    #[arg(long, value_name = "CIDRS", env = "CMC_ALLOW")]
+    pub allow: Vec<String>,
+
+    /// A file of allowed networks (CIDRs or addresses, `#` comments), read
+    /// again when it changes and on SIGHUP; a file that does not parse
+    /// keeps the list in force. Networks given with --allow stay allowed
+    /// beside it.
+    #[arg(long, value_name = "PATH", env = "CMC_ALLOW_FILE")]
+    pub allow_file: Option<PathBuf>,
+
+    /// Learning mode: admit clients outside the allowlist, log each new
+    /// address once, and print them with their counts on exit and on
+    /// SIGUSR1, ready to paste into --allow. Every other check still
+    /// applies: set --api-key or --basic-auth.
+    #[arg(long, env = "CMC_REPORT_ONLY", value_parser = clap::builder::BoolishValueParser::new())]
+    pub report_only: bool,
+
+    /// Trusted proxy networks whose forwarding header is believed
+    /// (separated by commas or spaces); repeatable.
+    #[arg(long, value_name = "CIDRS", env = "CMC_TRUST_PROXY")]
+    pub trust_proxy: Vec<String>,
+
+    /// The header trusted proxies write the client to.
+    #[arg(long, value_name = "HEADER", env = "CMC_FORWARDED_HEADER", default_value = "x-forwarded-for", value_parser = ["x-forwarded-for", "forwarded"])]
+    pub forwarded_header: String,
+
+    /// Largest accepted body: 25MiB, 512KiB, 2MB, or bytes.
+    #[arg(long, value_name = "SIZE", env = "CMC_BODY_LIMIT", default_value = "25MiB", value_parser = parse_size)]
+    pub body_limit: usize,
+
+    /// Required api_key (as set in the CMC console); repeatable for
+    /// rotation (in the environment: separated by commas). Give it in
+    /// CMC_API_KEY or --api-key-file rather than as a flag (flags show in
+    /// `ps`). A blank key, or one with white space at either end, is
+    /// refused.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "CMC_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_key: Vec<Secret>,
+
+    /// A file of required api_keys, one per line (line ends, LF or CRLF,
+    /// are not part of a key; empty lines are skipped); beside --api-key.
+    #[arg(long, value_name = "PATH", env = "CMC_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Required BASIC credentials, USER:PASSWORD (as set in the CMC
+    /// console); repeatable for rotation (the environment variable holds
+    /// one pair: a password may hold commas). Give them in CMC_BASIC_AUTH
+    /// or --basic-auth-file rather than as a flag (flags show in `ps`).
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "CMC_BASIC_AUTH",
+        hide_env_values = true
+    )]
+    pub basic_auth: Vec<Secret>,
+
+    /// A file of required BASIC credentials, USER:PASSWORD, one pair per
+    /// line; beside --basic-auth.
+    #[arg(long, value_name = "PATH", env = "CMC_BASIC_AUTH_FILE")]
+    pub basic_auth_file: Option<PathBuf>,
+
+    /// Write inbound attachments into this directory, under sanitised names.
+    #[arg(long, value_name = "DIR", env = "CMC_SAVE_DIR")]
+    pub save_dir: Option<PathBuf>,
+
+    /// How each event and mail is printed: json (one JSON line each) or
+    /// compact (one short line: time, type, status, recipient).
+    #[arg(long, value_enum, env = "CMC_FORMAT", default_value = "json")]
+    pub format: Format,
+
+    /// Serve metrics in Prometheus' text format on http://ADDR/metrics
+    /// GET /metrics only, with the
+    /// timeouts of the webhook listener and at most 16 connections. Bind
+    /// it to an internal address (127.0.0.1:9000, a private network), not
+    /// where the webhooks come from.
+    #[arg(long, value_name = "ADDR", env = "CMC_METRICS")]
+    pub metrics: Option<SocketAddr>,
+
+    /// A file of BASIC credentials, USER:PASSWORD one per line, that
+    /// /metrics requires (or one pair in the environment variable
+    /// CMC_METRICS_AUTH; there is no flag, since flags show in `ps`).
+    #[arg(long, value_name = "PATH", env = "CMC_METRICS_AUTH_FILE")]
+    pub metrics_auth_file: Option<PathBuf>,
+
+    /// How long a client may take to send a request's headers (and a
+    /// keep-alive connection may stay idle). More than 0.
+    #[arg(long, value_name = "TIME", env = "CMC_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+
+    /// How long a request may take from its headers to its answer; the
+    /// body must arrive within it (408 otherwise). More than 0.
+    #[arg(long, value_name = "TIME", env = "CMC_BODY_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub body_timeout: Duration,
+
+    /// The most connections open at once; more wait to be accepted. At
+    /// least 1.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CMC_MAX_CONNECTIONS",
+        default_value = "512",
+        value_parser = parse_count
+    )]
+    pub max_connections: usize,
+
+    /// The most request body bytes held by all requests in flight at
+    /// once (25MiB, 512KiB, or bytes); past it, a request is answered 503
+    /// with Retry-After, its body unread. At least --body-limit; by
+    /// default --body-limit times --max-connections, at most 8 times.
+    #[arg(long, value_name = "SIZE", env = "CMC_MAX_INFLIGHT_BYTES", value_parser = parse_size)]
+    pub max_inflight_bytes: Option<usize>,
+
+    /// The most requests one connection may carry before it is closed. At
+    /// least 1.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CMC_MAX_REQUESTS_PER_CONNECTION",
+        default_value = "100",
+        value_parser = parse_count
+    )]
+    pub max_requests_per_connection: usize,
+
+    /// How long a connection may stay open; it is closed after the request
+    /// it is carrying then. More than 0.
+    #[arg(long, value_name = "TIME", env = "CMC_MAX_CONNECTION_AGE", default_value = "60s", value_parser = parse_timeout)]
+    pub max_connection_age: Duration,
+
+    /// Handlers the worker runs at once. At least 1.
+    #[arg(long, value_name = "N", env = "CMC_CONCURRENCY", default_value = "16", value_parser = parse_count)]
+    pub concurrency: usize,
+
+    /// Runs of the handler per row before it is dead. At least 1.
+    #[arg(long, value_name = "N", env = "CMC_MAX_ATTEMPTS", default_value = "12", value_parser = parse_attempts)]
+    pub max_attempts: u32,
+
+    /// Routes inbound mails to the mailbox NAME when their envelope
+    /// recipient matches PATTERN: an address, `*@domain`, `prefix*@domain`
+    /// (`reply+*@example.jp`), `/regex/`, `filter:RULE` (CMC's inbound
+    /// rule), `filter:RULE PATTERN` (both), or `*` for the mails no other
+    /// route takes. Repeatable, tried in order; a NAME given twice is one
+    /// mailbox with two routes. Without a `*` route, the mails no route
+    /// takes are kept as "unrouted". (In the environment: separated by
+    /// semicolons; give a regex with a semicolon as a flag.)
+    #[arg(
+        long,
+        value_name = "NAME=PATTERN",
+        env = "CMC_MAILBOX",
+        value_delimiter = ';'
+    )]
+    pub mailbox: Vec<String>,
+
+    /// How long the handlers in flight get to finish at shutdown.
+    #[arg(long, value_name = "TIME", env = "CMC_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// The store used without --store or --store-file.
+pub const DEFAULT_STORE: &str = "sqlite:cmc-inbox.sqlite3";
+
+impl Args {
+    /// The store's URL: --store (or CMC_STORE), the line of --store-file
+    /// (or CMC_STORE_FILE), or [`DEFAULT_STORE`].
+    pub fn store(&self) -> Result<String, String> {
+        if let Some(url) = &self.store {
+            return Ok(url.0.clone());
+        }
+        match &self.store_file {
+            Some(path) => {
+                let lines = read_secrets("--store-file", path)?;
+                match <[String; 1]>::try_from(lines) {
+                    Ok([url]) => Ok(url),
+                    Err(_) => Err(format!(
+                        "--store-file {}: expected one line, the store's URL",
+                        path.display()
+                    )),
+                }
+            }
+            None => Ok(DEFAULT_STORE.to_owned()),
+        }
+    }
+
+    /// The BASIC credentials /metrics requires: the lines of
+    /// --metrics-auth-file, or the pair in `CMC_METRICS_AUTH` (`env` reads
+    /// the environment: `std::env::var`).
+    pub fn metrics_auth(&self, env: impl Fn(&str) -> Option<String>) -> Result<Vec<Basic>, String> {
+        let mut pairs = Vec::new();
+        if let Some(pair) = env("CMC_METRICS_AUTH") {
+            pairs.push(("CMC_METRICS_AUTH", pair));
+        }
+        if let Some(path) = &self.metrics_auth_file {
+            for pair in read_secrets("--metrics-auth-file", path)? {
+                pairs.push(("--metrics-auth-file", pair));
+            }
+        }
+        if !pairs.is_empty() && self.metrics.is_none() {
+            return Err("the metrics credentials are set but --metrics is not".to_owned());
+        }
+        pairs
+            .into_iter()
+            .map(|(name, pair)| parse_basic(&pair).map_err(|e| format!("{name}: {e}")))
+            .collect()
+    }
+
+    /// The forwarding header, read from its checked name.
+    pub fn forwarded_header(&self) -> ForwardedHeader {
+        self.forwarded_header.parse().unwrap_or_default()
+    }
+
+    /// The app's options, and the allowlist file when one is named (read
+    /// now: a file that cannot be read stops the start).
+    pub fn options(&self) -> Result<(Options, Option<AllowlistFile>), String> {
+        let mut allow: Vec<IpNet> = Vec::new();
+        for list in &self.allow {
+            allow.extend(
+                list.parse::<IpSet>()
+                    .map_err(|e| format!("--allow: {e}"))?
+                    .nets(),
+            );
+        }
+        let mut trust_proxy = Vec::new();
+        for list in &self.trust_proxy {
+            trust_proxy.extend(
+                list.parse::<IpSet>()
+                    .map_err(|e| format!("--trust-proxy: {e}"))?
+                    .nets(),
+            );
+        }
+        let mut api_keys: Vec<String> = self.api_key.iter().map(|k| k.0.clone()).collect();
+        if let Some(path) = &self.api_key_file {
+            api_keys.extend(read_secrets("--api-key-file", path)?);
+        }
+        for key in &api_keys {
+            check_secret("--api-key", "a key", key)?;
+        }
+        let mut basic_pairs: Vec<(&str, String)> = self
+            .basic_auth
+            .iter()
+            .map(|b| ("--basic-auth", b.0.clone()))
+            .collect();
+        if let Some(path) = &self.basic_auth_file {
+            for pair in read_secrets("--basic-auth-file", path)? {
+                basic_pairs.push(("--basic-auth-file", pair));
+            }
+        }
+        let basic_auth = basic_pairs
+            .iter()
+            .map(|(name, pair)| {
+                parse_basic(pair)
+                    .map(|b| (b.user, b.password))
+                    .map_err(|e| format!("{name}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let allow_file = match &self.allow_file {
+            Some(path) => {
+                Some(AllowlistFile::open(path).map_err(|e| format!("--allow-file: {e}"))?)
+            }
+            None => None,
+        };
+        if self.report_only && api_keys.is_empty() && basic_auth.is_empty() {
+            return Err(
+                "--report-only admits clients outside the allowlist: set --api-key or \
+                        --basic-auth too (the same as in the CMC console)"
+                    .to_owned(),
+            );
+        }
+        if allow.is_empty() && allow_file.is_none() && !self.report_only {
+            allow = vec![
+                "127.0.0.0/8".parse().map_err(|e| format!("{e}"))?,
+                "::1/128".parse().map_err(|e| format!("{e}"))?,
+            ];
+        }
+        let options = Options {
+            allow,
+            allowlist: allow_file.as_ref().map(AllowlistFile::allowlist),
+            report_only: self.report_only,
+            trust_proxy,
+            forwarded_header: self.forwarded_header(),
+            body_limit: self.body_limit,
+            api_keys,
+            basic_auth,
+            save_dir: self.save_dir.clone(),
+            format: self.format,
+            max_inflight_bytes: self.inflight_budget()?,
+        };
+        Ok((options, allow_file))
+    }
+}
+
+impl Args {
+    /// `--max-inflight-bytes`, or its default from the body limit and the
+    /// connection cap.
+    fn inflight_budget(&self) -> Result<usize, String> {
+        match self.max_inflight_bytes {
+            Some(bytes) if bytes < self.body_limit => Err(format!(
+                "--max-inflight-bytes {bytes} is below --body-limit {}: a body at the limit \
+                 could never be taken",
+                self.body_limit
+            )),
+            Some(bytes) => Ok(bytes),
+            None => Ok(self
+                .body_limit
+                .saturating_mul(self.max_connections.clamp(1, 8))),
+        }
+    }
+}
+
+/// Operations on the store (without a subcommand, the receiver serves).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Applies the migrations the store has not seen, prints what it did
+    /// (one JSON line) and exits: the deploy step that runs before the
+    /// receivers start. (Serving migrates at start too; the other
+    /// subcommands never migrate: they check that the store's schema is
+    /// this version's.)
+    Migrate,
+    /// Rows per state.
+    Counts,
+    /// The dead rows, with their last errors.
+    Dead {
+        /// The most rows listed (at least 1).
+        #[arg(long, default_value = "100", value_parser = parse_count)]
+        limit: usize,
+    },
+    /// Sets done or dead rows back to pending, to be handled again.
+    Replay {
+        /// The row with this idempotency key (32 hex digits).
+        #[arg(long, conflicts_with_all = ["message_id", "dead"])]
+        key: Option<IdempotencyKey>,
+        /// The rows of this sent mail's Message-ID.
+        #[arg(long, conflicts_with = "dead")]
+        message_id: Option<String>,
+        /// Every dead row.
+        #[arg(long)]
+        dead: bool,
+        /// Only events, or only mails.
+        #[arg(long, value_parser = ["event", "mail"])]
+        kind: Option<String>,
+    },
+    /// Every event stored for a sent mail, in order.
+    History {
+        /// The Message-ID, with its angle brackets.
+        message_id: String,
+    },
+    /// Deletes the rows done before --retain.
+    Prune,
+    /// The routed inbound mails: how many each mailbox has in each state,
+    /// or (with --list) the mails themselves as JSON lines.
+    Mailboxes {
+        /// List the mails rather than count them.
+        #[arg(long)]
+        list: bool,
+        /// Only this mailbox's mails.
+        #[arg(long, value_name = "NAME", conflicts_with = "unrouted")]
+        name: Option<String>,
+        /// Only the unrouted mails.
+        #[arg(long)]
+        unrouted: bool,
+        /// Only mails in this state: pending, processing, delivered,
+        /// failed, bounced, dead or unrouted.
+        #[arg(long)]
+        state: Option<String>,
+        /// The most mails listed (at least 1).
+        #[arg(long, default_value = "100", value_parser = parse_count)]
+        limit: usize,
+        /// List the mails after this delivery id (paging).
+        #[arg(long, value_name = "ID", default_value_t = 0)]
+        after: i64,
+        /// Hand the mails taken (dead ones when no --state is given) to
+        /// their mailbox again; unrouted ones are routed again.
+        #[arg(long, conflicts_with = "list")]
+        replay: bool,
+    },
+    /// The suppression list the worker keeps from bounces, successes and
+    /// CMC's blocks.
+    Suppressions {
+        /// What to do with the list.
+        #[command(subcommand)]
+        action: SuppressionCommand,
+    },
+}
+
+impl Command {
+    /// Whether the subcommand writes to the store: the others open it
+    /// read-only, so that a read-only file, role or replica can be
+    /// inspected.
+    pub fn writes(&self) -> bool {
+        match self {
+            Command::Migrate | Command::Replay { .. } | Command::Prune => true,
+            Command::Mailboxes { replay, .. } => *replay,
+            Command::Suppressions { action } => matches!(
+                action,
+                SuppressionCommand::Add { .. } | SuppressionCommand::Remove { .. }
+            ),
+            Command::Counts | Command::Dead { .. } | Command::History { .. } => false,
+        }
+    }
+}
+
+/// What to do with the suppression list.
+#[derive(Debug, Subcommand)]
+pub enum SuppressionCommand {
+    /// Whether mail to ADDRESS must not be sent now: one JSON line.
+    Check {
+        /// The recipient address.
+        address: String,
+    },
+    /// The suppressed addresses (JSON lines), in the order of addresses.
+    List {
+        /// Also the rows that only count bounces, and expired ones.
+        #[arg(long)]
+        all: bool,
+        /// Only this reason: hard, soft, cmc_suppressed, unsubscribed,
+        /// cmc_list, manual.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The addresses after this one (paging).
+        #[arg(long)]
+        after: Option<String>,
+        /// The most rows (at least 1).
+        #[arg(long, default_value = "100", value_parser = parse_count)]
+        limit: usize,
+    },
+    /// Suppresses ADDRESS by hand, and says what that did: `"outcome"` is
+    /// `added`, `replaced` (an earlier suppression, in `"previous"`, gave
+    /// way) or `unchanged` (`"because": "unsubscribed"`: an unsubscribe is
+    /// for good).
+    Add {
+        /// The recipient address.
+        address: String,
+        /// Why (kept in the row and its history).
+        #[arg(long)]
+        note: String,
+        /// How long: 30d, 12h (until removed when not given; 0s is refused).
+        #[arg(long = "for", value_name = "AGE", value_parser = parse_duration)]
+        lasts: Option<Duration>,
+    },
+    /// Lifts the suppression of ADDRESS and clears its counts.
+    Remove {
+        /// The recipient address.
+        address: String,
+        /// Why (kept in its history).
+        #[arg(long)]
+        note: String,
+    },
+    /// Every change of ADDRESS's row, oldest first (JSON lines).
+    History {
+        /// The recipient address.
+        address: String,
+    },
+}
+
+/// A value that `Debug` does not show.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// BASIC credentials; `Debug` shows the user only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Basic {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+impl fmt::Debug for Basic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:<redacted>", self.user)
+    }
+}
+
+/// `USER:PASSWORD`; the password may hold colons, the user may not. Both
+/// must be non-blank, without white space at either end. The error does
+/// not repeat the value, which may be a password.
+pub fn parse_basic(s: &str) -> Result<Basic, String> {
+    match s.split_once(':') {
+        Some((user, password)) if !user.trim().is_empty() && !password.trim().is_empty() => {
+            check_secret("", "the user name", user)?;
+            check_secret("", "the password", password)?;
+            Ok(Basic {
+                user: user.to_owned(),
+                password: password.to_owned(),
+            })
+        }
+        _ => Err("expected USER:PASSWORD, both non-blank (the value is not shown)".to_owned()),
+    }
+}
+
+/// Refuses a blank secret, or one with white space at either end (a `\r`
+/// left by a CRLF file, a space after a comma), without showing it.
+pub fn check_secret(flag: &str, what: &str, secret: &str) -> Result<(), String> {
+    let flag = if flag.is_empty() {
+        String::new()
+    } else {
+        format!("{flag}: ")
+    };
+    if secret.trim().is_empty() {
+        return Err(format!("{flag}{what} is empty or only white space"));
+    }
+    if secret.trim() != secret {
+        return Err(format!(
+            "{flag}{what} begins or ends with white space (a \\r from a CRLF file? a space \
+             after a comma?): remove it (the value is not shown)"
+        ));
+    }
+    Ok(())
+}
+
+/// The largest secrets file read.
+const MAX_SECRETS_FILE: u64 = 64 << 10;
+
+/// The secrets of a file, one per line: the line ends (LF or CRLF) are not
+/// part of them, empty lines are skipped, and a line with white space at
+/// either end is refused (it is not shown). At least one secret.
+pub fn read_secrets(flag: &str, path: &std::path::Path) -> Result<Vec<String>, String> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("{flag} {shown}: {e}"))?;
+    let mut text = String::new();
+    file.take(MAX_SECRETS_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{flag} {shown}: {e}"))?;
+    if text.len() as u64 > MAX_SECRETS_FILE {
+        return Err(format!(
+            "{flag} {shown}: larger than {MAX_SECRETS_FILE} bytes, not a file of secrets"
+        ));
+    }
+    let mut secrets = Vec::new();
+    for (n, line) in text.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        check_secret(&format!("{flag} {shown}"), &format!("line {}", n + 1), line)?;
+        secrets.push(line.to_owned());
+    }
+    if secrets.is_empty() {
+        return Err(format!("{flag} {shown}: no secret in the file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    "{flag} {shown} can be read by other users (mode {:o}): chmod 600 it",
+                    meta.permissions().mode() & 0o777
+                );
+            }
+        }
+    }
+    Ok(secrets)
+}
+
+/// A count that must be at least 1: 0 would do nothing, and is refused
+/// rather than raised silently.
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("0 would do nothing: give 1 or more".to_owned()),
+        Ok(n) if n > MAX_COUNT => Err(format!(
+            "{n} is more than this receiver can use: give at most {MAX_COUNT}"
+        )),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
+/// The largest count a flag takes (connections, concurrency, requests,
+/// rows listed): past it, a number is a mistake, not a setting.
+pub const MAX_COUNT: usize = 1_000_000;
+
+/// A number of attempts: at least 1.
+pub fn parse_attempts(s: &str) -> Result<u32, String> {
+    let n = parse_count(s)?;
+    u32::try_from(n).map_err(|_| format!("{s:?} is too large"))
+}
+
+/// A timeout: longer than 0 (a timeout of 0 would time every request out
+/// while its webhook is still stored and handled).
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "{s:?}: a timeout of 0 would cut off every request: give more than 0"
+        ));
+    }
+    Ok(d)
+}
+
+/// `30d`, `12h`, `90m`, `10s`, `500ms` (or a bare number of seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and d, h, m, s or ms"))?;
+    let millis = match unit.trim() {
+        "d" => 86_400_000,
+        "h" => 3_600_000,
+        "m" => 60_000,
+        "s" | "" => 1_000,
+        "ms" => 1,
+        _ => return Err(format!("{s:?}: the unit is d, h, m, s or ms")),
+    };
+    n.checked_mul(millis)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// `25MiB`, `512KiB`, `1GiB`, `2MB`, `64kB` (or a bare number of bytes).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and B, KiB, MiB, GiB, kB, MB or GB"))?;
+    let unit = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?} (B, KiB, MiB, GiB, kB, MB, GB)"
+            ))
+        }
+    };
+    n.checked_mul(unit)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?}: out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(parse_size("25MiB"), Ok(25 << 20));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_basic("cmc").is_err());
+        assert_eq!(parse_basic("cmc:p:w").unwrap().password, "p:w");
+    }
+}
