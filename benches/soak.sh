@@ -11,8 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--short" ]; then
-  cargo build --example receiver >&2
-  cargo run --features test-util --example soak -- \
+  # --all-features: the feature set the test suite was built with, so CI
+  # links the two examples instead of building the crates again.
+  cargo build --all-features --example receiver >&2
+  cargo run --all-features --example soak -- \
     --receiver target/debug/examples/receiver --seconds 10 --connections 4 --port 18181
 else
   cargo build --release --example receiver >&2
