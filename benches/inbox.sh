@@ -25,7 +25,7 @@ if ! command -v wrk >/dev/null; then
   echo "installing wrk (Debian package)" >&2
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --features test-util --example e2e_server >&2
+cargo build --release --features test-util,sqlite --example e2e_server >&2
 server=target/release/examples/e2e_server
 
 work=target/inbox-bench

@@ -22,7 +22,11 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 args=("$@")
 if [ ${#args[@]} -eq 0 ]; then
-  args=(--lib --test fast_path --test roundtrip --test fixtures --test errors
+  # The core's unit tests (the parsers and the fast path), then the
+  # facade's tests of them.
+  cargo test --target aarch64-unknown-linux-gnu -p cmc-webhook-core \
+    --features axum,test-util --lib
+  args=(--test fast_path --test roundtrip --test fixtures --test errors
         --test hostile --test charsets)
 fi
 cargo test --target aarch64-unknown-linux-gnu --no-default-features \

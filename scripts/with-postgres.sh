@@ -12,7 +12,7 @@
 # (apt-get update first). Run as root or as any user; as root the server
 # runs as the postgres user, as initdb requires.
 #
-#   scripts/with-postgres.sh cargo test --all-features
+#   scripts/with-postgres.sh cargo test --workspace --all-features
 #   PGPORT=55433 scripts/with-postgres.sh psql "\$CMC_POSTGRES_URL"
 set -euo pipefail
 
