@@ -62,7 +62,7 @@ where
             // drops: read on (its bytes are counted where it is wrapped).
             Poll::Ready(Some(Err(e))) => {
                 let e: Box<dyn std::error::Error + Send + Sync> = e.into();
-                Poll::Ready(crate::request::is_length_limit(&*e).then_some(0))
+                Poll::Ready(crate::limits::is_length_limit(&*e).then_some(0))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
