@@ -42,15 +42,22 @@ use crate::work;
 /// proxies); without it, the connection's peer from `ConnectInfo`. A
 /// request with neither is refused with 500 ([`Reason::NoPeerAddress`]).
 ///
-/// ```
-/// use axum::{routing::post, Router};
-/// use cmc_webhook_core::{client_ip::ClientIp, EventBatch};
+/// Any service behind the layer finds it in the request's extensions (an
+/// axum handler takes `ClientIp(client): ClientIp` as an argument instead):
 ///
-/// async fn on_events(ClientIp(client): ClientIp, batch: EventBatch) -> String {
-///     format!("{} events from {client}\n", batch.events.len())
+/// ```
+/// use cmc_webhook_core::client_ip::ClientIp;
+/// use http::Request;
+///
+/// fn client_of<B>(request: &Request<B>) -> Option<ClientIp> {
+///     request.extensions().get::<ClientIp>().copied()
 /// }
 ///
-/// let app: Router = Router::new().route("/cmc/events", post(on_events));
+/// // What the layer inserts into a request it admits:
+/// let mut request = Request::new(());
+/// request.extensions_mut().insert(ClientIp("203.0.113.7".parse()?));
+/// assert_eq!(client_of(&request).map(|c| c.to_string()).as_deref(), Some("203.0.113.7"));
+/// # Ok::<(), std::net::AddrParseError>(())
 /// ```
 ///
 /// [`Reason::NoPeerAddress`]: crate::Reason::NoPeerAddress

@@ -18,13 +18,12 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use bytes::Bytes;
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::{ParseError, RawJson, Text};
+use crate::{RawJson, Text};
 
 /// One POST of the event webhook: a batch of status-change records.
 ///
@@ -79,35 +78,6 @@ pub struct EventBatch {
     /// (form fields as JSON strings).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, RawJson>,
-}
-
-impl EventBatch {
-    /// Parses an event-webhook body in any of its encodings (JSON,
-    /// form-urlencoded with the `event` field holding JSON text, or
-    /// multipart/form-data with the same fields).
-    ///
-    /// `content_type` is the request's `Content-Type` header value. A body
-    /// that is an inbound mail is refused with
-    /// [`ParseErrorKind::WrongKind`](crate::ParseErrorKind::WrongKind).
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use cmc_webhook_core::EventBatch;
-    ///
-    /// let body = "server_composition=pro&event_type=bounces&event=%7B%22bounces%22%3A%5B%5D%7D";
-    /// let batch = EventBatch::parse("application/x-www-form-urlencoded", Bytes::from(body))?;
-    /// assert!(batch.events.is_empty());
-    /// # Ok::<(), cmc_webhook_core::ParseError>(())
-    /// ```
-    pub fn parse(content_type: &str, body: Bytes) -> Result<EventBatch, ParseError> {
-        crate::wire::parse(
-            content_type,
-            body,
-            Some(crate::webhook::Kind::Events),
-            Default::default(),
-        )?
-        .into_events()
-    }
 }
 
 impl fmt::Debug for EventBatch {
@@ -657,7 +627,7 @@ impl std::str::FromStr for IdempotencyKey {
         }
         let mut key = [0; 16];
         for (i, pair) in bytes.chunks(2).enumerate() {
-            key[i] = crate::wire::percent::hex_pair(pair[0], pair[1]).ok_or(InvalidKey)?;
+            key[i] = crate::mime::percent::hex_pair(pair[0], pair[1]).ok_or(InvalidKey)?;
         }
         Ok(IdempotencyKey(key))
     }
@@ -1124,6 +1094,7 @@ impl PartialEq for EventBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn format_created_is_cmcs_format() {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::{ParseError, Text};
+use crate::Text;
 
 /// One POST of the inbound webhook: a received mail.
 ///
@@ -67,31 +67,6 @@ pub struct InboundMail {
 }
 
 impl InboundMail {
-    /// Parses an inbound-webhook body: JSON (no attachments), or
-    /// multipart/form-data (attachments as file parts); form-urlencoded with
-    /// the same fields is accepted too.
-    ///
-    /// A body that is an event batch is refused with
-    /// [`ParseErrorKind::WrongKind`](crate::ParseErrorKind::WrongKind).
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use cmc_webhook_core::{InboundMail, ParseErrorKind};
-    ///
-    /// let events = r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[]}}"#;
-    /// let err = InboundMail::parse("application/json", Bytes::from(events)).unwrap_err();
-    /// assert_eq!(err.kind(), ParseErrorKind::WrongKind);
-    /// ```
-    pub fn parse(content_type: &str, body: Bytes) -> Result<InboundMail, ParseError> {
-        crate::wire::parse(
-            content_type,
-            body,
-            Some(crate::webhook::Kind::Inbound),
-            Default::default(),
-        )?
-        .into_inbound()
-    }
-
     /// A stable key for this mail, so that a mail CMC sends twice is
     /// recognised (the inbox stores one row per key).
     ///

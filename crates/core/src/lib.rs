@@ -60,9 +60,11 @@ pub mod event;
 pub mod extract;
 mod filename;
 pub mod inbound;
+mod invisible;
 pub mod japanese;
 pub mod layer;
 mod limits;
+mod mime;
 mod raw;
 mod rejection;
 mod request;
@@ -89,12 +91,10 @@ pub use rejection::{Reason, Rejection, Statuses};
 pub use request::{read_event_batch, read_inbound_mail, read_webhook, Policy, DEFAULT_BODY_LIMIT};
 #[cfg(feature = "metrics")]
 pub use telemetry::describe_metrics;
+pub(crate) use text::REDACTED;
 pub use text::{is_invisible, printable, Text};
 
 /// The `ipnet` crate, whose `IpNet` the allowlist takes: re-exported so that
 /// mounting the layer needs no dependency of its own.
 pub use ipnet;
 pub use webhook::Webhook;
-
-/// What `Debug` shows in place of a secret.
-pub(crate) const REDACTED: &str = "<redacted>";

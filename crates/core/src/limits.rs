@@ -159,3 +159,17 @@ impl Limits {
         self.part_size
     }
 }
+
+/// Whether a body-reading error is (or wraps) `http_body_util`'s
+/// [`LengthLimitError`](http_body_util::LengthLimitError): the body went
+/// past the size limit, as opposed to a failed read.
+pub(crate) fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}

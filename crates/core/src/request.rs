@@ -9,9 +9,10 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::Request;
 use http_body::Body;
-use http_body_util::{BodyExt, BodyStream, LengthLimitError, Limited};
+use http_body_util::{BodyExt, BodyStream, Limited};
 
 use crate::auth::ApiKeys;
+use crate::limits::is_length_limit;
 use crate::rejection::{log_refusal, Reason, Refused, Rejection, Statuses};
 use crate::webhook::Kind;
 use crate::wire::budget::{Budget, Key};
@@ -366,17 +367,6 @@ pub(crate) fn body_error(e: &(dyn std::error::Error + 'static)) -> Rejection {
     } else {
         Rejection::new(Reason::BodyRead)
     }
-}
-
-pub(crate) fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(e);
-    while let Some(e) = source {
-        if e.is::<LengthLimitError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 /// The `Content-Length`, when there is exactly one readable value.

@@ -585,3 +585,17 @@ pub fn without_fast_path<T>(f: impl FnOnce() -> T) -> T {
 pub fn work_steps() -> u64 {
     crate::work::steps()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_batch_takes_the_fast_path() {
+        let body = encode_events(&sample_events(100), WireEncoding::Json).body;
+        let text = crate::Text::try_from_bytes(body).unwrap();
+        let budget = crate::wire::budget::Budget::new(Default::default());
+        let r = crate::wire::fast::fields(&text, &budget);
+        assert!(r.is_ok(), "{}", &text[..300]);
+    }
+}

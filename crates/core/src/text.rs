@@ -231,11 +231,14 @@ impl serde::Serialize for Text {
     }
 }
 
+/// What `Debug` shows in place of a secret.
+pub(crate) const REDACTED: &str = "<redacted>";
+
 /// Whether [`printable`] would change `s`.
 pub(crate) fn needs_printable(s: &str, max_chars: usize) -> bool {
     s.chars()
         .enumerate()
-        .any(|(n, c)| n == max_chars || c.is_control() || crate::filename::is_invisible_format(c))
+        .any(|(n, c)| n == max_chars || c.is_control() || crate::invisible::is_invisible_format(c))
 }
 
 /// `s` made safe to show in a log line, an error message or a terminal:
@@ -262,7 +265,7 @@ pub fn printable(s: &str, max_chars: usize) -> String {
             out.push_str("...");
             break;
         }
-        if c.is_control() || crate::filename::is_invisible_format(c) {
+        if c.is_control() || crate::invisible::is_invisible_format(c) {
             out.push_str(&format!("\\u{{{:x}}}", c as u32));
         } else {
             out.push(c);
@@ -282,7 +285,7 @@ pub fn printable(s: &str, max_chars: usize) -> String {
 /// assert!(!cmc_webhook_core::is_invisible('あ'));
 /// ```
 pub fn is_invisible(c: char) -> bool {
-    crate::filename::is_invisible_format(c)
+    crate::invisible::is_invisible_format(c)
 }
 
 #[cfg(test)]

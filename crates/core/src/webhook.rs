@@ -1,9 +1,8 @@
 //! [`Webhook`]: either kind of call, detected from the body.
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::{EventBatch, InboundMail, Limits, ParseError};
+use crate::{EventBatch, InboundMail, ParseError};
 
 /// One call of either webhook, for endpoints that receive both.
 ///
@@ -29,48 +28,6 @@ pub enum Webhook {
     Events(EventBatch),
     /// An inbound-webhook mail.
     Inbound(InboundMail),
-}
-
-impl Webhook {
-    /// Parses a body of either kind in any of CMC's encodings.
-    ///
-    /// `content_type` is the request's `Content-Type` value; the media type
-    /// is matched in any letter case and may carry parameters. The kind is
-    /// read from the parameters present: `event_type`/`event` for events,
-    /// `headers`/`filter`/`envelope-*` for inbound mail.
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use cmc_webhook_core::{ParseErrorKind, Webhook};
-    ///
-    /// let err = Webhook::parse("text/plain", Bytes::from_static(b"hi")).unwrap_err();
-    /// assert_eq!(err.kind(), ParseErrorKind::UnsupportedMediaType);
-    /// ```
-    pub fn parse(content_type: &str, body: Bytes) -> Result<Webhook, ParseError> {
-        crate::wire::parse(content_type, body, None, Limits::default())
-    }
-
-    /// [`Webhook::parse`] with other caps on multipart bodies than the
-    /// [defaults](Limits::default).
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use cmc_webhook_core::{Limits, ParseErrorKind, Webhook};
-    ///
-    /// let body = "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n\
-    ///             --b\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\n2\r\n--b--\r\n";
-    /// let limits = Limits::default().max_parts(1);
-    /// let err = Webhook::parse_with_limits("multipart/form-data; boundary=b", Bytes::from(body), limits)
-    ///     .unwrap_err();
-    /// assert_eq!(err.kind(), ParseErrorKind::TooLarge);
-    /// ```
-    pub fn parse_with_limits(
-        content_type: &str,
-        body: Bytes,
-        limits: Limits,
-    ) -> Result<Webhook, ParseError> {
-        crate::wire::parse(content_type, body, None, limits)
-    }
 }
 
 impl Webhook {

@@ -12,7 +12,7 @@ use http_body_util::{Full, Limited};
 use pin_project_lite::pin_project;
 
 use super::drain::{Counted, Drain};
-use crate::request::is_length_limit;
+use crate::limits::is_length_limit;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

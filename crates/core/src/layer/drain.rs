@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use bytes::Buf;
 use http_body::Body;
+use sync_wrapper::SyncWrapper;
 
 /// How much of a refused request's body is read at most, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +63,7 @@ where
             // drops: read on (its bytes are counted where it is wrapped).
             Poll::Ready(Some(Err(e))) => {
                 let e: Box<dyn std::error::Error + Send + Sync> = e.into();
-                Poll::Ready(crate::request::is_length_limit(&*e).then_some(0))
+                Poll::Ready(crate::limits::is_length_limit(&*e).then_some(0))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -116,7 +117,9 @@ impl<B: Body> Body for Counted<B> {
 
 /// The rest of a refused request's body, to be read and dropped.
 pub(crate) struct Drain {
-    body: Pin<Box<dyn Drainable>>,
+    /// Only ever polled through `&mut self`: the wrapper makes `Drain` (and
+    /// so the response body carrying it) `Sync` whatever the request body.
+    body: SyncWrapper<Pin<Box<dyn Drainable>>>,
     /// The body's byte count, when it keeps one (see [`Counted`]).
     seen: Option<Arc<AtomicU64>>,
     /// The count when draining began, or the bytes drained so far.
@@ -155,7 +158,7 @@ impl Drain {
         }
         let start = seen.as_ref().map_or(0, |s| s.load(Ordering::Relaxed));
         Some(Drain {
-            body: Box::pin(body),
+            body: SyncWrapper::new(Box::pin(body)),
             seen,
             start,
             bytes: limits.bytes,
@@ -175,7 +178,7 @@ impl Drain {
             self.deadline = Some(Box::pin(tokio::time::sleep(self.time)));
         }
         loop {
-            match self.body.as_mut().poll_discard(cx) {
+            match self.body.get_mut().as_mut().poll_discard(cx) {
                 Poll::Ready(Some(n)) => {
                     let drained = match &self.seen {
                         Some(seen) => seen.load(Ordering::Relaxed) - self.start,

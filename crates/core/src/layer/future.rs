@@ -13,8 +13,8 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 
 use super::body::ResponseBody;
+use super::config::Config;
 use super::drain::{Drain, Slot};
-use super::Config;
 use crate::rejection::{log_refusal, Reason, Refused, Rejection};
 use crate::request::ReadReport;
 use crate::telemetry::Outcome;

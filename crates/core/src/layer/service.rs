@@ -13,10 +13,10 @@ use tower_service::Service;
 use tracing::field;
 
 use super::body::{GiveBack, RequestBody, ResponseBody};
+use super::config::Config;
 use super::drain::{expects_continue, Drain, Slot};
 use super::future::ResponseFuture;
 use super::unlisted::Sighting;
-use super::Config;
 use crate::client_ip::{client_ip, ClientIp};
 use crate::rejection::{log_refusal, Reason, Rejection};
 use crate::request::{declared_length, ReadReport};

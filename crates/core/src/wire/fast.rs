@@ -18,7 +18,7 @@ use crate::{RawJson, Text};
 use super::budget::Budget;
 use super::de::{parse_created, parse_ip, reserve_records, set_once, RecordFields, RecordKey};
 use super::fields::{Fields, Slot};
-use super::percent::hex_pair;
+use crate::mime::percent::hex_pair;
 
 /// Why the fast path gave up: the general path decides.
 #[derive(Debug)]
@@ -649,18 +649,6 @@ mod tests {
         ] {
             assert!(known_record_key(other.as_bytes()).is_none(), "{other}");
         }
-    }
-
-    /// (The sample batches come from `test_util`, behind its feature.)
-    #[test]
-    #[cfg(feature = "test-util")]
-    fn the_sample_batch_takes_the_fast_path() {
-        use crate::test_util::{encode_events, sample_events, WireEncoding};
-        let body = encode_events(&sample_events(100), WireEncoding::Json).body;
-        let text = Text::try_from_bytes(body).unwrap();
-        let budget = Budget::new(Default::default());
-        let r = fields(&text, &budget);
-        assert!(r.is_ok(), "{}", &text[..300]);
     }
 }
 

@@ -8,10 +8,6 @@ use crate::inbound::{Attachment, Headers, InboundMail};
 use crate::webhook::{Kind, Webhook};
 use crate::{ParseError, ParseErrorKind, RawJson, Text};
 
-use super::budget::{too_large, Budget};
-use super::de::HeadersSeed;
-use super::json::from_json;
-
 /// Where a top-level parameter goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slot {
@@ -162,32 +158,6 @@ impl Fields {
         }
         self.attachments.push((number, attachment));
         Ok(())
-    }
-
-    /// Stores a parameter that arrived as text (a form field or a multipart
-    /// text part): `event` and `headers` hold JSON text, parsed here.
-    pub(crate) fn set_form_field(
-        &mut self,
-        key: &str,
-        value: Text,
-        budget: &Budget,
-    ) -> Result<(), ParseError> {
-        match Slot::of(key) {
-            Slot::Event => {
-                let events = super::json::events(&value, budget).map_err(|e| e.at("event"))?;
-                self.set_events(events)
-            }
-            Slot::Headers => {
-                let headers = from_json(&value, budget, || HeadersSeed(&value, budget))
-                    .map_err(|e| e.at("headers"))?;
-                self.set_headers(headers)
-            }
-            Slot::Other => {
-                budget.unknown_field().map_err(too_large)?;
-                self.set_extra(key, RawJson::string(&value))
-            }
-            slot => self.set_text(slot, key, value),
-        }
     }
 
     fn kind(&self) -> Result<Kind, ParseError> {

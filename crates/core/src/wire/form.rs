@@ -5,16 +5,51 @@
 //! with U+FFFD and let malformed `%` escapes through, which would silently
 //! change data here. So the few lines of percent-decoding live here: a bad
 //! escape or invalid UTF-8 is an error that names the field. The decoder
-//! ([`super::percent`]) is shared with `filename*` parameters.
+//! ([`crate::mime::percent`]) is shared with `filename*` parameters.
+//!
+//! A form field holds text; `event` and `headers` hold JSON text, read here
+//! for both form bodies and multipart text parts.
 
 use std::borrow::Cow;
 
 use crate::{ParseError, ParseErrorKind, Text};
 
-use super::budget::Budget;
+use crate::mime::percent;
+use crate::RawJson;
+
+use super::budget::{too_large, Budget};
 use super::charset;
-use super::fields::Fields;
-use super::percent;
+use super::de::HeadersSeed;
+use super::fields::{Fields, Slot};
+use super::json::{self, from_json};
+
+impl Fields {
+    /// Stores a parameter that arrived as text (a form field or a multipart
+    /// text part): `event` and `headers` hold JSON text, parsed here.
+    pub(crate) fn set_form_field(
+        &mut self,
+        key: &str,
+        value: Text,
+        budget: &Budget,
+    ) -> Result<(), ParseError> {
+        match Slot::of(key) {
+            Slot::Event => {
+                let events = json::events(&value, budget).map_err(|e| e.at("event"))?;
+                self.set_events(events)
+            }
+            Slot::Headers => {
+                let headers = from_json(&value, budget, || HeadersSeed(&value, budget))
+                    .map_err(|e| e.at("headers"))?;
+                self.set_headers(headers)
+            }
+            Slot::Other => {
+                budget.unknown_field().map_err(too_large)?;
+                self.set_extra(key, RawJson::string(&value))
+            }
+            slot => self.set_text(slot, key, value),
+        }
+    }
+}
 
 /// Parses a whole form body into its top-level fields.
 /// The body is UTF-8, and so are the bytes its escapes spell (a body in

@@ -19,10 +19,11 @@ pub(crate) mod form;
 pub(crate) mod framing;
 pub(crate) mod json;
 pub(crate) mod multipart;
-pub(crate) mod percent;
 
 use bytes::Bytes;
 
+use crate::event::EventBatch;
+use crate::inbound::InboundMail;
 use crate::webhook::{Kind, Webhook};
 use crate::{Limits, ParseError, ParseErrorKind, Text};
 
@@ -97,6 +98,95 @@ pub(crate) fn parse(
         Encoding::Multipart { boundary } => multipart::parse(&boundary, charset, body, limits)?,
     };
     fields.into_webhook(expected)
+}
+
+// The model's public `parse` constructors live here, on the parser's side,
+// so that the model files import nothing from the parsers.
+
+impl EventBatch {
+    /// Parses an event-webhook body in any of its encodings (JSON,
+    /// form-urlencoded with the `event` field holding JSON text, or
+    /// multipart/form-data with the same fields).
+    ///
+    /// `content_type` is the request's `Content-Type` header value. A body
+    /// that is an inbound mail is refused with
+    /// [`ParseErrorKind::WrongKind`](crate::ParseErrorKind::WrongKind).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook_core::EventBatch;
+    ///
+    /// let body = "server_composition=pro&event_type=bounces&event=%7B%22bounces%22%3A%5B%5D%7D";
+    /// let batch = EventBatch::parse("application/x-www-form-urlencoded", Bytes::from(body))?;
+    /// assert!(batch.events.is_empty());
+    /// # Ok::<(), cmc_webhook_core::ParseError>(())
+    /// ```
+    pub fn parse(content_type: &str, body: Bytes) -> Result<EventBatch, ParseError> {
+        parse(content_type, body, Some(Kind::Events), Default::default())?.into_events()
+    }
+}
+
+impl InboundMail {
+    /// Parses an inbound-webhook body: JSON (no attachments), or
+    /// multipart/form-data (attachments as file parts); form-urlencoded with
+    /// the same fields is accepted too.
+    ///
+    /// A body that is an event batch is refused with
+    /// [`ParseErrorKind::WrongKind`](crate::ParseErrorKind::WrongKind).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook_core::{InboundMail, ParseErrorKind};
+    ///
+    /// let events = r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[]}}"#;
+    /// let err = InboundMail::parse("application/json", Bytes::from(events)).unwrap_err();
+    /// assert_eq!(err.kind(), ParseErrorKind::WrongKind);
+    /// ```
+    pub fn parse(content_type: &str, body: Bytes) -> Result<InboundMail, ParseError> {
+        parse(content_type, body, Some(Kind::Inbound), Default::default())?.into_inbound()
+    }
+}
+
+impl Webhook {
+    /// Parses a body of either kind in any of CMC's encodings.
+    ///
+    /// `content_type` is the request's `Content-Type` value; the media type
+    /// is matched in any letter case and may carry parameters. The kind is
+    /// read from the parameters present: `event_type`/`event` for events,
+    /// `headers`/`filter`/`envelope-*` for inbound mail.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook_core::{ParseErrorKind, Webhook};
+    ///
+    /// let err = Webhook::parse("text/plain", Bytes::from_static(b"hi")).unwrap_err();
+    /// assert_eq!(err.kind(), ParseErrorKind::UnsupportedMediaType);
+    /// ```
+    pub fn parse(content_type: &str, body: Bytes) -> Result<Webhook, ParseError> {
+        parse(content_type, body, None, Limits::default())
+    }
+
+    /// [`Webhook::parse`] with other caps on multipart bodies than the
+    /// [defaults](Limits::default).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use cmc_webhook_core::{Limits, ParseErrorKind, Webhook};
+    ///
+    /// let body = "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n\
+    ///             --b\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\n2\r\n--b--\r\n";
+    /// let limits = Limits::default().max_parts(1);
+    /// let err = Webhook::parse_with_limits("multipart/form-data; boundary=b", Bytes::from(body), limits)
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), ParseErrorKind::TooLarge);
+    /// ```
+    pub fn parse_with_limits(
+        content_type: &str,
+        body: Bytes,
+        limits: Limits,
+    ) -> Result<Webhook, ParseError> {
+        parse(content_type, body, None, limits)
+    }
 }
 
 /// A form body, in the charset the request names: UTF-8 (sharing the

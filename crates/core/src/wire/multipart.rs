@@ -229,7 +229,7 @@ fn multer_error(e: multer::Error) -> ParseError {
         multer::Error::StreamReadFailed(inner) if inner.is::<HeaderTooLarge>() => {
             ParseError::new(ParseErrorKind::TooLarge, inner.to_string())
         }
-        multer::Error::StreamReadFailed(inner) if crate::request::is_length_limit(&**inner) => {
+        multer::Error::StreamReadFailed(inner) if crate::limits::is_length_limit(&**inner) => {
             ParseError::new(
                 ParseErrorKind::TooLarge,
                 "the body is larger than the limit",
