@@ -263,7 +263,7 @@ impl Header {
     /// assert_eq!(subject.decoded_value(), "テストメール");
     /// ```
     pub fn decoded_value(&self) -> Cow<'_, str> {
-        crate::filename::decode_encoded_words(&self.value)
+        crate::mime::rfc2047::decode_encoded_words(&self.value)
     }
 }
 
@@ -353,7 +353,7 @@ impl Attachment {
     /// # Ok::<(), cmc_webhook_core::ParseError>(())
     /// ```
     pub fn safe_filename(&self) -> String {
-        crate::filename::sanitize(&self.filename, &self.field_name)
+        crate::mime::sanitize::sanitize(&self.filename, &self.field_name)
     }
 }
 

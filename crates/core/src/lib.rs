@@ -58,7 +58,6 @@ pub mod event;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
-mod filename;
 pub mod inbound;
 mod invisible;
 pub mod japanese;

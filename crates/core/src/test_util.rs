@@ -312,7 +312,7 @@ fn quote(s: &str) -> String {
 fn filename_parameter(file: &crate::Attachment) -> String {
     let ext = format!("form-data; filename*={}", file.raw_filename);
     let is_ext = file.raw_filename != file.filename
-        && crate::filename::from_content_disposition(ext.as_bytes(), None)
+        && crate::mime::disposition::from_content_disposition(ext.as_bytes(), None)
             .is_some_and(|f| !f.lossy && f.decoded == file.filename.as_str());
     if is_ext {
         format!("filename*={}", file.raw_filename)

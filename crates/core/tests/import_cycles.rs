@@ -74,3 +74,70 @@ fn the_script_finds_a_circle_through_a_re_export() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Every file that `file` reaches, directly or through others, by the
+/// script's graph of `src/`: one line `file: reached reached ...` each.
+fn reach(src: &Path) -> String {
+    let code = r#"
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("import_cycles", sys.argv[1])
+script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(script)
+graph = script.Crate(sys.argv[2]).graph()
+for start in sorted(graph):
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    print(start + ":", " ".join(sorted(seen)))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(code)
+        .arg(script())
+        .arg(src)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_model_and_the_mime_decoders_reach_no_parser_nor_the_gate() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let reach = reach(&src);
+    let model = [
+        "error.rs",
+        "event",
+        "inbound.rs",
+        "webhook.rs",
+        "raw.rs",
+        "text.rs",
+        "limits.rs",
+        "mime/",
+    ];
+    let parsers = ["wire/", "request.rs", "layer/", "extract.rs", "filename.rs"];
+    let mut checked = 0;
+    for line in reach.lines() {
+        let (file, reached) = line.split_once(':').unwrap();
+        if !model.iter().any(|m| file.starts_with(m)) {
+            continue;
+        }
+        checked += 1;
+        for target in reached.split_whitespace() {
+            assert!(
+                !parsers.iter().any(|p| target.starts_with(p)),
+                "{file} reaches {target}: the model and the MIME decoders are leaves"
+            );
+        }
+    }
+    // The files are there to check (a renamed folder would pass vacuously).
+    assert!(checked >= 12, "only {checked} model files found:\n{reach}");
+    assert!(reach.contains("mime/rfc2047.rs:"), "{reach}");
+}

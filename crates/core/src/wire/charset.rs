@@ -6,7 +6,7 @@
 //! Without any label, text is UTF-8. Text that is not valid in the charset
 //! it is read in is refused (400), with the field and the charset in the
 //! message: decoding it with a guessed fallback would change data
-//! silently. File names are the exception (see [`crate::filename`]): an
+//! silently. File names are the exception (see `mime::disposition`): an
 //! unreadable one is kept lossily, so that the attachment is not lost.
 
 use bytes::Bytes;
@@ -19,7 +19,7 @@ use crate::{ParseError, ParseErrorKind, Text};
 /// know it (or maps it to the replacement encoding, which decodes
 /// everything to one U+FFFD).
 pub(crate) fn of_content_type(content_type: &str) -> Result<Option<&'static Encoding>, ParseError> {
-    if !crate::filename::contains_ignore_ascii_case(content_type.as_bytes(), b"charset") {
+    if !crate::mime::contains_ignore_ascii_case(content_type.as_bytes(), b"charset") {
         return Ok(None);
     }
     let Ok(mime) = content_type.trim().parse::<mime::Mime>() else {

@@ -14,12 +14,13 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 
 use crate::inbound::Attachment;
-use crate::{filename, Limits, ParseError, ParseErrorKind, Text};
+use crate::mime::disposition::{self, FileName};
+use crate::{Limits, ParseError, ParseErrorKind, Text};
 
 use super::budget::{Budget, Key};
 use super::charset;
 use super::fields::{attachment_number, Fields};
-use super::framing::{Framing, Guarded, HeaderTooLarge};
+use super::framing::{uncarry, Framing, Guarded, HeaderTooLarge};
 
 /// Parses a whole multipart body held in memory.
 pub(crate) fn parse(
@@ -114,9 +115,18 @@ where
 
 /// One part as read: its data and the headers the model needs.
 struct Part {
-    file: Option<filename::FileName>,
+    file: Option<FileName>,
     content_type: Option<String>,
     data: Bytes,
+}
+
+/// The file name of a part's `Content-Disposition` value as `multer`
+/// hands it over: a header with control bytes (raw ISO-2022-JP) reached
+/// `multer` with them carried (see [`super::framing::CARRIER`]), so they
+/// are given back before the value is read.
+fn file_name(value: &[u8], charset: Option<&'static encoding_rs::Encoding>) -> Option<FileName> {
+    let restored = uncarry(value);
+    disposition::from_content_disposition(restored.as_deref().unwrap_or(value), charset)
 }
 
 /// Reads one part whole: its name and [`Part`].
@@ -128,7 +138,7 @@ async fn read_part(
     let headers = field.headers();
     let file = headers
         .get(http::header::CONTENT_DISPOSITION)
-        .and_then(|v| filename::from_content_disposition(v.as_bytes(), charset));
+        .and_then(|v| file_name(v.as_bytes(), charset));
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -243,5 +253,29 @@ fn multer_error(e: multer::Error) -> ParseError {
             ParseErrorKind::Encoding,
             format!("malformed multipart body: {e}"),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_read_from_the_header_with_carried_bytes_given_back() {
+        // The 0xFF byte carried as FF FF: not UTF-8, kept lossily with its
+        // bytes as sent.
+        let f = file_name(b"form-data; filename=\"\xff\xff\xfe.txt\"", None).unwrap();
+        assert_eq!(
+            (f.decoded.as_str(), f.lossy),
+            ("\u{FFFD}\u{FFFD}.txt", true)
+        );
+        assert_eq!(f.raw_bytes, b"\xff\xfe.txt");
+        // Raw ISO-2022-JP, its ESC bytes carried as FF 5B: ※ is 22 28
+        // inside the escaped run.
+        let carried = b"form-data; filename=\"\xff\x5b$B\x22(\xff\x5b(Ba.txt\"";
+        let f = file_name(carried, None).unwrap();
+        assert_eq!((f.decoded.as_str(), f.lossy), ("※a.txt", false));
+        assert_eq!(f.raw_bytes, b"\x1b$B\x22(\x1b(Ba.txt");
+        assert_eq!(file_name(b"form-data; name=\"a\"", None), None);
     }
 }
