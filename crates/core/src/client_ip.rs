@@ -31,7 +31,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
 
-use crate::allowlist::{canonical, IpSet};
+use crate::allowlist::{IpSet, canonical};
 use crate::work;
 
 /// The client address the [`WebhookLayer`](crate::WebhookLayer) resolved,

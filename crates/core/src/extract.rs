@@ -75,13 +75,13 @@
 
 use std::net::SocketAddr;
 
-use axum_core::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request};
 use axum_core::RequestExt as _;
+use axum_core::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request};
 use http::request::Parts;
 
 use crate::client_ip::ClientIp;
 use crate::rejection::{Reason, Rejection};
-use crate::request::{read_with_policy, Policy};
+use crate::request::{Policy, read_with_policy};
 use crate::webhook::Kind;
 use crate::{EventBatch, InboundMail, Webhook};
 

@@ -79,19 +79,19 @@ pub mod test_util;
 
 pub use error::{ParseError, ParseErrorKind};
 pub use event::{
-    default_time_zone, Block, Bounce, BounceClass, BounceStatus, CreatedAtError, Delivery,
-    DeliveryStatus, Event, EventBatch, EventType, IdempotencyKey, UnknownEvent,
+    Block, Bounce, BounceClass, BounceStatus, CreatedAtError, Delivery, DeliveryStatus, Event,
+    EventBatch, EventType, IdempotencyKey, UnknownEvent, default_time_zone,
 };
 pub use inbound::{Attachment, Header, Headers, InboundMail};
 pub use layer::{ConfigError, WebhookLayer, WebhookLayerBuilder};
 pub use limits::Limits;
 pub use raw::RawJson;
 pub use rejection::{Reason, Rejection, Statuses};
-pub use request::{read_event_batch, read_inbound_mail, read_webhook, Policy, DEFAULT_BODY_LIMIT};
+pub use request::{DEFAULT_BODY_LIMIT, Policy, read_event_batch, read_inbound_mail, read_webhook};
 #[cfg(feature = "metrics")]
 pub use telemetry::describe_metrics;
 pub(crate) use text::REDACTED;
-pub use text::{is_invisible, printable, Text};
+pub use text::{Text, is_invisible, printable};
 
 /// The `ipnet` crate, whose `IpNet` the allowlist takes: re-exported so that
 /// mounting the layer needs no dependency of its own.

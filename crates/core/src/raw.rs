@@ -3,10 +3,10 @@
 use std::fmt;
 
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::value::RawValue;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::Text;
 

@@ -12,7 +12,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
 use crate::{ParseError, ParseErrorKind};
@@ -413,10 +413,12 @@ mod tests {
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()["allow"], "POST");
         let r = Rejection::new(Reason::BadCredentials).into_http_response();
-        assert!(r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Basic realm="));
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic realm=")
+        );
         let r = Rejection::new(Reason::BadApiKey).into_http_response();
         assert!(!r.headers().contains_key("www-authenticate"));
         let statuses = Statuses::default().with(Reason::ClientNotAllowed, StatusCode::NOT_FOUND);

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, BodyStream, Limited};
 
 use crate::auth::ApiKeys;
 use crate::limits::is_length_limit;
-use crate::rejection::{log_refusal, Reason, Refused, Rejection, Statuses};
+use crate::rejection::{Reason, Refused, Rejection, Statuses, log_refusal};
 use crate::webhook::Kind;
 use crate::wire::budget::{Budget, Key};
 use crate::wire::{self, Encoding};
@@ -274,11 +274,11 @@ where
     let parsed = clock.run(|| parsed.and_then(|fields| Ok(fields.into_webhook(expected)?)));
     crate::telemetry::body_bytes(label, clock.bytes);
     crate::telemetry::parse_time(label, clock.spent);
-    if budget.needs_key() {
-        if let (Err(_), Some(text), Key::Unseen) = (&parsed, &json_text, budget.key()) {
-            // The parse failed before it reached the key: look for it alone.
-            wire::json::scan_key(text, &budget);
-        }
+    if budget.needs_key()
+        && let (Err(_), Some(text), Key::Unseen) = (&parsed, &json_text, budget.key())
+    {
+        // The parse failed before it reached the key: look for it alone.
+        wire::json::scan_key(text, &budget);
     }
     if budget.needs_key() {
         // No valid key: the caller learns nothing about the body, except

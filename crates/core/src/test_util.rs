@@ -35,9 +35,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::RawJson;
 use crate::event::{Bounce, Delivery, Event, EventBatch};
 use crate::inbound::InboundMail;
-use crate::RawJson;
 
 /// One of the encodings CMC posts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -11,8 +11,8 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt};
 
-use cmc_webhook_core::layer::{RequestBody, ResponseBody};
 use cmc_webhook_core::WebhookLayer;
+use cmc_webhook_core::layer::{RequestBody, ResponseBody};
 
 fn send_sync<T: Send + Sync + 'static>() {}
 

@@ -45,7 +45,10 @@ fn the_script_finds_a_circle_through_a_re_export() {
     // parser, which names `crate::Value`: the circle passes through the
     // re-export to the file that defines the item.
     let files = [
-        ("lib.rs", "mod model;\nmod parser;\npub use model::value::Value;\n"),
+        (
+            "lib.rs",
+            "mod model;\nmod parser;\npub use model::value::Value;\n",
+        ),
         ("model/mod.rs", "pub(crate) mod value;\n"),
         (
             "model/value.rs",

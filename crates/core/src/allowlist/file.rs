@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tracing::Dispatch;
 
-use super::set::{parse_net_strict, Allowlist, IpSet, IpSetParseError};
+use super::set::{Allowlist, IpSet, IpSetParseError, parse_net_strict};
 use crate::text::printable;
 
 /// An [`Allowlist`] kept in step with a file.

@@ -26,4 +26,4 @@ mod set;
 
 pub use file::{AllowlistFile, AllowlistFileError, Reload, WatchHandle};
 pub(crate) use set::parse_net;
-pub use set::{canonical, Allowlist, IpSet, IpSetParseError};
+pub use set::{Allowlist, IpSet, IpSetParseError, canonical};

@@ -191,10 +191,10 @@ fn subtract<T: Copy + Ord + num::Successor>(a: &[(T, T)], b: &[(T, T)]) -> Vec<(
         let mut at = Some(start);
         for &(cut_start, cut_end) in b[first..].iter().take_while(|&&(s, _)| s <= end) {
             let Some(from) = at else { break };
-            if from < cut_start {
-                if let Some(before) = cut_start.predecessor() {
-                    out.push((from, before));
-                }
+            if from < cut_start
+                && let Some(before) = cut_start.predecessor()
+            {
+                out.push((from, before));
             }
             // A cut ending at or past `end` leaves nothing; otherwise the
             // rest starts after it (later cuts start further on).

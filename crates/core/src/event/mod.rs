@@ -32,7 +32,7 @@ use crate::{RawJson, Text};
 pub use key::{IdempotencyKey, InvalidKey};
 pub use records::{Block, Bounce, Delivery, UnknownEvent};
 pub use status::{BounceClass, BounceStatus, DeliveryStatus};
-pub use time::{default_time_zone, format_created, CreatedAtError};
+pub use time::{CreatedAtError, default_time_zone, format_created};
 
 /// One POST of the event webhook: a batch of status-change records.
 ///

@@ -2,8 +2,8 @@
 //! answers with.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -88,10 +88,10 @@ where
             return Poll::Ready(None);
         };
         let polled = inner.as_mut().poll_frame(cx);
-        if let Poll::Ready(Some(Err(e))) = &polled {
-            if is_length_limit(&**e) {
-                this.tripped.store(true, Ordering::Relaxed);
-            }
+        if let Poll::Ready(Some(Err(e))) = &polled
+            && is_length_limit(&**e)
+        {
+            this.tripped.store(true, Ordering::Relaxed);
         }
         polled
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::StatusCode;
 use ipnet::IpNet;
 
-use crate::allowlist::{parse_net, Allowlist, IpSet, IpSetParseError};
+use crate::allowlist::{Allowlist, IpSet, IpSetParseError, parse_net};
 use crate::auth::{ApiKeys, BasicCredentials};
 use crate::client_ip::ForwardedHeader;
 use crate::rejection::{Reason, Statuses};
@@ -479,7 +479,7 @@ impl WebhookLayerBuilder {
         let (allowlist, also_allowed) = match self.allowlist {
             Some(shared) => (shared, also_allowed),
             None if also_allowed.is_empty() && !self.report_only => {
-                return Err(ConfigError::NoAllowlist)
+                return Err(ConfigError::NoAllowlist);
             }
             None => (Allowlist::new(also_allowed), IpSet::new()),
         };
@@ -718,11 +718,13 @@ mod tests {
         assert!(e.to_string().contains("`bogus`"), "{e}");
         assert!(WebhookLayer::builder().trust_proxy_cidrs("nope").is_err());
         // Learning mode needs no allowlist, but a credential.
-        assert!(WebhookLayer::builder()
-            .report_only()
-            .api_key("k")
-            .build()
-            .is_ok());
+        assert!(
+            WebhookLayer::builder()
+                .report_only()
+                .api_key("k")
+                .build()
+                .is_ok()
+        );
         assert_eq!(
             WebhookLayer::builder().report_only().build().unwrap_err(),
             ConfigError::ReportOnlyWithoutCredentials

@@ -97,11 +97,11 @@ impl<B: Body> Body for Counted<B> {
     ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.seen
-                    .fetch_add(data.remaining() as u64, Ordering::Relaxed);
-            }
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.seen
+                .fetch_add(data.remaining() as u64, Ordering::Relaxed);
         }
         polled
     }

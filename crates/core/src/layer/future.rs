@@ -3,9 +3,9 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::Response;
@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use super::body::ResponseBody;
 use super::config::Config;
 use super::drain::{Drain, Slot};
-use crate::rejection::{log_refusal, Reason, Refused, Rejection};
+use crate::rejection::{Reason, Refused, Rejection, log_refusal};
 use crate::request::ReadReport;
 use crate::telemetry::Outcome;
 

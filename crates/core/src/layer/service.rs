@@ -2,8 +2,8 @@
 //! wraps around yours.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -14,12 +14,12 @@ use tracing::field;
 
 use super::body::{GiveBack, RequestBody, ResponseBody};
 use super::config::Config;
-use super::drain::{expects_continue, Drain, Slot};
+use super::drain::{Drain, Slot, expects_continue};
 use super::future::ResponseFuture;
 use super::unlisted::Sighting;
-use crate::client_ip::{client_ip, ClientIp};
-use crate::rejection::{log_refusal, Reason, Rejection};
-use crate::request::{declared_length, ReadReport};
+use crate::client_ip::{ClientIp, client_ip};
+use crate::rejection::{Reason, Rejection, log_refusal};
+use crate::request::{ReadReport, declared_length};
 use crate::wire::Encoding;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -162,7 +162,7 @@ impl Config {
             .unwrap_or("");
         match Encoding::from_content_type(content_type) {
             Err(e) if e.kind() == crate::ParseErrorKind::UnsupportedMediaType => {
-                return Err(refuse(Reason::UnsupportedMediaType))
+                return Err(refuse(Reason::UnsupportedMediaType));
             }
             // A multipart type without a boundary is the body reader's 400.
             _ => {}

@@ -16,7 +16,7 @@ use crate::event::Event;
 use crate::{RawJson, Text};
 
 use super::budget::Budget;
-use super::de::{parse_created, parse_ip, reserve_records, set_once, RecordFields, RecordKey};
+use super::de::{RecordFields, RecordKey, parse_created, parse_ip, reserve_records, set_once};
 use super::fields::{Fields, Slot};
 use crate::mime::percent::hex_pair;
 

@@ -151,10 +151,10 @@ impl Fields {
         number: Option<u32>,
         attachment: Attachment,
     ) -> Result<(), ParseError> {
-        if let Some(n) = number {
-            if !self.attachment_numbers.insert(n) {
-                return Err(twice(&attachment.field_name));
-            }
+        if let Some(n) = number
+            && !self.attachment_numbers.insert(n)
+        {
+            return Err(twice(&attachment.field_name));
         }
         self.attachments.push((number, attachment));
         Ok(())
@@ -184,10 +184,10 @@ impl Fields {
     /// body of the other kind is an error that names what arrived.
     pub(crate) fn into_webhook(self, expected: Option<Kind>) -> Result<Webhook, ParseError> {
         let kind = self.kind()?;
-        if let Some(expected) = expected {
-            if expected != kind {
-                return Err(expected.mismatch());
-            }
+        if let Some(expected) = expected
+            && expected != kind
+        {
+            return Err(expected.mismatch());
         }
         match kind {
             Kind::Events => self.into_events().map(Webhook::Events),

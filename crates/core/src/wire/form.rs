@@ -14,10 +14,10 @@ use std::borrow::Cow;
 
 use crate::{ParseError, ParseErrorKind, Text};
 
-use crate::mime::percent;
 use crate::RawJson;
+use crate::mime::percent;
 
-use super::budget::{too_large, Budget};
+use super::budget::{Budget, too_large};
 use super::charset;
 use super::de::HeadersSeed;
 use super::fields::{Fields, Slot};
@@ -175,7 +175,9 @@ fn bad_escape_bytes(raw: &[u8], at: usize) -> ParseError {
     let shown = String::from_utf8_lossy(&raw[at.min(raw.len())..(at + 3).min(raw.len())]);
     ParseError::new(
         ParseErrorKind::Encoding,
-        format!("malformed percent-encoding `{shown}` at byte {at}: `%` must be followed by two hex digits"),
+        format!(
+            "malformed percent-encoding `{shown}` at byte {at}: `%` must be followed by two hex digits"
+        ),
     )
 }
 

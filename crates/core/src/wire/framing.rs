@@ -439,9 +439,11 @@ mod tests {
             let (seen, _) = run(&body, size, 1024).unwrap();
             // What multer sees has no control byte httparse refuses...
             let head_end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-            assert!(!seen[..head_end]
-                .iter()
-                .any(|&b| b == 0x1b || b == 0x01 || b == 0x7f));
+            assert!(
+                !seen[..head_end]
+                    .iter()
+                    .any(|&b| b == 0x1b || b == 0x01 || b == 0x7f)
+            );
             // ... and the value comes back byte for byte.
             let start = seen.windows(10).position(|w| w == b"filename=\"").unwrap() + 10;
             let end = head_end - 1;

@@ -19,8 +19,8 @@ use crate::{Limits, ParseError, ParseErrorKind, Text};
 
 use super::budget::{Budget, Key};
 use super::charset;
-use super::fields::{attachment_number, Fields};
-use super::framing::{uncarry, Framing, Guarded, HeaderTooLarge};
+use super::fields::{Fields, attachment_number};
+use super::framing::{Framing, Guarded, HeaderTooLarge, uncarry};
 
 /// Parses a whole multipart body held in memory.
 pub(crate) fn parse(
