@@ -32,7 +32,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `axum` | no | the extractors ([`extract`]); the layer reads axum's `ConnectInfo`; [`Rejection`] implements `IntoResponse` |
+//! | `axum` | no | the extractors (`extract`); the layer reads axum's `ConnectInfo`; [`Rejection`] implements `IntoResponse` |
 //! | `metrics` | no | metrics through the `metrics` facade, for any exporter |
 //! | `test-util` | no | `test_util`: sample payloads and CMC's requests, byte for byte, for your own tests |
 //!

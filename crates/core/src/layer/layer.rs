@@ -12,7 +12,7 @@ use super::unlisted::UnlistedClient;
 
 /// A tower [`Layer`](tower_layer::Layer) that admits only requests from
 /// allowed addresses, with the right method, credentials, media type and
-/// size. See the [module docs](self) for the rules.
+/// size. See the [module docs](crate::layer) for the rules.
 #[derive(Clone)]
 pub struct WebhookLayer {
     pub(super) config: Arc<Config>,

@@ -21,7 +21,7 @@
 //! Requests that pass reach the inner service with the body wrapped in a
 //! [`RequestBody`] that stops at the limit while streaming (the layer then
 //! answers 413 whatever the handler made of it), and with a
-//! [`Policy`] in the extensions that tells
+//! [`Policy`](crate::Policy) in the extensions that tells
 //! [`read_webhook`](crate::read_webhook) and the extractors the limit and
 //! the accepted `api_key`s (a key sits in the body, so it is checked there,
 //! 401 when wrong), and a [`ClientIp`](crate::client_ip::ClientIp).

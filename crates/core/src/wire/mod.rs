@@ -110,7 +110,7 @@ impl EventBatch {
     ///
     /// `content_type` is the request's `Content-Type` header value. A body
     /// that is an inbound mail is refused with
-    /// [`ParseErrorKind::WrongKind`](crate::ParseErrorKind::WrongKind).
+    /// [`ParseErrorKind::WrongKind`].
     ///
     /// ```
     /// use bytes::Bytes;
@@ -132,7 +132,7 @@ impl InboundMail {
     /// the same fields is accepted too.
     ///
     /// A body that is an event batch is refused with
-    /// [`ParseErrorKind::WrongKind`](crate::ParseErrorKind::WrongKind).
+    /// [`ParseErrorKind::WrongKind`].
     ///
     /// ```
     /// use bytes::Bytes;
