@@ -77,12 +77,9 @@ mod error;
 mod job;
 pub mod mailbox;
 mod ops;
-#[cfg(feature = "postgres")]
-mod postgres;
 mod receive;
 mod rows;
 mod schema;
-mod sqlite;
 mod store;
 pub mod suppression;
 mod telemetry;
@@ -106,13 +103,15 @@ pub use ops::{
 pub use receive::{Receive, ResponseFuture};
 pub use schema::Migrated;
 use schema::Opening;
-pub use sqlite::Synchronous;
+pub use store::sqlite::Synchronous;
 #[cfg(feature = "metrics")]
 pub use telemetry::describe_metrics;
 pub use worker::{NoEvents, Stopped, Worker, WorkerHandle};
 
 use self::rows::Arrival;
-use self::store::Store;
+#[cfg(feature = "postgres")]
+use self::store::postgres;
+use self::store::{sqlite, Store};
 use cmc_webhook_core::Webhook;
 
 /// The retention of [`Inbox::prune`] that the receiver example uses, and a
@@ -655,7 +654,10 @@ impl Inbox {
     pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
         let mut history = self.inner.store.history(message_id).await?;
         for entry in &mut history.entries {
-            rows::load_event_apart(&self.inner.store, entry.id.id, &mut entry.event).await?;
+            self.inner
+                .store
+                .load_event_apart(entry.id.id, &mut entry.event)
+                .await?;
         }
         Ok(history)
     }

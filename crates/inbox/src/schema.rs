@@ -106,3 +106,8 @@ pub(crate) fn migrated(migrator: &Migrator, before: Option<i64>) -> Migrated {
         version: latest(migrator),
     }
 }
+
+/// Which process opened the store, for `cmc_inbox_opened`.
+pub(crate) fn process_name() -> String {
+    format!("pid {}", std::process::id())
+}

@@ -20,9 +20,11 @@ use super::error::InboxError;
 #[cfg(feature = "metrics")]
 use super::job::State;
 use super::job::{Item, Job, JobId, Kind};
-use super::mailbox::store::{DeliveryOutcome, DeliveryRound, DeliverySettle, DeliveryStep};
 use super::mailbox::{DeliveryState, Handled, Mailboxes};
-use super::store::Store;
+use super::store::{
+    Claim, DeliveryOutcome, DeliveryRound, DeliverySettle, DeliveryStep, Outcome, Renew, Settle,
+    Store,
+};
 use super::Inbox;
 
 /// Runs a handler on every stored event and mail, in order of arrival,
@@ -169,75 +171,6 @@ impl WorkerHandle {
             retention.abort();
         }
     }
-}
-
-/// The outcome of one handler run, as the backend records it.
-#[derive(Debug)]
-pub(crate) struct Settle {
-    pub id: JobId,
-    /// When it finished, in the store's milliseconds.
-    pub at: i64,
-    pub outcome: Outcome,
-}
-
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    Done,
-    Retry { at: i64, error: String },
-    Dead { error: String },
-    Released,
-}
-
-/// The leases a round extends: those of the rows whose handlers still run.
-#[derive(Debug)]
-pub(crate) struct Renew {
-    pub ids: Vec<JobId>,
-    pub until: i64,
-}
-
-/// What a round claims.
-#[derive(Debug)]
-pub(crate) struct Claim {
-    /// Which table first: the two take turns, so that neither starves.
-    pub order: [Kind; 2],
-    pub limit: usize,
-    pub now: i64,
-    pub lease_until: i64,
-    pub max_attempts: u32,
-    /// Whether to mark dead the rows whose lease ran out on their last
-    /// attempt: once per poll interval, not on every round.
-    pub sweep: bool,
-    /// The rows this worker's handlers still run: neither claimed again
-    /// nor swept, even when their lease ran out (a renewal that could not
-    /// reach the store). Every other row whose lease ran out is free,
-    /// those `locked_by` this worker included: a claim whose answer was
-    /// lost leaves rows under this worker's name that it never ran.
-    pub held: Vec<JobId>,
-    /// Which kinds (event, mail) this worker's handler takes at all: a
-    /// mailbox worker takes no events, and routes mails instead.
-    pub kinds: [bool; 2],
-    /// Which kinds may have due rows (event, mail): a kind whose last claim
-    /// came back short is not asked again until something is stored, the
-    /// poll interval passes, or a row is replayed.
-    pub due: [bool; 2],
-}
-
-impl Claim {
-    /// The ids of the rows of `kind` this worker holds.
-    pub(crate) fn held_of(&self, kind: Kind) -> Vec<i64> {
-        self.held
-            .iter()
-            .filter(|id| id.kind == kind)
-            .map(|id| id.id)
-            .collect()
-    }
-}
-
-/// Logs outcomes a round could not record: their rows are no longer
-/// this worker's (the lease ran out and another worker took them, or an
-/// operator replayed them), so their handlers may run again elsewhere.
-pub(crate) fn lost_outcomes(kind: Kind, rows: usize, outcome: &str) {
-    tracing::warn!(kind = kind.as_str(), rows, outcome, "outcomes not recorded: the rows are no longer this worker's (their lease ran out and another worker took them, or they were replayed); their handlers may run again");
 }
 
 /// A claim's lease unless [`Worker::lease`] says otherwise: short, and
@@ -469,6 +402,12 @@ where
         let me = worker_name();
         let mut wake = self.inbox.subscribe();
         let mut lanes = Lanes::new(self.mailboxes.as_deref());
+        // The mailboxes as the round's statements see them.
+        let slots = self
+            .mailboxes
+            .as_deref()
+            .map(Mailboxes::slots)
+            .unwrap_or_default();
         let mut stats = Stopped::default();
         let mut deadline: Option<Instant> = None;
         let mut turn = 0usize;
@@ -547,8 +486,10 @@ where
             };
             if settle_now || claim.is_some() || renew.is_some() || box_work {
                 let now = self.inbox.now();
-                let deliveries = boxes.map(|mailboxes| DeliveryRound {
-                    mailboxes,
+                let routing = boxes.map(Mailboxes::routing);
+                let deliveries = routing.as_ref().map(|router| DeliveryRound {
+                    mailboxes: &slots,
+                    router,
                     settle: &lanes.delivered,
                     renew: renew.as_ref().map(|r| (renew_boxes.as_slice(), r.until)),
                     route,
@@ -774,7 +715,8 @@ where
                     let store = self.inbox.inner.store.clone();
                     let run = async move {
                         let mut job = job;
-                        super::rows::load_apart(&store, job.mail_id, &mut job.mail)
+                        store
+                            .load_mail_apart(job.mail_id, &mut job.mail)
                             .await
                             .map_err(|e| e.to_string())?;
                         handler(job).await
@@ -1160,12 +1102,14 @@ where
     E: fmt::Display,
 {
     if let Item::Event(event) = &mut job.item {
-        super::rows::load_event_apart(&store, job.id.id, event)
+        store
+            .load_event_apart(job.id.id, event)
             .await
             .map_err(|e| e.to_string())?;
     }
     if let Item::Mail(mail) = &mut job.item {
-        super::rows::load_apart(&store, job.id.id, mail)
+        store
+            .load_mail_apart(job.id.id, mail)
             .await
             .map_err(|e| e.to_string())?;
         if !mail.attachments.is_empty() {

@@ -90,7 +90,6 @@
 
 mod pattern;
 mod route;
-pub(crate) mod store;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -108,7 +107,7 @@ pub use pattern::{MailboxError, Pattern, Route};
 use super::backoff::Backoff;
 use super::clock::{from_millis, millis};
 use super::error::{InboxError, InboxErrorKind};
-use super::store::Store;
+use super::store::{self, DeliveryQuery, DeliveryReplay, MailboxSlot, Store, Which};
 use super::Inbox;
 use cmc_webhook_core::{IdempotencyKey, InboundMail};
 
@@ -467,6 +466,25 @@ impl Mailboxes {
                 self.fallback
                     .map(|i| ("*".to_owned(), self.boxes[i].name.as_str())),
             )
+    }
+
+    /// The mailboxes as a round's statements see them, by index.
+    pub(crate) fn slots(&self) -> Vec<MailboxSlot> {
+        self.boxes
+            .iter()
+            .map(|b| MailboxSlot {
+                name: b.name.clone(),
+                max_attempts: b.max_attempts,
+            })
+            .collect()
+    }
+
+    /// The routing table a round routes the due mails with.
+    pub(crate) fn routing(&self) -> route::Routing<'_> {
+        route::Routing {
+            routes: &self.routes,
+            fallback: self.fallback,
+        }
     }
 
     fn index(&self, name: &str) -> Option<usize> {
@@ -845,13 +863,6 @@ impl MailboxCounts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Which {
-    Any,
-    Unrouted,
-    Named(String),
-}
-
 /// Which deliveries [`Deliveries::list`] and [`Deliveries::replay`]
 /// take: all mailboxes and states unless narrowed; a list returns at most
 /// [`limit`](DeliveryFilter::limit) of them, after the id
@@ -925,6 +936,37 @@ impl DeliveryFilter {
     }
 }
 
+impl DeliveryFilter {
+    /// The filter as the store's statements read it.
+    fn query(&self) -> DeliveryQuery {
+        DeliveryQuery {
+            mailbox: self.mailbox.clone(),
+            states: self.states.iter().map(DeliveryState::as_str).collect(),
+            mail: self.mail,
+            after: self.after,
+            limit: self.limit,
+        }
+    }
+
+    /// A replay of what the filter takes: its finished deliveries back to
+    /// pending, then, when it takes the state `unrouted` and names no
+    /// mailbox, the mails of its unrouted ones routed again.
+    fn replay(&self) -> DeliveryReplay {
+        let mut finished = self.query();
+        finished.states = self
+            .states
+            .iter()
+            .filter(|s| s.is_final())
+            .map(DeliveryState::as_str)
+            .collect();
+        DeliveryReplay {
+            finished,
+            reroute: self.states.contains(&DeliveryState::Unrouted)
+                && !matches!(self.mailbox, Which::Named(_)),
+        }
+    }
+}
+
 /// What [`Deliveries::replay`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -974,7 +1016,8 @@ impl Deliveries {
     /// How many deliveries each mailbox has in each state, in mailbox name
     /// order, the unrouted last.
     pub async fn counts(&self) -> Result<Vec<MailboxCounts>, InboxError> {
-        self.inbox.inner.store.delivery_counts().await
+        let rows = self.inbox.inner.store.delivery_counts().await?;
+        Ok(MailboxCounts::from_rows(rows))
     }
 
     /// The deliveries `filter` takes, in order of id.
@@ -982,7 +1025,7 @@ impl Deliveries {
         self.inbox
             .inner
             .store
-            .delivery_list(filter)
+            .delivery_list(&filter.query())
             .await?
             .into_iter()
             .map(Delivery::from_raw)
@@ -1002,7 +1045,7 @@ impl Deliveries {
             .inbox
             .inner
             .store
-            .delivery_replay(&filter, millis(self.inbox.now()))
+            .delivery_replay(&filter.replay(), millis(self.inbox.now()))
             .await?;
         self.inbox.wake();
         Ok(Replayed {
@@ -1119,7 +1162,7 @@ pub(crate) async fn unrouted(
         .await?
         .ok_or_else(|| corrupt("the row is gone".into()))?;
     let mut read = ReadMail::from_row(row).map_err(corrupt)?;
-    super::rows::load_apart(store, mail_id, &mut read.mail).await?;
+    store.load_mail_apart(mail_id, &mut read.mail).await?;
     Ok(Unrouted {
         mail_id,
         key: read.key,

@@ -18,17 +18,18 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
-use super::error::{InboxError, InboxErrorKind};
-use super::job::Kind;
-use super::mailbox::store::postgres as mailbox_sql;
-use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery, ReplayCursor};
-use super::mailbox::{DeliveryFilter, MailboxCounts};
-use super::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
-use super::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed, NewEvent};
-use super::schema::{self, Migrated, Opening};
-use super::suppression::policy::Policy;
-use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
-use super::worker::{lost_outcomes, Claim, Outcome, Renew, Settle};
+use super::mailbox::postgres as mailbox_sql;
+use super::types::{
+    lost_outcomes, Claim, DeliveryCount, DeliveryQuery, DeliveryReplay, DeliveryRound,
+    DeliveryStep, MailRow, Outcome, RawDelivery, Renew, ReplayCursor, Settle,
+};
+use crate::error::{InboxError, InboxErrorKind};
+use crate::job::Kind;
+use crate::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
+use crate::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed, NewEvent};
+use crate::schema::{self, Migrated, Opening};
+use crate::suppression::policy::Policy;
+use crate::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
 
 /// The channel of `LISTEN`/`NOTIFY` on which commits wake workers.
 const CHANNEL: &str = "cmc_inbox";
@@ -92,7 +93,7 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
         let before = applied_version(&pool).await?;
         MIGRATOR.run(&pool).await?;
         let mut conn = pool.acquire().await?;
-        rekey_suppressions(&mut conn, super::clock::millis(jiff::Timestamp::now())).await?;
+        rekey_suppressions(&mut conn, crate::clock::millis(jiff::Timestamp::now())).await?;
         drop(conn);
         Ok::<_, sqlx::migrate::MigrateError>(schema::migrated(&MIGRATOR, before))
     }
@@ -184,7 +185,7 @@ impl Postgres {
                     .acquire()
                     .await
                     .map_err(|e| InboxError::database(&format!("could not migrate {store}"), e))?;
-                rekey_suppressions(&mut conn, super::clock::millis(jiff::Timestamp::now()))
+                rekey_suppressions(&mut conn, crate::clock::millis(jiff::Timestamp::now()))
                     .await
                     .map_err(|e| InboxError::database(&format!("could not migrate {store}"), e))?;
                 drop(conn);
@@ -208,8 +209,8 @@ impl Postgres {
                 "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, $1, $2) \
                  ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, process = EXCLUDED.process",
             )
-            .bind(super::clock::millis(jiff::Timestamp::now()))
-            .bind(super::sqlite::process_name())
+            .bind(crate::clock::millis(jiff::Timestamp::now()))
+            .bind(schema::process_name())
             .execute(&pool)
             .await
             .map_err(|e| {
@@ -382,14 +383,14 @@ impl Postgres {
         for chunk in recipients.chunks(1000) {
             let rows = sqlx::query(&format!(
                 "SELECT {} FROM cmc_suppressions WHERE recipient = ANY($1) AND reason IS NOT NULL",
-                super::suppression::CHECK_COLUMNS
+                crate::suppression::CHECK_COLUMNS
             ))
             .bind(chunk)
             .fetch_all(&self.pool)
             .await
             .map_err(failed)?;
             for r in &rows {
-                out.push(super::suppression::rows::raw_suppression(r).map_err(failed)?);
+                out.push(crate::suppression::rows::raw_suppression(r).map_err(failed)?);
             }
         }
         Ok(out)
@@ -401,7 +402,7 @@ impl Postgres {
         now: i64,
     ) -> Result<Vec<RawEntry>, InboxError> {
         let failed = |e| InboxError::database("could not list the suppression list", e);
-        let rows = sqlx::query(&super::suppression::sql::pg(super::suppression::sql::LIST))
+        let rows = sqlx::query(&crate::suppression::sql::pg(crate::suppression::sql::LIST))
             .bind(filter.reason.map(|r| r.as_str()))
             .bind(i64::from(filter.suppressed_only))
             .bind(now)
@@ -411,21 +412,21 @@ impl Postgres {
             .await
             .map_err(failed)?;
         rows.iter()
-            .map(|r| super::suppression::rows::raw_entry(r).map_err(failed))
+            .map(|r| crate::suppression::rows::raw_entry(r).map_err(failed))
             .collect()
     }
 
     pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<Change>, InboxError> {
         let failed = |e| InboxError::database("could not read the suppression history", e);
-        let rows = sqlx::query(&super::suppression::sql::pg(
-            super::suppression::sql::HISTORY,
+        let rows = sqlx::query(&crate::suppression::sql::pg(
+            crate::suppression::sql::HISTORY,
         ))
         .bind(recipient)
         .fetch_all(&self.pool)
         .await
         .map_err(failed)?;
         rows.iter()
-            .map(super::suppression::change_row)
+            .map(crate::suppression::change_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(failed)
     }
@@ -444,12 +445,12 @@ impl Postgres {
 
         let (sql, reason, change) = match manual {
             Manual::Add { .. } => (
-                super::suppression::sql::pg(super::suppression::sql::ADD),
+                crate::suppression::sql::pg(crate::suppression::sql::ADD),
                 Some("manual"),
                 "added",
             ),
             Manual::Remove => (
-                super::suppression::sql::pg(super::suppression::sql::REMOVE),
+                crate::suppression::sql::pg(crate::suppression::sql::REMOVE),
                 None,
                 "removed",
             ),
@@ -466,7 +467,7 @@ impl Postgres {
             .rows_affected()
             > 0;
         if changed {
-            sqlx::query(&super::suppression::sql::pg(super::suppression::sql::NOTE))
+            sqlx::query(&crate::suppression::sql::pg(crate::suppression::sql::NOTE))
                 .bind(recipient)
                 .bind(change)
                 .bind(reason)
@@ -525,7 +526,7 @@ impl Postgres {
                     lost_outcomes(kind, done.len() - marked.len(), "done");
                 }
                 if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
-                    let observed = super::suppression::rows::observed(&marked, &policy.time_zone)
+                    let observed = crate::suppression::rows::observed(&marked, &policy.time_zone)
                         .map_err(failed)?;
                     for (recipient, observed, change) in observed {
                         keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
@@ -757,7 +758,7 @@ impl Postgres {
         mailbox_sql::mail_row(&mut conn, id).await.map_err(failed)
     }
 
-    pub async fn delivery_counts(&self) -> Result<Vec<MailboxCounts>, InboxError> {
+    pub async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, InboxError> {
         let failed = |e| InboxError::database("could not count the deliveries", e);
         let mut conn = self.pool.acquire().await.map_err(failed)?;
         mailbox_sql::counts(&mut conn).await.map_err(failed)
@@ -765,7 +766,7 @@ impl Postgres {
 
     pub async fn delivery_list(
         &self,
-        filter: &DeliveryFilter,
+        filter: &DeliveryQuery,
     ) -> Result<Vec<RawDelivery>, InboxError> {
         let failed = |e| InboxError::database("could not list the deliveries", e);
         let mut conn = self.pool.acquire().await.map_err(failed)?;
@@ -776,7 +777,7 @@ impl Postgres {
     /// transaction.
     pub async fn delivery_replay(
         &self,
-        filter: &DeliveryFilter,
+        filter: &DeliveryReplay,
         now: i64,
     ) -> Result<(u64, u64), InboxError> {
         let failed = |e| InboxError::database("could not replay the deliveries", e);
@@ -831,7 +832,7 @@ impl Postgres {
             .await
             .map_err(|e| InboxError::database("could not count the rows", e))?;
             counts.add_rows(kind, rows);
-            let oldest: Option<i64> = sqlx::query_scalar(&super::ops::oldest_pending_sql(kind))
+            let oldest: Option<i64> = sqlx::query_scalar(&crate::ops::oldest_pending_sql(kind))
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| InboxError::database("could not read the oldest pending row", e))?;
@@ -870,10 +871,10 @@ impl Postgres {
         let failed = |e| InboxError::database("could not replay", e);
         let mut replayed = 0;
         for kind in &filter.kinds {
-            let Some((statement, walk)) = super::ops::replay_sql(*kind, filter) else {
+            let Some((statement, walk)) = crate::ops::replay_sql(*kind, filter) else {
                 continue;
             };
-            let statement = super::suppression::sql::pg(&statement);
+            let statement = crate::suppression::sql::pg(&statement);
             let last: i64 = sqlx::query_scalar(&format!(
                 "SELECT COALESCE(MAX(id), 0)::BIGINT FROM {}",
                 kind.table()
@@ -934,7 +935,7 @@ impl Postgres {
                     "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
                      WHERE state = 'done' AND done_at < $1{kept} LIMIT 10000)",
                     table = kind.table(),
-                    kept = super::mailbox::store::routed_mails_kept(kind)
+                    kept = super::mailbox::routed_mails_kept(kind)
                 ))
                 .bind(before)
                 .execute(&self.pool)
@@ -1108,7 +1109,7 @@ fn is_conflict(e: &InboxError) -> bool {
 /// row of `cmc_suppressions_rekey` asks for it, and is deleted in the same
 /// transaction.
 async fn rekey_suppressions(conn: &mut sqlx::PgConnection, now: i64) -> Result<u64, sqlx::Error> {
-    use super::suppression::{normalize, rows, sql};
+    use crate::suppression::{normalize, rows, sql};
     let pending: i64 = sqlx::query_scalar(&sql::pg(sql::REKEY_PENDING))
         .fetch_one(&mut *conn)
         .await?;
@@ -1253,7 +1254,7 @@ async fn keep_suppression(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     policy: &Policy,
     recipient: &str,
-    observed: &super::suppression::policy::Observed,
+    observed: &crate::suppression::policy::Observed,
     change: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -1261,10 +1262,10 @@ async fn keep_suppression(
     // nothing (it drops the soft bounces before it), and one history row
     // per delivered mail would grow forever. An address the list does not
     // hold gets no row from it.
-    let success = observed.what == super::suppression::policy::What::Succeeded;
+    let success = observed.what == crate::suppression::policy::What::Succeeded;
     if success
-        && sqlx::query(&super::suppression::sql::pg(
-            super::suppression::sql::EXISTS,
+        && sqlx::query(&crate::suppression::sql::pg(
+            crate::suppression::sql::EXISTS,
         ))
         .bind(recipient)
         .fetch_optional(&mut **tx)
@@ -1308,8 +1309,8 @@ async fn keep_suppression(
     .bind(recipient)
     .fetch_one(&mut **tx)
     .await?;
-    let mut state = super::suppression::rows::state(&r)?;
-    super::suppression::policy::apply(&mut state, observed, policy);
+    let mut state = crate::suppression::rows::state(&r)?;
+    crate::suppression::policy::apply(&mut state, observed, policy);
     let c = state.to_columns();
     sqlx::query(
         "UPDATE cmc_suppressions SET reason = $2, since = $3, until = $4, note = $5, events = $6, \

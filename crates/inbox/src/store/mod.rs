@@ -1,16 +1,27 @@
-//! [`Store`]: the backend an inbox runs on. Each backend has its own file
-//! (`sqlite.rs`); this enum forwards to it, so that the inbox, the
-//! receiving side and the worker are written once.
+//! The storage contract: [`Store`], the backend an inbox runs on, and the
+//! values it takes and gives (`types.rs`). Each backend has its own file
+//! (`sqlite.rs`, `postgres.rs`); the mailboxes' statements, written once
+//! for both, are in `mailbox.rs`. This enum forwards to the backend, so
+//! that the inbox, the receiving side and the worker are written once.
+//!
+//! The layers point one way: the worker, the mailboxes and the
+//! suppression list depend on this module; nothing here imports them.
 
-use super::error::InboxError;
-use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery};
-use super::mailbox::{DeliveryFilter, MailboxCounts};
+pub(crate) mod mailbox;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
+mod types;
+
+pub(crate) use types::*;
+
+use super::error::{InboxError, InboxErrorKind};
 use super::ops::{Counts, DeadRow, Filter, History, Pruned, Receipt};
-use super::rows::{Arrival, Claimed};
-use super::sqlite::Sqlite;
+use super::rows::{Arrival, Claimed, APART};
 use super::suppression::policy::Policy;
 use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
-use super::worker::{Claim, Renew, Settle};
+use cmc_webhook_core::{Event, InboundMail, Text};
+use sqlite::Sqlite;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Store {
@@ -84,7 +95,7 @@ impl Store {
         }
     }
 
-    pub async fn delivery_counts(&self) -> Result<Vec<MailboxCounts>, InboxError> {
+    pub async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, InboxError> {
         match self {
             Store::Sqlite(s) => s.delivery_counts().await,
             #[cfg(feature = "postgres")]
@@ -94,7 +105,7 @@ impl Store {
 
     pub async fn delivery_list(
         &self,
-        filter: &DeliveryFilter,
+        filter: &DeliveryQuery,
     ) -> Result<Vec<RawDelivery>, InboxError> {
         match self {
             Store::Sqlite(s) => s.delivery_list(filter).await,
@@ -105,7 +116,7 @@ impl Store {
 
     pub async fn delivery_replay(
         &self,
-        filter: &DeliveryFilter,
+        filter: &DeliveryReplay,
         now: i64,
     ) -> Result<(u64, u64), InboxError> {
         match self {
@@ -239,5 +250,47 @@ impl Store {
             #[cfg(feature = "postgres")]
             Store::Postgres(s) => s.suppression_history(recipient).await,
         }
+    }
+
+    /// Reads back into `mail` (row `id`) its text fields stored apart: each
+    /// assembled a chunk at a time into one buffer of its size. Only the
+    /// fields the row's JSON left empty are looked up; a mail stored before
+    /// fields were stored apart has none.
+    pub async fn load_mail_apart(&self, id: i64, mail: &mut InboundMail) -> Result<(), InboxError> {
+        for (position, field) in APART {
+            if !field.is_empty_in(mail) {
+                continue;
+            }
+            if let Some(data) = self.attachment(id, position).await? {
+                let text = String::from_utf8(data).map_err(|e| {
+                    InboxError::new(
+                        InboxErrorKind::Corrupt,
+                        format!(
+                            "mail {id}: the text stored at position {position} is not UTF-8: {e}"
+                        ),
+                    )
+                })?;
+                field.put(mail, Text::from(text));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads back into `event` (row `id`) its subject stored apart, if the
+    /// row's JSON left it empty and `cmc_event_texts` holds one.
+    pub async fn load_event_apart(&self, id: i64, event: &mut Event) -> Result<(), InboxError> {
+        let Some(subject) = super::rows::subject_mut(event).filter(|s| s.is_empty()) else {
+            return Ok(());
+        };
+        if let Some(data) = self.event_text(id, "subject").await? {
+            let text = String::from_utf8(data).map_err(|e| {
+                InboxError::new(
+                    InboxErrorKind::Corrupt,
+                    format!("event {id}: its subject stored apart is not UTF-8: {e}"),
+                )
+            })?;
+            *subject = Text::from(text);
+        }
+        Ok(())
     }
 }

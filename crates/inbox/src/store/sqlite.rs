@@ -18,17 +18,18 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Row, SqliteConnection};
 
-use super::error::{InboxError, InboxErrorKind};
-use super::job::Kind;
-use super::mailbox::store::sqlite as mailbox_sql;
-use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery, ReplayCursor};
-use super::mailbox::{DeliveryFilter, MailboxCounts};
-use super::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
-use super::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed};
-use super::schema::{self, Migrated, Opening};
-use super::suppression::policy::Policy;
-use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
-use super::worker::{lost_outcomes, Claim, Outcome, Renew, Settle};
+use super::mailbox::sqlite as mailbox_sql;
+use super::types::{
+    lost_outcomes, Claim, DeliveryCount, DeliveryQuery, DeliveryReplay, DeliveryRound,
+    DeliveryStep, MailRow, Outcome, RawDelivery, Renew, ReplayCursor, Settle,
+};
+use crate::error::{InboxError, InboxErrorKind};
+use crate::job::Kind;
+use crate::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
+use crate::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed};
+use crate::schema::{self, Migrated, Opening};
+use crate::suppression::policy::Policy;
+use crate::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
 
 /// How a SQLite inbox commits: the `synchronous` pragma of the receiving
 /// connection, in WAL mode.
@@ -200,7 +201,7 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
         )
         .with_source(e)
     })?;
-    rekey_suppressions(&mut conn, super::clock::millis(jiff::Timestamp::now()))
+    rekey_suppressions(&mut conn, crate::clock::millis(jiff::Timestamp::now()))
         .await
         .map_err(failed)?;
     let _ = conn.close().await;
@@ -213,7 +214,7 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
 /// row of `cmc_suppressions_rekey` asks for it, and is deleted in the same
 /// transaction.
 async fn rekey_suppressions(conn: &mut SqliteConnection, now: i64) -> Result<u64, sqlx::Error> {
-    use super::suppression::{normalize, rows, sql};
+    use crate::suppression::{normalize, rows, sql};
     let pending: i64 = sqlx::query_scalar(sql::REKEY_PENDING)
         .fetch_one(&mut *conn)
         .await?;
@@ -288,11 +289,6 @@ fn is_cant_open(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("14" | "1544")))
 }
 
-/// Which process opened the store, for `cmc_inbox_opened`.
-pub(crate) fn process_name() -> String {
-    format!("pid {}", std::process::id())
-}
-
 impl Sqlite {
     pub async fn open(options: &Options) -> Result<Sqlite, InboxError> {
         let read_only = options.opening == Opening::ReadOnly;
@@ -336,7 +332,7 @@ impl Sqlite {
                     )
                     .with_source(e)
                 })?;
-                rekey_suppressions(&mut first, super::clock::millis(jiff::Timestamp::now()))
+                rekey_suppressions(&mut first, crate::clock::millis(jiff::Timestamp::now()))
                     .await
                     .map_err(|e| {
                         InboxError::new(
@@ -386,8 +382,8 @@ impl Sqlite {
             // read-only file, directory or file system) rather than
             // answer 503 to every webhook.
             sqlx::query(OPENED)
-                .bind(super::clock::millis(jiff::Timestamp::now()))
-                .bind(process_name())
+                .bind(crate::clock::millis(jiff::Timestamp::now()))
+                .bind(schema::process_name())
                 .execute(&mut first)
                 .await
                 .map_err(|e| {
@@ -644,7 +640,7 @@ impl Sqlite {
                 }
                 if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
                     let observed =
-                        super::suppression::rows::observed(&marked, &policy.time_zone)
+                        crate::suppression::rows::observed(&marked, &policy.time_zone)
                             .map_err(failed)?;
                     for (recipient, observed, change) in observed {
                         keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
@@ -890,7 +886,7 @@ impl Sqlite {
         mailbox_sql::mail_row(&mut conn, id).await.map_err(failed)
     }
 
-    pub async fn delivery_counts(&self) -> Result<Vec<MailboxCounts>, InboxError> {
+    pub async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, InboxError> {
         let failed = |e| InboxError::database("could not count the deliveries", e);
         let mut conn = self.work.acquire().await.map_err(failed)?;
         mailbox_sql::counts(&mut conn).await.map_err(failed)
@@ -898,7 +894,7 @@ impl Sqlite {
 
     pub async fn delivery_list(
         &self,
-        filter: &DeliveryFilter,
+        filter: &DeliveryQuery,
     ) -> Result<Vec<RawDelivery>, InboxError> {
         let failed = |e| InboxError::database("could not list the deliveries", e);
         let mut conn = self.work.acquire().await.map_err(failed)?;
@@ -909,7 +905,7 @@ impl Sqlite {
     /// transaction, so that receiving waits for one slice at most.
     pub async fn delivery_replay(
         &self,
-        filter: &DeliveryFilter,
+        filter: &DeliveryReplay,
         now: i64,
     ) -> Result<(u64, u64), InboxError> {
         let failed = |e| InboxError::database("could not replay the deliveries", e);
@@ -982,7 +978,7 @@ impl Sqlite {
             .await
             .map_err(|e| InboxError::database("could not count the rows", e))?;
             counts.add_rows(kind, rows);
-            let oldest: Option<i64> = sqlx::query_scalar(&super::ops::oldest_pending_sql(kind))
+            let oldest: Option<i64> = sqlx::query_scalar(&crate::ops::oldest_pending_sql(kind))
                 .fetch_optional(&self.work)
                 .await
                 .map_err(|e| InboxError::database("could not read the oldest pending row", e))?;
@@ -1023,7 +1019,7 @@ impl Sqlite {
         let failed = |e| InboxError::database("could not replay", e);
         let mut replayed = 0;
         for kind in &filter.kinds {
-            let Some((statement, walk)) = super::ops::replay_sql(*kind, filter) else {
+            let Some((statement, walk)) = crate::ops::replay_sql(*kind, filter) else {
                 continue;
             };
             let last: i64 = sqlx::query_scalar(&format!(
@@ -1094,14 +1090,14 @@ impl Sqlite {
             let rows = sqlx::query(&format!(
                 "SELECT {} FROM json_each(?1) AS list CROSS JOIN cmc_suppressions \
                  ON recipient = list.value WHERE reason IS NOT NULL",
-                super::suppression::CHECK_COLUMNS
+                crate::suppression::CHECK_COLUMNS
             ))
             .bind(serde_json::to_string(chunk).unwrap_or_default())
             .fetch_all(&self.work)
             .await
             .map_err(failed)?;
             for r in &rows {
-                out.push(super::suppression::rows::raw_suppression(r).map_err(failed)?);
+                out.push(crate::suppression::rows::raw_suppression(r).map_err(failed)?);
             }
         }
         Ok(out)
@@ -1113,7 +1109,7 @@ impl Sqlite {
         now: i64,
     ) -> Result<Vec<RawEntry>, InboxError> {
         let failed = |e| InboxError::database("could not list the suppression list", e);
-        let rows = sqlx::query(super::suppression::sql::LIST)
+        let rows = sqlx::query(crate::suppression::sql::LIST)
             .bind(filter.reason.map(|r| r.as_str()))
             .bind(i64::from(filter.suppressed_only))
             .bind(now)
@@ -1123,19 +1119,19 @@ impl Sqlite {
             .await
             .map_err(failed)?;
         rows.iter()
-            .map(|r| super::suppression::rows::raw_entry(r).map_err(failed))
+            .map(|r| crate::suppression::rows::raw_entry(r).map_err(failed))
             .collect()
     }
 
     pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<Change>, InboxError> {
         let failed = |e| InboxError::database("could not read the suppression history", e);
-        let rows = sqlx::query(super::suppression::sql::HISTORY)
+        let rows = sqlx::query(crate::suppression::sql::HISTORY)
             .bind(recipient)
             .fetch_all(&self.work)
             .await
             .map_err(failed)?;
         rows.iter()
-            .map(super::suppression::change_row)
+            .map(crate::suppression::change_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(failed)
     }
@@ -1157,11 +1153,11 @@ impl Sqlite {
 
         let (sql, reason, change) = match manual {
             Manual::Add { .. } => (
-                super::suppression::sql::ADD.to_owned(),
+                crate::suppression::sql::ADD.to_owned(),
                 Some("manual"),
                 "added",
             ),
-            Manual::Remove => (super::suppression::sql::REMOVE.to_owned(), None, "removed"),
+            Manual::Remove => (crate::suppression::sql::REMOVE.to_owned(), None, "removed"),
         };
         let query = sqlx::query(&sql).bind(recipient);
         let query = match manual {
@@ -1175,7 +1171,7 @@ impl Sqlite {
             .rows_affected()
             > 0;
         if changed {
-            sqlx::query(super::suppression::sql::NOTE)
+            sqlx::query(crate::suppression::sql::NOTE)
                 .bind(recipient)
                 .bind(change)
                 .bind(reason)
@@ -1204,7 +1200,7 @@ impl Sqlite {
                     let slice = format!(
                         "SELECT id FROM {} WHERE state = 'done' AND done_at < ?1{} LIMIT 10000",
                         kind.table(),
-                        super::mailbox::store::routed_mails_kept(kind)
+                        super::mailbox::routed_mails_kept(kind)
                     );
                     if kind == Kind::Mail {
                         sqlx::query(&format!(
@@ -1272,7 +1268,7 @@ async fn insert_events(
     arrivals: &[&Arrival],
     receipts: &mut [Receipt],
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<(usize, &super::rows::NewEvent)> = arrivals
+    let rows: Vec<(usize, &crate::rows::NewEvent)> = arrivals
         .iter()
         .enumerate()
         .flat_map(|(i, a)| a.events.iter().map(move |e| (i, e)))
@@ -1367,7 +1363,7 @@ fn count(receipt: &mut Receipt, repeats: i64) {
 ///
 /// An in-memory database is refused (each connection would have its own,
 /// and nothing stored would survive), and so are query parameters: the
-/// options are set with [`Inbox::sqlite`](super::Inbox::sqlite)'s builder,
+/// options are set with [`Inbox::sqlite`](crate::Inbox::sqlite)'s builder,
 /// and a `?` would otherwise become part of the file name.
 pub(crate) fn path_of(url: &str) -> Option<Result<&Path, String>> {
     let rest = url.strip_prefix("sqlite:")?;
@@ -1395,7 +1391,7 @@ async fn keep_suppression(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     policy: &Policy,
     recipient: &str,
-    observed: &super::suppression::policy::Observed,
+    observed: &crate::suppression::policy::Observed,
     change: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -1403,9 +1399,9 @@ async fn keep_suppression(
     // nothing (it drops the soft bounces before it), and one history row
     // per delivered mail would grow forever. An address the list does not
     // hold gets no row from it.
-    let success = observed.what == super::suppression::policy::What::Succeeded;
+    let success = observed.what == crate::suppression::policy::What::Succeeded;
     if success
-        && sqlx::query(super::suppression::sql::EXISTS)
+        && sqlx::query(crate::suppression::sql::EXISTS)
             .bind(recipient)
             .fetch_optional(&mut **tx)
             .await?
@@ -1441,10 +1437,10 @@ async fn keep_suppression(
     .fetch_optional(&mut **tx)
     .await?;
     let mut state = match row {
-        Some(r) => super::suppression::rows::state(&r)?,
+        Some(r) => crate::suppression::rows::state(&r)?,
         None => Default::default(),
     };
-    super::suppression::policy::apply(&mut state, observed, policy);
+    crate::suppression::policy::apply(&mut state, observed, policy);
     let c = state.to_columns();
     sqlx::query(
         "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, hard_count, \
