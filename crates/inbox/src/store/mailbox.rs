@@ -160,6 +160,7 @@ enum Bind {
 
 /// The statements for one database: `$db` its sqlx type, `$pg` whether
 /// parameters are written `$N`, `$skip` the end of a claim's `SELECT`.
+#[allow(unused_macros)] // without a backend
 macro_rules! statements {
     ($db:ty, $pg:expr, $skip:expr) => {
         use std::borrow::Cow;
@@ -704,6 +705,7 @@ macro_rules! statements {
     };
 }
 
+#[cfg(feature = "sqlite")]
 pub(crate) mod sqlite {
     statements!(sqlx::Sqlite, false, "");
 }
@@ -713,7 +715,7 @@ pub(crate) mod postgres {
     statements!(sqlx::Postgres, true, " FOR UPDATE SKIP LOCKED");
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use sqlx::Connection;
 

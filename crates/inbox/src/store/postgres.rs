@@ -21,7 +21,8 @@ use sqlx::{Executor, Row};
 use super::mailbox::postgres as mailbox_sql;
 use super::types::{
     lost_outcomes, Claim, DeliveryCount, DeliveryQuery, DeliveryReplay, DeliveryRound,
-    DeliveryStep, MailRow, Outcome, RawDelivery, Renew, ReplayCursor, Settle,
+    DeliveryStep, MailRow, Manual, Outcome, RawDelivery, Renew, ReplayCursor, Settle,
+    SuppressionQuery,
 };
 use crate::error::{InboxError, InboxErrorKind};
 use crate::job::Kind;
@@ -29,12 +30,21 @@ use crate::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt,
 use crate::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed, NewEvent};
 use crate::schema::{self, Migrated, Opening};
 use crate::suppression::policy::Policy;
-use crate::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
+use crate::suppression::rows::{RawChange, RawEntry, RawSuppression};
 
 /// The channel of `LISTEN`/`NOTIFY` on which commits wake workers.
 const CHANNEL: &str = "cmc_inbox";
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+/// The migrations of `migrations/postgres/`, compiled in.
+static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator!(
+    "postgres",
+    "0001_inbox.sql",
+    "0002_suppressions.sql",
+    "0003_mail_deliveries.sql",
+    "0004_message_id_prefix.sql",
+    "0005_address_form.sql",
+    "0006_event_texts.sql",
+);
 
 /// A pool of up to `size` connections to `options.url`, each with the
 /// statement timeout (and read-only when the inbox opens read-only).
@@ -383,7 +393,7 @@ impl Postgres {
         for chunk in recipients.chunks(1000) {
             let rows = sqlx::query(&format!(
                 "SELECT {} FROM cmc_suppressions WHERE recipient = ANY($1) AND reason IS NOT NULL",
-                crate::suppression::CHECK_COLUMNS
+                crate::suppression::sql::CHECK_COLUMNS
             ))
             .bind(chunk)
             .fetch_all(&self.pool)
@@ -398,12 +408,12 @@ impl Postgres {
 
     pub async fn suppression_list(
         &self,
-        filter: &ListFilter,
+        filter: &SuppressionQuery,
         now: i64,
     ) -> Result<Vec<RawEntry>, InboxError> {
         let failed = |e| InboxError::database("could not list the suppression list", e);
         let rows = sqlx::query(&crate::suppression::sql::pg(crate::suppression::sql::LIST))
-            .bind(filter.reason.map(|r| r.as_str()))
+            .bind(filter.reason)
             .bind(i64::from(filter.suppressed_only))
             .bind(now)
             .bind(filter.after.as_deref())
@@ -416,7 +426,7 @@ impl Postgres {
             .collect()
     }
 
-    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<Change>, InboxError> {
+    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<RawChange>, InboxError> {
         let failed = |e| InboxError::database("could not read the suppression history", e);
         let rows = sqlx::query(&crate::suppression::sql::pg(
             crate::suppression::sql::HISTORY,
@@ -426,7 +436,7 @@ impl Postgres {
         .await
         .map_err(failed)?;
         rows.iter()
-            .map(crate::suppression::change_row)
+            .map(crate::suppression::rows::change_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(failed)
     }
@@ -1241,11 +1251,6 @@ fn check_parameters(url: &str) -> Result<(), InboxError> {
     Ok(())
 }
 
-/// Whether `url` is a PostgreSQL address.
-pub(crate) fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
 /// Applies one done event to its recipient's row, once: the history's
 /// unique key makes a second application of the same event a no-op. The
 /// row is locked (created empty first if needed), so that workers of
@@ -1334,4 +1339,12 @@ async fn keep_suppression(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod migrations {
+    #[tokio::test]
+    async fn the_compiled_in_migrations_are_the_directory_s() {
+        crate::schema::same_as_directory(&super::MIGRATOR, "postgres").await;
+    }
 }

@@ -21,7 +21,8 @@ use sqlx::{Connection, Row, SqliteConnection};
 use super::mailbox::sqlite as mailbox_sql;
 use super::types::{
     lost_outcomes, Claim, DeliveryCount, DeliveryQuery, DeliveryReplay, DeliveryRound,
-    DeliveryStep, MailRow, Outcome, RawDelivery, Renew, ReplayCursor, Settle,
+    DeliveryStep, MailRow, Manual, Outcome, RawDelivery, Renew, ReplayCursor, Settle,
+    SuppressionQuery,
 };
 use crate::error::{InboxError, InboxErrorKind};
 use crate::job::Kind;
@@ -29,7 +30,7 @@ use crate::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt,
 use crate::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed};
 use crate::schema::{self, Migrated, Opening};
 use crate::suppression::policy::Policy;
-use crate::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
+use crate::suppression::rows::{RawChange, RawEntry, RawSuppression};
 
 /// How a SQLite inbox commits: the `synchronous` pragma of the receiving
 /// connection, in WAL mode.
@@ -155,7 +156,18 @@ impl FileIdentity {
 /// (negative: KiB).
 const RECEIVE_CACHE_KIB: &str = "-32768";
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+/// The migrations of `migrations/sqlite/`, compiled in.
+static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator!(
+    "sqlite",
+    "0001_inbox.sql",
+    "0002_lease_index.sql",
+    "0003_attachment_chunks.sql",
+    "0004_suppressions.sql",
+    "0005_mail_deliveries.sql",
+    "0006_message_id_prefix.sql",
+    "0007_address_form.sql",
+    "0008_event_texts.sql",
+);
 
 /// The write that proves, at open, that the store takes writes.
 const OPENED: &str = "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, ?1, ?2) \
@@ -1090,7 +1102,7 @@ impl Sqlite {
             let rows = sqlx::query(&format!(
                 "SELECT {} FROM json_each(?1) AS list CROSS JOIN cmc_suppressions \
                  ON recipient = list.value WHERE reason IS NOT NULL",
-                crate::suppression::CHECK_COLUMNS
+                crate::suppression::sql::CHECK_COLUMNS
             ))
             .bind(serde_json::to_string(chunk).unwrap_or_default())
             .fetch_all(&self.work)
@@ -1105,12 +1117,12 @@ impl Sqlite {
 
     pub async fn suppression_list(
         &self,
-        filter: &ListFilter,
+        filter: &SuppressionQuery,
         now: i64,
     ) -> Result<Vec<RawEntry>, InboxError> {
         let failed = |e| InboxError::database("could not list the suppression list", e);
         let rows = sqlx::query(crate::suppression::sql::LIST)
-            .bind(filter.reason.map(|r| r.as_str()))
+            .bind(filter.reason)
             .bind(i64::from(filter.suppressed_only))
             .bind(now)
             .bind(filter.after.as_deref())
@@ -1123,7 +1135,7 @@ impl Sqlite {
             .collect()
     }
 
-    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<Change>, InboxError> {
+    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<RawChange>, InboxError> {
         let failed = |e| InboxError::database("could not read the suppression history", e);
         let rows = sqlx::query(crate::suppression::sql::HISTORY)
             .bind(recipient)
@@ -1131,7 +1143,7 @@ impl Sqlite {
             .await
             .map_err(failed)?;
         rows.iter()
-            .map(crate::suppression::change_row)
+            .map(crate::suppression::rows::change_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(failed)
     }
@@ -1358,17 +1370,16 @@ fn count(receipt: &mut Receipt, repeats: i64) {
     }
 }
 
-/// The path of a `sqlite:` address: `sqlite:PATH` or `sqlite://PATH`;
-/// `None` when `url` is not a `sqlite:` address at all.
+/// The path of a `sqlite:` address (`url`, `rest` what follows `sqlite:`):
+/// `sqlite:PATH` or `sqlite://PATH`.
 ///
 /// An in-memory database is refused (each connection would have its own,
 /// and nothing stored would survive), and so are query parameters: the
 /// options are set with [`Inbox::sqlite`](crate::Inbox::sqlite)'s builder,
 /// and a `?` would otherwise become part of the file name.
-pub(crate) fn path_of(url: &str) -> Option<Result<&Path, String>> {
-    let rest = url.strip_prefix("sqlite:")?;
+pub(crate) fn path_of<'a>(url: &str, rest: &'a str) -> Result<&'a Path, String> {
     let rest = rest.strip_prefix("//").unwrap_or(rest);
-    Some(if rest.is_empty() {
+    if rest.is_empty() {
         Err(format!("{url:?} names no file: expected sqlite:PATH"))
     } else if rest == ":memory:" || rest.starts_with("file:") {
         Err(format!(
@@ -1382,7 +1393,7 @@ pub(crate) fn path_of(url: &str) -> Option<Result<&Path, String>> {
         ))
     } else {
         Ok(Path::new(rest))
-    })
+    }
 }
 
 /// Applies one done event to its recipient's row, once: the history's
@@ -1468,4 +1479,12 @@ async fn keep_suppression(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod migrations {
+    #[tokio::test]
+    async fn the_compiled_in_migrations_are_the_directory_s() {
+        crate::schema::same_as_directory(&super::MIGRATOR, "sqlite").await;
+    }
 }

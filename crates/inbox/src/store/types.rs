@@ -256,3 +256,23 @@ impl ReplayCursor {
 
 /// The most deliveries one `PRUNE` deletes (its `LIMIT`).
 pub(crate) const PRUNE_SLICE: u64 = 1000;
+
+/// A change of the suppression list by hand.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Manual {
+    Add { until: Option<i64> },
+    Remove,
+}
+
+/// Which rows of the suppression list a listing takes, as its statement
+/// binds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SuppressionQuery {
+    /// Only rows with this reason (its column value).
+    pub reason: Option<&'static str>,
+    /// Only rows that suppress their address now.
+    pub suppressed_only: bool,
+    /// Rows after this address.
+    pub after: Option<String>,
+    pub limit: usize,
+}

@@ -44,12 +44,12 @@ use jiff::Timestamp;
 
 use cmc_webhook_core::IdempotencyKey;
 
+use crate::store::{Manual, SuppressionQuery};
 pub use normal::normalize;
 pub use policy::{Class, Policy, Reason};
-pub(crate) use rows::{change_row, RawEntry, RawSuppression};
-pub(crate) use sql::CHECK_COLUMNS;
+use rows::{RawChange, RawEntry, RawSuppression};
 
-mod normal;
+pub(crate) mod normal;
 pub(crate) mod policy;
 pub(crate) mod rows;
 pub(crate) mod sql;
@@ -229,7 +229,7 @@ impl Suppressions {
             .inbox
             .inner
             .store
-            .suppression_list(filter, now)
+            .suppression_list(&filter.query(), now)
             .await?
             .into_iter()
             .map(RawEntry::into_entry)
@@ -336,7 +336,88 @@ impl Suppressions {
     /// Every change of `address`'s row, oldest first.
     pub async fn history(&self, address: &str) -> Result<Vec<Change>, crate::InboxError> {
         let address = normalize(address).ok_or_else(|| invalid(address))?;
-        self.inbox.inner.store.suppression_history(&address).await
+        Ok(self
+            .inbox
+            .inner
+            .store
+            .suppression_history(&address)
+            .await?
+            .into_iter()
+            .map(RawChange::into_change)
+            .collect())
+    }
+}
+
+impl ListFilter {
+    /// The filter as the store's statement binds it.
+    fn query(&self) -> SuppressionQuery {
+        SuppressionQuery {
+            reason: self.reason.map(|r| r.as_str()),
+            suppressed_only: self.suppressed_only,
+            after: self.after.clone(),
+            limit: self.limit,
+        }
+    }
+}
+
+impl RawSuppression {
+    /// The row as an entry, read as [`RawEntry::into_entry`] reads it,
+    /// with no counts and no events.
+    fn into_entry(self) -> Entry {
+        RawEntry {
+            recipient: self.recipient,
+            reason: self.reason,
+            since: self.since,
+            until: self.until,
+            note: self.note,
+            events: String::new(),
+            hard_count: 0,
+            soft_times: String::new(),
+            unknown_count: 0,
+            updated_at: 0,
+        }
+        .into_entry()
+    }
+}
+
+impl RawEntry {
+    fn into_entry(self) -> Entry {
+        let state = policy::State::from_columns(
+            self.reason.as_deref(),
+            self.since,
+            self.until,
+            self.note,
+            &self.events,
+            self.hard_count,
+            &self.soft_times,
+            self.unknown_count,
+        );
+        let s = state.suppression;
+        Entry {
+            address: self.recipient,
+            reason: s.as_ref().map(|s| s.reason),
+            since: s.as_ref().map(|s| s.since),
+            until: s.as_ref().and_then(|s| s.until),
+            note: s.as_ref().and_then(|s| s.note.clone()),
+            events: s.map(|s| s.events).unwrap_or_default(),
+            hard_bounces: state.hard,
+            soft_bounces: u32::try_from(state.soft.len()).unwrap_or(u32::MAX),
+            unknown_bounces: state.unknown,
+            updated_at: Timestamp::from_millisecond(self.updated_at)
+                .unwrap_or(Timestamp::UNIX_EPOCH),
+        }
+    }
+}
+
+impl RawChange {
+    fn into_change(self) -> Change {
+        Change {
+            change: self.change,
+            key: self.key.and_then(|k| k.parse().ok()),
+            reason: self.reason,
+            note: self.note,
+            at: Timestamp::from_millisecond(self.at).unwrap_or(Timestamp::UNIX_EPOCH),
+        }
     }
 }
 
@@ -402,13 +483,6 @@ impl NotAdded {
             NotAdded::Unsubscribed => "unsubscribed",
         }
     }
-}
-
-/// A change by hand.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Manual {
-    Add { until: Option<i64> },
-    Remove,
 }
 
 impl Check {

@@ -6,8 +6,9 @@ use jiff::Timestamp;
 
 use cmc_webhook_core::IdempotencyKey;
 
+use super::normal::normalize;
+use super::policy::Reason;
 use super::policy::{self, Observed, State, Suppressed, What};
-use super::{normalize, Change, Entry, Reason};
 
 /// A row selected with `CHECK_COLUMNS`.
 pub(crate) fn raw_suppression<R>(r: &R) -> Result<RawSuppression, sqlx::Error>
@@ -100,25 +101,34 @@ where
 }
 
 /// A history row, selected with the columns of `sql::HISTORY`.
-pub(crate) fn change_row<R>(r: &R) -> Result<Change, sqlx::Error>
+pub(crate) fn change_row<R>(r: &R) -> Result<RawChange, sqlx::Error>
 where
     R: sqlx::Row,
     usize: sqlx::ColumnIndex<R>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
-    Ok(Change {
+    Ok(RawChange {
         change: r.try_get(0)?,
-        key: r
-            .try_get::<Option<String>, _>(1)?
-            .and_then(|k| k.parse().ok()),
+        key: r.try_get(1)?,
         reason: r
             .try_get::<Option<String>, _>(2)?
             .as_deref()
             .and_then(Reason::from_column),
         note: r.try_get(3)?,
-        at: Timestamp::from_millisecond(r.try_get(4)?).unwrap_or(Timestamp::UNIX_EPOCH),
+        at: r.try_get(4)?,
     })
+}
+
+/// A `cmc_suppression_history` row as the backends read it, with the
+/// columns of `sql::HISTORY` in their order.
+#[derive(Debug, Clone)]
+pub(crate) struct RawChange {
+    pub change: String,
+    pub key: Option<String>,
+    pub reason: Option<Reason>,
+    pub note: Option<String>,
+    pub at: i64,
 }
 
 /// What a done event's row says, for the policy: the recipient, the event
@@ -261,26 +271,6 @@ pub(crate) struct RawSuppression {
     pub note: Option<String>,
 }
 
-impl RawSuppression {
-    /// The row as an entry, read as [`RawEntry::into_entry`] reads it,
-    /// with no counts and no events.
-    pub(crate) fn into_entry(self) -> Entry {
-        RawEntry {
-            recipient: self.recipient,
-            reason: self.reason,
-            since: self.since,
-            until: self.until,
-            note: self.note,
-            events: String::new(),
-            hard_count: 0,
-            soft_times: String::new(),
-            unknown_count: 0,
-            updated_at: 0,
-        }
-        .into_entry()
-    }
-}
-
 /// A `cmc_suppressions` row as the backends read it, with the columns of
 /// `sql::LIST` in their order.
 #[derive(Debug, Clone)]
@@ -295,33 +285,4 @@ pub(crate) struct RawEntry {
     pub soft_times: String,
     pub unknown_count: i64,
     pub updated_at: i64,
-}
-
-impl RawEntry {
-    pub(crate) fn into_entry(self) -> Entry {
-        let state = State::from_columns(
-            self.reason.as_deref(),
-            self.since,
-            self.until,
-            self.note,
-            &self.events,
-            self.hard_count,
-            &self.soft_times,
-            self.unknown_count,
-        );
-        let s = state.suppression;
-        Entry {
-            address: self.recipient,
-            reason: s.as_ref().map(|s| s.reason),
-            since: s.as_ref().map(|s| s.since),
-            until: s.as_ref().and_then(|s| s.until),
-            note: s.as_ref().and_then(|s| s.note.clone()),
-            events: s.map(|s| s.events).unwrap_or_default(),
-            hard_bounces: state.hard,
-            soft_bounces: u32::try_from(state.soft.len()).unwrap_or(u32::MAX),
-            unknown_bounces: state.unknown,
-            updated_at: Timestamp::from_millisecond(self.updated_at)
-                .unwrap_or(Timestamp::UNIX_EPOCH),
-        }
-    }
 }
