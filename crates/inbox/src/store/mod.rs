@@ -7,11 +7,13 @@
 //! The layers point one way: the worker, the mailboxes and the
 //! suppression list depend on this module; nothing here imports them.
 
+mod jobs;
 pub(crate) mod mailbox;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+mod suppression;
 mod types;
 
 pub(crate) use types::*;

@@ -19,6 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
 use super::mailbox::postgres as mailbox_sql;
+use super::suppression::postgres as suppression_sql;
 use super::types::{
     lost_outcomes, Claim, DeliveryCount, DeliveryQuery, DeliveryReplay, DeliveryRound,
     DeliveryStep, MailRow, Manual, Outcome, RawDelivery, Renew, ReplayCursor, Settle,
@@ -506,156 +507,7 @@ impl Postgres {
     ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
-        for kind in [Kind::Event, Kind::Mail] {
-            let done: Vec<i64> = settle
-                .iter()
-                .filter(|s| s.id.kind == kind && matches!(s.outcome, Outcome::Done))
-                .map(|s| s.id.id)
-                .collect();
-            if let Some(s) = settle.first().filter(|_| !done.is_empty()) {
-                // The rows this round marked come back for the suppression
-                // list (not those whose lease was lost).
-                let returning = if kind == Kind::Event && suppress.is_some() {
-                    " RETURNING idempotency_key, event_type, recipient, status, created, received_at"
-                } else {
-                    " RETURNING id"
-                };
-                let marked = sqlx::query(&format!(
-                    "UPDATE {} SET state = 'done', done_at = $1, locked_by = NULL, \
-                     locked_until = NULL, last_error = NULL \
-                     WHERE id = ANY($2) AND state = 'running' AND locked_by = $3{returning}",
-                    kind.table()
-                ))
-                .bind(s.at)
-                .bind(&done)
-                .bind(worker)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed)?;
-                if marked.len() < done.len() {
-                    lost_outcomes(kind, done.len() - marked.len(), "done");
-                }
-                if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
-                    let observed = crate::suppression::rows::observed(&marked, &policy.time_zone)
-                        .map_err(failed)?;
-                    for (recipient, observed, change) in observed {
-                        keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
-                            .await
-                            .map_err(failed)?;
-                    }
-                }
-            }
-        }
-        for s in settle {
-            let (state, run_at, done_at, error, given_back) = match &s.outcome {
-                Outcome::Done => continue,
-                Outcome::Retry { at, error } => ("pending", *at, None, Some(error.as_str()), 0i64),
-                Outcome::Dead { error } => ("dead", s.at, Some(s.at), Some(error.as_str()), 0),
-                Outcome::Released => ("pending", s.at, None, None, 1),
-            };
-            let marked = sqlx::query(&format!(
-                "UPDATE {} SET state = $1, run_at = $2, done_at = $3, \
-                 last_error = COALESCE($4, last_error), locked_by = NULL, locked_until = NULL, \
-                 attempts = GREATEST(attempts - $7, 0) \
-                 WHERE id = $5 AND state = 'running' AND locked_by = $6",
-                s.id.kind.table()
-            ))
-            .bind(state)
-            .bind(run_at)
-            .bind(done_at)
-            // A handler's error text may hold U+0000 too.
-            .bind(error.map(pg_text))
-            .bind(s.id.id)
-            .bind(worker)
-            .bind(given_back)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-            if marked.rows_affected() == 0 {
-                lost_outcomes(s.id.kind, 1, state);
-            }
-        }
-        if let Some(r) = renew {
-            for kind in [Kind::Event, Kind::Mail] {
-                let ids: Vec<i64> = r
-                    .ids
-                    .iter()
-                    .filter(|id| id.kind == kind)
-                    .map(|id| id.id)
-                    .collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                sqlx::query(&format!(
-                    "UPDATE {} SET locked_until = $1 \
-                     WHERE id = ANY($2) AND state = 'running' AND locked_by = $3",
-                    kind.table()
-                ))
-                .bind(r.until)
-                .bind(&ids)
-                .bind(worker)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-            }
-        }
-        let mut claimed = Vec::new();
-        if let Some(c) = claim {
-            for kind in c.order {
-                if !c.kinds[kind.slot()] {
-                    continue;
-                }
-                let held = c.held_of(kind);
-                if c.sweep {
-                    sqlx::query(&format!(
-                        "UPDATE {} SET state = 'dead', done_at = $1, locked_by = NULL, \
-                         locked_until = NULL, last_error = 'the lease expired on attempt ' || \
-                         attempts || ': its worker stopped, or lost the store, while the handler ran' || \
-                         COALESCE(' (before: ' || last_error || ')', '') \
-                         WHERE state = 'running' \
-                         AND locked_until <= $1 AND attempts >= $2 AND id <> ALL($3)",
-                        kind.table()
-                    ))
-                    .bind(c.now)
-                    .bind(i64::from(c.max_attempts))
-                    .bind(&held)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed)?;
-                }
-                let room = c.limit.saturating_sub(claimed.len());
-                if room == 0 || !c.due[kind.slot()] {
-                    continue;
-                }
-                let columns = match kind {
-                    Kind::Event => "event",
-                    Kind::Mail => "mail",
-                };
-                let rows = sqlx::query(&format!(
-                    "UPDATE {table} SET state = 'running', attempts = attempts + 1, \
-                     locked_by = $1, locked_until = $2 \
-                     WHERE id IN (SELECT id FROM {table} WHERE state IN ('pending', 'running') \
-                     AND CASE state WHEN 'pending' THEN run_at <= $3 \
-                     ELSE locked_until <= $3 AND attempts < $5 AND id <> ALL($6) END \
-                     ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                     RETURNING id, idempotency_key, {columns}, server_composition, client, \
-                     received_at, attempts",
-                    table = kind.table()
-                ))
-                .bind(worker)
-                .bind(c.lease_until)
-                .bind(c.now)
-                .bind(i64::try_from(room).unwrap_or(i64::MAX))
-                .bind(i64::from(c.max_attempts))
-                .bind(&held)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed)?;
-                let mut batch: Vec<Claimed> = rows.iter().map(|r| claimed_row(kind, r)).collect();
-                batch.sort_by_key(|c| c.id.id);
-                claimed.extend(batch);
-            }
-        }
+        let claimed = round_jobs(&mut tx, worker, settle, renew, claim, suppress).await?;
         let step = match deliveries {
             Some(d) => mailbox_sql::round(&mut tx, worker, d)
                 .await
@@ -1119,7 +971,7 @@ fn is_conflict(e: &InboxError) -> bool {
 /// row of `cmc_suppressions_rekey` asks for it, and is deleted in the same
 /// transaction.
 async fn rekey_suppressions(conn: &mut sqlx::PgConnection, now: i64) -> Result<u64, sqlx::Error> {
-    use crate::suppression::{normalize, rows, sql};
+    use crate::suppression::sql;
     let pending: i64 = sqlx::query_scalar(&sql::pg(sql::REKEY_PENDING))
         .fetch_one(&mut *conn)
         .await?;
@@ -1136,59 +988,9 @@ async fn rekey_suppressions(conn: &mut sqlx::PgConnection, now: i64) -> Result<u
     if still.is_empty() {
         return Ok(0);
     }
-    let found = sqlx::query(&sql::pg(sql::REKEY_ROWS))
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut moved = 0;
-    for r in &found {
-        let old: String = r.try_get(8)?;
-        let Some(new) = normalize(&old).filter(|new| *new != old) else {
-            continue;
-        };
-        let mine = rows::state(r)?;
-        let theirs = sqlx::query(&sql::pg(sql::REKEY_ONE))
-            .bind(&new)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let merged = match theirs {
-            Some(t) => rows::state(&t)?.merge(mine),
-            None => mine,
-        };
-        let c = merged.to_columns();
-        sqlx::query(&sql::pg(sql::REKEY_PUT))
-            .bind(&new)
-            .bind(c.reason)
-            .bind(c.since)
-            .bind(c.until)
-            .bind(&c.note)
-            .bind(&c.events)
-            .bind(c.hard_count)
-            .bind(&c.soft_times)
-            .bind(c.unknown_count)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&sql::pg(sql::REKEY_DROP))
-            .bind(&old)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&sql::pg(sql::REKEY_HISTORY))
-            .bind(&old)
-            .bind(&new)
-            .execute(&mut *tx)
-            .await?;
-        moved += 1;
-    }
-    sqlx::query(&sql::pg(sql::REKEY_DONE))
-        .execute(&mut *tx)
-        .await?;
+    let moved = suppression_sql::rekey(&mut tx, now).await?;
     tx.commit().await?;
-    if moved > 0 {
-        tracing::info!(
-            moved,
-            "moved suppression rows to the addresses' new normal form"
-        );
-    }
+    super::suppression::rekeyed(moved);
     Ok(moved)
 }
 
@@ -1249,6 +1051,18 @@ fn check_parameters(url: &str) -> Result<(), InboxError> {
         }
     }
     Ok(())
+}
+
+// The round on the job tables, in this database's dialect.
+super::jobs::statements! {
+    db: sqlx::Postgres,
+    pg: true,
+    skip: " FOR UPDATE SKIP LOCKED",
+    ids: std::convert::identity::<Vec<i64>>,
+    in_ids: |p: &str| format!("= ANY({p})"),
+    not_in_ids: |p: &str| format!("<> ALL({p})"),
+    // A handler's error text may hold U+0000 too.
+    text: pg_text,
 }
 
 /// Applies one done event to its recipient's row, once: the history's

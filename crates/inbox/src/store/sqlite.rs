@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::mailbox::sqlite as mailbox_sql;
+use super::suppression::sqlite as suppression_sql;
 use super::types::{
     lost_outcomes, Claim, DeliveryCount, DeliveryQuery, DeliveryReplay, DeliveryRound,
     DeliveryStep, MailRow, Manual, Outcome, RawDelivery, Renew, ReplayCursor, Settle,
@@ -226,7 +227,7 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
 /// row of `cmc_suppressions_rekey` asks for it, and is deleted in the same
 /// transaction.
 async fn rekey_suppressions(conn: &mut SqliteConnection, now: i64) -> Result<u64, sqlx::Error> {
-    use crate::suppression::{normalize, rows, sql};
+    use crate::suppression::sql;
     let pending: i64 = sqlx::query_scalar(sql::REKEY_PENDING)
         .fetch_one(&mut *conn)
         .await?;
@@ -242,55 +243,9 @@ async fn rekey_suppressions(conn: &mut SqliteConnection, now: i64) -> Result<u64
     if pending == 0 {
         return Ok(0);
     }
-    let found = sqlx::query(sql::REKEY_ROWS).fetch_all(&mut *tx).await?;
-    let mut moved = 0;
-    for r in &found {
-        let old: String = r.try_get(8)?;
-        let Some(new) = normalize(&old).filter(|new| *new != old) else {
-            continue;
-        };
-        let mine = rows::state(r)?;
-        let theirs = sqlx::query(sql::REKEY_ONE)
-            .bind(&new)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let merged = match theirs {
-            Some(t) => rows::state(&t)?.merge(mine),
-            None => mine,
-        };
-        let c = merged.to_columns();
-        sqlx::query(sql::REKEY_PUT)
-            .bind(&new)
-            .bind(c.reason)
-            .bind(c.since)
-            .bind(c.until)
-            .bind(&c.note)
-            .bind(&c.events)
-            .bind(c.hard_count)
-            .bind(&c.soft_times)
-            .bind(c.unknown_count)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sql::REKEY_DROP)
-            .bind(&old)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sql::REKEY_HISTORY)
-            .bind(&old)
-            .bind(&new)
-            .execute(&mut *tx)
-            .await?;
-        moved += 1;
-    }
-    sqlx::query(sql::REKEY_DONE).execute(&mut *tx).await?;
+    let moved = suppression_sql::rekey(&mut tx, now).await?;
     tx.commit().await?;
-    if moved > 0 {
-        tracing::info!(
-            moved,
-            "moved suppression rows to the addresses' new normal form"
-        );
-    }
+    super::suppression::rekeyed(moved);
     Ok(moved)
 }
 
@@ -618,177 +573,16 @@ impl Sqlite {
         self.writable()?;
         let mut conn = self.work.acquire().await.map_err(failed)?;
         let result = async {
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-        for kind in [Kind::Event, Kind::Mail] {
-            let done: Vec<i64> = settle
-                .iter()
-                .filter(|s| s.id.kind == kind && matches!(s.outcome, Outcome::Done))
-                .map(|s| s.id.id)
-                .collect();
-            if let Some(s) = settle.first().filter(|_| !done.is_empty()) {
-                // Done: the handler returned Ok. The rows this round marked
-                // (not those whose lease was lost) come back for the
-                // suppression list.
-                let returning = if kind == Kind::Event && suppress.is_some() {
-                    " RETURNING idempotency_key, event_type, recipient, status, created, received_at"
-                } else {
-                    " RETURNING id"
-                };
-                let marked = sqlx::query(&format!(
-                    "UPDATE {} SET state = 'done', done_at = ?1, locked_by = NULL, \
-                     locked_until = NULL, last_error = NULL \
-                     WHERE id IN (SELECT value FROM json_each(?2)) \
-                     AND state = 'running' AND locked_by = ?3{returning}",
-                    kind.table()
-                ))
-                .bind(s.at)
-                .bind(serde_json::to_string(&done).unwrap_or_default())
-                .bind(worker)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed)?;
-                if marked.len() < done.len() {
-                    lost_outcomes(kind, done.len() - marked.len(), "done");
-                }
-                if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
-                    let observed =
-                        crate::suppression::rows::observed(&marked, &policy.time_zone)
-                            .map_err(failed)?;
-                    for (recipient, observed, change) in observed {
-                        keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
-                            .await
-                            .map_err(failed)?;
-                    }
-                }
-            }
-        }
-        for s in settle {
-            let (state, run_at, done_at, error, given_back) = match &s.outcome {
-                Outcome::Done => continue,
-                // Retry: back to pending, due after the backoff.
-                Outcome::Retry { at, error } => ("pending", *at, None, Some(error.as_str()), 0),
-                // Dead: the last attempt failed.
-                Outcome::Dead { error } => ("dead", s.at, Some(s.at), Some(error.as_str()), 0),
-                // Released at shutdown: due again at once, and the
-                // cancelled run does not count as an attempt.
-                Outcome::Released => ("pending", s.at, None, None, 1),
-            };
-            let marked = sqlx::query(&format!(
-                "UPDATE {} SET state = ?1, run_at = ?2, done_at = ?3, \
-                 last_error = COALESCE(?4, last_error), locked_by = NULL, locked_until = NULL, \
-                 attempts = MAX(attempts - ?7, 0) \
-                 WHERE id = ?5 AND state = 'running' AND locked_by = ?6",
-                s.id.kind.table()
-            ))
-            .bind(state)
-            .bind(run_at)
-            .bind(done_at)
-            .bind(error)
-            .bind(s.id.id)
-            .bind(worker)
-            .bind(given_back)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-            if marked.rows_affected() == 0 {
-                lost_outcomes(s.id.kind, 1, state);
-            }
-        }
-        if let Some(r) = renew {
-            for kind in [Kind::Event, Kind::Mail] {
-                let ids: Vec<i64> = r
-                    .ids
-                    .iter()
-                    .filter(|id| id.kind == kind)
-                    .map(|id| id.id)
-                    .collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                // Running: the lease of a handler still running is renewed.
-                sqlx::query(&format!(
-                    "UPDATE {} SET locked_until = ?1 \
-                     WHERE id IN (SELECT value FROM json_each(?2)) \
-                     AND state = 'running' AND locked_by = ?3",
-                    kind.table()
-                ))
-                .bind(r.until)
-                .bind(serde_json::to_string(&ids).unwrap_or_default())
-                .bind(worker)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-            }
-        }
-        let mut claimed = Vec::new();
-        if let Some(c) = claim {
-            for kind in c.order {
-                if !c.kinds[kind.slot()] {
-                    continue;
-                }
-                let held = serde_json::to_string(&c.held_of(kind)).unwrap_or_default();
-                if c.sweep {
-                    // Dead: a lease expired on the last attempt (its worker died,
-                    // or could not reach the store to renew it).
-                    sqlx::query(&format!(
-                        "UPDATE {} SET state = 'dead', done_at = ?1, locked_by = NULL, \
-                         locked_until = NULL, last_error = 'the lease expired on attempt ' || \
-                         attempts || ': its worker stopped, or lost the store, while the handler ran' || \
-                         COALESCE(' (before: ' || last_error || ')', '') \
-                         WHERE state = 'running' \
-                         AND locked_until <= ?1 AND attempts >= ?2 \
-                         AND id NOT IN (SELECT value FROM json_each(?3))",
-                        kind.table()
-                    ))
-                    .bind(c.now)
-                    .bind(i64::from(c.max_attempts))
-                    .bind(&held)
-                    .execute(&mut *tx)
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+            let claimed = round_jobs(&mut tx, worker, settle, renew, claim, suppress).await?;
+            let step = match deliveries {
+                Some(d) => mailbox_sql::round(&mut tx, worker, d)
                     .await
-                    .map_err(failed)?;
-                }
-                let room = c.limit.saturating_sub(claimed.len());
-                if room == 0 || !c.due[kind.slot()] {
-                    continue;
-                }
-                // Running: claimed, with a lease; a row whose lease expired
-                // is claimed again.
-                let columns = match kind {
-                    Kind::Event => "event",
-                    Kind::Mail => "mail",
-                };
-                let rows = sqlx::query(&format!(
-                    "UPDATE {table} SET state = 'running', attempts = attempts + 1, \
-                     locked_by = ?1, locked_until = ?2 \
-                     WHERE id IN (SELECT id FROM {table} WHERE state IN ('pending', 'running') \
-                     AND CASE state WHEN 'pending' THEN run_at <= ?3 \
-                     ELSE locked_until <= ?3 AND attempts < ?5 \
-                     AND id NOT IN (SELECT value FROM json_each(?6)) END \
-                     ORDER BY id LIMIT ?4) \
-                     RETURNING id, idempotency_key, {columns}, server_composition, client, \
-                     received_at, attempts",
-                    table = kind.table()
-                ))
-                .bind(worker)
-                .bind(c.lease_until)
-                .bind(c.now)
-                .bind(i64::try_from(room).unwrap_or(i64::MAX))
-                .bind(i64::from(c.max_attempts))
-                .bind(&held)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed)?;
-                let mut batch: Vec<Claimed> = rows.iter().map(|r| claimed_row(kind, r)).collect();
-                batch.sort_by_key(|c| c.id.id);
-                claimed.extend(batch);
-            }
-        }
-        let step = match deliveries {
-            Some(d) => mailbox_sql::round(&mut tx, worker, d).await.map_err(failed)?,
-            None => DeliveryStep::default(),
-        };
-        tx.commit().await.map_err(failed)?;
-        Ok((claimed, step))
+                    .map_err(failed)?,
+                None => DeliveryStep::default(),
+            };
+            tx.commit().await.map_err(failed)?;
+            Ok((claimed, step))
         }
         .await;
         if result.is_err() {
@@ -1394,6 +1188,17 @@ pub(crate) fn path_of<'a>(url: &str, rest: &'a str) -> Result<&'a Path, String> 
     } else {
         Ok(Path::new(rest))
     }
+}
+
+// The round on the job tables, in this database's dialect.
+super::jobs::statements! {
+    db: sqlx::Sqlite,
+    pg: false,
+    skip: "",
+    ids: |ids: Vec<i64>| serde_json::to_string(&ids).unwrap_or_default(),
+    in_ids: |p: &str| format!("IN (SELECT value FROM json_each({p}))"),
+    not_in_ids: |p: &str| format!("NOT IN (SELECT value FROM json_each({p}))"),
+    text: std::convert::identity::<&str>,
 }
 
 /// Applies one done event to its recipient's row, once: the history's
