@@ -26,7 +26,7 @@ use super::mailbox::{DeliveryFilter, MailboxCounts};
 use super::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
 use super::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed, NewEvent};
 use super::schema::{self, Migrated, Opening};
-use super::suppression::policy::Policy;
+use super::suppression::SuppressionPolicy as Policy;
 use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
 use super::worker::{lost_outcomes, Claim, Outcome, Renew, Settle};
 

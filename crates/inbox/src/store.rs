@@ -8,7 +8,7 @@ use super::mailbox::{DeliveryFilter, MailboxCounts};
 use super::ops::{Counts, DeadRow, Filter, History, Pruned, Receipt};
 use super::rows::{Arrival, Claimed};
 use super::sqlite::Sqlite;
-use super::suppression::policy::Policy;
+use super::suppression::SuppressionPolicy as Policy;
 use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
 use super::worker::{Claim, Renew, Settle};
 

@@ -108,7 +108,7 @@ impl std::str::FromStr for DeliveryState {
 /// One mail's delivery to one mailbox (or its unrouted row), as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Delivery {
+pub struct MailboxDelivery {
     /// The delivery's id (`cmc_mail_deliveries.id`).
     pub id: i64,
     /// The mail's id (`cmc_mails.id`).
@@ -141,15 +141,15 @@ pub struct Delivery {
     pub subject: String,
 }
 
-impl Delivery {
-    fn from_raw(r: super::store::RawDelivery) -> Result<Delivery, InboxError> {
+impl MailboxDelivery {
+    fn from_raw(r: super::store::RawDelivery) -> Result<MailboxDelivery, InboxError> {
         let corrupt = |what: String| {
             InboxError::new(
                 InboxErrorKind::Corrupt,
                 format!("delivery {} does not read back: {what}", r.id),
             )
         };
-        Ok(Delivery {
+        Ok(MailboxDelivery {
             id: r.id,
             mail_id: r.mail_id,
             key: r
@@ -347,14 +347,14 @@ impl Deliveries {
     }
 
     /// The deliveries `filter` takes, in order of id.
-    pub async fn list(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, InboxError> {
+    pub async fn list(&self, filter: &DeliveryFilter) -> Result<Vec<MailboxDelivery>, InboxError> {
         self.inbox
             .inner
             .store
             .delivery_list(filter)
             .await?
             .into_iter()
-            .map(Delivery::from_raw)
+            .map(MailboxDelivery::from_raw)
             .collect()
     }
 

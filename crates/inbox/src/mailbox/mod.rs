@@ -97,9 +97,35 @@ pub(crate) mod store;
 
 pub(crate) use deliveries::Which;
 pub use deliveries::{
-    Deliveries, Delivery, DeliveryFilter, DeliveryState, MailboxCounts, PrunedDeliveries, Replayed,
+    Deliveries, DeliveryFilter, DeliveryState, MailboxCounts, MailboxDelivery, PrunedDeliveries,
+    Replayed,
 };
 pub(crate) use handler::{into_job, unrouted};
 pub use handler::{Handled, MailJob, Unrouted};
 pub use mailboxes::{Mailbox, Mailboxes};
 pub use pattern::{MailboxError, Pattern, Route};
+
+/// The former name of [`MailboxDelivery`], renamed because
+/// `cmc_webhook::Delivery` is CMC's delivery event. It names the same
+/// type, and warns:
+///
+/// ```
+/// # #[allow(deprecated)]
+/// # mod old {
+/// use cmc_webhook_inbox::mailbox::{Delivery, MailboxDelivery};
+///
+/// fn same(d: Delivery) -> MailboxDelivery {
+///     d
+/// }
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// #![deny(deprecated)]
+/// fn f(_: cmc_webhook_inbox::mailbox::Delivery) {}
+/// ```
+#[deprecated(
+    since = "0.2.0",
+    note = "renamed `MailboxDelivery`: `cmc_webhook::Delivery` is CMC's delivery event"
+)]
+pub type Delivery = MailboxDelivery;

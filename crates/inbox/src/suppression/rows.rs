@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use cmc_webhook_core::IdempotencyKey;
 
 use super::policy::{self, Observed, State, Suppressed, What};
-use super::{normalize, Change, Entry, Reason};
+use super::{normalize, Change, Entry, SuppressionReason};
 
 /// A row selected with `CHECK_COLUMNS`.
 pub(crate) fn raw_suppression<R>(r: &R) -> Result<RawSuppression, sqlx::Error>
@@ -115,7 +115,7 @@ where
         reason: r
             .try_get::<Option<String>, _>(2)?
             .as_deref()
-            .and_then(Reason::from_column),
+            .and_then(SuppressionReason::from_column),
         note: r.try_get(3)?,
         at: Timestamp::from_millisecond(r.try_get(4)?).unwrap_or(Timestamp::UNIX_EPOCH),
     })
@@ -224,7 +224,7 @@ impl State {
     ) -> State {
         let ms = |v: i64| Timestamp::from_millisecond(v).ok();
         let suppression = reason
-            .and_then(policy::Reason::from_column)
+            .and_then(policy::SuppressionReason::from_column)
             .map(|reason| Suppressed {
                 reason,
                 since: since.and_then(ms).unwrap_or(Timestamp::UNIX_EPOCH),

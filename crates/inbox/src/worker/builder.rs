@@ -212,7 +212,7 @@ where
     /// bounces, succeeded deliveries and `blocks` records this worker
     /// marks done, under `policy`, in the same transaction: each event
     /// counts once, however often CMC sends it or the handler is retried.
-    pub fn suppressions(mut self, policy: crate::suppression::policy::Policy) -> Worker<H> {
+    pub fn suppressions(mut self, policy: crate::suppression::SuppressionPolicy) -> Worker<H> {
         self.suppressions = Some(policy);
         self
     }

@@ -82,7 +82,7 @@ pub struct Worker<H> {
     handler_timeout: Duration,
     poll_interval: Duration,
     gauges_every: Duration,
-    suppressions: Option<super::suppression::policy::Policy>,
+    suppressions: Option<super::suppression::SuppressionPolicy>,
     mailboxes: Option<Arc<Mailboxes>>,
     /// Whether this worker's handler takes events (not a mailbox worker's).
     events: bool,
