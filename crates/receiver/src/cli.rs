@@ -162,7 +162,7 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
                 .worker(move |job| handler.clone().handle(job))
                 .concurrency(args.concurrency)
                 .max_attempts(args.max_attempts)
-                .suppressions(suppression::Policy::default());
+                .suppressions(suppression::SuppressionPolicy::default());
             if let Some(mailboxes) = mailboxes {
                 worker = worker.mailboxes(mailboxes);
             }
@@ -677,7 +677,7 @@ async fn suppressions(
             filter.suppressed_only = !all;
             filter.reason = match reason {
                 Some(r) => Some(
-                    suppression::Reason::from_column(r)
+                    suppression::SuppressionReason::from_column(r)
                         .ok_or_else(|| format!("--reason {r:?}: hard, soft, cmc_suppressed, unsubscribed, cmc_list or manual"))?,
                 ),
                 None => None,

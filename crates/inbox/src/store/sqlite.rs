@@ -30,7 +30,7 @@ use crate::job::Kind;
 use crate::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
 use crate::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed};
 use crate::schema::{self, Migrated, Opening};
-use crate::suppression::policy::Policy;
+use crate::suppression::policy::SuppressionPolicy as Policy;
 use crate::suppression::rows::{RawChange, RawEntry, RawSuppression};
 
 /// How a SQLite inbox commits: the `synchronous` pragma of the receiving

@@ -2,7 +2,7 @@
 //! and `blocks` events by the inbox's worker, so that a sender stops
 //! mailing addresses that cannot or must not receive mail.
 //!
-//! - **Kept once.** A worker given a [`Policy`]
+//! - **Kept once.** A worker given a [`SuppressionPolicy`]
 //!   ([`Worker::suppressions`](crate::Worker::suppressions)) applies
 //!   each bounce, succeeded delivery and `blocks` record to its recipient's
 //!   row in the transaction that marks the event done. The event's
@@ -12,8 +12,9 @@
 //! - **Per recipient.** The row is keyed by the recipient of the event (the
 //!   `to` of a bounce, never the other recipients of the message),
 //!   normalised: trimmed, and lower-cased whole (see [`normalize`]).
-//! - **The policy is data.** [`Policy`] maps each CMC bounce code to a
-//!   [`Class`] and sets the thresholds and how long each [`Reason`] lasts;
+//! - **The policy is data.** [`SuppressionPolicy`] maps each CMC bounce
+//!   code to a [`Class`] and sets the thresholds and how long each
+//!   [`SuppressionReason`] lasts;
 //!   its documentation has the table of codes and the defaults, with
 //!   Postal's for comparison.
 //! - **By hand.** [`Suppressions::add`] and [`Suppressions::remove`] with a
@@ -46,7 +47,56 @@ use cmc_webhook_core::IdempotencyKey;
 
 use crate::store::{Manual, SuppressionQuery};
 pub use normal::normalize;
-pub use policy::{Class, Policy, Reason};
+pub use policy::{Class, SuppressionPolicy, SuppressionReason};
+
+/// The former name of [`SuppressionPolicy`], renamed because
+/// `cmc_webhook::Policy` is the policy of request reading. It names the
+/// same type, and warns:
+///
+/// ```
+/// # #[allow(deprecated)]
+/// # fn f() {
+/// use cmc_webhook_inbox::suppression::{Policy, SuppressionPolicy};
+///
+/// let old: Policy = SuppressionPolicy::default().hard_after(2);
+/// let new: SuppressionPolicy = old;
+/// # let _ = new;
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// #![deny(deprecated)]
+/// let _ = cmc_webhook_inbox::suppression::Policy::default();
+/// ```
+#[deprecated(
+    since = "0.2.0",
+    note = "renamed `SuppressionPolicy`: `cmc_webhook::Policy` is the policy of request reading"
+)]
+pub type Policy = SuppressionPolicy;
+
+/// The former name of [`SuppressionReason`], renamed because
+/// `cmc_webhook::Reason` is why a request was rejected. It names the same
+/// type, variants included, and warns:
+///
+/// ```
+/// # #[allow(deprecated)]
+/// # fn f() {
+/// use cmc_webhook_inbox::suppression::{Reason, SuppressionReason};
+///
+/// assert_eq!(Reason::Hard, SuppressionReason::Hard);
+/// # }
+/// # f();
+/// ```
+///
+/// ```compile_fail
+/// #![deny(deprecated)]
+/// let _ = cmc_webhook_inbox::suppression::Reason::Hard;
+/// ```
+#[deprecated(
+    since = "0.2.0",
+    note = "renamed `SuppressionReason`: `cmc_webhook::Reason` is why a request was rejected"
+)]
+pub type Reason = SuppressionReason;
 use rows::{RawChange, RawEntry, RawSuppression};
 
 pub(crate) mod normal;
@@ -65,7 +115,7 @@ pub struct Check {
     /// Whether mail to it must not be sent now.
     pub suppressed: bool,
     /// Why, when suppressed.
-    pub reason: Option<Reason>,
+    pub reason: Option<SuppressionReason>,
     /// Since when, when suppressed.
     pub since: Option<Timestamp>,
     /// Until when, when suppressed (`None`: until removed by hand).
@@ -82,7 +132,7 @@ pub struct Entry {
     pub address: String,
     /// The suppression, if one was ever set and not removed (see
     /// [`Entry::suppressed_at`]: it may have expired).
-    pub reason: Option<Reason>,
+    pub reason: Option<SuppressionReason>,
     /// Since when.
     pub since: Option<Timestamp>,
     /// Until when (`None` with a reason: until removed by hand).
@@ -118,7 +168,7 @@ pub struct Change {
     /// The event's key (`None` for a change by hand).
     pub key: Option<IdempotencyKey>,
     /// The suppression after the change.
-    pub reason: Option<Reason>,
+    pub reason: Option<SuppressionReason>,
     /// The note of a change by hand.
     pub note: Option<String>,
     /// When the change was made.
@@ -130,7 +180,7 @@ pub struct Change {
 #[non_exhaustive]
 pub struct ListFilter {
     /// Only rows with this reason.
-    pub reason: Option<Reason>,
+    pub reason: Option<SuppressionReason>,
     /// Only rows that suppress their address now (not counts only, not
     /// expired).
     pub suppressed_only: bool,
@@ -151,7 +201,7 @@ impl Default for ListFilter {
     }
 }
 
-impl fmt::Display for Reason {
+impl fmt::Display for SuppressionReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -306,7 +356,7 @@ impl Suppressions {
                 because: NotAdded::Unsubscribed,
             },
             (true, Some(e)) => AddOutcome::Replaced {
-                previous: e.reason.unwrap_or(Reason::Manual),
+                previous: e.reason.unwrap_or(SuppressionReason::Manual),
                 previous_until: e.until,
             },
             (true, None) => AddOutcome::Added,
@@ -445,7 +495,7 @@ pub enum AddOutcome {
     /// ends sooner or later.
     Replaced {
         /// The reason it was suppressed for.
-        previous: Reason,
+        previous: SuppressionReason,
         /// When that suppression would have ended (`None`: never).
         previous_until: Option<Timestamp>,
     },

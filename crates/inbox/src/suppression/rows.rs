@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use cmc_webhook_core::IdempotencyKey;
 
 use super::normal::normalize;
-use super::policy::Reason;
+use super::policy::SuppressionReason;
 use super::policy::{self, Observed, State, Suppressed, What};
 
 /// A row selected with `CHECK_COLUMNS`.
@@ -114,7 +114,7 @@ where
         reason: r
             .try_get::<Option<String>, _>(2)?
             .as_deref()
-            .and_then(Reason::from_column),
+            .and_then(SuppressionReason::from_column),
         note: r.try_get(3)?,
         at: r.try_get(4)?,
     })
@@ -126,7 +126,7 @@ where
 pub(crate) struct RawChange {
     pub change: String,
     pub key: Option<String>,
-    pub reason: Option<Reason>,
+    pub reason: Option<SuppressionReason>,
     pub note: Option<String>,
     pub at: i64,
 }
@@ -234,7 +234,7 @@ impl State {
     ) -> State {
         let ms = |v: i64| Timestamp::from_millisecond(v).ok();
         let suppression = reason
-            .and_then(policy::Reason::from_column)
+            .and_then(policy::SuppressionReason::from_column)
             .map(|reason| Suppressed {
                 reason,
                 since: since.and_then(ms).unwrap_or(Timestamp::UNIX_EPOCH),

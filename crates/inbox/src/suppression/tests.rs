@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::policy::Policy;
-use super::{ListFilter, Reason};
+use super::policy::SuppressionPolicy;
+use super::{ListFilter, SuppressionReason};
 use crate::Webhook;
 use crate::{Filter, Inbox};
 
@@ -103,7 +103,7 @@ async fn the_worker_keeps_the_list_once_per_event() {
         inbox.store(webhook.clone(), None).await.unwrap();
         let worker = inbox
             .worker(|_job| async { Ok::<(), String>(()) })
-            .suppressions(Policy::default())
+            .suppressions(SuppressionPolicy::default())
             .poll_interval(Duration::from_millis(10))
             .spawn();
         settle(&inbox, 3).await;
@@ -139,14 +139,14 @@ async fn the_worker_keeps_the_list_once_per_event() {
             .check_many(["GONE@example.jp", "full@example.jp", "new@example.jp"])
             .await
             .unwrap();
-        let standing: Vec<(&str, bool, Option<Reason>)> = checks
+        let standing: Vec<(&str, bool, Option<SuppressionReason>)> = checks
             .iter()
             .map(|c| (c.address.as_str(), c.suppressed, c.reason))
             .collect();
         assert_eq!(
             standing,
             [
-                ("gone@example.jp", true, Some(Reason::Hard)),
+                ("gone@example.jp", true, Some(SuppressionReason::Hard)),
                 ("full@example.jp", false, None),
                 ("new@example.jp", false, None),
             ]
@@ -158,7 +158,7 @@ async fn the_worker_keeps_the_list_once_per_event() {
         let check = list.check("new@example.jp").await.unwrap();
         assert_eq!(
             (check.suppressed, check.reason, check.until),
-            (true, Some(Reason::Manual), None)
+            (true, Some(SuppressionReason::Manual), None)
         );
         assert_eq!(check.note.as_deref(), Some("asked by phone"));
         let suppressed: Vec<String> = list
@@ -175,7 +175,7 @@ async fn the_worker_keeps_the_list_once_per_event() {
             .unwrap());
         assert!(!list.remove("never@example.jp", "-").await.unwrap());
         assert!(!list.check("gone@example.jp").await.unwrap().suppressed);
-        let changes: Vec<(String, Option<Reason>)> = list
+        let changes: Vec<(String, Option<SuppressionReason>)> = list
             .history("gone@example.jp")
             .await
             .unwrap()
@@ -185,7 +185,7 @@ async fn the_worker_keeps_the_list_once_per_event() {
         assert_eq!(
             changes,
             [
-                ("bounce 2".to_owned(), Some(Reason::Hard)),
+                ("bounce 2".to_owned(), Some(SuppressionReason::Hard)),
                 ("removed".to_owned(), None)
             ]
         );
