@@ -31,7 +31,7 @@ macro_rules! statements {
 
         fn sql(s: &str) -> Cow<'_, str> {
             if $pg {
-                Cow::Owned(sql::pg(s))
+                Cow::Owned(s.replace('?', "$"))
             } else {
                 Cow::Borrowed(s)
             }
