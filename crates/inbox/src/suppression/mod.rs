@@ -103,7 +103,8 @@ pub(crate) mod normal;
 pub(crate) mod policy;
 pub(crate) mod rows;
 pub(crate) mod sql;
-#[cfg(test)]
+// The tests open SQLite inboxes.
+#[cfg(all(test, feature = "sqlite"))]
 mod tests;
 
 /// An address's standing on the list, from [`Suppressions::check`].
