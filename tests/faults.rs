@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use axum::routing::post_service;
 use axum::Router;
 use bytes::Bytes;
-use cmc_webhook::inbox::{Inbox, Job};
+use cmc_webhook::inbox::{InboxBuilder, Job, StoreOptions};
 use cmc_webhook::{Webhook, WebhookLayer};
 use sqlx::Connection;
 
@@ -131,12 +131,15 @@ fn child_receiver() {
         .unwrap();
     runtime.block_on(async move {
         let opened = async {
-            let builder = Inbox::builder(&store)?;
+            let store: StoreOptions = store.parse()?;
             // Requests wait at most this for a connection to a database
             // that is down, then get 503.
             #[cfg(feature = "postgres")]
-            let builder = builder.connect_timeout(Duration::from_secs(2));
-            builder.open().await
+            let store = match store {
+                StoreOptions::Postgres(o) => o.connect_timeout(Duration::from_secs(2)).into(),
+                other => other,
+            };
+            InboxBuilder::new(store).open().await
         };
         let inbox = match opened.await {
             Ok(inbox) => inbox,

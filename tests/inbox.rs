@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cmc_webhook::inbox::{
-    Backoff, Filter, Inbox, InboxBuilder, Item, Job, Kind, ManualClock, State, Synchronous,
+    Backoff, Filter, Inbox, InboxBuilder, Item, Job, Kind, ManualClock, SqliteOptions, State,
+    Synchronous,
 };
 use cmc_webhook::test_util::{encode, sample_inbound, CmcRequest, WireEncoding};
 use cmc_webhook::{IdempotencyKey, InboundMail, Webhook};
@@ -85,7 +86,7 @@ async fn open_with(configure: impl FnOnce(InboxBuilder) -> InboxBuilder) -> (Inb
     match BACKEND.try_with(Backend::clone).unwrap_or(Backend::Sqlite) {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
-            let inbox = configure(Inbox::sqlite(dir.path().join("inbox.sqlite3")))
+            let inbox = configure(Inbox::sqlite(dir.path().join("inbox.sqlite3")).into())
                 .open()
                 .await
                 .unwrap();
@@ -100,7 +101,10 @@ async fn open_with(configure: impl FnOnce(InboxBuilder) -> InboxBuilder) -> (Inb
                 NEXT.fetch_add(1, Ordering::SeqCst)
             );
             let url = common::inbox::fresh_database(&admin, &name).await;
-            let inbox = configure(Inbox::postgres(&url)).open().await.unwrap();
+            let inbox = configure(Inbox::postgres(&url).into())
+                .open()
+                .await
+                .unwrap();
             (inbox, Place::Postgres(url))
         }
         #[cfg(not(feature = "postgres"))]
@@ -145,7 +149,7 @@ async fn execute(place: &impl Locate, sql: &str) {
     }
 }
 
-fn builder(dir: &tempfile::TempDir, clock: &ManualClock) -> InboxBuilder {
+fn builder(dir: &tempfile::TempDir, clock: &ManualClock) -> InboxBuilder<SqliteOptions> {
     Inbox::sqlite(dir.path().join("inbox.sqlite3")).clock(clock.clone())
 }
 

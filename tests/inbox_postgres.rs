@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cmc_webhook::inbox::{Filter, Inbox, InboxBuilder, Item, Job};
+use cmc_webhook::inbox::{Filter, Inbox, InboxBuilder, Item, Job, PostgresOptions};
 use cmc_webhook::test_util::{encode, sample_inbound, CmcRequest, WireEncoding};
 use cmc_webhook::Webhook;
 use sqlx::Connection;
@@ -29,7 +29,7 @@ async fn database(test: &str) -> Option<String> {
     Some(common::inbox::fresh_database(&admin, &name).await)
 }
 
-fn builder(url: &str) -> InboxBuilder {
+fn builder(url: &str) -> InboxBuilder<PostgresOptions> {
     Inbox::postgres(url).connect_timeout(Duration::from_secs(2))
 }
 

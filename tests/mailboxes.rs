@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cmc_webhook::inbox::mailbox::{
-    Delivery, DeliveryFilter, DeliveryState, Handled, MailJob, Mailbox, Mailboxes, Unrouted,
+    DeliveryFilter, DeliveryState, Handled, MailJob, Mailbox, MailboxDelivery, Mailboxes, Unrouted,
 };
 use cmc_webhook::inbox::{Backoff, Inbox, Kind, ManualClock, State};
 use cmc_webhook::Webhook;
@@ -68,7 +68,7 @@ fn recording(name: &str, seen: &Seen) -> Mailbox {
 
 /// Waits until no delivery is pending, processing or failed, and at least
 /// `n` deliveries exist; returns them all.
-async fn settled(inbox: &Inbox, n: usize) -> Vec<Delivery> {
+async fn settled(inbox: &Inbox, n: usize) -> Vec<MailboxDelivery> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         // The mails first: routing marks a mail done in the transaction

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cmc_webhook::inbox::suppression::{
-    AddOutcome, Check, Entry, ListFilter, NotAdded, Policy, Reason,
+    AddOutcome, Check, Entry, ListFilter, NotAdded, SuppressionPolicy, SuppressionReason,
 };
 use cmc_webhook::inbox::{Backoff, Filter, Inbox, ManualClock};
 use cmc_webhook::Webhook;
@@ -95,7 +95,7 @@ fn batch(records: &[Record]) -> Webhook {
 
 /// Stores the batches, then runs a worker keeping the list under `policy`
 /// until every event is done.
-async fn handle(inbox: &Inbox, batches: &[Vec<Record>], policy: &Policy) {
+async fn handle(inbox: &Inbox, batches: &[Vec<Record>], policy: &SuppressionPolicy) {
     for records in batches {
         inbox.store(batch(records), None).await.unwrap();
     }
@@ -104,7 +104,7 @@ async fn handle(inbox: &Inbox, batches: &[Vec<Record>], policy: &Policy) {
 
 /// Runs a worker until nothing is pending or running; its handler fails
 /// the first `fail_first` runs.
-async fn run_worker(inbox: &Inbox, policy: &Policy, fail_first: Arc<AtomicUsize>) {
+async fn run_worker(inbox: &Inbox, policy: &SuppressionPolicy, fail_first: Arc<AtomicUsize>) {
     let worker = inbox
         .worker(move |_job| {
             let fail = fail_first.clone();
@@ -153,7 +153,7 @@ async fn scripted_sequences() {
         // `created` later than a day after receipt is not believed).
         let clock = ManualClock::new(at(61));
         let inbox = open(&url, &clock).await;
-        let p = Policy::default();
+        let p = SuppressionPolicy::default();
         const D: u32 = 24 * 60; // minutes a day
         handle(
             &inbox,
@@ -198,14 +198,14 @@ async fn scripted_sequences() {
         let c = check(&inbox, "hard@example.jp").await;
         assert_eq!(
             (c.suppressed, c.reason),
-            (true, Some(Reason::Hard)),
+            (true, Some(SuppressionReason::Hard)),
             "{url}"
         );
         assert_eq!(c.until, Some(at(90) + Duration::from_secs(600)), "{url}");
         let c = check(&inbox, "soft5@example.jp").await;
         assert_eq!(
             (c.suppressed, c.reason),
-            (true, Some(Reason::Soft)),
+            (true, Some(SuppressionReason::Soft)),
             "{url}"
         );
         assert!(
@@ -219,11 +219,11 @@ async fn scripted_sequences() {
         let c = check(&inbox, "unsub@example.jp").await;
         assert_eq!(
             (c.reason, c.until),
-            (Some(Reason::Unsubscribed), None),
+            (Some(SuppressionReason::Unsubscribed), None),
             "{url}"
         );
         let c = check(&inbox, "cmc@example.jp").await;
-        assert_eq!(c.reason, Some(Reason::CmcSuppressed), "{url}");
+        assert_eq!(c.reason, Some(SuppressionReason::CmcSuppressed), "{url}");
         assert!(
             !check(&inbox, "unknown@example.jp").await.suppressed,
             "{url}"
@@ -274,7 +274,7 @@ async fn the_same_event_counts_once_sent_twice_or_retried() {
         let clock = ManualClock::new(at(0));
         let inbox = open(&url, &clock).await;
         // Two hard bounces needed: one bounce, sent twice, is still one.
-        let p = Policy::default().hard_after(2);
+        let p = SuppressionPolicy::default().hard_after(2);
         let one = vec![bounce("2", "twice@example.jp", 1, 0)];
         handle(&inbox, &[one.clone(), one.clone()], &p).await;
         let c = check(&inbox, "twice@example.jp").await;
@@ -335,7 +335,7 @@ async fn only_the_recipient_that_bounced_is_suppressed() {
                 delivery("succeeded", "c@example.jp", 1, 0),
                 bounce("2", "B@Example.JP", 1, 1),
             ]],
-            &Policy::default(),
+            &SuppressionPolicy::default(),
         )
         .await;
         let checks = inbox
@@ -370,7 +370,7 @@ async fn a_kelvin_sign_suppresses_only_itself_and_idn_forms_are_one_recipient() 
                 bounce("2", "user@\u{4F8B}\u{3048}.jp", 2, 2),
                 bounce("2", "Cafe\u{301}@example.jp", 3, 3),
             ]],
-            &Policy::default(),
+            &SuppressionPolicy::default(),
         )
         .await;
         let checks = inbox
@@ -439,7 +439,7 @@ async fn add_reports_what_it_did() {
                 bounce("11", "unsub@example.jp", 1, 0),
                 bounce("2", "hard@example.jp", 1, 1),
             ]],
-            &Policy::default(),
+            &SuppressionPolicy::default(),
         )
         .await;
         let list = inbox.suppressions();
@@ -465,7 +465,7 @@ async fn add_reports_what_it_did() {
         assert_eq!(history_len("unsub@example.jp").await, before, "{url}");
         assert_eq!(
             check(&inbox, "unsub@example.jp").await.reason,
-            Some(Reason::Unsubscribed)
+            Some(SuppressionReason::Unsubscribed)
         );
 
         // A new address: added, with its end.
@@ -481,7 +481,7 @@ async fn add_reports_what_it_did() {
         assert_eq!(
             done.outcome,
             AddOutcome::Replaced {
-                previous: Reason::Hard,
+                previous: SuppressionReason::Hard,
                 previous_until: check_until_of_hard(),
             },
             "{url}"
@@ -528,18 +528,18 @@ async fn entries_by_hand_expire_and_can_be_removed() {
         let c = check(&inbox, "keep@example.jp").await;
         assert_eq!(
             (c.reason, c.note.as_deref()),
-            (Some(Reason::Manual), Some("asked by phone"))
+            (Some(SuppressionReason::Manual), Some("asked by phone"))
         );
         // A manual entry is not replaced by a weaker one.
         handle(
             &inbox,
             &[vec![bounce("5", "keep@example.jp", 1, 0)]],
-            &Policy::default(),
+            &SuppressionPolicy::default(),
         )
         .await;
         assert_eq!(
             check(&inbox, "keep@example.jp").await.reason,
-            Some(Reason::Manual)
+            Some(SuppressionReason::Manual)
         );
         assert!(list
             .remove("keep@example.jp", "changed their mind")
@@ -620,12 +620,12 @@ proptest! {
                 let once = open(&url, &clock).await;
                 // One event per batch, in the sequence's order.
                 let batches: Vec<Vec<Record>> = records.iter().map(|r| vec![r.clone()]).collect();
-                handle(&once, &batches, &Policy::default()).await;
+                handle(&once, &batches, &SuppressionPolicy::default()).await;
                 let first = snapshot(&entries(&once, true).await);
                 for m in 0..20 {
                     once.replay(&Filter::message_id(format!("<m{m}@example.com>"))).await.unwrap();
                 }
-                run_worker(&once, &Policy::default(), Arc::new(AtomicUsize::new(usize::MAX))).await;
+                run_worker(&once, &SuppressionPolicy::default(), Arc::new(AtomicUsize::new(usize::MAX))).await;
                 prop_assert_eq!(&snapshot(&entries(&once, true).await), &first, "replayed on {}", url);
             }
             // Sent twice, into a fresh store: the same list.
@@ -636,8 +636,8 @@ proptest! {
             let double = open(&format!("sqlite:{}", dir3.path().join("b.sqlite3").display()), &clock).await;
             let batches: Vec<Vec<Record>> = records.iter().map(|r| vec![r.clone()]).collect();
             let doubled: Vec<Vec<Record>> = batches.iter().flat_map(|b| [b.clone(), b.clone()]).collect();
-            handle(&single, &batches, &Policy::default()).await;
-            handle(&double, &doubled, &Policy::default()).await;
+            handle(&single, &batches, &SuppressionPolicy::default()).await;
+            handle(&double, &doubled, &SuppressionPolicy::default()).await;
             prop_assert_eq!(
                 snapshot(&entries(&single, true).await),
                 snapshot(&entries(&double, true).await)
@@ -673,14 +673,14 @@ async fn blocks_mirror_cmcs_list() {
             .unwrap();
         run_worker(
             &inbox,
-            &Policy::default(),
+            &SuppressionPolicy::default(),
             Arc::new(AtomicUsize::new(usize::MAX)),
         )
         .await;
         let c = check(&inbox, "listed@example.jp").await;
         assert_eq!(
             (c.suppressed, c.reason, c.until),
-            (true, Some(Reason::CmcList), None),
+            (true, Some(SuppressionReason::CmcList), None),
             "{url}"
         );
         assert!(
@@ -696,7 +696,7 @@ async fn blocks_mirror_cmcs_list() {
             .unwrap();
         run_worker(
             &inbox,
-            &Policy::default(),
+            &SuppressionPolicy::default(),
             Arc::new(AtomicUsize::new(usize::MAX)),
         )
         .await;

@@ -78,12 +78,13 @@ impl InboxError {
         while let Some(s) = source {
             if let Some(sqlx::Error::Database(db)) = s.downcast_ref::<sqlx::Error>() {
                 let code = db.code().unwrap_or_default();
-                return if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                    code.parse::<i32>()
-                        .is_ok_and(|c| !SQLITE_STORE_WIDE.contains(&(c & 0xff)))
-                } else {
-                    !PG_STORE_WIDE.iter().any(|class| code.starts_with(class))
-                };
+                #[cfg(feature = "sqlite")]
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    return code
+                        .parse::<i32>()
+                        .is_ok_and(|c| !SQLITE_STORE_WIDE.contains(&(c & 0xff)));
+                }
+                return !PG_STORE_WIDE.iter().any(|class| code.starts_with(class));
             }
             source = s.source();
         }
@@ -99,6 +100,7 @@ impl InboxError {
 /// SQLite's primary result codes that say the database as a whole cannot
 /// take the commit: BUSY, LOCKED, NOMEM, READONLY, INTERRUPT, IOERR,
 /// CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+#[cfg(feature = "sqlite")]
 const SQLITE_STORE_WIDE: [i32; 11] = [5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 26];
 
 /// PostgreSQL's SQLSTATE classes that say the server as a whole cannot

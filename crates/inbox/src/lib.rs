@@ -70,6 +70,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Without a backend the contract, the types and the statements still
+// compile (so that a build missing one is checked), but nothing can open
+// a store, so most of the storage code has no caller.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports, unused_variables, unreachable_code)
+)]
 
 mod backoff;
 mod clock;
@@ -77,12 +84,10 @@ mod error;
 mod job;
 pub mod mailbox;
 mod ops;
-#[cfg(feature = "postgres")]
-mod postgres;
+mod options;
 mod receive;
 mod rows;
 mod schema;
-mod sqlite;
 mod store;
 pub mod suppression;
 mod telemetry;
@@ -90,7 +95,6 @@ mod worker;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,15 +107,25 @@ pub use job::{Item, Job, JobId, Kind, State};
 pub use ops::{
     Counts, DeadRow, Filter, History, HistoryEntry, Pruned, Receipt, StateCounts, Unreadable,
 };
+#[cfg(feature = "postgres")]
+pub use options::PostgresOptions;
+#[cfg(feature = "sqlite")]
+pub use options::SqliteOptions;
+pub use options::StoreOptions;
 pub use receive::{Receive, ResponseFuture};
 pub use schema::Migrated;
 use schema::Opening;
-pub use sqlite::Synchronous;
+#[cfg(feature = "sqlite")]
+pub use store::sqlite::Synchronous;
 #[cfg(feature = "metrics")]
 pub use telemetry::describe_metrics;
 pub use worker::{NoEvents, Stopped, Worker, WorkerHandle};
 
 use self::rows::Arrival;
+#[cfg(feature = "postgres")]
+use self::store::postgres;
+#[cfg(feature = "sqlite")]
+use self::store::sqlite;
 use self::store::Store;
 use cmc_webhook_core::Webhook;
 
@@ -147,12 +161,46 @@ impl fmt::Debug for Inbox {
     }
 }
 
-/// Options of an inbox before it opens; made by [`Inbox::sqlite`],
-/// `Inbox::postgres` (feature `postgres`) or [`Inbox::builder`]. Options
-/// of the other backend are ignored.
+/// Options of an inbox before it opens: the store's, typed by backend
+/// (`S`: [`SqliteOptions`], [`PostgresOptions`], or [`StoreOptions`] for
+/// either), and those of every backend (clock, migrations, read-only).
+/// Made by [`Inbox::sqlite`], `Inbox::postgres` (feature `postgres`),
+/// [`Inbox::builder`] (an address of either backend) or
+/// [`InboxBuilder::new`]. The options of one backend are methods of its
+/// builder only: `Inbox::postgres(url).synchronous(..)` does not compile.
+///
+/// ```
+/// # #[cfg(feature = "sqlite")] {
+/// use std::time::Duration;
+/// use cmc_webhook_inbox::{Inbox, InboxBuilder, Synchronous};
+///
+/// let sqlite = Inbox::sqlite("inbox.sqlite3")
+///     .synchronous(Synchronous::Normal)
+///     .busy_timeout(Duration::from_secs(2))
+///     .read_only(true);
+/// // Either backend, as one type.
+/// let any: InboxBuilder = sqlite.into();
+/// # let _ = any;
+/// # }
+/// ```
+///
+/// An option of the other backend is a compile error, not ignored:
+///
+/// ```compile_fail
+/// use cmc_webhook_inbox::{Inbox, Synchronous};
+///
+/// let _ = Inbox::postgres("postgres://cmc@127.0.0.1/cmc").synchronous(Synchronous::Normal);
+/// ```
+///
+/// ```compile_fail
+/// use std::time::Duration;
+/// use cmc_webhook_inbox::Inbox;
+///
+/// let _ = Inbox::sqlite("inbox.sqlite3").connect_timeout(Duration::from_secs(2));
+/// ```
 #[derive(Debug, Clone)]
-pub struct InboxBuilder {
-    backend: Backend,
+pub struct InboxBuilder<S = StoreOptions> {
+    store: S,
     /// `None`: the system's clock on SQLite, the database server's on
     /// PostgreSQL.
     clock: Option<Arc<dyn Clock>>,
@@ -160,76 +208,95 @@ pub struct InboxBuilder {
     read_only: bool,
 }
 
-#[derive(Debug, Clone)]
-enum Backend {
-    Sqlite(sqlite::Options),
-    #[cfg(feature = "postgres")]
-    Postgres(postgres::Options),
-}
-
-// Without the feature `postgres`, the backend can only be SQLite.
-#[allow(irrefutable_let_patterns)]
-impl InboxBuilder {
-    /// How commits are made durable; [`Synchronous::Full`] by default.
-    pub fn synchronous(mut self, level: Synchronous) -> InboxBuilder {
-        if let Backend::Sqlite(o) = &mut self.backend {
-            o.synchronous = level;
-        }
+#[cfg(feature = "sqlite")]
+impl InboxBuilder<SqliteOptions> {
+    /// How commits are made durable; [`Synchronous::Full`] by default
+    /// ([`SqliteOptions::synchronous`]).
+    pub fn synchronous(mut self, level: Synchronous) -> Self {
+        self.store = self.store.synchronous(level);
         self
     }
 
     /// How long a statement waits for another connection's lock before it
-    /// fails (5 s by default); receiving then answers 503.
-    pub fn busy_timeout(mut self, timeout: Duration) -> InboxBuilder {
-        if let Backend::Sqlite(o) = &mut self.backend {
-            o.busy_timeout = timeout;
-        }
+    /// fails (5 s by default); receiving then answers 503
+    /// ([`SqliteOptions::busy_timeout`]).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.store = self.store.busy_timeout(timeout);
         self
     }
 
     /// Whether a missing file is created (the default) or opening fails
-    /// with [`InboxErrorKind::Open`]: tools that only read an existing
-    /// inbox turn it off, so that a mistyped path is an error rather than
-    /// an empty report.
-    pub fn create_if_missing(mut self, create: bool) -> InboxBuilder {
-        if let Backend::Sqlite(o) = &mut self.backend {
-            o.create = create;
-        }
+    /// with [`InboxErrorKind::Open`] ([`SqliteOptions::create_if_missing`]).
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.store = self.store.create_if_missing(create);
+        self
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+impl InboxBuilder<PostgresOptions> {
+    /// The most connections of this inbox's pool (10 by default, at least
+    /// 2; [`PostgresOptions::pool_size`]).
+    pub fn pool_size(mut self, connections: u32) -> Self {
+        self.store = self.store.pool_size(connections);
         self
     }
 
-    /// PostgreSQL: the most connections of this inbox's pool (10 by
-    /// default, at least 2).
-    #[cfg(feature = "postgres")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    pub fn pool_size(mut self, connections: u32) -> InboxBuilder {
-        if let Backend::Postgres(o) = &mut self.backend {
-            o.pool_size = connections;
-        }
+    /// The longest a statement may run before the server cancels it
+    /// (`statement_timeout`, 30 s by default); receiving then answers 503
+    /// ([`PostgresOptions::statement_timeout`]).
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.store = self.store.statement_timeout(timeout);
         self
     }
 
-    /// PostgreSQL: the longest a statement may run before the server
-    /// cancels it (`statement_timeout`, 30 s by default); receiving then
-    /// answers 503.
-    #[cfg(feature = "postgres")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    pub fn statement_timeout(mut self, timeout: Duration) -> InboxBuilder {
-        if let Backend::Postgres(o) = &mut self.backend {
-            o.statement_timeout = timeout;
-        }
+    /// How long to wait for a connection (5 s by default); while the
+    /// server is down, receiving answers 503 after this
+    /// ([`PostgresOptions::connect_timeout`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.store = self.store.connect_timeout(timeout);
         self
     }
+}
 
-    /// PostgreSQL: how long to wait for a connection (5 s by default);
-    /// while the server is down, receiving answers 503 after this.
-    #[cfg(feature = "postgres")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    pub fn connect_timeout(mut self, timeout: Duration) -> InboxBuilder {
-        if let Backend::Postgres(o) = &mut self.backend {
-            o.connect_timeout = timeout;
+#[cfg(feature = "sqlite")]
+impl From<InboxBuilder<SqliteOptions>> for InboxBuilder {
+    fn from(b: InboxBuilder<SqliteOptions>) -> InboxBuilder {
+        b.map_store(StoreOptions::from)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<InboxBuilder<PostgresOptions>> for InboxBuilder {
+    fn from(b: InboxBuilder<PostgresOptions>) -> InboxBuilder {
+        b.map_store(StoreOptions::from)
+    }
+}
+
+impl<S: Into<StoreOptions>> InboxBuilder<S> {
+    /// The builder of the inbox in `store`, with the default options.
+    pub fn new(store: S) -> InboxBuilder<S> {
+        InboxBuilder {
+            store,
+            clock: None,
+            migrate_on_open: true,
+            read_only: false,
         }
-        self
+    }
+
+    /// The store's options.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn map_store<T>(self, f: impl FnOnce(S) -> T) -> InboxBuilder<T> {
+        InboxBuilder {
+            store: f(self.store),
+            clock: self.clock,
+            migrate_on_open: self.migrate_on_open,
+            read_only: self.read_only,
+        }
     }
 
     /// The clock every stored time comes from. By default the system's on
@@ -237,7 +304,7 @@ impl InboxBuilder {
     /// clock corrected by the offset measured against the server's at
     /// open and every minute), so that receivers and workers whose own
     /// clocks disagree still decide leases and due times by one clock.
-    pub fn clock(mut self, clock: impl Clock) -> InboxBuilder {
+    pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self
     }
@@ -269,7 +336,7 @@ impl InboxBuilder {
     /// # })?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn migrate_on_open(mut self, migrate: bool) -> InboxBuilder {
+    pub fn migrate_on_open(mut self, migrate: bool) -> Self {
         self.migrate_on_open = migrate;
         self
     }
@@ -278,7 +345,7 @@ impl InboxBuilder {
     /// this version's), and nothing written, so that a read-only file, a
     /// read-only PostgreSQL role or a replica can be inspected (`counts`,
     /// `dead`, `history`). Writes through it fail.
-    pub fn read_only(mut self, read_only: bool) -> InboxBuilder {
+    pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
         self
     }
@@ -297,10 +364,11 @@ impl InboxBuilder {
     /// is off), under the migrator's lock, and opens nothing else: the
     /// step a deploy runs before starting receivers that do not migrate.
     pub async fn migrate(self) -> Result<Migrated, InboxError> {
-        match &self.backend {
-            Backend::Sqlite(o) => sqlite::migrate(o).await,
+        match self.store.into() {
+            #[cfg(feature = "sqlite")]
+            StoreOptions::Sqlite(o) => sqlite::migrate(&o.inner).await,
             #[cfg(feature = "postgres")]
-            Backend::Postgres(o) => postgres::migrate(o).await,
+            StoreOptions::Postgres(o) => postgres::migrate(&o.inner).await,
         }
     }
 
@@ -311,23 +379,21 @@ impl InboxBuilder {
     /// the schema's version instead of migrating (and still proves the
     /// store takes writes); with [`read_only`](InboxBuilder::read_only) it
     /// checks the version and writes nothing.
-    pub async fn open(mut self) -> Result<Inbox, InboxError> {
+    pub async fn open(self) -> Result<Inbox, InboxError> {
         let opening = self.opening();
-        match &mut self.backend {
-            Backend::Sqlite(o) => o.opening = opening,
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(o) => o.opening = opening,
-        }
-        match &self.backend {
-            Backend::Sqlite(o) => {
-                let store = Store::Sqlite(sqlite::Sqlite::open(o).await?);
-                let describe = format!("sqlite:{}", o.path.display());
+        match self.store.into() {
+            #[cfg(feature = "sqlite")]
+            StoreOptions::Sqlite(mut o) => {
+                o.inner.opening = opening;
+                let store = Store::Sqlite(sqlite::Sqlite::open(&o.inner).await?);
+                let describe = format!("sqlite:{}", o.inner.path.display());
                 let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
                 Ok(Inbox::start(store, clock, describe))
             }
             #[cfg(feature = "postgres")]
-            Backend::Postgres(o) => {
-                let pg = postgres::Postgres::open(o).await?;
+            StoreOptions::Postgres(mut o) => {
+                o.inner.opening = opening;
+                let pg = postgres::Postgres::open(&o.inner).await?;
                 let describe = pg.describe();
                 let clock: Arc<dyn Clock> = match self.clock {
                     Some(clock) => clock,
@@ -423,48 +489,15 @@ impl Inbox {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn builder(url: &str) -> Result<InboxBuilder, InboxError> {
-        #[cfg(feature = "postgres")]
-        if postgres::is_postgres(url) {
-            return Ok(Inbox::postgres(url));
-        }
-        match sqlite::path_of(url) {
-            Some(Ok(path)) => Ok(Inbox::sqlite(path)),
-            Some(Err(why)) => Err(InboxError::new(InboxErrorKind::Config, why)),
-            None => Err(InboxError::new(
-                InboxErrorKind::Config,
-                format!(
-                    "{} is not an inbox address: expected sqlite:PATH{}",
-                    // Only its scheme: a mistyped address may carry a
-                    // password anywhere.
-                    match url.split_once(':') {
-                        Some((scheme, _))
-                            if !scheme.is_empty()
-                                && scheme.len() <= 20
-                                && scheme
-                                    .chars()
-                                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
-                            format!("an address of scheme {scheme:?}"),
-                        _ => "the address given (not shown: it may hold a password)".to_owned(),
-                    },
-                    if cfg!(feature = "postgres") {
-                        " or postgres://USER@HOST:PORT/DB"
-                    } else {
-                        " (postgres:// needs the feature postgres)"
-                    }
-                ),
-            )),
-        }
+        Ok(InboxBuilder::new(url.parse::<StoreOptions>()?))
     }
 
     /// An inbox in the SQLite file at `path`, to configure before
     /// [`open`](InboxBuilder::open)ing it.
-    pub fn sqlite(path: impl Into<PathBuf>) -> InboxBuilder {
-        InboxBuilder {
-            backend: Backend::Sqlite(sqlite::Options::new(path.into())),
-            clock: None,
-            migrate_on_open: true,
-            read_only: false,
-        }
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+    pub fn sqlite(path: impl Into<std::path::PathBuf>) -> InboxBuilder<SqliteOptions> {
+        InboxBuilder::new(SqliteOptions::new(path))
     }
 
     /// An inbox in the PostgreSQL database at `url`
@@ -472,13 +505,8 @@ impl Inbox {
     /// opening it. Any number of receivers and workers may share it.
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    pub fn postgres(url: impl Into<String>) -> InboxBuilder {
-        InboxBuilder {
-            backend: Backend::Postgres(postgres::Options::new(url.into())),
-            clock: None,
-            migrate_on_open: true,
-            read_only: false,
-        }
+    pub fn postgres(url: impl Into<String>) -> InboxBuilder<PostgresOptions> {
+        InboxBuilder::new(PostgresOptions::new(url))
     }
 
     fn start(store: Store, clock: Arc<dyn Clock>, describe: String) -> Inbox {
@@ -655,7 +683,10 @@ impl Inbox {
     pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
         let mut history = self.inner.store.history(message_id).await?;
         for entry in &mut history.entries {
-            rows::load_event_apart(&self.inner.store, entry.id.id, &mut entry.event).await?;
+            self.inner
+                .store
+                .load_event_apart(entry.id.id, &mut entry.event)
+                .await?;
         }
         Ok(history)
     }

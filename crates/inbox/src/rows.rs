@@ -27,7 +27,7 @@ pub(crate) struct NewEvent {
 }
 
 /// The subject of `event`, for the kinds that have one.
-fn subject_mut(event: &mut Event) -> Option<&mut Text> {
+pub(crate) fn subject_mut(event: &mut Event) -> Option<&mut Text> {
     match event {
         Event::Delivery(d) => Some(&mut d.subject),
         Event::Bounce(b) => Some(&mut b.subject),
@@ -110,6 +110,16 @@ impl MailText {
         }
     }
 
+    /// Whether the mail's row left this field empty (so it may be stored
+    /// apart).
+    pub fn is_empty_in(self, mail: &InboundMail) -> bool {
+        match self {
+            MailText::Text => mail.text.is_none(),
+            MailText::Html => mail.html.is_none(),
+            MailText::Subject => mail.subject.is_empty(),
+        }
+    }
+
     /// Puts a field read back into `mail`.
     pub fn put(self, mail: &mut InboundMail, text: Text) {
         match self {
@@ -118,59 +128,6 @@ impl MailText {
             MailText::Subject => mail.subject = text,
         }
     }
-}
-
-/// Reads back into `mail` (row `id`) its text fields stored apart: each
-/// assembled a chunk at a time into one buffer of its size. Only the
-/// fields the row's JSON left empty are looked up; a mail stored before
-/// fields were stored apart has none.
-pub(crate) async fn load_apart(
-    store: &super::store::Store,
-    id: i64,
-    mail: &mut InboundMail,
-) -> Result<(), InboxError> {
-    for (position, field) in APART {
-        let empty = match field {
-            MailText::Text => mail.text.is_none(),
-            MailText::Html => mail.html.is_none(),
-            MailText::Subject => mail.subject.is_empty(),
-        };
-        if !empty {
-            continue;
-        }
-        if let Some(data) = store.attachment(id, position).await? {
-            let text = String::from_utf8(data).map_err(|e| {
-                InboxError::new(
-                    InboxErrorKind::Corrupt,
-                    format!("mail {id}: the text stored at position {position} is not UTF-8: {e}"),
-                )
-            })?;
-            field.put(mail, Text::from(text));
-        }
-    }
-    Ok(())
-}
-
-/// Reads back into `event` (row `id`) its subject stored apart, if the
-/// row's JSON left it empty and `cmc_event_texts` holds one.
-pub(crate) async fn load_event_apart(
-    store: &super::store::Store,
-    id: i64,
-    event: &mut Event,
-) -> Result<(), InboxError> {
-    let Some(subject) = subject_mut(event).filter(|s| s.is_empty()) else {
-        return Ok(());
-    };
-    if let Some(data) = store.event_text(id, "subject").await? {
-        let text = String::from_utf8(data).map_err(|e| {
-            InboxError::new(
-                InboxErrorKind::Corrupt,
-                format!("event {id}: its subject stored apart is not UTF-8: {e}"),
-            )
-        })?;
-        *subject = Text::from(text);
-    }
-    Ok(())
 }
 
 /// The longest prefix of `s` within `max` bytes, cut at a character.

@@ -9,7 +9,9 @@
 //! (run the migrations first: `migrate`) nor newer (a newer version wrote
 //! it).
 
-use sqlx::migrate::Migrator;
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use super::error::{InboxError, InboxErrorKind};
 
@@ -105,4 +107,84 @@ pub(crate) fn migrated(migrator: &Migrator, before: Option<i64>) -> Migrated {
             .collect(),
         version: latest(migrator),
     }
+}
+
+/// Which process opened the store, for `cmc_inbox_opened`.
+pub(crate) fn process_name() -> String {
+    format!("pid {}", std::process::id())
+}
+
+/// A migrator of the files named, compiled in: `migrator!("sqlite",
+/// "0001_inbox.sql", ...)` reads `migrations/sqlite/0001_inbox.sql`. The
+/// migrations are those `sqlx::migrate!` would make of the directory (the
+/// version and description from the file's name, the checksum from its
+/// text: a store migrated by an earlier build opens), without building
+/// sqlx's proc-macros. A test checks the list against the directory.
+#[allow(unused_macros)] // without a backend
+macro_rules! migrator {
+    ($dir:literal, $($file:literal),+ $(,)?) => {
+        std::sync::LazyLock::new(|| {
+            $crate::schema::migrator_of(&[$((
+                $file,
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/", $dir, "/", $file)),
+            )),+])
+        })
+    };
+}
+#[allow(unused_imports)] // without a backend
+pub(crate) use migrator;
+
+/// The migrator of `files` (name and text), as `sqlx::migrate!` makes it
+/// of a directory holding them: `<version>_<description>.sql`, the
+/// description's `_` read as spaces.
+pub(crate) fn migrator_of(files: &[(&'static str, &'static str)]) -> Migrator {
+    let migrations = files
+        .iter()
+        .map(|&(name, sql)| {
+            let (version, rest) = name
+                .split_once('_')
+                .and_then(|(v, rest)| Some((v.parse::<i64>().ok()?, rest)))
+                .unwrap_or_else(|| panic!("{name}: not <version>_<description>.sql"));
+            let kind = MigrationType::from_filename(rest);
+            let description = rest.trim_end_matches(kind.suffix()).replace('_', " ");
+            Migration::new(
+                version,
+                Cow::Owned(description),
+                kind,
+                Cow::Borrowed(sql),
+                sql.starts_with("-- no-transaction"),
+            )
+        })
+        .collect::<Vec<_>>();
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// Checks a compiled-in migrator against its directory, as
+/// `sqlx::migrate!` would read it: the same files, versions, descriptions
+/// and checksums.
+#[cfg(test)]
+pub(crate) async fn same_as_directory(migrator: &Migrator, dir: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dir);
+    let resolved = Migrator::new(path).await.unwrap();
+    let key = |m: &Migration| {
+        (
+            m.version,
+            m.description.to_string(),
+            m.checksum.to_vec(),
+            m.no_tx,
+            m.migration_type.label(),
+        )
+    };
+    let ours: Vec<_> = migrator.iter().map(key).collect();
+    let theirs: Vec<_> = resolved.iter().map(key).collect();
+    assert!(!ours.is_empty());
+    assert_eq!(
+        ours, theirs,
+        "migrations/{dir} and the files compiled in differ"
+    );
 }

@@ -25,7 +25,7 @@ use clap::Parser;
 use cmc_webhook_core::allowlist::AllowlistFile;
 use cmc_webhook_core::WebhookLayer;
 use cmc_webhook_inbox::mailbox::{DeliveryFilter, DeliveryState};
-use cmc_webhook_inbox::{suppression, Filter, Inbox, Kind};
+use cmc_webhook_inbox::{suppression, Filter, Inbox, InboxBuilder, Kind, StoreOptions};
 
 /// The `cmc-receiver` program: reads the command line and the environment,
 /// then serves or runs the subcommand; the exit code says how it ended.
@@ -101,17 +101,19 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
     let store = match url.as_str() {
         "none" => None,
         url => {
-            let builder = Inbox::builder(url).map_err(|e| format!("--store: {e}"))?;
+            let store: StoreOptions = url.parse().map_err(|e| format!("--store: {e}"))?;
             let builder = match &args.command {
                 // Serving migrates, and proves the store takes writes.
-                None => builder,
+                None => InboxBuilder::new(store),
                 // The subcommands open an inbox that exists (a mistyped
                 // path is an error, not an empty report), never migrate,
                 // and only those that change something may write.
-                Some(command) => builder
-                    .create_if_missing(false)
-                    .migrate_on_open(false)
-                    .read_only(!command.writes()),
+                Some(command) => InboxBuilder::new(match store {
+                    StoreOptions::Sqlite(o) => StoreOptions::Sqlite(o.create_if_missing(false)),
+                    other => other,
+                })
+                .migrate_on_open(false)
+                .read_only(!command.writes()),
             };
             Some(builder.open().await.map_err(|e| format!("--store: {e}"))?)
         }
@@ -160,7 +162,7 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
                 .worker(move |job| handler.clone().handle(job))
                 .concurrency(args.concurrency)
                 .max_attempts(args.max_attempts)
-                .suppressions(suppression::Policy::default());
+                .suppressions(suppression::SuppressionPolicy::default());
             if let Some(mailboxes) = mailboxes {
                 worker = worker.mailboxes(mailboxes);
             }
@@ -675,7 +677,7 @@ async fn suppressions(
             filter.suppressed_only = !all;
             filter.reason = match reason {
                 Some(r) => Some(
-                    suppression::Reason::from_column(r)
+                    suppression::SuppressionReason::from_column(r)
                         .ok_or_else(|| format!("--reason {r:?}: hard, soft, cmc_suppressed, unsubscribed, cmc_list or manual"))?,
                 ),
                 None => None,

@@ -4,16 +4,21 @@
 use std::collections::HashSet;
 
 use super::pattern::Route;
+use crate::store::{Routed, Router};
 use crate::suppression::normalize;
 
-/// Where some of a mail's recipients go: a mailbox (its index among the
-/// declared ones), or none (unrouted), with the route that took them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Routed {
-    pub mailbox: Option<usize>,
-    /// The route as written (`*` for the fallback); `None` when unrouted.
-    pub route: Option<String>,
-    pub recipients: Vec<String>,
+/// The mailboxes' routing table, without their handlers: what a worker's
+/// round routes the due mails with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Routing<'a> {
+    pub routes: &'a [(Route, usize)],
+    pub fallback: Option<usize>,
+}
+
+impl Router for Routing<'_> {
+    fn route(&self, envelope_to: &str, filter: &str) -> Vec<Routed> {
+        route(self.routes, self.fallback, envelope_to, filter)
+    }
 }
 
 /// The envelope recipients of a mail: `envelope-to` split at commas,

@@ -29,7 +29,7 @@ pub enum Class {
 /// Why an address is suppressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
-pub enum Reason {
+pub enum SuppressionReason {
     /// Hard bounces reached the threshold.
     Hard,
     /// Soft bounces reached the threshold within the window.
@@ -44,29 +44,29 @@ pub enum Reason {
     Manual,
 }
 
-impl Reason {
+impl SuppressionReason {
     /// The column value: `hard`, `soft`, `cmc_suppressed`, `unsubscribed`,
     /// `cmc_list`, `manual`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::Hard => "hard",
-            Reason::Soft => "soft",
-            Reason::CmcSuppressed => "cmc_suppressed",
-            Reason::Unsubscribed => "unsubscribed",
-            Reason::CmcList => "cmc_list",
-            Reason::Manual => "manual",
+            SuppressionReason::Hard => "hard",
+            SuppressionReason::Soft => "soft",
+            SuppressionReason::CmcSuppressed => "cmc_suppressed",
+            SuppressionReason::Unsubscribed => "unsubscribed",
+            SuppressionReason::CmcList => "cmc_list",
+            SuppressionReason::Manual => "manual",
         }
     }
 
     /// Reads a column value.
-    pub fn from_column(s: &str) -> Option<Reason> {
+    pub fn from_column(s: &str) -> Option<SuppressionReason> {
         [
-            Reason::Hard,
-            Reason::Soft,
-            Reason::CmcSuppressed,
-            Reason::Unsubscribed,
-            Reason::CmcList,
-            Reason::Manual,
+            SuppressionReason::Hard,
+            SuppressionReason::Soft,
+            SuppressionReason::CmcSuppressed,
+            SuppressionReason::Unsubscribed,
+            SuppressionReason::CmcList,
+            SuppressionReason::Manual,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -117,19 +117,19 @@ impl Reason {
 ///
 /// ```
 /// use std::time::Duration;
-/// use cmc_webhook_inbox::suppression::{Class, Policy, Reason};
+/// use cmc_webhook_inbox::suppression::{Class, SuppressionPolicy, SuppressionReason};
 ///
-/// let policy = Policy::default()
+/// let policy = SuppressionPolicy::default()
 ///     .hard_after(2) // as Postal
 ///     .soft_after(10, Duration::from_secs(30 * 86_400))
 ///     .with_class("4", Class::Hard) // policy refusals count as hard
-///     .with_expiry(Reason::Hard, None); // hard suppressions never expire
+///     .with_expiry(SuppressionReason::Hard, None); // hard suppressions never expire
 /// assert_eq!(policy.class("4"), Class::Hard);
-/// assert_eq!(policy.lasts(Reason::Hard), None);
-/// assert_eq!(policy.lasts(Reason::Soft), Some(Duration::from_secs(7 * 86_400)));
+/// assert_eq!(policy.lasts(SuppressionReason::Hard), None);
+/// assert_eq!(policy.lasts(SuppressionReason::Soft), Some(Duration::from_secs(7 * 86_400)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
+pub struct SuppressionPolicy {
     classes: BTreeMap<String, Class>,
     /// Hard bounces before the address is suppressed.
     pub(crate) hard_after: u32,
@@ -139,14 +139,14 @@ pub struct Policy {
     /// The window soft bounces are counted in.
     pub(crate) soft_window: Duration,
     /// How long each reason lasts (`None`: until removed by hand).
-    expiry: BTreeMap<Reason, Option<Duration>>,
+    expiry: BTreeMap<SuppressionReason, Option<Duration>>,
     /// The zone `created` is read in (the CMC console's).
     pub(crate) time_zone: jiff::tz::TimeZone,
 }
 
 const DAY: u64 = 86_400;
 
-impl Default for Policy {
+impl Default for SuppressionPolicy {
     fn default() -> Self {
         let classes = [
             ("1", Class::Hard),
@@ -166,18 +166,18 @@ impl Default for Policy {
         .map(|(code, class)| (code.to_owned(), class))
         .collect();
         let days = |n: u64| Some(Duration::from_secs(n * DAY));
-        Policy {
+        SuppressionPolicy {
             classes,
             hard_after: 1,
             soft_after: 5,
             soft_window: Duration::from_secs(14 * DAY),
             expiry: [
-                (Reason::Hard, days(90)),
-                (Reason::Soft, days(7)),
-                (Reason::CmcSuppressed, days(30)),
-                (Reason::Unsubscribed, None),
-                (Reason::CmcList, None),
-                (Reason::Manual, None),
+                (SuppressionReason::Hard, days(90)),
+                (SuppressionReason::Soft, days(7)),
+                (SuppressionReason::CmcSuppressed, days(30)),
+                (SuppressionReason::Unsubscribed, None),
+                (SuppressionReason::CmcList, None),
+                (SuppressionReason::Manual, None),
             ]
             .into_iter()
             .collect(),
@@ -186,7 +186,7 @@ impl Default for Policy {
     }
 }
 
-impl Policy {
+impl SuppressionPolicy {
     /// The class of a bounce code (unknown codes: [`Class::Unknown`]). A
     /// number is read as a number: `" 02"` is code 2.
     pub fn class(&self, code: &str) -> Class {
@@ -199,14 +199,14 @@ impl Policy {
     }
 
     /// Suppresses after `n` hard bounces (1 by default: at once).
-    pub fn hard_after(mut self, n: u32) -> Policy {
+    pub fn hard_after(mut self, n: u32) -> SuppressionPolicy {
         self.hard_after = n.max(1);
         self
     }
 
     /// Suppresses after `n` soft (or unknown) bounces within `window` (5
     /// within 14 days by default).
-    pub fn soft_after(mut self, n: u32, window: Duration) -> Policy {
+    pub fn soft_after(mut self, n: u32, window: Duration) -> SuppressionPolicy {
         self.soft_after = n.max(1);
         self.soft_window = window;
         self
@@ -214,25 +214,29 @@ impl Policy {
 
     /// Reads CMC's `created` times in `tz`, the zone set in the CMC console
     /// ([`default_time_zone`](cmc_webhook_core::default_time_zone) unless set).
-    pub fn time_zone(mut self, tz: jiff::tz::TimeZone) -> Policy {
+    pub fn time_zone(mut self, tz: jiff::tz::TimeZone) -> SuppressionPolicy {
         self.time_zone = tz;
         self
     }
 
     /// The same policy with `code` in `class`.
-    pub fn with_class(mut self, code: impl Into<String>, class: Class) -> Policy {
+    pub fn with_class(mut self, code: impl Into<String>, class: Class) -> SuppressionPolicy {
         self.classes.insert(code.into(), class);
         self
     }
 
     /// How long a suppression for `reason` lasts (`None`: until removed).
-    pub fn lasts(&self, reason: Reason) -> Option<Duration> {
+    pub fn lasts(&self, reason: SuppressionReason) -> Option<Duration> {
         self.expiry.get(&reason).copied().flatten()
     }
 
     /// The same policy with suppressions for `reason` lasting `lasts`
     /// (`None`: until removed by hand).
-    pub fn with_expiry(mut self, reason: Reason, lasts: Option<Duration>) -> Policy {
+    pub fn with_expiry(
+        mut self,
+        reason: SuppressionReason,
+        lasts: Option<Duration>,
+    ) -> SuppressionPolicy {
         self.expiry.insert(reason, lasts);
         self
     }
@@ -257,7 +261,7 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suppressed {
     /// Why.
-    pub reason: Reason,
+    pub reason: SuppressionReason,
     /// Since when.
     pub since: Timestamp,
     /// Until when (`None`: until removed by hand).
@@ -324,8 +328,8 @@ pub(crate) fn means_removed(status: &str) -> bool {
 }
 
 /// Applies one event to a recipient's state.
-pub fn apply(state: &mut State, event: &Observed, policy: &Policy) {
-    let suppress = |state: &mut State, reason: Reason, at: Timestamp| {
+pub fn apply(state: &mut State, event: &Observed, policy: &SuppressionPolicy) {
+    let suppress = |state: &mut State, reason: SuppressionReason, at: Timestamp| {
         // An expiry past the end of time is the end of time, not "never".
         let until = policy
             .lasts(reason)
@@ -367,7 +371,7 @@ pub fn apply(state: &mut State, event: &Observed, policy: &Policy) {
             Class::Hard => {
                 state.hard = state.hard.saturating_add(1);
                 if state.hard >= policy.hard_after.max(1) {
-                    suppress(state, Reason::Hard, event.at);
+                    suppress(state, SuppressionReason::Hard, event.at);
                 }
             }
             class @ (Class::Soft | Class::Unknown) => {
@@ -389,11 +393,11 @@ pub fn apply(state: &mut State, event: &Observed, policy: &Policy) {
                     state.soft.drain(..extra);
                 }
                 if state.soft.len() >= keep {
-                    suppress(state, Reason::Soft, latest);
+                    suppress(state, SuppressionReason::Soft, latest);
                 }
             }
-            Class::CmcSuppressed => suppress(state, Reason::CmcSuppressed, event.at),
-            Class::Unsubscribed => suppress(state, Reason::Unsubscribed, event.at),
+            Class::CmcSuppressed => suppress(state, SuppressionReason::CmcSuppressed, event.at),
+            Class::Unsubscribed => suppress(state, SuppressionReason::Unsubscribed, event.at),
         },
         // A success says the address worked then: the soft bounces before
         // it no longer count, and a soft suppression from before it is
@@ -404,17 +408,17 @@ pub fn apply(state: &mut State, event: &Observed, policy: &Policy) {
             if state
                 .suppression
                 .as_ref()
-                .is_some_and(|s| s.reason == Reason::Soft && s.since <= event.at)
+                .is_some_and(|s| s.reason == SuppressionReason::Soft && s.since <= event.at)
             {
                 state.suppression = None;
             }
         }
-        What::CmcList { removed: false } => suppress(state, Reason::CmcList, event.at),
+        What::CmcList { removed: false } => suppress(state, SuppressionReason::CmcList, event.at),
         What::CmcList { removed: true } => {
             if state
                 .suppression
                 .as_ref()
-                .is_some_and(|s| s.reason == Reason::CmcList)
+                .is_some_and(|s| s.reason == SuppressionReason::CmcList)
             {
                 state.suppression = None;
             }
@@ -456,14 +460,14 @@ impl State {
 /// Which suppression wins when two apply: the stronger stays.
 /// CMC's list ranks below a hard suppression: a `blocks` removal must not
 /// lift what a hard bounce said.
-fn rank(reason: Reason) -> u8 {
+fn rank(reason: SuppressionReason) -> u8 {
     match reason {
-        Reason::Soft => 0,
-        Reason::CmcSuppressed => 1,
-        Reason::CmcList => 2,
-        Reason::Hard => 3,
-        Reason::Unsubscribed => 4,
-        Reason::Manual => 5,
+        SuppressionReason::Soft => 0,
+        SuppressionReason::CmcSuppressed => 1,
+        SuppressionReason::CmcList => 2,
+        SuppressionReason::Hard => 3,
+        SuppressionReason::Unsubscribed => 4,
+        SuppressionReason::Manual => 5,
     }
 }
 
@@ -487,7 +491,7 @@ mod tests {
         }
     }
 
-    fn run(events: &[Observed], policy: &Policy) -> State {
+    fn run(events: &[Observed], policy: &SuppressionPolicy) -> State {
         let mut state = State::default();
         for e in events {
             apply(&mut state, e, policy);
@@ -497,7 +501,7 @@ mod tests {
 
     #[test]
     fn the_table_of_codes() {
-        let p = Policy::default();
+        let p = SuppressionPolicy::default();
         for (code, class) in [
             ("1", Class::Hard),
             ("2", Class::Hard),
@@ -524,17 +528,17 @@ mod tests {
     fn one_hard_bounce_suppresses_for_ninety_days() {
         let s = run(
             &[bounce(1, "2026-01-01T00:00:00Z", "2")],
-            &Policy::default(),
+            &SuppressionPolicy::default(),
         );
         let sup = s.suppressed_at(t("2026-01-02T00:00:00Z")).unwrap();
-        assert_eq!(sup.reason, Reason::Hard);
+        assert_eq!(sup.reason, SuppressionReason::Hard);
         assert_eq!(sup.until, Some(t("2026-04-01T00:00:00Z")));
         assert_eq!(sup.events, [key(1)]);
         assert!(s.suppressed_at(t("2026-04-01T00:00:00Z")).is_none());
         // Two, when the policy says so.
-        let two = Policy {
+        let two = SuppressionPolicy {
             hard_after: 2,
-            ..Policy::default()
+            ..SuppressionPolicy::default()
         };
         let s = run(&[bounce(1, "2026-01-01T00:00:00Z", "1")], &two);
         assert!(s.suppression.is_none());
@@ -542,7 +546,7 @@ mod tests {
 
     #[test]
     fn soft_bounces_count_within_the_window_only() {
-        let p = Policy::default();
+        let p = SuppressionPolicy::default();
         let inside: Vec<Observed> = (0..5)
             .map(|i| bounce(i, &format!("2026-01-0{}T00:00:00Z", i + 1), "5"))
             .collect();
@@ -550,7 +554,7 @@ mod tests {
         let sup = s.suppressed_at(t("2026-01-06T00:00:00Z")).unwrap();
         assert_eq!(
             (sup.reason, sup.until),
-            (Reason::Soft, Some(t("2026-01-12T00:00:00Z")))
+            (SuppressionReason::Soft, Some(t("2026-01-12T00:00:00Z")))
         );
         // Five spread over more than the window: never five within it.
         let spread: Vec<Observed> = (0..5)
@@ -563,7 +567,7 @@ mod tests {
 
     #[test]
     fn a_success_clears_the_soft_count_and_lifts_a_soft_suppression() {
-        let p = Policy::default();
+        let p = SuppressionPolicy::default();
         let mut events: Vec<Observed> = (0..4)
             .map(|i| bounce(i, &format!("2026-01-0{}T00:00:00Z", i + 1), "5"))
             .collect();
@@ -588,12 +592,12 @@ mod tests {
             ],
             &p,
         );
-        assert_eq!(s.suppression.unwrap().reason, Reason::Hard);
+        assert_eq!(s.suppression.unwrap().reason, SuppressionReason::Hard);
     }
 
     #[test]
     fn unsubscribed_never_expires_and_is_not_weakened() {
-        let p = Policy::default();
+        let p = SuppressionPolicy::default();
         let s = run(
             &[
                 bounce(1, "2026-01-01T00:00:00Z", "11"),
@@ -602,15 +606,21 @@ mod tests {
             &p,
         );
         let sup = s.suppressed_at(t("2099-01-01T00:00:00Z")).unwrap();
-        assert_eq!((sup.reason, sup.until), (Reason::Unsubscribed, None));
+        assert_eq!(
+            (sup.reason, sup.until),
+            (SuppressionReason::Unsubscribed, None)
+        );
         assert_eq!(s.hard, 1);
     }
 
     #[test]
     fn cmc_suppressed_unknown_codes_and_cmc_list() {
-        let p = Policy::default();
+        let p = SuppressionPolicy::default();
         let s = run(&[bounce(1, "2026-01-01T00:00:00Z", "10")], &p);
-        assert_eq!(s.suppression.unwrap().reason, Reason::CmcSuppressed);
+        assert_eq!(
+            s.suppression.unwrap().reason,
+            SuppressionReason::CmcSuppressed
+        );
         let s = run(&[bounce(1, "2026-01-01T00:00:00Z", "77")], &p);
         assert_eq!((s.unknown, s.soft.len()), (1, 1));
         assert!(s.suppression.is_none());
@@ -640,19 +650,22 @@ mod tests {
 
     #[test]
     fn an_expired_suppression_counts_as_none() {
-        let p = Policy::default();
+        let p = SuppressionPolicy::default();
         // Hard on day 0 (90 days), then five soft bounces on days 100-104.
         let mut events = vec![bounce(1, "2026-01-01T00:00:00Z", "2")];
         events.extend(
             (0..5).map(|i| bounce(10 + i, &format!("2026-04-{:02}T00:00:00Z", 11 + i), "5")),
         );
         let s = run(&events, &p);
-        assert_eq!(s.suppression.as_ref().unwrap().reason, Reason::Soft);
+        assert_eq!(
+            s.suppression.as_ref().unwrap().reason,
+            SuppressionReason::Soft
+        );
         assert!(s.suppressed_at(t("2026-04-16T00:00:00Z")).is_some());
         // Unsubscribed, an expired weaker entry in between: unsubscribed again.
         let mut state = State {
             suppression: Some(Suppressed {
-                reason: Reason::Manual,
+                reason: SuppressionReason::Manual,
                 since: t("2026-01-01T00:00:00Z"),
                 until: Some(t("2026-01-02T00:00:00Z")),
                 events: vec![],
@@ -661,24 +674,27 @@ mod tests {
             ..State::default()
         };
         apply(&mut state, &bounce(2, "2026-01-03T00:00:00Z", "11"), &p);
-        assert_eq!(state.suppression.unwrap().reason, Reason::Unsubscribed);
+        assert_eq!(
+            state.suppression.unwrap().reason,
+            SuppressionReason::Unsubscribed
+        );
     }
 
     #[test]
     fn a_late_success_does_not_erase_later_bounces() {
-        let p = Policy::default();
+        let p = SuppressionPolicy::default();
         let mut events: Vec<Observed> = (0..4)
             .map(|i| bounce(i, &format!("2026-01-{:02}T00:00:00Z", 10 + i), "5"))
             .collect();
         events.push(success(9, "2026-01-01T00:00:00Z"));
         events.push(bounce(20, "2026-01-14T00:00:00Z", "5"));
         let s = run(&events, &p);
-        assert_eq!(s.suppression.unwrap().reason, Reason::Soft);
+        assert_eq!(s.suppression.unwrap().reason, SuppressionReason::Soft);
     }
 
     #[test]
     fn a_cmc_list_removal_does_not_lift_a_hard_suppression() {
-        let p = Policy::default();
+        let p = SuppressionPolicy::default();
         let list = |n: u8, at: &str, removed: bool| Observed {
             key: key(n),
             at: t(at),
@@ -694,7 +710,7 @@ mod tests {
         );
         assert_eq!(
             s.suppressed_at(t("2026-01-04T00:00:00Z")).unwrap().reason,
-            Reason::Hard
+            SuppressionReason::Hard
         );
     }
 
@@ -702,7 +718,7 @@ mod tests {
     fn an_expiry_past_the_end_of_time_is_the_end_of_time() {
         let s = run(
             &[bounce(1, "9999-12-30T00:00:00Z", "2")],
-            &Policy::default(),
+            &SuppressionPolicy::default(),
         );
         assert_eq!(s.suppression.unwrap().until, Some(Timestamp::MAX));
     }
@@ -728,7 +744,7 @@ mod tests {
         #[test]
         fn the_state_stays_bounded(events in prop::collection::vec(any_event(), 0..200),
                                    soft_after in 1u32..8) {
-            let policy = Policy { soft_after, ..Policy::default() };
+            let policy = SuppressionPolicy { soft_after, ..SuppressionPolicy::default() };
             let s = run(&events, &policy);
             prop_assert!(s.soft.len() <= soft_after as usize);
             prop_assert!(s.soft.windows(2).all(|w| w[0] <= w[1]));

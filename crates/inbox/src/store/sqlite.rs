@@ -18,17 +18,20 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Row, SqliteConnection};
 
-use super::error::{InboxError, InboxErrorKind};
-use super::job::Kind;
-use super::mailbox::store::sqlite as mailbox_sql;
-use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery, ReplayCursor};
-use super::mailbox::{DeliveryFilter, MailboxCounts};
-use super::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
-use super::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed};
-use super::schema::{self, Migrated, Opening};
-use super::suppression::policy::Policy;
-use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
-use super::worker::{lost_outcomes, Claim, Outcome, Renew, Settle};
+use super::mailbox::sqlite as mailbox_sql;
+use super::suppression::sqlite as suppression_sql;
+use super::types::{
+    lost_outcomes, Claim, DeliveryCount, DeliveryQuery, DeliveryReplay, DeliveryRound,
+    DeliveryStep, MailRow, Manual, Outcome, RawDelivery, Renew, ReplayCursor, Settle,
+    SuppressionQuery,
+};
+use crate::error::{InboxError, InboxErrorKind};
+use crate::job::Kind;
+use crate::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
+use crate::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed};
+use crate::schema::{self, Migrated, Opening};
+use crate::suppression::policy::SuppressionPolicy as Policy;
+use crate::suppression::rows::{RawChange, RawEntry, RawSuppression};
 
 /// How a SQLite inbox commits: the `synchronous` pragma of the receiving
 /// connection, in WAL mode.
@@ -154,7 +157,18 @@ impl FileIdentity {
 /// (negative: KiB).
 const RECEIVE_CACHE_KIB: &str = "-32768";
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+/// The migrations of `migrations/sqlite/`, compiled in.
+static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator!(
+    "sqlite",
+    "0001_inbox.sql",
+    "0002_lease_index.sql",
+    "0003_attachment_chunks.sql",
+    "0004_suppressions.sql",
+    "0005_mail_deliveries.sql",
+    "0006_message_id_prefix.sql",
+    "0007_address_form.sql",
+    "0008_event_texts.sql",
+);
 
 /// The write that proves, at open, that the store takes writes.
 const OPENED: &str = "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, ?1, ?2) \
@@ -200,7 +214,7 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
         )
         .with_source(e)
     })?;
-    rekey_suppressions(&mut conn, super::clock::millis(jiff::Timestamp::now()))
+    rekey_suppressions(&mut conn, crate::clock::millis(jiff::Timestamp::now()))
         .await
         .map_err(failed)?;
     let _ = conn.close().await;
@@ -213,7 +227,7 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
 /// row of `cmc_suppressions_rekey` asks for it, and is deleted in the same
 /// transaction.
 async fn rekey_suppressions(conn: &mut SqliteConnection, now: i64) -> Result<u64, sqlx::Error> {
-    use super::suppression::{normalize, rows, sql};
+    use crate::suppression::sql;
     let pending: i64 = sqlx::query_scalar(sql::REKEY_PENDING)
         .fetch_one(&mut *conn)
         .await?;
@@ -229,55 +243,9 @@ async fn rekey_suppressions(conn: &mut SqliteConnection, now: i64) -> Result<u64
     if pending == 0 {
         return Ok(0);
     }
-    let found = sqlx::query(sql::REKEY_ROWS).fetch_all(&mut *tx).await?;
-    let mut moved = 0;
-    for r in &found {
-        let old: String = r.try_get(8)?;
-        let Some(new) = normalize(&old).filter(|new| *new != old) else {
-            continue;
-        };
-        let mine = rows::state(r)?;
-        let theirs = sqlx::query(sql::REKEY_ONE)
-            .bind(&new)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let merged = match theirs {
-            Some(t) => rows::state(&t)?.merge(mine),
-            None => mine,
-        };
-        let c = merged.to_columns();
-        sqlx::query(sql::REKEY_PUT)
-            .bind(&new)
-            .bind(c.reason)
-            .bind(c.since)
-            .bind(c.until)
-            .bind(&c.note)
-            .bind(&c.events)
-            .bind(c.hard_count)
-            .bind(&c.soft_times)
-            .bind(c.unknown_count)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sql::REKEY_DROP)
-            .bind(&old)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sql::REKEY_HISTORY)
-            .bind(&old)
-            .bind(&new)
-            .execute(&mut *tx)
-            .await?;
-        moved += 1;
-    }
-    sqlx::query(sql::REKEY_DONE).execute(&mut *tx).await?;
+    let moved = suppression_sql::rekey(&mut tx, now).await?;
     tx.commit().await?;
-    if moved > 0 {
-        tracing::info!(
-            moved,
-            "moved suppression rows to the addresses' new normal form"
-        );
-    }
+    super::suppression::rekeyed(moved);
     Ok(moved)
 }
 
@@ -286,11 +254,6 @@ async fn rekey_suppressions(conn: &mut SqliteConnection, now: i64) -> Result<u64
 /// READONLY_DIRECTORY (a directory this process may not write).
 fn is_cant_open(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("14" | "1544")))
-}
-
-/// Which process opened the store, for `cmc_inbox_opened`.
-pub(crate) fn process_name() -> String {
-    format!("pid {}", std::process::id())
 }
 
 impl Sqlite {
@@ -336,7 +299,7 @@ impl Sqlite {
                     )
                     .with_source(e)
                 })?;
-                rekey_suppressions(&mut first, super::clock::millis(jiff::Timestamp::now()))
+                rekey_suppressions(&mut first, crate::clock::millis(jiff::Timestamp::now()))
                     .await
                     .map_err(|e| {
                         InboxError::new(
@@ -386,8 +349,8 @@ impl Sqlite {
             // read-only file, directory or file system) rather than
             // answer 503 to every webhook.
             sqlx::query(OPENED)
-                .bind(super::clock::millis(jiff::Timestamp::now()))
-                .bind(process_name())
+                .bind(crate::clock::millis(jiff::Timestamp::now()))
+                .bind(schema::process_name())
                 .execute(&mut first)
                 .await
                 .map_err(|e| {
@@ -610,177 +573,16 @@ impl Sqlite {
         self.writable()?;
         let mut conn = self.work.acquire().await.map_err(failed)?;
         let result = async {
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-        for kind in [Kind::Event, Kind::Mail] {
-            let done: Vec<i64> = settle
-                .iter()
-                .filter(|s| s.id.kind == kind && matches!(s.outcome, Outcome::Done))
-                .map(|s| s.id.id)
-                .collect();
-            if let Some(s) = settle.first().filter(|_| !done.is_empty()) {
-                // Done: the handler returned Ok. The rows this round marked
-                // (not those whose lease was lost) come back for the
-                // suppression list.
-                let returning = if kind == Kind::Event && suppress.is_some() {
-                    " RETURNING idempotency_key, event_type, recipient, status, created, received_at"
-                } else {
-                    " RETURNING id"
-                };
-                let marked = sqlx::query(&format!(
-                    "UPDATE {} SET state = 'done', done_at = ?1, locked_by = NULL, \
-                     locked_until = NULL, last_error = NULL \
-                     WHERE id IN (SELECT value FROM json_each(?2)) \
-                     AND state = 'running' AND locked_by = ?3{returning}",
-                    kind.table()
-                ))
-                .bind(s.at)
-                .bind(serde_json::to_string(&done).unwrap_or_default())
-                .bind(worker)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed)?;
-                if marked.len() < done.len() {
-                    lost_outcomes(kind, done.len() - marked.len(), "done");
-                }
-                if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
-                    let observed =
-                        super::suppression::rows::observed(&marked, &policy.time_zone)
-                            .map_err(failed)?;
-                    for (recipient, observed, change) in observed {
-                        keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
-                            .await
-                            .map_err(failed)?;
-                    }
-                }
-            }
-        }
-        for s in settle {
-            let (state, run_at, done_at, error, given_back) = match &s.outcome {
-                Outcome::Done => continue,
-                // Retry: back to pending, due after the backoff.
-                Outcome::Retry { at, error } => ("pending", *at, None, Some(error.as_str()), 0),
-                // Dead: the last attempt failed.
-                Outcome::Dead { error } => ("dead", s.at, Some(s.at), Some(error.as_str()), 0),
-                // Released at shutdown: due again at once, and the
-                // cancelled run does not count as an attempt.
-                Outcome::Released => ("pending", s.at, None, None, 1),
-            };
-            let marked = sqlx::query(&format!(
-                "UPDATE {} SET state = ?1, run_at = ?2, done_at = ?3, \
-                 last_error = COALESCE(?4, last_error), locked_by = NULL, locked_until = NULL, \
-                 attempts = MAX(attempts - ?7, 0) \
-                 WHERE id = ?5 AND state = 'running' AND locked_by = ?6",
-                s.id.kind.table()
-            ))
-            .bind(state)
-            .bind(run_at)
-            .bind(done_at)
-            .bind(error)
-            .bind(s.id.id)
-            .bind(worker)
-            .bind(given_back)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-            if marked.rows_affected() == 0 {
-                lost_outcomes(s.id.kind, 1, state);
-            }
-        }
-        if let Some(r) = renew {
-            for kind in [Kind::Event, Kind::Mail] {
-                let ids: Vec<i64> = r
-                    .ids
-                    .iter()
-                    .filter(|id| id.kind == kind)
-                    .map(|id| id.id)
-                    .collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                // Running: the lease of a handler still running is renewed.
-                sqlx::query(&format!(
-                    "UPDATE {} SET locked_until = ?1 \
-                     WHERE id IN (SELECT value FROM json_each(?2)) \
-                     AND state = 'running' AND locked_by = ?3",
-                    kind.table()
-                ))
-                .bind(r.until)
-                .bind(serde_json::to_string(&ids).unwrap_or_default())
-                .bind(worker)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-            }
-        }
-        let mut claimed = Vec::new();
-        if let Some(c) = claim {
-            for kind in c.order {
-                if !c.kinds[kind.slot()] {
-                    continue;
-                }
-                let held = serde_json::to_string(&c.held_of(kind)).unwrap_or_default();
-                if c.sweep {
-                    // Dead: a lease expired on the last attempt (its worker died,
-                    // or could not reach the store to renew it).
-                    sqlx::query(&format!(
-                        "UPDATE {} SET state = 'dead', done_at = ?1, locked_by = NULL, \
-                         locked_until = NULL, last_error = 'the lease expired on attempt ' || \
-                         attempts || ': its worker stopped, or lost the store, while the handler ran' || \
-                         COALESCE(' (before: ' || last_error || ')', '') \
-                         WHERE state = 'running' \
-                         AND locked_until <= ?1 AND attempts >= ?2 \
-                         AND id NOT IN (SELECT value FROM json_each(?3))",
-                        kind.table()
-                    ))
-                    .bind(c.now)
-                    .bind(i64::from(c.max_attempts))
-                    .bind(&held)
-                    .execute(&mut *tx)
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+            let claimed = round_jobs(&mut tx, worker, settle, renew, claim, suppress).await?;
+            let step = match deliveries {
+                Some(d) => mailbox_sql::round(&mut tx, worker, d)
                     .await
-                    .map_err(failed)?;
-                }
-                let room = c.limit.saturating_sub(claimed.len());
-                if room == 0 || !c.due[kind.slot()] {
-                    continue;
-                }
-                // Running: claimed, with a lease; a row whose lease expired
-                // is claimed again.
-                let columns = match kind {
-                    Kind::Event => "event",
-                    Kind::Mail => "mail",
-                };
-                let rows = sqlx::query(&format!(
-                    "UPDATE {table} SET state = 'running', attempts = attempts + 1, \
-                     locked_by = ?1, locked_until = ?2 \
-                     WHERE id IN (SELECT id FROM {table} WHERE state IN ('pending', 'running') \
-                     AND CASE state WHEN 'pending' THEN run_at <= ?3 \
-                     ELSE locked_until <= ?3 AND attempts < ?5 \
-                     AND id NOT IN (SELECT value FROM json_each(?6)) END \
-                     ORDER BY id LIMIT ?4) \
-                     RETURNING id, idempotency_key, {columns}, server_composition, client, \
-                     received_at, attempts",
-                    table = kind.table()
-                ))
-                .bind(worker)
-                .bind(c.lease_until)
-                .bind(c.now)
-                .bind(i64::try_from(room).unwrap_or(i64::MAX))
-                .bind(i64::from(c.max_attempts))
-                .bind(&held)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed)?;
-                let mut batch: Vec<Claimed> = rows.iter().map(|r| claimed_row(kind, r)).collect();
-                batch.sort_by_key(|c| c.id.id);
-                claimed.extend(batch);
-            }
-        }
-        let step = match deliveries {
-            Some(d) => mailbox_sql::round(&mut tx, worker, d).await.map_err(failed)?,
-            None => DeliveryStep::default(),
-        };
-        tx.commit().await.map_err(failed)?;
-        Ok((claimed, step))
+                    .map_err(failed)?,
+                None => DeliveryStep::default(),
+            };
+            tx.commit().await.map_err(failed)?;
+            Ok((claimed, step))
         }
         .await;
         if result.is_err() {
@@ -890,7 +692,7 @@ impl Sqlite {
         mailbox_sql::mail_row(&mut conn, id).await.map_err(failed)
     }
 
-    pub async fn delivery_counts(&self) -> Result<Vec<MailboxCounts>, InboxError> {
+    pub async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, InboxError> {
         let failed = |e| InboxError::database("could not count the deliveries", e);
         let mut conn = self.work.acquire().await.map_err(failed)?;
         mailbox_sql::counts(&mut conn).await.map_err(failed)
@@ -898,7 +700,7 @@ impl Sqlite {
 
     pub async fn delivery_list(
         &self,
-        filter: &DeliveryFilter,
+        filter: &DeliveryQuery,
     ) -> Result<Vec<RawDelivery>, InboxError> {
         let failed = |e| InboxError::database("could not list the deliveries", e);
         let mut conn = self.work.acquire().await.map_err(failed)?;
@@ -909,7 +711,7 @@ impl Sqlite {
     /// transaction, so that receiving waits for one slice at most.
     pub async fn delivery_replay(
         &self,
-        filter: &DeliveryFilter,
+        filter: &DeliveryReplay,
         now: i64,
     ) -> Result<(u64, u64), InboxError> {
         let failed = |e| InboxError::database("could not replay the deliveries", e);
@@ -982,7 +784,7 @@ impl Sqlite {
             .await
             .map_err(|e| InboxError::database("could not count the rows", e))?;
             counts.add_rows(kind, rows);
-            let oldest: Option<i64> = sqlx::query_scalar(&super::ops::oldest_pending_sql(kind))
+            let oldest: Option<i64> = sqlx::query_scalar(&crate::ops::oldest_pending_sql(kind))
                 .fetch_optional(&self.work)
                 .await
                 .map_err(|e| InboxError::database("could not read the oldest pending row", e))?;
@@ -1023,7 +825,7 @@ impl Sqlite {
         let failed = |e| InboxError::database("could not replay", e);
         let mut replayed = 0;
         for kind in &filter.kinds {
-            let Some((statement, walk)) = super::ops::replay_sql(*kind, filter) else {
+            let Some((statement, walk)) = crate::ops::replay_sql(*kind, filter) else {
                 continue;
             };
             let last: i64 = sqlx::query_scalar(&format!(
@@ -1094,14 +896,14 @@ impl Sqlite {
             let rows = sqlx::query(&format!(
                 "SELECT {} FROM json_each(?1) AS list CROSS JOIN cmc_suppressions \
                  ON recipient = list.value WHERE reason IS NOT NULL",
-                super::suppression::CHECK_COLUMNS
+                crate::suppression::sql::CHECK_COLUMNS
             ))
             .bind(serde_json::to_string(chunk).unwrap_or_default())
             .fetch_all(&self.work)
             .await
             .map_err(failed)?;
             for r in &rows {
-                out.push(super::suppression::rows::raw_suppression(r).map_err(failed)?);
+                out.push(crate::suppression::rows::raw_suppression(r).map_err(failed)?);
             }
         }
         Ok(out)
@@ -1109,12 +911,12 @@ impl Sqlite {
 
     pub async fn suppression_list(
         &self,
-        filter: &ListFilter,
+        filter: &SuppressionQuery,
         now: i64,
     ) -> Result<Vec<RawEntry>, InboxError> {
         let failed = |e| InboxError::database("could not list the suppression list", e);
-        let rows = sqlx::query(super::suppression::sql::LIST)
-            .bind(filter.reason.map(|r| r.as_str()))
+        let rows = sqlx::query(crate::suppression::sql::LIST)
+            .bind(filter.reason)
             .bind(i64::from(filter.suppressed_only))
             .bind(now)
             .bind(filter.after.as_deref())
@@ -1123,19 +925,19 @@ impl Sqlite {
             .await
             .map_err(failed)?;
         rows.iter()
-            .map(|r| super::suppression::rows::raw_entry(r).map_err(failed))
+            .map(|r| crate::suppression::rows::raw_entry(r).map_err(failed))
             .collect()
     }
 
-    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<Change>, InboxError> {
+    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<RawChange>, InboxError> {
         let failed = |e| InboxError::database("could not read the suppression history", e);
-        let rows = sqlx::query(super::suppression::sql::HISTORY)
+        let rows = sqlx::query(crate::suppression::sql::HISTORY)
             .bind(recipient)
             .fetch_all(&self.work)
             .await
             .map_err(failed)?;
         rows.iter()
-            .map(super::suppression::change_row)
+            .map(crate::suppression::rows::change_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(failed)
     }
@@ -1157,11 +959,11 @@ impl Sqlite {
 
         let (sql, reason, change) = match manual {
             Manual::Add { .. } => (
-                super::suppression::sql::ADD.to_owned(),
+                crate::suppression::sql::ADD.to_owned(),
                 Some("manual"),
                 "added",
             ),
-            Manual::Remove => (super::suppression::sql::REMOVE.to_owned(), None, "removed"),
+            Manual::Remove => (crate::suppression::sql::REMOVE.to_owned(), None, "removed"),
         };
         let query = sqlx::query(&sql).bind(recipient);
         let query = match manual {
@@ -1175,7 +977,7 @@ impl Sqlite {
             .rows_affected()
             > 0;
         if changed {
-            sqlx::query(super::suppression::sql::NOTE)
+            sqlx::query(crate::suppression::sql::NOTE)
                 .bind(recipient)
                 .bind(change)
                 .bind(reason)
@@ -1204,7 +1006,7 @@ impl Sqlite {
                     let slice = format!(
                         "SELECT id FROM {} WHERE state = 'done' AND done_at < ?1{} LIMIT 10000",
                         kind.table(),
-                        super::mailbox::store::routed_mails_kept(kind)
+                        super::mailbox::routed_mails_kept(kind)
                     );
                     if kind == Kind::Mail {
                         sqlx::query(&format!(
@@ -1272,7 +1074,7 @@ async fn insert_events(
     arrivals: &[&Arrival],
     receipts: &mut [Receipt],
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<(usize, &super::rows::NewEvent)> = arrivals
+    let rows: Vec<(usize, &crate::rows::NewEvent)> = arrivals
         .iter()
         .enumerate()
         .flat_map(|(i, a)| a.events.iter().map(move |e| (i, e)))
@@ -1362,17 +1164,16 @@ fn count(receipt: &mut Receipt, repeats: i64) {
     }
 }
 
-/// The path of a `sqlite:` address: `sqlite:PATH` or `sqlite://PATH`;
-/// `None` when `url` is not a `sqlite:` address at all.
+/// The path of a `sqlite:` address (`url`, `rest` what follows `sqlite:`):
+/// `sqlite:PATH` or `sqlite://PATH`.
 ///
 /// An in-memory database is refused (each connection would have its own,
 /// and nothing stored would survive), and so are query parameters: the
-/// options are set with [`Inbox::sqlite`](super::Inbox::sqlite)'s builder,
+/// options are set with [`Inbox::sqlite`](crate::Inbox::sqlite)'s builder,
 /// and a `?` would otherwise become part of the file name.
-pub(crate) fn path_of(url: &str) -> Option<Result<&Path, String>> {
-    let rest = url.strip_prefix("sqlite:")?;
+pub(crate) fn path_of<'a>(url: &str, rest: &'a str) -> Result<&'a Path, String> {
     let rest = rest.strip_prefix("//").unwrap_or(rest);
-    Some(if rest.is_empty() {
+    if rest.is_empty() {
         Err(format!("{url:?} names no file: expected sqlite:PATH"))
     } else if rest == ":memory:" || rest.starts_with("file:") {
         Err(format!(
@@ -1386,7 +1187,18 @@ pub(crate) fn path_of(url: &str) -> Option<Result<&Path, String>> {
         ))
     } else {
         Ok(Path::new(rest))
-    })
+    }
+}
+
+// The round on the job tables, in this database's dialect.
+super::jobs::statements! {
+    db: sqlx::Sqlite,
+    pg: false,
+    skip: "",
+    ids: |ids: Vec<i64>| serde_json::to_string(&ids).unwrap_or_default(),
+    in_ids: |p: &str| format!("IN (SELECT value FROM json_each({p}))"),
+    not_in_ids: |p: &str| format!("NOT IN (SELECT value FROM json_each({p}))"),
+    text: std::convert::identity::<&str>,
 }
 
 /// Applies one done event to its recipient's row, once: the history's
@@ -1395,7 +1207,7 @@ async fn keep_suppression(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     policy: &Policy,
     recipient: &str,
-    observed: &super::suppression::policy::Observed,
+    observed: &crate::suppression::policy::Observed,
     change: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -1403,9 +1215,9 @@ async fn keep_suppression(
     // nothing (it drops the soft bounces before it), and one history row
     // per delivered mail would grow forever. An address the list does not
     // hold gets no row from it.
-    let success = observed.what == super::suppression::policy::What::Succeeded;
+    let success = observed.what == crate::suppression::policy::What::Succeeded;
     if success
-        && sqlx::query(super::suppression::sql::EXISTS)
+        && sqlx::query(crate::suppression::sql::EXISTS)
             .bind(recipient)
             .fetch_optional(&mut **tx)
             .await?
@@ -1441,10 +1253,10 @@ async fn keep_suppression(
     .fetch_optional(&mut **tx)
     .await?;
     let mut state = match row {
-        Some(r) => super::suppression::rows::state(&r)?,
+        Some(r) => crate::suppression::rows::state(&r)?,
         None => Default::default(),
     };
-    super::suppression::policy::apply(&mut state, observed, policy);
+    crate::suppression::policy::apply(&mut state, observed, policy);
     let c = state.to_columns();
     sqlx::query(
         "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, hard_count, \
@@ -1472,4 +1284,12 @@ async fn keep_suppression(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod migrations {
+    #[tokio::test]
+    async fn the_compiled_in_migrations_are_the_directory_s() {
+        crate::schema::same_as_directory(&super::MIGRATOR, "sqlite").await;
+    }
 }

@@ -1,108 +1,17 @@
 //! The mailboxes' statements, written once for both backends: the
-//! `statements!` macro below is expanded for SQLite (`store::sqlite`) and
-//! PostgreSQL (`store::postgres`), whose SQL differs only in its
+//! `statements!` macro below is expanded for SQLite (`mailbox::sqlite`)
+//! and PostgreSQL (`mailbox::postgres`), whose SQL differs only in its
 //! parameters (`?N` against `$N`) and in skipping rows other workers hold.
 //! Each backend runs them in its own transaction.
 
-use super::route::route;
-use super::{DeliveryFilter, DeliveryState, MailboxCounts, Mailboxes};
+use super::types::{
+    ClaimedDelivery, DeliveryCount, DeliveryOutcome, DeliveryQuery, DeliveryReplay, DeliveryRound,
+    DeliveryStep, MailRow, RawDelivery, ReplayCursor, Which, REPLAY_SLICE,
+};
 
 /// Text as both databases take it: PostgreSQL refuses U+0000 in text.
 fn text(s: &str) -> String {
     s.replace('\0', "\u{FFFD}")
-}
-
-/// The outcome of one mailbox handler run, as the round records it.
-#[derive(Debug)]
-pub(crate) struct DeliverySettle {
-    pub id: i64,
-    pub at: i64,
-    pub outcome: DeliveryOutcome,
-}
-
-#[derive(Debug)]
-pub(crate) enum DeliveryOutcome {
-    Delivered,
-    Bounced { reason: String },
-    Failed { retry_at: i64, error: String },
-    Dead { error: String },
-    Released,
-}
-
-/// What a worker's round does for its mailboxes, in its transaction.
-#[derive(Debug)]
-pub(crate) struct DeliveryRound<'a> {
-    pub mailboxes: &'a Mailboxes,
-    pub settle: &'a [DeliverySettle],
-    /// The deliveries whose handlers still run, and their lease's new end.
-    pub renew: Option<(&'a [i64], i64)>,
-    /// Route up to this many due mails.
-    pub route: usize,
-    /// For each mailbox (by index), how many deliveries to claim.
-    pub claims: &'a [(usize, usize)],
-    /// Mark dead the deliveries whose lease ran out on their last attempt.
-    pub sweep: bool,
-    /// The deliveries this worker's handlers still run: neither claimed
-    /// again nor swept, even when their lease ran out.
-    pub held: &'a [i64],
-    pub now: i64,
-    pub lease_until: i64,
-}
-
-/// What a round's mailbox step did.
-#[derive(Debug, Default)]
-pub(crate) struct DeliveryStep {
-    /// Mails routed.
-    pub routed: usize,
-    /// Whether more mails may wait to be routed.
-    pub more: bool,
-    /// Where each group of recipients went (a mailbox's index, or none).
-    pub reached: Vec<Option<usize>>,
-    /// The mails stored unrouted (wholly or in part), with the recipients
-    /// no route took.
-    pub unrouted: Vec<(i64, Vec<String>)>,
-    pub claimed: Vec<ClaimedDelivery>,
-}
-
-/// A claimed delivery and its mail's row, as read.
-#[derive(Debug)]
-pub(crate) struct ClaimedDelivery {
-    pub id: i64,
-    pub mail_id: i64,
-    pub mailbox: usize,
-    pub recipients: String,
-    pub attempts: i64,
-    /// `None` when the mail's row is gone.
-    pub mail: Option<MailRow>,
-}
-
-/// The columns of a `cmc_mails` row a handler's job is made from.
-#[derive(Debug)]
-pub(crate) struct MailRow {
-    pub key: String,
-    pub json: String,
-    pub client: Option<String>,
-    pub received_at: i64,
-}
-
-/// A `cmc_mail_deliveries` row joined with its mail, as listed.
-#[derive(Debug)]
-pub(crate) struct RawDelivery {
-    pub id: i64,
-    pub mail_id: i64,
-    pub mailbox: Option<String>,
-    pub recipients: String,
-    pub route: Option<String>,
-    pub state: String,
-    pub attempts: i64,
-    pub last_error: Option<String>,
-    pub bounce_reason: Option<String>,
-    pub created_at: i64,
-    pub run_at: i64,
-    pub done_at: Option<i64>,
-    pub envelope_from: String,
-    pub subject: String,
-    pub key: String,
 }
 
 /// The job columns of mails: `{ids}` is the list of their ids.
@@ -184,32 +93,6 @@ const REPLAYED: &str = "UPDATE cmc_mail_deliveries SET state = 'pending', attemp
 /// Routed again: the mails of unrouted deliveries back to pending.
 const REROUTED: &str = "UPDATE cmc_mails SET state = 'pending', attempts = 0, run_at = ?1, \
      done_at = NULL, locked_by = NULL, locked_until = NULL WHERE state = 'done' AND id IN {ids}";
-/// The most deliveries one slice of a replay takes, each slice its own
-/// transaction: a replay never holds the database long.
-pub(crate) const REPLAY_SLICE: u64 = 1000;
-
-/// Where a sliced replay of deliveries is: the last id a slice took, and
-/// which pass (the finished deliveries first, then the unrouted mails).
-#[derive(Debug, Default)]
-pub(crate) struct ReplayCursor {
-    pub after: i64,
-    pub rerouting: bool,
-    pub done: bool,
-}
-
-impl ReplayCursor {
-    fn next_pass(&mut self, reroute: bool) {
-        if reroute && !self.rerouting {
-            self.rerouting = true;
-            self.after = 0;
-        } else {
-            self.done = true;
-        }
-    }
-}
-
-/// The most deliveries one `PRUNE` deletes (its `LIMIT`).
-pub(crate) const PRUNE_SLICE: u64 = 1000;
 const ORPHAN_ATTACHMENTS: &str = "DELETE FROM cmc_mail_attachments WHERE mail_id = ?1 \
      AND NOT EXISTS (SELECT 1 FROM cmc_mail_deliveries WHERE mail_id = ?1) \
      AND EXISTS (SELECT 1 FROM cmc_mails WHERE id = ?1 AND state = 'done')";
@@ -224,22 +107,22 @@ const ATTACHMENT_CHUNK: &str = "SELECT data FROM cmc_mail_attachments \
 
 /// The condition that keeps a routed mail from `Inbox::prune` on either
 /// backend: its mailboxes' retention decides when it goes
-/// ([`Deliveries::prune`](super::Deliveries::prune)). A mail no mailbox
+/// (`Deliveries::prune`). A mail no mailbox
 /// took (only its unrouted row) has no mailbox to keep it: it goes with
 /// the mails' retention, its unrouted row with it (`ON DELETE CASCADE`).
-pub(crate) fn routed_mails_kept(kind: crate::Kind) -> &'static str {
+pub(crate) fn routed_mails_kept(kind: crate::job::Kind) -> &'static str {
     match kind {
-        crate::Kind::Event => "",
-        crate::Kind::Mail => {
+        crate::job::Kind::Event => "",
+        crate::job::Kind::Mail => {
             " AND NOT EXISTS (SELECT 1 FROM cmc_mail_deliveries d WHERE d.mail_id = cmc_mails.id \
              AND d.mailbox IS NOT NULL)"
         }
     }
 }
 
-/// A `WHERE` clause from a [`DeliveryFilter`], with its parameters from
+/// A `WHERE` clause from a [`DeliveryQuery`], with its parameters from
 /// `?first` on.
-fn filter_clause(filter: &DeliveryFilter, first: usize) -> (String, Vec<Bind>) {
+fn filter_clause(filter: &DeliveryQuery, first: usize) -> (String, Vec<Bind>) {
     let mut clauses = Vec::new();
     let mut binds = Vec::new();
     let next = |bind: Bind, binds: &mut Vec<Bind>| {
@@ -247,9 +130,9 @@ fn filter_clause(filter: &DeliveryFilter, first: usize) -> (String, Vec<Bind>) {
         format!("?{}", first + binds.len() - 1)
     };
     match &filter.mailbox {
-        super::Which::Any => {}
-        super::Which::Unrouted => clauses.push("d.mailbox IS NULL".to_owned()),
-        super::Which::Named(name) => {
+        Which::Any => {}
+        Which::Unrouted => clauses.push("d.mailbox IS NULL".to_owned()),
+        Which::Named(name) => {
             let p = next(Bind::Text(name.clone()), &mut binds);
             clauses.push(format!("d.mailbox = {p}"));
         }
@@ -259,12 +142,9 @@ fn filter_clause(filter: &DeliveryFilter, first: usize) -> (String, Vec<Bind>) {
         clauses.push(format!("d.mail_id = {p}"));
     }
     if !filter.states.is_empty() {
-        // The states are this crate's names, never the caller's text.
-        let names: Vec<String> = filter
-            .states
-            .iter()
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect();
+        // The states are this crate's names (`&'static str`), never the
+        // caller's text.
+        let names: Vec<String> = filter.states.iter().map(|s| format!("'{s}'")).collect();
         clauses.push(format!("d.state IN ({})", names.join(", ")));
     }
     if clauses.is_empty() {
@@ -280,6 +160,7 @@ enum Bind {
 
 /// The statements for one database: `$db` its sqlx type, `$pg` whether
 /// parameters are written `$N`, `$skip` the end of a claim's `SELECT`.
+#[allow(unused_macros)] // without a backend
 macro_rules! statements {
     ($db:ty, $pg:expr, $skip:expr) => {
         use std::borrow::Cow;
@@ -442,7 +323,7 @@ macro_rules! statements {
             }
             let held = ids_json(r.held.iter().copied());
             for &(index, room) in r.claims {
-                let mailbox = &r.mailboxes.boxes[index];
+                let mailbox = &r.mailboxes[index];
                 if r.sweep {
                     sqlx::query(&sql(&with_ids(SWEEP, "?3")))
                         .bind(r.now)
@@ -546,9 +427,9 @@ macro_rules! statements {
             let boxes = r.mailboxes;
             let mut rows = Vec::new();
             for (mail_id, envelope_to, filter) in &due {
-                for mut group in route(&boxes.routes, boxes.fallback, envelope_to, filter) {
+                for mut group in r.router.route(envelope_to, filter) {
                     if let Some(i) = group.mailbox {
-                        if let Some(held) = reached.get(&(*mail_id, boxes.boxes[i].name.clone())) {
+                        if let Some(held) = reached.get(&(*mail_id, boxes[i].name.clone())) {
                             // A mail without recipients reached it already.
                             if group.recipients.is_empty() {
                                 continue;
@@ -560,7 +441,7 @@ macro_rules! statements {
                         }
                     }
                     let (mailbox, state) = match group.mailbox {
-                        Some(i) => (Some(boxes.boxes[i].name.clone()), "pending"),
+                        Some(i) => (Some(boxes[i].name.clone()), "pending"),
                         None => (None, "unrouted"),
                     };
                     let recipients =
@@ -627,16 +508,14 @@ macro_rules! statements {
         }
 
         /// How many deliveries each mailbox has in each state.
-        pub(crate) async fn counts(conn: &mut Conn) -> Result<Vec<MailboxCounts>, sqlx::Error> {
-            let rows: Vec<(Option<String>, String, i64)> =
-                sqlx::query_as(COUNTS).fetch_all(&mut *conn).await?;
-            Ok(MailboxCounts::from_rows(rows))
+        pub(crate) async fn counts(conn: &mut Conn) -> Result<Vec<DeliveryCount>, sqlx::Error> {
+            sqlx::query_as(COUNTS).fetch_all(&mut *conn).await
         }
 
         /// The deliveries `filter` takes, in order of id.
         pub(crate) async fn list(
             conn: &mut Conn,
-            filter: &DeliveryFilter,
+            filter: &DeliveryQuery,
         ) -> Result<Vec<RawDelivery>, sqlx::Error> {
             let (clause, binds) = filter_clause(filter, 3);
             let statement = format!("{LIST} WHERE d.id > ?1 AND {clause} ORDER BY d.id LIMIT ?2");
@@ -677,15 +556,13 @@ macro_rules! statements {
         /// rows never holds the database for long.
         pub(crate) async fn replay(
             conn: &mut Conn,
-            filter: &DeliveryFilter,
+            replay: &DeliveryReplay,
             now: i64,
             cursor: &mut ReplayCursor,
         ) -> Result<(u64, u64), sqlx::Error> {
-            let mut filter = filter.clone();
-            let reroute = filter.states.contains(&DeliveryState::Unrouted)
-                && !matches!(filter.mailbox, crate::mailbox::Which::Named(_));
+            let mut filter = replay.finished.clone();
+            let reroute = replay.reroute;
             if !cursor.rerouting {
-                filter.states.retain(|s| s.is_final());
                 if filter.states.is_empty() {
                     cursor.next_pass(reroute);
                     return Ok((0, 0));
@@ -716,8 +593,8 @@ macro_rules! statements {
                 }
                 return Ok((replayed, 0));
             }
-            filter.states = vec![DeliveryState::Unrouted];
-            filter.mailbox = crate::mailbox::Which::Unrouted;
+            filter.states = vec!["unrouted"];
+            filter.mailbox = Which::Unrouted;
             let (clause, binds) = filter_clause(&filter, 3);
             let statement = format!(
                 "SELECT d.id, d.mail_id FROM cmc_mail_deliveries d WHERE d.id > ?1 AND {clause} \
@@ -828,6 +705,7 @@ macro_rules! statements {
     };
 }
 
+#[cfg(feature = "sqlite")]
 pub(crate) mod sqlite {
     statements!(sqlx::Sqlite, false, "");
 }
@@ -837,7 +715,7 @@ pub(crate) mod postgres {
     statements!(sqlx::Postgres, true, " FOR UPDATE SKIP LOCKED");
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use sqlx::Connection;
 

@@ -18,22 +18,34 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
-use super::error::{InboxError, InboxErrorKind};
-use super::job::Kind;
-use super::mailbox::store::postgres as mailbox_sql;
-use super::mailbox::store::{DeliveryRound, DeliveryStep, MailRow, RawDelivery, ReplayCursor};
-use super::mailbox::{DeliveryFilter, MailboxCounts};
-use super::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
-use super::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed, NewEvent};
-use super::schema::{self, Migrated, Opening};
-use super::suppression::policy::Policy;
-use super::suppression::{Change, ListFilter, Manual, RawEntry, RawSuppression};
-use super::worker::{lost_outcomes, Claim, Outcome, Renew, Settle};
+use super::mailbox::postgres as mailbox_sql;
+use super::suppression::postgres as suppression_sql;
+use super::types::{
+    lost_outcomes, Claim, DeliveryCount, DeliveryQuery, DeliveryReplay, DeliveryRound,
+    DeliveryStep, MailRow, Manual, Outcome, RawDelivery, Renew, ReplayCursor, Settle,
+    SuppressionQuery,
+};
+use crate::error::{InboxError, InboxErrorKind};
+use crate::job::Kind;
+use crate::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
+use crate::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed, NewEvent};
+use crate::schema::{self, Migrated, Opening};
+use crate::suppression::policy::SuppressionPolicy as Policy;
+use crate::suppression::rows::{RawChange, RawEntry, RawSuppression};
 
 /// The channel of `LISTEN`/`NOTIFY` on which commits wake workers.
 const CHANNEL: &str = "cmc_inbox";
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+/// The migrations of `migrations/postgres/`, compiled in.
+static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator!(
+    "postgres",
+    "0001_inbox.sql",
+    "0002_suppressions.sql",
+    "0003_mail_deliveries.sql",
+    "0004_message_id_prefix.sql",
+    "0005_address_form.sql",
+    "0006_event_texts.sql",
+);
 
 /// A pool of up to `size` connections to `options.url`, each with the
 /// statement timeout (and read-only when the inbox opens read-only).
@@ -92,7 +104,7 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
         let before = applied_version(&pool).await?;
         MIGRATOR.run(&pool).await?;
         let mut conn = pool.acquire().await?;
-        rekey_suppressions(&mut conn, super::clock::millis(jiff::Timestamp::now())).await?;
+        rekey_suppressions(&mut conn, crate::clock::millis(jiff::Timestamp::now())).await?;
         drop(conn);
         Ok::<_, sqlx::migrate::MigrateError>(schema::migrated(&MIGRATOR, before))
     }
@@ -184,7 +196,7 @@ impl Postgres {
                     .acquire()
                     .await
                     .map_err(|e| InboxError::database(&format!("could not migrate {store}"), e))?;
-                rekey_suppressions(&mut conn, super::clock::millis(jiff::Timestamp::now()))
+                rekey_suppressions(&mut conn, crate::clock::millis(jiff::Timestamp::now()))
                     .await
                     .map_err(|e| InboxError::database(&format!("could not migrate {store}"), e))?;
                 drop(conn);
@@ -208,8 +220,8 @@ impl Postgres {
                 "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, $1, $2) \
                  ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, process = EXCLUDED.process",
             )
-            .bind(super::clock::millis(jiff::Timestamp::now()))
-            .bind(super::sqlite::process_name())
+            .bind(crate::clock::millis(jiff::Timestamp::now()))
+            .bind(schema::process_name())
             .execute(&pool)
             .await
             .map_err(|e| {
@@ -382,14 +394,14 @@ impl Postgres {
         for chunk in recipients.chunks(1000) {
             let rows = sqlx::query(&format!(
                 "SELECT {} FROM cmc_suppressions WHERE recipient = ANY($1) AND reason IS NOT NULL",
-                super::suppression::CHECK_COLUMNS
+                crate::suppression::sql::CHECK_COLUMNS
             ))
             .bind(chunk)
             .fetch_all(&self.pool)
             .await
             .map_err(failed)?;
             for r in &rows {
-                out.push(super::suppression::rows::raw_suppression(r).map_err(failed)?);
+                out.push(crate::suppression::rows::raw_suppression(r).map_err(failed)?);
             }
         }
         Ok(out)
@@ -397,12 +409,12 @@ impl Postgres {
 
     pub async fn suppression_list(
         &self,
-        filter: &ListFilter,
+        filter: &SuppressionQuery,
         now: i64,
     ) -> Result<Vec<RawEntry>, InboxError> {
         let failed = |e| InboxError::database("could not list the suppression list", e);
-        let rows = sqlx::query(&super::suppression::sql::pg(super::suppression::sql::LIST))
-            .bind(filter.reason.map(|r| r.as_str()))
+        let rows = sqlx::query(&crate::suppression::sql::pg(crate::suppression::sql::LIST))
+            .bind(filter.reason)
             .bind(i64::from(filter.suppressed_only))
             .bind(now)
             .bind(filter.after.as_deref())
@@ -411,21 +423,21 @@ impl Postgres {
             .await
             .map_err(failed)?;
         rows.iter()
-            .map(|r| super::suppression::rows::raw_entry(r).map_err(failed))
+            .map(|r| crate::suppression::rows::raw_entry(r).map_err(failed))
             .collect()
     }
 
-    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<Change>, InboxError> {
+    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<RawChange>, InboxError> {
         let failed = |e| InboxError::database("could not read the suppression history", e);
-        let rows = sqlx::query(&super::suppression::sql::pg(
-            super::suppression::sql::HISTORY,
+        let rows = sqlx::query(&crate::suppression::sql::pg(
+            crate::suppression::sql::HISTORY,
         ))
         .bind(recipient)
         .fetch_all(&self.pool)
         .await
         .map_err(failed)?;
         rows.iter()
-            .map(super::suppression::change_row)
+            .map(crate::suppression::rows::change_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(failed)
     }
@@ -444,12 +456,12 @@ impl Postgres {
 
         let (sql, reason, change) = match manual {
             Manual::Add { .. } => (
-                super::suppression::sql::pg(super::suppression::sql::ADD),
+                crate::suppression::sql::pg(crate::suppression::sql::ADD),
                 Some("manual"),
                 "added",
             ),
             Manual::Remove => (
-                super::suppression::sql::pg(super::suppression::sql::REMOVE),
+                crate::suppression::sql::pg(crate::suppression::sql::REMOVE),
                 None,
                 "removed",
             ),
@@ -466,7 +478,7 @@ impl Postgres {
             .rows_affected()
             > 0;
         if changed {
-            sqlx::query(&super::suppression::sql::pg(super::suppression::sql::NOTE))
+            sqlx::query(&crate::suppression::sql::pg(crate::suppression::sql::NOTE))
                 .bind(recipient)
                 .bind(change)
                 .bind(reason)
@@ -495,156 +507,7 @@ impl Postgres {
     ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
-        for kind in [Kind::Event, Kind::Mail] {
-            let done: Vec<i64> = settle
-                .iter()
-                .filter(|s| s.id.kind == kind && matches!(s.outcome, Outcome::Done))
-                .map(|s| s.id.id)
-                .collect();
-            if let Some(s) = settle.first().filter(|_| !done.is_empty()) {
-                // The rows this round marked come back for the suppression
-                // list (not those whose lease was lost).
-                let returning = if kind == Kind::Event && suppress.is_some() {
-                    " RETURNING idempotency_key, event_type, recipient, status, created, received_at"
-                } else {
-                    " RETURNING id"
-                };
-                let marked = sqlx::query(&format!(
-                    "UPDATE {} SET state = 'done', done_at = $1, locked_by = NULL, \
-                     locked_until = NULL, last_error = NULL \
-                     WHERE id = ANY($2) AND state = 'running' AND locked_by = $3{returning}",
-                    kind.table()
-                ))
-                .bind(s.at)
-                .bind(&done)
-                .bind(worker)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed)?;
-                if marked.len() < done.len() {
-                    lost_outcomes(kind, done.len() - marked.len(), "done");
-                }
-                if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
-                    let observed = super::suppression::rows::observed(&marked, &policy.time_zone)
-                        .map_err(failed)?;
-                    for (recipient, observed, change) in observed {
-                        keep_suppression(&mut tx, policy, &recipient, &observed, &change, s.at)
-                            .await
-                            .map_err(failed)?;
-                    }
-                }
-            }
-        }
-        for s in settle {
-            let (state, run_at, done_at, error, given_back) = match &s.outcome {
-                Outcome::Done => continue,
-                Outcome::Retry { at, error } => ("pending", *at, None, Some(error.as_str()), 0i64),
-                Outcome::Dead { error } => ("dead", s.at, Some(s.at), Some(error.as_str()), 0),
-                Outcome::Released => ("pending", s.at, None, None, 1),
-            };
-            let marked = sqlx::query(&format!(
-                "UPDATE {} SET state = $1, run_at = $2, done_at = $3, \
-                 last_error = COALESCE($4, last_error), locked_by = NULL, locked_until = NULL, \
-                 attempts = GREATEST(attempts - $7, 0) \
-                 WHERE id = $5 AND state = 'running' AND locked_by = $6",
-                s.id.kind.table()
-            ))
-            .bind(state)
-            .bind(run_at)
-            .bind(done_at)
-            // A handler's error text may hold U+0000 too.
-            .bind(error.map(pg_text))
-            .bind(s.id.id)
-            .bind(worker)
-            .bind(given_back)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-            if marked.rows_affected() == 0 {
-                lost_outcomes(s.id.kind, 1, state);
-            }
-        }
-        if let Some(r) = renew {
-            for kind in [Kind::Event, Kind::Mail] {
-                let ids: Vec<i64> = r
-                    .ids
-                    .iter()
-                    .filter(|id| id.kind == kind)
-                    .map(|id| id.id)
-                    .collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                sqlx::query(&format!(
-                    "UPDATE {} SET locked_until = $1 \
-                     WHERE id = ANY($2) AND state = 'running' AND locked_by = $3",
-                    kind.table()
-                ))
-                .bind(r.until)
-                .bind(&ids)
-                .bind(worker)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-            }
-        }
-        let mut claimed = Vec::new();
-        if let Some(c) = claim {
-            for kind in c.order {
-                if !c.kinds[kind.slot()] {
-                    continue;
-                }
-                let held = c.held_of(kind);
-                if c.sweep {
-                    sqlx::query(&format!(
-                        "UPDATE {} SET state = 'dead', done_at = $1, locked_by = NULL, \
-                         locked_until = NULL, last_error = 'the lease expired on attempt ' || \
-                         attempts || ': its worker stopped, or lost the store, while the handler ran' || \
-                         COALESCE(' (before: ' || last_error || ')', '') \
-                         WHERE state = 'running' \
-                         AND locked_until <= $1 AND attempts >= $2 AND id <> ALL($3)",
-                        kind.table()
-                    ))
-                    .bind(c.now)
-                    .bind(i64::from(c.max_attempts))
-                    .bind(&held)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed)?;
-                }
-                let room = c.limit.saturating_sub(claimed.len());
-                if room == 0 || !c.due[kind.slot()] {
-                    continue;
-                }
-                let columns = match kind {
-                    Kind::Event => "event",
-                    Kind::Mail => "mail",
-                };
-                let rows = sqlx::query(&format!(
-                    "UPDATE {table} SET state = 'running', attempts = attempts + 1, \
-                     locked_by = $1, locked_until = $2 \
-                     WHERE id IN (SELECT id FROM {table} WHERE state IN ('pending', 'running') \
-                     AND CASE state WHEN 'pending' THEN run_at <= $3 \
-                     ELSE locked_until <= $3 AND attempts < $5 AND id <> ALL($6) END \
-                     ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                     RETURNING id, idempotency_key, {columns}, server_composition, client, \
-                     received_at, attempts",
-                    table = kind.table()
-                ))
-                .bind(worker)
-                .bind(c.lease_until)
-                .bind(c.now)
-                .bind(i64::try_from(room).unwrap_or(i64::MAX))
-                .bind(i64::from(c.max_attempts))
-                .bind(&held)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed)?;
-                let mut batch: Vec<Claimed> = rows.iter().map(|r| claimed_row(kind, r)).collect();
-                batch.sort_by_key(|c| c.id.id);
-                claimed.extend(batch);
-            }
-        }
+        let claimed = round_jobs(&mut tx, worker, settle, renew, claim, suppress).await?;
         let step = match deliveries {
             Some(d) => mailbox_sql::round(&mut tx, worker, d)
                 .await
@@ -757,7 +620,7 @@ impl Postgres {
         mailbox_sql::mail_row(&mut conn, id).await.map_err(failed)
     }
 
-    pub async fn delivery_counts(&self) -> Result<Vec<MailboxCounts>, InboxError> {
+    pub async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, InboxError> {
         let failed = |e| InboxError::database("could not count the deliveries", e);
         let mut conn = self.pool.acquire().await.map_err(failed)?;
         mailbox_sql::counts(&mut conn).await.map_err(failed)
@@ -765,7 +628,7 @@ impl Postgres {
 
     pub async fn delivery_list(
         &self,
-        filter: &DeliveryFilter,
+        filter: &DeliveryQuery,
     ) -> Result<Vec<RawDelivery>, InboxError> {
         let failed = |e| InboxError::database("could not list the deliveries", e);
         let mut conn = self.pool.acquire().await.map_err(failed)?;
@@ -776,7 +639,7 @@ impl Postgres {
     /// transaction.
     pub async fn delivery_replay(
         &self,
-        filter: &DeliveryFilter,
+        filter: &DeliveryReplay,
         now: i64,
     ) -> Result<(u64, u64), InboxError> {
         let failed = |e| InboxError::database("could not replay the deliveries", e);
@@ -831,7 +694,7 @@ impl Postgres {
             .await
             .map_err(|e| InboxError::database("could not count the rows", e))?;
             counts.add_rows(kind, rows);
-            let oldest: Option<i64> = sqlx::query_scalar(&super::ops::oldest_pending_sql(kind))
+            let oldest: Option<i64> = sqlx::query_scalar(&crate::ops::oldest_pending_sql(kind))
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| InboxError::database("could not read the oldest pending row", e))?;
@@ -870,10 +733,10 @@ impl Postgres {
         let failed = |e| InboxError::database("could not replay", e);
         let mut replayed = 0;
         for kind in &filter.kinds {
-            let Some((statement, walk)) = super::ops::replay_sql(*kind, filter) else {
+            let Some((statement, walk)) = crate::ops::replay_sql(*kind, filter) else {
                 continue;
             };
-            let statement = super::suppression::sql::pg(&statement);
+            let statement = crate::suppression::sql::pg(&statement);
             let last: i64 = sqlx::query_scalar(&format!(
                 "SELECT COALESCE(MAX(id), 0)::BIGINT FROM {}",
                 kind.table()
@@ -934,7 +797,7 @@ impl Postgres {
                     "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
                      WHERE state = 'done' AND done_at < $1{kept} LIMIT 10000)",
                     table = kind.table(),
-                    kept = super::mailbox::store::routed_mails_kept(kind)
+                    kept = super::mailbox::routed_mails_kept(kind)
                 ))
                 .bind(before)
                 .execute(&self.pool)
@@ -1108,7 +971,7 @@ fn is_conflict(e: &InboxError) -> bool {
 /// row of `cmc_suppressions_rekey` asks for it, and is deleted in the same
 /// transaction.
 async fn rekey_suppressions(conn: &mut sqlx::PgConnection, now: i64) -> Result<u64, sqlx::Error> {
-    use super::suppression::{normalize, rows, sql};
+    use crate::suppression::sql;
     let pending: i64 = sqlx::query_scalar(&sql::pg(sql::REKEY_PENDING))
         .fetch_one(&mut *conn)
         .await?;
@@ -1125,59 +988,9 @@ async fn rekey_suppressions(conn: &mut sqlx::PgConnection, now: i64) -> Result<u
     if still.is_empty() {
         return Ok(0);
     }
-    let found = sqlx::query(&sql::pg(sql::REKEY_ROWS))
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut moved = 0;
-    for r in &found {
-        let old: String = r.try_get(8)?;
-        let Some(new) = normalize(&old).filter(|new| *new != old) else {
-            continue;
-        };
-        let mine = rows::state(r)?;
-        let theirs = sqlx::query(&sql::pg(sql::REKEY_ONE))
-            .bind(&new)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let merged = match theirs {
-            Some(t) => rows::state(&t)?.merge(mine),
-            None => mine,
-        };
-        let c = merged.to_columns();
-        sqlx::query(&sql::pg(sql::REKEY_PUT))
-            .bind(&new)
-            .bind(c.reason)
-            .bind(c.since)
-            .bind(c.until)
-            .bind(&c.note)
-            .bind(&c.events)
-            .bind(c.hard_count)
-            .bind(&c.soft_times)
-            .bind(c.unknown_count)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&sql::pg(sql::REKEY_DROP))
-            .bind(&old)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&sql::pg(sql::REKEY_HISTORY))
-            .bind(&old)
-            .bind(&new)
-            .execute(&mut *tx)
-            .await?;
-        moved += 1;
-    }
-    sqlx::query(&sql::pg(sql::REKEY_DONE))
-        .execute(&mut *tx)
-        .await?;
+    let moved = suppression_sql::rekey(&mut tx, now).await?;
     tx.commit().await?;
-    if moved > 0 {
-        tracing::info!(
-            moved,
-            "moved suppression rows to the addresses' new normal form"
-        );
-    }
+    super::suppression::rekeyed(moved);
     Ok(moved)
 }
 
@@ -1240,9 +1053,16 @@ fn check_parameters(url: &str) -> Result<(), InboxError> {
     Ok(())
 }
 
-/// Whether `url` is a PostgreSQL address.
-pub(crate) fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
+// The round on the job tables, in this database's dialect.
+super::jobs::statements! {
+    db: sqlx::Postgres,
+    pg: true,
+    skip: " FOR UPDATE SKIP LOCKED",
+    ids: std::convert::identity::<Vec<i64>>,
+    in_ids: |p: &str| format!("= ANY({p})"),
+    not_in_ids: |p: &str| format!("<> ALL({p})"),
+    // A handler's error text may hold U+0000 too.
+    text: pg_text,
 }
 
 /// Applies one done event to its recipient's row, once: the history's
@@ -1253,7 +1073,7 @@ async fn keep_suppression(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     policy: &Policy,
     recipient: &str,
-    observed: &super::suppression::policy::Observed,
+    observed: &crate::suppression::policy::Observed,
     change: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -1261,10 +1081,10 @@ async fn keep_suppression(
     // nothing (it drops the soft bounces before it), and one history row
     // per delivered mail would grow forever. An address the list does not
     // hold gets no row from it.
-    let success = observed.what == super::suppression::policy::What::Succeeded;
+    let success = observed.what == crate::suppression::policy::What::Succeeded;
     if success
-        && sqlx::query(&super::suppression::sql::pg(
-            super::suppression::sql::EXISTS,
+        && sqlx::query(&crate::suppression::sql::pg(
+            crate::suppression::sql::EXISTS,
         ))
         .bind(recipient)
         .fetch_optional(&mut **tx)
@@ -1308,8 +1128,8 @@ async fn keep_suppression(
     .bind(recipient)
     .fetch_one(&mut **tx)
     .await?;
-    let mut state = super::suppression::rows::state(&r)?;
-    super::suppression::policy::apply(&mut state, observed, policy);
+    let mut state = crate::suppression::rows::state(&r)?;
+    crate::suppression::policy::apply(&mut state, observed, policy);
     let c = state.to_columns();
     sqlx::query(
         "UPDATE cmc_suppressions SET reason = $2, since = $3, until = $4, note = $5, events = $6, \
@@ -1333,4 +1153,12 @@ async fn keep_suppression(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod migrations {
+    #[tokio::test]
+    async fn the_compiled_in_migrations_are_the_directory_s() {
+        crate::schema::same_as_directory(&super::MIGRATOR, "postgres").await;
+    }
 }

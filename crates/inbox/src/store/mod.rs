@@ -1,0 +1,225 @@
+//! The storage contract: [`Store`], the backend an inbox runs on, and the
+//! values it takes and gives (`types.rs`). Each backend has its own file
+//! (`sqlite.rs`, `postgres.rs`); the mailboxes' statements, written once
+//! for both, are in `mailbox.rs`. This enum forwards to the backend, so
+//! that the inbox, the receiving side and the worker are written once.
+//!
+//! The layers point one way: the worker, the mailboxes and the
+//! suppression list depend on this module; nothing here imports them.
+
+mod jobs;
+pub(crate) mod mailbox;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
+mod suppression;
+mod types;
+
+pub(crate) use types::*;
+
+use super::error::{InboxError, InboxErrorKind};
+use super::ops::{Counts, DeadRow, Filter, History, Pruned, Receipt};
+use super::rows::{Arrival, Claimed, APART};
+use super::suppression::policy::SuppressionPolicy as Policy;
+use super::suppression::rows::{RawChange, RawEntry, RawSuppression};
+use cmc_webhook_core::{Event, InboundMail, Text};
+
+/// An open store, on one of the backends this build has. Without a
+/// backend there is none to open: the type is empty, and opening fails
+/// before one would be made (see `StoreOptions`).
+#[derive(Debug, Clone)]
+pub(crate) enum Store {
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlite::Sqlite),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Postgres),
+}
+
+/// `$body` with `$s` the backend of `$store`: the one place that lists
+/// the backends.
+macro_rules! each {
+    ($store:expr, $s:ident => $body:expr) => {
+        match *$store {
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(ref $s) => $body,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(ref $s) => $body,
+        }
+    };
+}
+
+impl Store {
+    /// Stores the arrivals in one transaction.
+    pub async fn insert(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
+        each!(self, s => s.insert(arrivals).await)
+    }
+
+    /// Records outcomes, renews leases and claims due rows, in one
+    /// transaction.
+    pub async fn round(
+        &self,
+        worker: &str,
+        settle: &[Settle],
+        renew: Option<&Renew>,
+        claim: Option<&Claim>,
+        suppress: Option<&Policy>,
+        deliveries: Option<&DeliveryRound<'_>>,
+    ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
+        each!(self, s => s.round(worker, settle, renew, claim, suppress, deliveries) .await)
+    }
+
+    /// Attachment `position` of mail `mail`, if it has one.
+    pub async fn attachment(
+        &self,
+        mail: i64,
+        position: i64,
+    ) -> Result<Option<Vec<u8>>, InboxError> {
+        each!(self, s => s.attachment(mail, position).await)
+    }
+
+    /// Text field `field` of event `id` stored apart, if it has one.
+    pub async fn event_text(&self, id: i64, field: &str) -> Result<Option<Vec<u8>>, InboxError> {
+        each!(self, s => s.event_text(id, field).await)
+    }
+
+    /// The job columns of mail `id`, if its row exists.
+    pub async fn mail_row(&self, id: i64) -> Result<Option<MailRow>, InboxError> {
+        each!(self, s => s.mail_row(id).await)
+    }
+
+    pub async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, InboxError> {
+        each!(self, s => s.delivery_counts().await)
+    }
+
+    pub async fn delivery_list(
+        &self,
+        filter: &DeliveryQuery,
+    ) -> Result<Vec<RawDelivery>, InboxError> {
+        each!(self, s => s.delivery_list(filter).await)
+    }
+
+    pub async fn delivery_replay(
+        &self,
+        filter: &DeliveryReplay,
+        now: i64,
+    ) -> Result<(u64, u64), InboxError> {
+        each!(self, s => s.delivery_replay(filter, now).await)
+    }
+
+    /// One slice of a mailbox's prune: (deliveries, mails) deleted.
+    pub async fn delivery_prune(
+        &self,
+        mailbox: &str,
+        before: i64,
+    ) -> Result<(u64, u64), InboxError> {
+        each!(self, s => s.delivery_prune(mailbox, before).await)
+    }
+
+    /// One slice of the unrouted mails' retention: how many went.
+    pub async fn prune_unrouted(&self, before: i64) -> Result<u64, InboxError> {
+        each!(self, s => s.prune_unrouted(before).await)
+    }
+
+    /// The attachments of a mail, in order.
+    pub async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, InboxError> {
+        each!(self, s => s.attachments(id).await)
+    }
+
+    pub async fn counts(&self) -> Result<Counts, InboxError> {
+        each!(self, s => s.counts().await)
+    }
+
+    pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
+        each!(self, s => s.dead(limit).await)
+    }
+
+    pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
+        each!(self, s => s.replay(filter, now).await)
+    }
+
+    pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
+        each!(self, s => s.history(message_id).await)
+    }
+
+    pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {
+        each!(self, s => s.prune(before).await)
+    }
+
+    pub async fn close(&self) {
+        each!(self, s => s.close().await)
+    }
+
+    /// The suppressions of `recipients` (normalised, distinct): their rows
+    /// that have a reason, as a check reads them.
+    pub async fn suppressions_of(
+        &self,
+        recipients: &[String],
+    ) -> Result<Vec<RawSuppression>, InboxError> {
+        each!(self, s => s.suppressions_of(recipients).await)
+    }
+
+    pub async fn suppression_list(
+        &self,
+        filter: &SuppressionQuery,
+        now: i64,
+    ) -> Result<Vec<RawEntry>, InboxError> {
+        each!(self, s => s.suppression_list(filter, now).await)
+    }
+
+    pub async fn suppression_change(
+        &self,
+        recipient: &str,
+        manual: Manual,
+        note: &str,
+        now: i64,
+    ) -> Result<bool, InboxError> {
+        each!(self, s => s.suppression_change(recipient, manual, note, now).await)
+    }
+
+    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<RawChange>, InboxError> {
+        each!(self, s => s.suppression_history(recipient).await)
+    }
+
+    /// Reads back into `mail` (row `id`) its text fields stored apart: each
+    /// assembled a chunk at a time into one buffer of its size. Only the
+    /// fields the row's JSON left empty are looked up; a mail stored before
+    /// fields were stored apart has none.
+    pub async fn load_mail_apart(&self, id: i64, mail: &mut InboundMail) -> Result<(), InboxError> {
+        for (position, field) in APART {
+            if !field.is_empty_in(mail) {
+                continue;
+            }
+            if let Some(data) = self.attachment(id, position).await? {
+                let text = String::from_utf8(data).map_err(|e| {
+                    InboxError::new(
+                        InboxErrorKind::Corrupt,
+                        format!(
+                            "mail {id}: the text stored at position {position} is not UTF-8: {e}"
+                        ),
+                    )
+                })?;
+                field.put(mail, Text::from(text));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads back into `event` (row `id`) its subject stored apart, if the
+    /// row's JSON left it empty and `cmc_event_texts` holds one.
+    pub async fn load_event_apart(&self, id: i64, event: &mut Event) -> Result<(), InboxError> {
+        let Some(subject) = super::rows::subject_mut(event).filter(|s| s.is_empty()) else {
+            return Ok(());
+        };
+        if let Some(data) = self.event_text(id, "subject").await? {
+            let text = String::from_utf8(data).map_err(|e| {
+                InboxError::new(
+                    InboxErrorKind::Corrupt,
+                    format!("event {id}: its subject stored apart is not UTF-8: {e}"),
+                )
+            })?;
+            *subject = Text::from(text);
+        }
+        Ok(())
+    }
+}
