@@ -119,9 +119,11 @@ mod tests {
     fn delays_stay_within_their_bounds_and_vary() {
         let b = Backoff::exponential(Duration::from_secs(8)).jitter(0.5);
         let delays: Vec<Duration> = (0..200).map(|_| b.delay(2)).collect();
-        assert!(delays
-            .iter()
-            .all(|d| *d >= Duration::from_secs(8) && *d <= Duration::from_secs(16)));
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= Duration::from_secs(8) && *d <= Duration::from_secs(16))
+        );
         let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
         assert!(distinct.len() > 100, "{} distinct delays", distinct.len());
     }

@@ -122,11 +122,11 @@ pub use telemetry::describe_metrics;
 pub use worker::{NoEvents, Stopped, Worker, WorkerHandle};
 
 use self::rows::Arrival;
+use self::store::Store;
 #[cfg(feature = "postgres")]
 use self::store::postgres;
 #[cfg(feature = "sqlite")]
 use self::store::sqlite;
-use self::store::Store;
 use cmc_webhook_core::Webhook;
 
 /// The retention of [`Inbox::prune`] that the receiver example uses, and a
@@ -439,12 +439,20 @@ fn follow_server_clock(pg: postgres::Postgres, clock: std::sync::Weak<clock::Ser
                 Ok((server_ms, at, round_trip)) if round_trip <= Duration::from_secs(1) => {
                     let drift = server_ms - clock.millis_at(at);
                     if drift.abs() > 1000 {
-                        tracing::warn!(drift_ms = drift, "the database server's clock moved against this process's monotonic clock by more than a second");
+                        tracing::warn!(
+                            drift_ms = drift,
+                            "the database server's clock moved against this process's monotonic clock by more than a second"
+                        );
                     }
                     clock.set(server_ms, at);
                 }
-                Ok((_, _, round_trip)) => tracing::debug!(?round_trip, "the database's clock was read too slowly to be taken; keeping the last reading"),
-                Err(e) => tracing::debug!(error = %e, "could not read the database server's clock; keeping the last reading"),
+                Ok((_, _, round_trip)) => tracing::debug!(
+                    ?round_trip,
+                    "the database's clock was read too slowly to be taken; keeping the last reading"
+                ),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not read the database server's clock; keeping the last reading")
+                }
             }
         }
     });

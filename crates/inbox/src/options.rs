@@ -250,9 +250,10 @@ mod tests {
     fn an_address_of_a_backend_not_built_names_the_feature() {
         let e = not_built("PostgreSQL", "postgres");
         assert_eq!(e.kind(), InboxErrorKind::Config);
-        assert!(e
-            .to_string()
-            .contains("this build has no PostgreSQL backend: enable the feature `postgres`"));
+        assert!(
+            e.to_string()
+                .contains("this build has no PostgreSQL backend: enable the feature `postgres`")
+        );
     }
 
     #[cfg(not(feature = "postgres"))]
@@ -272,9 +273,10 @@ mod tests {
     fn a_sqlite_address_without_the_feature_is_refused_with_its_name() {
         let e = "sqlite:inbox.sqlite3".parse::<StoreOptions>().unwrap_err();
         assert_eq!(e.kind(), InboxErrorKind::Config);
-        assert!(e
-            .to_string()
-            .contains("this build has no SQLite backend: enable the feature `sqlite`"));
+        assert!(
+            e.to_string()
+                .contains("this build has no SQLite backend: enable the feature `sqlite`")
+        );
     }
 
     #[cfg(feature = "sqlite")]

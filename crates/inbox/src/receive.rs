@@ -9,16 +9,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::Full;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::Inbox;
 use super::error::InboxError;
 use super::ops::Receipt;
 use super::rows::Arrival;
 use super::store::Store;
-use super::Inbox;
 use cmc_webhook_core::client_ip::ClientIp;
 
 /// One request's rows, waiting for the writer.

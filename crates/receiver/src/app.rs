@@ -18,11 +18,11 @@ use cmc_webhook_core::allowlist::Allowlist;
 use cmc_webhook_core::client_ip::{ClientIp, ForwardedHeader};
 use cmc_webhook_core::ipnet::IpNet;
 use cmc_webhook_core::{
-    default_time_zone, Attachment, ConfigError, Event, InboundMail, Webhook, WebhookLayer,
+    Attachment, ConfigError, Event, InboundMail, Webhook, WebhookLayer, default_time_zone,
 };
 use cmc_webhook_inbox::mailbox::{MailJob, Mailbox, Mailboxes, Unrouted};
 use cmc_webhook_inbox::{Inbox, Item, Job};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::output::{Lines, Stalled};
 

@@ -22,10 +22,10 @@ use std::time::Duration;
 use crate::config::{self, Args, Command, SuppressionCommand};
 use crate::{app, output, serve};
 use clap::Parser;
-use cmc_webhook_core::allowlist::AllowlistFile;
 use cmc_webhook_core::WebhookLayer;
+use cmc_webhook_core::allowlist::AllowlistFile;
 use cmc_webhook_inbox::mailbox::{DeliveryFilter, DeliveryState};
-use cmc_webhook_inbox::{suppression, Filter, Inbox, InboxBuilder, Kind, StoreOptions};
+use cmc_webhook_inbox::{Filter, Inbox, InboxBuilder, Kind, StoreOptions, suppression};
 
 /// The `cmc-receiver` program: reads the command line and the environment,
 /// then serves or runs the subcommand; the exit code says how it ended.
@@ -397,7 +397,7 @@ fn print_unlisted(out: &mut String, layer: &WebhookLayer) {
 fn signals(file: Option<AllowlistFile>, layer: WebhookLayer) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         if let Ok(mut hup) = signal(SignalKind::hangup()) {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
@@ -494,7 +494,7 @@ async fn serve_metrics(
 async fn stop_signal() {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         let mut term = match signal(SignalKind::terminate()) {
             Ok(term) => term,
             Err(_) => return std::future::pending().await,

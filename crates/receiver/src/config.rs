@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use cmc_webhook_core::client_ip::ForwardedHeader;
 use cmc_webhook_core::IdempotencyKey;
+use cmc_webhook_core::client_ip::ForwardedHeader;
 
 use cmc_webhook_core::allowlist::{AllowlistFile, IpSet};
 use cmc_webhook_core::ipnet::IpNet;
@@ -632,13 +632,13 @@ pub fn read_secrets(flag: &str, path: &std::path::Path) -> Result<Vec<String>, S
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(
-                    "{flag} {shown} can be read by other users (mode {:o}): chmod 600 it",
-                    meta.permissions().mode() & 0o777
-                );
-            }
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                "{flag} {shown} can be read by other users (mode {:o}): chmod 600 it",
+                meta.permissions().mode() & 0o777
+            );
         }
     }
     Ok(secrets)
@@ -717,7 +717,7 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         other => {
             return Err(format!(
                 "{s:?}: unknown unit {other:?} (B, KiB, MiB, GiB, kB, MB, GB)"
-            ))
+            ));
         }
     };
     n.checked_mul(unit)

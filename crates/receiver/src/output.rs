@@ -22,10 +22,10 @@
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 /// Where the lines of webhooks are written, on the writer's own thread
 /// (stdout in the receiver, a buffer in tests). It may block.
@@ -142,7 +142,9 @@ pub fn stdout() -> Sink {
         let mut out = std::io::stdout().lock();
         let written = writeln!(out, "{line}").and_then(|()| out.flush()).is_ok();
         if !written && !warned.swap(true, Ordering::Relaxed) {
-            tracing::error!("stdout is closed: the lines of accepted webhooks cannot be written; their rows wait in the inbox (answered 503 without a store) until the receiver is started again with a stdout that is read");
+            tracing::error!(
+                "stdout is closed: the lines of accepted webhooks cannot be written; their rows wait in the inbox (answered 503 without a store) until the receiver is started again with a stdout that is read"
+            );
         }
         written
     })

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use super::super::Inbox;
 use super::super::clock::{from_millis, millis};
 use super::super::error::{InboxError, InboxErrorKind};
 use super::super::store::{self, DeliveryQuery, DeliveryReplay, Which};
-use super::super::Inbox;
 use super::MailboxError;
 use cmc_webhook_core::IdempotencyKey;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::super::backoff::Backoff;
 use super::super::store::MailboxSlot;
 use super::handler::{Handled, Handler, MailJob, Unrouted, UnroutedHook};
-use super::{route, MailboxError, Route};
+use super::{MailboxError, Route, route};
 
 /// A mailbox: a name, the async handler its mails go to, and how it runs
 /// them. Declared on [`Mailboxes`].

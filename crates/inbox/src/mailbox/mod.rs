@@ -98,8 +98,8 @@ pub use deliveries::{
     Deliveries, DeliveryFilter, DeliveryState, MailboxCounts, MailboxDelivery, PrunedDeliveries,
     Replayed,
 };
-pub(crate) use handler::{into_job, unrouted};
 pub use handler::{Handled, MailJob, Unrouted};
+pub(crate) use handler::{into_job, unrouted};
 pub use mailboxes::{Mailbox, Mailboxes};
 pub use pattern::{MailboxError, Pattern, Route};
 

@@ -520,10 +520,12 @@ mod tests {
         // The sign is reached by what names it.
         let p: Pattern = "\u{212A}im@example.jp".parse().unwrap();
         assert!(p.matches(&kelvin) && !p.matches("kim@example.jp"));
-        assert!("/^\\x{212A}im@/"
-            .parse::<Pattern>()
-            .unwrap()
-            .matches(&kelvin));
+        assert!(
+            "/^\\x{212A}im@/"
+                .parse::<Pattern>()
+                .unwrap()
+                .matches(&kelvin)
+        );
         assert!("/(?i)^kim@/".parse::<Pattern>().unwrap().matches(&kelvin));
     }
 

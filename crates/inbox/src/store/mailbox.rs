@@ -6,7 +6,7 @@
 
 use super::types::{
     ClaimedDelivery, DeliveryCount, DeliveryOutcome, DeliveryQuery, DeliveryReplay, DeliveryRound,
-    DeliveryStep, MailRow, RawDelivery, ReplayCursor, Which, REPLAY_SLICE,
+    DeliveryStep, MailRow, REPLAY_SLICE, RawDelivery, ReplayCursor, Which,
 };
 
 /// Text as both databases take it: PostgreSQL refuses U+0000 in text.
@@ -17,8 +17,7 @@ fn text(s: &str) -> String {
 /// The job columns of mails: `{ids}` is the list of their ids.
 const MAIL_ROWS: &str = "SELECT id, idempotency_key, mail, client, received_at \
      FROM cmc_mails WHERE id IN {ids}";
-const DUE_MAILS: &str =
-    "SELECT id, CAST(octet_length(envelope_to) + octet_length(filter) AS BIGINT) FROM cmc_mails \
+const DUE_MAILS: &str = "SELECT id, CAST(octet_length(envelope_to) + octet_length(filter) AS BIGINT) FROM cmc_mails \
      WHERE state IN ('pending', 'running') \
      AND CASE state WHEN 'pending' THEN run_at <= ?1 ELSE locked_until <= ?1 END \
      ORDER BY id LIMIT ?2";
@@ -184,7 +183,9 @@ macro_rules! statements {
         /// JSON text) to `param` (`?1`, `?2`).
         fn with_ids(statement: &str, param: &str) -> String {
             let list = if $pg {
-                format!("(SELECT value::bigint FROM json_array_elements_text(CAST({param} AS json)))")
+                format!(
+                    "(SELECT value::bigint FROM json_array_elements_text(CAST({param} AS json)))"
+                )
             } else {
                 format!("(SELECT value FROM json_each({param}))")
             };
@@ -415,11 +416,10 @@ macro_rules! statements {
             // What each (mail, mailbox) holds already: a recipient reaches
             // its mailbox once, however often its mail is routed.
             let mut reached: HashMap<(i64, String), HashSet<String>> = HashMap::new();
-            let before: Vec<(i64, String, String)> =
-                sqlx::query_as(&sql(&with_ids(REACHED, "?1")))
-                    .bind(&ids)
-                    .fetch_all(&mut *conn)
-                    .await?;
+            let before: Vec<(i64, String, String)> = sqlx::query_as(&sql(&with_ids(REACHED, "?1")))
+                .bind(&ids)
+                .fetch_all(&mut *conn)
+                .await?;
             for (mail_id, mailbox, recipients) in before {
                 let list: Vec<String> = serde_json::from_str(&recipients).unwrap_or_default();
                 reached.entry((mail_id, mailbox)).or_default().extend(list);
@@ -655,7 +655,10 @@ macro_rules! statements {
 
         /// Deletes up to 1 000 mails no mailbox took, routed before
         /// `before`; returns how many.
-        pub(crate) async fn prune_unrouted(conn: &mut Conn, before: i64) -> Result<u64, sqlx::Error> {
+        pub(crate) async fn prune_unrouted(
+            conn: &mut Conn,
+            before: i64,
+        ) -> Result<u64, sqlx::Error> {
             Ok(sqlx::query(&sql(PRUNE_UNROUTED))
                 .bind(before)
                 .execute(&mut *conn)

@@ -20,7 +20,7 @@ pub(crate) use types::*;
 
 use super::error::{InboxError, InboxErrorKind};
 use super::ops::{Counts, DeadRow, Filter, History, Pruned, Receipt};
-use super::rows::{Arrival, Claimed, APART};
+use super::rows::{APART, Arrival, Claimed};
 use super::suppression::policy::SuppressionPolicy as Policy;
 use super::suppression::rows::{RawChange, RawEntry, RawSuppression};
 use cmc_webhook_core::{Event, InboundMail, Text};

@@ -21,14 +21,13 @@ use sqlx::{Executor, Row};
 use super::mailbox::postgres as mailbox_sql;
 use super::suppression::postgres as suppression_sql;
 use super::types::{
-    lost_outcomes, Claim, DeliveryCount, DeliveryQuery, DeliveryReplay, DeliveryRound,
-    DeliveryStep, MailRow, Manual, Outcome, RawDelivery, Renew, ReplayCursor, Settle,
-    SuppressionQuery,
+    Claim, DeliveryCount, DeliveryQuery, DeliveryReplay, DeliveryRound, DeliveryStep, MailRow,
+    Manual, Outcome, RawDelivery, Renew, ReplayCursor, Settle, SuppressionQuery, lost_outcomes,
 };
 use crate::error::{InboxError, InboxErrorKind};
 use crate::job::Kind;
-use crate::ops::{oldest_dead, Counts, DeadRow, Filter, History, Pruned, Receipt, DEAD_SUMMARIES};
-use crate::rows::{chunks, claimed_row, dead_row, history, Arrival, Assembly, Claimed, NewEvent};
+use crate::ops::{Counts, DEAD_SUMMARIES, DeadRow, Filter, History, Pruned, Receipt, oldest_dead};
+use crate::rows::{Arrival, Assembly, Claimed, NewEvent, chunks, claimed_row, dead_row, history};
 use crate::schema::{self, Migrated, Opening};
 use crate::suppression::policy::SuppressionPolicy as Policy;
 use crate::suppression::rows::{RawChange, RawEntry, RawSuppression};

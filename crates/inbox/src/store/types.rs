@@ -71,7 +71,12 @@ impl Claim {
 /// this worker's (the lease ran out and another worker took them, or an
 /// operator replayed them), so their handlers may run again elsewhere.
 pub(crate) fn lost_outcomes(kind: Kind, rows: usize, outcome: &str) {
-    tracing::warn!(kind = kind.as_str(), rows, outcome, "outcomes not recorded: the rows are no longer this worker's (their lease ran out and another worker took them, or they were replayed); their handlers may run again");
+    tracing::warn!(
+        kind = kind.as_str(),
+        rows,
+        outcome,
+        "outcomes not recorded: the rows are no longer this worker's (their lease ran out and another worker took them, or they were replayed); their handlers may run again"
+    );
 }
 
 /// The outcome of one mailbox handler run, as the round records it.

@@ -163,11 +163,7 @@ mod address {
                     ascii_of(w) == ascii_of(u)
                 }
             });
-        if same {
-            ascii.into_owned()
-        } else {
-            written
-        }
+        if same { ascii.into_owned() } else { written }
     }
 }
 

@@ -1,8 +1,8 @@
 //! The rows of `cmc_suppressions`, of its history and of done events, as
 //! both backends read and write them (the same columns in the same order).
 
-use jiff::tz::TimeZone;
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 
 use cmc_webhook_core::IdempotencyKey;
 

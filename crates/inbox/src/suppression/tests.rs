@@ -169,10 +169,11 @@ async fn the_worker_keeps_the_list_once_per_event() {
             .map(|e| e.address)
             .collect();
         assert_eq!(suppressed, ["gone@example.jp", "new@example.jp"]);
-        assert!(list
-            .remove("gone@example.jp", "the mailbox exists again")
-            .await
-            .unwrap());
+        assert!(
+            list.remove("gone@example.jp", "the mailbox exists again")
+                .await
+                .unwrap()
+        );
         assert!(!list.remove("never@example.jp", "-").await.unwrap());
         assert!(!list.check("gone@example.jp").await.unwrap().suppressed);
         let changes: Vec<(String, Option<SuppressionReason>)> = list

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::super::Inbox;
 use super::super::backoff::Backoff;
 use super::super::job::Job;
 use super::super::mailbox::Mailboxes;
-use super::super::Inbox;
 #[cfg(feature = "metrics")]
 use super::gauges::gauges;
 use super::retention::retention;
-use super::{Worker, WorkerHandle, DEFAULT_HANDLER_TIMEOUT, DEFAULT_LEASE};
+use super::{DEFAULT_HANDLER_TIMEOUT, DEFAULT_LEASE, Worker, WorkerHandle};
 
 impl<H> fmt::Debug for Worker<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

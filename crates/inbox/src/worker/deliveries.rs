@@ -9,9 +9,9 @@ use super::super::clock::{millis, millis_after};
 use super::super::job::Job;
 use super::super::mailbox::Mailboxes;
 use super::super::store::{DeliveryOutcome, DeliverySettle, DeliveryStep};
-use super::lanes::{within, Lanes, Target};
-use super::settle::truncated;
 use super::Worker;
+use super::lanes::{Lanes, Target, within};
+use super::settle::truncated;
 
 /// Mails routed per round at most.
 pub(super) const ROUTE_BATCH: usize = 64;
@@ -56,7 +56,11 @@ where
                 // At most as many hooks at once as handlers: each holds
                 // its mail, and strangers' mails arrive at their pace.
                 if lanes.hooks.len() >= self.concurrency {
-                    tracing::warn!(mail = mail_id, running = lanes.hooks.len(), "the unrouted hook was not called for this mail: as many hooks run as the worker's concurrency (the mail is kept, unrouted)");
+                    tracing::warn!(
+                        mail = mail_id,
+                        running = lanes.hooks.len(),
+                        "the unrouted hook was not called for this mail: as many hooks run as the worker's concurrency (the mail is kept, unrouted)"
+                    );
                     continue;
                 }
                 let store = self.inbox.inner.store.clone();

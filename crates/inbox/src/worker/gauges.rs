@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::super::job::{Kind, State};
 use super::super::Inbox;
+use super::super::job::{Kind, State};
 
 /// Reads the gauges every `every`, until the worker is told to stop.
 #[cfg(feature = "metrics")]

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::Inbox;
 use super::backoff::Backoff;
 use super::error::InboxError;
 use super::job::Job;
 use super::mailbox::Mailboxes;
-use super::Inbox;
 
 use super::store::{Claim, Outcome, Renew, Settle};
 

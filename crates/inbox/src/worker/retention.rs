@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::super::mailbox::{DeliveryState, Mailboxes};
 use super::super::Inbox;
+use super::super::mailbox::{DeliveryState, Mailboxes};
 
 /// Deletes the deliveries past their mailbox's retention, every
 /// `prune_every`, until the worker is told to stop.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::time::{Instant, sleep, sleep_until};
 
 use super::super::clock::{millis, millis_after};
 use super::super::error::InboxError;
@@ -20,8 +20,8 @@ use super::super::mailbox::Mailboxes;
 use super::super::rows::Claimed;
 use super::super::store::{DeliveryRound, DeliveryStep, MailboxSlot};
 use super::deliveries::ROUTE_BATCH;
-use super::lanes::{call, within, Lanes, Target};
-use super::{Claim, Renew, Stopped, Worker, SETTLE_WAIT};
+use super::lanes::{Lanes, Target, call, within};
+use super::{Claim, Renew, SETTLE_WAIT, Stopped, Worker};
 
 /// What the loop keeps from one round to the next, apart from the
 /// handlers in flight ([`Lanes`]).

@@ -9,8 +9,8 @@ use super::super::clock::{millis, millis_after};
 use super::super::job::{Job, JobId};
 use super::super::mailbox::Handled;
 use super::super::store::{DeliveryOutcome, DeliverySettle};
-use super::lanes::{panic_text, Lanes, Target};
-use super::{Outcome, Settle, Stopped, Worker, MAX_ERROR};
+use super::lanes::{Lanes, Target, panic_text};
+use super::{MAX_ERROR, Outcome, Settle, Stopped, Worker};
 
 impl<H, F, E> Worker<H>
 where
