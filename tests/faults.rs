@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -188,22 +188,13 @@ fn child_receiver() {
     });
 }
 
-/// A child receiver, killed (SIGKILL) when dropped, so that a failing test
-/// leaves no process behind.
-struct Receiver(Child);
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// A child receiver, killed (SIGKILL) when dropped.
+type Receiver = common::child::Killed;
 
 /// Starts a child receiver on `store`, appending what it handles to `log`:
 /// it and its address, or why it refused to start.
 fn spawn(store: &str, log: &Path) -> Result<(Receiver, SocketAddr), String> {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_receiver", "--exact", "--ignored", "--nocapture"])
+    let mut child = common::child::test_command("child_receiver")
         .env(CHILD, store)
         .env(LOG, log)
         .stdout(Stdio::piped())
@@ -211,18 +202,8 @@ fn spawn(store: &str, log: &Path) -> Result<(Receiver, SocketAddr), String> {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let child = Receiver(child);
-    let port = loop {
-        let Some(Ok(line)) = lines.next() else {
-            return Err("the receiver exited before it served".to_owned());
-        };
-        if let Some(port) = line.strip_prefix("PORT ") {
-            break port.parse::<u16>().unwrap();
-        }
-        if let Some(why) = line.strip_prefix("REFUSED ") {
-            return Err(why.to_owned());
-        }
-    };
+    let child = common::child::Killed(child);
+    let port = common::child::announced_port(&mut lines)?;
     // Keep reading its output so that it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Ok((child, SocketAddr::from(([127, 0, 0, 1], port))))

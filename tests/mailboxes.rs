@@ -66,6 +66,19 @@ fn recording(name: &str, seen: &Seen) -> Mailbox {
     })
 }
 
+/// Mailboxes named `names` that record what they are handed in `seen`
+/// (see [`recording`]), and `routes` as (route, mailbox), in their order.
+fn recording_routes(seen: &Seen, names: &[&str], routes: &[(&str, &str)]) -> Mailboxes {
+    let mut mailboxes = Mailboxes::new();
+    for name in names {
+        mailboxes = mailboxes.mailbox(recording(name, seen)).unwrap();
+    }
+    for (route, mailbox) in routes {
+        mailboxes = mailboxes.route(*route, mailbox).unwrap();
+    }
+    mailboxes
+}
+
 /// Waits until no delivery is pending, processing or failed, and at least
 /// `n` deliveries exist; returns them all.
 async fn settled(inbox: &Inbox, n: usize) -> Vec<MailboxDelivery> {
@@ -110,22 +123,17 @@ async fn routes_are_tried_in_order_and_the_first_match_wins() {
     for url in stores(dir.path(), "order").await {
         let inbox = Inbox::open(&url).await.unwrap();
         let seen = Seen::default();
-        let mailboxes = Mailboxes::new()
-            .mailbox(recording("support", &seen))
-            .unwrap()
-            .mailbox(recording("general", &seen))
-            .unwrap()
-            .mailbox(recording("replies", &seen))
-            .unwrap()
-            .route("Support@Example.JP", "support")
-            .unwrap()
-            .route("*@example.jp", "general")
-            .unwrap()
-            // Declared after the domain route, which takes its mails first.
-            .route("reply+*@example.jp", "replies")
-            .unwrap()
-            .route("reply+*@replies.example.jp", "replies")
-            .unwrap();
+        let mailboxes = recording_routes(
+            &seen,
+            &["support", "general", "replies"],
+            &[
+                ("Support@Example.JP", "support"),
+                ("*@example.jp", "general"),
+                // Declared after the domain route, which takes its mails first.
+                ("reply+*@example.jp", "replies"),
+                ("reply+*@replies.example.jp", "replies"),
+            ],
+        );
         for (to, subject) in [
             ("SUPPORT@example.jp", "exact, upper case"),
             ("<support@EXAMPLE.jp>", "exact, angle brackets"),
@@ -172,19 +180,15 @@ async fn a_kelvin_sign_reaches_no_ascii_route_and_idn_forms_one_route() {
     for url in stores(dir.path(), "kelvin").await {
         let inbox = Inbox::open(&url).await.unwrap();
         let seen = Seen::default();
-        let mailboxes = Mailboxes::new()
-            .mailbox(recording("kim", &seen))
-            .unwrap()
-            .mailbox(recording("sales", &seen))
-            .unwrap()
-            .mailbox(recording("idn", &seen))
-            .unwrap()
-            .route("kim@example.jp", "kim")
-            .unwrap()
-            .route("/^SALES@/", "sales")
-            .unwrap()
-            .route("*@\u{4F8B}\u{3048}.jp", "idn")
-            .unwrap();
+        let mailboxes = recording_routes(
+            &seen,
+            &["kim", "sales", "idn"],
+            &[
+                ("kim@example.jp", "kim"),
+                ("/^SALES@/", "sales"),
+                ("*@\u{4F8B}\u{3048}.jp", "idn"),
+            ],
+        );
         for (to, subject) in [
             ("\u{212A}im@example.jp", "kelvin sign"),
             ("\u{17F}ales@example.jp", "long s"),
@@ -228,11 +232,7 @@ async fn unrouted_mails_are_kept_counted_and_routed_again_once_a_fallback_exists
         let seen = Seen::default();
         let hooked: Shared<(String, Vec<String>)> = Arc::default();
         let hook = hooked.clone();
-        let mailboxes = Mailboxes::new()
-            .mailbox(recording("support", &seen))
-            .unwrap()
-            .route("support@example.jp", "support")
-            .unwrap()
+        let mailboxes = recording_routes(&seen, &["support"], &[("support@example.jp", "support")])
             .on_unrouted(move |u: Unrouted| {
                 hook.lock()
                     .unwrap()
@@ -312,15 +312,14 @@ async fn a_mail_with_several_recipients_reaches_each_of_their_mailboxes_once() {
     for url in stores(dir.path(), "multi").await {
         let inbox = Inbox::open(&url).await.unwrap();
         let seen = Seen::default();
-        let mailboxes = Mailboxes::new()
-            .mailbox(recording("support", &seen))
-            .unwrap()
-            .mailbox(recording("billing", &seen))
-            .unwrap()
-            .route("*@support.example.jp", "support")
-            .unwrap()
-            .route("*@billing.example.jp", "billing")
-            .unwrap();
+        let mailboxes = recording_routes(
+            &seen,
+            &["support", "billing"],
+            &[
+                ("*@support.example.jp", "support"),
+                ("*@billing.example.jp", "billing"),
+            ],
+        );
         store(
             &inbox,
             mail(
@@ -378,17 +377,16 @@ async fn filter_routes_take_the_mails_of_their_cmc_rule() {
     for url in stores(dir.path(), "filter").await {
         let inbox = Inbox::open(&url).await.unwrap();
         let seen = Seen::default();
-        let mailboxes = Mailboxes::new()
-            .mailbox(recording("scans", &seen))
-            .unwrap()
-            .mailbox(recording("other", &seen))
-            .unwrap()
-            .route("filter:scanner *@example.jp", "scans")
-            .unwrap()
-            .route("filter:Documents", "scans")
-            .unwrap()
-            .fallback("other")
-            .unwrap();
+        let mailboxes = recording_routes(
+            &seen,
+            &["scans", "other"],
+            &[
+                ("filter:scanner *@example.jp", "scans"),
+                ("filter:Documents", "scans"),
+            ],
+        )
+        .fallback("other")
+        .unwrap();
         store(&inbox, mail("a@example.jp", "scanner", "scanner, address")).await;
         store(
             &inbox,
@@ -576,9 +574,7 @@ async fn a_worker_with_mailboxes_still_hands_events_to_its_handler() {
         let inbox = Inbox::open(&url).await.unwrap();
         let seen = Seen::default();
         let events = Arc::new(AtomicUsize::new(0));
-        let mailboxes = Mailboxes::new()
-            .mailbox(recording("all", &seen))
-            .unwrap()
+        let mailboxes = recording_routes(&seen, &["all"], &[])
             .fallback("all")
             .unwrap();
         let body = r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[
@@ -640,9 +636,7 @@ async fn delivered_mails_and_their_attachments_go_after_their_mailbox_retention(
             .await
             .unwrap();
         let seen = Seen::default();
-        let mailboxes = Mailboxes::new()
-            .mailbox(recording("short", &seen))
-            .unwrap()
+        let mailboxes = recording_routes(&seen, &["short"], &[])
             .mailbox(recording("long", &seen).retention(90 * DAY))
             .unwrap()
             .mailbox(
@@ -732,11 +726,7 @@ async fn unrouted_mails_go_after_their_retention() {
             .await
             .unwrap();
         let seen = Seen::default();
-        let mailboxes = Mailboxes::new()
-            .mailbox(recording("support", &seen))
-            .unwrap()
-            .route("support@example.jp", "support")
-            .unwrap();
+        let mailboxes = recording_routes(&seen, &["support"], &[("support@example.jp", "support")]);
         let mut stranger = cmc_webhook::test_util::sample_inbound(true);
         stranger.envelope_to = "nobody@example.jp".into();
         store(&inbox, Webhook::Inbound(stranger)).await;
@@ -955,9 +945,7 @@ async fn deliveries_waiting_for_a_mailbox_no_longer_declared_are_warned_of() {
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
 
     let seen = Seen::default();
-    let renamed = Mailboxes::new()
-        .mailbox(recording("new", &seen))
-        .unwrap()
+    let renamed = recording_routes(&seen, &["new"], &[])
         .fallback("new")
         .unwrap();
     let worker = inbox.mailbox_worker(renamed).spawn();
@@ -998,9 +986,7 @@ async fn an_events_only_worker_beside_a_mailbox_worker_leaves_every_mail_to_the_
             .spawn();
         let mails = inbox
             .mailbox_worker(
-                Mailboxes::new()
-                    .mailbox(recording("all", &seen))
-                    .unwrap()
+                recording_routes(&seen, &["all"], &[])
                     .fallback("all")
                     .unwrap(),
             )
@@ -1043,11 +1029,7 @@ async fn routing_again_reaches_a_mailbox_only_with_the_recipients_it_has_not_had
     for url in stores(dir.path(), "reroute").await {
         let inbox = Inbox::open(&url).await.unwrap();
         let seen = Seen::default();
-        let first = Mailboxes::new()
-            .mailbox(recording("support", &seen))
-            .unwrap()
-            .route("*@support.example.jp", "support")
-            .unwrap();
+        let first = recording_routes(&seen, &["support"], &[("*@support.example.jp", "support")]);
         store(
             &inbox,
             mail("a@support.example.jp, b@other.example.jp", "f", "two"),
@@ -1186,16 +1168,15 @@ async fn hostile_envelope_recipients_are_routed_in_linear_time_and_kept() {
     for url in stores(dir.path(), "hostile").await {
         let inbox = Inbox::open(&url).await.unwrap();
         let seen = Seen::default();
-        let mailboxes = Mailboxes::new()
-            .mailbox(recording("support", &seen))
-            .unwrap()
-            .mailbox(recording("regex", &seen))
-            .unwrap()
-            .route("support@example.jp", "support")
-            .unwrap()
-            // Backtracking engines take exponential time on this one.
-            .route("/(a+)+b$/", "regex")
-            .unwrap();
+        let mailboxes = recording_routes(
+            &seen,
+            &["support", "regex"],
+            &[
+                ("support@example.jp", "support"),
+                // Backtracking engines take exponential time on this one.
+                ("/(a+)+b$/", "regex"),
+            ],
+        );
         let many: String = (0..20_000).map(|i| format!("u{i}@x.jp, ")).collect();
         let cases = [
             (format!("{many}Support@Example.JP"), "many"),
@@ -1270,11 +1251,7 @@ async fn the_unrouted_warning_escapes_and_cuts_the_recipients() {
     let to = format!("evil\r\nforged\u{1b}[2J{}@example.jp", "x".repeat(2 << 20));
     store(&inbox, mail(&to, "f", "long envelope")).await;
     let seen = Seen::default();
-    let mailboxes = Mailboxes::new()
-        .mailbox(recording("a", &seen))
-        .unwrap()
-        .route("a@example.jp", "a")
-        .unwrap();
+    let mailboxes = recording_routes(&seen, &["a"], &[("a@example.jp", "a")]);
     let worker = inbox.mailbox_worker(mailboxes).spawn();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !logs.text().contains("stored unrouted") {

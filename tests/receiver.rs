@@ -1089,35 +1089,17 @@ fn child_receiver_with_unread_stdout() {
 async fn webhooks_are_answered_while_stdout_is_not_read() {
     use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_receiver_with_unread_stdout",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
+    let mut child = common::child::test_command("child_receiver_with_unread_stdout")
         .env(UNREAD_STDOUT_CHILD, dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     // Held open, never read.
     let _unread = child.stdout.take().unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let child = Kill(child);
-    let port = loop {
-        let line = lines.next().expect("the child printed its port").unwrap();
-        if let Some(port) = line.strip_prefix("PORT ") {
-            break port.parse::<u16>().unwrap();
-        }
-    };
+    let child = common::child::Killed(child);
+    let port = common::child::announced_port(&mut lines).expect("the child printed its port");
     std::thread::spawn(move || for _ in lines {});
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     // 40 batches of 50 events of about 1 KiB each: some 2 MB of lines, 30

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+pub mod child;
 pub mod http;
 #[cfg(feature = "sqlite")]
 pub mod inbox;

@@ -38,7 +38,7 @@ pub enum DeliveryState {
     Delivered,
     /// Its handler failed; another attempt is due at `run_at`.
     Failed,
-    /// Its handler refused the mail on purpose ([`Handled::Bounced`]).
+    /// Its handler refused the mail on purpose ([`Handled::Bounced`](super::Handled::Bounced)).
     Bounced,
     /// Its handler failed on every attempt.
     Dead,
@@ -340,7 +340,7 @@ pub struct PrunedDeliveries {
 }
 
 /// The deliveries of an inbox's mails to its mailboxes; made by
-/// [`Inbox::deliveries`](super::Inbox::deliveries).
+/// [`Inbox::deliveries`](crate::Inbox::deliveries).
 ///
 /// ```
 /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {

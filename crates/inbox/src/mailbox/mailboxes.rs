@@ -124,9 +124,9 @@ impl Mailbox {
 }
 
 /// The mailboxes and the routes to them; give them to a worker with
-/// [`Worker::mailboxes`](super::Worker::mailboxes) or
-/// [`Inbox::mailbox_worker`](super::Inbox::mailbox_worker). See the
-/// [module documentation](self).
+/// [`Worker::mailboxes`](crate::Worker::mailboxes) or
+/// [`Inbox::mailbox_worker`](crate::Inbox::mailbox_worker). See the
+/// [module documentation](super).
 ///
 /// ```
 /// use cmc_webhook_inbox::mailbox::{Mailbox, Mailboxes, Pattern, Route};
@@ -215,7 +215,7 @@ impl Mailboxes {
 
     /// Routes the mails `route` matches to the declared mailbox `mailbox`,
     /// after the routes declared before. `route` is a [`Route`], a
-    /// [`Pattern`], or text: a pattern (`reply+*@example.jp`),
+    /// [`Pattern`](super::Pattern), or text: a pattern (`reply+*@example.jp`),
     /// `filter:NAME`, or `filter:NAME pattern`.
     pub fn route<R>(mut self, route: R, mailbox: &str) -> Result<Mailboxes, MailboxError>
     where

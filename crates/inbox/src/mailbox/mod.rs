@@ -38,7 +38,7 @@
 //! recipients that have not reached it yet. The row's `route` is the route
 //! of the first of its recipients.
 //!
-//! **Data**: a handler gets the parsed [`InboundMail`] read back from the
+//! **Data**: a handler gets the parsed [`InboundMail`](cmc_webhook_core::InboundMail) read back from the
 //! store, without its attachments' bytes: [`MailJob::attachment`] reads one
 //! when asked, so a mailbox that does not need them never loads 25 MiB.
 //!
