@@ -13,7 +13,7 @@
 //!    [`WebhookLayer`]): the webhook is parsed and its rows committed in
 //!    one transaction, then answered 200. Concurrent requests share a
 //!    commit. An event is keyed by its [`idempotency_key`], a mail by
-//!    [its own](crate::InboundMail::idempotency_key); a key already
+//!    [its own](cmc_webhook_core::InboundMail::idempotency_key); a key already
 //!    stored is counted in the row's `repeats` and not stored again. When
 //!    the store fails the answer is 503, and CMC sends the webhook again.
 //! 2. **Processing** ([`Inbox::worker`]): a worker claims due rows in

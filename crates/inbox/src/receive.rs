@@ -92,7 +92,7 @@ pub(crate) async fn write_loop(
 /// CMC through the inbox. Made by [`Inbox::receive`].
 ///
 /// It reads the request as [`read_webhook`](cmc_webhook_core::read_webhook) does
-/// (within the [`Policy`](crate::Policy) the [`WebhookLayer`] put in the
+/// (within the [`Policy`](cmc_webhook_core::Policy) the [`WebhookLayer`] put in the
 /// request, refusals answered with their status), and takes the client
 /// address from the layer's [`ClientIp`]. Put it behind the layer: the
 /// layer decides who may call.
@@ -116,7 +116,7 @@ pub(crate) async fn write_loop(
 /// # }
 /// ```
 ///
-/// [`WebhookLayer`]: crate::WebhookLayer
+/// [`WebhookLayer`]: cmc_webhook_core::WebhookLayer
 #[derive(Debug, Clone)]
 pub struct Receive {
     inbox: Inbox,

@@ -557,7 +557,7 @@ pub fn check_save_dir(dir: &Path) -> std::io::Result<()> {
 /// wrote is removed, so that a mail CMC sends again leaves no orphans.
 ///
 /// The files are written on a blocking thread, which runs on when the
-/// request is dropped; the two sides share a [`Save`] under a lock, so that
+/// request is dropped; the two sides share a `Save` under a lock, so that
 /// every file is removed by whichever side learns last that the save was
 /// abandoned.
 pub async fn save_attachments(

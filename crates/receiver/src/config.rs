@@ -65,6 +65,8 @@ pub struct Args {
     pub command: Option<Command>,
 
     /// Address to listen on: IPv4 or IPv6, e.g. 0.0.0.0:8080 or [::]:8080.
+    // The text is the flag's help: `[::]` is an address, not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, env = "CMC_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
