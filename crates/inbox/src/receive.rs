@@ -1,6 +1,6 @@
 //! Receiving into the inbox: [`Receive`], a tower service that reads a
-//! webhook, stores it, and answers 200 only after the commit; and the
-//! writer task that commits concurrent requests together.
+//! webhook, stores it, and answers 200 only after the commit (the writer
+//! task that commits concurrent requests together is in `commit.rs`).
 
 use std::convert::Infallible;
 use std::fmt;
@@ -12,78 +12,14 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::Full;
-use tokio::sync::{mpsc, oneshot, watch};
 
-use super::Inbox;
-use super::error::InboxError;
-use super::ops::Receipt;
-use super::rows::Arrival;
-use super::store::Store;
+use crate::inbox::Inbox;
 use cmc_webhook_core::client_ip::ClientIp;
 
-/// One request's rows, waiting for the writer.
-pub(crate) struct Pending {
-    pub arrival: Arrival,
-    pub reply: oneshot::Sender<Result<Receipt, InboxError>>,
-}
-
-/// The most requests one commit takes.
-const MAX_GROUP: usize = 256;
-/// The most rows one commit takes (a request's rows are never split).
-const MAX_GROUP_ROWS: usize = 20_000;
-
-/// The writer: takes the requests that arrived while it was committing
-/// and stores them in one transaction (group commit), then answers each
-/// and wakes the workers.
-pub(crate) async fn write_loop(
-    store: Store,
-    mut queue: mpsc::Receiver<Pending>,
-    wake: watch::Sender<u64>,
-) {
-    while let Some(first) = queue.recv().await {
-        let mut rows = first.arrival.rows();
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP && rows < MAX_GROUP_ROWS {
-            match queue.try_recv() {
-                Ok(next) => {
-                    rows += next.arrival.rows();
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        let arrivals: Vec<&Arrival> = group.iter().map(|p| &p.arrival).collect();
-        match store.insert(&arrivals).await {
-            Ok(receipts) => {
-                for (pending, receipt) in group.into_iter().zip(receipts) {
-                    let _ = pending.reply.send(Ok(receipt));
-                }
-                wake.send_modify(|n| *n = n.wrapping_add(1));
-            }
-            Err(e) if group.len() == 1 || !e.is_statement_error() => {
-                for pending in group {
-                    let _ = pending.reply.send(Err(e.clone()));
-                }
-            }
-            Err(_) => {
-                // One request's rows may be what failed the group (a
-                // statement error, of any class but those that mean the
-                // store is unavailable): each is stored on its own, so
-                // that only that one is answered 503.
-                let mut stored = false;
-                for pending in group {
-                    let result = store
-                        .insert(&[&pending.arrival])
-                        .await
-                        .map(|mut r| r.remove(0));
-                    stored |= result.is_ok();
-                    let _ = pending.reply.send(result);
-                }
-                if stored {
-                    wake.send_modify(|n| *n = n.wrapping_add(1));
-                }
-            }
-        }
+impl Inbox {
+    /// The tower service that stores webhooks; see [`Receive`].
+    pub fn receive(&self) -> Receive {
+        Receive::new(self.clone())
     }
 }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::super::Inbox;
 use super::super::clock::{from_millis, millis};
 use super::super::error::{InboxError, InboxErrorKind};
+use super::super::inbox::Inbox;
 use super::super::store::{self, DeliveryQuery, DeliveryReplay, Which};
 use super::MailboxError;
 use cmc_webhook_core::IdempotencyKey;
@@ -448,5 +448,13 @@ impl Deliveries {
                 return Ok(pruned);
             }
         }
+    }
+}
+
+impl Inbox {
+    /// The deliveries of the inbox's mails to mailboxes: counts, lists,
+    /// replay and retention; see [`mailbox`].
+    pub fn deliveries(&self) -> Deliveries {
+        Deliveries::new(self.clone())
     }
 }

@@ -13,7 +13,6 @@ use jiff::Timestamp;
 use super::super::clock::from_millis;
 use super::super::error::{InboxError, InboxErrorKind};
 use super::super::store::Store;
-use super::Mailboxes;
 use cmc_webhook_core::{IdempotencyKey, InboundMail};
 
 /// What a mailbox's handler made of a mail, when it did not fail.
@@ -245,10 +244,11 @@ impl ReadMail {
     }
 }
 
-/// A claimed delivery as its handler's job, or why it does not read back.
+/// A claimed delivery as the job of the handler of `mailbox` (its name),
+/// or why it does not read back.
 pub(crate) fn into_job(
     d: crate::store::ClaimedDelivery,
-    mailboxes: &Mailboxes,
+    mailbox: String,
     store: &Store,
 ) -> Result<MailJob, String> {
     let corrupt = |what: String| format!("the stored delivery does not read back: {what}");
@@ -260,7 +260,7 @@ pub(crate) fn into_job(
         id: d.id,
         mail_id: d.mail_id,
         key: read.key,
-        mailbox: mailboxes.boxes[d.mailbox].name.clone(),
+        mailbox,
         recipients: serde_json::from_str(&d.recipients)
             .map_err(|e| corrupt(format!("recipients: {e}")))?,
         attempt: u32::try_from(d.attempts).unwrap_or(u32::MAX),

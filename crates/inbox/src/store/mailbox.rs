@@ -167,7 +167,8 @@ macro_rules! statements {
 
         use sqlx::Row;
 
-        use super::*;
+        // The file this macro is written in (its expansions are its children).
+        use crate::store::mailbox::*;
 
         type Conn = <$db as sqlx::Database>::Connection;
 

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::policy::SuppressionPolicy;
 use super::{ListFilter, SuppressionReason};
-use crate::Webhook;
+use cmc_webhook_core::Webhook;
 use crate::{Filter, Inbox};
 
 const BATCH: &str = r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[

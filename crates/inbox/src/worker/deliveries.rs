@@ -82,7 +82,8 @@ where
         for claimed in step.claimed {
             let (index, id, attempts) = (claimed.mailbox, claimed.id, claimed.attempts);
             let attempt = u32::try_from(attempts).unwrap_or(u32::MAX);
-            match crate::mailbox::into_job(claimed, mailboxes, &self.inbox.inner.store) {
+            let mailbox = mailboxes.boxes[index].name.clone();
+            match crate::mailbox::into_job(claimed, mailbox, &self.inbox.inner.store) {
                 Ok(job) => {
                     let handler = mailboxes.boxes[index].handler.clone();
                     let store = self.inbox.inner.store.clone();

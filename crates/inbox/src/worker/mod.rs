@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Inbox;
 use super::backoff::Backoff;
 use super::error::InboxError;
 use super::job::Job;
 use super::mailbox::Mailboxes;
+use crate::inbox::Inbox;
 
 use super::store::{Claim, Outcome, Renew, Settle};
 
@@ -167,3 +167,45 @@ const SETTLE_WAIT: Duration = Duration::from_millis(20);
 
 /// The longest `last_error` stored, in bytes.
 const MAX_ERROR: usize = 4096;
+
+impl Inbox {
+    /// A worker that runs `handler` on each stored event and mail; see
+    /// [`Worker`].
+    pub fn worker<H, F, E>(&self, handler: H) -> Worker<H>
+    where
+        H: Fn(Job) -> F + Send + Sync + 'static,
+        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        Worker::new(self.clone(), handler)
+    }
+
+    /// A worker that routes the inbox's mails to `mailboxes` and runs
+    /// their handlers, and takes no events: leave those to a worker made
+    /// [`events_only`](Worker::events_only), or use [`Worker::mailboxes`]
+    /// to have one worker do both. See [`mailbox`]. Each mailbox has its
+    /// own concurrency, attempts and backoff; the worker's
+    /// [`lease`](Worker::lease) and
+    /// [`poll_interval`](Worker::poll_interval) apply.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), Box<dyn std::error::Error>> {
+    /// use cmc_webhook_inbox::mailbox::{MailJob, Mailbox, Mailboxes};
+    ///
+    /// let mailboxes = Mailboxes::new()
+    ///     .mailbox(Mailbox::new("orders", |job: MailJob| async move {
+    ///         println!("order mail {}", job.mail_id);
+    ///         Ok::<(), String>(())
+    ///     }))?
+    ///     .route("*@orders.example.jp", "orders")?;
+    /// let worker = inbox.mailbox_worker(mailboxes).spawn();
+    /// # let _ = worker;
+    /// # Ok(()) }
+    /// ```
+    pub fn mailbox_worker(&self, mailboxes: Mailboxes) -> Worker<NoEvents> {
+        let none: NoEvents = |_| std::future::ready(Ok(()));
+        Worker::new(self.clone(), none)
+            .without_events()
+            .mailboxes(mailboxes)
+    }
+}

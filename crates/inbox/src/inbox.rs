@@ -1,0 +1,222 @@
+//! The inbox's handle: [`Inbox`], cheap to clone, and what it does on
+//! its own (storing, counting, replaying, pruning). The services made from
+//! it are in their own files, as `impl Inbox` blocks: opening in
+//! `builder.rs`, receiving in `receive.rs`, workers in `worker/`,
+//! deliveries in `mailbox/`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use cmc_webhook_core::Webhook;
+
+use crate::clock::{self, Clock};
+use crate::commit::Pending;
+use crate::error::{InboxError, InboxErrorKind};
+use crate::job::Kind;
+use crate::ops::{Counts, DeadRow, Filter, History, Pruned, Receipt};
+use crate::rows::Arrival;
+use crate::store::Store;
+
+/// The retention of [`Inbox::prune`] that the receiver example uses, and a
+/// good default: 30 days, as ActionMailbox keeps its mails.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Mails whose attachments are larger than this are keyed and encoded on
+/// a blocking thread, not on the runtime's.
+const BLOCKING_MAIL_SIZE: usize = 256 * 1024;
+
+/// A durable inbox of CMC webhooks: cheap to clone, all clones share the
+/// store. See the [crate documentation](crate).
+#[derive(Clone)]
+pub struct Inbox {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) queue: mpsc::Sender<Pending>,
+    pub(crate) wake: watch::Sender<u64>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) describe: String,
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("store", &self.inner.describe)
+            .field("clock", &self.inner.clock)
+            .finish()
+    }
+}
+
+impl Inbox {
+    pub(crate) fn start(store: Store, clock: Arc<dyn Clock>, describe: String) -> Inbox {
+        let (queue, waiting) = mpsc::channel(1024);
+        let (wake, _) = watch::channel(0);
+        tokio::spawn(crate::commit::write_loop(
+            store.clone(),
+            waiting,
+            wake.clone(),
+        ));
+        Inbox {
+            inner: Arc::new(Inner {
+                store,
+                queue,
+                wake,
+                clock,
+                describe,
+            }),
+        }
+    }
+
+    /// Where the inbox stores, for logs: `sqlite:PATH`, or a PostgreSQL
+    /// address without its password.
+    pub fn describe(&self) -> &str {
+        &self.inner.describe
+    }
+
+    /// Stores a webhook that arrived from `client`, and returns once it is
+    /// committed: the framework-free form of [`receive`](Inbox::receive).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("cmc-doc-store-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// use bytes::Bytes;
+    /// use cmc_webhook_core::Webhook;
+    /// use cmc_webhook_inbox::Inbox;
+    ///
+    /// let inbox = Inbox::sqlite(dir.join("inbox.sqlite3")).open().await?;
+    /// let body = r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[
+    ///   {"created":"2023-01-25 14:03:09","status":"2015","to":"x@example.jp","messageId":"<1@x>"}]}}"#;
+    /// let first = inbox.store(Webhook::parse("application/json", Bytes::from(body))?, None).await?;
+    /// let again = inbox.store(Webhook::parse("application/json", Bytes::from(body))?, None).await?;
+    /// assert_eq!((first.stored, first.repeated), (1, 0));
+    /// assert_eq!((again.stored, again.repeated), (0, 1));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn store(
+        &self,
+        webhook: Webhook,
+        client: Option<IpAddr>,
+    ) -> Result<Receipt, InboxError> {
+        let now = self.now();
+        let kind = match &webhook {
+            Webhook::Events(_) => Kind::Event,
+            Webhook::Inbound(_) => Kind::Mail,
+        };
+        let large = match &webhook {
+            Webhook::Inbound(mail) => {
+                mail.attachments.iter().map(|a| a.data.len()).sum::<usize>() > BLOCKING_MAIL_SIZE
+            }
+            _ => false,
+        };
+        let arrival = if large {
+            tokio::task::spawn_blocking(move || Arrival::new(webhook, client, now))
+                .await
+                .map_err(|e| InboxError::new(InboxErrorKind::Closed, e.to_string()))??
+        } else {
+            Arrival::new(webhook, client, now)?
+        };
+        let closed = || InboxError::new(InboxErrorKind::Closed, "the inbox's writer has stopped");
+        let (reply, receipt) = oneshot::channel();
+        self.inner
+            .queue
+            .send(Pending { arrival, reply })
+            .await
+            .map_err(|_| closed())?;
+        let receipt = receipt.await.map_err(|_| closed())??;
+        crate::telemetry::stored(
+            kind.as_str(),
+            receipt.stored as u64,
+            receipt.repeated as u64,
+        );
+        Ok(receipt)
+    }
+
+    /// How many events and mails are in each state.
+    pub async fn counts(&self) -> Result<Counts, InboxError> {
+        self.inner.store.counts().await
+    }
+
+    /// Up to `limit` dead rows, oldest first, with their last errors.
+    pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
+        self.inner.store.dead(limit).await
+    }
+
+    /// Sets the `done` or `dead` rows that `filter` takes back to
+    /// `pending` with their attempts reset, and wakes the workers; returns
+    /// how many rows it took. A mail routed to [`mailbox`]es is routed
+    /// again: the mailboxes it reached keep their delivery (replay those
+    /// with [`Deliveries::replay`](mailbox::Deliveries::replay)).
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+    /// use cmc_webhook_inbox::Filter;
+    ///
+    /// let replayed = inbox.replay(&Filter::dead()).await?;
+    /// println!("{replayed} rows will be handled again");
+    /// # Ok(()) }
+    /// ```
+    pub async fn replay(&self, filter: &Filter) -> Result<u64, InboxError> {
+        let n = self
+            .inner
+            .store
+            .replay(filter, clock::millis(self.now()))
+            .await?;
+        self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(n)
+    }
+
+    /// Every event stored for the sent mail `message_id` (as CMC sends it,
+    /// with its angle brackets), in the order CMC dated them: what
+    /// happened to this mail?
+    pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
+        let mut history = self.inner.store.history(message_id).await?;
+        for entry in &mut history.entries {
+            self.inner
+                .store
+                .load_event_apart(entry.id.id, &mut entry.event)
+                .await?;
+        }
+        Ok(history)
+    }
+
+    /// Deletes the rows that have been `done` for longer than `retain`
+    /// (mails with their attachments); `dead` rows stay until they are
+    /// replayed. See [`DEFAULT_RETENTION`].
+    pub async fn prune(&self, retain: Duration) -> Result<Pruned, InboxError> {
+        let before = self
+            .now()
+            .as_millisecond()
+            .saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX));
+        self.inner.store.prune(before).await
+    }
+
+    /// Closes the store's connections: later calls fail. Clones of the
+    /// inbox share the store, so close only the last one in use.
+    pub async fn close(&self) {
+        self.inner.store.close().await;
+    }
+
+    /// Wakes the workers of this inbox, as a stored row does: after
+    /// changing rows by hand, or moving a [`ManualClock`].
+    pub fn wake(&self) {
+        self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn now(&self) -> jiff::Timestamp {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.wake.subscribe()
+    }
+}
