@@ -22,7 +22,7 @@ if ! command -v wrk >/dev/null; then
   echo "installing wrk (Debian package)" >&2
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --features test-util,postgres --example e2e_server >&2
+cargo build --release --features test-util,sqlite,postgres --example e2e_server >&2
 server=target/release/examples/e2e_server
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

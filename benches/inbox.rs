@@ -9,7 +9,7 @@
 //! the same with one worker and with two workers (two inboxes, as two
 //! processes would be) on one database, at the default concurrency.
 //!
-//! Run: `cargo bench --features test-util --bench inbox`, or
+//! Run: `cargo bench --features test-util,sqlite --bench inbox`, or
 //! `scripts/with-postgres.sh cargo bench --all-features --bench inbox`
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -14,8 +14,8 @@
 //! The same on PostgreSQL (a fresh database per sample) with the feature
 //! `postgres` and a server in `CMC_POSTGRES_URL`.
 //!
-//! Run: `cargo bench --bench mailboxes`, or
-//! `scripts/with-postgres.sh cargo bench --features postgres --bench mailboxes -- deliver`
+//! Run: `cargo bench --features sqlite --bench mailboxes`, or
+//! `scripts/with-postgres.sh cargo bench --features sqlite,postgres --bench mailboxes -- deliver`
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -12,8 +12,8 @@
 //! On PostgreSQL (feature `postgres`, a server in `CMC_POSTGRES_URL`): the
 //! same on a fresh database, analysed after the load (as autovacuum would).
 //!
-//! Run: `cargo bench --bench suppressions`, or
-//! `scripts/with-postgres.sh cargo bench --features postgres --bench suppressions`
+//! Run: `cargo bench --features sqlite --bench suppressions`, or
+//! `scripts/with-postgres.sh cargo bench --features sqlite,postgres --bench suppressions`
 
 use std::cell::OnceCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -63,13 +63,13 @@
 //!
 //! A handler that does its work before answering can lose events in a
 //! crash or do them twice when CMC sends a batch again. The [`inbox`]
-//! (feature `sqlite`, on by default) stores every event and mail in SQLite
+//! (feature `sqlite` or `postgres`) stores every event and mail in SQLite or PostgreSQL
 //! before the 200, never twice, and runs your handler afterwards with
 //! retries, leases, dead rows, replay and retention:
 //! `post_service(inbox.receive()).layer(gate)` and
 //! `inbox.worker(handler).spawn()`. On top of it, the
-//! [suppression list](inbox::suppression) keeps the recipients that
-//! bounced, and [mailboxes](inbox::mailbox) route each inbound mail by its
+//! [suppression list][suppression] keeps the recipients that
+//! bounced, and [mailboxes][mailbox] route each inbound mail by its
 //! envelope recipient to a handler per address.
 //!
 //! # What the crate promises
@@ -135,6 +135,14 @@
 //! `test_util` (feature `test-util`) writes CMC requests for tests.
 //!
 //! [Customers Mail Cloud]: https://www.customers-mail.cloud/
+#![cfg_attr(
+    any(feature = "sqlite", feature = "postgres"),
+    doc = "[`inbox`]: crate::inbox\n[suppression]: crate::inbox::suppression\n[mailbox]: crate::inbox::mailbox"
+)]
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    doc = "[`inbox`]: https://docs.rs/cmc-webhook-inbox\n[suppression]: https://docs.rs/cmc-webhook-inbox/latest/cmc_webhook_inbox/suppression/\n[mailbox]: https://docs.rs/cmc-webhook-inbox/latest/cmc_webhook_inbox/mailbox/"
+)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -47,7 +47,7 @@
 //!
 //! [Customers Mail Cloud]: https://www.customers-mail.cloud/
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod allowlist;

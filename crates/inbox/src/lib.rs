@@ -68,7 +68,7 @@
 //! [`idempotency_key`]: cmc_webhook_core::Event::idempotency_key
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // Without a backend the contract, the types and the statements still
 // compile (so that a build missing one is checked), but nothing can open

@@ -70,6 +70,7 @@ pub enum Format {
 pub type Sink = crate::output::Sink;
 
 /// Where accepted webhooks go.
+#[derive(Debug)]
 pub enum Target {
     /// Stored in the inbox before the 200; its worker prints them.
     Inbox(Inbox),
@@ -162,6 +163,16 @@ pub struct Printer {
     mails: Arc<AtomicU64>,
     /// Events and mails printed.
     printed: Arc<[AtomicU64; 2]>,
+}
+
+impl std::fmt::Debug for Printer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Printer")
+            .field("save_dir", &self.save_dir)
+            .field("format", &self.format)
+            .field("dropped", &self.dropped.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Printer {

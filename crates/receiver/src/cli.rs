@@ -451,6 +451,7 @@ async fn serve_metrics(
         .install_recorder()
         .map_err(|e| format!("--metrics {addr}: {e}"))?;
     cmc_webhook_core::describe_metrics();
+    cmc_webhook_inbox::describe_metrics();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("--metrics {addr}: {e}"))?;

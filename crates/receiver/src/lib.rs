@@ -7,7 +7,7 @@
 //! routes inbound mail to mailboxes.
 //!
 //! Install the program with `cargo install cmc-receiver` (or
-//! `cargo install --path crates/receiver` from a checkout) and run
+//! `cargo install --locked --path crates/receiver` from a checkout) and run
 //! `cmc-receiver --help`. This library is the program's own code, kept
 //! apart so that its tests (and the checkout's `examples/receiver`) run
 //! the same code:
@@ -27,7 +27,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 pub mod app;
 pub mod cli;

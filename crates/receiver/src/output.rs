@@ -71,6 +71,16 @@ pub struct Lines {
     wait: Duration,
 }
 
+impl std::fmt::Debug for Lines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lines")
+            .field("budget", &self.budget)
+            .field("room", &self.room.available_permits())
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Lines {
     /// A queue of [`QUEUE_BYTES`] whose lines `sink` writes, on a thread
     /// of its own.
@@ -158,6 +168,12 @@ pub struct Logs {
     shared: Arc<LogCounts>,
 }
 
+impl std::fmt::Debug for Logs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logs").finish_non_exhaustive()
+    }
+}
+
 #[derive(Default)]
 struct LogCounts {
     /// Dropped since the writer last said so.
@@ -216,6 +232,7 @@ impl Logs {
 }
 
 /// One log line being formatted; queued when dropped.
+#[derive(Debug)]
 pub struct LogLine<'a> {
     logs: &'a Logs,
     buf: Vec<u8>,

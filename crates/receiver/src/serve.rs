@@ -323,6 +323,15 @@ pub struct WriteDeadline<S> {
     timeout: Duration,
 }
 
+impl<S> std::fmt::Debug for WriteDeadline<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteDeadline")
+            .field("armed", &self.armed)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S> WriteDeadline<S> {
     /// `inner`, whose writes fail when one makes no progress for `timeout`.
     pub fn new(inner: S, timeout: Duration) -> Self {

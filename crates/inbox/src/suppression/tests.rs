@@ -6,8 +6,8 @@ use bytes::Bytes;
 
 use super::policy::SuppressionPolicy;
 use super::{ListFilter, SuppressionReason};
-use cmc_webhook_core::Webhook;
 use crate::{Filter, Inbox};
+use cmc_webhook_core::Webhook;
 
 const BATCH: &str = r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[
   {"created":"2026-01-01 09:00:00","status":"2","to":"Gone@Example.JP","messageId":"<m1@x>"},
