@@ -344,10 +344,22 @@ impl Inbox {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
     /// # let dir = std::env::temp_dir().join(format!("cmc-doc-builder-{}", std::process::id()));
     /// # std::fs::create_dir_all(&dir)?;
-    /// use cmc_webhook_inbox::{Inbox, InboxErrorKind};
+    /// use cmc_webhook_inbox::{Inbox, InboxBuilder, InboxErrorKind, StoreOptions};
     ///
+    /// // The options every backend has, whatever the address:
+    /// let url = format!("sqlite:{}/cmc-inbox.sqlite3", dir.display());
+    /// let inbox = Inbox::builder(&url)?.migrate_on_open(true).open().await?;
+    /// # drop(inbox);
+    ///
+    /// // A backend's own options, by matching on the address's backend:
     /// let url = format!("sqlite:{}/typo.sqlite3", dir.display());
-    /// let missing = Inbox::builder(&url)?.create_if_missing(false).open().await;
+    /// let builder = match url.parse::<StoreOptions>()? {
+    ///     StoreOptions::Sqlite(file) => {
+    ///         InboxBuilder::new(StoreOptions::Sqlite(file.create_if_missing(false)))
+    ///     }
+    ///     other => InboxBuilder::new(other),
+    /// };
+    /// let missing = builder.open().await;
     /// assert_eq!(missing.unwrap_err().kind(), InboxErrorKind::Open);
     /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
