@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::{self, Clock, SystemClock};
+use crate::clock::Clock;
 use crate::error::InboxError;
 use crate::inbox::Inbox;
 #[cfg(feature = "postgres")]
@@ -245,7 +245,7 @@ impl<S: Into<StoreOptions>> InboxBuilder<S> {
                 o.inner.opening = opening;
                 let store = Store::Sqlite(sqlite::Sqlite::open(&o.inner).await?);
                 let describe = format!("sqlite:{}", o.inner.path.display());
-                let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+                let clock = self.clock.unwrap_or_else(|| Arc::new(crate::clock::SystemClock));
                 Ok(Inbox::start(store, clock, describe))
             }
             #[cfg(feature = "postgres")]
@@ -257,7 +257,7 @@ impl<S: Into<StoreOptions>> InboxBuilder<S> {
                     Some(clock) => clock,
                     None => {
                         let (server_ms, at, _) = pg.server_time().await?;
-                        let server = Arc::new(clock::ServerClock::new(server_ms, at));
+                        let server = Arc::new(crate::clock::ServerClock::new(server_ms, at));
                         follow_server_clock(pg.clone(), Arc::downgrade(&server));
                         server
                     }
@@ -285,7 +285,7 @@ pub(crate) const SERVER_CLOCK_EVERY: Duration = Duration::from_secs(60);
 /// the inbox is gone. A reading whose round trip took over a second (a
 /// loaded server, a lost packet) is not taken; a failed one keeps the last.
 #[cfg(feature = "postgres")]
-fn follow_server_clock(pg: postgres::Postgres, clock: std::sync::Weak<clock::ServerClock>) {
+fn follow_server_clock(pg: postgres::Postgres, clock: std::sync::Weak<crate::clock::ServerClock>) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(SERVER_CLOCK_EVERY).await;
