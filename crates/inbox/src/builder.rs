@@ -245,7 +245,9 @@ impl<S: Into<StoreOptions>> InboxBuilder<S> {
                 o.inner.opening = opening;
                 let store = Store::Sqlite(sqlite::Sqlite::open(&o.inner).await?);
                 let describe = format!("sqlite:{}", o.inner.path.display());
-                let clock = self.clock.unwrap_or_else(|| Arc::new(crate::clock::SystemClock));
+                let clock = self
+                    .clock
+                    .unwrap_or_else(|| Arc::new(crate::clock::SystemClock));
                 Ok(Inbox::start(store, clock, describe))
             }
             #[cfg(feature = "postgres")]
