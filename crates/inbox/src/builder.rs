@@ -84,7 +84,7 @@ impl InboxBuilder<SqliteOptions> {
     }
 
     /// Whether a missing file is created (the default) or opening fails
-    /// with [`InboxErrorKind::Open`] ([`SqliteOptions::create_if_missing`]).
+    /// with [`InboxErrorKind::Open`](crate::InboxErrorKind::Open) ([`SqliteOptions::create_if_missing`]).
     pub fn create_if_missing(mut self, create: bool) -> Self {
         self.store = self.store.create_if_missing(create);
         self
@@ -170,7 +170,7 @@ impl<S: Into<StoreOptions>> InboxBuilder<S> {
     /// Whether opening applies the migrations the store has not seen
     /// (the default, for a serving receiver), or only checks that the
     /// store's schema is this version's, failing with
-    /// [`InboxErrorKind::Open`] and what to do otherwise. Deploys that
+    /// [`InboxErrorKind::Open`](crate::InboxErrorKind::Open) and what to do otherwise. Deploys that
     /// migrate as a step of their own ([`migrate`](InboxBuilder::migrate),
     /// `cmc-receiver migrate`) turn it off, so that a new binary never
     /// changes a production schema by surprise.

@@ -153,9 +153,9 @@ impl Inbox {
 
     /// Sets the `done` or `dead` rows that `filter` takes back to
     /// `pending` with their attempts reset, and wakes the workers; returns
-    /// how many rows it took. A mail routed to [`mailbox`]es is routed
+    /// how many rows it took. A mail routed to [`mailbox`](crate::mailbox)es is routed
     /// again: the mailboxes it reached keep their delivery (replay those
-    /// with [`Deliveries::replay`](mailbox::Deliveries::replay)).
+    /// with [`Deliveries::replay`](crate::mailbox::Deliveries::replay)).
     ///
     /// ```
     /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
@@ -207,7 +207,7 @@ impl Inbox {
     }
 
     /// Wakes the workers of this inbox, as a stored row does: after
-    /// changing rows by hand, or moving a [`ManualClock`].
+    /// changing rows by hand, or moving a [`ManualClock`](crate::ManualClock).
     pub fn wake(&self) {
         self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
     }

@@ -453,7 +453,7 @@ impl Deliveries {
 
 impl Inbox {
     /// The deliveries of the inbox's mails to mailboxes: counts, lists,
-    /// replay and retention; see [`mailbox`].
+    /// replay and retention; see [`mailbox`](crate::mailbox).
     pub fn deliveries(&self) -> Deliveries {
         Deliveries::new(self.clone())
     }

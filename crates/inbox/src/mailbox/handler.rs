@@ -173,7 +173,7 @@ async fn load_attachments(
 }
 
 /// A mail that no route took, given to the
-/// [`on_unrouted`](Mailboxes::on_unrouted) hook.
+/// [`on_unrouted`](crate::mailbox::Mailboxes::on_unrouted) hook.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct Unrouted {

@@ -183,7 +183,7 @@ impl Inbox {
     /// A worker that routes the inbox's mails to `mailboxes` and runs
     /// their handlers, and takes no events: leave those to a worker made
     /// [`events_only`](Worker::events_only), or use [`Worker::mailboxes`]
-    /// to have one worker do both. See [`mailbox`]. Each mailbox has its
+    /// to have one worker do both. See [`mailbox`](crate::mailbox). Each mailbox has its
     /// own concurrency, attempts and backoff; the worker's
     /// [`lease`](Worker::lease) and
     /// [`poll_interval`](Worker::poll_interval) apply.
