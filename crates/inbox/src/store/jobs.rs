@@ -4,8 +4,9 @@
 //! giving its dialect: how a list of ids is bound and tested, how text is
 //! made storable, and the end of a claim's `SELECT` (skipping rows other
 //! workers hold); the SQL is written with `?N` parameters, turned into
-//! `$N` for PostgreSQL. The expansion calls the backend's own
-//! `keep_suppression`, which locks rows its own way.
+//! `$N` for PostgreSQL. The expansion calls the backend's
+//! `keep_suppression` (the suppression list's `keep`, expanded for the
+//! same database), which locks rows its own way.
 
 /// The round's statements for one database: `round_jobs`, run in the
 /// round's transaction.
@@ -81,7 +82,7 @@ macro_rules! statements {
                             crate::suppression::rows::observed(&marked, &policy.time_zone)
                                 .map_err(failed)?;
                         for (recipient, observed, change) in observed {
-                            keep_suppression(tx, policy, &recipient, &observed, &change, s.at)
+                            keep_suppression(&mut **tx, policy, &recipient, &observed, &change, s.at)
                                 .await
                                 .map_err(failed)?;
                         }

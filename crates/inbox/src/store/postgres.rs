@@ -411,34 +411,15 @@ impl Postgres {
         filter: &SuppressionQuery,
         now: i64,
     ) -> Result<Vec<RawEntry>, InboxError> {
-        let failed = |e| InboxError::database("could not list the suppression list", e);
-        let rows = sqlx::query(&crate::suppression::sql::pg(crate::suppression::sql::LIST))
-            .bind(filter.reason)
-            .bind(i64::from(filter.suppressed_only))
-            .bind(now)
-            .bind(filter.after.as_deref())
-            .bind(filter.limit.min(1000) as i64)
-            .fetch_all(&self.pool)
+        suppression_sql::list(&self.pool, filter, now)
             .await
-            .map_err(failed)?;
-        rows.iter()
-            .map(|r| crate::suppression::rows::raw_entry(r).map_err(failed))
-            .collect()
+            .map_err(|e| InboxError::database("could not list the suppression list", e))
     }
 
     pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<RawChange>, InboxError> {
-        let failed = |e| InboxError::database("could not read the suppression history", e);
-        let rows = sqlx::query(&crate::suppression::sql::pg(
-            crate::suppression::sql::HISTORY,
-        ))
-        .bind(recipient)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(failed)?;
-        rows.iter()
-            .map(crate::suppression::rows::change_row)
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(failed)
+        suppression_sql::history(&self.pool, recipient)
+            .await
+            .map_err(|e| InboxError::database("could not read the suppression history", e))
     }
 
     /// A change by hand, with its history row, in one transaction; `false`
@@ -452,41 +433,9 @@ impl Postgres {
     ) -> Result<bool, InboxError> {
         let failed = |e| InboxError::database("could not change the suppression list", e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
-
-        let (sql, reason, change) = match manual {
-            Manual::Add { .. } => (
-                crate::suppression::sql::pg(crate::suppression::sql::ADD),
-                Some("manual"),
-                "added",
-            ),
-            Manual::Remove => (
-                crate::suppression::sql::pg(crate::suppression::sql::REMOVE),
-                None,
-                "removed",
-            ),
-        };
-        let query = sqlx::query(&sql).bind(recipient);
-        let query = match manual {
-            Manual::Add { until } => query.bind(now).bind(until).bind(note),
-            Manual::Remove => query.bind(note).bind(now),
-        };
-        let changed = query
-            .execute(&mut *tx)
+        let changed = suppression_sql::change(&mut tx, recipient, manual, note, now)
             .await
-            .map_err(failed)?
-            .rows_affected()
-            > 0;
-        if changed {
-            sqlx::query(&crate::suppression::sql::pg(crate::suppression::sql::NOTE))
-                .bind(recipient)
-                .bind(change)
-                .bind(reason)
-                .bind(note)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-        }
+            .map_err(failed)?;
         tx.commit().await.map_err(failed)?;
         Ok(changed)
     }
@@ -1064,95 +1013,7 @@ super::jobs::statements! {
     text: pg_text,
 }
 
-/// Applies one done event to its recipient's row, once: the history's
-/// unique key makes a second application of the same event a no-op. The
-/// row is locked (created empty first if needed), so that workers of
-/// several receivers never lose each other's updates.
-async fn keep_suppression(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    policy: &Policy,
-    recipient: &str,
-    observed: &crate::suppression::policy::Observed,
-    change: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    // A success is applied without the history: applying it again changes
-    // nothing (it drops the soft bounces before it), and one history row
-    // per delivered mail would grow forever. An address the list does not
-    // hold gets no row from it.
-    let success = observed.what == crate::suppression::policy::What::Succeeded;
-    if success
-        && sqlx::query(&crate::suppression::sql::pg(
-            crate::suppression::sql::EXISTS,
-        ))
-        .bind(recipient)
-        .fetch_optional(&mut **tx)
-        .await?
-        .is_none()
-    {
-        return Ok(());
-    }
-    let key = observed.key.to_string();
-    let inserted = if success {
-        None
-    } else {
-        Some(
-            sqlx::query(
-                "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
-            )
-            .bind(recipient)
-            .bind(&key)
-            .bind(change)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?,
-        )
-    };
-    if inserted.is_some_and(|i| i.rows_affected() == 0) {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO cmc_suppressions (recipient, updated_at) VALUES ($1, $2) \
-         ON CONFLICT (recipient) DO NOTHING",
-    )
-    .bind(recipient)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    let r = sqlx::query(
-        "SELECT reason, since, until, note, events, hard_count, soft_times, unknown_count \
-         FROM cmc_suppressions WHERE recipient = $1 FOR UPDATE",
-    )
-    .bind(recipient)
-    .fetch_one(&mut **tx)
-    .await?;
-    let mut state = crate::suppression::rows::state(&r)?;
-    crate::suppression::policy::apply(&mut state, observed, policy);
-    let c = state.to_columns();
-    sqlx::query(
-        "UPDATE cmc_suppressions SET reason = $2, since = $3, until = $4, note = $5, events = $6, \
-         hard_count = $7, soft_times = $8, unknown_count = $9, updated_at = $10 WHERE recipient = $1",
-    )
-    .bind(recipient)
-    .bind(c.reason)
-    .bind(c.since)
-    .bind(c.until)
-    .bind(&c.note)
-    .bind(&c.events)
-    .bind(c.hard_count)
-    .bind(&c.soft_times)
-    .bind(c.unknown_count)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE cmc_suppression_history SET reason = $1 WHERE idempotency_key = $2")
-        .bind(c.reason)
-        .bind(&key)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
+use suppression_sql::keep as keep_suppression;
 
 #[cfg(test)]
 mod migrations {

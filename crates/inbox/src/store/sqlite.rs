@@ -913,32 +913,15 @@ impl Sqlite {
         filter: &SuppressionQuery,
         now: i64,
     ) -> Result<Vec<RawEntry>, InboxError> {
-        let failed = |e| InboxError::database("could not list the suppression list", e);
-        let rows = sqlx::query(crate::suppression::sql::LIST)
-            .bind(filter.reason)
-            .bind(i64::from(filter.suppressed_only))
-            .bind(now)
-            .bind(filter.after.as_deref())
-            .bind(filter.limit.min(1000) as i64)
-            .fetch_all(&self.work)
+        suppression_sql::list(&self.work, filter, now)
             .await
-            .map_err(failed)?;
-        rows.iter()
-            .map(|r| crate::suppression::rows::raw_entry(r).map_err(failed))
-            .collect()
+            .map_err(|e| InboxError::database("could not list the suppression list", e))
     }
 
     pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<RawChange>, InboxError> {
-        let failed = |e| InboxError::database("could not read the suppression history", e);
-        let rows = sqlx::query(crate::suppression::sql::HISTORY)
-            .bind(recipient)
-            .fetch_all(&self.work)
+        suppression_sql::history(&self.work, recipient)
             .await
-            .map_err(failed)?;
-        rows.iter()
-            .map(crate::suppression::rows::change_row)
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(failed)
+            .map_err(|e| InboxError::database("could not read the suppression history", e))
     }
 
     /// A change by hand, with its history row, in one transaction; `false`
@@ -955,37 +938,9 @@ impl Sqlite {
         self.writable()?;
         let mut conn = self.work.acquire().await.map_err(failed)?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-
-        let (sql, reason, change) = match manual {
-            Manual::Add { .. } => (
-                crate::suppression::sql::ADD.to_owned(),
-                Some("manual"),
-                "added",
-            ),
-            Manual::Remove => (crate::suppression::sql::REMOVE.to_owned(), None, "removed"),
-        };
-        let query = sqlx::query(&sql).bind(recipient);
-        let query = match manual {
-            Manual::Add { until } => query.bind(now).bind(until).bind(note),
-            Manual::Remove => query.bind(note).bind(now),
-        };
-        let changed = query
-            .execute(&mut *tx)
+        let changed = suppression_sql::change(&mut tx, recipient, manual, note, now)
             .await
-            .map_err(failed)?
-            .rows_affected()
-            > 0;
-        if changed {
-            sqlx::query(crate::suppression::sql::NOTE)
-                .bind(recipient)
-                .bind(change)
-                .bind(reason)
-                .bind(note)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-        }
+            .map_err(failed)?;
         tx.commit().await.map_err(failed)?;
         Ok(changed)
     }
@@ -1200,90 +1155,7 @@ super::jobs::statements! {
     text: std::convert::identity::<&str>,
 }
 
-/// Applies one done event to its recipient's row, once: the history's
-/// unique key makes a second application of the same event a no-op.
-async fn keep_suppression(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    policy: &Policy,
-    recipient: &str,
-    observed: &crate::suppression::policy::Observed,
-    change: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    // A success is applied without the history: applying it again changes
-    // nothing (it drops the soft bounces before it), and one history row
-    // per delivered mail would grow forever. An address the list does not
-    // hold gets no row from it.
-    let success = observed.what == crate::suppression::policy::What::Succeeded;
-    if success
-        && sqlx::query(crate::suppression::sql::EXISTS)
-            .bind(recipient)
-            .fetch_optional(&mut **tx)
-            .await?
-            .is_none()
-    {
-        return Ok(());
-    }
-    let key = observed.key.to_string();
-    let inserted = if success {
-        None
-    } else {
-        Some(
-            sqlx::query(
-                "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, at) \
-         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (idempotency_key) DO NOTHING",
-            )
-            .bind(recipient)
-            .bind(&key)
-            .bind(change)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?,
-        )
-    };
-    if inserted.is_some_and(|i| i.rows_affected() == 0) {
-        return Ok(());
-    }
-    let row = sqlx::query(
-        "SELECT reason, since, until, note, events, hard_count, soft_times, unknown_count \
-         FROM cmc_suppressions WHERE recipient = ?1",
-    )
-    .bind(recipient)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let mut state = match row {
-        Some(r) => crate::suppression::rows::state(&r)?,
-        None => Default::default(),
-    };
-    crate::suppression::policy::apply(&mut state, observed, policy);
-    let c = state.to_columns();
-    sqlx::query(
-        "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, hard_count, \
-         soft_times, unknown_count, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-         ON CONFLICT (recipient) DO UPDATE SET reason = excluded.reason, since = excluded.since, \
-         until = excluded.until, note = excluded.note, events = excluded.events, \
-         hard_count = excluded.hard_count, soft_times = excluded.soft_times, \
-         unknown_count = excluded.unknown_count, updated_at = excluded.updated_at",
-    )
-    .bind(recipient)
-    .bind(c.reason)
-    .bind(c.since)
-    .bind(c.until)
-    .bind(&c.note)
-    .bind(&c.events)
-    .bind(c.hard_count)
-    .bind(&c.soft_times)
-    .bind(c.unknown_count)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE cmc_suppression_history SET reason = ?1 WHERE idempotency_key = ?2")
-        .bind(c.reason)
-        .bind(&key)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
+use suppression_sql::keep as keep_suppression;
 
 #[cfg(test)]
 mod migrations {
