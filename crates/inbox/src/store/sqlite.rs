@@ -21,16 +21,16 @@ use sqlx::{Connection, Row, SqliteConnection};
 use super::mailbox::sqlite as mailbox_sql;
 use super::suppression::sqlite as suppression_sql;
 use super::types::{
-    Claim, DeliveryCount, DeliveryQuery, DeliveryReplay, DeliveryRound, DeliveryStep, MailRow,
-    Manual, Outcome, RawDelivery, Renew, ReplayCursor, Settle, SuppressionQuery, lost_outcomes,
+    Claim, DeliveryReplay, DeliveryRound, DeliveryStep, Manual, Outcome, Renew, ReplayCursor,
+    Settle, lost_outcomes,
 };
 use crate::error::{InboxError, InboxErrorKind};
 use crate::job::Kind;
-use crate::ops::{Counts, DEAD_SUMMARIES, DeadRow, Filter, History, Pruned, Receipt, oldest_dead};
-use crate::rows::{Arrival, Assembly, Claimed, chunks, claimed_row, dead_row, history};
+use crate::ops::{Filter, Pruned, Receipt};
+use crate::rows::{Arrival, Assembly, Claimed, chunks, claimed_row};
 use crate::schema::{self, Migrated, Opening};
 use crate::suppression::policy::SuppressionPolicy as Policy;
-use crate::suppression::rows::{RawChange, RawEntry, RawSuppression};
+use crate::suppression::rows::RawSuppression;
 
 /// How a SQLite inbox commits: the `synchronous` pragma of the receiving
 /// connection, in WAL mode.
@@ -626,86 +626,6 @@ impl Sqlite {
         Ok(assembly.finish())
     }
 
-    /// Attachment `position` of mail `mail`, read outside any
-    /// transaction, a chunk at a time.
-    pub async fn attachment(
-        &self,
-        mail: i64,
-        position: i64,
-    ) -> Result<Option<Vec<u8>>, InboxError> {
-        let failed = |e| InboxError::database("could not read the attachment", e);
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        mailbox_sql::attachment(&mut conn, mail, position)
-            .await
-            .map_err(failed)
-    }
-
-    /// Text field `field` of event `id` stored apart, read outside any
-    /// transaction, a chunk at a time.
-    pub async fn event_text(&self, id: i64, field: &str) -> Result<Option<Vec<u8>>, InboxError> {
-        let failed = |e| InboxError::database("could not read an event's text", e);
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        let (size, starts): (i64, String) = sqlx::query_as(
-            "SELECT COALESCE(SUM(length(data)), -1), COALESCE(json_group_array(start), '[]') \
-             FROM (SELECT start, data FROM cmc_event_texts \
-                   WHERE event_id = ?1 AND field = ?2 ORDER BY start)",
-        )
-        .bind(id)
-        .bind(field)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(failed)?;
-        if size < 0 {
-            return Ok(None);
-        }
-        let starts: Vec<i64> = serde_json::from_str(&starts)
-            .map_err(|e| InboxError::new(InboxErrorKind::Corrupt, format!("event {id}: {e}")))?;
-        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        for start in starts {
-            if usize::try_from(start).ok() != Some(data.len()) {
-                return Err(InboxError::new(
-                    InboxErrorKind::Corrupt,
-                    format!(
-                        "event {id}: its {field} has a chunk at {start} where {} was expected",
-                        data.len()
-                    ),
-                ));
-            }
-            let chunk: Vec<u8> = sqlx::query_scalar(
-                "SELECT data FROM cmc_event_texts WHERE event_id = ?1 AND field = ?2 AND start = ?3",
-            )
-            .bind(id)
-            .bind(field)
-            .bind(start)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(failed)?;
-            data.extend_from_slice(&chunk);
-        }
-        Ok(Some(data))
-    }
-
-    pub async fn mail_row(&self, id: i64) -> Result<Option<MailRow>, InboxError> {
-        let failed = |e| InboxError::database("could not read the mail", e);
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        mailbox_sql::mail_row(&mut conn, id).await.map_err(failed)
-    }
-
-    pub async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, InboxError> {
-        let failed = |e| InboxError::database("could not count the deliveries", e);
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        mailbox_sql::counts(&mut conn).await.map_err(failed)
-    }
-
-    pub async fn delivery_list(
-        &self,
-        filter: &DeliveryQuery,
-    ) -> Result<Vec<RawDelivery>, InboxError> {
-        let failed = |e| InboxError::database("could not list the deliveries", e);
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        mailbox_sql::list(&mut conn, filter).await.map_err(failed)
-    }
-
     /// Replays deliveries a slice at a time, each slice its own
     /// transaction, so that receiving waits for one slice at most.
     pub async fn delivery_replay(
@@ -772,49 +692,6 @@ impl Sqlite {
         result.map_err(failed)
     }
 
-    pub async fn counts(&self) -> Result<Counts, InboxError> {
-        let mut counts = Counts::default();
-        for kind in [Kind::Event, Kind::Mail] {
-            let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
-                "SELECT state, COUNT(*) FROM {} GROUP BY state",
-                kind.table()
-            ))
-            .fetch_all(&self.work)
-            .await
-            .map_err(|e| InboxError::database("could not count the rows", e))?;
-            counts.add_rows(kind, rows);
-            let oldest: Option<i64> = sqlx::query_scalar(&crate::ops::oldest_pending_sql(kind))
-                .fetch_optional(&self.work)
-                .await
-                .map_err(|e| InboxError::database("could not read the oldest pending row", e))?;
-            counts.set_oldest_pending(kind, oldest);
-        }
-        Ok(counts)
-    }
-
-    pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
-        let failed = |e| InboxError::database("could not list the dead rows", e);
-        let mut dead = Vec::new();
-        for (kind, summary) in DEAD_SUMMARIES {
-            let rows = sqlx::query(&format!(
-                "SELECT id, idempotency_key, {summary}, message_id, attempts, last_error, \
-                 received_at, done_at FROM {} WHERE state = 'dead' ORDER BY id LIMIT ?1",
-                kind.table()
-            ))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.work)
-            .await
-            .map_err(failed)?;
-            for r in rows {
-                dead.push(
-                    dead_row(kind, &r)
-                        .map_err(|e| InboxError::database("a dead row does not read back", e))??,
-                );
-            }
-        }
-        Ok(oldest_dead(dead, limit))
-    }
-
     /// Sets the rows `filter` takes back to pending, due at `now`, with
     /// their attempts reset; returns how many. A slice at a time, each its
     /// own transaction (the write lock let go between them), so that
@@ -865,19 +742,6 @@ impl Sqlite {
         Ok(replayed)
     }
 
-    pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
-        let rows = sqlx::query(
-            "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
-             FROM cmc_events WHERE substr(message_id, 1, 200) = substr(?1, 1, 200) \
-             AND message_id = ?1 ORDER BY created, id",
-        )
-        .bind(message_id)
-        .fetch_all(&self.work)
-        .await
-        .map_err(|e| InboxError::database("could not read the history", e))?;
-        Ok(history(&rows))
-    }
-
     /// The suppressions of `recipients`, 1 000 a query: only the rows
     /// with a reason, and only the columns a check reads (rows without a
     /// reason, which every succeeded delivery leaves, would be copied out
@@ -906,22 +770,6 @@ impl Sqlite {
             }
         }
         Ok(out)
-    }
-
-    pub async fn suppression_list(
-        &self,
-        filter: &SuppressionQuery,
-        now: i64,
-    ) -> Result<Vec<RawEntry>, InboxError> {
-        suppression_sql::list(&self.work, filter, now)
-            .await
-            .map_err(|e| InboxError::database("could not list the suppression list", e))
-    }
-
-    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<RawChange>, InboxError> {
-        suppression_sql::history(&self.work, recipient)
-            .await
-            .map_err(|e| InboxError::database("could not read the suppression history", e))
     }
 
     /// A change by hand, with its history row, in one transaction; `false`
@@ -998,6 +846,12 @@ impl Sqlite {
             }
         }
         Ok(pruned)
+    }
+
+    /// The pool the shared reads (`reads.rs`) use, outside any write
+    /// transaction.
+    pub(crate) fn reads(&self) -> &sqlx::Pool<sqlx::Sqlite> {
+        &self.work
     }
 
     pub async fn close(&self) {
