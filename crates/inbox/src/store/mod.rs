@@ -4,8 +4,10 @@
 //! receiving and the transactions that write, each begun and locked the
 //! database's way. The statements, written once for both, are expanded per
 //! database: the worker's round (`jobs.rs`), the mailboxes' (`mailbox.rs`),
-//! the suppression list's (`suppression.rs`) and the reads made outside a
-//! transaction (`reads.rs`, which this enum calls with the backend's pool).
+//! the suppression list's (`suppression.rs`), the reads made outside a
+//! transaction (`reads.rs`, which this enum calls with the backend's pool)
+//! and the writes made a slice at a time (`writes.rs`, in the backend's
+//! write transactions).
 //! This enum forwards to the backend, so that the inbox, the receiving
 //! side and the worker are written once.
 //!
@@ -21,6 +23,7 @@ mod reads;
 pub(crate) mod sqlite;
 mod suppression;
 mod types;
+mod writes;
 
 pub(crate) use types::*;
 
@@ -76,6 +79,25 @@ macro_rules! read {
     };
 }
 
+/// `$body` with `$s` the backend of `$store` and `$sql` its expansion of
+/// the shared writes (`writes.rs`).
+macro_rules! write_with {
+    ($store:expr, $s:ident, $sql:ident => $body:expr) => {
+        match *$store {
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(ref $s) => {
+                use writes::sqlite as $sql;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Store::Postgres(ref $s) => {
+                use writes::postgres as $sql;
+                $body
+            }
+        }
+    };
+}
+
 impl Store {
     /// Stores the arrivals in one transaction.
     pub async fn insert(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
@@ -93,7 +115,7 @@ impl Store {
         suppress: Option<&Policy>,
         deliveries: Option<&DeliveryRound<'_>>,
     ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
-        each!(self, s => s.round(worker, settle, renew, claim, suppress, deliveries) .await)
+        write_with!(self, s, sql => sql::round(s, worker, settle, renew, claim, suppress, deliveries).await)
     }
 
     /// Attachment `position` of mail `mail`, if it has one.
@@ -131,7 +153,7 @@ impl Store {
         filter: &DeliveryReplay,
         now: i64,
     ) -> Result<(u64, u64), InboxError> {
-        each!(self, s => s.delivery_replay(filter, now).await)
+        write_with!(self, s, sql => sql::delivery_replay(s, filter, now).await)
     }
 
     /// One slice of a mailbox's prune: (deliveries, mails) deleted.
@@ -140,7 +162,7 @@ impl Store {
         mailbox: &str,
         before: i64,
     ) -> Result<(u64, u64), InboxError> {
-        each!(self, s => s.delivery_prune(mailbox, before).await)
+        write_with!(self, s, sql => sql::delivery_prune(s, mailbox, before).await)
     }
 
     /// One slice of the unrouted mails' retention: how many went.
@@ -162,7 +184,7 @@ impl Store {
     }
 
     pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
-        each!(self, s => s.replay(filter, now).await)
+        write_with!(self, s, sql => sql::replay(s, filter, now).await)
     }
 
     pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
@@ -170,7 +192,7 @@ impl Store {
     }
 
     pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {
-        each!(self, s => s.prune(before).await)
+        write_with!(self, s, sql => sql::prune(s, before).await)
     }
 
     pub async fn close(&self) {
@@ -201,7 +223,7 @@ impl Store {
         note: &str,
         now: i64,
     ) -> Result<bool, InboxError> {
-        each!(self, s => s.suppression_change(recipient, manual, note, now).await)
+        write_with!(self, s, sql => sql::suppression_change(s, recipient, manual, note, now).await)
     }
 
     pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<RawChange>, InboxError> {

@@ -20,13 +20,10 @@ use sqlx::{Executor, Row};
 
 use super::mailbox::postgres as mailbox_sql;
 use super::suppression::postgres as suppression_sql;
-use super::types::{
-    Claim, DeliveryReplay, DeliveryRound, DeliveryStep, Manual, Outcome, Renew, ReplayCursor,
-    Settle, lost_outcomes,
-};
+use super::types::{Claim, Outcome, Renew, Settle, lost_outcomes};
 use crate::error::{InboxError, InboxErrorKind};
 use crate::job::Kind;
-use crate::ops::{Filter, Pruned, Receipt};
+use crate::ops::Receipt;
 use crate::rows::{Arrival, Assembly, Claimed, NewEvent, chunks, claimed_row};
 use crate::schema::{self, Migrated, Opening};
 use crate::suppression::policy::SuppressionPolicy as Policy;
@@ -406,50 +403,6 @@ impl Postgres {
         Ok(out)
     }
 
-    /// A change by hand, with its history row, in one transaction; `false`
-    /// when nothing changed (removing an address the list does not hold).
-    pub async fn suppression_change(
-        &self,
-        recipient: &str,
-        manual: Manual,
-        note: &str,
-        now: i64,
-    ) -> Result<bool, InboxError> {
-        let failed = |e| InboxError::database("could not change the suppression list", e);
-        let mut tx = self.pool.begin().await.map_err(failed)?;
-        let changed = suppression_sql::change(&mut tx, recipient, manual, note, now)
-            .await
-            .map_err(failed)?;
-        tx.commit().await.map_err(failed)?;
-        Ok(changed)
-    }
-
-    /// One round of a worker, in one transaction: records outcomes, renews
-    /// leases, marks dead the rows whose lease expired on their last
-    /// attempt, and claims due rows (skipping those another worker is
-    /// claiming at the same moment).
-    pub async fn round(
-        &self,
-        worker: &str,
-        settle: &[Settle],
-        renew: Option<&Renew>,
-        claim: Option<&Claim>,
-        suppress: Option<&Policy>,
-        deliveries: Option<&DeliveryRound<'_>>,
-    ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
-        let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
-        let mut tx = self.pool.begin().await.map_err(failed)?;
-        let claimed = round_jobs(&mut tx, worker, settle, renew, claim, suppress).await?;
-        let step = match deliveries {
-            Some(d) => mailbox_sql::round(&mut tx, worker, d)
-                .await
-                .map_err(failed)?,
-            None => DeliveryStep::default(),
-        };
-        tx.commit().await.map_err(failed)?;
-        Ok((claimed, step))
-    }
-
     /// The attachments of mail `id`, each assembled from its chunks.
     pub async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("could not read the attachments", e);
@@ -492,31 +445,6 @@ impl Postgres {
         Ok(assembly.finish())
     }
 
-    /// Replays deliveries a slice at a time, each slice its own
-    /// transaction.
-    pub async fn delivery_replay(
-        &self,
-        filter: &DeliveryReplay,
-        now: i64,
-    ) -> Result<(u64, u64), InboxError> {
-        let failed = |e| InboxError::database("could not replay the deliveries", e);
-        let mut cursor = ReplayCursor::default();
-        let mut total = (0, 0);
-        while !cursor.done {
-            let mut tx = self.pool.begin().await.map_err(failed)?;
-            let (replayed, rerouted) = mailbox_sql::replay(&mut tx, filter, now, &mut cursor)
-                .await
-                .map_err(failed)?;
-            if replayed + rerouted > 0 {
-                notify(&mut tx).await.map_err(failed)?;
-            }
-            tx.commit().await.map_err(failed)?;
-            total.0 += replayed;
-            total.1 += rerouted;
-        }
-        Ok(total)
-    }
-
     /// One slice of the unrouted mails' retention.
     pub async fn prune_unrouted(&self, before: i64) -> Result<u64, InboxError> {
         let failed = |e| InboxError::database("could not prune the unrouted mails", e);
@@ -526,95 +454,19 @@ impl Postgres {
             .map_err(failed)
     }
 
-    pub async fn delivery_prune(
+    /// Runs `body` in a transaction and commits it; the rows it updates
+    /// are locked by its own statements (`FOR UPDATE`, `SKIP LOCKED`).
+    /// `doing` says what failed.
+    pub(crate) async fn writing<T>(
         &self,
-        mailbox: &str,
-        before: i64,
-    ) -> Result<(u64, u64), InboxError> {
-        let failed = |e| InboxError::database("could not prune the deliveries", e);
+        doing: &str,
+        body: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, InboxError>,
+    ) -> Result<T, InboxError> {
+        let failed = |e| InboxError::database(doing, e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
-        let n = mailbox_sql::prune(&mut tx, mailbox, before)
-            .await
-            .map_err(failed)?;
+        let out = body(&mut tx).await?;
         tx.commit().await.map_err(failed)?;
-        Ok(n)
-    }
-
-    /// Sets the rows `filter` takes back to pending, a slice at a time,
-    /// each its own transaction: by the key's or the Message-ID's index
-    /// when the filter has one, else by windows of ids.
-    pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
-        let failed = |e| InboxError::database("could not replay", e);
-        let mut replayed = 0;
-        for kind in &filter.kinds {
-            let Some((statement, walk)) = crate::ops::replay_sql(*kind, filter) else {
-                continue;
-            };
-            let statement = crate::suppression::sql::pg(&statement);
-            let last: i64 = sqlx::query_scalar(&format!(
-                "SELECT COALESCE(MAX(id), 0)::BIGINT FROM {}",
-                kind.table()
-            ))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(failed)?;
-            let mut after = 0i64;
-            loop {
-                let bound = walk.bound(after);
-                let mut tx = self.pool.begin().await.map_err(failed)?;
-                let mut query = sqlx::query_scalar::<_, i64>(&statement)
-                    .bind(now)
-                    .bind(after)
-                    .bind(bound);
-                if let Some(key) = filter.key {
-                    query = query.bind(key.to_string());
-                }
-                if let Some(id) = &filter.message_id {
-                    query = query.bind(pg_text(id).into_owned());
-                }
-                let ids = query.fetch_all(&mut *tx).await.map_err(failed)?;
-                if !ids.is_empty() {
-                    notify(&mut tx).await.map_err(failed)?;
-                }
-                tx.commit().await.map_err(failed)?;
-                replayed += ids.len() as u64;
-                match walk.next(&ids, bound, last) {
-                    Some(next) => after = next,
-                    None => break,
-                }
-            }
-        }
-        Ok(replayed)
-    }
-
-    /// Deletes the rows done before `before`, 10 000 at a time.
-    pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {
-        let failed = |e| InboxError::database("could not prune", e);
-        let mut pruned = Pruned::default();
-        for kind in [Kind::Event, Kind::Mail] {
-            loop {
-                // Attachments go with their mails (ON DELETE CASCADE).
-                let n = sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} \
-                     WHERE state = 'done' AND done_at < $1{kept} LIMIT 10000)",
-                    table = kind.table(),
-                    kept = super::mailbox::routed_mails_kept(kind)
-                ))
-                .bind(before)
-                .execute(&self.pool)
-                .await
-                .map_err(failed)?
-                .rows_affected();
-                match kind {
-                    Kind::Event => pruned.events += n,
-                    Kind::Mail => pruned.mails += n,
-                }
-                if n < 10_000 {
-                    break;
-                }
-            }
-        }
-        Ok(pruned)
+        Ok(out)
     }
 
     /// The pool the shared reads (`reads.rs`) use, outside any write
@@ -802,7 +654,7 @@ async fn rekey_suppressions(conn: &mut sqlx::PgConnection, now: i64) -> Result<u
 }
 
 /// Wakes the workers listening on [`CHANNEL`] once `tx` commits.
-async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+pub(crate) async fn notify(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(CHANNEL)
         .execute(&mut *tx)

@@ -20,13 +20,10 @@ use sqlx::{Connection, Row, SqliteConnection};
 
 use super::mailbox::sqlite as mailbox_sql;
 use super::suppression::sqlite as suppression_sql;
-use super::types::{
-    Claim, DeliveryReplay, DeliveryRound, DeliveryStep, Manual, Outcome, Renew, ReplayCursor,
-    Settle, lost_outcomes,
-};
+use super::types::{Claim, Outcome, Renew, Settle, lost_outcomes};
 use crate::error::{InboxError, InboxErrorKind};
 use crate::job::Kind;
-use crate::ops::{Filter, Pruned, Receipt};
+use crate::ops::Receipt;
 use crate::rows::{Arrival, Assembly, Claimed, chunks, claimed_row};
 use crate::schema::{self, Migrated, Opening};
 use crate::suppression::policy::SuppressionPolicy as Policy;
@@ -555,41 +552,6 @@ impl Sqlite {
         result
     }
 
-    /// One round of a worker, in one transaction: records the outcomes of
-    /// finished jobs, marks dead the rows whose lease expired on their last
-    /// attempt, and claims due rows.
-    pub async fn round(
-        &self,
-        worker: &str,
-        settle: &[Settle],
-        renew: Option<&Renew>,
-        claim: Option<&Claim>,
-        suppress: Option<&Policy>,
-        deliveries: Option<&DeliveryRound<'_>>,
-    ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
-        let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
-        let _writing = self.write.lock().await;
-        self.writable()?;
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        let result = async {
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-            let claimed = round_jobs(&mut tx, worker, settle, renew, claim, suppress).await?;
-            let step = match deliveries {
-                Some(d) => mailbox_sql::round(&mut tx, worker, d)
-                    .await
-                    .map_err(failed)?,
-                None => DeliveryStep::default(),
-            };
-            tx.commit().await.map_err(failed)?;
-            Ok((claimed, step))
-        }
-        .await;
-        if result.is_err() {
-            conn.close_on_drop();
-        }
-        result
-    }
-
     /// The attachments of mail `id`, each assembled from its chunks into
     /// one buffer of its exact size (read one chunk at a time). Read by the
     /// job's task when it starts, outside any write transaction: a large
@@ -626,37 +588,6 @@ impl Sqlite {
         Ok(assembly.finish())
     }
 
-    /// Replays deliveries a slice at a time, each slice its own
-    /// transaction, so that receiving waits for one slice at most.
-    pub async fn delivery_replay(
-        &self,
-        filter: &DeliveryReplay,
-        now: i64,
-    ) -> Result<(u64, u64), InboxError> {
-        let failed = |e| InboxError::database("could not replay the deliveries", e);
-        let mut cursor = ReplayCursor::default();
-        let mut total = (0, 0);
-        while !cursor.done {
-            let _writing = self.write.lock().await;
-            self.writable()?;
-            let mut conn = self.work.acquire().await.map_err(failed)?;
-            let result = async {
-                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-                let n = mailbox_sql::replay(&mut tx, filter, now, &mut cursor).await?;
-                tx.commit().await?;
-                Ok(n)
-            }
-            .await;
-            if result.is_err() {
-                conn.close_on_drop();
-            }
-            let (replayed, rerouted) = result.map_err(failed)?;
-            total.0 += replayed;
-            total.1 += rerouted;
-        }
-        Ok(total)
-    }
-
     /// One slice of the unrouted mails' retention.
     pub async fn prune_unrouted(&self, before: i64) -> Result<u64, InboxError> {
         let failed = |e| InboxError::database("could not prune the unrouted mails", e);
@@ -668,78 +599,6 @@ impl Sqlite {
             conn.close_on_drop();
         }
         result.map_err(failed)
-    }
-
-    pub async fn delivery_prune(
-        &self,
-        mailbox: &str,
-        before: i64,
-    ) -> Result<(u64, u64), InboxError> {
-        let failed = |e| InboxError::database("could not prune the deliveries", e);
-        let _writing = self.write.lock().await;
-        self.writable()?;
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        let result = async {
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            let n = mailbox_sql::prune(&mut tx, mailbox, before).await?;
-            tx.commit().await?;
-            Ok(n)
-        }
-        .await;
-        if result.is_err() {
-            conn.close_on_drop();
-        }
-        result.map_err(failed)
-    }
-
-    /// Sets the rows `filter` takes back to pending, due at `now`, with
-    /// their attempts reset; returns how many. A slice at a time, each its
-    /// own transaction (the write lock let go between them), so that
-    /// receiving never waits for more than one slice: by the key's or the
-    /// Message-ID's index when the filter has one, else by windows of ids.
-    pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
-        let failed = |e| InboxError::database("could not replay", e);
-        let mut replayed = 0;
-        for kind in &filter.kinds {
-            let Some((statement, walk)) = crate::ops::replay_sql(*kind, filter) else {
-                continue;
-            };
-            let last: i64 = sqlx::query_scalar(&format!(
-                "SELECT COALESCE(MAX(id), 0) FROM {}",
-                kind.table()
-            ))
-            .fetch_one(&self.work)
-            .await
-            .map_err(failed)?;
-            let mut after = 0i64;
-            loop {
-                let bound = walk.bound(after);
-                let _writing = self.write.lock().await;
-                self.writable()?;
-                let mut conn = self.work.acquire().await.map_err(failed)?;
-                let mut query = sqlx::query_scalar::<_, i64>(&statement)
-                    .bind(now)
-                    .bind(after)
-                    .bind(bound);
-                if let Some(key) = filter.key {
-                    query = query.bind(key.to_string());
-                }
-                if let Some(id) = &filter.message_id {
-                    query = query.bind(id.clone());
-                }
-                let result = query.fetch_all(&mut *conn).await;
-                if result.is_err() {
-                    conn.close_on_drop();
-                }
-                let ids = result.map_err(failed)?;
-                replayed += ids.len() as u64;
-                match walk.next(&ids, bound, last) {
-                    Some(next) => after = next,
-                    None => break,
-                }
-            }
-        }
-        Ok(replayed)
     }
 
     /// The suppressions of `recipients`, 1 000 a query: only the rows
@@ -772,80 +631,32 @@ impl Sqlite {
         Ok(out)
     }
 
-    /// A change by hand, with its history row, in one transaction; `false`
-    /// when nothing changed (removing an address the list does not hold).
-    pub async fn suppression_change(
+    /// Runs `body` in a write transaction, begun with `BEGIN IMMEDIATE`
+    /// under the store's write lock (receiving waits for it, and a worker's
+    /// statements never meet SQLITE_BUSY halfway), and commits it. After an
+    /// error the connection is closed rather than given back: a failed
+    /// transaction can leave sqlx's connection unable to begin another.
+    /// `doing` says what failed.
+    pub(crate) async fn writing<T>(
         &self,
-        recipient: &str,
-        manual: Manual,
-        note: &str,
-        now: i64,
-    ) -> Result<bool, InboxError> {
-        let failed = |e| InboxError::database("could not change the suppression list", e);
+        doing: &str,
+        body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, InboxError>,
+    ) -> Result<T, InboxError> {
+        let failed = |e| InboxError::database(doing, e);
         let _writing = self.write.lock().await;
         self.writable()?;
         let mut conn = self.work.acquire().await.map_err(failed)?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-        let changed = suppression_sql::change(&mut tx, recipient, manual, note, now)
-            .await
-            .map_err(failed)?;
-        tx.commit().await.map_err(failed)?;
-        Ok(changed)
-    }
-
-    /// Deletes the rows done before `before`, in slices of 10 000 rows so
-    /// that receiving is never held up for long.
-    pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {
-        let failed = |e| InboxError::database("could not prune", e);
-        let mut pruned = Pruned::default();
-        for kind in [Kind::Event, Kind::Mail] {
-            loop {
-                let _writing = self.write.lock().await;
-                self.writable()?;
-                let mut conn = self.work.acquire().await.map_err(failed)?;
-                let result = async {
-                    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-                    let slice = format!(
-                        "SELECT id FROM {} WHERE state = 'done' AND done_at < ?1{} LIMIT 10000",
-                        kind.table(),
-                        super::mailbox::routed_mails_kept(kind)
-                    );
-                    if kind == Kind::Mail {
-                        sqlx::query(&format!(
-                            "DELETE FROM cmc_mail_attachments WHERE mail_id IN ({slice})"
-                        ))
-                        .bind(before)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed)?;
-                    }
-                    let n = sqlx::query(&format!(
-                        "DELETE FROM {} WHERE id IN ({slice})",
-                        kind.table()
-                    ))
-                    .bind(before)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed)?
-                    .rows_affected();
-                    tx.commit().await.map_err(failed)?;
-                    Ok(n)
-                }
-                .await;
-                if result.is_err() {
-                    conn.close_on_drop();
-                }
-                let n = result?;
-                match kind {
-                    Kind::Event => pruned.events += n,
-                    Kind::Mail => pruned.mails += n,
-                }
-                if n < 10_000 {
-                    break;
-                }
-            }
+        let result = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+            let out = body(&mut tx).await?;
+            tx.commit().await.map_err(failed)?;
+            Ok(out)
         }
-        Ok(pruned)
+        .await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result
     }
 
     /// The pool the shared reads (`reads.rs`) use, outside any write
