@@ -205,7 +205,7 @@ impl Store {
         &self,
         recipients: &[String],
     ) -> Result<Vec<RawSuppression>, InboxError> {
-        each!(self, s => s.suppressions_of(recipients).await)
+        read!(self, pool, sql => sql::suppressions_of(pool, recipients).await)
     }
 
     pub async fn suppression_list(

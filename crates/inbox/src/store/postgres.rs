@@ -27,7 +27,6 @@ use crate::ops::Receipt;
 use crate::rows::{Arrival, Assembly, Claimed, NewEvent, chunks, claimed_row};
 use crate::schema::{self, Migrated, Opening};
 use crate::suppression::policy::SuppressionPolicy as Policy;
-use crate::suppression::rows::RawSuppression;
 
 /// The channel of `LISTEN`/`NOTIFY` on which commits wake workers.
 const CHANNEL: &str = "cmc_inbox";
@@ -375,32 +374,6 @@ impl Postgres {
         }
         tx.commit().await.map_err(failed)?;
         Ok(receipts)
-    }
-
-    /// The suppressions of `recipients`, 1 000 a query: only the rows
-    /// with a reason, and only the columns a check reads (rows without a
-    /// reason, which every succeeded delivery leaves, would be sent and
-    /// decoded for nothing).
-    pub async fn suppressions_of(
-        &self,
-        recipients: &[String],
-    ) -> Result<Vec<RawSuppression>, InboxError> {
-        let failed = |e| InboxError::database("could not read the suppression list", e);
-        let mut out = Vec::with_capacity(recipients.len());
-        for chunk in recipients.chunks(1000) {
-            let rows = sqlx::query(&format!(
-                "SELECT {} FROM cmc_suppressions WHERE recipient = ANY($1) AND reason IS NOT NULL",
-                crate::suppression::sql::CHECK_COLUMNS
-            ))
-            .bind(chunk)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(failed)?;
-            for r in &rows {
-                out.push(crate::suppression::rows::raw_suppression(r).map_err(failed)?);
-            }
-        }
-        Ok(out)
     }
 
     /// The attachments of mail `id`, each assembled from its chunks.

@@ -27,7 +27,6 @@ use crate::ops::Receipt;
 use crate::rows::{Arrival, Assembly, Claimed, chunks, claimed_row};
 use crate::schema::{self, Migrated, Opening};
 use crate::suppression::policy::SuppressionPolicy as Policy;
-use crate::suppression::rows::RawSuppression;
 
 /// How a SQLite inbox commits: the `synchronous` pragma of the receiving
 /// connection, in WAL mode.
@@ -599,36 +598,6 @@ impl Sqlite {
             conn.close_on_drop();
         }
         result.map_err(failed)
-    }
-
-    /// The suppressions of `recipients`, 1 000 a query: only the rows
-    /// with a reason, and only the columns a check reads (rows without a
-    /// reason, which every succeeded delivery leaves, would be copied out
-    /// of SQLite's thread and decoded for nothing). The addresses are the
-    /// outer loop, each a search of the primary key (a join rather than
-    /// `IN (SELECT ...)`, which builds a temporary index of the list first:
-    /// a few microseconds of a single check).
-    pub async fn suppressions_of(
-        &self,
-        recipients: &[String],
-    ) -> Result<Vec<RawSuppression>, InboxError> {
-        let failed = |e| InboxError::database("could not read the suppression list", e);
-        let mut out = Vec::with_capacity(recipients.len());
-        for chunk in recipients.chunks(1000) {
-            let rows = sqlx::query(&format!(
-                "SELECT {} FROM json_each(?1) AS list CROSS JOIN cmc_suppressions \
-                 ON recipient = list.value WHERE reason IS NOT NULL",
-                crate::suppression::sql::CHECK_COLUMNS
-            ))
-            .bind(serde_json::to_string(chunk).unwrap_or_default())
-            .fetch_all(&self.work)
-            .await
-            .map_err(failed)?;
-            for r in &rows {
-                out.push(crate::suppression::rows::raw_suppression(r).map_err(failed)?);
-            }
-        }
-        Ok(out)
     }
 
     /// Runs `body` in a write transaction, begun with `BEGIN IMMEDIATE`
