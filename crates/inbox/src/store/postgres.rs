@@ -27,6 +27,7 @@ use crate::ops::Receipt;
 use crate::rows::{Arrival, Assembly, Claimed, NewEvent, chunks, claimed_row};
 use crate::schema::{self, Migrated, Opening};
 use crate::suppression::policy::SuppressionPolicy as Policy;
+use suppression_sql::rekey_once as rekey_suppressions;
 
 /// The channel of `LISTEN`/`NOTIFY` on which commits wake workers.
 const CHANNEL: &str = "cmc_inbox";
@@ -595,35 +596,6 @@ fn is_conflict(e: &InboxError) -> bool {
         source = s.source();
     }
     false
-}
-
-/// Re-keys the suppression list to the addresses' normal form, once: the
-/// rows whose address is not ASCII and whose form changed move to their
-/// new key (merged with a row already there), with their history. A
-/// row of `cmc_suppressions_rekey` asks for it, and is deleted in the same
-/// transaction.
-async fn rekey_suppressions(conn: &mut sqlx::PgConnection, now: i64) -> Result<u64, sqlx::Error> {
-    use crate::suppression::sql;
-    let pending: i64 = sqlx::query_scalar(&sql::pg(sql::REKEY_PENDING))
-        .fetch_one(&mut *conn)
-        .await?;
-    if pending == 0 {
-        return Ok(0);
-    }
-    // Two processes opening at once: the second waits for the first's
-    // lock on the request, then finds it gone.
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let still: Vec<i64> =
-        sqlx::query_scalar("SELECT CAST(pending AS BIGINT) FROM cmc_suppressions_rekey FOR UPDATE")
-            .fetch_all(&mut *tx)
-            .await?;
-    if still.is_empty() {
-        return Ok(0);
-    }
-    let moved = suppression_sql::rekey(&mut tx, now).await?;
-    tx.commit().await?;
-    super::suppression::rekeyed(moved);
-    Ok(moved)
 }
 
 /// Wakes the workers listening on [`CHANNEL`] once `tx` commits.

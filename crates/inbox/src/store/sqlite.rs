@@ -27,6 +27,7 @@ use crate::ops::Receipt;
 use crate::rows::{Arrival, Assembly, Claimed, chunks, claimed_row};
 use crate::schema::{self, Migrated, Opening};
 use crate::suppression::policy::SuppressionPolicy as Policy;
+use suppression_sql::rekey_once as rekey_suppressions;
 
 /// How a SQLite inbox commits: the `synchronous` pragma of the receiving
 /// connection, in WAL mode.
@@ -214,34 +215,6 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
         .map_err(failed)?;
     let _ = conn.close().await;
     Ok(schema::migrated(&MIGRATOR, before))
-}
-
-/// Re-keys the suppression list to the addresses' normal form, once: the
-/// rows whose address is not ASCII and whose form changed move to their
-/// new key (merged with a row already there), with their history. A
-/// row of `cmc_suppressions_rekey` asks for it, and is deleted in the same
-/// transaction.
-async fn rekey_suppressions(conn: &mut SqliteConnection, now: i64) -> Result<u64, sqlx::Error> {
-    use crate::suppression::sql;
-    let pending: i64 = sqlx::query_scalar(sql::REKEY_PENDING)
-        .fetch_one(&mut *conn)
-        .await?;
-    if pending == 0 {
-        return Ok(0);
-    }
-    // Two processes opening at once: the second waits for the first's
-    // transaction, then finds nothing left to do.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let pending: i64 = sqlx::query_scalar(sql::REKEY_PENDING)
-        .fetch_one(&mut *tx)
-        .await?;
-    if pending == 0 {
-        return Ok(0);
-    }
-    let moved = suppression_sql::rekey(&mut tx, now).await?;
-    tx.commit().await?;
-    super::suppression::rekeyed(moved);
-    Ok(moved)
 }
 
 /// Whether `e` says SQLite cannot make the files a WAL database needs

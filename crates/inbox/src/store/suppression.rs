@@ -204,6 +204,43 @@ macro_rules! statements {
             Ok(())
         }
 
+        /// Re-keys the suppression list to the addresses' normal form, once:
+        /// the rows whose address is not ASCII and whose form changed move
+        /// to their new key (merged with a row already there), with their
+        /// history. A row of `cmc_suppressions_rekey` asks for it, and is
+        /// deleted in the same transaction. Returns how many moved, and
+        /// logs it once committed.
+        pub(crate) async fn rekey_once(conn: &mut Conn, now: i64) -> Result<u64, sqlx::Error> {
+            use sqlx::Connection;
+            let pending: i64 = sqlx::query_scalar(&sql(sql::REKEY_PENDING))
+                .fetch_one(&mut *conn)
+                .await?;
+            if pending == 0 {
+                return Ok(0);
+            }
+            // Two processes opening at once: the second waits for the
+            // first's lock (SQLite's on the database, PostgreSQL's on the
+            // request), then finds the request gone.
+            let (begin, lock) = if $pg {
+                ("BEGIN", " FOR UPDATE")
+            } else {
+                ("BEGIN IMMEDIATE", "")
+            };
+            let mut tx = conn.begin_with(begin).await?;
+            let still: Vec<i64> = sqlx::query_scalar(&format!(
+                "SELECT CAST(pending AS BIGINT) FROM cmc_suppressions_rekey{lock}"
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            if still.is_empty() {
+                return Ok(0);
+            }
+            let moved = rekey(&mut tx, now).await?;
+            tx.commit().await?;
+            super::rekeyed(moved);
+            Ok(moved)
+        }
+
         /// Re-keys the suppression list to the addresses' normal form, in
         /// the caller's transaction, which holds the rekey request locked:
         /// the rows whose address is not ASCII and whose form changed move
