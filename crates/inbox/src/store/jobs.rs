@@ -4,8 +4,9 @@
 //! giving its dialect: how a list of ids is bound and tested, how text is
 //! made storable, and the end of a claim's `SELECT` (skipping rows other
 //! workers hold); the SQL is written with `?N` parameters, turned into
-//! `$N` for PostgreSQL. The expansion calls the backend's own
-//! `keep_suppression`, which locks rows its own way.
+//! `$N` for PostgreSQL. The expansion calls the backend's
+//! `keep_suppression` (the suppression list's `keep`, expanded for the
+//! same database), which locks rows its own way.
 
 /// The round's statements for one database: `round_jobs`, run in the
 /// round's transaction.
@@ -32,8 +33,8 @@ macro_rules! statements {
         /// Records the outcomes of finished jobs, renews the leases of those
         /// still running, marks dead the rows whose lease expired on their
         /// last attempt, and claims due rows, in the round's transaction.
-        async fn round_jobs(
-            tx: &mut sqlx::Transaction<'_, $db>,
+        pub(crate) async fn round_jobs(
+            tx: &mut <$db as sqlx::Database>::Connection,
             worker: &str,
             settle: &[Settle],
             renew: Option<&Renew>,
@@ -70,7 +71,7 @@ macro_rules! statements {
                     .bind(s.at)
                     .bind(id_list(done.clone()))
                     .bind(worker)
-                    .fetch_all(&mut **tx)
+                    .fetch_all(&mut *tx)
                     .await
                     .map_err(failed)?;
                     if marked.len() < done.len() {
@@ -81,7 +82,7 @@ macro_rules! statements {
                             crate::suppression::rows::observed(&marked, &policy.time_zone)
                                 .map_err(failed)?;
                         for (recipient, observed, change) in observed {
-                            keep_suppression(tx, policy, &recipient, &observed, &change, s.at)
+                            keep_suppression(&mut *tx, policy, &recipient, &observed, &change, s.at)
                                 .await
                                 .map_err(failed)?;
                         }
@@ -113,7 +114,7 @@ macro_rules! statements {
                 .bind(s.id.id)
                 .bind(worker)
                 .bind(given_back)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await
                 .map_err(failed)?;
                 if marked.rows_affected() == 0 {
@@ -141,7 +142,7 @@ macro_rules! statements {
                     .bind(r.until)
                     .bind(id_list(ids))
                     .bind(worker)
-                    .execute(&mut **tx)
+                    .execute(&mut *tx)
                     .await
                     .map_err(failed)?;
                 }
@@ -170,7 +171,7 @@ macro_rules! statements {
                         .bind(c.now)
                         .bind(i64::from(c.max_attempts))
                         .bind(&held)
-                        .execute(&mut **tx)
+                        .execute(&mut *tx)
                         .await
                         .map_err(failed)?;
                     }
@@ -204,7 +205,7 @@ macro_rules! statements {
                     .bind(i64::try_from(room).unwrap_or(i64::MAX))
                     .bind(i64::from(c.max_attempts))
                     .bind(&held)
-                    .fetch_all(&mut **tx)
+                    .fetch_all(&mut *tx)
                     .await
                     .map_err(failed)?;
                     let mut batch: Vec<Claimed> = rows.iter().map(|r| claimed_row(kind, r)).collect();

@@ -1,8 +1,15 @@
 //! The storage contract: [`Store`], the backend an inbox runs on, and the
 //! values it takes and gives (`types.rs`). Each backend has its own file
-//! (`sqlite.rs`, `postgres.rs`); the mailboxes' statements, written once
-//! for both, are in `mailbox.rs`. This enum forwards to the backend, so
-//! that the inbox, the receiving side and the worker are written once.
+//! (`sqlite.rs`, `postgres.rs`) for what it does its own way: opening,
+//! receiving and the transactions that write, each begun and locked the
+//! database's way. The statements, written once for both, are expanded per
+//! database: the worker's round (`jobs.rs`), the mailboxes' (`mailbox.rs`),
+//! the suppression list's (`suppression.rs`), the reads made outside a
+//! transaction (`reads.rs`, which this enum calls with the backend's pool)
+//! and the writes made a slice at a time (`writes.rs`, in the backend's
+//! write transactions).
+//! This enum forwards to the backend, so that the inbox, the receiving
+//! side and the worker are written once.
 //!
 //! The layers point one way: the worker, the mailboxes and the
 //! suppression list depend on this module; nothing here imports them.
@@ -11,10 +18,12 @@ mod jobs;
 pub(crate) mod mailbox;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+mod reads;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 mod suppression;
 mod types;
+mod writes;
 
 pub(crate) use types::*;
 
@@ -49,6 +58,46 @@ macro_rules! each {
     };
 }
 
+/// `$body` with `$pool` the pool the backend of `$store` reads with and
+/// `$sql` its expansion of the shared reads (`reads.rs`).
+macro_rules! read {
+    ($store:expr, $pool:ident, $sql:ident => $body:expr) => {
+        match *$store {
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(ref s) => {
+                use reads::sqlite as $sql;
+                let $pool = s.reads();
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Store::Postgres(ref s) => {
+                use reads::postgres as $sql;
+                let $pool = s.reads();
+                $body
+            }
+        }
+    };
+}
+
+/// `$body` with `$s` the backend of `$store` and `$sql` its expansion of
+/// the shared writes (`writes.rs`).
+macro_rules! write_with {
+    ($store:expr, $s:ident, $sql:ident => $body:expr) => {
+        match *$store {
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(ref $s) => {
+                use writes::sqlite as $sql;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Store::Postgres(ref $s) => {
+                use writes::postgres as $sql;
+                $body
+            }
+        }
+    };
+}
+
 impl Store {
     /// Stores the arrivals in one transaction.
     pub async fn insert(&self, arrivals: &[&Arrival]) -> Result<Vec<Receipt>, InboxError> {
@@ -66,7 +115,7 @@ impl Store {
         suppress: Option<&Policy>,
         deliveries: Option<&DeliveryRound<'_>>,
     ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
-        each!(self, s => s.round(worker, settle, renew, claim, suppress, deliveries) .await)
+        write_with!(self, s, sql => sql::round(s, worker, settle, renew, claim, suppress, deliveries).await)
     }
 
     /// Attachment `position` of mail `mail`, if it has one.
@@ -75,28 +124,28 @@ impl Store {
         mail: i64,
         position: i64,
     ) -> Result<Option<Vec<u8>>, InboxError> {
-        each!(self, s => s.attachment(mail, position).await)
+        read!(self, pool, sql => sql::attachment(pool, mail, position).await)
     }
 
     /// Text field `field` of event `id` stored apart, if it has one.
     pub async fn event_text(&self, id: i64, field: &str) -> Result<Option<Vec<u8>>, InboxError> {
-        each!(self, s => s.event_text(id, field).await)
+        read!(self, pool, sql => sql::event_text(pool, id, field).await)
     }
 
     /// The job columns of mail `id`, if its row exists.
     pub async fn mail_row(&self, id: i64) -> Result<Option<MailRow>, InboxError> {
-        each!(self, s => s.mail_row(id).await)
+        read!(self, pool, sql => sql::mail_row(pool, id).await)
     }
 
     pub async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, InboxError> {
-        each!(self, s => s.delivery_counts().await)
+        read!(self, pool, sql => sql::delivery_counts(pool).await)
     }
 
     pub async fn delivery_list(
         &self,
         filter: &DeliveryQuery,
     ) -> Result<Vec<RawDelivery>, InboxError> {
-        each!(self, s => s.delivery_list(filter).await)
+        read!(self, pool, sql => sql::delivery_list(pool, filter).await)
     }
 
     pub async fn delivery_replay(
@@ -104,7 +153,7 @@ impl Store {
         filter: &DeliveryReplay,
         now: i64,
     ) -> Result<(u64, u64), InboxError> {
-        each!(self, s => s.delivery_replay(filter, now).await)
+        write_with!(self, s, sql => sql::delivery_replay(s, filter, now).await)
     }
 
     /// One slice of a mailbox's prune: (deliveries, mails) deleted.
@@ -113,7 +162,7 @@ impl Store {
         mailbox: &str,
         before: i64,
     ) -> Result<(u64, u64), InboxError> {
-        each!(self, s => s.delivery_prune(mailbox, before).await)
+        write_with!(self, s, sql => sql::delivery_prune(s, mailbox, before).await)
     }
 
     /// One slice of the unrouted mails' retention: how many went.
@@ -127,23 +176,23 @@ impl Store {
     }
 
     pub async fn counts(&self) -> Result<Counts, InboxError> {
-        each!(self, s => s.counts().await)
+        read!(self, pool, sql => sql::counts(pool).await)
     }
 
     pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
-        each!(self, s => s.dead(limit).await)
+        read!(self, pool, sql => sql::dead(pool, limit).await)
     }
 
     pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
-        each!(self, s => s.replay(filter, now).await)
+        write_with!(self, s, sql => sql::replay(s, filter, now).await)
     }
 
     pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
-        each!(self, s => s.history(message_id).await)
+        read!(self, pool, sql => sql::history(pool, message_id).await)
     }
 
     pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {
-        each!(self, s => s.prune(before).await)
+        write_with!(self, s, sql => sql::prune(s, before).await)
     }
 
     pub async fn close(&self) {
@@ -156,7 +205,7 @@ impl Store {
         &self,
         recipients: &[String],
     ) -> Result<Vec<RawSuppression>, InboxError> {
-        each!(self, s => s.suppressions_of(recipients).await)
+        read!(self, pool, sql => sql::suppressions_of(pool, recipients).await)
     }
 
     pub async fn suppression_list(
@@ -164,7 +213,7 @@ impl Store {
         filter: &SuppressionQuery,
         now: i64,
     ) -> Result<Vec<RawEntry>, InboxError> {
-        each!(self, s => s.suppression_list(filter, now).await)
+        read!(self, pool, sql => sql::suppression_list(pool, filter, now).await)
     }
 
     pub async fn suppression_change(
@@ -174,11 +223,11 @@ impl Store {
         note: &str,
         now: i64,
     ) -> Result<bool, InboxError> {
-        each!(self, s => s.suppression_change(recipient, manual, note, now).await)
+        write_with!(self, s, sql => sql::suppression_change(s, recipient, manual, note, now).await)
     }
 
     pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<RawChange>, InboxError> {
-        each!(self, s => s.suppression_history(recipient).await)
+        read!(self, pool, sql => sql::suppression_history(pool, recipient).await)
     }
 
     /// Reads back into `mail` (row `id`) its text fields stored apart: each

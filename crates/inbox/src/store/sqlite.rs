@@ -20,17 +20,14 @@ use sqlx::{Connection, Row, SqliteConnection};
 
 use super::mailbox::sqlite as mailbox_sql;
 use super::suppression::sqlite as suppression_sql;
-use super::types::{
-    Claim, DeliveryCount, DeliveryQuery, DeliveryReplay, DeliveryRound, DeliveryStep, MailRow,
-    Manual, Outcome, RawDelivery, Renew, ReplayCursor, Settle, SuppressionQuery, lost_outcomes,
-};
+use super::types::{Claim, Outcome, Renew, Settle, lost_outcomes};
 use crate::error::{InboxError, InboxErrorKind};
 use crate::job::Kind;
-use crate::ops::{Counts, DEAD_SUMMARIES, DeadRow, Filter, History, Pruned, Receipt, oldest_dead};
-use crate::rows::{Arrival, Assembly, Claimed, chunks, claimed_row, dead_row, history};
+use crate::ops::Receipt;
+use crate::rows::{Arrival, Assembly, Claimed, chunks, claimed_row};
 use crate::schema::{self, Migrated, Opening};
 use crate::suppression::policy::SuppressionPolicy as Policy;
-use crate::suppression::rows::{RawChange, RawEntry, RawSuppression};
+use suppression_sql::rekey_once as rekey_suppressions;
 
 /// How a SQLite inbox commits: the `synchronous` pragma of the receiving
 /// connection, in WAL mode.
@@ -218,34 +215,6 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
         .map_err(failed)?;
     let _ = conn.close().await;
     Ok(schema::migrated(&MIGRATOR, before))
-}
-
-/// Re-keys the suppression list to the addresses' normal form, once: the
-/// rows whose address is not ASCII and whose form changed move to their
-/// new key (merged with a row already there), with their history. A
-/// row of `cmc_suppressions_rekey` asks for it, and is deleted in the same
-/// transaction.
-async fn rekey_suppressions(conn: &mut SqliteConnection, now: i64) -> Result<u64, sqlx::Error> {
-    use crate::suppression::sql;
-    let pending: i64 = sqlx::query_scalar(sql::REKEY_PENDING)
-        .fetch_one(&mut *conn)
-        .await?;
-    if pending == 0 {
-        return Ok(0);
-    }
-    // Two processes opening at once: the second waits for the first's
-    // transaction, then finds nothing left to do.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let pending: i64 = sqlx::query_scalar(sql::REKEY_PENDING)
-        .fetch_one(&mut *tx)
-        .await?;
-    if pending == 0 {
-        return Ok(0);
-    }
-    let moved = suppression_sql::rekey(&mut tx, now).await?;
-    tx.commit().await?;
-    super::suppression::rekeyed(moved);
-    Ok(moved)
 }
 
 /// Whether `e` says SQLite cannot make the files a WAL database needs
@@ -555,41 +524,6 @@ impl Sqlite {
         result
     }
 
-    /// One round of a worker, in one transaction: records the outcomes of
-    /// finished jobs, marks dead the rows whose lease expired on their last
-    /// attempt, and claims due rows.
-    pub async fn round(
-        &self,
-        worker: &str,
-        settle: &[Settle],
-        renew: Option<&Renew>,
-        claim: Option<&Claim>,
-        suppress: Option<&Policy>,
-        deliveries: Option<&DeliveryRound<'_>>,
-    ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
-        let failed = |e: sqlx::Error| InboxError::database("the worker's round failed", e);
-        let _writing = self.write.lock().await;
-        self.writable()?;
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        let result = async {
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-            let claimed = round_jobs(&mut tx, worker, settle, renew, claim, suppress).await?;
-            let step = match deliveries {
-                Some(d) => mailbox_sql::round(&mut tx, worker, d)
-                    .await
-                    .map_err(failed)?,
-                None => DeliveryStep::default(),
-            };
-            tx.commit().await.map_err(failed)?;
-            Ok((claimed, step))
-        }
-        .await;
-        if result.is_err() {
-            conn.close_on_drop();
-        }
-        result
-    }
-
     /// The attachments of mail `id`, each assembled from its chunks into
     /// one buffer of its exact size (read one chunk at a time). Read by the
     /// job's task when it starts, outside any write transaction: a large
@@ -626,117 +560,6 @@ impl Sqlite {
         Ok(assembly.finish())
     }
 
-    /// Attachment `position` of mail `mail`, read outside any
-    /// transaction, a chunk at a time.
-    pub async fn attachment(
-        &self,
-        mail: i64,
-        position: i64,
-    ) -> Result<Option<Vec<u8>>, InboxError> {
-        let failed = |e| InboxError::database("could not read the attachment", e);
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        mailbox_sql::attachment(&mut conn, mail, position)
-            .await
-            .map_err(failed)
-    }
-
-    /// Text field `field` of event `id` stored apart, read outside any
-    /// transaction, a chunk at a time.
-    pub async fn event_text(&self, id: i64, field: &str) -> Result<Option<Vec<u8>>, InboxError> {
-        let failed = |e| InboxError::database("could not read an event's text", e);
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        let (size, starts): (i64, String) = sqlx::query_as(
-            "SELECT COALESCE(SUM(length(data)), -1), COALESCE(json_group_array(start), '[]') \
-             FROM (SELECT start, data FROM cmc_event_texts \
-                   WHERE event_id = ?1 AND field = ?2 ORDER BY start)",
-        )
-        .bind(id)
-        .bind(field)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(failed)?;
-        if size < 0 {
-            return Ok(None);
-        }
-        let starts: Vec<i64> = serde_json::from_str(&starts)
-            .map_err(|e| InboxError::new(InboxErrorKind::Corrupt, format!("event {id}: {e}")))?;
-        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        for start in starts {
-            if usize::try_from(start).ok() != Some(data.len()) {
-                return Err(InboxError::new(
-                    InboxErrorKind::Corrupt,
-                    format!(
-                        "event {id}: its {field} has a chunk at {start} where {} was expected",
-                        data.len()
-                    ),
-                ));
-            }
-            let chunk: Vec<u8> = sqlx::query_scalar(
-                "SELECT data FROM cmc_event_texts WHERE event_id = ?1 AND field = ?2 AND start = ?3",
-            )
-            .bind(id)
-            .bind(field)
-            .bind(start)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(failed)?;
-            data.extend_from_slice(&chunk);
-        }
-        Ok(Some(data))
-    }
-
-    pub async fn mail_row(&self, id: i64) -> Result<Option<MailRow>, InboxError> {
-        let failed = |e| InboxError::database("could not read the mail", e);
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        mailbox_sql::mail_row(&mut conn, id).await.map_err(failed)
-    }
-
-    pub async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, InboxError> {
-        let failed = |e| InboxError::database("could not count the deliveries", e);
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        mailbox_sql::counts(&mut conn).await.map_err(failed)
-    }
-
-    pub async fn delivery_list(
-        &self,
-        filter: &DeliveryQuery,
-    ) -> Result<Vec<RawDelivery>, InboxError> {
-        let failed = |e| InboxError::database("could not list the deliveries", e);
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        mailbox_sql::list(&mut conn, filter).await.map_err(failed)
-    }
-
-    /// Replays deliveries a slice at a time, each slice its own
-    /// transaction, so that receiving waits for one slice at most.
-    pub async fn delivery_replay(
-        &self,
-        filter: &DeliveryReplay,
-        now: i64,
-    ) -> Result<(u64, u64), InboxError> {
-        let failed = |e| InboxError::database("could not replay the deliveries", e);
-        let mut cursor = ReplayCursor::default();
-        let mut total = (0, 0);
-        while !cursor.done {
-            let _writing = self.write.lock().await;
-            self.writable()?;
-            let mut conn = self.work.acquire().await.map_err(failed)?;
-            let result = async {
-                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-                let n = mailbox_sql::replay(&mut tx, filter, now, &mut cursor).await?;
-                tx.commit().await?;
-                Ok(n)
-            }
-            .await;
-            if result.is_err() {
-                conn.close_on_drop();
-            }
-            let (replayed, rerouted) = result.map_err(failed)?;
-            total.0 += replayed;
-            total.1 += rerouted;
-        }
-        Ok(total)
-    }
-
     /// One slice of the unrouted mails' retention.
     pub async fn prune_unrouted(&self, before: i64) -> Result<u64, InboxError> {
         let failed = |e| InboxError::database("could not prune the unrouted mails", e);
@@ -750,299 +573,38 @@ impl Sqlite {
         result.map_err(failed)
     }
 
-    pub async fn delivery_prune(
+    /// Runs `body` in a write transaction, begun with `BEGIN IMMEDIATE`
+    /// under the store's write lock (receiving waits for it, and a worker's
+    /// statements never meet SQLITE_BUSY halfway), and commits it. After an
+    /// error the connection is closed rather than given back: a failed
+    /// transaction can leave sqlx's connection unable to begin another.
+    /// `doing` says what failed.
+    pub(crate) async fn writing<T>(
         &self,
-        mailbox: &str,
-        before: i64,
-    ) -> Result<(u64, u64), InboxError> {
-        let failed = |e| InboxError::database("could not prune the deliveries", e);
+        doing: &str,
+        body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, InboxError>,
+    ) -> Result<T, InboxError> {
+        let failed = |e| InboxError::database(doing, e);
         let _writing = self.write.lock().await;
         self.writable()?;
         let mut conn = self.work.acquire().await.map_err(failed)?;
         let result = async {
-            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-            let n = mailbox_sql::prune(&mut tx, mailbox, before).await?;
-            tx.commit().await?;
-            Ok(n)
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+            let out = body(&mut tx).await?;
+            tx.commit().await.map_err(failed)?;
+            Ok(out)
         }
         .await;
         if result.is_err() {
             conn.close_on_drop();
         }
-        result.map_err(failed)
+        result
     }
 
-    pub async fn counts(&self) -> Result<Counts, InboxError> {
-        let mut counts = Counts::default();
-        for kind in [Kind::Event, Kind::Mail] {
-            let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
-                "SELECT state, COUNT(*) FROM {} GROUP BY state",
-                kind.table()
-            ))
-            .fetch_all(&self.work)
-            .await
-            .map_err(|e| InboxError::database("could not count the rows", e))?;
-            counts.add_rows(kind, rows);
-            let oldest: Option<i64> = sqlx::query_scalar(&crate::ops::oldest_pending_sql(kind))
-                .fetch_optional(&self.work)
-                .await
-                .map_err(|e| InboxError::database("could not read the oldest pending row", e))?;
-            counts.set_oldest_pending(kind, oldest);
-        }
-        Ok(counts)
-    }
-
-    pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
-        let failed = |e| InboxError::database("could not list the dead rows", e);
-        let mut dead = Vec::new();
-        for (kind, summary) in DEAD_SUMMARIES {
-            let rows = sqlx::query(&format!(
-                "SELECT id, idempotency_key, {summary}, message_id, attempts, last_error, \
-                 received_at, done_at FROM {} WHERE state = 'dead' ORDER BY id LIMIT ?1",
-                kind.table()
-            ))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.work)
-            .await
-            .map_err(failed)?;
-            for r in rows {
-                dead.push(
-                    dead_row(kind, &r)
-                        .map_err(|e| InboxError::database("a dead row does not read back", e))??,
-                );
-            }
-        }
-        Ok(oldest_dead(dead, limit))
-    }
-
-    /// Sets the rows `filter` takes back to pending, due at `now`, with
-    /// their attempts reset; returns how many. A slice at a time, each its
-    /// own transaction (the write lock let go between them), so that
-    /// receiving never waits for more than one slice: by the key's or the
-    /// Message-ID's index when the filter has one, else by windows of ids.
-    pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
-        let failed = |e| InboxError::database("could not replay", e);
-        let mut replayed = 0;
-        for kind in &filter.kinds {
-            let Some((statement, walk)) = crate::ops::replay_sql(*kind, filter) else {
-                continue;
-            };
-            let last: i64 = sqlx::query_scalar(&format!(
-                "SELECT COALESCE(MAX(id), 0) FROM {}",
-                kind.table()
-            ))
-            .fetch_one(&self.work)
-            .await
-            .map_err(failed)?;
-            let mut after = 0i64;
-            loop {
-                let bound = walk.bound(after);
-                let _writing = self.write.lock().await;
-                self.writable()?;
-                let mut conn = self.work.acquire().await.map_err(failed)?;
-                let mut query = sqlx::query_scalar::<_, i64>(&statement)
-                    .bind(now)
-                    .bind(after)
-                    .bind(bound);
-                if let Some(key) = filter.key {
-                    query = query.bind(key.to_string());
-                }
-                if let Some(id) = &filter.message_id {
-                    query = query.bind(id.clone());
-                }
-                let result = query.fetch_all(&mut *conn).await;
-                if result.is_err() {
-                    conn.close_on_drop();
-                }
-                let ids = result.map_err(failed)?;
-                replayed += ids.len() as u64;
-                match walk.next(&ids, bound, last) {
-                    Some(next) => after = next,
-                    None => break,
-                }
-            }
-        }
-        Ok(replayed)
-    }
-
-    pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
-        let rows = sqlx::query(
-            "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
-             FROM cmc_events WHERE substr(message_id, 1, 200) = substr(?1, 1, 200) \
-             AND message_id = ?1 ORDER BY created, id",
-        )
-        .bind(message_id)
-        .fetch_all(&self.work)
-        .await
-        .map_err(|e| InboxError::database("could not read the history", e))?;
-        Ok(history(&rows))
-    }
-
-    /// The suppressions of `recipients`, 1 000 a query: only the rows
-    /// with a reason, and only the columns a check reads (rows without a
-    /// reason, which every succeeded delivery leaves, would be copied out
-    /// of SQLite's thread and decoded for nothing). The addresses are the
-    /// outer loop, each a search of the primary key (a join rather than
-    /// `IN (SELECT ...)`, which builds a temporary index of the list first:
-    /// a few microseconds of a single check).
-    pub async fn suppressions_of(
-        &self,
-        recipients: &[String],
-    ) -> Result<Vec<RawSuppression>, InboxError> {
-        let failed = |e| InboxError::database("could not read the suppression list", e);
-        let mut out = Vec::with_capacity(recipients.len());
-        for chunk in recipients.chunks(1000) {
-            let rows = sqlx::query(&format!(
-                "SELECT {} FROM json_each(?1) AS list CROSS JOIN cmc_suppressions \
-                 ON recipient = list.value WHERE reason IS NOT NULL",
-                crate::suppression::sql::CHECK_COLUMNS
-            ))
-            .bind(serde_json::to_string(chunk).unwrap_or_default())
-            .fetch_all(&self.work)
-            .await
-            .map_err(failed)?;
-            for r in &rows {
-                out.push(crate::suppression::rows::raw_suppression(r).map_err(failed)?);
-            }
-        }
-        Ok(out)
-    }
-
-    pub async fn suppression_list(
-        &self,
-        filter: &SuppressionQuery,
-        now: i64,
-    ) -> Result<Vec<RawEntry>, InboxError> {
-        let failed = |e| InboxError::database("could not list the suppression list", e);
-        let rows = sqlx::query(crate::suppression::sql::LIST)
-            .bind(filter.reason)
-            .bind(i64::from(filter.suppressed_only))
-            .bind(now)
-            .bind(filter.after.as_deref())
-            .bind(filter.limit.min(1000) as i64)
-            .fetch_all(&self.work)
-            .await
-            .map_err(failed)?;
-        rows.iter()
-            .map(|r| crate::suppression::rows::raw_entry(r).map_err(failed))
-            .collect()
-    }
-
-    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<RawChange>, InboxError> {
-        let failed = |e| InboxError::database("could not read the suppression history", e);
-        let rows = sqlx::query(crate::suppression::sql::HISTORY)
-            .bind(recipient)
-            .fetch_all(&self.work)
-            .await
-            .map_err(failed)?;
-        rows.iter()
-            .map(crate::suppression::rows::change_row)
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(failed)
-    }
-
-    /// A change by hand, with its history row, in one transaction; `false`
-    /// when nothing changed (removing an address the list does not hold).
-    pub async fn suppression_change(
-        &self,
-        recipient: &str,
-        manual: Manual,
-        note: &str,
-        now: i64,
-    ) -> Result<bool, InboxError> {
-        let failed = |e| InboxError::database("could not change the suppression list", e);
-        let _writing = self.write.lock().await;
-        self.writable()?;
-        let mut conn = self.work.acquire().await.map_err(failed)?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-
-        let (sql, reason, change) = match manual {
-            Manual::Add { .. } => (
-                crate::suppression::sql::ADD.to_owned(),
-                Some("manual"),
-                "added",
-            ),
-            Manual::Remove => (crate::suppression::sql::REMOVE.to_owned(), None, "removed"),
-        };
-        let query = sqlx::query(&sql).bind(recipient);
-        let query = match manual {
-            Manual::Add { until } => query.bind(now).bind(until).bind(note),
-            Manual::Remove => query.bind(note).bind(now),
-        };
-        let changed = query
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?
-            .rows_affected()
-            > 0;
-        if changed {
-            sqlx::query(crate::suppression::sql::NOTE)
-                .bind(recipient)
-                .bind(change)
-                .bind(reason)
-                .bind(note)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-        }
-        tx.commit().await.map_err(failed)?;
-        Ok(changed)
-    }
-
-    /// Deletes the rows done before `before`, in slices of 10 000 rows so
-    /// that receiving is never held up for long.
-    pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {
-        let failed = |e| InboxError::database("could not prune", e);
-        let mut pruned = Pruned::default();
-        for kind in [Kind::Event, Kind::Mail] {
-            loop {
-                let _writing = self.write.lock().await;
-                self.writable()?;
-                let mut conn = self.work.acquire().await.map_err(failed)?;
-                let result = async {
-                    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-                    let slice = format!(
-                        "SELECT id FROM {} WHERE state = 'done' AND done_at < ?1{} LIMIT 10000",
-                        kind.table(),
-                        super::mailbox::routed_mails_kept(kind)
-                    );
-                    if kind == Kind::Mail {
-                        sqlx::query(&format!(
-                            "DELETE FROM cmc_mail_attachments WHERE mail_id IN ({slice})"
-                        ))
-                        .bind(before)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed)?;
-                    }
-                    let n = sqlx::query(&format!(
-                        "DELETE FROM {} WHERE id IN ({slice})",
-                        kind.table()
-                    ))
-                    .bind(before)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed)?
-                    .rows_affected();
-                    tx.commit().await.map_err(failed)?;
-                    Ok(n)
-                }
-                .await;
-                if result.is_err() {
-                    conn.close_on_drop();
-                }
-                let n = result?;
-                match kind {
-                    Kind::Event => pruned.events += n,
-                    Kind::Mail => pruned.mails += n,
-                }
-                if n < 10_000 {
-                    break;
-                }
-            }
-        }
-        Ok(pruned)
+    /// The pool the shared reads (`reads.rs`) use, outside any write
+    /// transaction.
+    pub(crate) fn reads(&self) -> &sqlx::Pool<sqlx::Sqlite> {
+        &self.work
     }
 
     pub async fn close(&self) {
@@ -1200,90 +762,7 @@ super::jobs::statements! {
     text: std::convert::identity::<&str>,
 }
 
-/// Applies one done event to its recipient's row, once: the history's
-/// unique key makes a second application of the same event a no-op.
-async fn keep_suppression(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    policy: &Policy,
-    recipient: &str,
-    observed: &crate::suppression::policy::Observed,
-    change: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    // A success is applied without the history: applying it again changes
-    // nothing (it drops the soft bounces before it), and one history row
-    // per delivered mail would grow forever. An address the list does not
-    // hold gets no row from it.
-    let success = observed.what == crate::suppression::policy::What::Succeeded;
-    if success
-        && sqlx::query(crate::suppression::sql::EXISTS)
-            .bind(recipient)
-            .fetch_optional(&mut **tx)
-            .await?
-            .is_none()
-    {
-        return Ok(());
-    }
-    let key = observed.key.to_string();
-    let inserted = if success {
-        None
-    } else {
-        Some(
-            sqlx::query(
-                "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, at) \
-         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (idempotency_key) DO NOTHING",
-            )
-            .bind(recipient)
-            .bind(&key)
-            .bind(change)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?,
-        )
-    };
-    if inserted.is_some_and(|i| i.rows_affected() == 0) {
-        return Ok(());
-    }
-    let row = sqlx::query(
-        "SELECT reason, since, until, note, events, hard_count, soft_times, unknown_count \
-         FROM cmc_suppressions WHERE recipient = ?1",
-    )
-    .bind(recipient)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let mut state = match row {
-        Some(r) => crate::suppression::rows::state(&r)?,
-        None => Default::default(),
-    };
-    crate::suppression::policy::apply(&mut state, observed, policy);
-    let c = state.to_columns();
-    sqlx::query(
-        "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, hard_count, \
-         soft_times, unknown_count, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-         ON CONFLICT (recipient) DO UPDATE SET reason = excluded.reason, since = excluded.since, \
-         until = excluded.until, note = excluded.note, events = excluded.events, \
-         hard_count = excluded.hard_count, soft_times = excluded.soft_times, \
-         unknown_count = excluded.unknown_count, updated_at = excluded.updated_at",
-    )
-    .bind(recipient)
-    .bind(c.reason)
-    .bind(c.since)
-    .bind(c.until)
-    .bind(&c.note)
-    .bind(&c.events)
-    .bind(c.hard_count)
-    .bind(&c.soft_times)
-    .bind(c.unknown_count)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE cmc_suppression_history SET reason = ?1 WHERE idempotency_key = ?2")
-        .bind(c.reason)
-        .bind(&key)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
+use suppression_sql::keep as keep_suppression;
 
 #[cfg(test)]
 mod migrations {

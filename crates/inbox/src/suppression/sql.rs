@@ -45,9 +45,3 @@ pub const REKEY_DROP: &str = "DELETE FROM cmc_suppressions WHERE recipient = ?1"
 pub const REKEY_HISTORY: &str =
     "UPDATE cmc_suppression_history SET recipient = ?2 WHERE recipient = ?1";
 pub const REKEY_DONE: &str = "DELETE FROM cmc_suppressions_rekey";
-
-/// `sql` with PostgreSQL's `$N` parameters.
-#[cfg(feature = "postgres")]
-pub fn pg(sql: &str) -> String {
-    sql.replace('?', "$")
-}
