@@ -237,7 +237,7 @@ macro_rules! statements {
             }
             let moved = rekey(&mut tx, now).await?;
             tx.commit().await?;
-            super::rekeyed(moved);
+            crate::store::suppression::rekeyed(moved);
             Ok(moved)
         }
 
@@ -246,7 +246,7 @@ macro_rules! statements {
         /// the rows whose address is not ASCII and whose form changed move
         /// to their new key (merged with a row already there), with their
         /// history; the request is then deleted. Returns how many moved
-        /// (to log with [`rekeyed`](super::rekeyed) once committed).
+        /// (to log with [`rekeyed`](crate::store::suppression::rekeyed) once committed).
         pub(crate) async fn rekey(tx: &mut Conn, now: i64) -> Result<u64, sqlx::Error> {
             let found = sqlx::query(&sql(sql::REKEY_ROWS))
                 .fetch_all(&mut *tx)
