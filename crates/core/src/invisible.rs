@@ -19,9 +19,17 @@
 /// - `Zl` and `Zp`, the line and paragraph separators (U+2028, U+2029),
 ///   which break a log line.
 ///
+/// [`printable`](crate::printable) escapes these, attachment file names
+/// drop them, and the inbox refuses addresses that hold one.
+///
 /// The tables are those of `regex-syntax` (Unicode 16.0 in its 0.8.12);
 /// they are read once, into a sorted list searched by halves.
-pub(crate) fn is_invisible_format(c: char) -> bool {
+///
+/// ```
+/// assert!(cmc_webhook_core::is_invisible('\u{202E}')); // RIGHT-TO-LEFT OVERRIDE
+/// assert!(!cmc_webhook_core::is_invisible('あ'));
+/// ```
+pub fn is_invisible(c: char) -> bool {
     use std::sync::LazyLock;
     static INVISIBLE: LazyLock<Vec<(char, char)>> = LazyLock::new(invisible_ranges);
     if c.is_ascii() {
@@ -40,7 +48,7 @@ pub(crate) fn is_invisible_format(c: char) -> bool {
         .is_ok()
 }
 
-/// The ranges of [`is_invisible_format`], sorted and disjoint.
+/// The ranges of [`is_invisible`], sorted and disjoint.
 fn invisible_ranges() -> Vec<(char, char)> {
     use regex_syntax::hir::{Class, HirKind};
     const CLASS: &str = r"[\p{Cf}\p{Cn}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]";
@@ -117,7 +125,7 @@ mod tests {
             '\u{10FFFF}',
         ];
         for c in invisible {
-            assert!(is_invisible_format(c), "U+{:04X}", c as u32);
+            assert!(is_invisible(c), "U+{:04X}", c as u32);
         }
         // Letters, marks that combine visibly (the dakuten, an acute),
         // symbols, emoji, and the ASCII range (controls are decided
@@ -127,7 +135,7 @@ mod tests {
             '\u{212A}', '\u{FF21}', '\u{3000}', '\u{0600}',
         ] {
             let expected = c == '\u{0600}'; // ARABIC NUMBER SIGN is Cf
-            assert_eq!(is_invisible_format(c), expected, "U+{:04X}", c as u32);
+            assert_eq!(is_invisible(c), expected, "U+{:04X}", c as u32);
         }
         // Sorted and disjoint, as the search by halves needs.
         let ranges = invisible_ranges();

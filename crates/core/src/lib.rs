@@ -83,6 +83,7 @@ pub use event::{
     EventBatch, EventType, IdempotencyKey, UnknownEvent, default_time_zone,
 };
 pub use inbound::{Attachment, Header, Headers, InboundMail};
+pub use invisible::is_invisible;
 pub use layer::{ConfigError, WebhookLayer, WebhookLayerBuilder};
 pub use limits::Limits;
 pub use raw::RawJson;
@@ -91,7 +92,7 @@ pub use request::{DEFAULT_BODY_LIMIT, Policy, read_event_batch, read_inbound_mai
 #[cfg(feature = "metrics")]
 pub use telemetry::describe_metrics;
 pub(crate) use text::REDACTED;
-pub use text::{Text, is_invisible, printable};
+pub use text::{Text, printable};
 
 /// The `ipnet` crate, whose `IpNet` the allowlist takes: re-exported so that
 /// mounting the layer needs no dependency of its own.

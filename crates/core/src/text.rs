@@ -238,7 +238,7 @@ pub(crate) const REDACTED: &str = "<redacted>";
 pub(crate) fn needs_printable(s: &str, max_chars: usize) -> bool {
     s.chars()
         .enumerate()
-        .any(|(n, c)| n == max_chars || c.is_control() || crate::invisible::is_invisible_format(c))
+        .any(|(n, c)| n == max_chars || c.is_control() || crate::invisible::is_invisible(c))
 }
 
 /// `s` made safe to show in a log line, an error message or a terminal:
@@ -265,27 +265,13 @@ pub fn printable(s: &str, max_chars: usize) -> String {
             out.push_str("...");
             break;
         }
-        if c.is_control() || crate::invisible::is_invisible_format(c) {
+        if c.is_control() || crate::invisible::is_invisible(c) {
             out.push_str(&format!("\\u{{{:x}}}", c as u32));
         } else {
             out.push(c);
         }
     }
     out
-}
-
-/// Whether `c` is invisible when shown: a format character (`Cf`: bidi
-/// controls, zero-width joiners), a default-ignorable code point, a code
-/// point not assigned yet, or a line or paragraph separator. [`printable`]
-/// escapes these, and attachment file names drop them; the inbox refuses
-/// addresses that hold one.
-///
-/// ```
-/// assert!(cmc_webhook_core::is_invisible('\u{202E}')); // RIGHT-TO-LEFT OVERRIDE
-/// assert!(!cmc_webhook_core::is_invisible('あ'));
-/// ```
-pub fn is_invisible(c: char) -> bool {
-    crate::invisible::is_invisible_format(c)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ pub(crate) fn sanitize(name: &str, fallback: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let mut out: String = base
         .chars()
-        .filter(|&c| !crate::invisible::is_invisible_format(c))
+        .filter(|&c| !crate::invisible::is_invisible(c))
         .map(|c| match c {
             c if c.is_control() => '_', // C0, DEL and C1
             '<' | '>' | ':' | '"' | '|' | '?' | '*' => '_',
