@@ -68,6 +68,32 @@ fn vendored_shared_fixtures_match_the_originals_when_present() {
     }
 }
 
+/// The core's test kit embeds five of the shared fixtures from its own
+/// package (`crates/core/fixtures`, so that it builds when published):
+/// they must stay the same bytes as the copies every other test reads.
+#[test]
+fn the_core_packages_fixtures_match_the_shared_copies() {
+    let core = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/core/fixtures");
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&core).unwrap() {
+        let path = entry.unwrap().path();
+        let shared = common::fixtures()
+            .join("shared")
+            .join(path.file_name().unwrap());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(&shared).unwrap_or_default(),
+            "{} differs from tests/fixtures/shared: change both",
+            path.display()
+        );
+        compared += 1;
+    }
+    assert_eq!(
+        compared, 5,
+        "the core's fixtures are the five the test kit embeds"
+    );
+}
+
 #[test]
 fn queued_delivery() {
     let batch = events("shared/event-v2-json-queued.json");
