@@ -14,7 +14,7 @@ use bytes::Bytes;
 use cmc_webhook::inbox::suppression::{
     AddOutcome, Check, Entry, ListFilter, NotAdded, SuppressionPolicy, SuppressionReason,
 };
-use cmc_webhook::inbox::{Backoff, Filter, Inbox, ManualClock};
+use cmc_webhook::inbox::{Backoff, Filter, Inbox, InboxErrorKind, ManualClock};
 use cmc_webhook::Webhook;
 use proptest::prelude::*;
 
@@ -515,6 +515,8 @@ async fn entries_by_hand_expire_and_can_be_removed() {
     for url in stores(dir.path(), "hand").await {
         let clock = ManualClock::new(at(0));
         let inbox = open(&url, &clock).await;
+        // A worker keeps the list (checks of a list nobody keeps fail).
+        handle(&inbox, &[], &SuppressionPolicy::default()).await;
         let list = inbox.suppressions();
         list.add("temp@example.jp", Some(DAY), "on holiday")
             .await
@@ -713,5 +715,177 @@ async fn blocks_mirror_cmcs_list() {
             .map(|c| c.change)
             .collect();
         assert_eq!(history, ["cmc_list add", "cmc_list remove"], "{url}");
+    }
+}
+
+/// Runs a worker built with nothing but a handler (or, `keep` false,
+/// `without_suppressions()`) until every event is done.
+async fn run_plain_worker(inbox: &Inbox, keep: bool) {
+    let mut worker = inbox
+        .worker(|_job| async { Ok::<(), String>(()) })
+        .poll_interval(Duration::from_millis(5));
+    if !keep {
+        worker = worker.without_suppressions();
+    }
+    let worker = worker.spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let c = inbox.counts().await.unwrap();
+        if c.events.pending + c.events.running == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not settled: {c:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_keeps_the_list_by_default_and_a_list_nobody_keeps_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in stores(dir.path(), "by_default").await {
+        let clock = ManualClock::new(at(0));
+        let inbox = open(&url, &clock).await;
+        let list = inbox.suppressions();
+        let keeping = list.keeping().await.unwrap();
+        assert!(!keeping.is_kept(), "{url}: {keeping:?}");
+        // Nobody keeps the list: a check says so, not "not suppressed".
+        let err = list.check("hard@example.jp").await.unwrap_err();
+        assert_eq!(err.kind(), InboxErrorKind::NotKept, "{url}: {err}");
+        assert!(err.to_string().contains("no worker keeps"), "{err}");
+        let err = list.check_many(["a@example.jp"]).await.unwrap_err();
+        assert_eq!(err.kind(), InboxErrorKind::NotKept, "{url}");
+
+        // A worker built without `.suppressions(..)` keeps it.
+        inbox
+            .store(batch(&[bounce("2", "hard@example.jp", 1, 0)]), None)
+            .await
+            .unwrap();
+        run_plain_worker(&inbox, true).await;
+        let c = check(&inbox, "hard@example.jp").await;
+        assert_eq!(c.reason, Some(SuppressionReason::Hard), "{url}: {c:?}");
+
+        // Another process on the same store reads it from the store.
+        let other = open(&url, &clock).await;
+        let keeping = other.suppressions().keeping().await.unwrap();
+        assert_eq!(
+            (keeping.since, keeping.skipped),
+            (Some(at(0)), None),
+            "{url}"
+        );
+        assert!(
+            other
+                .suppressions()
+                .check("Hard@example.jp")
+                .await
+                .unwrap()
+                .suppressed,
+            "{url}"
+        );
+        other.close().await;
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_worker_without_the_list_is_recorded_and_its_bounces_stay_off_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in stores(dir.path(), "opted_out").await {
+        let clock = ManualClock::new(at(0));
+        let inbox = open(&url, &clock).await;
+        inbox
+            .store(batch(&[bounce("2", "early@example.jp", 1, 0)]), None)
+            .await
+            .unwrap();
+        run_plain_worker(&inbox, false).await;
+        let keeping = inbox.suppressions().keeping().await.unwrap();
+        assert_eq!(
+            (keeping.since, keeping.skipped),
+            (None, Some(at(0))),
+            "{url}"
+        );
+        let err = inbox.suppressions().check("early@example.jp").await;
+        assert_eq!(err.unwrap_err().kind(), InboxErrorKind::NotKept, "{url}");
+
+        // Kept from day 1: the bounce done on day 0 is not on the list.
+        clock.advance(DAY);
+        run_plain_worker(&inbox, true).await;
+        let keeping = inbox.suppressions().keeping().await.unwrap();
+        assert_eq!(keeping.since, Some(at(1)), "{url}");
+        assert!(!keeping.is_skipped_since_kept(), "{url}");
+        assert!(!check(&inbox, "early@example.jp").await.suppressed, "{url}");
+
+        // A worker without it on day 2: recorded, and said.
+        clock.advance(DAY);
+        run_plain_worker(&inbox, false).await;
+        let keeping = inbox.suppressions().keeping().await.unwrap();
+        assert_eq!(
+            (keeping.since, keeping.skipped),
+            (Some(at(1)), Some(at(2))),
+            "{url}"
+        );
+        assert!(keeping.is_skipped_since_kept(), "{url}");
+        inbox.close().await;
+    }
+}
+
+/// Runs `sql` (statements separated by `;`) on the store at `url`.
+async fn execute(url: &str, sql: &str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    }
+}
+
+/// A store whose list a worker kept before the keeping was recorded (its
+/// history holds a worker's changes): the migration that adds the record
+/// dates the keeping from the first of them, and a list kept only by hand
+/// does not count.
+#[tokio::test]
+async fn the_migration_counts_a_list_kept_before_as_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in stores(dir.path(), "migrated").await {
+        let migration = if url.starts_with("sqlite:") {
+            include_str!("../crates/inbox/migrations/sqlite/0011_suppression_keeping.sql")
+        } else {
+            include_str!("../crates/inbox/migrations/postgres/0009_suppression_keeping.sql")
+        };
+        let clock = ManualClock::new(at(0));
+        let inbox = open(&url, &clock).await;
+        // By hand only: not kept after the migration.
+        inbox
+            .suppressions()
+            .add("hand@example.jp", None, "by hand")
+            .await
+            .unwrap();
+        execute(&url, "DROP TABLE cmc_suppression_keeping").await;
+        execute(&url, migration).await;
+        let keeping = inbox.suppressions().keeping().await.unwrap();
+        assert!(!keeping.is_kept(), "{url}: {keeping:?}");
+
+        // A worker's change on day 3: kept since then.
+        clock.advance(DAY * 3);
+        inbox
+            .store(batch(&[bounce("2", "hard@example.jp", 1, 0)]), None)
+            .await
+            .unwrap();
+        run_plain_worker(&inbox, true).await;
+        clock.advance(DAY);
+        run_plain_worker(&inbox, true).await;
+        execute(&url, "DROP TABLE cmc_suppression_keeping").await;
+        execute(&url, migration).await;
+        let keeping = inbox.suppressions().keeping().await.unwrap();
+        assert_eq!(
+            (keeping.since, keeping.skipped),
+            (Some(at(3)), None),
+            "{url}"
+        );
+        inbox.close().await;
     }
 }

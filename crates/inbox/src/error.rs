@@ -44,6 +44,10 @@ pub enum InboxErrorKind {
     Closed,
     /// An argument is not usable (an address without `@`).
     Invalid,
+    /// The suppression list was asked about, but no worker has ever kept
+    /// it: every address would read "not suppressed", bounced or not (see
+    /// [`Suppressions::keeping`](crate::suppression::Suppressions::keeping)).
+    NotKept,
 }
 
 impl InboxError {

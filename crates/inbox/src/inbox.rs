@@ -42,6 +42,9 @@ pub(crate) struct Inner {
     pub(crate) wake: watch::Sender<u64>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) describe: String,
+    /// Whether a worker was seen to keep the suppression list (once true,
+    /// it stays: a check need not ask again).
+    pub(crate) suppressions_kept: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Inbox {
@@ -69,6 +72,7 @@ impl Inbox {
                 wake,
                 clock,
                 describe,
+                suppressions_kept: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }

@@ -658,6 +658,15 @@ async fn suppressions(
     match action {
         SuppressionCommand::Check { address } => {
             let c = list.check(address).await?;
+            let keeping = list.keeping().await?;
+            if keeping.is_skipped_since_kept() {
+                eprintln!(
+                    "warning: a worker without the suppression list started at {} (after the \
+                     list was first kept, at {}): bounces it handled are not on the list",
+                    time(keeping.skipped).unwrap_or_default(),
+                    time(keeping.since).unwrap_or_default(),
+                );
+            }
             let line = serde_json::json!({
                 "address": c.address,
                 "suppressed": c.suppressed,
@@ -665,6 +674,7 @@ async fn suppressions(
                 "since": time(c.since),
                 "until": time(c.until),
                 "note": c.note,
+                "list_kept_since": time(keeping.since),
             });
             out(line)?;
         }

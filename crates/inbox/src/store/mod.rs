@@ -226,6 +226,17 @@ impl Store {
         write_with!(self, s, sql => sql::suppression_change(s, recipient, manual, note, now).await)
     }
 
+    /// Records whether a worker keeps the suppression list.
+    pub async fn note_keeping(&self, kept: bool, now: i64) -> Result<(), InboxError> {
+        write_with!(self, s, sql => sql::note_keeping(s, kept, now).await)
+    }
+
+    /// Since when a worker keeps the suppression list, and when one last
+    /// started without it.
+    pub async fn suppression_keeping(&self) -> Result<(Option<i64>, Option<i64>), InboxError> {
+        read!(self, pool, sql => sql::suppression_keeping(pool).await)
+    }
+
     pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<RawChange>, InboxError> {
         read!(self, pool, sql => sql::suppression_history(pool, recipient).await)
     }

@@ -41,6 +41,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0004_message_id_prefix.sql",
     "0005_address_form.sql",
     "0006_event_texts.sql",
+    "0009_suppression_keeping.sql",
 );
 
 /// A pool of up to `size` connections to `options.url`, each with the

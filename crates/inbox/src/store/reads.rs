@@ -220,6 +220,14 @@ macro_rules! statements {
                 .map_err(|e| InboxError::database("could not list the suppression list", e))
         }
 
+        pub(crate) async fn suppression_keeping(
+            pool: &Pool,
+        ) -> Result<(Option<i64>, Option<i64>), InboxError> {
+            suppression_sql::keeping(pool).await.map_err(|e| {
+                InboxError::database("could not read who keeps the suppression list", e)
+            })
+        }
+
         pub(crate) async fn suppression_history(
             pool: &Pool,
             recipient: &str,

@@ -164,6 +164,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0006_message_id_prefix.sql",
     "0007_address_form.sql",
     "0008_event_texts.sql",
+    "0011_suppression_keeping.sql",
 );
 
 /// The write that proves, at open, that the store takes writes.

@@ -59,6 +59,42 @@ macro_rules! statements {
             found.iter().map(rows::raw_entry).collect()
         }
 
+        /// Records, in the caller's transaction, that a worker keeps the
+        /// list (`kept`: the first such record stays) or marks events done
+        /// without keeping it (the last such record replaces the one
+        /// before), at `now`.
+        pub(crate) async fn note_keeping(
+            tx: &mut Conn,
+            kept: bool,
+            now: i64,
+        ) -> Result<(), sqlx::Error> {
+            let statement = if kept {
+                "INSERT INTO cmc_suppression_keeping (fact, at) VALUES ('kept', ?1) \
+                 ON CONFLICT (fact) DO NOTHING"
+            } else {
+                "INSERT INTO cmc_suppression_keeping (fact, at) VALUES ('skipped', ?1) \
+                 ON CONFLICT (fact) DO UPDATE SET at = excluded.at"
+            };
+            sqlx::query(&sql(statement))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        }
+
+        /// Since when a worker keeps the list, and when one last started
+        /// without keeping it.
+        pub(crate) async fn keeping<'c>(
+            conn: impl sqlx::Executor<'c, Database = $db>,
+        ) -> Result<(Option<i64>, Option<i64>), sqlx::Error> {
+            let facts: Vec<(String, i64)> =
+                sqlx::query_as("SELECT fact, at FROM cmc_suppression_keeping")
+                    .fetch_all(conn)
+                    .await?;
+            let at = |fact: &str| facts.iter().find(|(f, _)| f == fact).map(|(_, at)| *at);
+            Ok((at("kept"), at("skipped")))
+        }
+
         /// The history of `recipient`'s row, oldest first.
         pub(crate) async fn history<'c>(
             conn: impl sqlx::Executor<'c, Database = $db>,

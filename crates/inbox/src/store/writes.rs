@@ -194,6 +194,22 @@ macro_rules! statements {
             .await
         }
 
+        /// Records whether a worker keeps the suppression list (see
+        /// `suppression_sql::note_keeping`).
+        pub(crate) async fn note_keeping(
+            s: &Store,
+            kept: bool,
+            now: i64,
+        ) -> Result<(), InboxError> {
+            const DOING: &str = "could not record who keeps the suppression list";
+            s.writing(DOING, async |tx| {
+                suppression_sql::note_keeping(tx, kept, now)
+                    .await
+                    .map_err(|e| InboxError::database(DOING, e))
+            })
+            .await
+        }
+
         /// Deletes the rows done before `before`, in slices of 10 000 rows,
         /// each its own transaction, so that receiving is never held up for
         /// long.

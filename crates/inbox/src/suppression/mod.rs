@@ -2,8 +2,16 @@
 //! and `blocks` events by the inbox's worker, so that a sender stops
 //! mailing addresses that cannot or must not receive mail.
 //!
-//! - **Kept once.** A worker given a [`SuppressionPolicy`]
-//!   ([`Worker::suppressions`](crate::Worker::suppressions)) applies
+//! - **Kept by every worker.** A worker keeps the list with the default
+//!   [`SuppressionPolicy`], or the one given to
+//!   [`Worker::suppressions`](crate::Worker::suppressions), unless built
+//!   [`without_suppressions`](crate::Worker::without_suppressions). A
+//!   check on an inbox whose list no worker, in any process, has ever kept
+//!   fails with [`InboxErrorKind::NotKept`](crate::InboxErrorKind::NotKept)
+//!   instead of answering "not suppressed"; [`Suppressions::keeping`]
+//!   says since when the list is kept, and whether a worker has run
+//!   without it since.
+//! - **Kept once.** A worker applies
 //!   each bounce, succeeded delivery and `blocks` record to its recipient's
 //!   row in the transaction that marks the event done. The event's
 //!   idempotency key is written to `cmc_suppression_history` under a unique
@@ -28,12 +36,15 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
 //! # let dir = tempfile::tempdir()?;
 //! # let inbox = Inbox::open(&format!("sqlite:{}", dir.path().join("inbox.sqlite3").display())).await?;
+//! // The worker keeps the list from the bounces it handles.
+//! let worker = inbox.worker(|_job| async { Ok::<(), String>(()) }).spawn();
 //! inbox.suppressions().add("gone@example.jp", None, "asked us to stop").await?;
 //!
 //! let recipients = ["user@example.jp", "Gone@Example.jp"];
 //! let checks = inbox.suppressions().check_many(recipients).await?;
 //! let to_send: Vec<&str> = recipients.iter().zip(&checks).filter(|(_, c)| !c.suppressed).map(|(r, _)| *r).collect();
 //! assert_eq!(to_send, ["user@example.jp"]);
+//! # worker.shutdown(std::time::Duration::from_secs(5)).await;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -235,8 +246,85 @@ fn invalid(address: &str) -> crate::InboxError {
     )
 }
 
+/// Who keeps an inbox's suppression list, as its workers recorded it in
+/// the store (from every process on it): from [`Suppressions::keeping`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Keeping {
+    /// When a worker that keeps the list first ran: the list holds what
+    /// was marked done from then on. `None`: no worker ever kept it.
+    pub since: Option<Timestamp>,
+    /// When a worker that does not keep it
+    /// ([`without_suppressions`](crate::Worker::without_suppressions))
+    /// last started: events it marks done never reach the list.
+    pub skipped: Option<Timestamp>,
+}
+
+impl Keeping {
+    /// Whether a worker has ever kept the list.
+    pub fn is_kept(&self) -> bool {
+        self.since.is_some()
+    }
+
+    /// Whether a worker without the list has started since it was first
+    /// kept, so that bounces it handled may be missing.
+    pub fn is_skipped_since_kept(&self) -> bool {
+        matches!((self.since, self.skipped), (Some(since), Some(skipped)) if skipped >= since)
+    }
+}
+
 impl Suppressions {
+    /// Since when a worker keeps the list, and when one last ran without
+    /// it.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// # let dir = tempfile::tempdir()?;
+    /// use cmc_webhook_inbox::{Inbox, InboxErrorKind};
+    ///
+    /// let inbox = Inbox::sqlite(dir.path().join("inbox.sqlite3")).open().await?;
+    /// assert!(!inbox.suppressions().keeping().await?.is_kept());
+    /// // No worker keeps the list: a check says so rather than "not suppressed".
+    /// let err = inbox.suppressions().check("user@example.jp").await.unwrap_err();
+    /// assert_eq!(err.kind(), InboxErrorKind::NotKept);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn keeping(&self) -> Result<Keeping, crate::InboxError> {
+        let (since, skipped) = self.inbox.inner.store.suppression_keeping().await?;
+        let at = |ms: Option<i64>| ms.and_then(|ms| Timestamp::from_millisecond(ms).ok());
+        Ok(Keeping {
+            since: at(since),
+            skipped: at(skipped),
+        })
+    }
+
+    /// Fails with [`InboxErrorKind::NotKept`](crate::InboxErrorKind::NotKept)
+    /// unless a worker (of this process, or recorded in the store by any)
+    /// keeps the list; asks the store until it has once said yes.
+    async fn ensure_kept(&self) -> Result<(), crate::InboxError> {
+        use std::sync::atomic::Ordering;
+        let kept = &self.inbox.inner.suppressions_kept;
+        if kept.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if self.keeping().await?.is_kept() {
+            kept.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        Err(crate::InboxError::new(
+            crate::InboxErrorKind::NotKept,
+            "no worker keeps this inbox's suppression list, so it cannot say whether an \
+             address bounced: run a worker on the inbox (workers keep the list unless built \
+             `without_suppressions()`), or the receiver",
+        ))
+    }
+
     /// Whether mail to `address` must not be sent now, why, and until when.
+    ///
+    /// Fails with [`InboxErrorKind::NotKept`](crate::InboxErrorKind::NotKept)
+    /// when no worker has ever kept the list (see [`keeping`](Self::keeping)).
     pub async fn check(&self, address: &str) -> Result<Check, crate::InboxError> {
         let mut checks = self.check_many([address]).await?;
         checks.pop().ok_or_else(|| invalid(address))
@@ -248,6 +336,7 @@ impl Suppressions {
         &self,
         addresses: impl IntoIterator<Item = S>,
     ) -> Result<Vec<Check>, crate::InboxError> {
+        self.ensure_kept().await?;
         let normal: Vec<String> = addresses
             .into_iter()
             .map(|a| normalize(a.as_ref()).ok_or_else(|| invalid(a.as_ref())))

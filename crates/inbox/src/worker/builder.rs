@@ -51,7 +51,7 @@ where
             handler_timeout: DEFAULT_HANDLER_TIMEOUT,
             poll_interval: Duration::from_secs(1),
             gauges_every: Duration::from_secs(15),
-            suppressions: None,
+            suppressions: Some(crate::suppression::SuppressionPolicy::default()),
             mailboxes: None,
             events: true,
             mails: true,
@@ -210,15 +210,47 @@ where
 
     /// Keeps the inbox's [suppression list](crate::suppression) from the
     /// bounces, succeeded deliveries and `blocks` records this worker
-    /// marks done, under `policy`, in the same transaction: each event
-    /// counts once, however often CMC sends it or the handler is retried.
+    /// marks done, under `policy` rather than the default one, in the same
+    /// transaction: each event counts once, however often CMC sends it or
+    /// the handler is retried. A worker keeps the list with
+    /// [`SuppressionPolicy::default()`](crate::suppression::SuppressionPolicy)
+    /// unless told [`without_suppressions`](Self::without_suppressions).
     pub fn suppressions(mut self, policy: crate::suppression::SuppressionPolicy) -> Worker<H> {
         self.suppressions = Some(policy);
         self
     }
 
+    /// Marks events done without keeping the suppression list: for an
+    /// application that keeps its own. The store records it, and
+    /// [`Suppressions::keeping`](crate::suppression::Suppressions::keeping)
+    /// says since when; a check on an inbox whose list no worker ever kept
+    /// fails with [`InboxErrorKind::NotKept`](crate::InboxErrorKind::NotKept)
+    /// rather than answer "not suppressed" for an address that bounced.
+    ///
+    /// ```
+    /// # async fn doc(inbox: cmc_webhook_inbox::Inbox) {
+    /// let worker = inbox
+    ///     .worker(|_job| async { Ok::<(), String>(()) })
+    ///     .without_suppressions()
+    ///     .spawn();
+    /// # let _ = worker;
+    /// # }
+    /// ```
+    pub fn without_suppressions(mut self) -> Worker<H> {
+        self.suppressions = None;
+        self
+    }
+
     /// Runs the worker on the current tokio runtime.
     pub fn spawn(self) -> WorkerHandle {
+        if self.events && self.suppressions.is_some() {
+            // Known at once in this process; the worker records it in the
+            // store for the others.
+            self.inbox
+                .inner
+                .suppressions_kept
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let (stop, stopping) = watch::channel(None);
         #[cfg(feature = "metrics")]
         tokio::spawn(gauges(

@@ -44,6 +44,9 @@ struct Pace {
     first_finished: Option<Instant>,
     /// The mailboxes as the round's statements see them.
     slots: Vec<MailboxSlot>,
+    /// Whether the store knows if this worker keeps the suppression list
+    /// (a worker that takes no events has nothing to say).
+    keeping_noted: bool,
 }
 
 /// What one round asks of the store.
@@ -95,10 +98,14 @@ where
                 .as_deref()
                 .map(Mailboxes::slots)
                 .unwrap_or_default(),
+            keeping_noted: !self.events,
         };
         loop {
             if pace.deadline.is_none() {
                 pace.deadline = stop.borrow().map(|d| Instant::now() + d);
+            }
+            if !pace.keeping_noted {
+                pace.keeping_noted = self.note_keeping().await;
             }
             let plan = self.plan(&mut pace, &lanes);
             if plan.has_work() {
@@ -127,6 +134,27 @@ where
             }
             self.wait(&mut pace, &mut lanes, &mut stats, &mut wake, &mut stop)
                 .await;
+        }
+    }
+
+    /// Records in the store whether this worker keeps the suppression
+    /// list, so that a check elsewhere can tell a list nobody keeps from
+    /// an empty one; `false` when the store could not take it (the next
+    /// time round tries again; the round's own error is logged).
+    async fn note_keeping(&self) -> bool {
+        let kept = self.suppressions.is_some();
+        match self
+            .inbox
+            .inner
+            .store
+            .note_keeping(kept, millis(self.inbox.now()))
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not record whether this worker keeps the suppression list");
+                false
+            }
         }
     }
 
