@@ -440,7 +440,10 @@ impl Store {
     #[cfg(feature = "postgres")]
     async fn execute(&self, sql: &str) {
         let mut conn = sqlx::PgConnection::connect(&self.0).await.unwrap();
-        sqlx::query(sql).execute(&mut conn).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
 }
 
@@ -891,9 +894,9 @@ async fn postgres_turned_read_only_under_load() {
             .execute(&mut conn)
             .await
             .unwrap();
-        sqlx::query(&format!(
+        sqlx::query(sqlx::AssertSqlSafe(&*format!(
             "ALTER DATABASE {name} RESET default_transaction_read_only"
-        ))
+        )))
         .execute(&mut conn)
         .await
         .unwrap();

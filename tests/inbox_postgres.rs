@@ -147,7 +147,7 @@ async fn two_instances_store_each_event_once_and_handle_it_once() {
     assert_eq!(done, 1000);
     // The two instances that started at once applied each migration once.
     let migrations: Vec<(i64, bool)> =
-        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+        sqlx::query_as("SELECT version, success FROM cmc_webhook_migrations ORDER BY version")
             .fetch_all(&mut conn)
             .await
             .unwrap();
@@ -551,7 +551,10 @@ async fn a_read_only_role_cannot_serve_but_can_inspect() {
         format!("GRANT USAGE ON SCHEMA public TO {role}"),
         format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"),
     ] {
-        sqlx::query(&sql).execute(&mut admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(&*sql))
+            .execute(&mut admin)
+            .await
+            .unwrap();
     }
     let (base, db) = url.rsplit_once('/').unwrap();
     let (scheme, host) = base.split_once("://").unwrap();

@@ -1326,7 +1326,7 @@ async fn subcommands_never_migrate_and_migrate_is_a_step_of_its_own() {
     use sqlx::Connection;
     let mut conn = sqlx::SqliteConnection::connect(&store).await.unwrap();
     sqlx::query(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+        "INSERT INTO cmc_webhook_migrations (version, description, success, checksum, execution_time) \
          VALUES (999999, 'from the future', 1, x'00', 0)",
     )
     .execute(&mut conn)
@@ -1343,7 +1343,7 @@ async fn subcommands_never_migrate_and_migrate_is_a_step_of_its_own() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("newer"), "{args:?}: {err}");
     }
-    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cmc_webhook_migrations")
         .fetch_one(&mut conn)
         .await
         .unwrap();

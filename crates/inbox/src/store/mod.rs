@@ -272,3 +272,25 @@ impl Store {
         Ok(())
     }
 }
+
+/// `text`, SQL written by this crate with `?N` parameters, as the
+/// database runs it (`$N` on PostgreSQL): the one place where a statement
+/// built at run time is declared safe to sqlx. What is built into the
+/// texts is this crate's own (table names, placeholders, lists of
+/// placeholders, a column chosen from a fixed set); every value is bound.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(crate) fn dialect(pg: bool, text: &str) -> sqlx::SqlStr {
+    built(if pg {
+        text.replace('?', "$")
+    } else {
+        text.to_owned()
+    })
+}
+
+/// A statement this crate built at run time, already in the database's
+/// dialect (see [`dialect`]).
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(crate) fn built(text: String) -> sqlx::SqlStr {
+    use sqlx::SqlSafeStr;
+    sqlx::AssertSqlSafe(text).into_sql_str()
+}

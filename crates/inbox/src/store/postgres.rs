@@ -46,6 +46,9 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
 /// A pool of up to `size` connections to `options.url`, each with the
 /// statement timeout (and read-only when the inbox opens read-only).
 async fn connect(options: &Options, size: u32) -> Result<PgPool, InboxError> {
+    if let Some(pool) = &options.pool {
+        return Ok(pool.clone());
+    }
     check_parameters(&options.url)?;
     let connect: PgConnectOptions = options.url.parse().map_err(|e| {
         InboxError::new(
@@ -60,8 +63,10 @@ async fn connect(options: &Options, size: u32) -> Result<PgPool, InboxError> {
         .acquire_timeout(options.connect_timeout)
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
-                    .await?;
+                conn.execute(super::built(format!(
+                    "SET statement_timeout = {timeout_ms}"
+                )))
+                .await?;
                 if read_only {
                     conn.execute("SET default_transaction_read_only = on")
                         .await?;
@@ -80,32 +85,104 @@ async fn connect(options: &Options, size: u32) -> Result<PgPool, InboxError> {
         })
 }
 
-/// The newest migration the store records (`None`: none, or no table).
+/// The newest migration the store records (`None`: none, or no table),
+/// in the inbox's table, or else in sqlx's default table where the
+/// previous release kept it.
 async fn applied_version(pool: &PgPool) -> Result<Option<i64>, sqlx::Error> {
     match sqlx::query_scalar::<_, Option<i64>>(schema::APPLIED)
         .fetch_one(pool)
         .await
     {
         Ok(v) => Ok(v),
-        Err(e) if schema::is_missing_table(&e) => Ok(None),
+        Err(e) if schema::is_missing_table(&e) => {
+            match sqlx::query_as::<_, (i64, Vec<u8>)>(schema::APPLIED_LEGACY)
+                .fetch_all(pool)
+                .await
+            {
+                Ok(rows) => Ok(schema::newest_own(&rows, &MIGRATOR)),
+                Err(e) if schema::is_missing_table(&e) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
         Err(e) => Err(e),
     }
+}
+
+/// Whether sqlx's default migrations table is on the connection's search
+/// path (where the previous release, given the same address, made it).
+async fn has_legacy_table(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// Moves the inbox's own rows of a history the previous release kept in
+/// `_sqlx_migrations` into `cmc_webhook_migrations` (see
+/// [`schema::ADOPT`]), in one transaction, under sqlx's migration lock
+/// (the advisory lock every sqlx migrator of this database takes, the
+/// application's too): a second process opening at once waits for it,
+/// then finds nothing to move.
+async fn adopt_history(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::migrate::MigrateError> {
+    use sqlx::Connection;
+    use sqlx::migrate::Migrate;
+    if !has_legacy_table(conn).await? {
+        return Ok(());
+    }
+    conn.lock().await?;
+    let result = async {
+        let mut tx = conn.begin().await?;
+        if !has_legacy_table(&mut tx).await? {
+            return Ok(());
+        }
+        tx.ensure_migrations_table(schema::MIGRATIONS_TABLE).await?;
+        for m in MIGRATOR.iter() {
+            for statement in schema::ADOPT {
+                sqlx::query(super::dialect(true, statement))
+                    .bind(m.version)
+                    .bind(&*m.checksum)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let left: i64 = sqlx::query_scalar(schema::LEGACY_LEFT)
+            .fetch_one(&mut *tx)
+            .await?;
+        if left == 0 {
+            sqlx::query(schema::DROP_LEGACY).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::migrate::MigrateError>(())
+    }
+    .await;
+    let unlocked = conn.unlock().await;
+    result.and(unlocked)
+}
+
+/// Adopts a history kept by the previous release, then applies the
+/// migrations the database has not seen, under sqlx's advisory lock:
+/// instances starting at once take turns.
+async fn run_migrations(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut conn = pool.acquire().await?;
+    adopt_history(&mut conn).await?;
+    MIGRATOR.run_direct(None, &mut *conn, false).await
 }
 
 /// Applies the migrations the database has not seen; opens nothing else.
 pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
     let pool = connect(options, 1).await?;
-    let store = redact(&options.url);
+    let store = options.describe();
     let result = async {
         let before = applied_version(&pool).await?;
-        MIGRATOR.run(&pool).await?;
+        run_migrations(&pool).await?;
         let mut conn = pool.acquire().await?;
         rekey_suppressions(&mut conn, crate::clock::millis(jiff::Timestamp::now())).await?;
         drop(conn);
         Ok::<_, sqlx::migrate::MigrateError>(schema::migrated(&MIGRATOR, before))
     }
     .await;
-    pool.close().await;
+    if options.pool.is_none() {
+        pool.close().await;
+    }
     result.map_err(|e| {
         InboxError::new(
             InboxErrorKind::Open,
@@ -123,6 +200,9 @@ pub(crate) struct Options {
     pub statement_timeout: Duration,
     pub connect_timeout: Duration,
     pub opening: Opening,
+    /// The application's pool, when the inbox opens on it rather than on
+    /// connections of its own to `url` (then empty).
+    pub pool: Option<PgPool>,
 }
 
 impl std::fmt::Debug for Options {
@@ -134,6 +214,7 @@ impl std::fmt::Debug for Options {
             .field("statement_timeout", &self.statement_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("opening", &self.opening)
+            .field("pool", &self.pool.as_ref().map(|_| "the application's"))
             .finish()
     }
 }
@@ -162,6 +243,32 @@ impl Options {
             statement_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             opening: Opening::Migrate,
+            pool: None,
+        }
+    }
+
+    /// The inbox on the application's `pool`.
+    pub fn on_pool(pool: PgPool) -> Options {
+        Options {
+            pool: Some(pool),
+            ..Options::new(String::new())
+        }
+    }
+
+    /// The database, without a password, for messages.
+    fn describe(&self) -> String {
+        match &self.pool {
+            Some(pool) => {
+                let o = pool.connect_options();
+                format!(
+                    "postgres://{}@{}:{}/{} (the application's pool)",
+                    o.get_username(),
+                    o.get_host(),
+                    o.get_port(),
+                    o.get_database().unwrap_or("")
+                )
+            }
+            None => redact(&self.url),
         }
     }
 }
@@ -171,17 +278,20 @@ impl Options {
 pub(crate) struct Postgres {
     pool: PgPool,
     options: Options,
+    /// Set by `close`: the pool may be the application's, which stays
+    /// open, and the inbox's tasks stop on this.
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Postgres {
     pub async fn open(options: &Options) -> Result<Postgres, InboxError> {
         let pool = connect(options, options.pool_size.max(2)).await?;
-        let store = redact(&options.url);
+        let store = options.describe();
         match options.opening {
             Opening::Migrate => {
                 // sqlx's migrator holds an advisory lock while it runs:
                 // instances starting at once take turns.
-                MIGRATOR.run(&pool).await.map_err(|e| {
+                run_migrations(&pool).await.map_err(|e| {
                     InboxError::new(
                         InboxErrorKind::Open,
                         format!("could not migrate {store}: {e}"),
@@ -231,6 +341,7 @@ impl Postgres {
         Ok(Postgres {
             pool,
             options: options.clone(),
+            closed: Default::default(),
         })
     }
 
@@ -253,7 +364,7 @@ impl Postgres {
 
     /// Whether the pool was closed (the inbox closed).
     pub fn is_closed(&self) -> bool {
-        self.pool.is_closed()
+        self.closed.load(std::sync::atomic::Ordering::Relaxed) || self.pool.is_closed()
     }
 
     /// Calls `wake` on every `NOTIFY cmc_inbox` (and once after each
@@ -262,9 +373,10 @@ impl Postgres {
     /// connection is made again (the workers poll meanwhile).
     pub fn listen(&self, wake: impl Fn() -> bool + Send + 'static) {
         let pool = self.pool.clone();
+        let this = self.clone();
         tokio::spawn(async move {
             loop {
-                if pool.is_closed() {
+                if this.is_closed() {
                     return;
                 }
                 let mut listener = match PgListener::connect_with(&pool).await {
@@ -284,7 +396,7 @@ impl Postgres {
                 }
                 // Until the connection is lost (then: listen again).
                 while let Ok(Some(_)) = listener.try_recv().await {
-                    if !wake() {
+                    if this.is_closed() || !wake() {
                         return;
                     }
                 }
@@ -450,12 +562,16 @@ impl Postgres {
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if self.options.pool.is_none() {
+            self.pool.close().await;
+        }
     }
 
     /// The address, without its password.
     pub fn describe(&self) -> String {
-        redact(&self.options.url)
+        self.options.describe()
     }
 }
 
