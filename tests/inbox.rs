@@ -124,7 +124,7 @@ async fn chunk_sizes(place: &impl Locate) -> Vec<(i64, i64, i64)> {
     }
     #[cfg(feature = "postgres")]
     {
-        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut conn = common::inbox::pg_store(&url).await;
         return sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap();
     }
     #[allow(unreachable_code)]
@@ -146,7 +146,7 @@ async fn execute(place: &impl Locate, sql: &str) {
     } else {
         #[cfg(feature = "postgres")]
         {
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            let mut conn = common::inbox::pg_store(&url).await;
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .execute(&mut conn)
                 .await
@@ -230,7 +230,7 @@ async fn row(place: &impl Locate, kind: Kind, id: i64) -> BTreeMap<String, Strin
     } else {
         #[cfg(feature = "postgres")]
         {
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            let mut conn = common::inbox::pg_store(&url).await;
             return columns(
                 &sqlx::query(sqlx::AssertSqlSafe(&*sql))
                     .fetch_one(&mut conn)
@@ -1456,7 +1456,7 @@ async fn locked_by(place: &impl Locate, id: i64) -> String {
     }
     #[cfg(feature = "postgres")]
     {
-        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut conn = common::inbox::pg_store(&url).await;
         return sqlx::query_scalar(sqlx::AssertSqlSafe(&*sql))
             .fetch_one(&mut conn)
             .await

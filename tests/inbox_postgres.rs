@@ -134,7 +134,7 @@ async fn two_instances_store_each_event_once_and_handle_it_once() {
         seen.lock().unwrap().values().all(|n| *n == 1),
         "an event was handled twice"
     );
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut conn = common::inbox::pg_store(&url).await;
     let repeats: i64 = sqlx::query_scalar("SELECT SUM(repeats)::BIGINT FROM cmc_events")
         .fetch_one(&mut conn)
         .await
@@ -548,8 +548,8 @@ async fn a_read_only_role_cannot_serve_but_can_inspect() {
     for sql in [
         format!("DROP ROLE IF EXISTS {role}"),
         format!("CREATE ROLE {role} LOGIN"),
-        format!("GRANT USAGE ON SCHEMA public TO {role}"),
-        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"),
+        format!("GRANT USAGE ON SCHEMA cmc_webhook TO {role}"),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA cmc_webhook TO {role}"),
     ] {
         sqlx::query(sqlx::AssertSqlSafe(&*sql))
             .execute(&mut admin)
@@ -631,7 +631,7 @@ async fn times_come_from_the_database_server_whatever_the_local_clock_says() {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut conn = common::inbox::pg_store(&url).await;
     let (received, run_at, server): (i64, i64, i64) = sqlx::query_as(
         "SELECT received_at, run_at, (extract(epoch FROM now()) * 1000)::BIGINT FROM cmc_events",
     )
@@ -678,7 +678,7 @@ async fn a_wall_clock_stepped_while_running_changes_no_stored_time() {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut conn = common::inbox::pg_store(&url).await;
     let (received, server): (i64, i64) = sqlx::query_as(
         "SELECT received_at, (extract(epoch FROM now()) * 1000)::BIGINT FROM cmc_events",
     )

@@ -136,6 +136,22 @@ impl App {
         }
     }
 
+    /// The rows of the inbox's migration history (on PostgreSQL, in the
+    /// default schema).
+    async fn history_rows(&self) -> i64 {
+        match self {
+            App::Sqlite(_) => {
+                self.count("SELECT COUNT(*) FROM cmc_webhook_migrations")
+                    .await
+            }
+            #[cfg(feature = "postgres")]
+            App::Postgres(_) => {
+                self.count("SELECT COUNT(*) FROM cmc_webhook.cmc_webhook_migrations")
+                    .await
+            }
+        }
+    }
+
     fn is_closed(&self) -> bool {
         match self {
             App::Sqlite(pool) => pool.is_closed(),
@@ -198,11 +214,7 @@ async fn the_applications_migrations_and_the_inboxs_run_in_either_order() {
                 .await;
             assert_eq!(app.count("SELECT COUNT(*) FROM app_users").await, 1);
             assert_eq!(app.count("SELECT COUNT(*) FROM _sqlx_migrations").await, 1);
-            assert_eq!(
-                app.count("SELECT COUNT(*) FROM cmc_webhook_migrations")
-                    .await,
-                inbox_migrations(app.backend())
-            );
+            assert_eq!(app.history_rows().await, inbox_migrations(app.backend()));
             inbox_works(&app, app.inbox().migrate_on_open(false)).await;
         }
     }
@@ -227,8 +239,14 @@ async fn a_store_of_the_previous_release_is_adopted_on_migrating() {
         lenient.set_ignore_missing(true);
         app.migrate(&lenient).await.unwrap();
         // Opened without migrating, it is read and written as it is (a
-        // mail stored), and its history is not moved.
-        let before = app.inbox().migrate_on_open(false).open().await.unwrap();
+        // mail stored), and its history is not moved (on PostgreSQL, where
+        // the previous release's tables are: in `public`).
+        let before = match &app {
+            App::Sqlite(_) => app.inbox(),
+            #[cfg(feature = "postgres")]
+            App::Postgres(pool) => Inbox::postgres_pool(pool.clone()).schema("public").into(),
+        };
+        let before = before.migrate_on_open(false).open().await.unwrap();
         before
             .store(Webhook::Inbound(sample_inbound(true)), None)
             .await
@@ -251,11 +269,7 @@ async fn a_store_of_the_previous_release_is_adopted_on_migrating() {
         };
         assert!(migrated.applied.is_empty(), "{migrated:?}");
         assert_eq!(app.count("SELECT COUNT(*) FROM _sqlx_migrations").await, 1);
-        assert_eq!(
-            app.count("SELECT COUNT(*) FROM cmc_webhook_migrations")
-                .await,
-            inbox_migrations(app.backend())
-        );
+        assert_eq!(app.history_rows().await, inbox_migrations(app.backend()));
         // The application's strict migrator is content now.
         app.migrate(&Migrator::new(app_dir.as_path()).await.unwrap())
             .await
@@ -280,11 +294,7 @@ async fn a_history_of_the_inbox_alone_is_moved_and_sqlxs_table_dropped() {
         assert!(app.has_legacy_table().await);
         inbox_works(&app, app.inbox()).await;
         assert!(!app.has_legacy_table().await);
-        assert_eq!(
-            app.count("SELECT COUNT(*) FROM cmc_webhook_migrations")
-                .await,
-            inbox_migrations(app.backend())
-        );
+        assert_eq!(app.history_rows().await, inbox_migrations(app.backend()));
     }
 }
 
@@ -351,4 +361,189 @@ async fn a_sqlite_pool_without_what_the_inbox_needs_is_refused_with_the_option_t
                 .unwrap();
         assert_eq!(tables, 0, "{what}");
     }
+}
+
+/// The PostgreSQL test server, with a fresh database `name`, or `None`.
+#[cfg(feature = "postgres")]
+async fn postgres(name: &str) -> Option<String> {
+    let admin = common::inbox::postgres_server("shared_database")?;
+    Some(common::inbox::fresh_database(&admin, &format!("shared_{name}")).await)
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_inboxes_in_two_schemas_of_one_database_are_independent() {
+    let Some(url) = postgres("schemas").await else {
+        return;
+    };
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let a = Inbox::postgres_pool(pool.clone())
+        .schema("inbox_a")
+        .open()
+        .await
+        .unwrap();
+    let b = Inbox::postgres(url.as_str())
+        .schema("inbox_b")
+        .open()
+        .await
+        .unwrap();
+    a.store(Webhook::Inbound(sample_inbound(false)), None)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let receipt = b
+            .store(Webhook::Inbound(sample_inbound(true)), None)
+            .await
+            .unwrap();
+        assert_eq!(receipt.stored + receipt.repeated, 1);
+    }
+    assert_eq!(a.counts().await.unwrap().mails.total(), 1);
+    assert_eq!(b.counts().await.unwrap().mails.total(), 1);
+    let in_schema = |schema: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM pg_tables WHERE schemaname = $1 AND tablename LIKE 'cmc\\_%'",
+            )
+            .bind(schema)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert!(in_schema("inbox_a").await >= 9);
+    assert_eq!(in_schema("inbox_a").await, in_schema("inbox_b").await);
+    assert_eq!(
+        in_schema("public").await,
+        0,
+        "nothing in the search path's schema"
+    );
+    // Each worker handles its own inbox's mail.
+    let handled = common::inbox::handle_all(&a, 1).await;
+    assert!(matches!(&handled[..], [Item::Mail(m)] if m.attachments.is_empty()));
+    let handled = common::inbox::handle_all(&b, 1).await;
+    assert!(matches!(&handled[..], [Item::Mail(m)] if !m.attachments.is_empty()));
+    a.close().await;
+    b.close().await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_pool_with_another_search_path_and_a_short_timeout_works() {
+    use sqlx::Executor;
+    let Some(url) = postgres("search_path").await else {
+        return;
+    };
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    admin.execute("CREATE SCHEMA app").await.unwrap();
+    // The application's connections look in its own schema first, and
+    // have a statement timeout of their own.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("SET search_path TO app").await?;
+                conn.execute("SET statement_timeout = 5000").await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .unwrap();
+    let app = App::Postgres(pool.clone());
+    let dir = tempfile::tempdir().unwrap();
+    app.migrate(&Migrator::new(app_migrations(dir.path())).await.unwrap())
+        .await
+        .unwrap();
+    inbox_works(&app, app.inbox()).await;
+    // The application's table is in its schema, the inbox's in theirs, and
+    // the application's connections still look where they did.
+    let schema_of = |table: &'static str| {
+        let admin = admin.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT schemaname::TEXT FROM pg_tables WHERE tablename = $1",
+            )
+            .bind(table)
+            .fetch_all(&admin)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(schema_of("app_users").await, ["app"]);
+    assert_eq!(schema_of("_sqlx_migrations").await, ["app"]);
+    assert_eq!(schema_of("cmc_events").await, ["cmc_webhook"]);
+    assert_eq!(schema_of("cmc_webhook_migrations").await, ["cmc_webhook"]);
+    let path: String = sqlx::query_scalar("SHOW search_path")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(path, "app");
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_that_is_not_a_plain_identifier_is_refused() {
+    for schema in [
+        "",
+        "Inbox",
+        "1inbox",
+        "a;drop table x",
+        "a.b",
+        "pg_inbox",
+        "a\"b",
+        "ü",
+    ] {
+        let store = Inbox::postgres("postgres://nobody@127.0.0.1:1/none").schema(schema);
+        let err = store.clone().migrate().await.unwrap_err();
+        assert_eq!(err.kind(), InboxErrorKind::Config, "{schema:?}: {err}");
+        let err = store.open().await.unwrap_err();
+        assert_eq!(err.kind(), InboxErrorKind::Config, "{schema:?}: {err}");
+        assert!(err.to_string().contains("plain identifier"), "{err}");
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_releases_tables_in_public_move_to_the_schema() {
+    let Some(url) = postgres("public").await else {
+        return;
+    };
+    let app = App::connect(&url).await;
+    app.migrate(&previous_release("postgres").await)
+        .await
+        .unwrap();
+    // Opened without migrating, it is not read from the wrong place.
+    let err = app.inbox().migrate_on_open(false).open().await.unwrap_err();
+    assert!(err.to_string().contains("an earlier release"), "{err}");
+    let err = app.inbox().read_only(true).open().await.unwrap_err();
+    assert!(err.to_string().contains("an earlier release"), "{err}");
+    inbox_works(&app, app.inbox()).await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'")
+            .await,
+        0
+    );
+    // Kept in public when that is the schema chosen.
+    let Some(url) = postgres("public_kept").await else {
+        return;
+    };
+    let app = App::connect(&url).await;
+    app.migrate(&previous_release("postgres").await)
+        .await
+        .unwrap();
+    let App::Postgres(pool) = &app else {
+        unreachable!()
+    };
+    inbox_works(
+        &app,
+        Inbox::postgres_pool(pool.clone()).schema("public").into(),
+    )
+    .await;
+    assert!(!app.has_legacy_table().await);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM public.cmc_webhook_migrations")
+            .await,
+        inbox_migrations("postgres")
+    );
 }

@@ -116,6 +116,24 @@ impl InboxBuilder<PostgresOptions> {
         self.store = self.store.connect_timeout(timeout);
         self
     }
+
+    /// The schema of the inbox's tables (`cmc_webhook` by default;
+    /// [`PostgresOptions::schema`]).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.store = self.store.schema(schema);
+        self
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+impl InboxBuilder<PgPoolStore> {
+    /// The schema of the inbox's tables (`cmc_webhook` by default;
+    /// [`PostgresOptions::schema`]).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.store = self.store.schema(schema);
+        self
+    }
 }
 
 #[cfg(feature = "sqlite")]

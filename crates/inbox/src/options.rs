@@ -127,6 +127,24 @@ impl PostgresOptions {
         self.inner.connect_timeout = timeout;
         self
     }
+
+    /// The schema of the inbox's tables and of its migration history
+    /// (`cmc_webhook` by default), made by the first migration if
+    /// missing. Every statement names its tables with it, whatever the
+    /// connections' `search_path`, so that two inboxes in two schemas of
+    /// one database are independent. It must be a plain identifier
+    /// (lowercase ASCII letters, digits and `_`, not starting with a
+    /// digit); another is refused when the inbox opens or migrates, with
+    /// [`InboxErrorKind::Config`].
+    pub fn schema(mut self, schema: impl Into<String>) -> PostgresOptions {
+        self.inner.schema = schema.into();
+        self
+    }
+
+    /// The schema of the inbox's tables.
+    pub fn get_schema(&self) -> &str {
+        &self.inner.schema
+    }
 }
 
 /// An inbox in the database of the application's own
@@ -173,6 +191,12 @@ impl PgPoolStore {
         PgPoolStore(PostgresOptions {
             inner: postgres::Options::on_pool(pool),
         })
+    }
+
+    /// The schema of the inbox's tables (`cmc_webhook` by default;
+    /// [`PostgresOptions::schema`]).
+    pub fn schema(self, schema: impl Into<String>) -> PgPoolStore {
+        PgPoolStore(self.0.schema(schema))
     }
 }
 

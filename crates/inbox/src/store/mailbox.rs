@@ -505,7 +505,7 @@ macro_rules! statements {
 
         /// How many deliveries each mailbox has in each state.
         pub(crate) async fn counts(conn: &mut Conn) -> Result<Vec<DeliveryCount>, sqlx::Error> {
-            sqlx::query_as(COUNTS).fetch_all(&mut *conn).await
+            sqlx::query_as(sql(COUNTS)).fetch_all(&mut *conn).await
         }
 
         /// The deliveries `filter` takes, in order of id.
