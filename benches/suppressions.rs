@@ -257,9 +257,11 @@ impl Places {
                 l.inbox.close().await;
                 let (admin, name) = l.database.as_ref().unwrap();
                 let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-                conn.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
-                    .await
-                    .unwrap();
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name}"
+                )))
+                .await
+                .unwrap();
             }
         });
     }
