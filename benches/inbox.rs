@@ -178,7 +178,7 @@ fn worker_postgres(c: &mut Criterion) {
                                 inbox.close().await;
                             }
                             let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-                            sqlx::query(&format!("DROP DATABASE {name}"))
+                            sqlx::query(sqlx::AssertSqlSafe(&*format!("DROP DATABASE {name}")))
                                 .execute(&mut conn)
                                 .await
                                 .unwrap();

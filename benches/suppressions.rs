@@ -160,6 +160,10 @@ async fn postgres(admin: &str) -> Loaded {
     let inbox = Inbox::open(&url).await.expect("the inbox opens");
     let now = now_ms();
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    // The inbox's tables are in its schema.
+    sqlx::Executor::execute(&mut conn, "SET search_path TO cmc_webhook")
+        .await
+        .unwrap();
     sqlx::query(POSTGRES_LOAD)
         .bind(now)
         .bind(soft_times(now, 1))
@@ -260,9 +264,11 @@ impl Places {
                 l.inbox.close().await;
                 let (admin, name) = l.database.as_ref().unwrap();
                 let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-                conn.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
-                    .await
-                    .unwrap();
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name}"
+                )))
+                .await
+                .unwrap();
             }
         });
     }

@@ -156,6 +156,8 @@ mod raw {
         use sqlx::Connection;
         Inbox::open(url).await?.close().await;
         let mut conn = sqlx::PgConnection::connect(url).await?;
+        // The inbox's tables are in its schema.
+        sqlx::Executor::execute(&mut conn, "SET search_path TO cmc_webhook").await?;
         let (mut spent, mut events, mut batch_number) = (Duration::ZERO, 0u64, 0u64);
         let mut latencies = Vec::new();
         let now_ms = jiff::Timestamp::now().as_millisecond();

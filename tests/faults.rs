@@ -418,7 +418,7 @@ impl Store {
         } else {
             #[cfg(feature = "postgres")]
             {
-                let mut conn = sqlx::PgConnection::connect(&self.0).await.unwrap();
+                let mut conn = common::inbox::pg_store(&self.0).await;
                 sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap()
             }
             #[cfg(not(feature = "postgres"))]
@@ -439,8 +439,11 @@ impl Store {
     /// Runs one statement (PostgreSQL).
     #[cfg(feature = "postgres")]
     async fn execute(&self, sql: &str) {
-        let mut conn = sqlx::PgConnection::connect(&self.0).await.unwrap();
-        sqlx::query(sql).execute(&mut conn).await.unwrap();
+        let mut conn = common::inbox::pg_store(&self.0).await;
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
 }
 
@@ -891,9 +894,9 @@ async fn postgres_turned_read_only_under_load() {
             .execute(&mut conn)
             .await
             .unwrap();
-        sqlx::query(&format!(
+        sqlx::query(sqlx::AssertSqlSafe(&*format!(
             "ALTER DATABASE {name} RESET default_transaction_read_only"
-        ))
+        )))
         .execute(&mut conn)
         .await
         .unwrap();

@@ -124,7 +124,7 @@ async fn chunk_sizes(place: &impl Locate) -> Vec<(i64, i64, i64)> {
     }
     #[cfg(feature = "postgres")]
     {
-        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut conn = common::inbox::pg_store(&url).await;
         return sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap();
     }
     #[allow(unreachable_code)]
@@ -139,12 +139,18 @@ async fn execute(place: &impl Locate, sql: &str) {
     let url = place.url();
     if url.starts_with("sqlite:") {
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query(sql).execute(&mut conn).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
     } else {
         #[cfg(feature = "postgres")]
         {
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::query(sql).execute(&mut conn).await.unwrap();
+            let mut conn = common::inbox::pg_store(&url).await;
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
         }
     }
 }
@@ -215,12 +221,22 @@ async fn row(place: &impl Locate, kind: Kind, id: i64) -> BTreeMap<String, Strin
     let url = place.url();
     if url.starts_with("sqlite:") {
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        columns(&sqlx::query(&sql).fetch_one(&mut conn).await.unwrap())
+        columns(
+            &sqlx::query(sqlx::AssertSqlSafe(&*sql))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap(),
+        )
     } else {
         #[cfg(feature = "postgres")]
         {
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            return columns(&sqlx::query(&sql).fetch_one(&mut conn).await.unwrap());
+            let mut conn = common::inbox::pg_store(&url).await;
+            return columns(
+                &sqlx::query(sqlx::AssertSqlSafe(&*sql))
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap(),
+            );
         }
         #[allow(unreachable_code)]
         {
@@ -1119,16 +1135,16 @@ async fn a_file_from_the_first_schema_is_migrated_and_its_attachments_read_back(
         .run(&mut conn)
         .await
         .unwrap();
-    sqlx::query(&format!(
+    sqlx::query(sqlx::AssertSqlSafe(&*format!(
         "ATTACH DATABASE '{}' AS scratch",
         scratch_dir.url().trim_start_matches("sqlite:")
-    ))
+    )))
     .execute(&mut conn)
     .await
     .unwrap();
-    sqlx::query(&format!(
+    sqlx::query(sqlx::AssertSqlSafe(&*format!(
         "INSERT INTO cmc_mails ({columns}) SELECT {columns} FROM scratch.cmc_mails"
-    ))
+    )))
     .execute(&mut conn)
     .await
     .unwrap();
@@ -1433,12 +1449,18 @@ async fn locked_by(place: &impl Locate, id: i64) -> String {
     let url = place.url();
     if url.starts_with("sqlite:") {
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        return sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap();
+        return sqlx::query_scalar(sqlx::AssertSqlSafe(&*sql))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     }
     #[cfg(feature = "postgres")]
     {
-        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-        return sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap();
+        let mut conn = common::inbox::pg_store(&url).await;
+        return sqlx::query_scalar(sqlx::AssertSqlSafe(&*sql))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     }
     #[allow(unreachable_code)]
     {
@@ -1534,7 +1556,7 @@ async fn opening_without_migrating_checks_the_schema_and_migrate_is_a_step_of_it
     // A store a newer version migrated is not touched.
     execute(
         &dir,
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+        "INSERT INTO cmc_webhook_migrations (version, description, success, checksum, execution_time) \
          VALUES (999999, 'from the future', 1, x'00', 0)",
     )
     .await;

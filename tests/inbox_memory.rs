@@ -171,7 +171,10 @@ async fn memory_stores(dir: &std::path::Path, test: &str) -> Vec<String> {
             format!("DROP DATABASE IF EXISTS {name}"),
             format!("CREATE DATABASE {name}"),
         ] {
-            sqlx::query(&sql).execute(&mut conn).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(&*sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
         }
         urls.push(format!("{}/{name}", admin.rsplit_once('/').unwrap().0));
     } else {

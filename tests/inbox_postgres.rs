@@ -134,7 +134,7 @@ async fn two_instances_store_each_event_once_and_handle_it_once() {
         seen.lock().unwrap().values().all(|n| *n == 1),
         "an event was handled twice"
     );
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut conn = common::inbox::pg_store(&url).await;
     let repeats: i64 = sqlx::query_scalar("SELECT SUM(repeats)::BIGINT FROM cmc_events")
         .fetch_one(&mut conn)
         .await
@@ -147,7 +147,7 @@ async fn two_instances_store_each_event_once_and_handle_it_once() {
     assert_eq!(done, 1000);
     // The two instances that started at once applied each migration once.
     let migrations: Vec<(i64, bool)> =
-        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+        sqlx::query_as("SELECT version, success FROM cmc_webhook_migrations ORDER BY version")
             .fetch_all(&mut conn)
             .await
             .unwrap();
@@ -553,10 +553,13 @@ async fn a_read_only_role_cannot_serve_but_can_inspect() {
     for sql in [
         format!("DROP ROLE IF EXISTS {role}"),
         format!("CREATE ROLE {role} LOGIN"),
-        format!("GRANT USAGE ON SCHEMA public TO {role}"),
-        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"),
+        format!("GRANT USAGE ON SCHEMA cmc_webhook TO {role}"),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA cmc_webhook TO {role}"),
     ] {
-        sqlx::query(&sql).execute(&mut admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(&*sql))
+            .execute(&mut admin)
+            .await
+            .unwrap();
     }
     let (base, db) = url.rsplit_once('/').unwrap();
     let (scheme, host) = base.split_once("://").unwrap();
@@ -633,7 +636,7 @@ async fn times_come_from_the_database_server_whatever_the_local_clock_says() {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut conn = common::inbox::pg_store(&url).await;
     let (received, run_at, server): (i64, i64, i64) = sqlx::query_as(
         "SELECT received_at, run_at, (extract(epoch FROM now()) * 1000)::BIGINT FROM cmc_events",
     )
@@ -680,7 +683,7 @@ async fn a_wall_clock_stepped_while_running_changes_no_stored_time() {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut conn = common::inbox::pg_store(&url).await;
     let (received, server): (i64, i64) = sqlx::query_as(
         "SELECT received_at, (extract(epoch FROM now()) * 1000)::BIGINT FROM cmc_events",
     )

@@ -791,8 +791,7 @@ async fn attachment_rows(url: &str) -> i64 {
     }
     #[cfg(feature = "postgres")]
     {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        let mut conn = common::inbox::pg_store(url).await;
         sqlx::query_scalar("SELECT COUNT(*) FROM cmc_mail_attachments")
             .fetch_one(&mut conn)
             .await

@@ -1326,7 +1326,7 @@ async fn subcommands_never_migrate_and_migrate_is_a_step_of_its_own() {
     use sqlx::Connection;
     let mut conn = sqlx::SqliteConnection::connect(&store).await.unwrap();
     sqlx::query(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+        "INSERT INTO cmc_webhook_migrations (version, description, success, checksum, execution_time) \
          VALUES (999999, 'from the future', 1, x'00', 0)",
     )
     .execute(&mut conn)
@@ -1343,7 +1343,7 @@ async fn subcommands_never_migrate_and_migrate_is_a_step_of_its_own() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("newer"), "{args:?}: {err}");
     }
-    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cmc_webhook_migrations")
         .fetch_one(&mut conn)
         .await
         .unwrap();
@@ -1390,4 +1390,52 @@ async fn a_closed_stdout_marks_no_row_done() {
     let counts = inbox.counts().await.unwrap().events;
     assert_eq!(counts.done, 0, "{counts:?}");
     assert_eq!(counts.total(), 1);
+}
+
+/// `migrate` and the subcommands put and look for the inbox's tables in
+/// the PostgreSQL schema of `--pg-schema` (or `CMC_PG_SCHEMA`).
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_schema_is_chosen_by_flag_or_environment() {
+    let program = receiver_program();
+    if !program.exists() {
+        eprintln!("SKIPPED: {} was not built", program.display());
+        return;
+    }
+    let Some(admin) = common::inbox::postgres_server("receiver") else {
+        return;
+    };
+    let url = common::inbox::fresh_database(&admin, "receiver_pg_schema").await;
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut command = std::process::Command::new(&program);
+        command.env_clear().env("CMC_STORE", &url).args(args);
+        if let Some(schema) = env {
+            command.env("CMC_PG_SCHEMA", schema);
+        }
+        command.output().unwrap()
+    };
+    let migrated = run(&["migrate", "--pg-schema", "by_flag"], None);
+    assert!(migrated.status.success(), "{migrated:?}");
+    let migrated = run(&["migrate"], Some("by_env"));
+    assert!(migrated.status.success(), "{migrated:?}");
+    assert!(run(&["counts", "--pg-schema", "by_flag"], None)
+        .status
+        .success());
+    // Not migrated in the default schema: `counts` says to migrate.
+    let counts = run(&["counts"], None);
+    assert!(!counts.status.success());
+    assert!(String::from_utf8_lossy(&counts.stderr).contains("migrate"));
+    let refused = run(&["migrate", "--pg-schema", "Bad;Schema"], None);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("plain identifier"));
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT schemaname::TEXT FROM pg_tables WHERE tablename = 'cmc_events' \
+         ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(schemas, ["by_env", "by_flag"]);
 }

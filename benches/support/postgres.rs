@@ -11,7 +11,10 @@ pub async fn fresh_database(admin: &str, name: &str) -> String {
         format!("DROP DATABASE IF EXISTS {name}"),
         format!("CREATE DATABASE {name}"),
     ] {
-        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(&*sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
     conn.close().await.unwrap();
     format!("{}/{name}", admin.rsplit_once('/').unwrap().0)

@@ -49,6 +49,19 @@ pub async fn stores(dir: &std::path::Path, test: &str, what: &str, prefix: &str)
     urls
 }
 
+/// A connection of the test's own to the inbox at `url`, whose tables are
+/// in the default schema `cmc_webhook`: first on its search path, as a
+/// program in another language reading them would set it.
+#[cfg(feature = "postgres")]
+pub async fn pg_store(url: &str) -> sqlx::PgConnection {
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    conn.execute("SET search_path TO cmc_webhook, public")
+        .await
+        .unwrap();
+    conn
+}
+
 /// A new, empty database `name` on the server at `admin` (dropped first if
 /// a run before left it); returns its address.
 #[cfg(feature = "postgres")]
@@ -59,7 +72,10 @@ pub async fn fresh_database(admin: &str, name: &str) -> String {
         format!("DROP DATABASE IF EXISTS {name}"),
         format!("CREATE DATABASE {name}"),
     ] {
-        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(&*sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
     format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
 }

@@ -7,11 +7,11 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::error::InboxError;
 use crate::inbox::Inbox;
-#[cfg(feature = "postgres")]
-use crate::options::PostgresOptions;
-#[cfg(feature = "sqlite")]
-use crate::options::SqliteOptions;
 use crate::options::StoreOptions;
+#[cfg(feature = "postgres")]
+use crate::options::{PgPoolStore, PostgresOptions};
+#[cfg(feature = "sqlite")]
+use crate::options::{SqliteOptions, SqlitePoolStore};
 use crate::schema::{Migrated, Opening};
 use crate::store::Store;
 #[cfg(feature = "postgres")]
@@ -116,11 +116,43 @@ impl InboxBuilder<PostgresOptions> {
         self.store = self.store.connect_timeout(timeout);
         self
     }
+
+    /// The schema of the inbox's tables (`cmc_webhook` by default;
+    /// [`PostgresOptions::schema`]).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.store = self.store.schema(schema);
+        self
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+impl InboxBuilder<PgPoolStore> {
+    /// The schema of the inbox's tables (`cmc_webhook` by default;
+    /// [`PostgresOptions::schema`]).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.store = self.store.schema(schema);
+        self
+    }
 }
 
 #[cfg(feature = "sqlite")]
 impl From<InboxBuilder<SqliteOptions>> for InboxBuilder {
     fn from(b: InboxBuilder<SqliteOptions>) -> InboxBuilder {
+        b.map_store(StoreOptions::from)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<InboxBuilder<SqlitePoolStore>> for InboxBuilder {
+    fn from(b: InboxBuilder<SqlitePoolStore>) -> InboxBuilder {
+        b.map_store(StoreOptions::from)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<InboxBuilder<PgPoolStore>> for InboxBuilder {
+    fn from(b: InboxBuilder<PgPoolStore>) -> InboxBuilder {
         b.map_store(StoreOptions::from)
     }
 }
@@ -378,6 +410,88 @@ impl Inbox {
     #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub fn sqlite(path: impl Into<std::path::PathBuf>) -> InboxBuilder<SqliteOptions> {
         InboxBuilder::new(SqliteOptions::new(path))
+    }
+
+    /// The inbox in the database of the application's own SQLite `pool`,
+    /// on its connections, to configure before
+    /// [`open`](InboxBuilder::open)ing (or [`migrate`](InboxBuilder::migrate)-ing)
+    /// it. The inbox's tables and its migration history
+    /// ([`MIGRATIONS_TABLE`](crate::MIGRATIONS_TABLE)) sit beside the
+    /// application's, whose own `sqlx::migrate!` is not disturbed.
+    /// [`Inbox::close`] leaves the pool open.
+    ///
+    /// Opening checks that the pool gives what the inbox needs, and fails
+    /// with [`InboxErrorKind::Config`](crate::InboxErrorKind::Config)
+    /// saying which option to set otherwise: a file (not `:memory:`), WAL
+    /// (`journal_mode(SqliteJournalMode::Wal)`: sqlx leaves the journal
+    /// mode alone by default), foreign keys on (sqlx's default; the
+    /// inbox's deletions cascade), a busy timeout (sqlx's default is 5 s),
+    /// and at least two connections. How durable a 200 is follows the
+    /// pool's `synchronous` level (`FULL` for a 200 that survives power
+    /// loss; sqlx's default in WAL is `FULL`).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("cmc-doc-pool-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
+    /// use cmc_webhook_inbox::Inbox;
+    ///
+    /// // The application's pool, on its own database.
+    /// let pool = SqlitePool::connect_with(
+    ///     SqliteConnectOptions::new()
+    ///         .filename(dir.join("app.sqlite3"))
+    ///         .create_if_missing(true)
+    ///         .journal_mode(SqliteJournalMode::Wal),
+    /// )
+    /// .await?;
+    /// let inbox = Inbox::sqlite_pool(pool.clone()).open().await?;
+    /// assert_eq!(inbox.counts().await?.events.total(), 0);
+    /// inbox.close().await;
+    /// // The application's pool is still its own, and open.
+    /// assert!(!pool.is_closed());
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+    pub fn sqlite_pool(pool: sqlx::SqlitePool) -> InboxBuilder<SqlitePoolStore> {
+        InboxBuilder::new(SqlitePoolStore::new(pool))
+    }
+
+    /// The inbox in the database of the application's own PostgreSQL
+    /// `pool`, on its connections, to configure before opening (or
+    /// migrating) it. Its migration history is kept in
+    /// [`MIGRATIONS_TABLE`](crate::MIGRATIONS_TABLE), so the
+    /// application's own `sqlx::migrate!` and the inbox's run in either
+    /// order. The pool's size, timeouts and settings are the
+    /// application's; [`Inbox::close`] leaves it open. The inbox's tables
+    /// are made and found through the connections' `search_path` (its
+    /// first schema, as for any sqlx migration): every connection of the
+    /// pool must have the same one.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use cmc_webhook_inbox::Inbox;
+    ///
+    /// let pool = sqlx::PgPool::connect("postgres://app@127.0.0.1/app").await?;
+    /// // The deploy's step...
+    /// Inbox::postgres_pool(pool.clone()).migrate().await?;
+    /// // ...and the serving processes, which never migrate.
+    /// let inbox = Inbox::postgres_pool(pool.clone())
+    ///     .migrate_on_open(false)
+    ///     .open()
+    ///     .await?;
+    /// # let _ = inbox;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn postgres_pool(pool: sqlx::PgPool) -> InboxBuilder<PgPoolStore> {
+        InboxBuilder::new(PgPoolStore::new(pool))
     }
 
     /// An inbox in the PostgreSQL database at `url`

@@ -105,13 +105,13 @@ pub use job::{Item, Job, JobId, Kind, State};
 pub use ops::{
     Counts, DeadRow, Filter, History, HistoryEntry, Pruned, Receipt, StateCounts, Unreadable,
 };
-#[cfg(feature = "postgres")]
-pub use options::PostgresOptions;
-#[cfg(feature = "sqlite")]
-pub use options::SqliteOptions;
 pub use options::StoreOptions;
+#[cfg(feature = "postgres")]
+pub use options::{PgPoolStore, PostgresOptions};
+#[cfg(feature = "sqlite")]
+pub use options::{SqliteOptions, SqlitePoolStore};
 pub use receive::{Receive, ResponseFuture};
-pub use schema::Migrated;
+pub use schema::{MIGRATIONS_TABLE, Migrated};
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::Synchronous;
 #[cfg(feature = "metrics")]

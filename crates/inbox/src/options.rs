@@ -127,6 +127,84 @@ impl PostgresOptions {
         self.inner.connect_timeout = timeout;
         self
     }
+
+    /// The schema of the inbox's tables and of its migration history
+    /// (`cmc_webhook` by default), made by the first migration if
+    /// missing. Every statement names its tables with it, whatever the
+    /// connections' `search_path`, so that two inboxes in two schemas of
+    /// one database are independent. It must be a plain identifier
+    /// (lowercase ASCII letters, digits and `_`, not starting with a
+    /// digit); another is refused when the inbox opens or migrates, with
+    /// [`InboxErrorKind::Config`].
+    pub fn schema(mut self, schema: impl Into<String>) -> PostgresOptions {
+        self.inner.schema = schema.into();
+        self
+    }
+
+    /// The schema of the inbox's tables.
+    pub fn get_schema(&self) -> &str {
+        &self.inner.schema
+    }
+}
+
+/// An inbox in the database of the application's own
+/// [`SqlitePool`](sqlx::SqlitePool) (feature `sqlite`), on the pool's
+/// connections: made by [`Inbox::sqlite_pool`](crate::Inbox::sqlite_pool),
+/// which says what the pool must give. The pool's settings are the
+/// application's, so the file options of [`SqliteOptions`] are not here.
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+#[derive(Debug, Clone)]
+pub struct SqlitePoolStore(SqliteOptions);
+
+#[cfg(feature = "sqlite")]
+impl SqlitePoolStore {
+    /// The inbox on `pool`.
+    pub fn new(pool: sqlx::SqlitePool) -> SqlitePoolStore {
+        SqlitePoolStore(SqliteOptions {
+            inner: sqlite::Options::on_pool(pool),
+        })
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<SqlitePoolStore> for StoreOptions {
+    fn from(o: SqlitePoolStore) -> StoreOptions {
+        StoreOptions::Sqlite(o.0)
+    }
+}
+
+/// An inbox in the database of the application's own
+/// [`PgPool`](sqlx::PgPool) (feature `postgres`), on the pool's
+/// connections: made by [`Inbox::postgres_pool`](crate::Inbox::postgres_pool).
+/// The pool's size, timeouts and settings are the application's, so the
+/// pool options of [`PostgresOptions`] are not here.
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[derive(Debug, Clone)]
+pub struct PgPoolStore(PostgresOptions);
+
+#[cfg(feature = "postgres")]
+impl PgPoolStore {
+    /// The inbox on `pool`.
+    pub fn new(pool: sqlx::PgPool) -> PgPoolStore {
+        PgPoolStore(PostgresOptions {
+            inner: postgres::Options::on_pool(pool),
+        })
+    }
+
+    /// The schema of the inbox's tables (`cmc_webhook` by default;
+    /// [`PostgresOptions::schema`]).
+    pub fn schema(self, schema: impl Into<String>) -> PgPoolStore {
+        PgPoolStore(self.0.schema(schema))
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<PgPoolStore> for StoreOptions {
+    fn from(o: PgPoolStore) -> StoreOptions {
+        StoreOptions::Postgres(o.0)
+    }
 }
 
 /// The store of an inbox, on whichever backend: what an address in the

@@ -80,9 +80,60 @@ pub(crate) fn check(
     }
 }
 
-/// The newest successful migration recorded in sqlx's table, or `None`
-/// when the table is missing or empty.
-pub(crate) const APPLIED: &str = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+/// The table the inbox keeps its migration history in: its own, so that
+/// an application's `sqlx::migrate!` (in sqlx's `_sqlx_migrations`) and
+/// the inbox's migrations share one database in either order. A store
+/// whose history an earlier release kept in `_sqlx_migrations` is adopted
+/// when it is next migrated: the inbox's own rows (same version and
+/// checksum) move here, and `_sqlx_migrations` is dropped if nothing else
+/// is left in it.
+pub const MIGRATIONS_TABLE: &str = "cmc_webhook_migrations";
+
+/// The newest successful migration recorded in the inbox's table, or
+/// `None` when the table is missing or empty.
+pub(crate) const APPLIED: &str = "SELECT MAX(version) FROM cmc_webhook_migrations WHERE success";
+
+/// The same, in sqlx's default table, for a store the previous release
+/// migrated and nobody has migrated since (read, never written, by a
+/// store opened without migrating). Only the inbox's own versions count:
+/// an application's migrations may share the table.
+pub(crate) const APPLIED_LEGACY: &str =
+    "SELECT version, checksum FROM _sqlx_migrations WHERE success";
+
+/// The newest of `rows` (version and checksum, read by [`APPLIED_LEGACY`])
+/// that is one of `migrator`'s own.
+pub(crate) fn newest_own(rows: &[(i64, Vec<u8>)], migrator: &Migrator) -> Option<i64> {
+    rows.iter()
+        .filter(|(version, checksum)| {
+            migrator
+                .iter()
+                .any(|m| m.version == *version && *m.checksum == **checksum)
+        })
+        .map(|(version, _)| *version)
+        .max()
+}
+
+/// The statements that adopt a history the previous release kept in
+/// `_sqlx_migrations`, run in one transaction under the migration lock
+/// (written with `?N` parameters): each row that is one of the inbox's own
+/// migrations (same version and checksum) is copied into the inbox's
+/// table, unless that version is there already, and removed from sqlx's.
+pub(crate) const ADOPT: [&str; 2] = [
+    "INSERT INTO cmc_webhook_migrations \
+     (version, description, installed_on, success, checksum, execution_time) \
+     SELECT version, description, installed_on, success, checksum, execution_time \
+     FROM _sqlx_migrations o WHERE o.version = ?1 AND o.checksum = ?2 \
+     AND NOT EXISTS (SELECT 1 FROM cmc_webhook_migrations n WHERE n.version = ?1)",
+    "DELETE FROM _sqlx_migrations WHERE version = ?1 AND checksum = ?2",
+];
+
+/// How many rows sqlx's table still holds once adopted: none, and it is
+/// dropped (it was the inbox's alone); some, and it stays (they are the
+/// application's).
+pub(crate) const LEGACY_LEFT: &str = "SELECT COUNT(*) FROM _sqlx_migrations";
+
+/// Drops sqlx's table once it is empty.
+pub(crate) const DROP_LEGACY: &str = "DROP TABLE _sqlx_migrations";
 
 /// Whether `e` says the migrations table does not exist.
 pub(crate) fn is_missing_table(e: &sqlx::Error) -> bool {
@@ -151,13 +202,14 @@ pub(crate) fn migrator_of(files: &[(&'static str, &'static str)]) -> Migrator {
                 version,
                 Cow::Owned(description),
                 kind,
-                Cow::Borrowed(sql),
+                sqlx::SqlStr::from_static(sql),
                 sql.starts_with("-- no-transaction"),
             )
         })
         .collect::<Vec<_>>();
     Migrator {
         migrations: Cow::Owned(migrations),
+        table_name: Cow::Borrowed(MIGRATIONS_TABLE),
         ..Migrator::DEFAULT
     }
 }

@@ -78,6 +78,14 @@ fn warn_secret_flags() {
     }
 }
 
+/// `store` with its tables in `schema`, if it is on PostgreSQL.
+fn in_schema(store: StoreOptions, schema: &str) -> StoreOptions {
+    match store {
+        StoreOptions::Postgres(o) => StoreOptions::Postgres(o.schema(schema)),
+        other => other,
+    }
+}
+
 async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     warn_secret_flags();
@@ -87,8 +95,8 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         if url == "none" {
             return Err("migrate needs a store: --store sqlite:PATH or postgres://...".into());
         }
-        let migrated = Inbox::builder(&url)
-            .map_err(|e| format!("--store: {e}"))?
+        let store: StoreOptions = url.parse().map_err(|e| format!("--store: {e}"))?;
+        let migrated = InboxBuilder::new(in_schema(store, &args.pg_schema))
             .migrate()
             .await
             .map_err(|e| format!("--store: {e}"))?;
@@ -102,6 +110,7 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         "none" => None,
         url => {
             let store: StoreOptions = url.parse().map_err(|e| format!("--store: {e}"))?;
+            let store = in_schema(store, &args.pg_schema);
             let builder = match &args.command {
                 // Serving migrates, and proves the store takes writes.
                 None => InboxBuilder::new(store),

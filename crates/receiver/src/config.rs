@@ -55,6 +55,18 @@ pub struct Args {
     )]
     pub store_file: Option<PathBuf>,
 
+    /// The PostgreSQL schema of the inbox's tables and of its migration
+    /// history (a plain identifier: lowercase letters, digits, _), made
+    /// by `migrate` if missing. Ignored for a SQLite store.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SCHEMA",
+        env = "CMC_PG_SCHEMA",
+        default_value = "cmc_webhook"
+    )]
+    pub pg_schema: String,
+
     /// Done rows older than this are deleted (hourly while serving, and by
     /// `prune`): 30d, 12h, 90m, 3600s.
     #[arg(long, global = true, value_name = "AGE", env = "CMC_RETAIN", default_value = "30d", value_parser = parse_duration)]

@@ -22,12 +22,8 @@ macro_rules! statements {
         text: $text:expr $(,)?
     ) => {
         /// `s` with its parameters written the database's way.
-        fn sql(s: &str) -> std::borrow::Cow<'_, str> {
-            if $pg {
-                std::borrow::Cow::Owned(s.replace('?', "$"))
-            } else {
-                std::borrow::Cow::Borrowed(s)
-            }
+        fn sql(s: &str) -> sqlx::SqlStr {
+            $crate::store::dialect($pg, s)
         }
 
         /// Records the outcomes of finished jobs, renews the leases of those
@@ -61,7 +57,7 @@ macro_rules! statements {
                     } else {
                         " RETURNING id"
                     };
-                    let marked = sqlx::query(&sql(&format!(
+                    let marked = sqlx::query(sql(&format!(
                         "UPDATE {} SET state = 'done', done_at = ?1, locked_by = NULL, \
                          locked_until = NULL, last_error = NULL \
                          WHERE id {} AND state = 'running' AND locked_by = ?3{returning}",
@@ -100,7 +96,7 @@ macro_rules! statements {
                     // cancelled run does not count as an attempt.
                     Outcome::Released => ("pending", s.at, None, None, 1),
                 };
-                let marked = sqlx::query(&sql(&format!(
+                let marked = sqlx::query(sql(&format!(
                     "UPDATE {} SET state = ?1, run_at = ?2, done_at = ?3, \
                      last_error = COALESCE(?4, last_error), locked_by = NULL, locked_until = NULL, \
                      attempts = CASE WHEN attempts > ?7 THEN attempts - ?7 ELSE 0 END \
@@ -133,7 +129,7 @@ macro_rules! statements {
                         continue;
                     }
                     // Running: the lease of a handler still running is renewed.
-                    sqlx::query(&sql(&format!(
+                    sqlx::query(sql(&format!(
                         "UPDATE {} SET locked_until = ?1 \
                          WHERE id {} AND state = 'running' AND locked_by = ?3",
                         kind.table(),
@@ -157,7 +153,7 @@ macro_rules! statements {
                     if c.sweep {
                         // Dead: a lease expired on the last attempt (its worker died,
                         // or could not reach the store to renew it).
-                        sqlx::query(&sql(&format!(
+                        sqlx::query(sql(&format!(
                             "UPDATE {} SET state = 'dead', done_at = ?1, locked_by = NULL, \
                              locked_until = NULL, last_error = 'the lease expired on attempt ' || \
                              attempts || ': its worker stopped, or lost the store, while the handler ran' || \
@@ -185,7 +181,7 @@ macro_rules! statements {
                         Kind::Event => "event",
                         Kind::Mail => "mail",
                     };
-                    let rows = sqlx::query(&sql(&format!(
+                    let rows = sqlx::query(sql(&format!(
                         "UPDATE {table} SET state = 'running', attempts = attempts + 1, \
                          locked_by = ?1, locked_until = ?2 \
                          WHERE id IN (SELECT id FROM {table} WHERE state IN ('pending', 'running') \

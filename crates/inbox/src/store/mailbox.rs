@@ -162,7 +162,6 @@ enum Bind {
 #[allow(unused_macros)] // without a backend
 macro_rules! statements {
     ($db:ty, $pg:expr, $skip:expr) => {
-        use std::borrow::Cow;
         use std::collections::{HashMap, HashSet};
 
         use sqlx::Row;
@@ -172,12 +171,8 @@ macro_rules! statements {
 
         type Conn = <$db as sqlx::Database>::Connection;
 
-        fn sql(s: &str) -> Cow<'_, str> {
-            if $pg {
-                Cow::Owned(s.replace('?', "$"))
-            } else {
-                Cow::Borrowed(s)
-            }
+        fn sql(s: &str) -> sqlx::SqlStr {
+            $crate::store::dialect($pg, s)
         }
 
         /// `statement` with `{ids}` replaced by the list of ids bound (as
@@ -198,7 +193,7 @@ macro_rules! statements {
             conn: &mut Conn,
             ids: impl IntoIterator<Item = i64>,
         ) -> Result<HashMap<i64, MailRow>, sqlx::Error> {
-            let rows = sqlx::query(&sql(&with_ids(MAIL_ROWS, "?1")))
+            let rows = sqlx::query(sql(&with_ids(MAIL_ROWS, "?1")))
                 .bind(ids_json(ids))
                 .fetch_all(&mut *conn)
                 .await?;
@@ -224,9 +219,9 @@ macro_rules! statements {
         }
 
         fn bind<'q>(
-            mut q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>>,
+            mut q: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
             binds: Vec<Bind>,
-        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
             for b in binds {
                 q = match b {
                     Bind::Int(i) => q.bind(i),
@@ -237,9 +232,9 @@ macro_rules! statements {
         }
 
         fn bind_scalar<'q, O>(
-            mut q: sqlx::query::QueryScalar<'q, $db, O, <$db as sqlx::Database>::Arguments<'q>>,
+            mut q: sqlx::query::QueryScalar<'q, $db, O, <$db as sqlx::Database>::Arguments>,
             binds: Vec<Bind>,
-        ) -> sqlx::query::QueryScalar<'q, $db, O, <$db as sqlx::Database>::Arguments<'q>> {
+        ) -> sqlx::query::QueryScalar<'q, $db, O, <$db as sqlx::Database>::Arguments> {
             for b in binds {
                 q = match b {
                     Bind::Int(i) => q.bind(i),
@@ -250,9 +245,9 @@ macro_rules! statements {
         }
 
         fn bind_as<'q, O>(
-            mut q: sqlx::query::QueryAs<'q, $db, O, <$db as sqlx::Database>::Arguments<'q>>,
+            mut q: sqlx::query::QueryAs<'q, $db, O, <$db as sqlx::Database>::Arguments>,
             binds: Vec<Bind>,
-        ) -> sqlx::query::QueryAs<'q, $db, O, <$db as sqlx::Database>::Arguments<'q>> {
+        ) -> sqlx::query::QueryAs<'q, $db, O, <$db as sqlx::Database>::Arguments> {
             for b in binds {
                 q = match b {
                     Bind::Int(i) => q.bind(i),
@@ -277,7 +272,7 @@ macro_rules! statements {
                 .map(|s| s.id)
                 .collect();
             if let Some(first) = r.settle.first().filter(|_| !delivered.is_empty()) {
-                sqlx::query(&sql(&with_ids(DELIVERED, "?2")))
+                sqlx::query(sql(&with_ids(DELIVERED, "?2")))
                     .bind(first.at)
                     .bind(ids_json(delivered))
                     .bind(worker)
@@ -300,7 +295,7 @@ macro_rules! statements {
                     // cancelled run is not counted as an attempt.
                     DeliveryOutcome::Released => ("pending", s.at, None, None, None, 1i64),
                 };
-                sqlx::query(&sql(SETTLE))
+                sqlx::query(sql(SETTLE))
                     .bind(state)
                     .bind(run_at)
                     .bind(done_at)
@@ -313,7 +308,7 @@ macro_rules! statements {
                     .await?;
             }
             if let Some((ids, until)) = r.renew.filter(|(ids, _)| !ids.is_empty()) {
-                sqlx::query(&sql(&with_ids(RENEW, "?2")))
+                sqlx::query(sql(&with_ids(RENEW, "?2")))
                     .bind(until)
                     .bind(ids_json(ids.iter().copied()))
                     .bind(worker)
@@ -327,7 +322,7 @@ macro_rules! statements {
             for &(index, room) in r.claims {
                 let mailbox = &r.mailboxes[index];
                 if r.sweep {
-                    sqlx::query(&sql(&with_ids(SWEEP, "?3")))
+                    sqlx::query(sql(&with_ids(SWEEP, "?3")))
                         .bind(r.now)
                         .bind(i64::from(mailbox.max_attempts))
                         .bind(&held)
@@ -338,7 +333,7 @@ macro_rules! statements {
                 if room == 0 {
                     continue;
                 }
-                let rows = sqlx::query(&sql(&format!(
+                let rows = sqlx::query(sql(&format!(
                     "{}{}) RETURNING id, mail_id, recipients, attempts",
                     with_ids(CLAIM, "?7"),
                     $skip
@@ -382,7 +377,7 @@ macro_rules! statements {
             r: &DeliveryRound<'_>,
             step: &mut DeliveryStep,
         ) -> Result<(), sqlx::Error> {
-            let sizes: Vec<(i64, i64)> = sqlx::query_as(&sql(&format!("{DUE_MAILS}{}", $skip)))
+            let sizes: Vec<(i64, i64)> = sqlx::query_as(sql(&format!("{DUE_MAILS}{}", $skip)))
                 .bind(r.now)
                 .bind(i64::try_from(r.route).unwrap_or(i64::MAX))
                 .fetch_all(&mut *conn)
@@ -403,21 +398,21 @@ macro_rules! statements {
             }
             let ids = ids_json(chosen.iter().copied());
             let mut due: Vec<(i64, String, String)> =
-                sqlx::query_as(&sql(&with_ids(ROUTING_COLUMNS, "?1")))
+                sqlx::query_as(sql(&with_ids(ROUTING_COLUMNS, "?1")))
                     .bind(&ids)
                     .fetch_all(&mut *conn)
                     .await?;
             due.sort_by_key(|(id, _, _)| *id);
             // A mail routed again (it was replayed) gets a new unrouted
             // row; the mailboxes it reached keep theirs.
-            sqlx::query(&sql(&with_ids(FORGET_UNROUTED, "?1")))
+            sqlx::query(sql(&with_ids(FORGET_UNROUTED, "?1")))
                 .bind(&ids)
                 .execute(&mut *conn)
                 .await?;
             // What each (mail, mailbox) holds already: a recipient reaches
             // its mailbox once, however often its mail is routed.
             let mut reached: HashMap<(i64, String), HashSet<String>> = HashMap::new();
-            let before: Vec<(i64, String, String)> = sqlx::query_as(&sql(&with_ids(REACHED, "?1")))
+            let before: Vec<(i64, String, String)> = sqlx::query_as(sql(&with_ids(REACHED, "?1")))
                 .bind(&ids)
                 .fetch_all(&mut *conn)
                 .await?;
@@ -476,8 +471,8 @@ macro_rules! statements {
                         )
                     })
                     .collect();
-                let statement = sql(&format!("{INSERT}{}", values.join(", "))).into_owned();
-                let mut q = sqlx::query(&statement);
+                let statement = sql(&format!("{INSERT}{}", values.join(", ")));
+                let mut q = sqlx::query(statement);
                 for (mail_id, mailbox, recipients, route, state) in chunk {
                     q = q
                         .bind(*mail_id)
@@ -490,7 +485,7 @@ macro_rules! statements {
                 }
                 q.execute(&mut *conn).await?;
             }
-            sqlx::query(&sql(&with_ids(ROUTED, "?2")))
+            sqlx::query(sql(&with_ids(ROUTED, "?2")))
                 .bind(r.now)
                 .bind(&ids)
                 .execute(&mut *conn)
@@ -510,7 +505,7 @@ macro_rules! statements {
 
         /// How many deliveries each mailbox has in each state.
         pub(crate) async fn counts(conn: &mut Conn) -> Result<Vec<DeliveryCount>, sqlx::Error> {
-            sqlx::query_as(COUNTS).fetch_all(&mut *conn).await
+            sqlx::query_as(sql(COUNTS)).fetch_all(&mut *conn).await
         }
 
         /// The deliveries `filter` takes, in order of id.
@@ -521,7 +516,7 @@ macro_rules! statements {
             let (clause, binds) = filter_clause(filter, 3);
             let statement = format!("{LIST} WHERE d.id > ?1 AND {clause} ORDER BY d.id LIMIT ?2");
             let statement = sql(&statement);
-            let q = sqlx::query(&statement)
+            let q = sqlx::query(statement)
                 .bind(filter.after)
                 .bind(i64::try_from(filter.limit).unwrap_or(i64::MAX));
             let rows = bind(q, binds).fetch_all(&mut *conn).await?;
@@ -574,14 +569,14 @@ macro_rules! statements {
                      ORDER BY d.id LIMIT ?2"
                 );
                 let statement = sql(&statement);
-                let q = sqlx::query_scalar(&statement)
+                let q = sqlx::query_scalar(statement)
                     .bind(cursor.after)
                     .bind(REPLAY_SLICE as i64);
                 let ids: Vec<i64> = bind_scalar(q, binds).fetch_all(&mut *conn).await?;
                 let replayed = if ids.is_empty() {
                     0
                 } else {
-                    sqlx::query(&sql(&with_ids(REPLAYED, "?2")))
+                    sqlx::query(sql(&with_ids(REPLAYED, "?2")))
                         .bind(now)
                         .bind(ids_json(ids.iter().copied()))
                         .execute(&mut *conn)
@@ -602,14 +597,14 @@ macro_rules! statements {
                  ORDER BY d.id LIMIT ?2"
             );
             let statement = sql(&statement);
-            let q = sqlx::query_as(&statement)
+            let q = sqlx::query_as(statement)
                 .bind(cursor.after)
                 .bind(REPLAY_SLICE as i64);
             let rows: Vec<(i64, i64)> = bind_as(q, binds).fetch_all(&mut *conn).await?;
             let rerouted = if rows.is_empty() {
                 0
             } else {
-                sqlx::query(&sql(&with_ids(REROUTED, "?2")))
+                sqlx::query(sql(&with_ids(REROUTED, "?2")))
                     .bind(now)
                     .bind(ids_json(rows.iter().map(|(_, mail)| *mail)))
                     .execute(&mut *conn)
@@ -631,7 +626,7 @@ macro_rules! statements {
             mailbox: &str,
             before: i64,
         ) -> Result<(u64, u64), sqlx::Error> {
-            let mut mails: Vec<i64> = sqlx::query_scalar(&sql(PRUNE))
+            let mut mails: Vec<i64> = sqlx::query_scalar(sql(PRUNE))
                 .bind(mailbox)
                 .bind(before)
                 .fetch_all(&mut *conn)
@@ -641,11 +636,11 @@ macro_rules! statements {
             mails.dedup();
             let mut deleted = 0;
             for id in mails {
-                sqlx::query(&sql(ORPHAN_ATTACHMENTS))
+                sqlx::query(sql(ORPHAN_ATTACHMENTS))
                     .bind(id)
                     .execute(&mut *conn)
                     .await?;
-                deleted += sqlx::query(&sql(ORPHAN_MAIL))
+                deleted += sqlx::query(sql(ORPHAN_MAIL))
                     .bind(id)
                     .execute(&mut *conn)
                     .await?
@@ -660,7 +655,7 @@ macro_rules! statements {
             conn: &mut Conn,
             before: i64,
         ) -> Result<u64, sqlx::Error> {
-            Ok(sqlx::query(&sql(PRUNE_UNROUTED))
+            Ok(sqlx::query(sql(PRUNE_UNROUTED))
                 .bind(before)
                 .execute(&mut *conn)
                 .await?
@@ -674,7 +669,7 @@ macro_rules! statements {
             mail: i64,
             position: i64,
         ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-            let (chunks, size): (i64, i64) = sqlx::query_as(&sql(ATTACHMENT_SIZE))
+            let (chunks, size): (i64, i64) = sqlx::query_as(sql(ATTACHMENT_SIZE))
                 .bind(mail)
                 .bind(position)
                 .fetch_one(&mut *conn)
@@ -682,7 +677,7 @@ macro_rules! statements {
             if chunks == 0 {
                 return Ok(None);
             }
-            let starts: Vec<i64> = sqlx::query_scalar(&sql(ATTACHMENT_STARTS))
+            let starts: Vec<i64> = sqlx::query_scalar(sql(ATTACHMENT_STARTS))
                 .bind(mail)
                 .bind(position)
                 .fetch_all(&mut *conn)
@@ -696,7 +691,7 @@ macro_rules! statements {
                         data.len()
                     )));
                 }
-                let chunk: Vec<u8> = sqlx::query_scalar(&sql(ATTACHMENT_CHUNK))
+                let chunk: Vec<u8> = sqlx::query_scalar(sql(ATTACHMENT_CHUNK))
                     .bind(mail)
                     .bind(position)
                     .bind(start)

@@ -44,9 +44,154 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0009_suppression_keeping.sql",
 );
 
+/// The schema of the inbox's tables when none is chosen.
+pub(crate) const DEFAULT_SCHEMA: &str = "cmc_webhook";
+
+/// The inbox's tables before 0.2 (in whatever schema the search path gave
+/// first): those the adoption moves into the chosen schema.
+const TABLES: [&str; 9] = [
+    "cmc_events",
+    "cmc_mails",
+    "cmc_mail_attachments",
+    "cmc_suppressions",
+    "cmc_suppression_history",
+    "cmc_mail_deliveries",
+    "cmc_inbox_opened",
+    "cmc_suppressions_rekey",
+    "cmc_event_texts",
+];
+
+/// Fails unless `schema` is a plain identifier: a lowercase ASCII letter
+/// or `_`, then lowercase letters, digits or `_`, at most 63 bytes (what
+/// PostgreSQL reads the same quoted or not), and not one of PostgreSQL's
+/// own (`pg_*`, `information_schema`).
+pub(crate) fn check_schema(schema: &str) -> Result<(), InboxError> {
+    let plain = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !plain || schema.starts_with("pg_") || schema == "information_schema" {
+        return Err(InboxError::new(
+            InboxErrorKind::Config,
+            format!(
+                "{:?} is not a schema the inbox can use: a plain identifier is expected \
+                 (lowercase ASCII letters, digits and _, not starting with a digit, at most \
+                 63 bytes, not pg_* or information_schema)",
+                cmc_webhook_core::printable(schema, 80)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The statements of one store, its tables named with its schema: each
+/// text (written with `?N` parameters and bare `cmc_*` table names) is
+/// expanded the first time it is run, and looked up afterwards, so that
+/// a statement on the hot path builds no string.
+#[derive(Debug)]
+pub(crate) struct Tables {
+    schema: String,
+    expanded: std::sync::RwLock<HashMap<Box<str>, sqlx::SqlStr>>,
+}
+
+/// The most statement texts a store keeps expanded (the texts are the
+/// crate's own, a few hundred at most; past this they are expanded on
+/// each call).
+const EXPANDED: usize = 2048;
+
+impl Tables {
+    fn new(schema: &str) -> Tables {
+        Tables {
+            schema: schema.to_owned(),
+            expanded: Default::default(),
+        }
+    }
+
+    /// `text` as this store runs it.
+    pub(crate) fn expand(&self, text: &str) -> sqlx::SqlStr {
+        let read = self.expanded.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(sql) = read.get(text) {
+            return sql.clone();
+        }
+        drop(read);
+        use sqlx::SqlSafeStr;
+        let sql = sqlx::AssertSqlSafe(std::sync::Arc::<str>::from(qualify(&self.schema, text)))
+            .into_sql_str();
+        let mut write = self.expanded.write().unwrap_or_else(|e| e.into_inner());
+        if write.len() < EXPANDED {
+            write.insert(text.into(), sql.clone());
+        }
+        sql
+    }
+}
+
+/// `text` with its parameters written `$N` and each table of the inbox
+/// (a word `cmc_*` outside quotes, not after or before a `.`) named with
+/// `schema`: `FROM cmc_events` becomes `FROM cmc_webhook.cmc_events`,
+/// while `cmc_mails.repeats` (a column of the table an `INSERT` names)
+/// and `'cmc_list'` stay as they are.
+pub(crate) fn qualify(schema: &str, text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + 8 * schema.len());
+    let mut quoted = false;
+    let mut i = 0;
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\'' {
+            quoted = !quoted;
+        } else if !quoted
+            && text[i..].starts_with("cmc_")
+            && (i == 0 || !(word(bytes[i - 1]) || matches!(bytes[i - 1], b'.' | b'"' | b'$')))
+        {
+            let end = text[i..]
+                .bytes()
+                .position(|b| !word(b))
+                .map_or(text.len(), |n| i + n);
+            if bytes.get(end) != Some(&b'.') {
+                out.push_str(schema);
+                out.push('.');
+            }
+            out.push_str(&text[i..end]);
+            i = end;
+            continue;
+        }
+        if b == b'?' && !quoted {
+            out.push('$');
+        } else {
+            // Whole characters: the texts are ASCII but for comments.
+            let len = text[i..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&text[i..i + len]);
+            i += len;
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The inbox's migrator for `schema`: its history in
+/// `schema.cmc_webhook_migrations`, the schema made if missing.
+fn migrator(schema: &str) -> sqlx::migrate::Migrator {
+    sqlx::migrate::Migrator {
+        migrations: MIGRATOR.migrations.clone(),
+        table_name: format!("{schema}.{}", schema::MIGRATIONS_TABLE).into(),
+        create_schemas: vec![std::borrow::Cow::Owned(schema.to_owned())].into(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    }
+}
+
 /// A pool of up to `size` connections to `options.url`, each with the
 /// statement timeout (and read-only when the inbox opens read-only).
 async fn connect(options: &Options, size: u32) -> Result<PgPool, InboxError> {
+    if let Some(pool) = &options.pool {
+        return Ok(pool.clone());
+    }
     check_parameters(&options.url)?;
     let connect: PgConnectOptions = options.url.parse().map_err(|e| {
         InboxError::new(
@@ -61,8 +206,10 @@ async fn connect(options: &Options, size: u32) -> Result<PgPool, InboxError> {
         .acquire_timeout(options.connect_timeout)
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                conn.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
-                    .await?;
+                conn.execute(super::built(format!(
+                    "SET statement_timeout = {timeout_ms}"
+                )))
+                .await?;
                 if read_only {
                     conn.execute("SET default_transaction_read_only = on")
                         .await?;
@@ -81,32 +228,195 @@ async fn connect(options: &Options, size: u32) -> Result<PgPool, InboxError> {
         })
 }
 
-/// The newest migration the store records (`None`: none, or no table).
+/// The newest migration the store records (`None`: none, or no table),
+/// in the inbox's table, or else in sqlx's default table where the
+/// previous release kept it.
 async fn applied_version(pool: &PgPool) -> Result<Option<i64>, sqlx::Error> {
-    match sqlx::query_scalar::<_, Option<i64>>(schema::APPLIED)
+    match sqlx::query_scalar::<_, Option<i64>>(super::dialect(true, schema::APPLIED))
         .fetch_one(pool)
         .await
     {
         Ok(v) => Ok(v),
-        Err(e) if schema::is_missing_table(&e) => Ok(None),
+        Err(e) if schema::is_missing_table(&e) => {
+            match sqlx::query_as::<_, (i64, Vec<u8>)>(schema::APPLIED_LEGACY)
+                .fetch_all(pool)
+                .await
+            {
+                // Only if its tables are already where this inbox looks
+                // for them (the schema chosen is the one they are in);
+                // otherwise migrating moves them first.
+                Ok(rows) if tables_in_schema(pool).await? => {
+                    Ok(schema::newest_own(&rows, &MIGRATOR))
+                }
+                Ok(_) => Ok(None),
+                Err(e) if schema::is_missing_table(&e) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
         Err(e) => Err(e),
     }
 }
 
+/// Whether sqlx's default table holds a history of the inbox's (an
+/// earlier release's store, not adopted yet).
+async fn earlier_release(pool: &PgPool) -> Option<i64> {
+    match sqlx::query_as::<_, (i64, Vec<u8>)>(schema::APPLIED_LEGACY)
+        .fetch_all(pool)
+        .await
+    {
+        Ok(rows) => schema::newest_own(&rows, &MIGRATOR),
+        Err(_) => None,
+    }
+}
+
+/// Whether the inbox's tables are in the store's schema.
+async fn tables_in_schema(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("{}.cmc_events", current_schema()))
+        .fetch_one(pool)
+        .await
+}
+
+/// The schema of the store the current call runs on.
+fn current_schema() -> String {
+    super::PG_TABLES
+        .try_with(|t| t.schema.clone())
+        .unwrap_or_else(|_| DEFAULT_SCHEMA.to_owned())
+}
+
+/// Whether sqlx's default migrations table is on the connection's search
+/// path (where the previous release, given the same address, made it).
+async fn has_legacy_table(conn: &mut sqlx::PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// Moves the inbox's own rows of a history the previous release kept in
+/// `_sqlx_migrations` into `cmc_webhook_migrations` (see
+/// [`schema::ADOPT`]), in one transaction, under sqlx's migration lock
+/// (the advisory lock every sqlx migrator of this database takes, the
+/// application's too): a second process opening at once waits for it,
+/// then finds nothing to move.
+async fn adopt_history(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::migrate::MigrateError> {
+    use sqlx::Connection;
+    use sqlx::migrate::Migrate;
+    if !has_legacy_table(conn).await? {
+        return Ok(());
+    }
+    let target = current_schema();
+    conn.lock().await?;
+    let result = async {
+        let mut tx = conn.begin().await?;
+        if !has_legacy_table(&mut tx).await? {
+            return Ok(());
+        }
+        // The tables, from the schema the search path gave the previous
+        // release into the one chosen now (unless they are there already).
+        let from: Option<String> = sqlx::query_scalar(
+            super::dialect(true, "SELECT n.nspname::TEXT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.oid = to_regclass('cmc_events')"),
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.create_schema_if_not_exists(&target).await?;
+        if let Some(from) = from.filter(|from| *from != target) {
+            let there: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(format!("{target}.cmc_events"))
+                .fetch_one(&mut *tx)
+                .await?;
+            if !there {
+                for table in TABLES {
+                    let exists: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = $2)",
+                    )
+                    .bind(&from)
+                    .bind(table)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if exists {
+                        sqlx::query(super::built(format!(
+                            "ALTER TABLE \"{}\".{table} SET SCHEMA {target}",
+                            from.replace('"', "\"\"")
+                        )))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+            }
+        }
+        tx.ensure_migrations_table(&format!("{target}.{}", schema::MIGRATIONS_TABLE))
+            .await?;
+        for m in MIGRATOR.iter() {
+            for statement in schema::ADOPT {
+                sqlx::query(super::dialect(true, statement))
+                    .bind(m.version)
+                    .bind(&*m.checksum)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let left: i64 = sqlx::query_scalar(schema::LEGACY_LEFT)
+            .fetch_one(&mut *tx)
+            .await?;
+        if left == 0 {
+            sqlx::query(schema::DROP_LEGACY).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::migrate::MigrateError>(())
+    }
+    .await;
+    let unlocked = conn.unlock().await;
+    result.and(unlocked)
+}
+
+/// Adopts a history kept by the previous release, then applies the
+/// migrations the database has not seen, under sqlx's advisory lock:
+/// instances starting at once take turns.
+///
+/// On a connection of its own (the pool's options): the migrations' bare
+/// table names are made in the store's schema by setting the search path
+/// of that connection only, which is then closed.
+async fn run_migrations(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    use sqlx::Connection;
+    let target = current_schema();
+    let mut conn = sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
+    let result = async {
+        adopt_history(&mut conn).await?;
+        conn.execute(super::built(format!("SET search_path TO {target}")))
+            .await?;
+        migrator(&target).run_direct(None, &mut conn, false).await
+    }
+    .await;
+    let _ = conn.close().await;
+    result
+}
+
 /// Applies the migrations the database has not seen; opens nothing else.
 pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
+    check_schema(&options.schema)?;
+    let tables = std::sync::Arc::new(Tables::new(&options.schema));
+    super::PG_TABLES.scope(tables, migrate_in(options)).await
+}
+
+async fn migrate_in(options: &Options) -> Result<Migrated, InboxError> {
     let pool = connect(options, 1).await?;
-    let store = redact(&options.url);
+    let store = options.describe();
     let result = async {
-        let before = applied_version(&pool).await?;
-        MIGRATOR.run(&pool).await?;
+        let before = match applied_version(&pool).await? {
+            Some(version) => Some(version),
+            None => earlier_release(&pool).await,
+        };
+        run_migrations(&pool).await?;
         let mut conn = pool.acquire().await?;
         rekey_suppressions(&mut conn, crate::clock::millis(jiff::Timestamp::now())).await?;
         drop(conn);
         Ok::<_, sqlx::migrate::MigrateError>(schema::migrated(&MIGRATOR, before))
     }
     .await;
-    pool.close().await;
+    if options.pool.is_none() {
+        pool.close().await;
+    }
     result.map_err(|e| {
         InboxError::new(
             InboxErrorKind::Open,
@@ -124,6 +434,11 @@ pub(crate) struct Options {
     pub statement_timeout: Duration,
     pub connect_timeout: Duration,
     pub opening: Opening,
+    /// The application's pool, when the inbox opens on it rather than on
+    /// connections of its own to `url` (then empty).
+    pub pool: Option<PgPool>,
+    /// The schema of the inbox's tables.
+    pub schema: String,
 }
 
 impl std::fmt::Debug for Options {
@@ -135,6 +450,8 @@ impl std::fmt::Debug for Options {
             .field("statement_timeout", &self.statement_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("opening", &self.opening)
+            .field("pool", &self.pool.as_ref().map(|_| "the application's"))
+            .field("schema", &self.schema)
             .finish()
     }
 }
@@ -163,6 +480,33 @@ impl Options {
             statement_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             opening: Opening::Migrate,
+            pool: None,
+            schema: DEFAULT_SCHEMA.to_owned(),
+        }
+    }
+
+    /// The inbox on the application's `pool`.
+    pub fn on_pool(pool: PgPool) -> Options {
+        Options {
+            pool: Some(pool),
+            ..Options::new(String::new())
+        }
+    }
+
+    /// The database, without a password, for messages.
+    fn describe(&self) -> String {
+        match &self.pool {
+            Some(pool) => {
+                let o = pool.connect_options();
+                format!(
+                    "postgres://{}@{}:{}/{} (the application's pool)",
+                    o.get_username(),
+                    o.get_host(),
+                    o.get_port(),
+                    o.get_database().unwrap_or("")
+                )
+            }
+            None => redact(&self.url),
         }
     }
 }
@@ -172,17 +516,37 @@ impl Options {
 pub(crate) struct Postgres {
     pool: PgPool,
     options: Options,
+    tables: std::sync::Arc<Tables>,
+    /// Set by `close`: the pool may be the application's, which stays
+    /// open, and the inbox's tasks stop on this.
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Postgres {
     pub async fn open(options: &Options) -> Result<Postgres, InboxError> {
+        check_schema(&options.schema)?;
+        let tables = std::sync::Arc::new(Tables::new(&options.schema));
+        super::PG_TABLES
+            .scope(tables.clone(), Postgres::open_in(options, tables))
+            .await
+    }
+
+    /// The statements of this store.
+    pub(crate) fn tables(&self) -> std::sync::Arc<Tables> {
+        self.tables.clone()
+    }
+
+    async fn open_in(
+        options: &Options,
+        tables: std::sync::Arc<Tables>,
+    ) -> Result<Postgres, InboxError> {
         let pool = connect(options, options.pool_size.max(2)).await?;
-        let store = redact(&options.url);
+        let store = options.describe();
         match options.opening {
             Opening::Migrate => {
                 // sqlx's migrator holds an advisory lock while it runs:
                 // instances starting at once take turns.
-                MIGRATOR.run(&pool).await.map_err(|e| {
+                run_migrations(&pool).await.map_err(|e| {
                     InboxError::new(
                         InboxErrorKind::Open,
                         format!("could not migrate {store}: {e}"),
@@ -206,6 +570,17 @@ impl Postgres {
                     )
                     .with_source(e)
                 })?;
+                if applied.is_none() && earlier_release(&pool).await.is_some() {
+                    return Err(InboxError::new(
+                        InboxErrorKind::Open,
+                        format!(
+                            "{store} holds the inbox of an earlier release, its tables outside \
+                             schema {}: migrate it first (the receiver's `migrate`, or \
+                             InboxBuilder::migrate), which moves them there",
+                            options.schema
+                        ),
+                    ));
+                }
                 schema::check(applied, &MIGRATOR, &store)?;
             }
         }
@@ -213,10 +588,11 @@ impl Postgres {
             // Refuse to start on a store that cannot be written (a
             // read-only role, a replica) rather than answer 503 to
             // every webhook.
-            sqlx::query(
+            sqlx::query(super::dialect(
+                true,
                 "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, $1, $2) \
                  ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, process = EXCLUDED.process",
-            )
+            ))
             .bind(crate::clock::millis(jiff::Timestamp::now()))
             .bind(schema::process_name())
             .execute(&pool)
@@ -232,6 +608,8 @@ impl Postgres {
         Ok(Postgres {
             pool,
             options: options.clone(),
+            tables,
+            closed: Default::default(),
         })
     }
 
@@ -254,7 +632,7 @@ impl Postgres {
 
     /// Whether the pool was closed (the inbox closed).
     pub fn is_closed(&self) -> bool {
-        self.pool.is_closed()
+        self.closed.load(std::sync::atomic::Ordering::Relaxed) || self.pool.is_closed()
     }
 
     /// Calls `wake` on every `NOTIFY cmc_inbox` (and once after each
@@ -263,9 +641,10 @@ impl Postgres {
     /// connection is made again (the workers poll meanwhile).
     pub fn listen(&self, wake: impl Fn() -> bool + Send + 'static) {
         let pool = self.pool.clone();
+        let this = self.clone();
         tokio::spawn(async move {
             loop {
-                if pool.is_closed() {
+                if this.is_closed() {
                     return;
                 }
                 let mut listener = match PgListener::connect_with(&pool).await {
@@ -285,7 +664,7 @@ impl Postgres {
                 }
                 // Until the connection is lost (then: listen again).
                 while let Ok(Some(_)) = listener.try_recv().await {
-                    if !wake() {
+                    if this.is_closed() || !wake() {
                         return;
                     }
                 }
@@ -323,14 +702,15 @@ impl Postgres {
             .map_err(failed)?;
         for (arrival, receipt) in arrivals.iter().zip(&mut receipts) {
             let Some(m) = &arrival.mail else { continue };
-            let row = sqlx::query(
+            let row = sqlx::query(super::dialect(
+                true,
                 "INSERT INTO cmc_mails (idempotency_key, message_id, envelope_from, \
                  envelope_to, subject, filter, server_composition, client, received_at, \
                  attachments, size, mail, run_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $9) \
                  ON CONFLICT (idempotency_key) DO UPDATE SET repeats = cmc_mails.repeats + 1 \
                  RETURNING id, (xmax = 0) AS inserted",
-            )
+            ))
             .bind(&m.key)
             .bind(pg_opt(&m.message_id))
             .bind(pg_text(&m.envelope_from))
@@ -353,10 +733,11 @@ impl Postgres {
             if inserted {
                 for (position, data) in m.stored_apart() {
                     for (start, chunk) in chunks(data) {
-                        sqlx::query(
+                        sqlx::query(super::dialect(
+                            true,
                             "INSERT INTO cmc_mail_attachments (mail_id, position, start, data) \
                              VALUES ($1, $2, $3, $4)",
-                        )
+                        ))
                         .bind(id)
                         .bind(position)
                         .bind(start as i64)
@@ -381,10 +762,11 @@ impl Postgres {
     /// The attachments of mail `id`, each assembled from its chunks.
     pub async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("could not read the attachments", e);
-        let sizes: Vec<(i64, i64)> = sqlx::query_as(
+        let sizes: Vec<(i64, i64)> = sqlx::query_as(super::dialect(
+            true,
             "SELECT position, SUM(length(data))::BIGINT FROM cmc_mail_attachments \
              WHERE mail_id = $1 AND position >= 0 GROUP BY position ORDER BY position",
-        )
+        ))
         .bind(id)
         .fetch_all(&self.pool)
         .await
@@ -394,20 +776,22 @@ impl Postgres {
         // One chunk at a time (each its own query: a cursor would hold a
         // transaction open for the whole read).
         for position in 0..assembly.count() as i64 {
-            let starts: Vec<i64> = sqlx::query_scalar(
+            let starts: Vec<i64> = sqlx::query_scalar(super::dialect(
+                true,
                 "SELECT start FROM cmc_mail_attachments WHERE mail_id = $1 AND position = $2 \
                  ORDER BY start",
-            )
+            ))
             .bind(id)
             .bind(position)
             .fetch_all(&self.pool)
             .await
             .map_err(failed)?;
             for start in starts {
-                let data: Vec<u8> = sqlx::query_scalar(
+                let data: Vec<u8> = sqlx::query_scalar(super::dialect(
+                    true,
                     "SELECT data FROM cmc_mail_attachments \
                      WHERE mail_id = $1 AND position = $2 AND start = $3",
-                )
+                ))
                 .bind(id)
                 .bind(position)
                 .bind(start)
@@ -451,12 +835,16 @@ impl Postgres {
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if self.options.pool.is_none() {
+            self.pool.close().await;
+        }
     }
 
     /// The address, without its password.
     pub fn describe(&self) -> String {
-        redact(&self.options.url)
+        self.options.describe()
     }
 }
 
@@ -509,7 +897,8 @@ async fn insert_events(
             received.push(a.received_at);
             dups.push(extra);
         }
-        let rows = sqlx::query(
+        let rows = sqlx::query(super::dialect(
+            true,
             "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
              status, created, event, server_composition, client, received_at, run_at, repeats) \
              SELECT k, t, m, r, s, c, e, sc, cl, ra, ra, d FROM UNNEST($1::TEXT[], $2::TEXT[], \
@@ -519,7 +908,7 @@ async fn insert_events(
              ON CONFLICT (idempotency_key) \
              DO UPDATE SET repeats = cmc_events.repeats + 1 + EXCLUDED.repeats \
              RETURNING idempotency_key, (xmax = 0) AS inserted, id",
-        )
+        ))
         .bind(&cols[0])
         .bind(&cols[1])
         .bind(&cols[2])
@@ -539,10 +928,11 @@ async fn insert_events(
             // A long subject goes apart, once, with the row that is new.
             if let Some(subject) = first[key.as_str()].1.subject.as_ref().filter(|_| new) {
                 for (start, chunk) in chunks(subject) {
-                    sqlx::query(
+                    sqlx::query(super::dialect(
+                        true,
                         "INSERT INTO cmc_event_texts (event_id, field, start, data) \
                          VALUES ($1, 'subject', $2, $3)",
-                    )
+                    ))
                     .bind(id)
                     .bind(start as i64)
                     .bind(chunk)
@@ -671,6 +1061,54 @@ super::jobs::statements! {
 }
 
 use suppression_sql::keep as keep_suppression;
+
+#[cfg(test)]
+mod tables {
+    use super::{check_schema, qualify};
+
+    #[test]
+    fn the_tables_are_named_with_the_schema_and_nothing_else_is() {
+        assert_eq!(
+            qualify(
+                "inbox",
+                "INSERT INTO cmc_mails (a) VALUES (?1) ON CONFLICT (k) DO UPDATE SET \
+                 repeats = cmc_mails.repeats + 1 RETURNING id, 'cmc_list', x.cmc_y"
+            ),
+            "INSERT INTO inbox.cmc_mails (a) VALUES ($1) ON CONFLICT (k) DO UPDATE SET \
+             repeats = cmc_mails.repeats + 1 RETURNING id, 'cmc_list', x.cmc_y"
+        );
+        assert_eq!(
+            qualify(
+                "s",
+                "SELECT 1 FROM cmc_events e JOIN cmc_event_texts t ON t.event_id = e.id"
+            ),
+            "SELECT 1 FROM s.cmc_events e JOIN s.cmc_event_texts t ON t.event_id = e.id"
+        );
+        assert_eq!(qualify("s", "cmc_a,cmc_b"), "s.cmc_a,s.cmc_b");
+        assert_eq!(qualify("s", "my_cmc_a \"cmc_b\""), "my_cmc_a \"cmc_b\"");
+    }
+
+    #[test]
+    fn only_plain_identifiers_are_schemas() {
+        for good in ["cmc_webhook", "public", "_x", "a1"] {
+            check_schema(good).unwrap();
+        }
+        for bad in [
+            "",
+            "A",
+            "1a",
+            "a-b",
+            "a b",
+            "a;b",
+            "pg_x",
+            "information_schema",
+            "é",
+        ] {
+            check_schema(bad).unwrap_err();
+        }
+        check_schema(&"a".repeat(64)).unwrap_err();
+    }
+}
 
 #[cfg(test)]
 mod migrations {

@@ -22,7 +22,6 @@ macro_rules! statements {
         among: $among:expr,
         list: $list:expr $(,)?
     ) => {
-        use std::borrow::Cow;
 
         use crate::error::{InboxError, InboxErrorKind};
         use crate::job::Kind;
@@ -36,27 +35,23 @@ macro_rules! statements {
         type Pool = sqlx::Pool<$db>;
 
         /// `s` with its parameters written the database's way.
-        fn sql(s: &str) -> Cow<'_, str> {
-            if $pg {
-                Cow::Owned(s.replace('?', "$"))
-            } else {
-                Cow::Borrowed(s)
-            }
+        fn sql(s: &str) -> sqlx::SqlStr {
+            $crate::store::dialect($pg, s)
         }
 
         pub(crate) async fn counts(pool: &Pool) -> Result<Counts, InboxError> {
             let mut counts = Counts::default();
             for kind in [Kind::Event, Kind::Mail] {
-                let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+                let rows: Vec<(String, i64)> = sqlx::query_as(sql(&format!(
                     "SELECT state, COUNT(*) FROM {} GROUP BY state",
                     kind.table()
-                ))
+                )))
                 .fetch_all(pool)
                 .await
                 .map_err(|e| InboxError::database("could not count the rows", e))?;
                 counts.add_rows(kind, rows);
                 let oldest: Option<i64> =
-                    sqlx::query_scalar(&crate::ops::oldest_pending_sql(kind))
+                    sqlx::query_scalar(sql(&crate::ops::oldest_pending_sql(kind)))
                         .fetch_optional(pool)
                         .await
                         .map_err(|e| {
@@ -71,7 +66,7 @@ macro_rules! statements {
             let failed = |e| InboxError::database("could not list the dead rows", e);
             let mut dead = Vec::new();
             for (kind, summary) in DEAD_SUMMARIES {
-                let rows = sqlx::query(&sql(&format!(
+                let rows = sqlx::query(sql(&format!(
                     "SELECT id, idempotency_key, {summary}, message_id, attempts, last_error, \
                      received_at, done_at FROM {} WHERE state = 'dead' ORDER BY id LIMIT ?1",
                     kind.table()
@@ -92,7 +87,7 @@ macro_rules! statements {
         }
 
         pub(crate) async fn history(pool: &Pool, message_id: &str) -> Result<History, InboxError> {
-            let rows = sqlx::query(&sql(
+            let rows = sqlx::query(sql(
                 "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
                  FROM cmc_events WHERE substr(message_id, 1, 200) = substr(?1, 1, 200) \
                  AND message_id = ?1 ORDER BY created, id",
@@ -113,7 +108,7 @@ macro_rules! statements {
         ) -> Result<Option<Vec<u8>>, InboxError> {
             let failed = |e| InboxError::database("could not read an event's text", e);
             let mut conn = pool.acquire().await.map_err(failed)?;
-            let starts: Vec<(i64, i64)> = sqlx::query_as(&sql(
+            let starts: Vec<(i64, i64)> = sqlx::query_as(sql(
                 "SELECT start, CAST(length(data) AS BIGINT) FROM cmc_event_texts \
                  WHERE event_id = ?1 AND field = ?2 ORDER BY start",
             ))
@@ -137,7 +132,7 @@ macro_rules! statements {
                         ),
                     ));
                 }
-                let chunk: Vec<u8> = sqlx::query_scalar(&sql(
+                let chunk: Vec<u8> = sqlx::query_scalar(sql(
                     "SELECT data FROM cmc_event_texts WHERE event_id = ?1 AND field = ?2 AND start = ?3",
                 ))
                 .bind(id)
@@ -196,7 +191,7 @@ macro_rules! statements {
             let failed = |e| InboxError::database("could not read the suppression list", e);
             let mut out = Vec::with_capacity(recipients.len());
             for chunk in recipients.chunks(1000) {
-                let rows = sqlx::query(&sql(
+                let rows = sqlx::query(sql(
                     &$among.replace("{}", crate::suppression::sql::CHECK_COLUMNS),
                 ))
                 .bind($list(chunk))

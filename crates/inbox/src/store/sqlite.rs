@@ -84,6 +84,9 @@ pub(crate) struct Options {
     /// Whether a missing file is created (or opening fails).
     pub create: bool,
     pub opening: Opening,
+    /// The application's pool, when the inbox opens on it rather than on
+    /// connections of its own to `path`.
+    pub pool: Option<SqlitePool>,
 }
 
 impl Options {
@@ -94,8 +97,93 @@ impl Options {
             busy_timeout: Duration::from_secs(5),
             create: true,
             opening: Opening::Migrate,
+            pool: None,
         }
     }
+
+    /// The inbox on the application's `pool`.
+    pub fn on_pool(pool: SqlitePool) -> Options {
+        Options {
+            path: pool.connect_options().get_filename().to_owned(),
+            pool: Some(pool),
+            ..Options::new(PathBuf::new())
+        }
+    }
+}
+
+/// Fails unless the application's `pool` gives the inbox what it needs:
+/// a database in a file (not in memory), in WAL mode, with foreign keys
+/// enforced (the inbox's `ON DELETE CASCADE`), a busy timeout (another
+/// writer of the file waits instead of failing at once), and at least two
+/// connections (the worker holds one while a handler reads another).
+/// Returns the file.
+async fn check_pool(pool: &SqlitePool) -> Result<PathBuf, InboxError> {
+    let refused = |why: String| {
+        InboxError::new(
+            InboxErrorKind::Config,
+            format!("the application's SQLite pool cannot hold the inbox: {why}"),
+        )
+    };
+    let max = pool.options().get_max_connections();
+    if max < 2 {
+        return Err(refused(format!(
+            "it has at most {max} connection; the inbox needs at least 2 \
+             (SqlitePoolOptions::max_connections)"
+        )));
+    }
+    let failed = |e: sqlx::Error| {
+        InboxError::new(
+            InboxErrorKind::Open,
+            format!("could not read the application's SQLite pool: {e}"),
+        )
+        .with_source(e)
+    };
+    let mut conn = pool.acquire().await.map_err(failed)?;
+    let file: String =
+        sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(failed)?;
+    if file.is_empty() {
+        return Err(refused(
+            "its database is in memory or temporary: an inbox must be a file (an in-memory \
+             database loses what was acknowledged)"
+                .into(),
+        ));
+    }
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(failed)?;
+    if !journal.eq_ignore_ascii_case("wal") {
+        return Err(refused(format!(
+            "its journal mode is {journal}, not WAL: receiving would block the readers and \
+             the readers receiving (SqliteConnectOptions::journal_mode(SqliteJournalMode::Wal))"
+        )));
+    }
+    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(failed)?;
+    if foreign_keys != 1 {
+        return Err(refused(
+            "its connections do not enforce foreign keys, which the inbox's deletions rely on \
+             (SqliteConnectOptions::foreign_keys(true), sqlx's default)"
+                .into(),
+        ));
+    }
+    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(failed)?;
+    if busy <= 0 {
+        return Err(refused(
+            "its connections have no busy timeout: a write of the application would make \
+             receiving fail at once (SqliteConnectOptions::busy_timeout)"
+                .into(),
+        ));
+    }
+    Ok(PathBuf::from(file))
 }
 
 /// An open SQLite inbox.
@@ -123,6 +211,9 @@ pub(crate) struct Sqlite {
     /// the pools alone could do (an idle timeout, a connection dropped
     /// after an error), and a WAL that comes back new would look replaced.
     pin: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
+    /// Whether the pools are the application's: closing the inbox leaves
+    /// them open.
+    borrowed: bool,
     /// Why the file can no longer be written, once a check found it
     /// removed or replaced (or its WAL): from then on every writer of this
     /// process stops, the worker's and the operations' too, not only
@@ -171,20 +262,99 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
 const OPENED: &str = "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, ?1, ?2) \
      ON CONFLICT (id) DO UPDATE SET at = excluded.at, process = excluded.process";
 
-/// The newest migration the store records (`None`: none, or no table).
+/// The newest migration the store records (`None`: none, or no table),
+/// in the inbox's table, or else in sqlx's default table where the
+/// previous release kept it.
 async fn applied_version(conn: &mut SqliteConnection) -> Result<Option<i64>, sqlx::Error> {
     match sqlx::query_scalar::<_, Option<i64>>(schema::APPLIED)
         .fetch_one(&mut *conn)
         .await
     {
         Ok(v) => Ok(v),
-        Err(e) if schema::is_missing_table(&e) => Ok(None),
+        Err(e) if schema::is_missing_table(&e) => {
+            match sqlx::query_as::<_, (i64, Vec<u8>)>(schema::APPLIED_LEGACY)
+                .fetch_all(&mut *conn)
+                .await
+            {
+                Ok(rows) => Ok(schema::newest_own(&rows, &MIGRATOR)),
+                Err(e) if schema::is_missing_table(&e) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
         Err(e) => Err(e),
     }
 }
 
+/// Whether sqlx's default migrations table exists.
+async fn has_legacy_table(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Moves the inbox's own rows of a history the previous release kept in
+/// `_sqlx_migrations` into `cmc_webhook_migrations` (see
+/// [`schema::ADOPT`]), in one `BEGIN IMMEDIATE` transaction: a second
+/// process opening at once waits for it, then finds nothing to move.
+async fn adopt_history(conn: &mut SqliteConnection) -> Result<(), sqlx::migrate::MigrateError> {
+    use sqlx::migrate::Migrate;
+    if !has_legacy_table(conn).await? {
+        return Ok(());
+    }
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    if !has_legacy_table(&mut tx).await? {
+        return Ok(());
+    }
+    tx.ensure_migrations_table(schema::MIGRATIONS_TABLE).await?;
+    for m in MIGRATOR.iter() {
+        for statement in schema::ADOPT {
+            sqlx::query(statement)
+                .bind(m.version)
+                .bind(&*m.checksum)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let left: i64 = sqlx::query_scalar(schema::LEGACY_LEFT)
+        .fetch_one(&mut *tx)
+        .await?;
+    if left == 0 {
+        sqlx::query(schema::DROP_LEGACY).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Adopts a history kept by the previous release, then applies the
+/// migrations the store has not seen.
+async fn run_migrations(conn: &mut SqliteConnection) -> Result<(), sqlx::migrate::MigrateError> {
+    adopt_history(conn).await?;
+    MIGRATOR.run_direct(None, conn, false).await
+}
+
 /// Applies the migrations `path` has not seen; opens nothing else.
 pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
+    if let Some(pool) = &options.pool {
+        let store = check_pool(pool).await?.display().to_string();
+        let failed = |e: sqlx::migrate::MigrateError| {
+            InboxError::new(
+                InboxErrorKind::Open,
+                format!("could not migrate {store}: {e}"),
+            )
+            .with_source(e)
+        };
+        let mut conn = pool.acquire().await.map_err(|e| failed(e.into()))?;
+        let before = applied_version(&mut conn)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        run_migrations(&mut conn).await.map_err(failed)?;
+        rekey_suppressions(&mut conn, crate::clock::millis(jiff::Timestamp::now()))
+            .await
+            .map_err(|e| failed(e.into()))?;
+        return Ok(schema::migrated(&MIGRATOR, before));
+    }
     let connect = SqliteConnectOptions::new()
         .filename(&options.path)
         .create_if_missing(options.create)
@@ -204,7 +374,7 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
         .await
         .map_err(failed)?;
     let before = applied_version(&mut conn).await.map_err(failed)?;
-    MIGRATOR.run_direct(&mut conn).await.map_err(|e| {
+    run_migrations(&mut conn).await.map_err(|e| {
         InboxError::new(
             InboxErrorKind::Open,
             format!("could not migrate {store}: {e}"),
@@ -226,7 +396,78 @@ fn is_cant_open(e: &sqlx::Error) -> bool {
 }
 
 impl Sqlite {
+    /// The inbox on the application's pool: checked ([`check_pool`]),
+    /// migrated or checked as `options.opening` says, and then shared by
+    /// receiving and the worker (this process's writes still take turns
+    /// under the inbox's write lock; the durability of a commit is the
+    /// pool's `synchronous` level).
+    async fn open_on_pool(pool: SqlitePool, options: &Options) -> Result<Sqlite, InboxError> {
+        let path = check_pool(&pool).await?;
+        let store = path.display().to_string();
+        let failed = |e: sqlx::Error| {
+            InboxError::new(InboxErrorKind::Open, format!("could not open {store}: {e}"))
+                .with_source(e)
+        };
+        let mut conn = pool.acquire().await.map_err(failed)?;
+        match options.opening {
+            Opening::Migrate => {
+                run_migrations(&mut conn).await.map_err(|e| {
+                    InboxError::new(
+                        InboxErrorKind::Open,
+                        format!("could not migrate {store}: {e}"),
+                    )
+                    .with_source(e)
+                })?;
+                rekey_suppressions(&mut conn, crate::clock::millis(jiff::Timestamp::now()))
+                    .await
+                    .map_err(failed)?;
+            }
+            Opening::Check | Opening::ReadOnly => {
+                let applied = applied_version(&mut conn).await.map_err(failed)?;
+                schema::check(applied, &MIGRATOR, &store)?;
+            }
+        }
+        if options.opening != Opening::ReadOnly {
+            sqlx::query(OPENED)
+                .bind(crate::clock::millis(jiff::Timestamp::now()))
+                .bind(schema::process_name())
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| {
+                    InboxError::new(
+                        InboxErrorKind::Open,
+                        format!("{store} cannot be written: {e}"),
+                    )
+                    .with_source(e)
+                })?;
+        }
+        drop(conn);
+        // A connection of the inbox's own, kept idle while it is open: the
+        // WAL stays even if the application's pool closes every connection.
+        let pin = SqliteConnection::connect_with(&pool.connect_options())
+            .await
+            .map_err(failed)?;
+        let identity = FileIdentity::of(&path).map_err(|e| {
+            InboxError::new(InboxErrorKind::Open, format!("could not open {store}: {e}"))
+                .with_source(e)
+        })?;
+        Ok(Sqlite {
+            receive: pool.clone(),
+            work: pool,
+            write: Arc::default(),
+            path,
+            identity,
+            wal: Arc::default(),
+            pin: Arc::new(tokio::sync::Mutex::new(Some(pin))),
+            borrowed: true,
+            broken: Arc::default(),
+        })
+    }
+
     pub async fn open(options: &Options) -> Result<Sqlite, InboxError> {
+        if let Some(pool) = &options.pool {
+            return Sqlite::open_on_pool(pool.clone(), options).await;
+        }
         let read_only = options.opening == Opening::ReadOnly;
         let immutable = std::sync::atomic::AtomicBool::new(false);
         let connect = |synchronous: SqliteSynchronous, create: bool| {
@@ -261,7 +502,7 @@ impl Sqlite {
         let store = options.path.display().to_string();
         match options.opening {
             Opening::Migrate => {
-                MIGRATOR.run_direct(&mut first).await.map_err(|e| {
+                run_migrations(&mut first).await.map_err(|e| {
                     InboxError::new(
                         InboxErrorKind::Open,
                         format!("could not migrate {store}: {e}"),
@@ -372,6 +613,7 @@ impl Sqlite {
             identity,
             wal: Arc::default(),
             pin: Arc::new(tokio::sync::Mutex::new(Some(first))),
+            borrowed: false,
             broken: Arc::default(),
         })
     }
@@ -609,8 +851,10 @@ impl Sqlite {
     }
 
     pub async fn close(&self) {
-        self.receive.close().await;
-        self.work.close().await;
+        if !self.borrowed {
+            self.receive.close().await;
+            self.work.close().await;
+        }
         if let Some(pin) = self.pin.lock().await.take() {
             let _ = pin.close().await;
         }
@@ -667,7 +911,7 @@ async fn insert_events(
             " ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
              RETURNING idempotency_key, repeats, id",
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(super::built(sql));
         for (i, e) in chunk {
             let a = arrivals[*i];
             query = query

@@ -22,8 +22,6 @@ pub(crate) fn rekeyed(moved: u64) {
 #[allow(unused_macros)] // without a backend
 macro_rules! statements {
     ($db:ty, $pg:expr) => {
-        use std::borrow::Cow;
-
         use sqlx::Row;
 
         use crate::store::types::{Manual, SuppressionQuery};
@@ -34,12 +32,8 @@ macro_rules! statements {
 
         type Conn = <$db as sqlx::Database>::Connection;
 
-        fn sql(s: &str) -> Cow<'_, str> {
-            if $pg {
-                Cow::Owned(s.replace('?', "$"))
-            } else {
-                Cow::Borrowed(s)
-            }
+        fn sql(s: &str) -> sqlx::SqlStr {
+            $crate::store::dialect($pg, s)
         }
 
         /// The rows of the list `filter` chooses, at most 1 000.
@@ -48,7 +42,7 @@ macro_rules! statements {
             filter: &SuppressionQuery,
             now: i64,
         ) -> Result<Vec<RawEntry>, sqlx::Error> {
-            let found = sqlx::query(&sql(sql::LIST))
+            let found = sqlx::query(sql(sql::LIST))
                 .bind(filter.reason)
                 .bind(i64::from(filter.suppressed_only))
                 .bind(now)
@@ -100,7 +94,7 @@ macro_rules! statements {
             conn: impl sqlx::Executor<'c, Database = $db>,
             recipient: &str,
         ) -> Result<Vec<RawChange>, sqlx::Error> {
-            let found = sqlx::query(&sql(sql::HISTORY))
+            let found = sqlx::query(sql(sql::HISTORY))
                 .bind(recipient)
                 .fetch_all(conn)
                 .await?;
@@ -122,14 +116,14 @@ macro_rules! statements {
                 Manual::Remove => (sql::REMOVE, None, "removed"),
             };
             let statement = sql(statement);
-            let query = sqlx::query(&statement).bind(recipient);
+            let query = sqlx::query(statement).bind(recipient);
             let query = match manual {
                 Manual::Add { until } => query.bind(now).bind(until).bind(note),
                 Manual::Remove => query.bind(note).bind(now),
             };
             let changed = query.execute(&mut *tx).await?.rows_affected() > 0;
             if changed {
-                sqlx::query(&sql(sql::NOTE))
+                sqlx::query(sql(sql::NOTE))
                     .bind(recipient)
                     .bind(change)
                     .bind(reason)
@@ -161,7 +155,7 @@ macro_rules! statements {
             // the list does not hold gets no row from it.
             let success = observed.what == What::Succeeded;
             if success
-                && sqlx::query(&sql(sql::EXISTS))
+                && sqlx::query(sql(sql::EXISTS))
                     .bind(recipient)
                     .fetch_optional(&mut *tx)
                     .await?
@@ -171,7 +165,7 @@ macro_rules! statements {
             }
             let key = observed.key.to_string();
             if !success {
-                let inserted = sqlx::query(&sql(
+                let inserted = sqlx::query(sql(
                     "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, at) \
                      VALUES (?1, ?2, ?3, ?4) ON CONFLICT (idempotency_key) DO NOTHING",
                 ))
@@ -186,7 +180,7 @@ macro_rules! statements {
                 }
             }
             if $pg {
-                sqlx::query(&sql(
+                sqlx::query(sql(
                     "INSERT INTO cmc_suppressions (recipient, updated_at) VALUES (?1, ?2) \
                      ON CONFLICT (recipient) DO NOTHING",
                 ))
@@ -196,7 +190,7 @@ macro_rules! statements {
                 .await?;
             }
             let lock = if $pg { " FOR UPDATE" } else { "" };
-            let row = sqlx::query(&sql(&format!("{}{lock}", sql::REKEY_ONE)))
+            let row = sqlx::query(sql(&format!("{}{lock}", sql::REKEY_ONE)))
                 .bind(recipient)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -207,7 +201,7 @@ macro_rules! statements {
             crate::suppression::policy::apply(&mut state, observed, policy);
             let c = state.to_columns();
             put(tx, recipient, &c, now).await?;
-            sqlx::query(&sql(
+            sqlx::query(sql(
                 "UPDATE cmc_suppression_history SET reason = ?1 WHERE idempotency_key = ?2",
             ))
             .bind(c.reason)
@@ -224,7 +218,7 @@ macro_rules! statements {
             c: &rows::Columns,
             now: i64,
         ) -> Result<(), sqlx::Error> {
-            sqlx::query(&sql(sql::REKEY_PUT))
+            sqlx::query(sql(sql::REKEY_PUT))
                 .bind(recipient)
                 .bind(c.reason)
                 .bind(c.since)
@@ -248,7 +242,7 @@ macro_rules! statements {
         /// logs it once committed.
         pub(crate) async fn rekey_once(conn: &mut Conn, now: i64) -> Result<u64, sqlx::Error> {
             use sqlx::Connection;
-            let pending: i64 = sqlx::query_scalar(&sql(sql::REKEY_PENDING))
+            let pending: i64 = sqlx::query_scalar(sql(sql::REKEY_PENDING))
                 .fetch_one(&mut *conn)
                 .await?;
             if pending == 0 {
@@ -263,9 +257,9 @@ macro_rules! statements {
                 ("BEGIN IMMEDIATE", "")
             };
             let mut tx = conn.begin_with(begin).await?;
-            let still: Vec<i64> = sqlx::query_scalar(&format!(
+            let still: Vec<i64> = sqlx::query_scalar(sql(&format!(
                 "SELECT CAST(pending AS BIGINT) FROM cmc_suppressions_rekey{lock}"
-            ))
+            )))
             .fetch_all(&mut *tx)
             .await?;
             if still.is_empty() {
@@ -284,7 +278,7 @@ macro_rules! statements {
         /// history; the request is then deleted. Returns how many moved
         /// (to log with [`rekeyed`](crate::store::suppression::rekeyed) once committed).
         pub(crate) async fn rekey(tx: &mut Conn, now: i64) -> Result<u64, sqlx::Error> {
-            let found = sqlx::query(&sql(sql::REKEY_ROWS))
+            let found = sqlx::query(sql(sql::REKEY_ROWS))
                 .fetch_all(&mut *tx)
                 .await?;
             let mut moved = 0;
@@ -294,7 +288,7 @@ macro_rules! statements {
                     continue;
                 };
                 let mine = rows::state(r)?;
-                let theirs = sqlx::query(&sql(sql::REKEY_ONE))
+                let theirs = sqlx::query(sql(sql::REKEY_ONE))
                     .bind(&new)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -303,18 +297,18 @@ macro_rules! statements {
                     None => mine,
                 };
                 put(tx, &new, &merged.to_columns(), now).await?;
-                sqlx::query(&sql(sql::REKEY_DROP))
+                sqlx::query(sql(sql::REKEY_DROP))
                     .bind(&old)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(&sql(sql::REKEY_HISTORY))
+                sqlx::query(sql(sql::REKEY_HISTORY))
                     .bind(&old)
                     .bind(&new)
                     .execute(&mut *tx)
                     .await?;
                 moved += 1;
             }
-            sqlx::query(&sql(sql::REKEY_DONE)).execute(&mut *tx).await?;
+            sqlx::query(sql(sql::REKEY_DONE)).execute(&mut *tx).await?;
             Ok(moved)
         }
     };

@@ -22,8 +22,6 @@ macro_rules! statements {
         text: $text:expr,
         cascade: $cascade:expr $(,)?
     ) => {
-        use std::borrow::Cow;
-
         use crate::error::InboxError;
         use crate::job::Kind;
         use crate::ops::{Filter, Pruned};
@@ -39,12 +37,8 @@ macro_rules! statements {
         type Store = $store;
 
         /// `s` with its parameters written the database's way.
-        fn sql(s: &str) -> Cow<'_, str> {
-            if $pg {
-                Cow::Owned(s.replace('?', "$"))
-            } else {
-                Cow::Borrowed(s)
-            }
+        fn sql(s: &str) -> sqlx::SqlStr {
+            $crate::store::dialect($pg, s)
         }
 
         /// One round of a worker, in one transaction: records the outcomes
@@ -136,10 +130,10 @@ macro_rules! statements {
                     continue;
                 };
                 let statement = sql(&statement);
-                let last: i64 = sqlx::query_scalar(&format!(
+                let last: i64 = sqlx::query_scalar(sql(&format!(
                     "SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM {}",
                     kind.table()
-                ))
+                )))
                 .fetch_one(s.reads())
                 .await
                 .map_err(failed)?;
@@ -148,7 +142,7 @@ macro_rules! statements {
                     let bound = walk.bound(after);
                     let ids = s
                         .writing(DOING, async |tx| {
-                            let mut query = sqlx::query_scalar::<_, i64>(&statement)
+                            let mut query = sqlx::query_scalar::<_, i64>(statement.clone())
                                 .bind(now)
                                 .bind(after)
                                 .bind(bound);
@@ -229,7 +223,7 @@ macro_rules! statements {
                             // Where the schema does not cascade, attachments
                             // go first.
                             if kind == Kind::Mail && !$cascade {
-                                sqlx::query(&sql(&format!(
+                                sqlx::query(sql(&format!(
                                     "DELETE FROM cmc_mail_attachments WHERE mail_id IN ({slice})"
                                 )))
                                 .bind(before)
@@ -237,7 +231,7 @@ macro_rules! statements {
                                 .await
                                 .map_err(failed)?;
                             }
-                            Ok(sqlx::query(&sql(&format!(
+                            Ok(sqlx::query(sql(&format!(
                                 "DELETE FROM {} WHERE id IN ({slice})",
                                 kind.table()
                             )))

@@ -36,7 +36,17 @@ async fn read_back(url: &str) -> (Rows, i64) {
     let (rows, history): (RawRows, i64) = if url.starts_with("postgres") {
         #[cfg(feature = "postgres")]
         {
-            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            // The inbox's tables are in its schema.
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::Executor::execute(conn, "SET search_path TO cmc_webhook").await?;
+                        Ok(())
+                    })
+                })
+                .connect(url)
+                .await
+                .unwrap();
             (
                 sqlx::query_as(ROWS).fetch_all(&pool).await.unwrap(),
                 sqlx::query_scalar(HISTORY).fetch_one(&pool).await.unwrap(),
@@ -76,7 +86,10 @@ async fn places(dir: &std::path::Path) -> Vec<String> {
             format!("DROP DATABASE IF EXISTS {name}"),
             format!("CREATE DATABASE {name}"),
         ] {
-            sqlx::query(&sql).execute(&mut conn).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(&*sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
         }
         urls.push(format!("{}/{name}", admin.rsplit_once('/').unwrap().0));
     }
