@@ -832,12 +832,18 @@ async fn a_worker_without_the_list_is_recorded_and_its_bounces_stay_off_it() {
 /// Runs `sql` (statements separated by `;`) on the store at `url`.
 async fn execute(url: &str, sql: &str) {
     use sqlx::Connection;
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
     if url.starts_with("sqlite:") {
         let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
         sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
         conn.close().await.unwrap();
     } else {
         let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        // The inbox's tables are in its schema.
+        sqlx::raw_sql("SET search_path TO cmc_webhook")
+            .execute(&mut conn)
+            .await
+            .unwrap();
         sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
         conn.close().await.unwrap();
     }

@@ -69,7 +69,7 @@ macro_rules! statements {
                 "INSERT INTO cmc_suppression_keeping (fact, at) VALUES ('skipped', ?1) \
                  ON CONFLICT (fact) DO UPDATE SET at = excluded.at"
             };
-            sqlx::query(&sql(statement))
+            sqlx::query(sql(statement))
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
@@ -82,7 +82,7 @@ macro_rules! statements {
             conn: impl sqlx::Executor<'c, Database = $db>,
         ) -> Result<(Option<i64>, Option<i64>), sqlx::Error> {
             let facts: Vec<(String, i64)> =
-                sqlx::query_as("SELECT fact, at FROM cmc_suppression_keeping")
+                sqlx::query_as(sql("SELECT fact, at FROM cmc_suppression_keeping"))
                     .fetch_all(conn)
                     .await?;
             let at = |fact: &str| facts.iter().find(|(f, _)| f == fact).map(|(_, at)| *at);
