@@ -61,6 +61,7 @@ mod future;
 #[allow(clippy::module_inception)] // the layer, beside its builder and service
 mod layer;
 mod service;
+mod source;
 mod unlisted;
 
 pub use body::{RequestBody, ResponseBody};
@@ -71,4 +72,5 @@ pub use builder::{ConfigError, WebhookLayerBuilder};
 pub use future::ResponseFuture;
 pub use layer::WebhookLayer;
 pub use service::WebhookService;
+pub use source::SourceBuilder;
 pub use unlisted::UnlistedClient;
