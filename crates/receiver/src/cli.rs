@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use crate::config::{self, Args, Command, SuppressionCommand};
 use crate::{app, output, serve};
-use clap::Parser;
 use cmc_webhook_core::WebhookLayer;
 use cmc_webhook_core::allowlist::AllowlistFile;
 use cmc_webhook_inbox::mailbox::{DeliveryFilter, DeliveryState};
@@ -79,7 +78,7 @@ fn warn_secret_flags() {
 }
 
 async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+    let args = Args::load()?;
     warn_secret_flags();
     let url = args.store()?;
 

@@ -109,6 +109,19 @@ impl SourceBuilder {
         self
     }
 
+    /// [`allow`](Self::allow) for every network in `nets`.
+    ///
+    /// ```
+    /// let nets: Vec<ipnet::IpNet> = vec!["203.0.113.0/24".parse()?];
+    /// let source = cmc_webhook_core::SourceBuilder::new("prod").allow_nets(nets);
+    /// # let _ = source;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn allow_nets(mut self, nets: impl IntoIterator<Item = IpNet>) -> Self {
+        self.allow.extend(nets);
+        self
+    }
+
     /// [`allow`](Self::allow) for a comma- or space-separated list.
     ///
     /// ```
