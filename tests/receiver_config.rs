@@ -45,7 +45,6 @@ fn body(api_key: &str) -> String {
 
 #[tokio::test]
 async fn a_file_with_two_sources_is_served_over_tcp() {
-    let _env = lock();
     let dir = tempfile::tempdir().unwrap();
     let key_file = write(dir.path(), "sandbox.key", "sandbox-key-from-file\n");
     let file = write(
@@ -73,7 +72,11 @@ path = "/mails/sandbox"
 "#
         ),
     );
-    let args = load(&["--config", &file]).unwrap();
+    // The environment is read while the arguments are.
+    let args = {
+        let _env = lock();
+        load(&["--config", &file]).unwrap()
+    };
     assert_eq!(args.body_limit, 1 << 20);
     assert_eq!(args.max_connections, 8);
     let debug = format!("{args:?}");

@@ -231,6 +231,16 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
             .as_ref()
             .map_or("nowhere (printed before the 200)", |i| i.describe())
     );
+    if !options.sources.is_empty() {
+        for source in layer.sources() {
+            tracing::info!(
+                source = source.name(),
+                path = source.path().unwrap_or("/mails"),
+                time_zone = source.time_zone().iana_name().unwrap_or("(fixed offset)"),
+                "serving a CMC account"
+            );
+        }
+    }
     serve::serve_counting(listener, router, limits, stop_signal(), answered.clone()).await?;
     let mut stopped = None;
     if let Some(worker) = worker {

@@ -78,9 +78,10 @@ impl<F> ResponseFuture<F> {
         config: Arc<Config>,
         slot: Slot,
         span: tracing::Span,
-        addresses: (IpAddr, IpAddr, bool),
+        // The peer, the client, whether it is listed, and the source the
+        // head decided.
+        (addresses, source): ((IpAddr, IpAddr, bool), Option<Source>),
         report: ReadReport,
-        source: Option<Source>,
     ) -> Self {
         ResponseFuture {
             kind: Kind::Inner {

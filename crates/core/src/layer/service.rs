@@ -386,9 +386,8 @@ where
                     self.config.clone(),
                     slot,
                     span,
-                    (peer, client, listed),
+                    ((peer, client, listed), source),
                     report,
-                    source,
                 )
             }
         }
