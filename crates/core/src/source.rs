@@ -96,6 +96,8 @@ impl Source {
         event.created_at(&self.0.time_zone)
     }
 
+    /// The name, shared (a metrics label without a copy).
+    #[cfg(feature = "metrics")]
     pub(crate) fn name_arc(&self) -> &Arc<str> {
         &self.0.name
     }
