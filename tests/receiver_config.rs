@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cmc_receiver::{app, config, serve};
+use cmc_receiver::{app, config, file, serve};
 use cmc_webhook::test_util::CmcRequest;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -32,7 +32,7 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
 }
 
 fn load(args: &[&str]) -> Result<config::Args, String> {
-    config::Args::try_load_from(std::iter::once("cmc-receiver").chain(args.iter().copied()))
+    file::try_load_from(std::iter::once("cmc-receiver").chain(args.iter().copied()))
 }
 
 /// A batch created at 2023-01-25 14:03:06 console time.

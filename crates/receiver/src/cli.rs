@@ -78,7 +78,7 @@ fn warn_secret_flags() {
 }
 
 async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::load()?;
+    let args = crate::file::load()?;
     warn_secret_flags();
     let url = args.store()?;
 

@@ -259,30 +259,6 @@ pub struct Args {
 pub const DEFAULT_STORE: &str = "sqlite:cmc-inbox.sqlite3";
 
 impl Args {
-    /// The arguments of the command line and the environment, with the
-    /// --config file under them: exits with clap's message on `--help`
-    /// and on a malformed command line, as `Args::parse` does.
-    pub fn load() -> Result<Args, String> {
-        use clap::CommandFactory as _;
-        let matches = Args::command().get_matches();
-        crate::file::with_config_file(&matches, std::env::args_os().collect())
-    }
-
-    /// [`load`](Self::load) from `argv` (its first item the program's
-    /// name), with every error returned.
-    pub fn try_load_from<I, T>(argv: I) -> Result<Args, String>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
-    {
-        use clap::CommandFactory as _;
-        let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
-        let matches = Args::command()
-            .try_get_matches_from(argv.clone())
-            .map_err(|e| e.to_string())?;
-        crate::file::with_config_file(&matches, argv)
-    }
-
     /// The store's URL: --store (or CMC_STORE), the line of --store-file
     /// (or CMC_STORE_FILE), or [`DEFAULT_STORE`].
     pub fn store(&self) -> Result<String, String> {

@@ -54,6 +54,28 @@ struct Sources {
     source: Vec<SourceConfig>,
 }
 
+/// The arguments of the command line and the environment, with the
+/// --config file under them: exits with clap's message on `--help` and on
+/// a malformed command line, as `Args::parse` does.
+pub fn load() -> Result<Args, String> {
+    let matches = Args::command().get_matches();
+    with_config_file(&matches, std::env::args_os().collect())
+}
+
+/// [`load`] from `argv` (its first item the program's name), with every
+/// error returned.
+pub fn try_load_from<I, T>(argv: I) -> Result<Args, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let matches = Args::command()
+        .try_get_matches_from(argv.clone())
+        .map_err(|e| e.to_string())?;
+    with_config_file(&matches, argv)
+}
+
 /// The arguments of the command line `argv`, with the file that
 /// `--config` (or `CMC_CONFIG`) names filled in under them.
 pub fn with_config_file(matches: &ArgMatches, argv: Vec<OsString>) -> Result<Args, String> {

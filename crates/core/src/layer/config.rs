@@ -4,12 +4,13 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::Source;
 use crate::allowlist::{Allowlist, IpSet};
+use crate::auth::{ApiKeys, BasicCredentials};
 use crate::client_ip::ForwardedHeader;
 use crate::request::Policy;
 
 use super::drain;
-use super::source::GateSource;
 use super::unlisted::Unlisted;
 
 /// Reads the peer address from a request's extensions.
@@ -62,5 +63,54 @@ impl Config {
             .iter()
             .filter(|s| s.source.path().is_none())
             .collect()
+    }
+}
+
+/// A source as the built layer keeps it.
+pub(crate) struct GateSource {
+    pub(crate) source: Source,
+    pub(crate) basic: Vec<BasicCredentials>,
+    /// The keys as given, to check at build time that two sources can be
+    /// told apart (never compared at request time: `policy` holds them).
+    pub(crate) api_keys: Vec<String>,
+    /// Its own list (and networks besides it); `None`: the layer's.
+    pub(crate) allowlist: Option<(Allowlist, IpSet)>,
+    /// The layer's policy with this source's keys, and the source.
+    pub(crate) policy: Policy,
+}
+
+impl GateSource {
+    /// Whether a request with this source's credentials could carry those
+    /// of `other` too, so that the layer could not tell them apart: they
+    /// are told apart only by a kind of credential both require, with no
+    /// value in common.
+    pub(crate) fn indistinguishable_from(&self, other: &GateSource) -> bool {
+        let basic_apart = !self.basic.is_empty()
+            && !other.basic.is_empty()
+            && !self.basic.iter().any(|a| {
+                other
+                    .basic
+                    .iter()
+                    .any(|b| a.user() == b.user() && a.password() == b.password())
+            });
+        let keys_apart = !self.api_keys.is_empty()
+            && !other.api_keys.is_empty()
+            && !self.api_keys.iter().any(|a| other.api_keys.contains(a));
+        !basic_apart && !keys_apart
+    }
+
+    pub(crate) fn keys(&self) -> Option<&ApiKeys> {
+        self.policy.api_keys.as_ref()
+    }
+}
+
+impl std::fmt::Debug for GateSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GateSource")
+            .field("source", &self.source)
+            .field("basic", &self.basic)
+            .field("api_keys", &self.api_keys.len())
+            .field("own_allowlist", &self.allowlist.as_ref().map(|(l, _)| l))
+            .finish()
     }
 }

@@ -61,16 +61,14 @@ mod future;
 #[allow(clippy::module_inception)] // the layer, beside its builder and service
 mod layer;
 mod service;
-mod source;
 mod unlisted;
 
 pub use body::{RequestBody, ResponseBody};
 pub use budget::{
     BudgetBody, BudgetFuture, InflightBudget, InflightBudgetService, InflightBudgetSpent,
 };
-pub use builder::{ConfigError, WebhookLayerBuilder};
+pub use builder::{ConfigError, SourceBuilder, WebhookLayerBuilder};
 pub use future::ResponseFuture;
 pub use layer::WebhookLayer;
 pub use service::WebhookService;
-pub use source::SourceBuilder;
 pub use unlisted::UnlistedClient;

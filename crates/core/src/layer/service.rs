@@ -13,10 +13,9 @@ use tower_service::Service;
 use tracing::field;
 
 use super::body::{GiveBack, RequestBody, ResponseBody};
-use super::config::Config;
+use super::config::{Config, GateSource};
 use super::drain::{Drain, Slot, expects_continue};
 use super::future::ResponseFuture;
-use super::source::GateSource;
 use super::unlisted::Sighting;
 use crate::Source;
 use crate::auth::ApiKeys;
