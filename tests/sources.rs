@@ -417,3 +417,74 @@ async fn refusals_name_the_source_tried_and_never_a_credential() {
         "{debug}"
     );
 }
+
+/// The request, event and mail counters carry the source: a configured
+/// name, decided by path, by BASIC or by the body's key; empty for a
+/// refusal no single source was tried for.
+#[cfg(feature = "metrics")]
+#[test]
+fn metrics_are_labelled_with_configured_source_names_only() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    // A subscriber of its own: a callsite first reached on a thread with
+    // none could be cached as disabled while the logging test runs.
+    let _logs = tracing::subscriber::set_default(
+        tracing_subscriber::fmt().with_writer(std::io::sink).finish(),
+    );
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let app = app();
+            assert_eq!(
+                call(&app, request("/cmc/prod", Some("prod-key"))).await.0,
+                200
+            );
+            assert_eq!(call(&app, request("/cmc", Some("key-a"))).await.0, 200);
+            assert_eq!(call(&app, request("/cmc/prod", Some("key-a"))).await.0, 401);
+            // An unknown key on the shared path: without brand-b's BASIC,
+            // only brand-a was left to try; with it, both were.
+            assert_eq!(call(&app, request("/cmc", Some("nobody"))).await.0, 401);
+            let both = request("/cmc", Some("nobody")).basic_auth("brand-b", "b-pass");
+            assert_eq!(call(&app, both).await.0, 401);
+            // A path no source has, from a stranger's address.
+            let stranger = request("/cmc/evil", Some("x")).peer("192.0.2.1:1".parse().unwrap());
+            assert_eq!(call(&app, stranger).await.0, 403);
+        });
+    });
+    let mut seen: Vec<String> = Vec::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let DebugValue::Counter(n) = value else {
+            continue;
+        };
+        let key = key.key();
+        if !key.name().starts_with("cmc_webhook_requests")
+            && !key.name().starts_with("cmc_webhook_events")
+        {
+            continue;
+        }
+        let mut labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        labels.sort();
+        seen.push(format!("{}{{{}}} {n}", key.name(), labels.join(",")));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "cmc_webhook_events_total{source=brand-a,status=queued,type=deliveries} 1",
+            "cmc_webhook_events_total{source=prod,status=queued,type=deliveries} 1",
+            "cmc_webhook_requests_total{outcome=accepted,reason=,source=brand-a} 1",
+            "cmc_webhook_requests_total{outcome=accepted,reason=,source=prod} 1",
+            "cmc_webhook_requests_total{outcome=refused,reason=bad_api_key,source=brand-a} 1",
+            "cmc_webhook_requests_total{outcome=refused,reason=bad_api_key,source=prod} 1",
+            "cmc_webhook_requests_total{outcome=refused,reason=bad_api_key,source=} 1",
+            "cmc_webhook_requests_total{outcome=refused,reason=client_not_allowed,source=} 1",
+        ]
+    );
+}
