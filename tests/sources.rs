@@ -428,7 +428,9 @@ fn metrics_are_labelled_with_configured_source_names_only() {
     // A subscriber of its own: a callsite first reached on a thread with
     // none could be cached as disabled while the logging test runs.
     let _logs = tracing::subscriber::set_default(
-        tracing_subscriber::fmt().with_writer(std::io::sink).finish(),
+        tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .finish(),
     );
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
