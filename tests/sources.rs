@@ -490,3 +490,30 @@ fn metrics_are_labelled_with_configured_source_names_only() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_single_source_with_a_path_refuses_other_paths() {
+    let layer = WebhookLayer::builder()
+        .allow_cidrs("203.0.113.0/24")
+        .unwrap()
+        .source(SourceBuilder::new("only").api_key("k").path("/cmc/only"))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/cmc/only", post(on_events))
+        .route("/cmc/other", post(on_events))
+        .layer(layer);
+    assert_eq!(
+        call(&app, request("/cmc/only", Some("k"))).await,
+        (200, "only 2023-01-25T05:03:06Z".to_owned())
+    );
+    assert_eq!(call(&app, request("/cmc/other", Some("k"))).await.0, 401);
+    // Sixty-five sources are more than one layer serves.
+    let many = (0..65).fold(
+        WebhookLayer::builder()
+            .allow_cidrs("203.0.113.0/24")
+            .unwrap(),
+        |b, i| b.source(SourceBuilder::new(format!("s{i}")).api_key(format!("k{i}"))),
+    );
+    assert_eq!(many.build().unwrap_err(), ConfigError::TooManySources);
+}

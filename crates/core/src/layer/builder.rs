@@ -566,6 +566,9 @@ impl WebhookLayerBuilder {
             });
         }
         specs.extend(self.sources);
+        if specs.len() > super::config::MAX_SOURCES {
+            return Err(ConfigError::TooManySources);
+        }
         let named = specs.iter().any(|s| s.name != DEFAULT_SOURCE) || specs.len() > 1;
         for (i, spec) in specs.iter().enumerate() {
             if named && !valid_name(&spec.name) {
@@ -1021,6 +1024,8 @@ pub enum ConfigError {
     SourcePath(String),
     /// Two sources on this path.
     DuplicatePath(String),
+    /// More than 64 sources on one layer.
+    TooManySources,
     /// These two sources, on the same path (or both on none), could both
     /// match one request: give them BASIC credentials or `api_key`s of
     /// their own (see [`WebhookLayerBuilder::source`]).
@@ -1067,6 +1072,7 @@ impl fmt::Display for ConfigError {
                 f,
                 "the source path `{path}` must begin with `/`, without a query, a fragment or white space"
             ),
+            ConfigError::TooManySources => f.write_str("more than 64 sources on one layer"),
             ConfigError::DuplicatePath(path) => write!(f, "two sources are served on the path `{path}`"),
             ConfigError::AmbiguousSources(a, b) => write!(
                 f,

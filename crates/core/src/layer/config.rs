@@ -51,20 +51,61 @@ impl Config {
         }
     }
 
-    /// The sources that may have sent a request on `path`: the one whose
-    /// path it is, or else those without a path of their own.
-    pub(crate) fn candidates(&self, path: &str) -> Vec<&GateSource> {
+    /// The sources that may have sent a request on `path`, as a set of
+    /// positions in `sources` (at most 64): the one whose path it is, or
+    /// else those without a path of their own.
+    pub(crate) fn candidates(&self, path: &str) -> Sources {
         if self.by_path
-            && let Some(own) = self.sources.iter().find(|s| s.source.path() == Some(path))
+            && let Some(own) = self
+                .sources
+                .iter()
+                .position(|s| s.source.path() == Some(path))
         {
-            return vec![own];
+            return Sources(1 << own);
         }
-        self.sources
-            .iter()
-            .filter(|s| s.source.path().is_none())
-            .collect()
+        Sources(
+            self.sources
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.source.path().is_none())
+                .fold(0, |set, (i, _)| set | 1 << i),
+        )
     }
 }
+
+/// A set of sources, by their positions in the layer's list: chosen
+/// without allocating on every request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sources(pub(crate) u64);
+
+impl Sources {
+    /// The positions in the set, in order.
+    pub(crate) fn iter(self) -> impl Iterator<Item = usize> {
+        (0..64).filter(move |i| self.0 & (1 << i) != 0)
+    }
+
+    /// Keeps the positions for which `keep` is true; each is asked (no
+    /// early exit).
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(usize) -> bool) {
+        for i in self.iter() {
+            if !keep(i) {
+                self.0 &= !(1 << i);
+            }
+        }
+    }
+
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The only position, when there is one.
+    pub(crate) fn only(self) -> Option<usize> {
+        (self.0.count_ones() == 1).then(|| self.0.trailing_zeros() as usize)
+    }
+}
+
+/// The most sources one layer serves.
+pub(crate) const MAX_SOURCES: usize = 64;
 
 /// A source as the built layer keeps it.
 pub(crate) struct GateSource {

@@ -13,7 +13,7 @@ use tower_service::Service;
 use tracing::field;
 
 use super::body::{GiveBack, RequestBody, ResponseBody};
-use super::config::{Config, GateSource};
+use super::config::{Config, Sources};
 use super::drain::{Drain, Slot, expects_continue};
 use super::future::ResponseFuture;
 use super::unlisted::Sighting;
@@ -144,28 +144,31 @@ impl Config {
             Rejection::new(reason)
         };
         let several = self.sources.len() > 1;
-        let mut candidates = if several {
-            self.candidates(request.uri().path())
-        } else {
-            self.sources.iter().collect()
-        };
-        if several {
+        let mut candidates = self.candidates(request.uri().path());
+        if several || self.by_path {
             // The source (or sources) this request may be, by its path:
             // the log says which one it tried, never its credentials.
-            span.record("cmc.source", field::display(Names(&candidates)));
-            if let [only] = candidates.as_slice() {
-                *tried = Some(only.source.clone());
-            }
+            span.record("cmc.source", field::display(Names(self, candidates)));
         }
-        let listed = candidates.iter().any(|s| self.source_allows(s, client));
+        if let Some(only) = candidates.only() {
+            *tried = Some(self.sources[only].source.clone());
+        }
+        let allows = |i: usize| self.source_allows(&self.sources[i], client);
+        // On a path no source serves, a client no source lists is refused
+        // as any stranger is (403); a listed one is told of its path (401).
+        let listed = if candidates.is_empty() {
+            (0..self.sources.len()).any(allows)
+        } else {
+            candidates.iter().any(allows)
+        };
         // In report-only mode an unlisted client is noted once its request
         // is accepted, so that what the list shows passed every other check.
         if !listed && !self.report_only {
             self.note_unlisted(client, peer);
             return Err(refuse(Reason::ClientNotAllowed));
         }
-        if listed && several {
-            candidates.retain(|s| self.source_allows(s, client));
+        if listed {
+            candidates.retain(allows);
         }
         if request.method() != Method::POST {
             return Err(refuse(Reason::MethodNotAllowed));
@@ -180,12 +183,10 @@ impl Config {
         // Every candidate is checked (no early exit on a match), each in
         // constant time.
         let authorization = request.headers().get(http::header::AUTHORIZATION);
-        let matched: Vec<bool> = candidates
-            .iter()
-            .map(|s| s.basic.is_empty() || crate::auth::basic_matches(&s.basic, authorization))
-            .collect();
-        let mut matched = matched.into_iter();
-        candidates.retain(|_| matched.next().unwrap_or(false));
+        candidates.retain(|i| {
+            let basic = &self.sources[i].basic;
+            basic.is_empty() || crate::auth::basic_matches(basic, authorization)
+        });
         if candidates.is_empty() {
             return Err(refuse(Reason::BadCredentials));
         }
@@ -204,8 +205,9 @@ impl Config {
         if declared_length(request.headers()).is_some_and(|len| len > self.policy.limit() as u64) {
             return Err(refuse(Reason::PayloadTooLarge));
         }
-        let policy = match candidates.as_slice() {
-            [only] => {
+        let policy = match candidates.only() {
+            Some(only) => {
+                let only = &self.sources[only];
                 if several {
                     span.record("cmc.source", only.source.name());
                 }
@@ -213,10 +215,10 @@ impl Config {
             }
             // Told apart by the body's api_key (build checked that they
             // are): the reader learns which source each key is.
-            many => {
+            None => {
                 let mut keys = Vec::new();
                 let mut owners = Vec::new();
-                for s in many {
+                for s in candidates.iter().map(|i| &self.sources[i]) {
                     for key in s.keys().into_iter().flat_map(ApiKeys::secrets) {
                         keys.push(key.clone());
                         owners.push(s.source.clone());
@@ -248,18 +250,18 @@ pub(crate) struct Admitted {
 }
 
 /// Source names for a log field: `a`, or `a|b` when the body decides.
-struct Names<'a>(&'a [&'a GateSource]);
+struct Names<'a>(&'a Config, Sources);
 
 impl std::fmt::Display for Names<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.is_empty() {
+        if self.1.is_empty() {
             return f.write_str("(none on this path)");
         }
-        for (i, s) in self.0.iter().enumerate() {
-            if i > 0 {
+        for (n, i) in self.1.iter().enumerate() {
+            if n > 0 {
                 f.write_str("|")?;
             }
-            f.write_str(s.source.name())?;
+            f.write_str(self.0.sources[i].source.name())?;
         }
         Ok(())
     }
