@@ -224,33 +224,45 @@ async fn every_metric_after_a_scripted_sequence() {
 
     // The layer's requests.
     let expected_requests = [
-        ("cmc_webhook_requests_total{outcome=accepted,reason=}", 4),
         (
-            "cmc_webhook_requests_total{outcome=refused,reason=client_not_allowed}",
+            "cmc_webhook_requests_total{outcome=accepted,reason=,source=default}",
+            4,
+        ),
+        (
+            "cmc_webhook_requests_total{outcome=refused,reason=client_not_allowed,source=default}",
             2,
         ),
         (
-            "cmc_webhook_requests_total{outcome=refused,reason=method_not_allowed}",
+            "cmc_webhook_requests_total{outcome=refused,reason=method_not_allowed,source=default}",
             1,
         ),
         (
-            "cmc_webhook_requests_total{outcome=refused,reason=malformed_body}",
+            "cmc_webhook_requests_total{outcome=refused,reason=malformed_body,source=default}",
             1,
         ),
         (
-            "cmc_webhook_requests_total{outcome=refused,reason=bad_api_key}",
+            "cmc_webhook_requests_total{outcome=refused,reason=bad_api_key,source=default}",
             1,
         ),
         ("cmc_webhook_unlisted_requests_total{}", 2),
         // What was read: each delivery twice (the batch came twice).
-        ("cmc_webhook_events_total{status=queued,type=deliveries}", 2),
         (
-            "cmc_webhook_events_total{status=succeeded,type=deliveries}",
+            "cmc_webhook_events_total{source=default,status=queued,type=deliveries}",
+            2,
+        ),
+        (
+            "cmc_webhook_events_total{source=default,status=succeeded,type=deliveries}",
             4,
         ),
-        ("cmc_webhook_events_total{status=other,type=deliveries}", 2),
-        ("cmc_webhook_events_total{status=2,type=bounces}", 1),
-        ("cmc_webhook_mails_total{}", 1),
+        (
+            "cmc_webhook_events_total{source=default,status=other,type=deliveries}",
+            2,
+        ),
+        (
+            "cmc_webhook_events_total{source=default,status=2,type=bounces}",
+            1,
+        ),
+        ("cmc_webhook_mails_total{source=default}", 1),
         (
             "cmc_webhook_body_bytes_total{encoding=json}",
             json_bytes as u64,

@@ -82,13 +82,33 @@ impl ApiKeys {
         }
     }
 
+    /// The position of the key `given` is, looking at every key in
+    /// constant time (no early exit that would tell which one matched by
+    /// its timing); the last when several are equal.
+    pub(crate) fn position(&self, given: &str) -> Option<usize> {
+        let given = given.as_bytes();
+        let mut found = subtle::CtOption::new(0u64, subtle::Choice::from(0));
+        for (i, key) in self.0.iter().enumerate() {
+            let hit = key.0.as_bytes().ct_eq(given);
+            let this = subtle::CtOption::new(i as u64, hit);
+            found = subtle::ConditionallySelectable::conditional_select(&found, &this, hit);
+        }
+        Option::<u64>::from(found).map(|i| i as usize)
+    }
+
+    /// The keys, to join the keys of several sources.
+    pub(crate) fn secrets(&self) -> &[Secret] {
+        &self.0
+    }
+
+    /// Keys already wrapped.
+    pub(crate) fn from_secrets(keys: Vec<Secret>) -> ApiKeys {
+        ApiKeys(keys.into())
+    }
+
     /// These keys and `key`.
     pub(crate) fn with(&self, key: String) -> ApiKeys {
         ApiKeys(self.0.iter().cloned().chain([Secret::new(key)]).collect())
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -227,6 +247,12 @@ mod tests {
         assert!(keys.verify(Some("k-123456")));
         assert!(!keys.verify(Some("k-12345")));
         assert!(any_matches([&Secret::new("x")], b"x"));
+        let keys = ApiKeys::new(["a", "b", "c"]);
+        assert_eq!(keys.position("b"), Some(1));
+        assert_eq!(keys.position("c"), Some(2));
+        assert_eq!(keys.position("a"), Some(0));
+        assert_eq!(keys.position("d"), None);
+        assert_eq!(keys.position(""), None);
         assert!(!any_matches([&Secret::new("x")], b"xx"));
     }
 }

@@ -55,6 +55,16 @@
 //! [`ClientIp`] extracts the client address: the one the layer checked,
 //! or without the layer the connection's peer.
 //!
+//! # Which account
+//!
+//! Behind a layer with several [sources](crate::WebhookLayerBuilder::source),
+//! [`Sourced<T>`](crate::Sourced) gives the [`Source`](crate::Source) with
+//! the webhook: the account it came from, and the zone to read its
+//! `created` in. (A source decided from the request's head alone is also
+//! in the request's extensions: `Extension<Source>`; one decided by the
+//! body's `api_key` is only known once the body is read, so `Sourced` is
+//! the way that always works.)
+//!
 //! # What to answer
 //!
 //! The handler decides the response. CMC expects 200; answer it once the
@@ -81,7 +91,7 @@ use http::request::Parts;
 
 use crate::client_ip::ClientIp;
 use crate::rejection::{Reason, Rejection};
-use crate::request::{Policy, read_with_policy};
+use crate::request::{Policy, Sourced, read_with_policy};
 use crate::webhook::Kind;
 use crate::{EventBatch, InboundMail, Webhook};
 
@@ -100,8 +110,41 @@ fn policy_and_request(request: Request) -> (Policy, Request) {
 }
 
 async fn extract(request: Request, expected: Option<Kind>) -> Result<Webhook, Rejection> {
+    Ok(extract_sourced(request, expected).await?.1)
+}
+
+async fn extract_sourced(
+    request: Request,
+    expected: Option<Kind>,
+) -> Result<Sourced<Webhook>, Rejection> {
     let (policy, request) = policy_and_request(request);
     read_with_policy(request, expected, &policy).await
+}
+
+impl<S: Send + Sync> FromRequest<S> for Sourced<Webhook> {
+    type Rejection = Rejection;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        extract_sourced(request, None).await
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Sourced<EventBatch> {
+    type Rejection = Rejection;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let Sourced(source, webhook) = extract_sourced(request, Some(Kind::Events)).await?;
+        Ok(Sourced(source, webhook.into_events()?))
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Sourced<InboundMail> {
+    type Rejection = Rejection;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let Sourced(source, webhook) = extract_sourced(request, Some(Kind::Inbound)).await?;
+        Ok(Sourced(source, webhook.into_inbound()?))
+    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for Webhook {

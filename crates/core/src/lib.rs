@@ -67,6 +67,7 @@ mod mime;
 mod raw;
 mod rejection;
 mod request;
+pub mod source;
 mod telemetry;
 mod text;
 mod webhook;
@@ -84,11 +85,15 @@ pub use event::{
 };
 pub use inbound::{Attachment, Header, Headers, InboundMail};
 pub use invisible::is_invisible;
-pub use layer::{ConfigError, WebhookLayer, WebhookLayerBuilder};
+pub use layer::{ConfigError, SourceBuilder, WebhookLayer, WebhookLayerBuilder};
 pub use limits::Limits;
 pub use raw::RawJson;
 pub use rejection::{Reason, Rejection, Statuses};
-pub use request::{DEFAULT_BODY_LIMIT, Policy, read_event_batch, read_inbound_mail, read_webhook};
+pub use request::{
+    DEFAULT_BODY_LIMIT, Policy, Sourced, read_event_batch, read_inbound_mail, read_sourced_webhook,
+    read_webhook,
+};
+pub use source::Source;
 #[cfg(feature = "metrics")]
 pub use telemetry::describe_metrics;
 pub(crate) use text::REDACTED;

@@ -11,6 +11,9 @@ use http::Request;
 use http_body::Body;
 use http_body_util::{BodyExt, BodyStream, Limited};
 
+use std::sync::Arc;
+
+use crate::Source;
 use crate::auth::ApiKeys;
 use crate::limits::is_length_limit;
 use crate::rejection::{Reason, Refused, Rejection, Statuses, log_refusal};
@@ -44,6 +47,11 @@ pub struct Policy {
     pub(crate) limits: Limits,
     pub(crate) api_keys: Option<ApiKeys>,
     pub(crate) statuses: Statuses,
+    /// The source the layer decided from the request's head, if it did.
+    pub(crate) source: Option<Source>,
+    /// When the body's `api_key` decides the source: the source of each
+    /// of `api_keys`, in order.
+    pub(crate) key_sources: Option<Arc<[Source]>>,
 }
 
 impl Default for Policy {
@@ -53,6 +61,8 @@ impl Default for Policy {
             limits: Limits::default(),
             api_keys: None,
             statuses: Statuses::default(),
+            source: None,
+            key_sources: None,
         }
     }
 }
@@ -91,6 +101,24 @@ impl Policy {
     /// The body limit in force.
     pub fn limit(&self) -> usize {
         self.body_limit
+    }
+
+    /// Reads webhooks as coming from `source` (the layer sets it to the
+    /// source it decided; without it, the [default](Source::default)).
+    pub fn source(mut self, source: Source) -> Policy {
+        self.source = Some(source);
+        self
+    }
+
+    /// The source of a body read within this policy, once the position of
+    /// its valid key is known.
+    fn source_of(&self, key: Option<usize>) -> Source {
+        if let (Some(owners), Some(i)) = (&self.key_sources, key)
+            && let Some(source) = owners.get(i)
+        {
+            return source.clone();
+        }
+        self.source.clone().unwrap_or_default()
     }
 
     pub(crate) fn reject(&self, rejection: Rejection) -> Rejection {
@@ -155,6 +183,63 @@ where
     Ok(read(request, Some(Kind::Inbound)).await?.into_inbound()?)
 }
 
+/// A webhook (or an [`EventBatch`], an [`InboundMail`]) and the
+/// [`Source`] it came from: what [`read_sourced_webhook`] gives, and an
+/// axum extractor (feature `axum`) for handlers behind a layer with
+/// several [sources](crate::WebhookLayerBuilder::source).
+///
+/// ```
+/// use cmc_webhook_core::{EventBatch, Sourced};
+///
+/// async fn on_events(Sourced(source, batch): Sourced<EventBatch>) -> &'static str {
+///     for event in &batch.events {
+///         // `created` in the zone of the account the batch came from.
+///         println!("{}: {:?}", source.name(), source.created_at(event));
+///     }
+///     "ok"
+/// }
+/// # #[cfg(feature = "axum")]
+/// # let _: axum::Router = axum::Router::new().route("/", axum::routing::post(on_events));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sourced<T>(pub Source, pub T);
+
+/// Reads a webhook as [`read_webhook`] does, with the [`Source`] it came
+/// from: the one the layer decided from the request's head, or the one
+/// whose `api_key` the body carried, or (without a layer) the
+/// [default](Source::default).
+///
+/// ```
+/// use cmc_webhook_core::{read_sourced_webhook, Sourced};
+///
+/// # tokio_test_block_on(async {
+/// let request = http::Request::post("/mails")
+///     .header("content-type", "application/json")
+///     .body(http_body_util::Full::new(bytes::Bytes::from_static(
+///         br#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[]}}"#,
+///     )))?;
+/// let Sourced(source, _webhook) = read_sourced_webhook(request).await?;
+/// assert!(source.is_default());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+pub async fn read_sourced_webhook<B>(request: Request<B>) -> Result<Sourced<Webhook>, Rejection>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let policy = request
+        .extensions()
+        .get::<Policy>()
+        .cloned()
+        .unwrap_or_default();
+    read_with_policy(request, None, &policy).await
+}
+
 pub(crate) async fn read<B>(
     request: Request<B>,
     expected: Option<Kind>,
@@ -169,7 +254,7 @@ where
         .get::<Policy>()
         .cloned()
         .unwrap_or_default();
-    read_with_policy(request, expected, &policy).await
+    Ok(read_with_policy(request, expected, &policy).await?.1)
 }
 
 /// Reads within `policy`; refusals carry its statuses.
@@ -177,22 +262,29 @@ pub(crate) async fn read_with_policy<B>(
     request: Request<B>,
     expected: Option<Kind>,
     policy: &Policy,
-) -> Result<Webhook, Rejection>
+) -> Result<Sourced<Webhook>, Rejection>
 where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let report = request.extensions().get::<ReadReport>().cloned();
-    let result = read_with(request, expected, policy).await;
-    if let Ok(webhook) = &result {
-        crate::telemetry::webhook(webhook);
+    let result = read_with(request, expected, policy)
+        .await
+        .map(|(webhook, key)| Sourced(policy.source_of(key), webhook));
+    if let Ok(Sourced(source, webhook)) = &result {
+        crate::telemetry::webhook(webhook, source);
     }
     match report {
         // Behind the layer, the layer logs and counts the refusal (with the
         // client address) when the request ends, whatever the handler
         // answers.
-        Some(report) => report.set(result.as_ref().map(|_| ()).map_err(Rejection::refused)),
+        Some(report) => report.set(
+            result
+                .as_ref()
+                .map(|Sourced(source, _)| source.clone())
+                .map_err(Rejection::refused),
+        ),
         None => {
             if let Err(r) = &result {
                 let refused = r.refused();
@@ -213,7 +305,7 @@ async fn read_with<B>(
     request: Request<B>,
     expected: Option<Kind>,
     policy: &Policy,
-) -> Result<Webhook, Rejection>
+) -> Result<(Webhook, Option<usize>), Rejection>
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -291,7 +383,7 @@ where
             _ => Err(Rejection::new(Reason::BadApiKey)),
         };
     }
-    parsed
+    parsed.map(|webhook| (webhook, budget.matched_key()))
 }
 
 /// Reads the whole body into one buffer.
@@ -382,15 +474,15 @@ pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
 /// What the body reader made of a request's body, for the layer in front:
 /// put in the request by the layer, filled by the reader.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct ReadReport(std::sync::Arc<std::sync::Mutex<Option<Result<(), Refused>>>>);
+pub(crate) struct ReadReport(std::sync::Arc<std::sync::Mutex<Option<Result<Source, Refused>>>>);
 
 impl ReadReport {
-    fn set(&self, outcome: Result<(), Refused>) {
+    fn set(&self, outcome: Result<Source, Refused>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
     }
 
     /// The outcome of the last read, if the body was read.
-    pub(crate) fn take(&self) -> Option<Result<(), Refused>> {
+    pub(crate) fn take(&self) -> Option<Result<Source, Refused>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }

@@ -68,7 +68,7 @@ pub fn describe_metrics() {
     use names::*;
     describe_counter!(
         REQUESTS,
-        "Requests through the WebhookLayer, by outcome (accepted, refused, failed, abandoned) and refusal reason"
+        "Requests through the WebhookLayer, by outcome (accepted, refused, failed, abandoned), refusal reason and source (a configured name; empty when none was decided)"
     );
     describe_counter!(
         UNLISTED_REQUESTS,
@@ -80,9 +80,12 @@ pub fn describe_metrics() {
     );
     describe_counter!(
         EVENTS,
-        "Event records read from bodies that parsed, by event type and status"
+        "Event records read from bodies that parsed, by event type, status and source"
     );
-    describe_counter!(MAILS, "Inbound mails read from bodies that parsed");
+    describe_counter!(
+        MAILS,
+        "Inbound mails read from bodies that parsed, by source"
+    );
     describe_counter!(
         BODY_BYTES,
         Unit::Bytes,
@@ -95,15 +98,27 @@ pub fn describe_metrics() {
     );
 }
 
-/// A request through the layer ended.
-pub(crate) fn request(outcome: Outcome, reason: Option<Reason>) {
+/// A request through the layer ended; `source` is the configured name of
+/// the source it came from, when one was decided (a closed set: the
+/// layer's sources, never a value from the request).
+pub(crate) fn request(outcome: Outcome, reason: Option<Reason>, source: Option<&crate::Source>) {
     #[cfg(feature = "metrics")]
     metrics::counter!(names::REQUESTS,
         "outcome" => outcome.as_str(),
-        "reason" => reason.map_or("", Reason::name))
+        "reason" => reason.map_or("", Reason::name),
+        "source" => source_label(source))
     .increment(1);
     #[cfg(not(feature = "metrics"))]
-    let _ = (outcome, reason);
+    let _ = (outcome, reason, source);
+}
+
+/// The `source` label: a configured name (shared, not copied), or empty.
+#[cfg(feature = "metrics")]
+fn source_label(source: Option<&crate::Source>) -> metrics::SharedString {
+    match source {
+        Some(source) => metrics::SharedString::from(source.name_arc().clone()),
+        None => metrics::SharedString::const_str(""),
+    }
 }
 
 /// A request from a client outside the allowlist.
@@ -121,7 +136,11 @@ pub(crate) fn unlisted_clients(n: usize) {
 }
 
 /// A webhook was read: its events or its mail.
-pub(crate) fn webhook(webhook: &crate::Webhook) {
+pub(crate) fn webhook(webhook: &crate::Webhook, source: &crate::Source) {
+    #[cfg(not(feature = "metrics"))]
+    let _ = source;
+    #[cfg(feature = "metrics")]
+    let label = source_label(Some(source));
     #[cfg(feature = "metrics")]
     match webhook {
         crate::Webhook::Events(batch) => {
@@ -134,7 +153,7 @@ pub(crate) fn webhook(webhook: &crate::Webhook) {
                     Some((current, n)) if *current == labels => *n += 1,
                     _ => {
                         if let Some(((t, s), n)) = run.take() {
-                            metrics::counter!(names::EVENTS, "type" => t, "status" => s)
+                            metrics::counter!(names::EVENTS, "type" => t, "status" => s, "source" => label.clone())
                                 .increment(n);
                         }
                         run = Some((labels, 1));
@@ -142,10 +161,13 @@ pub(crate) fn webhook(webhook: &crate::Webhook) {
                 }
             }
             if let Some(((t, s), n)) = run {
-                metrics::counter!(names::EVENTS, "type" => t, "status" => s).increment(n);
+                metrics::counter!(names::EVENTS, "type" => t, "status" => s, "source" => label)
+                    .increment(n);
             }
         }
-        crate::Webhook::Inbound(_) => metrics::counter!(names::MAILS).increment(1),
+        crate::Webhook::Inbound(_) => {
+            metrics::counter!(names::MAILS, "source" => label).increment(1)
+        }
     }
     #[cfg(not(feature = "metrics"))]
     let _ = webhook;

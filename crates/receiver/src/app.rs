@@ -18,7 +18,8 @@ use cmc_webhook_core::allowlist::Allowlist;
 use cmc_webhook_core::client_ip::{ClientIp, ForwardedHeader};
 use cmc_webhook_core::ipnet::IpNet;
 use cmc_webhook_core::{
-    Attachment, ConfigError, Event, InboundMail, Webhook, WebhookLayer, default_time_zone,
+    Attachment, ConfigError, Event, InboundMail, Source, SourceBuilder, Sourced, Webhook,
+    WebhookLayer, default_time_zone,
 };
 use cmc_webhook_inbox::mailbox::{MailJob, Mailbox, Mailboxes, Unrouted};
 use cmc_webhook_inbox::{Inbox, Item, Job};
@@ -52,6 +53,46 @@ pub struct Options {
     pub format: Format,
     /// The in-flight budget of request body bytes (0: none).
     pub max_inflight_bytes: usize,
+    /// The console's time zone of the default source (`--time-zone`).
+    pub time_zone: Option<jiff::tz::TimeZone>,
+    /// Named sources (`[[source]]` tables of the configuration file).
+    pub sources: Vec<SourceOptions>,
+}
+
+/// A named source: one CMC account served beside the others.
+#[derive(Clone)]
+pub struct SourceOptions {
+    /// Its name.
+    pub name: String,
+    /// Its `api_key`s.
+    pub api_keys: Vec<String>,
+    /// Its BASIC credentials (user, password).
+    pub basic_auth: Vec<(String, String)>,
+    /// Its own allowlist (empty: the receiver's).
+    pub allow: Vec<IpNet>,
+    /// Its console's time zone (none: the receiver's).
+    pub time_zone: Option<jiff::tz::TimeZone>,
+    /// Its own path, beside `/mails`.
+    pub path: Option<String>,
+}
+
+impl std::fmt::Debug for SourceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceOptions")
+            .field("name", &self.name)
+            .field("api_keys", &self.api_keys.len())
+            .field(
+                "basic_auth",
+                &self.basic_auth.iter().map(|(u, _)| u).collect::<Vec<_>>(),
+            )
+            .field("allow", &self.allow)
+            .field(
+                "time_zone",
+                &self.time_zone.as_ref().and_then(|t| t.iana_name()),
+            )
+            .field("path", &self.path)
+            .finish()
+    }
 }
 
 /// How events and mails are printed.
@@ -95,6 +136,24 @@ pub fn layer(options: &Options) -> Result<WebhookLayer, ConfigError> {
     if options.report_only {
         layer = layer.report_only();
     }
+    if let Some(tz) = &options.time_zone {
+        layer = layer.time_zone(tz.clone());
+    }
+    for source in &options.sources {
+        let mut named = SourceBuilder::new(source.name.clone())
+            .api_keys(source.api_keys.iter().cloned())
+            .allow_nets(source.allow.iter().copied());
+        for (user, password) in &source.basic_auth {
+            named = named.basic_auth(user.clone(), password.clone());
+        }
+        if let Some(tz) = &source.time_zone {
+            named = named.time_zone(tz.clone());
+        }
+        if let Some(path) = &source.path {
+            named = named.path(path.clone());
+        }
+        layer = layer.source(named);
+    }
     layer.build()
 }
 
@@ -120,13 +179,30 @@ pub fn router_with(
     target: Target,
     budget: Option<cmc_webhook_core::layer::InflightBudget>,
 ) -> Router {
+    // `/mails`, and the path of each source that has one of its own.
+    let mut paths = vec!["/mails".to_owned()];
+    for source in layer.sources() {
+        if let Some(path) = source.path()
+            && !paths.iter().any(|p| p == path)
+        {
+            paths.push(path.to_owned());
+        }
+    }
     match target {
-        Target::Inbox(inbox) => Router::new().route(
-            "/mails",
-            guarded(post_service(inbox.receive()), layer, budget),
-        ),
-        Target::Print(printer) => Router::new()
-            .route("/mails", guarded(post(on_webhook), layer, budget))
+        Target::Inbox(inbox) => paths.iter().fold(Router::new(), |router, path| {
+            router.route(
+                path,
+                guarded(post_service(inbox.receive()), layer.clone(), budget.clone()),
+            )
+        }),
+        Target::Print(printer) => paths
+            .iter()
+            .fold(Router::new(), |router, path| {
+                router.route(
+                    path,
+                    guarded(post(on_webhook), layer.clone(), budget.clone()),
+                )
+            })
             .with_state(printer),
     }
 }
@@ -212,6 +288,7 @@ impl Printer {
         client: &str,
         server_composition: &str,
         events: impl IntoIterator<Item = &'a Event>,
+        source: Option<&Source>,
     ) -> Result<(), Stalled> {
         let mut text = String::new();
         let mut n: u64 = 0;
@@ -220,9 +297,8 @@ impl Printer {
                 text.push('\n');
             }
             match self.format {
-                Format::Json => {
-                    text.push_str(&event_line(client, server_composition, event).to_string())
-                }
+                Format::Json => text
+                    .push_str(&event_line(client, server_composition, event, source).to_string()),
                 Format::Compact => text.push_str(&compact_event(event)),
             }
             n += 1;
@@ -240,8 +316,19 @@ impl Printer {
         mail: &InboundMail,
         client: &str,
         saved: Vec<Value>,
+        source: &Source,
     ) -> Result<(), Stalled> {
-        self.routed_mail(mail, client, saved, None).await
+        let line = match self.format {
+            Format::Json if !source.is_default() => {
+                let mut line = inbound_line(mail, client, saved);
+                line["source"] = json!(source.name());
+                line.to_string()
+            }
+            _ => return self.routed_mail(mail, client, saved, None).await,
+        };
+        self.lines.print(line).await?;
+        self.printed[1].fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// A mail's line; with `mailbox` (routing is on), its mailbox or null.
@@ -277,13 +364,13 @@ impl Printer {
         let client = job.client.map(|c| c.to_string()).unwrap_or_default();
         match &job.item {
             Item::Event(event) => self
-                .events(&client, &job.server_composition, [event])
+                .events(&client, &job.server_composition, [event], None)
                 .await
                 .map_err(|e| e.to_string())?,
             Item::Mail(mail) => {
                 let number = u64::try_from(job.id.id).unwrap_or_default();
                 let saved = self.save(number, mail).await?;
-                self.mail(mail, &client, saved)
+                self.routed_mail(mail, &client, saved, None)
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -395,7 +482,7 @@ pub fn mailboxes(
 async fn on_webhook(
     State(printer): State<Printer>,
     Extension(ClientIp(client)): Extension<ClientIp>,
-    webhook: Webhook,
+    Sourced(source, webhook): Sourced<Webhook>,
 ) -> Result<&'static str, Response> {
     let client = client.to_string();
     let stalled = |_: Stalled| {
@@ -410,7 +497,12 @@ async fn on_webhook(
     match webhook {
         Webhook::Events(batch) => {
             printer
-                .events(&client, &batch.server_composition, &batch.events)
+                .events(
+                    &client,
+                    &batch.server_composition,
+                    &batch.events,
+                    Some(&source),
+                )
                 .await
                 .map_err(stalled)?;
         }
@@ -426,22 +518,41 @@ async fn on_webhook(
                 )
                     .into_response()
             })?;
-            printer.mail(&mail, &client, saved).await.map_err(stalled)?;
+            printer
+                .mail(&mail, &client, saved, &source)
+                .await
+                .map_err(stalled)?;
         }
     }
     Ok("ok\n")
 }
 
-fn event_line(client: &str, server_composition: &str, event: &Event) -> Value {
-    json!({
+/// An event's line; `at` is `created` read in the zone of its source
+/// (the default zone for stored rows, which do not record it), and a
+/// named source is named.
+fn event_line(
+    client: &str,
+    server_composition: &str,
+    event: &Event,
+    source: Option<&Source>,
+) -> Value {
+    let at = match source {
+        Some(source) => source.created_at(event),
+        None => event.created_at(&default_time_zone()),
+    };
+    let mut line = json!({
         "type": "event",
         "client": client,
         "server_composition": server_composition,
         "event_type": event.event_type().as_str(),
         "key": event.idempotency_key(),
-        "at": event.created_at(&default_time_zone()).ok().map(|t| t.to_string()),
+        "at": at.ok().map(|t| t.to_string()),
         "event": event,
-    })
+    });
+    if let Some(source) = source.filter(|s| !s.is_default()) {
+        line["source"] = json!(source.name());
+    }
+    line
 }
 
 /// `2023-01-25 14:03:09  deliveries  succeeded  user@example.jp`: the

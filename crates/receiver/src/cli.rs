@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use crate::config::{self, Args, Command, SuppressionCommand};
 use crate::{app, output, serve};
-use clap::Parser;
 use cmc_webhook_core::WebhookLayer;
 use cmc_webhook_core::allowlist::AllowlistFile;
 use cmc_webhook_inbox::mailbox::{DeliveryFilter, DeliveryState};
@@ -87,7 +86,7 @@ fn in_schema(store: StoreOptions, schema: &str) -> StoreOptions {
 }
 
 async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+    let args = crate::file::load()?;
     warn_secret_flags();
     let url = args.store()?;
 
@@ -241,6 +240,16 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
             .as_ref()
             .map_or("nowhere (printed before the 200)", |i| i.describe())
     );
+    if !options.sources.is_empty() {
+        for source in layer.sources() {
+            tracing::info!(
+                source = source.name(),
+                path = source.path().unwrap_or("/mails"),
+                time_zone = source.time_zone().iana_name().unwrap_or("(fixed offset)"),
+                "serving a CMC account"
+            );
+        }
+    }
     serve::serve_counting(listener, router, limits, stop_signal(), answered.clone()).await?;
     let mut stopped = None;
     if let Some(worker) = worker {

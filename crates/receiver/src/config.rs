@@ -20,8 +20,11 @@ use crate::app::{Format, Options};
 /// inbox before answering 200, and print them (events and inbound mails)
 /// on stdout; logs go to stderr.
 ///
-/// Every flag can also be set by the environment variable shown with it;
-/// a flag given on the command line wins.
+/// Every flag can also be set by the environment variable shown with it,
+/// or as a key of the --config file (TOML; `[[source]]` tables add named
+/// sources, several CMC accounts on one endpoint): a flag given on the
+/// command line wins over its environment variable, which wins over the
+/// file.
 ///
 /// Secrets (--api-key, --basic-auth, a --store URL with a password, the
 /// metrics credentials): give them in the environment or in a file
@@ -31,6 +34,16 @@ use crate::app::{Format, Options};
 #[derive(Debug, Parser)]
 #[command(name = "cmc-receiver", version)]
 pub struct Args {
+    /// A TOML file of settings: each flag's name is a key (`body_limit =
+    /// "25MiB"`, `allow = ["203.0.113.0/24"]`), and `[[source]]` tables
+    /// add named sources. Flags and environment variables win over it.
+    #[arg(long, global = true, value_name = "PATH", env = "CMC_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// The named sources of the --config file (`[[source]]` tables).
+    #[arg(skip)]
+    pub sources: Vec<SourceConfig>,
+
     /// Where webhooks are stored: sqlite:PATH, postgres://USER@HOST:PORT/DB
     /// (several receivers may share one database), or none (printed before the 200, not stored). Default:
     /// sqlite:cmc-inbox.sqlite3. A URL with a password belongs in
@@ -110,6 +123,13 @@ pub struct Args {
     /// The header trusted proxies write the client to.
     #[arg(long, value_name = "HEADER", env = "CMC_FORWARDED_HEADER", default_value = "x-forwarded-for", value_parser = ["x-forwarded-for", "forwarded"])]
     pub forwarded_header: String,
+
+    /// The time zone set in the CMC console (an IANA name such as
+    /// Asia/Tokyo or UTC), in which CMC writes `created` times: that of
+    /// the default source, and of the named sources that set none.
+    /// Default: Asia/Tokyo.
+    #[arg(long, value_name = "ZONE", env = "CMC_TIME_ZONE")]
+    pub time_zone: Option<String>,
 
     /// Largest accepted body: 25MiB, 512KiB, 2MB, or bytes.
     #[arg(long, value_name = "SIZE", env = "CMC_BODY_LIMIT", default_value = "25MiB", value_parser = parse_size)]
@@ -349,7 +369,11 @@ impl Args {
             }
             None => None,
         };
-        if self.report_only && api_keys.is_empty() && basic_auth.is_empty() {
+        if self.report_only
+            && api_keys.is_empty()
+            && basic_auth.is_empty()
+            && self.sources.is_empty()
+        {
             return Err(
                 "--report-only admits clients outside the allowlist: set --api-key or \
                         --basic-auth too (the same as in the CMC console)"
@@ -362,7 +386,18 @@ impl Args {
                 "::1/128".parse().map_err(|e| format!("{e}"))?,
             ];
         }
+        let time_zone = match &self.time_zone {
+            Some(name) => Some(zone("--time-zone", name)?),
+            None => None,
+        };
+        let sources = self
+            .sources
+            .iter()
+            .map(SourceConfig::options)
+            .collect::<Result<Vec<_>, _>>()?;
         let options = Options {
+            time_zone,
+            sources,
             allow,
             allowlist: allow_file.as_ref().map(AllowlistFile::allowlist),
             report_only: self.report_only,
@@ -540,6 +575,142 @@ pub enum SuppressionCommand {
         /// The recipient address.
         address: String,
     },
+}
+
+/// A `[[source]]` table of the --config file: one named CMC account.
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Its name: 1 to 64 ASCII letters, digits, `_`, `-` or `.`.
+    pub name: String,
+    /// Accepted `api_key`s: one string, or an array.
+    #[serde(default)]
+    api_key: OneOrMany,
+    /// A file of `api_key`s, one per line.
+    #[serde(default)]
+    api_key_file: Option<PathBuf>,
+    /// BASIC credentials, `USER:PASSWORD`: one string, or an array.
+    #[serde(default)]
+    basic_auth: OneOrMany,
+    /// A file of BASIC credentials, one pair per line.
+    #[serde(default)]
+    basic_auth_file: Option<PathBuf>,
+    /// Its own allowlist (CIDRs or addresses): one string, or an array;
+    /// without it, the receiver's (`allow`, `allow_file`).
+    #[serde(default)]
+    allow: OneOrMany,
+    /// The zone of its CMC console (IANA name); the receiver's
+    /// `time_zone` without it.
+    #[serde(default)]
+    time_zone: Option<String>,
+    /// Its own path (beside `/mails`), for example `/mails/sandbox`.
+    #[serde(default)]
+    path: Option<String>,
+}
+
+/// One string, or an array of them.
+#[derive(Clone, Default, serde::Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn values(&self) -> &[String] {
+        match self {
+            OneOrMany::None => &[],
+            OneOrMany::One(one) => std::slice::from_ref(one),
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+impl fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("name", &self.name)
+            .field("api_keys", &self.api_key.values().len())
+            .field("api_key_file", &self.api_key_file)
+            .field("basic_auth", &self.basic_auth.values().len())
+            .field("basic_auth_file", &self.basic_auth_file)
+            .field("allow", &self.allow.values())
+            .field("time_zone", &self.time_zone)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SourceConfig {
+    /// The app's options of this source, its secret files read.
+    fn options(&self) -> Result<crate::app::SourceOptions, String> {
+        let name = cmc_webhook_core::printable(&self.name, 64);
+        let at = format!("[[source]] `{name}`");
+        let mut api_keys = self.api_key.values().to_vec();
+        if let Some(path) = &self.api_key_file {
+            api_keys.extend(read_secrets(&format!("{at} api_key_file"), path)?);
+        }
+        for key in &api_keys {
+            check_secret(&format!("{at} api_key"), "a key", key)?;
+        }
+        let mut pairs: Vec<(String, String)> = self
+            .basic_auth
+            .values()
+            .iter()
+            .map(|p| (format!("{at} basic_auth"), p.clone()))
+            .collect();
+        if let Some(path) = &self.basic_auth_file {
+            let flag = format!("{at} basic_auth_file");
+            for pair in read_secrets(&flag, path)? {
+                pairs.push((flag.clone(), pair));
+            }
+        }
+        let basic_auth = pairs
+            .iter()
+            .map(|(flag, pair)| {
+                parse_basic(pair)
+                    .map(|b| (b.user, b.password))
+                    .map_err(|e| format!("{flag}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if api_keys.is_empty() && basic_auth.is_empty() {
+            return Err(format!(
+                "{at}: no api_key and no basic_auth: a source is told apart by its credentials"
+            ));
+        }
+        let mut allow = Vec::new();
+        for list in self.allow.values() {
+            allow.extend(
+                list.parse::<IpSet>()
+                    .map_err(|e| format!("{at} allow: {e}"))?
+                    .nets(),
+            );
+        }
+        let time_zone = match &self.time_zone {
+            Some(tz) => Some(zone(&format!("{at} time_zone"), tz)?),
+            None => None,
+        };
+        Ok(crate::app::SourceOptions {
+            name: self.name.clone(),
+            api_keys,
+            basic_auth,
+            allow,
+            time_zone,
+            path: self.path.clone(),
+        })
+    }
+}
+
+/// A time zone by its IANA name.
+fn zone(what: &str, name: &str) -> Result<jiff::tz::TimeZone, String> {
+    jiff::tz::TimeZone::get(name).map_err(|_| {
+        format!(
+            "{what}: `{}` is not a time zone this machine knows (an IANA name: Asia/Tokyo, UTC)",
+            cmc_webhook_core::printable(name, 64)
+        )
+    })
 }
 
 /// A value that `Debug` does not show.

@@ -32,5 +32,6 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod file;
 pub mod output;
 pub mod serve;

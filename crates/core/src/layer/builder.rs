@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use ipnet::IpNet;
+use jiff::tz::TimeZone;
 
 use crate::allowlist::{Allowlist, IpSet, IpSetParseError, parse_net};
 use crate::auth::{ApiKeys, BasicCredentials};
@@ -14,10 +15,11 @@ use crate::client_ip::ForwardedHeader;
 use crate::rejection::{Reason, Statuses};
 use crate::request::Policy;
 
-use super::config::{Config, PeerFn};
+use super::config::{Config, GateSource, PeerFn};
 use super::drain;
 use super::layer::WebhookLayer;
 use super::unlisted::Unlisted;
+use crate::source::{DEFAULT_SOURCE, Source};
 
 // Here rather than beside the layer: the builder depends on the layer, not
 // the other way round.
@@ -71,6 +73,8 @@ pub struct WebhookLayerBuilder {
     statuses: Statuses,
     peer: Option<PeerFn>,
     drain: drain::DrainLimits,
+    time_zone: Option<TimeZone>,
+    sources: Vec<SourceBuilder>,
 }
 
 impl WebhookLayerBuilder {
@@ -405,6 +409,79 @@ impl WebhookLayerBuilder {
         self
     }
 
+    /// The zone set in the CMC console, in which `created` times are
+    /// written ([`default_time_zone`](crate::default_time_zone), Asia/Tokyo,
+    /// unless set): the zone of the default source, and of every named
+    /// source that sets none. Handlers read it from the [`Source`] the
+    /// layer puts in the request.
+    ///
+    /// ```
+    /// let layer = cmc_webhook_core::WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .time_zone(jiff::tz::TimeZone::UTC)
+    ///     .build()?;
+    /// assert_eq!(layer.sources()[0].time_zone(), &jiff::tz::TimeZone::UTC);
+    /// # Ok::<(), cmc_webhook_core::ConfigError>(())
+    /// ```
+    pub fn time_zone(mut self, tz: TimeZone) -> Self {
+        self.time_zone = Some(tz);
+        self
+    }
+
+    /// Adds a named source: another CMC account (contract, server
+    /// composition) served by this layer, with its own credentials and,
+    /// optionally, its own allowlist, time zone and path (repeatable).
+    ///
+    /// How a request's source is decided:
+    ///
+    /// 1. **By path.** A request on a source's own
+    ///    [path](SourceBuilder::path) is that source's, or refused (401):
+    ///    another source's credentials never admit it. A request on
+    ///    another path can be any source without a path of its own
+    ///    (refused with 401 when there is none).
+    /// 2. **By credentials.** Of those, the sources whose allowlist lists
+    ///    the client, then whose BASIC credentials the request carries (a
+    ///    source without BASIC credentials stays in), then (the body is
+    ///    read) whose `api_key` the body carries. A source requires every
+    ///    kind of credential it configures. None left: 401, logged with
+    ///    the source (or sources) tried, never the credentials.
+    ///
+    /// Two sources that one request could match are refused by
+    /// [`build`](Self::build) ([`ConfigError::AmbiguousSources`]): two
+    /// sources on the same path (or both without one) must both require
+    /// BASIC credentials with no pair in common, or both require `api_key`s
+    /// with no key in common. So at most one source matches a request.
+    ///
+    /// The builder's own credentials ([`api_key`](Self::api_key),
+    /// [`basic_auth`](Self::basic_auth)) make the source `default`, on no
+    /// path of its own; with named sources and none of those, there is no
+    /// default source. A source without an allowlist of its own uses the
+    /// layer's ([`allow`](Self::allow),
+    /// [`shared_allowlist`](Self::shared_allowlist)).
+    ///
+    /// ```
+    /// use cmc_webhook_core::{ConfigError, SourceBuilder, WebhookLayer};
+    ///
+    /// let layer = WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .source(SourceBuilder::new("brand-a").api_key("key-a"))
+    ///     .source(SourceBuilder::new("brand-b").api_key("key-b"))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// // One key for two sources on one path: which account sent it?
+    /// let ambiguous = WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .source(SourceBuilder::new("a").api_key("same"))
+    ///     .source(SourceBuilder::new("b").api_key("same"))
+    ///     .build();
+    /// assert!(matches!(ambiguous, Err(ConfigError::AmbiguousSources(..))));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn source(mut self, source: SourceBuilder) -> Self {
+        self.sources.push(source);
+        self
+    }
+
     /// Answers refusals for `reason` with `status` (see [`Reason`] for the
     /// defaults).
     ///
@@ -475,38 +552,71 @@ impl WebhookLayerBuilder {
     /// # Ok::<(), ConfigError>(())
     /// ```
     pub fn build(self) -> Result<WebhookLayer, ConfigError> {
+        let layer_credentials = !self.api_keys.is_empty() || !self.basic.is_empty();
+        let mut specs = Vec::with_capacity(self.sources.len() + 1);
+        if self.sources.is_empty() || layer_credentials {
+            specs.push(SourceBuilder {
+                name: DEFAULT_SOURCE.to_owned(),
+                api_keys: self.api_keys,
+                basic: self.basic,
+                allow: Vec::new(),
+                allowlist: None,
+                time_zone: None,
+                path: None,
+            });
+        }
+        specs.extend(self.sources);
+        if specs.len() > super::config::MAX_SOURCES {
+            return Err(ConfigError::TooManySources);
+        }
+        let named = specs.iter().any(|s| s.name != DEFAULT_SOURCE) || specs.len() > 1;
+        for (i, spec) in specs.iter().enumerate() {
+            if named && !valid_name(&spec.name) {
+                return Err(ConfigError::SourceName(crate::text::printable(
+                    &spec.name, 64,
+                )));
+            }
+            if specs[..i].iter().any(|s| s.name == spec.name) {
+                return Err(ConfigError::DuplicateSource(spec.name.clone()));
+            }
+            if let Some(path) = &spec.path {
+                if !valid_path(path) {
+                    return Err(ConfigError::SourcePath(crate::text::printable(path, 256)));
+                }
+                if specs[..i].iter().any(|s| s.path.as_ref() == Some(path)) {
+                    return Err(ConfigError::DuplicatePath(path.clone()));
+                }
+            }
+        }
+        let uses_layer_list = specs
+            .iter()
+            .any(|s| s.allow.is_empty() && s.allowlist.is_none());
         let also_allowed = IpSet::from_nets(self.allow);
         let (allowlist, also_allowed) = match self.allowlist {
             Some(shared) => (shared, also_allowed),
-            None if also_allowed.is_empty() && !self.report_only => {
+            None if also_allowed.is_empty() && !self.report_only && uses_layer_list => {
                 return Err(ConfigError::NoAllowlist);
             }
             None => (Allowlist::new(also_allowed), IpSet::new()),
         };
-        if self.api_keys.iter().any(|k| blank(k)) {
+        let api_keys = || specs.iter().flat_map(|s| &s.api_keys);
+        if api_keys().any(|k| blank(k)) {
             return Err(ConfigError::EmptyApiKey);
         }
-        if self.api_keys.iter().any(|k| spaced(k)) {
+        if api_keys().any(|k| spaced(k)) {
             return Err(ConfigError::SpaceAroundApiKey);
         }
-        if let Some(c) = self.basic.iter().find(|c| c.user().contains(':')) {
+        let basic = || specs.iter().flat_map(|s| &s.basic);
+        if let Some(c) = basic().find(|c| c.user().contains(':')) {
             return Err(ConfigError::ColonInUser(c.user().to_owned()));
         }
-        if let Some(c) = self
-            .basic
-            .iter()
-            .find(|c| blank(c.user()) || blank(c.password()))
-        {
+        if let Some(c) = basic().find(|c| blank(c.user()) || blank(c.password())) {
             return Err(ConfigError::BlankBasicAuth(crate::text::printable(
                 c.user(),
                 64,
             )));
         }
-        if let Some(c) = self
-            .basic
-            .iter()
-            .find(|c| spaced(c.user()) || spaced(c.password()))
-        {
+        if let Some(c) = basic().find(|c| spaced(c.user()) || spaced(c.password())) {
             return Err(ConfigError::SpaceAroundBasicAuth(crate::text::printable(
                 c.user(),
                 64,
@@ -517,12 +627,62 @@ impl WebhookLayerBuilder {
         }
         let trusted_proxies = IpSet::from_nets(self.trusted);
 
+        let mut base = Policy::default()
+            .statuses(self.statuses)
+            .limits(self.limits);
+        if let Some(limit) = self.body_limit {
+            base = base.body_limit(limit);
+        }
+        let layer_zone = self.time_zone.unwrap_or_else(crate::default_time_zone);
+        let sources: Vec<GateSource> = specs
+            .into_iter()
+            .map(|spec| {
+                let source = Source::new(
+                    spec.name,
+                    spec.time_zone.unwrap_or_else(|| layer_zone.clone()),
+                    spec.path,
+                );
+                let own = IpSet::from_nets(spec.allow);
+                let allowlist = match spec.allowlist {
+                    Some(shared) => Some((shared, own)),
+                    None if own.is_empty() => None,
+                    None => Some((Allowlist::new(own), IpSet::new())),
+                };
+                let mut policy = base.clone().source(source.clone());
+                policy.api_keys = (!spec.api_keys.is_empty())
+                    .then(|| ApiKeys::new(spec.api_keys.iter().cloned()));
+                GateSource {
+                    source,
+                    basic: spec.basic,
+                    api_keys: spec.api_keys,
+                    allowlist,
+                    policy,
+                }
+            })
+            .collect();
+        for (i, a) in sources.iter().enumerate() {
+            if let Some(b) = sources[..i]
+                .iter()
+                .find(|b| b.source.path() == a.source.path() && b.indistinguishable_from(a))
+            {
+                return Err(ConfigError::AmbiguousSources(
+                    b.source.name().to_owned(),
+                    a.source.name().to_owned(),
+                ));
+            }
+        }
+
         let allowed = IpSet::from_nets(
             allowlist
                 .get()
                 .nets()
                 .into_iter()
-                .chain(also_allowed.nets()),
+                .chain(also_allowed.nets())
+                .chain(sources.iter().flat_map(|s| {
+                    s.allowlist
+                        .iter()
+                        .flat_map(|(list, also)| list.get().nets().into_iter().chain(also.nets()))
+                })),
         );
         if let Some(everyone) = allowed.open_to() {
             tracing::warn!(allow = %allowed.sample(), "the allowlist allows {everyone}: anyone there can post webhooks");
@@ -533,12 +693,15 @@ impl WebhookLayerBuilder {
                 "proxies are trusted but the allowlist allows everyone: forwarded addresses are not checked"
             );
         }
-        let api_keys = (!self.api_keys.is_empty()).then(|| ApiKeys::new(self.api_keys));
-        if self.report_only && api_keys.is_none() && self.basic.is_empty() {
+        let unprotected = sources
+            .iter()
+            .find(|s| s.api_keys.is_empty() && s.basic.is_empty());
+        if self.report_only && unprotected.is_some() {
             return Err(ConfigError::ReportOnlyWithoutCredentials);
         }
-        if api_keys.is_none() && self.basic.is_empty() {
+        if let Some(s) = unprotected {
             tracing::warn!(
+                source = s.source.name(),
                 "no api_key and no BASIC credentials configured: the source address is the only protection"
             );
         }
@@ -549,13 +712,10 @@ impl WebhookLayerBuilder {
                  switch it off once the allowlist is complete"
             );
         }
-        let mut policy = Policy::default()
-            .statuses(self.statuses)
-            .limits(self.limits);
-        if let Some(limit) = self.body_limit {
-            policy = policy.body_limit(limit);
-        }
-        policy.api_keys = api_keys.filter(|k| !k.is_empty());
+        let policy = match sources.as_slice() {
+            [only] => only.policy.clone(),
+            _ => base,
+        };
         Ok(WebhookLayer::new(Config {
             allowlist,
             also_allowed,
@@ -563,12 +723,223 @@ impl WebhookLayerBuilder {
             unlisted: Unlisted::default(),
             trusted_proxies,
             forwarded_header: self.forwarded_header,
-            basic: self.basic,
+            by_path: sources.iter().any(|s| s.source.path().is_some()),
+            sources,
             policy,
             peer: self.peer,
             drain: self.drain,
         }))
     }
+}
+
+/// One named source (a CMC contract or server composition) of a
+/// [`WebhookLayer`](crate::WebhookLayer): its credentials, its allowlist,
+/// its console time zone and, optionally, its own path. Give it to
+/// [`WebhookLayerBuilder::source`](crate::WebhookLayerBuilder::source).
+///
+/// ```
+/// use cmc_webhook_core::{SourceBuilder, WebhookLayer};
+///
+/// let layer = WebhookLayer::builder()
+///     .allow_cidrs("203.0.113.0/24")? // shared by the sources without a list of their own
+///     .source(SourceBuilder::new("production").api_key("prod-key"))
+///     .source(
+///         SourceBuilder::new("sandbox")
+///             .basic_auth("cmc", "pa55word")
+///             .time_zone(jiff::tz::TimeZone::UTC)
+///             .path("/cmc/sandbox"),
+///     )
+///     .build()?;
+/// assert_eq!(layer.sources().len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct SourceBuilder {
+    name: String,
+    api_keys: Vec<String>,
+    basic: Vec<BasicCredentials>,
+    allow: Vec<IpNet>,
+    allowlist: Option<Allowlist>,
+    time_zone: Option<TimeZone>,
+    path: Option<String>,
+}
+
+impl SourceBuilder {
+    /// A source named `name`: 1 to 64 ASCII letters, digits, `_`, `-` or
+    /// `.` (it becomes a metrics label and a log field), unique in the
+    /// layer. `default` is the name of the source the builder's own
+    /// credentials make.
+    pub fn new(name: impl Into<String>) -> SourceBuilder {
+        SourceBuilder {
+            name: name.into(),
+            api_keys: Vec::new(),
+            basic: Vec::new(),
+            allow: Vec::new(),
+            allowlist: None,
+            time_zone: None,
+            path: None,
+        }
+    }
+
+    /// Requires the body's `api_key` to be `key`; repeat for rotation.
+    ///
+    /// ```
+    /// let source = cmc_webhook_core::SourceBuilder::new("prod").api_key("k1").api_key("k2");
+    /// assert!(!format!("{source:?}").contains("k1"));
+    /// ```
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_keys.push(key.into());
+        self
+    }
+
+    /// Requires the body's `api_key` to be one of `keys`.
+    ///
+    /// ```
+    /// let source = cmc_webhook_core::SourceBuilder::new("prod").api_keys(["old", "new"]);
+    /// # let _ = source;
+    /// ```
+    pub fn api_keys<K: Into<String>>(mut self, keys: impl IntoIterator<Item = K>) -> Self {
+        self.api_keys.extend(keys.into_iter().map(Into::into));
+        self
+    }
+
+    /// Requires HTTP BASIC auth with `user` and `password`; repeat for
+    /// rotation.
+    ///
+    /// ```
+    /// let source = cmc_webhook_core::SourceBuilder::new("brand-b").basic_auth("cmc", "pa55word");
+    /// assert!(!format!("{source:?}").contains("pa55word"));
+    /// ```
+    pub fn basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.basic.push(BasicCredentials::new(user, password));
+        self
+    }
+
+    /// Gives the source an allowlist of its own, with `net` (repeatable):
+    /// then the layer's shared list does not apply to it.
+    ///
+    /// ```
+    /// let source = cmc_webhook_core::SourceBuilder::new("prod").allow("203.0.113.0/24".parse()?);
+    /// # let _ = source;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn allow(mut self, net: IpNet) -> Self {
+        self.allow.push(net);
+        self
+    }
+
+    /// [`allow`](Self::allow) for every network in `nets`.
+    ///
+    /// ```
+    /// let nets: Vec<ipnet::IpNet> = vec!["203.0.113.0/24".parse()?];
+    /// let source = cmc_webhook_core::SourceBuilder::new("prod").allow_nets(nets);
+    /// # let _ = source;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn allow_nets(mut self, nets: impl IntoIterator<Item = IpNet>) -> Self {
+        self.allow.extend(nets);
+        self
+    }
+
+    /// [`allow`](Self::allow) for a comma- or space-separated list.
+    ///
+    /// ```
+    /// let source = cmc_webhook_core::SourceBuilder::new("prod").allow_cidrs("203.0.113.0/24, 2001:db8::/32")?;
+    /// # let _ = source;
+    /// # Ok::<(), cmc_webhook_core::ConfigError>(())
+    /// ```
+    pub fn allow_cidrs(mut self, list: &str) -> Result<Self, ConfigError> {
+        self.allow.extend(parse_list(list)?);
+        Ok(self)
+    }
+
+    /// Checks this source's clients against `allowlist` (shared with a
+    /// reloader), instead of the layer's; networks given with
+    /// [`allow`](Self::allow) are allowed besides it.
+    ///
+    /// ```
+    /// use cmc_webhook_core::{allowlist::Allowlist, SourceBuilder};
+    ///
+    /// let list = Allowlist::new("198.51.100.0/24".parse()?);
+    /// let source = SourceBuilder::new("sandbox").shared_allowlist(list.clone());
+    /// # let _ = source;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shared_allowlist(mut self, allowlist: Allowlist) -> Self {
+        self.allowlist = Some(allowlist);
+        self
+    }
+
+    /// The zone set in this account's CMC console, in which its `created`
+    /// times are written ([`default_time_zone`](crate::default_time_zone),
+    /// Asia/Tokyo, unless set).
+    ///
+    /// ```
+    /// let tz = jiff::tz::TimeZone::get("Europe/Paris")?;
+    /// let source = cmc_webhook_core::SourceBuilder::new("eu").time_zone(tz);
+    /// # let _ = source;
+    /// # Ok::<(), jiff::Error>(())
+    /// ```
+    pub fn time_zone(mut self, tz: TimeZone) -> Self {
+        self.time_zone = Some(tz);
+        self
+    }
+
+    /// Serves this source on `path` only (the request's path exactly, as
+    /// the layer sees it: inside `Router::nest`, without the prefix). A
+    /// request on this path is this source's or refused; its credentials
+    /// never admit a request on another source's path.
+    ///
+    /// ```
+    /// let source = cmc_webhook_core::SourceBuilder::new("sandbox").path("/cmc/sandbox");
+    /// # let _ = source;
+    /// ```
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+}
+
+impl fmt::Debug for SourceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceBuilder")
+            .field("name", &self.name)
+            .field(
+                "api_keys",
+                &self
+                    .api_keys
+                    .iter()
+                    .map(|_| crate::REDACTED)
+                    .collect::<Vec<_>>(),
+            )
+            .field("basic", &self.basic)
+            .field("allow", &self.allow)
+            .field("shared_allowlist", &self.allowlist)
+            .field(
+                "time_zone",
+                &self.time_zone.as_ref().and_then(|t| t.iana_name()),
+            )
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// A source name: 1 to 64 of `[A-Za-z0-9_.-]`, safe as a metrics label
+/// and a log field.
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// A source path: absolute, without a query or fragment, printable ASCII.
+fn valid_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path.len() <= 1024
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
 }
 
 impl fmt::Debug for WebhookLayerBuilder {
@@ -589,6 +960,11 @@ impl fmt::Debug for WebhookLayerBuilder {
                     .collect::<Vec<_>>(),
             )
             .field("body_limit", &self.body_limit)
+            .field(
+                "time_zone",
+                &self.time_zone.as_ref().and_then(|t| t.iana_name()),
+            )
+            .field("sources", &self.sources)
             .finish_non_exhaustive()
     }
 }
@@ -637,6 +1013,23 @@ pub enum ConfigError {
     SpaceAroundBasicAuth(String),
     /// A body limit of 0 would refuse every webhook.
     ZeroBodyLimit,
+    /// A source name (escaped) that is not 1 to 64 ASCII letters, digits,
+    /// `_`, `-` or `.`.
+    SourceName(String),
+    /// Two sources with this name (`default` is the source of the
+    /// builder's own credentials).
+    DuplicateSource(String),
+    /// A source path (escaped) that does not begin with `/`, or holds a
+    /// `?`, a `#`, white space or a byte outside printable ASCII.
+    SourcePath(String),
+    /// Two sources on this path.
+    DuplicatePath(String),
+    /// More than 64 sources on one layer.
+    TooManySources,
+    /// These two sources, on the same path (or both on none), could both
+    /// match one request: give them BASIC credentials or `api_key`s of
+    /// their own (see [`WebhookLayerBuilder::source`]).
+    AmbiguousSources(String, String),
     /// Report-only mode without an `api_key` or BASIC credentials would
     /// admit anyone.
     ReportOnlyWithoutCredentials,
@@ -667,6 +1060,26 @@ impl fmt::Display for ConfigError {
                 write!(f, "the BASIC user name `{user}` contains a colon, which BASIC auth cannot carry")
             }
             ConfigError::ZeroBodyLimit => f.write_str("a body limit of 0 would refuse every webhook"),
+            ConfigError::SourceName(name) => write!(
+                f,
+                "the source name `{name}` is not 1 to 64 ASCII letters, digits, `_`, `-` or `.`"
+            ),
+            ConfigError::DuplicateSource(name) => write!(
+                f,
+                "two sources are named `{name}` (`default` is the source of the layer's own credentials)"
+            ),
+            ConfigError::SourcePath(path) => write!(
+                f,
+                "the source path `{path}` must begin with `/`, without a query, a fragment or white space"
+            ),
+            ConfigError::TooManySources => f.write_str("more than 64 sources on one layer"),
+            ConfigError::DuplicatePath(path) => write!(f, "two sources are served on the path `{path}`"),
+            ConfigError::AmbiguousSources(a, b) => write!(
+                f,
+                "the sources `{a}` and `{b}` could both match one request: on one path (or both on \
+                 none), two sources must both require BASIC credentials with no pair in common, or \
+                 both require api_keys with no key in common"
+            ),
             ConfigError::ReportOnlyWithoutCredentials => f.write_str(
                 "report-only mode admits clients outside the allowlist: configure an api_key or \
                  BASIC credentials, which are then the only protection",

@@ -15,6 +15,7 @@ use pin_project_lite::pin_project;
 use super::body::ResponseBody;
 use super::config::Config;
 use super::drain::{Drain, Slot};
+use crate::Source;
 use crate::rejection::{Reason, Refused, Rejection, log_refusal};
 use crate::request::ReadReport;
 use crate::telemetry::Outcome;
@@ -31,6 +32,8 @@ pin_project! {
         // the request was abandoned (a timeout around the layer, or the
         // client hung up), which is logged.
         pending: Option<(IpAddr, IpAddr)>,
+        // The source the gate decided from the head, for the metrics.
+        source: Option<Source>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -44,7 +47,7 @@ pin_project! {
                     "CMC webhook request dropped before it was answered: a timeout around the layer, \
                      or the client closed the connection"
                 );
-                crate::telemetry::request(Outcome::Abandoned, None);
+                crate::telemetry::request(Outcome::Abandoned, None, this.source.as_ref());
             }
         }
     }
@@ -75,7 +78,9 @@ impl<F> ResponseFuture<F> {
         config: Arc<Config>,
         slot: Slot,
         span: tracing::Span,
-        addresses: (IpAddr, IpAddr, bool),
+        // The peer, the client, whether it is listed, and the source the
+        // head decided.
+        (addresses, source): ((IpAddr, IpAddr, bool), Option<Source>),
         report: ReadReport,
     ) -> Self {
         ResponseFuture {
@@ -89,6 +94,7 @@ impl<F> ResponseFuture<F> {
             },
             span,
             pending: Some((addresses.0, addresses.1)),
+            source,
         }
     }
 
@@ -103,6 +109,7 @@ impl<F> ResponseFuture<F> {
             },
             span,
             pending: None,
+            source: None,
         }
     }
 }
@@ -140,7 +147,7 @@ where
                     Err(e) => {
                         // The inner service failed: the server answers (500
                         // in axum and hyper), not this layer.
-                        crate::telemetry::request(Outcome::Failed, None);
+                        crate::telemetry::request(Outcome::Failed, None, this.source.as_ref());
                         this.span.record("otel.status_code", "ERROR");
                         return Poll::Ready(Err(e));
                     }
@@ -158,7 +165,7 @@ where
                     this.span
                         .record("http.response.status_code", response.status().as_u16());
                     log_refusal(reason, Some(client), Some(peer), None, None);
-                    refused(this.span, reason);
+                    refused(this.span, reason, this.source.as_ref());
                     return Poll::Ready(Ok(
                         response.map(|body| ResponseBody::refused(body).draining(drain))
                     ));
@@ -185,18 +192,23 @@ where
                             refused_by.path.as_deref(),
                             refused_by.kind,
                         );
-                        refused(this.span, refused_by.reason);
+                        refused(this.span, refused_by.reason, this.source.as_ref());
                     }
                     None if status.is_success() => {
-                        crate::telemetry::request(Outcome::Accepted, None);
+                        // The source the body's key decided, or the head.
+                        let source = match &read {
+                            Some(Ok(source)) => Some(source),
+                            _ => this.source.as_ref(),
+                        };
+                        crate::telemetry::request(Outcome::Accepted, None, source);
                         // Listed only when a webhook was read and accepted
                         // (its key checked), not on any 2xx.
-                        if !listed && matches!(read, Some(Ok(()))) {
+                        if !listed && matches!(read, Some(Ok(_))) {
                             config.note_unlisted(client, peer);
                         }
                     }
                     None => {
-                        crate::telemetry::request(Outcome::Failed, None);
+                        crate::telemetry::request(Outcome::Failed, None, this.source.as_ref());
                         if status.is_server_error() {
                             this.span.record("otel.status_code", "ERROR");
                         }
@@ -212,11 +224,11 @@ where
 }
 
 /// Records a refusal in the span and the metrics.
-fn refused(span: &tracing::Span, reason: Reason) {
+fn refused(span: &tracing::Span, reason: Reason, source: Option<&Source>) {
     span.record(
         "decision",
         tracing::field::display(format_args!("refused: {reason}")),
     );
     span.record("error.type", reason.name());
-    crate::telemetry::request(Outcome::Refused, Some(reason));
+    crate::telemetry::request(Outcome::Refused, Some(reason), source);
 }

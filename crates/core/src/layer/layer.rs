@@ -80,7 +80,25 @@ impl WebhookLayer {
         self.config.unlisted.overflow()
     }
 
-    /// The policy that reaches the body readers through the extensions.
+    /// The sources this layer serves: the default one (its own
+    /// credentials) first when there is one.
+    ///
+    /// ```
+    /// let layer = cmc_webhook_core::WebhookLayer::builder().allow_cidrs("203.0.113.0/24")?.build()?;
+    /// assert!(layer.sources()[0].is_default());
+    /// # Ok::<(), cmc_webhook_core::ConfigError>(())
+    /// ```
+    pub fn sources(&self) -> Vec<crate::Source> {
+        self.config
+            .sources
+            .iter()
+            .map(|s| s.source.clone())
+            .collect()
+    }
+
+    /// The policy that reaches the body readers through the extensions
+    /// (with several sources, each request gets its source's: this one has
+    /// the limits and statuses, and no keys).
     pub fn policy(&self) -> &Policy {
         &self.config.policy
     }
@@ -103,7 +121,7 @@ impl fmt::Debug for WebhookLayer {
             .field("unlisted", &self.config.unlisted)
             .field("trusted_proxies", &self.config.trusted_proxies)
             .field("forwarded_header", &self.config.forwarded_header)
-            .field("basic", &self.config.basic)
+            .field("sources", &self.config.sources)
             .field("policy", &self.config.policy)
             .field("peer", &self.config.peer.as_ref().map(|_| "<fn>"))
             .finish()

@@ -67,7 +67,7 @@ pub use body::{RequestBody, ResponseBody};
 pub use budget::{
     BudgetBody, BudgetFuture, InflightBudget, InflightBudgetService, InflightBudgetSpent,
 };
-pub use builder::{ConfigError, WebhookLayerBuilder};
+pub use builder::{ConfigError, SourceBuilder, WebhookLayerBuilder};
 pub use future::ResponseFuture;
 pub use layer::WebhookLayer;
 pub use service::WebhookService;

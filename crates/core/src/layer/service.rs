@@ -13,13 +13,15 @@ use tower_service::Service;
 use tracing::field;
 
 use super::body::{GiveBack, RequestBody, ResponseBody};
-use super::config::Config;
+use super::config::{Config, Sources};
 use super::drain::{Drain, Slot, expects_continue};
 use super::future::ResponseFuture;
 use super::unlisted::Sighting;
+use crate::Source;
+use crate::auth::ApiKeys;
 use crate::client_ip::{ClientIp, client_ip};
 use crate::rejection::{Reason, Rejection, log_refusal};
-use crate::request::{ReadReport, declared_length};
+use crate::request::{Policy, ReadReport, declared_length};
 use crate::wire::Encoding;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -114,13 +116,17 @@ impl Config {
     }
 
     /// The layer's decision on a request, from its head alone.
-    /// Ok: the peer, the client, and whether the client is in the
-    /// allowlist (it may be admitted without in report-only mode).
+    /// `tried` is set to the source the request is refused for, when
+    /// there is a single one (for the metrics).
     fn admit<B>(
         &self,
         request: &Request<B>,
         span: &tracing::Span,
-    ) -> Result<(IpAddr, IpAddr, bool), Rejection> {
+        tried: &mut Option<Source>,
+    ) -> Result<Admitted, Rejection> {
+        if let [only] = self.sources.as_slice() {
+            *tried = Some(only.source.clone());
+        }
         let Some(peer) = peer_addr(self, request.extensions()) else {
             tracing::error!("{NO_PEER_HELP}");
             log_refusal(Reason::NoPeerAddress, None, None, None, None);
@@ -137,22 +143,51 @@ impl Config {
             log_refusal(reason, Some(client), Some(peer), None, None);
             Rejection::new(reason)
         };
-        let listed = self.allows(client);
+        let several = self.sources.len() > 1;
+        let mut candidates = self.candidates(request.uri().path());
+        if several || self.by_path {
+            // The source (or sources) this request may be, by its path:
+            // the log says which one it tried, never its credentials.
+            span.record("cmc.source", field::display(Names(self, candidates)));
+        }
+        if let Some(only) = candidates.only() {
+            *tried = Some(self.sources[only].source.clone());
+        }
+        let allows = |i: usize| self.source_allows(&self.sources[i], client);
+        // On a path no source serves, a client no source lists is refused
+        // as any stranger is (403); a listed one is told of its path (401).
+        let listed = if candidates.is_empty() {
+            (0..self.sources.len()).any(allows)
+        } else {
+            candidates.iter().any(allows)
+        };
         // In report-only mode an unlisted client is noted once its request
         // is accepted, so that what the list shows passed every other check.
         if !listed && !self.report_only {
             self.note_unlisted(client, peer);
             return Err(refuse(Reason::ClientNotAllowed));
         }
+        if listed {
+            candidates.retain(allows);
+        }
         if request.method() != Method::POST {
             return Err(refuse(Reason::MethodNotAllowed));
         }
-        if !self.basic.is_empty()
-            && !crate::auth::basic_matches(
-                &self.basic,
-                request.headers().get(http::header::AUTHORIZATION),
-            )
-        {
+        if candidates.is_empty() {
+            tracing::warn!(
+                path = %crate::text::printable(request.uri().path(), 256),
+                "no source is served on this path"
+            );
+            return Err(refuse(Reason::BadCredentials));
+        }
+        // Every candidate is checked (no early exit on a match), each in
+        // constant time.
+        let authorization = request.headers().get(http::header::AUTHORIZATION);
+        candidates.retain(|i| {
+            let basic = &self.sources[i].basic;
+            basic.is_empty() || crate::auth::basic_matches(basic, authorization)
+        });
+        if candidates.is_empty() {
             return Err(refuse(Reason::BadCredentials));
         }
         let content_type = request
@@ -170,7 +205,65 @@ impl Config {
         if declared_length(request.headers()).is_some_and(|len| len > self.policy.limit() as u64) {
             return Err(refuse(Reason::PayloadTooLarge));
         }
-        Ok((peer, client, listed))
+        let policy = match candidates.only() {
+            Some(only) => {
+                let only = &self.sources[only];
+                if several {
+                    span.record("cmc.source", only.source.name());
+                }
+                only.policy.clone()
+            }
+            // Told apart by the body's api_key (build checked that they
+            // are): the reader learns which source each key is.
+            None => {
+                let mut keys = Vec::new();
+                let mut owners = Vec::new();
+                for s in candidates.iter().map(|i| &self.sources[i]) {
+                    for key in s.keys().into_iter().flat_map(ApiKeys::secrets) {
+                        keys.push(key.clone());
+                        owners.push(s.source.clone());
+                    }
+                }
+                let mut policy = self.policy.clone();
+                policy.api_keys = Some(ApiKeys::from_secrets(keys));
+                policy.key_sources = Some(owners.into());
+                policy
+            }
+        };
+        Ok(Admitted {
+            peer,
+            client,
+            listed,
+            policy,
+        })
+    }
+}
+
+/// What the gate let through: the addresses, whether the client is in the
+/// allowlist (it may be admitted without in report-only mode), and the
+/// policy of its source (or sources, when the body's key decides).
+pub(crate) struct Admitted {
+    peer: IpAddr,
+    client: IpAddr,
+    listed: bool,
+    policy: Policy,
+}
+
+/// Source names for a log field: `a`, or `a|b` when the body decides.
+struct Names<'a>(&'a Config, Sources);
+
+impl std::fmt::Display for Names<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.1.is_empty() {
+            return f.write_str("(none on this path)");
+        }
+        for (n, i) in self.1.iter().enumerate() {
+            if n > 0 {
+                f.write_str("|")?;
+            }
+            f.write_str(self.0.sources[i].source.name())?;
+        }
+        Ok(())
     }
 }
 
@@ -204,8 +297,10 @@ where
             http.response.status_code = field::Empty,
             error.r#type = field::Empty,
             decision = field::Empty,
+            cmc.source = field::Empty,
         );
-        let admitted = span.in_scope(|| self.config.admit(&request, &span));
+        let mut tried = None;
+        let admitted = span.in_scope(|| self.config.admit(&request, &span, &mut tried));
         match admitted {
             Err(rejection) => {
                 let reason = rejection.reason();
@@ -214,7 +309,11 @@ where
                     field::display(format_args!("refused: {reason}")),
                 );
                 span.record("error.type", reason.name());
-                crate::telemetry::request(crate::telemetry::Outcome::Refused, Some(reason));
+                crate::telemetry::request(
+                    crate::telemetry::Outcome::Refused,
+                    Some(reason),
+                    tried.as_ref(),
+                );
                 let mut response = self.config.policy.reject(rejection).into_http_response();
                 span.record("http.response.status_code", response.status().as_u16());
                 // A client the gate refused gets no kept-alive connection:
@@ -233,7 +332,12 @@ where
                 .flatten();
                 ResponseFuture::refused(response, drain, span)
             }
-            Ok((peer, client, listed)) => {
+            Ok(Admitted {
+                peer,
+                client,
+                listed,
+                policy,
+            }) => {
                 span.record(
                     "decision",
                     if listed {
@@ -250,7 +354,11 @@ where
                 }
                 let report = ReadReport::default();
                 parts.extensions.insert(report.clone());
-                parts.extensions.insert(self.config.policy.clone());
+                let source = policy.source.clone();
+                if let Some(source) = &source {
+                    parts.extensions.insert(source.clone());
+                }
+                parts.extensions.insert(policy);
                 parts.extensions.insert(ClientIp(client));
                 // A body the inner service drops before its end comes back
                 // here, to be drained if the answer is a refusal.
@@ -279,7 +387,7 @@ where
                     self.config.clone(),
                     slot,
                     span,
-                    (peer, client, listed),
+                    ((peer, client, listed), source),
                     report,
                 )
             }

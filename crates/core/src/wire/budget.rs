@@ -31,10 +31,12 @@ pub(crate) struct Budget {
     /// The accepted keys, when the body must carry one.
     keys: Option<ApiKeys>,
     key: AtomicU8,
+    /// The position of the valid key among `keys`, once one was seen.
+    matched: AtomicUsize,
 }
 
 /// The counts of a [`Budget`] at one moment, to parse the same text again.
-pub(crate) struct Snapshot([usize; 3], u8);
+pub(crate) struct Snapshot([usize; 3], u8, usize);
 
 impl Budget {
     pub(crate) fn new(limits: Limits) -> Budget {
@@ -46,6 +48,7 @@ impl Budget {
             tripped: AtomicBool::new(false),
             keys: None,
             key: AtomicU8::new(Key::Unseen as u8),
+            matched: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -75,12 +78,28 @@ impl Budget {
         let Some(keys) = &self.keys else {
             return Ok(());
         };
-        if keys.verify(Some(given)) {
+        let before = self.matched.load(Relaxed);
+        // A body carrying two different valid keys (of two sources, say)
+        // names no one account: refused like a wrong key.
+        if let Some(position) = keys
+            .position(given)
+            .filter(|&p| before == usize::MAX || before == p)
+        {
             self.key.store(Key::Valid as u8, Relaxed);
+            self.matched.store(position, Relaxed);
             Ok(())
         } else {
             self.key.store(Key::Invalid as u8, Relaxed);
             Err("the api_key is not an accepted key".to_owned())
+        }
+    }
+
+    /// The position among the keys of the valid key the body carried.
+    pub(crate) fn matched_key(&self) -> Option<usize> {
+        match self.matched.load(Relaxed) {
+            usize::MAX => None,
+            i if self.key() == Key::Valid => Some(i),
+            _ => None,
         }
     }
 
@@ -101,6 +120,7 @@ impl Budget {
                 self.headers.load(Relaxed),
             ],
             self.key.load(Relaxed),
+            self.matched.load(Relaxed),
         )
     }
 
@@ -111,6 +131,7 @@ impl Budget {
         self.unknown_fields.store(s.0[1], Relaxed);
         self.headers.store(s.0[2], Relaxed);
         self.key.store(s.1, Relaxed);
+        self.matched.store(s.2, Relaxed);
         self.tripped.store(false, Relaxed);
     }
 
