@@ -31,4 +31,8 @@ if cargo tree -p cmc-webhook --no-default-features --features axum -e normal | g
   echo "cmc-webhook with only the axum feature depends on a database crate or regex" >&2
   exit 1
 fi
+# The inbox's doc tests with PostgreSQL alone: its examples are what a
+# PostgreSQL-only user copies, and clippy --lib does not compile them.
+echo "-- cargo test -p cmc-webhook-inbox --no-default-features --features postgres --doc"
+cargo test --quiet -p cmc-webhook-inbox --no-default-features --features postgres --doc
 echo "every combination builds"
