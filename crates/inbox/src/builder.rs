@@ -207,7 +207,8 @@ impl<S: Into<StoreOptions>> InboxBuilder<S> {
     /// `cmc-receiver migrate`) turn it off, so that a new binary never
     /// changes a production schema by surprise.
     ///
-    /// ```
+    #[cfg_attr(feature = "sqlite", doc = "```")]
+    #[cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
     /// # let dir = std::env::temp_dir().join(format!("cmc-doc-migrate-{}", std::process::id()));
     /// # std::fs::create_dir_all(&dir)?;
@@ -354,7 +355,8 @@ impl Inbox {
     /// Opens the inbox at `url`: `sqlite:PATH` (the file is created if
     /// missing) with the default options.
     ///
-    /// ```
+    #[cfg_attr(feature = "sqlite", doc = "```")]
+    #[cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
     /// # let dir = std::env::temp_dir().join(format!("cmc-doc-open-{}", std::process::id()));
     /// # std::fs::create_dir_all(&dir)?;
@@ -374,7 +376,8 @@ impl Inbox {
     /// The options of the inbox at `url` (as for [`open`](Inbox::open)),
     /// to configure before opening it.
     ///
-    /// ```
+    #[cfg_attr(feature = "sqlite", doc = "```")]
+    #[cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
     /// # let dir = std::env::temp_dir().join(format!("cmc-doc-builder-{}", std::process::id()));
     /// # std::fs::create_dir_all(&dir)?;

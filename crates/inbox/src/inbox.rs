@@ -86,7 +86,8 @@ impl Inbox {
     /// Stores a webhook that arrived from `client`, and returns once it is
     /// committed: the framework-free form of [`receive`](Inbox::receive).
     ///
-    /// ```
+    #[cfg_attr(feature = "sqlite", doc = "```")]
+    #[cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
     /// # let dir = std::env::temp_dir().join(format!("cmc-doc-store-{}", std::process::id()));
     /// # std::fs::create_dir_all(&dir)?;

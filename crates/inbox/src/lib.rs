@@ -30,7 +30,8 @@
 //! public contract, documented in the README; migrations only move forward
 //! and run when the inbox opens.
 //!
-//! ```
+#![cfg_attr(feature = "sqlite", doc = "```")]
+#![cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
 //! use std::time::Duration;
 //! use axum::{routing::post_service, Router};
 //! use cmc_webhook_inbox::{Inbox, Item, Job};

@@ -39,7 +39,8 @@ impl Inbox {
 ///   why, so that CMC sends the webhook again. Nothing that was not
 ///   committed is acknowledged.
 ///
-/// ```
+#[cfg_attr(feature = "sqlite", doc = "```")]
+#[cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
 /// use axum::{routing::post_service, Router};
 /// use cmc_webhook_core::WebhookLayer;
 /// use cmc_webhook_inbox::Inbox;

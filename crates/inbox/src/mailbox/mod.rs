@@ -48,7 +48,8 @@
 //! does it every hour ([`Mailboxes::prune_every`]); dead and unrouted
 //! deliveries stay until they are replayed.
 //!
-//! ```
+#![cfg_attr(feature = "sqlite", doc = "```")]
+#![cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
 //! use std::time::Duration;
 //! use cmc_webhook_inbox::mailbox::{Handled, MailJob, Mailbox, Mailboxes};
 //! use cmc_webhook_inbox::Inbox;

@@ -30,7 +30,8 @@
 //!
 //! Before sending, check the recipients in one call:
 //!
-//! ```
+#![cfg_attr(feature = "sqlite", doc = "```")]
+#![cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
 //! use cmc_webhook_inbox::Inbox;
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
@@ -277,7 +278,8 @@ impl Suppressions {
     /// Since when a worker keeps the list, and when one last ran without
     /// it.
     ///
-    /// ```
+    #[cfg_attr(feature = "sqlite", doc = "```")]
+    #[cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
     /// # let dir = tempfile::tempdir()?;
     /// use cmc_webhook_inbox::{Inbox, InboxErrorKind};
@@ -383,7 +385,8 @@ impl Suppressions {
     /// unsubscribed (an unsubscribe is for good, and outranks an entry by
     /// hand). A `lasts` of zero is refused: it would end as it starts.
     ///
-    /// ```
+    #[cfg_attr(feature = "sqlite", doc = "```")]
+    #[cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
     /// use std::time::Duration;
     /// use cmc_webhook_inbox::suppression::AddOutcome;
     /// # use cmc_webhook_inbox::Inbox;

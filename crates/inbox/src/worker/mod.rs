@@ -45,7 +45,8 @@ mod settle;
 /// handlers idempotent (the job's [`key`](Job::key) is stable). A mail's
 /// attachments are read when its handler starts.
 ///
-/// ```
+#[cfg_attr(feature = "sqlite", doc = "```")]
+#[cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
 /// use std::time::Duration;
 /// use cmc_webhook_inbox::{Inbox, Item, Job};
 ///
