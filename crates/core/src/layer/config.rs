@@ -11,7 +11,7 @@ use crate::client_ip::ForwardedHeader;
 use crate::request::Policy;
 
 use super::drain;
-use super::unlisted::Unlisted;
+use super::unlisted::{Sighting, Unlisted};
 
 /// Reads the peer address from a request's extensions.
 pub(crate) type PeerFn = Arc<dyn Fn(&http::Extensions) -> Option<IpAddr> + Send + Sync>;
@@ -153,5 +153,35 @@ impl std::fmt::Debug for GateSource {
             .field("api_keys", &self.api_keys.len())
             .field("own_allowlist", &self.allowlist.as_ref().map(|(l, _)| l))
             .finish()
+    }
+}
+
+impl Config {
+    /// Counts a client outside the allowlist: refused, or (report-only)
+    /// accepted, and then listed, its first request logged at `warn`.
+    pub(crate) fn note_unlisted(&self, client: IpAddr, peer: IpAddr) {
+        crate::telemetry::unlisted_request();
+        if !self.report_only {
+            // Refused: logged with the refusal, and not listed, since a
+            // port scanner would qualify.
+            return;
+        }
+        match self.unlisted.record(client) {
+            Sighting::New => tracing::warn!(
+                client = %client,
+                peer = %peer,
+                "admitted a client outside the allowlist (report-only mode): \
+                 if it is CMC, add it to the allowlist"
+            ),
+            Sighting::Overflow { first: true } => tracing::warn!(
+                client = %client,
+                "report-only mode: {} addresses outside the allowlist are recorded, \
+                 the most kept; further ones are counted, not listed",
+                super::unlisted::MAX_UNLISTED
+            ),
+            Sighting::Again | Sighting::Overflow { .. } => {
+                tracing::debug!(client = %client, "admitted a client outside the allowlist (report-only mode)")
+            }
+        }
     }
 }

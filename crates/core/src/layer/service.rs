@@ -16,7 +16,6 @@ use super::body::{GiveBack, RequestBody, ResponseBody};
 use super::config::{Config, Sources};
 use super::drain::{Drain, Slot, expects_continue};
 use super::future::ResponseFuture;
-use super::unlisted::Sighting;
 use crate::Source;
 use crate::auth::ApiKeys;
 use crate::client_ip::{ClientIp, client_ip};
@@ -87,34 +86,6 @@ const NO_PEER_HELP: &str = "no peer address in the request: with axum, serve the
     SocketAddr into each request's extensions; or give WebhookLayer::builder().peer_addr(..)";
 
 impl Config {
-    /// Counts a client outside the allowlist: refused, or (report-only)
-    /// accepted, and then listed, its first request logged at `warn`.
-    pub(crate) fn note_unlisted(&self, client: IpAddr, peer: IpAddr) {
-        crate::telemetry::unlisted_request();
-        if !self.report_only {
-            // Refused: logged with the refusal, and not listed, since a
-            // port scanner would qualify.
-            return;
-        }
-        match self.unlisted.record(client) {
-            Sighting::New => tracing::warn!(
-                client = %client,
-                peer = %peer,
-                "admitted a client outside the allowlist (report-only mode): \
-                 if it is CMC, add it to the allowlist"
-            ),
-            Sighting::Overflow { first: true } => tracing::warn!(
-                client = %client,
-                "report-only mode: {} addresses outside the allowlist are recorded, \
-                 the most kept; further ones are counted, not listed",
-                super::unlisted::MAX_UNLISTED
-            ),
-            Sighting::Again | Sighting::Overflow { .. } => {
-                tracing::debug!(client = %client, "admitted a client outside the allowlist (report-only mode)")
-            }
-        }
-    }
-
     /// The layer's decision on a request, from its head alone.
     /// `tried` is set to the source the request is refused for, when
     /// there is a single one (for the metrics).

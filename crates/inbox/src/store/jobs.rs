@@ -23,7 +23,7 @@ macro_rules! statements {
     ) => {
         /// `s` with its parameters written the database's way.
         fn sql(s: &str) -> sqlx::SqlStr {
-            $crate::store::dialect($pg, s)
+            $crate::store::statement::dialect($pg, s)
         }
 
         /// Records the outcomes of finished jobs, renews the leases of those

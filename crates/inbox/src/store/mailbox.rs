@@ -172,7 +172,7 @@ macro_rules! statements {
         type Conn = <$db as sqlx::Database>::Connection;
 
         fn sql(s: &str) -> sqlx::SqlStr {
-            $crate::store::dialect($pg, s)
+            $crate::store::statement::dialect($pg, s)
         }
 
         /// `statement` with `{ids}` replaced by the list of ids bound (as

@@ -21,6 +21,7 @@ pub(crate) mod postgres;
 mod reads;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+pub(crate) mod statement;
 mod suppression;
 mod types;
 mod writes;
@@ -53,7 +54,11 @@ macro_rules! each {
             #[cfg(feature = "sqlite")]
             Store::Sqlite(ref $s) => $body,
             #[cfg(feature = "postgres")]
-            Store::Postgres(ref $s) => PG_TABLES.scope($s.tables(), async { $body }).await,
+            Store::Postgres(ref $s) => {
+                statement::PG_TABLES
+                    .scope($s.tables(), async { $body })
+                    .await
+            }
         }
     };
 }
@@ -73,7 +78,9 @@ macro_rules! read {
             Store::Postgres(ref s) => {
                 use reads::postgres as $sql;
                 let $pool = s.reads();
-                PG_TABLES.scope(s.tables(), async { $body }).await
+                statement::PG_TABLES
+                    .scope(s.tables(), async { $body })
+                    .await
             }
         }
     };
@@ -92,7 +99,9 @@ macro_rules! write_with {
             #[cfg(feature = "postgres")]
             Store::Postgres(ref $s) => {
                 use writes::postgres as $sql;
-                PG_TABLES.scope($s.tables(), async { $body }).await
+                statement::PG_TABLES
+                    .scope($s.tables(), async { $body })
+                    .await
             }
         }
     };
@@ -282,46 +291,4 @@ impl Store {
         }
         Ok(())
     }
-}
-
-/// `text`, SQL written by this crate with `?N` parameters, as the
-/// database runs it (`$N` on PostgreSQL): the one place where a statement
-/// built at run time is declared safe to sqlx. What is built into the
-/// texts is this crate's own (table names, placeholders, lists of
-/// placeholders, a column chosen from a fixed set); every value is bound.
-///
-/// On PostgreSQL the tables are named with the store's schema too: the
-/// texts are expanded once per store, and looked up afterwards (see
-/// `postgres::Tables`), from the store the call runs on
-/// ([`PG_TABLES`], set by the `Store` methods).
-#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
-pub(crate) fn dialect(pg: bool, text: &str) -> sqlx::SqlStr {
-    #[cfg(feature = "postgres")]
-    if pg {
-        return PG_TABLES
-            .try_with(|tables| tables.expand(text))
-            .unwrap_or_else(|_| {
-                debug_assert!(
-                    false,
-                    "a PostgreSQL statement run outside its store: {text}"
-                );
-                built(text.replace('?', "$"))
-            });
-    }
-    let _ = pg;
-    built(text.to_owned())
-}
-
-#[cfg(feature = "postgres")]
-tokio::task_local! {
-    /// The statements of the PostgreSQL store the current call runs on.
-    pub(crate) static PG_TABLES: std::sync::Arc<postgres::Tables>;
-}
-
-/// A statement this crate built at run time, already in the database's
-/// dialect (see [`dialect`]).
-#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
-pub(crate) fn built(text: String) -> sqlx::SqlStr {
-    use sqlx::SqlSafeStr;
-    sqlx::AssertSqlSafe(text).into_sql_str()
 }

@@ -89,92 +89,6 @@ pub(crate) fn check_schema(schema: &str) -> Result<(), InboxError> {
     Ok(())
 }
 
-/// The statements of one store, its tables named with its schema: each
-/// text (written with `?N` parameters and bare `cmc_*` table names) is
-/// expanded the first time it is run, and looked up afterwards, so that
-/// a statement on the hot path builds no string.
-#[derive(Debug)]
-pub(crate) struct Tables {
-    schema: String,
-    expanded: std::sync::RwLock<HashMap<Box<str>, sqlx::SqlStr>>,
-}
-
-/// The most statement texts a store keeps expanded (the texts are the
-/// crate's own, a few hundred at most; past this they are expanded on
-/// each call).
-const EXPANDED: usize = 2048;
-
-impl Tables {
-    fn new(schema: &str) -> Tables {
-        Tables {
-            schema: schema.to_owned(),
-            expanded: Default::default(),
-        }
-    }
-
-    /// `text` as this store runs it.
-    pub(crate) fn expand(&self, text: &str) -> sqlx::SqlStr {
-        let read = self.expanded.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(sql) = read.get(text) {
-            return sql.clone();
-        }
-        drop(read);
-        use sqlx::SqlSafeStr;
-        let sql = sqlx::AssertSqlSafe(std::sync::Arc::<str>::from(qualify(&self.schema, text)))
-            .into_sql_str();
-        let mut write = self.expanded.write().unwrap_or_else(|e| e.into_inner());
-        if write.len() < EXPANDED {
-            write.insert(text.into(), sql.clone());
-        }
-        sql
-    }
-}
-
-/// `text` with its parameters written `$N` and each table of the inbox
-/// (a word `cmc_*` outside quotes, not after or before a `.`) named with
-/// `schema`: `FROM cmc_events` becomes `FROM cmc_webhook.cmc_events`,
-/// while `cmc_mails.repeats` (a column of the table an `INSERT` names)
-/// and `'cmc_list'` stay as they are.
-pub(crate) fn qualify(schema: &str, text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len() + 8 * schema.len());
-    let mut quoted = false;
-    let mut i = 0;
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'\'' {
-            quoted = !quoted;
-        } else if !quoted
-            && text[i..].starts_with("cmc_")
-            && (i == 0 || !(word(bytes[i - 1]) || matches!(bytes[i - 1], b'.' | b'"' | b'$')))
-        {
-            let end = text[i..]
-                .bytes()
-                .position(|b| !word(b))
-                .map_or(text.len(), |n| i + n);
-            if bytes.get(end) != Some(&b'.') {
-                out.push_str(schema);
-                out.push('.');
-            }
-            out.push_str(&text[i..end]);
-            i = end;
-            continue;
-        }
-        if b == b'?' && !quoted {
-            out.push('$');
-        } else {
-            // Whole characters: the texts are ASCII but for comments.
-            let len = text[i..].chars().next().map_or(1, char::len_utf8);
-            out.push_str(&text[i..i + len]);
-            i += len;
-            continue;
-        }
-        i += 1;
-    }
-    out
-}
-
 /// The inbox's migrator for `schema`: its history in
 /// `schema.cmc_webhook_migrations`, the schema made if missing.
 fn migrator(schema: &str) -> sqlx::migrate::Migrator {
@@ -206,7 +120,7 @@ async fn connect(options: &Options, size: u32) -> Result<PgPool, InboxError> {
         .acquire_timeout(options.connect_timeout)
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                conn.execute(super::built(format!(
+                conn.execute(super::statement::built(format!(
                     "SET statement_timeout = {timeout_ms}"
                 )))
                 .await?;
@@ -232,7 +146,7 @@ async fn connect(options: &Options, size: u32) -> Result<PgPool, InboxError> {
 /// in the inbox's table, or else in sqlx's default table where the
 /// previous release kept it.
 async fn applied_version(pool: &PgPool) -> Result<Option<i64>, sqlx::Error> {
-    match sqlx::query_scalar::<_, Option<i64>>(super::dialect(true, schema::APPLIED))
+    match sqlx::query_scalar::<_, Option<i64>>(super::statement::dialect(true, schema::APPLIED))
         .fetch_one(pool)
         .await
     {
@@ -279,7 +193,7 @@ async fn tables_in_schema(pool: &PgPool) -> Result<bool, sqlx::Error> {
 
 /// The schema of the store the current call runs on.
 fn current_schema() -> String {
-    super::PG_TABLES
+    super::statement::PG_TABLES
         .try_with(|t| t.schema.clone())
         .unwrap_or_else(|_| DEFAULT_SCHEMA.to_owned())
 }
@@ -314,7 +228,7 @@ async fn adopt_history(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::migrat
         // The tables, from the schema the search path gave the previous
         // release into the one chosen now (unless they are there already).
         let from: Option<String> = sqlx::query_scalar(
-            super::dialect(true, "SELECT n.nspname::TEXT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+            super::statement::dialect(true, "SELECT n.nspname::TEXT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.oid = to_regclass('cmc_events')"),
         )
         .fetch_optional(&mut *tx)
@@ -335,7 +249,7 @@ async fn adopt_history(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::migrat
                     .fetch_one(&mut *tx)
                     .await?;
                     if exists {
-                        sqlx::query(super::built(format!(
+                        sqlx::query(super::statement::built(format!(
                             "ALTER TABLE \"{}\".{table} SET SCHEMA {target}",
                             from.replace('"', "\"\"")
                         )))
@@ -349,7 +263,7 @@ async fn adopt_history(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::migrat
             .await?;
         for m in MIGRATOR.iter() {
             for statement in schema::ADOPT {
-                sqlx::query(super::dialect(true, statement))
+                sqlx::query(super::statement::dialect(true, statement))
                     .bind(m.version)
                     .bind(&*m.checksum)
                     .execute(&mut *tx)
@@ -383,8 +297,10 @@ async fn run_migrations(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError
     let mut conn = sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
     let result = async {
         adopt_history(&mut conn).await?;
-        conn.execute(super::built(format!("SET search_path TO {target}")))
-            .await?;
+        conn.execute(super::statement::built(format!(
+            "SET search_path TO {target}"
+        )))
+        .await?;
         migrator(&target).run_direct(None, &mut conn, false).await
     }
     .await;
@@ -395,8 +311,10 @@ async fn run_migrations(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError
 /// Applies the migrations the database has not seen; opens nothing else.
 pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
     check_schema(&options.schema)?;
-    let tables = std::sync::Arc::new(Tables::new(&options.schema));
-    super::PG_TABLES.scope(tables, migrate_in(options)).await
+    let tables = std::sync::Arc::new(super::statement::Tables::new(&options.schema));
+    super::statement::PG_TABLES
+        .scope(tables, migrate_in(options))
+        .await
 }
 
 async fn migrate_in(options: &Options) -> Result<Migrated, InboxError> {
@@ -516,7 +434,7 @@ impl Options {
 pub(crate) struct Postgres {
     pool: PgPool,
     options: Options,
-    tables: std::sync::Arc<Tables>,
+    tables: std::sync::Arc<super::statement::Tables>,
     /// Set by `close`: the pool may be the application's, which stays
     /// open, and the inbox's tasks stop on this.
     closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -525,20 +443,20 @@ pub(crate) struct Postgres {
 impl Postgres {
     pub async fn open(options: &Options) -> Result<Postgres, InboxError> {
         check_schema(&options.schema)?;
-        let tables = std::sync::Arc::new(Tables::new(&options.schema));
-        super::PG_TABLES
+        let tables = std::sync::Arc::new(super::statement::Tables::new(&options.schema));
+        super::statement::PG_TABLES
             .scope(tables.clone(), Postgres::open_in(options, tables))
             .await
     }
 
     /// The statements of this store.
-    pub(crate) fn tables(&self) -> std::sync::Arc<Tables> {
+    pub(crate) fn tables(&self) -> std::sync::Arc<super::statement::Tables> {
         self.tables.clone()
     }
 
     async fn open_in(
         options: &Options,
-        tables: std::sync::Arc<Tables>,
+        tables: std::sync::Arc<super::statement::Tables>,
     ) -> Result<Postgres, InboxError> {
         let pool = connect(options, options.pool_size.max(2)).await?;
         let store = options.describe();
@@ -588,7 +506,7 @@ impl Postgres {
             // Refuse to start on a store that cannot be written (a
             // read-only role, a replica) rather than answer 503 to
             // every webhook.
-            sqlx::query(super::dialect(
+            sqlx::query(super::statement::dialect(
                 true,
                 "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, $1, $2) \
                  ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, process = EXCLUDED.process",
@@ -702,7 +620,7 @@ impl Postgres {
             .map_err(failed)?;
         for (arrival, receipt) in arrivals.iter().zip(&mut receipts) {
             let Some(m) = &arrival.mail else { continue };
-            let row = sqlx::query(super::dialect(
+            let row = sqlx::query(super::statement::dialect(
                 true,
                 "INSERT INTO cmc_mails (idempotency_key, message_id, envelope_from, \
                  envelope_to, subject, filter, server_composition, client, received_at, \
@@ -733,7 +651,7 @@ impl Postgres {
             if inserted {
                 for (position, data) in m.stored_apart() {
                     for (start, chunk) in chunks(data) {
-                        sqlx::query(super::dialect(
+                        sqlx::query(super::statement::dialect(
                             true,
                             "INSERT INTO cmc_mail_attachments (mail_id, position, start, data) \
                              VALUES ($1, $2, $3, $4)",
@@ -762,7 +680,7 @@ impl Postgres {
     /// The attachments of mail `id`, each assembled from its chunks.
     pub async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, InboxError> {
         let failed = |e: sqlx::Error| InboxError::database("could not read the attachments", e);
-        let sizes: Vec<(i64, i64)> = sqlx::query_as(super::dialect(
+        let sizes: Vec<(i64, i64)> = sqlx::query_as(super::statement::dialect(
             true,
             "SELECT position, SUM(length(data))::BIGINT FROM cmc_mail_attachments \
              WHERE mail_id = $1 AND position >= 0 GROUP BY position ORDER BY position",
@@ -776,7 +694,7 @@ impl Postgres {
         // One chunk at a time (each its own query: a cursor would hold a
         // transaction open for the whole read).
         for position in 0..assembly.count() as i64 {
-            let starts: Vec<i64> = sqlx::query_scalar(super::dialect(
+            let starts: Vec<i64> = sqlx::query_scalar(super::statement::dialect(
                 true,
                 "SELECT start FROM cmc_mail_attachments WHERE mail_id = $1 AND position = $2 \
                  ORDER BY start",
@@ -787,7 +705,7 @@ impl Postgres {
             .await
             .map_err(failed)?;
             for start in starts {
-                let data: Vec<u8> = sqlx::query_scalar(super::dialect(
+                let data: Vec<u8> = sqlx::query_scalar(super::statement::dialect(
                     true,
                     "SELECT data FROM cmc_mail_attachments \
                      WHERE mail_id = $1 AND position = $2 AND start = $3",
@@ -897,7 +815,7 @@ async fn insert_events(
             received.push(a.received_at);
             dups.push(extra);
         }
-        let rows = sqlx::query(super::dialect(
+        let rows = sqlx::query(super::statement::dialect(
             true,
             "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
              status, created, event, server_composition, client, received_at, run_at, repeats) \
@@ -928,7 +846,7 @@ async fn insert_events(
             // A long subject goes apart, once, with the row that is new.
             if let Some(subject) = first[key.as_str()].1.subject.as_ref().filter(|_| new) {
                 for (start, chunk) in chunks(subject) {
-                    sqlx::query(super::dialect(
+                    sqlx::query(super::statement::dialect(
                         true,
                         "INSERT INTO cmc_event_texts (event_id, field, start, data) \
                          VALUES ($1, 'subject', $2, $3)",
@@ -1064,7 +982,8 @@ use suppression_sql::keep as keep_suppression;
 
 #[cfg(test)]
 mod tables {
-    use super::{check_schema, qualify};
+    use super::check_schema;
+    use crate::store::statement::qualify;
 
     #[test]
     fn the_tables_are_named_with_the_schema_and_nothing_else_is() {

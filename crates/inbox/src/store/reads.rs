@@ -36,7 +36,7 @@ macro_rules! statements {
 
         /// `s` with its parameters written the database's way.
         fn sql(s: &str) -> sqlx::SqlStr {
-            $crate::store::dialect($pg, s)
+            $crate::store::statement::dialect($pg, s)
         }
 
         pub(crate) async fn counts(pool: &Pool) -> Result<Counts, InboxError> {

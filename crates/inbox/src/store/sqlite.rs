@@ -911,7 +911,7 @@ async fn insert_events(
             " ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
              RETURNING idempotency_key, repeats, id",
         );
-        let mut query = sqlx::query(super::built(sql));
+        let mut query = sqlx::query(super::statement::built(sql));
         for (i, e) in chunk {
             let a = arrivals[*i];
             query = query

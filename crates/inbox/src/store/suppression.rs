@@ -33,7 +33,7 @@ macro_rules! statements {
         type Conn = <$db as sqlx::Database>::Connection;
 
         fn sql(s: &str) -> sqlx::SqlStr {
-            $crate::store::dialect($pg, s)
+            $crate::store::statement::dialect($pg, s)
         }
 
         /// The rows of the list `filter` chooses, at most 1 000.

@@ -38,7 +38,7 @@ macro_rules! statements {
 
         /// `s` with its parameters written the database's way.
         fn sql(s: &str) -> sqlx::SqlStr {
-            $crate::store::dialect($pg, s)
+            $crate::store::statement::dialect($pg, s)
         }
 
         /// One round of a worker, in one transaction: records the outcomes

@@ -11,7 +11,7 @@ use super::super::mailbox::Mailboxes;
 use super::super::store::{DeliveryOutcome, DeliverySettle, DeliveryStep};
 use super::Worker;
 use super::lanes::{Lanes, Target, within};
-use super::settle::truncated;
+use super::truncated;
 
 /// Mails routed per round at most.
 pub(super) const ROUTE_BATCH: usize = 64;

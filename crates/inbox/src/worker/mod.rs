@@ -169,44 +169,14 @@ const SETTLE_WAIT: Duration = Duration::from_millis(20);
 /// The longest `last_error` stored, in bytes.
 const MAX_ERROR: usize = 4096;
 
-impl Inbox {
-    /// A worker that runs `handler` on each stored event and mail; see
-    /// [`Worker`].
-    pub fn worker<H, F, E>(&self, handler: H) -> Worker<H>
-    where
-        H: Fn(Job) -> F + Send + Sync + 'static,
-        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
-        E: std::fmt::Display + Send + 'static,
-    {
-        Worker::new(self.clone(), handler)
+/// `error` cut to at most [`MAX_ERROR`] bytes, on a character boundary.
+pub(crate) fn truncated(mut error: String) -> String {
+    if error.len() > MAX_ERROR {
+        let mut end = MAX_ERROR;
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        error.truncate(end);
     }
-
-    /// A worker that routes the inbox's mails to `mailboxes` and runs
-    /// their handlers, and takes no events: leave those to a worker made
-    /// [`events_only`](Worker::events_only), or use [`Worker::mailboxes`]
-    /// to have one worker do both. See [`mailbox`](crate::mailbox). Each mailbox has its
-    /// own concurrency, attempts and backoff; the worker's
-    /// [`lease`](Worker::lease) and
-    /// [`poll_interval`](Worker::poll_interval) apply.
-    ///
-    /// ```
-    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), Box<dyn std::error::Error>> {
-    /// use cmc_webhook_inbox::mailbox::{MailJob, Mailbox, Mailboxes};
-    ///
-    /// let mailboxes = Mailboxes::new()
-    ///     .mailbox(Mailbox::new("orders", |job: MailJob| async move {
-    ///         println!("order mail {}", job.mail_id);
-    ///         Ok::<(), String>(())
-    ///     }))?
-    ///     .route("*@orders.example.jp", "orders")?;
-    /// let worker = inbox.mailbox_worker(mailboxes).spawn();
-    /// # let _ = worker;
-    /// # Ok(()) }
-    /// ```
-    pub fn mailbox_worker(&self, mailboxes: Mailboxes) -> Worker<NoEvents> {
-        let none: NoEvents = |_| std::future::ready(Ok(()));
-        Worker::new(self.clone(), none)
-            .without_events()
-            .mailboxes(mailboxes)
-    }
+    error
 }

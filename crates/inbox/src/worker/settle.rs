@@ -10,7 +10,7 @@ use super::super::job::{Job, JobId};
 use super::super::mailbox::Handled;
 use super::super::store::{DeliveryOutcome, DeliverySettle};
 use super::lanes::{Lanes, Target, panic_text};
-use super::{MAX_ERROR, Outcome, Settle, Stopped, Worker};
+use super::{Outcome, Settle, Stopped, Worker, truncated};
 
 impl<H, F, E> Worker<H>
 where
@@ -137,16 +137,4 @@ where
             outcome,
         }
     }
-}
-
-/// `error` cut to at most [`MAX_ERROR`] bytes, on a character boundary.
-pub(super) fn truncated(mut error: String) -> String {
-    if error.len() > MAX_ERROR {
-        let mut end = MAX_ERROR;
-        while !error.is_char_boundary(end) {
-            end -= 1;
-        }
-        error.truncate(end);
-    }
-    error
 }
