@@ -88,6 +88,7 @@ mod job;
 pub mod mailbox;
 mod ops;
 mod options;
+pub mod raw;
 mod receive;
 mod rows;
 mod schema;
@@ -110,6 +111,10 @@ pub use options::PostgresOptions;
 #[cfg(feature = "sqlite")]
 pub use options::SqliteOptions;
 pub use options::StoreOptions;
+pub use raw::{
+    DEFAULT_RAW_RETENTION, RawOutcome, RawRequest, RawRequests, RefusedBudget, Reparse, ReparseReport,
+    Reparsed,
+};
 pub use receive::{Receive, ResponseFuture};
 pub use schema::Migrated;
 #[cfg(feature = "sqlite")]

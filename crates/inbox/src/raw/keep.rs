@@ -1,0 +1,432 @@
+//! The kept form of a request's body: its `api_key` values redacted and
+//! its attachments' bytes replaced by references to the mail's stored
+//! attachments, as a list of pieces that share the request's buffers.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+/// What an `api_key`'s value becomes in the kept body.
+pub(crate) const REDACTED: &[u8] = b"[redacted]";
+
+/// Attachments shorter than this stay in the kept body as bytes: a
+/// reference would save nothing.
+pub(crate) const MIN_REFERENCE: usize = 512;
+
+/// A piece of a kept body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece {
+    /// Bytes of the body.
+    Bytes(Bytes),
+    /// The bytes of attachment `position` of the request's mail, `len` long.
+    Attachment { position: i64, len: usize },
+}
+
+impl Piece {
+    pub fn len(&self) -> usize {
+        match self {
+            Piece::Bytes(b) => b.len(),
+            Piece::Attachment { len, .. } => *len,
+        }
+    }
+}
+
+/// A kept body: its pieces, its length and the SHA-256 of the whole.
+#[derive(Debug, Clone)]
+pub(crate) struct KeptBody {
+    pub pieces: Vec<Piece>,
+    pub size: usize,
+    pub sha256: String,
+    /// How many `api_key` values were redacted.
+    pub redacted: usize,
+}
+
+/// The encoding a `Content-Type` names, as far as keeping is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Form,
+    Multipart(Vec<u8>),
+    Other,
+}
+
+fn encoding(content_type: &str) -> Encoding {
+    let mut params = content_type.split(';');
+    let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
+    match media.as_str() {
+        "application/json" => Encoding::Json,
+        "application/x-www-form-urlencoded" => Encoding::Form,
+        "multipart/form-data" => params
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+            .map(|(_, v)| Encoding::Multipart(v.trim().trim_matches('"').as_bytes().to_vec()))
+            .unwrap_or(Encoding::Other),
+        _ => Encoding::Other,
+    }
+}
+
+/// The kept form of `body` (sent with `content_type`): every `api_key`
+/// value redacted, and each of `attachments` (the parsed mail's, in
+/// order) that is a multipart part's content byte for byte made a
+/// reference. The pieces share `body`'s buffer.
+pub(crate) fn keep(body: &Bytes, content_type: &str, attachments: &[&[u8]]) -> KeptBody {
+    let mut replaced: Vec<(Range<usize>, Piece)> = Vec::new();
+    match encoding(content_type) {
+        Encoding::Json => {
+            for range in json_api_keys(body) {
+                replaced.push((range, Piece::Bytes(Bytes::from_static(REDACTED))));
+            }
+        }
+        Encoding::Form => {
+            for range in form_api_keys(body) {
+                replaced.push((range, Piece::Bytes(Bytes::from_static(REDACTED))));
+            }
+        }
+        Encoding::Multipart(boundary) => {
+            let mut next = 0usize;
+            for part in multipart_parts(body, &boundary) {
+                let content = &body[part.content.clone()];
+                if part.file {
+                    // Attachments come in the order of their parts; one that
+                    // is not its part's bytes (a transfer encoding) stays.
+                    let position = attachments[next..]
+                        .iter()
+                        .position(|a| a.len() == content.len() && *a == content)
+                        .map(|p| p + next);
+                    if let Some(position) = position {
+                        next = position + 1;
+                        if content.len() >= MIN_REFERENCE {
+                            replaced.push((
+                                part.content,
+                                Piece::Attachment {
+                                    position: position as i64,
+                                    len: content.len(),
+                                },
+                            ));
+                        }
+                    }
+                } else if part.api_key {
+                    replaced.push((part.content, Piece::Bytes(Bytes::from_static(REDACTED))));
+                }
+            }
+        }
+        Encoding::Other => {}
+    }
+    let redacted = replaced
+        .iter()
+        .filter(|(_, p)| matches!(p, Piece::Bytes(_)))
+        .count();
+    replaced.sort_by_key(|(r, _)| r.start);
+    let mut pieces = Vec::with_capacity(replaced.len() * 2 + 1);
+    let mut at = 0;
+    for (range, piece) in replaced {
+        if range.start < at {
+            continue; // overlapping (cannot happen): the first wins
+        }
+        if range.start > at {
+            pieces.push(Piece::Bytes(body.slice(at..range.start)));
+        }
+        at = range.end;
+        pieces.push(piece);
+    }
+    if at < body.len() || pieces.is_empty() {
+        pieces.push(Piece::Bytes(body.slice(at..)));
+    }
+    let mut hasher = Sha256::new();
+    let mut size = 0;
+    for piece in &pieces {
+        size += piece.len();
+        match piece {
+            Piece::Bytes(b) => hasher.update(b),
+            Piece::Attachment { position, .. } => hasher.update(attachments[*position as usize]),
+        }
+    }
+    KeptBody {
+        pieces,
+        size,
+        sha256: hex(&hasher.finalize()),
+        redacted,
+    }
+}
+
+/// The SHA-256 of `data`, as 64 hex digits.
+pub(crate) fn sha256(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// The ranges of the values of every `api_key` member of a JSON body, at
+/// any depth: a string's content (between its quotes), or a whole value of
+/// another kind. A member name written with escapes is decoded first.
+fn json_api_keys(body: &[u8]) -> Vec<Range<usize>> {
+    let mut found = Vec::new();
+    let mut i = 0;
+    while let Some(quote) = memchr::memchr(b'"', &body[i..]) {
+        let start = i + quote;
+        let Some(end) = string_end(body, start) else {
+            break;
+        };
+        i = end;
+        let mut j = skip_ws(body, end);
+        if body.get(j) != Some(&b':') {
+            continue;
+        }
+        let name = &body[start..end];
+        let is_key = name == b"\"api_key\""
+            || (name.contains(&b'\\')
+                && serde_json::from_slice::<String>(name).is_ok_and(|n| n == "api_key"));
+        if !is_key {
+            continue;
+        }
+        j = skip_ws(body, j + 1);
+        match body.get(j) {
+            Some(b'"') => {
+                if let Some(value_end) = string_end(body, j) {
+                    found.push(j + 1..value_end - 1);
+                    i = value_end;
+                }
+            }
+            Some(_) => {
+                // A number, a literal, an object or an array: the whole
+                // value (the parser refuses it; the body may still be kept
+                // as refused).
+                let value_end = value_end(body, j);
+                found.push(j..value_end);
+                i = value_end;
+            }
+            None => {}
+        }
+    }
+    found
+}
+
+/// The end (one past the closing quote) of the JSON string opening at
+/// `start`.
+fn string_end(body: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        let at = i + memchr::memchr2(b'"', b'\\', &body[i..])?;
+        if body[at] == b'\\' {
+            i = at + 2;
+            if i > body.len() {
+                return None;
+            }
+        } else {
+            return Some(at + 1);
+        }
+    }
+}
+
+fn skip_ws(body: &[u8], mut i: usize) -> usize {
+    while body.get(i).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the JSON value of another kind than a string starting at
+/// `start`: brackets balanced (strings inside skipped), or the scalar.
+fn value_end(body: &[u8], start: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < body.len() {
+        match body[i] {
+            b'"' => match string_end(body, i) {
+                Some(end) => {
+                    i = end;
+                    if depth == 0 {
+                        return i;
+                    }
+                    continue;
+                }
+                None => return body.len(),
+            },
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth <= 1 {
+                    return if depth == 1 { i + 1 } else { i };
+                }
+                depth -= 1;
+            }
+            b',' | b' ' | b'\t' | b'\r' | b'\n' if depth == 0 => return i,
+            _ => {}
+        }
+        i += 1;
+    }
+    body.len()
+}
+
+/// The ranges of the values of every `api_key` field of a form body (its
+/// name compared decoded, `%XX` and `+`).
+fn form_api_keys(body: &[u8]) -> Vec<Range<usize>> {
+    let mut found = Vec::new();
+    let mut start = 0;
+    for pair in body.split(|b| *b == b'&') {
+        let end = start + pair.len();
+        if let Some(eq) = memchr::memchr(b'=', pair) {
+            let name: Vec<u8> = form_urlencoded::parse(&pair[..eq])
+                .next()
+                .map(|(n, _)| n.into_owned().into_bytes())
+                .unwrap_or_default();
+            if name == b"api_key" {
+                found.push(start + eq + 1..end);
+            }
+        }
+        start = end + 1;
+    }
+    found
+}
+
+/// A part of a multipart body.
+#[derive(Debug)]
+struct Part {
+    content: Range<usize>,
+    /// A file part (its disposition has a file name).
+    file: bool,
+    /// Its name is `api_key` (or written encoded: any non-file part whose
+    /// headers mention it).
+    api_key: bool,
+}
+
+/// The parts of a multipart body, as far as they can be found: the
+/// content between each delimiter line's end and the CRLF before the next.
+/// What this does not find stays in the kept body as bytes.
+fn multipart_parts(body: &[u8], boundary: &[u8]) -> Vec<Part> {
+    let mut delimiter = Vec::with_capacity(boundary.len() + 2);
+    delimiter.extend_from_slice(b"--");
+    delimiter.extend_from_slice(boundary);
+    let finder = memchr::memmem::Finder::new(&delimiter);
+    let starts: Vec<usize> = finder
+        .find_iter(body)
+        .filter(|&p| p == 0 || body[..p].ends_with(b"\r\n"))
+        .collect();
+    let mut parts = Vec::new();
+    for pair in starts.windows(2) {
+        let (this, next) = (pair[0], pair[1]);
+        let Some(line_end) = memchr::memmem::find(&body[this..next], b"\r\n") else {
+            continue;
+        };
+        let headers_start = this + line_end + 2;
+        let Some(blank) = memchr::memmem::find(&body[headers_start..next], b"\r\n\r\n") else {
+            continue;
+        };
+        let content_start = headers_start + blank + 4;
+        let content_end = next - 2; // the CRLF before the delimiter
+        if content_end < content_start {
+            continue;
+        }
+        let headers = body[headers_start..headers_start + blank].to_ascii_lowercase();
+        let has = |needle: &[u8]| memchr::memmem::find(&headers, needle).is_some();
+        let file = has(b"filename");
+        parts.push(Part {
+            content: content_start..content_end,
+            file,
+            api_key: !file && (has(b"api_key") || has(b"api%5fkey")),
+        });
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn whole(kept: &KeptBody, attachments: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in &kept.pieces {
+            match p {
+                Piece::Bytes(b) => out.extend_from_slice(b),
+                Piece::Attachment { position, .. } => {
+                    out.extend_from_slice(attachments[*position as usize])
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn json_api_keys_are_redacted_at_any_depth_and_in_any_spelling() {
+        let body = Bytes::from_static(
+            br#"{"api_key" : "s3cret","x":{"api\u005fkey":"two"},"s":"\"api_key\":\"no\"","api_key2":"k"}"#,
+        );
+        let kept = keep(&body, "application/json; charset=utf-8", &[]);
+        let out = String::from_utf8(whole(&kept, &[])).unwrap();
+        assert_eq!(
+            out,
+            r#"{"api_key" : "[redacted]","x":{"api\u005fkey":"[redacted]"},"s":"\"api_key\":\"no\"","api_key2":"k"}"#
+        );
+        assert_eq!(kept.redacted, 2);
+        assert_eq!(kept.size, out.len());
+        assert_eq!(kept.sha256, sha256(out.as_bytes()));
+    }
+
+    #[test]
+    fn a_json_api_key_of_another_kind_is_redacted_whole() {
+        let body = Bytes::from_static(br#"{"api_key":{"a":"s3cret"},"b":1}"#);
+        let kept = keep(&body, "application/json", &[]);
+        assert_eq!(whole(&kept, &[]), br#"{"api_key":[redacted],"b":1}"#);
+    }
+
+    #[test]
+    fn form_api_keys_are_redacted_by_their_decoded_name() {
+        let body = Bytes::from_static(b"a=1&api%5Fkey=s3cret&api_key=two&b=api_key");
+        let kept = keep(&body, "application/x-www-form-urlencoded", &[]);
+        assert_eq!(
+            whole(&kept, &[]),
+            b"a=1&api%5Fkey=[redacted]&api_key=[redacted]&b=api_key"
+        );
+    }
+
+    #[test]
+    fn multipart_attachments_become_references_and_come_back_exact() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"api_key\"\r\n\r\ns3cret\r\n\
+              --XyZ\r\nContent-Disposition: form-data; name=\"attachment1\"; filename=\"a.bin\"\r\n\
+              Content-Type: application/octet-stream\r\n\r\n",
+        );
+        body.extend_from_slice(&data);
+        body.extend_from_slice(b"\r\n--XyZ--\r\n");
+        let body = Bytes::from(body);
+        let kept = keep(&body, "multipart/form-data; boundary=\"XyZ\"", &[&data]);
+        assert!(kept.pieces.contains(&Piece::Attachment {
+            position: 0,
+            len: 4096
+        }));
+        let stored: usize = kept
+            .pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Bytes(b) => b.len(),
+                _ => 0,
+            })
+            .sum();
+        assert!(stored < 300, "the attachment is not kept twice: {stored}");
+        let out = whole(&kept, &[&data]);
+        let at = memchr::memmem::find(&body, b"s3cret").unwrap();
+        let expected = [&body[..at], b"[redacted]", &body[at + 6..]].concat();
+        assert_eq!(out, expected);
+        assert_eq!(kept.sha256, sha256(&expected));
+    }
+
+    #[test]
+    fn a_body_of_no_known_encoding_is_kept_whole() {
+        let body = Bytes::from_static(b"\0\xff api_key=x");
+        let kept = keep(&body, "text/plain", &[]);
+        assert_eq!(kept.pieces, vec![Piece::Bytes(body.clone())]);
+        let empty = keep(&Bytes::new(), "application/json", &[]);
+        assert_eq!(empty.size, 0);
+        assert_eq!(empty.pieces.len(), 1);
+    }
+}
