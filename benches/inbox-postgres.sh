@@ -9,7 +9,7 @@
 #
 #   scripts/with-postgres.sh bash benches/inbox-postgres.sh
 #   RECORDS="100" DURATION=5 scripts/with-postgres.sh bash benches/inbox-postgres.sh
-# CARGO_TARGET_DIR is honoured; the addresses A and B may be set.
+# CARGO_TARGET_DIR and SERVER (a server built already) are honoured; the addresses A and B may be set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,8 +23,11 @@ if ! command -v wrk >/dev/null; then
   echo "installing wrk (Debian package)" >&2
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --features test-util,sqlite,postgres --example e2e_server >&2
-server=${CARGO_TARGET_DIR:-target}/release/examples/e2e_server
+# SERVER: a server built already (to compare two builds in one run).
+if [ -z "${SERVER:-}" ]; then
+  cargo build --release --features test-util,sqlite,postgres --example e2e_server >&2
+fi
+server=${SERVER:-${CARGO_TARGET_DIR:-target}/release/examples/e2e_server}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 

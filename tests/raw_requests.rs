@@ -22,7 +22,13 @@ mod common;
 const SECRET: &str = "k3y-0f-the-cmc-console";
 
 async fn stores(dir: &std::path::Path, test: &str) -> Vec<String> {
-    common::inbox::stores(dir, test, "raw_requests", &format!("raw_{}", std::process::id())).await
+    common::inbox::stores(
+        dir,
+        test,
+        "raw_requests",
+        &format!("raw_{}", std::process::id()),
+    )
+    .await
 }
 
 /// Runs `sql` on the store at `url` (either database): the rows changed.
@@ -32,10 +38,18 @@ async fn exec(url: &str, sql: &str) -> u64 {
         let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
             .await
             .unwrap();
-        sqlx::raw_sql(sql).execute(&mut c).await.unwrap().rows_affected()
+        sqlx::raw_sql(sql)
+            .execute(&mut c)
+            .await
+            .unwrap()
+            .rows_affected()
     } else {
         let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&mut c).await.unwrap().rows_affected()
+        sqlx::raw_sql(sql)
+            .execute(&mut c)
+            .await
+            .unwrap()
+            .rows_affected()
     }
 }
 
@@ -83,7 +97,10 @@ async fn post(inbox: &Inbox, request: http::Request<http_body_util::Full<Bytes>>
         .as_u16()
 }
 
-fn from(mut request: http::Request<http_body_util::Full<Bytes>>, ip: &str) -> http::Request<http_body_util::Full<Bytes>> {
+fn from(
+    mut request: http::Request<http_body_util::Full<Bytes>>,
+    ip: &str,
+) -> http::Request<http_body_util::Full<Bytes>> {
     request
         .extensions_mut()
         .insert(ClientIp(ip.parse::<IpAddr>().unwrap()));
@@ -110,7 +127,10 @@ async fn an_accepted_request_is_kept_with_its_rows_its_api_key_redacted_and_once
         let r = &kept[0];
         assert_eq!(r.outcome, RawOutcome::Stored);
         assert_eq!(r.content_type, "application/json; charset=utf-8");
-        assert_eq!(r.content_length.as_deref(), Some(body.len().to_string().as_str()));
+        assert_eq!(
+            r.content_length.as_deref(),
+            Some(body.len().to_string().as_str())
+        );
         assert_eq!(r.transfer_encoding.as_deref(), Some("identity"));
         assert!(r.user_agent.as_deref().is_some_and(|ua| !ua.is_empty()));
         assert_eq!(r.client.as_deref(), Some("203.0.113.9"));
@@ -174,7 +194,10 @@ async fn a_request_whose_rows_fail_is_not_kept_either() {
         }
         let request = CmcRequest::raw("application/json", two_deliveries(SECRET)).into_request();
         assert_eq!(post(&inbox, request).await, 503, "{url}");
-        assert_eq!(ints(&url, "SELECT COUNT(*) FROM cmc_raw_requests").await, vec![0]);
+        assert_eq!(
+            ints(&url, "SELECT COUNT(*) FROM cmc_raw_requests").await,
+            vec![0]
+        );
         assert!(inbox.raw_requests(0, 10).await.unwrap().is_empty());
         inbox.close().await;
     }
@@ -212,7 +235,10 @@ async fn attachment_bytes_are_stored_once_and_the_body_reads_back_exact() {
             let r = inbox.raw_requests(0, 10).await.unwrap().pop().unwrap();
             assert_eq!(r.size, wire.body.len() as u64);
             let back = inbox.raw_body(r.id).await.unwrap();
-            assert!(back == wire.body, "{url}: attachment {n} read back byte for byte");
+            assert!(
+                back == wire.body,
+                "{url}: attachment {n} read back byte for byte"
+            );
             // The attachment's bytes are not in the raw request's rows.
             let kept = ints(
                 &url,
@@ -258,18 +284,39 @@ async fn raw_requests_are_pruned_after_their_own_retention_and_rows_still_read()
         assert_eq!(post(&inbox, request).await, 200);
         let id = inbox.raw_requests(0, 1).await.unwrap()[0].id;
         clock.advance(Duration::from_secs(24 * 3600));
-        assert_eq!(inbox.prune(Duration::from_secs(3600)).await.unwrap().raw_requests, 0);
+        assert_eq!(
+            inbox
+                .prune(Duration::from_secs(3600))
+                .await
+                .unwrap()
+                .raw_requests,
+            0
+        );
         clock.advance(Duration::from_secs(2 * 24 * 3600));
-        let pruned = inbox.prune(Duration::from_secs(30 * 24 * 3600)).await.unwrap();
+        let pruned = inbox
+            .prune(Duration::from_secs(30 * 24 * 3600))
+            .await
+            .unwrap();
         assert_eq!((pruned.raw_requests, pruned.events), (1, 0), "{url}");
         assert!(inbox.raw_requests(0, 10).await.unwrap().is_empty());
-        assert_eq!(ints(&url, "SELECT COUNT(*) FROM cmc_raw_request_parts").await, vec![0]);
+        assert_eq!(
+            ints(&url, "SELECT COUNT(*) FROM cmc_raw_request_parts").await,
+            vec![0]
+        );
         let err = inbox.raw_body(id).await.unwrap_err();
         assert_eq!(err.kind(), InboxErrorKind::Invalid);
         // The rows read as before: handled, and in the history.
         let items = common::inbox::handle_all(&inbox, 2).await;
         assert_eq!(items.len(), 2);
-        assert_eq!(inbox.history("<1@example.com>").await.unwrap().entries().len(), 1);
+        assert_eq!(
+            inbox
+                .history("<1@example.com>")
+                .await
+                .unwrap()
+                .entries()
+                .len(),
+            1
+        );
         // And prune_raw_requests takes any retention.
         assert_eq!(inbox.prune_raw_requests(Duration::ZERO).await.unwrap(), 0);
         inbox.close().await;
@@ -287,27 +334,50 @@ async fn reparse_adds_what_an_older_parser_dropped_as_a_dry_run_first_and_once()
         // and did not store the second at all.
         let ids = ints(&url, "SELECT id FROM cmc_events ORDER BY id").await;
         assert_eq!(ids.len(), 2);
-        exec(&url, &format!("DELETE FROM cmc_events WHERE id = {}", ids[1])).await;
+        exec(
+            &url,
+            &format!("DELETE FROM cmc_events WHERE id = {}", ids[1]),
+        )
+        .await;
         let json = {
             use sqlx::Connection;
             let sql = format!("SELECT event FROM cmc_events WHERE id = {}", ids[0]);
             if let Some(path) = url.strip_prefix("sqlite:") {
-                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
-                sqlx::query_scalar::<_, String>(&sql).fetch_one(&mut c).await.unwrap()
+                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+                    .await
+                    .unwrap();
+                sqlx::query_scalar::<_, String>(&sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
             } else {
                 let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-                sqlx::query_scalar::<_, String>(&sql).fetch_one(&mut c).await.unwrap()
+                sqlx::query_scalar::<_, String>(&sql)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
             }
         };
         let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
         let dropped = drop_subject(&mut value);
         let old = serde_json::to_string(&value).unwrap().replace('\'', "''");
-        exec(&url, &format!("UPDATE cmc_events SET event = '{old}' WHERE id = {}", ids[0])).await;
+        exec(
+            &url,
+            &format!(
+                "UPDATE cmc_events SET event = '{old}' WHERE id = {}",
+                ids[0]
+            ),
+        )
+        .await;
 
         // A dry run reports and writes nothing.
         let dry = inbox.reparse(&Reparse::dry_run()).await.unwrap();
         assert!(!dry.applied);
-        assert_eq!((dry.read, dry.new, dry.changed, dry.added, dry.failed), (1, 1, 1, 0, 0), "{url}: {dry:?}");
+        assert_eq!(
+            (dry.read, dry.new, dry.changed, dry.added, dry.failed),
+            (1, 1, 1, 0, 0),
+            "{url}: {dry:?}"
+        );
         let r = &dry.requests[0];
         assert_eq!(r.new.len(), 1);
         assert_eq!(r.new[0].0, Kind::Event);
@@ -318,7 +388,11 @@ async fn reparse_adds_what_an_older_parser_dropped_as_a_dry_run_first_and_once()
         // Applied: the missing row is added, pointing to its request; the
         // changed row is left as it is.
         let applied = inbox.reparse(&Reparse::apply()).await.unwrap();
-        assert_eq!((applied.new, applied.added, applied.changed), (1, 1, 1), "{url}");
+        assert_eq!(
+            (applied.new, applied.added, applied.changed),
+            (1, 1, 1),
+            "{url}"
+        );
         assert_eq!(ints(&url, "SELECT COUNT(*) FROM cmc_events").await, vec![2]);
         let raw = inbox.raw_requests(0, 1).await.unwrap()[0].id;
         assert_eq!(
@@ -362,7 +436,11 @@ fn drop_subject(value: &mut serde_json::Value) -> String {
             });
         }
         for (k, child) in map.iter_mut() {
-            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             if let Some(found) = walk(child, &p) {
                 return Some(found);
             }
@@ -378,21 +456,33 @@ async fn refused_bodies_are_kept_with_their_reason_within_the_budget() {
     for url in stores(dir.path(), "refused").await {
         let inbox = Inbox::builder(&url)
             .unwrap()
-            .raw_requests(RawRequests::default().refused(
-                RefusedBudget::default().per_client(2, 1 << 20).total(3, 1 << 20),
-            ))
+            .raw_requests(
+                RawRequests::default().refused(
+                    RefusedBudget::default()
+                        .per_client(2, 1 << 20)
+                        .total(3, 1 << 20),
+                ),
+            )
             .open()
             .await
             .unwrap();
         let bad = |n: usize| {
-            format!(r#"{{"api_key":"{SECRET}","event_type":"deliveries","event":{{"deliveries":[{n}]}}}}"#)
+            format!(
+                r#"{{"api_key":"{SECRET}","event_type":"deliveries","event":{{"deliveries":[{n}]}}}}"#
+            )
         };
         for n in 0..4 {
-            let request = from(CmcRequest::raw("application/json", bad(n)).into_request(), "198.51.100.1");
+            let request = from(
+                CmcRequest::raw("application/json", bad(n)).into_request(),
+                "198.51.100.1",
+            );
             assert_eq!(post(&inbox, request).await, 400);
         }
         for n in 10..12 {
-            let request = from(CmcRequest::raw("application/json", bad(n)).into_request(), "198.51.100.2");
+            let request = from(
+                CmcRequest::raw("application/json", bad(n)).into_request(),
+                "198.51.100.2",
+            );
             assert_eq!(post(&inbox, request).await, 400);
         }
         // Kept on a task of their own: wait for them.
@@ -408,11 +498,18 @@ async fn refused_bodies_are_kept_with_their_reason_within_the_budget() {
         let kept_after = inbox.raw_requests(0, 100).await.unwrap();
         assert_eq!(kept.len(), 3, "{url}: {kept:?}");
         assert_eq!(kept_after.len(), 3, "{url}: the budget holds");
-        let from_first = kept.iter().filter(|r| r.client.as_deref() == Some("198.51.100.1")).count();
+        let from_first = kept
+            .iter()
+            .filter(|r| r.client.as_deref() == Some("198.51.100.1"))
+            .count();
         assert_eq!(from_first, 2, "one client gets its share only");
         for r in &kept {
             assert_eq!(r.outcome, RawOutcome::Refused);
-            assert!(r.reason.as_deref().is_some_and(|s| s.contains("400")), "{:?}", r.reason);
+            assert!(
+                r.reason.as_deref().is_some_and(|s| s.contains("400")),
+                "{:?}",
+                r.reason
+            );
             let body = inbox.raw_body(r.id).await.unwrap();
             assert!(!String::from_utf8_lossy(&body).contains(SECRET));
             assert!(String::from_utf8_lossy(&body).contains("[redacted]"));
@@ -422,7 +519,9 @@ async fn refused_bodies_are_kept_with_their_reason_within_the_budget() {
             CmcRequest::raw("application/json", two_deliveries("wrong")).into_request(),
             "198.51.100.3",
         );
-        request.extensions_mut().insert(Policy::default().api_key(SECRET));
+        request
+            .extensions_mut()
+            .insert(Policy::default().api_key(SECRET));
         assert_eq!(post(&inbox, request).await, 401);
         // Reparsed, a refused body that still does not parse is reported.
         let report = inbox.reparse(&Reparse::dry_run()).await.unwrap();

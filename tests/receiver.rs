@@ -1365,7 +1365,9 @@ async fn reparse_is_a_dry_run_unless_applied_and_adds_what_is_missing_once() {
     {
         let inbox = Inbox::open(&store).await.unwrap();
         let request = CmcRequest::events(&sample_events(3), WireEncoding::Json).into_request();
-        let response = tower::ServiceExt::oneshot(inbox.receive(), request).await.unwrap();
+        let response = tower::ServiceExt::oneshot(inbox.receive(), request)
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         inbox.close().await;
     }
@@ -1397,15 +1399,34 @@ async fn reparse_is_a_dry_run_unless_applied_and_adds_what_is_missing_once() {
     assert_eq!(dry[0]["new"].as_array().unwrap().len(), 1);
     assert_eq!(dry[0]["unchanged"], 2);
     assert_eq!(dry[1]["applied"], false);
-    assert_eq!(sqlx::query_scalar::<_, i64>(COUNT).fetch_one(&mut conn).await.unwrap(), 2, "a dry run writes nothing");
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>(COUNT)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap(),
+        2,
+        "a dry run writes nothing"
+    );
 
     let applied = run(&["reparse", "--apply"]);
     assert_eq!(applied.last().unwrap()["added"], 1, "{applied:?}");
-    assert_eq!(sqlx::query_scalar::<_, i64>(COUNT).fetch_one(&mut conn).await.unwrap(), 3);
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>(COUNT)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap(),
+        3
+    );
     let again = run(&["reparse", "--apply"]);
     assert_eq!(again.len(), 1, "nothing differs any more: {again:?}");
     assert_eq!(again[0]["added"], 0);
-    assert_eq!(sqlx::query_scalar::<_, i64>(COUNT).fetch_one(&mut conn).await.unwrap(), 3);
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>(COUNT)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap(),
+        3
+    );
 }
 
 /// A stdout that is closed (its reader died) marks no row done: the

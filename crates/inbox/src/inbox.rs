@@ -141,7 +141,10 @@ impl Inbox {
             }
             _ => false,
         };
-        let large = large || raw.as_ref().is_some_and(|(b, _)| b.len() > BLOCKING_MAIL_SIZE);
+        let large = large
+            || raw
+                .as_ref()
+                .is_some_and(|(b, _)| b.len() > BLOCKING_MAIL_SIZE);
         let arrival = if large {
             tokio::task::spawn_blocking(move || crate::raw::arrival(webhook, client, now, raw))
                 .await

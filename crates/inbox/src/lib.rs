@@ -112,8 +112,8 @@ pub use options::PostgresOptions;
 pub use options::SqliteOptions;
 pub use options::StoreOptions;
 pub use raw::{
-    DEFAULT_RAW_RETENTION, RawOutcome, RawRequest, RawRequests, RefusedBudget, Reparse, ReparseReport,
-    Reparsed,
+    DEFAULT_RAW_RETENTION, RawOutcome, RawRequest, RawRequests, RefusedBudget, Reparse,
+    ReparseReport, Reparsed,
 };
 pub use receive::{Receive, ResponseFuture};
 pub use schema::Migrated;

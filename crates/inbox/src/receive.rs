@@ -143,7 +143,11 @@ where
             return rejection.into_http_response();
         }
     };
-    stored(inbox.store_kept(webhook, client, Some((seen(), headers))).await)
+    stored(
+        inbox
+            .store_kept(webhook, client, Some((seen(), headers)))
+            .await,
+    )
 }
 
 /// The answer once the store is done: 200, or 503 so that CMC sends the

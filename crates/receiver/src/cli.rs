@@ -206,7 +206,12 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
                 hourly.tick().await;
                 match inbox.prune(retain).await {
                     Ok(p) if p.events + p.mails + p.raw_requests > 0 => {
-                        tracing::info!(events = p.events, mails = p.mails, raw_requests = p.raw_requests, "pruned done rows and raw requests")
+                        tracing::info!(
+                            events = p.events,
+                            mails = p.mails,
+                            raw_requests = p.raw_requests,
+                            "pruned done rows and raw requests"
+                        )
                     }
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "could not prune"),

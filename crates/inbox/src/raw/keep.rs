@@ -88,14 +88,17 @@ pub(crate) fn keep(body: &Bytes, content_type: &str, attachments: &[&[u8]]) -> K
             for part in multipart_parts(body, &boundary) {
                 let content = &body[part.content.clone()];
                 if part.file {
-                    // Attachments come in the order of their parts; one that
-                    // is not its part's bytes (a transfer encoding) stays.
-                    let position = attachments[next..]
-                        .iter()
-                        .position(|a| a.len() == content.len() && *a == content)
-                        .map(|p| p + next);
-                    if let Some(position) = position {
-                        next = position + 1;
+                    // Attachments come in the order of their parts: each
+                    // part is compared with the next attachment only (one
+                    // comparison per part, whatever a stranger sends). A
+                    // part that is not its bytes (a transfer encoding, or a
+                    // part the parser did not take) stays as it is.
+                    let position = next;
+                    if attachments
+                        .get(position)
+                        .is_some_and(|a| a.len() == content.len() && *a == content)
+                    {
+                        next += 1;
                         if content.len() >= MIN_REFERENCE {
                             replaced.push((
                                 part.content,
@@ -228,7 +231,10 @@ fn string_end(body: &[u8], start: usize) -> Option<usize> {
 }
 
 fn skip_ws(body: &[u8], mut i: usize) -> usize {
-    while body.get(i).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
+    while body
+        .get(i)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
         i += 1;
     }
     i

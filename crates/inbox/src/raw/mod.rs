@@ -42,8 +42,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use jiff::Timestamp;
 
-pub use budget::RefusedBudget;
 pub(crate) use budget::Budget;
+pub use budget::RefusedBudget;
 pub(crate) use keep::{KeptBody, Piece, keep, sha256};
 pub use reparse::{Changed, Reparse, ReparseReport, Reparsed};
 
@@ -385,7 +385,9 @@ impl crate::Inbox {
             return;
         }
         let Some(kept) = refused(&body, &headers.content_type) else {
-            tracing::debug!("a refused body may hold an api_key that could not be redacted: not kept");
+            tracing::debug!(
+                "a refused body may hold an api_key that could not be redacted: not kept"
+            );
             return;
         };
         let raw = NewRaw::new(

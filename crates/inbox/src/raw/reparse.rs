@@ -301,6 +301,10 @@ fn differing(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Vec<St
                 .collect()
         }
         _ if a == b => Vec::new(),
-        _ => vec![if path.is_empty() { "(all)".to_owned() } else { path.to_owned() }],
+        _ => vec![if path.is_empty() {
+            "(all)".to_owned()
+        } else {
+            path.to_owned()
+        }],
     }
 }

@@ -86,7 +86,8 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            other => other.map(|o| o.map(|r| r.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))),
+            other => other
+                .map(|o| o.map(|r| r.map(|f| f.map_data(|mut d| d.copy_to_bytes(d.remaining()))))),
         }
     }
 

@@ -15,10 +15,10 @@
 //! suppression list depend on this module; nothing here imports them.
 
 mod jobs;
-pub(crate) mod raw;
 pub(crate) mod mailbox;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+pub(crate) mod raw;
 mod reads;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;

@@ -494,7 +494,9 @@ impl Sqlite {
                     if let (crate::rows::RawRef::Keep(raw), Some(raw_id)) = (&arrival.raw, raw_id)
                         && raw.refers_to_attachments()
                     {
-                        raw_sql::set_mail(&mut tx, *raw_id, id).await.map_err(failed)?;
+                        raw_sql::set_mail(&mut tx, *raw_id, id)
+                            .await
+                            .map_err(failed)?;
                     }
                     if repeats == 0 {
                         for (position, data) in m.stored_apart() {
