@@ -26,6 +26,7 @@ CREATE TABLE cmc_raw_request_parts (
     length             BIGINT  NOT NULL,
     data               BYTEA,
     attachment         BIGINT,
+    event_key          TEXT,
     PRIMARY KEY (request_id, start)
 );
 

@@ -8,7 +8,9 @@
 -- every `api_key` field replaced by `[redacted]` (the rest byte for byte,
 -- so that it still parses), and each attachment's bytes not kept twice: a
 -- part of the body that is an attachment stored in cmc_mail_attachments
--- is a reference to it (see cmc_raw_request_parts). `body_sha256` is the
+-- is a reference to it (see cmc_raw_request_parts), and so is a text field
+-- or an event's subject stored apart (cmc_mail_attachments at -1, -2, -3,
+-- cmc_event_texts) that the body holds byte for byte. `body_sha256` is the
 -- SHA-256 of the kept body whole: the same body arriving again is stored
 -- once (its `repeats` counted), and reading it back is checked against it.
 CREATE TABLE cmc_raw_requests (
@@ -32,15 +34,17 @@ CREATE TABLE cmc_raw_requests (
 CREATE INDEX cmc_raw_requests_received_at ON cmc_raw_requests (received_at);
 
 -- A kept body that is not whole in cmc_raw_requests.body: its parts in
--- order of `start`, each either bytes (at most 1 MiB) or a reference to
--- attachment `attachment` of the request's mail (`data` NULL), `length`
--- bytes.
+-- order of `start`, each `length` bytes: bytes (`data`, at most 1 MiB), or
+-- (`data` NULL) the bytes at position `attachment` of the request's mail
+-- in cmc_mail_attachments, or the subject of the event keyed `event_key`
+-- in cmc_event_texts.
 CREATE TABLE cmc_raw_request_parts (
     request_id         INTEGER NOT NULL REFERENCES cmc_raw_requests (id) ON DELETE CASCADE,
     start              INTEGER NOT NULL,               -- where this part starts in the kept body
     length             INTEGER NOT NULL,
     data               BLOB,
     attachment         INTEGER,
+    event_key          TEXT,
     PRIMARY KEY (request_id, start)
 );
 

@@ -19,15 +19,55 @@ pub(crate) const MIN_REFERENCE: usize = 512;
 pub(crate) enum Piece {
     /// Bytes of the body.
     Bytes(Bytes),
-    /// The bytes of attachment `position` of the request's mail, `len` long.
+    /// The bytes stored at `position` in `cmc_mail_attachments` for the
+    /// request's mail (an attachment, or at -1, -2, -3 a text field stored
+    /// apart), `len` long.
     Attachment { position: i64, len: usize },
+    /// The subject of the event keyed `key`, stored apart in
+    /// `cmc_event_texts`, `len` long.
+    EventText { key: String, len: usize },
 }
 
 impl Piece {
     pub fn len(&self) -> usize {
         match self {
             Piece::Bytes(b) => b.len(),
-            Piece::Attachment { len, .. } => *len,
+            Piece::Attachment { len, .. } | Piece::EventText { len, .. } => *len,
+        }
+    }
+}
+
+/// What a request's rows store apart from their JSON, which its kept body
+/// may refer to rather than hold again.
+#[derive(Debug, Default)]
+pub(crate) struct Stored<'a> {
+    /// The mail's attachments, in order.
+    pub attachments: Vec<&'a [u8]>,
+    /// The mail's text fields stored apart: `(position, bytes)`.
+    pub texts: Vec<(i64, &'a [u8])>,
+    /// The events' subjects stored apart: `(key, bytes)`, in order.
+    pub subjects: Vec<(&'a str, &'a [u8])>,
+}
+
+impl Stored<'_> {
+    fn bytes<'p>(&'p self, piece: &'p Piece) -> &'p [u8] {
+        match piece {
+            Piece::Bytes(b) => b,
+            Piece::Attachment { position, .. } if *position >= 0 => {
+                self.attachments[*position as usize]
+            }
+            Piece::Attachment { position, .. } => self
+                .texts
+                .iter()
+                .find(|(p, _)| p == position)
+                .map(|(_, b)| *b)
+                .unwrap_or_default(),
+            Piece::EventText { key, .. } => self
+                .subjects
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, b)| *b)
+                .unwrap_or_default(),
         }
     }
 }
@@ -67,22 +107,58 @@ fn encoding(content_type: &str) -> Encoding {
 }
 
 /// The kept form of `body` (sent with `content_type`): every `api_key`
-/// value redacted, and each of `attachments` (the parsed mail's, in
-/// order) that is a multipart part's content byte for byte made a
-/// reference. The pieces share `body`'s buffer.
-pub(crate) fn keep(body: &Bytes, content_type: &str, attachments: &[&[u8]]) -> KeptBody {
+/// value redacted, and what the rows store apart (`stored`) made a
+/// reference where the body holds it byte for byte: a multipart part that
+/// is an attachment or a long text field, or a long event subject or mail
+/// text in a JSON body. When it refers to anything, its byte pieces are
+/// copied out of `body` (so that the body's buffer can go before the
+/// commit); otherwise they share it.
+pub(crate) fn keep(body: &Bytes, content_type: &str, stored: &Stored<'_>) -> KeptBody {
     let mut replaced: Vec<(Range<usize>, Piece)> = Vec::new();
+    let redact = |range: Range<usize>| (range, Piece::Bytes(Bytes::from_static(REDACTED)));
     match encoding(content_type) {
         Encoding::Json => {
-            for range in json_api_keys(body) {
-                replaced.push((range, Piece::Bytes(Bytes::from_static(REDACTED))));
+            replaced.extend(json_api_keys(body).into_iter().map(redact));
+            // The long values, in order: each searched from where the last
+            // was found; the search stops at the first not found (a value
+            // written with escapes), so that it stays linear.
+            let mut from = 0;
+            let values = stored
+                .subjects
+                .iter()
+                .map(|(k, b)| {
+                    (
+                        Piece::EventText {
+                            key: (*k).to_owned(),
+                            len: b.len(),
+                        },
+                        *b,
+                    )
+                })
+                .chain(stored.texts.iter().map(|(p, b)| {
+                    (
+                        Piece::Attachment {
+                            position: *p,
+                            len: b.len(),
+                        },
+                        *b,
+                    )
+                }));
+            for (piece, value) in values {
+                if value.len() < MIN_REFERENCE {
+                    continue;
+                }
+                match memchr::memmem::find(&body[from..], value) {
+                    Some(at) => {
+                        let start = from + at;
+                        replaced.push((start..start + value.len(), piece));
+                        from = start + value.len();
+                    }
+                    None => break,
+                }
             }
         }
-        Encoding::Form => {
-            for range in form_api_keys(body) {
-                replaced.push((range, Piece::Bytes(Bytes::from_static(REDACTED))));
-            }
-        }
+        Encoding::Form => replaced.extend(form_api_keys(body).into_iter().map(redact)),
         Encoding::Multipart(boundary) => {
             let mut next = 0usize;
             for part in multipart_parts(body, &boundary) {
@@ -94,7 +170,8 @@ pub(crate) fn keep(body: &Bytes, content_type: &str, attachments: &[&[u8]]) -> K
                     // part that is not its bytes (a transfer encoding, or a
                     // part the parser did not take) stays as it is.
                     let position = next;
-                    if attachments
+                    if stored
+                        .attachments
                         .get(position)
                         .is_some_and(|a| a.len() == content.len() && *a == content)
                     {
@@ -110,7 +187,19 @@ pub(crate) fn keep(body: &Bytes, content_type: &str, attachments: &[&[u8]]) -> K
                         }
                     }
                 } else if part.api_key {
-                    replaced.push((part.content, Piece::Bytes(Bytes::from_static(REDACTED))));
+                    replaced.push(redact(part.content));
+                } else if content.len() >= MIN_REFERENCE {
+                    // A long text field, when the part holds its UTF-8 as
+                    // it is (at most three comparisons per part).
+                    if let Some((position, _)) = stored.texts.iter().find(|(_, t)| *t == content) {
+                        replaced.push((
+                            part.content,
+                            Piece::Attachment {
+                                position: *position,
+                                len: content.len(),
+                            },
+                        ));
+                    }
                 }
             }
         }
@@ -120,30 +209,35 @@ pub(crate) fn keep(body: &Bytes, content_type: &str, attachments: &[&[u8]]) -> K
         .iter()
         .filter(|(_, p)| matches!(p, Piece::Bytes(_)))
         .count();
+    let refers = replaced.len() > redacted;
     replaced.sort_by_key(|(r, _)| r.start);
     let mut pieces = Vec::with_capacity(replaced.len() * 2 + 1);
+    let slice = |range: Range<usize>| {
+        if refers {
+            Bytes::copy_from_slice(&body[range])
+        } else {
+            body.slice(range)
+        }
+    };
     let mut at = 0;
     for (range, piece) in replaced {
         if range.start < at {
             continue; // overlapping (cannot happen): the first wins
         }
         if range.start > at {
-            pieces.push(Piece::Bytes(body.slice(at..range.start)));
+            pieces.push(Piece::Bytes(slice(at..range.start)));
         }
         at = range.end;
         pieces.push(piece);
     }
     if at < body.len() || pieces.is_empty() {
-        pieces.push(Piece::Bytes(body.slice(at..)));
+        pieces.push(Piece::Bytes(slice(at..body.len())));
     }
     let mut hasher = Sha256::new();
     let mut size = 0;
     for piece in &pieces {
         size += piece.len();
-        match piece {
-            Piece::Bytes(b) => hasher.update(b),
-            Piece::Attachment { position, .. } => hasher.update(attachments[*position as usize]),
-        }
+        hasher.update(stored.bytes(piece));
     }
     KeptBody {
         pieces,
@@ -348,16 +442,19 @@ mod tests {
     use super::*;
 
     fn whole(kept: &KeptBody, attachments: &[&[u8]]) -> Vec<u8> {
+        let stored = Stored {
+            attachments: attachments.to_vec(),
+            ..Stored::default()
+        };
         let mut out = Vec::new();
         for p in &kept.pieces {
-            match p {
-                Piece::Bytes(b) => out.extend_from_slice(b),
-                Piece::Attachment { position, .. } => {
-                    out.extend_from_slice(attachments[*position as usize])
-                }
-            }
+            out.extend_from_slice(stored.bytes(p));
         }
         out
+    }
+
+    fn none() -> Stored<'static> {
+        Stored::default()
     }
 
     #[test]
@@ -365,7 +462,7 @@ mod tests {
         let body = Bytes::from_static(
             br#"{"api_key" : "s3cret","x":{"api\u005fkey":"two"},"s":"\"api_key\":\"no\"","api_key2":"k"}"#,
         );
-        let kept = keep(&body, "application/json; charset=utf-8", &[]);
+        let kept = keep(&body, "application/json; charset=utf-8", &none());
         let out = String::from_utf8(whole(&kept, &[])).unwrap();
         assert_eq!(
             out,
@@ -379,14 +476,14 @@ mod tests {
     #[test]
     fn a_json_api_key_of_another_kind_is_redacted_whole() {
         let body = Bytes::from_static(br#"{"api_key":{"a":"s3cret"},"b":1}"#);
-        let kept = keep(&body, "application/json", &[]);
+        let kept = keep(&body, "application/json", &none());
         assert_eq!(whole(&kept, &[]), br#"{"api_key":[redacted],"b":1}"#);
     }
 
     #[test]
     fn form_api_keys_are_redacted_by_their_decoded_name() {
         let body = Bytes::from_static(b"a=1&api%5Fkey=s3cret&api_key=two&b=api_key");
-        let kept = keep(&body, "application/x-www-form-urlencoded", &[]);
+        let kept = keep(&body, "application/x-www-form-urlencoded", &none());
         assert_eq!(
             whole(&kept, &[]),
             b"a=1&api%5Fkey=[redacted]&api_key=[redacted]&b=api_key"
@@ -405,7 +502,11 @@ mod tests {
         body.extend_from_slice(&data);
         body.extend_from_slice(b"\r\n--XyZ--\r\n");
         let body = Bytes::from(body);
-        let kept = keep(&body, "multipart/form-data; boundary=\"XyZ\"", &[&data]);
+        let stored = Stored {
+            attachments: vec![&data[..]],
+            ..Stored::default()
+        };
+        let kept = keep(&body, "multipart/form-data; boundary=\"XyZ\"", &stored);
         assert!(kept.pieces.contains(&Piece::Attachment {
             position: 0,
             len: 4096
@@ -427,11 +528,44 @@ mod tests {
     }
 
     #[test]
+    fn a_long_subject_in_a_json_body_is_a_reference_and_the_search_stays_linear() {
+        let subject = "s".repeat(4096);
+        let body = Bytes::from(format!(
+            r#"{{"event":[{{"subject":"{subject}"}},{{"subject":"{subject}"}}]}}"#
+        ));
+        let other = "x".repeat(4096);
+        let stored = Stored {
+            subjects: vec![
+                ("k1", subject.as_bytes()),
+                ("k2", other.as_bytes()),
+                ("k3", subject.as_bytes()),
+            ],
+            ..Stored::default()
+        };
+        let kept = keep(&body, "application/json", &stored);
+        // The first is found; the second is not, and the search stops there.
+        let refs: Vec<&Piece> = kept
+            .pieces
+            .iter()
+            .filter(|p| !matches!(p, Piece::Bytes(_)))
+            .collect();
+        assert_eq!(
+            refs,
+            vec![&Piece::EventText {
+                key: "k1".into(),
+                len: 4096
+            }]
+        );
+        assert_eq!(kept.sha256, sha256(&body));
+        assert_eq!(kept.size, body.len());
+    }
+
+    #[test]
     fn a_body_of_no_known_encoding_is_kept_whole() {
         let body = Bytes::from_static(b"\0\xff api_key=x");
-        let kept = keep(&body, "text/plain", &[]);
+        let kept = keep(&body, "text/plain", &none());
         assert_eq!(kept.pieces, vec![Piece::Bytes(body.clone())]);
-        let empty = keep(&Bytes::new(), "application/json", &[]);
+        let empty = keep(&Bytes::new(), "application/json", &none());
         assert_eq!(empty.size, 0);
         assert_eq!(empty.pieces.len(), 1);
     }

@@ -44,7 +44,7 @@ use jiff::Timestamp;
 
 pub(crate) use budget::Budget;
 pub use budget::RefusedBudget;
-pub(crate) use keep::{KeptBody, Piece, keep, sha256};
+pub(crate) use keep::{KeptBody, Piece, Stored, keep, sha256};
 pub use reparse::{Changed, Reparse, ReparseReport, Reparsed};
 
 /// How long raw requests are kept by default: 7 days.
@@ -232,7 +232,7 @@ impl NewRaw {
         }
     }
 
-    /// Whether the kept body refers to its mail's attachments.
+    /// Whether the kept body refers to what its mail stores apart.
     pub fn refers_to_attachments(&self) -> bool {
         self.body
             .pieces
@@ -241,42 +241,14 @@ impl NewRaw {
     }
 }
 
-/// A kept body put back together: its parts in order, each attachment
-/// reference replaced by the attachment's bytes, checked against the
-/// kept body's length and SHA-256.
-pub(crate) fn reassemble(
-    id: i64,
-    parts: Vec<(i64, i64, Result<Vec<u8>, i64>)>,
-    attachments: &[Vec<u8>],
-    size: u64,
-    expected: &str,
-) -> Result<Bytes, String> {
-    let mut body = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    for (start, length, data) in parts {
-        if start != body.len() as i64 {
-            return Err(format!(
-                "raw request {id}: a part at {start} is out of place"
-            ));
-        }
-        match data {
-            Ok(bytes) => body.extend_from_slice(&bytes),
-            Err(position) => {
-                let attachment = usize::try_from(position)
-                    .ok()
-                    .and_then(|p| attachments.get(p))
-                    .filter(|a| a.len() as i64 == length)
-                    .ok_or_else(|| {
-                        format!(
-                            "raw request {id}: attachment {position} of its mail is no longer \
-                             stored (the mail was pruned?)"
-                        )
-                    })?;
-                body.extend_from_slice(attachment);
-            }
-        }
-    }
-    check(id, &body, size, expected)?;
-    Ok(Bytes::from(body))
+/// A part of a kept body as stored: its bytes, or where they are.
+#[derive(Debug)]
+pub(crate) enum StoredPart {
+    Bytes(Vec<u8>),
+    /// At this position in `cmc_mail_attachments`, for the request's mail.
+    Attachment(i64),
+    /// The subject of the event with this key, in `cmc_event_texts`.
+    EventText(String),
 }
 
 /// Fails unless `body` is the kept body recorded.
@@ -307,20 +279,26 @@ pub(crate) fn arrival(
     let Some((body, headers)) = raw else {
         return Ok(arrival);
     };
-    let attachments: Vec<&[u8]> = arrival
-        .mail
-        .as_ref()
-        .map(|m| m.attachments.iter().map(|a| &a[..]).collect())
-        .unwrap_or_default();
-    let kept = keep(&body, &headers.content_type, &attachments);
-    drop(attachments);
+    let mut stored = Stored::default();
+    if let Some(m) = &arrival.mail {
+        stored.attachments = m.attachments.iter().map(|a| &a[..]).collect();
+        stored.texts = m.apart.iter().map(|(p, b)| (*p, &b[..])).collect();
+    }
+    stored.subjects = arrival
+        .events
+        .iter()
+        .filter_map(|e| e.subject.as_ref().map(|s| (e.key.as_str(), &s[..])))
+        .collect();
+    let kept = keep(&body, &headers.content_type, &stored);
+    drop(stored);
+    drop(body);
     let secret_left = api_key.as_deref().is_some_and(|key| {
         !key.is_empty()
             && (kept.redacted == 0
                 || (key.len() >= 8
                     && kept.pieces.iter().any(|p| match p {
                         Piece::Bytes(b) => memchr::memmem::find(b, key.as_bytes()).is_some(),
-                        Piece::Attachment { .. } => false,
+                        Piece::Attachment { .. } | Piece::EventText { .. } => false,
                     })))
     });
     if secret_left {
@@ -348,7 +326,7 @@ const API_KEY_SPELLINGS: [&[u8]; 3] = [b"api_key", b"api%5fkey", b"api\\u005fkey
 /// The kept form of a refused body, unless it may hold an `api_key` the
 /// scan did not redact (a body cut short, or not well formed).
 pub(crate) fn refused(body: &Bytes, content_type: &str) -> Option<KeptBody> {
-    let kept = keep(body, content_type, &[]);
+    let kept = keep(body, content_type, &Stored::default());
     let lower = body.to_ascii_lowercase();
     let mentions: usize = API_KEY_SPELLINGS
         .iter()
@@ -460,13 +438,56 @@ impl crate::Inbox {
                 Ok(Bytes::from(whole))
             }
             Err(parts) => {
-                let attachments = match row.mail {
-                    Some(mail) if parts.iter().any(|p| p.2.is_err()) => {
-                        self.inner.store.attachments(mail).await?
+                // Put back together a part at a time, each reference read
+                // from where its bytes are stored.
+                let id = row.id;
+                let mut body = Vec::with_capacity(usize::try_from(row.size).unwrap_or(0));
+                for (start, length, part) in parts {
+                    if start != body.len() as i64 {
+                        return Err(corrupt(format!(
+                            "raw request {id}: a part at {start} is out of place"
+                        )));
                     }
-                    _ => Vec::new(),
-                };
-                reassemble(row.id, parts, &attachments, row.size, &row.sha256).map_err(corrupt)
+                    let gone = |what: String| {
+                        corrupt(format!(
+                            "raw request {id}: {what} is no longer stored (pruned before it?)"
+                        ))
+                    };
+                    let bytes = match part {
+                        StoredPart::Bytes(bytes) => bytes,
+                        StoredPart::Attachment(position) => {
+                            let mail = row.mail.ok_or_else(|| gone("its mail".into()))?;
+                            self.inner
+                                .store
+                                .attachment(mail, position)
+                                .await?
+                                .ok_or_else(|| gone(format!("mail {mail}'s part {position}")))?
+                        }
+                        StoredPart::EventText(key) => {
+                            let event = self
+                                .inner
+                                .store
+                                .existing(crate::job::Kind::Event, &key)
+                                .await?
+                                .ok_or_else(|| gone(format!("event {key}")))?
+                                .0;
+                            self.inner
+                                .store
+                                .event_text(event, "subject")
+                                .await?
+                                .ok_or_else(|| gone(format!("event {key}'s subject")))?
+                        }
+                    };
+                    if bytes.len() as i64 != length {
+                        return Err(corrupt(format!(
+                            "raw request {id}: the part at {start} is {} bytes, not {length}",
+                            bytes.len()
+                        )));
+                    }
+                    body.extend_from_slice(&bytes);
+                }
+                check(id, &body, row.size, &row.sha256).map_err(corrupt)?;
+                Ok(Bytes::from(body))
             }
         }
     }

@@ -239,7 +239,7 @@ impl Store {
     pub async fn raw_body(
         &self,
         id: i64,
-    ) -> Result<Result<Vec<u8>, Vec<(i64, i64, Result<Vec<u8>, i64>)>>, InboxError> {
+    ) -> Result<Result<Vec<u8>, Vec<(i64, i64, crate::raw::StoredPart)>>, InboxError> {
         raw_with!(self, s, sql => sql::body(s.reads(), id).await)
     }
 

@@ -6,9 +6,16 @@
 use crate::raw::Piece;
 use crate::rows::ATTACHMENT_CHUNK;
 
-/// A kept body's parts as rows: `(start, length, bytes or attachment)`,
-/// byte pieces cut in chunks of at most [`ATTACHMENT_CHUNK`].
-pub(crate) fn part_rows(pieces: &[Piece]) -> Vec<(i64, i64, Result<&[u8], i64>)> {
+/// Where a part's bytes are, as a row says it.
+pub(crate) enum PartRow<'a> {
+    Bytes(&'a [u8]),
+    Attachment(i64),
+    EventText(&'a str),
+}
+
+/// A kept body's parts as rows: `(start, length, part)`, byte pieces cut
+/// in chunks of at most [`ATTACHMENT_CHUNK`].
+pub(crate) fn part_rows(pieces: &[Piece]) -> Vec<(i64, i64, PartRow<'_>)> {
     let mut rows = Vec::new();
     let mut at = 0usize;
     for piece in pieces {
@@ -18,15 +25,21 @@ pub(crate) fn part_rows(pieces: &[Piece]) -> Vec<(i64, i64, Result<&[u8], i64>)>
                     if chunk.is_empty() {
                         continue;
                     }
-                    rows.push(((at + start) as i64, chunk.len() as i64, Ok(chunk)));
+                    rows.push((
+                        (at + start) as i64,
+                        chunk.len() as i64,
+                        PartRow::Bytes(chunk),
+                    ));
                 }
-                at += b.len();
             }
             Piece::Attachment { position, len } => {
-                rows.push((at as i64, *len as i64, Err(*position)));
-                at += len;
+                rows.push((at as i64, *len as i64, PartRow::Attachment(*position)))
+            }
+            Piece::EventText { key, len } => {
+                rows.push((at as i64, *len as i64, PartRow::EventText(key)))
             }
         }
+        at += piece.len();
     }
     rows
 }
@@ -54,7 +67,8 @@ macro_rules! statements {
         use crate::job::Kind;
         use crate::raw::{NewRaw, RawOutcome, RawRow};
         use crate::rows::Arrival;
-        use crate::store::raw::{inline, part_rows};
+        use crate::raw::StoredPart;
+        use crate::store::raw::{PartRow, inline, part_rows};
 
         type Conn = <$db as sqlx::Database>::Connection;
         type Pool = sqlx::Pool<$db>;
@@ -103,21 +117,23 @@ macro_rules! statements {
             .await?;
             let (id, repeats): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
             if repeats == 0 && body.is_none() {
-                for (start, length, data) in part_rows(&raw.body.pieces) {
-                    let (data, attachment) = match data {
-                        Ok(bytes) => (Some(bytes), None),
-                        Err(position) => (None, Some(position)),
+                for (start, length, part) in part_rows(&raw.body.pieces) {
+                    let (data, attachment, event_key) = match part {
+                        PartRow::Bytes(bytes) => (Some(bytes), None, None),
+                        PartRow::Attachment(position) => (None, Some(position), None),
+                        PartRow::EventText(key) => (None, None, Some(key)),
                     };
                     sqlx::query(&sql(
                         "INSERT INTO cmc_raw_request_parts \
-                         (request_id, start, length, data, attachment) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                         (request_id, start, length, data, attachment, event_key) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     ))
                     .bind(id)
                     .bind(start)
                     .bind(length)
                     .bind(data)
                     .bind(attachment)
+                    .bind(event_key)
                     .execute(&mut *conn)
                     .await?;
                 }
@@ -225,7 +241,7 @@ macro_rules! statements {
         pub(crate) async fn body(
             pool: &Pool,
             id: i64,
-        ) -> Result<Result<Vec<u8>, Vec<(i64, i64, Result<Vec<u8>, i64>)>>, InboxError> {
+        ) -> Result<Result<Vec<u8>, Vec<(i64, i64, StoredPart)>>, InboxError> {
             let failed = |e| InboxError::database("could not read a raw request's body", e);
             let whole: Option<Vec<u8>> =
                 sqlx::query_scalar(&sql("SELECT body FROM cmc_raw_requests WHERE id = ?1"))
@@ -242,8 +258,8 @@ macro_rules! statements {
             if let Some(whole) = whole {
                 return Ok(Ok(whole));
             }
-            let starts: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(&sql(
-                "SELECT start, length, attachment FROM cmc_raw_request_parts \
+            let starts: Vec<(i64, i64, Option<i64>, Option<String>)> = sqlx::query_as(&sql(
+                "SELECT start, length, attachment, event_key FROM cmc_raw_request_parts \
                  WHERE request_id = ?1 ORDER BY start",
             ))
             .bind(id)
@@ -251,10 +267,11 @@ macro_rules! statements {
             .await
             .map_err(failed)?;
             let mut parts = Vec::with_capacity(starts.len());
-            for (start, length, attachment) in starts {
-                let data = match attachment {
-                    Some(position) => Err(position),
-                    None => Ok(sqlx::query_scalar::<_, Vec<u8>>(&sql(
+            for (start, length, attachment, event_key) in starts {
+                let data = match (attachment, event_key) {
+                    (Some(position), _) => StoredPart::Attachment(position),
+                    (None, Some(key)) => StoredPart::EventText(key),
+                    (None, None) => StoredPart::Bytes(sqlx::query_scalar::<_, Vec<u8>>(&sql(
                         "SELECT data FROM cmc_raw_request_parts \
                          WHERE request_id = ?1 AND start = ?2",
                     ))
