@@ -9,21 +9,25 @@
 #
 #   scripts/with-postgres.sh bash benches/inbox-postgres.sh
 #   RECORDS="100" DURATION=5 scripts/with-postgres.sh bash benches/inbox-postgres.sh
+# CARGO_TARGET_DIR and SERVER (a server built already) are honoured; the addresses A and B may be set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 : "${CMC_POSTGRES_URL:?run under scripts/with-postgres.sh, or set CMC_POSTGRES_URL}"
 DURATION=${DURATION:-10}
 RECORDS=${RECORDS:-1 100}
-A=127.0.0.1:18097
-B=127.0.0.1:18098
+A=${A:-127.0.0.1:18097}
+B=${B:-127.0.0.1:18098}
 
 if ! command -v wrk >/dev/null; then
   echo "installing wrk (Debian package)" >&2
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --features test-util,sqlite,postgres --example e2e_server >&2
-server=target/release/examples/e2e_server
+# SERVER: a server built already (to compare two builds in one run).
+if [ -z "${SERVER:-}" ]; then
+  cargo build --release --features test-util,sqlite,postgres --example e2e_server >&2
+fi
+server=${SERVER:-${CARGO_TARGET_DIR:-target}/release/examples/e2e_server}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 

@@ -13,22 +13,28 @@
 #
 #   bash benches/inbox.sh                      # 10 s per measurement
 #   DURATION=5 RECORDS="100" bash benches/inbox.sh
+# CARGO_TARGET_DIR and SERVER (a server built already) are honoured;
+# ADDR (127.0.0.1:18095) and WORK (the
+# databases' folder) may be set, to run beside another measurement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 RECORDS=${RECORDS:-1 20 100}
-ADDR=127.0.0.1:18095
+ADDR=${ADDR:-127.0.0.1:18095}
 
 if ! command -v wrk >/dev/null; then
   echo "installing wrk (Debian package)" >&2
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --features test-util,sqlite --example e2e_server >&2
-server=target/release/examples/e2e_server
+# SERVER: a server built already (to compare two builds in one run).
+if [ -z "${SERVER:-}" ]; then
+  cargo build --release --features test-util,sqlite --example e2e_server >&2
+fi
+server=${SERVER:-${CARGO_TARGET_DIR:-target}/release/examples/e2e_server}
 
-work=target/inbox-bench
+work=${WORK:-target/inbox-bench}
 rm -rf "$work"
 mkdir -p "$work"
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT

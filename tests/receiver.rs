@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use bytes::Bytes;
 use cmc_webhook::inbox::Inbox;
-use cmc_webhook::test_util::{encode, CmcRequest, WireEncoding};
+use cmc_webhook::test_util::{encode, sample_events, CmcRequest, WireEncoding};
 use cmc_webhook::Webhook;
 use serde_json::Value;
 
@@ -1350,6 +1350,82 @@ async fn subcommands_never_migrate_and_migrate_is_a_step_of_its_own() {
     assert_eq!(
         applied,
         line["applied"].as_array().unwrap().len() as i64 + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reparse_is_a_dry_run_unless_applied_and_adds_what_is_missing_once() {
+    let program = receiver_program();
+    if !program.exists() {
+        eprintln!("SKIPPED: {} was not built", program.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("inbox.sqlite3").display());
+    {
+        let inbox = Inbox::open(&store).await.unwrap();
+        let request = CmcRequest::events(&sample_events(3), WireEncoding::Json).into_request();
+        let response = tower::ServiceExt::oneshot(inbox.receive(), request)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        inbox.close().await;
+    }
+    // An older parser's store: the last record was not stored.
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&store).await.unwrap();
+    sqlx::query("DELETE FROM cmc_events WHERE id = (SELECT MAX(id) FROM cmc_events)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    const COUNT: &str = "SELECT COUNT(*) FROM cmc_events";
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&program)
+            .env_clear()
+            .env("CMC_STORE", &store)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let lines: Vec<Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        lines
+    };
+    let dry = run(&["reparse"]);
+    assert_eq!(dry.len(), 2, "{dry:?}");
+    assert_eq!(dry[0]["new"].as_array().unwrap().len(), 1);
+    assert_eq!(dry[0]["unchanged"], 2);
+    assert_eq!(dry[1]["applied"], false);
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>(COUNT)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap(),
+        2,
+        "a dry run writes nothing"
+    );
+
+    let applied = run(&["reparse", "--apply"]);
+    assert_eq!(applied.last().unwrap()["added"], 1, "{applied:?}");
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>(COUNT)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap(),
+        3
+    );
+    let again = run(&["reparse", "--apply"]);
+    assert_eq!(again.len(), 1, "nothing differs any more: {again:?}");
+    assert_eq!(again[0]["added"], 0);
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>(COUNT)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap(),
+        3
     );
 }
 

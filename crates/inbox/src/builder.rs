@@ -64,6 +64,7 @@ pub struct InboxBuilder<S = StoreOptions> {
     clock: Option<Arc<dyn Clock>>,
     migrate_on_open: bool,
     read_only: bool,
+    raw: crate::raw::RawRequests,
 }
 
 #[cfg(feature = "sqlite")]
@@ -172,6 +173,7 @@ impl<S: Into<StoreOptions>> InboxBuilder<S> {
             clock: None,
             migrate_on_open: true,
             read_only: false,
+            raw: crate::raw::RawRequests::default(),
         }
     }
 
@@ -186,6 +188,7 @@ impl<S: Into<StoreOptions>> InboxBuilder<S> {
             clock: self.clock,
             migrate_on_open: self.migrate_on_open,
             read_only: self.read_only,
+            raw: self.raw,
         }
     }
 
@@ -241,6 +244,13 @@ impl<S: Into<StoreOptions>> InboxBuilder<S> {
         self
     }
 
+    /// What is kept of each request as it arrived, and for how long
+    /// (on by default, for 7 days): see [`RawRequests`](crate::RawRequests).
+    pub fn raw_requests(mut self, raw: crate::raw::RawRequests) -> Self {
+        self.raw = raw;
+        self
+    }
+
     /// What opening does with the schema.
     fn opening(&self) -> Opening {
         match (self.read_only, self.migrate_on_open) {
@@ -281,7 +291,7 @@ impl<S: Into<StoreOptions>> InboxBuilder<S> {
                 let clock = self
                     .clock
                     .unwrap_or_else(|| Arc::new(crate::clock::SystemClock));
-                Ok(Inbox::start(store, clock, describe))
+                Ok(Inbox::start(store, clock, describe, self.raw))
             }
             #[cfg(feature = "postgres")]
             StoreOptions::Postgres(mut o) => {
@@ -297,7 +307,7 @@ impl<S: Into<StoreOptions>> InboxBuilder<S> {
                         server
                     }
                 };
-                let inbox = Inbox::start(Store::Postgres(pg.clone()), clock, describe);
+                let inbox = Inbox::start(Store::Postgres(pg.clone()), clock, describe, self.raw);
                 let inner = Arc::downgrade(&inbox.inner);
                 pg.listen(move || match inner.upgrade() {
                     Some(inner) => {

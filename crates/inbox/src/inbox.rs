@@ -18,7 +18,7 @@ use crate::commit::Pending;
 use crate::error::{InboxError, InboxErrorKind};
 use crate::job::Kind;
 use crate::ops::{Counts, DeadRow, Filter, History, Pruned, Receipt};
-use crate::rows::Arrival;
+
 use crate::store::Store;
 
 /// The retention of [`Inbox::prune`] that the receiver example uses, and a
@@ -45,6 +45,10 @@ pub(crate) struct Inner {
     /// Whether a worker was seen to keep the suppression list (once true,
     /// it stays: a check need not ask again).
     pub(crate) suppressions_kept: std::sync::atomic::AtomicBool,
+    /// What is kept of each request as it arrived.
+    pub(crate) raw: crate::raw::RawRequests,
+    /// The refused bodies kept in the current window.
+    pub(crate) refused: crate::raw::Budget,
 }
 
 impl fmt::Debug for Inbox {
@@ -57,7 +61,12 @@ impl fmt::Debug for Inbox {
 }
 
 impl Inbox {
-    pub(crate) fn start(store: Store, clock: Arc<dyn Clock>, describe: String) -> Inbox {
+    pub(crate) fn start(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        describe: String,
+        raw: crate::raw::RawRequests,
+    ) -> Inbox {
         let (queue, waiting) = mpsc::channel(1024);
         let (wake, _) = watch::channel(0);
         tokio::spawn(crate::commit::write_loop(
@@ -73,6 +82,8 @@ impl Inbox {
                 clock,
                 describe,
                 suppressions_kept: std::sync::atomic::AtomicBool::new(false),
+                refused: crate::raw::Budget::new(raw.refused),
+                raw,
             }),
         }
     }
@@ -112,7 +123,19 @@ impl Inbox {
         webhook: Webhook,
         client: Option<IpAddr>,
     ) -> Result<Receipt, InboxError> {
+        self.store_kept(webhook, client, None).await
+    }
+
+    /// [`store`](Inbox::store), with the request's body and headers kept
+    /// as it arrived (when the inbox keeps raw requests).
+    pub(crate) async fn store_kept(
+        &self,
+        webhook: Webhook,
+        client: Option<IpAddr>,
+        raw: Option<(bytes::Bytes, crate::raw::Headers)>,
+    ) -> Result<Receipt, InboxError> {
         let now = self.now();
+        let raw = raw.filter(|_| self.inner.raw.keep);
         let kind = match &webhook {
             Webhook::Events(_) => Kind::Event,
             Webhook::Inbound(_) => Kind::Mail,
@@ -123,12 +146,16 @@ impl Inbox {
             }
             _ => false,
         };
+        let large = large
+            || raw
+                .as_ref()
+                .is_some_and(|(b, _)| b.len() > BLOCKING_MAIL_SIZE);
         let arrival = if large {
-            tokio::task::spawn_blocking(move || Arrival::new(webhook, client, now))
+            tokio::task::spawn_blocking(move || crate::raw::arrival(webhook, client, now, raw))
                 .await
                 .map_err(|e| InboxError::new(InboxErrorKind::Closed, e.to_string()))??
         } else {
-            Arrival::new(webhook, client, now)?
+            crate::raw::arrival(webhook, client, now, raw)?
         };
         let closed = || InboxError::new(InboxErrorKind::Closed, "the inbox's writer has stopped");
         let (reply, receipt) = oneshot::channel();
@@ -196,13 +223,36 @@ impl Inbox {
 
     /// Deletes the rows that have been `done` for longer than `retain`
     /// (mails with their attachments); `dead` rows stay until they are
-    /// replayed. See [`DEFAULT_RETENTION`].
+    /// replayed. See [`DEFAULT_RETENTION`]. The raw requests received
+    /// longer ago than their own retention go too
+    /// ([`RawRequests::retention`](crate::RawRequests::retention), 7 days by
+    /// default; [`prune_raw_requests`](Inbox::prune_raw_requests) takes
+    /// another).
     pub async fn prune(&self, retain: Duration) -> Result<Pruned, InboxError> {
-        let before = self
-            .now()
+        let mut pruned = self.inner.store.prune(self.before(retain)).await?;
+        pruned.raw_requests = self.prune_raw_requests(self.inner.raw.retention).await?;
+        Ok(pruned)
+    }
+
+    /// Deletes the raw requests received longer than `retain` ago: how
+    /// many. The rows that point to them read as before.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+    /// use std::time::Duration;
+    ///
+    /// let pruned = inbox.prune_raw_requests(Duration::from_secs(24 * 3600)).await?;
+    /// println!("{pruned} raw requests deleted");
+    /// # Ok(()) }
+    /// ```
+    pub async fn prune_raw_requests(&self, retain: Duration) -> Result<u64, InboxError> {
+        self.inner.store.prune_raw(self.before(retain)).await
+    }
+
+    fn before(&self, retain: Duration) -> i64 {
+        self.now()
             .as_millisecond()
-            .saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX));
-        self.inner.store.prune(before).await
+            .saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX))
     }
 
     /// Closes the store's connections: later calls fail. Clones of the

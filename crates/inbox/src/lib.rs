@@ -25,8 +25,13 @@
 //!    rows, [`replay`](Inbox::replay), a sent mail's
 //!    [`history`](Inbox::history), and [`prune`](Inbox::prune) of done rows
 //!    after a retention.
+//! 4. **Evidence** ([`raw`]): each request as it arrived is kept with its
+//!    rows for 7 days (its `api_key` redacted, attachments stored once),
+//!    refused bodies within a budget, and [`reparse`](Inbox::reparse)
+//!    reads them again with the current parser, adding what is new.
 //!
-//! The tables (`cmc_events`, `cmc_mails`, `cmc_mail_attachments`) are a
+//! The tables (`cmc_events`, `cmc_mails`, `cmc_mail_attachments`,
+//! `cmc_raw_requests`, ...) are a
 //! public contract, documented in the README; migrations only move forward
 //! and run when the inbox opens.
 //!
@@ -89,6 +94,7 @@ mod job;
 pub mod mailbox;
 mod ops;
 mod options;
+pub mod raw;
 mod receive;
 mod rows;
 mod schema;
@@ -111,6 +117,10 @@ pub use options::StoreOptions;
 pub use options::{PgPoolStore, PostgresOptions};
 #[cfg(feature = "sqlite")]
 pub use options::{SqliteOptions, SqlitePoolStore};
+pub use raw::{
+    DEFAULT_RAW_RETENTION, RawOutcome, RawRequest, RawRequests, RefusedBudget, Reparse,
+    ReparseReport, Reparsed,
+};
 pub use receive::{Receive, ResponseFuture};
 pub use schema::{MIGRATIONS_TABLE, Migrated};
 #[cfg(feature = "sqlite")]

@@ -446,4 +446,6 @@ pub struct Pruned {
     pub events: u64,
     /// Done mails deleted, with their attachments.
     pub mails: u64,
+    /// Raw requests deleted after their own retention.
+    pub raw_requests: u64,
 }

@@ -14,6 +14,8 @@ use http_body::Body;
 use http_body_util::Full;
 
 use crate::inbox::Inbox;
+use crate::raw::Headers;
+use crate::raw::tee::Tee;
 use cmc_webhook_core::client_ip::ClientIp;
 
 impl Inbox {
@@ -115,11 +117,44 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let client = request.extensions().get::<ClientIp>().map(|c| c.0);
-    let webhook = match cmc_webhook_core::read_webhook(request).await {
-        Ok(webhook) => webhook,
-        Err(rejection) => return rejection.into_http_response(),
+    if !inbox.inner.raw.keep {
+        let webhook = match cmc_webhook_core::read_webhook(request).await {
+            Ok(webhook) => webhook,
+            Err(rejection) => return rejection.into_http_response(),
+        };
+        return stored(inbox.store(webhook, client).await);
+    }
+    // The body as it arrived is recorded while the parser reads it, for
+    // the raw request kept with the rows (or with the refusal).
+    let headers = Headers::of(request.headers());
+    let (parts, body) = request.into_parts();
+    let (body, record) = Tee::new(body);
+    let seen = move || {
+        record
+            .lock()
+            .map(|mut seen| std::mem::take(&mut *seen).into_bytes())
+            .unwrap_or_default()
     };
-    match inbox.store(webhook, client).await {
+    let webhook = match cmc_webhook_core::read_webhook(Request::from_parts(parts, body)).await {
+        Ok(webhook) => webhook,
+        Err(rejection) => {
+            if rejection.status() == StatusCode::BAD_REQUEST {
+                inbox.keep_refused(seen(), headers, client, rejection.to_string());
+            }
+            return rejection.into_http_response();
+        }
+    };
+    stored(
+        inbox
+            .store_kept(webhook, client, Some((seen(), headers)))
+            .await,
+    )
+}
+
+/// The answer once the store is done: 200, or 503 so that CMC sends the
+/// webhook again.
+fn stored(result: Result<crate::ops::Receipt, crate::InboxError>) -> Response<Full<Bytes>> {
+    match result {
         Ok(receipt) => {
             tracing::debug!(
                 stored = receipt.stored,

@@ -217,6 +217,19 @@ pub(crate) struct Arrival {
     pub received_at: i64,
     pub events: Vec<NewEvent>,
     pub mail: Option<NewMail>,
+    /// The request it arrived in, kept with its rows.
+    pub raw: RawRef,
+}
+
+/// The raw request an arrival's rows point to.
+#[derive(Debug)]
+pub(crate) enum RawRef {
+    /// None kept.
+    None,
+    /// To store with the rows.
+    Keep(Box<crate::raw::NewRaw>),
+    /// Stored already (rows added by a reparse).
+    Existing(i64),
 }
 
 impl Arrival {
@@ -240,6 +253,7 @@ impl Arrival {
                     .map(new_event)
                     .collect::<Result<_, _>>()?,
                 mail: None,
+                raw: RawRef::None,
             }),
             Webhook::Inbound(mail) => Ok(Arrival {
                 server_composition: mail.server_composition.to_string(),
@@ -247,6 +261,7 @@ impl Arrival {
                 received_at,
                 events: Vec::new(),
                 mail: Some(new_mail(mail)?),
+                raw: RawRef::None,
             }),
         }
     }

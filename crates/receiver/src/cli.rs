@@ -9,7 +9,9 @@
 //! cmc-receiver dead                               # dead rows and their errors
 //! cmc-receiver replay --dead                      # handle them again
 //! cmc-receiver history '<id@example.com>'
-//! cmc-receiver prune --retain 30d
+//! cmc-receiver prune --retain 30d                # and raw requests past --raw-retain
+//! cmc-receiver reparse                            # kept requests read again: a dry run
+//! cmc-receiver reparse --apply                    # ...adding what is new
 //! cmc-receiver migrate                            # the schema's migrations, then exit
 //! ```
 //!
@@ -110,6 +112,9 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         url => {
             let store: StoreOptions = url.parse().map_err(|e| format!("--store: {e}"))?;
             let store = in_schema(store, &args.pg_schema);
+            let raw = cmc_webhook_inbox::RawRequests::default()
+                .keep(!args.no_raw_requests)
+                .retention(args.raw_retain);
             let builder = match &args.command {
                 // Serving migrates, and proves the store takes writes.
                 None => InboxBuilder::new(store),
@@ -123,7 +128,13 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
                 .migrate_on_open(false)
                 .read_only(!command.writes()),
             };
-            Some(builder.open().await.map_err(|e| format!("--store: {e}"))?)
+            Some(
+                builder
+                    .raw_requests(raw)
+                    .open()
+                    .await
+                    .map_err(|e| format!("--store: {e}"))?,
+            )
         }
     };
     if let Some(command) = &args.command {
@@ -202,8 +213,13 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
             loop {
                 hourly.tick().await;
                 match inbox.prune(retain).await {
-                    Ok(p) if p.events + p.mails > 0 => {
-                        tracing::info!(events = p.events, mails = p.mails, "pruned done rows")
+                    Ok(p) if p.events + p.mails + p.raw_requests > 0 => {
+                        tracing::info!(
+                            events = p.events,
+                            mails = p.mails,
+                            raw_requests = p.raw_requests,
+                            "pruned done rows and raw requests"
+                        )
                     }
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "could not prune"),
@@ -660,7 +676,59 @@ async fn operate(
         Command::Migrate => unreachable!("migrate opens no inbox"),
         Command::Prune => {
             let pruned = inbox.prune(retain).await?;
-            println!("pruned {} events and {} mails", pruned.events, pruned.mails);
+            println!(
+                "pruned {} events, {} mails and {} raw requests",
+                pruned.events, pruned.mails, pruned.raw_requests
+            );
+        }
+        Command::Reparse { apply, id, after } => {
+            let mut options = if *apply {
+                cmc_webhook_inbox::Reparse::apply()
+            } else {
+                cmc_webhook_inbox::Reparse::dry_run()
+            }
+            .after(*after);
+            if !id.is_empty() {
+                options = options.ids(id.iter().copied());
+            }
+            let report = inbox.reparse(&options).await?;
+            for r in &report.requests {
+                let new: Vec<serde_json::Value> = r
+                    .new
+                    .iter()
+                    .map(|(kind, key)| serde_json::json!({"kind": kind.as_str(), "key": key.to_string()}))
+                    .collect();
+                let changed: Vec<serde_json::Value> = r
+                    .changed
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "kind": c.kind.as_str(), "id": c.id,
+                            "key": c.key.to_string(), "fields": c.fields,
+                        })
+                    })
+                    .collect();
+                let line = serde_json::json!({
+                    "raw_request": r.id,
+                    "outcome": match r.outcome {
+                        cmc_webhook_inbox::RawOutcome::Refused => "refused",
+                        _ => "stored",
+                    },
+                    "error": r.error,
+                    "new": new,
+                    "changed": changed,
+                    "unchanged": r.unchanged,
+                    "added": r.added,
+                });
+                println!("{line}");
+            }
+            println!(
+                "{}",
+                serde_json::json!({
+                    "applied": report.applied, "read": report.read, "new": report.new,
+                    "added": report.added, "changed": report.changed, "failed": report.failed,
+                })
+            );
         }
     }
     Ok(())

@@ -85,6 +85,16 @@ pub struct Args {
     #[arg(long, global = true, value_name = "AGE", env = "CMC_RETAIN", default_value = "30d", value_parser = parse_duration)]
     pub retain: Duration,
 
+    /// Each request as it arrived (its body, the api_key redacted, and the
+    /// headers that matter) is kept this long, for `reparse`; pruned with
+    /// the rows: 7d, 12h, 90m, 3600s.
+    #[arg(long, global = true, value_name = "AGE", env = "CMC_RAW_RETAIN", default_value = "7d", value_parser = parse_duration)]
+    pub raw_retain: Duration,
+
+    /// Keep no raw request (neither accepted nor refused bodies).
+    #[arg(long, global = true, env = "CMC_NO_RAW_REQUESTS")]
+    pub no_raw_requests: bool,
+
     /// What to do (none: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -469,8 +479,25 @@ pub enum Command {
         /// The Message-ID, with its angle brackets.
         message_id: String,
     },
-    /// Deletes the rows done before --retain.
+    /// Deletes the rows done before --retain, and the raw requests
+    /// received before --raw-retain.
     Prune,
+    /// Reads the kept raw requests again with this version's parser and
+    /// prints, one JSON line each, the requests in which something differs
+    /// (events and mails no row holds, rows whose JSON differs), then a
+    /// summary line. A dry run unless --apply: then the new rows are added
+    /// (never an event twice; a changed row is only reported).
+    Reparse {
+        /// Add the new rows (without it, nothing is written).
+        #[arg(long)]
+        apply: bool,
+        /// Only this raw request; repeatable.
+        #[arg(long, value_name = "ID")]
+        id: Vec<i64>,
+        /// Only the raw requests with an id above this.
+        #[arg(long, value_name = "ID", default_value_t = 0)]
+        after: i64,
+    },
     /// The routed inbound mails: how many each mailbox has in each state,
     /// or (with --list) the mails themselves as JSON lines.
     Mailboxes {
@@ -514,6 +541,7 @@ impl Command {
     pub fn writes(&self) -> bool {
         match self {
             Command::Migrate | Command::Replay { .. } | Command::Prune => true,
+            Command::Reparse { apply, .. } => *apply,
             Command::Mailboxes { replay, .. } => *replay,
             Command::Suppressions { action } => matches!(
                 action,

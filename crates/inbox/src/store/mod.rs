@@ -18,6 +18,7 @@ mod jobs;
 pub(crate) mod mailbox;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+pub(crate) mod raw;
 mod reads;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
@@ -102,6 +103,25 @@ macro_rules! write_with {
                 statement::PG_TABLES
                     .scope($s.tables(), async { $body })
                     .await
+            }
+        }
+    };
+}
+
+/// `$body` with `$s` the backend of `$store` and `$sql` its expansion of
+/// the raw requests' statements (`raw.rs`).
+macro_rules! raw_with {
+    ($store:expr, $s:ident, $sql:ident => $body:expr) => {
+        match *$store {
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(ref $s) => {
+                use raw::sqlite as $sql;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Store::Postgres(ref $s) => {
+                use raw::postgres as $sql;
+                $body
             }
         }
     };
@@ -206,6 +226,44 @@ impl Store {
 
     pub async fn close(&self) {
         each!(self, s => s.close().await)
+    }
+
+    /// Keeps a refused request, in a transaction of its own.
+    pub async fn insert_refused(&self, r: &crate::raw::NewRaw) -> Result<i64, InboxError> {
+        raw_with!(self, s, sql => sql::insert_refused(s, r).await)
+    }
+
+    /// Kept requests after id `after` (only `ids` when given).
+    pub async fn raw_list(
+        &self,
+        after: i64,
+        limit: i64,
+        ids: Option<&[i64]>,
+    ) -> Result<Vec<crate::raw::RawRequest>, InboxError> {
+        raw_with!(self, s, sql => sql::list(s.reads(), after, limit, ids).await)
+    }
+
+    /// The kept body of request `id`: whole, or its parts.
+    #[allow(clippy::type_complexity)]
+    pub async fn raw_body(
+        &self,
+        id: i64,
+    ) -> Result<Result<Vec<u8>, Vec<(i64, i64, crate::raw::StoredPart)>>, InboxError> {
+        raw_with!(self, s, sql => sql::body(s.reads(), id).await)
+    }
+
+    /// The id and JSON of the row of `kind` keyed `key`.
+    pub async fn existing(
+        &self,
+        kind: crate::job::Kind,
+        key: &str,
+    ) -> Result<Option<(i64, String)>, InboxError> {
+        raw_with!(self, s, sql => sql::existing(s.reads(), kind, key).await)
+    }
+
+    /// Deletes the kept requests received before `before`.
+    pub async fn prune_raw(&self, before: i64) -> Result<u64, InboxError> {
+        raw_with!(self, s, sql => sql::prune(s, before).await)
     }
 
     /// The suppressions of `recipients` (normalised, distinct): their rows

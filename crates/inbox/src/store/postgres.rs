@@ -19,6 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
 use super::mailbox::postgres as mailbox_sql;
+use super::raw::postgres as raw_sql;
 use super::suppression::postgres as suppression_sql;
 use super::types::{Claim, Outcome, Renew, Settle, lost_outcomes};
 use crate::error::{InboxError, InboxErrorKind};
@@ -41,6 +42,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0004_message_id_prefix.sql",
     "0005_address_form.sql",
     "0006_event_texts.sql",
+    "0007_raw_requests.sql",
     "0009_suppression_keeping.sql",
 );
 
@@ -615,17 +617,20 @@ impl Postgres {
         let failed = |e: sqlx::Error| InboxError::database("could not store the webhook", e);
         let mut tx = self.pool.begin().await.map_err(failed)?;
         let mut receipts = vec![Receipt::default(); arrivals.len()];
-        insert_events(&mut tx, arrivals, &mut receipts)
+        let raw_ids = raw_sql::insert_requests(&mut tx, arrivals)
             .await
             .map_err(failed)?;
-        for (arrival, receipt) in arrivals.iter().zip(&mut receipts) {
+        insert_events(&mut tx, arrivals, &raw_ids, &mut receipts)
+            .await
+            .map_err(failed)?;
+        for ((arrival, receipt), raw_id) in arrivals.iter().zip(&mut receipts).zip(&raw_ids) {
             let Some(m) = &arrival.mail else { continue };
             let row = sqlx::query(super::statement::dialect(
                 true,
                 "INSERT INTO cmc_mails (idempotency_key, message_id, envelope_from, \
                  envelope_to, subject, filter, server_composition, client, received_at, \
-                 attachments, size, mail, run_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $9) \
+                 attachments, size, mail, run_at, raw_request_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $9, $13) \
                  ON CONFLICT (idempotency_key) DO UPDATE SET repeats = cmc_mails.repeats + 1 \
                  RETURNING id, (xmax = 0) AS inserted",
             ))
@@ -641,6 +646,7 @@ impl Postgres {
             .bind(m.attachments.len() as i64)
             .bind(m.size)
             .bind(&m.json)
+            .bind(raw_id)
             .fetch_one(&mut *tx)
             .await
             .map_err(failed)?;
@@ -648,6 +654,13 @@ impl Postgres {
                 row.try_get(0).map_err(failed)?,
                 row.try_get(1).map_err(failed)?,
             );
+            if let (crate::rows::RawRef::Keep(raw), Some(raw_id)) = (&arrival.raw, raw_id)
+                && raw.refers_to_attachments()
+            {
+                raw_sql::set_mail(&mut tx, *raw_id, id)
+                    .await
+                    .map_err(failed)?;
+            }
             if inserted {
                 for (position, data) in m.stored_apart() {
                     for (start, chunk) in chunks(data) {
@@ -777,6 +790,7 @@ impl Postgres {
 async fn insert_events(
     tx: &mut sqlx::PgConnection,
     arrivals: &[&Arrival],
+    raw_ids: &[Option<i64>],
     receipts: &mut [Receipt],
 ) -> Result<(), sqlx::Error> {
     let mut first: HashMap<&str, (usize, &NewEvent, i64)> = HashMap::new();
@@ -799,6 +813,7 @@ async fn insert_events(
         let mut cols: [Vec<Option<String>>; 7] = Default::default();
         let (mut received, mut dups, mut clients): (Vec<i64>, Vec<i64>, Vec<Option<String>>) =
             (Vec::new(), Vec::new(), Vec::new());
+        let mut raws: Vec<Option<i64>> = Vec::new();
         let mut compositions: Vec<String> = Vec::new();
         for key in chunk {
             let (i, e, extra) = first[key];
@@ -814,15 +829,17 @@ async fn insert_events(
             clients.push(a.client.clone());
             received.push(a.received_at);
             dups.push(extra);
+            raws.push(raw_ids[i]);
         }
         let rows = sqlx::query(super::statement::dialect(
             true,
             "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
-             status, created, event, server_composition, client, received_at, run_at, repeats) \
-             SELECT k, t, m, r, s, c, e, sc, cl, ra, ra, d FROM UNNEST($1::TEXT[], $2::TEXT[], \
+             status, created, event, server_composition, client, received_at, run_at, repeats, \
+             raw_request_id) \
+             SELECT k, t, m, r, s, c, e, sc, cl, ra, ra, d, rr FROM UNNEST($1::TEXT[], $2::TEXT[], \
              $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], \
-             $9::TEXT[], $10::BIGINT[], $11::BIGINT[]) \
-             AS u(k, t, m, r, s, c, e, sc, cl, ra, d) \
+             $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[]) \
+             AS u(k, t, m, r, s, c, e, sc, cl, ra, d, rr) \
              ON CONFLICT (idempotency_key) \
              DO UPDATE SET repeats = cmc_events.repeats + 1 + EXCLUDED.repeats \
              RETURNING idempotency_key, (xmax = 0) AS inserted, id",
@@ -838,6 +855,7 @@ async fn insert_events(
         .bind(&clients)
         .bind(&received)
         .bind(&dups)
+        .bind(&raws)
         .fetch_all(&mut *tx)
         .await?;
         for row in rows {

@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::mailbox::sqlite as mailbox_sql;
+use super::raw::sqlite as raw_sql;
 use super::suppression::sqlite as suppression_sql;
 use super::types::{Claim, Outcome, Renew, Settle, lost_outcomes};
 use crate::error::{InboxError, InboxErrorKind};
@@ -255,6 +256,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0006_message_id_prefix.sql",
     "0007_address_form.sql",
     "0008_event_texts.sql",
+    "0009_raw_requests.sql",
     "0011_suppression_keeping.sql",
 );
 
@@ -695,17 +697,20 @@ impl Sqlite {
         let result = async {
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
             let mut receipts = vec![Receipt::default(); arrivals.len()];
-            insert_events(&mut tx, arrivals, &mut receipts)
+            let raw_ids = raw_sql::insert_requests(&mut tx, arrivals)
                 .await
                 .map_err(failed)?;
-            for (arrival, receipt) in arrivals.iter().zip(&mut receipts) {
+            insert_events(&mut tx, arrivals, &raw_ids, &mut receipts)
+                .await
+                .map_err(failed)?;
+            for ((arrival, receipt), raw_id) in arrivals.iter().zip(&mut receipts).zip(&raw_ids) {
                 let receipt = &mut *receipt;
                 if let Some(m) = &arrival.mail {
                     let row = sqlx::query(
                         "INSERT INTO cmc_mails (idempotency_key, message_id, envelope_from, \
                      envelope_to, subject, filter, server_composition, client, received_at, \
-                     attachments, size, mail, run_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?9) \
+                     attachments, size, mail, run_at, raw_request_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?9, ?13) \
                      ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
                      RETURNING id, repeats",
                     )
@@ -721,6 +726,7 @@ impl Sqlite {
                     .bind(m.attachments.len() as i64)
                     .bind(m.size)
                     .bind(&m.json)
+                    .bind(raw_id)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(failed)?;
@@ -728,6 +734,13 @@ impl Sqlite {
                         row.try_get(0).map_err(failed)?,
                         row.try_get(1).map_err(failed)?,
                     );
+                    if let (crate::rows::RawRef::Keep(raw), Some(raw_id)) = (&arrival.raw, raw_id)
+                        && raw.refers_to_attachments()
+                    {
+                        raw_sql::set_mail(&mut tx, *raw_id, id)
+                            .await
+                            .map_err(failed)?;
+                    }
                     if repeats == 0 {
                         for (position, data) in m.stored_apart() {
                             // In chunks: sqlx copies each value it binds,
@@ -861,7 +874,7 @@ impl Sqlite {
     }
 }
 
-/// The most event rows one `INSERT` carries (11 parameters each).
+/// The most event rows one `INSERT` carries (12 parameters each).
 const EVENTS_PER_STATEMENT: usize = 64;
 
 /// Inserts the events of all `arrivals` with multi-row `INSERT`s, in order
@@ -878,6 +891,7 @@ const EVENTS_PER_STATEMENT: usize = 64;
 async fn insert_events(
     tx: &mut sqlx::SqliteConnection,
     arrivals: &[&Arrival],
+    raw_ids: &[Option<i64>],
     receipts: &mut [Receipt],
 ) -> Result<(), sqlx::Error> {
     let rows: Vec<(usize, &crate::rows::NewEvent)> = arrivals
@@ -897,7 +911,8 @@ async fn insert_events(
         let mut sql = String::with_capacity(300 + n * 48);
         sql.push_str(
             "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
-             status, created, server_composition, client, received_at, event, run_at) VALUES ",
+             status, created, server_composition, client, received_at, event, run_at, \
+             raw_request_id) VALUES ",
         );
         // Anonymous parameters: sqlx looks each numbered one up by name,
         // a scan of all of them, which made a 64-row statement quadratic.
@@ -905,7 +920,7 @@ async fn insert_events(
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?)");
+            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?)");
         }
         sql.push_str(
             " ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
@@ -925,7 +940,8 @@ async fn insert_events(
                 .bind(&a.client)
                 .bind(a.received_at)
                 .bind(&e.json)
-                .bind(a.received_at);
+                .bind(a.received_at)
+                .bind(raw_ids[*i]);
         }
         let returned = query.fetch_all(&mut *tx).await?;
         let mut by_key: std::collections::HashMap<String, Vec<(i64, i64)>> =
