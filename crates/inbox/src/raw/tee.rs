@@ -79,10 +79,8 @@ where
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 let frame = frame.map_data(|mut d| d.copy_to_bytes(d.remaining()));
-                if let Some(data) = frame.data_ref() {
-                    if let Ok(mut seen) = self.record.lock() {
-                        seen.push(data);
-                    }
+                if let (Some(data), Ok(mut seen)) = (frame.data_ref(), self.record.lock()) {
+                    seen.push(data);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
