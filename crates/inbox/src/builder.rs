@@ -64,7 +64,7 @@ pub struct InboxBuilder<S = StoreOptions> {
     clock: Option<Arc<dyn Clock>>,
     migrate_on_open: bool,
     read_only: bool,
-    raw: crate::raw::RawRequests,
+    raw: crate::raw::types::RawRequests,
 }
 
 #[cfg(feature = "sqlite")]
@@ -173,7 +173,7 @@ impl<S: Into<StoreOptions>> InboxBuilder<S> {
             clock: None,
             migrate_on_open: true,
             read_only: false,
-            raw: crate::raw::RawRequests::default(),
+            raw: crate::raw::types::RawRequests::default(),
         }
     }
 
@@ -246,7 +246,7 @@ impl<S: Into<StoreOptions>> InboxBuilder<S> {
 
     /// What is kept of each request as it arrived, and for how long
     /// (on by default, for 7 days): see [`RawRequests`](crate::RawRequests).
-    pub fn raw_requests(mut self, raw: crate::raw::RawRequests) -> Self {
+    pub fn raw_requests(mut self, raw: crate::raw::types::RawRequests) -> Self {
         self.raw = raw;
         self
     }

@@ -46,9 +46,9 @@ pub(crate) struct Inner {
     /// it stays: a check need not ask again).
     pub(crate) suppressions_kept: std::sync::atomic::AtomicBool,
     /// What is kept of each request as it arrived.
-    pub(crate) raw: crate::raw::RawRequests,
+    pub(crate) raw: crate::raw::types::RawRequests,
     /// The refused bodies kept in the current window.
-    pub(crate) refused: crate::raw::Budget,
+    pub(crate) refused: crate::raw::budget::Budget,
 }
 
 impl fmt::Debug for Inbox {
@@ -65,7 +65,7 @@ impl Inbox {
         store: Store,
         clock: Arc<dyn Clock>,
         describe: String,
-        raw: crate::raw::RawRequests,
+        raw: crate::raw::types::RawRequests,
     ) -> Inbox {
         let (queue, waiting) = mpsc::channel(1024);
         let (wake, _) = watch::channel(0);
@@ -82,7 +82,7 @@ impl Inbox {
                 clock,
                 describe,
                 suppressions_kept: std::sync::atomic::AtomicBool::new(false),
-                refused: crate::raw::Budget::new(raw.refused),
+                refused: crate::raw::budget::Budget::new(raw.refused),
                 raw,
             }),
         }
@@ -132,7 +132,7 @@ impl Inbox {
         &self,
         webhook: Webhook,
         client: Option<IpAddr>,
-        raw: Option<(bytes::Bytes, crate::raw::Headers)>,
+        raw: Option<(bytes::Bytes, crate::raw::types::Headers)>,
     ) -> Result<Receipt, InboxError> {
         let now = self.now();
         let raw = raw.filter(|_| self.inner.raw.keep);
@@ -151,11 +151,13 @@ impl Inbox {
                 .as_ref()
                 .is_some_and(|(b, _)| b.len() > BLOCKING_MAIL_SIZE);
         let arrival = if large {
-            tokio::task::spawn_blocking(move || crate::raw::arrival(webhook, client, now, raw))
-                .await
-                .map_err(|e| InboxError::new(InboxErrorKind::Closed, e.to_string()))??
+            tokio::task::spawn_blocking(move || {
+                crate::raw::arrival::arrival(webhook, client, now, raw)
+            })
+            .await
+            .map_err(|e| InboxError::new(InboxErrorKind::Closed, e.to_string()))??
         } else {
-            crate::raw::arrival(webhook, client, now, raw)?
+            crate::raw::arrival::arrival(webhook, client, now, raw)?
         };
         let closed = || InboxError::new(InboxErrorKind::Closed, "the inbox's writer has stopped");
         let (reply, receipt) = oneshot::channel();

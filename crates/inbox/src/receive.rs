@@ -14,8 +14,8 @@ use http_body::Body;
 use http_body_util::Full;
 
 use crate::inbox::Inbox;
-use crate::raw::Headers;
 use crate::raw::tee::Tee;
+use crate::raw::types::Headers;
 use cmc_webhook_core::client_ip::ClientIp;
 
 impl Inbox {

@@ -227,7 +227,7 @@ pub(crate) enum RawRef {
     /// None kept.
     None,
     /// To store with the rows.
-    Keep(Box<crate::raw::NewRaw>),
+    Keep(Box<crate::raw::types::NewRaw>),
     /// Stored already (rows added by a reparse).
     Existing(i64),
 }

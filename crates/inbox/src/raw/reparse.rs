@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use cmc_webhook_core::{IdempotencyKey, Limits, Webhook};
 
-use super::{RawOutcome, RawRequest};
+use super::types::{RawOutcome, RawRequest};
 use crate::error::InboxError;
 use crate::inbox::Inbox;
 use crate::job::Kind;

@@ -121,7 +121,9 @@ macro_rules! raw_with {
             #[cfg(feature = "postgres")]
             Store::Postgres(ref $s) => {
                 use raw::postgres as $sql;
-                $body
+                statement::PG_TABLES
+                    .scope($s.tables(), async { $body })
+                    .await
             }
         }
     };
@@ -229,8 +231,8 @@ impl Store {
     }
 
     /// Keeps a refused request, in a transaction of its own.
-    pub async fn insert_refused(&self, r: &crate::raw::NewRaw) -> Result<i64, InboxError> {
-        raw_with!(self, s, sql => sql::insert_refused(s, r).await)
+    pub async fn insert_refused(&self, r: &crate::raw::types::NewRaw) -> Result<i64, InboxError> {
+        write_with!(self, s, sql => sql::raw_insert_refused(s, r).await)
     }
 
     /// Kept requests after id `after` (only `ids` when given).
@@ -239,7 +241,7 @@ impl Store {
         after: i64,
         limit: i64,
         ids: Option<&[i64]>,
-    ) -> Result<Vec<crate::raw::RawRequest>, InboxError> {
+    ) -> Result<Vec<crate::raw::types::RawRequest>, InboxError> {
         raw_with!(self, s, sql => sql::list(s.reads(), after, limit, ids).await)
     }
 
@@ -248,7 +250,7 @@ impl Store {
     pub async fn raw_body(
         &self,
         id: i64,
-    ) -> Result<Result<Vec<u8>, Vec<(i64, i64, crate::raw::StoredPart)>>, InboxError> {
+    ) -> Result<Result<Vec<u8>, Vec<(i64, i64, crate::raw::types::StoredPart)>>, InboxError> {
         raw_with!(self, s, sql => sql::body(s.reads(), id).await)
     }
 
@@ -263,7 +265,7 @@ impl Store {
 
     /// Deletes the kept requests received before `before`.
     pub async fn prune_raw(&self, before: i64) -> Result<u64, InboxError> {
-        raw_with!(self, s, sql => sql::prune(s, before).await)
+        write_with!(self, s, sql => sql::raw_prune(s, before).await)
     }
 
     /// The suppressions of `recipients` (normalised, distinct): their rows

@@ -3,7 +3,7 @@
 //! (`raw::sqlite`) and PostgreSQL (`raw::postgres`), as the other
 //! statement files are.
 
-use crate::raw::Piece;
+use crate::raw::keep::Piece;
 use crate::rows::ATTACHMENT_CHUNK;
 
 /// Where a part's bytes are, as a row says it.
@@ -54,24 +54,23 @@ pub(crate) fn inline(pieces: &[Piece]) -> Option<&[u8]> {
 }
 
 /// The statements for one database: `$db` its sqlx type, `$pg` whether
-/// parameters are written `$N`, `$store` its backend, `$text` how it makes
+/// parameters are written `$N`, `$text` how it makes
 /// a text parameter storable.
 #[allow(unused_macros)] // without a backend
 macro_rules! statements {
-    (db: $db:ty, pg: $pg:expr, store: $store:ty, text: $text:expr $(,)?) => {
+    (db: $db:ty, pg: $pg:expr, text: $text:expr $(,)?) => {
 
         use sqlx::Row;
 
         use crate::error::{InboxError, InboxErrorKind};
         use crate::job::Kind;
-        use crate::raw::{NewRaw, RawOutcome, RawRow};
+        use crate::raw::types::{NewRaw, RawOutcome, RawRow};
         use crate::rows::Arrival;
-        use crate::raw::StoredPart;
+        use crate::raw::types::StoredPart;
         use crate::store::raw::{PartRow, inline, part_rows};
 
         type Conn = <$db as sqlx::Database>::Connection;
         type Pool = sqlx::Pool<$db>;
-        type Store = $store;
 
         fn sql(s: &str) -> sqlx::SqlStr {
             $crate::store::statement::dialect($pg, s)
@@ -301,52 +300,6 @@ macro_rules! statements {
             .await
             .map_err(|e| InboxError::database("could not look up a row by its key", e))
         }
-
-        /// Deletes the requests received before `before`, 1000 at a time,
-        /// each slice its own transaction: how many.
-        pub(crate) async fn prune(s: &Store, before: i64) -> Result<u64, InboxError> {
-            const DOING: &str = "could not prune the raw requests";
-            let failed = |e| InboxError::database(DOING, e);
-            let slice = "SELECT id FROM cmc_raw_requests WHERE received_at < ?1 LIMIT 1000";
-            let mut pruned = 0;
-            loop {
-                let n = s
-                    .writing(DOING, async |tx| {
-                        sqlx::query(sql(&format!(
-                            "DELETE FROM cmc_raw_request_parts WHERE request_id IN ({slice})"
-                        )))
-                        .bind(before)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed)?;
-                        Ok(sqlx::query(sql(&format!(
-                            "DELETE FROM cmc_raw_requests WHERE id IN ({slice})"
-                        )))
-                        .bind(before)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed)?
-                        .rows_affected())
-                    })
-                    .await?;
-                pruned += n;
-                if n == 0 {
-                    return Ok(pruned);
-                }
-            }
-        }
-
-        /// Stores a refused request on its own (not through the group
-        /// commit): its id.
-        pub(crate) async fn insert_refused(s: &Store, raw: &NewRaw) -> Result<i64, InboxError> {
-            const DOING: &str = "could not keep a refused request";
-            s.writing(DOING, async |tx| {
-                insert_request(tx, raw)
-                    .await
-                    .map_err(|e| InboxError::database(DOING, e))
-            })
-            .await
-        }
     };
 }
 
@@ -355,7 +308,6 @@ pub(crate) mod sqlite {
     statements!(
         db: sqlx::Sqlite,
         pg: false,
-        store: crate::store::sqlite::Sqlite,
         text: |t: &str| std::borrow::Cow::<str>::Owned(t.to_owned()),
     );
 }
@@ -365,8 +317,7 @@ pub(crate) mod postgres {
     statements!(
         db: sqlx::Postgres,
         pg: true,
-        store: crate::store::postgres::Postgres,
         // Text with U+0000, which PostgreSQL refuses.
-        text: crate::store::postgres::pg_text,
+        text: crate::store::statement::pg_text,
     );
 }

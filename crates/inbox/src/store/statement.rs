@@ -138,3 +138,16 @@ pub(crate) fn built(text: String) -> sqlx::SqlStr {
     use sqlx::SqlSafeStr;
     sqlx::AssertSqlSafe(text).into_sql_str()
 }
+
+#[cfg(feature = "postgres")]
+/// `text` as PostgreSQL can hold it: `TEXT` refuses U+0000, which a
+/// mail's headers or an event's fields may carry, so it becomes U+FFFD in
+/// the columns that summarise a row (the row's JSON, which escapes it,
+/// keeps every character, and is what the handler gets).
+pub(crate) fn pg_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}

@@ -253,6 +253,55 @@ macro_rules! statements {
             }
             Ok(pruned)
         }
+
+        /// Deletes the requests received before `before`, 1000 at a time,
+        /// each slice its own transaction: how many.
+        pub(crate) async fn raw_prune(s: &Store, before: i64) -> Result<u64, InboxError> {
+            const DOING: &str = "could not prune the raw requests";
+            let failed = |e| InboxError::database(DOING, e);
+            let slice = "SELECT id FROM cmc_raw_requests WHERE received_at < ?1 LIMIT 1000";
+            let mut pruned = 0;
+            loop {
+                let n = s
+                    .writing(DOING, async |tx| {
+                        sqlx::query(sql(&format!(
+                            "DELETE FROM cmc_raw_request_parts WHERE request_id IN ({slice})"
+                        )))
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                        Ok(sqlx::query(sql(&format!(
+                            "DELETE FROM cmc_raw_requests WHERE id IN ({slice})"
+                        )))
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?
+                        .rows_affected())
+                    })
+                    .await?;
+                pruned += n;
+                if n == 0 {
+                    return Ok(pruned);
+                }
+            }
+        }
+
+        /// Stores a refused request on its own (not through the group
+        /// commit): its id.
+        pub(crate) async fn raw_insert_refused(
+            s: &Store,
+            raw: &crate::raw::types::NewRaw,
+        ) -> Result<i64, InboxError> {
+            const DOING: &str = "could not keep a refused request";
+            s.writing(DOING, async |tx| {
+                crate::store::raw::$backend::insert_request(tx, raw)
+                    .await
+                    .map_err(|e| InboxError::database(DOING, e))
+            })
+            .await
+        }
     };
 }
 
