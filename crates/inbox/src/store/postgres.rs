@@ -49,9 +49,9 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
 /// The schema of the inbox's tables when none is chosen.
 pub(crate) const DEFAULT_SCHEMA: &str = "cmc_webhook";
 
-/// The inbox's tables before 0.2 (in whatever schema the search path gave
+/// The inbox's tables (before 0.2 in whatever schema the search path gave
 /// first): those the adoption moves into the chosen schema.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 12] = [
     "cmc_events",
     "cmc_mails",
     "cmc_mail_attachments",
@@ -61,6 +61,9 @@ const TABLES: [&str; 9] = [
     "cmc_inbox_opened",
     "cmc_suppressions_rekey",
     "cmc_event_texts",
+    "cmc_raw_requests",
+    "cmc_raw_request_parts",
+    "cmc_suppression_keeping",
 ];
 
 /// Fails unless `schema` is a plain identifier: a lowercase ASCII letter
