@@ -14,7 +14,7 @@ use super::keep::{KeptBody, Piece, sha256};
 pub const DEFAULT_RAW_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What an inbox keeps of each request as it arrived; see the
-/// [module](self). On by default, for [`DEFAULT_RAW_RETENTION`].
+/// [module](crate::raw). On by default, for [`DEFAULT_RAW_RETENTION`].
 ///
 #[cfg_attr(feature = "sqlite", doc = "```")]
 #[cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
