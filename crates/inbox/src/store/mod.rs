@@ -88,39 +88,19 @@ macro_rules! read {
 }
 
 /// `$body` with `$s` the backend of `$store` and `$sql` its expansion of
-/// the shared writes (`writes.rs`).
-macro_rules! write_with {
-    ($store:expr, $s:ident, $sql:ident => $body:expr) => {
+/// the statements of `$file` (`writes.rs`: the shared writes; `raw.rs`:
+/// the raw requests'), on PostgreSQL in the store's schema.
+macro_rules! with {
+    ($file:ident, $store:expr, $s:ident, $sql:ident => $body:expr) => {
         match *$store {
             #[cfg(feature = "sqlite")]
             Store::Sqlite(ref $s) => {
-                use writes::sqlite as $sql;
+                use $file::sqlite as $sql;
                 $body
             }
             #[cfg(feature = "postgres")]
             Store::Postgres(ref $s) => {
-                use writes::postgres as $sql;
-                statement::PG_TABLES
-                    .scope($s.tables(), async { $body })
-                    .await
-            }
-        }
-    };
-}
-
-/// `$body` with `$s` the backend of `$store` and `$sql` its expansion of
-/// the raw requests' statements (`raw.rs`).
-macro_rules! raw_with {
-    ($store:expr, $s:ident, $sql:ident => $body:expr) => {
-        match *$store {
-            #[cfg(feature = "sqlite")]
-            Store::Sqlite(ref $s) => {
-                use raw::sqlite as $sql;
-                $body
-            }
-            #[cfg(feature = "postgres")]
-            Store::Postgres(ref $s) => {
-                use raw::postgres as $sql;
+                use $file::postgres as $sql;
                 statement::PG_TABLES
                     .scope($s.tables(), async { $body })
                     .await
@@ -146,7 +126,7 @@ impl Store {
         suppress: Option<&Policy>,
         deliveries: Option<&DeliveryRound<'_>>,
     ) -> Result<(Vec<Claimed>, DeliveryStep), InboxError> {
-        write_with!(self, s, sql => sql::round(s, worker, settle, renew, claim, suppress, deliveries).await)
+        with!(writes, self, s, sql => sql::round(s, worker, settle, renew, claim, suppress, deliveries).await)
     }
 
     /// Attachment `position` of mail `mail`, if it has one.
@@ -184,7 +164,7 @@ impl Store {
         filter: &DeliveryReplay,
         now: i64,
     ) -> Result<(u64, u64), InboxError> {
-        write_with!(self, s, sql => sql::delivery_replay(s, filter, now).await)
+        with!(writes, self, s, sql => sql::delivery_replay(s, filter, now).await)
     }
 
     /// One slice of a mailbox's prune: (deliveries, mails) deleted.
@@ -193,7 +173,7 @@ impl Store {
         mailbox: &str,
         before: i64,
     ) -> Result<(u64, u64), InboxError> {
-        write_with!(self, s, sql => sql::delivery_prune(s, mailbox, before).await)
+        with!(writes, self, s, sql => sql::delivery_prune(s, mailbox, before).await)
     }
 
     /// One slice of the unrouted mails' retention: how many went.
@@ -215,7 +195,7 @@ impl Store {
     }
 
     pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
-        write_with!(self, s, sql => sql::replay(s, filter, now).await)
+        with!(writes, self, s, sql => sql::replay(s, filter, now).await)
     }
 
     pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
@@ -223,7 +203,7 @@ impl Store {
     }
 
     pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {
-        write_with!(self, s, sql => sql::prune(s, before).await)
+        with!(writes, self, s, sql => sql::prune(s, before).await)
     }
 
     pub async fn close(&self) {
@@ -232,7 +212,7 @@ impl Store {
 
     /// Keeps a refused request, in a transaction of its own.
     pub async fn insert_refused(&self, r: &crate::raw::types::NewRaw) -> Result<i64, InboxError> {
-        write_with!(self, s, sql => sql::raw_insert_refused(s, r).await)
+        with!(writes, self, s, sql => sql::raw_insert_refused(s, r).await)
     }
 
     /// Kept requests after id `after` (only `ids` when given).
@@ -242,7 +222,7 @@ impl Store {
         limit: i64,
         ids: Option<&[i64]>,
     ) -> Result<Vec<crate::raw::types::RawRequest>, InboxError> {
-        raw_with!(self, s, sql => sql::list(s.reads(), after, limit, ids).await)
+        with!(raw, self, s, sql => sql::list(s.reads(), after, limit, ids).await)
     }
 
     /// The kept body of request `id`: whole, or its parts.
@@ -251,7 +231,7 @@ impl Store {
         &self,
         id: i64,
     ) -> Result<Result<Vec<u8>, Vec<(i64, i64, crate::raw::types::StoredPart)>>, InboxError> {
-        raw_with!(self, s, sql => sql::body(s.reads(), id).await)
+        with!(raw, self, s, sql => sql::body(s.reads(), id).await)
     }
 
     /// The id and JSON of the row of `kind` keyed `key`.
@@ -260,12 +240,12 @@ impl Store {
         kind: crate::job::Kind,
         key: &str,
     ) -> Result<Option<(i64, String)>, InboxError> {
-        raw_with!(self, s, sql => sql::existing(s.reads(), kind, key).await)
+        with!(raw, self, s, sql => sql::existing(s.reads(), kind, key).await)
     }
 
     /// Deletes the kept requests received before `before`.
     pub async fn prune_raw(&self, before: i64) -> Result<u64, InboxError> {
-        write_with!(self, s, sql => sql::raw_prune(s, before).await)
+        with!(writes, self, s, sql => sql::raw_prune(s, before).await)
     }
 
     /// The suppressions of `recipients` (normalised, distinct): their rows
@@ -292,12 +272,12 @@ impl Store {
         note: &str,
         now: i64,
     ) -> Result<bool, InboxError> {
-        write_with!(self, s, sql => sql::suppression_change(s, recipient, manual, note, now).await)
+        with!(writes, self, s, sql => sql::suppression_change(s, recipient, manual, note, now).await)
     }
 
     /// Records whether a worker keeps the suppression list.
     pub async fn note_keeping(&self, kept: bool, now: i64) -> Result<(), InboxError> {
-        write_with!(self, s, sql => sql::note_keeping(s, kept, now).await)
+        with!(writes, self, s, sql => sql::note_keeping(s, kept, now).await)
     }
 
     /// Since when a worker keeps the suppression list, and when one last
