@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 use crate::config::{self, Args, Command, SuppressionCommand};
-use crate::{app, output, serve};
+use crate::{app, output, serve, tls};
 use cmc_webhook_core::WebhookLayer;
 use cmc_webhook_core::allowlist::AllowlistFile;
 use cmc_webhook_inbox::mailbox::{DeliveryFilter, DeliveryState};
@@ -232,7 +232,20 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         Some(file) => Some(file.watch(Duration::from_secs(2))?),
         None => None,
     };
-    signals(watch.as_ref().map(|w| w.file().clone()), layer.clone());
+    // The certificate and key: refused at start if they cannot be served,
+    // then read again when they change, and on SIGHUP.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(tls::Tls::load(cert, key).map_err(|e| format!("--tls-cert, --tls-key: {e}"))?)
+        }
+        _ => None,
+    };
+    let tls_watch = tls.as_ref().map(|t| t.watch(tls::WATCH_EVERY));
+    signals(
+        watch.as_ref().map(|w| w.file().clone()),
+        tls.clone(),
+        layer.clone(),
+    );
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let mut allowed: Vec<String> = options.allow.iter().map(ToString::to_string).collect();
@@ -240,7 +253,8 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         allowed.push(format!("the networks of {}", path.display()));
     }
     tracing::info!(
-        "listening on http://{}/mails, allowing {}{}, storing in {}",
+        "listening on {}://{}/mails, allowing {}{}, storing in {}",
+        if tls.is_some() { "https" } else { "http" },
         listener.local_addr()?,
         if allowed.is_empty() {
             "nobody".to_owned()
@@ -266,7 +280,16 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
-    serve::serve_counting(listener, router, limits, stop_signal(), answered.clone()).await?;
+    serve::serve_with(
+        listener,
+        router,
+        limits,
+        stop_signal(),
+        answered.clone(),
+        tls.as_ref(),
+    )
+    .await?;
+    drop(tls_watch);
     let mut stopped = None;
     if let Some(worker) = worker {
         tracing::info!("stopped receiving; letting the handlers in flight finish");
@@ -427,23 +450,38 @@ fn print_unlisted(out: &mut String, layer: &WebhookLayer) {
     say!(out, "             --allow {}", addresses.join(","));
 }
 
-/// SIGHUP reloads the allowlist file; SIGUSR1 prints the unlisted clients.
-fn signals(file: Option<AllowlistFile>, layer: WebhookLayer) {
+/// SIGHUP reloads the allowlist file and the certificate; SIGUSR1 prints
+/// the unlisted clients.
+fn signals(file: Option<AllowlistFile>, tls: Option<tls::Tls>, layer: WebhookLayer) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         if let Ok(mut hup) = signal(SignalKind::hangup()) {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
-                    match &file {
-                        // A failed reload logs why and keeps the list. Off
-                        // the runtime's threads: a slow disk must not stall
-                        // the requests.
-                        Some(file) => {
-                            let file = file.clone();
-                            let _ = tokio::task::spawn_blocking(move || file.reload()).await;
-                        }
-                        None => tracing::info!("SIGHUP: no --allow-file to read again"),
+                    if file.is_none() && tls.is_none() {
+                        tracing::info!("SIGHUP: no --allow-file or --tls-cert to read again");
+                    }
+                    // A failed reload logs why and keeps what is in force.
+                    // Off the runtime's threads: a slow disk must not stall
+                    // the requests.
+                    if let Some(file) = &file {
+                        let file = file.clone();
+                        let _ = tokio::task::spawn_blocking(move || file.reload()).await;
+                    }
+                    if let Some(tls) = &tls {
+                        let tls = tls.clone();
+                        let _ = tokio::task::spawn_blocking(move || match tls.reload() {
+                            Ok(()) => tracing::info!(
+                                cert = %tls.cert_path().display(),
+                                "SIGHUP: read the certificate and key again; new connections get them"
+                            ),
+                            Err(e) => tracing::warn!(
+                                error = %e,
+                                "SIGHUP: the certificate or key cannot be served; keeping the pair in use"
+                            ),
+                        })
+                        .await;
                     }
                 }
             });

@@ -105,6 +105,19 @@ pub struct Args {
     #[arg(long, env = "CMC_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Serve HTTPS (TLS 1.3 and 1.2) with this certificate chain: PEM, the
+    /// server's certificate first, then its intermediates (certbot's
+    /// fullchain.pem). Read again when it changes and on SIGHUP; a pair
+    /// that cannot be used then is logged and the pair in use kept. With
+    /// --tls-key.
+    #[arg(long, value_name = "PATH", env = "CMC_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert: PEM, PKCS #8, PKCS #1 or SEC1
+    /// (certbot's privkey.pem).
+    #[arg(long, value_name = "PATH", env = "CMC_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Allowed client networks (CIDRs or addresses, separated by commas or
     /// spaces); repeatable. Without --allow or --allow-file: loopback only
     /// (127.0.0.0/8 and ::1).

@@ -17,6 +17,7 @@
 //! - [`app`]: the route, the layer and the handlers that write lines;
 //! - [`serve`]: the HTTP server loop, with its timeouts and limits, and
 //!   the metrics endpoint;
+//! - [`tls`]: HTTPS, its certificate and key read again when they change;
 //! - [`output`]: stdout and stderr through queues that never stall a
 //!   request.
 //!
@@ -35,3 +36,4 @@ pub mod config;
 pub mod file;
 pub mod output;
 pub mod serve;
+pub mod tls;

@@ -110,6 +110,22 @@ pub async fn serve_counting(
     shutdown: impl std::future::Future<Output = ()>,
     tally: Tally,
 ) -> io::Result<()> {
+    serve_with(listener, router, limits, shutdown, tally, None).await
+}
+
+/// [`serve_counting`], over HTTPS when `tls` is given: each connection
+/// makes its TLS handshake (within `limits.header_timeout`) with the pair
+/// `tls` holds at that moment, so that a [reload](crate::tls::Tls::reload)
+/// takes effect for new connections while open ones finish with the
+/// pair they began with.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+    tally: Tally,
+    tls: Option<&crate::tls::Tls>,
+) -> io::Result<()> {
     let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
         http::StatusCode::REQUEST_TIMEOUT,
         limits.body_timeout,
@@ -119,6 +135,7 @@ pub async fn serve_counting(
     let (stop, stopping) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = AcceptBackoff::default();
+    let acceptor = tls.map(crate::tls::Tls::acceptor);
     loop {
         // Wait for a free slot before accepting, so that the cap holds.
         let permit = tokio::select! {
@@ -180,32 +197,30 @@ pub async fn serve_counting(
             });
         let io = WriteDeadline::new(stream, limits.body_timeout);
         let mut stopping = stopping.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .keep_alive(true)
-                .max_buf_size(MAX_BUF_SIZE)
-                .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
-            let mut connection = std::pin::pin!(connection);
-            let ended = tokio::select! {
-                result = connection.as_mut() => Some(result),
-                () = tokio::time::sleep(limits.max_connection_age) => None,
-                _ = stopping.wait_for(|stop| *stop) => None,
-            };
-            let result = match ended {
-                Some(result) => result,
-                None => {
-                    // Answer the current request, then close; drop the
-                    // connection if that takes longer than the body timeout.
-                    connection.as_mut().graceful_shutdown();
-                    tokio::time::timeout(limits.body_timeout, connection.as_mut())
-                        .await
-                        .unwrap_or(Ok(()))
+            match acceptor {
+                None => connection(io, service, limits, stopping, peer).await,
+                Some(acceptor) => {
+                    // The handshake, like a request's headers, must be done
+                    // within the header timeout.
+                    let handshake = tokio::select! {
+                        done = tokio::time::timeout(limits.header_timeout, acceptor.accept(io)) => done,
+                        _ = stopping.wait_for(|stop| *stop) => {
+                            drop(permit);
+                            return;
+                        }
+                    };
+                    match handshake {
+                        Ok(Ok(tls)) => connection(tls, service, limits, stopping, peer).await,
+                        // Scanners and plain-HTTP clients fail here all day:
+                        // not worth more than a debug line.
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                    }
                 }
-            };
-            if let Err(e) = result {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
             drop(permit);
         });
@@ -220,6 +235,53 @@ pub async fn serve_counting(
         tracing::warn!("connections still open at shutdown were closed");
     }
     Ok(())
+}
+
+/// Serves one connection (plain or TLS) until it ends, or until its age
+/// or the shutdown closes it after its current request.
+async fn connection<I, S>(
+    io: I,
+    service: S,
+    limits: Limits,
+    mut stopping: watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<
+            http::Request<Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true)
+        .max_buf_size(MAX_BUF_SIZE)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    let mut connection = std::pin::pin!(connection);
+    let ended = tokio::select! {
+        result = connection.as_mut() => Some(result),
+        () = tokio::time::sleep(limits.max_connection_age) => None,
+        _ = stopping.wait_for(|stop| *stop) => None,
+    };
+    let result = match ended {
+        Some(result) => result,
+        None => {
+            // Answer the current request, then close; drop the
+            // connection if that takes longer than the body timeout.
+            connection.as_mut().graceful_shutdown();
+            tokio::time::timeout(limits.body_timeout, connection.as_mut())
+                .await
+                .unwrap_or(Ok(()))
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
 }
 
 /// The waits and log lines of failed accepts: the first failure waits

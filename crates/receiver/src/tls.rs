@@ -1,0 +1,345 @@
+//! HTTPS: the receiver's certificate chain and private key, read from PEM
+//! files and served by rustls (TLS 1.3 and 1.2, HTTP/1.1), and read again
+//! when the files change or on SIGHUP, without dropping a connection.
+//!
+//! Each handshake asks [`Tls`] for the current pair, so a reload takes
+//! effect for the next connection; connections already open keep the pair
+//! they started with until they close. A pair that cannot be used (a file
+//! missing or unreadable, no certificate, no key, or a key that does not
+//! match the certificate) is refused: at start, as an error; at a reload,
+//! with a log line saying why, the pair in use staying in use.
+//!
+//! Renewals (certbot and the like) write the certificate and the key one
+//! after the other, so a poll may see one new file and one old one, which
+//! do not match. A reload that fails right after the files changed is
+//! tried again at the next poll before it is logged as a warning: a
+//! half-written pair is not an error, a pair that stays bad is.
+
+use std::fmt;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio_rustls::rustls;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// The largest certificate chain or key file read (a chain of a few
+/// certificates is a few KiB; anything this large is not one).
+const MAX_PEM_FILE: u64 = 1024 * 1024;
+
+/// How often [`Tls::watch`] looks at the files by default.
+pub const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// A certificate and key pair that cannot be served, and why.
+#[derive(Debug)]
+pub struct TlsError(String);
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// The receiver's HTTPS certificate, reloadable: made from a certificate
+/// chain file and a private key file (PEM), it gives the
+/// [`acceptor`](Tls::acceptor) the serve loop wraps each connection in, and
+/// can be read again ([`reload`](Tls::reload), [`watch`](Tls::watch)).
+///
+/// ```no_run
+/// use cmc_receiver::tls::Tls;
+///
+/// let tls = Tls::load("/etc/cmc/fullchain.pem", "/etc/cmc/privkey.pem")?;
+/// let acceptor = tls.acceptor(); // for each accepted TcpStream: acceptor.accept(stream)
+/// # let _ = acceptor;
+/// # Ok::<(), cmc_receiver::tls::TlsError>(())
+/// ```
+#[derive(Clone)]
+pub struct Tls {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: Slot,
+    config: Arc<rustls::ServerConfig>,
+    /// What the files looked like at the last reload that succeeded, and
+    /// at the last that failed (with whether it was logged).
+    seen: Mutex<Seen>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    loaded: Option<Stamp>,
+    failed: Option<(Stamp, bool)>,
+}
+
+/// What a poll compares: each file's size, modification time and inode,
+/// following symbolic links (certbot's `live/` names are links that move
+/// to new files in `archive/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp([Option<(u64, Option<SystemTime>, u64)>; 2]);
+
+impl Stamp {
+    fn of(cert: &Path, key: &Path) -> Stamp {
+        let one = |path: &Path| {
+            std::fs::metadata(path).ok().map(|m| {
+                #[cfg(unix)]
+                let inode = std::os::unix::fs::MetadataExt::ino(&m);
+                #[cfg(not(unix))]
+                let inode = 0;
+                (m.len(), m.modified().ok(), inode)
+            })
+        };
+        Stamp([one(cert), one(key)])
+    }
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The paths only: never the key.
+        f.debug_struct("Tls")
+            .field("cert", &self.inner.cert)
+            .field("key", &self.inner.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inner")
+            .field("cert", &self.cert)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pair in use, shared by [`Tls`] and the handshakes.
+type Slot = Arc<RwLock<Arc<CertifiedKey>>>;
+
+/// Each handshake asks for the pair in use at that moment.
+#[derive(Debug)]
+struct Resolver(Slot);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+impl Tls {
+    /// Reads the certificate chain at `cert` (PEM, the server's certificate
+    /// first, then its intermediates) and the private key at `key` (PEM:
+    /// PKCS #8, PKCS #1 or SEC1), and checks that the key is the
+    /// certificate's. An error says which file and what is wrong.
+    pub fn load(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Result<Tls, TlsError> {
+        let (cert, key) = (cert.into(), key.into());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let stamp = Stamp::of(&cert, &key);
+        let pair = read_pair(&cert, &key, &provider)?;
+        let current: Slot = Arc::new(RwLock::new(Arc::new(pair)));
+        let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsError(format!("TLS 1.2 and 1.3: {e}")))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Resolver(current.clone())));
+        // HTTP/1.1 is what the receiver serves (and what CMC speaks).
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let inner = Arc::new(Inner {
+            cert,
+            key,
+            provider,
+            current,
+            config: Arc::new(config),
+            seen: Mutex::new(Seen {
+                loaded: Some(stamp),
+                failed: None,
+            }),
+        });
+        Ok(Tls { inner })
+    }
+
+    /// The acceptor that makes TLS connections with the current pair.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.inner.config.clone())
+    }
+
+    /// The certificate file's path.
+    pub fn cert_path(&self) -> &Path {
+        &self.inner.cert
+    }
+
+    /// Reads both files again now and, if they make a usable pair, serves
+    /// it from the next handshake on. On an error the pair in use stays.
+    /// (What SIGHUP does.)
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let stamp = Stamp::of(&self.inner.cert, &self.inner.key);
+        let result = read_pair(&self.inner.cert, &self.inner.key, &self.inner.provider);
+        let mut seen = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(pair) => {
+                *self
+                    .inner
+                    .current
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = Arc::new(pair);
+                seen.loaded = Some(stamp);
+                seen.failed = None;
+                Ok(())
+            }
+            Err(e) => {
+                seen.failed = Some((stamp, true));
+                Err(e)
+            }
+        }
+    }
+
+    /// One poll of [`watch`](Tls::watch): reloads when the files differ
+    /// from the pair in use, logging the outcome. `true` when a new pair
+    /// was taken.
+    pub fn poll(&self) -> bool {
+        let stamp = Stamp::of(&self.inner.cert, &self.inner.key);
+        {
+            let mut seen = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.loaded.as_ref() == Some(&stamp) {
+                return false;
+            }
+            if let Some((failed, logged)) = &mut seen.failed
+                && *failed == stamp
+            {
+                if *logged {
+                    return false;
+                }
+                // Second look at the same bad files: it is not a renewal
+                // half-way; say so once, below.
+                *logged = true;
+            }
+        }
+        let result = read_pair(&self.inner.cert, &self.inner.key, &self.inner.provider);
+        let mut seen = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(pair) => {
+                *self
+                    .inner
+                    .current
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = Arc::new(pair);
+                seen.loaded = Some(stamp);
+                seen.failed = None;
+                tracing::info!(
+                    cert = %self.inner.cert.display(),
+                    "the certificate and key changed on disk; serving the new pair to new connections"
+                );
+                true
+            }
+            Err(e) => {
+                match &seen.failed {
+                    Some((failed, true)) if *failed == stamp => tracing::warn!(
+                        error = %e,
+                        "the certificate or key changed on disk but cannot be served; \
+                         keeping the pair in use"
+                    ),
+                    _ => seen.failed = Some((stamp, false)),
+                }
+                false
+            }
+        }
+    }
+
+    /// Polls the files every `every` (see [`WATCH_EVERY`]) on a task of
+    /// its own, until the returned handle is dropped.
+    pub fn watch(&self, every: Duration) -> TlsWatch {
+        let tls = self.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let tls = tls.clone();
+                // Off the runtime's threads: a slow disk must not stall
+                // the requests.
+                let _ = tokio::task::spawn_blocking(move || tls.poll()).await;
+            }
+        });
+        TlsWatch(task)
+    }
+}
+
+/// The task of [`Tls::watch`]; dropping it stops the polling.
+#[derive(Debug)]
+pub struct TlsWatch(tokio::task::JoinHandle<()>);
+
+impl Drop for TlsWatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A file of at most [`MAX_PEM_FILE`] bytes.
+fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>, TlsError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| TlsError(format!("the {what} file {}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| TlsError(format!("the {what} file {}: {e}", path.display())))?;
+    if bytes.len() as u64 > MAX_PEM_FILE {
+        return Err(TlsError(format!(
+            "the {what} file {} is larger than {MAX_PEM_FILE} bytes; is it a PEM file?",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The pair the two files make, checked.
+fn read_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
+    let bytes = read_limited(cert, "certificate")?;
+    let chain = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            TlsError(format!(
+                "the certificate file {} is not PEM: {e}",
+                cert.display()
+            ))
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError(format!(
+            "the certificate file {} holds no CERTIFICATE block",
+            cert.display()
+        )));
+    }
+    let bytes = read_limited(key, "key")?;
+    // Never the key's bytes in an error: only what kind of problem.
+    let key_der = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
+        TlsError(format!(
+            "the key file {} holds no usable private key (PEM PKCS #8, PKCS #1 or SEC1): {}",
+            key.display(),
+            match e {
+                rustls::pki_types::pem::Error::NoItemsFound => "no key block".to_owned(),
+                other => other.to_string(),
+            }
+        ))
+    })?;
+    CertifiedKey::from_der(chain, key_der, provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => TlsError(format!(
+            "the key in {} is not the key of the certificate in {}",
+            key.display(),
+            cert.display()
+        )),
+        other => TlsError(format!(
+            "the certificate {} and key {} cannot be served: {other}",
+            cert.display(),
+            key.display()
+        )),
+    })
+}
