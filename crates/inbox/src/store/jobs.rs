@@ -190,7 +190,7 @@ macro_rules! statements {
                          AND id {not_held} END \
                          ORDER BY id LIMIT ?4{skip}) \
                          RETURNING id, idempotency_key, {columns}, server_composition, client, \
-                         received_at, attempts",
+                         received_at, attempts, source",
                         table = kind.table(),
                         not_held = not_in_ids("?6"),
                         skip = $skip,
