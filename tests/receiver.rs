@@ -991,7 +991,8 @@ async fn dead_rows_print_escaped_and_bounded() {
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
     let line = app::dead_line(&rows[0]);
     assert!(!line.contains(['\r', '\n', '\u{1b}']), "{line:?}");
-    assert_eq!(line.matches('\t').count(), 4, "{line:?}");
+    assert_eq!(line.matches('\t').count(), 5, "{line:?}");
+    assert!(line.contains("\tdefault\t"), "{line:?}");
     assert!(
         line.contains("\\u{d}\\u{a}1\\u{9}forged\\u{1b}[2J"),
         "{line:?}"
