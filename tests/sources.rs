@@ -746,6 +746,82 @@ mod stored {
         }
     }
 
+    /// The suppression list is shared by the sources: a hard bounce from
+    /// one suppresses the address for all; its history names the source
+    /// whose event made the change, and `created` is read in that source's
+    /// zone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_suppression_list_is_shared_and_its_history_names_the_source() {
+        use cmc_webhook::inbox::suppression::SuppressionPolicy;
+        let dir = tempfile::tempdir().unwrap();
+        for url in common::inbox::stores(dir.path(), "suppressed", "sources", "sources").await {
+            let inbox = builder(&url).open().await.unwrap();
+            // A day ago (a suppression lasts from when the bounce was
+            // created), as a console would write it.
+            let civil = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24))
+                .round(jiff::Unit::Second)
+                .unwrap()
+                .in_tz("UTC")
+                .unwrap()
+                .datetime();
+            let created = civil.strftime("%Y-%m-%d %H:%M:%S").to_string();
+            let in_zone = |zone: &str| tz(zone).to_timestamp(civil).unwrap().to_string();
+            let hard = |to: &str| {
+                cmc_webhook::Webhook::parse(
+                    "application/json",
+                    bytes::Bytes::from(format!(
+                        r#"{{"event_type":"bounces","server_composition":"pro","event":{{"bounces":[
+                        {{"created":"{created}","status":"1","to":"{to}","messageId":"<h@x>"}}]}}}}"#
+                    )),
+                )
+                .unwrap()
+            };
+            let ny = Source::new("ny", tz("America/New_York"), None);
+            inbox
+                .store_sourced(cmc_webhook::Sourced(ny, hard("gone@example.jp")), None)
+                .await
+                .unwrap();
+            inbox.store(hard("old@example.jp"), None).await.unwrap();
+            let policy = SuppressionPolicy::default()
+                .time_zone(jiff::tz::TimeZone::UTC)
+                .source_time_zone("ny", tz("America/New_York"));
+            let worker = inbox
+                .worker(|_job: Job| async { Ok::<(), String>(()) })
+                .suppressions(policy)
+                .spawn();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while inbox.counts().await.unwrap().events.done < 2 {
+                assert!(Instant::now() < deadline, "not handled");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            worker.shutdown(Duration::from_secs(5)).await.unwrap();
+            let list = inbox.suppressions();
+            let gone = list.check("gone@example.jp").await.unwrap();
+            assert!(gone.suppressed, "{url}");
+            // Read in New York's zone (the policy's own is UTC).
+            assert_eq!(
+                gone.since.unwrap().to_string(),
+                in_zone("America/New_York"),
+                "{url}"
+            );
+            let old = list.check("old@example.jp").await.unwrap();
+            assert!(old.suppressed, "{url}");
+            assert_eq!(old.since.unwrap().to_string(), in_zone("UTC"), "{url}");
+            let history = list.history("gone@example.jp").await.unwrap();
+            assert_eq!(history.len(), 1);
+            assert_eq!(history[0].source.as_deref(), Some("ny"));
+            let history = list.history("old@example.jp").await.unwrap();
+            assert_eq!(history[0].source.as_deref(), Some("default"));
+            // A change by hand names no source.
+            list.add("hand@example.jp", None, "by hand").await.unwrap();
+            assert_eq!(
+                list.history("hand@example.jp").await.unwrap()[0].source,
+                None
+            );
+            inbox.close().await;
+        }
+    }
+
     /// The store library call: `store` records `default`, `store_sourced`
     /// the source given.
     #[tokio::test]

@@ -575,6 +575,21 @@ async fn on_webhook(
     Ok("ok\n")
 }
 
+/// The suppression list's policy: the default one, with each configured
+/// source's events read in its console zone.
+pub fn suppression_policy(options: &Options) -> cmc_webhook_inbox::suppression::SuppressionPolicy {
+    let sources = configured_sources(options);
+    let mut policy = cmc_webhook_inbox::suppression::SuppressionPolicy::default();
+    for (name, source) in sources {
+        policy = if name == DEFAULT_SOURCE {
+            policy.time_zone(source.time_zone().clone())
+        } else {
+            policy.source_time_zone(name, source.time_zone().clone())
+        };
+    }
+    policy
+}
+
 /// The sources `options` configure, by name: the default one (its zone
 /// `--time-zone`, or Asia/Tokyo) and each `[[source]]` table (its zone,
 /// or the default one's).

@@ -182,7 +182,7 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
                 .worker(move |job| handler.clone().handle(job))
                 .concurrency(args.concurrency)
                 .max_attempts(args.max_attempts)
-                .suppressions(suppression::SuppressionPolicy::default());
+                .suppressions(app::suppression_policy(&options));
             if let Some(mailboxes) = mailboxes {
                 worker = worker.mailboxes(mailboxes);
             }
@@ -856,6 +856,7 @@ async fn suppressions(
                     "reason": c.reason.map(|r| r.as_str()),
                     "note": c.note,
                     "at": c.at.to_string(),
+                    "source": c.source,
                 });
                 out(line)?;
             }
