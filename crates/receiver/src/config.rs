@@ -259,8 +259,9 @@ pub struct Args {
     /// Routes inbound mails to the mailbox NAME when their envelope
     /// recipient matches PATTERN: an address, `*@domain`, `prefix*@domain`
     /// (`reply+*@example.jp`), `/regex/`, `filter:RULE` (CMC's inbound
-    /// rule), `filter:RULE PATTERN` (both), or `*` for the mails no other
-    /// route takes. Repeatable, tried in order; a NAME given twice is one
+    /// rule), `filter:RULE PATTERN` (both), any of them after
+    /// `source:NAME` (only that CMC account's mails; `source:NAME` alone:
+    /// all of them), or `*` for the mails no other route takes. Repeatable, tried in order; a NAME given twice is one
     /// mailbox with two routes. Without a `*` route, the mails no route
     /// takes are kept as "unrouted". (In the environment: separated by
     /// semicolons; give a regex with a semicolon as a flag.)
