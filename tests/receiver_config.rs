@@ -360,16 +360,33 @@ path = "/mails/ny"
         .await
         .unwrap();
 
+    // A stored mail of a named source names it too.
+    let production = cmc_webhook::Source::new("production", jiff::tz::TimeZone::UTC, None);
+    inbox
+        .store_sourced(
+            cmc_webhook::Sourced(
+                production,
+                cmc_webhook::Webhook::Inbound(cmc_webhook::test_util::sample_inbound(false)),
+            ),
+            None,
+        )
+        .await
+        .unwrap();
     let worker = inbox.worker(move |job| printer.clone().handle(job)).spawn();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while lines.lock().unwrap().len() < 3 {
+    while lines.lock().unwrap().len() < 4 {
         assert!(std::time::Instant::now() < deadline, "not printed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
-    let mut printed: Vec<(String, String, bool)> = lines
-        .lock()
-        .unwrap()
+    let lines = lines.lock().unwrap().clone();
+    let (mails, events): (Vec<&String>, Vec<&String>) = lines
+        .iter()
+        .partition(|l| l.contains(r#""type":"inbound""#));
+    assert_eq!(mails.len(), 1, "{lines:?}");
+    let mail: Value = serde_json::from_str(mails[0]).unwrap();
+    assert_eq!(mail["source"], "production", "{mail}");
+    let mut printed: Vec<(String, String, bool)> = events
         .iter()
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();

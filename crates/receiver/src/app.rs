@@ -370,26 +370,31 @@ impl Printer {
                 line["source"] = json!(source.name());
                 line.to_string()
             }
-            _ => return self.routed_mail(mail, client, saved, None).await,
+            _ => return self.routed_mail(mail, client, saved, None, None).await,
         };
         self.lines.print(line).await?;
         self.printed[1].fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// A mail's line; with `mailbox` (routing is on), its mailbox or null.
+    /// A mail's line; with `mailbox` (routing is on), its mailbox or null;
+    /// a stored mail of a named source (not `default`) names it.
     async fn routed_mail(
         &self,
         mail: &InboundMail,
         client: &str,
         saved: Vec<Value>,
         mailbox: Option<Option<&str>>,
+        source: Option<&str>,
     ) -> Result<(), Stalled> {
         let line = match self.format {
             Format::Json => {
                 let mut line = inbound_line(mail, client, saved);
                 if let Some(mailbox) = mailbox {
                     line["mailbox"] = json!(mailbox);
+                }
+                if let Some(source) = source.filter(|s| *s != DEFAULT_SOURCE) {
+                    line["source"] = json!(source);
                 }
                 line.to_string()
             }
@@ -418,7 +423,7 @@ impl Printer {
             Item::Mail(mail) => {
                 let number = u64::try_from(job.id.id).unwrap_or_default();
                 let saved = self.save(number, mail).await?;
-                self.routed_mail(mail, &client, saved, None)
+                self.routed_mail(mail, &client, saved, None, Some(&job.source))
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -434,9 +439,15 @@ impl Printer {
         let client = job.client.map(|c| c.to_string()).unwrap_or_default();
         let number = u64::try_from(job.mail_id).unwrap_or_default();
         let saved = self.save(number, &job.mail).await?;
-        self.routed_mail(&job.mail, &client, saved, Some(Some(&job.mailbox)))
-            .await
-            .map_err(|e| e.to_string())
+        self.routed_mail(
+            &job.mail,
+            &client,
+            saved,
+            Some(Some(&job.mailbox)),
+            Some(&job.source),
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// The line of a mail no route took (`"mailbox": null`). The hook is
@@ -454,6 +465,7 @@ impl Printer {
                 &client,
                 vec![Value::Null; mail.mail.attachments.len()],
                 Some(None),
+                Some(&mail.source),
             )
             .await;
         if printed.is_err() {
