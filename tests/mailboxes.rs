@@ -412,6 +412,79 @@ async fn filter_routes_take_the_mails_of_their_cmc_rule() {
 }
 
 #[tokio::test]
+async fn source_routes_take_the_mails_of_their_cmc_account() {
+    let dir = dir();
+    for url in stores(dir.path(), "source").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let seen = Seen::default();
+        let sources: Shared<(String, String)> = Shared::default();
+        let recorded = sources.clone();
+        let mailboxes = recording_routes(
+            &seen,
+            &["sandbox", "shop"],
+            &[
+                ("source:sandbox", "sandbox"),
+                ("source:production *@shop.example.jp", "shop"),
+            ],
+        )
+        .on_unrouted(move |mail: Unrouted| {
+            recorded
+                .lock()
+                .unwrap()
+                .push((mail.mail.subject.to_string(), mail.source.clone()));
+            async {}
+        });
+        let from = |name: &str, webhook: Webhook| {
+            let source = cmc_webhook::Source::new(name, jiff::tz::TimeZone::UTC, None);
+            cmc_webhook::Sourced(source, webhook)
+        };
+        for (source, to, subject) in [
+            ("sandbox", "a@shop.example.jp", "sandbox, shop address"),
+            (
+                "production",
+                "a@shop.example.jp",
+                "production, shop address",
+            ),
+            (
+                "production",
+                "a@other.example.jp",
+                "production, other address",
+            ),
+            ("default", "a@shop.example.jp", "default, shop address"),
+        ] {
+            let receipt = inbox
+                .store_sourced(from(source, mail(to, "f", subject)), None)
+                .await
+                .unwrap();
+            assert_eq!(receipt.stored, 1);
+        }
+        let worker = inbox.mailbox_worker(mailboxes).spawn();
+        settled(&inbox, 4).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        let seen = by_subject(&seen);
+        let to = |s: &str| seen.get(s).map(|(m, _)| m.as_str());
+        assert_eq!(to("sandbox, shop address"), Some("sandbox"), "{url}");
+        assert_eq!(to("production, shop address"), Some("shop"), "{url}");
+        assert_eq!(to("production, other address"), None);
+        assert_eq!(to("default, shop address"), None);
+        let mut unrouted = sources.lock().unwrap().clone();
+        unrouted.sort();
+        assert_eq!(
+            unrouted,
+            [
+                ("default, shop address".to_owned(), "default".to_owned()),
+                (
+                    "production, other address".to_owned(),
+                    "production".to_owned()
+                ),
+            ],
+            "{url}"
+        );
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
 async fn each_mailbox_retries_with_its_own_policy_and_bounces_without_retrying() {
     let dir = dir();
     for url in stores(dir.path(), "retries").await {

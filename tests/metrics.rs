@@ -272,9 +272,18 @@ async fn every_metric_after_a_scripted_sequence() {
             multipart_bytes as u64,
         ),
         // The inbox.
-        ("cmc_webhook_inbox_stored_total{kind=event}", 5),
-        ("cmc_webhook_inbox_repeats_total{kind=event}", 4),
-        ("cmc_webhook_inbox_stored_total{kind=mail}", 1),
+        (
+            "cmc_webhook_inbox_stored_total{kind=event,source=default}",
+            5,
+        ),
+        (
+            "cmc_webhook_inbox_repeats_total{kind=event,source=default}",
+            4,
+        ),
+        (
+            "cmc_webhook_inbox_stored_total{kind=mail,source=default}",
+            1,
+        ),
         (
             "cmc_webhook_inbox_handled_total{kind=event,outcome=done}",
             5,
@@ -315,20 +324,22 @@ async fn every_metric_after_a_scripted_sequence() {
         ("dead", 0.0, 1.0),
     ] {
         assert_eq!(
-            seen.gauges[&format!("cmc_webhook_inbox_rows{{kind=event,state={state}}}")],
+            seen.gauges
+                [&format!("cmc_webhook_inbox_rows{{kind=event,source=default,state={state}}}")],
             events
         );
         assert_eq!(
-            seen.gauges[&format!("cmc_webhook_inbox_rows{{kind=mail,state={state}}}")],
+            seen.gauges
+                [&format!("cmc_webhook_inbox_rows{{kind=mail,source=default,state={state}}}")],
             mails
         );
     }
     assert_eq!(
-        seen.gauges["cmc_webhook_inbox_oldest_pending_seconds{kind=event}"],
+        seen.gauges["cmc_webhook_inbox_oldest_pending_seconds{kind=event,source=default}"],
         0.0
     );
     assert_eq!(
-        seen.gauges["cmc_webhook_inbox_oldest_pending_seconds{kind=mail}"],
+        seen.gauges["cmc_webhook_inbox_oldest_pending_seconds{kind=mail,source=default}"],
         0.0
     );
 

@@ -991,7 +991,8 @@ async fn dead_rows_print_escaped_and_bounded() {
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
     let line = app::dead_line(&rows[0]);
     assert!(!line.contains(['\r', '\n', '\u{1b}']), "{line:?}");
-    assert_eq!(line.matches('\t').count(), 4, "{line:?}");
+    assert_eq!(line.matches('\t').count(), 5, "{line:?}");
+    assert!(line.contains("\tdefault\t"), "{line:?}");
     assert!(
         line.contains("\\u{d}\\u{a}1\\u{9}forged\\u{1b}[2J"),
         "{line:?}"
@@ -1514,4 +1515,81 @@ async fn the_postgres_schema_is_chosen_by_flag_or_environment() {
     .await
     .unwrap();
     assert_eq!(schemas, ["by_env", "by_flag"]);
+}
+
+/// `counts`, `dead`, `history` and `replay` take `--source NAME`: each
+/// reads or changes that source's rows only, and `dead` and `history`
+/// show each row's source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspection_subcommands_are_scoped_by_source() {
+    let program = receiver_program();
+    if !program.exists() {
+        eprintln!("SKIPPED: {} was not built", program.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.sqlite3");
+    let inbox = Inbox::sqlite(&path).open().await.unwrap();
+    let batch = |id: &str| {
+        Webhook::parse(
+            "application/json",
+            Bytes::from(format!(
+                r#"{{"event_type":"bounces","server_composition":"pro","event":{{"bounces":[
+                {{"created":"2023-01-25 14:03:06","status":"2015","to":"u@example.jp","messageId":"{id}"}}]}}}}"#
+            )),
+        )
+        .unwrap()
+    };
+    for (source, id) in [("alpha", "<a@x>"), ("beta", "<b@x>")] {
+        let source = cmc_webhook::Source::new(source, jiff::tz::TimeZone::UTC, None);
+        inbox
+            .store_sourced(cmc_webhook::Sourced(source, batch(id)), None)
+            .await
+            .unwrap();
+    }
+    let worker = inbox
+        .worker(|_job| async { Err::<(), String>("down".to_owned()) })
+        .max_attempts(1)
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while inbox.counts().await.unwrap().events.dead < 2 {
+        assert!(Instant::now() < deadline, "the rows did not die");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    inbox.close().await;
+
+    let store = format!("sqlite:{}", path.display());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&program)
+            .env_clear()
+            .env("CMC_STORE", &store)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dead_of = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("events"))
+            .map(|l| l.contains("dead        1"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(dead_of(&run(&["counts", "--source", "alpha"])), [true]);
+    assert!(run(&["counts", "--source", "nobody"]).contains("dead        0"));
+    let dead = run(&["dead", "--source", "beta"]);
+    assert_eq!(dead.lines().count(), 1, "{dead}");
+    assert!(dead.contains("\tbeta\t"), "{dead}");
+    assert_eq!(run(&["dead"]).lines().count(), 2);
+    let history: Value =
+        serde_json::from_str(run(&["history", "<a@x>", "--source", "alpha"]).trim()).unwrap();
+    assert_eq!(history["source"], "alpha");
+    assert_eq!(run(&["history", "<a@x>", "--source", "beta"]), "");
+    assert_eq!(
+        run(&["replay", "--dead", "--source", "beta"]).trim(),
+        "1 rows replayed"
+    );
+    assert!(run(&["counts", "--source", "beta"]).contains("pending        1"));
+    assert!(run(&["counts", "--source", "alpha"]).contains("pending        0"));
 }

@@ -278,3 +278,161 @@ fn the_example_file_parses_and_builds_a_gate() {
     let layer = app::layer(&options).unwrap();
     assert!(layer.sources().len() >= 2, "{layer:?}");
 }
+
+/// With a store, the worker prints each stored event's `created` in the
+/// zone of the configured source its row names; a row of a source this
+/// configuration no longer has is read in the default source's zone, with
+/// a note. The inspection subcommands take `--source`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_rows_are_printed_in_their_sources_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("inbox.sqlite3");
+    let file = write(
+        dir.path(),
+        "receiver.toml",
+        &format!(
+            r#"store = "sqlite:{}"
+allow = ["127.0.0.0/8"]
+time_zone = "UTC"
+
+[[source]]
+name = "production"
+api_key = "prod-key"
+time_zone = "Asia/Tokyo"
+
+[[source]]
+name = "newyork"
+api_key = "ny-key"
+time_zone = "America/New_York"
+path = "/mails/ny"
+"#,
+            store.display()
+        ),
+    );
+    let args = {
+        let _env = lock();
+        load(&["--config", &file]).unwrap()
+    };
+    let (options, _) = args.options().unwrap();
+    let inbox = cmc_webhook::inbox::Inbox::sqlite(&store)
+        .open()
+        .await
+        .unwrap();
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink_lines = lines.clone();
+    let printer = app::Printer::new(
+        &options,
+        Arc::new(move |line| {
+            sink_lines.lock().unwrap().push(line);
+            true
+        }),
+    );
+    let router = app::router(&options, app::Target::Inbox(inbox.clone())).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve::serve(
+        listener,
+        router,
+        serve::Limits::default(),
+        std::future::pending(),
+    ));
+    let post = |path: &str, body: String| {
+        let bytes = CmcRequest::raw("application/json", body)
+            .uri(path)
+            .to_http1("test");
+        async move { common::http::send_raw(addr, &bytes).await.status }
+    };
+    let event = |key: &str, id: &str| {
+        format!(
+            r#"{{"api_key":"{key}","event_type":"deliveries","server_composition":"pro","event":{{"deliveries":[
+            {{"created":"2023-01-25 14:03:06","status":"queued","to":"user@example.jp","messageId":"{id}"}}]}}}}"#
+        )
+    };
+    assert_eq!(post("/mails", event("prod-key", "<p@x>")).await, 200);
+    assert_eq!(post("/mails/ny", event("ny-key", "<n@x>")).await, 200);
+    // A row stored under a source since removed from the configuration.
+    let retired = cmc_webhook::Source::new("retired", jiff::tz::TimeZone::UTC, None);
+    let webhook =
+        cmc_webhook::Webhook::parse("application/json", bytes::Bytes::from(event("k", "<r@x>")))
+            .unwrap();
+    inbox
+        .store_sourced(cmc_webhook::Sourced(retired, webhook), None)
+        .await
+        .unwrap();
+
+    // A stored mail of a named source names it too.
+    let production = cmc_webhook::Source::new("production", jiff::tz::TimeZone::UTC, None);
+    inbox
+        .store_sourced(
+            cmc_webhook::Sourced(
+                production,
+                cmc_webhook::Webhook::Inbound(cmc_webhook::test_util::sample_inbound(false)),
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    let worker = inbox.worker(move |job| printer.clone().handle(job)).spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while lines.lock().unwrap().len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "not printed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+    let lines = lines.lock().unwrap().clone();
+    let (mails, events): (Vec<&String>, Vec<&String>) = lines
+        .iter()
+        .partition(|l| l.contains(r#""type":"inbound""#));
+    assert_eq!(mails.len(), 1, "{lines:?}");
+    let mail: Value = serde_json::from_str(mails[0]).unwrap();
+    assert_eq!(mail["source"], "production", "{mail}");
+    let mut printed: Vec<(String, String, bool)> = events
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["source"].as_str().unwrap_or("-").to_owned(),
+                v["at"].as_str().unwrap().to_owned(),
+                v["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("not configured")),
+            )
+        })
+        .collect();
+    printed.sort();
+    assert_eq!(
+        printed,
+        [
+            // New York is -05:00 in January.
+            (
+                "newyork".to_owned(),
+                "2023-01-25T19:03:06Z".to_owned(),
+                false
+            ),
+            (
+                "production".to_owned(),
+                "2023-01-25T05:03:06Z".to_owned(),
+                false
+            ),
+            // Unknown: the default source's zone (the file's UTC), noted.
+            (
+                "retired".to_owned(),
+                "2023-01-25T14:03:06Z".to_owned(),
+                true
+            ),
+        ]
+    );
+    inbox.close().await;
+
+    // The inspection subcommands take --source.
+    let _env = lock();
+    for args in [
+        &["counts", "--source", "production"][..],
+        &["dead", "--source", "production"],
+        &["replay", "--dead", "--source", "production"],
+        &["history", "<p@x>", "--source", "production"],
+    ] {
+        let parsed = load(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert!(format!("{parsed:?}").contains("\"production\""), "{args:?}");
+    }
+}

@@ -517,3 +517,507 @@ async fn a_single_source_with_a_path_refuses_other_paths() {
     );
     assert_eq!(many.build().unwrap_err(), ConfigError::TooManySources);
 }
+
+/// Two sources served through the layer into the inbox, over TCP, on a
+/// real SQLite file and (with `CMC_POSTGRES_URL`) a real PostgreSQL
+/// server: each row records its source, and is read and scoped by it.
+#[cfg(feature = "sqlite")]
+mod stored {
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::routing::post_service;
+    use axum::Router;
+    use cmc_webhook::inbox::{Filter, Inbox, InboxBuilder, Item, Job, StoreOptions};
+    use cmc_webhook::{Source, SourceBuilder, WebhookLayer};
+
+    use super::{common, tz};
+
+    /// Tokyo on its own path (its key), New York on the shared path (its
+    /// key decides).
+    fn layer() -> WebhookLayer {
+        WebhookLayer::builder()
+            .allow_cidrs("127.0.0.0/8")
+            .unwrap()
+            .source(
+                SourceBuilder::new("tokyo")
+                    .api_key("tokyo-key")
+                    .time_zone(tz("Asia/Tokyo"))
+                    .path("/cmc/tokyo"),
+            )
+            .source(
+                SourceBuilder::new("ny")
+                    .api_key("ny-key")
+                    .time_zone(tz("America/New_York")),
+            )
+            .build()
+            .unwrap()
+    }
+
+    fn builder(url: &str) -> InboxBuilder<StoreOptions> {
+        match url.strip_prefix("sqlite:") {
+            Some(path) => Inbox::sqlite(path).into(),
+            #[cfg(feature = "postgres")]
+            None => Inbox::postgres(url).into(),
+            #[cfg(not(feature = "postgres"))]
+            None => unreachable!("a PostgreSQL store without the feature"),
+        }
+    }
+
+    /// A bounce of `message_id` created 2023-01-25 14:03:06 (console time).
+    fn bounce(api_key: &str, message_id: &str, to: &str) -> Vec<u8> {
+        format!(
+            r#"{{"api_key":"{api_key}","event_type":"bounces","server_composition":"pro","event":{{"bounces":[
+            {{"created":"2023-01-25 14:03:06","status":"2015","to":"{to}","messageId":"{message_id}"}}]}}}}"#
+        )
+        .into_bytes()
+    }
+
+    async fn send(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> u16 {
+        common::http::send_raw(
+            addr,
+            &common::http::post(path, &["Content-Type: application/json"], body),
+        )
+        .await
+        .status
+    }
+
+    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_row_carries_its_source_and_is_scoped_by_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for url in common::inbox::stores(dir.path(), "sourced", "sources", "sources").await {
+            let inbox = builder(&url).open().await.unwrap();
+            let layer = layer();
+            let zones: HashMap<String, Source> = layer
+                .sources()
+                .into_iter()
+                .map(|s| (s.name().to_owned(), s))
+                .collect();
+            let app = Router::new()
+                .route("/cmc/tokyo", post_service(inbox.receive()))
+                .route("/cmc", post_service(inbox.receive()))
+                .layer(layer);
+            let addr = common::http::serve("127.0.0.1:0", app).await;
+
+            assert_eq!(
+                send(
+                    addr,
+                    "/cmc/tokyo",
+                    &bounce("tokyo-key", "<t@x>", "t@example.jp")
+                )
+                .await,
+                200,
+                "{url}"
+            );
+            assert_eq!(
+                send(addr, "/cmc", &bounce("ny-key", "<n@x>", "n@example.jp")).await,
+                200,
+                "{url}"
+            );
+            // One source's key on the other's path: refused at the gate,
+            // and nothing is stored.
+            assert_eq!(
+                send(
+                    addr,
+                    "/cmc/tokyo",
+                    &bounce("ny-key", "<x1@x>", "x@example.jp")
+                )
+                .await,
+                401
+            );
+            assert_eq!(
+                send(addr, "/cmc", &bounce("tokyo-key", "<x2@x>", "x@example.jp")).await,
+                401
+            );
+            assert_eq!(inbox.counts().await.unwrap().events.total(), 2, "{url}");
+            assert!(inbox.history("<x1@x>").await.unwrap().is_empty());
+            assert!(inbox.history("<x2@x>").await.unwrap().is_empty());
+
+            // Counts by source.
+            assert_eq!(inbox.counts_of("tokyo").await.unwrap().events.pending, 1);
+            assert_eq!(inbox.counts_of("ny").await.unwrap().events.pending, 1);
+            assert_eq!(inbox.counts_of("default").await.unwrap().events.total(), 0);
+            let by_source = inbox.counts_by_source().await.unwrap();
+            assert_eq!(
+                by_source.keys().map(String::as_str).collect::<Vec<_>>(),
+                ["ny", "tokyo"]
+            );
+            assert!(by_source["tokyo"].events.oldest_pending.is_some());
+
+            // The raw requests kept name their source.
+            let raw = inbox.raw_requests(0, 10).await.unwrap();
+            let mut raw_sources: Vec<_> = raw.iter().map(|r| r.source.clone()).collect();
+            raw_sources.sort();
+            assert_eq!(
+                raw_sources,
+                [Some("ny".to_owned()), Some("tokyo".to_owned())],
+                "{url}"
+            );
+
+            // The handler gets each row's source, and reads `created` in
+            // its zone; New York's fails (dead after one attempt).
+            let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+            let worker = {
+                let seen = seen.clone();
+                inbox
+                    .worker(move |job: Job| {
+                        let Item::Event(event) = &job.item else {
+                            panic!("an event was expected")
+                        };
+                        let at = zones[&job.source].created_at(event).unwrap();
+                        seen.lock()
+                            .unwrap()
+                            .push((job.source.clone(), at.to_string()));
+                        let fail = job.source == "ny";
+                        async move {
+                            if fail {
+                                Err("ny's handler is down".to_owned())
+                            } else {
+                                Ok(())
+                            }
+                        }
+                    })
+                    .max_attempts(1)
+                    .spawn()
+            };
+            eventually("two rows handled", || seen.lock().unwrap().len() == 2).await;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while inbox.counts().await.unwrap().events.dead == 0 {
+                assert!(Instant::now() < deadline, "the row did not die");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            worker.shutdown(Duration::from_secs(5)).await.unwrap();
+            let mut seen = std::mem::take(&mut *seen.lock().unwrap());
+            seen.sort();
+            assert_eq!(
+                seen,
+                [
+                    ("ny".to_owned(), "2023-01-25T19:03:06Z".to_owned()),
+                    ("tokyo".to_owned(), "2023-01-25T05:03:06Z".to_owned()),
+                ],
+                "{url}"
+            );
+
+            // Dead rows, by source.
+            let dead = inbox.dead(10).await.unwrap();
+            assert_eq!(dead.len(), 1);
+            assert_eq!(dead[0].source, "ny");
+            assert_eq!(inbox.dead_of("ny", 10).await.unwrap().len(), 1);
+            assert!(inbox.dead_of("tokyo", 10).await.unwrap().is_empty());
+            assert_eq!(inbox.counts_of("ny").await.unwrap().events.dead, 1);
+            assert_eq!(inbox.counts_of("tokyo").await.unwrap().events.done, 1);
+
+            // History, by source.
+            let history = inbox.history("<n@x>").await.unwrap();
+            assert_eq!(history.len(), 1);
+            assert_eq!(history[0].source, "ny");
+            assert!(inbox.history_of("tokyo", "<n@x>").await.unwrap().is_empty());
+            assert_eq!(inbox.history_of("ny", "<n@x>").await.unwrap().len(), 1);
+
+            // Replay, by source: tokyo's done row, not ny's dead one.
+            let all = Filter::dead().states([
+                cmc_webhook::inbox::State::Done,
+                cmc_webhook::inbox::State::Dead,
+            ]);
+            assert_eq!(
+                inbox.replay(&all.clone().source("nobody")).await.unwrap(),
+                0
+            );
+            assert_eq!(
+                inbox.replay(&Filter::dead().source("tokyo")).await.unwrap(),
+                0
+            );
+            assert_eq!(inbox.replay(&all.clone().source("tokyo")).await.unwrap(), 1);
+            assert_eq!(inbox.counts_of("tokyo").await.unwrap().events.pending, 1);
+            assert_eq!(inbox.counts_of("ny").await.unwrap().events.dead, 1);
+            assert_eq!(inbox.replay(&Filter::dead().source("ny")).await.unwrap(), 1);
+            assert_eq!(inbox.counts().await.unwrap().events.pending, 2);
+            inbox.close().await;
+        }
+    }
+
+    /// The suppression list is shared by the sources: a hard bounce from
+    /// one suppresses the address for all; its history names the source
+    /// whose event made the change, and `created` is read in that source's
+    /// zone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_suppression_list_is_shared_and_its_history_names_the_source() {
+        use cmc_webhook::inbox::suppression::SuppressionPolicy;
+        let dir = tempfile::tempdir().unwrap();
+        for url in common::inbox::stores(dir.path(), "suppressed", "sources", "sources").await {
+            let inbox = builder(&url).open().await.unwrap();
+            // A day ago (a suppression lasts from when the bounce was
+            // created), as a console would write it.
+            let civil = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24))
+                .round(jiff::Unit::Second)
+                .unwrap()
+                .in_tz("UTC")
+                .unwrap()
+                .datetime();
+            let created = civil.strftime("%Y-%m-%d %H:%M:%S").to_string();
+            let in_zone = |zone: &str| tz(zone).to_timestamp(civil).unwrap().to_string();
+            let hard = |to: &str| {
+                cmc_webhook::Webhook::parse(
+                    "application/json",
+                    bytes::Bytes::from(format!(
+                        r#"{{"event_type":"bounces","server_composition":"pro","event":{{"bounces":[
+                        {{"created":"{created}","status":"1","to":"{to}","messageId":"<h@x>"}}]}}}}"#
+                    )),
+                )
+                .unwrap()
+            };
+            let ny = Source::new("ny", tz("America/New_York"), None);
+            inbox
+                .store_sourced(cmc_webhook::Sourced(ny, hard("gone@example.jp")), None)
+                .await
+                .unwrap();
+            inbox.store(hard("old@example.jp"), None).await.unwrap();
+            let policy = SuppressionPolicy::default()
+                .time_zone(jiff::tz::TimeZone::UTC)
+                .source_time_zone("ny", tz("America/New_York"));
+            let worker = inbox
+                .worker(|_job: Job| async { Ok::<(), String>(()) })
+                .suppressions(policy)
+                .spawn();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while inbox.counts().await.unwrap().events.done < 2 {
+                assert!(Instant::now() < deadline, "not handled");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            worker.shutdown(Duration::from_secs(5)).await.unwrap();
+            let list = inbox.suppressions();
+            let gone = list.check("gone@example.jp").await.unwrap();
+            assert!(gone.suppressed, "{url}");
+            // Read in New York's zone (the policy's own is UTC).
+            assert_eq!(
+                gone.since.unwrap().to_string(),
+                in_zone("America/New_York"),
+                "{url}"
+            );
+            let old = list.check("old@example.jp").await.unwrap();
+            assert!(old.suppressed, "{url}");
+            assert_eq!(old.since.unwrap().to_string(), in_zone("UTC"), "{url}");
+            let history = list.history("gone@example.jp").await.unwrap();
+            assert_eq!(history.len(), 1);
+            assert_eq!(history[0].source.as_deref(), Some("ny"));
+            let history = list.history("old@example.jp").await.unwrap();
+            assert_eq!(history[0].source.as_deref(), Some("default"));
+            // A change by hand names no source.
+            list.add("hand@example.jp", None, "by hand").await.unwrap();
+            assert_eq!(
+                list.history("hand@example.jp").await.unwrap()[0].source,
+                None
+            );
+            inbox.close().await;
+        }
+    }
+
+    /// The store library call: `store` records `default`, `store_sourced`
+    /// the source given.
+    #[tokio::test]
+    async fn the_library_call_stores_with_a_source() {
+        let dir = tempfile::tempdir().unwrap();
+        for url in common::inbox::stores(dir.path(), "library", "sources", "sources").await {
+            let inbox = builder(&url).open().await.unwrap();
+            let parse = |body: Vec<u8>| {
+                cmc_webhook::Webhook::parse("application/json", bytes::Bytes::from(body)).unwrap()
+            };
+            inbox
+                .store(parse(bounce("k", "<a@x>", "a@example.jp")), None)
+                .await
+                .unwrap();
+            let sandbox = Source::new("sandbox", jiff::tz::TimeZone::UTC, None);
+            inbox
+                .store_sourced(
+                    cmc_webhook::Sourced(
+                        sandbox.clone(),
+                        parse(bounce("k", "<b@x>", "b@example.jp")),
+                    ),
+                    None,
+                )
+                .await
+                .unwrap();
+            // The same event from another source is a repeat, and keeps the
+            // source it was first stored with.
+            let again = inbox
+                .store_sourced(
+                    cmc_webhook::Sourced(sandbox, parse(bounce("k", "<a@x>", "a@example.jp"))),
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!((again.stored, again.repeated), (0, 1));
+            assert_eq!(
+                inbox.counts_of("default").await.unwrap().events.pending,
+                1,
+                "{url}"
+            );
+            assert_eq!(
+                inbox.counts_of("sandbox").await.unwrap().events.pending,
+                1,
+                "{url}"
+            );
+            assert_eq!(inbox.history("<a@x>").await.unwrap()[0].source, "default");
+            assert_eq!(inbox.history("<b@x>").await.unwrap()[0].source, "sandbox");
+            inbox.close().await;
+        }
+    }
+
+    /// A store of the schema before sources, with rows in every state (and
+    /// raw requests stored and refused): migrated, its rows are the
+    /// `default` source's.
+    #[tokio::test]
+    async fn rows_stored_before_sources_are_the_default_source() {
+        let dir = tempfile::tempdir().unwrap();
+        for url in common::inbox::stores(dir.path(), "before", "sources", "sources").await {
+            let backend = if url.starts_with("sqlite:") {
+                "sqlite"
+            } else {
+                "postgres"
+            };
+            let mut previous = sqlx::migrate::Migrator::new(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(format!("crates/inbox/migrations/{backend}")),
+            )
+            .await
+            .unwrap();
+            let sources = if backend == "sqlite" { 10 } else { 8 };
+            previous.migrations = previous
+                .migrations
+                .iter()
+                .filter(|m| m.version != sources)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into();
+            let batch = cmc_webhook::test_util::sample_events(4);
+            let mut statements = Vec::new();
+            for (event, state) in batch
+                .events
+                .iter()
+                .zip(["pending", "running", "done", "dead"])
+            {
+                let json = serde_json::to_string(event).unwrap().replace('\'', "''");
+                statements.push(format!(
+                    "INSERT INTO cmc_events (idempotency_key, event_type, server_composition, \
+                     received_at, event, run_at, state, attempts, done_at) VALUES ('{}', '{}', \
+                     'pro', 1000, '{json}', 1000, '{state}', 1, 2000)",
+                    event.idempotency_key(),
+                    event.event_type().as_str(),
+                ));
+            }
+            let mail = cmc_webhook::test_util::sample_inbound(false);
+            statements.push(format!(
+                "INSERT INTO cmc_mails (idempotency_key, envelope_from, envelope_to, subject, \
+                 filter, server_composition, received_at, attachments, size, mail, run_at) \
+                 VALUES ('{}', 'a@example.com', 'b@example.jp', 's', 'f', 'pro', 1000, 0, 0, '{}', 1000)",
+                mail.idempotency_key(),
+                serde_json::to_string(&mail).unwrap().replace('\'', "''"),
+            ));
+            for (outcome, sha) in [("stored", "a"), ("refused", "b")] {
+                statements.push(format!(
+                    "INSERT INTO cmc_raw_requests (received_at, content_type, outcome, \
+                     body_sha256, size) VALUES (1000, 'application/json', '{outcome}', '{}', 0)",
+                    sha.repeat(64)
+                ));
+            }
+            let inbox = match url.strip_prefix("sqlite:") {
+                Some(path) => {
+                    let pool = sqlx::SqlitePool::connect_with(
+                        sqlx::sqlite::SqliteConnectOptions::new()
+                            .filename(path)
+                            .create_if_missing(true),
+                    )
+                    .await
+                    .unwrap();
+                    previous.run(&pool).await.unwrap();
+                    for s in &statements {
+                        sqlx::query(sqlx::AssertSqlSafe(s.as_str()))
+                            .execute(&pool)
+                            .await
+                            .unwrap();
+                    }
+                    pool.close().await;
+                    let migrated = Inbox::sqlite(path).migrate().await.unwrap();
+                    assert_eq!(migrated.version, 11);
+                    Inbox::sqlite(path)
+                        .migrate_on_open(false)
+                        .open()
+                        .await
+                        .unwrap()
+                }
+                #[cfg(not(feature = "postgres"))]
+                None => unreachable!("a PostgreSQL store without the feature"),
+                #[cfg(feature = "postgres")]
+                None => {
+                    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+                    previous.run(&pool).await.unwrap();
+                    for s in &statements {
+                        sqlx::query(sqlx::AssertSqlSafe(s.as_str()))
+                            .execute(&pool)
+                            .await
+                            .unwrap();
+                    }
+                    pool.close().await;
+                    Inbox::postgres(&url)
+                        .schema("public")
+                        .migrate()
+                        .await
+                        .unwrap();
+                    Inbox::postgres(&url)
+                        .schema("public")
+                        .migrate_on_open(false)
+                        .open()
+                        .await
+                        .unwrap()
+                }
+            };
+            let all = inbox.counts().await.unwrap();
+            assert_eq!((all.events.total(), all.mails.total()), (4, 1), "{url}");
+            assert_eq!(inbox.counts_of("default").await.unwrap(), all, "{url}");
+            assert_eq!(inbox.counts_by_source().await.unwrap().len(), 1);
+            assert_eq!(inbox.dead_of("default", 10).await.unwrap().len(), 1);
+            assert_eq!(inbox.dead(10).await.unwrap()[0].source, "default");
+            let raw = inbox.raw_requests(0, 10).await.unwrap();
+            let raw: Vec<_> = raw
+                .iter()
+                .map(|r| (r.outcome, r.source.as_deref()))
+                .collect();
+            assert_eq!(
+                raw,
+                [
+                    (cmc_webhook::inbox::RawOutcome::Stored, Some("default")),
+                    (cmc_webhook::inbox::RawOutcome::Refused, None),
+                ],
+                "{url}"
+            );
+            // The worker hands the pending rows out as the default source's.
+            let sources: Arc<Mutex<Vec<String>>> = Arc::default();
+            let worker = {
+                let sources = sources.clone();
+                inbox
+                    .worker(move |job: Job| {
+                        sources.lock().unwrap().push(job.source.clone());
+                        async { Ok::<(), String>(()) }
+                    })
+                    .spawn()
+            };
+            eventually("the pending event and mail", || {
+                sources.lock().unwrap().len() >= 2
+            })
+            .await;
+            worker.shutdown(Duration::from_secs(5)).await.unwrap();
+            assert!(sources.lock().unwrap().iter().all(|s| s == "default"));
+            inbox.close().await;
+        }
+    }
+}

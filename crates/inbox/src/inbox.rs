@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use cmc_webhook_core::Webhook;
+use cmc_webhook_core::source::DEFAULT_SOURCE;
+use cmc_webhook_core::{Sourced, Webhook};
 
 use crate::clock::{self, Clock};
 use crate::commit::Pending;
@@ -95,7 +96,9 @@ impl Inbox {
     }
 
     /// Stores a webhook that arrived from `client`, and returns once it is
-    /// committed: the framework-free form of [`receive`](Inbox::receive).
+    /// committed: the framework-free form of [`receive`](Inbox::receive),
+    /// for one CMC account (its rows are recorded as the source `default`;
+    /// [`store_sourced`](Inbox::store_sourced) records another).
     ///
     #[cfg_attr(feature = "sqlite", doc = "```")]
     #[cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
@@ -123,19 +126,60 @@ impl Inbox {
         webhook: Webhook,
         client: Option<IpAddr>,
     ) -> Result<Receipt, InboxError> {
-        self.store_kept(webhook, client, None).await
+        self.store_kept(DEFAULT_SOURCE, webhook, client, None).await
+    }
+
+    /// Stores a webhook with the [`Source`](cmc_webhook_core::Source) (CMC
+    /// account) it came from, as
+    /// [`read_sourced_webhook`](cmc_webhook_core::read_sourced_webhook) and
+    /// the [`Sourced`] extractor give it: each row records the source's
+    /// name ([`Job::source`](crate::Job::source)). An event or mail stored
+    /// before (from any source) is counted as repeated and keeps the
+    /// source it was first stored with.
+    ///
+    #[cfg_attr(feature = "sqlite", doc = "```")]
+    #[cfg_attr(not(feature = "sqlite"), doc = "```ignore")]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("cmc-doc-sourced-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// use bytes::Bytes;
+    /// use cmc_webhook_core::{Source, Sourced, Webhook};
+    /// use cmc_webhook_inbox::Inbox;
+    ///
+    /// let inbox = Inbox::sqlite(dir.join("inbox.sqlite3")).open().await?;
+    /// let body = r#"{"event_type":"bounces","server_composition":"pro","event":{"bounces":[
+    ///   {"created":"2023-01-25 14:03:09","status":"2015","to":"x@example.jp","messageId":"<1@x>"}]}}"#;
+    /// let sandbox = Source::new("sandbox", jiff::tz::TimeZone::UTC, None);
+    /// let webhook = Webhook::parse("application/json", Bytes::from(body))?;
+    /// inbox.store_sourced(Sourced(sandbox, webhook), None).await?;
+    /// assert_eq!(inbox.counts_of("sandbox").await?.events.pending, 1);
+    /// assert_eq!(inbox.counts_of("default").await?.events.pending, 0);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn store_sourced(
+        &self,
+        webhook: Sourced<Webhook>,
+        client: Option<IpAddr>,
+    ) -> Result<Receipt, InboxError> {
+        let Sourced(source, webhook) = webhook;
+        self.store_kept(source.name(), webhook, client, None).await
     }
 
     /// [`store`](Inbox::store), with the request's body and headers kept
     /// as it arrived (when the inbox keeps raw requests).
     pub(crate) async fn store_kept(
         &self,
+        source: &str,
         webhook: Webhook,
         client: Option<IpAddr>,
         raw: Option<(bytes::Bytes, crate::raw::types::Headers)>,
     ) -> Result<Receipt, InboxError> {
         let now = self.now();
         let raw = raw.filter(|_| self.inner.raw.keep);
+        let source = source.to_owned();
         let kind = match &webhook {
             Webhook::Events(_) => Kind::Event,
             Webhook::Inbound(_) => Kind::Mail,
@@ -152,13 +196,14 @@ impl Inbox {
                 .is_some_and(|(b, _)| b.len() > BLOCKING_MAIL_SIZE);
         let arrival = if large {
             tokio::task::spawn_blocking(move || {
-                crate::raw::arrival::arrival(webhook, client, now, raw)
+                crate::raw::arrival::arrival(&source, webhook, client, now, raw)
             })
             .await
             .map_err(|e| InboxError::new(InboxErrorKind::Closed, e.to_string()))??
         } else {
-            crate::raw::arrival::arrival(webhook, client, now, raw)?
+            crate::raw::arrival::arrival(&source, webhook, client, now, raw)?
         };
+        let source = arrival.source.clone();
         let closed = || InboxError::new(InboxErrorKind::Closed, "the inbox's writer has stopped");
         let (reply, receipt) = oneshot::channel();
         self.inner
@@ -169,6 +214,7 @@ impl Inbox {
         let receipt = receipt.await.map_err(|_| closed())??;
         crate::telemetry::stored(
             kind.as_str(),
+            &source,
             receipt.stored as u64,
             receipt.repeated as u64,
         );
@@ -177,12 +223,56 @@ impl Inbox {
 
     /// How many events and mails are in each state.
     pub async fn counts(&self) -> Result<Counts, InboxError> {
-        self.inner.store.counts().await
+        self.inner.store.counts(None).await
+    }
+
+    /// How many events and mails of the source (CMC account) named
+    /// `source` are in each state (`default` for a layer configured for
+    /// one account, and for rows stored before sources existed).
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+    /// let sandbox = inbox.counts_of("sandbox").await?;
+    /// println!("sandbox: {} dead events", sandbox.events.dead);
+    /// # Ok(()) }
+    /// ```
+    pub async fn counts_of(&self, source: &str) -> Result<Counts, InboxError> {
+        self.inner.store.counts(Some(source)).await
+    }
+
+    /// The counts of each source that has rows, by name: what
+    /// [`counts_of`](Inbox::counts_of) gives for each, in one pass over
+    /// the tables.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+    /// for (source, counts) in inbox.counts_by_source().await? {
+    ///     println!("{source}: {} pending", counts.events.pending + counts.mails.pending);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn counts_by_source(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Counts>, InboxError> {
+        self.inner.store.counts_by_source().await
     }
 
     /// Up to `limit` dead rows, oldest first, with their last errors.
     pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
-        self.inner.store.dead(limit).await
+        self.inner.store.dead(limit, None).await
+    }
+
+    /// [`dead`](Inbox::dead), of the source named `source` only.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+    /// for row in inbox.dead_of("sandbox", 20).await? {
+    ///     println!("{} {} {:?}", row.source, row.summary, row.last_error);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn dead_of(&self, source: &str, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
+        self.inner.store.dead(limit, Some(source)).await
     }
 
     /// Sets the `done` or `dead` rows that `filter` takes back to
@@ -213,7 +303,31 @@ impl Inbox {
     /// with its angle brackets), in the order CMC dated them: what
     /// happened to this mail?
     pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
-        let mut history = self.inner.store.history(message_id).await?;
+        self.history_in(message_id, None).await
+    }
+
+    /// [`history`](Inbox::history), of the events of the source named
+    /// `source` only (each entry names its
+    /// [`source`](crate::HistoryEntry::source)).
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+    /// let history = inbox.history_of("sandbox", "<20230125140309.1234@example.com>").await?;
+    /// for entry in history.iter() {
+    ///     println!("{} {}", entry.source, entry.event.event_type());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn history_of(&self, source: &str, message_id: &str) -> Result<History, InboxError> {
+        self.history_in(message_id, Some(source)).await
+    }
+
+    async fn history_in(
+        &self,
+        message_id: &str,
+        source: Option<&str>,
+    ) -> Result<History, InboxError> {
+        let mut history = self.inner.store.history(message_id, source).await?;
         for entry in &mut history.entries {
             self.inner
                 .store

@@ -151,6 +151,12 @@ pub struct Job {
     pub client: Option<IpAddr>,
     /// The `server_composition` of the batch or mail.
     pub server_composition: Text,
+    /// The name of the source (CMC account) the webhook came from, as the
+    /// layer decided it ([`Source::name`](cmc_webhook_core::Source::name)):
+    /// `default` for a layer configured for one account, and for rows
+    /// stored before sources existed. Look up the source's console zone by
+    /// this name to read the event's `created`.
+    pub source: String,
     /// The event or the mail.
     pub item: Item,
 }

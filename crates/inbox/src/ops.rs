@@ -110,12 +110,22 @@ impl Counts {
 /// The query (the same for both backends) for when the oldest pending row
 /// of a table was received: the first pending one in the order of `id`,
 /// through the index of active rows.
-pub(crate) fn oldest_pending_sql(kind: Kind) -> String {
+/// With `source`, only that source's rows (`?1` its name).
+pub(crate) fn oldest_pending_sql(kind: Kind, source: bool) -> String {
     format!(
-        "SELECT received_at FROM {} WHERE state IN ('pending', 'running') AND state = 'pending' \
+        "SELECT received_at FROM {} WHERE state IN ('pending', 'running') AND state = 'pending'{} \
          ORDER BY id LIMIT 1",
-        kind.table()
+        kind.table(),
+        if source { " AND source = ?1" } else { "" }
     )
+}
+
+/// `AND source = ?n` when a read is scoped to a source.
+pub(crate) fn source_condition(source: Option<&str>, n: usize) -> String {
+    match source {
+        Some(_) => format!(" AND source = ?{n}"),
+        None => String::new(),
+    }
 }
 
 /// The SQL expression (the same for both backends) that summarises a dead
@@ -163,8 +173,8 @@ impl ReplayWalk {
 
 /// The statement of one slice of a replay of `kind` (`None`: the filter
 /// takes no state a replay changes), with `?N` parameters: `?1` now, `?2`
-/// the last id already walked, `?3` as the walk says, then the key and
-/// the Message-ID when the filter has them, in that order. The states
+/// the last id already walked, `?3` as the walk says, then the key, the
+/// Message-ID and the source when the filter has them, in that order. The states
 /// are written in (they are this crate's names), so that no `? IS NULL
 /// OR` keeps the database from the index.
 pub(crate) fn replay_sql(kind: Kind, filter: &Filter) -> Option<(String, ReplayWalk)> {
@@ -184,6 +194,10 @@ pub(crate) fn replay_sql(kind: Kind, filter: &Filter) -> Option<(String, ReplayW
             "substr(message_id, 1, 200) = substr(CAST(?{next} AS TEXT), 1, 200) \
              AND message_id = CAST(?{next} AS TEXT)"
         ));
+        next += 1;
+    }
+    if filter.source.is_some() {
+        conditions.push(format!("source = CAST(?{next} AS TEXT)"));
     }
     let walk = if filter.key.is_some() || filter.message_id.is_some() {
         ReplayWalk::Matches
@@ -268,10 +282,12 @@ pub struct DeadRow {
     pub received_at: Timestamp,
     /// When it died.
     pub died_at: Option<Timestamp>,
+    /// The name of the source (CMC account) it came from.
+    pub source: String,
 }
 
-/// Which rows an operation takes: by key, by Message-ID, by kind and by
-/// state.
+/// Which rows an operation takes: by key, by Message-ID, by kind, by
+/// state and by source.
 ///
 /// ```
 /// use cmc_webhook_inbox::{Filter, Kind, State};
@@ -282,7 +298,9 @@ pub struct DeadRow {
 /// let message = Filter::message_id("<031a32d4@example.com>").kind(Kind::Event);
 /// // The done rows too, for a replay after a bug fix.
 /// let all = Filter::dead().states([State::Done, State::Dead]);
-/// # let _ = (dead, message, all);
+/// // The dead rows of one CMC account only.
+/// let sandbox = Filter::dead().source("sandbox");
+/// # let _ = (dead, message, all, sandbox);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
@@ -290,6 +308,7 @@ pub struct Filter {
     pub(crate) message_id: Option<String>,
     pub(crate) kinds: Vec<Kind>,
     pub(crate) states: Vec<State>,
+    pub(crate) source: Option<String>,
 }
 
 impl Filter {
@@ -300,6 +319,7 @@ impl Filter {
             message_id: None,
             kinds: vec![Kind::Event, Kind::Mail],
             states: vec![State::Dead],
+            source: None,
         }
     }
 
@@ -324,6 +344,13 @@ impl Filter {
     /// Only rows of this kind.
     pub fn kind(mut self, kind: Kind) -> Filter {
         self.kinds = vec![kind];
+        self
+    }
+
+    /// Only rows that came from the source (CMC account) named `name`
+    /// (`default` for a layer configured for one account).
+    pub fn source(mut self, name: impl Into<String>) -> Filter {
+        self.source = Some(name.into());
         self
     }
 
@@ -364,6 +391,8 @@ pub struct HistoryEntry {
     pub attempts: u32,
     /// The last error, when it failed.
     pub last_error: Option<String>,
+    /// The name of the source (CMC account) it came from.
+    pub source: String,
 }
 
 /// A sent mail's events, as [`Inbox::history`](super::Inbox::history)

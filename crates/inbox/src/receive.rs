@@ -17,6 +17,7 @@ use crate::inbox::Inbox;
 use crate::raw::tee::Tee;
 use crate::raw::types::Headers;
 use cmc_webhook_core::client_ip::ClientIp;
+use cmc_webhook_core::{Source, Sourced};
 
 impl Inbox {
     /// The tower service that stores webhooks; see [`Receive`].
@@ -29,11 +30,14 @@ impl Inbox {
 /// ok` once it is committed: the endpoint of an application that receives
 /// CMC through the inbox. Made by [`Inbox::receive`].
 ///
-/// It reads the request as [`read_webhook`](cmc_webhook_core::read_webhook) does
+/// It reads the request as [`read_sourced_webhook`](cmc_webhook_core::read_sourced_webhook) does
 /// (within the [`Policy`](cmc_webhook_core::Policy) the [`WebhookLayer`] put in the
 /// request, refusals answered with their status), and takes the client
 /// address from the layer's [`ClientIp`]. Put it behind the layer: the
-/// layer decides who may call.
+/// layer decides who may call, and from which of its
+/// [sources](cmc_webhook_core::WebhookLayerBuilder::source) (CMC
+/// accounts): each row records the source's name (`default` for a layer
+/// configured for one account).
 ///
 /// - Events already stored (CMC sends batches again) are counted and
 ///   answered 200, not stored twice.
@@ -118,12 +122,15 @@ where
 {
     let client = request.extensions().get::<ClientIp>().map(|c| c.0);
     if !inbox.inner.raw.keep {
-        let webhook = match cmc_webhook_core::read_webhook(request).await {
+        let webhook = match cmc_webhook_core::read_sourced_webhook(request).await {
             Ok(webhook) => webhook,
             Err(rejection) => return rejection.into_http_response(),
         };
-        return stored(inbox.store(webhook, client).await);
+        return stored(inbox.store_sourced(webhook, client).await);
     }
+    // The source the layer decided from the request's head, if it did
+    // (kept with a refused body).
+    let decided = request.extensions().get::<Source>().cloned();
     // The body as it arrived is recorded while the parser reads it, for
     // the raw request kept with the rows (or with the refusal).
     let headers = Headers::of(request.headers());
@@ -135,18 +142,25 @@ where
             .map(|mut seen| std::mem::take(&mut *seen).into_bytes())
             .unwrap_or_default()
     };
-    let webhook = match cmc_webhook_core::read_webhook(Request::from_parts(parts, body)).await {
+    let request = Request::from_parts(parts, body);
+    let Sourced(source, webhook) = match cmc_webhook_core::read_sourced_webhook(request).await {
         Ok(webhook) => webhook,
         Err(rejection) => {
             if rejection.status() == StatusCode::BAD_REQUEST {
-                inbox.keep_refused(seen(), headers, client, rejection.to_string());
+                inbox.keep_refused(
+                    seen(),
+                    headers,
+                    client,
+                    rejection.to_string(),
+                    decided.as_ref().map(Source::name),
+                );
             }
             return rejection.into_http_response();
         }
     };
     stored(
         inbox
-            .store_kept(webhook, client, Some((seen(), headers)))
+            .store_kept(source.name(), webhook, client, Some((seen(), headers)))
             .await,
     )
 }

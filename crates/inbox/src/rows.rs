@@ -212,6 +212,8 @@ impl Assembly {
 /// Everything one request stores, in one transaction.
 #[derive(Debug)]
 pub(crate) struct Arrival {
+    /// The name of the source (CMC account) it came from.
+    pub source: String,
     pub server_composition: String,
     pub client: Option<String>,
     pub received_at: i64,
@@ -236,14 +238,17 @@ impl Arrival {
     /// The rows of `webhook`. The mail's attachment bytes move into the
     /// rows (without a copy where the buffer is not shared).
     pub fn new(
+        source: &str,
         webhook: Webhook,
         client: Option<IpAddr>,
         received_at: Timestamp,
     ) -> Result<Arrival, InboxError> {
+        let source = source.to_owned();
         let client = client.map(|ip| ip.to_string());
         let received_at = received_at.as_millisecond();
         match webhook {
             Webhook::Events(batch) => Ok(Arrival {
+                source,
                 server_composition: batch.server_composition.to_string(),
                 client,
                 received_at,
@@ -256,6 +261,7 @@ impl Arrival {
                 raw: RawRef::None,
             }),
             Webhook::Inbound(mail) => Ok(Arrival {
+                source,
                 server_composition: mail.server_composition.to_string(),
                 client,
                 received_at,
@@ -373,6 +379,7 @@ pub(crate) struct Claimed {
     pub client: Option<String>,
     pub received_at: i64,
     pub attempts: i64,
+    pub source: String,
     /// Why the row's columns could not be read, if they could not: the
     /// row is dead.
     pub unreadable: Option<String>,
@@ -408,6 +415,7 @@ impl Claimed {
             received_at: super::clock::from_millis(self.received_at),
             client: self.client.and_then(|c| c.parse().ok()),
             server_composition: Text::from(self.server_composition),
+            source: self.source,
             item,
         })
     }
@@ -436,6 +444,7 @@ where
             client: r.try_get(4)?,
             received_at: r.try_get(5)?,
             attempts: r.try_get(6)?,
+            source: r.try_get(7)?,
             unreadable: None,
         })
     };
@@ -447,6 +456,7 @@ where
         client: None,
         received_at: 0,
         attempts: r.try_get(6).unwrap_or(1),
+        source: String::new(),
         unreadable: Some(e.to_string()),
     })
 }
@@ -476,6 +486,7 @@ where
         died_at: r
             .try_get::<Option<i64>, _>(7)?
             .map(super::clock::from_millis),
+        source: r.try_get(8)?,
     }))
 }
 
@@ -547,6 +558,7 @@ where
         state,
         attempts: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(u32::MAX),
         last_error: r.try_get(6)?,
+        source: r.try_get(7)?,
     }))
 }
 

@@ -1,7 +1,7 @@
 //! The inbox's metrics, through the [`metrics`](https://docs.rs/metrics)
 //! facade (feature `metrics`): every function here is a no-op without the
 //! feature. Label values are closed sets (kinds, states, outcomes, and
-//! the operator's mailbox names).
+//! the operator's mailbox and source names).
 
 /// Names, in the order of the README's table.
 #[cfg(feature = "metrics")]
@@ -76,19 +76,23 @@ pub fn describe_metrics() {
     );
 }
 
-/// The inbox stored `new` rows and found `repeats` already stored.
-pub(crate) fn stored(kind: &'static str, new: u64, repeats: u64) {
+/// The inbox stored `new` rows from `source` and found `repeats` already
+/// stored. Source names are those the layer was configured with (or the
+/// application passed to `store_sourced`), a closed set.
+pub(crate) fn stored(kind: &'static str, source: &str, new: u64, repeats: u64) {
     #[cfg(feature = "metrics")]
     {
         if new > 0 {
-            metrics::counter!(names::INBOX_STORED, "kind" => kind).increment(new);
+            metrics::counter!(names::INBOX_STORED, "kind" => kind, "source" => source.to_owned())
+                .increment(new);
         }
         if repeats > 0 {
-            metrics::counter!(names::INBOX_REPEATS, "kind" => kind).increment(repeats);
+            metrics::counter!(names::INBOX_REPEATS, "kind" => kind, "source" => source.to_owned())
+                .increment(repeats);
         }
     }
     #[cfg(not(feature = "metrics"))]
-    let _ = (kind, new, repeats);
+    let _ = (kind, source, new, repeats);
 }
 
 /// A handler run ended.
@@ -118,16 +122,21 @@ pub(crate) fn failed_row(kind: &'static str, dead: bool) {
     let _ = (kind, dead);
 }
 
-/// The rows of a kind in a state (the worker's gauge task).
+/// The rows of a kind in a state from a source (the worker's gauge
+/// task; source names are read from the rows, which hold the names the
+/// layer was configured with).
 #[cfg(feature = "metrics")]
-pub(crate) fn rows(kind: &'static str, state: &'static str, n: u64) {
-    metrics::gauge!(names::INBOX_ROWS, "kind" => kind, "state" => state).set(n as f64);
+pub(crate) fn rows(kind: &'static str, source: &str, state: &'static str, n: u64) {
+    metrics::gauge!(names::INBOX_ROWS, "kind" => kind, "source" => source.to_owned(), "state" => state)
+        .set(n as f64);
 }
 
-/// The age of the oldest pending row of a kind (0 when there is none).
+/// The age of the oldest pending row of a kind from a source (0 when
+/// there is none).
 #[cfg(feature = "metrics")]
-pub(crate) fn oldest_pending(kind: &'static str, age: std::time::Duration) {
-    metrics::gauge!(names::INBOX_OLDEST_PENDING, "kind" => kind).set(age.as_secs_f64());
+pub(crate) fn oldest_pending(kind: &'static str, source: &str, age: std::time::Duration) {
+    metrics::gauge!(names::INBOX_OLDEST_PENDING, "kind" => kind, "source" => source.to_owned())
+        .set(age.as_secs_f64());
 }
 
 /// Routing wrote a delivery to `mailbox` (`None`: unrouted).

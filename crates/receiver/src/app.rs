@@ -19,7 +19,7 @@ use cmc_webhook_core::client_ip::{ClientIp, ForwardedHeader};
 use cmc_webhook_core::ipnet::IpNet;
 use cmc_webhook_core::{
     Attachment, ConfigError, Event, InboundMail, Source, SourceBuilder, Sourced, Webhook,
-    WebhookLayer, default_time_zone,
+    WebhookLayer, default_time_zone, source::DEFAULT_SOURCE,
 };
 use cmc_webhook_inbox::mailbox::{MailJob, Mailbox, Mailboxes, Unrouted};
 use cmc_webhook_inbox::{Inbox, Item, Job};
@@ -239,6 +239,9 @@ pub struct Printer {
     mails: Arc<AtomicU64>,
     /// Events and mails printed.
     printed: Arc<[AtomicU64; 2]>,
+    /// The configured sources by name, the default one among them: a
+    /// stored row's `created` is read in its source's zone.
+    sources: Arc<std::collections::HashMap<String, Source>>,
 }
 
 impl std::fmt::Debug for Printer {
@@ -266,7 +269,28 @@ impl Printer {
             format: options.format,
             mails: Arc::default(),
             printed: Arc::default(),
+            sources: Arc::new(configured_sources(options)),
         }
+    }
+
+    /// The configured source a stored row names, or (a name this
+    /// configuration does not have: the row was stored under another)
+    /// the default source's zone under that name, with a note saying so.
+    fn stored_source(&self, name: &str) -> (Source, Option<String>) {
+        if let Some(source) = self.sources.get(name) {
+            return (source.clone(), None);
+        }
+        let fallback = self
+            .sources
+            .get(DEFAULT_SOURCE)
+            .map_or_else(default_time_zone, |s| s.time_zone().clone());
+        (
+            Source::new(name, fallback, None),
+            Some(format!(
+                "source {:?} is not configured: created read in the default source's zone",
+                cmc_webhook_core::printable(name, 64)
+            )),
+        )
     }
 
     /// Events and mails printed so far.
@@ -311,6 +335,28 @@ impl Printer {
         Ok(())
     }
 
+    /// A stored event's line: `created` read in its source's zone, and
+    /// the note when that source is not configured.
+    async fn stored_event(
+        &self,
+        client: &str,
+        server_composition: &str,
+        event: &Event,
+        source: &Source,
+        note: Option<String>,
+    ) -> Result<(), Stalled> {
+        let Some(note) = note.filter(|_| self.format == Format::Json) else {
+            return self
+                .events(client, server_composition, [event], Some(source))
+                .await;
+        };
+        let mut line = event_line(client, server_composition, event, Some(source));
+        line["note"] = json!(note);
+        self.lines.print(line.to_string()).await?;
+        self.printed[0].fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn mail(
         &self,
         mail: &InboundMail,
@@ -324,26 +370,31 @@ impl Printer {
                 line["source"] = json!(source.name());
                 line.to_string()
             }
-            _ => return self.routed_mail(mail, client, saved, None).await,
+            _ => return self.routed_mail(mail, client, saved, None, None).await,
         };
         self.lines.print(line).await?;
         self.printed[1].fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// A mail's line; with `mailbox` (routing is on), its mailbox or null.
+    /// A mail's line; with `mailbox` (routing is on), its mailbox or null;
+    /// a stored mail of a named source (not `default`) names it.
     async fn routed_mail(
         &self,
         mail: &InboundMail,
         client: &str,
         saved: Vec<Value>,
         mailbox: Option<Option<&str>>,
+        source: Option<&str>,
     ) -> Result<(), Stalled> {
         let line = match self.format {
             Format::Json => {
                 let mut line = inbound_line(mail, client, saved);
                 if let Some(mailbox) = mailbox {
                     line["mailbox"] = json!(mailbox);
+                }
+                if let Some(source) = source.filter(|s| *s != DEFAULT_SOURCE) {
+                    line["source"] = json!(source);
                 }
                 line.to_string()
             }
@@ -363,14 +414,16 @@ impl Printer {
     pub async fn handle(self, job: Job) -> Result<(), String> {
         let client = job.client.map(|c| c.to_string()).unwrap_or_default();
         match &job.item {
-            Item::Event(event) => self
-                .events(&client, &job.server_composition, [event], None)
-                .await
-                .map_err(|e| e.to_string())?,
+            Item::Event(event) => {
+                let (source, note) = self.stored_source(&job.source);
+                self.stored_event(&client, &job.server_composition, event, &source, note)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
             Item::Mail(mail) => {
                 let number = u64::try_from(job.id.id).unwrap_or_default();
                 let saved = self.save(number, mail).await?;
-                self.routed_mail(mail, &client, saved, None)
+                self.routed_mail(mail, &client, saved, None, Some(&job.source))
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -386,9 +439,15 @@ impl Printer {
         let client = job.client.map(|c| c.to_string()).unwrap_or_default();
         let number = u64::try_from(job.mail_id).unwrap_or_default();
         let saved = self.save(number, &job.mail).await?;
-        self.routed_mail(&job.mail, &client, saved, Some(Some(&job.mailbox)))
-            .await
-            .map_err(|e| e.to_string())
+        self.routed_mail(
+            &job.mail,
+            &client,
+            saved,
+            Some(Some(&job.mailbox)),
+            Some(&job.source),
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// The line of a mail no route took (`"mailbox": null`). The hook is
@@ -406,6 +465,7 @@ impl Printer {
                 &client,
                 vec![Value::Null; mail.mail.attachments.len()],
                 Some(None),
+                Some(&mail.source),
             )
             .await;
         if printed.is_err() {
@@ -527,9 +587,43 @@ async fn on_webhook(
     Ok("ok\n")
 }
 
+/// The suppression list's policy: the default one, with each configured
+/// source's events read in its console zone.
+pub fn suppression_policy(options: &Options) -> cmc_webhook_inbox::suppression::SuppressionPolicy {
+    let sources = configured_sources(options);
+    let mut policy = cmc_webhook_inbox::suppression::SuppressionPolicy::default();
+    for (name, source) in sources {
+        policy = if name == DEFAULT_SOURCE {
+            policy.time_zone(source.time_zone().clone())
+        } else {
+            policy.source_time_zone(name, source.time_zone().clone())
+        };
+    }
+    policy
+}
+
+/// The sources `options` configure, by name: the default one (its zone
+/// `--time-zone`, or Asia/Tokyo) and each `[[source]]` table (its zone,
+/// or the default one's).
+fn configured_sources(options: &Options) -> std::collections::HashMap<String, Source> {
+    let default_zone = options.time_zone.clone().unwrap_or_else(default_time_zone);
+    let mut sources = std::collections::HashMap::new();
+    sources.insert(
+        DEFAULT_SOURCE.to_owned(),
+        Source::new(DEFAULT_SOURCE, default_zone.clone(), None),
+    );
+    for s in &options.sources {
+        let zone = s.time_zone.clone().unwrap_or_else(|| default_zone.clone());
+        sources.insert(
+            s.name.clone(),
+            Source::new(s.name.clone(), zone, s.path.clone()),
+        );
+    }
+    sources
+}
+
 /// An event's line; `at` is `created` read in the zone of its source
-/// (the default zone for stored rows, which do not record it), and a
-/// named source is named.
+/// (without one, the default zone), and a named source is named.
 fn event_line(
     client: &str,
     server_composition: &str,
@@ -582,16 +676,17 @@ pub const DEAD_SUMMARY: usize = 200;
 /// See [`DEAD_SUMMARY`].
 pub const DEAD_ERROR: usize = 500;
 
-/// The line `dead` prints of a dead row: id, key, summary, attempts, last
-/// error, separated by tabs. The summary (a subject, an address) and the
+/// The line `dead` prints of a dead row: id, key, source, summary,
+/// attempts, last error, separated by tabs. The summary (a subject, an address) and the
 /// error come from webhooks: escaped (a CR or LF cannot forge a row, an
 /// escape sequence cannot reach the terminal, a tab cannot shift the
 /// columns) and cut.
 pub fn dead_line(row: &cmc_webhook_inbox::DeadRow) -> String {
     format!(
-        "{}\t{}\t{}\tattempts {}\t{}",
+        "{}\t{}\t{}\t{}\tattempts {}\t{}",
         row.id,
         row.key,
+        cmc_webhook_core::printable(&row.source, 64),
         cmc_webhook_core::printable(&row.summary, DEAD_SUMMARY),
         row.attempts,
         row.last_error.as_deref().map_or_else(

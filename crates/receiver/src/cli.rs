@@ -6,6 +6,7 @@
 //!                                                 # stored in ./cmc-inbox.sqlite3
 //! CMC_API_KEY=KEY cmc-receiver --listen '[::]:8080' --allow 203.0.113.0/24
 //! cmc-receiver counts                             # rows per state
+//! cmc-receiver counts --source sandbox            # ...of one CMC account ([[source]])
 //! cmc-receiver dead                               # dead rows and their errors
 //! cmc-receiver replay --dead                      # handle them again
 //! cmc-receiver history '<id@example.com>'
@@ -181,7 +182,7 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
                 .worker(move |job| handler.clone().handle(job))
                 .concurrency(args.concurrency)
                 .max_attempts(args.max_attempts)
-                .suppressions(suppression::SuppressionPolicy::default());
+                .suppressions(app::suppression_policy(&options));
             if let Some(mailboxes) = mailboxes {
                 worker = worker.mailboxes(mailboxes);
             }
@@ -590,9 +591,16 @@ async fn operate(
     retain: Duration,
 ) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Counts => print!("{}", inbox.counts().await?),
-        Command::Dead { limit } => {
-            for row in inbox.dead(*limit).await? {
+        Command::Counts { source } => match source {
+            Some(source) => print!("{}", inbox.counts_of(source).await?),
+            None => print!("{}", inbox.counts().await?),
+        },
+        Command::Dead { limit, source } => {
+            let rows = match source {
+                Some(source) => inbox.dead_of(source, *limit).await?,
+                None => inbox.dead(*limit).await?,
+            };
+            for row in rows {
                 println!("{}", app::dead_line(&row));
             }
         }
@@ -601,6 +609,7 @@ async fn operate(
             message_id,
             dead,
             kind,
+            source,
         } => {
             let mut filter = match (key, message_id, dead) {
                 (Some(key), _, _) => Filter::key(*key),
@@ -615,10 +624,16 @@ async fn operate(
                     Kind::Event
                 });
             }
+            if let Some(source) = source {
+                filter = filter.source(source.clone());
+            }
             println!("{} rows replayed", inbox.replay(&filter).await?);
         }
-        Command::History { message_id } => {
-            let history = inbox.history(message_id).await?;
+        Command::History { message_id, source } => {
+            let history = match source {
+                Some(source) => inbox.history_of(source, message_id).await?,
+                None => inbox.history(message_id).await?,
+            };
             for bad in history.unreadable() {
                 eprintln!(
                     "row {} does not read back, skipped: {}",
@@ -629,6 +644,7 @@ async fn operate(
             for entry in history {
                 let line = serde_json::json!({
                     "key": entry.key,
+                    "source": entry.source,
                     "received_at": entry.received_at.to_string(),
                     "state": entry.state.as_str(),
                     "attempts": entry.attempts,
@@ -878,6 +894,7 @@ async fn suppressions(
                     "reason": c.reason.map(|r| r.as_str()),
                     "note": c.note,
                     "at": c.at.to_string(),
+                    "source": c.source,
                 });
                 out(line)?;
             }

@@ -272,8 +272,9 @@ pub struct Args {
     /// Routes inbound mails to the mailbox NAME when their envelope
     /// recipient matches PATTERN: an address, `*@domain`, `prefix*@domain`
     /// (`reply+*@example.jp`), `/regex/`, `filter:RULE` (CMC's inbound
-    /// rule), `filter:RULE PATTERN` (both), or `*` for the mails no other
-    /// route takes. Repeatable, tried in order; a NAME given twice is one
+    /// rule), `filter:RULE PATTERN` (both), any of them after
+    /// `source:NAME` (only that CMC account's mails; `source:NAME` alone:
+    /// all of them), or `*` for the mails no other route takes. Repeatable, tried in order; a NAME given twice is one
     /// mailbox with two routes. Without a `*` route, the mails no route
     /// takes are kept as "unrouted". (In the environment: separated by
     /// semicolons; give a regex with a semicolon as a flag.)
@@ -465,12 +466,20 @@ pub enum Command {
     /// this version's.)
     Migrate,
     /// Rows per state.
-    Counts,
+    Counts {
+        /// Only the rows of this source (`default`: the one account of
+        /// the flags, and rows stored before sources existed).
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+    },
     /// The dead rows, with their last errors.
     Dead {
         /// The most rows listed (at least 1).
         #[arg(long, default_value = "100", value_parser = parse_count)]
         limit: usize,
+        /// Only the rows of this source.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
     },
     /// Sets done or dead rows back to pending, to be handled again.
     Replay {
@@ -486,11 +495,17 @@ pub enum Command {
         /// Only events, or only mails.
         #[arg(long, value_parser = ["event", "mail"])]
         kind: Option<String>,
+        /// Only the rows of this source.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
     },
     /// Every event stored for a sent mail, in order.
     History {
         /// The Message-ID, with its angle brackets.
         message_id: String,
+        /// Only the events of this source.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
     },
     /// Deletes the rows done before --retain, and the raw requests
     /// received before --raw-retain.
@@ -560,7 +575,7 @@ impl Command {
                 action,
                 SuppressionCommand::Add { .. } | SuppressionCommand::Remove { .. }
             ),
-            Command::Counts | Command::Dead { .. } | Command::History { .. } => false,
+            Command::Counts { .. } | Command::Dead { .. } | Command::History { .. } => false,
         }
     }
 }

@@ -96,6 +96,8 @@ pub struct MailJob {
     pub received_at: Timestamp,
     /// The address the webhook came from, as the layer saw it.
     pub client: Option<IpAddr>,
+    /// The name of the source (CMC account) the mail came from.
+    pub source: String,
     /// The mail. Its attachments' `data` are empty until
     /// [`load_attachments`](MailJob::load_attachments).
     pub mail: InboundMail,
@@ -113,6 +115,7 @@ impl fmt::Debug for MailJob {
             .field("attempt", &self.attempt)
             .field("received_at", &self.received_at)
             .field("client", &self.client)
+            .field("source", &self.source)
             .field("mail", &self.mail)
             .finish()
     }
@@ -188,6 +191,8 @@ pub struct Unrouted {
     pub received_at: Timestamp,
     /// The address the webhook came from, as the layer saw it.
     pub client: Option<IpAddr>,
+    /// The name of the source (CMC account) the mail came from.
+    pub source: String,
     /// The mail. Its attachments' `data` are empty until
     /// [`load_attachments`](Unrouted::load_attachments).
     pub mail: InboundMail,
@@ -202,6 +207,7 @@ impl fmt::Debug for Unrouted {
             .field("recipients", &self.recipients)
             .field("received_at", &self.received_at)
             .field("client", &self.client)
+            .field("source", &self.source)
             .field("mail", &self.mail)
             .finish()
     }
@@ -228,6 +234,7 @@ struct ReadMail {
     mail: InboundMail,
     received_at: Timestamp,
     client: Option<IpAddr>,
+    source: String,
 }
 
 impl ReadMail {
@@ -240,6 +247,7 @@ impl ReadMail {
             mail: serde_json::from_str(&row.json).map_err(|e| format!("mail: {e}"))?,
             received_at: from_millis(row.received_at),
             client: row.client.and_then(|c| c.parse().ok()),
+            source: row.source,
         })
     }
 }
@@ -266,6 +274,7 @@ pub(crate) fn into_job(
         attempt: u32::try_from(d.attempts).unwrap_or(u32::MAX),
         received_at: read.received_at,
         client: read.client,
+        source: read.source,
         mail: read.mail,
         store: store.clone(),
     })
@@ -291,6 +300,7 @@ pub(crate) async fn unrouted(
         recipients,
         received_at: read.received_at,
         client: read.client,
+        source: read.source,
         mail: read.mail,
         store: store.clone(),
     })

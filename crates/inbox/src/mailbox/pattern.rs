@@ -280,12 +280,15 @@ impl fmt::Debug for Pattern {
 
 /// What a route matches: an address [`Pattern`] on each envelope
 /// recipient, the name of the CMC inbound rule (`filter`) the mail came
-/// through, or both (then both must match).
+/// through, or both (then both must match); and, when it names one, only
+/// mails from that source (CMC account, as the layer named it).
 ///
 /// Written as text (what [`Mailboxes::route`](super::Mailboxes::route) and
 /// the receiver's `--mailbox` take): a pattern, `filter:NAME`, or
-/// `filter:NAME pattern`. A filter compares equal ignoring ASCII case and
-/// the white space around it.
+/// `filter:NAME pattern`, each optionally after `source:NAME` (or
+/// `source:NAME` alone: every mail of that source). A filter compares
+/// equal ignoring ASCII case and the white space around it; a source is
+/// compared exactly.
 ///
 /// ```
 /// use cmc_webhook_inbox::mailbox::Route;
@@ -296,12 +299,17 @@ impl fmt::Debug for Pattern {
 /// let both: Route = "filter:documents *@scan.example.jp".parse()?;
 /// assert!(both.matches("a@scan.example.jp", "documents"));
 /// assert!(!both.matches("a@example.jp", "documents"));
+///
+/// let sandbox: Route = "source:sandbox *@example.jp".parse()?;
+/// assert!(sandbox.matches_from("a@example.jp", "", "sandbox"));
+/// assert!(!sandbox.matches_from("a@example.jp", "", "production"));
 /// # Ok::<(), cmc_webhook_inbox::mailbox::MailboxError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Route {
     pattern: Option<Pattern>,
     filter: Option<String>,
+    source: Option<String>,
 }
 
 impl Route {
@@ -310,6 +318,7 @@ impl Route {
         Route {
             pattern: Some(pattern),
             filter: None,
+            source: None,
         }
     }
 
@@ -319,7 +328,24 @@ impl Route {
         Route {
             pattern: None,
             filter: Some(name.into().trim().to_owned()),
+            source: None,
         }
+    }
+
+    /// Every mail from the source (CMC account) named `name`, whatever
+    /// its recipients and filter.
+    pub fn source(name: impl Into<String>) -> Route {
+        Route {
+            pattern: None,
+            filter: None,
+            source: Some(name.into()),
+        }
+    }
+
+    /// This route, for mails from the source named `name` only.
+    pub fn and_source(mut self, name: impl Into<String>) -> Route {
+        self.source = Some(name.into());
+        self
     }
 
     /// This route, for mails of the CMC inbound rule `name` only.
@@ -328,8 +354,15 @@ impl Route {
         self
     }
 
+    /// Whether a mail from `source` that came through `filter` matches
+    /// for the normalised `recipient`: what routing asks.
+    pub fn matches_from(&self, recipient: &str, filter: &str, source: &str) -> bool {
+        self.source.as_deref().is_none_or(|name| name == source) && self.matches(recipient, filter)
+    }
+
     /// Whether a mail that came through `filter` matches for the
-    /// normalised `recipient`.
+    /// normalised `recipient`, whatever source the route names (see
+    /// [`matches_from`](Route::matches_from)).
     pub fn matches(&self, recipient: &str, filter: &str) -> bool {
         self.filter
             .as_deref()
@@ -349,6 +382,28 @@ impl FromStr for Route {
 
     fn from_str(text: &str) -> Result<Route, MailboxError> {
         let text = text.trim();
+        if let Some(rest) = text.strip_prefix("source:") {
+            let (name, rest) = rest
+                .trim_start()
+                .split_once(char::is_whitespace)
+                .unwrap_or((rest.trim_start(), ""));
+            if name.is_empty() {
+                return Err(MailboxError::new(format!(
+                    "the route {text:?} names no source: write source:NAME"
+                )));
+            }
+            let rest = rest.trim();
+            if rest.starts_with("source:") {
+                return Err(MailboxError::new(format!(
+                    "the route {text:?} names two sources"
+                )));
+            }
+            return Ok(if rest.is_empty() {
+                Route::source(name)
+            } else {
+                rest.parse::<Route>()?.and_source(name)
+            });
+        }
         let Some(rest) = text.strip_prefix("filter:") else {
             return Ok(Route::to(text.parse()?));
         };
@@ -397,6 +452,13 @@ impl fmt::Display for Route {
                 name.to_owned()
             }
         };
+        if let Some(source) = &self.source {
+            write!(f, "source:{source}")?;
+            if self.filter.is_none() && self.pattern.is_none() {
+                return Ok(());
+            }
+            f.write_str(" ")?;
+        }
         match (&self.filter, &self.pattern) {
             (Some(name), Some(p)) => write!(f, "filter:{} {p}", quoted(name)),
             (Some(name), None) => write!(f, "filter:{}", quoted(name)),

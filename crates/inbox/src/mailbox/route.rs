@@ -16,8 +16,8 @@ pub(crate) struct Routing<'a> {
 }
 
 impl Router for Routing<'_> {
-    fn route(&self, envelope_to: &str, filter: &str) -> Vec<Routed> {
-        route(self.routes, self.fallback, envelope_to, filter)
+    fn route(&self, envelope_to: &str, filter: &str, source: &str) -> Vec<Routed> {
+        route(self.routes, self.fallback, envelope_to, filter, source)
     }
 }
 
@@ -66,8 +66,8 @@ pub(crate) fn recipients(envelope_to: &str) -> Vec<String> {
         .collect()
 }
 
-/// Routes each recipient of a mail: the first route (in `routes`' order)
-/// that matches it wins, then the fallback. Recipients that reach the
+/// Routes each recipient of a mail from `source`: the first route (in
+/// `routes`' order) that matches it wins, then the fallback. Recipients that reach the
 /// same mailbox are grouped, in the order the mailboxes were first
 /// reached; the unrouted ones come last. A mail without a recipient is
 /// routed once, as the empty address (so that `filter` routes and the
@@ -77,6 +77,7 @@ pub(crate) fn route(
     fallback: Option<usize>,
     envelope_to: &str,
     filter: &str,
+    source: &str,
 ) -> Vec<Routed> {
     let recipients = recipients(envelope_to);
     let mut out: Vec<Routed> = Vec::new();
@@ -97,7 +98,10 @@ pub(crate) fn route(
         }
     };
     let one = |recipient: &str| -> (Option<usize>, Option<String>) {
-        match routes.iter().find(|(r, _)| r.matches(recipient, filter)) {
+        match routes
+            .iter()
+            .find(|(r, _)| r.matches_from(recipient, filter, source))
+        {
             Some((r, mailbox)) => (Some(*mailbox), Some(r.to_string())),
             None => (fallback, fallback.map(|_| "*".to_owned())),
         }
@@ -144,10 +148,10 @@ mod tests {
     #[test]
     fn the_first_matching_route_wins() {
         let table = routes(&[("support@example.jp", 0), ("*@example.jp", 1)]);
-        let got = route(&table, None, "Support@example.jp", "f");
+        let got = route(&table, None, "Support@example.jp", "f", "default");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].mailbox, Some(0));
-        let got = route(&table, None, "other@example.jp", "f");
+        let got = route(&table, None, "other@example.jp", "f", "default");
         assert_eq!(got[0].mailbox, Some(1));
         assert_eq!(got[0].route.as_deref(), Some("*@example.jp"));
     }
@@ -160,6 +164,7 @@ mod tests {
             None,
             "a@billing.example.jp, b@support.example.jp, c@nowhere.jp, d@billing.example.jp",
             "f",
+            "default",
         );
         assert_eq!(
             got,
@@ -184,11 +189,41 @@ mod tests {
     }
 
     #[test]
+    fn a_route_of_a_source_takes_that_sources_mails_only() {
+        let table = routes(&[("source:sandbox *@example.jp", 0), ("source:prod", 1)]);
+        assert_eq!(
+            route(&table, None, "a@example.jp", "f", "sandbox")[0].mailbox,
+            Some(0)
+        );
+        assert_eq!(
+            route(&table, None, "a@example.jp", "f", "prod")[0].mailbox,
+            Some(1)
+        );
+        assert_eq!(
+            route(&table, Some(2), "a@example.jp", "f", "default")[0].mailbox,
+            Some(2)
+        );
+        // Written back as read.
+        assert_eq!(table[0].0.to_string(), "source:sandbox *@example.jp");
+        assert_eq!(table[1].0.to_string(), "source:prod");
+        let with_filter: Route = "source:a filter:docs".parse().unwrap();
+        assert_eq!(with_filter.to_string(), "source:a filter:docs");
+        assert!("source:".parse::<Route>().is_err());
+        assert!("source:a source:b".parse::<Route>().is_err());
+    }
+
+    #[test]
     fn a_mail_without_recipients_still_reaches_filter_routes_and_the_fallback() {
         let table = routes(&[("filter:docs", 0)]);
-        assert_eq!(route(&table, Some(1), "", "docs")[0].mailbox, Some(0));
-        assert_eq!(route(&table, Some(1), "", "other")[0].mailbox, Some(1));
-        let none = route(&table, None, "", "other");
+        assert_eq!(
+            route(&table, Some(1), "", "docs", "default")[0].mailbox,
+            Some(0)
+        );
+        assert_eq!(
+            route(&table, Some(1), "", "other", "default")[0].mailbox,
+            Some(1)
+        );
+        let none = route(&table, None, "", "other", "default");
         assert_eq!(none[0].mailbox, None);
         assert!(none[0].recipients.is_empty());
     }

@@ -17,6 +17,7 @@ impl crate::Inbox {
         headers: Headers,
         client: Option<IpAddr>,
         reason: String,
+        source: Option<&str>,
     ) {
         if !self.inner.raw.keep {
             return;
@@ -47,6 +48,7 @@ impl crate::Inbox {
             self.now(),
             RawOutcome::Refused,
             Some(cmc_webhook_core::printable(&reason, 1000)),
+            source,
             kept,
         );
         let store = self.inner.store.clone();

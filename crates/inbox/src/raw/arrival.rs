@@ -12,6 +12,7 @@ use super::types::*;
 /// its body and headers. A body whose parsed `api_key` was not found to
 /// redact is not kept (a warning says so).
 pub(crate) fn arrival(
+    source: &str,
     webhook: cmc_webhook_core::Webhook,
     client: Option<IpAddr>,
     now: Timestamp,
@@ -21,7 +22,7 @@ pub(crate) fn arrival(
         cmc_webhook_core::Webhook::Events(b) => b.api_key.clone(),
         cmc_webhook_core::Webhook::Inbound(m) => m.api_key.clone(),
     };
-    let mut arrival = crate::rows::Arrival::new(webhook, client, now)?;
+    let mut arrival = crate::rows::Arrival::new(source, webhook, client, now)?;
     let Some((body, headers)) = raw else {
         return Ok(arrival);
     };
@@ -60,6 +61,7 @@ pub(crate) fn arrival(
         now,
         RawOutcome::Stored,
         None,
+        Some(source),
         kept,
     )));
     Ok(arrival)

@@ -217,7 +217,13 @@ impl Inbox {
             }
         };
         let client: Option<IpAddr> = row.client.as_deref().and_then(|c| c.parse().ok());
-        let mut arrival = Arrival::new(webhook, client, row.received_at)?;
+        // A refused body the layer had not decided a source for is
+        // read as the default source's.
+        let source = row
+            .source
+            .as_deref()
+            .unwrap_or(cmc_webhook_core::source::DEFAULT_SOURCE);
+        let mut arrival = Arrival::new(source, webhook, client, row.received_at)?;
         let store = &self.inner.store;
         let mut new_events = Vec::new();
         for e in std::mem::take(&mut arrival.events) {

@@ -121,6 +121,10 @@ pub struct RawRequest {
     pub mail: Option<i64>,
     /// Times the same body arrived again.
     pub repeats: u64,
+    /// The name of the source (CMC account) it came from; `None` for a
+    /// refused body whose source the layer had not decided (the body's
+    /// `api_key` decides it, and the body was not read).
+    pub source: Option<String>,
 }
 
 pub(crate) type RawRow = RawRequest;
@@ -160,6 +164,7 @@ pub(crate) struct NewRaw {
     pub transfer_encoding: Option<String>,
     pub outcome: RawOutcome,
     pub reason: Option<String>,
+    pub source: Option<String>,
     pub body: KeptBody,
 }
 
@@ -181,6 +186,7 @@ impl NewRaw {
         received_at: Timestamp,
         outcome: RawOutcome,
         reason: Option<String>,
+        source: Option<&str>,
         body: KeptBody,
     ) -> NewRaw {
         NewRaw {
@@ -192,6 +198,7 @@ impl NewRaw {
             transfer_encoding: headers.transfer_encoding,
             outcome,
             reason,
+            source: source.map(str::to_owned),
             body,
         }
     }

@@ -53,7 +53,8 @@ macro_rules! statements {
                     // (not those whose lease was lost) come back for the
                     // suppression list.
                     let returning = if kind == Kind::Event && suppress.is_some() {
-                        " RETURNING idempotency_key, event_type, recipient, status, created, received_at"
+                        " RETURNING idempotency_key, event_type, recipient, status, created, received_at, \
+                         source"
                     } else {
                         " RETURNING id"
                     };
@@ -75,10 +76,10 @@ macro_rules! statements {
                     }
                     if let Some(policy) = suppress.filter(|_| kind == Kind::Event) {
                         let observed =
-                            crate::suppression::rows::observed(&marked, &policy.time_zone)
+                            crate::suppression::rows::observed(&marked, policy)
                                 .map_err(failed)?;
-                        for (recipient, observed, change) in observed {
-                            keep_suppression(&mut *tx, policy, &recipient, &observed, &change, s.at)
+                        for (recipient, observed, change, source) in observed {
+                            keep_suppression(&mut *tx, policy, &recipient, &observed, (&change, &source), s.at)
                                 .await
                                 .map_err(failed)?;
                         }
@@ -190,7 +191,7 @@ macro_rules! statements {
                          AND id {not_held} END \
                          ORDER BY id LIMIT ?4{skip}) \
                          RETURNING id, idempotency_key, {columns}, server_composition, client, \
-                         received_at, attempts",
+                         received_at, attempts, source",
                         table = kind.table(),
                         not_held = not_in_ids("?6"),
                         skip = $skip,

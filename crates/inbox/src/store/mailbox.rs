@@ -15,14 +15,15 @@ fn text(s: &str) -> String {
 }
 
 /// The job columns of mails: `{ids}` is the list of their ids.
-const MAIL_ROWS: &str = "SELECT id, idempotency_key, mail, client, received_at \
+const MAIL_ROWS: &str = "SELECT id, idempotency_key, mail, client, received_at, source \
      FROM cmc_mails WHERE id IN {ids}";
 const DUE_MAILS: &str = "SELECT id, CAST(octet_length(envelope_to) + octet_length(filter) AS BIGINT) FROM cmc_mails \
      WHERE state IN ('pending', 'running') \
      AND CASE state WHEN 'pending' THEN run_at <= ?1 ELSE locked_until <= ?1 END \
      ORDER BY id LIMIT ?2";
 /// What routing reads of the mails chosen.
-const ROUTING_COLUMNS: &str = "SELECT id, envelope_to, filter FROM cmc_mails WHERE id IN {ids}";
+const ROUTING_COLUMNS: &str =
+    "SELECT id, envelope_to, filter, source FROM cmc_mails WHERE id IN {ids}";
 /// The most envelope and filter text one round reads, in bytes
 /// (`octet_length`: SQLite's `length` of text stops at the first U+0000,
 /// so a NUL would hide the rest of an envelope from the budget), but at
@@ -207,6 +208,7 @@ macro_rules! statements {
                         json: row.try_get(2)?,
                         client: row.try_get(3)?,
                         received_at: row.try_get(4)?,
+                        source: row.try_get(5)?,
                     },
                 );
             }
@@ -397,12 +399,12 @@ macro_rules! statements {
                 return Ok(());
             }
             let ids = ids_json(chosen.iter().copied());
-            let mut due: Vec<(i64, String, String)> =
+            let mut due: Vec<(i64, String, String, String)> =
                 sqlx::query_as(sql(&with_ids(ROUTING_COLUMNS, "?1")))
                     .bind(&ids)
                     .fetch_all(&mut *conn)
                     .await?;
-            due.sort_by_key(|(id, _, _)| *id);
+            due.sort_by_key(|(id, _, _, _)| *id);
             // A mail routed again (it was replayed) gets a new unrouted
             // row; the mailboxes it reached keep theirs.
             sqlx::query(sql(&with_ids(FORGET_UNROUTED, "?1")))
@@ -422,8 +424,8 @@ macro_rules! statements {
             }
             let boxes = r.mailboxes;
             let mut rows = Vec::new();
-            for (mail_id, envelope_to, filter) in &due {
-                for mut group in r.router.route(envelope_to, filter) {
+            for (mail_id, envelope_to, filter, source) in &due {
+                for mut group in r.router.route(envelope_to, filter, source) {
                     if let Some(i) = group.mailbox {
                         if let Some(held) = reached.get(&(*mail_id, boxes[i].name.clone())) {
                             // A mail without recipients reached it already.

@@ -186,20 +186,34 @@ impl Store {
         each!(self, s => s.attachments(id).await)
     }
 
-    pub async fn counts(&self) -> Result<Counts, InboxError> {
-        read!(self, pool, sql => sql::counts(pool).await)
+    pub async fn counts(&self, source: Option<&str>) -> Result<Counts, InboxError> {
+        read!(self, pool, sql => sql::counts(pool, source).await)
     }
 
-    pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
-        read!(self, pool, sql => sql::dead(pool, limit).await)
+    pub async fn counts_by_source(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Counts>, InboxError> {
+        read!(self, pool, sql => sql::counts_by_source(pool).await)
+    }
+
+    pub async fn dead(
+        &self,
+        limit: usize,
+        source: Option<&str>,
+    ) -> Result<Vec<DeadRow>, InboxError> {
+        read!(self, pool, sql => sql::dead(pool, limit, source).await)
     }
 
     pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
         with!(writes, self, s, sql => sql::replay(s, filter, now).await)
     }
 
-    pub async fn history(&self, message_id: &str) -> Result<History, InboxError> {
-        read!(self, pool, sql => sql::history(pool, message_id).await)
+    pub async fn history(
+        &self,
+        message_id: &str,
+        source: Option<&str>,
+    ) -> Result<History, InboxError> {
+        read!(self, pool, sql => sql::history(pool, message_id, source).await)
     }
 
     pub async fn prune(&self, before: i64) -> Result<Pruned, InboxError> {

@@ -43,6 +43,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0005_address_form.sql",
     "0006_event_texts.sql",
     "0007_raw_requests.sql",
+    "0008_sources.sql",
     "0009_suppression_keeping.sql",
 );
 
@@ -632,8 +633,8 @@ impl Postgres {
                 true,
                 "INSERT INTO cmc_mails (idempotency_key, message_id, envelope_from, \
                  envelope_to, subject, filter, server_composition, client, received_at, \
-                 attachments, size, mail, run_at, raw_request_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $9, $13) \
+                 attachments, size, mail, run_at, raw_request_id, source) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $9, $13, $14) \
                  ON CONFLICT (idempotency_key) DO UPDATE SET repeats = cmc_mails.repeats + 1 \
                  RETURNING id, (xmax = 0) AS inserted",
             ))
@@ -650,6 +651,7 @@ impl Postgres {
             .bind(m.size)
             .bind(&m.json)
             .bind(raw_id)
+            .bind(pg_text(&arrival.source))
             .fetch_one(&mut *tx)
             .await
             .map_err(failed)?;
@@ -818,6 +820,7 @@ async fn insert_events(
             (Vec::new(), Vec::new(), Vec::new());
         let mut raws: Vec<Option<i64>> = Vec::new();
         let mut compositions: Vec<String> = Vec::new();
+        let mut sources: Vec<String> = Vec::new();
         for key in chunk {
             let (i, e, extra) = first[key];
             let a = arrivals[i];
@@ -829,6 +832,7 @@ async fn insert_events(
             cols[5].push(pg_opt(&e.created));
             cols[6].push(Some(e.json.clone()));
             compositions.push(pg_text(&a.server_composition).into_owned());
+            sources.push(pg_text(&a.source).into_owned());
             clients.push(a.client.clone());
             received.push(a.received_at);
             dups.push(extra);
@@ -838,11 +842,11 @@ async fn insert_events(
             true,
             "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
              status, created, event, server_composition, client, received_at, run_at, repeats, \
-             raw_request_id) \
-             SELECT k, t, m, r, s, c, e, sc, cl, ra, ra, d, rr FROM UNNEST($1::TEXT[], $2::TEXT[], \
-             $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], \
-             $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[]) \
-             AS u(k, t, m, r, s, c, e, sc, cl, ra, d, rr) \
+             raw_request_id, source) \
+             SELECT k, t, m, r, s, c, e, sc, cl, ra, ra, d, rr, so FROM UNNEST($1::TEXT[], \
+             $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], \
+             $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[]) \
+             AS u(k, t, m, r, s, c, e, sc, cl, ra, d, rr, so) \
              ON CONFLICT (idempotency_key) \
              DO UPDATE SET repeats = cmc_events.repeats + 1 + EXCLUDED.repeats \
              RETURNING idempotency_key, (xmax = 0) AS inserted, id",
@@ -859,6 +863,7 @@ async fn insert_events(
         .bind(&received)
         .bind(&dups)
         .bind(&raws)
+        .bind(&sources)
         .fetch_all(&mut *tx)
         .await?;
         for row in rows {

@@ -89,9 +89,10 @@ macro_rules! statements {
             let body = inline(&raw.body.pieces);
             let row = sqlx::query(sql(
                 "INSERT INTO cmc_raw_requests (received_at, client, content_type, user_agent, \
-                 content_length, transfer_encoding, outcome, reason, body_sha256, size, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 content_length, transfer_encoding, outcome, reason, body_sha256, size, body, \
+                 source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
                  ON CONFLICT (body_sha256) DO UPDATE SET repeats = cmc_raw_requests.repeats + 1, \
+                 source = COALESCE(cmc_raw_requests.source, excluded.source), \
                  outcome = CASE WHEN excluded.outcome = 'stored' THEN 'stored' \
                  ELSE cmc_raw_requests.outcome END \
                  RETURNING id, repeats",
@@ -107,6 +108,7 @@ macro_rules! statements {
             .bind(&raw.body.sha256)
             .bind(raw.body.size as i64)
             .bind(body)
+            .bind(opt(&raw.source))
             .fetch_one(&mut *conn)
             .await?;
             let (id, repeats): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
@@ -175,8 +177,8 @@ macro_rules! statements {
         ) -> Result<Vec<RawRow>, InboxError> {
             let failed = |e| InboxError::database("could not list the raw requests", e);
             let columns = "SELECT id, received_at, client, content_type, user_agent, content_length, \
-                 transfer_encoding, outcome, reason, body_sha256, size, mail_id, repeats \
-                 FROM cmc_raw_requests";
+                 transfer_encoding, outcome, reason, body_sha256, size, mail_id, repeats, \
+                 source FROM cmc_raw_requests";
             let rows = match ids {
                 Some(ids) => {
                     let mut rows = Vec::new();
@@ -223,6 +225,7 @@ macro_rules! statements {
                         size: u64::try_from(r.try_get::<i64, _>(10)?).unwrap_or(0),
                         mail: r.try_get(11)?,
                         repeats: u64::try_from(r.try_get::<i64, _>(12)?).unwrap_or(0),
+                        source: r.try_get(13)?,
                     })
                 })
                 .collect::<Result<_, sqlx::Error>>()

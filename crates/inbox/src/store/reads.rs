@@ -39,19 +39,27 @@ macro_rules! statements {
             $crate::store::statement::dialect($pg, s)
         }
 
-        pub(crate) async fn counts(pool: &Pool) -> Result<Counts, InboxError> {
+        /// The counts of every row, or (`source`) of one source's rows.
+        pub(crate) async fn counts(pool: &Pool, source: Option<&str>) -> Result<Counts, InboxError> {
             let mut counts = Counts::default();
+            let scope = if source.is_some() { " WHERE source = ?1" } else { "" };
             for kind in [Kind::Event, Kind::Mail] {
-                let rows: Vec<(String, i64)> = sqlx::query_as(sql(&format!(
-                    "SELECT state, COUNT(*) FROM {} GROUP BY state",
+                let mut query = sqlx::query_as(sql(&format!(
+                    "SELECT state, COUNT(*) FROM {}{scope} GROUP BY state",
                     kind.table()
-                )))
+                )));
+                let mut oldest =
+                    sqlx::query_scalar(sql(&crate::ops::oldest_pending_sql(kind, source.is_some())));
+                if let Some(source) = source {
+                    query = query.bind($text(source));
+                    oldest = oldest.bind($text(source));
+                }
+                let rows: Vec<(String, i64)> = query
                 .fetch_all(pool)
                 .await
                 .map_err(|e| InboxError::database("could not count the rows", e))?;
                 counts.add_rows(kind, rows);
-                let oldest: Option<i64> =
-                    sqlx::query_scalar(sql(&crate::ops::oldest_pending_sql(kind)))
+                let oldest: Option<i64> = oldest
                         .fetch_optional(pool)
                         .await
                         .map_err(|e| {
@@ -62,16 +70,62 @@ macro_rules! statements {
             Ok(counts)
         }
 
-        pub(crate) async fn dead(pool: &Pool, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
+        /// The counts of each source that has rows, by name.
+        pub(crate) async fn counts_by_source(
+            pool: &Pool,
+        ) -> Result<std::collections::BTreeMap<String, Counts>, InboxError> {
+            let mut by_source = std::collections::BTreeMap::<String, Counts>::new();
+            for kind in [Kind::Event, Kind::Mail] {
+                let rows: Vec<(String, String, i64)> = sqlx::query_as(sql(&format!(
+                    "SELECT source, state, COUNT(*) FROM {} GROUP BY source, state",
+                    kind.table()
+                )))
+                .fetch_all(pool)
+                .await
+                .map_err(|e| InboxError::database("could not count the rows", e))?;
+                for (source, state, n) in rows {
+                    by_source.entry(source).or_default().add_rows(kind, vec![(state, n)]);
+                }
+            }
+            for (source, counts) in &mut by_source {
+                for kind in [Kind::Event, Kind::Mail] {
+                    if counts.of(kind).pending == 0 {
+                        continue;
+                    }
+                    let oldest: Option<i64> =
+                        sqlx::query_scalar(sql(&crate::ops::oldest_pending_sql(kind, true)))
+                            .bind($text(source.as_str()))
+                            .fetch_optional(pool)
+                            .await
+                            .map_err(|e| {
+                                InboxError::database("could not read the oldest pending row", e)
+                            })?;
+                    counts.set_oldest_pending(kind, oldest);
+                }
+            }
+            Ok(by_source)
+        }
+
+        pub(crate) async fn dead(
+            pool: &Pool,
+            limit: usize,
+            source: Option<&str>,
+        ) -> Result<Vec<DeadRow>, InboxError> {
             let failed = |e| InboxError::database("could not list the dead rows", e);
             let mut dead = Vec::new();
             for (kind, summary) in DEAD_SUMMARIES {
                 let rows = sqlx::query(sql(&format!(
                     "SELECT id, idempotency_key, {summary}, message_id, attempts, last_error, \
-                     received_at, done_at FROM {} WHERE state = 'dead' ORDER BY id LIMIT ?1",
-                    kind.table()
+                     received_at, done_at, source FROM {} WHERE state = 'dead'{} \
+                     ORDER BY id LIMIT ?1",
+                    kind.table(),
+                    crate::ops::source_condition(source, 2),
                 )))
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+                let rows = match source {
+                    Some(source) => rows.bind($text(source)),
+                    None => rows,
+                }
                 .fetch_all(pool)
                 .await
                 .map_err(failed)?;
@@ -86,13 +140,22 @@ macro_rules! statements {
             Ok(oldest_dead(dead, limit))
         }
 
-        pub(crate) async fn history(pool: &Pool, message_id: &str) -> Result<History, InboxError> {
-            let rows = sqlx::query(sql(
-                "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
-                 FROM cmc_events WHERE substr(message_id, 1, 200) = substr(?1, 1, 200) \
-                 AND message_id = ?1 ORDER BY created, id",
-            ))
-            .bind($text(message_id))
+        pub(crate) async fn history(
+            pool: &Pool,
+            message_id: &str,
+            source: Option<&str>,
+        ) -> Result<History, InboxError> {
+            let rows = sqlx::query(sql(&format!(
+                "SELECT id, idempotency_key, event, received_at, state, attempts, last_error, \
+                 source FROM cmc_events WHERE substr(message_id, 1, 200) = substr(?1, 1, 200) \
+                 AND message_id = ?1{} ORDER BY created, id",
+                crate::ops::source_condition(source, 2),
+            )))
+            .bind($text(message_id));
+            let rows = match source {
+                Some(source) => rows.bind($text(source)),
+                None => rows,
+            }
             .fetch_all(pool)
             .await
             .map_err(|e| InboxError::database("could not read the history", e))?;

@@ -257,6 +257,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0007_address_form.sql",
     "0008_event_texts.sql",
     "0009_raw_requests.sql",
+    "0010_sources.sql",
     "0011_suppression_keeping.sql",
 );
 
@@ -709,8 +710,8 @@ impl Sqlite {
                     let row = sqlx::query(
                         "INSERT INTO cmc_mails (idempotency_key, message_id, envelope_from, \
                      envelope_to, subject, filter, server_composition, client, received_at, \
-                     attachments, size, mail, run_at, raw_request_id) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?9, ?13) \
+                     attachments, size, mail, run_at, raw_request_id, source) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?9, ?13, ?14) \
                      ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
                      RETURNING id, repeats",
                     )
@@ -727,6 +728,7 @@ impl Sqlite {
                     .bind(m.size)
                     .bind(&m.json)
                     .bind(raw_id)
+                    .bind(&arrival.source)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(failed)?;
@@ -912,7 +914,7 @@ async fn insert_events(
         sql.push_str(
             "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
              status, created, server_composition, client, received_at, event, run_at, \
-             raw_request_id) VALUES ",
+             raw_request_id, source) VALUES ",
         );
         // Anonymous parameters: sqlx looks each numbered one up by name,
         // a scan of all of them, which made a 64-row statement quadratic.
@@ -920,7 +922,7 @@ async fn insert_events(
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?)");
+            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?,?)");
         }
         sql.push_str(
             " ON CONFLICT (idempotency_key) DO UPDATE SET repeats = repeats + 1 \
@@ -941,7 +943,8 @@ async fn insert_events(
                 .bind(a.received_at)
                 .bind(&e.json)
                 .bind(a.received_at)
-                .bind(raw_ids[*i]);
+                .bind(raw_ids[*i])
+                .bind(&a.source);
         }
         let returned = query.fetch_all(&mut *tx).await?;
         let mut by_key: std::collections::HashMap<String, Vec<(i64, i64)>> =

@@ -146,7 +146,7 @@ macro_rules! statements {
             policy: &Policy,
             recipient: &str,
             observed: &Observed,
-            change: &str,
+            (change, source): (&str, &str),
             now: i64,
         ) -> Result<(), sqlx::Error> {
             // A success is applied without the history: applying it again
@@ -166,13 +166,14 @@ macro_rules! statements {
             let key = observed.key.to_string();
             if !success {
                 let inserted = sqlx::query(sql(
-                    "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, at) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (idempotency_key) DO NOTHING",
+                    "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, at, \
+                     source) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
                 ))
                 .bind(recipient)
                 .bind(&key)
                 .bind(change)
                 .bind(now)
+                .bind(source)
                 .execute(&mut *tx)
                 .await?;
                 if inserted.rows_affected() == 0 {

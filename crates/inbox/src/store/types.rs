@@ -119,7 +119,7 @@ pub(crate) struct Routed {
 /// mailboxes, in the round's transaction: the mailboxes' routing table,
 /// without their handlers.
 pub(crate) trait Router: Sync + std::fmt::Debug {
-    fn route(&self, envelope_to: &str, filter: &str) -> Vec<Routed>;
+    fn route(&self, envelope_to: &str, filter: &str, source: &str) -> Vec<Routed>;
 }
 
 /// What a worker's round does for its mailboxes, in its transaction.
@@ -178,6 +178,7 @@ pub(crate) struct MailRow {
     pub json: String,
     pub client: Option<String>,
     pub received_at: i64,
+    pub source: String,
 }
 
 /// A `cmc_mail_deliveries` row joined with its mail, as listed.

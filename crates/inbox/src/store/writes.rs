@@ -152,6 +152,9 @@ macro_rules! statements {
                             if let Some(id) = &filter.message_id {
                                 query = query.bind($text(id).to_string());
                             }
+                            if let Some(source) = &filter.source {
+                                query = query.bind($text(source).to_string());
+                            }
                             let ids = query.fetch_all(&mut *tx).await.map_err(failed)?;
                             if !ids.is_empty() {
                                 wake(tx).await.map_err(failed)?;

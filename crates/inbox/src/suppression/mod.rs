@@ -186,6 +186,10 @@ pub struct Change {
     pub note: Option<String>,
     /// When the change was made.
     pub at: Timestamp,
+    /// The name of the source (CMC account) whose event made the change
+    /// (`None` for a change by hand, or one recorded before sources
+    /// existed).
+    pub source: Option<String>,
 }
 
 /// Which rows [`Suppressions::list`] returns, and how many.
@@ -560,6 +564,7 @@ impl RawChange {
             reason: self.reason,
             note: self.note,
             at: Timestamp::from_millisecond(self.at).unwrap_or(Timestamp::UNIX_EPOCH),
+            source: self.source,
         }
     }
 }

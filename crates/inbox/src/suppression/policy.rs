@@ -142,6 +142,8 @@ pub struct SuppressionPolicy {
     expiry: BTreeMap<SuppressionReason, Option<Duration>>,
     /// The zone `created` is read in (the CMC console's).
     pub(crate) time_zone: jiff::tz::TimeZone,
+    /// The zones of named sources whose console differs, by name.
+    source_zones: BTreeMap<String, jiff::tz::TimeZone>,
 }
 
 const DAY: u64 = 86_400;
@@ -182,6 +184,7 @@ impl Default for SuppressionPolicy {
             .into_iter()
             .collect(),
             time_zone: cmc_webhook_core::default_time_zone(),
+            source_zones: BTreeMap::new(),
         }
     }
 }
@@ -217,6 +220,35 @@ impl SuppressionPolicy {
     pub fn time_zone(mut self, tz: jiff::tz::TimeZone) -> SuppressionPolicy {
         self.time_zone = tz;
         self
+    }
+
+    /// Reads the `created` times of the events of the source (CMC
+    /// account) named `name` in `tz`, that account's console zone; the
+    /// events of sources not named here are read in
+    /// [`time_zone`](SuppressionPolicy::time_zone). The list itself is
+    /// shared by every source: a recipient that bounced is the same
+    /// recipient whichever account sent to it.
+    ///
+    /// ```
+    /// use cmc_webhook_inbox::suppression::SuppressionPolicy;
+    ///
+    /// let policy = SuppressionPolicy::default()
+    ///     .source_time_zone("us-brand", jiff::tz::TimeZone::get("America/New_York")?);
+    /// # let _ = policy;
+    /// # Ok::<(), jiff::Error>(())
+    /// ```
+    pub fn source_time_zone(
+        mut self,
+        name: impl Into<String>,
+        tz: jiff::tz::TimeZone,
+    ) -> SuppressionPolicy {
+        self.source_zones.insert(name.into(), tz);
+        self
+    }
+
+    /// The zone the `created` times of `source`'s events are read in.
+    pub(crate) fn zone_of(&self, source: &str) -> &jiff::tz::TimeZone {
+        self.source_zones.get(source).unwrap_or(&self.time_zone)
     }
 
     /// The same policy with `code` in `class`.

@@ -73,11 +73,12 @@ where
 /// What the done events a round marked say for the list, in the order
 /// of recipients (so that two workers lock the rows they share in the
 /// same order): rows returned as `idempotency_key, event_type,
-/// recipient, status, created, received_at`.
+/// recipient, status, created, received_at, source`, each `created` read
+/// in its source's zone. Each comes with its change and its source.
 pub(crate) fn observed<R>(
     rows: &[R],
-    tz: &TimeZone,
-) -> Result<Vec<(String, Observed, String)>, sqlx::Error>
+    policy: &super::policy::SuppressionPolicy,
+) -> Result<Vec<(String, Observed, String, String)>, sqlx::Error>
 where
     R: sqlx::Row,
     usize: sqlx::ColumnIndex<R>,
@@ -86,15 +87,19 @@ where
 {
     let mut all = Vec::new();
     for r in rows {
-        all.extend(observed_from_columns(
+        let source: String = r.try_get(6)?;
+        let found = observed_from_columns(
             &r.try_get::<String, _>(1)?,
             r.try_get::<Option<String>, _>(2)?.as_deref(),
             r.try_get::<Option<String>, _>(3)?.as_deref(),
             r.try_get::<Option<String>, _>(4)?.as_deref(),
             &r.try_get::<String, _>(0)?,
             r.try_get(5)?,
-            tz,
-        ));
+            policy.zone_of(&source),
+        );
+        all.extend(
+            found.map(|(recipient, observed, change)| (recipient, observed, change, source)),
+        );
     }
     all.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(all)
@@ -117,6 +122,7 @@ where
             .and_then(SuppressionReason::from_column),
         note: r.try_get(3)?,
         at: r.try_get(4)?,
+        source: r.try_get(5)?,
     })
 }
 
@@ -129,6 +135,7 @@ pub(crate) struct RawChange {
     pub reason: Option<SuppressionReason>,
     pub note: Option<String>,
     pub at: i64,
+    pub source: Option<String>,
 }
 
 /// What a done event's row says, for the policy: the recipient, the event

@@ -11,7 +11,7 @@ pub const LIST: &str = "SELECT recipient, reason, since, until, note, events, ha
      WHERE (?1 IS NULL OR reason = ?1) \
      AND (?2 = 0 OR (reason IS NOT NULL AND (until IS NULL OR until > ?3))) \
      AND (?4 IS NULL OR recipient > ?4) ORDER BY recipient LIMIT ?5";
-pub const HISTORY: &str = "SELECT change, idempotency_key, reason, note, at \
+pub const HISTORY: &str = "SELECT change, idempotency_key, reason, note, at, source \
      FROM cmc_suppression_history WHERE recipient = ?1 ORDER BY id";
 /// An unsubscribed address stays so: an entry by hand would end it.
 pub const ADD: &str = "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, \
