@@ -89,9 +89,9 @@ pub(crate) fn check(
 /// is left in it.
 pub const MIGRATIONS_TABLE: &str = "cmc_webhook_migrations";
 
-/// The newest successful migration recorded in the inbox's table, or
-/// `None` when the table is missing or empty.
-pub(crate) const APPLIED: &str = "SELECT MAX(version) FROM cmc_webhook_migrations WHERE success";
+/// The successful migrations recorded in the inbox's table (read into
+/// [`effective`]).
+pub(crate) const APPLIED: &str = "SELECT version FROM cmc_webhook_migrations WHERE success";
 
 /// The same, in sqlx's default table, for a store the previous release
 /// migrated and nobody has migrated since (read, never written, by a
@@ -100,17 +100,47 @@ pub(crate) const APPLIED: &str = "SELECT MAX(version) FROM cmc_webhook_migration
 pub(crate) const APPLIED_LEGACY: &str =
     "SELECT version, checksum FROM _sqlx_migrations WHERE success";
 
-/// The newest of `rows` (version and checksum, read by [`APPLIED_LEGACY`])
-/// that is one of `migrator`'s own.
+/// The version a store's schema is at, from the versions it records
+/// (`None`: none). Not merely the newest: a store that skipped one of
+/// `migrator`'s migrations (a store migrated by an unreleased build that
+/// had later migrations but not that one) is at the version before the
+/// first it lacks, so that it is told to migrate rather than failing on a
+/// missing column later. A version newer than any of `migrator`'s is a
+/// newer release's store, and reported as such.
+pub(crate) fn effective(
+    applied: impl IntoIterator<Item = i64>,
+    migrator: &Migrator,
+) -> Option<i64> {
+    let applied: std::collections::BTreeSet<i64> = applied.into_iter().collect();
+    let newest = *applied.last()?;
+    if newest > latest(migrator) {
+        return Some(newest);
+    }
+    let mut versions: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+    versions.sort_unstable();
+    let mut at = 0;
+    for version in versions.into_iter().take_while(|v| *v <= newest) {
+        if !applied.contains(&version) {
+            return Some(at);
+        }
+        at = version;
+    }
+    Some(at)
+}
+
+/// [`effective`] over the rows (version and checksum, read by
+/// [`APPLIED_LEGACY`]) that are `migrator`'s own.
 pub(crate) fn newest_own(rows: &[(i64, Vec<u8>)], migrator: &Migrator) -> Option<i64> {
-    rows.iter()
-        .filter(|(version, checksum)| {
-            migrator
-                .iter()
-                .any(|m| m.version == *version && *m.checksum == **checksum)
-        })
-        .map(|(version, _)| *version)
-        .max()
+    effective(
+        rows.iter()
+            .filter(|(version, checksum)| {
+                migrator
+                    .iter()
+                    .any(|m| m.version == *version && *m.checksum == **checksum)
+            })
+            .map(|(version, _)| *version),
+        migrator,
+    )
 }
 
 /// The statements that adopt a history the previous release kept in
@@ -239,4 +269,30 @@ pub(crate) async fn same_as_directory(migrator: &Migrator, dir: &str) {
         ours, theirs,
         "migrations/{dir} and the files compiled in differ"
     );
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_that_skipped_a_migration_is_at_the_version_before_it() {
+        let migrator = &*crate::store::sqlite::MIGRATOR;
+        let all: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        let newest = latest(migrator);
+        assert_eq!(effective(all.clone(), migrator), Some(newest));
+        assert_eq!(effective(Vec::new(), migrator), None);
+        // Every migration but one in the middle: at the one before it.
+        let gap = all[all.len() / 2];
+        let before = all[all.len() / 2 - 1];
+        let skipped: Vec<i64> = all.iter().copied().filter(|v| *v != gap).collect();
+        assert_eq!(effective(skipped, migrator), Some(before));
+        assert!(check(Some(before), migrator, "the store").is_err());
+        // The first missing: at nothing.
+        assert_eq!(effective(all[1..].to_vec(), migrator), Some(0));
+        // A newer release's version is reported as it is.
+        assert_eq!(effective([newest + 1], migrator), Some(newest + 1));
+        // The previous release's history, in order and whole.
+        assert_eq!(effective(all[..3].to_vec(), migrator), Some(all[2]));
+    }
 }

@@ -148,15 +148,15 @@ async fn connect(options: &Options, size: u32) -> Result<PgPool, InboxError> {
         })
 }
 
-/// The newest migration the store records (`None`: none, or no table),
+/// The version the store's schema is at ([`schema::effective`]; `None`: none, or no table),
 /// in the inbox's table, or else in sqlx's default table where the
 /// previous release kept it.
 async fn applied_version(pool: &PgPool) -> Result<Option<i64>, sqlx::Error> {
-    match sqlx::query_scalar::<_, Option<i64>>(super::statement::dialect(true, schema::APPLIED))
-        .fetch_one(pool)
+    match sqlx::query_scalar::<_, i64>(super::statement::dialect(true, schema::APPLIED))
+        .fetch_all(pool)
         .await
     {
-        Ok(v) => Ok(v),
+        Ok(versions) => Ok(schema::effective(versions, &MIGRATOR)),
         Err(e) if schema::is_missing_table(&e) => {
             match sqlx::query_as::<_, (i64, Vec<u8>)>(schema::APPLIED_LEGACY)
                 .fetch_all(pool)

@@ -246,7 +246,7 @@ impl FileIdentity {
 const RECEIVE_CACHE_KIB: &str = "-32768";
 
 /// The migrations of `migrations/sqlite/`, compiled in.
-static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator!(
+pub(crate) static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator!(
     "sqlite",
     "0001_inbox.sql",
     "0002_lease_index.sql",
@@ -265,15 +265,15 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
 const OPENED: &str = "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, ?1, ?2) \
      ON CONFLICT (id) DO UPDATE SET at = excluded.at, process = excluded.process";
 
-/// The newest migration the store records (`None`: none, or no table),
+/// The version the store's schema is at ([`schema::effective`]; `None`: none, or no table),
 /// in the inbox's table, or else in sqlx's default table where the
 /// previous release kept it.
 async fn applied_version(conn: &mut SqliteConnection) -> Result<Option<i64>, sqlx::Error> {
-    match sqlx::query_scalar::<_, Option<i64>>(schema::APPLIED)
-        .fetch_one(&mut *conn)
+    match sqlx::query_scalar::<_, i64>(schema::APPLIED)
+        .fetch_all(&mut *conn)
         .await
     {
-        Ok(v) => Ok(v),
+        Ok(versions) => Ok(schema::effective(versions, &MIGRATOR)),
         Err(e) if schema::is_missing_table(&e) => {
             match sqlx::query_as::<_, (i64, Vec<u8>)>(schema::APPLIED_LEGACY)
                 .fetch_all(&mut *conn)
