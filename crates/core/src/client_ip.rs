@@ -553,7 +553,16 @@ fn single(headers: &HeaderMap, source: ClientIpSource) -> Result<IpAddr, Forward
 /// `[2001:db8::1]:46532`.
 fn viewer_address(text: &str) -> Result<IpAddr, ErrorKind> {
     let (address, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (address, port) = rest.split_once("]:").ok_or(ErrorKind::MissingPort)?;
+        let Some((address, port)) = rest.split_once("]:") else {
+            let bracketed = rest.strip_suffix(']');
+            return Err(
+                if bracketed.is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()) {
+                    ErrorKind::MissingPort
+                } else {
+                    ErrorKind::NotAnAddress
+                },
+            );
+        };
         let v6 = address
             .parse::<std::net::Ipv6Addr>()
             .map_err(|_| ErrorKind::NotAnAddress)?;
@@ -755,6 +764,236 @@ mod tests {
             &trusted.parse().unwrap(),
             ForwardedHeader::Forwarded,
         )
+    }
+
+    fn from(
+        source: ClientIpSource,
+        peer: &str,
+        trusted: &str,
+        lines: &[&str],
+    ) -> Result<IpAddr, ForwardedError> {
+        let h = match source.header() {
+            Some(name) => headers(name, lines),
+            None => HeaderMap::new(),
+        };
+        source.client_ip(ip(peer), &h, &trusted.parse().unwrap())
+    }
+
+    const SINGLE: [ClientIpSource; 5] = [
+        ClientIpSource::XRealIp,
+        ClientIpSource::CfConnectingIp,
+        ClientIpSource::TrueClientIp,
+        ClientIpSource::FlyClientIp,
+        ClientIpSource::CloudFrontViewerAddress,
+    ];
+
+    /// The value a platform writes for `client`.
+    fn written(source: ClientIpSource, client: &str) -> String {
+        match (source, client.contains(':')) {
+            (ClientIpSource::CloudFrontViewerAddress, _) => format!("{client}:46532"),
+            _ => client.to_owned(),
+        }
+    }
+
+    #[test]
+    fn names_parse_in_any_case_and_display_in_lower_case() {
+        for source in ClientIpSource::ALL {
+            assert_eq!(source.to_string().parse::<ClientIpSource>(), Ok(source));
+            assert_eq!(
+                source.name().to_uppercase().parse::<ClientIpSource>(),
+                Ok(source)
+            );
+        }
+        assert_eq!(
+            "CloudFront-Viewer-Address".parse(),
+            Ok(ClientIpSource::CloudFrontViewerAddress)
+        );
+        assert_eq!("X-Real-IP".parse(), Ok(ClientIpSource::XRealIp));
+        let e = "x-client-ip".parse::<ClientIpSource>().unwrap_err();
+        assert!(e.to_string().contains("`x-client-ip`") && e.to_string().contains("fly-client-ip"));
+        assert_eq!(
+            ClientIpSource::from(ForwardedHeader::Forwarded),
+            ClientIpSource::Forwarded
+        );
+        assert_eq!(ClientIpSource::default(), ClientIpSource::XForwardedFor);
+    }
+
+    #[test]
+    fn single_value_headers_from_a_trusted_proxy_name_the_client() {
+        for source in SINGLE {
+            for client in ["203.0.113.5", "2001:db8::7", "::ffff:203.0.113.6"] {
+                let want = canonical(ip(client));
+                assert_eq!(
+                    from(source, "10.0.0.1", "10.0.0.0/8", &[&written(source, client)]).unwrap(),
+                    want,
+                    "{source} {client}"
+                );
+                // Behind an IPv6 proxy too, and with white space around.
+                let padded = format!(" {}\t", written(source, client));
+                assert_eq!(
+                    from(source, "fd00::1", "fd00::/8", &[&padded]).unwrap(),
+                    want,
+                    "{source} {client}"
+                );
+            }
+            // The value is the client, even when it names a trusted address:
+            // the platform wrote what it saw.
+            assert_eq!(
+                from(source, "10.0.0.1", "10.0.0.0/8", &[&written(source, "10.9.9.9")]).unwrap(),
+                ip("10.9.9.9")
+            );
+        }
+    }
+
+    #[test]
+    fn single_value_headers_from_an_untrusted_peer_are_ignored() {
+        for source in SINGLE {
+            // A client connecting directly writes the header itself.
+            for trusted in ["10.0.0.0/8", ""] {
+                assert_eq!(
+                    from(source, "192.0.2.1", trusted, &[&written(source, "203.0.113.5")]).unwrap(),
+                    ip("192.0.2.1"),
+                    "{source}"
+                );
+                // Nor is garbage or a second line from it refused: it is not read.
+                assert_eq!(
+                    from(source, "192.0.2.1", trusted, &["garbage", "x"]).unwrap(),
+                    ip("192.0.2.1")
+                );
+            }
+            assert_eq!(
+                from(source, "::ffff:192.0.2.1", "10.0.0.0/8", &["203.0.113.5"]).unwrap(),
+                ip("192.0.2.1")
+            );
+        }
+    }
+
+    #[test]
+    fn single_value_headers_are_refused_when_missing_repeated_empty_or_not_one_address() {
+        for source in SINGLE {
+            let e = from(source, "10.0.0.1", "10.0.0.0/8", &[]).unwrap_err();
+            assert!(e.to_string().contains("sent no"), "{e}");
+            assert_eq!(e.source(), source);
+            // A client-written line besides the platform's.
+            let e = from(
+                source,
+                "10.0.0.1",
+                "10.0.0.0/8",
+                &[&written(source, "6.6.6.6"), &written(source, "203.0.113.5")],
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("sent 2 times"), "{e}");
+            for empty in ["", "  "] {
+                let e = from(source, "10.0.0.1", "10.0.0.0/8", &[empty]).unwrap_err();
+                assert!(e.to_string().contains("is empty"), "{e}");
+            }
+            for bad in [
+                "unknown",
+                "_hidden",
+                "1.2.3",
+                "6.6.6.6, 203.0.113.5",
+                "203.0.113.5 x",
+                "fe80::1%eth0",
+                "[1.2.3.4]:80",
+            ] {
+                let e = from(source, "10.0.0.1", "10.0.0.0/8", &[bad]).unwrap_err();
+                assert!(!e.to_string().is_empty(), "{source} {bad}");
+            }
+        }
+        // A port where the platform writes none.
+        for source in &SINGLE[..4] {
+            for with_port in ["203.0.113.5:4711", "[2001:db8::1]:4711", "[2001:db8::1]"] {
+                let e = from(*source, "10.0.0.1", "10.0.0.0/8", &[with_port]).unwrap_err();
+                assert!(e.to_string().contains("port"), "{e}");
+                assert_eq!(e.hop(), with_port);
+            }
+        }
+        let e = from(
+            ClientIpSource::XRealIp,
+            "10.0.0.1",
+            "10.0.0.0/8",
+            &["203.0.113.5, 6.6.6.6"],
+        )
+        .unwrap_err();
+        assert_eq!(e.hop(), "203.0.113.5, 6.6.6.6");
+        assert!(e.to_string().contains("x-real-ip header is not an IP address"), "{e}");
+    }
+
+    #[test]
+    fn cloudfront_viewer_address_is_address_and_port() {
+        let cf = |value: &str| {
+            from(
+                ClientIpSource::CloudFrontViewerAddress,
+                "10.0.0.1",
+                "10.0.0.0/8",
+                &[value],
+            )
+        };
+        assert_eq!(cf("198.51.100.10:46532").unwrap(), ip("198.51.100.10"));
+        assert_eq!(cf("2001:db8::1:46532").unwrap(), ip("2001:db8::1"));
+        assert_eq!(
+            cf("0000:0000:0000:0000:0000:0000:0000:0001:52325").unwrap(),
+            ip("::1")
+        );
+        assert_eq!(cf("[2001:db8::1]:443").unwrap(), ip("2001:db8::1"));
+        assert_eq!(cf("::ffff:198.51.100.10:1").unwrap(), ip("198.51.100.10"));
+        assert_eq!(cf("198.51.100.10:65535").unwrap(), ip("198.51.100.10"));
+        for no_port in ["198.51.100.10", "[2001:db8::1]", "2001:db8::1"] {
+            let e = cf(no_port).unwrap_err();
+            assert!(e.to_string().contains("no port"), "{no_port}: {e}");
+        }
+        for bad in [
+            "198.51.100.10:",
+            "198.51.100.10:65536",
+            "198.51.100.10:+80",
+            "198.51.100.10:123456",
+            "198.51.100.10:80:80",
+            "198.51.100.10 :80",
+            "[198.51.100.10]:80",
+            "[2001:db8::1]:",
+            "[2001:db8::1]x:80",
+            "host.example:80",
+            ":80",
+        ] {
+            let e = cf(bad).unwrap_err();
+            assert!(e.to_string().contains("not an IP address"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_peer_source_reads_no_header() {
+        let mut h = headers("x-forwarded-for", &["203.0.113.5"]);
+        h.append("x-real-ip", "203.0.113.5".parse().unwrap());
+        for peer in ["10.0.0.1", "192.0.2.1"] {
+            assert_eq!(
+                ClientIpSource::Peer
+                    .client_ip(ip(peer), &h, &"10.0.0.0/8".parse().unwrap())
+                    .unwrap(),
+                ip(peer)
+            );
+        }
+    }
+
+    #[test]
+    fn a_source_reads_its_own_header_only() {
+        // Behind a proxy that sets X-Real-IP, a client-written
+        // X-Forwarded-For or CF-Connecting-IP decides nothing.
+        let mut h = headers("x-real-ip", &["203.0.113.5"]);
+        h.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        h.append("cf-connecting-ip", "6.6.6.6".parse().unwrap());
+        h.append("forwarded", "for=6.6.6.6".parse().unwrap());
+        let trusted: IpSet = "10.0.0.0/8".parse().unwrap();
+        assert_eq!(
+            ClientIpSource::XRealIp
+                .client_ip(ip("10.0.0.1"), &h, &trusted)
+                .unwrap(),
+            ip("203.0.113.5")
+        );
+        assert!(
+            ClientIpSource::FlyClientIp
+                .client_ip(ip("10.0.0.1"), &h, &trusted)
+                .is_err()
+        );
     }
 
     #[test]
