@@ -340,15 +340,24 @@ api_key = "k"
     let (addr, lines) = serve_args(&args).await;
     let cf = "cloudfront-viewer-address";
     assert_eq!(status_with(addr, &[(cf, "203.0.113.9:46532")]).await, 200);
-    assert_eq!(status_with(addr, &[(cf, "2001:db8:cafe::9:46532")]).await, 200);
-    assert_eq!(status_with(addr, &[(cf, "[2001:db8:cafe::9]:443")]).await, 200);
+    assert_eq!(
+        status_with(addr, &[(cf, "2001:db8:cafe::9:46532")]).await,
+        200
+    );
+    assert_eq!(
+        status_with(addr, &[(cf, "[2001:db8:cafe::9]:443")]).await,
+        200
+    );
     // Outside the list, though the peer (the proxy) is trusted.
     assert_eq!(status_with(addr, &[(cf, "198.51.100.1:46532")]).await, 403);
     // A client-written X-Forwarded-For decides nothing.
     assert_eq!(
         status_with(
             addr,
-            &[("x-forwarded-for", "203.0.113.9"), (cf, "198.51.100.1:46532")]
+            &[
+                ("x-forwarded-for", "203.0.113.9"),
+                (cf, "198.51.100.1:46532")
+            ]
         )
         .await,
         403
@@ -372,7 +381,11 @@ api_key = "k"
         .collect();
     assert_eq!(
         clients,
-        [r#""203.0.113.9""#, r#""2001:db8:cafe::9""#, r#""2001:db8:cafe::9""#]
+        [
+            r#""203.0.113.9""#,
+            r#""2001:db8:cafe::9""#,
+            r#""2001:db8:cafe::9""#
+        ]
     );
 
     // The same header from a peer that is not a trusted proxy: the peer
@@ -403,24 +416,43 @@ api_key = "k"
 #[test]
 fn a_header_client_ip_source_needs_a_trusted_proxy() {
     let _env = lock();
-    for name in ["X-Real-IP", "cf-connecting-ip", "x-forwarded-for", "fly-client-ip"] {
+    for name in [
+        "X-Real-IP",
+        "cf-connecting-ip",
+        "x-forwarded-for",
+        "fly-client-ip",
+    ] {
         let e = load(&["--client-ip-source", name])
             .unwrap()
             .options()
             .unwrap_err();
-        assert!(e.contains("--trust-proxy") && e.contains(&name.to_lowercase()), "{e}");
+        assert!(
+            e.contains("--trust-proxy") && e.contains(&name.to_lowercase()),
+            "{e}"
+        );
     }
-    let ok = load(&["--client-ip-source", "true-client-ip", "--trust-proxy", "10.0.0.0/8"]);
+    let ok = load(&[
+        "--client-ip-source",
+        "true-client-ip",
+        "--trust-proxy",
+        "10.0.0.0/8",
+    ]);
     let (options, _) = ok.unwrap().options().unwrap();
     assert_eq!(
         app::layer(&options).unwrap().client_ip_source(),
         cmc_webhook::client_ip::ClientIpSource::TrueClientIp
     );
     // No proxy in front: the peer needs none.
-    assert!(load(&["--client-ip-source", "peer"]).unwrap().options().is_ok());
+    assert!(load(&["--client-ip-source", "peer"])
+        .unwrap()
+        .options()
+        .is_ok());
     // An unknown name is refused by the command line, naming the choices.
     let e = load(&["--client-ip-source", "x-client-ip"]).unwrap_err();
-    assert!(e.contains("x-client-ip") && e.contains("cloudfront-viewer-address"), "{e}");
+    assert!(
+        e.contains("x-client-ip") && e.contains("cloudfront-viewer-address"),
+        "{e}"
+    );
     // The older flag alone still works; a contradiction is refused.
     let (options, _) = load(&["--forwarded-header", "forwarded"])
         .unwrap()

@@ -824,7 +824,13 @@ mod tests {
             for client in ["203.0.113.5", "2001:db8::7", "::ffff:203.0.113.6"] {
                 let want = canonical(ip(client));
                 assert_eq!(
-                    from(source, "10.0.0.1", "10.0.0.0/8", &[&written(source, client)]).unwrap(),
+                    from(
+                        source,
+                        "10.0.0.1",
+                        "10.0.0.0/8",
+                        &[&written(source, client)]
+                    )
+                    .unwrap(),
                     want,
                     "{source} {client}"
                 );
@@ -839,7 +845,13 @@ mod tests {
             // The value is the client, even when it names a trusted address:
             // the platform wrote what it saw.
             assert_eq!(
-                from(source, "10.0.0.1", "10.0.0.0/8", &[&written(source, "10.9.9.9")]).unwrap(),
+                from(
+                    source,
+                    "10.0.0.1",
+                    "10.0.0.0/8",
+                    &[&written(source, "10.9.9.9")]
+                )
+                .unwrap(),
                 ip("10.9.9.9")
             );
         }
@@ -851,7 +863,13 @@ mod tests {
             // A client connecting directly writes the header itself.
             for trusted in ["10.0.0.0/8", ""] {
                 assert_eq!(
-                    from(source, "192.0.2.1", trusted, &[&written(source, "203.0.113.5")]).unwrap(),
+                    from(
+                        source,
+                        "192.0.2.1",
+                        trusted,
+                        &[&written(source, "203.0.113.5")]
+                    )
+                    .unwrap(),
                     ip("192.0.2.1"),
                     "{source}"
                 );
@@ -916,7 +934,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.hop(), "203.0.113.5, 6.6.6.6");
-        assert!(e.to_string().contains("x-real-ip header is not an IP address"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("x-real-ip header is not an IP address"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -55,7 +55,8 @@ async fn post(
     let response = layer.clone().layer(inner).oneshot(request).await.unwrap();
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    let client = (status == StatusCode::OK).then(|| std::str::from_utf8(&body).unwrap().parse().unwrap());
+    let client =
+        (status == StatusCode::OK).then(|| std::str::from_utf8(&body).unwrap().parse().unwrap());
     (status, client)
 }
 
@@ -138,12 +139,24 @@ async fn a_client_written_header_passed_on_by_an_appending_proxy_is_not_believed
     // The client writes an allowed address; the proxy appends what it saw.
     let layer = layer(ClientIpSource::XForwardedFor);
     assert_eq!(
-        post(&layer, "10.0.0.1", &[("x-forwarded-for", "203.0.113.9, 198.51.100.1")]).await.0,
+        post(
+            &layer,
+            "10.0.0.1",
+            &[("x-forwarded-for", "203.0.113.9, 198.51.100.1")]
+        )
+        .await
+        .0,
         StatusCode::FORBIDDEN
     );
     let layer = self::layer(ClientIpSource::Forwarded);
     assert_eq!(
-        post(&layer, "10.0.0.1", &[("forwarded", "for=203.0.113.9, for=198.51.100.1")]).await.0,
+        post(
+            &layer,
+            "10.0.0.1",
+            &[("forwarded", "for=203.0.113.9, for=198.51.100.1")]
+        )
+        .await
+        .0,
         StatusCode::FORBIDDEN
     );
     // A single-value header the proxy passes on with its own added: two
@@ -151,10 +164,15 @@ async fn a_client_written_header_passed_on_by_an_appending_proxy_is_not_believed
     for source in &HEADER_SOURCES[2..] {
         let layer = self::layer(*source);
         let name = source.header().unwrap();
-        let (forged, real) = (written(*source, "203.0.113.9"), written(*source, "198.51.100.1"));
+        let (forged, real) = (
+            written(*source, "203.0.113.9"),
+            written(*source, "198.51.100.1"),
+        );
         for lines in [[&forged, &real], [&real, &forged]] {
             assert_eq!(
-                post(&layer, "10.0.0.1", &[(name, lines[0]), (name, lines[1])]).await.0,
+                post(&layer, "10.0.0.1", &[(name, lines[0]), (name, lines[1])])
+                    .await
+                    .0,
                 StatusCode::BAD_REQUEST,
                 "{source}"
             );
@@ -201,7 +219,11 @@ async fn malformed_single_values_from_a_trusted_proxy_are_refused_with_400() {
         let name = source.header().unwrap();
         // The proxy is not set to send the header: refused, not taken for
         // the proxy's own address.
-        assert_eq!(post(&layer, "10.0.0.1", &[]).await.0, StatusCode::BAD_REQUEST, "{source}");
+        assert_eq!(
+            post(&layer, "10.0.0.1", &[]).await.0,
+            StatusCode::BAD_REQUEST,
+            "{source}"
+        );
         for bad in ["", "unknown", "203.0.113.9 x", "203.0.113.", "fe80::1%eth0"] {
             assert_eq!(
                 post(&layer, "10.0.0.1", &[(name, bad)]).await.0,
@@ -231,7 +253,10 @@ async fn the_peer_source_ignores_every_header() {
         .map(|s| (s.header().unwrap(), "203.0.113.9"))
         .collect();
     // From a trusted proxy too: the proxy is the client.
-    assert_eq!(post(&layer, "10.0.0.1", &all).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        post(&layer, "10.0.0.1", &all).await.0,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(
         post(&layer, "203.0.113.5", &all).await,
         (StatusCode::OK, Some("203.0.113.5".parse().unwrap()))
@@ -248,7 +273,10 @@ fn a_header_source_without_a_trusted_proxy_does_not_build() {
             .build();
         let e = built.unwrap_err();
         assert_eq!(e, ConfigError::UntrustedClientIpSource(source));
-        assert!(e.to_string().contains("trust_proxy") && e.to_string().contains(source.name()), "{e}");
+        assert!(
+            e.to_string().contains("trust_proxy") && e.to_string().contains(source.name()),
+            "{e}"
+        );
     }
     let peer = WebhookLayer::builder()
         .allow_cidrs("203.0.113.0/24")
@@ -257,7 +285,13 @@ fn a_header_source_without_a_trusted_proxy_does_not_build() {
         .build();
     assert!(peer.is_ok());
     // The default, and the deprecated list-header choice, build as before.
-    assert!(WebhookLayer::builder().allow_cidrs("203.0.113.0/24").unwrap().build().is_ok());
+    assert!(
+        WebhookLayer::builder()
+            .allow_cidrs("203.0.113.0/24")
+            .unwrap()
+            .build()
+            .is_ok()
+    );
     #[allow(deprecated)]
     let old = WebhookLayer::builder()
         .allow_cidrs("203.0.113.0/24")
