@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cmc_webhook::allowlist::IpSet;
+use cmc_webhook::client_ip::ClientIpSource;
 use cmc_webhook::WebhookLayer;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{Request, Response};
@@ -94,6 +95,37 @@ fn decision(c: &mut Criterion) {
                 criterion::BatchSize::SmallInput,
             )
         });
+        // A platform's single-value header (Cloudflare's), from a trusted
+        // proxy.
+        let cloudflare = WebhookLayer::builder()
+            .allow_nets(networks(n))
+            .trust_proxy("10.0.0.0/8".parse().unwrap())
+            .client_ip_source(ClientIpSource::CfConnectingIp)
+            .api_key("k")
+            .build()
+            .unwrap();
+        let mut service = cloudflare.layer(tower::service_fn(|_req: Request<_>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+        }));
+        group.bench_with_input(
+            BenchmarkId::new("admit_via_cf_connecting_ip", n),
+            &n,
+            |b, _| {
+                b.iter_batched(
+                    || {
+                        let mut req = request("10.0.0.1:40000", None);
+                        req.headers_mut()
+                            .insert("cf-connecting-ip", "203.0.113.7".parse().unwrap());
+                        req
+                    },
+                    |req| {
+                        let response = ready(service.call(req)).unwrap();
+                        assert_eq!(response.status(), 200);
+                    },
+                    criterion::BatchSize::SmallInput,
+                )
+            },
+        );
     }
     group.finish();
 }

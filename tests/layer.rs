@@ -236,7 +236,7 @@ async fn rfc7239_forwarded_when_configured() {
         .allow_cidrs("2001:db8::/32")
         .unwrap()
         .trust_proxy("127.0.0.1/32".parse().unwrap())
-        .forwarded_header(cmc_webhook::client_ip::ForwardedHeader::Forwarded)
+        .client_ip_source(cmc_webhook::client_ip::ClientIpSource::Forwarded)
         .build()
         .unwrap();
     let addr = serve("127.0.0.1:0", app(layer, &calls)).await;

@@ -436,3 +436,208 @@ path = "/mails/ny"
         assert!(format!("{parsed:?}").contains("\"production\""), "{args:?}");
     }
 }
+
+/// Serves the receiver the arguments describe; its address and the lines
+/// it printed.
+async fn serve_args(args: &config::Args) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let (options, _) = args.options().unwrap();
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink_lines = lines.clone();
+    let printer = app::Printer::new(
+        &options,
+        Arc::new(move |line| {
+            sink_lines.lock().unwrap().push(line);
+            true
+        }),
+    );
+    let router = app::router(&options, app::Target::Print(printer)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve::serve(
+        listener,
+        router,
+        serve::Limits::default(),
+        std::future::pending(),
+    ));
+    (addr, lines)
+}
+
+/// The status of a webhook posted to `addr` over TCP with `headers`.
+async fn status_with(addr: std::net::SocketAddr, headers: &[(&str, &str)]) -> u16 {
+    let mut request = CmcRequest::raw("application/json", body("k")).uri("/mails");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    common::http::send_raw(addr, &request.to_http1("test"))
+        .await
+        .status
+}
+
+#[tokio::test]
+async fn a_client_ip_source_from_the_file_decides_the_allowlist_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    // Loopback stands for CloudFront: the test connects from it.
+    let trusted = write(
+        dir.path(),
+        "cloudfront.toml",
+        r#"store = "none"
+allow = ["203.0.113.0/24", "2001:db8:cafe::/48"]
+trust_proxy = ["127.0.0.1/32"]
+client_ip_source = "CloudFront-Viewer-Address"
+api_key = "k"
+"#,
+    );
+    let args = {
+        let _env = lock();
+        load(&["--config", &trusted]).unwrap()
+    };
+    assert_eq!(
+        args.client_ip_source,
+        Some(cmc_webhook::client_ip::ClientIpSource::CloudFrontViewerAddress)
+    );
+    let (addr, lines) = serve_args(&args).await;
+    let cf = "cloudfront-viewer-address";
+    assert_eq!(status_with(addr, &[(cf, "203.0.113.9:46532")]).await, 200);
+    assert_eq!(
+        status_with(addr, &[(cf, "2001:db8:cafe::9:46532")]).await,
+        200
+    );
+    assert_eq!(
+        status_with(addr, &[(cf, "[2001:db8:cafe::9]:443")]).await,
+        200
+    );
+    // Outside the list, though the peer (the proxy) is trusted.
+    assert_eq!(status_with(addr, &[(cf, "198.51.100.1:46532")]).await, 403);
+    // A client-written X-Forwarded-For decides nothing.
+    assert_eq!(
+        status_with(
+            addr,
+            &[
+                ("x-forwarded-for", "203.0.113.9"),
+                (cf, "198.51.100.1:46532")
+            ]
+        )
+        .await,
+        403
+    );
+    // Missing, written twice, without its port, garbage: 400.
+    assert_eq!(status_with(addr, &[]).await, 400);
+    assert_eq!(
+        status_with(addr, &[(cf, "203.0.113.9:1"), (cf, "198.51.100.1:1")]).await,
+        400
+    );
+    assert_eq!(status_with(addr, &[(cf, "203.0.113.9")]).await, 400);
+    assert_eq!(status_with(addr, &[(cf, "203.0.113.9:99999")]).await, 400);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Each printed with the client the header named.
+    let clients: Vec<String> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l.lines().map(str::to_owned).collect::<Vec<_>>())
+        .map(|l| serde_json::from_str::<Value>(&l).unwrap()["client"].to_string())
+        .collect();
+    assert_eq!(
+        clients,
+        [
+            r#""203.0.113.9""#,
+            r#""2001:db8:cafe::9""#,
+            r#""2001:db8:cafe::9""#
+        ]
+    );
+
+    // The same header from a peer that is not a trusted proxy: the peer
+    // (loopback, not allowed) is the client, whatever the header says.
+    let untrusted = write(
+        dir.path(),
+        "untrusted.toml",
+        r#"store = "none"
+allow = ["203.0.113.0/24"]
+trust_proxy = ["10.0.0.0/8"]
+client_ip_source = "cf-connecting-ip"
+api_key = "k"
+"#,
+    );
+    let args = {
+        let _env = lock();
+        load(&["--config", &untrusted]).unwrap()
+    };
+    let (addr, _) = serve_args(&args).await;
+    let spoof = "cf-connecting-ip";
+    assert_eq!(status_with(addr, &[(spoof, "203.0.113.9")]).await, 403);
+    assert_eq!(
+        status_with(addr, &[(spoof, "203.0.113.9"), (spoof, "x")]).await,
+        403
+    );
+}
+
+#[test]
+fn a_header_client_ip_source_needs_a_trusted_proxy() {
+    let _env = lock();
+    for name in [
+        "X-Real-IP",
+        "cf-connecting-ip",
+        "x-forwarded-for",
+        "fly-client-ip",
+    ] {
+        let e = load(&["--client-ip-source", name])
+            .unwrap()
+            .options()
+            .unwrap_err();
+        assert!(
+            e.contains("--trust-proxy") && e.contains(&name.to_lowercase()),
+            "{e}"
+        );
+    }
+    let ok = load(&[
+        "--client-ip-source",
+        "true-client-ip",
+        "--trust-proxy",
+        "10.0.0.0/8",
+    ]);
+    let (options, _) = ok.unwrap().options().unwrap();
+    assert_eq!(
+        app::layer(&options).unwrap().client_ip_source(),
+        cmc_webhook::client_ip::ClientIpSource::TrueClientIp
+    );
+    // No proxy in front: the peer needs none.
+    assert!(load(&["--client-ip-source", "peer"])
+        .unwrap()
+        .options()
+        .is_ok());
+    // An unknown name is refused by the command line, naming the choices.
+    let e = load(&["--client-ip-source", "x-client-ip"]).unwrap_err();
+    assert!(
+        e.contains("x-client-ip") && e.contains("cloudfront-viewer-address"),
+        "{e}"
+    );
+    // The older flag alone still works; a contradiction is refused.
+    let (options, _) = load(&["--forwarded-header", "forwarded"])
+        .unwrap()
+        .options()
+        .unwrap();
+    assert_eq!(
+        app::layer(&options).unwrap().client_ip_source(),
+        cmc_webhook::client_ip::ClientIpSource::Forwarded
+    );
+    let e = load(&[
+        "--forwarded-header",
+        "forwarded",
+        "--client-ip-source",
+        "x-real-ip",
+        "--trust-proxy",
+        "10.0.0.0/8",
+    ])
+    .unwrap()
+    .options()
+    .unwrap_err();
+    assert!(e.contains("disagree"), "{e}");
+    // From the environment.
+    std::env::set_var("CMC_CLIENT_IP_SOURCE", "Fly-Client-IP");
+    let from_env = load(&["--trust-proxy", "172.16.0.0/12"]);
+    std::env::remove_var("CMC_CLIENT_IP_SOURCE");
+    assert_eq!(
+        from_env.unwrap().client_ip_source,
+        Some(cmc_webhook::client_ip::ClientIpSource::FlyClientIp)
+    );
+}

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse as _, Response};
 use axum::routing::{post, post_service};
 use axum::{Extension, Router};
 use cmc_webhook_core::allowlist::Allowlist;
-use cmc_webhook_core::client_ip::{ClientIp, ForwardedHeader};
+use cmc_webhook_core::client_ip::{ClientIp, ClientIpSource, ForwardedHeader};
 use cmc_webhook_core::ipnet::IpNet;
 use cmc_webhook_core::{
     Attachment, ConfigError, Event, InboundMail, Source, SourceBuilder, Sourced, Webhook,
@@ -39,8 +39,12 @@ pub struct Options {
     pub report_only: bool,
     /// The proxies whose forwarded header is believed (`--trust-proxy`).
     pub trust_proxy: Vec<IpNet>,
-    /// The header that names the client behind a trusted proxy.
+    /// The list header that names the client behind a trusted proxy
+    /// (`--forwarded-header`), when `client_ip_source` is not set.
     pub forwarded_header: ForwardedHeader,
+    /// Where the client address is read from (`--client-ip-source`); a
+    /// header source needs `trust_proxy`.
+    pub client_ip_source: Option<ClientIpSource>,
     /// The largest request body accepted, in bytes (`--body-limit`).
     pub body_limit: usize,
     /// The `api_key`s accepted in a body (none: not checked).
@@ -124,7 +128,6 @@ pub fn layer(options: &Options) -> Result<WebhookLayer, ConfigError> {
     let mut layer = WebhookLayer::builder()
         .allow_nets(options.allow.iter().copied())
         .trust_proxies(options.trust_proxy.iter().copied())
-        .forwarded_header(options.forwarded_header)
         .body_limit(options.body_limit)
         .api_keys(options.api_keys.iter().cloned());
     for (user, password) in &options.basic_auth {
@@ -136,6 +139,12 @@ pub fn layer(options: &Options) -> Result<WebhookLayer, ConfigError> {
     if options.report_only {
         layer = layer.report_only();
     }
+    layer = match options.client_ip_source {
+        Some(source) => layer.client_ip_source(source),
+        // As `--forwarded-header` always was: not refused without a proxy.
+        #[allow(deprecated)]
+        None => layer.forwarded_header(options.forwarded_header),
+    };
     if let Some(tz) = &options.time_zone {
         layer = layer.time_zone(tz.clone());
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use cmc_webhook_core::IdempotencyKey;
-use cmc_webhook_core::client_ip::ForwardedHeader;
+use cmc_webhook_core::client_ip::{ClientIpSource, ForwardedHeader};
 
 use cmc_webhook_core::allowlist::{AllowlistFile, IpSet};
 use cmc_webhook_core::ipnet::IpNet;
@@ -138,12 +138,25 @@ pub struct Args {
     #[arg(long, env = "CMC_REPORT_ONLY", value_parser = clap::builder::BoolishValueParser::new())]
     pub report_only: bool,
 
-    /// Trusted proxy networks whose forwarding header is believed
+    /// Trusted proxy networks whose client address header is believed
     /// (separated by commas or spaces); repeatable.
     #[arg(long, value_name = "CIDRS", env = "CMC_TRUST_PROXY")]
     pub trust_proxy: Vec<String>,
 
-    /// The header trusted proxies write the client to.
+    /// Where the client address is read from: peer (no proxy in front),
+    /// x-forwarded-for (walked from the right past the trusted proxies),
+    /// forwarded, x-real-ip (nginx), cf-connecting-ip (Cloudflare),
+    /// true-client-ip (Akamai), fly-client-ip (Fly.io) or
+    /// cloudfront-viewer-address (CloudFront). A header is believed only
+    /// from a --trust-proxy peer (any other peer is its own client), so a
+    /// header source needs --trust-proxy. Pick the header your platform
+    /// overwrites: one it passes on is the client's to write. Default:
+    /// --forwarded-header.
+    #[arg(long, value_name = "NAME", env = "CMC_CLIENT_IP_SOURCE", value_parser = parse_client_ip_source)]
+    pub client_ip_source: Option<ClientIpSource>,
+
+    /// The list header trusted proxies write the client to, when
+    /// --client-ip-source is not set (kept for older configurations).
     #[arg(long, value_name = "HEADER", env = "CMC_FORWARDED_HEADER", default_value = "x-forwarded-for", value_parser = ["x-forwarded-for", "forwarded"])]
     pub forwarded_header: String,
 
@@ -343,6 +356,32 @@ impl Args {
         self.forwarded_header.parse().unwrap_or_default()
     }
 
+    /// The client address source chosen with --client-ip-source, checked
+    /// against --forwarded-header and --trust-proxy.
+    fn checked_client_ip_source(
+        &self,
+        trust_proxy: &[IpNet],
+    ) -> Result<Option<ClientIpSource>, String> {
+        let Some(source) = self.client_ip_source else {
+            return Ok(None);
+        };
+        let header = self.forwarded_header();
+        if header != ForwardedHeader::default() && ClientIpSource::from(header) != source {
+            return Err(format!(
+                "--forwarded-header {header} and --client-ip-source {source} disagree: \
+                 --client-ip-source replaces --forwarded-header, drop the latter"
+            ));
+        }
+        if source != ClientIpSource::Peer && trust_proxy.is_empty() {
+            return Err(format!(
+                "--client-ip-source {source}: the header is believed only from a trusted proxy, \
+                 and none is given: set --trust-proxy to the networks of the proxies that write \
+                 it (or use --client-ip-source peer when nothing stands in front)"
+            ));
+        }
+        Ok(Some(source))
+    }
+
     /// The app's options, and the allowlist file when one is named (read
     /// now: a file that cannot be read stops the start).
     pub fn options(&self) -> Result<(Options, Option<AllowlistFile>), String> {
@@ -419,7 +458,9 @@ impl Args {
             .iter()
             .map(SourceConfig::options)
             .collect::<Result<Vec<_>, _>>()?;
+        let client_ip_source = self.checked_client_ip_source(&trust_proxy)?;
         let options = Options {
+            client_ip_source,
             time_zone,
             sources,
             allow,
@@ -918,6 +959,11 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+/// A --client-ip-source name, in any letter case.
+pub fn parse_client_ip_source(s: &str) -> Result<ClientIpSource, String> {
+    s.parse().map_err(|e| format!("{e}"))
 }
 
 /// `30d`, `12h`, `90m`, `10s`, `500ms` (or a bare number of seconds).

@@ -11,7 +11,7 @@ use jiff::tz::TimeZone;
 
 use crate::allowlist::{Allowlist, IpSet, IpSetParseError, parse_net};
 use crate::auth::{ApiKeys, BasicCredentials};
-use crate::client_ip::ForwardedHeader;
+use crate::client_ip::{ClientIpSource, ForwardedHeader};
 use crate::rejection::{Reason, Statuses};
 use crate::request::Policy;
 
@@ -65,7 +65,10 @@ pub struct WebhookLayerBuilder {
     allowlist: Option<Allowlist>,
     report_only: bool,
     trusted: Vec<IpNet>,
-    forwarded_header: ForwardedHeader,
+    client_ip_source: ClientIpSource,
+    /// Whether [`client_ip_source`](Self::client_ip_source) chose it (a
+    /// header source then needs a trusted proxy).
+    client_ip_source_chosen: bool,
     basic: Vec<BasicCredentials>,
     api_keys: Vec<String>,
     body_limit: Option<usize>,
@@ -227,10 +230,53 @@ impl WebhookLayerBuilder {
         Ok(self)
     }
 
-    /// The header trusted proxies write the client to
-    /// (`X-Forwarded-For` unless set).
+    /// Where the client address is read from (see [`ClientIpSource`] for
+    /// each, and the README's table of which to choose behind which
+    /// platform): the peer, or a header that the trusted proxies
+    /// ([`trust_proxy`](Self::trust_proxy)) write. Unless set,
+    /// `X-Forwarded-For`, walked from the right, which with no trusted
+    /// proxy is the peer.
+    ///
+    /// A header is believed only from a trusted proxy; from any other peer
+    /// the peer is the client. So a header source chosen here with no
+    /// trusted proxy would never be read: [`build`](Self::build) refuses it
+    /// ([`ConfigError::UntrustedClientIpSource`]).
     ///
     /// ```
+    /// use cmc_webhook_core::{client_ip::ClientIpSource, ConfigError, WebhookLayer};
+    ///
+    /// // Behind Cloudflare (its published ranges, in a file kept up to date).
+    /// let layer = WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .trust_proxy_cidrs("173.245.48.0/20, 2400:cb00::/32")?
+    ///     .client_ip_source(ClientIpSource::CfConnectingIp)
+    ///     .build()?;
+    /// # let _ = layer;
+    /// let without_proxy = WebhookLayer::builder()
+    ///     .allow_cidrs("203.0.113.0/24")?
+    ///     .client_ip_source("x-real-ip".parse()?)
+    ///     .build();
+    /// assert_eq!(
+    ///     without_proxy.unwrap_err(),
+    ///     ConfigError::UntrustedClientIpSource(ClientIpSource::XRealIp)
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn client_ip_source(mut self, source: ClientIpSource) -> Self {
+        self.client_ip_source = source;
+        self.client_ip_source_chosen = true;
+        self
+    }
+
+    /// The list header trusted proxies write the client to
+    /// (`X-Forwarded-For` unless set): the same as
+    /// [`client_ip_source`](Self::client_ip_source) with
+    /// `ClientIpSource::from(header)`, except that, as before it, a
+    /// layer without a trusted proxy is not refused (the header is then
+    /// never read).
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
     /// use cmc_webhook_core::{client_ip::ForwardedHeader, WebhookLayer};
     ///
     /// let layer = WebhookLayer::builder()
@@ -241,8 +287,11 @@ impl WebhookLayerBuilder {
     /// # let _ = layer;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[deprecated(
+        note = "use `client_ip_source(ClientIpSource::from(header))`, which has every source"
+    )]
     pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
-        self.forwarded_header = header;
+        self.client_ip_source = header.into();
         self
     }
 
@@ -626,6 +675,18 @@ impl WebhookLayerBuilder {
             return Err(ConfigError::ZeroBodyLimit);
         }
         let trusted_proxies = IpSet::from_nets(self.trusted);
+        if self.client_ip_source_chosen
+            && self.client_ip_source != ClientIpSource::Peer
+            && trusted_proxies.is_empty()
+        {
+            return Err(ConfigError::UntrustedClientIpSource(self.client_ip_source));
+        }
+        if self.client_ip_source == ClientIpSource::Peer && !trusted_proxies.is_empty() {
+            tracing::warn!(
+                trusted_proxies = %trusted_proxies,
+                "the client address source is the peer: the trusted proxies' headers are not read"
+            );
+        }
 
         let mut base = Policy::default()
             .statuses(self.statuses)
@@ -722,7 +783,7 @@ impl WebhookLayerBuilder {
             report_only: self.report_only,
             unlisted: Unlisted::default(),
             trusted_proxies,
-            forwarded_header: self.forwarded_header,
+            client_ip_source: self.client_ip_source,
             by_path: sources.iter().any(|s| s.source.path().is_some()),
             sources,
             policy,
@@ -949,7 +1010,7 @@ impl fmt::Debug for WebhookLayerBuilder {
             .field("shared_allowlist", &self.allowlist)
             .field("report_only", &self.report_only)
             .field("trusted", &self.trusted)
-            .field("forwarded_header", &self.forwarded_header)
+            .field("client_ip_source", &self.client_ip_source)
             .field("basic", &self.basic)
             .field(
                 "api_keys",
@@ -1033,6 +1094,11 @@ pub enum ConfigError {
     /// Report-only mode without an `api_key` or BASIC credentials would
     /// admit anyone.
     ReportOnlyWithoutCredentials,
+    /// This header source was chosen, but no proxy is trusted: the header
+    /// is believed only from a trusted proxy, so it would never be read.
+    /// Call [`WebhookLayerBuilder::trust_proxy`] with the proxies'
+    /// networks, or choose [`ClientIpSource::Peer`].
+    UntrustedClientIpSource(ClientIpSource),
 }
 
 impl fmt::Display for ConfigError {
@@ -1083,6 +1149,12 @@ impl fmt::Display for ConfigError {
             ConfigError::ReportOnlyWithoutCredentials => f.write_str(
                 "report-only mode admits clients outside the allowlist: configure an api_key or \
                  BASIC credentials, which are then the only protection",
+            ),
+            ConfigError::UntrustedClientIpSource(source) => write!(
+                f,
+                "the client address source `{source}` is a header, believed only from trusted \
+                 proxies, and no proxy is trusted: give the networks of the proxies that write it \
+                 (trust_proxy, --trust-proxy), or use the source `peer` when nothing stands in front"
             ),
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::Source;
 use crate::allowlist::{Allowlist, IpSet};
 use crate::auth::{ApiKeys, BasicCredentials};
-use crate::client_ip::ForwardedHeader;
+use crate::client_ip::ClientIpSource;
 use crate::request::Policy;
 
 use super::drain;
@@ -25,7 +25,7 @@ pub(crate) struct Config {
     pub(crate) report_only: bool,
     pub(crate) unlisted: Unlisted,
     pub(crate) trusted_proxies: IpSet,
-    pub(crate) forwarded_header: ForwardedHeader,
+    pub(crate) client_ip_source: ClientIpSource,
     /// The sources, the default one (the builder's own credentials) first
     /// when there is one. Never empty.
     pub(crate) sources: Vec<GateSource>,

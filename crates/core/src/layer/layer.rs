@@ -96,6 +96,19 @@ impl WebhookLayer {
             .collect()
     }
 
+    /// Where the client address is read from.
+    ///
+    /// ```
+    /// use cmc_webhook_core::{client_ip::ClientIpSource, WebhookLayer};
+    ///
+    /// let layer = WebhookLayer::builder().allow_cidrs("203.0.113.0/24")?.build()?;
+    /// assert_eq!(layer.client_ip_source(), ClientIpSource::XForwardedFor);
+    /// # Ok::<(), cmc_webhook_core::ConfigError>(())
+    /// ```
+    pub fn client_ip_source(&self) -> crate::client_ip::ClientIpSource {
+        self.config.client_ip_source
+    }
+
     /// The policy that reaches the body readers through the extensions
     /// (with several sources, each request gets its source's: this one has
     /// the limits and statuses, and no keys).
@@ -120,7 +133,7 @@ impl fmt::Debug for WebhookLayer {
             .field("report_only", &self.config.report_only)
             .field("unlisted", &self.config.unlisted)
             .field("trusted_proxies", &self.config.trusted_proxies)
-            .field("forwarded_header", &self.config.forwarded_header)
+            .field("client_ip_source", &self.config.client_ip_source)
             .field("sources", &self.config.sources)
             .field("policy", &self.config.policy)
             .field("peer", &self.config.peer.as_ref().map(|_| "<fn>"))

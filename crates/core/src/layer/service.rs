@@ -18,7 +18,7 @@ use super::drain::{Drain, Slot, expects_continue};
 use super::future::ResponseFuture;
 use crate::Source;
 use crate::auth::ApiKeys;
-use crate::client_ip::{ClientIp, client_ip};
+use crate::client_ip::ClientIp;
 use crate::rejection::{Reason, Rejection, log_refusal};
 use crate::request::{Policy, ReadReport, declared_length};
 use crate::wire::Encoding;
@@ -104,7 +104,9 @@ impl Config {
             return Err(Rejection::new(Reason::NoPeerAddress));
         };
         span.record("network.peer.address", field::display(peer));
-        let client = client_ip(peer, request.headers(), &self.trusted_proxies, self.forwarded_header)
+        let client = self
+            .client_ip_source
+            .client_ip(peer, request.headers(), &self.trusted_proxies)
             .map_err(|e| {
                 tracing::warn!(peer = %peer, reason = Reason::BadForwardedHeader.name(), error = %e, "refused CMC webhook request: {}", Reason::BadForwardedHeader);
                 Rejection::new(Reason::BadForwardedHeader)
