@@ -68,7 +68,7 @@ macro_rules! statements {
             for (kind, summary) in DEAD_SUMMARIES {
                 let rows = sqlx::query(sql(&format!(
                     "SELECT id, idempotency_key, {summary}, message_id, attempts, last_error, \
-                     received_at, done_at FROM {} WHERE state = 'dead' ORDER BY id LIMIT ?1",
+                     @ms(received_at), @ms(done_at) FROM {} WHERE state = 'dead' ORDER BY id LIMIT ?1",
                     kind.table()
                 )))
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -88,7 +88,7 @@ macro_rules! statements {
 
         pub(crate) async fn history(pool: &Pool, message_id: &str) -> Result<History, InboxError> {
             let rows = sqlx::query(sql(
-                "SELECT id, idempotency_key, event, received_at, state, attempts, last_error \
+                "SELECT id, idempotency_key, @exact(event), @ms(received_at), state, attempts, last_error \
                  FROM cmc_events WHERE substr(message_id, 1, 200) = substr(?1, 1, 200) \
                  AND message_id = ?1 ORDER BY created, id",
             ))
