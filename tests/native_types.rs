@@ -97,9 +97,18 @@ async fn every_time_is_timestamptz_and_the_json_is_jsonb() {
     };
     const TZ: &str = "timestamp with time zone";
     let times = [
-        ("cmc_events", ["received_at", "run_at", "locked_until", "done_at"].as_slice()),
-        ("cmc_mails", &["received_at", "run_at", "locked_until", "done_at"]),
-        ("cmc_mail_deliveries", &["run_at", "locked_until", "created_at", "done_at"]),
+        (
+            "cmc_events",
+            ["received_at", "run_at", "locked_until", "done_at"].as_slice(),
+        ),
+        (
+            "cmc_mails",
+            &["received_at", "run_at", "locked_until", "done_at"],
+        ),
+        (
+            "cmc_mail_deliveries",
+            &["run_at", "locked_until", "created_at", "done_at"],
+        ),
         ("cmc_suppressions", &["since", "until", "updated_at"]),
         ("cmc_suppression_history", &["at"]),
         ("cmc_suppression_keeping", &["at"]),
@@ -130,7 +139,10 @@ async fn every_time_is_timestamptz_and_the_json_is_jsonb() {
     // No time is left in milliseconds: every BIGINT is a count or an id.
     let bigints: Vec<String> = columns
         .iter()
-        .filter(|(_, c, d)| d == "bigint" && (c.ends_with("_at") || c == "at" || c.ends_with("until") || c == "since"))
+        .filter(|(_, c, d)| {
+            d == "bigint"
+                && (c.ends_with("_at") || c == "at" || c.ends_with("until") || c == "since")
+        })
         .map(|(t, c, _)| format!("{t}.{c}"))
         .collect();
     assert!(bigints.is_empty(), "{bigints:?}");
@@ -167,7 +179,11 @@ async fn nul_in_a_mail_and_an_event_is_kept_exact_and_spares_the_rest_of_the_bat
     .await
     .unwrap();
     assert_eq!(rows.len(), 3, "{rows:?}");
-    assert!(rows[0].1.as_deref().unwrap().contains("<nul\\u0000id@example.com>"));
+    assert!(rows[0]
+        .1
+        .as_deref()
+        .unwrap()
+        .contains("<nul\\u0000id@example.com>"));
     assert_eq!(rows[0].2, "<nul\u{FFFD}id@example.com>");
     assert_eq!(rows[1].1, None);
     assert_eq!(rows[2].1, None);
@@ -216,7 +232,11 @@ async fn stored_times_are_the_inboxs_milliseconds_exactly() {
     };
     let inbox = Inbox::postgres(&url).open().await.unwrap();
     assert_eq!(
-        post(&inbox, &batch(&[("<t@example.com>", "queued", "t@example.jp")])).await,
+        post(
+            &inbox,
+            &batch(&[("<t@example.com>", "queued", "t@example.jp")])
+        )
+        .await,
         200
     );
     let history = inbox.history("<t@example.com>").await.unwrap();
@@ -232,7 +252,14 @@ async fn stored_times_are_the_inboxs_milliseconds_exactly() {
     // Whole milliseconds: no microseconds of a float conversion.
     assert!(text.ends_with("000"), "{text}");
     // A lease set far ahead and an old run_at read back to the millisecond.
-    for t in [0i64, 1, -1, 1_767_225_600_123, 4_102_444_800_999, 253_402_300_799_999] {
+    for t in [
+        0i64,
+        1,
+        -1,
+        1_767_225_600_123,
+        4_102_444_800_999,
+        253_402_300_799_999,
+    ] {
         let back: i64 = sqlx::query_scalar(
             "SELECT (EXTRACT(EPOCH FROM (TIMESTAMPTZ 'epoch' + ($1) * INTERVAL '1 millisecond')) * 1000)::BIGINT",
         )
@@ -242,6 +269,60 @@ async fn stored_times_are_the_inboxs_milliseconds_exactly() {
         .unwrap();
         assert_eq!(back, t);
     }
+    inbox.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_and_a_backoff_without_end_are_stored_as_the_last_time() {
+    // `Duration::MAX` past now is beyond `timestamptz`: the inbox stores
+    // the last time a Timestamp holds instead of failing every round.
+    let Some(url) = database("forever").await else {
+        return;
+    };
+    let inbox = Inbox::postgres(&url).open().await.unwrap();
+    assert_eq!(
+        post(
+            &inbox,
+            &batch(&[("<f@example.com>", "queued", "f@example.jp")])
+        )
+        .await,
+        200
+    );
+    let tries = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let worker = {
+        let tries = tries.clone();
+        inbox
+            .worker(move |_job: cmc_webhook::inbox::Job| {
+                tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { Err::<(), String>("not now".into()) }
+            })
+            .lease(std::time::Duration::MAX)
+            .backoff(
+                cmc_webhook::inbox::Backoff::exponential(std::time::Duration::MAX)
+                    .max(std::time::Duration::MAX),
+            )
+            .spawn()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut conn = common::inbox::pg_store(&url).await;
+    loop {
+        let (state, run_at): (String, i64) = sqlx::query_as(
+            "SELECT state, (EXTRACT(EPOCH FROM run_at) * 1000)::BIGINT FROM cmc_events",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if state == "pending" && tries.load(std::sync::atomic::Ordering::SeqCst) == 1 {
+            assert_eq!(run_at, Timestamp::MAX.as_millisecond());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{state} {run_at}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    worker
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
     inbox.close().await;
 }
 
@@ -267,8 +348,12 @@ async fn previous_schema(url: &str) {
         ..sqlx::migrate::Migrator::DEFAULT
     };
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    conn.execute("CREATE SCHEMA IF NOT EXISTS cmc_webhook").await.unwrap();
-    conn.execute("SET search_path TO cmc_webhook").await.unwrap();
+    conn.execute("CREATE SCHEMA IF NOT EXISTS cmc_webhook")
+        .await
+        .unwrap();
+    conn.execute("SET search_path TO cmc_webhook")
+        .await
+        .unwrap();
     migrator.run_direct(None, &mut conn, false).await.unwrap();
 }
 
@@ -300,7 +385,10 @@ async fn a_store_of_the_previous_schema_migrates_exactly_with_rows_in_every_stat
     nul_mail.subject = "old\0subject".into();
     let mut done_mail = sample_inbound(false);
     done_mail.subject = "routed before".into();
-    assert_eq!(post(&scratch, &Webhook::Inbound(nul_mail.clone())).await, 200);
+    assert_eq!(
+        post(&scratch, &Webhook::Inbound(nul_mail.clone())).await,
+        200
+    );
     assert_eq!(post(&scratch, &Webhook::Inbound(done_mail)).await, 200);
     let mut src = common::inbox::pg_store(&source).await;
     let event_rows: Vec<(String, String, Option<String>, Option<String>, String)> = sqlx::query_as(
@@ -382,7 +470,13 @@ async fn a_store_of_the_previous_schema_migrates_exactly_with_rows_in_every_stat
         mail_ids.push(id);
     }
     let delivery_states = [
-        "pending", "processing", "delivered", "failed", "bounced", "dead", "unrouted",
+        "pending",
+        "processing",
+        "delivered",
+        "failed",
+        "bounced",
+        "dead",
+        "unrouted",
     ];
     for (i, state) in delivery_states.iter().enumerate() {
         let i = i as i64;
@@ -451,9 +545,21 @@ async fn a_store_of_the_previous_schema_migrates_exactly_with_rows_in_every_stat
         };
         let mut all: Vec<Vec<Option<i64>>> = Vec::new();
         for (table, cols, order) in [
-            ("cmc_events", "received_at, run_at, locked_until, done_at", "id"),
-            ("cmc_mails", "received_at, run_at, locked_until, done_at", "id"),
-            ("cmc_mail_deliveries", "run_at, locked_until, created_at, done_at", "id"),
+            (
+                "cmc_events",
+                "received_at, run_at, locked_until, done_at",
+                "id",
+            ),
+            (
+                "cmc_mails",
+                "received_at, run_at, locked_until, done_at",
+                "id",
+            ),
+            (
+                "cmc_mail_deliveries",
+                "run_at, locked_until, created_at, done_at",
+                "id",
+            ),
             ("cmc_suppressions", "since, until, updated_at", "recipient"),
             ("cmc_suppression_history", "at", "id"),
             ("cmc_suppression_keeping", "at", "fact"),
@@ -468,7 +574,11 @@ async fn a_store_of_the_previous_schema_migrates_exactly_with_rows_in_every_stat
             .await
             .unwrap();
             for r in rows {
-                all.push((0..cols.len()).map(|i| r.get::<Option<i64>, _>(i)).collect());
+                all.push(
+                    (0..cols.len())
+                        .map(|i| r.get::<Option<i64>, _>(i))
+                        .collect(),
+                );
             }
         }
         all
@@ -509,7 +619,12 @@ async fn a_store_of_the_previous_schema_migrates_exactly_with_rows_in_every_stat
     let inbox = Inbox::postgres(&url).open().await.unwrap();
     let counts = inbox.counts().await.unwrap();
     assert_eq!(
-        (counts.events.pending, counts.events.running, counts.events.done, counts.events.dead),
+        (
+            counts.events.pending,
+            counts.events.running,
+            counts.events.done,
+            counts.events.dead
+        ),
         (2, 1, 1, 1)
     );
     assert_eq!(counts.events.oldest_pending, Some(ms(T0)));
@@ -524,20 +639,37 @@ async fn a_store_of_the_previous_schema_migrates_exactly_with_rows_in_every_stat
     let mut all = ListFilter::default();
     all.suppressed_only = false;
     let list = inbox.suppressions().list(&all).await.unwrap();
-    let manual = list.iter().find(|e| e.address == "manual@example.jp").unwrap();
+    let manual = list
+        .iter()
+        .find(|e| e.address == "manual@example.jp")
+        .unwrap();
     assert_eq!(manual.since, Some(ms(T0 + 701)));
     assert_eq!(manual.until, Some(ms(T0 + 86_400_000_999)));
     assert_eq!(manual.updated_at, ms(T0 + 701));
-    let hard = list.iter().find(|e| e.address == "hard@example.jp").unwrap();
+    let hard = list
+        .iter()
+        .find(|e| e.address == "hard@example.jp")
+        .unwrap();
     assert_eq!((hard.since, hard.until), (Some(ms(T0 + 700)), None));
     assert_eq!(hard.events.len(), 1);
-    let counted = list.iter().find(|e| e.address == "counts@example.jp").unwrap();
+    let counted = list
+        .iter()
+        .find(|e| e.address == "counts@example.jp")
+        .unwrap();
     assert_eq!(counted.soft_bounces, 2);
-    let changes = inbox.suppressions().history("manual@example.jp").await.unwrap();
+    let changes = inbox
+        .suppressions()
+        .history("manual@example.jp")
+        .await
+        .unwrap();
     assert_eq!(changes[0].at, ms(T0 + 801));
     let keeping = inbox.suppressions().keeping().await.unwrap();
     assert_eq!(keeping.since, Some(ms(T0 + 900)));
-    let deliveries = inbox.deliveries().list(&DeliveryFilter::all()).await.unwrap();
+    let deliveries = inbox
+        .deliveries()
+        .list(&DeliveryFilter::all())
+        .await
+        .unwrap();
     assert_eq!(deliveries.len(), 7);
     for (i, d) in deliveries.iter().enumerate() {
         let i = i as i64;
@@ -576,7 +708,13 @@ async fn a_store_of_the_previous_schema_migrates_exactly_with_rows_in_every_stat
     .unwrap();
     assert_eq!(done.len(), 4);
     let now = Timestamp::now().as_millisecond();
-    assert!(done.iter().filter(|(_, at)| (now - at).abs() < 600_000).count() == 3, "{done:?}");
+    assert!(
+        done.iter()
+            .filter(|(_, at)| (now - at).abs() < 600_000)
+            .count()
+            == 3,
+        "{done:?}"
+    );
     inbox.close().await;
 }
 
@@ -588,7 +726,8 @@ const BOUNCES_BY_DOMAIN: &str = "SELECT split_part(recipient, '@', 2) AS domain,
      GROUP BY domain ORDER BY count(*) DESC, domain";
 const LAST_HOUR_SQLITE: &str = "SELECT state, count(*) FROM cmc_events \
      WHERE received_at > (unixepoch('now') - 3600) * 1000 GROUP BY state ORDER BY state";
-const BOUNCES_BY_DOMAIN_SQLITE: &str = "SELECT substr(recipient, instr(recipient, '@') + 1) AS domain, \
+const BOUNCES_BY_DOMAIN_SQLITE: &str =
+    "SELECT substr(recipient, instr(recipient, '@') + 1) AS domain, \
      count(*) FROM cmc_events WHERE event_type = 'bounces' \
      GROUP BY domain ORDER BY count(*) DESC, domain";
 
@@ -628,7 +767,10 @@ async fn the_readme_queries_answer_from_another_language() {
         .unwrap();
     assert_eq!(
         by_domain,
-        [("bounce.example".to_owned(), 2), ("other.example".to_owned(), 1)]
+        [
+            ("bounce.example".to_owned(), 2),
+            ("other.example".to_owned(), 1)
+        ]
     );
 
     let Some(url) = database("readme").await else {
@@ -637,8 +779,10 @@ async fn the_readme_queries_answer_from_another_language() {
     let inbox = Inbox::postgres(&url).open().await.unwrap();
     readme_rows(&inbox).await;
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    let by_state: Vec<(String, i64)> =
-        sqlx::query_as(LAST_HOUR).fetch_all(&mut conn).await.unwrap();
+    let by_state: Vec<(String, i64)> = sqlx::query_as(LAST_HOUR)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(by_state, [("pending".to_owned(), 4)]);
     let by_domain: Vec<(String, i64)> = sqlx::query_as(BOUNCES_BY_DOMAIN)
         .fetch_all(&mut conn)
@@ -646,7 +790,10 @@ async fn the_readme_queries_answer_from_another_language() {
         .unwrap();
     assert_eq!(
         by_domain,
-        [("bounce.example".to_owned(), 2), ("other.example".to_owned(), 1)]
+        [
+            ("bounce.example".to_owned(), 2),
+            ("other.example".to_owned(), 1)
+        ]
     );
     // The same from the event's JSON.
     let from_json: Vec<(String, i64)> = sqlx::query_as(

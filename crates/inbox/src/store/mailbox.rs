@@ -745,12 +745,13 @@ mod tests {
         .execute(&mut conn)
         .await
         .unwrap();
-        let sizes: Vec<(i64, i64)> = sqlx::query_as(crate::store::statement::dialect(false, DUE_MAILS))
-            .bind(1i64)
-            .bind(10i64)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
+        let sizes: Vec<(i64, i64)> =
+            sqlx::query_as(crate::store::statement::dialect(false, DUE_MAILS))
+                .bind(1i64)
+                .bind(10i64)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
         assert_eq!(sizes, [(1, envelope.len() as i64 + 7)]);
     }
 }

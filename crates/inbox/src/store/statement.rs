@@ -321,9 +321,11 @@ mod tests {
                     RETURNING COALESCE(event_exact, CAST(event AS TEXT)) AS event, \
              CAST(CAST(?3 AS TEXT) AS JSONB), CAST(events AS TEXT)"
         );
-        assert_eq!(markers(true, "GREATEST(@ts(MAX(a)), @ts(?1))"),
+        assert_eq!(
+            markers(true, "GREATEST(@ts(MAX(a)), @ts(?1))"),
             "GREATEST((TIMESTAMPTZ 'epoch' + (MAX(a)) * INTERVAL '1 millisecond'), \
-             (TIMESTAMPTZ 'epoch' + (?1) * INTERVAL '1 millisecond'))");
+             (TIMESTAMPTZ 'epoch' + (?1) * INTERVAL '1 millisecond'))"
+        );
     }
 
     #[test]
