@@ -357,6 +357,12 @@ async fn previous_schema(url: &str) {
     migrator.run_direct(None, &mut conn, false).await.unwrap();
 }
 
+/// An event row's key, type, Message-ID, recipient and exact JSON.
+type EventColumns = (String, String, Option<String>, Option<String>, String);
+/// A mail row's key, envelope, subject, filter, attachments, size and
+/// exact JSON.
+type MailColumns = (String, String, String, String, String, i64, i64, String);
+
 const T0: i64 = 1_767_225_600_123; // 2026-01-01T00:00:00.123Z
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -391,14 +397,14 @@ async fn a_store_of_the_previous_schema_migrates_exactly_with_rows_in_every_stat
     );
     assert_eq!(post(&scratch, &Webhook::Inbound(done_mail)).await, 200);
     let mut src = common::inbox::pg_store(&source).await;
-    let event_rows: Vec<(String, String, Option<String>, Option<String>, String)> = sqlx::query_as(
+    let event_rows: Vec<EventColumns> = sqlx::query_as(
         "SELECT idempotency_key, event_type, message_id, recipient, \
          COALESCE(event_exact, event::text) FROM cmc_events ORDER BY id",
     )
     .fetch_all(&mut src)
     .await
     .unwrap();
-    let mail_rows: Vec<(String, String, String, String, String, i64, i64, String)> = sqlx::query_as(
+    let mail_rows: Vec<MailColumns> = sqlx::query_as(
         "SELECT idempotency_key, envelope_from, envelope_to, subject, filter, attachments, size, \
          COALESCE(mail_exact, mail::text) FROM cmc_mails ORDER BY id",
     )
