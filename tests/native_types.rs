@@ -226,6 +226,54 @@ async fn nul_in_a_mail_and_an_event_is_kept_exact_and_spares_the_rest_of_the_bat
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_with_an_exponent_in_an_unknown_field_is_kept_as_written() {
+    // An unknown field is kept as written; jsonb would write 1e300 out in
+    // full (301 digits), and cannot hold 1e200000 (which the parser
+    // refuses already: past f64).
+    let Some(url) = database("bignum").await else {
+        return;
+    };
+    let inbox = Inbox::postgres(&url).open().await.unwrap();
+    let body = r#"{"event_type":"deliveries","server_composition":"pro","event":{"deliveries":[
+        {"created":"2026-01-01 09:00:00","status":"queued","to":"a@example.jp","messageId":"<big@example.com>","x":1e300,"y":-2.5e-300},
+        {"created":"2026-01-01 09:00:00","status":"queued","to":"b@example.jp","messageId":"<fine@example.com>"}]}}"#;
+    let events = Webhook::parse("application/json", Bytes::from(body)).unwrap();
+    let Webhook::Events(sent) = &events else {
+        unreachable!()
+    };
+    assert_eq!(post(&inbox, &events).await, 200);
+    let mut conn = common::inbox::pg_store(&url).await;
+    let (x, exact): (String, Option<String>) = sqlx::query_as(
+        "SELECT event #>> '{extra,x}', event_exact FROM cmc_events WHERE message_id = '<big@example.com>'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    // A string of the number's text in the jsonb copy, not 301 digits.
+    assert_eq!(x.parse::<f64>().unwrap(), 1e300);
+    assert!(x.len() < 10, "{x}");
+    assert!(exact.is_some());
+    let read = common::inbox::handle_all(&inbox, 2).await;
+    for e in &sent.events {
+        assert!(
+            read.iter().any(|i| matches!(i, Item::Event(x) if x == e)),
+            "{e:?}"
+        );
+    }
+    let history = inbox.history("<big@example.com>").await.unwrap();
+    assert_eq!(history[0].event, sent.events[0]);
+    // Read back as stored: the exact text, not jsonb's.
+    let stored: String = sqlx::query_scalar(
+        "SELECT event_exact FROM cmc_events WHERE message_id = '<big@example.com>'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(serde_json::to_string(&history[0].event).unwrap(), stored);
+    inbox.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_times_are_the_inboxs_milliseconds_exactly() {
     let Some(url) = database("times").await else {
         return;

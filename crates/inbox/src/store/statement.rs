@@ -263,38 +263,67 @@ pub(crate) fn pg_text(text: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(feature = "postgres")]
 /// JSON text `json` (written by serde_json, so valid) as PostgreSQL can
-/// hold it: `jsonb` refuses the escape `\u0000`, which a stranger's mail
-/// or event text may carry. Such JSON is stored twice: the `jsonb` column
-/// holds it with each U+0000 made U+FFFD (for queries), and the
-/// `*_exact` column (the second value, `None` for every other row) keeps
-/// the text as written, which reads take first. An escaped backslash
-/// followed by `u0000` (the text `\u0000`) is not the escape.
+/// hold it. `jsonb` refuses the escape `\u0000`, which a stranger's mail
+/// or event text may carry, and a number past `numeric`'s range
+/// (`1e200000`, which an unknown field kept as written may hold; a
+/// smaller exponent is written out in full, `1e100000` read back as
+/// 100 001 digits). Such JSON is stored twice: the `jsonb` column holds
+/// it with each U+0000 made U+FFFD and each number with an exponent, or
+/// longer than 64 characters, made a string of its text (for queries),
+/// and the `*_exact` column (the second value, `None` for every other
+/// row) keeps the text as written, which reads take first. An escaped
+/// backslash followed by `u0000` (the text `\u0000`) is not the escape.
 pub(crate) fn pg_json(json: &str) -> (std::borrow::Cow<'_, str>, Option<&str>) {
-    if !json.contains("\\u0000") {
-        return (std::borrow::Cow::Borrowed(json), None);
-    }
     let bytes = json.as_bytes();
-    let mut out = String::with_capacity(json.len());
-    let mut changed = false;
-    let mut i = 0;
+    let mut out = String::new();
     let mut copied = 0;
+    let mut in_string = false;
+    let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' {
-            if json[i..].starts_with("\\u0000") {
-                out.push_str(&json[copied..i]);
-                out.push_str("\\ufffd");
-                i += 6;
-                copied = i;
-                changed = true;
-                continue;
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' if json[i..].starts_with("\\u0000") => {
+                    out.push_str(&json[copied..i]);
+                    out.push_str("\\ufffd");
+                    i += 6;
+                    copied = i;
+                    continue;
+                }
+                // Any other escape: two bytes (the rest of `\uXXXX` is hex).
+                b'\\' => i += 2,
+                b'"' => {
+                    in_string = false;
+                    i += 1;
+                }
+                _ => i += 1,
             }
-            // Any other escape: two bytes (the rest of `\uXXXX` is hex).
-            i += 2;
             continue;
         }
-        i += 1;
+        match b {
+            b'"' => {
+                in_string = true;
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let end = bytes[i..]
+                    .iter()
+                    .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .map_or(bytes.len(), |n| i + n);
+                let number = &json[i..end];
+                if number.len() > 64 || number.contains(['e', 'E']) {
+                    out.push_str(&json[copied..i]);
+                    out.push('"');
+                    out.push_str(number);
+                    out.push('"');
+                    copied = end;
+                }
+                i = end;
+            }
+            _ => i += 1,
+        }
     }
-    if !changed {
+    if copied == 0 {
         return (std::borrow::Cow::Borrowed(json), None);
     }
     out.push_str(&json[copied.min(json.len())..]);
@@ -339,5 +368,18 @@ mod tests {
         // The text `\u0000` alone is no escape: nothing to keep apart.
         let text = serde_json::to_string("\\u0000").unwrap();
         assert_eq!(pg_json(&text), (text.as_str().into(), None));
+        // Numbers past numeric's range, or written out huge: strings in the
+        // jsonb copy, exact apart; every other number as it is.
+        let big = r#"{"a":1e200000,"b":[-2.5E-3,12],"c":"1e5","d":1.5}"#;
+        let (jsonb, exact) = pg_json(big);
+        assert_eq!(
+            jsonb,
+            r#"{"a":"1e200000","b":["-2.5E-3",12],"c":"1e5","d":1.5}"#
+        );
+        assert_eq!(exact, Some(big));
+        let long = format!("[{}]", "9".repeat(65));
+        assert_eq!(pg_json(&long).0, format!("[\"{}\"]", "9".repeat(65)));
+        let plain = r#"{"n":-12.75,"s":"x\"1e5"}"#;
+        assert_eq!(pg_json(plain), (plain.into(), None));
     }
 }
