@@ -90,14 +90,14 @@ const POSTGRES_LOAD: &str = "INSERT INTO cmc_suppressions (recipient, reason, si
      note, events, hard_count, soft_times, unknown_count, updated_at) \
      SELECT 'user' || lpad(i::text, 6, '0') || '@example.jp', \
        CASE i % 3 WHEN 0 THEN NULL WHEN 1 THEN 'hard' ELSE 'soft' END, \
-       CASE i % 3 WHEN 0 THEN NULL ELSE $1 - 86400000 END, \
-       CASE i % 3 WHEN 0 THEN NULL WHEN 1 THEN $1 + 89 * 86400000::bigint ELSE $1 + 6 * 86400000::bigint END, \
+       CASE i % 3 WHEN 0 THEN NULL ELSE (TIMESTAMPTZ 'epoch' + INTERVAL '1 millisecond' * ($1 - 86400000)) END, \
+       CASE i % 3 WHEN 0 THEN NULL WHEN 1 THEN (TIMESTAMPTZ 'epoch' + INTERVAL '1 millisecond' * ($1 + 89 * 86400000::bigint)) ELSE (TIMESTAMPTZ 'epoch' + INTERVAL '1 millisecond' * ($1 + 6 * 86400000::bigint)) END, \
        NULL, \
-       CASE i % 3 WHEN 0 THEN '[]' WHEN 1 THEN '[\"' || lpad(to_hex(i), 32, '0') || '\"]' \
-         ELSE format('[\"%1$s1\",\"%1$s2\",\"%1$s3\",\"%1$s4\",\"%1$s5\"]', lpad(to_hex(i), 31, '0')) END, \
+       (CASE i % 3 WHEN 0 THEN '[]' WHEN 1 THEN '[\"' || lpad(to_hex(i), 32, '0') || '\"]' \
+         ELSE format('[\"%1$s1\",\"%1$s2\",\"%1$s3\",\"%1$s4\",\"%1$s5\"]', lpad(to_hex(i), 31, '0')) END)::jsonb, \
        CASE i % 3 WHEN 1 THEN 1 ELSE 0 END, \
-       CASE i % 3 WHEN 0 THEN $2 WHEN 1 THEN '[]' ELSE $3 END, \
-       0, $1 \
+       (CASE i % 3 WHEN 0 THEN $2 WHEN 1 THEN '[]' ELSE $3 END)::jsonb, \
+       0, (TIMESTAMPTZ 'epoch' + INTERVAL '1 millisecond' * ($1)) \
      FROM generate_series(0, $4) AS i";
 
 /// A loaded list, and what to remove after the run.

@@ -180,7 +180,9 @@ mod raw {
             sqlx::query(
                 "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
                  status, created, event, server_composition, client, received_at, run_at) \
-                 SELECT k, t, m, r, s, c, e, 'pro-bench', '127.0.0.1', $8, $8 \
+                 SELECT k, t, m, r, s, c, e::JSONB, 'pro-bench', '127.0.0.1', \
+                 TIMESTAMPTZ 'epoch' + $8 * INTERVAL '1 millisecond', \
+                 TIMESTAMPTZ 'epoch' + $8 * INTERVAL '1 millisecond' \
                  FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], \
                  $6::TEXT[], $7::TEXT[]) AS u(k, t, m, r, s, c, e) \
                  ON CONFLICT (idempotency_key) DO UPDATE SET repeats = cmc_events.repeats + 1",

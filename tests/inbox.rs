@@ -133,6 +133,38 @@ async fn chunk_sizes(place: &impl Locate) -> Vec<(i64, i64, i64)> {
     }
 }
 
+/// Time `ms` (milliseconds since the epoch, SQL text) as the store's time
+/// columns hold it: milliseconds on SQLite, `timestamptz` on PostgreSQL.
+fn time(place: &impl Locate, ms: &str) -> String {
+    if place.url().starts_with("sqlite:") {
+        ms.to_owned()
+    } else {
+        format!("(TIMESTAMPTZ 'epoch' + {ms} * INTERVAL '1 millisecond')")
+    }
+}
+
+/// Time column `column` in milliseconds since the epoch, as SQL on the
+/// store (see [`time`]).
+fn millis(place: &impl Locate, column: &str) -> String {
+    if place.url().starts_with("sqlite:") {
+        column.to_owned()
+    } else {
+        format!("CAST(EXTRACT(EPOCH FROM {column}) * 1000 AS BIGINT) AS {column}")
+    }
+}
+
+/// SQL that breaks the JSON of event `id`: its text cut short. On
+/// PostgreSQL the `jsonb` column takes no such text: it goes in
+/// `event_exact`, the exact text reads take first.
+fn broken_event(place: &impl Locate, id: i64) -> String {
+    let column = if place.url().starts_with("sqlite:") {
+        "event"
+    } else {
+        "event_exact"
+    };
+    format!("UPDATE cmc_events SET {column} = '{{\"kind\":' WHERE id = {id}")
+}
+
 /// Runs `sql` on the store, with a connection of the test's own.
 async fn execute(place: &impl Locate, sql: &str) {
     use sqlx::Connection;
@@ -215,8 +247,10 @@ async fn row(place: &impl Locate, kind: Kind, id: i64) -> BTreeMap<String, Strin
         _ => "cmc_mails",
     };
     let sql = format!(
-        "SELECT state, attempts, run_at, locked_until, last_error, repeats, done_at \
-         FROM {table} WHERE id = {id}"
+        "SELECT state, attempts, {}, {}, last_error, repeats, {} FROM {table} WHERE id = {id}",
+        millis(place, "run_at"),
+        millis(place, "locked_until"),
+        millis(place, "done_at"),
     );
     let url = place.url();
     if url.starts_with("sqlite:") {
@@ -759,11 +793,7 @@ async fn prune_deletes_rows_done_before_the_retention_with_their_attachments() {
 async fn a_row_that_does_not_read_back_is_dead_and_the_others_go_on() {
     let (inbox, dir) = open(&clock()).await;
     inbox.store(numbered(0, 2), None).await.unwrap();
-    execute(
-        &dir,
-        "UPDATE cmc_events SET event = '{\"kind\":' WHERE id = 1",
-    )
-    .await;
+    execute(&dir, &broken_event(&dir, 1)).await;
     let (log, handler) = recording(|_| Ok(()));
     let worker = inbox.worker(handler).spawn();
     eventually("the good row handled", || async { calls(&log) == 1 }).await;
@@ -1299,8 +1329,16 @@ async fn a_message_id_of_any_length_is_stored_found_and_replayed() {
         .all(|e| e.event.message_id() == Some(long.as_str())));
     assert_eq!(inbox.history(&twin).await.unwrap().len(), 1);
 
-    execute(&dir, "UPDATE cmc_events SET state = 'done', done_at = 1").await;
-    execute(&dir, "UPDATE cmc_mails SET state = 'done', done_at = 1").await;
+    for table in ["cmc_events", "cmc_mails"] {
+        execute(
+            &dir,
+            &format!(
+                "UPDATE {table} SET state = 'done', done_at = {}",
+                time(&dir, "1")
+            ),
+        )
+        .await;
+    }
     assert_eq!(inbox.replay(&Filter::message_id(&long)).await.unwrap(), 2);
     assert_eq!(
         inbox.replay(&Filter::message_id(&header_id)).await.unwrap(),
@@ -1369,8 +1407,11 @@ async fn a_replay_of_many_rows_takes_each_once_in_slices() {
     inbox.store(numbered(0, 2500), None).await.unwrap();
     execute(
         &dir,
-        "UPDATE cmc_events SET state = CASE WHEN id % 7 = 0 THEN 'done' ELSE 'dead' END, \
-         attempts = 3, done_at = 1",
+        &format!(
+            "UPDATE cmc_events SET state = CASE WHEN id % 7 = 0 THEN 'done' ELSE 'dead' END, \
+             attempts = 3, done_at = {}",
+            time(&dir, "1")
+        ),
     )
     .await;
     let dead = inbox.counts().await.unwrap().events.dead;
@@ -1419,7 +1460,7 @@ async fn rows_of_a_claim_whose_answer_was_lost_are_taken_back_by_the_same_worker
         &format!(
             "UPDATE cmc_events SET state = 'running', attempts = 1, locked_by = '{locked_by}', \
              locked_until = {} WHERE id > 1",
-            millis_after_t0(60)
+            time(&dir, &millis_after_t0(60))
         ),
     )
     .await;
@@ -1515,11 +1556,7 @@ async fn a_history_skips_and_flags_a_row_that_does_not_read_back() {
         )
         .await
         .unwrap();
-    execute(
-        &dir,
-        "UPDATE cmc_events SET event = '{\"kind\":' WHERE id = 1",
-    )
-    .await;
+    execute(&dir, &broken_event(&dir, 1)).await;
     let history = inbox.history("<m@x>").await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].id.id, 2);
@@ -1703,23 +1740,42 @@ async fn suppression_rows_of_the_old_address_form_are_moved_to_the_new_once() {
     // the counts add up), with their history.
     let (inbox, dir) = open(&clock()).await;
     inbox.close().await;
+    let t = |ms: &str| time(&dir, ms);
     for sql in [
-        "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, \
-         hard_count, soft_times, unknown_count, updated_at) \
-         VALUES ('user@例え.jp', 'unsubscribed', 1, NULL, NULL, '[]', 0, '[]', 0, 1)",
-        "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, \
-         hard_count, soft_times, unknown_count, updated_at) \
-         VALUES ('user@xn--r8jz45g.jp', 'hard', 2, 9000000000000, NULL, '[]', 1, '[]', 2, 2)",
-        "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, \
-         hard_count, soft_times, unknown_count, updated_at) \
-         VALUES ('other@例え.jp', NULL, NULL, NULL, NULL, '[]', 0, '[]', 1, 1)",
-        "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, reason, at) \
-         VALUES ('user@例え.jp', NULL, 'added', 'unsubscribed', 1)",
-        "INSERT INTO cmc_suppressions_rekey (pending) VALUES (1)",
+        format!(
+            "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, \
+             hard_count, soft_times, unknown_count, updated_at) \
+             VALUES ('user@例え.jp', 'unsubscribed', {}, NULL, NULL, '[]', 0, '[]', 0, {})",
+            t("1"),
+            t("1")
+        ),
+        format!(
+            "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, \
+             hard_count, soft_times, unknown_count, updated_at) \
+             VALUES ('user@xn--r8jz45g.jp', 'hard', {}, {}, NULL, '[]', 1, '[]', 2, {})",
+            t("2"),
+            t("9000000000000"),
+            t("2")
+        ),
+        format!(
+            "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, events, \
+             hard_count, soft_times, unknown_count, updated_at) \
+             VALUES ('other@例え.jp', NULL, NULL, NULL, NULL, '[]', 0, '[]', 1, {})",
+            t("1")
+        ),
+        format!(
+            "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, reason, at) \
+             VALUES ('user@例え.jp', NULL, 'added', 'unsubscribed', {})",
+            t("1")
+        ),
+        "INSERT INTO cmc_suppressions_rekey (pending) VALUES (1)".to_owned(),
         // A worker kept the list (else a check says nobody does).
-        "INSERT INTO cmc_suppression_keeping (fact, at) VALUES ('kept', 1)",
+        format!(
+            "INSERT INTO cmc_suppression_keeping (fact, at) VALUES ('kept', {})",
+            t("1")
+        ),
     ] {
-        execute(&dir, sql).await;
+        execute(&dir, &sql).await;
     }
     let inbox = Inbox::builder(&dir.url())
         .unwrap()

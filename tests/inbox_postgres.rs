@@ -638,7 +638,9 @@ async fn times_come_from_the_database_server_whatever_the_local_clock_says() {
     assert!(status.success());
     let mut conn = common::inbox::pg_store(&url).await;
     let (received, run_at, server): (i64, i64, i64) = sqlx::query_as(
-        "SELECT received_at, run_at, (extract(epoch FROM now()) * 1000)::BIGINT FROM cmc_events",
+        "SELECT (extract(epoch FROM received_at) * 1000)::BIGINT, \
+         (extract(epoch FROM run_at) * 1000)::BIGINT, \
+         (extract(epoch FROM now()) * 1000)::BIGINT FROM cmc_events",
     )
     .fetch_one(&mut conn)
     .await
@@ -685,7 +687,8 @@ async fn a_wall_clock_stepped_while_running_changes_no_stored_time() {
     assert!(status.success());
     let mut conn = common::inbox::pg_store(&url).await;
     let (received, server): (i64, i64) = sqlx::query_as(
-        "SELECT received_at, (extract(epoch FROM now()) * 1000)::BIGINT FROM cmc_events",
+        "SELECT (extract(epoch FROM received_at) * 1000)::BIGINT, \
+         (extract(epoch FROM now()) * 1000)::BIGINT FROM cmc_events",
     )
     .fetch_one(&mut conn)
     .await

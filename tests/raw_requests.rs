@@ -354,7 +354,10 @@ async fn reparse_adds_what_an_older_parser_dropped_as_a_dry_run_first_and_once()
         .await;
         let json = {
             use sqlx::Connection;
-            let sql = format!("SELECT event FROM cmc_events WHERE id = {}", ids[0]);
+            let sql = format!(
+                "SELECT CAST(event AS TEXT) FROM cmc_events WHERE id = {}",
+                ids[0]
+            );
             if let Some(path) = url.strip_prefix("sqlite:") {
                 let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
                     .await

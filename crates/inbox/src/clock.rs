@@ -77,10 +77,16 @@ pub(crate) fn millis(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
 
-/// `t` plus `d`, in milliseconds, saturating.
+/// `t` plus `d`, in milliseconds, saturating at the last time a
+/// [`Timestamp`] holds (9999-12-31): every database stores it
+/// (PostgreSQL's `timestamptz` ends in the year 294276, and refuses a
+/// lease or a backoff of `Duration::MAX` past it), and it reads back as
+/// itself.
 pub(crate) fn millis_after(t: Timestamp, d: Duration) -> i64 {
     let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    t.as_millisecond().saturating_add(ms)
+    t.as_millisecond()
+        .saturating_add(ms)
+        .min(Timestamp::MAX.as_millisecond())
 }
 
 /// The time a column holds.

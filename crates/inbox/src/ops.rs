@@ -113,7 +113,7 @@ impl Counts {
 /// With `source`, only that source's rows (`?1` its name).
 pub(crate) fn oldest_pending_sql(kind: Kind, source: bool) -> String {
     format!(
-        "SELECT received_at FROM {} WHERE state IN ('pending', 'running') AND state = 'pending'{} \
+        "SELECT @ms(received_at) FROM {} WHERE state IN ('pending', 'running') AND state = 'pending'{} \
          ORDER BY id LIMIT 1",
         kind.table(),
         if source { " AND source = ?1" } else { "" }
@@ -210,7 +210,7 @@ pub(crate) fn replay_sql(kind: Kind, filter: &Filter) -> Option<(String, ReplayW
     };
     Some((
         format!(
-            "UPDATE {table} SET state = 'pending', attempts = 0, run_at = ?1, done_at = NULL, \
+            "UPDATE {table} SET state = 'pending', attempts = 0, run_at = @ts(?1), done_at = NULL, \
              locked_by = NULL, locked_until = NULL WHERE id IN (SELECT id FROM {table} \
              WHERE {range} AND {}{order}) RETURNING id",
             conditions.join(" AND "),

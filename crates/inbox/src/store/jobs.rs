@@ -53,13 +53,13 @@ macro_rules! statements {
                     // (not those whose lease was lost) come back for the
                     // suppression list.
                     let returning = if kind == Kind::Event && suppress.is_some() {
-                        " RETURNING idempotency_key, event_type, recipient, status, created, received_at, \
+                        " RETURNING idempotency_key, event_type, recipient, status, created, @ms(received_at), \
                          source"
                     } else {
                         " RETURNING id"
                     };
                     let marked = sqlx::query(sql(&format!(
-                        "UPDATE {} SET state = 'done', done_at = ?1, locked_by = NULL, \
+                        "UPDATE {} SET state = 'done', done_at = @ts(?1), locked_by = NULL, \
                          locked_until = NULL, last_error = NULL \
                          WHERE id {} AND state = 'running' AND locked_by = ?3{returning}",
                         kind.table(),
@@ -98,7 +98,7 @@ macro_rules! statements {
                     Outcome::Released => ("pending", s.at, None, None, 1),
                 };
                 let marked = sqlx::query(sql(&format!(
-                    "UPDATE {} SET state = ?1, run_at = ?2, done_at = ?3, \
+                    "UPDATE {} SET state = ?1, run_at = @ts(?2), done_at = @ts(?3), \
                      last_error = COALESCE(?4, last_error), locked_by = NULL, locked_until = NULL, \
                      attempts = CASE WHEN attempts > ?7 THEN attempts - ?7 ELSE 0 END \
                      WHERE id = ?5 AND state = 'running' AND locked_by = ?6",
@@ -131,7 +131,7 @@ macro_rules! statements {
                     }
                     // Running: the lease of a handler still running is renewed.
                     sqlx::query(sql(&format!(
-                        "UPDATE {} SET locked_until = ?1 \
+                        "UPDATE {} SET locked_until = @ts(?1) \
                          WHERE id {} AND state = 'running' AND locked_by = ?3",
                         kind.table(),
                         in_ids("?2"),
@@ -155,12 +155,12 @@ macro_rules! statements {
                         // Dead: a lease expired on the last attempt (its worker died,
                         // or could not reach the store to renew it).
                         sqlx::query(sql(&format!(
-                            "UPDATE {} SET state = 'dead', done_at = ?1, locked_by = NULL, \
+                            "UPDATE {} SET state = 'dead', done_at = @ts(?1), locked_by = NULL, \
                              locked_until = NULL, last_error = 'the lease expired on attempt ' || \
                              attempts || ': its worker stopped, or lost the store, while the handler ran' || \
                              COALESCE(' (before: ' || last_error || ')', '') \
                              WHERE state = 'running' \
-                             AND locked_until <= ?1 AND attempts >= ?2 \
+                             AND locked_until <= @ts(?1) AND attempts >= ?2 \
                              AND id {}",
                             kind.table(),
                             not_in_ids("?3"),
@@ -179,19 +179,19 @@ macro_rules! statements {
                     // Running: claimed, with a lease; a row whose lease expired
                     // is claimed again.
                     let columns = match kind {
-                        Kind::Event => "event",
-                        Kind::Mail => "mail",
+                        Kind::Event => "@exact(event)",
+                        Kind::Mail => "@exact(mail)",
                     };
                     let rows = sqlx::query(sql(&format!(
                         "UPDATE {table} SET state = 'running', attempts = attempts + 1, \
-                         locked_by = ?1, locked_until = ?2 \
+                         locked_by = ?1, locked_until = @ts(?2) \
                          WHERE id IN (SELECT id FROM {table} WHERE state IN ('pending', 'running') \
-                         AND CASE state WHEN 'pending' THEN run_at <= ?3 \
-                         ELSE locked_until <= ?3 AND attempts < ?5 \
+                         AND CASE state WHEN 'pending' THEN run_at <= @ts(?3) \
+                         ELSE locked_until <= @ts(?3) AND attempts < ?5 \
                          AND id {not_held} END \
                          ORDER BY id LIMIT ?4{skip}) \
                          RETURNING id, idempotency_key, {columns}, server_composition, client, \
-                         received_at, attempts, source",
+                         @ms(received_at), attempts, source",
                         table = kind.table(),
                         not_held = not_in_ids("?6"),
                         skip = $skip,

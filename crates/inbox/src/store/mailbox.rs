@@ -15,11 +15,11 @@ fn text(s: &str) -> String {
 }
 
 /// The job columns of mails: `{ids}` is the list of their ids.
-const MAIL_ROWS: &str = "SELECT id, idempotency_key, mail, client, received_at, source \
+const MAIL_ROWS: &str = "SELECT id, idempotency_key, @exact(mail), client, @ms(received_at), source \
      FROM cmc_mails WHERE id IN {ids}";
 const DUE_MAILS: &str = "SELECT id, CAST(octet_length(envelope_to) + octet_length(filter) AS BIGINT) FROM cmc_mails \
      WHERE state IN ('pending', 'running') \
-     AND CASE state WHEN 'pending' THEN run_at <= ?1 ELSE locked_until <= ?1 END \
+     AND CASE state WHEN 'pending' THEN run_at <= @ts(?1) ELSE locked_until <= @ts(?1) END \
      ORDER BY id LIMIT ?2";
 /// What routing reads of the mails chosen.
 const ROUTING_COLUMNS: &str =
@@ -42,56 +42,56 @@ const INSERT: &str = "INSERT INTO cmc_mail_deliveries \
      (mail_id, mailbox, recipients, route, state, attempts, run_at, created_at) VALUES ";
 /// Rows per `INSERT` (7 parameters each).
 const INSERT_ROWS: usize = 100;
-const ROUTED: &str = "UPDATE cmc_mails SET state = 'done', done_at = ?1, \
+const ROUTED: &str = "UPDATE cmc_mails SET state = 'done', done_at = @ts(?1), \
      attempts = attempts + 1, locked_by = NULL, locked_until = NULL, last_error = NULL \
      WHERE id IN {ids}";
 /// The common outcome, for many deliveries at once.
-const DELIVERED: &str = "UPDATE cmc_mail_deliveries SET state = 'delivered', run_at = ?1, \
-     done_at = ?1, last_error = NULL, bounce_reason = NULL, locked_by = NULL, \
+const DELIVERED: &str = "UPDATE cmc_mail_deliveries SET state = 'delivered', run_at = @ts(?1), \
+     done_at = @ts(?1), last_error = NULL, bounce_reason = NULL, locked_by = NULL, \
      locked_until = NULL WHERE id IN {ids} AND state = 'processing' AND locked_by = ?3";
-const SETTLE: &str = "UPDATE cmc_mail_deliveries SET state = ?1, run_at = ?2, done_at = ?3, \
+const SETTLE: &str = "UPDATE cmc_mail_deliveries SET state = ?1, run_at = @ts(?2), done_at = @ts(?3), \
      last_error = CASE WHEN ?1 = 'delivered' THEN NULL ELSE COALESCE(?4, last_error) END, \
      bounce_reason = ?5, locked_by = NULL, locked_until = NULL, \
      attempts = CASE WHEN attempts > ?6 THEN attempts - ?6 ELSE 0 END \
      WHERE id = ?7 AND state = 'processing' AND locked_by = ?8";
-const RENEW: &str = "UPDATE cmc_mail_deliveries SET locked_until = ?1 \
+const RENEW: &str = "UPDATE cmc_mail_deliveries SET locked_until = @ts(?1) \
      WHERE id IN {ids} AND state = 'processing' AND locked_by = ?3";
-const SWEEP: &str = "UPDATE cmc_mail_deliveries SET state = 'dead', done_at = ?1, \
+const SWEEP: &str = "UPDATE cmc_mail_deliveries SET state = 'dead', done_at = @ts(?1), \
      locked_by = NULL, locked_until = NULL, last_error = 'the lease expired on attempt ' || \
      attempts || ': its worker stopped, or lost the store, while the handler ran' || \
      COALESCE(' (before: ' || last_error || ')', '') \
-     WHERE mailbox = ?4 AND state = 'processing' AND locked_until <= ?1 AND attempts >= ?2 \
+     WHERE mailbox = ?4 AND state = 'processing' AND locked_until <= @ts(?1) AND attempts >= ?2 \
      AND id NOT IN {ids}";
 const CLAIM: &str = "UPDATE cmc_mail_deliveries SET state = 'processing', \
-     attempts = attempts + 1, locked_by = ?1, locked_until = ?2 \
+     attempts = attempts + 1, locked_by = ?1, locked_until = @ts(?2) \
      WHERE id IN (SELECT id FROM cmc_mail_deliveries \
      WHERE mailbox = ?3 AND state IN ('pending', 'failed', 'processing') \
      AND CASE state WHEN 'processing' \
-     THEN locked_until <= ?4 AND id NOT IN {ids} AND attempts < ?6 \
-     ELSE run_at <= ?4 END ORDER BY id LIMIT ?5";
+     THEN locked_until <= @ts(?4) AND id NOT IN {ids} AND attempts < ?6 \
+     ELSE run_at <= @ts(?4) END ORDER BY id LIMIT ?5";
 const COUNTS: &str =
     "SELECT mailbox, state, COUNT(*) FROM cmc_mail_deliveries GROUP BY mailbox, state";
 const LIST: &str = "SELECT d.id, d.mail_id, d.mailbox, d.recipients, d.route, d.state, \
-     d.attempts, d.last_error, d.bounce_reason, d.created_at, d.run_at, d.done_at, \
+     d.attempts, d.last_error, d.bounce_reason, @ms(d.created_at), @ms(d.run_at), @ms(d.done_at), \
      m.envelope_from, m.subject, m.idempotency_key \
      FROM cmc_mail_deliveries d JOIN cmc_mails m ON m.id = d.mail_id";
 const PRUNE: &str = "DELETE FROM cmc_mail_deliveries WHERE id IN (SELECT id \
      FROM cmc_mail_deliveries WHERE mailbox = ?1 AND state IN ('delivered', 'bounced') \
-     AND done_at < ?2 ORDER BY id LIMIT 1000) RETURNING mail_id";
+     AND done_at < @ts(?2) ORDER BY id LIMIT 1000) RETURNING mail_id";
 /// Mails no mailbox took (an unrouted delivery and no other), routed
 /// before `?1`: their deliveries and attachments go with them (`ON DELETE
 /// CASCADE`).
 const PRUNE_UNROUTED: &str = "DELETE FROM cmc_mails WHERE id IN (SELECT m.id FROM cmc_mails m \
-     WHERE m.state = 'done' AND m.done_at < ?1 \
+     WHERE m.state = 'done' AND m.done_at < @ts(?1) \
      AND EXISTS (SELECT 1 FROM cmc_mail_deliveries d WHERE d.mail_id = m.id AND d.mailbox IS NULL) \
      AND NOT EXISTS (SELECT 1 FROM cmc_mail_deliveries d WHERE d.mail_id = m.id \
      AND d.mailbox IS NOT NULL) ORDER BY m.id LIMIT 1000)";
 
 /// Replayed: back to pending, attempts reset.
 const REPLAYED: &str = "UPDATE cmc_mail_deliveries SET state = 'pending', attempts = 0, \
-     run_at = ?1, done_at = NULL, locked_by = NULL, locked_until = NULL WHERE id IN {ids}";
+     run_at = @ts(?1), done_at = NULL, locked_by = NULL, locked_until = NULL WHERE id IN {ids}";
 /// Routed again: the mails of unrouted deliveries back to pending.
-const REROUTED: &str = "UPDATE cmc_mails SET state = 'pending', attempts = 0, run_at = ?1, \
+const REROUTED: &str = "UPDATE cmc_mails SET state = 'pending', attempts = 0, run_at = @ts(?1), \
      done_at = NULL, locked_by = NULL, locked_until = NULL WHERE state = 'done' AND id IN {ids}";
 const ORPHAN_ATTACHMENTS: &str = "DELETE FROM cmc_mail_attachments WHERE mail_id = ?1 \
      AND NOT EXISTS (SELECT 1 FROM cmc_mail_deliveries WHERE mail_id = ?1) \
@@ -462,7 +462,7 @@ macro_rules! statements {
                     .map(|i| {
                         let p = i * 7;
                         format!(
-                            "(?{}, ?{}, ?{}, ?{}, ?{}, 0, ?{}, ?{})",
+                            "(?{}, ?{}, ?{}, ?{}, ?{}, 0, @ts(?{}), @ts(?{}))",
                             p + 1,
                             p + 2,
                             p + 3,
@@ -747,12 +747,13 @@ mod tests {
         .execute(&mut conn)
         .await
         .unwrap();
-        let sizes: Vec<(i64, i64)> = sqlx::query_as(DUE_MAILS)
-            .bind(1i64)
-            .bind(10i64)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
+        let sizes: Vec<(i64, i64)> =
+            sqlx::query_as(crate::store::statement::dialect(false, DUE_MAILS))
+                .bind(1i64)
+                .bind(10i64)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
         assert_eq!(sizes, [(1, envelope.len() as i64 + 7)]);
     }
 }

@@ -45,6 +45,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0007_raw_requests.sql",
     "0008_sources.sql",
     "0009_suppression_keeping.sql",
+    "0010_native_types.sql",
 );
 
 /// The schema of the inbox's tables when none is chosen.
@@ -514,7 +515,7 @@ impl Postgres {
             // every webhook.
             sqlx::query(super::statement::dialect(
                 true,
-                "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, $1, $2) \
+                "INSERT INTO cmc_inbox_opened (id, at, process) VALUES (1, @ts($1), $2) \
                  ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, process = EXCLUDED.process",
             ))
             .bind(crate::clock::millis(jiff::Timestamp::now()))
@@ -629,12 +630,15 @@ impl Postgres {
             .map_err(failed)?;
         for ((arrival, receipt), raw_id) in arrivals.iter().zip(&mut receipts).zip(&raw_ids) {
             let Some(m) = &arrival.mail else { continue };
+            // JSON with `\u0000`, which jsonb refuses: kept exact apart.
+            let (json, exact) = pg_json(&m.json);
             let row = sqlx::query(super::statement::dialect(
                 true,
                 "INSERT INTO cmc_mails (idempotency_key, message_id, envelope_from, \
                  envelope_to, subject, filter, server_composition, client, received_at, \
-                 attachments, size, mail, run_at, raw_request_id, source) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $9, $13, $14) \
+                 attachments, size, mail, run_at, raw_request_id, mail_exact, source) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, @ts($9), $10, $11, @jsonb($12), \
+                 @ts($9), $13, $14, $15) \
                  ON CONFLICT (idempotency_key) DO UPDATE SET repeats = cmc_mails.repeats + 1 \
                  RETURNING id, (xmax = 0) AS inserted",
             ))
@@ -649,8 +653,9 @@ impl Postgres {
             .bind(arrival.received_at)
             .bind(m.attachments.len() as i64)
             .bind(m.size)
-            .bind(&m.json)
+            .bind(json.as_ref())
             .bind(raw_id)
+            .bind(exact)
             .bind(pg_text(&arrival.source))
             .fetch_one(&mut *tx)
             .await
@@ -819,6 +824,7 @@ async fn insert_events(
         let (mut received, mut dups, mut clients): (Vec<i64>, Vec<i64>, Vec<Option<String>>) =
             (Vec::new(), Vec::new(), Vec::new());
         let mut raws: Vec<Option<i64>> = Vec::new();
+        let mut exact: Vec<Option<String>> = Vec::new();
         let mut compositions: Vec<String> = Vec::new();
         let mut sources: Vec<String> = Vec::new();
         for key in chunk {
@@ -830,7 +836,10 @@ async fn insert_events(
             cols[3].push(pg_opt(&e.recipient));
             cols[4].push(pg_opt(&e.status));
             cols[5].push(pg_opt(&e.created));
-            cols[6].push(Some(e.json.clone()));
+            // JSON with `\u0000`, which jsonb refuses: kept exact apart.
+            let (json, kept) = pg_json(&e.json);
+            cols[6].push(Some(json.into_owned()));
+            exact.push(kept.map(str::to_owned));
             compositions.push(pg_text(&a.server_composition).into_owned());
             sources.push(pg_text(&a.source).into_owned());
             clients.push(a.client.clone());
@@ -842,11 +851,12 @@ async fn insert_events(
             true,
             "INSERT INTO cmc_events (idempotency_key, event_type, message_id, recipient, \
              status, created, event, server_composition, client, received_at, run_at, repeats, \
-             raw_request_id, source) \
-             SELECT k, t, m, r, s, c, e, sc, cl, ra, ra, d, rr, so FROM UNNEST($1::TEXT[], \
-             $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], \
-             $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[]) \
-             AS u(k, t, m, r, s, c, e, sc, cl, ra, d, rr, so) \
+             raw_request_id, event_exact, source) \
+             SELECT k, t, m, r, s, c, @jsonb(e), sc, cl, @ts(ra), @ts(ra), d, rr, ex, so \
+             FROM UNNEST($1::TEXT[], $2::TEXT[], \
+             $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], \
+             $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[], $14::TEXT[]) \
+             AS u(k, t, m, r, s, c, e, sc, cl, ra, d, rr, ex, so) \
              ON CONFLICT (idempotency_key) \
              DO UPDATE SET repeats = cmc_events.repeats + 1 + EXCLUDED.repeats \
              RETURNING idempotency_key, (xmax = 0) AS inserted, id",
@@ -863,6 +873,7 @@ async fn insert_events(
         .bind(&received)
         .bind(&dups)
         .bind(&raws)
+        .bind(&exact)
         .bind(&sources)
         .fetch_all(&mut *tx)
         .await?;
@@ -904,7 +915,7 @@ async fn insert_events(
     Ok(())
 }
 
-pub(crate) use super::statement::pg_text;
+pub(crate) use super::statement::{pg_json, pg_text};
 
 fn pg_opt(text: &Option<String>) -> Option<String> {
     text.as_deref().map(|t| pg_text(t).into_owned())

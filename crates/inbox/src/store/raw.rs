@@ -90,7 +90,7 @@ macro_rules! statements {
             let row = sqlx::query(sql(
                 "INSERT INTO cmc_raw_requests (received_at, client, content_type, user_agent, \
                  content_length, transfer_encoding, outcome, reason, body_sha256, size, body, \
-                 source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 source) VALUES (@ts(?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
                  ON CONFLICT (body_sha256) DO UPDATE SET repeats = cmc_raw_requests.repeats + 1, \
                  source = COALESCE(cmc_raw_requests.source, excluded.source), \
                  outcome = CASE WHEN excluded.outcome = 'stored' THEN 'stored' \
@@ -176,7 +176,7 @@ macro_rules! statements {
             ids: Option<&[i64]>,
         ) -> Result<Vec<RawRow>, InboxError> {
             let failed = |e| InboxError::database("could not list the raw requests", e);
-            let columns = "SELECT id, received_at, client, content_type, user_agent, content_length, \
+            let columns = "SELECT id, @ms(received_at), client, content_type, user_agent, content_length, \
                  transfer_encoding, outcome, reason, body_sha256, size, mail_id, repeats, \
                  source FROM cmc_raw_requests";
             let rows = match ids {
@@ -291,8 +291,8 @@ macro_rules! statements {
             key: &str,
         ) -> Result<Option<(i64, String)>, InboxError> {
             let column = match kind {
-                Kind::Event => "event",
-                Kind::Mail => "mail",
+                Kind::Event => "@exact(event)",
+                Kind::Mail => "@exact(mail)",
             };
             sqlx::query_as(sql(&format!(
                 "SELECT id, {column} FROM {} WHERE idempotency_key = ?1",

@@ -116,7 +116,7 @@ macro_rules! statements {
             for (kind, summary) in DEAD_SUMMARIES {
                 let rows = sqlx::query(sql(&format!(
                     "SELECT id, idempotency_key, {summary}, message_id, attempts, last_error, \
-                     received_at, done_at, source FROM {} WHERE state = 'dead'{} \
+                     @ms(received_at), @ms(done_at), source FROM {} WHERE state = 'dead'{} \
                      ORDER BY id LIMIT ?1",
                     kind.table(),
                     crate::ops::source_condition(source, 2),
@@ -146,8 +146,9 @@ macro_rules! statements {
             source: Option<&str>,
         ) -> Result<History, InboxError> {
             let rows = sqlx::query(sql(&format!(
-                "SELECT id, idempotency_key, event, received_at, state, attempts, last_error, \
-                 source FROM cmc_events WHERE substr(message_id, 1, 200) = substr(?1, 1, 200) \
+                "SELECT id, idempotency_key, @exact(event), @ms(received_at), state, attempts, \
+                 last_error, source FROM cmc_events \
+                 WHERE substr(message_id, 1, 200) = substr(?1, 1, 200) \
                  AND message_id = ?1{} ORDER BY created, id",
                 crate::ops::source_condition(source, 2),
             )))

@@ -63,10 +63,10 @@ macro_rules! statements {
             now: i64,
         ) -> Result<(), sqlx::Error> {
             let statement = if kept {
-                "INSERT INTO cmc_suppression_keeping (fact, at) VALUES ('kept', ?1) \
+                "INSERT INTO cmc_suppression_keeping (fact, at) VALUES ('kept', @ts(?1)) \
                  ON CONFLICT (fact) DO NOTHING"
             } else {
-                "INSERT INTO cmc_suppression_keeping (fact, at) VALUES ('skipped', ?1) \
+                "INSERT INTO cmc_suppression_keeping (fact, at) VALUES ('skipped', @ts(?1)) \
                  ON CONFLICT (fact) DO UPDATE SET at = excluded.at"
             };
             sqlx::query(sql(statement))
@@ -82,7 +82,7 @@ macro_rules! statements {
             conn: impl sqlx::Executor<'c, Database = $db>,
         ) -> Result<(Option<i64>, Option<i64>), sqlx::Error> {
             let facts: Vec<(String, i64)> =
-                sqlx::query_as(sql("SELECT fact, at FROM cmc_suppression_keeping"))
+                sqlx::query_as(sql("SELECT fact, @ms(at) FROM cmc_suppression_keeping"))
                     .fetch_all(conn)
                     .await?;
             let at = |fact: &str| facts.iter().find(|(f, _)| f == fact).map(|(_, at)| *at);
@@ -167,7 +167,7 @@ macro_rules! statements {
             if !success {
                 let inserted = sqlx::query(sql(
                     "INSERT INTO cmc_suppression_history (recipient, idempotency_key, change, at, \
-                     source) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
+                     source) VALUES (?1, ?2, ?3, @ts(?4), ?5) ON CONFLICT (idempotency_key) DO NOTHING",
                 ))
                 .bind(recipient)
                 .bind(&key)
@@ -182,7 +182,7 @@ macro_rules! statements {
             }
             if $pg {
                 sqlx::query(sql(
-                    "INSERT INTO cmc_suppressions (recipient, updated_at) VALUES (?1, ?2) \
+                    "INSERT INTO cmc_suppressions (recipient, updated_at) VALUES (?1, @ts(?2)) \
                      ON CONFLICT (recipient) DO NOTHING",
                 ))
                 .bind(recipient)

@@ -217,7 +217,7 @@ macro_rules! statements {
             for kind in [Kind::Event, Kind::Mail] {
                 loop {
                     let slice = format!(
-                        "SELECT id FROM {} WHERE state = 'done' AND done_at < ?1{} LIMIT 10000",
+                        "SELECT id FROM {} WHERE state = 'done' AND done_at < @ts(?1){} LIMIT 10000",
                         kind.table(),
                         crate::store::mailbox::routed_mails_kept(kind)
                     );
@@ -262,7 +262,7 @@ macro_rules! statements {
         pub(crate) async fn raw_prune(s: &Store, before: i64) -> Result<u64, InboxError> {
             const DOING: &str = "could not prune the raw requests";
             let failed = |e| InboxError::database(DOING, e);
-            let slice = "SELECT id FROM cmc_raw_requests WHERE received_at < ?1 LIMIT 1000";
+            let slice = "SELECT id FROM cmc_raw_requests WHERE received_at < @ts(?1) LIMIT 1000";
             let mut pruned = 0;
             loop {
                 let n = s

@@ -30,8 +30,8 @@ type Rows = Vec<(String, Option<String>, i64, usize)>;
 type RawRows = Vec<(String, Option<String>, i64, String)>;
 
 async fn read_back(url: &str) -> (Rows, i64) {
-    const ROWS: &str =
-        "SELECT recipient, reason, hard_count, soft_times FROM cmc_suppressions ORDER BY recipient";
+    const ROWS: &str = "SELECT recipient, reason, hard_count, CAST(soft_times AS TEXT) FROM cmc_suppressions \
+         ORDER BY recipient";
     const HISTORY: &str = "SELECT COUNT(*) FROM cmc_suppression_history";
     let (rows, history): (RawRows, i64) = if url.starts_with("postgres") {
         #[cfg(feature = "postgres")]
