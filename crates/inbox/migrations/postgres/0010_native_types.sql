@@ -12,13 +12,18 @@
 -- with each U+0000 made U+FFFD, for queries. Every other row has NULL
 -- there. An escaped backslash followed by u0000 (the text \u0000) is no
 -- escape: the pattern requires an even run of backslashes before it.
+-- A row whose JSON may hold a number with an exponent or of more than 64
+-- digits (which JSONB would write out differently) keeps its text too;
+-- the patterns may also match such text inside a string, which only
+-- costs a copy.
 --
 -- cmc_mail_deliveries.recipients stays TEXT: it holds envelope recipients
 -- kept as written when they are no address (any character, U+0000
 -- included), and is read back to compare them exactly.
 
 ALTER TABLE cmc_events ADD COLUMN event_exact TEXT;
-UPDATE cmc_events SET event_exact = event WHERE event ~ '(?<!\\)((?:\\\\)*)\\u0000';
+UPDATE cmc_events SET event_exact = event WHERE event ~ '(?<!\\)((?:\\\\)*)\\u0000'
+    OR event ~ '[0-9][eE][-+]?[0-9]' OR event ~ '[0-9]{65}';
 ALTER TABLE cmc_events
     ALTER COLUMN received_at  TYPE TIMESTAMPTZ USING TIMESTAMPTZ 'epoch' + received_at * INTERVAL '1 millisecond',
     ALTER COLUMN run_at       TYPE TIMESTAMPTZ USING TIMESTAMPTZ 'epoch' + run_at * INTERVAL '1 millisecond',
@@ -28,7 +33,8 @@ ALTER TABLE cmc_events
         ELSE regexp_replace(event, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g') END)::JSONB;
 
 ALTER TABLE cmc_mails ADD COLUMN mail_exact TEXT;
-UPDATE cmc_mails SET mail_exact = mail WHERE mail ~ '(?<!\\)((?:\\\\)*)\\u0000';
+UPDATE cmc_mails SET mail_exact = mail WHERE mail ~ '(?<!\\)((?:\\\\)*)\\u0000'
+    OR mail ~ '[0-9][eE][-+]?[0-9]' OR mail ~ '[0-9]{65}';
 ALTER TABLE cmc_mails
     ALTER COLUMN received_at  TYPE TIMESTAMPTZ USING TIMESTAMPTZ 'epoch' + received_at * INTERVAL '1 millisecond',
     ALTER COLUMN run_at       TYPE TIMESTAMPTZ USING TIMESTAMPTZ 'epoch' + run_at * INTERVAL '1 millisecond',

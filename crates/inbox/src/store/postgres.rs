@@ -96,6 +96,29 @@ pub(crate) fn check_schema(schema: &str) -> Result<(), InboxError> {
     Ok(())
 }
 
+/// Fails when `schema`, a plain identifier ([`check_schema`]), is a word
+/// PostgreSQL reserves (`select`, `user`, `order`, ...), which cannot
+/// name a schema unquoted: the server's own list decides.
+async fn refuse_keyword(pool: &PgPool, schema: &str) -> Result<(), InboxError> {
+    let reserved: Option<String> = sqlx::query_scalar(
+        "SELECT catdesc::text FROM pg_get_keywords() WHERE word = $1 AND catcode IN ('R', 'T')",
+    )
+    .bind(schema)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| InboxError::database("could not read PostgreSQL's reserved words", e))?;
+    match reserved {
+        Some(kind) => Err(InboxError::new(
+            InboxErrorKind::Config,
+            format!(
+                "{schema:?} cannot be the inbox's schema: PostgreSQL reserves the word ({kind}); \
+                 choose another name"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The inbox's migrator for `schema`: its history in
 /// `schema.cmc_webhook_migrations`, the schema made if missing.
 fn migrator(schema: &str) -> sqlx::migrate::Migrator {
@@ -326,6 +349,12 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
 
 async fn migrate_in(options: &Options) -> Result<Migrated, InboxError> {
     let pool = connect(options, 1).await?;
+    if let Err(e) = refuse_keyword(&pool, &options.schema).await {
+        if options.pool.is_none() {
+            pool.close().await;
+        }
+        return Err(e);
+    }
     let store = options.describe();
     let result = async {
         let before = match applied_version(&pool).await? {
@@ -467,17 +496,27 @@ impl Postgres {
     ) -> Result<Postgres, InboxError> {
         let pool = connect(options, options.pool_size.max(2)).await?;
         let store = options.describe();
+        refuse_keyword(&pool, &options.schema).await?;
+        // A store this version has migrated whole needs no migrator (whose
+        // `CREATE SCHEMA IF NOT EXISTS` alone needs a right on the
+        // database that a role that only reads and writes rows lacks).
+        let current = matches!(
+            applied_version(&pool).await,
+            Ok(Some(version)) if version == schema::latest(&MIGRATOR)
+        );
         match options.opening {
             Opening::Migrate => {
                 // sqlx's migrator holds an advisory lock while it runs:
                 // instances starting at once take turns.
-                run_migrations(&pool).await.map_err(|e| {
-                    InboxError::new(
-                        InboxErrorKind::Open,
-                        format!("could not migrate {store}: {e}"),
-                    )
-                    .with_source(e)
-                })?;
+                if !current {
+                    run_migrations(&pool).await.map_err(|e| {
+                        InboxError::new(
+                            InboxErrorKind::Open,
+                            format!("could not migrate {store}: {e}"),
+                        )
+                        .with_source(e)
+                    })?;
+                }
                 let mut conn = pool
                     .acquire()
                     .await
@@ -564,15 +603,22 @@ impl Postgres {
     /// reconnection, for what was stored meanwhile), until it returns
     /// `false` (the inbox is gone) or the pool is closed; a lost
     /// connection is made again (the workers poll meanwhile).
+    ///
+    /// The listening connection is one of its own, made with the pool's
+    /// options, never one of the pool's: an application's pool given to
+    /// the inbox keeps every connection it was built with.
     pub fn listen(&self, wake: impl Fn() -> bool + Send + 'static) {
-        let pool = self.pool.clone();
+        let options = (*self.pool.connect_options()).clone();
         let this = self.clone();
         tokio::spawn(async move {
             loop {
                 if this.is_closed() {
                     return;
                 }
-                let mut listener = match PgListener::connect_with(&pool).await {
+                let own = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_lazy_with(options.clone());
+                let mut listener = match PgListener::connect_with(&own).await {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::debug!(error = %e, "the inbox could not listen for new rows; polling");
