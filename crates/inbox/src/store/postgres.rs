@@ -500,9 +500,13 @@ impl Postgres {
         // A store this version has migrated whole needs no migrator (whose
         // `CREATE SCHEMA IF NOT EXISTS` alone needs a right on the
         // database that a role that only reads and writes rows lacks).
+        // Only the inbox's own history counts here: a store whose history
+        // is still in sqlx's default table needs the migrator to adopt it.
         let current = matches!(
-            applied_version(&pool).await,
-            Ok(Some(version)) if version == schema::latest(&MIGRATOR)
+            sqlx::query_scalar::<_, i64>(super::statement::dialect(true, schema::APPLIED))
+                .fetch_all(&pool)
+                .await,
+            Ok(versions) if schema::effective(versions.iter().copied(), &MIGRATOR) == Some(schema::latest(&MIGRATOR))
         );
         match options.opening {
             Opening::Migrate => {
