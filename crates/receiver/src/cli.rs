@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 use crate::config::{self, Args, Command, SuppressionCommand};
-use crate::{app, output, serve, tls};
+use crate::{app, output, relay, serve, tls};
 use cmc_webhook_core::WebhookLayer;
 use cmc_webhook_core::allowlist::AllowlistFile;
 use cmc_webhook_inbox::mailbox::{DeliveryFilter, DeliveryState};
@@ -174,9 +174,21 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
     if mailboxes.is_some() && store.is_none() {
         return Err("--mailbox routes stored mails: it needs a store, not --store none".into());
     }
+    // With --relay, the worker POSTs each row to the team's application
+    // instead of printing it.
+    let handler = match args.relay.options(|name| std::env::var_os(name))? {
+        Some(options) if store.is_some() => {
+            let relay = relay::Relay::new(options)?;
+            tracing::info!(target_url = relay.target(), "relaying each event and mail");
+            relay::Handler::Relay(relay)
+        }
+        Some(_) => {
+            return Err("--relay sends stored rows: it needs a store, not --store none".into());
+        }
+        None => relay::Handler::Print(printer.clone()),
+    };
     let (router, worker) = match &store {
         Some(inbox) => {
-            let handler = printer.clone();
             let mut worker = inbox
                 .worker(move |job| handler.clone().handle(job))
                 .concurrency(args.concurrency)

@@ -1,0 +1,551 @@
+//! The relay end to end: the receiver's app, inbox and worker relaying to
+//! a real HTTP server written in Python (tests/common/relay_target.py),
+//! which verifies every request with the `standardwebhooks` package from
+//! PyPI, an implementation of Standard Webhooks independent of ours.
+//!
+//! Without Python or the package, each test says so and passes, unless
+//! `CMC_REQUIRE_PYTHON=1` (set by CI), where it fails.
+
+mod common;
+
+use cmc_receiver::relay::{Relay, RelayOptions};
+use cmc_receiver::{app, serve};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead as _;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cmc_webhook::inbox::{Backoff, Counts, Filter, Inbox};
+use cmc_webhook::test_util::CmcRequest;
+use cmc_webhook::Webhook;
+use serde_json::Value;
+use sha2::Digest as _;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const OTHER_SECRET: &str = "whsec_dGhlIG5ldyBzZWNyZXQgb2YgdGhlIHJvdGF0aW9u";
+
+/// The Python target: its port and the requests it reported.
+struct Target {
+    child: Child,
+    port: u16,
+    records: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Target {
+    fn records(&self) -> Vec<Value> {
+        self.records.lock().unwrap().clone()
+    }
+
+    fn url(&self) -> http::Uri {
+        format!("http://127.0.0.1:{}/hooks", self.port)
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Starts the Python target on `port` (0: any), verifying with each of
+/// `secrets`, answering 500 to the first `fail_first` requests of each
+/// webhook-id. `None` (the test passes, saying why) when Python or the
+/// package is missing, unless CMC_REQUIRE_PYTHON=1.
+fn start_target(port: u16, secrets: &[&str], fail_first: u32) -> Option<Target> {
+    let required = std::env::var("CMC_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
+    let missing = |why: String| {
+        assert!(
+            !required,
+            "CMC_REQUIRE_PYTHON=1 but the Python relay target cannot run: {why} \
+             (pip install standardwebhooks)"
+        );
+        eprintln!("skipped: the Python relay target cannot run: {why}");
+        None
+    };
+    let script = common::fixtures().join("../common/relay_target.py");
+    let mut child = match Command::new("python3")
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(serde_json::to_string(secrets).unwrap())
+        .arg(fail_first.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => return missing(format!("python3: {e}")),
+    };
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = match lines.next() {
+        Some(Ok(line)) => serde_json::from_str(&line).unwrap(),
+        other => {
+            let _ = child.kill();
+            panic!("the Python target said nothing: {other:?}");
+        }
+    };
+    if let Some(e) = first.get("import_error") {
+        let _ = child.wait();
+        return missing(format!("import standardwebhooks: {e}"));
+    }
+    let port = u16::try_from(first["port"].as_u64().unwrap()).unwrap();
+    let records: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = records.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock()
+                .unwrap()
+                .push(serde_json::from_str(&line).unwrap());
+        }
+    });
+    Some(Target {
+        child,
+        port,
+        records,
+    })
+}
+
+/// The receiver: its inbox on a SQLite file, a worker relaying with a
+/// short backoff, and its HTTP endpoint; returns the endpoint's address.
+struct Receiver {
+    inbox: Inbox,
+    addr: SocketAddr,
+    worker: Option<cmc_webhook::inbox::WorkerHandle>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_receiver(relay: RelayOptions, max_attempts: u32) -> Receiver {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::sqlite(dir.path().join("cmc-inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let relay = Relay::new(relay).unwrap();
+    let worker = inbox
+        .worker(move |job| relay.clone().send(job))
+        .backoff(
+            Backoff::exponential(Duration::from_millis(20))
+                .max(Duration::from_millis(100))
+                .jitter(0.0),
+        )
+        .poll_interval(Duration::from_millis(20))
+        .max_attempts(max_attempts)
+        .spawn();
+    let options = app::Options {
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        body_limit: 32 << 20,
+        ..app::Options::default()
+    };
+    let router = app::router(&options, app::Target::Inbox(inbox.clone())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve::serve(
+        listener,
+        router,
+        serve::Limits::default(),
+        std::future::pending(),
+    ));
+    Receiver {
+        inbox,
+        addr,
+        worker: Some(worker),
+        _dir: dir,
+    }
+}
+
+fn options(url: http::Uri, secrets: &[&str]) -> RelayOptions {
+    RelayOptions::new(url, secrets.iter().map(|s| s.parse().unwrap()).collect())
+}
+
+/// What a stored webhook must arrive as: its rows' keys, with the SHA-256
+/// of each attachment of a mail.
+#[derive(Debug, Clone, PartialEq)]
+enum Expected {
+    Event(String),
+    Mail(Vec<String>),
+}
+
+fn expected(webhook: &Webhook, into: &mut BTreeMap<String, Expected>) {
+    match webhook {
+        Webhook::Events(batch) => {
+            for event in &batch.events {
+                into.insert(
+                    event.idempotency_key().to_string(),
+                    Expected::Event(event.event_type().as_str().to_owned()),
+                );
+            }
+        }
+        Webhook::Inbound(mail) => {
+            let sums = mail
+                .attachments
+                .iter()
+                .map(|a| hex(&sha2::Sha256::digest(&a.data)))
+                .collect();
+            into.insert(mail.idempotency_key().to_string(), Expected::Mail(sums));
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Posts a body to the receiver: 200 expected.
+async fn post(addr: SocketAddr, content_type: &str, body: Bytes) {
+    let raw = CmcRequest::raw(content_type.to_owned(), body)
+        .uri("/mails")
+        .to_http1("test");
+    let reply = common::http::send_raw(addr, &raw).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+}
+
+/// Posts every fixture once; the rows they make.
+async fn post_fixtures(addr: SocketAddr) -> BTreeMap<String, Expected> {
+    let mut want = BTreeMap::new();
+    for path in common::all_bodies() {
+        let content_type = common::content_type_of(&path);
+        let body = Bytes::from(std::fs::read(&path).unwrap());
+        expected(
+            &Webhook::parse(&content_type, body.clone()).unwrap(),
+            &mut want,
+        );
+        post(addr, &content_type, body).await;
+    }
+    want
+}
+
+/// Waits until `done` holds of the target's records (30 s at most).
+async fn until(target: &Target, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let records = target.records();
+        if done(&records) {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within 30 s; the target saw {records:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn counts_until(inbox: &Inbox, what: &str, done: impl Fn(&Counts) -> bool) -> Counts {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = inbox.counts().await.unwrap();
+        if done(&counts) {
+            return counts;
+        }
+        assert!(Instant::now() < deadline, "{what}: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn settled(counts: &Counts) -> bool {
+    counts.events.pending + counts.events.running + counts.mails.pending + counts.mails.running == 0
+}
+
+/// Checks that each row arrived verified, answered 200 exactly once, as
+/// the payload of its kind with the right attachments.
+fn check_arrivals(records: &[Value], want: &BTreeMap<String, Expected>, secrets: usize) {
+    let mut ok: BTreeMap<String, &Value> = BTreeMap::new();
+    for record in records {
+        assert!(record.get("parse_error").is_none(), "{record:#}");
+        assert_eq!(
+            record["verified"],
+            Value::from(vec![true; secrets]),
+            "{record:#}"
+        );
+        assert_eq!(record["signatures"], secrets, "{record:#}");
+        let id = record["id"].as_str().unwrap().to_owned();
+        assert_eq!(record["payload"]["id"], id.as_str());
+        assert_eq!(record["payload"]["version"], 1);
+        if record["status"] == 200 {
+            assert!(
+                ok.insert(id.clone(), record).is_none(),
+                "{id} arrived twice"
+            );
+        }
+    }
+    assert_eq!(
+        ok.keys().collect::<BTreeSet<_>>(),
+        want.keys().collect::<BTreeSet<_>>()
+    );
+    for (id, record) in ok {
+        let payload = &record["payload"];
+        match &want[&id] {
+            Expected::Event(event_type) => {
+                assert_eq!(payload["type"], "event");
+                assert_eq!(payload["event_type"], event_type.as_str());
+                assert!(payload["event"].is_object());
+                assert_eq!(record["content_type"], "application/json");
+            }
+            Expected::Mail(sums) => {
+                assert_eq!(payload["type"], "inbound");
+                let got: Vec<&str> = record["files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f["sha256"].as_str().unwrap())
+                    .collect();
+                assert_eq!(&got, sums, "{id}: the attachments");
+            }
+        }
+    }
+}
+
+async fn every_fixture_arrives_verified_once(inline_limit: usize) -> Vec<Value> {
+    let Some(target) = start_target(0, &[SECRET], 0) else {
+        return Vec::new();
+    };
+    let mut relay = options(target.url(), &[SECRET]);
+    relay.inline_limit = inline_limit;
+    let receiver = start_receiver(relay, 3).await;
+    let want = post_fixtures(receiver.addr).await;
+    let counts = counts_until(&receiver.inbox, "the rows settle", settled).await;
+    assert_eq!(counts.events.dead + counts.mails.dead, 0, "{counts:?}");
+    assert_eq!(
+        (counts.events.done + counts.mails.done) as usize,
+        want.len(),
+        "{counts:?}"
+    );
+    // A moment for a repeat to show, were there one.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let records = target.records();
+    check_arrivals(&records, &want, 1);
+    assert_eq!(records.len(), want.len(), "no request was repeated");
+    records
+}
+
+#[tokio::test]
+async fn every_fixture_arrives_verified_exactly_once_with_attachments_inline() {
+    let records = every_fixture_arrives_verified_once(usize::MAX).await;
+    assert!(records
+        .iter()
+        .all(|r| r["content_type"] == "application/json"));
+}
+
+#[tokio::test]
+async fn every_fixture_arrives_verified_exactly_once_with_attachments_as_parts() {
+    let records = every_fixture_arrives_verified_once(0).await;
+    let multipart: Vec<&Value> = records
+        .iter()
+        .filter(|r| {
+            r["content_type"]
+                .as_str()
+                .unwrap()
+                .starts_with("multipart/form-data; boundary=")
+        })
+        .collect();
+    // The fixtures hold mails with attachments: each is a multipart body.
+    assert!(!multipart.is_empty() || records.is_empty());
+    for r in multipart {
+        assert!(!r["files"].as_array().unwrap().is_empty(), "{r:#}");
+        for file in r["files"].as_array().unwrap() {
+            assert!(file["filename"].is_string(), "{r:#}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_target_failing_three_times_gets_the_same_id_four_times() {
+    let Some(target) = start_target(0, &[SECRET], 3) else {
+        return;
+    };
+    let receiver = start_receiver(options(target.url(), &[SECRET]), 5).await;
+    let (content_type, body) = common::load("event-v2-json-blocks.json");
+    let mut want = BTreeMap::new();
+    expected(
+        &Webhook::parse(&content_type, body.clone()).unwrap(),
+        &mut want,
+    );
+    post(receiver.addr, &content_type, body).await;
+    counts_until(&receiver.inbox, "the rows settle", settled).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let records = target.records();
+    for id in want.keys() {
+        let tries: Vec<&Value> = records.iter().filter(|r| r["id"] == id.as_str()).collect();
+        let statuses: Vec<u64> = tries
+            .iter()
+            .map(|r| r["status"].as_u64().unwrap())
+            .collect();
+        assert_eq!(statuses, [500, 500, 500, 200], "{id}");
+        // The same body at every attempt, each verified.
+        assert!(tries
+            .iter()
+            .all(|r| r["body_sha256"] == tries[0]["body_sha256"]));
+        assert!(tries
+            .iter()
+            .all(|r| r["verified"] == Value::from(vec![true])));
+    }
+    assert_eq!(records.len(), 4 * want.len());
+    let counts = receiver.inbox.counts().await.unwrap();
+    assert_eq!(counts.events.done as usize, want.len());
+}
+
+#[tokio::test]
+async fn during_a_rotation_either_secret_alone_verifies() {
+    // The target tries each secret alone.
+    let Some(target) = start_target(0, &[SECRET, OTHER_SECRET], 0) else {
+        return;
+    };
+    let receiver = start_receiver(options(target.url(), &[SECRET, OTHER_SECRET]), 3).await;
+    let want = post_fixtures(receiver.addr).await;
+    counts_until(&receiver.inbox, "the rows settle", settled).await;
+    let records = until(&target, "every row", |r| r.len() >= want.len()).await;
+    check_arrivals(&records, &want, 2);
+    // A target that knows only a third secret verifies nothing.
+    let Some(stranger) = start_target(0, &["whsec_c29tZW9uZSBlbHNlJ3Mgc2VjcmV0IGtleQ=="], 0) else {
+        return;
+    };
+    let receiver = start_receiver(options(stranger.url(), &[SECRET, OTHER_SECRET]), 1).await;
+    let (content_type, body) = common::load("event-v2-json-blocks.json");
+    post(receiver.addr, &content_type, body).await;
+    let counts = counts_until(&receiver.inbox, "the rows die", |c| {
+        c.events.dead > 0 && settled(c)
+    })
+    .await;
+    assert_eq!(counts.events.done, 0);
+    assert!(stranger
+        .records()
+        .iter()
+        .all(|r| r["status"] == 401 && r["verified"] == Value::from(vec![false])));
+}
+
+#[tokio::test]
+async fn a_target_down_leaves_dead_rows_that_replay_sends_once_it_is_up() {
+    // A port nobody listens on, for the target to take later.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url: http::Uri = format!("http://127.0.0.1:{port}/hooks").parse().unwrap();
+    let mut receiver = start_receiver(options(url, &[SECRET]), 2).await;
+    let want = post_fixtures(receiver.addr).await;
+    let counts = counts_until(&receiver.inbox, "every row dead", |c| {
+        settled(c) && (c.events.dead + c.mails.dead) as usize == want.len()
+    })
+    .await;
+    assert_eq!(counts.events.done + counts.mails.done, 0);
+    // The dead rows say why.
+    let dead = receiver.inbox.dead(100).await.unwrap();
+    assert!(
+        dead.iter().all(|d| d
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("could not be reached")),
+        "{dead:?}"
+    );
+    let Some(target) = start_target(port, &[SECRET], 0) else {
+        receiver.worker.take().unwrap().abort();
+        return;
+    };
+    let replayed = receiver.inbox.replay(&Filter::dead()).await.unwrap();
+    assert_eq!(replayed as usize, want.len());
+    counts_until(&receiver.inbox, "every row done", |c| {
+        settled(c) && (c.events.done + c.mails.done) as usize == want.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let records = target.records();
+    check_arrivals(&records, &want, 1);
+    assert_eq!(records.len(), want.len());
+}
+
+#[test]
+fn relay_options_refuse_what_cannot_work() {
+    use cmc_receiver::relay::target as url;
+    assert!(url("https://app.example.jp/hooks", false).is_ok());
+    let e = url("http://app.example.jp/hooks", false).unwrap_err();
+    assert!(e.contains("--relay-allow-http"), "{e}");
+    assert!(url("http://10.0.0.5:8000/hooks", true).is_ok());
+    let e = url("https://user:hunter2@app.example.jp/", false).unwrap_err();
+    assert!(!e.contains("hunter2"), "{e}");
+    assert!(url("ftp://app.example.jp/", false).is_err());
+    assert!(url("not a url", false).is_err());
+    // No secret: refused.
+    let e = Relay::new(RelayOptions::new(
+        "https://app.example.jp/".parse().unwrap(),
+        Vec::new(),
+    ))
+    .unwrap_err();
+    assert!(e.contains("CMC_RELAY_SECRET"), "{e}");
+}
+
+#[test]
+fn secrets_come_from_the_environment_or_a_file_and_are_never_shown() {
+    use std::ffi::OsString;
+    let args = |extra: &[&str]| {
+        let mut argv = vec!["cmc-receiver", "--relay", "https://app.example.jp/hooks"];
+        argv.extend_from_slice(extra);
+        cmc_receiver::file::try_load_from(argv).unwrap()
+    };
+    let env = |value: &'static str| {
+        move |name: &str| (name == "CMC_RELAY_SECRET").then(|| OsString::from(value))
+    };
+    let none = |_: &str| None::<OsString>;
+    // Two secrets, separated by a comma and spaces: both sign.
+    let two = format!("{SECRET}, {OTHER_SECRET}");
+    let two: &'static str = Box::leak(two.into_boxed_str());
+    let options = args(&[]).relay.options(env(two)).unwrap().unwrap();
+    assert_eq!(options.secrets.len(), 2);
+    // Debug never shows a secret.
+    let shown = format!("{options:?}");
+    assert!(
+        !shown.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        "{shown}"
+    );
+    // None: refused when the relay is built.
+    let options = args(&[]).relay.options(none).unwrap().unwrap();
+    assert!(Relay::new(options)
+        .unwrap_err()
+        .contains("CMC_RELAY_SECRET"));
+    // A bad one: refused, not shown.
+    let e = args(&[])
+        .relay
+        .options(env("whsec_not-base64-at-all!"))
+        .unwrap_err();
+    assert!(
+        e.contains("CMC_RELAY_SECRET") && !e.contains("not-base64-at-all"),
+        "{e}"
+    );
+    // From a file, one per line.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("relay-secrets");
+    std::fs::write(&file, format!("{SECRET}\r\n\n{OTHER_SECRET}\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let options = args(&["--relay-secret-file", file])
+        .relay
+        .options(none)
+        .unwrap()
+        .unwrap();
+    assert_eq!(options.secrets.len(), 2);
+    // Both places: refused as ambiguous.
+    assert!(args(&["--relay-secret-file", file])
+        .relay
+        .options(env(SECRET))
+        .is_err());
+    std::fs::write(dir.path().join("bad"), "whsec_c2hvcnQ=\n").unwrap();
+    let bad = dir.path().join("bad");
+    let e = args(&["--relay-secret-file", bad.to_str().unwrap()])
+        .relay
+        .options(none)
+        .unwrap_err();
+    assert!(e.contains("fewer than 16") && !e.contains("c2hvcnQ"), "{e}");
+    // http:// without --relay-allow-http: refused at start.
+    let e = cmc_receiver::file::try_load_from(["cmc-receiver", "--relay", "http://10.0.0.5/"])
+        .unwrap()
+        .relay
+        .options(env(SECRET))
+        .unwrap_err();
+    assert!(e.contains("--relay-allow-http"), "{e}");
+}
