@@ -59,6 +59,11 @@ impl Target {
 /// webhook-id. `None` (the test passes, saying why) when Python or the
 /// package is missing, unless CMC_REQUIRE_PYTHON=1.
 fn start_target(port: u16, secrets: &[&str], fail_first: u32) -> Option<Target> {
+    slow_target(port, secrets, fail_first, 0)
+}
+
+/// [`start_target`], answering each request `delay_ms` after it came.
+fn slow_target(port: u16, secrets: &[&str], fail_first: u32, delay_ms: u64) -> Option<Target> {
     let required = std::env::var("CMC_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
     let missing = |why: String| {
         assert!(
@@ -75,6 +80,7 @@ fn start_target(port: u16, secrets: &[&str], fail_first: u32) -> Option<Target> 
         .arg(port.to_string())
         .arg(serde_json::to_string(secrets).unwrap())
         .arg(fail_first.to_string())
+        .arg(delay_ms.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -548,4 +554,149 @@ fn secrets_come_from_the_environment_or_a_file_and_are_never_shown() {
         .options(env(SECRET))
         .unwrap_err();
     assert!(e.contains("--relay-allow-http"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_25_mib_mail_arrives_whole() {
+    let Some(target) = start_target(0, &[SECRET], 0) else {
+        return;
+    };
+    let receiver = start_receiver(options(target.url(), &[SECRET]), 3).await;
+    let (content_type, body) = common::load("inbound-multipart-filenames.multipart");
+    let Webhook::Inbound(mut mail) = Webhook::parse(&content_type, body).unwrap() else {
+        panic!("the fixture is a mail");
+    };
+    // 25 MiB that do not compress, and every byte value (a NUL included).
+    let mut big = vec![0u8; 25 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for chunk in big.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    mail.attachments.truncate(1);
+    mail.attachments[0].data = Bytes::from(big);
+    let webhook = Webhook::Inbound(mail);
+    let mut want = BTreeMap::new();
+    expected(&webhook, &mut want);
+    let request =
+        cmc_webhook::test_util::encode(&webhook, cmc_webhook::test_util::WireEncoding::Multipart);
+    let raw = CmcRequest::body(request).uri("/mails").to_http1("test");
+    let reply = common::http::send_raw(receiver.addr, &raw).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let records = until(&target, "the mail", |r| {
+        r.iter().any(|r| r["status"] == 200)
+    })
+    .await;
+    check_arrivals(&records, &want, 1);
+    let record = &records[0];
+    assert!(record["content_type"]
+        .as_str()
+        .unwrap()
+        .starts_with("multipart/form-data"));
+    assert_eq!(record["files"][0]["size"], 25 << 20);
+}
+
+/// The receiver as a process of its own (this binary's ignored test),
+/// for the SIGKILL test: its store at `CMC_TEST_STORE`, relaying to
+/// `CMC_TEST_TARGET` with 4 requests at once and a lease of 2 s; it
+/// announces its port with `PORT <port>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by sigkill_during_relaying_loses_nothing_and_repeats_only_what_was_in_flight"]
+async fn relaying_child() {
+    let store = std::env::var("CMC_TEST_STORE").unwrap();
+    let url: http::Uri = std::env::var("CMC_TEST_TARGET").unwrap().parse().unwrap();
+    let inbox = Inbox::sqlite(store).open().await.unwrap();
+    let relay = Relay::new(options(url, &[SECRET])).unwrap();
+    let _worker = inbox
+        .worker(move |job| relay.clone().send(job))
+        .concurrency(4)
+        .lease(Duration::from_secs(2))
+        .backoff(Backoff::exponential(Duration::from_millis(20)).max(Duration::from_millis(100)))
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let options = app::Options {
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        body_limit: 1 << 20,
+        ..app::Options::default()
+    };
+    let router = app::router(&options, app::Target::Inbox(inbox.clone())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("PORT {}", listener.local_addr().unwrap().port());
+    serve::serve(
+        listener,
+        router,
+        serve::Limits::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+}
+
+fn spawn_child(store: &std::path::Path, target: &Target) -> (common::child::Killed, SocketAddr) {
+    let mut child = common::child::test_command("relaying_child")
+        .env("CMC_TEST_STORE", store)
+        .env("CMC_TEST_TARGET", target.url().to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = common::child::announced_port(&mut lines).unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    (
+        common::child::Killed(child),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_relaying_loses_nothing_and_repeats_only_what_was_in_flight() {
+    // Each answer takes 1 s: the receiver is killed with requests in flight.
+    let Some(target) = slow_target(0, &[SECRET], 0, 1000) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("cmc-inbox.sqlite3");
+    let (first, addr) = spawn_child(&store, &target);
+    let want = post_fixtures(addr).await;
+    assert!(
+        want.len() > 8,
+        "enough rows to be in flight: {}",
+        want.len()
+    );
+    until(&target, "requests in flight", |r| r.len() >= 4).await;
+    drop(first); // SIGKILL, and reaped
+    let seen_at_kill = target.records().len();
+    // The same store, a new process: the rows the killed one held come
+    // back once their lease ends.
+    let (_second, _) = spawn_child(&store, &target);
+    until(&target, "every row answered 200", |r| {
+        let ok: BTreeSet<&str> = r
+            .iter()
+            .filter(|r| r["status"] == 200)
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        want.keys().all(|k| ok.contains(k.as_str()))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let records = target.records();
+    let mut sent: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &records {
+        assert_eq!(r["verified"], Value::from(vec![true]), "{r:#}");
+        *sent.entry(r["id"].as_str().unwrap()).or_default() += 1;
+    }
+    assert_eq!(sent.len(), want.len(), "nothing lost, nothing unknown");
+    let repeated: usize = sent.values().map(|n| n - 1).sum();
+    eprintln!(
+        "{} rows, {seen_at_kill} requests seen at the kill, {repeated} sent again",
+        want.len()
+    );
+    // Only what the killed process had sent and not seen answered is sent
+    // again: at most its 4 requests in flight.
+    assert!(
+        (1..=4).contains(&repeated) && repeated <= seen_at_kill,
+        "{repeated} repeats: {sent:?}"
+    );
 }

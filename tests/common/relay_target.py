@@ -3,11 +3,12 @@ request with the `standardwebhooks` package (PyPI), an implementation of
 the specification independent of the receiver's, and reports every request
 as one JSON line on stdout.
 
-    python3 relay_target.py PORT SECRETS_JSON FAIL_FIRST
+    python3 relay_target.py PORT SECRETS_JSON FAIL_FIRST [DELAY_MS]
 
 PORT 0 picks a free port. Each secret is tried alone; `verified` lists the
 result per secret. The first FAIL_FIRST requests of each webhook-id are
 answered 500, later ones 200; a request no secret verifies is answered 401.
+Each answer waits DELAY_MS (0 by default) after the request is reported.
 The first line printed is {"port": N}, or {"import_error": "..."} when the
 package cannot be imported (exit code 3).
 """
@@ -20,6 +21,7 @@ import http.server
 import json
 import sys
 import threading
+import time
 
 try:
     from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -30,6 +32,7 @@ except Exception as e:  # noqa: BLE001 - any failure to import is reported
 PORT = int(sys.argv[1])
 SECRETS = json.loads(sys.argv[2])
 FAIL_FIRST = int(sys.argv[3])
+DELAY = int(sys.argv[4]) / 1000 if len(sys.argv) > 4 else 0
 HOOKS = [Webhook(s) for s in SECRETS]
 SEEN = {}
 LOCK = threading.Lock()
@@ -108,11 +111,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with LOCK:  # one line at a time: print() from threads interleaves
             sys.stdout.write(json.dumps(record) + "\n")
             sys.stdout.flush()
+        if DELAY:
+            time.sleep(DELAY)
         answer = b"no\n" if status != 200 else b"ok\n"
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the receiver went away (killed by a test): it sends again
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
