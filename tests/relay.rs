@@ -434,7 +434,9 @@ async fn a_target_down_leaves_dead_rows_that_replay_sends_once_it_is_up() {
         listener.local_addr().unwrap().port()
     };
     let url: http::Uri = format!("http://127.0.0.1:{port}/hooks").parse().unwrap();
-    let mut receiver = start_receiver(options(url, &[SECRET]), 2).await;
+    let mut relay = options(url, &[SECRET]);
+    relay.failure_cap = 0; // never paused: the rows die at once
+    let mut receiver = start_receiver(relay, 2).await;
     let want = post_fixtures(receiver.addr).await;
     let counts = counts_until(&receiver.inbox, "every row dead", |c| {
         settled(c) && (c.events.dead + c.mails.dead) as usize == want.len()
@@ -699,4 +701,39 @@ async fn sigkill_during_relaying_loses_nothing_and_repeats_only_what_was_in_flig
         (1..=4).contains(&repeated) && repeated <= seen_at_kill,
         "{repeated} repeats: {sent:?}"
     );
+}
+
+#[tokio::test]
+async fn a_target_failing_in_a_row_is_paused_and_its_attempts_wait() {
+    const FAILURE_CAP: u32 = 2;
+    // Fails every request: each row's 3 attempts fail.
+    let Some(target) = start_target(0, &[SECRET], 1000) else {
+        return;
+    };
+    let mut relay = options(target.url(), &[SECRET]);
+    relay.failure_cap = FAILURE_CAP;
+    relay.pause = Duration::from_millis(700);
+    let receiver = start_receiver(relay, 3).await;
+    let (content_type, body) = common::load("event-v2-json-blocks.json");
+    let mut want = BTreeMap::new();
+    expected(
+        &Webhook::parse(&content_type, body.clone()).unwrap(),
+        &mut want,
+    );
+    post(receiver.addr, &content_type, body).await;
+    counts_until(&receiver.inbox, "the rows die", |c| {
+        settled(c) && c.events.dead as usize == want.len()
+    })
+    .await;
+    let mut arrived: Vec<f64> = target
+        .records()
+        .iter()
+        .map(|r| r["arrived"].as_f64().unwrap())
+        .collect();
+    assert_eq!(arrived.len(), 3 * want.len());
+    arrived.sort_by(f64::total_cmp);
+    // With a 20 ms backoff, the attempts would follow each other at once;
+    // paused, the second and third attempts each wait for a pause.
+    let pauses = arrived.windows(2).filter(|w| w[1] - w[0] >= 0.6).count();
+    assert!(pauses >= 2, "{arrived:?}");
 }

@@ -96,6 +96,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             status = 200
         record = {
+            "arrived": time.monotonic(),
             "id": webhook_id,
             "timestamp": headers.get("webhook-timestamp"),
             "signatures": len(headers.get("webhook-signature", "").split(" ")),

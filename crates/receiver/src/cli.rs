@@ -176,8 +176,10 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
     }
     // With --relay, the worker POSTs each row to the team's application
     // instead of printing it.
+    let mut handler_timeout = None;
     let handler = match args.relay.options(|name| std::env::var_os(name))? {
         Some(options) if store.is_some() => {
+            handler_timeout = Some(options.handler_timeout());
             let relay = relay::Relay::new(options)?;
             tracing::info!(target_url = relay.target(), "relaying each event and mail");
             relay::Handler::Relay(relay)
@@ -187,6 +189,10 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => relay::Handler::Print(printer.clone()),
     };
+    let relayed = match &handler {
+        relay::Handler::Relay(relay) => Some(relay.clone()),
+        relay::Handler::Print(_) => None,
+    };
     let (router, worker) = match &store {
         Some(inbox) => {
             let mut worker = inbox
@@ -194,6 +200,9 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
                 .concurrency(args.concurrency)
                 .max_attempts(args.max_attempts)
                 .suppressions(suppression::SuppressionPolicy::default());
+            if let Some(limit) = handler_timeout {
+                worker = worker.handler_timeout(limit);
+            }
             if let Some(mailboxes) = mailboxes {
                 worker = worker.mailboxes(mailboxes);
             }
@@ -318,6 +327,15 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         &layer,
     )
     .await;
+    if let Some(relay) = relayed {
+        let (ok, failed) = relay.attempts();
+        say!(
+            out,
+            "relay      {ok} attempts answered 2xx, {failed} failed, paused {} times ({})",
+            relay.breaker().pauses(),
+            relay.target()
+        );
+    }
     logs.flush(Duration::from_secs(2));
     if logs.dropped() > 0 {
         say!(

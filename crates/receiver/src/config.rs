@@ -993,6 +993,21 @@ pub struct RelayArgs {
     /// multipart/form-data (the JSON first, then one part per attachment).
     #[arg(long, value_name = "SIZE", env = "CMC_RELAY_INLINE_LIMIT", default_value = "1MiB", value_parser = parse_size)]
     pub relay_inline_limit: usize,
+
+    /// Failed relay attempts in a row before the target is paused for
+    /// --relay-pause (its attempts wait meanwhile; the first success
+    /// resumes it). 0: never paused.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CMC_RELAY_FAILURE_CAP",
+        default_value = "10"
+    )]
+    pub relay_failure_cap: u32,
+
+    /// How long a failing relay target is paused (at most 2 minutes).
+    #[arg(long, value_name = "TIME", env = "CMC_RELAY_PAUSE", default_value = "30s", value_parser = parse_timeout)]
+    pub relay_pause: Duration,
 }
 
 impl RelayArgs {
@@ -1039,6 +1054,11 @@ impl RelayArgs {
         options.ca_file = self.relay_ca_file.clone();
         options.allow_http = self.relay_allow_http;
         options.inline_limit = self.relay_inline_limit;
+        if self.relay_pause > crate::relay::MAX_PAUSE {
+            return Err("--relay-pause: at most 2 minutes (attempts wait through it)".to_owned());
+        }
+        options.failure_cap = self.relay_failure_cap;
+        options.pause = self.relay_pause;
         Ok(Some(options))
     }
 }

@@ -8,7 +8,8 @@
 //! - [`sign`]: the secrets (`whsec_...`) and the `webhook-signature`;
 //! - [`payload`]: the JSON of one event or mail (version 1), and the
 //!   multipart body of a mail whose attachments are too large to inline;
-//! - [`client`]: hyper's client over rustls, verifying certificates.
+//! - [`client`]: hyper's client over rustls, verifying certificates;
+//! - [`breaker`]: the target paused after failures in a row.
 //!
 //! Every attempt carries `webhook-id` (the row's idempotency key: the same
 //! for every attempt, and for a replay, so that the application can skip
@@ -30,6 +31,7 @@
 //! # }
 //! ```
 
+pub mod breaker;
 pub mod client;
 pub mod payload;
 pub mod sign;
@@ -96,7 +98,17 @@ pub struct RelayOptions {
     pub allow_http: bool,
     /// The most attachment bytes sent inline (1 MiB by default).
     pub inline_limit: usize,
+    /// Failed attempts in a row before the target is paused (10 by
+    /// default; 0: never paused).
+    pub failure_cap: u32,
+    /// How long the target is paused (30 s by default, at most
+    /// [`MAX_PAUSE`]): attempts wait meanwhile.
+    pub pause: Duration,
 }
+
+/// The longest pause of a target: attempts wait through it, within the
+/// worker's handler timeout.
+pub const MAX_PAUSE: Duration = Duration::from_secs(120);
 
 /// The default of [`RelayOptions::inline_limit`].
 pub const DEFAULT_INLINE_LIMIT: usize = 1 << 20;
@@ -111,7 +123,15 @@ impl RelayOptions {
             timeout: Duration::from_secs(30),
             ca_file: None,
             inline_limit: DEFAULT_INLINE_LIMIT,
+            failure_cap: 10,
+            pause: Duration::from_secs(30),
         }
+    }
+
+    /// The longest one run of the handler may take: a pause, then an
+    /// attempt, and a margin (the worker's handler timeout).
+    pub fn handler_timeout(&self) -> Duration {
+        self.pause.min(MAX_PAUSE) + self.timeout + Duration::from_secs(30)
     }
 }
 
@@ -136,6 +156,9 @@ struct Inner {
     timeout: Duration,
     inline_limit: usize,
     user_agent: http::HeaderValue,
+    breaker: breaker::Breaker,
+    /// Attempts answered 2xx, and failed.
+    sent: [std::sync::atomic::AtomicU64; 2],
 }
 
 impl std::fmt::Debug for Relay {
@@ -162,8 +185,12 @@ impl Relay {
             url.authority().map_or("", |a| a.as_str()),
             url.path()
         );
+        let breaker =
+            breaker::Breaker::new(options.failure_cap, options.pause.min(MAX_PAUSE), &shown);
         Ok(Relay {
             inner: Arc::new(Inner {
+                breaker,
+                sent: Default::default(),
                 url,
                 shown,
                 client,
@@ -183,10 +210,27 @@ impl Relay {
         &self.inner.shown
     }
 
+    /// Attempts answered 2xx, and attempts that failed, so far.
+    pub fn attempts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.inner.sent[0].load(Relaxed),
+            self.inner.sent[1].load(Relaxed),
+        )
+    }
+
+    /// The target's circuit breaker.
+    pub fn breaker(&self) -> &breaker::Breaker {
+        &self.inner.breaker
+    }
+
     /// The worker's handler: POSTs the row, signed; `Ok` on a 2xx answer.
     pub async fn send(self, job: Job) -> Result<(), String> {
         let inner = &self.inner;
         let payload = payload::payload(&job, inner.inline_limit)?;
+        // A paused target: wait for the pause to end (the row keeps its
+        // lease, and no attempt is spent on a target known to be down).
+        inner.breaker.wait().await;
         let id = job.key.to_string();
         let timestamp = jiff::Timestamp::now().as_second();
         let signature = inner.signer.signature(&id, timestamp, &payload.body);
@@ -206,12 +250,16 @@ impl Relay {
             Ok(result) => result,
         };
         record(&result, elapsed);
+        let slot = usize::from(result.is_err());
+        inner.sent[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match result {
             Ok(status) => {
+                inner.breaker.success();
                 tracing::debug!(target_url = %inner.shown, id, attempt = job.attempt, status = status.as_u16(), ms = elapsed.as_millis() as u64, "relayed");
                 Ok(())
             }
             Err(failure) => {
+                inner.breaker.failure();
                 let message = failure.message(inner.timeout);
                 tracing::warn!(target_url = %inner.shown, id, attempt = job.attempt, ms = elapsed.as_millis() as u64, error = %message, "relay attempt failed");
                 Err(message)
