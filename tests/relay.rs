@@ -737,3 +737,142 @@ async fn a_target_failing_in_a_row_is_paused_and_its_attempts_wait() {
     let pauses = arrived.windows(2).filter(|w| w[1] - w[0] >= 0.6).count();
     assert!(pauses >= 2, "{arrived:?}");
 }
+
+#[tokio::test]
+async fn each_mailbox_relays_to_its_own_target() {
+    let (Some(desk), Some(main)) = (start_target(0, &[SECRET], 0), start_target(0, &[SECRET], 0))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::sqlite(dir.path().join("cmc-inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let desk_relay = Relay::new(options(desk.url(), &[SECRET])).unwrap();
+    let main_relay = Relay::new(options(main.url(), &[SECRET])).unwrap();
+    let options_ = app::Options {
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        body_limit: 1 << 20,
+        ..app::Options::default()
+    };
+    let printer = app::Printer::new(&options_, Arc::new(|_line| true));
+    let flags = ["support=info@example.jp".to_owned(), "rest=*".to_owned()];
+    let mailboxes = app::mailboxes_with(&flags, &printer, 3, Duration::from_secs(3600), |name| {
+        Some(
+            if name == "support" {
+                &desk_relay
+            } else {
+                &main_relay
+            }
+            .mailbox_handler(),
+        )
+    })
+    .unwrap()
+    .unwrap();
+    let handler = main_relay.clone();
+    let _worker = inbox
+        .worker(move |job| handler.clone().send(job))
+        .mailboxes(mailboxes)
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let router = app::router(&options_, app::Target::Inbox(inbox.clone())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve::serve(
+        listener,
+        router,
+        serve::Limits::default(),
+        std::future::pending(),
+    ));
+
+    // Which rows go where: the mails to info@example.jp to the desk,
+    // every other mail and every event to the main target.
+    let mut to_desk = BTreeSet::new();
+    let mut to_main = BTreeSet::new();
+    for path in common::all_bodies() {
+        let content_type = common::content_type_of(&path);
+        let body = Bytes::from(std::fs::read(&path).unwrap());
+        let webhook = Webhook::parse(&content_type, body.clone()).unwrap();
+        let mut keys = BTreeMap::new();
+        expected(&webhook, &mut keys);
+        let desk_mail =
+            matches!(&webhook, Webhook::Inbound(m) if m.envelope_to == "info@example.jp");
+        for key in keys.into_keys() {
+            if desk_mail {
+                &mut to_desk
+            } else {
+                &mut to_main
+            }
+            .insert(key);
+        }
+        post(addr, &content_type, body).await;
+    }
+    assert!(!to_desk.is_empty() && !to_main.is_empty());
+    let ids = |records: &[Value]| -> BTreeSet<String> {
+        records
+            .iter()
+            .filter(|r| r["status"] == 200 && r["verified"] == Value::from(vec![true]))
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let desk_records = until(&desk, "the desk's mails", |r| ids(r) == to_desk).await;
+    let main_records = until(&main, "the other rows", |r| ids(r) == to_main).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(desk.records().len(), to_desk.len(), "each once");
+    assert_eq!(main.records().len(), to_main.len(), "each once");
+    for r in &desk_records {
+        assert_eq!(r["payload"]["mailbox"], "support", "{r:#}");
+        assert_eq!(r["payload"]["type"], "inbound");
+    }
+    for r in main_records
+        .iter()
+        .filter(|r| r["payload"]["type"] == "inbound")
+    {
+        assert_eq!(r["payload"]["mailbox"], "rest", "{r:#}");
+    }
+}
+
+#[test]
+fn mailbox_relays_are_checked_at_start() {
+    let load = |argv: &[&str]| cmc_receiver::file::try_load_from(argv.iter().copied()).unwrap();
+    let env = |name: &str| (name == "CMC_RELAY_SECRET").then(|| std::ffi::OsString::from(SECRET));
+    let args = load(&[
+        "cmc-receiver",
+        "--relay",
+        "https://app.example.jp/hooks",
+        "--mailbox-relay",
+        "support=https://desk.example.jp/in",
+    ]);
+    let base = args.relay.options(env).unwrap().unwrap();
+    let relays = args.relay.mailbox_relays(&base).unwrap();
+    assert_eq!(relays.len(), 1);
+    assert_eq!(relays[0].0, "support");
+    assert_eq!(relays[0].1.url, "https://desk.example.jp/in");
+    assert_eq!(relays[0].1.secrets.len(), 1);
+    // Without --relay, with http://, without NAME=, or twice: refused.
+    let e = load(&[
+        "cmc-receiver",
+        "--mailbox-relay",
+        "support=https://desk.example.jp/",
+    ])
+    .relay
+    .options(env)
+    .unwrap_err();
+    assert!(e.contains("without --relay"), "{e}");
+    for bad in [
+        "support=http://desk.example.jp/",
+        "support",
+        "a=https://x.example/;a=https://y.example/",
+    ] {
+        let args = load(&[
+            "cmc-receiver",
+            "--relay",
+            "https://app.example.jp/",
+            "--mailbox-relay",
+            bad,
+        ]);
+        let base = args.relay.options(env).unwrap().unwrap();
+        assert!(args.relay.mailbox_relays(&base).is_err(), "{bad}");
+    }
+}

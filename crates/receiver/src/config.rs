@@ -1005,12 +1005,46 @@ pub struct RelayArgs {
     )]
     pub relay_failure_cap: u32,
 
+    /// Relays the mails routed to the mailbox NAME (--mailbox) to URL
+    /// instead of --relay's, signed with the same secrets. Repeatable;
+    /// needs --relay. (In the environment: separated by semicolons.)
+    #[arg(
+        long,
+        value_name = "NAME=URL",
+        env = "CMC_MAILBOX_RELAY",
+        value_delimiter = ';'
+    )]
+    pub mailbox_relay: Vec<String>,
+
     /// How long a failing relay target is paused (at most 2 minutes).
     #[arg(long, value_name = "TIME", env = "CMC_RELAY_PAUSE", default_value = "30s", value_parser = parse_timeout)]
     pub relay_pause: Duration,
 }
 
 impl RelayArgs {
+    /// The relay of each `--mailbox-relay NAME=URL`: `base` (the options
+    /// of --relay) with the mailbox's URL.
+    pub fn mailbox_relays(
+        &self,
+        base: &crate::relay::RelayOptions,
+    ) -> Result<Vec<(String, crate::relay::RelayOptions)>, String> {
+        let mut out: Vec<(String, crate::relay::RelayOptions)> = Vec::new();
+        for flag in &self.mailbox_relay {
+            let (name, url) = flag
+                .split_once('=')
+                .ok_or_else(|| format!("--mailbox-relay {flag:?}: expected NAME=URL"))?;
+            let name = name.trim();
+            if out.iter().any(|(n, _)| n == name) {
+                return Err(format!("--mailbox-relay: {name} is given twice"));
+            }
+            let mut options = base.clone();
+            options.url = crate::relay::target(url.trim(), self.relay_allow_http)
+                .map_err(|e| format!("--mailbox-relay {name}: {e}"))?;
+            out.push((name.to_owned(), options));
+        }
+        Ok(out)
+    }
+
     /// The relay's options, `None` without `--relay`. The secrets come from
     /// `env("CMC_RELAY_SECRET")` or the secret file; every error names
     /// what is wrong and never shows a secret.
@@ -1022,6 +1056,9 @@ impl RelayArgs {
         let Some(url) = &self.relay else {
             if self.relay_secret_file.is_some() {
                 return Err("--relay-secret-file is given without --relay".to_owned());
+            }
+            if !self.mailbox_relay.is_empty() {
+                return Err("--mailbox-relay is given without --relay".to_owned());
             }
             return Ok(None);
         };

@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cmc_webhook_inbox::Job;
+use cmc_webhook_inbox::mailbox::MailJob;
 use http::Uri;
 use http_body_util::{BodyExt as _, Full};
 
@@ -226,12 +227,29 @@ impl Relay {
 
     /// The worker's handler: POSTs the row, signed; `Ok` on a 2xx answer.
     pub async fn send(self, job: Job) -> Result<(), String> {
+        let payload = payload::payload(&job, self.inner.inline_limit)?;
+        self.post(job.key.to_string(), job.attempt, payload).await
+    }
+
+    /// A mailbox's handler: POSTs the mail routed to it (with its
+    /// `"mailbox"`), its attachments read from the store first.
+    pub async fn send_mail(self, mut job: MailJob) -> Result<(), String> {
+        job.load_attachments().await.map_err(|e| e.to_string())?;
+        let payload = payload::mail_job_payload(&job, self.inner.inline_limit)?;
+        self.post(job.key.to_string(), job.attempt, payload).await
+    }
+
+    /// [`Relay::send_mail`] as a mailbox's handler.
+    pub fn mailbox_handler(&self) -> crate::app::MailboxHandler {
+        let relay = self.clone();
+        Arc::new(move |job| Box::pin(relay.clone().send_mail(job)))
+    }
+
+    async fn post(self, id: String, attempt: u32, payload: payload::Payload) -> Result<(), String> {
         let inner = &self.inner;
-        let payload = payload::payload(&job, inner.inline_limit)?;
         // A paused target: wait for the pause to end (the row keeps its
         // lease, and no attempt is spent on a target known to be down).
         inner.breaker.wait().await;
-        let id = job.key.to_string();
         let timestamp = jiff::Timestamp::now().as_second();
         let signature = inner.signer.signature(&id, timestamp, &payload.body);
         let request = http::Request::post(inner.url.clone())
@@ -255,13 +273,13 @@ impl Relay {
         match result {
             Ok(status) => {
                 inner.breaker.success();
-                tracing::debug!(target_url = %inner.shown, id, attempt = job.attempt, status = status.as_u16(), ms = elapsed.as_millis() as u64, "relayed");
+                tracing::debug!(target_url = %inner.shown, id, attempt, status = status.as_u16(), ms = elapsed.as_millis() as u64, "relayed");
                 Ok(())
             }
             Err(failure) => {
                 inner.breaker.failure();
                 let message = failure.message(inner.timeout);
-                tracing::warn!(target_url = %inner.shown, id, attempt = job.attempt, ms = elapsed.as_millis() as u64, error = %message, "relay attempt failed");
+                tracing::warn!(target_url = %inner.shown, id, attempt, ms = elapsed.as_millis() as u64, error = %message, "relay attempt failed");
                 Err(message)
             }
         }

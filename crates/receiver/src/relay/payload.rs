@@ -19,6 +19,7 @@
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use cmc_webhook_core::{Event, InboundMail, default_time_zone};
+use cmc_webhook_inbox::mailbox::MailJob;
 use cmc_webhook_inbox::{Item, Job};
 use serde_json::{Value, json};
 
@@ -66,6 +67,28 @@ pub fn payload(job: &Job, inline_limit: usize) -> Result<Payload, String> {
         }
         other => Err(format!("the relay does not know {other:?}")),
     }
+}
+
+/// The payload of a mailbox's delivery: a mail's, with its `"mailbox"`
+/// (its attachments read already: [`MailJob::load_attachments`]).
+pub fn mail_job_payload(job: &MailJob, inline_limit: usize) -> Result<Payload, String> {
+    let mail = &job.mail;
+    let total: usize = mail.attachments.iter().map(|a| a.data.len()).sum();
+    let inline = total <= inline_limit;
+    let client = job.client.map(|c| c.to_string());
+    let mut value = mail_json(
+        mail,
+        &job.key.to_string(),
+        &job.received_at.to_string(),
+        client.as_deref(),
+        inline,
+    )?;
+    value["mailbox"] = json!(job.mailbox);
+    Ok(if inline {
+        json_payload(&value)
+    } else {
+        multipart(&value, mail)
+    })
 }
 
 fn json_payload(value: &Value) -> Payload {
