@@ -876,3 +876,19 @@ fn mailbox_relays_are_checked_at_start() {
         assert!(args.relay.mailbox_relays(&base).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn no_secret_is_a_flag_and_help_says_where_secrets_go() {
+    use clap::CommandFactory as _;
+    let help = cmc_receiver::config::Args::command()
+        .render_long_help()
+        .to_string();
+    assert!(help.contains("CMC_RELAY_SECRET"), "{help}");
+    assert!(help.contains("--relay-secret-file"), "{help}");
+    // No flag takes a secret's value (it would show in `ps`).
+    assert!(!help.contains("--relay-secret "), "{help}");
+    assert!(!help.contains("--relay-secret <"), "{help}");
+    assert!(
+        cmc_receiver::file::try_load_from(["cmc-receiver", "--relay-secret", "whsec_x"]).is_err()
+    );
+}

@@ -27,10 +27,11 @@ use crate::app::{Format, Options};
 /// file.
 ///
 /// Secrets (--api-key, --basic-auth, a --store URL with a password, the
-/// metrics credentials): give them in the environment or in a file
-/// (--api-key-file, --basic-auth-file, --store-file, --metrics-auth-file,
-/// or CMC_*_FILE), never as flags: a flag's value shows in `ps` to every
-/// user of the machine.
+/// metrics credentials, the relay's signing secrets): give them in the
+/// environment or in a file (--api-key-file, --basic-auth-file,
+/// --store-file, --metrics-auth-file, CMC_RELAY_SECRET or
+/// --relay-secret-file, or CMC_*_FILE), never as flags: a flag's value
+/// shows in `ps` to every user of the machine.
 #[derive(Debug, Parser)]
 #[command(name = "cmc-receiver", version)]
 pub struct Args {

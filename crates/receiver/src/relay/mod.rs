@@ -95,7 +95,9 @@ pub struct RelayOptions {
     pub timeout: Duration,
     /// CA certificates instead of the system's.
     pub ca_file: Option<PathBuf>,
-    /// Whether `http://` is allowed.
+    /// Whether `http://` is allowed: by default, when the URL given to
+    /// [`RelayOptions::new`] is `http://` (the program asks for
+    /// `--relay-allow-http` first).
     pub allow_http: bool,
     /// The most attachment bytes sent inline (1 MiB by default).
     pub inline_limit: usize,
