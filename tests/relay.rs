@@ -64,6 +64,18 @@ fn start_target(port: u16, secrets: &[&str], fail_first: u32) -> Option<Target> 
 
 /// [`start_target`], answering each request `delay_ms` after it came.
 fn slow_target(port: u16, secrets: &[&str], fail_first: u32, delay_ms: u64) -> Option<Target> {
+    spawn_target(port, secrets, fail_first, delay_ms, None)
+}
+
+/// The target, serving HTTPS with `tls` (certificate and key PEM files)
+/// when given.
+fn spawn_target(
+    port: u16,
+    secrets: &[&str],
+    fail_first: u32,
+    delay_ms: u64,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
+) -> Option<Target> {
     let required = std::env::var("CMC_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
     let missing = |why: String| {
         assert!(
@@ -75,7 +87,14 @@ fn slow_target(port: u16, secrets: &[&str], fail_first: u32, delay_ms: u64) -> O
         None
     };
     let script = common::fixtures().join("../common/relay_target.py");
-    let mut child = match Command::new("python3")
+    let mut command = Command::new("python3");
+    if let Some((cert, key)) = tls {
+        command.env(
+            "RELAY_TARGET_TLS",
+            format!("{}:{}", cert.display(), key.display()),
+        );
+    }
+    let mut child = match command
         .arg(&script)
         .arg(port.to_string())
         .arg(serde_json::to_string(secrets).unwrap())
@@ -891,4 +910,82 @@ fn no_secret_is_a_flag_and_help_says_where_secrets_go() {
     assert!(
         cmc_receiver::file::try_load_from(["cmc-receiver", "--relay-secret", "whsec_x"]).is_err()
     );
+}
+
+#[tokio::test]
+async fn https_targets_are_verified_against_the_ca_file_or_the_system_roots() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    // A CA of the test's own, and the target's certificate for 127.0.0.1.
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "relay test CA");
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let (ca_file, cert_file, key_file) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+    );
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    std::fs::write(&cert_file, leaf.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let Some(target) = spawn_target(0, &[SECRET], 0, 0, Some((&cert_file, &key_file))) else {
+        return;
+    };
+    let url: http::Uri = format!("https://127.0.0.1:{}/hooks", target.port)
+        .parse()
+        .unwrap();
+    let (content_type, body) = common::load("event-v2-json-blocks.json");
+    let mut want = BTreeMap::new();
+    expected(
+        &Webhook::parse(&content_type, body.clone()).unwrap(),
+        &mut want,
+    );
+
+    // Trusting the CA file: every row arrives, over HTTPS.
+    let mut trusting = options(url.clone(), &[SECRET]);
+    trusting.ca_file = Some(ca_file.clone());
+    let receiver = start_receiver(trusting, 3).await;
+    post(receiver.addr, &content_type, body.clone()).await;
+    counts_until(&receiver.inbox, "the rows settle", settled).await;
+    let records = target.records();
+    check_arrivals(&records, &want, 1);
+    assert_eq!(records.len(), want.len());
+
+    // A CA file that holds no certificate is refused when the relay is made.
+    std::fs::write(&ca_file, "not a certificate\n").unwrap();
+    let mut bad = options("https://127.0.0.1/".parse().unwrap(), &[SECRET]);
+    bad.ca_file = Some(ca_file);
+    let e = Relay::new(bad).unwrap_err();
+    assert!(e.contains("--relay-ca-file"), "{e}");
+
+    // The system's roots do not know the CA: refused, nothing sent.
+    let mut system = options(url, &[SECRET]);
+    system.failure_cap = 0;
+    if let Err(e) = Relay::new(system.clone()) {
+        // A machine without CA certificates: refused at start instead.
+        assert!(e.contains("no CA certificate"), "{e}");
+        return;
+    }
+    let receiver = start_receiver(system, 1).await;
+    post(receiver.addr, &content_type, body).await;
+    counts_until(&receiver.inbox, "the rows die", |c| {
+        settled(c) && c.events.dead as usize == want.len()
+    })
+    .await;
+    let dead = receiver.inbox.dead(100).await.unwrap();
+    assert!(
+        dead.iter()
+            .all(|d| d.last_error.as_deref().unwrap().contains("certificate")),
+        "{dead:?}"
+    );
+    assert_eq!(target.records().len(), want.len(), "nothing more arrived");
 }

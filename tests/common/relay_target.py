@@ -9,7 +9,8 @@ PORT 0 picks a free port. Each secret is tried alone; `verified` lists the
 result per secret. The first FAIL_FIRST requests of each webhook-id are
 answered 500, later ones 200; a request no secret verifies is answered 401.
 Each answer waits DELAY_MS (0 by default) after the request is reported.
-The first line printed is {"port": N}, or {"import_error": "..."} when the
+With RELAY_TARGET_TLS=CERT_PEM:KEY_PEM in the environment, it serves
+HTTPS. The first line printed is {"port": N}, or {"import_error": "..."} when the
 package cannot be imported (exit code 3).
 """
 
@@ -19,6 +20,8 @@ import email.policy
 import hashlib
 import http.server
 import json
+import os
+import ssl
 import sys
 import threading
 import time
@@ -126,5 +129,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
 server.daemon_threads = True
+# HTTPS when RELAY_TARGET_TLS is "CERT_PEM:KEY_PEM".
+if os.environ.get("RELAY_TARGET_TLS"):
+    cert, key = os.environ["RELAY_TARGET_TLS"].split(":")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(json.dumps({"port": server.server_address[1]}), flush=True)
 server.serve_forever()

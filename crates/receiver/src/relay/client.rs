@@ -16,8 +16,9 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// A client trusting the system's roots, or, with `ca_file`, the
 /// certificates of that PEM file only; `allow_http` lets it call
-/// `http://` URLs too.
-pub fn client(ca_file: Option<&Path>, allow_http: bool) -> Result<HttpClient, String> {
+/// `http://` URLs too. Without `https` (the target is `http://`), a system
+/// without CA certificates is not an error.
+pub fn client(ca_file: Option<&Path>, allow_http: bool, https: bool) -> Result<HttpClient, String> {
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
@@ -44,7 +45,7 @@ pub fn client(ca_file: Option<&Path>, allow_http: bool) -> Result<HttpClient, St
                 tracing::warn!(error = %e, "the relay could not read some of the system's CA certificates");
             }
             let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
+            if added == 0 && https {
                 return Err(
                     "the relay found no CA certificate on this system: install the CA \
                      certificates (ca-certificates) or give --relay-ca-file"

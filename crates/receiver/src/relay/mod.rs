@@ -181,7 +181,8 @@ impl Relay {
     pub fn new(options: RelayOptions) -> Result<Relay, String> {
         let url = target(&options.url.to_string(), options.allow_http)?;
         let signer = Signer::new(options.secrets)?;
-        let client = client::client(options.ca_file.as_deref(), options.allow_http)?;
+        let https = url.scheme_str() == Some("https");
+        let client = client::client(options.ca_file.as_deref(), options.allow_http, https)?;
         let shown = format!(
             "{}://{}{}",
             url.scheme_str().unwrap_or("https"),
@@ -269,7 +270,7 @@ impl Relay {
             Err(_) => Err(Failure::Timeout),
             Ok(result) => result,
         };
-        record(&result, elapsed);
+        record(&result, elapsed, &inner.shown);
         let slot = usize::from(result.is_err());
         inner.sent[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match result {
@@ -369,18 +370,30 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// `cmc_receiver_relay_attempts_total{result}` (`ok`, `refused` for a
-/// status other than 2xx, `timeout`, `unreachable`) and
-/// `cmc_receiver_relay_seconds` (each attempt's time).
-fn record(result: &Result<http::StatusCode, Failure>, elapsed: Duration) {
+/// `cmc_receiver_relay_attempts_total{target, result, status}` (`ok`,
+/// `refused` for a status other than 2xx, `timeout`, `unreachable`; the
+/// answer's status, or empty) and `cmc_receiver_relay_seconds{target}`
+/// (each attempt's time).
+fn record(result: &Result<http::StatusCode, Failure>, elapsed: Duration, target: &str) {
     let label = match result {
         Ok(_) => "ok",
         Err(Failure::Status(..)) => "refused",
         Err(Failure::Timeout) => "timeout",
         Err(Failure::Connect(_)) => "unreachable",
     };
-    metrics::counter!("cmc_receiver_relay_attempts_total", "result" => label).increment(1);
-    metrics::histogram!("cmc_receiver_relay_seconds").record(elapsed.as_secs_f64());
+    let status = match result {
+        Ok(status) | Err(Failure::Status(status, _)) => status.as_str().to_owned(),
+        Err(_) => String::new(),
+    };
+    metrics::counter!(
+        "cmc_receiver_relay_attempts_total",
+        "target" => target.to_owned(),
+        "result" => label,
+        "status" => status
+    )
+    .increment(1);
+    metrics::histogram!("cmc_receiver_relay_seconds", "target" => target.to_owned())
+        .record(elapsed.as_secs_f64());
 }
 
 /// The worker's handler: prints each row, or relays it.
