@@ -180,21 +180,24 @@ fn main() {
         let (addr, served) = target().await;
         let url: http::Uri = format!("http://{addr}/hooks").parse().unwrap();
 
-        // A relayed event's body, for the ceiling's requests.
+        // The largest relayed event body, for the ceiling's requests.
         let sample = filled(dir.path(), "sample", BATCH as u64).await;
         let size = Arc::new(AtomicU64::new(0));
         let seen = size.clone();
         drain(&sample, BATCH as u64, move |job: Job| {
             let body = cmc_receiver::relay::payload::payload(&job, usize::MAX).unwrap();
-            seen.store(body.body.len() as u64, Ordering::Relaxed);
+            seen.fetch_max(body.body.len() as u64, Ordering::Relaxed);
             async { Ok(()) }
         })
         .await;
         let body = Bytes::from(vec![b'x'; size.load(Ordering::Relaxed) as usize]);
 
-        // The target's ceiling: the same client, 16 at once.
+        // The target's ceiling: the same client (hyper-util's, without
+        // Nagle, as the relay's), without TLS, 16 at once.
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
         let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
         let before = served.load(Ordering::Relaxed);
         let ceiling = measure(events, async {
             let next = Arc::new(AtomicU64::new(0));

@@ -60,10 +60,15 @@ pub fn client(ca_file: Option<&Path>, allow_http: bool, https: bool) -> Result<H
         .with_root_certificates(roots)
         .with_no_client_auth();
     let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
+    // Each request is written at once (headers and body), not held back
+    // by Nagle's algorithm waiting for the previous segment's ACK.
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
     let connector = if allow_http {
-        builder.https_or_http().enable_http1().build()
+        builder.https_or_http().enable_http1().wrap_connector(http)
     } else {
-        builder.https_only().enable_http1().build()
+        builder.https_only().enable_http1().wrap_connector(http)
     };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(60))
