@@ -269,14 +269,24 @@ fn the_example_file_parses_and_builds_a_gate() {
     let text = std::fs::read_to_string(path).unwrap();
     let key = write(dir.path(), "key", "example-key\n");
     let url = write(dir.path(), "url", "none\n");
+    let relay_secrets = write(
+        dir.path(),
+        "relay-secrets",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+    );
     let text = text
         .replace("/etc/cmc-receiver/production.key", &key)
-        .replace("/etc/cmc-receiver/store-url", &url);
+        .replace("/etc/cmc-receiver/store-url", &url)
+        .replace("/etc/cmc-receiver/relay-secrets", &relay_secrets);
     let file = write(dir.path(), "example.toml", &text);
     let args = load(&["--config", &file]).unwrap();
     let (options, _) = args.options().unwrap();
     let layer = app::layer(&options).unwrap();
     assert!(layer.sources().len() >= 2, "{layer:?}");
+    // The relay's keys: its URL, and its secrets from the file.
+    let relay = args.relay.options(|_| None).unwrap().unwrap();
+    assert_eq!(relay.url, "https://app.internal.example.jp/cmc-webhooks");
+    assert_eq!(relay.secrets.len(), 1);
 }
 
 /// With a store, the worker prints each stored event's `created` in the

@@ -506,6 +506,28 @@ pub fn mailboxes(
     max_attempts: u32,
     retain: std::time::Duration,
 ) -> Result<Option<Mailboxes>, String> {
+    mailboxes_with(flags, printer, max_attempts, retain, |_| None)
+}
+
+/// A mailbox's handler other than the printer (the relay's).
+pub type MailboxHandler = Arc<
+    dyn Fn(
+            MailJob,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// [`mailboxes`], where `handler_of(name)` may give a mailbox a handler
+/// of its own instead of the printer.
+pub fn mailboxes_with(
+    flags: &[String],
+    printer: &Printer,
+    max_attempts: u32,
+    retain: std::time::Duration,
+    handler_of: impl Fn(&str) -> Option<MailboxHandler>,
+) -> Result<Option<Mailboxes>, String> {
     if flags.is_empty() {
         return Ok(None);
     }
@@ -523,10 +545,15 @@ pub fn mailboxes(
             continue;
         }
         declared.push(name);
-        let printer = printer.clone();
-        let mailbox = Mailbox::new(*name, move |job: MailJob| printer.clone().mailbox_mail(job))
-            .max_attempts(max_attempts)
-            .retention(retain);
+        let mailbox = match handler_of(name) {
+            Some(handler) => Mailbox::new(*name, move |job: MailJob| handler(job)),
+            None => {
+                let printer = printer.clone();
+                Mailbox::new(*name, move |job: MailJob| printer.clone().mailbox_mail(job))
+            }
+        }
+        .max_attempts(max_attempts)
+        .retention(retain);
         mailboxes = mailboxes
             .mailbox(mailbox)
             .map_err(|e| format!("--mailbox: {e}"))?;

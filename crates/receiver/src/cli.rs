@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use crate::config::{self, Args, Command, SuppressionCommand};
-use crate::{app, output, serve, tls};
+use crate::{app, output, relay, serve, tls};
 use cmc_webhook_core::WebhookLayer;
 use cmc_webhook_core::allowlist::AllowlistFile;
 use cmc_webhook_inbox::mailbox::{DeliveryFilter, DeliveryState};
@@ -171,18 +171,72 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
     let sink = output::stdout();
     let layer = app::layer(&options).map_err(|e| format!("the gate: {e}"))?;
     let printer = app::Printer::new(&options, sink.clone());
-    let mailboxes = app::mailboxes(&args.mailbox, &printer, args.max_attempts, args.retain)?;
+    // With --relay, the worker POSTs each row to the team's application
+    // instead of printing it, and each mailbox its mails (to its own
+    // --mailbox-relay URL, if it has one).
+    let relay_options = args.relay.options(|name| std::env::var_os(name))?;
+    if relay_options.is_some() && store.is_none() {
+        return Err("--relay sends stored rows: it needs a store, not --store none".into());
+    }
+    let mut handler_timeout = None;
+    let mut mailbox_relays = Vec::new();
+    let handler = match relay_options {
+        Some(options) => {
+            handler_timeout = Some(options.handler_timeout());
+            for (name, options) in args.relay.mailbox_relays(&options)? {
+                if !args
+                    .mailbox
+                    .iter()
+                    .any(|m| m.split_once('=').is_some_and(|(n, _)| n.trim() == name))
+                {
+                    return Err(
+                        format!("--mailbox-relay {name}: no --mailbox {name}=PATTERN").into(),
+                    );
+                }
+                let relay = relay::Relay::new(options)?;
+                tracing::info!(
+                    mailbox = name,
+                    target_url = relay.target(),
+                    "relaying a mailbox's mails"
+                );
+                mailbox_relays.push((name, relay));
+            }
+            let relay = relay::Relay::new(options)?;
+            tracing::info!(target_url = relay.target(), "relaying each event and mail");
+            relay::Handler::Relay(relay)
+        }
+        None => relay::Handler::Print(printer.clone()),
+    };
+    let relayed = match &handler {
+        relay::Handler::Relay(relay) => Some(relay.clone()),
+        relay::Handler::Print(_) => None,
+    };
+    let mailboxes = app::mailboxes_with(
+        &args.mailbox,
+        &printer,
+        args.max_attempts,
+        args.retain,
+        |name| {
+            let own = mailbox_relays
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, r)| r);
+            own.or(relayed.as_ref()).map(relay::Relay::mailbox_handler)
+        },
+    )?;
     if mailboxes.is_some() && store.is_none() {
         return Err("--mailbox routes stored mails: it needs a store, not --store none".into());
     }
     let (router, worker) = match &store {
         Some(inbox) => {
-            let handler = printer.clone();
             let mut worker = inbox
                 .worker(move |job| handler.clone().handle(job))
                 .concurrency(args.concurrency)
                 .max_attempts(args.max_attempts)
                 .suppressions(app::suppression_policy(&options));
+            if let Some(limit) = handler_timeout {
+                worker = worker.handler_timeout(limit);
+            }
             if let Some(mailboxes) = mailboxes {
                 worker = worker.mailboxes(mailboxes);
             }
@@ -307,6 +361,15 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         &layer,
     )
     .await;
+    if let Some(relay) = relayed {
+        let (ok, failed) = relay.attempts();
+        say!(
+            out,
+            "relay      {ok} attempts answered 2xx, {failed} failed, paused {} times ({})",
+            relay.breaker().pauses(),
+            relay.target()
+        );
+    }
     logs.flush(Duration::from_secs(2));
     if logs.dropped() > 0 {
         say!(

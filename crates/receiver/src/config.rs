@@ -27,10 +27,11 @@ use crate::app::{Format, Options};
 /// file.
 ///
 /// Secrets (--api-key, --basic-auth, a --store URL with a password, the
-/// metrics credentials): give them in the environment or in a file
-/// (--api-key-file, --basic-auth-file, --store-file, --metrics-auth-file,
-/// or CMC_*_FILE), never as flags: a flag's value shows in `ps` to every
-/// user of the machine.
+/// metrics credentials, the relay's signing secrets): give them in the
+/// environment or in a file (--api-key-file, --basic-auth-file,
+/// --store-file, --metrics-auth-file, CMC_RELAY_SECRET or
+/// --relay-secret-file, or CMC_*_FILE), never as flags: a flag's value
+/// shows in `ps` to every user of the machine.
 #[derive(Debug, Parser)]
 #[command(name = "cmc-receiver", version)]
 pub struct Args {
@@ -302,6 +303,10 @@ pub struct Args {
     /// How long the handlers in flight get to finish at shutdown.
     #[arg(long, value_name = "TIME", env = "CMC_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// The relay to the team's application (`--relay`).
+    #[command(flatten)]
+    pub relay: RelayArgs,
 }
 
 /// The store used without --store or --store-file.
@@ -1011,6 +1016,150 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .and_then(|n| usize::try_from(n).ok())
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{s:?}: out of range"))
+}
+
+/// The relay's flags (a part of [`Args`]). The secrets are
+/// not flags: `CMC_RELAY_SECRET` or `--relay-secret-file`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RelayArgs {
+    /// POSTs each stored event and mail to URL (https://), signed as
+    /// Standard Webhooks specifies, instead of printing it: 2xx marks it
+    /// done, anything else is retried with backoff, then dead. The signing
+    /// secrets (whsec_...) come from CMC_RELAY_SECRET (several separated by
+    /// commas or spaces, for rotation) or --relay-secret-file, never from
+    /// a flag.
+    #[arg(long, value_name = "URL", env = "CMC_RELAY")]
+    pub relay: Option<String>,
+
+    /// A file of relay signing secrets, one per line (whsec_ and base64).
+    #[arg(long, value_name = "PATH", env = "CMC_RELAY_SECRET_FILE")]
+    pub relay_secret_file: Option<PathBuf>,
+
+    /// The longest one relay attempt may take (connecting, sending, the
+    /// answer's status): past it the attempt failed and is retried.
+    #[arg(long, value_name = "TIME", env = "CMC_RELAY_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub relay_timeout: Duration,
+
+    /// The CA certificates (PEM) the relay target's certificate must chain
+    /// to, instead of the system's.
+    #[arg(long, value_name = "PATH", env = "CMC_RELAY_CA_FILE")]
+    pub relay_ca_file: Option<PathBuf>,
+
+    /// Allows an http:// relay URL (an internal target): the webhooks then
+    /// travel in clear text.
+    #[arg(long, env = "CMC_RELAY_ALLOW_HTTP", value_parser = clap::builder::BoolishValueParser::new())]
+    pub relay_allow_http: bool,
+
+    /// The most attachment bytes (all of a mail's together) relayed inline,
+    /// as base64 in the JSON; a mail with more is sent as
+    /// multipart/form-data (the JSON first, then one part per attachment).
+    #[arg(long, value_name = "SIZE", env = "CMC_RELAY_INLINE_LIMIT", default_value = "1MiB", value_parser = parse_size)]
+    pub relay_inline_limit: usize,
+
+    /// Failed relay attempts in a row before the target is paused for
+    /// --relay-pause (its attempts wait meanwhile; the first success
+    /// resumes it). 0: never paused.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CMC_RELAY_FAILURE_CAP",
+        default_value = "10"
+    )]
+    pub relay_failure_cap: u32,
+
+    /// Relays the mails routed to the mailbox NAME (--mailbox) to URL
+    /// instead of --relay's, signed with the same secrets. Repeatable;
+    /// needs --relay. (In the environment: separated by semicolons.)
+    #[arg(
+        long,
+        value_name = "NAME=URL",
+        env = "CMC_MAILBOX_RELAY",
+        value_delimiter = ';'
+    )]
+    pub mailbox_relay: Vec<String>,
+
+    /// How long a failing relay target is paused (at most 2 minutes).
+    #[arg(long, value_name = "TIME", env = "CMC_RELAY_PAUSE", default_value = "30s", value_parser = parse_timeout)]
+    pub relay_pause: Duration,
+}
+
+impl RelayArgs {
+    /// The relay of each `--mailbox-relay NAME=URL`: `base` (the options
+    /// of --relay) with the mailbox's URL.
+    pub fn mailbox_relays(
+        &self,
+        base: &crate::relay::RelayOptions,
+    ) -> Result<Vec<(String, crate::relay::RelayOptions)>, String> {
+        let mut out: Vec<(String, crate::relay::RelayOptions)> = Vec::new();
+        for flag in &self.mailbox_relay {
+            let (name, url) = flag
+                .split_once('=')
+                .ok_or_else(|| format!("--mailbox-relay {flag:?}: expected NAME=URL"))?;
+            let name = name.trim();
+            if out.iter().any(|(n, _)| n == name) {
+                return Err(format!("--mailbox-relay: {name} is given twice"));
+            }
+            let mut options = base.clone();
+            options.url = crate::relay::target(url.trim(), self.relay_allow_http)
+                .map_err(|e| format!("--mailbox-relay {name}: {e}"))?;
+            out.push((name.to_owned(), options));
+        }
+        Ok(out)
+    }
+
+    /// The relay's options, `None` without `--relay`. The secrets come from
+    /// `env("CMC_RELAY_SECRET")` or the secret file; every error names
+    /// what is wrong and never shows a secret.
+    pub fn options(
+        &self,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Option<crate::relay::RelayOptions>, String> {
+        let from_env = env("CMC_RELAY_SECRET");
+        let Some(url) = &self.relay else {
+            if self.relay_secret_file.is_some() {
+                return Err("--relay-secret-file is given without --relay".to_owned());
+            }
+            if !self.mailbox_relay.is_empty() {
+                return Err("--mailbox-relay is given without --relay".to_owned());
+            }
+            return Ok(None);
+        };
+        let url = crate::relay::target(url, self.relay_allow_http)?;
+        let secrets = match (from_env, &self.relay_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "give the relay's secrets in CMC_RELAY_SECRET or --relay-secret-file, not both"
+                        .to_owned(),
+                );
+            }
+            (Some(list), None) => {
+                let list = list
+                    .into_string()
+                    .map_err(|_| "CMC_RELAY_SECRET is not valid UTF-8".to_owned())?;
+                crate::relay::sign::Signer::parse_list(&list)
+                    .map_err(|e| format!("CMC_RELAY_SECRET: {e}"))?
+            }
+            (None, Some(path)) => read_secrets("--relay-secret-file", path)?
+                .iter()
+                .map(|s| {
+                    s.parse::<crate::relay::sign::SigningSecret>()
+                        .map_err(|e| format!("--relay-secret-file {}: {e}", path.display()))
+                })
+                .collect::<Result<_, _>>()?,
+            (None, None) => Vec::new(),
+        };
+        let mut options = crate::relay::RelayOptions::new(url, secrets);
+        options.timeout = self.relay_timeout;
+        options.ca_file = self.relay_ca_file.clone();
+        options.allow_http = self.relay_allow_http;
+        options.inline_limit = self.relay_inline_limit;
+        if self.relay_pause > crate::relay::MAX_PAUSE {
+            return Err("--relay-pause: at most 2 minutes (attempts wait through it)".to_owned());
+        }
+        options.failure_cap = self.relay_failure_cap;
+        options.pause = self.relay_pause;
+        Ok(Some(options))
+    }
 }
 
 #[cfg(test)]

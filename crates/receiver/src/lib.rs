@@ -18,6 +18,8 @@
 //! - [`serve`]: the HTTP server loop, with its timeouts and limits, and
 //!   the metrics endpoint;
 //! - [`tls`]: HTTPS, its certificate and key read again when they change;
+//! - [`relay`]: each stored event and mail POSTed to the team's
+//!   application (`--relay`), signed as Standard Webhooks specifies;
 //! - [`output`]: stdout and stderr through queues that never stall a
 //!   request.
 //!
@@ -35,5 +37,6 @@ pub mod cli;
 pub mod config;
 pub mod file;
 pub mod output;
+pub mod relay;
 pub mod serve;
 pub mod tls;

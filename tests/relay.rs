@@ -1,0 +1,991 @@
+//! The relay end to end: the receiver's app, inbox and worker relaying to
+//! a real HTTP server written in Python (tests/common/relay_target.py),
+//! which verifies every request with the `standardwebhooks` package from
+//! PyPI, an implementation of Standard Webhooks independent of ours.
+//!
+//! Without Python or the package, each test says so and passes, unless
+//! `CMC_REQUIRE_PYTHON=1` (set by CI), where it fails.
+
+mod common;
+
+use cmc_receiver::relay::{Relay, RelayOptions};
+use cmc_receiver::{app, serve};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead as _;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cmc_webhook::inbox::{Backoff, Counts, Filter, Inbox};
+use cmc_webhook::test_util::CmcRequest;
+use cmc_webhook::Webhook;
+use serde_json::Value;
+use sha2::Digest as _;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const OTHER_SECRET: &str = "whsec_dGhlIG5ldyBzZWNyZXQgb2YgdGhlIHJvdGF0aW9u";
+
+/// The Python target: its port and the requests it reported.
+struct Target {
+    child: Child,
+    port: u16,
+    records: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Target {
+    fn records(&self) -> Vec<Value> {
+        self.records.lock().unwrap().clone()
+    }
+
+    fn url(&self) -> http::Uri {
+        format!("http://127.0.0.1:{}/hooks", self.port)
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Starts the Python target on `port` (0: any), verifying with each of
+/// `secrets`, answering 500 to the first `fail_first` requests of each
+/// webhook-id. `None` (the test passes, saying why) when Python or the
+/// package is missing, unless CMC_REQUIRE_PYTHON=1.
+fn start_target(port: u16, secrets: &[&str], fail_first: u32) -> Option<Target> {
+    slow_target(port, secrets, fail_first, 0)
+}
+
+/// [`start_target`], answering each request `delay_ms` after it came.
+fn slow_target(port: u16, secrets: &[&str], fail_first: u32, delay_ms: u64) -> Option<Target> {
+    spawn_target(port, secrets, fail_first, delay_ms, None)
+}
+
+/// The target, serving HTTPS with `tls` (certificate and key PEM files)
+/// when given.
+fn spawn_target(
+    port: u16,
+    secrets: &[&str],
+    fail_first: u32,
+    delay_ms: u64,
+    tls: Option<(&std::path::Path, &std::path::Path)>,
+) -> Option<Target> {
+    let required = std::env::var("CMC_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
+    let missing = |why: String| {
+        assert!(
+            !required,
+            "CMC_REQUIRE_PYTHON=1 but the Python relay target cannot run: {why} \
+             (pip install standardwebhooks)"
+        );
+        eprintln!("skipped: the Python relay target cannot run: {why}");
+        None
+    };
+    let script = common::fixtures().join("../common/relay_target.py");
+    let mut command = Command::new("python3");
+    if let Some((cert, key)) = tls {
+        command.env(
+            "RELAY_TARGET_TLS",
+            format!("{}:{}", cert.display(), key.display()),
+        );
+    }
+    let mut child = match command
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(serde_json::to_string(secrets).unwrap())
+        .arg(fail_first.to_string())
+        .arg(delay_ms.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => return missing(format!("python3: {e}")),
+    };
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = match lines.next() {
+        Some(Ok(line)) => serde_json::from_str(&line).unwrap(),
+        other => {
+            let _ = child.kill();
+            panic!("the Python target said nothing: {other:?}");
+        }
+    };
+    if let Some(e) = first.get("import_error") {
+        let _ = child.wait();
+        return missing(format!("import standardwebhooks: {e}"));
+    }
+    let port = u16::try_from(first["port"].as_u64().unwrap()).unwrap();
+    let records: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = records.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock()
+                .unwrap()
+                .push(serde_json::from_str(&line).unwrap());
+        }
+    });
+    Some(Target {
+        child,
+        port,
+        records,
+    })
+}
+
+/// The receiver: its inbox on a SQLite file, a worker relaying with a
+/// short backoff, and its HTTP endpoint; returns the endpoint's address.
+struct Receiver {
+    inbox: Inbox,
+    addr: SocketAddr,
+    worker: Option<cmc_webhook::inbox::WorkerHandle>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_receiver(relay: RelayOptions, max_attempts: u32) -> Receiver {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::sqlite(dir.path().join("cmc-inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let relay = Relay::new(relay).unwrap();
+    let worker = inbox
+        .worker(move |job| relay.clone().send(job))
+        .backoff(
+            Backoff::exponential(Duration::from_millis(20))
+                .max(Duration::from_millis(100))
+                .jitter(0.0),
+        )
+        .poll_interval(Duration::from_millis(20))
+        .max_attempts(max_attempts)
+        .spawn();
+    let options = app::Options {
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        body_limit: 32 << 20,
+        ..app::Options::default()
+    };
+    let router = app::router(&options, app::Target::Inbox(inbox.clone())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve::serve(
+        listener,
+        router,
+        serve::Limits::default(),
+        std::future::pending(),
+    ));
+    Receiver {
+        inbox,
+        addr,
+        worker: Some(worker),
+        _dir: dir,
+    }
+}
+
+fn options(url: http::Uri, secrets: &[&str]) -> RelayOptions {
+    RelayOptions::new(url, secrets.iter().map(|s| s.parse().unwrap()).collect())
+}
+
+/// What a stored webhook must arrive as: its rows' keys, with the SHA-256
+/// of each attachment of a mail.
+#[derive(Debug, Clone, PartialEq)]
+enum Expected {
+    Event(String),
+    Mail(Vec<String>),
+}
+
+fn expected(webhook: &Webhook, into: &mut BTreeMap<String, Expected>) {
+    match webhook {
+        Webhook::Events(batch) => {
+            for event in &batch.events {
+                into.insert(
+                    event.idempotency_key().to_string(),
+                    Expected::Event(event.event_type().as_str().to_owned()),
+                );
+            }
+        }
+        Webhook::Inbound(mail) => {
+            let sums = mail
+                .attachments
+                .iter()
+                .map(|a| hex(&sha2::Sha256::digest(&a.data)))
+                .collect();
+            into.insert(mail.idempotency_key().to_string(), Expected::Mail(sums));
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Posts a body to the receiver: 200 expected.
+async fn post(addr: SocketAddr, content_type: &str, body: Bytes) {
+    let raw = CmcRequest::raw(content_type.to_owned(), body)
+        .uri("/mails")
+        .to_http1("test");
+    let reply = common::http::send_raw(addr, &raw).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+}
+
+/// Posts every fixture once; the rows they make.
+async fn post_fixtures(addr: SocketAddr) -> BTreeMap<String, Expected> {
+    let mut want = BTreeMap::new();
+    for path in common::all_bodies() {
+        let content_type = common::content_type_of(&path);
+        let body = Bytes::from(std::fs::read(&path).unwrap());
+        expected(
+            &Webhook::parse(&content_type, body.clone()).unwrap(),
+            &mut want,
+        );
+        post(addr, &content_type, body).await;
+    }
+    want
+}
+
+/// Waits until `done` holds of the target's records (30 s at most).
+async fn until(target: &Target, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let records = target.records();
+        if done(&records) {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within 30 s; the target saw {records:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn counts_until(inbox: &Inbox, what: &str, done: impl Fn(&Counts) -> bool) -> Counts {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = inbox.counts().await.unwrap();
+        if done(&counts) {
+            return counts;
+        }
+        assert!(Instant::now() < deadline, "{what}: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn settled(counts: &Counts) -> bool {
+    counts.events.pending + counts.events.running + counts.mails.pending + counts.mails.running == 0
+}
+
+/// Checks that each row arrived verified, answered 200 exactly once, as
+/// the payload of its kind with the right attachments.
+fn check_arrivals(records: &[Value], want: &BTreeMap<String, Expected>, secrets: usize) {
+    let mut ok: BTreeMap<String, &Value> = BTreeMap::new();
+    for record in records {
+        assert!(record.get("parse_error").is_none(), "{record:#}");
+        assert_eq!(
+            record["verified"],
+            Value::from(vec![true; secrets]),
+            "{record:#}"
+        );
+        assert_eq!(record["signatures"], secrets, "{record:#}");
+        let id = record["id"].as_str().unwrap().to_owned();
+        assert_eq!(record["payload"]["id"], id.as_str());
+        assert_eq!(record["payload"]["version"], 1);
+        if record["status"] == 200 {
+            assert!(
+                ok.insert(id.clone(), record).is_none(),
+                "{id} arrived twice"
+            );
+        }
+    }
+    assert_eq!(
+        ok.keys().collect::<BTreeSet<_>>(),
+        want.keys().collect::<BTreeSet<_>>()
+    );
+    for (id, record) in ok {
+        let payload = &record["payload"];
+        match &want[&id] {
+            Expected::Event(event_type) => {
+                assert_eq!(payload["type"], "event");
+                assert_eq!(payload["event_type"], event_type.as_str());
+                assert!(payload["event"].is_object());
+                assert_eq!(record["content_type"], "application/json");
+            }
+            Expected::Mail(sums) => {
+                assert_eq!(payload["type"], "inbound");
+                let got: Vec<&str> = record["files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f["sha256"].as_str().unwrap())
+                    .collect();
+                assert_eq!(&got, sums, "{id}: the attachments");
+            }
+        }
+    }
+}
+
+async fn every_fixture_arrives_verified_once(inline_limit: usize) -> Vec<Value> {
+    let Some(target) = start_target(0, &[SECRET], 0) else {
+        return Vec::new();
+    };
+    let mut relay = options(target.url(), &[SECRET]);
+    relay.inline_limit = inline_limit;
+    let receiver = start_receiver(relay, 3).await;
+    let want = post_fixtures(receiver.addr).await;
+    let counts = counts_until(&receiver.inbox, "the rows settle", settled).await;
+    assert_eq!(counts.events.dead + counts.mails.dead, 0, "{counts:?}");
+    assert_eq!(
+        (counts.events.done + counts.mails.done) as usize,
+        want.len(),
+        "{counts:?}"
+    );
+    // A moment for a repeat to show, were there one.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let records = target.records();
+    check_arrivals(&records, &want, 1);
+    assert_eq!(records.len(), want.len(), "no request was repeated");
+    records
+}
+
+#[tokio::test]
+async fn every_fixture_arrives_verified_exactly_once_with_attachments_inline() {
+    let records = every_fixture_arrives_verified_once(usize::MAX).await;
+    assert!(records
+        .iter()
+        .all(|r| r["content_type"] == "application/json"));
+}
+
+#[tokio::test]
+async fn every_fixture_arrives_verified_exactly_once_with_attachments_as_parts() {
+    let records = every_fixture_arrives_verified_once(0).await;
+    let multipart: Vec<&Value> = records
+        .iter()
+        .filter(|r| {
+            r["content_type"]
+                .as_str()
+                .unwrap()
+                .starts_with("multipart/form-data; boundary=")
+        })
+        .collect();
+    // The fixtures hold mails with attachments: each is a multipart body.
+    assert!(!multipart.is_empty() || records.is_empty());
+    for r in multipart {
+        assert!(!r["files"].as_array().unwrap().is_empty(), "{r:#}");
+        for file in r["files"].as_array().unwrap() {
+            assert!(file["filename"].is_string(), "{r:#}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_target_failing_three_times_gets_the_same_id_four_times() {
+    let Some(target) = start_target(0, &[SECRET], 3) else {
+        return;
+    };
+    let receiver = start_receiver(options(target.url(), &[SECRET]), 5).await;
+    let (content_type, body) = common::load("event-v2-json-blocks.json");
+    let mut want = BTreeMap::new();
+    expected(
+        &Webhook::parse(&content_type, body.clone()).unwrap(),
+        &mut want,
+    );
+    post(receiver.addr, &content_type, body).await;
+    counts_until(&receiver.inbox, "the rows settle", settled).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let records = target.records();
+    for id in want.keys() {
+        let tries: Vec<&Value> = records.iter().filter(|r| r["id"] == id.as_str()).collect();
+        let statuses: Vec<u64> = tries
+            .iter()
+            .map(|r| r["status"].as_u64().unwrap())
+            .collect();
+        assert_eq!(statuses, [500, 500, 500, 200], "{id}");
+        // The same body at every attempt, each verified.
+        assert!(tries
+            .iter()
+            .all(|r| r["body_sha256"] == tries[0]["body_sha256"]));
+        assert!(tries
+            .iter()
+            .all(|r| r["verified"] == Value::from(vec![true])));
+    }
+    assert_eq!(records.len(), 4 * want.len());
+    let counts = receiver.inbox.counts().await.unwrap();
+    assert_eq!(counts.events.done as usize, want.len());
+}
+
+#[tokio::test]
+async fn during_a_rotation_either_secret_alone_verifies() {
+    // The target tries each secret alone.
+    let Some(target) = start_target(0, &[SECRET, OTHER_SECRET], 0) else {
+        return;
+    };
+    let receiver = start_receiver(options(target.url(), &[SECRET, OTHER_SECRET]), 3).await;
+    let want = post_fixtures(receiver.addr).await;
+    counts_until(&receiver.inbox, "the rows settle", settled).await;
+    let records = until(&target, "every row", |r| r.len() >= want.len()).await;
+    check_arrivals(&records, &want, 2);
+    // A target that knows only a third secret verifies nothing.
+    let Some(stranger) = start_target(0, &["whsec_c29tZW9uZSBlbHNlJ3Mgc2VjcmV0IGtleQ=="], 0) else {
+        return;
+    };
+    let receiver = start_receiver(options(stranger.url(), &[SECRET, OTHER_SECRET]), 1).await;
+    let (content_type, body) = common::load("event-v2-json-blocks.json");
+    post(receiver.addr, &content_type, body).await;
+    let counts = counts_until(&receiver.inbox, "the rows die", |c| {
+        c.events.dead > 0 && settled(c)
+    })
+    .await;
+    assert_eq!(counts.events.done, 0);
+    assert!(stranger
+        .records()
+        .iter()
+        .all(|r| r["status"] == 401 && r["verified"] == Value::from(vec![false])));
+}
+
+#[tokio::test]
+async fn a_target_down_leaves_dead_rows_that_replay_sends_once_it_is_up() {
+    // A port nobody listens on, for the target to take later.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url: http::Uri = format!("http://127.0.0.1:{port}/hooks").parse().unwrap();
+    let mut relay = options(url, &[SECRET]);
+    relay.failure_cap = 0; // never paused: the rows die at once
+    let mut receiver = start_receiver(relay, 2).await;
+    let want = post_fixtures(receiver.addr).await;
+    let counts = counts_until(&receiver.inbox, "every row dead", |c| {
+        settled(c) && (c.events.dead + c.mails.dead) as usize == want.len()
+    })
+    .await;
+    assert_eq!(counts.events.done + counts.mails.done, 0);
+    // The dead rows say why.
+    let dead = receiver.inbox.dead(100).await.unwrap();
+    assert!(
+        dead.iter().all(|d| d
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("could not be reached")),
+        "{dead:?}"
+    );
+    let Some(target) = start_target(port, &[SECRET], 0) else {
+        receiver.worker.take().unwrap().abort();
+        return;
+    };
+    let replayed = receiver.inbox.replay(&Filter::dead()).await.unwrap();
+    assert_eq!(replayed as usize, want.len());
+    counts_until(&receiver.inbox, "every row done", |c| {
+        settled(c) && (c.events.done + c.mails.done) as usize == want.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let records = target.records();
+    check_arrivals(&records, &want, 1);
+    assert_eq!(records.len(), want.len());
+}
+
+#[test]
+fn relay_options_refuse_what_cannot_work() {
+    use cmc_receiver::relay::target as url;
+    assert!(url("https://app.example.jp/hooks", false).is_ok());
+    let e = url("http://app.example.jp/hooks", false).unwrap_err();
+    assert!(e.contains("--relay-allow-http"), "{e}");
+    assert!(url("http://10.0.0.5:8000/hooks", true).is_ok());
+    let e = url("https://user:hunter2@app.example.jp/", false).unwrap_err();
+    assert!(!e.contains("hunter2"), "{e}");
+    assert!(url("ftp://app.example.jp/", false).is_err());
+    assert!(url("not a url", false).is_err());
+    // No secret: refused.
+    let e = Relay::new(RelayOptions::new(
+        "https://app.example.jp/".parse().unwrap(),
+        Vec::new(),
+    ))
+    .unwrap_err();
+    assert!(e.contains("CMC_RELAY_SECRET"), "{e}");
+}
+
+#[test]
+fn secrets_come_from_the_environment_or_a_file_and_are_never_shown() {
+    use std::ffi::OsString;
+    let args = |extra: &[&str]| {
+        let mut argv = vec!["cmc-receiver", "--relay", "https://app.example.jp/hooks"];
+        argv.extend_from_slice(extra);
+        cmc_receiver::file::try_load_from(argv).unwrap()
+    };
+    let env = |value: &'static str| {
+        move |name: &str| (name == "CMC_RELAY_SECRET").then(|| OsString::from(value))
+    };
+    let none = |_: &str| None::<OsString>;
+    // Two secrets, separated by a comma and spaces: both sign.
+    let two = format!("{SECRET}, {OTHER_SECRET}");
+    let two: &'static str = Box::leak(two.into_boxed_str());
+    let options = args(&[]).relay.options(env(two)).unwrap().unwrap();
+    assert_eq!(options.secrets.len(), 2);
+    // Debug never shows a secret.
+    let shown = format!("{options:?}");
+    assert!(
+        !shown.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        "{shown}"
+    );
+    // None: refused when the relay is built.
+    let options = args(&[]).relay.options(none).unwrap().unwrap();
+    assert!(Relay::new(options)
+        .unwrap_err()
+        .contains("CMC_RELAY_SECRET"));
+    // A bad one: refused, not shown.
+    let e = args(&[])
+        .relay
+        .options(env("whsec_not-base64-at-all!"))
+        .unwrap_err();
+    assert!(
+        e.contains("CMC_RELAY_SECRET") && !e.contains("not-base64-at-all"),
+        "{e}"
+    );
+    // From a file, one per line.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("relay-secrets");
+    std::fs::write(&file, format!("{SECRET}\r\n\n{OTHER_SECRET}\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let options = args(&["--relay-secret-file", file])
+        .relay
+        .options(none)
+        .unwrap()
+        .unwrap();
+    assert_eq!(options.secrets.len(), 2);
+    // Both places: refused as ambiguous.
+    assert!(args(&["--relay-secret-file", file])
+        .relay
+        .options(env(SECRET))
+        .is_err());
+    std::fs::write(dir.path().join("bad"), "whsec_c2hvcnQ=\n").unwrap();
+    let bad = dir.path().join("bad");
+    let e = args(&["--relay-secret-file", bad.to_str().unwrap()])
+        .relay
+        .options(none)
+        .unwrap_err();
+    assert!(e.contains("fewer than 16") && !e.contains("c2hvcnQ"), "{e}");
+    // http:// without --relay-allow-http: refused at start.
+    let e = cmc_receiver::file::try_load_from(["cmc-receiver", "--relay", "http://10.0.0.5/"])
+        .unwrap()
+        .relay
+        .options(env(SECRET))
+        .unwrap_err();
+    assert!(e.contains("--relay-allow-http"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_25_mib_mail_arrives_whole() {
+    let Some(target) = start_target(0, &[SECRET], 0) else {
+        return;
+    };
+    let receiver = start_receiver(options(target.url(), &[SECRET]), 3).await;
+    let (content_type, body) = common::load("inbound-multipart-filenames.multipart");
+    let Webhook::Inbound(mut mail) = Webhook::parse(&content_type, body).unwrap() else {
+        panic!("the fixture is a mail");
+    };
+    // 25 MiB that do not compress, and every byte value (a NUL included).
+    let mut big = vec![0u8; 25 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for chunk in big.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    mail.attachments.truncate(1);
+    mail.attachments[0].data = Bytes::from(big);
+    let webhook = Webhook::Inbound(mail);
+    let mut want = BTreeMap::new();
+    expected(&webhook, &mut want);
+    let request =
+        cmc_webhook::test_util::encode(&webhook, cmc_webhook::test_util::WireEncoding::Multipart);
+    let raw = CmcRequest::body(request).uri("/mails").to_http1("test");
+    let reply = common::http::send_raw(receiver.addr, &raw).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let records = until(&target, "the mail", |r| {
+        r.iter().any(|r| r["status"] == 200)
+    })
+    .await;
+    check_arrivals(&records, &want, 1);
+    let record = &records[0];
+    assert!(record["content_type"]
+        .as_str()
+        .unwrap()
+        .starts_with("multipart/form-data"));
+    assert_eq!(record["files"][0]["size"], 25 << 20);
+}
+
+/// The receiver as a process of its own (this binary's ignored test),
+/// for the SIGKILL test: its store at `CMC_TEST_STORE`, relaying to
+/// `CMC_TEST_TARGET` with 4 requests at once and a lease of 2 s; it
+/// announces its port with `PORT <port>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by sigkill_during_relaying_loses_nothing_and_repeats_only_what_was_in_flight"]
+async fn relaying_child() {
+    let store = std::env::var("CMC_TEST_STORE").unwrap();
+    let url: http::Uri = std::env::var("CMC_TEST_TARGET").unwrap().parse().unwrap();
+    let inbox = Inbox::sqlite(store).open().await.unwrap();
+    let relay = Relay::new(options(url, &[SECRET])).unwrap();
+    let _worker = inbox
+        .worker(move |job| relay.clone().send(job))
+        .concurrency(4)
+        .lease(Duration::from_secs(2))
+        .backoff(Backoff::exponential(Duration::from_millis(20)).max(Duration::from_millis(100)))
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let options = app::Options {
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        body_limit: 1 << 20,
+        ..app::Options::default()
+    };
+    let router = app::router(&options, app::Target::Inbox(inbox.clone())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("PORT {}", listener.local_addr().unwrap().port());
+    serve::serve(
+        listener,
+        router,
+        serve::Limits::default(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+}
+
+fn spawn_child(store: &std::path::Path, target: &Target) -> (common::child::Killed, SocketAddr) {
+    let mut child = common::child::test_command("relaying_child")
+        .env("CMC_TEST_STORE", store)
+        .env("CMC_TEST_TARGET", target.url().to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = common::child::announced_port(&mut lines).unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    (
+        common::child::Killed(child),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_relaying_loses_nothing_and_repeats_only_what_was_in_flight() {
+    // Each answer takes 1 s: the receiver is killed with requests in flight.
+    let Some(target) = slow_target(0, &[SECRET], 0, 1000) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("cmc-inbox.sqlite3");
+    let (first, addr) = spawn_child(&store, &target);
+    let want = post_fixtures(addr).await;
+    assert!(
+        want.len() > 8,
+        "enough rows to be in flight: {}",
+        want.len()
+    );
+    until(&target, "requests in flight", |r| r.len() >= 4).await;
+    drop(first); // SIGKILL, and reaped
+    let seen_at_kill = target.records().len();
+    // The same store, a new process: the rows the killed one held come
+    // back once their lease ends.
+    let (_second, _) = spawn_child(&store, &target);
+    until(&target, "every row answered 200", |r| {
+        let ok: BTreeSet<&str> = r
+            .iter()
+            .filter(|r| r["status"] == 200)
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        want.keys().all(|k| ok.contains(k.as_str()))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let records = target.records();
+    let mut sent: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &records {
+        assert_eq!(r["verified"], Value::from(vec![true]), "{r:#}");
+        *sent.entry(r["id"].as_str().unwrap()).or_default() += 1;
+    }
+    assert_eq!(sent.len(), want.len(), "nothing lost, nothing unknown");
+    let repeated: usize = sent.values().map(|n| n - 1).sum();
+    eprintln!(
+        "{} rows, {seen_at_kill} requests seen at the kill, {repeated} sent again",
+        want.len()
+    );
+    // Only what the killed process had sent and not seen answered is sent
+    // again: at most its 4 requests in flight.
+    assert!(
+        (1..=4).contains(&repeated) && repeated <= seen_at_kill,
+        "{repeated} repeats: {sent:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_target_failing_in_a_row_is_paused_and_its_attempts_wait() {
+    const FAILURE_CAP: u32 = 2;
+    // Fails every request: each row's 3 attempts fail.
+    let Some(target) = start_target(0, &[SECRET], 1000) else {
+        return;
+    };
+    let mut relay = options(target.url(), &[SECRET]);
+    relay.failure_cap = FAILURE_CAP;
+    relay.pause = Duration::from_millis(700);
+    let receiver = start_receiver(relay, 3).await;
+    let (content_type, body) = common::load("event-v2-json-blocks.json");
+    let mut want = BTreeMap::new();
+    expected(
+        &Webhook::parse(&content_type, body.clone()).unwrap(),
+        &mut want,
+    );
+    post(receiver.addr, &content_type, body).await;
+    counts_until(&receiver.inbox, "the rows die", |c| {
+        settled(c) && c.events.dead as usize == want.len()
+    })
+    .await;
+    let mut arrived: Vec<f64> = target
+        .records()
+        .iter()
+        .map(|r| r["arrived"].as_f64().unwrap())
+        .collect();
+    assert_eq!(arrived.len(), 3 * want.len());
+    arrived.sort_by(f64::total_cmp);
+    // With a 20 ms backoff, the attempts would follow each other at once;
+    // paused, the second and third attempts each wait for a pause.
+    let pauses = arrived.windows(2).filter(|w| w[1] - w[0] >= 0.6).count();
+    assert!(pauses >= 2, "{arrived:?}");
+}
+
+#[tokio::test]
+async fn each_mailbox_relays_to_its_own_target() {
+    let (Some(desk), Some(main)) = (start_target(0, &[SECRET], 0), start_target(0, &[SECRET], 0))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::sqlite(dir.path().join("cmc-inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let desk_relay = Relay::new(options(desk.url(), &[SECRET])).unwrap();
+    let main_relay = Relay::new(options(main.url(), &[SECRET])).unwrap();
+    let options_ = app::Options {
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        body_limit: 1 << 20,
+        ..app::Options::default()
+    };
+    let printer = app::Printer::new(&options_, Arc::new(|_line| true));
+    let flags = ["support=info@example.jp".to_owned(), "rest=*".to_owned()];
+    let mailboxes = app::mailboxes_with(&flags, &printer, 3, Duration::from_secs(3600), |name| {
+        Some(
+            if name == "support" {
+                &desk_relay
+            } else {
+                &main_relay
+            }
+            .mailbox_handler(),
+        )
+    })
+    .unwrap()
+    .unwrap();
+    let handler = main_relay.clone();
+    let _worker = inbox
+        .worker(move |job| handler.clone().send(job))
+        .mailboxes(mailboxes)
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let router = app::router(&options_, app::Target::Inbox(inbox.clone())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve::serve(
+        listener,
+        router,
+        serve::Limits::default(),
+        std::future::pending(),
+    ));
+
+    // Which rows go where: the mails to info@example.jp to the desk,
+    // every other mail and every event to the main target.
+    let mut to_desk = BTreeSet::new();
+    let mut to_main = BTreeSet::new();
+    for path in common::all_bodies() {
+        let content_type = common::content_type_of(&path);
+        let body = Bytes::from(std::fs::read(&path).unwrap());
+        let webhook = Webhook::parse(&content_type, body.clone()).unwrap();
+        let mut keys = BTreeMap::new();
+        expected(&webhook, &mut keys);
+        let desk_mail =
+            matches!(&webhook, Webhook::Inbound(m) if m.envelope_to == "info@example.jp");
+        for key in keys.into_keys() {
+            if desk_mail {
+                &mut to_desk
+            } else {
+                &mut to_main
+            }
+            .insert(key);
+        }
+        post(addr, &content_type, body).await;
+    }
+    assert!(!to_desk.is_empty() && !to_main.is_empty());
+    let ids = |records: &[Value]| -> BTreeSet<String> {
+        records
+            .iter()
+            .filter(|r| r["status"] == 200 && r["verified"] == Value::from(vec![true]))
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let desk_records = until(&desk, "the desk's mails", |r| ids(r) == to_desk).await;
+    let main_records = until(&main, "the other rows", |r| ids(r) == to_main).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(desk.records().len(), to_desk.len(), "each once");
+    assert_eq!(main.records().len(), to_main.len(), "each once");
+    for r in &desk_records {
+        assert_eq!(r["payload"]["mailbox"], "support", "{r:#}");
+        assert_eq!(r["payload"]["type"], "inbound");
+    }
+    for r in main_records
+        .iter()
+        .filter(|r| r["payload"]["type"] == "inbound")
+    {
+        assert_eq!(r["payload"]["mailbox"], "rest", "{r:#}");
+    }
+}
+
+#[test]
+fn mailbox_relays_are_checked_at_start() {
+    let load = |argv: &[&str]| cmc_receiver::file::try_load_from(argv.iter().copied()).unwrap();
+    let env = |name: &str| (name == "CMC_RELAY_SECRET").then(|| std::ffi::OsString::from(SECRET));
+    let args = load(&[
+        "cmc-receiver",
+        "--relay",
+        "https://app.example.jp/hooks",
+        "--mailbox-relay",
+        "support=https://desk.example.jp/in",
+    ]);
+    let base = args.relay.options(env).unwrap().unwrap();
+    let relays = args.relay.mailbox_relays(&base).unwrap();
+    assert_eq!(relays.len(), 1);
+    assert_eq!(relays[0].0, "support");
+    assert_eq!(relays[0].1.url, "https://desk.example.jp/in");
+    assert_eq!(relays[0].1.secrets.len(), 1);
+    // Without --relay, with http://, without NAME=, or twice: refused.
+    let e = load(&[
+        "cmc-receiver",
+        "--mailbox-relay",
+        "support=https://desk.example.jp/",
+    ])
+    .relay
+    .options(env)
+    .unwrap_err();
+    assert!(e.contains("without --relay"), "{e}");
+    for bad in [
+        "support=http://desk.example.jp/",
+        "support",
+        "a=https://x.example/;a=https://y.example/",
+    ] {
+        let args = load(&[
+            "cmc-receiver",
+            "--relay",
+            "https://app.example.jp/",
+            "--mailbox-relay",
+            bad,
+        ]);
+        let base = args.relay.options(env).unwrap().unwrap();
+        assert!(args.relay.mailbox_relays(&base).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn no_secret_is_a_flag_and_help_says_where_secrets_go() {
+    use clap::CommandFactory as _;
+    let help = cmc_receiver::config::Args::command()
+        .render_long_help()
+        .to_string();
+    assert!(help.contains("CMC_RELAY_SECRET"), "{help}");
+    assert!(help.contains("--relay-secret-file"), "{help}");
+    // No flag takes a secret's value (it would show in `ps`).
+    assert!(!help.contains("--relay-secret "), "{help}");
+    assert!(!help.contains("--relay-secret <"), "{help}");
+    assert!(
+        cmc_receiver::file::try_load_from(["cmc-receiver", "--relay-secret", "whsec_x"]).is_err()
+    );
+}
+
+#[tokio::test]
+async fn https_targets_are_verified_against_the_ca_file_or_the_system_roots() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    // A CA of the test's own, and the target's certificate for 127.0.0.1.
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "relay test CA");
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let (ca_file, cert_file, key_file) = (
+        dir.path().join("ca.pem"),
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+    );
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    std::fs::write(&cert_file, leaf.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let Some(target) = spawn_target(0, &[SECRET], 0, 0, Some((&cert_file, &key_file))) else {
+        return;
+    };
+    let url: http::Uri = format!("https://127.0.0.1:{}/hooks", target.port)
+        .parse()
+        .unwrap();
+    let (content_type, body) = common::load("event-v2-json-blocks.json");
+    let mut want = BTreeMap::new();
+    expected(
+        &Webhook::parse(&content_type, body.clone()).unwrap(),
+        &mut want,
+    );
+
+    // Trusting the CA file: every row arrives, over HTTPS.
+    let mut trusting = options(url.clone(), &[SECRET]);
+    trusting.ca_file = Some(ca_file.clone());
+    let receiver = start_receiver(trusting, 3).await;
+    post(receiver.addr, &content_type, body.clone()).await;
+    counts_until(&receiver.inbox, "the rows settle", settled).await;
+    let records = target.records();
+    check_arrivals(&records, &want, 1);
+    assert_eq!(records.len(), want.len());
+
+    // A CA file that holds no certificate is refused when the relay is made.
+    std::fs::write(&ca_file, "not a certificate\n").unwrap();
+    let mut bad = options("https://127.0.0.1/".parse().unwrap(), &[SECRET]);
+    bad.ca_file = Some(ca_file);
+    let e = Relay::new(bad).unwrap_err();
+    assert!(e.contains("--relay-ca-file"), "{e}");
+
+    // The system's roots do not know the CA: refused, nothing sent.
+    let mut system = options(url, &[SECRET]);
+    system.failure_cap = 0;
+    if let Err(e) = Relay::new(system.clone()) {
+        // A machine without CA certificates: refused at start instead.
+        assert!(e.contains("no CA certificate"), "{e}");
+        return;
+    }
+    let receiver = start_receiver(system, 1).await;
+    post(receiver.addr, &content_type, body).await;
+    counts_until(&receiver.inbox, "the rows die", |c| {
+        settled(c) && c.events.dead as usize == want.len()
+    })
+    .await;
+    let dead = receiver.inbox.dead(100).await.unwrap();
+    assert!(
+        dead.iter()
+            .all(|d| d.last_error.as_deref().unwrap().contains("certificate")),
+        "{dead:?}"
+    );
+    assert_eq!(target.records().len(), want.len(), "nothing more arrived");
+}
