@@ -246,7 +246,7 @@ impl FileIdentity {
 const RECEIVE_CACHE_KIB: &str = "-32768";
 
 /// The migrations of `migrations/sqlite/`, compiled in.
-pub(crate) static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator!(
+static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator!(
     "sqlite",
     "0001_inbox.sql",
     "0002_lease_index.sql",
