@@ -300,6 +300,28 @@ async fn a_bad_pair_is_refused_at_start_and_at_a_reload_the_pair_in_use_stays() 
         .unwrap_err()
         .to_string();
     assert!(missing.contains("absent.pem"), "{missing}");
+    // A named pipe would make opening wait for a writer forever: refused.
+    #[cfg(unix)]
+    {
+        let fifo = dir.path().join("fifo.key");
+        let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let sub = tempfile::tempdir_in(dir.path()).unwrap();
+        let (c, _) = install(sub.path(), &cert1, &key1);
+        let refused = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || Tls::load(&c, &fifo).unwrap_err().to_string()),
+        )
+        .await
+        .expect("a named pipe as the key must not hang the load")
+        .unwrap();
+        assert!(refused.contains("not a regular file"), "{refused}");
+        let encrypted = error(
+            &cert1,
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        );
+        assert!(encrypted.contains("encrypted key"), "{encrypted}");
+    }
     let huge = dir.path().join("huge.pem");
     std::fs::write(&huge, vec![b'A'; 2 << 20]).unwrap();
     let too_large = Tls::load(&huge, &huge).unwrap_err().to_string();

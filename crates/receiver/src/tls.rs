@@ -284,10 +284,30 @@ impl Drop for TlsWatch {
     }
 }
 
-/// A file of at most [`MAX_PEM_FILE`] bytes.
+/// A regular file of at most [`MAX_PEM_FILE`] bytes. Anything else (a
+/// named pipe, whose opening would wait for a writer forever, a device, a
+/// directory) is refused before it is opened.
 fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>, TlsError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| TlsError(format!("the {what} file {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(TlsError(format!(
+            "the {what} file {} is not a regular file",
+            path.display()
+        )));
+    }
     let file = std::fs::File::open(path)
         .map_err(|e| TlsError(format!("the {what} file {}: {e}", path.display())))?;
+    // The file opened is the one checked (not one swapped in meanwhile).
+    let opened = file
+        .metadata()
+        .map_err(|e| TlsError(format!("the {what} file {}: {e}", path.display())))?;
+    if !opened.is_file() {
+        return Err(TlsError(format!(
+            "the {what} file {} is not a regular file",
+            path.display()
+        )));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_PEM_FILE + 1)
         .read_to_end(&mut bytes)
@@ -319,6 +339,27 @@ fn read_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certi
         )));
     }
     let bytes = read_limited(key, "key")?;
+    if bytes
+        .windows(b"ENCRYPTED PRIVATE KEY".len())
+        .any(|w| w == b"ENCRYPTED PRIVATE KEY")
+    {
+        return Err(TlsError(format!(
+            "the key file {} holds an encrypted key, which cannot be read without its \
+             passphrase: decrypt it (openssl pkey -in KEY -out DECRYPTED) and keep the file \
+             readable by the receiver only",
+            key.display()
+        )));
+    }
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(key) {
+        use std::os::unix::fs::PermissionsExt as _;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                key = %key.display(),
+                "the TLS key file may be read by other users: chmod 600 it"
+            );
+        }
+    }
     // Never the key's bytes in an error: only what kind of problem.
     let key_der = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
         TlsError(format!(
