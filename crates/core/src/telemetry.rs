@@ -144,24 +144,20 @@ pub(crate) fn webhook(webhook: &crate::Webhook, source: &crate::Source) {
     #[cfg(feature = "metrics")]
     match webhook {
         crate::Webhook::Events(batch) => {
-            // Counted per (type, status) run, so that a batch of 100
-            // records of one kind costs one look-up, not 100.
-            let mut run: Option<((&'static str, &'static str), u64)> = None;
+            // Counted per (type, status) pair, so that a batch of 100
+            // records costs one look-up per pair it holds, not 100 (a
+            // counter's key is hashed and its labels allocated). The pairs
+            // are a closed set of a few dozen, so the search is bounded.
+            let mut pairs: Vec<((&'static str, &'static str), u64)> = Vec::new();
             for event in &batch.events {
                 let labels = event_labels(event);
-                match &mut run {
-                    Some((current, n)) if *current == labels => *n += 1,
-                    _ => {
-                        if let Some(((t, s), n)) = run.take() {
-                            metrics::counter!(names::EVENTS, "type" => t, "status" => s, "source" => label.clone())
-                                .increment(n);
-                        }
-                        run = Some((labels, 1));
-                    }
+                match pairs.iter_mut().find(|(pair, _)| *pair == labels) {
+                    Some((_, n)) => *n += 1,
+                    None => pairs.push((labels, 1)),
                 }
             }
-            if let Some(((t, s), n)) = run {
-                metrics::counter!(names::EVENTS, "type" => t, "status" => s, "source" => label)
+            for ((t, s), n) in pairs {
+                metrics::counter!(names::EVENTS, "type" => t, "status" => s, "source" => label.clone())
                     .increment(n);
             }
         }
