@@ -21,8 +21,13 @@ if ! command -v wrk >/dev/null; then
   echo "installing wrk (Debian package)" >&2
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --features test-util,sqlite --example e2e_server >&2
-server=target/release/examples/e2e_server
+# SERVER: another build of the same program (benches/e2e-without-metrics.sh).
+if [ -n "${SERVER:-}" ]; then
+  server=$SERVER
+else
+  cargo build --release --features test-util,sqlite --example e2e_server >&2
+  server=target/release/examples/e2e_server
+fi
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
