@@ -6,7 +6,6 @@
 //! `CMC_POSTGRES_URL` (`scripts/with-postgres.sh cargo test --all-features
 //! --test native_types`); the README's queries on a SQLite file too.
 
-use std::path::Path;
 
 use bytes::Bytes;
 use cmc_webhook::inbox::mailbox::DeliveryFilter;
@@ -374,37 +373,6 @@ async fn a_lease_and_a_backoff_without_end_are_stored_as_the_last_time() {
     inbox.close().await;
 }
 
-/// The migrations the store had before this change (up to 0009), as the
-/// inbox's own migrator applied them: history in
-/// `cmc_webhook.cmc_webhook_migrations`.
-async fn previous_schema(url: &str) {
-    let all = sqlx::migrate::Migrator::new(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/inbox/migrations/postgres"),
-    )
-    .await
-    .unwrap();
-    let migrator = sqlx::migrate::Migrator {
-        migrations: all
-            .migrations
-            .iter()
-            .filter(|m| m.version <= 9)
-            .cloned()
-            .collect::<Vec<_>>()
-            .into(),
-        table_name: "cmc_webhook.cmc_webhook_migrations".into(),
-        create_schemas: vec![std::borrow::Cow::Borrowed("cmc_webhook")].into(),
-        ..sqlx::migrate::Migrator::DEFAULT
-    };
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    conn.execute("CREATE SCHEMA IF NOT EXISTS cmc_webhook")
-        .await
-        .unwrap();
-    conn.execute("SET search_path TO cmc_webhook")
-        .await
-        .unwrap();
-    migrator.run_direct(None, &mut conn, false).await.unwrap();
-}
-
 /// An event row's key, type, Message-ID, recipient and exact JSON.
 type EventColumns = (String, String, Option<String>, Option<String>, String);
 /// A mail row's key, envelope, subject, filter, attachments, size and
@@ -461,7 +429,7 @@ async fn a_store_of_the_previous_schema_migrates_exactly_with_rows_in_every_stat
     .unwrap();
     scratch.close().await;
 
-    previous_schema(&url).await;
+    common::inbox::postgres_store_at(&url, 9).await;
     let mut old = common::inbox::pg_store(&url).await;
     // Events: pending, running (leased), done, dead, and pending with U+0000.
     let states = [

@@ -272,42 +272,12 @@ async fn nul_in_subjects_on_postgres_with_others_at_the_same_moment() {
     inbox.close().await;
 }
 
-/// A store at migration 9 (the schema before native types), in cmc_webhook.
-async fn schema_9(url: &str) {
-    use sqlx::{Connection, Executor};
-    let all = sqlx::migrate::Migrator::new(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/inbox/migrations/postgres"),
-    )
-    .await
-    .unwrap();
-    let migrator = sqlx::migrate::Migrator {
-        migrations: all
-            .migrations
-            .iter()
-            .filter(|m| m.version <= 9)
-            .cloned()
-            .collect::<Vec<_>>()
-            .into(),
-        table_name: "cmc_webhook.cmc_webhook_migrations".into(),
-        create_schemas: vec![std::borrow::Cow::Borrowed("cmc_webhook")].into(),
-        ..sqlx::migrate::Migrator::DEFAULT
-    };
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    conn.execute("CREATE SCHEMA IF NOT EXISTS cmc_webhook")
-        .await
-        .unwrap();
-    conn.execute("SET search_path TO cmc_webhook")
-        .await
-        .unwrap();
-    migrator.run_direct(None, &mut conn, false).await.unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_0010_keeps_an_old_rows_exponent_as_written() {
     use sqlx::{Connection, Executor};
     let Some(admin) = pg_url() else { return };
     let url = fresh_db(&admin, "pe_exp").await;
-    schema_9(&url).await;
+    common::inbox::postgres_store_at(&url, 9).await;
     // The JSON the crate writes for an event with an unknown field 1e300.
     let body = r#"{"event_type":"deliveries","server_composition":"pro","event":{"deliveries":[
         {"created":"2026-01-01 09:00:00","status":"queued","to":"a@example.jp","messageId":"<big@example.com>","x":1e300,"y":-2.5e-300}]}}"#;

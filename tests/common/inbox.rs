@@ -102,3 +102,35 @@ pub async fn handle_all(inbox: &Inbox, n: usize) -> Vec<Item> {
     let items = std::mem::take(&mut *read.lock().unwrap());
     items
 }
+
+/// A PostgreSQL store at the database `url` migrated up to `last` (the
+/// inbox's own migrations, in schema `cmc_webhook`, their history in its
+/// `cmc_webhook_migrations`), as the inbox of that version left it.
+pub async fn postgres_store_at(url: &str, last: i64) {
+    use sqlx::{Connection, Executor};
+    let all = sqlx::migrate::Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/inbox/migrations/postgres"),
+    )
+    .await
+    .unwrap();
+    let migrator = sqlx::migrate::Migrator {
+        migrations: all
+            .migrations
+            .iter()
+            .filter(|m| m.version <= last)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into(),
+        table_name: "cmc_webhook.cmc_webhook_migrations".into(),
+        create_schemas: vec![std::borrow::Cow::Borrowed("cmc_webhook")].into(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    conn.execute("CREATE SCHEMA IF NOT EXISTS cmc_webhook")
+        .await
+        .unwrap();
+    conn.execute("SET search_path TO cmc_webhook")
+        .await
+        .unwrap();
+    migrator.run_direct(None, &mut conn, false).await.unwrap();
+}
