@@ -6,7 +6,6 @@
 //! `CMC_POSTGRES_URL` (`scripts/with-postgres.sh cargo test --all-features
 //! --test native_types`); the README's queries on a SQLite file too.
 
-
 use bytes::Bytes;
 use cmc_webhook::inbox::mailbox::DeliveryFilter;
 use cmc_webhook::inbox::suppression::ListFilter;

@@ -186,13 +186,7 @@ impl Tls {
         let mut seen = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(pair) => {
-                *self
-                    .inner
-                    .current
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner()) = Arc::new(pair);
-                seen.loaded = Some(stamp);
-                seen.failed = None;
+                self.take(pair, stamp, &mut seen);
                 Ok(())
             }
             Err(e) => {
@@ -200,6 +194,18 @@ impl Tls {
                 Err(e)
             }
         }
+    }
+
+    /// Serves `pair` (read from files that looked like `stamp`) from the
+    /// next handshake on.
+    fn take(&self, pair: CertifiedKey, stamp: Stamp, seen: &mut Seen) {
+        *self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(pair);
+        seen.loaded = Some(stamp);
+        seen.failed = None;
     }
 
     /// One poll of [`watch`](Tls::watch): reloads when the files differ
@@ -227,13 +233,7 @@ impl Tls {
         let mut seen = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(pair) => {
-                *self
-                    .inner
-                    .current
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner()) = Arc::new(pair);
-                seen.loaded = Some(stamp);
-                seen.failed = None;
+                self.take(pair, stamp, &mut seen);
                 tracing::info!(
                     cert = %self.inner.cert.display(),
                     "the certificate and key changed on disk; serving the new pair to new connections"
