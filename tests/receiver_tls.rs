@@ -45,12 +45,27 @@ impl Ca {
     /// A server certificate for `localhost` and 127.0.0.1 named `name`:
     /// (certificate PEM, key PEM, certificate DER).
     fn leaf(&self, name: &str) -> (String, String, Vec<u8>) {
+        self.leaf_until(name, None)
+    }
+
+    /// As [`leaf`](Ca::leaf), valid until the start of the day `days` from
+    /// today (negative: already expired) when given.
+    fn leaf_until(&self, name: &str, days: Option<i64>) -> (String, String, Vec<u8>) {
         let key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, name);
+        if let Some(days) = days {
+            let at = jiff::Timestamp::now()
+                .checked_add(jiff::SignedDuration::from_hours(days * 24))
+                .unwrap();
+            let day = jiff::tz::Offset::UTC.to_datetime(at).date();
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after =
+                rcgen::date_time_ymd(i32::from(day.year()), day.month() as u8, day.day() as u8);
+        }
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem(), cert.der().to_vec())
     }
@@ -347,6 +362,34 @@ async fn a_bad_pair_is_refused_at_start_and_at_a_reload_the_pair_in_use_stays() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_refused_at_start_and_at_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (expired, expired_key, _) = ca.leaf_until("expired", Some(-2));
+    let sub = tempfile::tempdir_in(dir.path()).unwrap();
+    let (c, k) = install(sub.path(), &expired, &expired_key);
+    let refused = Tls::load(&c, &k).unwrap_err().to_string();
+    assert!(refused.contains("expired at"), "{refused}");
+    assert!(refused.contains("renew it"), "{refused}");
+
+    // One near its end is served (the warning is the program's log: see
+    // the_program_warns_of_a_certificate_near_its_end).
+    let (soon, soon_key, soon_der) = ca.leaf_until("soon", Some(3));
+    let (cert_path, key_path) = install(dir.path(), &soon, &soon_key);
+    let tls = Tls::load(&cert_path, &key_path).unwrap();
+    let (addr, _stop) = serve_tls(tls.clone()).await;
+    // A renewal that wrote an expired pair is refused; the pair in use stays.
+    install(dir.path(), &expired, &expired_key);
+    let reload = tls.reload().unwrap_err().to_string();
+    assert!(reload.contains("expired at"), "{reload}");
+    assert!(!tls.poll());
+    let connector = client(&ca.pem, &[&rustls::version::TLS13]);
+    let (mut sender, served, _) = connect(&connector, addr).await;
+    assert_eq!(served, soon_der);
+    assert_eq!(post(&mut sender, "x").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn java_httpclient_verifies_through_a_truststore() {
     if Command::new("java").arg("-version").output().is_err()
         || Command::new("keytool").arg("-help").output().is_err()
@@ -448,7 +491,8 @@ fn the_program_serves_https_and_reads_the_pair_again_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new();
     let (cert1, key1, _) = ca.leaf("first");
-    let (cert2, key2, _) = ca.leaf("renewed");
+    // The renewal is a certificate near its end: served, with a warning.
+    let (cert2, key2, _) = ca.leaf_until("renewed", Some(3));
     let (cert_path, key_path) = install(dir.path(), &cert1, &key1);
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, &ca.pem).unwrap();
@@ -544,6 +588,8 @@ fn the_program_serves_https_and_reads_the_pair_again_on_sighup() {
     drop(child);
     let log = log.join().unwrap();
     assert!(log.contains("listening on https://"), "{log}");
+    assert!(log.contains("the served certificate expires soon"), "{log}");
+    assert!(!log.contains("not valid yet"), "{log}");
     // The key is never logged.
     assert!(!log.contains(key2.lines().nth(1).unwrap()));
 }

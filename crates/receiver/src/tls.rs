@@ -14,6 +14,14 @@
 //! do not match. A reload that fails right after the files changed is
 //! tried again at the next poll before it is logged as a warning: a
 //! half-written pair is not an error, a pair that stays bad is.
+//!
+//! The server's certificate must be valid now: an expired one is refused
+//! like a bad pair (at start an error, at a reload the pair in use stays),
+//! since no client would accept it. One that expires within
+//! [`EXPIRY_WARNING`] is served with a warning, logged again once a day
+//! by [`Tls::watch`] until a renewal replaces it; the gauge
+//! `cmc_receiver_tls_certificate_expiry_timestamp_seconds` holds the end
+//! of the served certificate's validity (Unix seconds) for alerting.
 
 use std::fmt;
 use std::io::Read as _;
@@ -35,6 +43,14 @@ const MAX_PEM_FILE: u64 = 1024 * 1024;
 
 /// How often [`Tls::watch`] looks at the files by default.
 pub const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// A served certificate that expires within this is warned about (at
+/// load, at each reload, and once a day while it is served).
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// How often [`Tls::watch`] repeats the warning of a certificate near its
+/// end.
+const EXPIRY_WARNING_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// A certificate and key pair that cannot be served, and why.
 #[derive(Debug)]
@@ -81,6 +97,55 @@ struct Inner {
 struct Seen {
     loaded: Option<Stamp>,
     failed: Option<(Stamp, bool)>,
+    /// The validity of the certificate served.
+    validity: Option<Validity>,
+}
+
+/// The validity period of a certificate, in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Validity {
+    not_before: i64,
+    not_after: i64,
+}
+
+impl Validity {
+    /// Logs what an operator must act on: a certificate not valid yet (a
+    /// clock behind, or a certificate made for later) or near its end;
+    /// and sets the expiry gauge.
+    fn note(&self, cert: &Path, now: i64) {
+        metrics::gauge!("cmc_receiver_tls_certificate_expiry_timestamp_seconds")
+            .set(self.not_after as f64);
+        if now < self.not_before {
+            tracing::warn!(
+                cert = %cert.display(),
+                valid_from = %unix_time(self.not_before),
+                "the served certificate is not valid yet: clients refuse it until then \
+                 (is this machine's clock right?)"
+            );
+        }
+        let left = self.not_after.saturating_sub(now);
+        if left < EXPIRY_WARNING.as_secs() as i64 {
+            tracing::warn!(
+                cert = %cert.display(),
+                expires = %unix_time(self.not_after),
+                days_left = left / 86_400,
+                "the served certificate expires soon: renew it (the receiver takes the new \
+                 pair from the files without a restart)"
+            );
+        }
+    }
+}
+
+/// A Unix time as RFC 3339, for messages.
+fn unix_time(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| format!("{seconds} (Unix seconds)"))
+}
+
+/// The current time in Unix seconds.
+fn now_unix() -> i64 {
+    jiff::Timestamp::now().as_second()
 }
 
 /// What a poll compares: each file's size, modification time and inode,
@@ -144,7 +209,8 @@ impl Tls {
         let (cert, key) = (cert.into(), key.into());
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let stamp = Stamp::of(&cert, &key);
-        let pair = read_pair(&cert, &key, &provider)?;
+        let (pair, validity) = read_pair(&cert, &key, &provider, now_unix())?;
+        validity.note(&cert, now_unix());
         let current: Slot = Arc::new(RwLock::new(Arc::new(pair)));
         let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -162,6 +228,7 @@ impl Tls {
             seen: Mutex::new(Seen {
                 loaded: Some(stamp),
                 failed: None,
+                validity: Some(validity),
             }),
         });
         Ok(Tls { inner })
@@ -182,7 +249,12 @@ impl Tls {
     /// (What SIGHUP does.)
     pub fn reload(&self) -> Result<(), TlsError> {
         let stamp = Stamp::of(&self.inner.cert, &self.inner.key);
-        let result = read_pair(&self.inner.cert, &self.inner.key, &self.inner.provider);
+        let result = read_pair(
+            &self.inner.cert,
+            &self.inner.key,
+            &self.inner.provider,
+            now_unix(),
+        );
         let mut seen = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(pair) => {
@@ -198,7 +270,7 @@ impl Tls {
 
     /// Serves `pair` (read from files that looked like `stamp`) from the
     /// next handshake on.
-    fn take(&self, pair: CertifiedKey, stamp: Stamp, seen: &mut Seen) {
+    fn take(&self, (pair, validity): (CertifiedKey, Validity), stamp: Stamp, seen: &mut Seen) {
         *self
             .inner
             .current
@@ -206,6 +278,22 @@ impl Tls {
             .unwrap_or_else(|e| e.into_inner()) = Arc::new(pair);
         seen.loaded = Some(stamp);
         seen.failed = None;
+        seen.validity = Some(validity);
+        validity.note(&self.inner.cert, now_unix());
+    }
+
+    /// Repeats the warnings of [`EXPIRY_WARNING`] for the certificate in
+    /// use (what [`watch`](Tls::watch) does once a day).
+    pub fn check_expiry(&self) {
+        let validity = self
+            .inner
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .validity;
+        if let Some(v) = validity {
+            v.note(&self.inner.cert, now_unix());
+        }
     }
 
     /// One poll of [`watch`](Tls::watch): reloads when the files differ
@@ -229,7 +317,12 @@ impl Tls {
                 *logged = true;
             }
         }
-        let result = read_pair(&self.inner.cert, &self.inner.key, &self.inner.provider);
+        let result = read_pair(
+            &self.inner.cert,
+            &self.inner.key,
+            &self.inner.provider,
+            now_unix(),
+        );
         let mut seen = self.inner.seen.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(pair) => {
@@ -262,12 +355,17 @@ impl Tls {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
+            let mut warned = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
-                let tls = tls.clone();
+                let polled = tls.clone();
                 // Off the runtime's threads: a slow disk must not stall
                 // the requests.
-                let _ = tokio::task::spawn_blocking(move || tls.poll()).await;
+                let _ = tokio::task::spawn_blocking(move || polled.poll()).await;
+                if warned.elapsed() >= EXPIRY_WARNING_EVERY {
+                    warned = tokio::time::Instant::now();
+                    tls.check_expiry();
+                }
             }
         });
         TlsWatch(task)
@@ -321,8 +419,29 @@ fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>, TlsError> {
     Ok(bytes)
 }
 
-/// The pair the two files make, checked.
-fn read_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
+/// The validity period of the server's certificate (the chain's first).
+fn validity(leaf: &CertificateDer<'_>, cert: &Path) -> Result<Validity, TlsError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| {
+        TlsError(format!(
+            "the certificate file {}: its first certificate does not parse as X.509: {e}",
+            cert.display()
+        ))
+    })?;
+    let v = parsed.validity();
+    Ok(Validity {
+        not_before: v.not_before.timestamp(),
+        not_after: v.not_after.timestamp(),
+    })
+}
+
+/// The pair the two files make, checked, with the certificate's validity;
+/// an expired certificate (at `now`, Unix seconds) is refused.
+fn read_pair(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+    now: i64,
+) -> Result<(CertifiedKey, Validity), TlsError> {
     let bytes = read_limited(cert, "certificate")?;
     let chain = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -336,6 +455,14 @@ fn read_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certi
         return Err(TlsError(format!(
             "the certificate file {} holds no CERTIFICATE block",
             cert.display()
+        )));
+    }
+    let validity = validity(&chain[0], cert)?;
+    if now > validity.not_after {
+        return Err(TlsError(format!(
+            "the certificate in {} expired at {}: renew it",
+            cert.display(),
+            unix_time(validity.not_after)
         )));
     }
     let bytes = read_limited(key, "key")?;
@@ -371,7 +498,7 @@ fn read_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certi
             }
         ))
     })?;
-    CertifiedKey::from_der(chain, key_der, provider).map_err(|e| match e {
+    let pair = CertifiedKey::from_der(chain, key_der, provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => TlsError(format!(
             "the key in {} is not the key of the certificate in {}",
             key.display(),
@@ -382,5 +509,6 @@ fn read_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certi
             cert.display(),
             key.display()
         )),
-    })
+    })?;
+    Ok((pair, validity))
 }
