@@ -147,6 +147,38 @@ async fn every_time_is_timestamptz_and_the_json_is_jsonb() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_bodies_are_compressed_with_lz4_where_the_server_has_it() {
+    let Some(url) = database("lz4").await else {
+        return;
+    };
+    Inbox::postgres(&url).migrate().await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    // Whether this server was built with LZ4: a column of its own says.
+    let has_lz4 = sqlx::query("CREATE TEMP TABLE probe (b bytea COMPRESSION lz4)")
+        .execute(&mut conn)
+        .await
+        .is_ok();
+    let methods: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attrelid::regclass::text, attcompression::text FROM pg_attribute \
+         WHERE attrelid IN ('cmc_webhook.cmc_raw_requests'::regclass, \
+                            'cmc_webhook.cmc_raw_request_parts'::regclass) \
+           AND attname IN ('body', 'data') ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(methods.len(), 2, "{methods:?}");
+    let expected = if version >= 140000 && has_lz4 { "l" } else { "" };
+    for (table, method) in &methods {
+        assert_eq!(method, expected, "{table}: {methods:?} (server {version})");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nul_in_a_mail_and_an_event_is_kept_exact_and_spares_the_rest_of_the_batch() {
     let Some(url) = database("nul").await else {
         return;
