@@ -172,7 +172,11 @@ async fn kept_bodies_are_compressed_with_lz4_where_the_server_has_it() {
     .await
     .unwrap();
     assert_eq!(methods.len(), 2, "{methods:?}");
-    let expected = if version >= 140000 && has_lz4 { "l" } else { "" };
+    let expected = if version >= 140000 && has_lz4 {
+        "l"
+    } else {
+        ""
+    };
     for (table, method) in &methods {
         assert_eq!(method, expected, "{table}: {methods:?} (server {version})");
     }

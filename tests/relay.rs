@@ -989,3 +989,115 @@ async fn https_targets_are_verified_against_the_ca_file_or_the_system_roots() {
     );
     assert_eq!(target.records().len(), want.len(), "nothing more arrived");
 }
+
+/// The README's Python application (contrib/relay-apps/python/app.py, the
+/// section "Running it for a PHP, Java or Python application"), run as
+/// written with Flask: every fixture reaches it verified, mails with
+/// their attachments inline and as parts, and the README shows the file
+/// as it is.
+#[tokio::test]
+async fn the_readme_python_application_verifies_every_event_and_mail() {
+    let root = common::fixtures().join("../..");
+    let app = root.join("contrib/relay-apps/python/app.py");
+    let code = std::fs::read_to_string(&app).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```python\n{code}```")),
+        "README.md does not show {} as it is",
+        app.display()
+    );
+    let required = std::env::var("CMC_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
+    let probe = Command::new("python3")
+        .args(["-c", "import flask, standardwebhooks"])
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => {}
+        other => {
+            assert!(
+                !required,
+                "CMC_REQUIRE_PYTHON=1 but Flask or standardwebhooks cannot be imported: {other:?} \
+                 (pip install flask standardwebhooks)"
+            );
+            eprintln!("skipped: Flask or standardwebhooks cannot be imported: {other:?}");
+            return;
+        }
+    }
+    for inline_limit in [usize::MAX, 10] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut flask = Command::new("python3")
+            .args(["-m", "flask", "--app"])
+            .arg(&app)
+            .args(["run", "--port", &port.to_string()])
+            .env("CMC_RELAY_SECRET", SECRET)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = lines.clone();
+        let stdout = flask.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        struct Stop(Child);
+        impl Drop for Stop {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _flask = Stop(flask);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "Flask did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let url: http::Uri = format!("http://127.0.0.1:{port}/cmc-webhooks")
+            .parse()
+            .unwrap();
+        let mut relay = options(url, &[SECRET]);
+        relay.inline_limit = inline_limit;
+        let receiver = start_receiver(relay, 3).await;
+        let want = post_fixtures(receiver.addr).await;
+        let counts = counts_until(&receiver.inbox, "the rows settle", settled).await;
+        assert_eq!(counts.events.dead + counts.mails.dead, 0, "{counts:?}");
+        assert_eq!(
+            (counts.events.done + counts.mails.done) as usize,
+            want.len()
+        );
+        let lines = lines.lock().unwrap().clone();
+        let events = want
+            .values()
+            .filter(|e| matches!(e, Expected::Event(_)))
+            .count();
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("event ")).count(),
+            events,
+            "{lines:#?}"
+        );
+        let mails: Vec<&String> = lines.iter().filter(|l| l.starts_with("mail to ")).collect();
+        assert_eq!(mails.len(), want.len() - events, "{lines:#?}");
+        // With a limit of 10 bytes every attachment comes as a part, which
+        // the application reads from the multipart body.
+        let parts = mails.iter().filter(|l| !l.ends_with("in parts []")).count();
+        let with_files = want
+            .values()
+            .filter(|e| matches!(e, Expected::Mail(sums) if !sums.is_empty()))
+            .count();
+        assert_eq!(
+            parts,
+            if inline_limit == 10 { with_files } else { 0 },
+            "{lines:#?}"
+        );
+    }
+}
