@@ -64,7 +64,7 @@ fn start_target(port: u16, secrets: &[&str], fail_first: u32) -> Option<Target> 
 
 /// [`start_target`], answering each request `delay_ms` after it came.
 fn slow_target(port: u16, secrets: &[&str], fail_first: u32, delay_ms: u64) -> Option<Target> {
-    spawn_target(port, secrets, fail_first, delay_ms, None)
+    spawn_target(port, secrets, fail_first, delay_ms, None, false)
 }
 
 /// The target, serving HTTPS with `tls` (certificate and key PEM files)
@@ -75,6 +75,7 @@ fn spawn_target(
     fail_first: u32,
     delay_ms: u64,
     tls: Option<(&std::path::Path, &std::path::Path)>,
+    refuse_mails: bool,
 ) -> Option<Target> {
     let required = std::env::var("CMC_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
     let missing = |why: String| {
@@ -88,6 +89,9 @@ fn spawn_target(
     };
     let script = common::fixtures().join("../common/relay_target.py");
     let mut command = Command::new("python3");
+    if refuse_mails {
+        command.env("RELAY_TARGET_REFUSE_MAILS", "1");
+    }
     if let Some((cert, key)) = tls {
         command.env(
             "RELAY_TARGET_TLS",
@@ -141,6 +145,7 @@ fn spawn_target(
 /// short backoff, and its HTTP endpoint; returns the endpoint's address.
 struct Receiver {
     inbox: Inbox,
+    relay: Relay,
     addr: SocketAddr,
     worker: Option<cmc_webhook::inbox::WorkerHandle>,
     _dir: tempfile::TempDir,
@@ -153,8 +158,9 @@ async fn start_receiver(relay: RelayOptions, max_attempts: u32) -> Receiver {
         .await
         .unwrap();
     let relay = Relay::new(relay).unwrap();
+    let handler = relay.clone();
     let worker = inbox
-        .worker(move |job| relay.clone().send(job))
+        .worker(move |job| handler.clone().send(job))
         .backoff(
             Backoff::exponential(Duration::from_millis(20))
                 .max(Duration::from_millis(100))
@@ -179,6 +185,7 @@ async fn start_receiver(relay: RelayOptions, max_attempts: u32) -> Receiver {
     ));
     Receiver {
         inbox,
+        relay,
         addr,
         worker: Some(worker),
         _dir: dir,
@@ -757,6 +764,40 @@ async fn a_target_failing_in_a_row_is_paused_and_its_attempts_wait() {
     assert!(pauses >= 2, "{arrived:?}");
 }
 
+/// A target that refuses some rows (413: a body limit in front of the
+/// application) is up: the refusals are those rows' failures, and do not
+/// pause the target for the others.
+#[tokio::test]
+async fn rows_the_target_refuses_alone_do_not_pause_it() {
+    let Some(target) = spawn_target(0, &[SECRET], 0, 0, None, true) else {
+        return;
+    };
+    let mut relay = options(target.url(), &[SECRET]);
+    relay.failure_cap = 2;
+    relay.pause = Duration::from_secs(60);
+    let receiver = start_receiver(relay, 2).await;
+    let want = post_fixtures(receiver.addr).await;
+    let mails = want
+        .values()
+        .filter(|e| matches!(e, Expected::Mail(_)))
+        .count();
+    assert!(mails > 2, "more refused mails than the cap");
+    let counts = counts_until(&receiver.inbox, "the rows settle", settled).await;
+    assert_eq!(counts.mails.dead as usize, mails, "{counts:?}");
+    assert_eq!(
+        counts.events.done as usize,
+        want.len() - mails,
+        "{counts:?}"
+    );
+    assert_eq!(receiver.relay.breaker().pauses(), 0, "refusals paused it");
+    let refused = target
+        .records()
+        .iter()
+        .filter(|r| r["status"] == 413)
+        .count();
+    assert_eq!(refused, 2 * mails, "each mail tried twice");
+}
+
 #[tokio::test]
 async fn each_mailbox_relays_to_its_own_target() {
     let (Some(desk), Some(main)) = (start_target(0, &[SECRET], 0), start_target(0, &[SECRET], 0))
@@ -828,11 +869,26 @@ async fn each_mailbox_relays_to_its_own_target() {
         post(addr, &content_type, body).await;
     }
     assert!(!to_desk.is_empty() && !to_main.is_empty());
+    // The rows' keys: a mailbox's delivery is signed as KEY.MAILBOX.N,
+    // its body's id the mail's key.
     let ids = |records: &[Value]| -> BTreeSet<String> {
         records
             .iter()
             .filter(|r| r["status"] == 200 && r["verified"] == Value::from(vec![true]))
-            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .map(|r| {
+                let key = r["payload"]["id"].as_str().unwrap();
+                let id = r["id"].as_str().unwrap();
+                match r["payload"]["mailbox"].as_str() {
+                    Some(mailbox) => {
+                        let n = id
+                            .strip_prefix(&format!("{key}.{mailbox}."))
+                            .unwrap_or_else(|| panic!("webhook-id {id} of a delivery"));
+                        assert!(n.parse::<u64>().is_ok(), "{id}");
+                    }
+                    None => assert_eq!(id, key),
+                }
+                key.to_owned()
+            })
             .collect()
     };
     let desk_records = until(&desk, "the desk's mails", |r| ids(r) == to_desk).await;
@@ -850,6 +906,76 @@ async fn each_mailbox_relays_to_its_own_target() {
     {
         assert_eq!(r["payload"]["mailbox"], "rest", "{r:#}");
     }
+}
+
+/// A mail for two mailboxes that relay to one target reaches it twice,
+/// under two webhook-ids: an application that skips repeats, as it
+/// should, still takes both.
+#[tokio::test]
+async fn a_mail_for_two_mailboxes_on_one_target_arrives_as_two_deliveries() {
+    let Some(target) = start_target(0, &[SECRET], 0) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::sqlite(dir.path().join("cmc-inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let relay = Relay::new(options(target.url(), &[SECRET])).unwrap();
+    let options_ = app::Options {
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        body_limit: 1 << 20,
+        ..app::Options::default()
+    };
+    let printer = app::Printer::new(&options_, Arc::new(|_line| true));
+    let flags = [
+        "support=support@example.jp".to_owned(),
+        "billing=billing@example.jp".to_owned(),
+    ];
+    let mailboxes = app::mailboxes_with(&flags, &printer, 3, Duration::from_secs(3600), |_| {
+        Some(relay.mailbox_handler())
+    })
+    .unwrap()
+    .unwrap();
+    let handler = relay.clone();
+    let _worker = inbox
+        .worker(move |job| handler.clone().send(job))
+        .mailboxes(mailboxes)
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let router = app::router(&options_, app::Target::Inbox(inbox.clone())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve::serve(
+        listener,
+        router,
+        serve::Limits::default(),
+        std::future::pending(),
+    ));
+    let body = serde_json::json!({
+        "server_composition": "sandbox",
+        "filter": "support@example.jp",
+        "headers": [{"name": "From", "value": "a@example.com"}],
+        "envelope-from": "a@example.com",
+        "envelope-to": "support@example.jp, billing@example.jp",
+    });
+    post(addr, "application/json", Bytes::from(body.to_string())).await;
+    let records = until(&target, "both deliveries", |r| {
+        r.iter().filter(|r| r["status"] == 200).count() == 2
+    })
+    .await;
+    let ids: BTreeSet<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "two webhook-ids: {records:#?}");
+    let keys: BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["payload"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 1, "one mail: {records:#?}");
+    let boxes: BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["payload"]["mailbox"].as_str().unwrap())
+        .collect();
+    assert_eq!(boxes, BTreeSet::from(["billing", "support"]));
 }
 
 #[test]
@@ -937,7 +1063,8 @@ async fn https_targets_are_verified_against_the_ca_file_or_the_system_roots() {
     std::fs::write(&ca_file, ca_pem).unwrap();
     std::fs::write(&cert_file, leaf.pem()).unwrap();
     std::fs::write(&key_file, key.serialize_pem()).unwrap();
-    let Some(target) = spawn_target(0, &[SECRET], 0, 0, Some((&cert_file, &key_file))) else {
+    let Some(target) = spawn_target(0, &[SECRET], 0, 0, Some((&cert_file, &key_file)), false)
+    else {
         return;
     };
     let url: http::Uri = format!("https://127.0.0.1:{}/hooks", target.port)

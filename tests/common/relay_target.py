@@ -92,8 +92,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with LOCK:
             SEEN[webhook_id] = SEEN.get(webhook_id, 0) + 1
             nth = SEEN[webhook_id]
+        mail = body.startswith(b"--") or b'"type":"inbound"' in body
         if not any(verified):
             status = 401
+        elif mail and os.environ.get("RELAY_TARGET_REFUSE_MAILS"):
+            status = 413  # as a body size limit in front of the application would
         elif nth <= FAIL_FIRST:
             status = 500
         else:

@@ -892,18 +892,15 @@ const MAX_SECRETS_FILE: u64 = 64 << 10;
 /// part of them, empty lines are skipped, and a line with white space at
 /// either end is refused (it is not shown). At least one secret.
 pub fn read_secrets(flag: &str, path: &std::path::Path) -> Result<Vec<String>, String> {
-    use std::io::Read as _;
     let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("{flag} {shown}: {e}"))?;
-    let mut text = String::new();
-    file.take(MAX_SECRETS_FILE + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("{flag} {shown}: {e}"))?;
-    if text.len() as u64 > MAX_SECRETS_FILE {
-        return Err(format!(
-            "{flag} {shown}: larger than {MAX_SECRETS_FILE} bytes, not a file of secrets"
-        ));
-    }
+    let bytes = crate::read::read_regular(path, MAX_SECRETS_FILE).map_err(|e| match e {
+        crate::read::ReadError::TooLarge(_) => {
+            format!("{flag} {shown}: larger than {MAX_SECRETS_FILE} bytes, not a file of secrets")
+        }
+        other => format!("{flag} {shown}: {other}"),
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("{flag} {shown}: not UTF-8 text (the content is not shown)"))?;
     let mut secrets = Vec::new();
     for (n, line) in text.split('\n').enumerate() {
         let line = line.strip_suffix('\r').unwrap_or(line);
@@ -1028,7 +1025,7 @@ pub struct RelayArgs {
     /// secrets (whsec_...) come from CMC_RELAY_SECRET (several separated by
     /// commas or spaces, for rotation) or --relay-secret-file, never from
     /// a flag.
-    #[arg(long, value_name = "URL", env = "CMC_RELAY")]
+    #[arg(long, value_name = "URL", env = "CMC_RELAY", hide_env_values = true)]
     pub relay: Option<String>,
 
     /// A file of relay signing secrets, one per line (whsec_ and base64).

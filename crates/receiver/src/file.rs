@@ -228,18 +228,13 @@ fn first_line(e: &clap::Error) -> String {
 
 /// The file's text, within [`MAX_FILE`].
 fn read(path: &Path) -> Result<String, String> {
-    use std::io::Read as _;
     let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("--config {shown}: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("--config {shown}: {e}"))?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(format!(
-            "--config {shown}: larger than {MAX_FILE} bytes, not a configuration file"
-        ));
-    }
+    let bytes = crate::read::read_regular(path, MAX_FILE).map_err(|e| match e {
+        crate::read::ReadError::TooLarge(_) => {
+            format!("--config {shown}: larger than {MAX_FILE} bytes, not a configuration file")
+        }
+        other => format!("--config {shown}: {other}"),
+    })?;
     String::from_utf8(bytes).map_err(|e| {
         format!(
             "--config {shown}: not UTF-8 (at byte {})",

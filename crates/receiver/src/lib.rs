@@ -37,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod file;
 pub mod output;
+pub mod read;
 pub mod relay;
 pub mod serve;
 pub mod tls;

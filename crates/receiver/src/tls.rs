@@ -24,12 +24,13 @@
 //! of the served certificate's validity (Unix seconds) for alerting.
 
 use std::fmt;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio_rustls::rustls;
+
+use crate::read::{ReadError, read_regular};
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
@@ -382,41 +383,15 @@ impl Drop for TlsWatch {
     }
 }
 
-/// A regular file of at most [`MAX_PEM_FILE`] bytes. Anything else (a
-/// named pipe, whose opening would wait for a writer forever, a device, a
-/// directory) is refused before it is opened.
+/// A regular file of at most [`MAX_PEM_FILE`] bytes ([`read_regular`]).
 fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>, TlsError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| TlsError(format!("the {what} file {}: {e}", path.display())))?;
-    if !meta.is_file() {
-        return Err(TlsError(format!(
-            "the {what} file {} is not a regular file",
-            path.display()
-        )));
-    }
-    let file = std::fs::File::open(path)
-        .map_err(|e| TlsError(format!("the {what} file {}: {e}", path.display())))?;
-    // The file opened is the one checked (not one swapped in meanwhile).
-    let opened = file
-        .metadata()
-        .map_err(|e| TlsError(format!("the {what} file {}: {e}", path.display())))?;
-    if !opened.is_file() {
-        return Err(TlsError(format!(
-            "the {what} file {} is not a regular file",
-            path.display()
-        )));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_PEM_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| TlsError(format!("the {what} file {}: {e}", path.display())))?;
-    if bytes.len() as u64 > MAX_PEM_FILE {
-        return Err(TlsError(format!(
+    read_regular(path, MAX_PEM_FILE).map_err(|e| match e {
+        ReadError::TooLarge(_) => TlsError(format!(
             "the {what} file {} is larger than {MAX_PEM_FILE} bytes; is it a PEM file?",
             path.display()
-        )));
-    }
-    Ok(bytes)
+        )),
+        other => TlsError(format!("the {what} file {}: {other}", path.display())),
+    })
 }
 
 /// The validity period of the server's certificate (the chain's first).

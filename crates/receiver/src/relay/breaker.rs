@@ -1,7 +1,15 @@
 //! The relay's circuit breaker: after a number of failed attempts in a
 //! row, the target is paused for a while, and the attempts wait for the
 //! pause to end rather than hammer a target that is down (and spend their
-//! rows' attempts in a burst). The first success closes it.
+//! rows' attempts in a burst). When the pause is over, one attempt goes
+//! first, alone (the probe): its success releases the others, its failure
+//! pauses the target again.
+//!
+//! Only failures that say the target as a whole is unwell count: no
+//! connection, no answer in time, a 5xx, 429, 408, or 401, 403, 404 and
+//! 405 (a wrong secret, clock or URL). Other refusals (400, 413, 422, ...)
+//! concern one row, say that the target is up, and count as an answer:
+//! a stranger's oversized mail must not pause everyone's webhooks.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -33,6 +41,47 @@ struct State {
     failures: u32,
     paused_until: Option<Instant>,
     pauses: u64,
+    /// An attempt is testing the target after a pause.
+    probing: bool,
+}
+
+/// How often attempts waiting for a probe look again.
+const PROBE_POLL: Duration = Duration::from_millis(50);
+
+/// Leave to make one attempt, from [`Breaker::admit`]. Tell it how the
+/// attempt went; one dropped untold (a cancelled attempt) lets another
+/// attempt probe.
+#[derive(Debug)]
+pub struct Admission<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+}
+
+impl Admission<'_> {
+    /// Whether this attempt is the probe after a pause.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// The target answered 2xx, or refused this row alone (it is up).
+    pub fn answered(mut self) {
+        self.probe = false;
+        self.breaker.success();
+    }
+
+    /// The target as a whole failed this attempt.
+    pub fn failed(mut self) {
+        self.probe = false;
+        self.breaker.failure();
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if self.probe {
+            self.breaker.state().probing = false;
+        }
+    }
 }
 
 impl Breaker {
@@ -63,10 +112,40 @@ impl Breaker {
         self.state().pauses
     }
 
-    /// Waits until the target is not paused.
-    pub async fn wait(&self) {
-        while let Some(left) = self.paused_for() {
-            tokio::time::sleep(left).await;
+    /// Whether the target is paused or being probed after a pause.
+    pub fn is_open(&self) -> bool {
+        self.cap > 0 && self.state().failures >= self.cap
+    }
+
+    /// Waits until an attempt may go: through a pause, then, after it,
+    /// while another attempt probes the target.
+    pub async fn admit(&self) -> Admission<'_> {
+        loop {
+            let wait = {
+                let mut state = self.state();
+                let now = Instant::now();
+                match state.paused_until {
+                    Some(until) if until > now => until - now,
+                    _ if self.cap > 0 && state.failures >= self.cap => {
+                        if state.probing {
+                            PROBE_POLL
+                        } else {
+                            state.probing = true;
+                            return Admission {
+                                breaker: self,
+                                probe: true,
+                            };
+                        }
+                    }
+                    _ => {
+                        return Admission {
+                            breaker: self,
+                            probe: false,
+                        };
+                    }
+                }
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -76,6 +155,7 @@ impl Breaker {
         let was_paused = state.failures >= self.cap && self.cap > 0;
         state.failures = 0;
         state.paused_until = None;
+        state.probing = false;
         drop(state);
         if was_paused {
             metrics::gauge!("cmc_receiver_relay_paused", "target" => self.target.clone()).set(0.0);
@@ -91,6 +171,7 @@ impl Breaker {
         }
         let mut state = self.state();
         state.failures = state.failures.saturating_add(1);
+        state.probing = false;
         let now = Instant::now();
         let pausing = state.failures >= self.cap && state.paused_until.is_none_or(|u| u <= now);
         if pausing {
@@ -128,8 +209,10 @@ mod tests {
         breaker.failure();
         assert_eq!(breaker.pauses(), 1);
         let started = Instant::now();
-        breaker.wait().await;
+        let probe = breaker.admit().await;
         assert!(started.elapsed() >= Duration::from_millis(40));
+        assert!(probe.is_probe());
+        drop(probe);
         // The probe after the pause fails: paused again at once.
         breaker.failure();
         assert_eq!(breaker.pauses(), 2);
@@ -140,5 +223,36 @@ mod tests {
             never.failure();
         }
         assert!(never.paused_for().is_none());
+    }
+
+    #[tokio::test]
+    async fn after_a_pause_one_probe_goes_alone_and_its_answer_releases_the_rest() {
+        let breaker = std::sync::Arc::new(Breaker::new(1, Duration::from_millis(30), "t"));
+        breaker.failure();
+        assert!(breaker.is_open());
+        let probe = breaker.admit().await;
+        assert!(probe.is_probe());
+        // A second attempt waits while the probe is out.
+        let other = {
+            let breaker = breaker.clone();
+            tokio::spawn(async move { breaker.admit().await.is_probe() })
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!other.is_finished(), "an attempt went beside the probe");
+        // The probe fails: paused again; the waiting attempt becomes the
+        // next probe once that pause is over.
+        probe.failed();
+        assert_eq!(breaker.pauses(), 2);
+        assert!(other.await.unwrap(), "the next attempt probes");
+        // A probe cancelled untold lets the next attempt probe.
+        let probe = breaker.admit().await;
+        assert!(probe.is_probe());
+        drop(probe);
+        let probe = breaker.admit().await;
+        assert!(probe.is_probe());
+        // A probe answered closes it: attempts go freely.
+        probe.answered();
+        assert!(!breaker.is_open());
+        assert!(!breaker.admit().await.is_probe());
     }
 }

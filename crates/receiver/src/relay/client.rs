@@ -14,6 +14,9 @@ use tokio_rustls::rustls;
 /// The client the relay sends with.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// The largest CA file read (a bundle of every public CA is about 200 KiB).
+const MAX_CA_FILE: u64 = 4 << 20;
+
 /// A client trusting the system's roots, or, with `ca_file`, the
 /// certificates of that PEM file only; `allow_http` lets it call
 /// `http://` URLs too. Without `https` (the target is `http://`), a system
@@ -26,8 +29,9 @@ pub fn client(ca_file: Option<&Path>, allow_http: bool, https: bool) -> Result<H
             use rustls::pki_types::CertificateDer;
             use rustls::pki_types::pem::PemObject as _;
             let shown = path.display();
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("--relay-ca-file {shown}: {e}"))?
+            let bytes = crate::read::read_regular(path, MAX_CA_FILE)
+                .map_err(|e| format!("--relay-ca-file {shown}: {e}"))?;
+            let certs = CertificateDer::pem_slice_iter(&bytes)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("--relay-ca-file {shown}: {e}"))?;
             if certs.is_empty() {

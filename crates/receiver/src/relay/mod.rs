@@ -11,11 +11,14 @@
 //! - [`client`]: hyper's client over rustls, verifying certificates;
 //! - [`breaker`]: the target paused after failures in a row.
 //!
-//! Every attempt carries `webhook-id` (the row's idempotency key: the same
+//! Every attempt carries `webhook-id` (the row's idempotency key, or for a
+//! mailbox's delivery `KEY.MAILBOX.N`, N the delivery's number: the same
 //! for every attempt, and for a replay, so that the application can skip
-//! what it has seen), `webhook-timestamp` (the attempt's time, in
-//! seconds) and `webhook-signature` (one `v1,` signature per secret, for
-//! rotation). The body of a row is the same at every attempt.
+//! what it has seen, and different for each delivery of one mail),
+//! `webhook-timestamp` (the attempt's time, in seconds) and
+//! `webhook-signature` (one `v1,` signature per secret, for rotation).
+//! The JSON of a row is the same at every attempt (a multipart body's
+//! boundary is drawn at each).
 //!
 //! ```no_run
 //! # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), String> {
@@ -239,7 +242,7 @@ impl Relay {
     pub async fn send_mail(self, mut job: MailJob) -> Result<(), String> {
         job.load_attachments().await.map_err(|e| e.to_string())?;
         let payload = payload::mail_job_payload(&job, self.inner.inline_limit)?;
-        self.post(job.key.to_string(), job.attempt, payload).await
+        self.post(delivery_id(&job), job.attempt, payload).await
     }
 
     /// [`Relay::send_mail`] as a mailbox's handler.
@@ -251,8 +254,9 @@ impl Relay {
     async fn post(self, id: String, attempt: u32, payload: payload::Payload) -> Result<(), String> {
         let inner = &self.inner;
         // A paused target: wait for the pause to end (the row keeps its
-        // lease, and no attempt is spent on a target known to be down).
-        inner.breaker.wait().await;
+        // lease, and no attempt is spent on a target known to be down),
+        // and after it for the probe's answer.
+        let admission = inner.breaker.admit().await;
         let timestamp = jiff::Timestamp::now().as_second();
         let signature = inner.signer.signature(&id, timestamp, &payload.body);
         let request = http::Request::post(inner.url.clone())
@@ -275,13 +279,17 @@ impl Relay {
         inner.sent[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match result {
             Ok(status) => {
-                inner.breaker.success();
+                admission.answered();
                 tracing::debug!(target_url = %inner.shown, id, attempt, status = status.as_u16(), ms = elapsed.as_millis() as u64, "relayed");
                 Ok(())
             }
             Err(failure) => {
-                inner.breaker.failure();
-                let message = failure.message(inner.timeout);
+                if failure.is_the_targets() {
+                    admission.failed();
+                } else {
+                    admission.answered();
+                }
+                let message = failure.message(inner.timeout, timestamp);
                 tracing::warn!(target_url = %inner.shown, id, attempt, ms = elapsed.as_millis() as u64, error = %message, "relay attempt failed");
                 Err(message)
             }
@@ -341,10 +349,37 @@ enum Failure {
 }
 
 impl Failure {
-    fn message(&self, timeout: Duration) -> String {
+    /// Whether the failure says the target as a whole is unwell (it counts
+    /// towards the breaker), rather than that it refused this row alone
+    /// (400, 413, 422, ...: the target is up).
+    fn is_the_targets(&self) -> bool {
+        match self {
+            Failure::Timeout | Failure::Connect(_) => true,
+            Failure::Status(status, _) => {
+                status.is_server_error()
+                    || matches!(status.as_u16(), 401 | 403 | 404 | 405 | 408 | 429)
+            }
+        }
+    }
+
+    fn message(&self, timeout: Duration, timestamp: i64) -> String {
         match self {
             Failure::Timeout => format!("the relay target did not answer within {timeout:?}"),
+            Failure::Connect(e) if e.contains("CaUsedAsEndEntity") => format!(
+                "the relay target could not be reached: {e} (its certificate is a CA \
+                 certificate, CA:TRUE, as `openssl req -x509` makes by default, which is not \
+                 accepted as a server's: serve a certificate made with \
+                 basicConstraints=CA:FALSE, signed by the CA given to --relay-ca-file)"
+            ),
             Failure::Connect(e) => format!("the relay target could not be reached: {e}"),
+            Failure::Status(status, text) if matches!(status.as_u16(), 401 | 403) => {
+                format!(
+                    "the relay target answered {status}{}{text} (a signature it does not \
+                     accept: a secret other than its own, or clocks more than 5 minutes apart; \
+                     this attempt's webhook-timestamp was {timestamp})",
+                    if text.is_empty() { "" } else { ": " }
+                )
+            }
             Failure::Status(status, text) if text.is_empty() => {
                 format!("the relay target answered {status}")
             }
@@ -353,6 +388,14 @@ impl Failure {
             }
         }
     }
+}
+
+/// The `webhook-id` of a mailbox's delivery: the mail's key, the
+/// mailbox and the delivery's number, so that each delivery of one mail
+/// (to two mailboxes on one target, or again after a new route) is one
+/// the application does not take for a repeat.
+fn delivery_id(job: &MailJob) -> String {
+    format!("{}.{}.{}", job.key, job.mailbox, job.id)
 }
 
 /// An error and its sources, `: `-separated (hyper's own words are terse).

@@ -128,8 +128,22 @@ pub fn mail_json(
     client: Option<&str>,
     inline: bool,
 ) -> Result<Value, String> {
-    let mut value =
-        serde_json::to_value(mail).map_err(|e| format!("could not write the mail's JSON: {e}"))?;
+    // Sent as parts, the attachments' bytes are not written into the JSON
+    // (base64) only to be taken out again: a copy without them (the
+    // bytes are shared, not copied) is written instead.
+    let light;
+    let written = if inline {
+        mail
+    } else {
+        let mut copy = mail.clone();
+        for attachment in &mut copy.attachments {
+            attachment.data = Bytes::new();
+        }
+        light = copy;
+        &light
+    };
+    let mut value = serde_json::to_value(written)
+        .map_err(|e| format!("could not write the mail's JSON: {e}"))?;
     if let Some(list) = value.get_mut("attachments").and_then(Value::as_array_mut) {
         for (i, (item, attachment)) in list.iter_mut().zip(&mail.attachments).enumerate() {
             if let Some(object) = item.as_object_mut() {
@@ -218,18 +232,39 @@ fn quoted(name: &str) -> String {
     out
 }
 
-/// The attachment's media type when it is a plain `type/subtype` with
-/// optional parameters of visible ASCII; anything else (a stranger's CR LF
-/// would add headers to the part) becomes `application/octet-stream`.
-fn media_type(value: &str) -> &str {
-    let clean = !value.is_empty()
-        && value.contains('/')
-        && value.bytes().all(|b| (0x20..0x7f).contains(&b));
-    if clean {
-        value
-    } else {
-        "application/octet-stream"
+/// The attachment's media type as a part's `Content-Type`: its
+/// `type/subtype` and its `charset`, when they are tokens; nothing else of
+/// what a stranger wrote (a CR LF would add headers to the part, a
+/// `name="payload"` parameter would mislead a parser that reads names
+/// from it). Anything else is `application/octet-stream`.
+fn media_type(value: &str) -> String {
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let mut params = value.split(';');
+    let essence = params.next().unwrap_or_default().trim();
+    let valid = essence
+        .split_once('/')
+        .is_some_and(|(t, s)| token(t) && token(s));
+    if !valid {
+        return "application/octet-stream".to_owned();
     }
+    let mut out = essence.to_ascii_lowercase();
+    for param in params {
+        if let Some((name, v)) = param.split_once('=')
+            && name.trim().eq_ignore_ascii_case("charset")
+        {
+            let v = v.trim().trim_matches('"');
+            if token(v) {
+                out.push_str("; charset=");
+                out.push_str(v);
+            }
+            break;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -246,6 +281,16 @@ mod tests {
             media_type("text/plain\r\nX-Evil: 1"),
             "application/octet-stream"
         );
+        assert_eq!(
+            media_type("Text/Plain; name=\"payload\"; charset=\"UTF-8\""),
+            "text/plain; charset=UTF-8"
+        );
+        assert_eq!(
+            media_type("text/plain; charset=\"UTF-8\"\r\nX: 1"),
+            "text/plain"
+        );
+        assert_eq!(media_type("text/plain; name=\"payload\""), "text/plain");
+        assert_eq!(media_type("a b/c"), "application/octet-stream");
         assert_eq!(media_type(""), "application/octet-stream");
         assert_eq!(quoted("a\"b\\c\r\n.txt"), "a%22b%5Cc%0D%0A.txt");
     }
