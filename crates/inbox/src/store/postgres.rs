@@ -46,6 +46,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0008_sources.sql",
     "0009_suppression_keeping.sql",
     "0010_native_types.sql",
+    "0011_console.sql",
 );
 
 /// The schema of the inbox's tables when none is chosen.
