@@ -227,7 +227,11 @@ pub(crate) fn replay_sql(kind: Kind, filter: &Filter) -> Option<(String, ReplayW
         let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
         conditions.push(format!(
             "id IN ({})",
-            if ids.is_empty() { "NULL".to_owned() } else { ids.join(", ") }
+            if ids.is_empty() {
+                "NULL".to_owned()
+            } else {
+                ids.join(", ")
+            }
         ));
     }
     let walk = if filter.key.is_some() || filter.message_id.is_some() || filter.ids.is_some() {

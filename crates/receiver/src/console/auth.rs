@@ -225,9 +225,7 @@ impl Failures {
         }
         entry.0 = entry.0.saturating_add(1);
         entry.1 = now;
-        let wait = Self::STEP
-            .saturating_mul(entry.0)
-            .min(Self::MAX_WAIT);
+        let wait = Self::STEP.saturating_mul(entry.0).min(Self::MAX_WAIT);
         (wait, entry.0)
     }
 
@@ -344,7 +342,13 @@ mod tests {
     #[test]
     fn only_local_paths_are_followed() {
         assert_eq!(local_path("/rows?state=dead"), "/rows?state=dead");
-        for bad in ["//evil.example/", "https://evil.example/", "/\\evil", "x", "/a\r\nb"] {
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil",
+            "x",
+            "/a\r\nb",
+        ] {
             assert_eq!(local_path(bad), "/", "{bad}");
         }
     }

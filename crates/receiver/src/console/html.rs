@@ -23,6 +23,21 @@ pub fn show(text: &str, max: usize) -> String {
     }
 }
 
+/// What an operator typed into a box (a search, a filter), without the
+/// characters no search needs and a page must not echo: control
+/// characters (CR, LF, U+0000, ...) and invisible formatting ones
+/// (bidirectional overrides, zero-width characters); at most `max`
+/// characters.
+pub fn clean_input(text: &str, max: usize) -> String {
+    text.chars()
+        .filter(|c| {
+            !c.is_control()
+                && cmc_webhook_core::printable(c.encode_utf8(&mut [0; 4]), 2).len() == c.len_utf8()
+        })
+        .take(max)
+        .collect()
+}
+
 /// [`show`] with [`SHOW`].
 pub fn short(text: &str) -> String {
     show(text, SHOW)
@@ -55,7 +70,11 @@ pub fn render(template: &impl Template) -> Response {
         Ok(body) => Html(body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "console: a page failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page failed to render").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page failed to render",
+            )
+                .into_response()
         }
     }
 }
@@ -82,7 +101,15 @@ mod tests {
         assert!(shown.len() < 80, "{shown}");
         assert!(shown.contains("[cut: 1000000 characters in all]"));
         let hostile = show("a\r\nb\u{202e}c\u{0}", 100);
-        assert!(!hostile.contains('\n') && !hostile.contains('\u{202e}') && !hostile.contains('\0'));
+        assert!(
+            !hostile.contains('\n') && !hostile.contains('\u{202e}') && !hostile.contains('\0')
+        );
+    }
+
+    #[test]
+    fn input_loses_controls_and_invisible_characters() {
+        assert_eq!(clean_input("a\r\nb\u{202e}c\u{0}d\u{200b}é", 100), "abcdé");
+        assert_eq!(clean_input("abcdef", 3), "abc");
     }
 
     #[test]

@@ -189,10 +189,7 @@ impl Layout {
 pub fn router(console: Console) -> Router {
     Router::new()
         .route("/", get(pages::overview::page))
-        .route(
-            "/login",
-            get(pages::login::form).post(pages::login::submit),
-        )
+        .route("/login", get(pages::login::form).post(pages::login::submit))
         .route("/logout", post(pages::login::logout))
         .route("/search", get(pages::search::page))
         .route("/message", get(pages::search::timeline))

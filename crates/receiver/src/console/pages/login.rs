@@ -57,7 +57,10 @@ pub async fn submit(
             let (id, _) = console.sessions().open(user);
             tracing::info!(user, client = %peer.ip(), "console: logged in");
             (
-                [(http::header::SET_COOKIE, auth::cookie(&id, console.secure()))],
+                [(
+                    http::header::SET_COOKIE,
+                    auth::cookie(&id, console.secure()),
+                )],
                 Redirect::to(&next),
             )
                 .into_response()

@@ -144,8 +144,8 @@ pub fn chart(
     let mut totals = [0u64; 4];
     let mut rows = Vec::new();
     for (i, h) in per_hour.iter().enumerate() {
-        let start = jiff::Timestamp::from_millisecond((first + i as i64) * 3_600_000)
-            .unwrap_or(now);
+        let start =
+            jiff::Timestamp::from_millisecond((first + i as i64) * 3_600_000).unwrap_or(now);
         let mut y = height;
         for (s, &n) in h.iter().enumerate() {
             totals[s] += n;
@@ -188,12 +188,7 @@ pub fn chart(
     }
 }
 
-fn state_row(
-    name: &'static str,
-    kind: Kind,
-    c: &StateCounts,
-    failing: usize,
-) -> StateRow {
+fn state_row(name: &'static str, kind: Kind, c: &StateCounts, failing: usize) -> StateRow {
     StateRow {
         name,
         kind: kind.as_str(),
@@ -245,7 +240,10 @@ pub async fn page(State(console): State<Console>, user: auth::User) -> Response 
     };
     let now = jiff::Timestamp::now();
     let week_start = now - jiff::SignedDuration::from_hours(24 * 7);
-    let week = match inbox.activity(week_start, now + jiff::SignedDuration::from_hours(1)).await {
+    let week = match inbox
+        .activity(week_start, now + jiff::SignedDuration::from_hours(1))
+        .await
+    {
         Ok(w) => w,
         Err(e) => return html::failed(&e),
     };

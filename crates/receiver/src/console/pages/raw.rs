@@ -116,10 +116,17 @@ pub async fn download(
 ) -> Response {
     match console.inbox().raw_body(id).await {
         Ok(body) => {
-            tracing::info!(user = user.name, raw_request = id, "console: a raw request downloaded");
+            tracing::info!(
+                user = user.name,
+                raw_request = id,
+                "console: a raw request downloaded"
+            );
             (
                 [
-                    (http::header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                    (
+                        http::header::CONTENT_TYPE,
+                        "application/octet-stream".to_owned(),
+                    ),
                     (
                         http::header::CONTENT_DISPOSITION,
                         format!("attachment; filename=\"raw-request-{id}.bin\""),

@@ -64,7 +64,9 @@ impl RowView {
                     format!(
                         "{} by {}",
                         html::time(p.at),
-                        p.by.as_deref().map(html::short).unwrap_or_else(|| "(no name)".into())
+                        p.by.as_deref()
+                            .map(html::short)
+                            .unwrap_or_else(|| "(no name)".into())
                     )
                 })
                 .unwrap_or_default(),
@@ -119,8 +121,8 @@ impl RowFilter {
             match name.as_str() {
                 "kind" if value == "mail" => f.kind = Kind::Mail,
                 "state" => f.dead = value != "failing",
-                "source" => f.source = value.chars().take(200).collect(),
-                "error" => f.error = value.chars().take(1000).collect(),
+                "source" => f.source = html::clean_input(value, 200),
+                "error" => f.error = html::clean_input(value, 1000),
                 "before" => f.before = value.parse().ok(),
                 "scope" => f.scope = value.chars().take(20).collect(),
                 "id" => {
@@ -222,7 +224,11 @@ pub async fn page(
         heading: format!(
             "{} {}",
             if f.dead { "Dead" } else { "Failing" },
-            if f.kind == Kind::Event { "events" } else { "mails" }
+            if f.kind == Kind::Event {
+                "events"
+            } else {
+                "mails"
+            }
         ),
         kind: f.kind.as_str(),
         state: if f.dead { "dead" } else { "failing" },
@@ -281,15 +287,30 @@ pub async fn confirm(
                 break;
             }
         }
-        let more = if count >= COUNTED { " (at least; more may match)" } else { "" };
+        let more = if count >= COUNTED {
+            " (at least; more may match)"
+        } else {
+            ""
+        };
         (
             count,
             format!(
                 "Every dead {} row{}{}: {count} now{more}. They are set back to pending and \
                  handled again.",
                 f.kind.as_str(),
-                if f.source.is_empty() { String::new() } else { format!(" of source {}", html::short(&f.source)) },
-                if f.error.is_empty() { String::new() } else { format!(" whose last error contains \u{201c}{}\u{201d}", html::short(&f.error)) },
+                if f.source.is_empty() {
+                    String::new()
+                } else {
+                    format!(" of source {}", html::short(&f.source))
+                },
+                if f.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " whose last error contains \u{201c}{}\u{201d}",
+                        html::short(&f.error)
+                    )
+                },
             ),
         )
     } else {
@@ -302,7 +323,11 @@ pub async fn confirm(
                 "The {} selected row(s) ({}), those of them still dead, are set back to pending \
                  and handled again.",
                 f.ids.len(),
-                f.ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+                f.ids
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
     };
@@ -340,7 +365,11 @@ pub async fn replay(
         }
         .answer(StatusCode::BAD_REQUEST);
     }
-    match console.inbox().replay_by(&f.replay_filter(), &user.name).await {
+    match console
+        .inbox()
+        .replay_by(&f.replay_filter(), &user.name)
+        .await
+    {
         Ok(n) => {
             tracing::info!(
                 user = user.name,

@@ -67,7 +67,7 @@ pub async fn page(
     user: auth::User,
     Query(query): Query<SearchQuery>,
 ) -> Response {
-    let q: String = query.q.unwrap_or_default().chars().take(MAX_QUERY).collect();
+    let q = html::clean_input(&query.q.unwrap_or_default(), MAX_QUERY);
     let mut sections = Vec::new();
     let mut what = String::new();
     let mut timeline = None;
@@ -112,7 +112,11 @@ pub async fn page(
             rows.truncate(50);
             let next = (rows.len() == 50).then(|| {
                 let last = rows.last().map(|r| r.id.id).unwrap_or(0);
-                let param = if kind == Kind::Event { "before" } else { "mail_before" };
+                let param = if kind == Kind::Event {
+                    "before"
+                } else {
+                    "mail_before"
+                };
                 format!("/search?q={}&{param}={last}", html::query_escape(&q))
             });
             sections.push(Section {
@@ -180,7 +184,15 @@ pub async fn timeline(
     user: auth::User,
     Query(query): Query<MessageQuery>,
 ) -> Response {
-    let mut id: String = query.id.unwrap_or_default().trim().chars().take(MAX_QUERY).collect();
+    // Taken as it is (a link of a page may carry any stored Message-ID),
+    // and only ever shown through `html::short`.
+    let mut id: String = query
+        .id
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(MAX_QUERY)
+        .collect();
     if !id.is_empty() && !id.starts_with('<') {
         id = format!("<{id}>");
     }
@@ -211,7 +223,9 @@ pub async fn timeline(
                 format!(
                     "at {} by {}",
                     html::time(r.at),
-                    r.by.as_deref().map(html::short).unwrap_or_else(|| "(no name)".into())
+                    r.by.as_deref()
+                        .map(html::short)
+                        .unwrap_or_else(|| "(no name)".into())
                 )
             }),
             key: e.key.to_string(),
