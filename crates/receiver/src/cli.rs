@@ -316,7 +316,7 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         serve_console(
             addr,
             inbox,
-            console_users.clone(),
+            console_users,
             relays,
             limits,
             tls.clone(),
