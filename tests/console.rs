@@ -852,3 +852,90 @@ async fn the_console_reads_and_a_replay_by_a_user_on_every_backend() {
         inbox.close().await;
     }
 }
+
+/// The console's reads on a store of 200 000 events, all received within
+/// the hour (the worst case of the overview's range): prints how long each
+/// takes. `cargo test --release --all-features --test console -- --ignored
+/// measure --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run it by name"]
+async fn measure_the_console_reads_on_200k_events() {
+    use cmc_webhook::inbox::browse::{Find, RowQuery, RowStates};
+    use cmc_webhook::inbox::Kind;
+    use cmc_webhook::test_util::sample_events;
+    use cmc_webhook::Event;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    let started = std::time::Instant::now();
+    for b in 0..200 {
+        let mut batch = sample_events(1000);
+        for (i, event) in batch.events.iter_mut().enumerate() {
+            if let Event::Delivery(d) = event {
+                d.message_id = format!("<{b}-{i}@example.com>").into();
+            }
+        }
+        inbox.store(Webhook::Events(batch), None).await.unwrap();
+    }
+    println!("stored 200 000 events in {:?}", started.elapsed());
+    let now = jiff::Timestamp::now();
+    let timed = |what: &str, took: Duration| println!("{what}: {took:?}");
+    let t = std::time::Instant::now();
+    let week = inbox
+        .activity(
+            now - jiff::SignedDuration::from_hours(24 * 7),
+            now + jiff::SignedDuration::from_hours(1),
+        )
+        .await
+        .unwrap();
+    timed(
+        "activity over 7 days (200 000 events in range)",
+        t.elapsed(),
+    );
+    assert_eq!(week.iter().map(|h| h.count).sum::<u64>(), 200_000);
+    let t = std::time::Instant::now();
+    inbox.counts().await.unwrap();
+    timed("counts", t.elapsed());
+    let t = std::time::Instant::now();
+    let page = inbox
+        .rows(&RowQuery::new(Kind::Event).limit(50))
+        .await
+        .unwrap();
+    timed("a page of 50 rows", t.elapsed());
+    assert_eq!(page.len(), 50);
+    let t = std::time::Instant::now();
+    inbox
+        .rows(
+            &RowQuery::new(Kind::Event)
+                .states(RowStates::Failing)
+                .limit(500),
+        )
+        .await
+        .unwrap();
+    timed(
+        "failing rows (none, through the index of active rows)",
+        t.elapsed(),
+    );
+    let t = std::time::Instant::now();
+    let found = inbox
+        .rows(&RowQuery::new(Kind::Event).find(Find::MessageId("<150-7@example.com>".into())))
+        .await
+        .unwrap();
+    timed("by Message-ID", t.elapsed());
+    assert_eq!(found.len(), 1);
+    let t = std::time::Instant::now();
+    inbox
+        .rows(&RowQuery::new(Kind::Event).find(Find::Recipient("nobody@example.jp".into())))
+        .await
+        .unwrap();
+    timed("by recipient", t.elapsed());
+    let t = std::time::Instant::now();
+    inbox
+        .rows(
+            &RowQuery::new(Kind::Event)
+                .states(RowStates::Dead)
+                .error_contains("x"),
+        )
+        .await
+        .unwrap();
+    timed("dead rows by error text (none dead)", t.elapsed());
+}
