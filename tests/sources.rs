@@ -950,7 +950,7 @@ mod stored {
                     }
                     pool.close().await;
                     let migrated = Inbox::sqlite(path).migrate().await.unwrap();
-                    assert_eq!(migrated.version, 11);
+                    assert_eq!(migrated.version, 12);
                     Inbox::sqlite(path)
                         .migrate_on_open(false)
                         .open()

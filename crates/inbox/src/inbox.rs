@@ -290,10 +290,33 @@ impl Inbox {
     /// # Ok(()) }
     /// ```
     pub async fn replay(&self, filter: &Filter) -> Result<u64, InboxError> {
+        self.replay_as(filter, None).await
+    }
+
+    /// [`replay`](Inbox::replay), recorded as done by `actor` (a user
+    /// name): each row replayed keeps who and when in its
+    /// `replayed_by` and `replayed_at` columns, which
+    /// [`HistoryEntry::replayed`](crate::HistoryEntry::replayed) and
+    /// [`RowSummary::replayed`](crate::browse::RowSummary::replayed) show.
+    /// The same slices as a replay: one statement per slice.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+    /// use cmc_webhook_inbox::Filter;
+    ///
+    /// let replayed = inbox.replay_by(&Filter::dead().error_contains("timeout"), "alice").await?;
+    /// println!("alice replayed {replayed} rows");
+    /// # Ok(()) }
+    /// ```
+    pub async fn replay_by(&self, filter: &Filter, actor: &str) -> Result<u64, InboxError> {
+        self.replay_as(filter, Some(actor)).await
+    }
+
+    async fn replay_as(&self, filter: &Filter, actor: Option<&str>) -> Result<u64, InboxError> {
         let n = self
             .inner
             .store
-            .replay(filter, clock::millis(self.now()))
+            .replay(filter, clock::millis(self.now()), actor)
             .await?;
         self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
         Ok(n)

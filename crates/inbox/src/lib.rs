@@ -85,6 +85,7 @@
 )]
 
 mod backoff;
+pub mod browse;
 mod builder;
 mod clock;
 mod commit;
@@ -110,7 +111,8 @@ pub use error::{InboxError, InboxErrorKind};
 pub use inbox::{DEFAULT_RETENTION, Inbox};
 pub use job::{Item, Job, JobId, Kind, State};
 pub use ops::{
-    Counts, DeadRow, Filter, History, HistoryEntry, Pruned, Receipt, StateCounts, Unreadable,
+    Counts, DeadRow, Filter, History, HistoryEntry, Pruned, Receipt, Replayed, StateCounts,
+    Unreadable,
 };
 pub use options::StoreOptions;
 #[cfg(feature = "postgres")]

@@ -128,6 +128,21 @@ pub(crate) fn source_condition(source: Option<&str>, n: usize) -> String {
     }
 }
 
+/// `%text%` for `LIKE ... ESCAPE '\\'`, with `%`, `_` and `\\` taken as
+/// they are.
+pub(crate) fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// The SQL expression (the same for both backends) that summarises a dead
 /// row of each table in [`DeadRow::summary`].
 /// The most rows one slice of a replay sets back to pending, each slice
@@ -174,7 +189,8 @@ impl ReplayWalk {
 /// The statement of one slice of a replay of `kind` (`None`: the filter
 /// takes no state a replay changes), with `?N` parameters: `?1` now, `?2`
 /// the last id already walked, `?3` as the walk says, then the key, the
-/// Message-ID and the source when the filter has them, in that order. The states
+/// Message-ID, the source and the error's pattern when the filter has
+/// them, in that order, and last the actor (NULL for none). The states
 /// are written in (they are this crate's names), so that no `? IS NULL
 /// OR` keeps the database from the index.
 pub(crate) fn replay_sql(kind: Kind, filter: &Filter) -> Option<(String, ReplayWalk)> {
@@ -198,8 +214,27 @@ pub(crate) fn replay_sql(kind: Kind, filter: &Filter) -> Option<(String, ReplayW
     }
     if filter.source.is_some() {
         conditions.push(format!("source = CAST(?{next} AS TEXT)"));
+        next += 1;
     }
-    let walk = if filter.key.is_some() || filter.message_id.is_some() {
+    if filter.error.is_some() {
+        conditions.push(format!(
+            "lower(last_error) LIKE lower(CAST(?{next} AS TEXT)) ESCAPE '\\'"
+        ));
+        next += 1;
+    }
+    if let Some(ids) = &filter.ids {
+        // Numbers written in: no text of the caller's reaches the SQL.
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+        conditions.push(format!(
+            "id IN ({})",
+            if ids.is_empty() {
+                "NULL".to_owned()
+            } else {
+                ids.join(", ")
+            }
+        ));
+    }
+    let walk = if filter.key.is_some() || filter.message_id.is_some() || filter.ids.is_some() {
         ReplayWalk::Matches
     } else {
         ReplayWalk::Windows
@@ -211,7 +246,8 @@ pub(crate) fn replay_sql(kind: Kind, filter: &Filter) -> Option<(String, ReplayW
     Some((
         format!(
             "UPDATE {table} SET state = 'pending', attempts = 0, run_at = @ts(?1), done_at = NULL, \
-             locked_by = NULL, locked_until = NULL WHERE id IN (SELECT id FROM {table} \
+             locked_by = NULL, locked_until = NULL, replayed_at = @ts(?1), \
+             replayed_by = CAST(?{next} AS TEXT) WHERE id IN (SELECT id FROM {table} \
              WHERE {range} AND {}{order}) RETURNING id",
             conditions.join(" AND "),
             table = kind.table()
@@ -309,6 +345,8 @@ pub struct Filter {
     pub(crate) kinds: Vec<Kind>,
     pub(crate) states: Vec<State>,
     pub(crate) source: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) ids: Option<Vec<i64>>,
 }
 
 impl Filter {
@@ -320,7 +358,37 @@ impl Filter {
             kinds: vec![Kind::Event, Kind::Mail],
             states: vec![State::Dead],
             source: None,
+            error: None,
+            ids: None,
         }
+    }
+
+    /// The rows of `kind` with these ids (at most [`Filter::MAX_IDS`];
+    /// the rest are left out), when they are done or dead: a selection.
+    ///
+    /// ```
+    /// use cmc_webhook_inbox::{Filter, Kind, State};
+    ///
+    /// let picked = Filter::ids(Kind::Event, [12, 15, 40]).states([State::Dead]);
+    /// # let _ = picked;
+    /// ```
+    pub fn ids(kind: Kind, ids: impl IntoIterator<Item = i64>) -> Filter {
+        Filter {
+            ids: Some(ids.into_iter().take(Self::MAX_IDS).collect()),
+            kinds: vec![kind],
+            states: vec![State::Done, State::Dead],
+            ..Filter::dead()
+        }
+    }
+
+    /// The most ids [`Filter::ids`] takes.
+    pub const MAX_IDS: usize = 1000;
+
+    /// Only rows whose last error contains `text` (ASCII letters in any
+    /// case; `%` and `_` are plain characters).
+    pub fn error_contains(mut self, text: &str) -> Filter {
+        self.error = Some(like_pattern(text));
+        self
     }
 
     /// The row with this key, when it is done or dead.
@@ -393,6 +461,34 @@ pub struct HistoryEntry {
     pub last_error: Option<String>,
     /// The name of the source (CMC account) it came from.
     pub source: String,
+    /// When it was last set back to pending, and by whom.
+    pub replayed: Option<Replayed>,
+    /// The raw request it came in ([`Inbox::raw_body`](crate::Inbox::raw_body)),
+    /// when one is kept.
+    pub raw_request: Option<i64>,
+}
+
+/// When a row was last replayed, and by whom ([`Inbox::replay_by`]'s
+/// actor; `None` for a replay without one).
+///
+/// [`Inbox::replay_by`]: crate::Inbox::replay_by
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Replayed {
+    /// When.
+    pub at: Timestamp,
+    /// Who (the actor given to [`Inbox::replay_by`](crate::Inbox::replay_by)).
+    pub by: Option<String>,
+}
+
+impl Replayed {
+    /// From the `replayed_by` and `replayed_at` (milliseconds) columns.
+    pub(crate) fn of(by: Option<String>, at: Option<i64>) -> Option<Replayed> {
+        Some(Replayed {
+            at: super::clock::from_millis(at?),
+            by,
+        })
+    }
 }
 
 /// A sent mail's events, as [`Inbox::history`](super::Inbox::history)

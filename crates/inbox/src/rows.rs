@@ -559,6 +559,8 @@ where
         attempts: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(u32::MAX),
         last_error: r.try_get(6)?,
         source: r.try_get(7)?,
+        replayed: super::ops::Replayed::of(r.try_get(8)?, r.try_get(9)?),
+        raw_request: r.try_get(10)?,
     }))
 }
 

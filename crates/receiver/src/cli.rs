@@ -92,6 +92,8 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
     let args = crate::file::load()?;
     warn_secret_flags();
     let url = args.store()?;
+    // The console's users are read first: without them it never starts.
+    let console_users = console_users(&args)?;
 
     if let Some(Command::Migrate) = &args.command {
         if url == "none" {
@@ -141,6 +143,9 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(command) = &args.command {
         let inbox =
             store.ok_or("the subcommands need a store: --store sqlite:PATH or postgres://...")?;
+        if let Command::Console { listen } = command {
+            return console_alone(&args, inbox, console_users, *listen).await;
+        }
         return operate(&inbox, command, args.retain).await;
     }
 
@@ -301,6 +306,15 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         tls.clone(),
         layer.clone(),
     );
+
+    if let Some(addr) = args.console {
+        let inbox = store
+            .clone()
+            .ok_or("--console shows a store: it needs one, not --store none")?;
+        let mut relays: Vec<relay::Relay> = relayed.iter().cloned().collect();
+        relays.extend(mailbox_relays.iter().map(|(_, r)| r.clone()));
+        serve_console(addr, inbox, console_users, relays, limits, tls.clone()).await?;
+    }
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let mut allowed: Vec<String> = options.allow.iter().map(ToString::to_string).collect();
@@ -575,6 +589,118 @@ fn signals(file: Option<AllowlistFile>, tls: Option<tls::Tls>, layer: WebhookLay
     let _ = (file, layer);
 }
 
+/// The console's users when the console is asked for (`--console` or the
+/// `console` subcommand): an error when it is asked for without them, or
+/// when this build has no console.
+#[cfg(feature = "console")]
+type ConsoleUsers = Option<crate::console::auth::Users>;
+#[cfg(not(feature = "console"))]
+type ConsoleUsers = Option<std::convert::Infallible>;
+
+fn console_users(args: &Args) -> Result<ConsoleUsers, String> {
+    let wanted = args.console.is_some() || matches!(args.command, Some(Command::Console { .. }));
+    if !wanted {
+        return Ok(None);
+    }
+    #[cfg(feature = "console")]
+    {
+        if std::env::var_os("CMC_CONSOLE_AUTH").is_some_and(|v| v.to_str().is_none()) {
+            return Err("CMC_CONSOLE_AUTH is not valid UTF-8".into());
+        }
+        args.console_users(|name| std::env::var(name).ok())
+            .map(Some)
+    }
+    #[cfg(not(feature = "console"))]
+    Err("this build of cmc-receiver has no console (the feature `console` is off)".into())
+}
+
+/// The limits of the serve loop from the flags.
+fn limits_of(args: &Args) -> serve::Limits {
+    serve::Limits {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: args.max_connections.min(CONSOLE_CONNECTIONS),
+        max_requests_per_connection: args.max_requests_per_connection,
+        max_connection_age: args.max_connection_age,
+    }
+}
+
+/// The most connections the console serves at once.
+const CONSOLE_CONNECTIONS: usize = 64;
+
+/// Serves the console on `addr` on a task of its own, beside the
+/// receiver: over HTTPS when the receiver's `tls` is set.
+#[cfg(feature = "console")]
+async fn serve_console(
+    addr: std::net::SocketAddr,
+    inbox: Inbox,
+    users: ConsoleUsers,
+    relays: Vec<relay::Relay>,
+    limits: serve::Limits,
+    tls: Option<tls::Tls>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let users = users.ok_or("the console needs its users")?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("--console {addr}: {e}"))?;
+    let console = crate::console::Console::with_relays(inbox, users, tls.is_some(), relays);
+    tracing::info!(
+        "console on {}://{}/",
+        if tls.is_some() { "https" } else { "http" },
+        listener.local_addr()?
+    );
+    let limits = serve::Limits {
+        max_connections: limits.max_connections.min(CONSOLE_CONNECTIONS),
+        ..limits
+    };
+    tokio::spawn(async move {
+        if let Err(e) = serve::serve_with(
+            listener,
+            crate::console::router(console),
+            limits,
+            stop_signal(),
+            serve::Tally::default(),
+            tls.as_ref(),
+        )
+        .await
+        {
+            tracing::error!(error = %e, "the console's listener stopped");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(feature = "console"))]
+async fn serve_console(
+    _addr: std::net::SocketAddr,
+    _inbox: Inbox,
+    _users: ConsoleUsers,
+    _relays: Vec<relay::Relay>,
+    _limits: serve::Limits,
+    _tls: Option<tls::Tls>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    Err("this build of cmc-receiver has no console (the feature `console` is off)".into())
+}
+
+/// `cmc-receiver console`: only the console, until a signal.
+async fn console_alone(
+    args: &Args,
+    inbox: Inbox,
+    users: ConsoleUsers,
+    listen: std::net::SocketAddr,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(tls::Tls::load(cert, key).map_err(|e| format!("--tls-cert, --tls-key: {e}"))?)
+        }
+        _ => None,
+    };
+    let _watch = tls.as_ref().map(|t| t.watch(tls::WATCH_EVERY));
+    serve_console(listen, inbox, users, Vec::new(), limits_of(args), tls).await?;
+    stop_signal().await;
+    Ok(())
+}
+
 /// Installs the Prometheus recorder and serves `GET /metrics` on `addr`
 /// with the receiver's own serve loop: the main listener's timeouts, a cap
 /// of [`serve::METRICS_MAX_CONNECTIONS`], and `auth` when given.
@@ -791,6 +917,7 @@ async fn operate(
         }
         // Handled before the store is opened.
         Command::Migrate => unreachable!("migrate opens no inbox"),
+        Command::Console { .. } => unreachable!("the console is served by `run`"),
         Command::Prune => {
             let pruned = inbox.prune(retain).await?;
             println!(

@@ -27,10 +27,11 @@ use crate::app::{Format, Options};
 /// file.
 ///
 /// Secrets (--api-key, --basic-auth, a --store URL with a password, the
-/// metrics credentials, the relay's signing secrets): give them in the
-/// environment or in a file (--api-key-file, --basic-auth-file,
-/// --store-file, --metrics-auth-file, CMC_RELAY_SECRET or
-/// --relay-secret-file, or CMC_*_FILE), never as flags: a flag's value
+/// metrics credentials, the console's users, the relay's signing secrets):
+/// give them in the environment or in a file (--api-key-file,
+/// --basic-auth-file, --store-file, --metrics-auth-file, CMC_CONSOLE_AUTH
+/// or --console-auth-file, CMC_RELAY_SECRET or --relay-secret-file, or
+/// CMC_*_FILE), never as flags: a flag's value
 /// shows in `ps` to every user of the machine.
 #[derive(Debug, Parser)]
 #[command(name = "cmc-receiver", version)]
@@ -231,6 +232,25 @@ pub struct Args {
     #[arg(long, value_name = "PATH", env = "CMC_METRICS_AUTH_FILE")]
     pub metrics_auth_file: Option<PathBuf>,
 
+    /// Serve the web console on http://ADDR/ (https:// with --tls-cert),
+    /// beside the webhook endpoint, on the same store: loopback
+    /// (127.0.0.1:8025) unless it must be reached from elsewhere. It needs
+    /// its users: CMC_CONSOLE_AUTH (USER:PASSWORD, comma-separated) or
+    /// --console-auth-file; it does not start without them.
+    #[arg(long, value_name = "ADDR", env = "CMC_CONSOLE")]
+    pub console: Option<SocketAddr>,
+
+    /// A file of the console's users, USER:PASSWORD one per line (or the
+    /// environment variable CMC_CONSOLE_AUTH; there is no flag, since
+    /// flags show in `ps`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "CMC_CONSOLE_AUTH_FILE"
+    )]
+    pub console_auth_file: Option<PathBuf>,
+
     /// How long a client may take to send a request's headers (and a
     /// keep-alive connection may stay idle). More than 0.
     #[arg(long, value_name = "TIME", env = "CMC_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
@@ -354,6 +374,34 @@ impl Args {
             .into_iter()
             .map(|(name, pair)| parse_basic(&pair).map_err(|e| format!("{name}: {e}")))
             .collect()
+    }
+
+    /// The console's users: the lines of --console-auth-file and the
+    /// comma-separated pairs of `CMC_CONSOLE_AUTH` (`env` reads the
+    /// environment). Required: an error names both ways when neither
+    /// gives a user.
+    #[cfg(feature = "console")]
+    pub fn console_users(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<crate::console::auth::Users, String> {
+        let mut pairs: Vec<String> = Vec::new();
+        if let Some(list) = env("CMC_CONSOLE_AUTH") {
+            pairs.extend(list.split(',').filter(|p| !p.is_empty()).map(str::to_owned));
+        }
+        if let Some(path) = &self.console_auth_file {
+            pairs.extend(read_secrets("--console-auth-file", path)?);
+        }
+        if pairs.is_empty() {
+            return Err(
+                "the console needs its users: set CMC_CONSOLE_AUTH=USER:PASSWORD \
+                        (several comma-separated) or --console-auth-file PATH (USER:PASSWORD \
+                        one per line); it never starts without them"
+                    .to_owned(),
+            );
+        }
+        crate::console::auth::Users::parse(pairs.iter().map(String::as_str))
+            .map_err(|e| format!("the console's users: {e}"))
     }
 
     /// The forwarding header, read from its checked name.
@@ -599,6 +647,15 @@ pub enum Command {
         #[arg(long, conflicts_with = "list")]
         replay: bool,
     },
+    /// Serves only the web console, on a store that other processes (the
+    /// receivers) fill: replays and changes are written to it. Its users
+    /// come from CMC_CONSOLE_AUTH or --console-auth-file, as for
+    /// --console; HTTPS with --tls-cert and --tls-key.
+    Console {
+        /// The address to serve it on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8025")]
+        listen: SocketAddr,
+    },
     /// The suppression list the worker keeps from bounces, successes and
     /// CMC's blocks.
     Suppressions {
@@ -615,6 +672,7 @@ impl Command {
     pub fn writes(&self) -> bool {
         match self {
             Command::Migrate | Command::Replay { .. } | Command::Prune => true,
+            Command::Console { .. } => true,
             Command::Reparse { apply, .. } => *apply,
             Command::Mailboxes { replay, .. } => *replay,
             Command::Suppressions { action } => matches!(

@@ -20,6 +20,8 @@
 //! - [`tls`]: HTTPS, its certificate and key read again when they change;
 //! - [`relay`]: each stored event and mail POSTed to the team's
 //!   application (`--relay`), signed as Standard Webhooks specifies;
+//! - `console` (feature `console`, on by default): the web console
+//!   (`--console ADDR`, `cmc-receiver console`);
 //! - [`output`]: stdout and stderr through queues that never stall a
 //!   request.
 //!
@@ -35,6 +37,8 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "console")]
+pub mod console;
 pub mod file;
 pub mod output;
 pub mod read;

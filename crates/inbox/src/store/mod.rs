@@ -14,6 +14,7 @@
 //! The layers point one way: the worker, the mailboxes and the
 //! suppression list depend on this module; nothing here imports them.
 
+mod browse;
 mod jobs;
 pub(crate) mod mailbox;
 #[cfg(feature = "postgres")]
@@ -204,8 +205,32 @@ impl Store {
         read!(self, pool, sql => sql::dead(pool, limit, source).await)
     }
 
-    pub async fn replay(&self, filter: &Filter, now: i64) -> Result<u64, InboxError> {
-        with!(writes, self, s, sql => sql::replay(s, filter, now).await)
+    pub async fn replay(
+        &self,
+        filter: &Filter,
+        now: i64,
+        actor: Option<&str>,
+    ) -> Result<u64, InboxError> {
+        with!(writes, self, s, sql => sql::replay(s, filter, now, actor).await)
+    }
+
+    /// Events per hour, type and status from `from` to `to`.
+    pub async fn activity(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<crate::browse::HourCount>, InboxError> {
+        with!(browse, self, s, sql => sql::activity(s.reads(), from, to).await)
+    }
+
+    /// The rows of a built [`crate::browse::RowQuery`].
+    pub async fn browse_rows(
+        &self,
+        kind: crate::job::Kind,
+        statement: &str,
+        params: &[crate::browse::Param],
+    ) -> Result<Vec<crate::browse::RowSummary>, InboxError> {
+        with!(browse, self, s, sql => sql::rows(s.reads(), kind, statement, params).await)
     }
 
     pub async fn history(

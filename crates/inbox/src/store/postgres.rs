@@ -47,6 +47,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0009_suppression_keeping.sql",
     "0010_native_types.sql",
     "0011_raw_body_lz4.sql",
+    "0012_console.sql",
 );
 
 /// The schema of the inbox's tables when none is chosen.

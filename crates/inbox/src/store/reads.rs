@@ -147,7 +147,7 @@ macro_rules! statements {
         ) -> Result<History, InboxError> {
             let rows = sqlx::query(sql(&format!(
                 "SELECT id, idempotency_key, @exact(event), @ms(received_at), state, attempts, \
-                 last_error, source FROM cmc_events \
+                 last_error, source, replayed_by, @ms(replayed_at), raw_request_id FROM cmc_events \
                  WHERE substr(message_id, 1, 200) = substr(?1, 1, 200) \
                  AND message_id = ?1{} ORDER BY created, id",
                 crate::ops::source_condition(source, 2),

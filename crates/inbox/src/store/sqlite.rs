@@ -259,6 +259,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0009_raw_requests.sql",
     "0010_sources.sql",
     "0011_suppression_keeping.sql",
+    "0012_console.sql",
 );
 
 /// The write that proves, at open, that the store takes writes.

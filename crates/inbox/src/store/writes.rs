@@ -121,6 +121,7 @@ macro_rules! statements {
             s: &Store,
             filter: &Filter,
             now: i64,
+            actor: Option<&str>,
         ) -> Result<u64, InboxError> {
             const DOING: &str = "could not replay";
             let failed = |e| InboxError::database(DOING, e);
@@ -155,6 +156,10 @@ macro_rules! statements {
                             if let Some(source) = &filter.source {
                                 query = query.bind($text(source).to_string());
                             }
+                            if let Some(pattern) = &filter.error {
+                                query = query.bind($text(pattern).to_string());
+                            }
+                            query = query.bind(actor.map(|a| $text(a).to_string()));
                             let ids = query.fetch_all(&mut *tx).await.map_err(failed)?;
                             if !ids.is_empty() {
                                 wake(tx).await.map_err(failed)?;

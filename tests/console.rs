@@ -1,0 +1,941 @@
+//! The web console over TCP: a real SQLite store filled through the
+//! inbox's API, the console's router on a loopback port with the serve
+//! loop of the receiver, and a raw HTTP client. Login, sessions, CSRF,
+//! the security headers, escaping of hostile stored text, the pages, and
+//! a replay recorded with who did it; then the program refusing to start
+//! a console without its users.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cmc_receiver::console::{self, auth::Users, Console};
+use cmc_receiver::serve;
+use cmc_webhook::inbox::{Inbox, Job};
+use cmc_webhook::test_util::sample_inbound;
+use cmc_webhook::Webhook;
+use common::http::{send_raw, Reply};
+
+const USER: &str = "alice";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A hostile text: markup, quotes, CR/LF, a bidi override, U+0000.
+const HOSTILE: &str =
+    "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>\r\nX-Forged: 1\u{202e}gnp.exe\u{0}";
+
+async fn inbox(dir: &std::path::Path) -> Inbox {
+    Inbox::sqlite(dir.join("inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap()
+}
+
+/// A bounce batch for `message_id` to `to`.
+fn bounce(message_id: &str, to: &str, status: &str) -> Webhook {
+    let body = serde_json::json!({
+        "event_type": "bounces",
+        "server_composition": "pro",
+        "event": {"bounces": [{
+            "created": "2023-01-25 14:03:09",
+            "status": status,
+            "to": to,
+            "messageId": message_id,
+        }]}
+    });
+    Webhook::parse("application/json", Bytes::from(body.to_string())).unwrap()
+}
+
+/// Runs a worker whose handler fails with `error` until every row is dead.
+async fn kill_all(inbox: &Inbox, error: String, rows: u64) {
+    let worker = inbox
+        .worker(move |_job: Job| {
+            let error = error.clone();
+            async move { Err::<(), String>(error) }
+        })
+        .max_attempts(1)
+        .poll_interval(Duration::from_millis(5))
+        .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = inbox.counts().await.unwrap();
+        if c.events.dead + c.mails.dead >= rows {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rows never died: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+async fn serve_console(inbox: Inbox) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let users = Users::parse_list(&format!("{USER}:{PASSWORD},bob:other")).unwrap();
+    let router = console::router(Console::new(inbox, users, false));
+    tokio::spawn(serve::serve(
+        listener,
+        router,
+        serve::Limits::default(),
+        std::future::pending(),
+    ));
+    addr
+}
+
+async fn get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Reply {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    send_raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+}
+
+async fn post(
+    addr: SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+    extra: &str,
+    body: &str,
+) -> Reply {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    send_raw(
+        addr,
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}{extra}Content-Type: \
+             application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", console::html::query_escape(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Logs in; returns the cookie pair and the CSRF token of the session.
+async fn login(addr: SocketAddr) -> (String, String) {
+    let reply = post(
+        addr,
+        "/login",
+        None,
+        "",
+        &form(&[("user", USER), ("password", PASSWORD), ("next", "/rows")]),
+    )
+    .await;
+    assert_eq!(reply.status, 303, "{reply:?}");
+    assert_eq!(reply.header("location"), Some("/rows"));
+    let set = reply.header("set-cookie").unwrap().to_owned();
+    let pair = set.split(';').next().unwrap().to_owned();
+    let page = get(addr, "/", Some(&pair)).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    (pair, csrf)
+}
+
+/// The headers every answer carries.
+fn assert_secure_headers(reply: &Reply) {
+    let csp = reply
+        .header("content-security-policy")
+        .unwrap_or_else(|| panic!("{reply:?}"));
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(reply.header("referrer-policy"), Some("no-referrer"));
+}
+
+/// The body has no markup of the hostile text, and no raw control
+/// character.
+fn assert_inert(body: &str) {
+    assert!(!body.contains("<script>alert"), "a script tag came through");
+    assert!(!body.contains("<img src=x"), "an img tag came through");
+    assert!(!body.contains("\"'><"), "a quote broke out of an attribute");
+    if let Some(at) = body.find('\u{202e}') {
+        let mut start = at.saturating_sub(200);
+        while !body.is_char_boundary(start) {
+            start -= 1;
+        }
+        panic!("a bidi override came through: {:?}", &body[start..at]);
+    }
+    assert!(!body.contains('\u{0}'), "U+0000 came through");
+    assert!(!body.contains("\r\nX-Forged"), "CR/LF came through");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_session_every_page_sends_to_the_login_and_answers_carry_the_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = serve_console(inbox(dir.path()).await).await;
+    for path in [
+        "/",
+        "/search?q=x",
+        "/rows?state=dead",
+        "/message?id=%3Ca%40b%3E",
+        "/raw/1",
+        "/raw/1/download",
+        "/replay?scope=filter",
+    ] {
+        let reply = get(addr, path, None).await;
+        assert_eq!(reply.status, 303, "{path}: {reply:?}");
+        let location = reply.header("location").unwrap();
+        assert!(location.starts_with("/login?next=%2F"), "{location}");
+        assert_secure_headers(&reply);
+    }
+    // A made-up session is no session.
+    let forged = get(addr, "/", Some(&format!("cmc_console={}", "a".repeat(64)))).await;
+    assert_eq!(forged.status, 303);
+    let login = get(addr, "/login?next=//evil.example/", None).await;
+    assert_eq!(login.status, 200);
+    assert_secure_headers(&login);
+    assert_eq!(login.header("cache-control"), Some("no-store"));
+    assert!(
+        !login.body.contains("evil.example"),
+        "a foreign next was kept"
+    );
+    assert!(login.body.contains("<label for=\"password\">"));
+    // The style sheet: long cache, same headers.
+    let style_path = login
+        .body
+        .split("href=\"/static/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let style = get(addr, &format!("/static/{style_path}"), None).await;
+    assert_eq!(style.status, 200);
+    assert!(style.header("cache-control").unwrap().contains("immutable"));
+    assert_secure_headers(&style);
+    assert_eq!(get(addr, "/nothing", None).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_opens_a_strict_session_and_a_wrong_password_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = serve_console(inbox(dir.path()).await).await;
+    let wrong = post(
+        addr,
+        "/login",
+        None,
+        "",
+        &form(&[("user", USER), ("password", "nope")]),
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.header("set-cookie").is_none());
+    assert!(wrong.body.contains("Wrong user name or password"));
+    // bob's password is not alice's.
+    let crossed = post(
+        addr,
+        "/login",
+        None,
+        "",
+        &form(&[("user", USER), ("password", "other")]),
+    )
+    .await;
+    assert_eq!(crossed.status, 401);
+
+    let reply = post(
+        addr,
+        "/login",
+        None,
+        "",
+        &form(&[
+            ("user", USER),
+            ("password", PASSWORD),
+            ("next", "https://evil.example/"),
+        ]),
+    )
+    .await;
+    assert_eq!(reply.status, 303);
+    assert_eq!(
+        reply.header("location"),
+        Some("/"),
+        "only a local next is followed"
+    );
+    let cookie = reply.header("set-cookie").unwrap();
+    let (pair, attributes) = cookie.split_once(';').unwrap();
+    let id = pair.strip_prefix("cmc_console=").unwrap();
+    assert_eq!(id.len(), 64);
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(attributes.contains(attribute), "{cookie}");
+    }
+    assert!(!attributes.contains("Secure"), "plain HTTP: no Secure");
+    let page = get(addr, "/", Some(pair)).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<main"));
+    assert!(page.body.contains(USER));
+
+    // Logout needs the token, then ends the session.
+    let (pair, csrf) = login(addr).await;
+    assert_eq!(
+        post(addr, "/logout", Some(&pair), "", "csrf=wrong")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(get(addr, "/", Some(&pair)).await.status, 200);
+    let out = post(addr, "/logout", Some(&pair), "", &form(&[("csrf", &csrf)])).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(get(addr, "/", Some(&pair)).await.status, 303);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_counts_rows_and_draws_the_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    for n in 0..5 {
+        inbox
+            .store(
+                bounce(&format!("<{n}@example.com>"), "user@example.jp", "2015"),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    inbox
+        .store(bounce("<soft@example.com>", "user@example.jp", "1"), None)
+        .await
+        .unwrap();
+    let addr = serve_console(inbox.clone()).await;
+    let (pair, _) = login(addr).await;
+    let page = get(addr, "/", Some(&pair)).await;
+    assert_eq!(page.status, 200);
+    assert_secure_headers(&page);
+    assert!(
+        page.body
+            .contains("<th scope=\"row\">events</th><td>6</td>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<svg class=\"chart\""));
+    assert!(
+        page.body.contains("6 events"),
+        "the chart's title counts them"
+    );
+    assert!(page.body.contains("<rect class=\"s-bad\""));
+    assert!(page.body.contains("Bounces by class"));
+    // The hour's counts in the table too.
+    let hours = inbox
+        .activity(
+            jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
+            jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hours.iter().map(|h| h.count).sum::<u64>(), 6);
+    assert!(hours.iter().all(|h| h.event_type == "bounces"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_by_message_id_key_recipient_and_subject_and_shows_the_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    inbox
+        .store(
+            bounce("<find.me@example.com>", "Someone@Example.jp", "2015"),
+            None,
+        )
+        .await
+        .unwrap();
+    inbox
+        .store(
+            bounce("<other@example.com>", "nobody@example.jp", "2015"),
+            None,
+        )
+        .await
+        .unwrap();
+    let mut mail = sample_inbound(false);
+    mail.subject = "Quarterly invoice for March".into();
+    inbox.store(Webhook::Inbound(mail), None).await.unwrap();
+    let addr = serve_console(inbox.clone()).await;
+    let (pair, _) = login(addr).await;
+
+    let by_id = get(addr, "/search?q=%3Cfind.me%40example.com%3E", Some(&pair)).await;
+    assert_eq!(by_id.status, 200);
+    assert!(by_id.body.contains("find.me@example.com"));
+    assert!(!by_id.body.contains("other@example.com"));
+    let without_brackets = get(addr, "/search?q=find.me%40example.com", Some(&pair)).await;
+    assert!(without_brackets
+        .body
+        .contains("/message?id=%3Cfind.me%40example.com%3E"));
+    let by_recipient = get(addr, "/search?q=someone%40example.JP", Some(&pair)).await;
+    assert!(
+        by_recipient.body.contains("find.me@example.com"),
+        "recipient, case aside"
+    );
+    let key = inbox.history("<find.me@example.com>").await.unwrap()[0]
+        .key
+        .to_string();
+    let by_key = get(addr, &format!("/search?q={key}"), Some(&pair)).await;
+    assert!(by_key.body.contains("find.me@example.com"));
+    let by_subject = get(addr, "/search?q=invoice+march", Some(&pair)).await;
+    assert!(by_subject.body.contains("Quarterly invoice for March"));
+    assert!(
+        by_subject.body.contains("most recent mails"),
+        "the bound is said"
+    );
+    let none = get(addr, "/search?q=absent+words", Some(&pair)).await;
+    assert!(none.body.contains("None found"));
+
+    let timeline = get(addr, "/message?id=%3Cfind.me%40example.com%3E", Some(&pair)).await;
+    assert_eq!(timeline.status, 200);
+    assert!(
+        timeline.body.contains("bounces someone@example.jp 2015")
+            || timeline.body.contains("bounces Someone@Example.jp 2015"),
+        "{}",
+        timeline.body
+    );
+    assert!(timeline.body.contains("State pending, 0 attempts"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_stored_text_is_escaped_bounded_and_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    let huge = format!("{HOSTILE}{}", "x".repeat(1_000_000));
+    inbox
+        .store(
+            bounce(&format!("<{HOSTILE}@example.com>"), HOSTILE, HOSTILE),
+            None,
+        )
+        .await
+        .unwrap();
+    let mut mail = sample_inbound(false);
+    mail.subject = huge.as_str().into();
+    inbox.store(Webhook::Inbound(mail), None).await.unwrap();
+    kill_all(&inbox, huge.clone(), 2).await;
+    let addr = serve_console(inbox.clone()).await;
+    let (pair, _) = login(addr).await;
+    for kind in ["event", "mail"] {
+        let page = get(addr, &format!("/rows?kind={kind}&state=dead"), Some(&pair)).await;
+        assert_eq!(page.status, 200);
+        assert_inert(&page.body);
+        assert_secure_headers(&page);
+        assert!(
+            page.body.contains("&lt;script&gt;") || page.body.contains("&#60;script&#62;"),
+            "shown, escaped"
+        );
+        assert!(
+            page.body.contains("\\u{202e}"),
+            "the override shown as an escape"
+        );
+        // The 1 MB subject and error reach the page cut (the worker
+        // keeps an error's start, the store reads at most TEXT_LIMIT
+        // characters, the page shows at most SHOW).
+        assert!(page.body.len() < 100_000, "{} bytes", page.body.len());
+    }
+    let search = get(
+        addr,
+        &format!("/search?q={}", console::html::query_escape(HOSTILE)),
+        Some(&pair),
+    )
+    .await;
+    assert_eq!(search.status, 200);
+    assert_inert(&search.body);
+    let search = get(
+        addr,
+        &format!(
+            "/search?q={}",
+            console::html::query_escape(&format!("<{HOSTILE}@example.com>"))
+        ),
+        Some(&pair),
+    )
+    .await;
+    assert_eq!(search.status, 200);
+    assert_inert(&search.body);
+    let timeline = get(
+        addr,
+        &format!(
+            "/message?id={}",
+            console::html::query_escape(&format!("<{HOSTILE}@example.com>"))
+        ),
+        Some(&pair),
+    )
+    .await;
+    assert_eq!(timeline.status, 200);
+    assert_inert(&timeline.body);
+    assert!(timeline.body.contains("bounces"), "{}", timeline.body);
+    let overview = get(addr, "/", Some(&pair)).await;
+    assert_inert(&overview.body);
+    // A hostile search query: escaped in the box, bounded.
+    let q = console::html::query_escape(&format!("{HOSTILE}{}", "y".repeat(100_000)));
+    let echoed = get(
+        addr,
+        &format!("/search?q={}", &q[..q.len().min(30_000)]),
+        Some(&pair),
+    )
+    .await;
+    assert_eq!(echoed.status, 200);
+    assert_inert(&echoed.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_is_confirmed_needs_its_token_and_records_who() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    for n in 0..3 {
+        inbox
+            .store(
+                bounce(&format!("<{n}@example.com>"), "u@example.jp", "2015"),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    kill_all(&inbox, "relay timed out".to_owned(), 3).await;
+    let addr = serve_console(inbox.clone()).await;
+    let (pair, csrf) = login(addr).await;
+    let page = get(addr, "/rows?kind=event&state=dead&error=TIMED", Some(&pair)).await;
+    assert_eq!(page.status, 200);
+    assert!(page
+        .body
+        .contains("type=\"checkbox\" name=\"id\" value=\"1\""));
+    let none = get(
+        addr,
+        "/rows?kind=event&state=dead&error=refused",
+        Some(&pair),
+    )
+    .await;
+    assert!(none.body.contains("No row."));
+
+    let confirm = get(
+        addr,
+        "/replay?scope=filter&kind=event&error=timed",
+        Some(&pair),
+    )
+    .await;
+    assert_eq!(confirm.status, 200);
+    assert!(
+        confirm.body.contains("Replay 3 event rows?"),
+        "{}",
+        confirm.body
+    );
+
+    // Refused: no token, a wrong one, another origin, a cross-site fetch,
+    // no session. Nothing is replayed.
+    let body = form(&[("scope", "selected"), ("kind", "event"), ("id", "1")]);
+    assert_eq!(
+        post(addr, "/replay", Some(&pair), "", &body).await.status,
+        403
+    );
+    let wrong = format!("{body}&csrf={}", "0".repeat(64));
+    assert_eq!(
+        post(addr, "/replay", Some(&pair), "", &wrong).await.status,
+        403
+    );
+    let right = format!("{body}&csrf={csrf}");
+    assert_eq!(
+        post(
+            addr,
+            "/replay",
+            Some(&pair),
+            "Origin: http://evil.example\r\n",
+            &right
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        post(
+            addr,
+            "/replay",
+            Some(&pair),
+            "Sec-Fetch-Site: cross-site\r\n",
+            &right
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(post(addr, "/replay", None, "", &right).await.status, 303);
+    assert_eq!(
+        inbox.counts().await.unwrap().events.dead,
+        3,
+        "nothing replayed"
+    );
+
+    // One row, with its token and the console's own origin.
+    let origin = format!("Origin: http://{addr}\r\n");
+    let done = post(addr, "/replay", Some(&pair), &origin, &right).await;
+    assert_eq!(done.status, 200, "{done:?}");
+    assert!(done
+        .body
+        .contains("1 event row(s) set back to pending, replayed by alice"));
+    assert_eq!(inbox.counts().await.unwrap().events.dead, 2);
+    let history = inbox.history("<0@example.com>").await.unwrap();
+    let replayed = history[0]
+        .replayed
+        .as_ref()
+        .expect("the replay is in the row's history");
+    assert_eq!(replayed.by.as_deref(), Some(USER));
+    let timeline = get(addr, "/message?id=%3C0%40example.com%3E", Some(&pair)).await;
+    assert!(timeline.body.contains("by alice"), "{}", timeline.body);
+
+    // Everything the filter takes.
+    let all = form(&[
+        ("scope", "filter"),
+        ("kind", "event"),
+        ("error", "timed"),
+        ("csrf", &csrf),
+    ]);
+    let done = post(addr, "/replay", Some(&pair), "", &all).await;
+    assert!(done.body.contains("2 event row(s)"), "{done:?}");
+    assert_eq!(inbox.counts().await.unwrap().events.dead, 0);
+    assert_eq!(inbox.counts().await.unwrap().events.pending, 3);
+}
+
+/// The receiver program `cargo test` built beside this test.
+fn receiver_program() -> std::path::PathBuf {
+    let me = std::env::current_exe().unwrap();
+    let dir = me.parent().unwrap().parent().unwrap();
+    dir.join("examples")
+        .join(format!("receiver{}", std::env::consts::EXE_SUFFIX))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_program_refuses_a_console_without_users_and_logs_no_password() {
+    let program = receiver_program();
+    if !program.exists() {
+        eprintln!("SKIPPED: {} was not built", program.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("inbox.sqlite3").display());
+    // Beside the receiver, on an address any host reaches: refused.
+    let out = std::process::Command::new(&program)
+        .env_clear()
+        .env("CMC_STORE", &store)
+        .args(["--listen", "127.0.0.1:0", "--console", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CMC_CONSOLE_AUTH"), "{stderr}");
+    // Alone: refused the same way.
+    let out = std::process::Command::new(&program)
+        .env_clear()
+        .env("CMC_STORE", &store)
+        .args(["console", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CMC_CONSOLE_AUTH"));
+
+    // With a user: it serves; a failed login is logged without the
+    // password.
+    inbox(dir.path()).await.close().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(&program)
+        .env_clear()
+        .env("CMC_STORE", &store)
+        .env("CMC_CONSOLE_AUTH", format!("{USER}:{PASSWORD}"))
+        .args(["console", "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the console never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let secret_attempt = "Sup3rSecretGuess";
+    let wrong = post(
+        addr,
+        "/login",
+        None,
+        "",
+        &form(&[("user", USER), ("password", secret_attempt)]),
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    let (pair, _) = login(addr).await;
+    assert_eq!(get(addr, "/", Some(&pair)).await.status, 200);
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("a login failed"), "{stderr}");
+    assert!(!stderr.contains(secret_attempt), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+}
+
+/// The console's reads and the replay with a user, on SQLite and (with a
+/// server) PostgreSQL: the same answers from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_reads_and_a_replay_by_a_user_on_every_backend() {
+    use cmc_webhook::inbox::browse::{Find, RowQuery, RowStates};
+    use cmc_webhook::inbox::{Filter, Kind};
+    let dir = tempfile::tempdir().unwrap();
+    let test = "console_reads";
+    let prefix = format!("console_{}", std::process::id());
+    for url in common::inbox::stores(dir.path(), test, "console reads on PostgreSQL", &prefix).await
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        for n in 0..4 {
+            let to = if n == 0 {
+                format!("{HOSTILE}@example.jp")
+            } else {
+                format!("user{n}@Example.jp")
+            };
+            inbox
+                .store(bounce(&format!("<{n}@example.com>"), &to, "2015"), None)
+                .await
+                .unwrap();
+        }
+        let mut mail = sample_inbound(false);
+        mail.subject = format!("Invoice 50% off_{HOSTILE}").as_str().into();
+        inbox.store(Webhook::Inbound(mail), None).await.unwrap();
+        kill_all(&inbox, format!("timed out {HOSTILE}"), 5).await;
+
+        // Events per hour: all five in this hour, by type and status.
+        let now = jiff::Timestamp::now();
+        let hours = inbox
+            .activity(
+                now - jiff::SignedDuration::from_hours(2),
+                now + jiff::SignedDuration::from_hours(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hours.len(), 1, "{url}: {hours:?}");
+        assert_eq!(
+            (hours[0].count, hours[0].status.as_deref()),
+            (4, Some("2015"))
+        );
+        let earlier = inbox
+            .activity(
+                now - jiff::SignedDuration::from_hours(48),
+                now - jiff::SignedDuration::from_hours(24),
+            )
+            .await
+            .unwrap();
+        assert!(earlier.is_empty(), "{url}");
+
+        // Finding rows.
+        let dead = RowQuery::new(Kind::Event).states(RowStates::Dead);
+        let page = inbox.rows(&dead.clone().limit(3)).await.unwrap();
+        assert_eq!(
+            page.iter().map(|r| r.id.id).collect::<Vec<_>>(),
+            [4, 3, 2],
+            "{url}"
+        );
+        let next = inbox.rows(&dead.clone().before(2)).await.unwrap();
+        assert_eq!(next.len(), 1, "{url}");
+        let to = inbox
+            .rows(&RowQuery::new(Kind::Event).find(Find::Recipient("USER2@example.JP".into())))
+            .await
+            .unwrap();
+        assert_eq!(to.len(), 1, "{url}: ASCII case aside");
+        let hostile = inbox
+            .rows(
+                &RowQuery::new(Kind::Event).find(Find::Recipient(format!("{HOSTILE}@example.jp"))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hostile.len(), 1, "{url}");
+        let subject = inbox
+            .rows(&RowQuery::new(Kind::Mail).find(Find::Subject(vec!["50%".into(), "OFF_".into()])))
+            .await
+            .unwrap();
+        assert_eq!(subject.len(), 1, "{url}: % and _ taken as they are");
+        let wildcard = inbox
+            .rows(&RowQuery::new(Kind::Mail).find(Find::Subject(vec!["5_%".into()])))
+            .await
+            .unwrap();
+        assert!(wildcard.is_empty(), "{url}");
+        let by_id = inbox
+            .rows(&RowQuery::new(Kind::Event).find(Find::MessageId("<1@example.com>".into())))
+            .await
+            .unwrap();
+        assert_eq!(by_id.len(), 1, "{url}");
+        let errors = inbox
+            .rows(&dead.clone().error_contains("TIMED OUT"))
+            .await
+            .unwrap();
+        assert_eq!(errors.len(), 4, "{url}");
+        assert!(inbox
+            .rows(&dead.clone().error_contains("refused"))
+            .await
+            .unwrap()
+            .is_empty());
+
+        // A replay of a selection, then of a filter, each by a user.
+        assert_eq!(
+            inbox
+                .replay_by(
+                    &Filter::ids(Kind::Event, [1, 2]).states([cmc_webhook::inbox::State::Dead]),
+                    "alice"
+                )
+                .await
+                .unwrap(),
+            2,
+            "{url}"
+        );
+        let replayed = inbox.history("<1@example.com>").await.unwrap()[0]
+            .replayed
+            .clone()
+            .unwrap();
+        assert_eq!(replayed.by.as_deref(), Some("alice"), "{url}");
+        assert!(inbox.history("<3@example.com>").await.unwrap()[0]
+            .replayed
+            .is_none());
+        let n = inbox
+            .replay_by(
+                &Filter::dead().kind(Kind::Event).error_contains("timed out"),
+                &format!("bob{HOSTILE}"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 2, "{url}");
+        let row = inbox
+            .rows(&RowQuery::new(Kind::Event).find(Find::MessageId("<3@example.com>".into())))
+            .await
+            .unwrap();
+        assert_eq!(
+            row[0]
+                .replayed
+                .as_ref()
+                .unwrap()
+                .by
+                .as_deref()
+                .map(|b| b.starts_with("bob<script>")),
+            Some(true),
+            "{url}"
+        );
+        // A replay without a user records the time only.
+        assert_eq!(
+            inbox.replay(&Filter::dead()).await.unwrap(),
+            1,
+            "{url}: the mail"
+        );
+        let mail = inbox.rows(&RowQuery::new(Kind::Mail)).await.unwrap();
+        assert_eq!(mail[0].replayed.as_ref().unwrap().by, None, "{url}");
+        inbox.close().await;
+    }
+}
+
+/// The console's reads on a store of 200 000 events, all received within
+/// the hour (the worst case of the overview's range): prints how long each
+/// takes. `cargo test --release --all-features --test console -- --ignored
+/// measure --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run it by name"]
+async fn measure_the_console_reads_on_200k_events() {
+    use cmc_webhook::inbox::browse::{Find, RowQuery, RowStates};
+    use cmc_webhook::inbox::Kind;
+    use cmc_webhook::test_util::sample_events;
+    use cmc_webhook::Event;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    let started = std::time::Instant::now();
+    for b in 0..200 {
+        let mut batch = sample_events(1000);
+        for (i, event) in batch.events.iter_mut().enumerate() {
+            if let Event::Delivery(d) = event {
+                d.message_id = format!("<{b}-{i}@example.com>").into();
+            }
+        }
+        inbox.store(Webhook::Events(batch), None).await.unwrap();
+    }
+    println!("stored 200 000 events in {:?}", started.elapsed());
+    let now = jiff::Timestamp::now();
+    let timed = |what: &str, took: Duration| println!("{what}: {took:?}");
+    let t = std::time::Instant::now();
+    let week = inbox
+        .activity(
+            now - jiff::SignedDuration::from_hours(24 * 7),
+            now + jiff::SignedDuration::from_hours(1),
+        )
+        .await
+        .unwrap();
+    timed(
+        "activity over 7 days (200 000 events in range)",
+        t.elapsed(),
+    );
+    assert_eq!(week.iter().map(|h| h.count).sum::<u64>(), 200_000);
+    let t = std::time::Instant::now();
+    inbox.counts().await.unwrap();
+    timed("counts", t.elapsed());
+    let t = std::time::Instant::now();
+    let page = inbox
+        .rows(&RowQuery::new(Kind::Event).limit(50))
+        .await
+        .unwrap();
+    timed("a page of 50 rows", t.elapsed());
+    assert_eq!(page.len(), 50);
+    let t = std::time::Instant::now();
+    inbox
+        .rows(
+            &RowQuery::new(Kind::Event)
+                .states(RowStates::Failing)
+                .limit(500),
+        )
+        .await
+        .unwrap();
+    timed(
+        "failing rows (none, through the index of active rows)",
+        t.elapsed(),
+    );
+    let t = std::time::Instant::now();
+    let found = inbox
+        .rows(&RowQuery::new(Kind::Event).find(Find::MessageId("<150-7@example.com>".into())))
+        .await
+        .unwrap();
+    timed("by Message-ID", t.elapsed());
+    assert_eq!(found.len(), 1);
+    let t = std::time::Instant::now();
+    inbox
+        .rows(&RowQuery::new(Kind::Event).find(Find::Recipient("nobody@example.jp".into())))
+        .await
+        .unwrap();
+    timed("by recipient", t.elapsed());
+    let t = std::time::Instant::now();
+    inbox
+        .rows(
+            &RowQuery::new(Kind::Event)
+                .states(RowStates::Dead)
+                .error_contains("x"),
+        )
+        .await
+        .unwrap();
+    timed("dead rows by error text (none dead)", t.elapsed());
+}
