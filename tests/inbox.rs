@@ -1543,31 +1543,38 @@ async fn rows_of_a_claim_whose_answer_was_lost_are_taken_back_by_the_same_worker
     };
     eventually("the first row started", || async { calls(&log) == 1 }).await;
     let locked_by = locked_by(&dir, 1).await;
-    // Five rows claimed by this worker in a claim whose answer was lost.
-    inbox.store(numbered(1, 5), None).await.unwrap();
+    // Six rows more: the worker claims one ahead of its handler (its
+    // concurrency again); the other five it claimed in a claim whose
+    // answer was lost.
+    inbox.store(numbered(1, 6), None).await.unwrap();
+    eventually("one row claimed ahead", || async {
+        inbox.counts().await.unwrap().events.running == 2
+    })
+    .await;
     execute(
         &dir,
         &format!(
             "UPDATE cmc_events SET state = 'running', attempts = 1, locked_by = '{locked_by}', \
-             locked_until = {} WHERE id > 1",
+             locked_until = {} WHERE state = 'pending'",
             time(&dir, &millis_after_t0(60))
         ),
     )
     .await;
     release.notify_one();
-    eventually("the first row done", || async {
-        row(&dir, Kind::Event, 1).await["state"] == "done"
+    eventually("the first two rows done", || async {
+        inbox.counts().await.unwrap().events.done == 2
     })
     .await;
     settle().await;
-    assert_eq!(calls(&log), 1, "their lease still holds");
+    assert_eq!(calls(&log), 2, "their lease still holds");
     clock.advance(Duration::from_secs(61));
-    eventually("the stranded rows handled", || async { calls(&log) == 6 }).await;
+    eventually("the stranded rows handled", || async { calls(&log) == 7 }).await;
     eventually("all done", || async {
-        inbox.counts().await.unwrap().events.done == 6
+        inbox.counts().await.unwrap().events.done == 7
     })
     .await;
-    assert!(log.lock().unwrap()[1..]
+    assert_eq!(log.lock().unwrap()[1].1, 1, "the row claimed ahead ran once");
+    assert!(log.lock().unwrap()[2..]
         .iter()
         .all(|(_, attempt)| *attempt == 2));
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
