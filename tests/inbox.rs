@@ -1050,7 +1050,12 @@ async fn rows_are_claimed_ahead_of_the_handlers_and_given_back_unstarted_at_shut
     assert_eq!(inbox.counts().await.unwrap().events.running, 8);
     let stopped = worker.shutdown(Duration::from_millis(20)).await.unwrap();
     assert_eq!(
-        (stopped.done, stopped.failed, stopped.released, stopped.unrecorded),
+        (
+            stopped.done,
+            stopped.failed,
+            stopped.released,
+            stopped.unrecorded
+        ),
         (0, 0, 4, 0),
         "the four running were cancelled; the four ahead were not runs"
     );
@@ -1059,7 +1064,11 @@ async fn rows_are_claimed_ahead_of_the_handlers_and_given_back_unstarted_at_shut
     for id in 1..=8 {
         let row = row(&dir, Kind::Event, id).await;
         assert_eq!(
-            (row["state"].as_str(), row["attempts"].as_str(), row["locked_until"].as_str()),
+            (
+                row["state"].as_str(),
+                row["attempts"].as_str(),
+                row["locked_until"].as_str()
+            ),
             ("pending", "0", "NULL"),
             "row {id}"
         );
@@ -1108,7 +1117,11 @@ async fn the_leases_of_rows_claimed_ahead_are_renewed() {
         .spawn();
     eventually("the other rows handled", || async { calls(&log) == 8 }).await;
     settle().await;
-    assert_eq!(calls(&log), 8, "the four rows the first worker holds stay with it");
+    assert_eq!(
+        calls(&log),
+        8,
+        "the four rows the first worker holds stay with it"
+    );
     assert_eq!(started.load(Ordering::SeqCst), 2);
     second.shutdown(Duration::from_secs(5)).await.unwrap();
     first.shutdown(Duration::from_millis(20)).await.unwrap();
@@ -1573,7 +1586,11 @@ async fn rows_of_a_claim_whose_answer_was_lost_are_taken_back_by_the_same_worker
         inbox.counts().await.unwrap().events.done == 7
     })
     .await;
-    assert_eq!(log.lock().unwrap()[1].1, 1, "the row claimed ahead ran once");
+    assert_eq!(
+        log.lock().unwrap()[1].1,
+        1,
+        "the row claimed ahead ran once"
+    );
     assert!(log.lock().unwrap()[2..]
         .iter()
         .all(|(_, attempt)| *attempt == 2));

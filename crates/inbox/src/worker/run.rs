@@ -179,8 +179,7 @@ where
         let kinds = pace.kinds;
         let wanted = [due[0] && kinds[0], due[1] && kinds[1]];
         let claim = (deadline.is_none()
-            && ((in_hand == 0 || free >= self.concurrency.div_ceil(4))
-                && wanted.contains(&true)
+            && ((in_hand == 0 || free >= self.concurrency.div_ceil(4)) && wanted.contains(&true)
                 || sweep_due))
             .then(|| {
                 pace.turn += 1;
@@ -413,8 +412,7 @@ where
             self.finished(result, &mut lanes, &mut stats);
         }
         // The rows given back unstarted are not runs: their leases run out.
-        stats.unrecorded =
-            (lanes.finished.len() - lanes.given_back + lanes.delivered.len()) as u64;
+        stats.unrecorded = (lanes.finished.len() - lanes.given_back + lanes.delivered.len()) as u64;
         lanes.wait_hooks(Some(at)).await;
         tracing::error!(error = %e, unrecorded = stats.unrecorded, past = ?at.elapsed(), "the inbox worker stopped at its deadline without recording every outcome: the store is unreachable");
         stats
