@@ -1082,7 +1082,7 @@ async fn rows_are_claimed_ahead_of_the_handlers_and_given_back_unstarted_at_shut
     assert_eq!((stopped.done, stopped.released), (40, 0));
     let log = log.lock().unwrap().clone();
     assert!(log.iter().all(|(_, attempt)| *attempt == 1), "{log:?}");
-    let keys: std::collections::BTreeSet<_> = log.iter().map(|(k, _)| k.clone()).collect();
+    let keys: std::collections::BTreeSet<_> = log.iter().map(|(k, _)| *k).collect();
     assert_eq!(keys.len(), 40, "each row once");
     assert_eq!(inbox.counts().await.unwrap().events.done, 40);
 }
