@@ -254,7 +254,23 @@ async fn a_login_opens_a_strict_session_and_a_wrong_password_is_refused() {
     assert_eq!(wrong.status, 401);
     assert!(wrong.header("set-cookie").is_none());
     assert!(wrong.body.contains("Wrong user name or password"));
-    // bob's password is not alice's.
+    assert_eq!(wrong.header("retry-after"), Some("1"));
+    // Right after a failure, the address is held back: even the right
+    // password is not looked at (429 at once, nothing to guess with).
+    let held = post(
+        addr,
+        "/login",
+        None,
+        "",
+        &form(&[("user", USER), ("password", PASSWORD)]),
+    )
+    .await;
+    assert_eq!(held.status, 429);
+    assert!(held.header("set-cookie").is_none());
+    assert!(held.header("retry-after").is_some());
+    assert!(held.body.contains("Too many failed logins"));
+    tokio::time::sleep(console::auth::Failures::STEP + Duration::from_millis(100)).await;
+    // bob's password is not alice's; the second failure waits twice as long.
     let crossed = post(
         addr,
         "/login",
@@ -264,6 +280,7 @@ async fn a_login_opens_a_strict_session_and_a_wrong_password_is_refused() {
     )
     .await;
     assert_eq!(crossed.status, 401);
+    tokio::time::sleep(console::auth::Failures::STEP * 2 + Duration::from_millis(100)).await;
 
     let reply = post(
         addr,
@@ -938,4 +955,49 @@ async fn measure_the_console_reads_on_200k_events() {
         .await
         .unwrap();
     timed("dead rows by error text (none dead)", t.elapsed());
+}
+
+/// A request naming another host (a page that rebound its DNS name to
+/// the console's address) is refused before any page or login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_for_another_host_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = serve_console(inbox(dir.path()).await).await;
+    let port = addr.port();
+    for host in [
+        format!("rebind.evil.example:{port}"),
+        "rebind.evil.example".to_owned(),
+        format!("127.0.0.1.evil.example:{port}"),
+    ] {
+        let login = send_raw(
+            addr,
+            format!(
+                "POST /login HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Type: \
+                 application/x-www-form-urlencoded\r\nContent-Length: 30\r\nConnection: close\r\n\r\n\
+                 user=alice&password=0123456789"
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert_eq!(login.status, 421, "{host}");
+        assert!(login.header("set-cookie").is_none());
+        assert!(login.header("content-security-policy").is_some());
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        "LOCALHOST".to_owned(),
+    ] {
+        let page = send_raw(
+            addr,
+            format!("GET /login HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(page.status, 200, "{host}");
+    }
+    // A name given with --console-host is the console's too.
+    let hosts = console::host::Hosts::new(["console.example.jp".to_owned()]);
+    assert!(hosts.allows(&format!("console.example.jp:{port}")));
+    assert!(!hosts.allows(&format!("other.example.jp:{port}")));
 }

@@ -313,7 +313,16 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
             .ok_or("--console shows a store: it needs one, not --store none")?;
         let mut relays: Vec<relay::Relay> = relayed.iter().cloned().collect();
         relays.extend(mailbox_relays.iter().map(|(_, r)| r.clone()));
-        serve_console(addr, inbox, console_users, relays, limits, tls.clone()).await?;
+        serve_console(
+            addr,
+            inbox,
+            console_users,
+            relays,
+            limits,
+            tls.clone(),
+            args.console_host.clone(),
+        )
+        .await?;
     }
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -638,6 +647,7 @@ async fn serve_console(
     relays: Vec<relay::Relay>,
     limits: serve::Limits,
     tls: Option<tls::Tls>,
+    hosts: Vec<String>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let users = users.ok_or("the console needs its users")?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -656,7 +666,7 @@ async fn serve_console(
     tokio::spawn(async move {
         if let Err(e) = serve::serve_with(
             listener,
-            crate::console::router(console),
+            crate::console::router_for(console, crate::console::host::Hosts::new(hosts)),
             limits,
             stop_signal(),
             serve::Tally::default(),
@@ -678,6 +688,7 @@ async fn serve_console(
     _relays: Vec<relay::Relay>,
     _limits: serve::Limits,
     _tls: Option<tls::Tls>,
+    _hosts: Vec<String>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     Err("this build of cmc-receiver has no console (the feature `console` is off)".into())
 }
@@ -696,7 +707,16 @@ async fn console_alone(
         _ => None,
     };
     let _watch = tls.as_ref().map(|t| t.watch(tls::WATCH_EVERY));
-    serve_console(listen, inbox, users, Vec::new(), limits_of(args), tls).await?;
+    serve_console(
+        listen,
+        inbox,
+        users,
+        Vec::new(),
+        limits_of(args),
+        tls,
+        args.console_host.clone(),
+    )
+    .await?;
     stop_signal().await;
     Ok(())
 }

@@ -240,6 +240,18 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", env = "CMC_CONSOLE")]
     pub console: Option<SocketAddr>,
 
+    /// A name the console answers to besides its address and localhost
+    /// (a proxy's or a DNS name in front of it); repeatable. Requests
+    /// naming another host are refused (421), which stops DNS rebinding.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "CMC_CONSOLE_HOST",
+        value_delimiter = ','
+    )]
+    pub console_host: Vec<String>,
+
     /// A file of the console's users, USER:PASSWORD one per line (or the
     /// environment variable CMC_CONSOLE_AUTH; there is no flag, since
     /// flags show in `ps`).

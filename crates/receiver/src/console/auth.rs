@@ -189,52 +189,107 @@ fn live(s: &Session, now: Instant) -> bool {
     now.duration_since(s.used) < IDLE_TIMEOUT && now.duration_since(s.opened) < LIFETIME
 }
 
-/// Failed logins per client address, which slow the next ones: each
-/// failure in the last [`Failures::WINDOW`] adds [`Failures::STEP`] to the
-/// wait before the answer, up to [`Failures::MAX_WAIT`]. At most
-/// [`Failures::MAX_ADDRESSES`] addresses are remembered.
+/// Failed logins, which hold the next ones back: after a failure, its
+/// address may not try again for a while (no password is even checked;
+/// the answer is 429 at once, so nothing waits on a connection), growing
+/// with its failures in the last [`Failures::WINDOW`]: [`Failures::STEP`],
+/// doubled at each failure, up to [`Failures::MAX_WAIT`]. Past
+/// [`Failures::GLOBAL_MAX`] failures in a minute from all addresses
+/// together, every login waits for the minute to pass (many addresses
+/// guessing). At most [`Failures::MAX_ADDRESSES`] addresses are
+/// remembered.
 #[derive(Debug, Default)]
 pub struct Failures {
-    map: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    state: Mutex<FailureState>,
+}
+
+#[derive(Debug, Default)]
+struct FailureState {
+    /// Per address: failures in the window, the last one, and until when
+    /// it may not try.
+    addresses: HashMap<IpAddr, (u32, Instant, Instant)>,
+    /// The failures of the last minute, from all addresses.
+    recent: std::collections::VecDeque<Instant>,
 }
 
 impl Failures {
     /// How long a failure counts.
     pub const WINDOW: Duration = Duration::from_secs(15 * 60);
-    /// What each failure adds to the wait.
-    pub const STEP: Duration = Duration::from_millis(250);
-    /// The longest wait.
-    pub const MAX_WAIT: Duration = Duration::from_secs(5);
+    /// The wait after a first failure.
+    pub const STEP: Duration = Duration::from_millis(500);
+    /// The longest wait of one address.
+    pub const MAX_WAIT: Duration = Duration::from_secs(60);
+    /// Failures in a minute, from all addresses, before every login waits.
+    pub const GLOBAL_MAX: usize = 100;
     /// The most addresses remembered.
     pub const MAX_ADDRESSES: usize = 10_000;
 
-    /// Counts a failure from `ip`; returns how long to wait before
-    /// answering, and how many failures it has in the window.
+    fn state(&self) -> std::sync::MutexGuard<'_, FailureState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long `ip` must wait before it may try to log in, if it must.
+    pub fn blocked(&self, ip: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        let mut state = self.state();
+        while state
+            .recent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(60))
+        {
+            state.recent.pop_front();
+        }
+        let global = (state.recent.len() >= Self::GLOBAL_MAX)
+            .then(|| {
+                state
+                    .recent
+                    .front()
+                    .map(|at| *at + Duration::from_secs(60) - now)
+            })
+            .flatten();
+        let own = state
+            .addresses
+            .get(&ip)
+            .and_then(|(_, _, until)| until.checked_duration_since(now))
+            .filter(|left| !left.is_zero());
+        match (global, own) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Counts a failure from `ip`; returns how long it must now wait
+    /// before its next try, and how many failures it has in the window.
     pub fn failed(&self, ip: IpAddr) -> (Duration, u32) {
         let now = Instant::now();
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state();
+        if state.recent.len() < Self::GLOBAL_MAX * 2 {
+            state.recent.push_back(now);
+        }
+        let map = &mut state.addresses;
         if map.len() >= Self::MAX_ADDRESSES {
-            map.retain(|_, (_, at)| now.duration_since(*at) < Self::WINDOW);
+            map.retain(|_, (_, at, _)| now.duration_since(*at) < Self::WINDOW);
             if map.len() >= Self::MAX_ADDRESSES {
                 map.clear();
             }
         }
-        let entry = map.entry(ip).or_insert((0, now));
+        let entry = map.entry(ip).or_insert((0, now, now));
         if now.duration_since(entry.1) >= Self::WINDOW {
-            *entry = (0, now);
+            *entry = (0, now, now);
         }
         entry.0 = entry.0.saturating_add(1);
         entry.1 = now;
-        let wait = Self::STEP.saturating_mul(entry.0).min(Self::MAX_WAIT);
+        let doublings = entry.0.saturating_sub(1).min(16);
+        let wait = Self::STEP
+            .saturating_mul(1 << doublings)
+            .min(Self::MAX_WAIT);
+        entry.2 = now + wait;
         (wait, entry.0)
     }
 
     /// Forgets `ip`'s failures (after a login).
     pub fn succeeded(&self, ip: IpAddr) {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ip);
+        self.state().addresses.remove(&ip);
     }
 }
 
@@ -365,16 +420,28 @@ mod tests {
     }
 
     #[test]
-    fn failures_slow_down_and_are_bounded() {
+    fn failures_hold_the_address_back_and_are_bounded() {
         let f = Failures::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(f.blocked(ip).is_none());
         assert_eq!(f.failed(ip).0, Failures::STEP);
+        assert!(f.blocked(ip).is_some_and(|d| d <= Failures::STEP));
+        assert!(f.blocked(other).is_none(), "another address may try");
         assert_eq!(f.failed(ip).0, Failures::STEP * 2);
-        for _ in 0..100 {
+        for _ in 0..20 {
             f.failed(ip);
         }
         assert_eq!(f.failed(ip).0, Failures::MAX_WAIT);
         f.succeeded(ip);
+        assert!(f.blocked(ip).is_none());
         assert_eq!(f.failed(ip).1, 1);
+        // Many addresses failing together hold every login back.
+        let g = Failures::default();
+        for n in 0..Failures::GLOBAL_MAX {
+            let ip = IpAddr::from([10, 0, (n / 256) as u8, (n % 256) as u8]);
+            g.failed(ip);
+        }
+        assert!(g.blocked(other).is_some());
     }
 }

@@ -7,6 +7,7 @@
 //! - [`csrf`]: the per-session token of every form, and the refusal of
 //!   cross-site POSTs;
 //! - [`headers`]: the security headers of every answer;
+//! - [`host`]: the `Host` must be the console's (no DNS rebinding);
 //! - [`html`]: helpers to show stored text (bounded, control characters
 //!   escaped) and to render a template;
 //! - [`pages`]: one file per page.
@@ -37,6 +38,7 @@
 pub mod auth;
 pub mod csrf;
 pub mod headers;
+pub mod host;
 pub mod html;
 pub mod pages;
 
@@ -187,6 +189,12 @@ impl Layout {
 /// | `GET /replay?...` (confirmation), `POST /replay` | [`pages::rows`] |
 /// | `GET /static/console-<hash>.css` | the style sheet |
 pub fn router(console: Console) -> Router {
+    router_for(console, host::Hosts::default())
+}
+
+/// [`router`], answering to `hosts` besides addresses and `localhost`
+/// (`--console-host`).
+pub fn router_for(console: Console, hosts: host::Hosts) -> Router {
     Router::new()
         .route("/", get(pages::overview::page))
         .route("/login", get(pages::login::form).post(pages::login::submit))
@@ -203,6 +211,7 @@ pub fn router(console: Console) -> Router {
         .route(STYLE_PATH.as_str(), get(style))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn(csrf::same_origin))
+        .layer(axum::middleware::from_fn_with_state(hosts, host::check))
         .layer(axum::middleware::from_fn(headers::secure))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(console)

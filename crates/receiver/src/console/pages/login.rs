@@ -18,6 +18,8 @@ pub struct Login {
     layout: Layout,
     next: String,
     failed: bool,
+    /// Seconds before the next try is taken, after failures.
+    retry_after: Option<u64>,
 }
 
 /// The login page's query.
@@ -32,6 +34,7 @@ pub async fn form(Query(q): Query<Next>) -> Response {
         layout: Layout::anonymous(),
         next: auth::local_path(q.next.as_deref().unwrap_or("/")).to_owned(),
         failed: false,
+        retry_after: None,
     })
 }
 
@@ -43,14 +46,31 @@ pub struct Credentials {
     next: Option<String>,
 }
 
-/// `POST /login`: a session and a redirect to `next`, or the form again
-/// (after a wait that grows with the address's failures).
+/// `POST /login`: a session and a redirect to `next`, or the form again;
+/// an address that failed must wait before its next try (429 at once
+/// meanwhile: [`auth::Failures`]).
 pub async fn submit(
     State(console): State<Console>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Form(form): Form<Credentials>,
 ) -> Response {
     let next = auth::local_path(form.next.as_deref().unwrap_or("/")).to_owned();
+    if let Some(left) = console.failures().blocked(peer.ip()) {
+        // Too soon after a failure: refused at once, the password not
+        // even looked at, so guessing gains nothing and holds nothing.
+        let seconds = left.as_secs() + 1;
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(http::header::RETRY_AFTER, seconds.to_string())],
+            html::render(&Login {
+                layout: Layout::anonymous(),
+                next,
+                failed: false,
+                retry_after: Some(seconds),
+            }),
+        )
+            .into_response();
+    }
     match console.users().check(&form.user, &form.password) {
         Some(user) => {
             console.failures().succeeded(peer.ip());
@@ -67,19 +87,22 @@ pub async fn submit(
         }
         None => {
             let (wait, failures) = console.failures().failed(peer.ip());
+            // The user name as Debug: quoted, so that what a stranger
+            // typed cannot look like other fields of the line.
             tracing::warn!(
-                user = %html::show(&form.user, 100),
+                user = ?html::show(&form.user, 100),
                 client = %peer.ip(),
                 failures,
                 "console: a login failed"
             );
-            tokio::time::sleep(wait).await;
             (
                 StatusCode::UNAUTHORIZED,
+                [(http::header::RETRY_AFTER, (wait.as_secs() + 1).to_string())],
                 html::render(&Login {
                     layout: Layout::anonymous(),
                     next,
                     failed: true,
+                    retry_after: None,
                 }),
             )
                 .into_response()

@@ -246,6 +246,8 @@ pub async fn page(
 pub struct Confirm {
     layout: Layout,
     count: usize,
+    /// More rows may match than were counted.
+    more: bool,
     kind: &'static str,
     what: String,
     csrf: String,
@@ -268,7 +270,7 @@ pub async fn confirm(
 ) -> Response {
     let mut f = RowFilter::of(&pairs);
     f.dead = true;
-    let (count, what) = if f.scope == "filter" {
+    let (count, more, what) = if f.scope == "filter" {
         // Counted a page at a time, up to COUNTED.
         let mut count = 0;
         let mut before = None;
@@ -294,6 +296,7 @@ pub async fn confirm(
         };
         (
             count,
+            count >= COUNTED,
             format!(
                 "Every dead {} row{}{}: {count} now{more}. They are set back to pending and \
                  handled again.",
@@ -319,6 +322,7 @@ pub async fn confirm(
         f.ids.dedup();
         (
             f.ids.len(),
+            false,
             format!(
                 "The {} selected row(s) ({}), those of them still dead, are set back to pending \
                  and handled again.",
@@ -334,6 +338,7 @@ pub async fn confirm(
     html::render(&Confirm {
         layout: Layout::of(&user, "rows"),
         count,
+        more,
         kind: f.kind.as_str(),
         what,
         csrf: user.csrf.clone(),
