@@ -1025,109 +1025,6 @@ async fn a_run_cancelled_at_shutdown_does_not_use_up_an_attempt() {
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
-/// The worker claims as many rows again as its handlers ahead of them (so
-/// that a finished handler is followed without a round with the store):
-/// never more than `concurrency` run at once, and at shutdown the rows
-/// claimed ahead go back unstarted, due, with no attempt used.
-async fn rows_are_claimed_ahead_of_the_handlers_and_given_back_unstarted_at_shutdown() {
-    let (inbox, dir) = open(&clock()).await;
-    inbox.store(numbered(0, 40), None).await.unwrap();
-    let started = Arc::new(AtomicUsize::new(0));
-    let worker = inbox
-        .worker(hanging(started.clone()))
-        .concurrency(4)
-        .spawn();
-    eventually("four handlers started", || async {
-        started.load(Ordering::SeqCst) == 4
-    })
-    .await;
-    eventually("four more rows claimed ahead", || async {
-        inbox.counts().await.unwrap().events.running == 8
-    })
-    .await;
-    settle().await;
-    assert_eq!(started.load(Ordering::SeqCst), 4, "at most 4 run at once");
-    assert_eq!(inbox.counts().await.unwrap().events.running, 8);
-    let stopped = worker.shutdown(Duration::from_millis(20)).await.unwrap();
-    assert_eq!(
-        (
-            stopped.done,
-            stopped.failed,
-            stopped.released,
-            stopped.unrecorded
-        ),
-        (0, 0, 4, 0),
-        "the four running were cancelled; the four ahead were not runs"
-    );
-    let counts = inbox.counts().await.unwrap();
-    assert_eq!((counts.events.pending, counts.events.running), (40, 0));
-    for id in 1..=8 {
-        let row = row(&dir, Kind::Event, id).await;
-        assert_eq!(
-            (
-                row["state"].as_str(),
-                row["attempts"].as_str(),
-                row["locked_until"].as_str()
-            ),
-            ("pending", "0", "NULL"),
-            "row {id}"
-        );
-    }
-
-    // The next worker takes every row once, in order, each on attempt 1.
-    let (log, handler) = recording(|_| Ok(()));
-    let next = inbox.worker(handler).concurrency(4).spawn();
-    eventually("all handled", || async { calls(&log) == 40 }).await;
-    let stopped = next.shutdown(Duration::from_secs(5)).await.unwrap();
-    assert_eq!((stopped.done, stopped.released), (40, 0));
-    let log = log.lock().unwrap().clone();
-    assert!(log.iter().all(|(_, attempt)| *attempt == 1), "{log:?}");
-    let keys: std::collections::BTreeSet<_> = log.iter().map(|(k, _)| *k).collect();
-    assert_eq!(keys.len(), 40, "each row once");
-    assert_eq!(inbox.counts().await.unwrap().events.done, 40);
-}
-
-/// The leases of rows claimed ahead are renewed with the running ones':
-/// another worker does not take them while this one holds them.
-async fn the_leases_of_rows_claimed_ahead_are_renewed() {
-    let clock = clock();
-    let (inbox, _dir) = open(&clock).await;
-    inbox.store(numbered(0, 12), None).await.unwrap();
-    let started = Arc::new(AtomicUsize::new(0));
-    let first = inbox
-        .worker(hanging(started.clone()))
-        .concurrency(2)
-        .lease(Duration::from_secs(3))
-        .spawn();
-    eventually("two running, two ahead", || async {
-        started.load(Ordering::SeqCst) == 2 && inbox.counts().await.unwrap().events.running == 4
-    })
-    .await;
-    // Past a third of the lease (real time, the renewal's pace), the
-    // store's clock moves on; the renewal sets the leases from there.
-    clock.advance(Duration::from_secs(2));
-    tokio::time::sleep(Duration::from_millis(1300)).await;
-    // The first claim's leases (T0 + 3 s) have run out; the renewed ones
-    // (T0 + 2 s + 3 s) have not.
-    clock.advance(Duration::from_secs(2));
-    let (log, handler) = recording(|_| Ok(()));
-    let second = inbox
-        .worker(handler)
-        .poll_interval(Duration::from_millis(5))
-        .spawn();
-    eventually("the other rows handled", || async { calls(&log) == 8 }).await;
-    settle().await;
-    assert_eq!(
-        calls(&log),
-        8,
-        "the four rows the first worker holds stay with it"
-    );
-    assert_eq!(started.load(Ordering::SeqCst), 2);
-    second.shutdown(Duration::from_secs(5)).await.unwrap();
-    first.shutdown(Duration::from_millis(20)).await.unwrap();
-    assert_eq!(inbox.counts().await.unwrap().events.pending, 4);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_keeps_its_deadline_when_the_store_is_locked() {
     let dir = tempfile::tempdir().unwrap();
@@ -1556,42 +1453,31 @@ async fn rows_of_a_claim_whose_answer_was_lost_are_taken_back_by_the_same_worker
     };
     eventually("the first row started", || async { calls(&log) == 1 }).await;
     let locked_by = locked_by(&dir, 1).await;
-    // Six rows more: the worker claims one ahead of its handler (its
-    // concurrency again); the other five it claimed in a claim whose
-    // answer was lost.
-    inbox.store(numbered(1, 6), None).await.unwrap();
-    eventually("one row claimed ahead", || async {
-        inbox.counts().await.unwrap().events.running == 2
-    })
-    .await;
+    // Five rows claimed by this worker in a claim whose answer was lost.
+    inbox.store(numbered(1, 5), None).await.unwrap();
     execute(
         &dir,
         &format!(
             "UPDATE cmc_events SET state = 'running', attempts = 1, locked_by = '{locked_by}', \
-             locked_until = {} WHERE state = 'pending'",
+             locked_until = {} WHERE id > 1",
             time(&dir, &millis_after_t0(60))
         ),
     )
     .await;
     release.notify_one();
-    eventually("the first two rows done", || async {
-        inbox.counts().await.unwrap().events.done == 2
+    eventually("the first row done", || async {
+        row(&dir, Kind::Event, 1).await["state"] == "done"
     })
     .await;
     settle().await;
-    assert_eq!(calls(&log), 2, "their lease still holds");
+    assert_eq!(calls(&log), 1, "their lease still holds");
     clock.advance(Duration::from_secs(61));
-    eventually("the stranded rows handled", || async { calls(&log) == 7 }).await;
+    eventually("the stranded rows handled", || async { calls(&log) == 6 }).await;
     eventually("all done", || async {
-        inbox.counts().await.unwrap().events.done == 7
+        inbox.counts().await.unwrap().events.done == 6
     })
     .await;
-    assert_eq!(
-        log.lock().unwrap()[1].1,
-        1,
-        "the row claimed ahead ran once"
-    );
-    assert!(log.lock().unwrap()[2..]
+    assert!(log.lock().unwrap()[1..]
         .iter()
         .all(|(_, attempt)| *attempt == 2));
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
@@ -1988,8 +1874,6 @@ on_both_backends!(
     a_row_that_does_not_read_back_is_dead_and_the_others_go_on,
     a_handler_running_past_its_lease_keeps_its_row_and_runs_once,
     a_run_cancelled_at_shutdown_does_not_use_up_an_attempt,
-    rows_are_claimed_ahead_of_the_handlers_and_given_back_unstarted_at_shutdown,
-    the_leases_of_rows_claimed_ahead_are_renewed,
     attachments_of_several_chunks_and_empty_ones_read_back_equal,
     a_message_id_of_any_length_is_stored_found_and_replayed,
     a_statement_error_fails_only_the_request_that_caused_it,

@@ -127,13 +127,6 @@ where
     }
 
     /// How many handlers run at once (16 by default).
-    ///
-    /// The worker claims up to as many rows again ahead of its handlers
-    /// (leased to it, renewed like the running ones), so that a handler
-    /// that finishes is followed at once by the next row, without waiting
-    /// for a round with the store; at shutdown the rows claimed ahead that
-    /// have not started go back at once, due, their claim not counted as
-    /// an attempt. Other workers see at most `2 * n` rows held by this one.
     pub fn concurrency(mut self, n: usize) -> Worker<H> {
         self.concurrency = n.max(1);
         self

@@ -1,7 +1,7 @@
 //! The handlers in flight: which row or delivery each works on, and how
 //! one is run.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -30,14 +30,6 @@ pub(super) struct Lanes {
     pub(super) held: HashMap<tokio::task::Id, (Target, u32, Instant)>,
     /// Handlers of rows running.
     pub(super) rows: usize,
-    /// Rows claimed ahead, leased to this worker, whose handlers have not
-    /// started: each starts as soon as a handler finishes, without waiting
-    /// for a round with the store. Renewed with the running rows, and
-    /// given back (due at once, the attempt not counted) at shutdown.
-    pub(super) queued: VecDeque<Job>,
-    /// How many of `finished` are rows given back from `queued` (not
-    /// runs), until a round records them.
-    pub(super) given_back: usize,
     /// Handlers of each mailbox running.
     pub(super) busy: Vec<usize>,
     /// Whether each mailbox may have due deliveries.
@@ -59,8 +51,6 @@ impl Lanes {
             running: JoinSet::new(),
             held: HashMap::new(),
             rows: 0,
-            queued: VecDeque::new(),
-            given_back: 0,
             busy: vec![0; limits.len()],
             due: vec![true; limits.len()],
             limits,
@@ -123,7 +113,6 @@ impl Lanes {
             .collect()
     }
 
-    /// The rows this worker holds: running, and claimed ahead.
     pub(super) fn held_rows(&self) -> Vec<JobId> {
         self.held
             .values()
@@ -131,13 +120,7 @@ impl Lanes {
                 Target::Row(id) => Some(*id),
                 Target::Delivery { .. } => None,
             })
-            .chain(self.queued.iter().map(|job| job.id))
             .collect()
-    }
-
-    /// Whether this worker holds leases to renew.
-    pub(super) fn holds_leases(&self) -> bool {
-        !self.held.is_empty() || !self.queued.is_empty()
     }
 
     pub(super) fn held_deliveries(&self) -> Vec<i64> {

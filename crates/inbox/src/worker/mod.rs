@@ -32,9 +32,6 @@ mod settle;
 /// - `Err(e)` schedules another attempt after the [`Backoff`]; after
 ///   [`max_attempts`](Worker::max_attempts) the row is `dead` and keeps
 ///   `e` as its `last_error`. A handler that panics counts as an `Err`.
-/// - Up to [`concurrency`](Worker::concurrency) rows are claimed ahead
-///   of the handlers running, so that a finished handler's slot is filled
-///   without a round with the store.
 /// - A claimed row is leased to this worker for
 ///   [`lease`](Worker::lease), renewed while its handler runs; if the
 ///   worker dies, the row is claimed again once the lease has run out.
@@ -109,9 +106,7 @@ pub struct Stopped {
     /// Handler runs that returned `Err` (or panicked).
     pub failed: u64,
     /// Rows whose handler was still running at the shutdown deadline:
-    /// cancelled and made due again at once. (Rows claimed ahead whose
-    /// handler had not started are given back too, but not counted: they
-    /// were not run.)
+    /// cancelled and made due again at once.
     pub released: u64,
     /// Outcomes (of the runs counted above) that could not be recorded
     /// before the deadline because the store was unreachable: their rows

@@ -21,7 +21,7 @@ use super::super::rows::Claimed;
 use super::super::store::{DeliveryRound, DeliveryStep, MailboxSlot};
 use super::deliveries::ROUTE_BATCH;
 use super::lanes::{Lanes, Target, call, within};
-use super::{Claim, Outcome, Renew, SETTLE_WAIT, Settle, Stopped, Worker};
+use super::{Claim, Renew, SETTLE_WAIT, Stopped, Worker};
 
 /// What the loop keeps from one round to the next, apart from the
 /// handlers in flight ([`Lanes`]).
@@ -104,9 +104,6 @@ where
             if pace.deadline.is_none() {
                 pace.deadline = stop.borrow().map(|d| Instant::now() + d);
             }
-            if pace.deadline.is_some() {
-                self.give_back_queued(&mut lanes);
-            }
             if !pace.keeping_noted {
                 pace.keeping_noted = self.note_keeping().await;
             }
@@ -166,12 +163,7 @@ where
     /// route, leases to renew, and whether to record the outcomes waiting.
     fn plan(&self, pace: &mut Pace, lanes: &Lanes) -> Plan {
         let deadline = pace.deadline;
-        // Room for the handlers and as many rows claimed ahead, claimed
-        // once a quarter of it is free (or nothing is in hand), so that
-        // a finished handler's slot is filled from the queue at once
-        // and each round claims several rows.
-        let in_hand = lanes.rows + lanes.queued.len();
-        let free = (self.concurrency * 2).saturating_sub(in_hand);
+        let free = self.concurrency - lanes.rows;
         let sweep_due = pace
             .swept
             .is_none_or(|at| at.elapsed() >= self.poll_interval);
@@ -179,7 +171,8 @@ where
         let kinds = pace.kinds;
         let wanted = [due[0] && kinds[0], due[1] && kinds[1]];
         let claim = (deadline.is_none()
-            && ((in_hand == 0 || free >= self.concurrency.div_ceil(4)) && wanted.contains(&true)
+            && ((lanes.rows == 0 || free >= self.concurrency.div_ceil(4))
+                && wanted.contains(&true)
                 || sweep_due))
             .then(|| {
                 pace.turn += 1;
@@ -211,7 +204,7 @@ where
         } else {
             0
         };
-        let renew_due = lanes.holds_leases() && pace.renewed.elapsed() >= pace.renew_every;
+        let renew_due = !lanes.held.is_empty() && pace.renewed.elapsed() >= pace.renew_every;
         let renew = renew_due.then(|| Renew {
             ids: lanes.held_rows(),
             until: millis_after(self.inbox.now(), self.lease),
@@ -325,7 +318,6 @@ where
         lanes: &mut Lanes,
     ) {
         lanes.finished.clear();
-        lanes.given_back = 0;
         lanes.delivered.clear();
         pace.first_finished = None;
         if let Some(c) = &plan.claim {
@@ -348,53 +340,25 @@ where
         }
         for row in claimed {
             match row.into_job() {
-                Ok(job) => lanes.queued.push_back(job),
+                Ok(job) => {
+                    let (id, attempt) = (job.id, job.attempt);
+                    let task = lanes.running.spawn(within(
+                        self.handler_timeout,
+                        call(self.handler.clone(), self.inbox.inner.store.clone(), job),
+                    ));
+                    lanes.hold(task.id(), Target::Row(id), attempt);
+                }
                 Err((id, why)) => {
                     tracing::error!(job = %id, error = %why, "a stored row is dead: it does not read back");
                     lanes.finished.push(self.settle_error(id, u32::MAX, why));
                 }
             }
         }
-        self.start_queued(lanes);
         if let Some(mailboxes) = &self.mailboxes {
             if plan.route > 0 && !step.more {
                 pace.due[1] = false;
             }
             self.started_deliveries(mailboxes, &plan.box_claims, step, lanes);
-        }
-    }
-
-    /// Starts the handlers of the rows claimed ahead, while fewer than
-    /// `concurrency` run.
-    fn start_queued(&self, lanes: &mut Lanes) {
-        while lanes.rows < self.concurrency {
-            let Some(job) = lanes.queued.pop_front() else {
-                break;
-            };
-            let (id, attempt) = (job.id, job.attempt);
-            let task = lanes.running.spawn(within(
-                self.handler_timeout,
-                call(self.handler.clone(), self.inbox.inner.store.clone(), job),
-            ));
-            lanes.hold(task.id(), Target::Row(id), attempt);
-        }
-    }
-
-    /// Stopping: the rows claimed ahead whose handlers have not started
-    /// go back, due at once, their claim not counted as an attempt (as a
-    /// cancelled run's).
-    fn give_back_queued(&self, lanes: &mut Lanes) {
-        if lanes.queued.is_empty() {
-            return;
-        }
-        let at = millis(self.inbox.now());
-        while let Some(job) = lanes.queued.pop_front() {
-            lanes.finished.push(Settle {
-                id: job.id,
-                at,
-                outcome: Outcome::Released,
-            });
-            lanes.given_back += 1;
         }
     }
 
@@ -411,8 +375,7 @@ where
         while let Some(result) = lanes.running.join_next_with_id().await {
             self.finished(result, &mut lanes, &mut stats);
         }
-        // The rows given back unstarted are not runs: their leases run out.
-        stats.unrecorded = (lanes.finished.len() - lanes.given_back + lanes.delivered.len()) as u64;
+        stats.unrecorded = (lanes.finished.len() + lanes.delivered.len()) as u64;
         lanes.wait_hooks(Some(at)).await;
         tracing::error!(error = %e, unrecorded = stats.unrecorded, past = ?at.elapsed(), "the inbox worker stopped at its deadline without recording every outcome: the store is unreachable");
         stats
@@ -439,9 +402,6 @@ where
                     self.finished(result, lanes, stats);
                 }
                 pace.first_finished.get_or_insert_with(Instant::now);
-                if deadline.is_none() && stop.borrow().is_none() {
-                    self.start_queued(lanes);
-                }
             }
             () = sleep_until(pace.first_finished.map_or_else(Instant::now, |at| at + SETTLE_WAIT)),
                 if pace.first_finished.is_some() && deadline.is_none() => {}
@@ -454,7 +414,7 @@ where
                 lanes.all_due();
             }
             Ok(()) = stop.changed(), if deadline.is_none() => {}
-            () = sleep_until(pace.renewed + pace.renew_every), if lanes.holds_leases() => {}
+            () = sleep_until(pace.renewed + pace.renew_every), if !lanes.held.is_empty() => {}
             () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 lanes.running.abort_all();
                 while let Some(result) = lanes.running.join_next_with_id().await {
