@@ -141,27 +141,41 @@ async fn filled(dir: &std::path::Path, round: &str, events: u64) -> Inbox {
     inbox
 }
 
-/// Runs the worker over `inbox` with `handler` until every row is done.
+/// Runs the worker over `inbox` with `handler` until every row is done:
+/// the handler's returns are counted in the process (polling the store's
+/// counts, a scan of the table, would take a share of the CPU measured),
+/// and once all `events` have returned, the shutdown records the outcomes
+/// still waiting; the store's counts are checked after.
 async fn drain<H, F>(inbox: &Inbox, events: u64, handler: H)
 where
     H: Fn(Job) -> F + Send + Sync + 'static,
     F: std::future::Future<Output = Result<(), String>> + Send + 'static,
 {
+    let returned = Arc::new(AtomicU64::new(0));
+    let all = Arc::new(tokio::sync::Notify::new());
+    let (count, told) = (returned.clone(), all.clone());
     let worker = inbox
-        .worker(handler)
+        .worker(move |job: Job| {
+            let run = handler(job);
+            let (count, told) = (count.clone(), told.clone());
+            async move {
+                let result = run.await;
+                if result.is_ok() && count.fetch_add(1, Ordering::Relaxed) + 1 == events {
+                    told.notify_one();
+                }
+                result
+            }
+        })
         .concurrency(CONCURRENCY)
         .backoff(Backoff::exponential(Duration::from_millis(10)))
         .without_suppressions()
         .spawn();
-    loop {
-        let counts = inbox.counts().await.unwrap();
-        if counts.events.done == events {
-            break;
-        }
-        assert_eq!(counts.events.dead, 0, "{counts:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    worker.shutdown(Duration::from_secs(10)).await.unwrap();
+    all.notified().await;
+    let stopped = worker.shutdown(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(stopped.done, events, "{stopped:?}");
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!(counts.events.done, events, "{counts:?}");
+    assert_eq!(returned.load(Ordering::Relaxed), events);
 }
 
 fn main() {
