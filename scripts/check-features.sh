@@ -22,6 +22,8 @@ for crate in cmc-webhook-core cmc-webhook-inbox cmc-webhook; do
   lint "$crate" "--all-features"
 done
 lint cmc-receiver ""
+# Without the console (a build that leaves it out still compiles).
+lint cmc-receiver "--no-default-features"
 
 if cargo tree -p cmc-webhook-inbox --no-default-features --features postgres -e normal | grep -q libsqlite3-sys; then
   echo "cmc-webhook-inbox with only the postgres feature depends on libsqlite3-sys" >&2

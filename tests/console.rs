@@ -182,7 +182,10 @@ fn assert_inert(body: &str) {
     assert!(!body.contains("<img src=x"), "an img tag came through");
     assert!(!body.contains("\"'><"), "a quote broke out of an attribute");
     if let Some(at) = body.find('\u{202e}') {
-        let start = body.floor_char_boundary(at.saturating_sub(200));
+        let mut start = at.saturating_sub(200);
+        while !body.is_char_boundary(start) {
+            start -= 1;
+        }
         panic!("a bidi override came through: {:?}", &body[start..at]);
     }
     assert!(!body.contains('\u{0}'), "U+0000 came through");
@@ -694,4 +697,245 @@ async fn the_program_refuses_a_console_without_users_and_logs_no_password() {
     assert!(stderr.contains("a login failed"), "{stderr}");
     assert!(!stderr.contains(secret_attempt), "{stderr}");
     assert!(!stderr.contains(PASSWORD), "{stderr}");
+}
+
+/// The console's reads and the replay with a user, on SQLite and (with a
+/// server) PostgreSQL: the same answers from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_reads_and_a_replay_by_a_user_on_every_backend() {
+    use cmc_webhook::inbox::browse::{Find, RowQuery, RowStates};
+    use cmc_webhook::inbox::{Filter, Kind};
+    let dir = tempfile::tempdir().unwrap();
+    let test = "console_reads";
+    let prefix = format!("console_{}", std::process::id());
+    for url in common::inbox::stores(dir.path(), test, "console reads on PostgreSQL", &prefix).await
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        for n in 0..4 {
+            let to = if n == 0 {
+                format!("{HOSTILE}@example.jp")
+            } else {
+                format!("user{n}@Example.jp")
+            };
+            inbox
+                .store(bounce(&format!("<{n}@example.com>"), &to, "2015"), None)
+                .await
+                .unwrap();
+        }
+        let mut mail = sample_inbound(false);
+        mail.subject = format!("Invoice 50% off_{HOSTILE}").as_str().into();
+        inbox.store(Webhook::Inbound(mail), None).await.unwrap();
+        kill_all(&inbox, format!("timed out {HOSTILE}"), 5).await;
+
+        // Events per hour: all five in this hour, by type and status.
+        let now = jiff::Timestamp::now();
+        let hours = inbox
+            .activity(
+                now - jiff::SignedDuration::from_hours(2),
+                now + jiff::SignedDuration::from_hours(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hours.len(), 1, "{url}: {hours:?}");
+        assert_eq!(
+            (hours[0].count, hours[0].status.as_deref()),
+            (4, Some("2015"))
+        );
+        let earlier = inbox
+            .activity(
+                now - jiff::SignedDuration::from_hours(48),
+                now - jiff::SignedDuration::from_hours(24),
+            )
+            .await
+            .unwrap();
+        assert!(earlier.is_empty(), "{url}");
+
+        // Finding rows.
+        let dead = RowQuery::new(Kind::Event).states(RowStates::Dead);
+        let page = inbox.rows(&dead.clone().limit(3)).await.unwrap();
+        assert_eq!(
+            page.iter().map(|r| r.id.id).collect::<Vec<_>>(),
+            [4, 3, 2],
+            "{url}"
+        );
+        let next = inbox.rows(&dead.clone().before(2)).await.unwrap();
+        assert_eq!(next.len(), 1, "{url}");
+        let to = inbox
+            .rows(&RowQuery::new(Kind::Event).find(Find::Recipient("USER2@example.JP".into())))
+            .await
+            .unwrap();
+        assert_eq!(to.len(), 1, "{url}: ASCII case aside");
+        let hostile = inbox
+            .rows(
+                &RowQuery::new(Kind::Event).find(Find::Recipient(format!("{HOSTILE}@example.jp"))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hostile.len(), 1, "{url}");
+        let subject = inbox
+            .rows(&RowQuery::new(Kind::Mail).find(Find::Subject(vec!["50%".into(), "OFF_".into()])))
+            .await
+            .unwrap();
+        assert_eq!(subject.len(), 1, "{url}: % and _ taken as they are");
+        let wildcard = inbox
+            .rows(&RowQuery::new(Kind::Mail).find(Find::Subject(vec!["5_%".into()])))
+            .await
+            .unwrap();
+        assert!(wildcard.is_empty(), "{url}");
+        let by_id = inbox
+            .rows(&RowQuery::new(Kind::Event).find(Find::MessageId("<1@example.com>".into())))
+            .await
+            .unwrap();
+        assert_eq!(by_id.len(), 1, "{url}");
+        let errors = inbox
+            .rows(&dead.clone().error_contains("TIMED OUT"))
+            .await
+            .unwrap();
+        assert_eq!(errors.len(), 4, "{url}");
+        assert!(inbox
+            .rows(&dead.clone().error_contains("refused"))
+            .await
+            .unwrap()
+            .is_empty());
+
+        // A replay of a selection, then of a filter, each by a user.
+        assert_eq!(
+            inbox
+                .replay_by(
+                    &Filter::ids(Kind::Event, [1, 2]).states([cmc_webhook::inbox::State::Dead]),
+                    "alice"
+                )
+                .await
+                .unwrap(),
+            2,
+            "{url}"
+        );
+        let replayed = inbox.history("<1@example.com>").await.unwrap()[0]
+            .replayed
+            .clone()
+            .unwrap();
+        assert_eq!(replayed.by.as_deref(), Some("alice"), "{url}");
+        assert!(inbox.history("<3@example.com>").await.unwrap()[0]
+            .replayed
+            .is_none());
+        let n = inbox
+            .replay_by(
+                &Filter::dead().kind(Kind::Event).error_contains("timed out"),
+                &format!("bob{HOSTILE}"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 2, "{url}");
+        let row = inbox
+            .rows(&RowQuery::new(Kind::Event).find(Find::MessageId("<3@example.com>".into())))
+            .await
+            .unwrap();
+        assert_eq!(
+            row[0]
+                .replayed
+                .as_ref()
+                .unwrap()
+                .by
+                .as_deref()
+                .map(|b| b.starts_with("bob<script>")),
+            Some(true),
+            "{url}"
+        );
+        // A replay without a user records the time only.
+        assert_eq!(
+            inbox.replay(&Filter::dead()).await.unwrap(),
+            1,
+            "{url}: the mail"
+        );
+        let mail = inbox.rows(&RowQuery::new(Kind::Mail)).await.unwrap();
+        assert_eq!(mail[0].replayed.as_ref().unwrap().by, None, "{url}");
+        inbox.close().await;
+    }
+}
+
+/// The console's reads on a store of 200 000 events, all received within
+/// the hour (the worst case of the overview's range): prints how long each
+/// takes. `cargo test --release --all-features --test console -- --ignored
+/// measure --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run it by name"]
+async fn measure_the_console_reads_on_200k_events() {
+    use cmc_webhook::inbox::browse::{Find, RowQuery, RowStates};
+    use cmc_webhook::inbox::Kind;
+    use cmc_webhook::test_util::sample_events;
+    use cmc_webhook::Event;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    let started = std::time::Instant::now();
+    for b in 0..200 {
+        let mut batch = sample_events(1000);
+        for (i, event) in batch.events.iter_mut().enumerate() {
+            if let Event::Delivery(d) = event {
+                d.message_id = format!("<{b}-{i}@example.com>").into();
+            }
+        }
+        inbox.store(Webhook::Events(batch), None).await.unwrap();
+    }
+    println!("stored 200 000 events in {:?}", started.elapsed());
+    let now = jiff::Timestamp::now();
+    let timed = |what: &str, took: Duration| println!("{what}: {took:?}");
+    let t = std::time::Instant::now();
+    let week = inbox
+        .activity(
+            now - jiff::SignedDuration::from_hours(24 * 7),
+            now + jiff::SignedDuration::from_hours(1),
+        )
+        .await
+        .unwrap();
+    timed(
+        "activity over 7 days (200 000 events in range)",
+        t.elapsed(),
+    );
+    assert_eq!(week.iter().map(|h| h.count).sum::<u64>(), 200_000);
+    let t = std::time::Instant::now();
+    inbox.counts().await.unwrap();
+    timed("counts", t.elapsed());
+    let t = std::time::Instant::now();
+    let page = inbox
+        .rows(&RowQuery::new(Kind::Event).limit(50))
+        .await
+        .unwrap();
+    timed("a page of 50 rows", t.elapsed());
+    assert_eq!(page.len(), 50);
+    let t = std::time::Instant::now();
+    inbox
+        .rows(
+            &RowQuery::new(Kind::Event)
+                .states(RowStates::Failing)
+                .limit(500),
+        )
+        .await
+        .unwrap();
+    timed(
+        "failing rows (none, through the index of active rows)",
+        t.elapsed(),
+    );
+    let t = std::time::Instant::now();
+    let found = inbox
+        .rows(&RowQuery::new(Kind::Event).find(Find::MessageId("<150-7@example.com>".into())))
+        .await
+        .unwrap();
+    timed("by Message-ID", t.elapsed());
+    assert_eq!(found.len(), 1);
+    let t = std::time::Instant::now();
+    inbox
+        .rows(&RowQuery::new(Kind::Event).find(Find::Recipient("nobody@example.jp".into())))
+        .await
+        .unwrap();
+    timed("by recipient", t.elapsed());
+    let t = std::time::Instant::now();
+    inbox
+        .rows(
+            &RowQuery::new(Kind::Event)
+                .states(RowStates::Dead)
+                .error_contains("x"),
+        )
+        .await
+        .unwrap();
+    timed("dead rows by error text (none dead)", t.elapsed());
 }

@@ -291,8 +291,8 @@ pub(crate) fn rows_sql(q: &RowQuery) -> Option<(String, Vec<Param>)> {
              substr(message_id, 1, {limit}), attempts, substr(last_error, 1, {limit}), \
              @ms(received_at), @ms(done_at), source, substr(replayed_by, 1, 200), \
              @ms(replayed_at), raw_request_id, \
-             CASE WHEN length({summary}) > {limit} OR length(last_error) > {limit} \
-             OR length(message_id) > {limit} THEN 1 ELSE 0 END \
+             CAST(CASE WHEN length({summary}) > {limit} OR length(last_error) > {limit} \
+             OR length(message_id) > {limit} THEN 1 ELSE 0 END AS BIGINT) \
              FROM {table}{filter} ORDER BY {order} LIMIT ?{n}"
         ),
         params,

@@ -313,15 +313,7 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
             .ok_or("--console shows a store: it needs one, not --store none")?;
         let mut relays: Vec<relay::Relay> = relayed.iter().cloned().collect();
         relays.extend(mailbox_relays.iter().map(|(_, r)| r.clone()));
-        serve_console(
-            addr,
-            inbox,
-            console_users.clone(),
-            relays,
-            limits,
-            tls.clone(),
-        )
-        .await?;
+        serve_console(addr, inbox, console_users, relays, limits, tls.clone()).await?;
     }
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

@@ -27,10 +27,11 @@ use crate::app::{Format, Options};
 /// file.
 ///
 /// Secrets (--api-key, --basic-auth, a --store URL with a password, the
-/// metrics credentials, the relay's signing secrets): give them in the
-/// environment or in a file (--api-key-file, --basic-auth-file,
-/// --store-file, --metrics-auth-file, CMC_RELAY_SECRET or
-/// --relay-secret-file, or CMC_*_FILE), never as flags: a flag's value
+/// metrics credentials, the console's users, the relay's signing secrets):
+/// give them in the environment or in a file (--api-key-file,
+/// --basic-auth-file, --store-file, --metrics-auth-file, CMC_CONSOLE_AUTH
+/// or --console-auth-file, CMC_RELAY_SECRET or --relay-secret-file, or
+/// CMC_*_FILE), never as flags: a flag's value
 /// shows in `ps` to every user of the machine.
 #[derive(Debug, Parser)]
 #[command(name = "cmc-receiver", version)]
