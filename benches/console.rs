@@ -63,8 +63,10 @@ async fn time<'a>(name: &str, repeats: usize, read: impl Fn() -> Read<'a>) -> Du
 async fn get(addr: SocketAddr, path: &str, cookie: &str) -> (u16, usize) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await
     .unwrap();
@@ -104,6 +106,15 @@ async fn login(addr: SocketAddr) -> String {
         .to_owned()
 }
 
+/// A page of 100 hard-bounced addresses after `after`.
+fn hard(after: Option<String>) -> ListFilter {
+    let mut filter = ListFilter::default();
+    filter.reason = Some(SuppressionReason::Hard);
+    filter.after = after;
+    filter.limit = 100;
+    filter
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // `cargo bench` passes `--bench`; the rest are ours.
@@ -113,8 +124,8 @@ async fn main() {
         .collect();
     let url = match args.first() {
         Some(u) if u.starts_with("postgres") => u.clone(),
-        Some(path) => format!("sqlite:{path}"),
-        None => {
+        Some(path) if !path.is_empty() => format!("sqlite:{path}"),
+        _ => {
             let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
             let path = std::path::Path::new(&target).join("console-store/events-1000000.sqlite3");
             if !path.exists() {
@@ -142,7 +153,15 @@ async fn main() {
     // key, a mail's subject words, the last address of a page of the
     // suppression list.
     let sample = inbox
-        .rows(&RowQuery::new(Kind::Event).limit(200))
+        .rows(
+            &RowQuery::new(Kind::Event)
+                .before(
+                    i64::try_from(counts.events.total() / 2)
+                        .unwrap_or(i64::MAX)
+                        .max(2),
+                )
+                .limit(200),
+        )
         .await
         .unwrap();
     let with_id = sample
@@ -168,7 +187,11 @@ async fn main() {
         .unwrap_or("support@example.jp")
         .to_owned();
     let deep_dead = inbox
-        .rows(&RowQuery::new(Kind::Event).states(RowStates::Dead).limit(500))
+        .rows(
+            &RowQuery::new(Kind::Event)
+                .states(RowStates::Dead)
+                .limit(500),
+        )
         .await
         .unwrap()
         .last()
@@ -179,12 +202,7 @@ async fn main() {
         for _ in 0..9 {
             let page = inbox
                 .suppressions()
-                .list(&ListFilter {
-                    reason: Some(SuppressionReason::Hard),
-                    after: after.clone(),
-                    limit: 100,
-                    ..ListFilter::default()
-                })
+                .list(&hard(after.clone()))
                 .await
                 .unwrap();
             after = page.last().map(|e| e.address.clone());
@@ -196,8 +214,14 @@ async fn main() {
 
     println!("| read | rows | median ms | max ms |\n|---|---:|---:|---:|");
     let n = repeats;
-    time("counts", n, || Box::pin(async { inbox.counts().await.map(|_| 1).unwrap() })).await;
-    time("dead(50)", n, || Box::pin(async { inbox.dead(50).await.unwrap().len() })).await;
+    time("counts", n, || {
+        Box::pin(async { inbox.counts().await.map(|_| 1).unwrap() })
+    })
+    .await;
+    time("dead(50)", n, || {
+        Box::pin(async { inbox.dead(50).await.unwrap().len() })
+    })
+    .await;
     time("history(message_id)", n, || {
         Box::pin(async { inbox.history(&message_id).await.unwrap().len() })
     })
@@ -208,19 +232,7 @@ async fn main() {
     ] {
         time(name, n, || {
             let after = after.clone();
-            Box::pin(async move {
-                inbox
-                    .suppressions()
-                    .list(&ListFilter {
-                        reason: Some(SuppressionReason::Hard),
-                        after,
-                        limit: 100,
-                        ..ListFilter::default()
-                    })
-                    .await
-                    .unwrap()
-                    .len()
-            })
+            Box::pin(async move { inbox.suppressions().list(&hard(after)).await.unwrap().len() })
         })
         .await;
     }
@@ -243,7 +255,11 @@ async fn main() {
         Box::pin(async { inbox.deliveries().counts().await.unwrap().len() })
     })
     .await;
-    for (name, hours) in [("activity, 24 h", 24), ("activity, 7 days", 24 * 7), ("activity, 30 days", 24 * 30)] {
+    for (name, hours) in [
+        ("activity, 24 h", 24),
+        ("activity, 7 days", 24 * 7),
+        ("activity, 30 days", 24 * 30),
+    ] {
         time(name, n, || {
             Box::pin(async move {
                 inbox
@@ -255,24 +271,85 @@ async fn main() {
         })
         .await;
     }
-    let rows = |q: RowQuery| -> Read<'_> { Box::pin(async move { inbox.rows(&q).await.unwrap().len() }) };
+    let rows =
+        |q: RowQuery| -> Read<'_> { Box::pin(async move { inbox.rows(&q).await.unwrap().len() }) };
     let queries: Vec<(&str, RowQuery)> = vec![
-        ("rows: events by Message-ID", RowQuery::new(Kind::Event).find(Find::MessageId(message_id.clone()))),
-        ("rows: mails by Message-ID", RowQuery::new(Kind::Mail).find(Find::MessageId(message_id.clone()))),
-        ("rows: events by key", RowQuery::new(Kind::Event).find(Find::Key(key))),
-        ("rows: events by recipient", RowQuery::new(Kind::Event).find(Find::Recipient(recipient.clone()))),
-        ("rows: mails by recipient (a busy inbound address)", RowQuery::new(Kind::Mail).find(Find::Recipient(mail_to.clone()))),
-        ("rows: mails by subject words", RowQuery::new(Kind::Mail).find(Find::Subject(vec!["invoice".into(), "march".into()]))),
-        ("rows: mails by subject words, none found", RowQuery::new(Kind::Mail).find(Find::Subject(vec!["absent".into()]))),
-        ("rows: dead events, first 50", RowQuery::new(Kind::Event).states(RowStates::Dead)),
-        ("rows: dead events, 50 after the 500th", RowQuery::new(Kind::Event).states(RowStates::Dead).before(deep_dead)),
-        ("rows: dead events, error contains \"timed out\"", RowQuery::new(Kind::Event).states(RowStates::Dead).error_contains("timed out")),
-        ("rows: dead events, error matching none", RowQuery::new(Kind::Event).states(RowStates::Dead).error_contains("no such error text")),
-        ("rows: dead mails, first 50", RowQuery::new(Kind::Mail).states(RowStates::Dead)),
-        ("rows: failing events, 500 (the overview's count)", RowQuery::new(Kind::Event).states(RowStates::Failing).limit(RowQuery::MAX_LIMIT)),
-        ("rows: failing events, first 50", RowQuery::new(Kind::Event).states(RowStates::Failing)),
-        ("rows: dead events of source \"default\"", RowQuery::new(Kind::Event).states(RowStates::Dead).source("default")),
-        ("rows: dead events of a source with none", RowQuery::new(Kind::Event).states(RowStates::Dead).source("other")),
+        (
+            "rows: events by Message-ID",
+            RowQuery::new(Kind::Event).find(Find::MessageId(message_id.clone())),
+        ),
+        (
+            "rows: mails by Message-ID",
+            RowQuery::new(Kind::Mail).find(Find::MessageId(message_id.clone())),
+        ),
+        (
+            "rows: events by key",
+            RowQuery::new(Kind::Event).find(Find::Key(key)),
+        ),
+        (
+            "rows: events by recipient",
+            RowQuery::new(Kind::Event).find(Find::Recipient(recipient.clone())),
+        ),
+        (
+            "rows: mails by recipient (a busy inbound address)",
+            RowQuery::new(Kind::Mail).find(Find::Recipient(mail_to.clone())),
+        ),
+        (
+            "rows: mails by subject words",
+            RowQuery::new(Kind::Mail).find(Find::Subject(vec!["invoice".into(), "march".into()])),
+        ),
+        (
+            "rows: mails by subject words, none found",
+            RowQuery::new(Kind::Mail).find(Find::Subject(vec!["absent".into()])),
+        ),
+        (
+            "rows: dead events, first 50",
+            RowQuery::new(Kind::Event).states(RowStates::Dead),
+        ),
+        (
+            "rows: dead events, 50 after the 500th",
+            RowQuery::new(Kind::Event)
+                .states(RowStates::Dead)
+                .before(deep_dead),
+        ),
+        (
+            "rows: dead events, error contains \"timed out\"",
+            RowQuery::new(Kind::Event)
+                .states(RowStates::Dead)
+                .error_contains("timed out"),
+        ),
+        (
+            "rows: dead events, error matching none",
+            RowQuery::new(Kind::Event)
+                .states(RowStates::Dead)
+                .error_contains("no such error text"),
+        ),
+        (
+            "rows: dead mails, first 50",
+            RowQuery::new(Kind::Mail).states(RowStates::Dead),
+        ),
+        (
+            "rows: failing events, 500 (the overview's count)",
+            RowQuery::new(Kind::Event)
+                .states(RowStates::Failing)
+                .limit(RowQuery::MAX_LIMIT),
+        ),
+        (
+            "rows: failing events, first 50",
+            RowQuery::new(Kind::Event).states(RowStates::Failing),
+        ),
+        (
+            "rows: dead events of source \"default\"",
+            RowQuery::new(Kind::Event)
+                .states(RowStates::Dead)
+                .source("default"),
+        ),
+        (
+            "rows: dead events of a source with none",
+            RowQuery::new(Kind::Event)
+                .states(RowStates::Dead)
+                .source("other"),
+        ),
     ];
     for (name, q) in queries {
         time(name, n, || rows(q.clone())).await;
@@ -292,14 +369,38 @@ async fn main() {
     let q = console::html::query_escape;
     let pages = [
         ("page: overview /".to_owned(), "/".to_owned()),
-        ("page: search by Message-ID".to_owned(), format!("/search?q={}", q(&message_id))),
-        ("page: search by recipient".to_owned(), format!("/search?q={}", q(&recipient))),
-        ("page: search by subject words".to_owned(), "/search?q=invoice+march".to_owned()),
-        ("page: timeline".to_owned(), format!("/message?id={}", q(&message_id))),
-        ("page: dead events".to_owned(), "/rows?kind=event&state=dead".to_owned()),
-        ("page: dead events, error filter".to_owned(), "/rows?kind=event&state=dead&error=timed+out".to_owned()),
-        ("page: failing events".to_owned(), "/rows?kind=event&state=failing".to_owned()),
-        ("page: replay confirmation, a filter".to_owned(), "/replay?scope=filter&kind=event&error=timed+out".to_owned()),
+        (
+            "page: search by Message-ID".to_owned(),
+            format!("/search?q={}", q(&message_id)),
+        ),
+        (
+            "page: search by recipient".to_owned(),
+            format!("/search?q={}", q(&recipient)),
+        ),
+        (
+            "page: search by subject words".to_owned(),
+            "/search?q=invoice+march".to_owned(),
+        ),
+        (
+            "page: timeline".to_owned(),
+            format!("/message?id={}", q(&message_id)),
+        ),
+        (
+            "page: dead events".to_owned(),
+            "/rows?kind=event&state=dead".to_owned(),
+        ),
+        (
+            "page: dead events, error filter".to_owned(),
+            "/rows?kind=event&state=dead&error=timed+out".to_owned(),
+        ),
+        (
+            "page: failing events".to_owned(),
+            "/rows?kind=event&state=failing".to_owned(),
+        ),
+        (
+            "page: replay confirmation, a filter".to_owned(),
+            "/replay?scope=filter&kind=event&error=timed+out".to_owned(),
+        ),
     ];
     println!("\n| page | bytes | median ms | max ms |\n|---|---:|---:|---:|");
     for (name, path) in pages {

@@ -103,7 +103,12 @@ fn subject(rng: &mut Rng) -> String {
 
 fn recipient(rng: &mut Rng) -> String {
     let n = rng.below(RECIPIENTS);
-    let domain = ["example.jp", "example.com", "mail.example.net", "example.co.jp"][(n % 4) as usize];
+    let domain = [
+        "example.jp",
+        "example.com",
+        "mail.example.net",
+        "example.co.jp",
+    ][(n % 4) as usize];
     format!("user{n}@{domain}")
 }
 
@@ -165,7 +170,11 @@ impl Pending {
 
     async fn mail(&mut self, rng: &mut Rng, n: u64) {
         let from = format!("customer{}@example.org", rng.below(50_000));
-        let to = ["support@example.jp", "info@example.jp", "billing@example.jp"][(n % 3) as usize];
+        let to = [
+            "support@example.jp",
+            "info@example.jp",
+            "billing@example.jp",
+        ][(n % 3) as usize];
         let subject = format!("Re: {} #{n}", subject(rng));
         let body = serde_json::json!({
             "filter": to,
@@ -214,7 +223,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
             let dir = std::path::Path::new(&target).join("console-store");
             std::fs::create_dir_all(&dir)?;
-            format!("sqlite:{}", dir.join(format!("events-{n}.sqlite3")).display())
+            format!(
+                "sqlite:{}",
+                dir.join(format!("events-{n}.sqlite3")).display()
+            )
         }
     };
     if let Some(path) = url.strip_prefix("sqlite:") {
@@ -252,7 +264,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         pending.clock.set(at);
         message += 1;
-        let id = format!("<{message:08x}.{:04x}@send.example.com>", rng.below(0x10000));
+        let id = format!(
+            "<{message:08x}.{:04x}@send.example.com>",
+            rng.below(0x10000)
+        );
         let to = recipient(&mut rng);
         let subject = subject(&mut rng);
         let base = serde_json::json!({
@@ -286,7 +301,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             pending
                 .push(
                     "deliveries",
-                    with("deferred", Some("451 4.7.1 Greylisted, please try again later")),
+                    with(
+                        "deferred",
+                        Some("451 4.7.1 Greylisted, please try again later"),
+                    ),
                 )
                 .await;
             pending
@@ -342,7 +360,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let began = Instant::now();
     settle(&url, now).await?;
-    eprintln!("states and suppressions in {:.1} s", began.elapsed().as_secs_f64());
+    eprintln!(
+        "states and suppressions in {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
     let counts = inbox.counts().await?;
     eprintln!("{counts:?}");
     inbox.close().await;

@@ -91,7 +91,10 @@ async fn kill_all(inbox: &Inbox, error: &str, rows: u64) {
         if c.events.dead + c.mails.dead >= rows {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "rows never died: {c:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rows never died: {c:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
@@ -114,7 +117,11 @@ async fn serve_console(inbox: Inbox) -> SocketAddr {
 /// Asserts that no hostile script ran on the page shown.
 async fn assert_nothing_ran(b: &Browser, page: &str) {
     let probe = b.eval(PROBE).await;
-    assert_eq!(probe[0], serde_json::Value::Null, "{page}: a script ran: {probe}");
+    assert_eq!(
+        probe[0],
+        serde_json::Value::Null,
+        "{page}: a script ran: {probe}"
+    );
     assert!(
         !probe[1].as_str().unwrap_or_default().contains("pwned"),
         "{page}: the title was changed: {probe}"
@@ -136,17 +143,26 @@ async fn an_operator_logs_in_finds_a_message_replays_a_dead_row_and_hostile_text
         .unwrap();
     // Event 1 is the one to find and replay.
     inbox
-        .store(bounce("<find.me@example.com>", "someone@example.jp", "2"), None)
+        .store(
+            bounce("<find.me@example.com>", "someone@example.jp", "2"),
+            None,
+        )
         .await
         .unwrap();
     for n in 0..3 {
         inbox
-            .store(bounce(&format!("<{n}@example.com>"), "other@example.jp", "5"), None)
+            .store(
+                bounce(&format!("<{n}@example.com>"), "other@example.jp", "5"),
+                None,
+            )
             .await
             .unwrap();
     }
     inbox
-        .store(bounce(&format!("<{HOSTILE}@example.com>"), HOSTILE, HOSTILE), None)
+        .store(
+            bounce(&format!("<{HOSTILE}@example.com>"), HOSTILE, HOSTILE),
+            None,
+        )
         .await
         .unwrap();
     let mut mail = sample_inbound(false);
@@ -170,11 +186,19 @@ async fn an_operator_logs_in_finds_a_message_replays_a_dead_row_and_hostile_text
         .goto("data:text/html,<title>control</title><script>window.__cmcPwned='control'</script>")
         .await
         .unwrap();
-    assert_eq!(b.eval(PROBE).await[0], "control", "the probe would miss a script");
+    assert_eq!(
+        b.eval(PROBE).await[0],
+        "control",
+        "the probe would miss a script"
+    );
 
     // Without a session: the login page.
     b.open("/rows?state=dead").await;
-    assert!(b.path().await.starts_with("/login?next="), "{}", b.path().await);
+    assert!(
+        b.path().await.starts_with("/login?next="),
+        "{}",
+        b.path().await
+    );
     assert_eq!(b.text("h1").await, "Log in");
     assert_accessible(&b, "login").await;
     b.shot("login").await;
@@ -182,12 +206,16 @@ async fn an_operator_logs_in_finds_a_message_replays_a_dead_row_and_hostile_text
     b.fill("#user", USER).await;
     b.fill("#password", "wrong").await;
     b.click_and_wait("main form button[type=submit]").await;
-    assert!(b.text("[role=alert]").await.contains("Wrong user name or password"));
     b.shot("login-refused").await;
-    // The right one opens the overview.
+    let refused = b.text("main").await;
+    assert!(refused.contains("Wrong user name or password"), "{refused}");
+    // The right one opens the page asked for first, then the overview.
     b.fill("#user", USER).await;
     b.fill("#password", PASSWORD).await;
     b.click_and_wait("main form button[type=submit]").await;
+    assert_eq!(b.path().await, "/rows?state=dead");
+    assert!(b.text("header").await.contains(USER));
+    b.click_and_wait("nav a[href='/']").await;
     assert_eq!(b.path().await, "/");
     assert_eq!(b.text("h1").await, "Overview");
     assert!(b.text("header").await.contains(USER));
@@ -209,7 +237,10 @@ async fn an_operator_logs_in_finds_a_message_replays_a_dead_row_and_hostile_text
     assert!(b.text("h1").await.contains("<find.me@example.com>"));
     let timeline = b.text("main").await;
     assert!(timeline.contains("State dead"), "{timeline}");
-    assert!(timeline.contains("relay timed out after 10 s"), "{timeline}");
+    assert!(
+        timeline.contains("relay timed out after 10 s"),
+        "{timeline}"
+    );
     assert_accessible(&b, "timeline").await;
     b.shot("timeline-dead").await;
 
@@ -222,7 +253,8 @@ async fn an_operator_logs_in_finds_a_message_replays_a_dead_row_and_hostile_text
     assert_eq!(b.text("h1").await, "Replay 1 event row?");
     assert_accessible(&b, "confirmation").await;
     b.shot("replay-confirm").await;
-    b.click_and_wait("main form[action='/replay'] button[type=submit]").await;
+    b.click_and_wait("main form[action='/replay'] button[type=submit]")
+        .await;
     let done = b.text("main").await;
     assert!(
         done.contains("1 event row(s) set back to pending, replayed by alice"),
@@ -230,7 +262,11 @@ async fn an_operator_logs_in_finds_a_message_replays_a_dead_row_and_hostile_text
     );
     b.shot("replay-done").await;
     let counts = inbox.counts().await.unwrap();
-    assert_eq!((counts.events.dead, counts.events.pending), (4, 1), "{counts:?}");
+    assert_eq!(
+        (counts.events.dead, counts.events.pending),
+        (4, 1),
+        "{counts:?}"
+    );
     // The timeline says who replayed it.
     b.open("/message?id=%3Cfind.me%40example.com%3E").await;
     let timeline = b.text("main").await;

@@ -224,9 +224,7 @@ impl Browser {
             .at_most(PATIENCE)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| {
-                panic!("no element {css} on the page: {e}")
-            })
+            .unwrap_or_else(|e| panic!("no element {css} on the page: {e}"))
     }
 
     /// Types `text` into the field `css` (emptied first).
