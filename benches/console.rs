@@ -177,15 +177,9 @@ async fn main() {
         .find(|w| w.contains('@'))
         .unwrap_or("user1@example.jp")
         .to_owned();
-    let mail = inbox
-        .rows(&RowQuery::new(Kind::Mail).limit(1))
-        .await
-        .unwrap();
-    let mail_to = mail
-        .first()
-        .and_then(|m| m.summary.split_whitespace().find(|w| w.contains('@')))
-        .unwrap_or("support@example.jp")
-        .to_owned();
+    // The busiest inbound address `fill_store` writes (a third of its
+    // mails).
+    let mail_to = "support@example.jp".to_owned();
     let deep_dead = inbox
         .rows(
             &RowQuery::new(Kind::Event)

@@ -137,10 +137,15 @@ async fn assert_accessible(b: &Browser, page: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_logs_in_finds_a_message_replays_a_dead_row_and_hostile_text_runs_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let inbox = Inbox::sqlite(dir.path().join("inbox.sqlite3"))
-        .open()
-        .await
-        .unwrap();
+    // A long file name, shown unbroken on the overview: it must wrap at
+    // 320 px.
+    let inbox = Inbox::sqlite(
+        dir.path()
+            .join("a-store-with-a-rather-long-file-name.sqlite3"),
+    )
+    .open()
+    .await
+    .unwrap();
     // Event 1 is the one to find and replay.
     inbox
         .store(
@@ -335,4 +340,57 @@ async fn an_operator_logs_in_finds_a_message_replays_a_dead_row_and_hostile_text
     let saved = std::fs::read_dir(&shots).unwrap().count();
     assert!(saved >= 18, "{saved} screenshots in {}", shots.display());
     eprintln!("screenshots: {}", shots.display());
+}
+
+/// What the browser test found: a browser posts the console's own forms
+/// with `Origin: null` (its `Referrer-Policy: no-referrer`), which passes
+/// only with `Sec-Fetch-Site: same-origin`; without it, or from another
+/// site, `Origin: null` is refused. Over TCP, no browser needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_origin_passes_only_when_the_browser_says_same_origin() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::sqlite(dir.path().join("inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let addr = serve_console(inbox).await;
+    let body = format!(
+        "user={USER}&password={}",
+        console::html::query_escape(PASSWORD)
+    );
+    let status = |extra: &'static str| {
+        let body = body.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(
+                format!(
+                    "POST /login HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Type: \
+                     application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).await.unwrap();
+            reply[9..12].to_owned()
+        }
+    };
+    // As Chromium sends the login form.
+    assert_eq!(
+        status("Origin: null\r\nSec-Fetch-Site: same-origin\r\n").await,
+        "303"
+    );
+    for refused in [
+        "Origin: null\r\n",
+        "Origin: null\r\nSec-Fetch-Site: same-site\r\n",
+        "Origin: null\r\nSec-Fetch-Site: none\r\n",
+        "Origin: null\r\nSec-Fetch-Site: cross-site\r\n",
+        "Origin: http://evil.example\r\nSec-Fetch-Site: same-origin\r\n",
+    ] {
+        assert_eq!(status(refused).await, "403", "{refused:?}");
+    }
 }
