@@ -347,11 +347,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             pending.push("blocks", block).await;
             records += 1;
         }
-        if message % 50 == 0 {
+        if message.is_multiple_of(50) {
             pending.mail(&mut rng, message).await;
             mails += 1;
         }
-        if message % 50_000 == 0 {
+        if message.is_multiple_of(50_000) {
             eprintln!(
                 "  {records} records, {:.0} records/s",
                 records as f64 / began.elapsed().as_secs_f64()
