@@ -30,7 +30,9 @@ pub fn refused(why: &str) -> Response {
 
 /// Refuses a POST sent from another site: its `Sec-Fetch-Site` is
 /// `cross-site`, or its `Origin` (when present) names another host than
-/// the request's `Host`.
+/// the request's `Host` (`Origin: null` passes only with
+/// `Sec-Fetch-Site: same-origin`, as a browser sends the console's own
+/// forms under its `no-referrer` policy).
 pub async fn same_origin(request: Request, next: Next) -> Response {
     if request.method() == http::Method::POST {
         let headers = request.headers();
@@ -40,7 +42,21 @@ pub async fn same_origin(request: Request, next: Next) -> Response {
         {
             return refused("Sec-Fetch-Site: cross-site");
         }
-        if let Some(origin) = headers.get(http::header::ORIGIN) {
+        // Under the console's `Referrer-Policy: no-referrer`, browsers
+        // send its own forms with `Origin: null` (the Fetch standard
+        // serialises the origin so under that policy): taken as the
+        // console's only when the browser says the request is
+        // same-origin, refused otherwise.
+        let null_but_same_site = headers
+            .get(http::header::ORIGIN)
+            .is_some_and(|o| o.as_bytes() == b"null")
+            && headers
+                .get("sec-fetch-site")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"same-origin"));
+        if let Some(origin) = headers
+            .get(http::header::ORIGIN)
+            .filter(|_| !null_but_same_site)
+        {
             let host = headers
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
