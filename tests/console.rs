@@ -706,6 +706,8 @@ async fn the_program_refuses_a_console_without_users_and_logs_no_password() {
     )
     .await;
     assert_eq!(wrong.status, 401);
+    // The address is held back for a moment after a failure.
+    tokio::time::sleep(console::auth::Failures::STEP + Duration::from_millis(100)).await;
     let (pair, _) = login(addr).await;
     assert_eq!(get(addr, "/", Some(&pair)).await.status, 200);
     let _ = child.kill();
