@@ -313,7 +313,16 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
             .ok_or("--console shows a store: it needs one, not --store none")?;
         let mut relays: Vec<relay::Relay> = relayed.iter().cloned().collect();
         relays.extend(mailbox_relays.iter().map(|(_, r)| r.clone()));
-        serve_console(addr, inbox, console_users, relays, limits, tls.clone()).await?;
+        serve_console(
+            addr,
+            inbox,
+            console_users,
+            relays,
+            Some(layer.clone()),
+            limits,
+            tls.clone(),
+        )
+        .await?;
     }
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -636,6 +645,7 @@ async fn serve_console(
     inbox: Inbox,
     users: ConsoleUsers,
     relays: Vec<relay::Relay>,
+    layer: Option<WebhookLayer>,
     limits: serve::Limits,
     tls: Option<tls::Tls>,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -644,6 +654,12 @@ async fn serve_console(
         .await
         .map_err(|e| format!("--console {addr}: {e}"))?;
     let console = crate::console::Console::with_relays(inbox, users, tls.is_some(), relays);
+    if let Some(layer) = layer {
+        console.learn_from(layer);
+    }
+    // The chart's closed hours are counted in the background at start.
+    let warm = console.clone();
+    tokio::spawn(async move { warm.warm().await });
     tracing::info!(
         "console on {}://{}/",
         if tls.is_some() { "https" } else { "http" },
@@ -676,6 +692,7 @@ async fn serve_console(
     _inbox: Inbox,
     _users: ConsoleUsers,
     _relays: Vec<relay::Relay>,
+    _layer: Option<WebhookLayer>,
     _limits: serve::Limits,
     _tls: Option<tls::Tls>,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -696,7 +713,7 @@ async fn console_alone(
         _ => None,
     };
     let _watch = tls.as_ref().map(|t| t.watch(tls::WATCH_EVERY));
-    serve_console(listen, inbox, users, Vec::new(), limits_of(args), tls).await?;
+    serve_console(listen, inbox, users, Vec::new(), None, limits_of(args), tls).await?;
     stop_signal().await;
     Ok(())
 }
