@@ -1159,6 +1159,64 @@ async fn the_chart_counts_closed_hours_once_and_the_open_hour_at_every_load() {
     assert_eq!(total(&get(fresh, "/", Some(&pair)).await.body), 7);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_reads_back_whole_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("console_mail_{}", std::process::id());
+    for url in common::inbox::stores(
+        dir.path(),
+        "console_mail",
+        "console mail on PostgreSQL",
+        &prefix,
+    )
+    .await
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        assert!(inbox.mail(1).await.unwrap().is_none(), "{url}");
+        let mut mail = sample_inbound(true);
+        // A megabyte text (stored apart), U+0000 and a bidi override in it.
+        let text = format!("{HOSTILE}\n{}", "t".repeat(1_000_000));
+        mail.text = Some(text.as_str().into());
+        mail.html = Some(format!("<p>{HOSTILE}</p>").as_str().into());
+        let data: Vec<u8> = (0..300_000u32).map(|n| (n % 251) as u8).collect();
+        mail.attachments[0].data = Bytes::from(data.clone());
+        mail.attachments[0].filename = "..\\..\\boot.ini\u{202e}fdp.exe".into();
+        inbox
+            .store(Webhook::Inbound(mail.clone()), None)
+            .await
+            .unwrap();
+        let id = only_mail(&inbox).await;
+        let stored = inbox.mail(id).await.unwrap().expect("the mail");
+        assert_eq!(stored.mail.text, mail.text, "{url}");
+        assert_eq!(stored.mail.html, mail.html);
+        assert_eq!(stored.mail.subject, mail.subject);
+        assert_eq!(stored.mail.headers, mail.headers);
+        assert_eq!(stored.mail.attachments.len(), 1);
+        assert_eq!(&stored.attachment(0).await.unwrap()[..], &data[..]);
+        assert!(stored.attachment(1).await.is_err());
+        let addr = serve_console(inbox.clone()).await;
+        let (pair, _) = login(addr).await;
+        let page = get(addr, &format!("/mails/{id}"), Some(&pair)).await;
+        assert_eq!(page.status, 200, "{url}");
+        assert_inert(&page.body);
+        assert!(page.body.contains("bytes in all]"), "the text is cut");
+        assert!(page.body.len() < 400_000, "{}", page.body.len());
+        let file = get(addr, &format!("/mails/{id}/attachments/1"), Some(&pair)).await;
+        assert_eq!(file.status, 200);
+        let disposition = file.header("content-disposition").unwrap();
+        assert!(
+            !disposition.contains('\\') && !disposition.contains(".."),
+            "{disposition}"
+        );
+        assert!(
+            !disposition.contains("%E2%80%AE"),
+            "no bidi override: {disposition}"
+        );
+        assert!(disposition.contains("boot.inifdp.exe"), "{disposition}");
+        inbox.close().await;
+    }
+}
+
 fn receiver_program() -> std::path::PathBuf {
     let me = std::env::current_exe().unwrap();
     let dir = me.parent().unwrap().parent().unwrap();

@@ -298,7 +298,13 @@ pub async fn attachment(
         }
         .answer(StatusCode::NOT_FOUND);
     };
-    let name = file.safe_filename();
+    // The core's safe name, without the invisible characters it keeps
+    // (a bidirectional override would show `evil\u{202e}fdp.exe` as
+    // `evilexe.pdf` in a downloads list).
+    let name = match html::clean_input(&file.safe_filename(), 255) {
+        name if name.trim().is_empty() => format!("attachment{n}"),
+        name => name,
+    };
     match stored.attachment(n - 1).await {
         Ok(bytes) => {
             tracing::info!(
