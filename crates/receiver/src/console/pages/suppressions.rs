@@ -237,11 +237,11 @@ pub struct ChangeForm {
 
 /// What the user asked, checked: the address, and the note to record
 /// (`USER: NOTE`); or the answer that refuses it.
-fn checked(user: &auth::User, form: &ChangeForm) -> Result<(String, String), Response> {
+fn checked(user: &auth::User, form: &ChangeForm) -> Result<(String, String), Box<Response>> {
     if !csrf::check(&user.csrf, form.csrf.as_deref()) {
-        return Err(csrf::refused(
+        return Err(Box::new(csrf::refused(
             "a change of the suppression list without the session's token",
-        ));
+        )));
     }
     let address = html::clean_input(form.address.as_deref().unwrap_or(""), MAX_ADDRESS)
         .trim()
@@ -262,10 +262,12 @@ fn checked(user: &auth::User, form: &ChangeForm) -> Result<(String, String), Res
         .answer(StatusCode::BAD_REQUEST)
     };
     if address.is_empty() {
-        return Err(refuse("Give an address."));
+        return Err(Box::new(refuse("Give an address.")));
     }
     if note.is_empty() {
-        return Err(refuse("Give a note: it is kept in the address's history."));
+        return Err(Box::new(refuse(
+            "Give a note: it is kept in the address's history.",
+        )));
     }
     Ok((address, format!("{}: {note}", user.name)))
 }
@@ -304,7 +306,7 @@ pub async fn add(
 ) -> Response {
     let (address, note) = match checked(&user, &form) {
         Ok(c) => c,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let days = form.days.as_deref().map(str::trim).unwrap_or("");
     let lasts = if days.is_empty() {
@@ -354,7 +356,7 @@ pub async fn remove(
 ) -> Response {
     let (address, note) = match checked(&user, &form) {
         Ok(c) => c,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     match console.inbox().suppressions().remove(&address, &note).await {
         Ok(removed) => {
