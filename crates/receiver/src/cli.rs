@@ -318,6 +318,7 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
             inbox,
             console_users,
             relays,
+            Some(layer.clone()),
             limits,
             tls.clone(),
             args.console_host.clone(),
@@ -645,6 +646,7 @@ async fn serve_console(
     inbox: Inbox,
     users: ConsoleUsers,
     relays: Vec<relay::Relay>,
+    layer: Option<WebhookLayer>,
     limits: serve::Limits,
     tls: Option<tls::Tls>,
     hosts: Vec<String>,
@@ -654,6 +656,12 @@ async fn serve_console(
         .await
         .map_err(|e| format!("--console {addr}: {e}"))?;
     let console = crate::console::Console::with_relays(inbox, users, tls.is_some(), relays);
+    if let Some(layer) = layer {
+        console.learn_from(layer);
+    }
+    // The chart's closed hours are counted in the background at start.
+    let warm = console.clone();
+    tokio::spawn(async move { warm.warm().await });
     tracing::info!(
         "console on {}://{}/",
         if tls.is_some() { "https" } else { "http" },
@@ -686,6 +694,7 @@ async fn serve_console(
     _inbox: Inbox,
     _users: ConsoleUsers,
     _relays: Vec<relay::Relay>,
+    _layer: Option<WebhookLayer>,
     _limits: serve::Limits,
     _tls: Option<tls::Tls>,
     _hosts: Vec<String>,
@@ -712,6 +721,7 @@ async fn console_alone(
         inbox,
         users,
         Vec::new(),
+        None,
         limits_of(args),
         tls,
         args.console_host.clone(),

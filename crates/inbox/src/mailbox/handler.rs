@@ -226,6 +226,88 @@ impl Unrouted {
     }
 }
 
+/// A mail read back from the inbox by its id, with its text fields
+/// stored apart read in; its attachments' bytes are read when asked for
+/// ([`attachment`](StoredMail::attachment)). From
+/// [`Inbox::mail`](crate::Inbox::mail).
+///
+/// ```
+/// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+/// if let Some(stored) = inbox.mail(7).await? {
+///     println!("{} from {}", stored.mail.subject, stored.mail.envelope_from);
+///     for (n, a) in stored.mail.attachments.iter().enumerate() {
+///         println!("{}: {} bytes", a.safe_filename(), stored.attachment(n).await?.len());
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct StoredMail {
+    /// The mail's id (`cmc_mails.id`).
+    pub mail_id: i64,
+    /// The mail's idempotency key.
+    pub key: IdempotencyKey,
+    /// When the webhook was stored.
+    pub received_at: Timestamp,
+    /// The address the webhook came from, as the layer saw it.
+    pub client: Option<IpAddr>,
+    /// The name of the source (CMC account) the mail came from.
+    pub source: String,
+    /// The mail. Its attachments' `data` are empty: read them with
+    /// [`attachment`](StoredMail::attachment).
+    pub mail: InboundMail,
+    store: Store,
+}
+
+impl fmt::Debug for StoredMail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredMail")
+            .field("mail_id", &self.mail_id)
+            .field("key", &self.key)
+            .field("received_at", &self.received_at)
+            .field("client", &self.client)
+            .field("source", &self.source)
+            .field("mail", &self.mail)
+            .finish()
+    }
+}
+
+impl StoredMail {
+    /// The bytes of attachment `index` (0 for `attachment1`), read from the
+    /// store now; an error of kind `Invalid` when the mail has no such
+    /// attachment.
+    pub async fn attachment(&self, index: usize) -> Result<Bytes, InboxError> {
+        read_attachment(&self.store, self.mail_id, &self.mail, index).await
+    }
+}
+
+impl crate::Inbox {
+    /// The mail of row `id` of `cmc_mails`, read back (`None` when there
+    /// is no such row, or it was pruned): what a console shows of a mail.
+    /// A row whose columns do not read back is an error of kind
+    /// `Corrupt`.
+    pub async fn mail(&self, id: i64) -> Result<Option<StoredMail>, InboxError> {
+        let store = &self.inner.store;
+        let Some(row) = store.mail_row(id).await? else {
+            return Ok(None);
+        };
+        let mut read = ReadMail::from_row(row).map_err(|what| {
+            InboxError::new(InboxErrorKind::Corrupt, format!("mail {id}: {what}"))
+        })?;
+        store.load_mail_apart(id, &mut read.mail).await?;
+        Ok(Some(StoredMail {
+            mail_id: id,
+            key: read.key,
+            received_at: read.received_at,
+            client: read.client,
+            source: read.source,
+            mail: read.mail,
+            store: store.clone(),
+        }))
+    }
+}
+
 /// What a job and the unrouted hook take from a mail's row: its key, the
 /// mail, when it was stored and where it came from; or which column does
 /// not read back.

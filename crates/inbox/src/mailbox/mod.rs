@@ -99,7 +99,7 @@ pub use deliveries::{
     Deliveries, DeliveryFilter, DeliveryState, MailboxCounts, MailboxDelivery, PrunedDeliveries,
     Replayed,
 };
-pub use handler::{Handled, MailJob, Unrouted};
+pub use handler::{Handled, MailJob, StoredMail, Unrouted};
 pub(crate) use handler::{into_job, unrouted};
 pub use mailboxes::{Mailbox, Mailboxes};
 pub use pattern::{MailboxError, Pattern, Route};

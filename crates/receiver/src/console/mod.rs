@@ -83,6 +83,8 @@ struct Inner {
     logins: auth::Failures,
     secure: bool,
     relays: Vec<Relay>,
+    layer: std::sync::OnceLock<cmc_webhook_core::WebhookLayer>,
+    chart: pages::overview::HourCache,
 }
 
 impl Console {
@@ -109,6 +111,8 @@ impl Console {
                 logins: auth::Failures::default(),
                 secure,
                 relays,
+                layer: std::sync::OnceLock::new(),
+                chart: pages::overview::HourCache::default(),
             }),
         }
     }
@@ -116,6 +120,53 @@ impl Console {
     /// The inbox it shows.
     pub fn inbox(&self) -> &Inbox {
         &self.inner.inbox
+    }
+
+    /// Shows on the "Learning mode" page the clients outside the
+    /// allowlist that `layer` (the receiver's, in this process) has seen:
+    /// with `--report-only`, what to copy into `--allow`. A console
+    /// without it (one running alone) says that the list lives in the
+    /// receiver's memory. Set once: a later call changes nothing.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), Box<dyn std::error::Error>> {
+    /// use cmc_receiver::console::{Console, auth::Users};
+    ///
+    /// let layer = cmc_webhook_core::WebhookLayer::builder().report_only().api_key("s3cret").build()?;
+    /// let console = Console::new(inbox, Users::parse_list("alice:pw")?, false);
+    /// console.learn_from(layer.clone());
+    /// # Ok(()) }
+    /// ```
+    pub fn learn_from(&self, layer: cmc_webhook_core::WebhookLayer) {
+        let _ = self.inner.layer.set(layer);
+    }
+
+    /// Counts the closed hours of the overview's chart now (see
+    /// [`pages::overview::HourCache`]), so that the first load of the
+    /// overview is as fast as the next ones: the server spawns it at start.
+    pub async fn warm(&self) {
+        let started = std::time::Instant::now();
+        match self
+            .inner
+            .chart
+            .week(&self.inner.inbox, jiff::Timestamp::now())
+            .await
+        {
+            Ok(_) => {
+                tracing::debug!(took = ?started.elapsed(), "console: the chart's hours counted")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "console: could not count the chart's hours; the overview will")
+            }
+        }
+    }
+
+    pub(crate) fn layer(&self) -> Option<&cmc_webhook_core::WebhookLayer> {
+        self.inner.layer.get()
+    }
+
+    pub(crate) fn chart(&self) -> &pages::overview::HourCache {
+        &self.inner.chart
     }
 
     pub(crate) fn users(&self) -> &auth::Users {
@@ -187,6 +238,9 @@ impl Layout {
 /// | `GET /raw/{id}`, `GET /raw/{id}/download` | [`pages::raw`] |
 /// | `GET /rows?kind=&state=&source=&error=&before=` | [`pages::rows`] |
 /// | `GET /replay?...` (confirmation), `POST /replay` | [`pages::rows`] |
+/// | `GET /mails/{id}`, `GET /mails/{id}/html`, `GET /mails/{id}/attachments/{n}` | [`pages::mails`] |
+/// | `GET /suppressions?address=&reason=&after=`, `POST /suppressions/add`, `POST /suppressions/remove` | [`pages::suppressions`] |
+/// | `GET /learning` | [`pages::learning`] |
 /// | `GET /static/console-<hash>.css` | the style sheet |
 pub fn router(console: Console) -> Router {
     router_for(console, host::Hosts::default())
@@ -204,6 +258,13 @@ pub fn router_for(console: Console, hosts: host::Hosts) -> Router {
         .route("/raw/{id}", get(pages::raw::page))
         .route("/raw/{id}/download", get(pages::raw::download))
         .route("/rows", get(pages::rows::page))
+        .route("/mails/{id}", get(pages::mails::page))
+        .route("/mails/{id}/html", get(pages::mails::html_body))
+        .route("/mails/{id}/attachments/{n}", get(pages::mails::attachment))
+        .route("/suppressions", get(pages::suppressions::page))
+        .route("/suppressions/add", post(pages::suppressions::add))
+        .route("/suppressions/remove", post(pages::suppressions::remove))
+        .route("/learning", get(pages::learning::page))
         .route(
             "/replay",
             get(pages::rows::confirm).post(pages::rows::replay),

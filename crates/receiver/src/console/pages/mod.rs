@@ -1,10 +1,13 @@
 //! The pages, one file each.
 
+pub mod learning;
 pub mod login;
+pub mod mails;
 pub mod overview;
 pub mod raw;
 pub mod rows;
 pub mod search;
+pub mod suppressions;
 
 use askama::Template;
 use axum::response::{IntoResponse, Response};
