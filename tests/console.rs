@@ -1520,7 +1520,7 @@ async fn measure_the_console_reads_on_200k_events() {
         t.elapsed(),
     );
     assert_eq!(week.iter().map(|h| h.count).sum::<u64>(), 200_000);
-    let cache = console::pages::overview::HourCache::default();
+    let cache = console::hours::HourCache::default();
     for what in [
         "the overview's hours, first load (closed hours counted)",
         "the overview's hours, next load (the open hours only)",

@@ -317,11 +317,13 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
             addr,
             inbox,
             console_users,
-            relays,
-            Some(layer.clone()),
+            ConsoleSides {
+                relays,
+                layer: Some(layer.clone()),
+                hosts: args.console_host.clone(),
+            },
             limits,
             tls.clone(),
-            args.console_host.clone(),
         )
         .await?;
     }
@@ -638,6 +640,16 @@ fn limits_of(args: &Args) -> serve::Limits {
 /// The most connections the console serves at once.
 const CONSOLE_CONNECTIONS: usize = 64;
 
+/// What the console shows besides the store, and the names it answers to.
+struct ConsoleSides {
+    /// The relay targets whose state the overview shows.
+    relays: Vec<relay::Relay>,
+    /// The receiver's layer, for learning mode (none when alone).
+    layer: Option<WebhookLayer>,
+    /// `--console-host`.
+    hosts: Vec<String>,
+}
+
 /// Serves the console on `addr` on a task of its own, beside the
 /// receiver: over HTTPS when the receiver's `tls` is set.
 #[cfg(feature = "console")]
@@ -645,12 +657,15 @@ async fn serve_console(
     addr: std::net::SocketAddr,
     inbox: Inbox,
     users: ConsoleUsers,
-    relays: Vec<relay::Relay>,
-    layer: Option<WebhookLayer>,
+    sides: ConsoleSides,
     limits: serve::Limits,
     tls: Option<tls::Tls>,
-    hosts: Vec<String>,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let ConsoleSides {
+        relays,
+        layer,
+        hosts,
+    } = sides;
     let users = users.ok_or("the console needs its users")?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -693,11 +708,9 @@ async fn serve_console(
     _addr: std::net::SocketAddr,
     _inbox: Inbox,
     _users: ConsoleUsers,
-    _relays: Vec<relay::Relay>,
-    _layer: Option<WebhookLayer>,
+    _sides: ConsoleSides,
     _limits: serve::Limits,
     _tls: Option<tls::Tls>,
-    _hosts: Vec<String>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     Err("this build of cmc-receiver has no console (the feature `console` is off)".into())
 }
@@ -720,11 +733,13 @@ async fn console_alone(
         listen,
         inbox,
         users,
-        Vec::new(),
-        None,
+        ConsoleSides {
+            relays: Vec::new(),
+            layer: None,
+            hosts: args.console_host.clone(),
+        },
         limits_of(args),
         tls,
-        args.console_host.clone(),
     )
     .await?;
     stop_signal().await;

@@ -4,7 +4,7 @@
 #[allow(unused_macros)] // without a backend
 macro_rules! statements {
     (db: $db:ty, pg: $pg:expr, text: $text:expr $(,)?) => {
-        use crate::browse::{HourCount, Param, RowSummary, row_summary};
+        use crate::browse::types::{HourCount, Param, RowSummary, row_summary};
         use crate::error::InboxError;
         use crate::job::Kind;
 
@@ -16,7 +16,7 @@ macro_rules! statements {
             to: i64,
         ) -> Result<Vec<HourCount>, InboxError> {
             let rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
-                $crate::store::statement::dialect($pg, crate::browse::ACTIVITY_SQL),
+                $crate::store::statement::dialect($pg, crate::browse::types::ACTIVITY_SQL),
             )
             .bind(from)
             .bind(to)

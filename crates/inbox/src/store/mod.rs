@@ -219,17 +219,17 @@ impl Store {
         &self,
         from: i64,
         to: i64,
-    ) -> Result<Vec<crate::browse::HourCount>, InboxError> {
+    ) -> Result<Vec<crate::browse::types::HourCount>, InboxError> {
         with!(browse, self, s, sql => sql::activity(s.reads(), from, to).await)
     }
 
-    /// The rows of a built [`crate::browse::RowQuery`].
+    /// The rows of a built [`crate::browse::types::RowQuery`].
     pub async fn browse_rows(
         &self,
         kind: crate::job::Kind,
         statement: &str,
-        params: &[crate::browse::Param],
-    ) -> Result<Vec<crate::browse::RowSummary>, InboxError> {
+        params: &[crate::browse::types::Param],
+    ) -> Result<Vec<crate::browse::types::RowSummary>, InboxError> {
         with!(browse, self, s, sql => sql::rows(s.reads(), kind, statement, params).await)
     }
 

@@ -10,12 +10,6 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
-use axum::response::{IntoResponse, Redirect, Response};
-use http::request::Parts;
-
-use super::Console;
-
 /// The session cookie's name.
 pub const COOKIE: &str = "cmc_console";
 
@@ -321,32 +315,6 @@ pub struct User {
     pub csrf: String,
     /// The session's id.
     pub session: String,
-}
-
-impl FromRequestParts<Console> for User {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<User, Response> {
-        if let Some(id) = session_id(&parts.headers)
-            && let Some((name, csrf)) = console.sessions().get(&id)
-        {
-            return Ok(User {
-                name,
-                csrf,
-                session: id,
-            });
-        }
-        let next = match parts.method {
-            http::Method::GET => parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_else(|| "/".to_owned()),
-            _ => "/".to_owned(),
-        };
-        let target = format!("/login?next={}", super::html::query_escape(&next));
-        Err(Redirect::to(&target).into_response())
-    }
 }
 
 /// `next` when it is a path of this console (`/...`, not `//host`, no

@@ -8,7 +8,8 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 
-use crate::console::{Console, Layout, auth, html};
+use crate::console::state::{Console, Layout};
+use crate::console::{auth, html};
 
 /// A client seen outside the allowlist.
 #[derive(Debug)]

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use http::StatusCode;
 use serde::Deserialize;
 
-use crate::console::{Console, Layout, auth, csrf, html};
+use crate::console::state::{Console, Layout};
+use crate::console::{auth, csrf, html};
 
 /// The login form.
 #[derive(Debug, Template)]

@@ -14,7 +14,8 @@ use http::{HeaderValue, StatusCode};
 
 use super::Message;
 use super::raw::preview;
-use crate::console::{Console, Layout, auth, html};
+use crate::console::state::{Console, Layout};
+use crate::console::{auth, html};
 
 /// The Content-Security-Policy of a mail's HTML body: a sandbox (no
 /// script, no form, no plugin, an origin of its own), nothing loaded but

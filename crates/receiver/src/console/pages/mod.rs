@@ -13,7 +13,7 @@ use askama::Template;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
-use super::Layout;
+use crate::console::state::Layout;
 
 /// A page that says one thing.
 #[derive(Debug, Template)]

@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
 use super::Message;
-use crate::console::{Console, Layout, auth, html};
+use crate::console::state::{Console, Layout};
+use crate::console::{auth, html};
 
 /// The most bytes of a body a page shows.
 pub const SHOWN: usize = 256 * 1024;

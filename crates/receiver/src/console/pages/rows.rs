@@ -13,7 +13,8 @@ use cmc_webhook_inbox::{Filter, Kind, State as RowState};
 use http::StatusCode;
 
 use super::Message;
-use crate::console::{Console, Layout, auth, csrf, html};
+use crate::console::state::{Console, Layout};
+use crate::console::{auth, csrf, html};
 
 /// A Message-ID to show and to link.
 #[derive(Debug)]

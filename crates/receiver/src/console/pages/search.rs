@@ -10,7 +10,8 @@ use cmc_webhook_inbox::browse::{Find, RowQuery, SUBJECT_WINDOW};
 use serde::Deserialize;
 
 use super::rows::{RowView, Table};
-use crate::console::{Console, Layout, auth, html};
+use crate::console::state::{Console, Layout};
+use crate::console::{auth, html};
 
 /// Results of one kind.
 #[derive(Debug)]

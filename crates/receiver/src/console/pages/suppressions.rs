@@ -14,7 +14,8 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use super::Message;
-use crate::console::{Console, Layout, auth, csrf, html};
+use crate::console::state::{Console, Layout};
+use crate::console::{auth, csrf, html};
 
 /// Rows a page of the list shows.
 pub const PAGE: usize = 50;

@@ -1,14 +1,6 @@
-//! Reads for a console: events per hour over a range of time
-//! ([`Inbox::activity`]), and rows found by Message-ID, key, recipient or
-//! subject words, or by state with paging ([`Inbox::rows`]). Each read is
-//! bounded: the range through an index of `received_at`, a page of at most
-//! [`RowQuery::MAX_LIMIT`] rows by the keyset `before`, a search through
-//! the index of its column, a subject search over the most recent
-//! [`SUBJECT_WINDOW`] mails only, and each long text cut at
-//! [`TEXT_LIMIT`] characters.
-//!
-//! [`Inbox::activity`]: crate::Inbox::activity
-//! [`Inbox::rows`]: crate::Inbox::rows
+//! The values of the console's reads ([`super`]), their statements and
+//! how a row is read; the store imports this file, never `browse/mod.rs`
+//! (whose [`access`](super::access) reaches the `Inbox`).
 
 use jiff::Timestamp;
 
@@ -338,61 +330,6 @@ where
         raw_request: r.try_get(12)?,
         cut: r.try_get::<i64, _>(13)? != 0,
     })
-}
-
-impl crate::Inbox {
-    /// The events received from `from` to `to` (excluded), counted by
-    /// hour (UTC), type and status, in no particular order: through the
-    /// index of `received_at`, so that the work is that of the range.
-    ///
-    /// ```
-    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
-    /// let now = jiff::Timestamp::now();
-    /// let day = now - jiff::SignedDuration::from_hours(24);
-    /// for h in inbox.activity(day, now).await? {
-    ///     println!("{} {} {:?} {}", h.hour, h.event_type, h.status, h.count);
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn activity(
-        &self,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<HourCount>, crate::InboxError> {
-        self.inner
-            .store
-            .activity(from.as_millisecond(), to.as_millisecond())
-            .await
-    }
-
-    /// The rows `query` finds, newest first (a Message-ID's events in
-    /// CMC's order), each with its long texts cut.
-    ///
-    /// ```
-    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
-    /// use cmc_webhook_inbox::Kind;
-    /// use cmc_webhook_inbox::browse::{RowQuery, RowStates};
-    ///
-    /// let page = inbox.rows(&RowQuery::new(Kind::Event).states(RowStates::Dead)).await?;
-    /// if let Some(last) = page.last() {
-    ///     let next = inbox
-    ///         .rows(&RowQuery::new(Kind::Event).states(RowStates::Dead).before(last.id.id))
-    ///         .await?;
-    ///     # let _ = next;
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn rows(&self, query: &RowQuery) -> Result<Vec<RowSummary>, crate::InboxError> {
-        match rows_sql(query) {
-            Some((statement, params)) => {
-                self.inner
-                    .store
-                    .browse_rows(query.kind, &statement, &params)
-                    .await
-            }
-            None => Ok(Vec::new()),
-        }
-    }
 }
 
 #[cfg(test)]
