@@ -1286,6 +1286,17 @@ async fn the_program_refuses_a_console_without_users_and_logs_no_password() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Killed and reaped however the test ends; its log read meanwhile.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let child = Kill(child);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
@@ -1309,9 +1320,8 @@ async fn the_program_refuses_a_console_without_users_and_logs_no_password() {
     tokio::time::sleep(console::auth::Failures::STEP + Duration::from_millis(100)).await;
     let (pair, _) = login(addr).await;
     assert_eq!(get(addr, "/", Some(&pair)).await.status, 200);
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    drop(child);
+    let stderr = log.join().unwrap();
     assert!(stderr.contains("a login failed"), "{stderr}");
     assert!(!stderr.contains(secret_attempt), "{stderr}");
     assert!(!stderr.contains(PASSWORD), "{stderr}");
