@@ -641,6 +641,8 @@ fn limits_of(args: &Args) -> serve::Limits {
 const CONSOLE_CONNECTIONS: usize = 64;
 
 /// What the console shows besides the store, and the names it answers to.
+/// (Without the feature `console`, built and refused unread.)
+#[cfg_attr(not(feature = "console"), allow(dead_code))]
 struct ConsoleSides {
     /// The relay targets whose state the overview shows.
     relays: Vec<relay::Relay>,
