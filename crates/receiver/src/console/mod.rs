@@ -1,6 +1,6 @@
 //! The web console (`--console ADDR`, or the `console` subcommand): pages
 //! server-rendered from askama templates (`templates/console/`) over the
-//! same [`Inbox`] the receiver stores into, behind a login.
+//! same [`Inbox`](cmc_webhook_inbox::Inbox) the receiver stores into, behind a login.
 //!
 //! - [`auth`]: the users (from `CMC_CONSOLE_AUTH` or a file), the login
 //!   form, the sessions and the [`auth::User`] extractor every page takes;
