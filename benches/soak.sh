@@ -15,10 +15,10 @@ if [ "${1:-}" = "--short" ]; then
   # links the two examples instead of building the crates again.
   cargo build --all-features --example receiver >&2
   cargo run --all-features --example soak -- \
-    --receiver target/debug/examples/receiver --seconds 10 --connections 4 --port 18181
+    --receiver "${CARGO_TARGET_DIR:-target}/debug/examples/receiver" --seconds 10 --connections 4 --port 18181
 else
   cargo build --release --example receiver >&2
   cargo run --release --features test-util --example soak -- \
-    --receiver target/release/examples/receiver --seconds "${SECONDS_TO_RUN:-300}" \
+    --receiver "${CARGO_TARGET_DIR:-target}/release/examples/receiver" --seconds "${SECONDS_TO_RUN:-300}" \
     --connections "${CONNECTIONS:-8}"
 fi

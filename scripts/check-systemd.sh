@@ -8,7 +8,7 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   echo "systemd-analyze is not installed: the unit was not verified (skipped)"
   exit 0
 fi
-program=${1:-target/debug/examples/receiver}
+program=${1:-${CARGO_TARGET_DIR:-target}/debug/examples/receiver}
 [ -x "$program" ] || cargo build -q --all-features --example receiver
 program=$(realpath "$program")
 work=$(mktemp -d)
