@@ -1287,16 +1287,9 @@ async fn the_program_refuses_a_console_without_users_and_logs_no_password() {
         .spawn()
         .unwrap();
     // Killed and reaped however the test ends; its log read meanwhile.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let stderr = child.stderr.take().unwrap();
     let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let child = Kill(child);
+    let child = common::child::Killed(child);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(addr).await.is_err() {

@@ -1176,14 +1176,7 @@ async fn the_readme_python_application_verifies_every_event_and_mail() {
                 sink.lock().unwrap().push(line);
             }
         });
-        struct Stop(Child);
-        impl Drop for Stop {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let _flask = Stop(flask);
+        let _flask = common::child::Killed(flask);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "Flask did not start");
