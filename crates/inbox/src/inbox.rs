@@ -366,10 +366,12 @@ impl Inbox {
     /// longer ago than their own retention go too
     /// ([`RawRequests::retention`](crate::RawRequests::retention), 7 days by
     /// default; [`prune_raw_requests`](Inbox::prune_raw_requests) takes
-    /// another).
+    /// another), and the target states unchanged for longer than `retain`
+    /// ([`prune_target_states`](Inbox::prune_target_states)).
     pub async fn prune(&self, retain: Duration) -> Result<Pruned, InboxError> {
         let mut pruned = self.inner.store.prune(self.before(retain)).await?;
         pruned.raw_requests = self.prune_raw_requests(self.inner.raw.retention).await?;
+        pruned.target_states = self.prune_target_states(retain).await?;
         Ok(pruned)
     }
 
@@ -388,7 +390,7 @@ impl Inbox {
         self.inner.store.prune_raw(self.before(retain)).await
     }
 
-    fn before(&self, retain: Duration) -> i64 {
+    pub(crate) fn before(&self, retain: Duration) -> i64 {
         self.now()
             .as_millisecond()
             .saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX))
