@@ -216,6 +216,19 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         relay::Handler::Relay(relay) => Some(relay.clone()),
         relay::Handler::Print(_) => None,
     };
+    // Each relay target's changes of state (paused, probing, closed) go
+    // to the store, for `counts` and consoles in other processes; one row
+    // per target and process (a mailbox's own relay is named apart, its
+    // breaker being its own).
+    if let Some(inbox) = &store {
+        let me = relay::writer_name();
+        if let Some(relay) = &relayed {
+            relay.record_states(inbox.clone(), me.clone());
+        }
+        for (name, relay) in &mailbox_relays {
+            relay.record_states(inbox.clone(), format!("{me}, mailbox {name}"));
+        }
+    }
     let mailboxes = app::mailboxes_with(
         &args.mailbox,
         &printer,
@@ -827,10 +840,25 @@ async fn operate(
     retain: Duration,
 ) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Counts { source } => match source {
-            Some(source) => print!("{}", inbox.counts_of(source).await?),
-            None => print!("{}", inbox.counts().await?),
-        },
+        Command::Counts { source } => {
+            match source {
+                Some(source) => print!("{}", inbox.counts_of(source).await?),
+                None => print!("{}", inbox.counts().await?),
+            }
+            // The relay targets' states, as the receivers recorded them
+            // (every source's: a target is not one account's).
+            let now = jiff::Timestamp::now();
+            for state in inbox.target_states().await? {
+                println!(
+                    "target {}  {}  (by {}, changed {:.0}, paused {} times)",
+                    state.target,
+                    relay::describe_state(&state, now),
+                    state.writer,
+                    state.changed_at,
+                    state.pauses
+                );
+            }
+        }
         Command::Dead { limit, source } => {
             let rows = match source {
                 Some(source) => inbox.dead_of(source, *limit).await?,
