@@ -354,4 +354,48 @@ mod tests {
         assert!(!breaker.is_open());
         assert!(!breaker.admit().await.is_probe());
     }
+
+    #[tokio::test]
+    async fn each_change_of_state_is_published_once_and_attempts_publish_nothing() {
+        let breaker = Breaker::new(3, Duration::from_millis(30), "t")
+            .with_probe_limit(Duration::from_secs(40));
+        let mut changes = breaker.changes();
+        // Below the cap, and successes while closed: no change.
+        breaker.failure();
+        breaker.failure();
+        breaker.success();
+        breaker.failure();
+        breaker.failure();
+        drop(breaker.admit().await);
+        assert!(!changes.has_changed().unwrap());
+        let before = jiff::Timestamp::now();
+        breaker.failure();
+        assert!(changes.has_changed().unwrap());
+        let paused = changes.borrow_and_update().clone().unwrap();
+        assert_eq!(paused.condition, TargetCondition::Paused);
+        assert_eq!((paused.failures, paused.pauses), (3, 1));
+        let until = paused.until.unwrap();
+        assert!(
+            until >= before + jiff::SignedDuration::from_millis(25),
+            "{until}"
+        );
+        assert!(until <= jiff::Timestamp::now() + jiff::SignedDuration::from_millis(35));
+        // Failures during the pause change nothing.
+        breaker.failure();
+        assert!(!changes.has_changed().unwrap());
+        // The probe: due by its limit.
+        let probe = breaker.admit().await;
+        let probing = changes.borrow_and_update().clone().unwrap();
+        assert_eq!(probing.condition, TargetCondition::Probing);
+        let due = probing.until.unwrap() - probing.at;
+        let due = due.as_millis();
+        assert!((39_900..=40_000).contains(&due), "{due}");
+        probe.answered();
+        let closed = changes.borrow_and_update().clone().unwrap();
+        assert_eq!(closed.condition, TargetCondition::Closed);
+        assert_eq!((closed.failures, closed.until, closed.pauses), (0, None, 1));
+        // Closed again: successes publish nothing more.
+        breaker.success();
+        assert!(!changes.has_changed().unwrap());
+    }
 }
