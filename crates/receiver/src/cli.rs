@@ -850,7 +850,7 @@ async fn operate(
             let now = jiff::Timestamp::now();
             for state in inbox.target_states().await? {
                 println!(
-                    "target {}  {}  (by {}, changed {:.0}, paused {} times)",
+                    "target {}  {}  (by {}, changed {:.0}, {} pauses)",
                     state.target,
                     relay::describe_state(&state, now),
                     state.writer,

@@ -107,7 +107,7 @@ pub fn describe_state(state: &TargetState, now: jiff::Timestamp) -> String {
         );
     }
     match state.condition {
-        TargetCondition::Closed => format!("closed (sending) since {}", time(state.changed_at)),
+        TargetCondition::Closed => "closed (sending)".to_owned(),
         TargetCondition::Paused => format!(
             "paused until {until} after {} failures in a row",
             state.failures
