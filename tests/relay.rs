@@ -1290,3 +1290,39 @@ async fn a_store_that_cannot_take_the_targets_state_holds_up_no_attempt() {
     assert_eq!(recorded.pauses, latest.pauses);
     recording.abort();
 }
+
+/// The times of a recorded state are on the store's clock (on PostgreSQL
+/// the server's), which readers on other hosts compare with: here a store
+/// whose clock is a day ahead of this host's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_targets_state_is_recorded_on_the_stores_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let ahead = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    let clock = cmc_webhook::inbox::ManualClock::new(ahead);
+    let states = Inbox::sqlite(dir.path().join("states.sqlite3"))
+        .clock(clock)
+        .open()
+        .await
+        .unwrap();
+    let mut relay = options("http://127.0.0.1:9/hooks".parse().unwrap(), &[SECRET]);
+    relay.failure_cap = 1;
+    relay.pause = Duration::from_secs(30);
+    let relay = Relay::new(relay).unwrap();
+    let recording = relay.record_states(states.clone(), "test-writer".to_owned());
+    relay.breaker().failure();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let recorded = loop {
+        if let Some(s) = states.target_states().await.unwrap().pop() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let off = recorded.changed_at.duration_since(ahead).abs();
+    assert!(off < jiff::SignedDuration::from_secs(5), "{recorded:?}");
+    let pause = recorded.until.unwrap().duration_since(recorded.changed_at);
+    assert!((29..=30).contains(&pause.as_secs()), "{pause:?}");
+    // Current by the store's clock, which is what counts compares with.
+    assert!(recorded.is_current(states.now()));
+    recording.abort();
+}

@@ -408,7 +408,19 @@ impl Inbox {
         self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    pub(crate) fn now(&self) -> jiff::Timestamp {
+    /// The time as the inbox reckons it, which every time it writes or
+    /// compares follows: on PostgreSQL the database server's (the offset
+    /// of this process's clock to the server's is measured at open and
+    /// every minute), so that processes on hosts whose clocks differ
+    /// agree; otherwise this host's, or the clock given to the builder.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) {
+    /// let skew = inbox.now().duration_since(jiff::Timestamp::now());
+    /// println!("the store's clock is {skew:?} ahead of this host's");
+    /// # }
+    /// ```
+    pub fn now(&self) -> jiff::Timestamp {
         self.inner.clock.now()
     }
 

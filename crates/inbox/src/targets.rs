@@ -17,6 +17,9 @@
 //!   it names itself), so processes sending to one target from one
 //!   PostgreSQL store each show their own state; a change older than the
 //!   row's is ignored.
+//! - **One clock**: the times are the store's ([`Inbox::now`](crate::Inbox::now):
+//!   on PostgreSQL the server's), so that a reader on another host
+//!   compares them with its own `inbox.now()`, whatever the hosts' clocks.
 //! - **Writers that stop**: a paused or probing state carries the time it
 //!   ends unless renewed ([`TargetState::until`]): once past, the row
 //!   tells no more than that ([`TargetState::is_current`] is false; its
@@ -31,7 +34,7 @@
 //! # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
 //! use cmc_webhook_inbox::targets::{TargetCondition, TargetState};
 //!
-//! let now = jiff::Timestamp::now();
+//! let now = inbox.now();
 //! let mut paused = TargetState::new(
 //!     "https://app.example.jp/hooks",
 //!     "web-1 pid 4242",
@@ -44,7 +47,7 @@
 //! inbox.set_target_state(&paused).await?;
 //!
 //! for state in inbox.target_states().await? {
-//!     if state.is_current(jiff::Timestamp::now()) {
+//!     if state.is_current(inbox.now()) {
 //!         println!("{} {} by {}", state.target, state.condition, state.writer);
 //!     }
 //! }
@@ -120,7 +123,8 @@ pub struct TargetState {
     pub until: Option<Timestamp>,
     /// How many times the writer paused the target (since it started).
     pub pauses: u64,
-    /// When the state changed.
+    /// When the state changed (on the store's clock, as every time here:
+    /// [`Inbox::now`](crate::Inbox::now)).
     pub changed_at: Timestamp,
 }
 
@@ -261,7 +265,7 @@ impl crate::Inbox {
     ///
     /// ```
     /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
-    /// let now = jiff::Timestamp::now();
+    /// let now = inbox.now();
     /// let paused = inbox
     ///     .target_states()
     ///     .await?

@@ -846,8 +846,9 @@ async fn operate(
                 None => print!("{}", inbox.counts().await?),
             }
             // The relay targets' states, as the receivers recorded them
-            // (every source's: a target is not one account's).
-            let now = jiff::Timestamp::now();
+            // (every source's: a target is not one account's), against
+            // the store's clock, which they were recorded on.
+            let now = inbox.now();
             for state in inbox.target_states().await? {
                 println!(
                     "target {}  {}  (by {}, changed {:.0}, {} pauses)",

@@ -349,10 +349,18 @@ impl Relay {
                 let Some(change) = changes.borrow_and_update().clone() else {
                     continue;
                 };
-                let mut state =
-                    TargetState::new(target.clone(), writer.clone(), change.condition, change.at);
+                // On the store's clock (on PostgreSQL the server's), which
+                // readers on other hosts compare with.
+                let skew = inbox.now().duration_since(jiff::Timestamp::now());
+                let shift = |t: jiff::Timestamp| t.saturating_add(skew).unwrap_or(t);
+                let mut state = TargetState::new(
+                    target.clone(),
+                    writer.clone(),
+                    change.condition,
+                    shift(change.at),
+                );
                 state.failures = u64::from(change.failures);
-                state.until = change.until;
+                state.until = change.until.map(shift);
                 state.pauses = change.pauses;
                 let error = match tokio::time::timeout(RECORD_LIMIT, inbox.set_target_state(&state))
                     .await

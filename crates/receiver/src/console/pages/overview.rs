@@ -287,7 +287,7 @@ pub async fn page(State(console): State<Console>, user: auth::User) -> Response 
             .iter()
             .map(|s| TargetRow {
                 target: html::short(&s.target),
-                state: crate::relay::describe_state(s, now),
+                state: crate::relay::describe_state(s, inbox.now()),
                 writer: html::short(&s.writer),
                 pauses: s.pauses,
             })
