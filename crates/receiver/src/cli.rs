@@ -5,7 +5,7 @@
 //! cmc-receiver                                    # 127.0.0.1:8080, loopback allowed,
 //!                                                 # stored in ./cmc-inbox.sqlite3
 //! CMC_API_KEY=KEY cmc-receiver --listen '[::]:8080' --allow 203.0.113.0/24
-//! cmc-receiver counts                             # rows per state
+//! cmc-receiver counts                             # rows per state, relay targets' states
 //! cmc-receiver counts --source sandbox            # ...of one CMC account ([[source]])
 //! cmc-receiver dead                               # dead rows and their errors
 //! cmc-receiver replay --dead                      # handle them again
@@ -997,8 +997,8 @@ async fn operate(
         Command::Prune => {
             let pruned = inbox.prune(retain).await?;
             println!(
-                "pruned {} events, {} mails and {} raw requests",
-                pruned.events, pruned.mails, pruned.raw_requests
+                "pruned {} events, {} mails, {} raw requests and {} target states",
+                pruned.events, pruned.mails, pruned.raw_requests, pruned.target_states
             );
         }
         Command::Reparse { apply, id, after } => {
