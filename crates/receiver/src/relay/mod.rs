@@ -102,7 +102,7 @@ pub fn describe_state(state: &TargetState, now: jiff::Timestamp) -> String {
     let until = state.until.map(time).unwrap_or_else(|| "?".to_owned());
     if !state.is_current(now) {
         return format!(
-            "was {} until {until}, no change recorded since: state unknown (its process may have stopped)",
+            "was {} until {until}, no change recorded since: state unknown (no attempt since, or its process stopped)",
             state.condition
         );
     }
