@@ -849,12 +849,14 @@ async fn operate(
             // (every source's: a target is not one account's), against
             // the store's clock, which they were recorded on.
             let now = inbox.now();
+            // (The texts written as stored, control characters escaped: a
+            // row written by hand cannot reach the terminal.)
             for state in inbox.target_states().await? {
                 println!(
                     "target {}  {}  (by {}, changed {:.0}, {} pauses)",
-                    state.target,
+                    cmc_webhook_core::printable(&state.target, 1000),
                     relay::describe_state(&state, now),
-                    state.writer,
+                    cmc_webhook_core::printable(&state.writer, 200),
                     state.changed_at,
                     state.pauses
                 );
