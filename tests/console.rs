@@ -1775,6 +1775,22 @@ async fn a_paused_relay_target_shows_in_counts_and_in_a_console_of_its_own() {
     let states = inbox.target_states().await.unwrap();
     assert_eq!(states.len(), 1, "{states:?}");
     assert_eq!(states[0].target, shown);
+    // A row written by hand with an escape sequence: `counts` escapes it.
+    {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&store).await.unwrap();
+        sqlx::query(
+            "INSERT INTO cmc_target_states (target, writer, state, failures, until, pauses, changed_at) \
+             VALUES ('https://x.example.jp/' || char(27) || '[2J', 'hand' || char(10) || 'forged', 'closed', 0, NULL, 0, 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let out = counts();
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    assert!(out.contains("https://x.example.jp/\\u{1b}[2J"), "{out}");
+    assert!(out.contains("hand\\u{a}forged"), "{out}");
     drop(receiver);
     let log = log.join().unwrap();
     assert!(!log.contains(TOKEN), "{log}");
