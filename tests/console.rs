@@ -1625,3 +1625,174 @@ async fn a_request_for_another_host_is_refused() {
     assert!(hosts.allows(&format!("console.example.jp:{port}")));
     assert!(!hosts.allows(&format!("other.example.jp:{port}")));
 }
+
+/// A free port on loopback (bound, then let go).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The relay target is down: the receiver's breaker pauses it, and
+/// `cmc-receiver counts` and a console of its own, each another process
+/// on the same store, show it paused; once the target is back, closed.
+/// The token in the target's query is shown and stored nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_relay_target_shows_in_counts_and_in_a_console_of_its_own() {
+    let program = receiver_program();
+    if !program.exists() {
+        eprintln!("SKIPPED: {} was not built", program.display());
+        return;
+    }
+    const TOKEN: &str = "s3cretT0kenInTheQuery";
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    for n in 0..6 {
+        inbox
+            .store(
+                bounce(&format!("<{n}@example.com>"), "user@example.jp", "2015"),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let store = format!("sqlite:{}", dir.path().join("inbox.sqlite3").display());
+    let target_port = free_port();
+    let shown = format!("http://127.0.0.1:{target_port}/hooks");
+    let mut receiver = std::process::Command::new(&program)
+        .env_clear()
+        .env("CMC_STORE", &store)
+        .env("CMC_RELAY_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--relay",
+            &format!("{shown}?token={TOKEN}"),
+            "--relay-allow-http",
+            "--relay-failure-cap",
+            "2",
+            "--relay-pause",
+            "3s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let receiver_pid = receiver.id();
+    let stderr = receiver.stderr.take().unwrap();
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let receiver = common::child::Killed(receiver);
+
+    let console_port = free_port();
+    let console_child = std::process::Command::new(&program)
+        .env_clear()
+        .env("CMC_STORE", &store)
+        .env("CMC_CONSOLE_AUTH", format!("{USER}:{PASSWORD}"))
+        .args(["console", "--listen", &format!("127.0.0.1:{console_port}")])
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _console_child = common::child::Killed(console_child);
+    let console: SocketAddr = format!("127.0.0.1:{console_port}").parse().unwrap();
+
+    let counts = || {
+        let out = std::process::Command::new(&program)
+            .env_clear()
+            .env("CMC_STORE", &store)
+            .arg("counts")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Polls `counts` until a line of the target says `state`.
+    let until_counts = async |state: &str, within: Duration| -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let out = counts();
+            if let Some(line) = out
+                .lines()
+                .find(|l| l.starts_with(&format!("target {shown}  {state}")))
+            {
+                return line.to_owned();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "counts never said {state:?}: {out}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let paused = until_counts("paused until", Duration::from_secs(30)).await;
+    assert!(paused.contains("failures in a row"), "{paused}");
+    assert!(
+        paused.contains(&format!("pid {receiver_pid}")),
+        "the writer named: {paused}"
+    );
+    assert!(!paused.contains(TOKEN), "{paused}");
+
+    // The console of its own reads the same.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(console).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "no console");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (pair, _) = login(console).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = get(console, "/", Some(&pair)).await;
+        assert_eq!(page.status, 200);
+        assert!(!page.body.contains(TOKEN));
+        if page.body.contains("Relay target states recorded")
+            && page.body.contains(&shown)
+            && page.body.contains("paused until")
+            && !page.body.contains("was paused until")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the console never showed the pause: {}",
+            page.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The target comes back: the next probe closes the breaker (the rows'
+    // backoff is 10 s at first).
+    common::http::serve(
+        &format!("127.0.0.1:{target_port}"),
+        axum::Router::new().route("/hooks", axum::routing::post(|| async { "ok" })),
+    )
+    .await;
+    let closed = until_counts("closed (sending)", Duration::from_secs(60)).await;
+    assert!(closed.contains(" pauses)"), "{closed}");
+    eprintln!("counts said:\n{paused}\n{closed}");
+    let page = get(console, "/", Some(&pair)).await;
+    assert!(page.body.contains("closed (sending)"), "{}", page.body);
+
+    // Nothing stored holds the token either.
+    let states = inbox.target_states().await.unwrap();
+    assert_eq!(states.len(), 1, "{states:?}");
+    assert_eq!(states[0].target, shown);
+    // A row written by hand with an escape sequence: `counts` escapes it.
+    {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&store).await.unwrap();
+        sqlx::query(
+            "INSERT INTO cmc_target_states (target, writer, state, failures, until, pauses, changed_at) \
+             VALUES ('https://x.example.jp/' || char(27) || '[2J', 'hand' || char(10) || 'forged', 'closed', 0, NULL, 0, 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let out = counts();
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    assert!(out.contains("https://x.example.jp/\\u{1b}[2J"), "{out}");
+    assert!(out.contains("hand\\u{a}forged"), "{out}");
+    drop(receiver);
+    let log = log.join().unwrap();
+    assert!(!log.contains(TOKEN), "{log}");
+    inbox.close().await;
+}

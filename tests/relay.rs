@@ -1221,3 +1221,108 @@ async fn the_readme_python_application_verifies_every_event_and_mail() {
         );
     }
 }
+
+/// The breaker's changes are recorded in the store off the attempts' path:
+/// a store that cannot take them (its write lock held by another
+/// connection) holds up no attempt, and once it can, the latest state is
+/// recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_take_the_targets_state_holds_up_no_attempt() {
+    use sqlx::Connection as _;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // Nobody listens: every attempt fails at once.
+    let mut relay = options(
+        format!("http://127.0.0.1:{port}/hooks").parse().unwrap(),
+        &[SECRET],
+    );
+    relay.failure_cap = 1;
+    relay.pause = Duration::from_millis(100);
+    let receiver = start_receiver(relay, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("states.sqlite3");
+    let states = Inbox::sqlite(&path).open().await.unwrap();
+    let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let recording = receiver
+        .relay
+        .record_states(states.clone(), "test-writer".to_owned());
+    let started = Instant::now();
+    let (content_type, body) = common::load("event-v2-json-blocks.json");
+    post(receiver.addr, &content_type, body).await;
+    let counts = counts_until(&receiver.inbox, "the rows die", |c| {
+        settled(c) && c.events.dead > 0 && c.events.pending == 0
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(
+        receiver.relay.breaker().pauses() >= 2,
+        "paused again at each probe"
+    );
+    // Three attempts a row, paused 100 ms between: well under the 5 s
+    // the store's write waits for its lock (SQLite's busy timeout).
+    assert!(took < Duration::from_secs(4), "{took:?} {counts:?}");
+    assert_eq!(states.target_states().await.unwrap(), vec![]);
+    // The lock goes: the write is tried again, and the latest state lands.
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    let latest = receiver.relay.breaker().changes().borrow().clone().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let recorded = loop {
+        let read = states.target_states().await.unwrap();
+        // (The store keeps milliseconds.)
+        let at = latest.at.as_millisecond();
+        if let Some(s) = read.first().filter(|s| s.changed_at.as_millisecond() >= at) {
+            break s.clone();
+        }
+        assert!(Instant::now() < deadline, "never recorded: {read:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(recorded.target, format!("http://127.0.0.1:{port}/hooks"));
+    assert_eq!(recorded.writer, "test-writer");
+    assert_eq!(recorded.condition, latest.condition);
+    assert_eq!(recorded.pauses, latest.pauses);
+    recording.abort();
+}
+
+/// The times of a recorded state are on the store's clock (on PostgreSQL
+/// the server's), which readers on other hosts compare with: here a store
+/// whose clock is a day ahead of this host's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_targets_state_is_recorded_on_the_stores_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let ahead = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    let clock = cmc_webhook::inbox::ManualClock::new(ahead);
+    let states = Inbox::sqlite(dir.path().join("states.sqlite3"))
+        .clock(clock)
+        .open()
+        .await
+        .unwrap();
+    let mut relay = options("http://127.0.0.1:9/hooks".parse().unwrap(), &[SECRET]);
+    relay.failure_cap = 1;
+    relay.pause = Duration::from_secs(30);
+    let relay = Relay::new(relay).unwrap();
+    let recording = relay.record_states(states.clone(), "test-writer".to_owned());
+    relay.breaker().failure();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let recorded = loop {
+        if let Some(s) = states.target_states().await.unwrap().pop() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let off = recorded.changed_at.duration_since(ahead).abs();
+    assert!(off < jiff::SignedDuration::from_secs(5), "{recorded:?}");
+    let pause = recorded.until.unwrap().duration_since(recorded.changed_at);
+    assert!((29..=30).contains(&pause.as_secs()), "{pause:?}");
+    // Current by the store's clock, which is what counts compares with.
+    assert!(recorded.is_current(states.now()));
+    recording.abort();
+}

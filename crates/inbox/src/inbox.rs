@@ -366,10 +366,12 @@ impl Inbox {
     /// longer ago than their own retention go too
     /// ([`RawRequests::retention`](crate::RawRequests::retention), 7 days by
     /// default; [`prune_raw_requests`](Inbox::prune_raw_requests) takes
-    /// another).
+    /// another), and the target states unchanged for longer than `retain`
+    /// ([`prune_target_states`](Inbox::prune_target_states)).
     pub async fn prune(&self, retain: Duration) -> Result<Pruned, InboxError> {
         let mut pruned = self.inner.store.prune(self.before(retain)).await?;
         pruned.raw_requests = self.prune_raw_requests(self.inner.raw.retention).await?;
+        pruned.target_states = self.prune_target_states(retain).await?;
         Ok(pruned)
     }
 
@@ -388,7 +390,7 @@ impl Inbox {
         self.inner.store.prune_raw(self.before(retain)).await
     }
 
-    fn before(&self, retain: Duration) -> i64 {
+    pub(crate) fn before(&self, retain: Duration) -> i64 {
         self.now()
             .as_millisecond()
             .saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX))
@@ -406,7 +408,19 @@ impl Inbox {
         self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    pub(crate) fn now(&self) -> jiff::Timestamp {
+    /// The time as the inbox reckons it, which every time it writes or
+    /// compares follows: on PostgreSQL the database server's (the offset
+    /// of this process's clock to the server's is measured at open and
+    /// every minute), so that processes on hosts whose clocks differ
+    /// agree; otherwise this host's, or the clock given to the builder.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) {
+    /// let skew = inbox.now().duration_since(jiff::Timestamp::now());
+    /// println!("the store's clock is {skew:?} ahead of this host's");
+    /// # }
+    /// ```
+    pub fn now(&self) -> jiff::Timestamp {
         self.inner.clock.now()
     }
 

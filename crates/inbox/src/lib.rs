@@ -101,6 +101,7 @@ mod rows;
 mod schema;
 mod store;
 pub mod suppression;
+pub mod targets;
 mod telemetry;
 mod worker;
 

@@ -573,4 +573,7 @@ pub struct Pruned {
     pub mails: u64,
     /// Raw requests deleted after their own retention.
     pub raw_requests: u64,
+    /// Target states unchanged for longer than the retention
+    /// ([`crate::targets`]).
+    pub target_states: u64,
 }

@@ -5,7 +5,7 @@
 //! cmc-receiver                                    # 127.0.0.1:8080, loopback allowed,
 //!                                                 # stored in ./cmc-inbox.sqlite3
 //! CMC_API_KEY=KEY cmc-receiver --listen '[::]:8080' --allow 203.0.113.0/24
-//! cmc-receiver counts                             # rows per state
+//! cmc-receiver counts                             # rows per state, relay targets' states
 //! cmc-receiver counts --source sandbox            # ...of one CMC account ([[source]])
 //! cmc-receiver dead                               # dead rows and their errors
 //! cmc-receiver replay --dead                      # handle them again
@@ -216,6 +216,19 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
         relay::Handler::Relay(relay) => Some(relay.clone()),
         relay::Handler::Print(_) => None,
     };
+    // Each relay target's changes of state (paused, probing, closed) go
+    // to the store, for `counts` and consoles in other processes; one row
+    // per target and process (a mailbox's own relay is named apart, its
+    // breaker being its own).
+    if let Some(inbox) = &store {
+        let me = relay::writer_name();
+        if let Some(relay) = &relayed {
+            relay.record_states(inbox.clone(), me.clone());
+        }
+        for (name, relay) in &mailbox_relays {
+            relay.record_states(inbox.clone(), format!("{me}, mailbox {name}"));
+        }
+    }
     let mailboxes = app::mailboxes_with(
         &args.mailbox,
         &printer,
@@ -827,10 +840,28 @@ async fn operate(
     retain: Duration,
 ) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Counts { source } => match source {
-            Some(source) => print!("{}", inbox.counts_of(source).await?),
-            None => print!("{}", inbox.counts().await?),
-        },
+        Command::Counts { source } => {
+            match source {
+                Some(source) => print!("{}", inbox.counts_of(source).await?),
+                None => print!("{}", inbox.counts().await?),
+            }
+            // The relay targets' states, as the receivers recorded them
+            // (every source's: a target is not one account's), against
+            // the store's clock, which they were recorded on.
+            let now = inbox.now();
+            // (The texts written as stored, control characters escaped: a
+            // row written by hand cannot reach the terminal.)
+            for state in inbox.target_states().await? {
+                println!(
+                    "target {}  {}  (by {}, changed {:.0}, {} pauses)",
+                    cmc_webhook_core::printable(&state.target, 1000),
+                    relay::describe_state(&state, now),
+                    cmc_webhook_core::printable(&state.writer, 200),
+                    state.changed_at,
+                    state.pauses
+                );
+            }
+        }
         Command::Dead { limit, source } => {
             let rows = match source {
                 Some(source) => inbox.dead_of(source, *limit).await?,
@@ -968,8 +999,8 @@ async fn operate(
         Command::Prune => {
             let pruned = inbox.prune(retain).await?;
             println!(
-                "pruned {} events, {} mails and {} raw requests",
-                pruned.events, pruned.mails, pruned.raw_requests
+                "pruned {} events, {} mails, {} raw requests and {} target states",
+                pruned.events, pruned.mails, pruned.raw_requests, pruned.target_states
             );
         }
         Command::Reparse { apply, id, after } => {

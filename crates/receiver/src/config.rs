@@ -571,7 +571,8 @@ pub enum Command {
     /// subcommands never migrate: they check that the store's schema is
     /// this version's.)
     Migrate,
-    /// Rows per state.
+    /// Rows per state, and the relay targets' states the receivers
+    /// recorded (paused, probing, closed).
     Counts {
         /// Only the rows of this source (`default`: the one account of
         /// the flags, and rows stored before sources existed).

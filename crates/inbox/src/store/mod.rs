@@ -25,6 +25,7 @@ mod reads;
 pub(crate) mod sqlite;
 pub(crate) mod statement;
 mod suppression;
+pub(crate) mod targets;
 mod types;
 mod writes;
 
@@ -231,6 +232,21 @@ impl Store {
         params: &[crate::browse::types::Param],
     ) -> Result<Vec<crate::browse::types::RowSummary>, InboxError> {
         with!(browse, self, s, sql => sql::rows(s.reads(), kind, statement, params).await)
+    }
+
+    /// Records the state of a handler's target.
+    pub async fn target_state_set(&self, row: &targets::RawTargetState) -> Result<(), InboxError> {
+        with!(targets, self, s, sql => sql::set(s, row).await)
+    }
+
+    /// The handler targets' states.
+    pub async fn target_states(&self) -> Result<Vec<targets::RawTargetState>, InboxError> {
+        with!(targets, self, s, sql => sql::list(s.reads()).await)
+    }
+
+    /// Deletes the target states unchanged since before `before`.
+    pub async fn target_states_prune(&self, before: i64) -> Result<u64, InboxError> {
+        with!(targets, self, s, sql => sql::prune(s, before).await)
     }
 
     pub async fn history(

@@ -10,9 +10,33 @@
 //! 405 (a wrong secret, clock or URL). Other refusals (400, 413, 422, ...)
 //! concern one row, say that the target is up, and count as an answer:
 //! a stranger's oversized mail must not pause everyone's webhooks.
+//!
+//! Each change of state (paused, probing, closed) is published on a watch
+//! channel ([`Breaker::changes`]), never each attempt: the relay records
+//! the latest in the store from a task of its own, so that other
+//! processes see it (see [`super::Relay::record_states`]).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+pub use cmc_webhook_inbox::targets::TargetCondition;
+use tokio::sync::watch;
+
+/// A change of a breaker's state, as published on [`Breaker::changes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Change {
+    /// Where the breaker stands now.
+    pub condition: TargetCondition,
+    /// Failed attempts in a row.
+    pub failures: u32,
+    /// When a pause ends, or a probe is due by (none when closed).
+    pub until: Option<jiff::Timestamp>,
+    /// How many times the target was paused.
+    pub pauses: u64,
+    /// When it changed.
+    pub at: jiff::Timestamp,
+}
 
 /// Counts a target's failures in a row and pauses it at the cap.
 ///
@@ -32,8 +56,12 @@ use std::time::{Duration, Instant};
 pub struct Breaker {
     cap: u32,
     pause: Duration,
+    /// How long a probe may take (its deadline, as published).
+    probe_limit: Duration,
     target: String,
     state: Mutex<State>,
+    /// The latest change (none before the first).
+    changes: watch::Sender<Option<Change>>,
 }
 
 #[derive(Debug, Default)]
@@ -79,7 +107,13 @@ impl Admission<'_> {
 impl Drop for Admission<'_> {
     fn drop(&mut self) {
         if self.probe {
-            self.breaker.state().probing = false;
+            let mut state = self.breaker.state();
+            state.probing = false;
+            // Paused again as before the probe, the pause over: the next
+            // attempt probes.
+            let until = state.paused_until;
+            self.breaker
+                .publish(&state, TargetCondition::Paused, until.map(wall));
         }
     }
 }
@@ -92,9 +126,50 @@ impl Breaker {
         Breaker {
             cap,
             pause,
+            probe_limit: pause,
             target: target.to_owned(),
             state: Mutex::default(),
+            changes: watch::Sender::new(None),
         }
+    }
+
+    /// The longest a probe may take before it is known to be lost (the
+    /// attempt's timeout): the deadline published while probing. The
+    /// pause by default.
+    pub fn with_probe_limit(mut self, limit: Duration) -> Breaker {
+        self.probe_limit = limit;
+        self
+    }
+
+    /// The changes of state: the latest (none before the first), one per
+    /// change, never per attempt.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cmc_receiver::relay::breaker::{Breaker, TargetCondition};
+    ///
+    /// let breaker = Breaker::new(1, Duration::from_secs(30), "https://app.example.jp/hooks");
+    /// let changes = breaker.changes();
+    /// assert!(changes.borrow().is_none());
+    /// breaker.failure();
+    /// let paused = changes.borrow().clone().unwrap();
+    /// assert_eq!(paused.condition, TargetCondition::Paused);
+    /// assert_eq!((paused.failures, paused.pauses), (1, 1));
+    /// ```
+    pub fn changes(&self) -> watch::Receiver<Option<Change>> {
+        self.changes.subscribe()
+    }
+
+    /// Publishes a change, the state locked (so that changes go out in
+    /// their order). Never waits: the watch keeps the latest.
+    fn publish(&self, state: &State, condition: TargetCondition, until: Option<jiff::Timestamp>) {
+        self.changes.send_replace(Some(Change {
+            condition,
+            failures: state.failures,
+            until,
+            pauses: state.pauses,
+            at: jiff::Timestamp::now(),
+        }));
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -131,6 +206,10 @@ impl Breaker {
                             PROBE_POLL
                         } else {
                             state.probing = true;
+                            let due = jiff::Timestamp::now()
+                                + jiff::SignedDuration::try_from(self.probe_limit)
+                                    .unwrap_or(jiff::SignedDuration::MAX);
+                            self.publish(&state, TargetCondition::Probing, Some(due));
                             return Admission {
                                 breaker: self,
                                 probe: true,
@@ -156,6 +235,9 @@ impl Breaker {
         state.failures = 0;
         state.paused_until = None;
         state.probing = false;
+        if was_paused {
+            self.publish(&state, TargetCondition::Closed, None);
+        }
         drop(state);
         if was_paused {
             metrics::gauge!("cmc_receiver_relay_paused", "target" => self.target.clone()).set(0.0);
@@ -178,6 +260,11 @@ impl Breaker {
             state.paused_until = Some(now + self.pause);
             state.pauses += 1;
             let failures = state.failures;
+            self.publish(
+                &state,
+                TargetCondition::Paused,
+                state.paused_until.map(wall),
+            );
             drop(state);
             metrics::gauge!("cmc_receiver_relay_paused", "target" => self.target.clone()).set(1.0);
             metrics::counter!("cmc_receiver_relay_pauses_total", "target" => self.target.clone())
@@ -189,6 +276,18 @@ impl Breaker {
                 "the relay target failed {failures} times in a row: paused"
             );
         }
+    }
+}
+
+/// A monotonic instant as the wall clock's time (for a reader elsewhere).
+fn wall(at: Instant) -> jiff::Timestamp {
+    let now = Instant::now();
+    let wall = jiff::Timestamp::now();
+    let offset =
+        |d: Duration| jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX);
+    match at.checked_duration_since(now) {
+        Some(ahead) => wall.saturating_add(offset(ahead)).unwrap_or(wall),
+        None => wall.saturating_sub(offset(now - at)).unwrap_or(wall),
     }
 }
 
@@ -254,5 +353,49 @@ mod tests {
         probe.answered();
         assert!(!breaker.is_open());
         assert!(!breaker.admit().await.is_probe());
+    }
+
+    #[tokio::test]
+    async fn each_change_of_state_is_published_once_and_attempts_publish_nothing() {
+        let breaker = Breaker::new(3, Duration::from_millis(30), "t")
+            .with_probe_limit(Duration::from_secs(40));
+        let mut changes = breaker.changes();
+        // Below the cap, and successes while closed: no change.
+        breaker.failure();
+        breaker.failure();
+        breaker.success();
+        breaker.failure();
+        breaker.failure();
+        drop(breaker.admit().await);
+        assert!(!changes.has_changed().unwrap());
+        let before = jiff::Timestamp::now();
+        breaker.failure();
+        assert!(changes.has_changed().unwrap());
+        let paused = changes.borrow_and_update().clone().unwrap();
+        assert_eq!(paused.condition, TargetCondition::Paused);
+        assert_eq!((paused.failures, paused.pauses), (3, 1));
+        let until = paused.until.unwrap();
+        assert!(
+            until >= before + jiff::SignedDuration::from_millis(25),
+            "{until}"
+        );
+        assert!(until <= jiff::Timestamp::now() + jiff::SignedDuration::from_millis(35));
+        // Failures during the pause change nothing.
+        breaker.failure();
+        assert!(!changes.has_changed().unwrap());
+        // The probe: due by its limit.
+        let probe = breaker.admit().await;
+        let probing = changes.borrow_and_update().clone().unwrap();
+        assert_eq!(probing.condition, TargetCondition::Probing);
+        let due = probing.until.unwrap() - probing.at;
+        let due = due.as_millis();
+        assert!((39_900..=40_000).contains(&due), "{due}");
+        probe.answered();
+        let closed = changes.borrow_and_update().clone().unwrap();
+        assert_eq!(closed.condition, TargetCondition::Closed);
+        assert_eq!((closed.failures, closed.until, closed.pauses), (0, None, 1));
+        // Closed again: successes publish nothing more.
+        breaker.success();
+        assert!(!changes.has_changed().unwrap());
     }
 }

@@ -50,7 +50,72 @@ use http::Uri;
 use http_body_util::{BodyExt as _, Full};
 
 use crate::app::Printer;
+use cmc_webhook_inbox::targets::{TargetCondition, TargetState};
 use sign::{Signer, SigningSecret};
+
+/// This process as the writer of the targets' states it records: the
+/// host's name (when it can be read) and the process id, so that the
+/// processes relaying from one store each keep their own rows.
+///
+/// ```
+/// let me = cmc_receiver::relay::writer_name();
+/// assert!(me.contains(&format!("pid {}", std::process::id())));
+/// ```
+pub fn writer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(100)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    if host.is_empty() {
+        format!("pid {}", std::process::id())
+    } else {
+        format!("{host} pid {}", std::process::id())
+    }
+}
+
+/// A target's recorded state as `counts` and the console show it, at
+/// `now`: a paused or probing state past its end reads as unknown, since
+/// its writer would have recorded the next one by then unless it stopped.
+///
+/// ```
+/// use cmc_webhook_inbox::targets::{TargetCondition, TargetState};
+///
+/// let t0: jiff::Timestamp = "2026-04-01T00:00:00Z".parse().unwrap();
+/// let mut s = TargetState::new("https://app.example.jp/hooks", "web-1 pid 7", TargetCondition::Paused, t0);
+/// s.failures = 10;
+/// s.until = Some(t0 + jiff::SignedDuration::from_secs(30));
+/// let shown = cmc_receiver::relay::describe_state(&s, t0);
+/// assert!(shown.starts_with("paused until 2026-04-01T00:00:30Z"), "{shown}");
+/// let later = cmc_receiver::relay::describe_state(&s, t0 + jiff::SignedDuration::from_secs(60));
+/// assert!(later.starts_with("was paused until"), "{later}");
+/// ```
+pub fn describe_state(state: &TargetState, now: jiff::Timestamp) -> String {
+    let time = |t: jiff::Timestamp| format!("{:.0}", t);
+    let until = state.until.map(time).unwrap_or_else(|| "?".to_owned());
+    if !state.is_current(now) {
+        return format!(
+            "was {} until {until}, no change recorded since: state unknown (no attempt since, or its process stopped)",
+            state.condition
+        );
+    }
+    match state.condition {
+        TargetCondition::Closed => "closed (sending)".to_owned(),
+        TargetCondition::Paused => format!(
+            "paused until {until} after {} failures in a row",
+            state.failures
+        ),
+        TargetCondition::Probing => format!("probing: one attempt tests it, due by {until}"),
+        _ => state.condition.to_string(),
+    }
+}
 
 /// A relay URL: `https://`, or `http://` when allowed; with a host; no
 /// user or password (they would show in `ps` and in logs).
@@ -115,6 +180,17 @@ pub struct RelayOptions {
 /// The longest pause of a target: attempts wait through it, within the
 /// worker's handler timeout.
 pub const MAX_PAUSE: Duration = Duration::from_secs(120);
+
+/// Past its attempt's timeout, how long more a probe is given before the
+/// state recorded for it reads as lost.
+const PROBE_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long a failed record of a target's state waits before it is tried
+/// again (sooner at the next change).
+const RECORD_RETRY: Duration = Duration::from_secs(10);
+
+/// The longest one record of a target's state may take.
+const RECORD_LIMIT: Duration = Duration::from_secs(15);
 
 /// The default of [`RelayOptions::inline_limit`].
 pub const DEFAULT_INLINE_LIMIT: usize = 1 << 20;
@@ -192,8 +268,10 @@ impl Relay {
             url.authority().map_or("", |a| a.as_str()),
             url.path()
         );
+        // A probe is one attempt: lost past its timeout (and a margin).
         let breaker =
-            breaker::Breaker::new(options.failure_cap, options.pause.min(MAX_PAUSE), &shown);
+            breaker::Breaker::new(options.failure_cap, options.pause.min(MAX_PAUSE), &shown)
+                .with_probe_limit(options.timeout + PROBE_MARGIN);
         Ok(Relay {
             inner: Arc::new(Inner {
                 breaker,
@@ -229,6 +307,83 @@ impl Relay {
     /// The target's circuit breaker.
     pub fn breaker(&self) -> &breaker::Breaker {
         &self.inner.breaker
+    }
+
+    /// Records each change of the target's state (paused, probing,
+    /// closed) in `inbox` as `writer`'s ([`Inbox::set_target_state`]), so
+    /// that `counts` and a console elsewhere see it: from a task of its
+    /// own, fed by the breaker's watch, so that an attempt never waits
+    /// for the store, and changes made while a write is out are coalesced
+    /// into the next. A write that fails is logged and tried again (after
+    /// [`RECORD_RETRY`], or at the next change). The target is stored as
+    /// logged: without query (nor credentials, which [`target`] refuses).
+    /// The task ends when the relay is dropped.
+    ///
+    /// [`Inbox::set_target_state`]: cmc_webhook_inbox::Inbox::set_target_state
+    ///
+    /// ```no_run
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox, relay: cmc_receiver::relay::Relay) {
+    /// let recording = relay.record_states(inbox, cmc_receiver::relay::writer_name());
+    /// # recording.abort();
+    /// # }
+    /// ```
+    pub fn record_states(
+        &self,
+        inbox: cmc_webhook_inbox::Inbox,
+        writer: String,
+    ) -> tokio::task::JoinHandle<()> {
+        let mut changes = self.inner.breaker.changes();
+        // Not the relay itself: the task must not keep it alive.
+        let target = self.inner.shown.clone();
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                if failing {
+                    tokio::select! {
+                        changed = changes.changed() => if changed.is_err() { return },
+                        () = tokio::time::sleep(RECORD_RETRY) => {}
+                    }
+                } else if changes.changed().await.is_err() {
+                    return;
+                }
+                let Some(change) = changes.borrow_and_update().clone() else {
+                    continue;
+                };
+                // On the store's clock (on PostgreSQL the server's), which
+                // readers on other hosts compare with.
+                let skew = inbox.now().duration_since(jiff::Timestamp::now());
+                let shift = |t: jiff::Timestamp| t.saturating_add(skew).unwrap_or(t);
+                let mut state = TargetState::new(
+                    target.clone(),
+                    writer.clone(),
+                    change.condition,
+                    shift(change.at),
+                );
+                state.failures = u64::from(change.failures);
+                state.until = change.until.map(shift);
+                state.pauses = change.pauses;
+                let error = match tokio::time::timeout(RECORD_LIMIT, inbox.set_target_state(&state))
+                    .await
+                {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some(format!("no answer within {}s", RECORD_LIMIT.as_secs())),
+                };
+                match error {
+                    None => {
+                        failing = false;
+                        tracing::debug!(target_url = %target, state = %change.condition, "recorded the relay target's state");
+                    }
+                    Some(error) if !failing => {
+                        failing = true;
+                        tracing::warn!(target_url = %target, state = %change.condition, %error, "could not record the relay target's state in the store (relaying goes on; tried again)");
+                    }
+                    Some(error) => {
+                        tracing::debug!(target_url = %target, %error, "could not record the relay target's state, again");
+                    }
+                }
+            }
+        })
     }
 
     /// The worker's handler: POSTs the row, signed; `Ok` on a 2xx answer.

@@ -86,6 +86,15 @@ pub struct RelayRow {
     pauses: u64,
 }
 
+/// A target's state as a receiver recorded it in the store.
+#[derive(Debug)]
+pub struct TargetRow {
+    target: String,
+    state: String,
+    writer: String,
+    pauses: u64,
+}
+
 /// The overview.
 #[derive(Debug, Template)]
 #[template(path = "console/overview.html")]
@@ -98,6 +107,7 @@ pub struct Overview {
     charts: Vec<Chart>,
     bounces: Vec<(String, u64)>,
     relays: Vec<RelayRow>,
+    targets: Vec<TargetRow>,
 }
 
 /// The series of the charts: (class, name).
@@ -270,6 +280,20 @@ pub async fn page(State(console): State<Console>, user: auth::User) -> Response 
             }
         })
         .collect();
+    // The targets' states as every receiver on the store recorded them:
+    // what a console of its own can know of them.
+    let targets = match inbox.target_states().await {
+        Ok(states) => states
+            .iter()
+            .map(|s| TargetRow {
+                target: html::short(&s.target),
+                state: crate::relay::describe_state(s, inbox.now()),
+                writer: html::short(&s.writer),
+                pauses: s.pauses,
+            })
+            .collect(),
+        Err(e) => return html::failed(&e),
+    };
     html::render(&Overview {
         layout: Layout::of(&user, "overview"),
         store: html::short(inbox.describe()),
@@ -279,5 +303,6 @@ pub async fn page(State(console): State<Console>, user: auth::User) -> Response 
         charts,
         bounces: bounces.into_iter().collect(),
         relays,
+        targets,
     })
 }
