@@ -17,6 +17,7 @@ use cmc_webhook::inbox::{Inbox, Job};
 use cmc_webhook::test_util::sample_inbound;
 use cmc_webhook::Webhook;
 use common::http::{send_raw, Reply};
+use common::inbox::kill_rows;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "correct horse battery staple";
@@ -45,31 +46,6 @@ fn bounce(message_id: &str, to: &str, status: &str) -> Webhook {
         }]}
     });
     Webhook::parse("application/json", Bytes::from(body.to_string())).unwrap()
-}
-
-/// Runs a worker whose handler fails with `error` until every row is dead.
-async fn kill_all(inbox: &Inbox, error: String, rows: u64) {
-    let worker = inbox
-        .worker(move |_job: Job| {
-            let error = error.clone();
-            async move { Err::<(), String>(error) }
-        })
-        .max_attempts(1)
-        .poll_interval(Duration::from_millis(5))
-        .spawn();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let c = inbox.counts().await.unwrap();
-        if c.events.dead + c.mails.dead >= rows {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rows never died: {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    worker.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
 async fn serve_console(inbox: Inbox) -> SocketAddr {
@@ -465,7 +441,7 @@ async fn hostile_stored_text_is_escaped_bounded_and_answered() {
     let mut mail = sample_inbound(false);
     mail.subject = huge.as_str().into();
     inbox.store(Webhook::Inbound(mail), None).await.unwrap();
-    kill_all(&inbox, huge.clone(), 2).await;
+    kill_rows(&inbox, huge.clone(), 2).await;
     let addr = serve_console(inbox.clone()).await;
     let (pair, _) = login(addr).await;
     for kind in ["event", "mail"] {
@@ -544,7 +520,7 @@ async fn a_replay_is_confirmed_needs_its_token_and_records_who() {
             .await
             .unwrap();
     }
-    kill_all(&inbox, "relay timed out".to_owned(), 3).await;
+    kill_rows(&inbox, "relay timed out".to_owned(), 3).await;
     let addr = serve_console(inbox.clone()).await;
     let (pair, csrf) = login(addr).await;
     let page = get(addr, "/rows?kind=event&state=dead&error=TIMED", Some(&pair)).await;
@@ -635,16 +611,151 @@ async fn a_replay_is_confirmed_needs_its_token_and_records_who() {
     assert!(timeline.body.contains("by alice"), "{}", timeline.body);
 
     // Everything the filter takes.
+    assert!(confirm.body.contains("name=\"upto\" value=\"3\""));
     let all = form(&[
         ("scope", "filter"),
         ("kind", "event"),
         ("error", "timed"),
+        ("upto", "3"),
         ("csrf", &csrf),
     ]);
     let done = post(addr, "/replay", Some(&pair), "", &all).await;
     assert!(done.body.contains("2 event row(s)"), "{done:?}");
     assert_eq!(inbox.counts().await.unwrap().events.dead, 0);
     assert_eq!(inbox.counts().await.unwrap().events.pending, 3);
+}
+
+/// A replay of a filter takes only the rows its confirmation counted: a
+/// row that died after the page was shown is left dead, and a replay of a
+/// filter without the bound its confirmation gave is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_of_a_filter_takes_no_row_dead_since_its_confirmation() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    for n in 0..2 {
+        inbox
+            .store(
+                bounce(&format!("<{n}@example.com>"), "u@example.jp", "5"),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    kill_rows(&inbox, "relay timed out", 2).await;
+    let addr = serve_console(inbox.clone()).await;
+    let (pair, csrf) = login(addr).await;
+    let confirm = get(
+        addr,
+        "/replay?scope=filter&kind=event&error=timed&upto=999",
+        Some(&pair),
+    )
+    .await;
+    assert!(
+        confirm.body.contains("Replay 2 event rows?"),
+        "{}",
+        confirm.body
+    );
+    // The newest row counted, whatever the query said.
+    assert!(
+        confirm
+            .body
+            .contains("<input type=\"hidden\" name=\"upto\" value=\"2\">"),
+        "{}",
+        confirm.body
+    );
+    // A third row dies while the page is shown.
+    inbox
+        .store(bounce("<late@example.com>", "u@example.jp", "5"), None)
+        .await
+        .unwrap();
+    kill_rows(&inbox, "relay timed out", 3).await;
+    let filter = [
+        ("scope", "filter"),
+        ("kind", "event"),
+        ("error", "timed"),
+        ("csrf", csrf.as_str()),
+    ];
+    // Without the bound: refused, nothing replayed.
+    let unbounded = post(addr, "/replay", Some(&pair), "", &form(&filter)).await;
+    assert_eq!(unbounded.status, 400, "{unbounded:?}");
+    assert!(unbounded.body.contains("open the confirmation again"));
+    assert_eq!(inbox.counts().await.unwrap().events.dead, 3);
+    let mut bounded = filter.to_vec();
+    bounded.push(("upto", "2"));
+    let done = post(addr, "/replay", Some(&pair), "", &form(&bounded)).await;
+    assert_eq!(done.status, 200, "{done:?}");
+    assert!(
+        done.body.contains("2 event row(s) set back"),
+        "{}",
+        done.body
+    );
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!(
+        (counts.events.dead, counts.events.pending),
+        (1, 2),
+        "{counts:?}"
+    );
+    let late = inbox.history("<late@example.com>").await.unwrap();
+    assert_eq!(late[0].state, cmc_webhook::inbox::State::Dead);
+}
+
+/// A refused POST is logged with who sent it and from where, never with
+/// a token.
+#[tokio::test(flavor = "current_thread")]
+async fn a_csrf_refusal_is_logged_with_the_user_and_the_client_address() {
+    let logs = common::logs::Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    let addr = serve_console(inbox).await;
+    let (pair, csrf) = login(addr).await;
+    let refusals = |logs: &common::logs::Captured| {
+        logs.text()
+            .lines()
+            .filter(|l| l.contains("a POST was refused (CSRF)"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    // A wrong token, in a handler.
+    let wrong = "f".repeat(64);
+    let reply = post(
+        addr,
+        "/suppressions/add",
+        Some(&pair),
+        "",
+        &form(&[("csrf", &wrong), ("address", "a@example.jp"), ("note", "n")]),
+    )
+    .await;
+    assert_eq!(reply.status, 403);
+    // Another site, refused before any handler, with and without a
+    // session.
+    let right = form(&[
+        ("scope", "selected"),
+        ("kind", "event"),
+        ("id", "1"),
+        ("csrf", &csrf),
+    ]);
+    let cross = "Origin: http://evil.example\r\n";
+    let r = post(addr, "/replay", Some(&pair), cross, &right).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(post(addr, "/replay", None, cross, &right).await.status, 403);
+    let lines = refusals(&logs);
+    assert_eq!(lines.len(), 3, "{}", logs.text());
+    for line in &lines {
+        assert!(line.contains("client=127.0.0.1"), "{line}");
+        assert!(!line.contains(&wrong) && !line.contains(&csrf), "{line}");
+        let session = pair.split('=').nth(1).unwrap();
+        assert!(!line.contains(session), "{line}");
+    }
+    assert!(lines[0].contains("user=\"alice\""), "{}", lines[0]);
+    assert!(lines[0].contains("suppression list without the session's token"));
+    assert!(lines[1].contains("user=\"alice\""), "{}", lines[1]);
+    assert!(lines[1].contains("Origin is not the console's"));
+    assert!(lines[2].contains("user=\"(no session)\""), "{}", lines[2]);
 }
 
 /// A mail's HTML body that tries every way to act or fetch.
@@ -792,9 +903,25 @@ async fn a_mail_shows_escaped_its_html_only_in_a_sandbox_and_its_files_as_downlo
     assert!(body.body.contains("<a>a link</a>"), "{}", body.body);
     let lower = body.body.to_ascii_lowercase();
     for gone in [
-        "<script", "onerror", "onload", "javascript:", "<meta", "refresh", "<base", "<form",
-        "<input", "<iframe", "<link", "prefetch", "<svg", "<style", "url(", "href", "target",
-        "evil.example", "\u{0}",
+        "<script",
+        "onerror",
+        "onload",
+        "javascript:",
+        "<meta",
+        "refresh",
+        "<base",
+        "<form",
+        "<input",
+        "<iframe",
+        "<link",
+        "prefetch",
+        "<svg",
+        "<style",
+        "url(",
+        "href",
+        "target",
+        "evil.example",
+        "\u{0}",
     ] {
         assert!(!lower.contains(gone), "{gone:?} in {}", body.body);
     }
@@ -1368,7 +1495,7 @@ async fn the_console_reads_and_a_replay_by_a_user_on_every_backend() {
         let mut mail = sample_inbound(false);
         mail.subject = format!("Invoice 50% off_{HOSTILE}").as_str().into();
         inbox.store(Webhook::Inbound(mail), None).await.unwrap();
-        kill_all(&inbox, format!("timed out {HOSTILE}"), 5).await;
+        kill_rows(&inbox, format!("timed out {HOSTILE}"), 5).await;
 
         // Events per hour: all five in this hour, by type and status.
         let now = jiff::Timestamp::now();

@@ -13,6 +13,7 @@
 
 #[path = "common/browser.rs"]
 mod browser;
+mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use cmc_receiver::serve;
 use cmc_webhook::inbox::{Inbox, Job};
 use cmc_webhook::test_util::sample_inbound;
 use cmc_webhook::Webhook;
+use common::inbox::kill_rows;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "correct horse battery staple";
@@ -71,33 +73,6 @@ fn bounce(message_id: &str, to: &str, status: &str) -> Webhook {
         }]}
     });
     Webhook::parse("application/json", Bytes::from(body.to_string())).unwrap()
-}
-
-/// Runs a worker whose handler fails with `error` until `rows` rows are
-/// dead.
-async fn kill_all(inbox: &Inbox, error: &str, rows: u64) {
-    let error = error.to_owned();
-    let worker = inbox
-        .worker(move |_job: Job| {
-            let error = error.clone();
-            async move { Err::<(), String>(error) }
-        })
-        .max_attempts(1)
-        .poll_interval(Duration::from_millis(5))
-        .spawn();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let c = inbox.counts().await.unwrap();
-        if c.events.dead + c.mails.dead >= rows {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rows never died: {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    worker.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
 async fn serve_console(inbox: Inbox) -> SocketAddr {
@@ -174,7 +149,7 @@ async fn an_operator_logs_in_finds_a_message_replays_a_dead_row_and_hostile_text
     mail.subject = HOSTILE.into();
     mail.envelope_from = HOSTILE.into();
     inbox.store(Webhook::Inbound(mail), None).await.unwrap();
-    kill_all(&inbox, "relay timed out after 10 s", 6).await;
+    kill_rows(&inbox, "relay timed out after 10 s", 6).await;
     let addr = serve_console(inbox.clone()).await;
 
     let Some(mut b) = Browser::start(

@@ -97,7 +97,10 @@ pub fn router_for(console: Console, hosts: host::Hosts) -> Router {
         )
         .route(STYLE_PATH.as_str(), get(style))
         .fallback(pages::not_found)
-        .layer(axum::middleware::from_fn(csrf::same_origin))
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            csrf::same_origin,
+        ))
         .layer(axum::middleware::from_fn_with_state(hosts, host::check))
         .layer(axum::middleware::from_fn(headers::secure))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -134,7 +134,15 @@ const DATA_IMAGES: &[&str] = &[
 ];
 
 /// The text of a `style` attribute that makes it dropped whole.
-const STYLE_REFUSED: &[&str] = &["url(", "image-set(", "expression(", "@import", "\\", "<", "&"];
+const STYLE_REFUSED: &[&str] = &[
+    "url(",
+    "image-set(",
+    "expression(",
+    "@import",
+    "\\",
+    "<",
+    "&",
+];
 
 fn attribute<'u>(element: &str, name: &str, value: &'u str) -> Option<Cow<'u, str>> {
     let lower = || value.trim().to_ascii_lowercase();
@@ -167,7 +175,10 @@ static POLICY: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
     b.rm_tags(["area", "map"])
         .add_tags(["font", "center", "big"])
         .add_generic_attributes(["style", "dir", "align"])
-        .add_tag_attributes("table", ["width", "border", "cellpadding", "cellspacing", "bgcolor"])
+        .add_tag_attributes(
+            "table",
+            ["width", "border", "cellpadding", "cellspacing", "bgcolor"],
+        )
         .add_tag_attributes("tr", ["bgcolor", "valign", "height"])
         .add_tag_attributes("td", ["width", "height", "bgcolor", "valign", "nowrap"])
         .add_tag_attributes("th", ["width", "height", "bgcolor", "valign", "nowrap"])
@@ -219,10 +230,9 @@ impl std::fmt::Display for Refused {
                 f,
                 "this HTML body nests its elements more than {MAX_DEPTH} deep"
             ),
-            Refused::TooManyElements => write!(
-                f,
-                "this HTML body builds more than {MAX_ELEMENTS} elements"
-            ),
+            Refused::TooManyElements => {
+                write!(f, "this HTML body builds more than {MAX_ELEMENTS} elements")
+            }
         }
     }
 }
@@ -455,15 +465,51 @@ mod tests {
     fn assert_inert(shown: &str) {
         let (tags, values) = markup(shown);
         for bad in [
-            "<script", "<meta", "<base", "<link", "<style", "<form", "<input", "<button",
-            "<textarea", "<select", "<iframe", "<frame", "<object", "<embed", "<svg", "<math",
-            "<video", "<audio", "<source", "<template", "<noscript", "<isindex", " on", "href",
-            "target", "action", "ping", "srcset", "background=", "cite", "poster",
+            "<script",
+            "<meta",
+            "<base",
+            "<link",
+            "<style",
+            "<form",
+            "<input",
+            "<button",
+            "<textarea",
+            "<select",
+            "<iframe",
+            "<frame",
+            "<object",
+            "<embed",
+            "<svg",
+            "<math",
+            "<video",
+            "<audio",
+            "<source",
+            "<template",
+            "<noscript",
+            "<isindex",
+            " on",
+            "href",
+            "target",
+            "action",
+            "ping",
+            "srcset",
+            "background=",
+            "cite",
+            "poster",
         ] {
             assert!(!tags.contains(bad), "{bad:?} in {shown}");
         }
         let values = values.replace(&PLACEHOLDER.to_ascii_lowercase(), "");
-        for bad in ["javascript:", "http:", "https:", "//", "cid:", "url(", "expression", "evil"] {
+        for bad in [
+            "javascript:",
+            "http:",
+            "https:",
+            "//",
+            "cid:",
+            "url(",
+            "expression",
+            "evil",
+        ] {
             assert!(!values.contains(bad), "{bad:?} in {shown}");
         }
     }
@@ -639,7 +685,10 @@ mod tests {
         assert!(mail_html(&nested).starts_with("<div><div>"));
         // Too large: refused before any parsing.
         let large = "x".repeat(MAX_HTML + 1);
-        assert_eq!(super::mail_html(&large), Err(Refused::TooLarge(MAX_HTML + 1)));
+        assert_eq!(
+            super::mail_html(&large),
+            Err(Refused::TooLarge(MAX_HTML + 1))
+        );
         // Linear: a megabyte of flat elements, and one of paragraphs
         // nested 400 deep a time, take about as long per byte.
         let flat = "<p>x</p>".repeat(125_000);
