@@ -429,7 +429,8 @@ impl Filter {
     }
 
     /// Only rows whose id is at most `id`: those a confirmation showed,
-    /// not the ones stored (or dead) since, when their ids are higher.
+    /// not the ones stored since (ids only grow; a row stored before and
+    /// dead since is still taken).
     ///
     /// ```
     /// use cmc_webhook_inbox::{Filter, Kind};
