@@ -1588,14 +1588,24 @@ async fn the_console_reads_and_a_replay_by_a_user_on_every_backend() {
         assert!(inbox.history("<3@example.com>").await.unwrap()[0]
             .replayed
             .is_none());
+        // Bounded by the newest id a confirmation showed: event 3 of the
+        // two dead (3 and 4).
+        let timed_out = Filter::dead().kind(Kind::Event).error_contains("timed out");
         let n = inbox
-            .replay_by(
-                &Filter::dead().kind(Kind::Event).error_contains("timed out"),
-                &format!("bob{HOSTILE}"),
-            )
+            .replay_by(&timed_out.clone().up_to(3), &format!("bob{HOSTILE}"))
             .await
             .unwrap();
-        assert_eq!(n, 2, "{url}");
+        assert_eq!(n, 1, "{url}");
+        assert_eq!(
+            inbox.history("<3@example.com>").await.unwrap()[0].state,
+            cmc_webhook::inbox::State::Dead,
+            "{url}: event 4 is past the bound"
+        );
+        let n = inbox
+            .replay_by(&timed_out, &format!("bob{HOSTILE}"))
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "{url}");
         let row = inbox
             .rows(&RowQuery::new(Kind::Event).find(Find::MessageId("<3@example.com>".into())))
             .await
