@@ -758,6 +758,39 @@ async fn a_csrf_refusal_is_logged_with_the_user_and_the_client_address() {
     assert!(lines[2].contains("user=\"(no session)\""), "{}", lines[2]);
 }
 
+/// A body nested 100 000 deep (which an HTML parser would take minutes
+/// to build) is answered at once with a line saying why it is not shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_whose_html_nests_too_deep_is_answered_at_once_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    let mut mail = sample_inbound(false);
+    mail.html = Some(format!("{}<script>alert(1)</script>", "<div>".repeat(100_000)).into());
+    inbox.store(Webhook::Inbound(mail), None).await.unwrap();
+    let id = only_mail(&inbox).await;
+    let addr = serve_console(inbox.clone()).await;
+    let (pair, _) = login(addr).await;
+    let started = std::time::Instant::now();
+    let body = get(addr, &format!("/mails/{id}/html"), Some(&pair)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(body.status, 200);
+    assert_eq!(
+        body.header("content-security-policy"),
+        Some(console::pages::mails::MAIL_HTML_CSP)
+    );
+    assert!(
+        body.body
+            .contains("Not shown: this HTML body nests its elements more than 512 deep"),
+        "{}",
+        body.body
+    );
+    assert!(!body.body.contains("<div") && !body.body.contains("<script"));
+}
+
 /// A mail's HTML body that tries every way to act or fetch.
 const HOSTILE_HTML: &str = "<html><head>\
 <meta http-equiv=\"refresh\" content=\"0;url=https://evil.example/refresh\">\
