@@ -181,8 +181,8 @@ impl RowFilter {
             if !self.error.is_empty() {
                 f = f.error_contains(&self.error);
             }
-            // Checked present by the replay: rows dead since the
-            // confirmation are not taken.
+            // Checked present by the replay: rows stored (and dead)
+            // since the confirmation are not taken.
             f.up_to(self.upto.unwrap_or(0))
         } else {
             Filter::ids(self.kind, self.ids.iter().copied()).states([RowState::Dead])
