@@ -17,6 +17,7 @@ use cmc_webhook::inbox::{Inbox, Job};
 use cmc_webhook::test_util::sample_inbound;
 use cmc_webhook::Webhook;
 use common::http::{send_raw, Reply};
+use common::inbox::kill_rows;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "correct horse battery staple";
@@ -45,31 +46,6 @@ fn bounce(message_id: &str, to: &str, status: &str) -> Webhook {
         }]}
     });
     Webhook::parse("application/json", Bytes::from(body.to_string())).unwrap()
-}
-
-/// Runs a worker whose handler fails with `error` until every row is dead.
-async fn kill_all(inbox: &Inbox, error: String, rows: u64) {
-    let worker = inbox
-        .worker(move |_job: Job| {
-            let error = error.clone();
-            async move { Err::<(), String>(error) }
-        })
-        .max_attempts(1)
-        .poll_interval(Duration::from_millis(5))
-        .spawn();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let c = inbox.counts().await.unwrap();
-        if c.events.dead + c.mails.dead >= rows {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rows never died: {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    worker.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
 async fn serve_console(inbox: Inbox) -> SocketAddr {
@@ -465,7 +441,7 @@ async fn hostile_stored_text_is_escaped_bounded_and_answered() {
     let mut mail = sample_inbound(false);
     mail.subject = huge.as_str().into();
     inbox.store(Webhook::Inbound(mail), None).await.unwrap();
-    kill_all(&inbox, huge.clone(), 2).await;
+    kill_rows(&inbox, huge.clone(), 2).await;
     let addr = serve_console(inbox.clone()).await;
     let (pair, _) = login(addr).await;
     for kind in ["event", "mail"] {
@@ -544,7 +520,7 @@ async fn a_replay_is_confirmed_needs_its_token_and_records_who() {
             .await
             .unwrap();
     }
-    kill_all(&inbox, "relay timed out".to_owned(), 3).await;
+    kill_rows(&inbox, "relay timed out".to_owned(), 3).await;
     let addr = serve_console(inbox.clone()).await;
     let (pair, csrf) = login(addr).await;
     let page = get(addr, "/rows?kind=event&state=dead&error=TIMED", Some(&pair)).await;
@@ -635,10 +611,12 @@ async fn a_replay_is_confirmed_needs_its_token_and_records_who() {
     assert!(timeline.body.contains("by alice"), "{}", timeline.body);
 
     // Everything the filter takes.
+    assert!(confirm.body.contains("name=\"upto\" value=\"3\""));
     let all = form(&[
         ("scope", "filter"),
         ("kind", "event"),
         ("error", "timed"),
+        ("upto", "3"),
         ("csrf", &csrf),
     ]);
     let done = post(addr, "/replay", Some(&pair), "", &all).await;
@@ -647,7 +625,184 @@ async fn a_replay_is_confirmed_needs_its_token_and_records_who() {
     assert_eq!(inbox.counts().await.unwrap().events.pending, 3);
 }
 
-/// The receiver program `cargo test` built beside this test.
+/// A replay of a filter takes only the rows its confirmation counted: a
+/// row that died after the page was shown is left dead, and a replay of a
+/// filter without the bound its confirmation gave is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_of_a_filter_takes_no_row_dead_since_its_confirmation() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    for n in 0..2 {
+        inbox
+            .store(
+                bounce(&format!("<{n}@example.com>"), "u@example.jp", "5"),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    kill_rows(&inbox, "relay timed out", 2).await;
+    let addr = serve_console(inbox.clone()).await;
+    let (pair, csrf) = login(addr).await;
+    let confirm = get(
+        addr,
+        "/replay?scope=filter&kind=event&error=timed&upto=999",
+        Some(&pair),
+    )
+    .await;
+    assert!(
+        confirm.body.contains("Replay 2 event rows?"),
+        "{}",
+        confirm.body
+    );
+    // The newest row counted, whatever the query said.
+    assert!(
+        confirm
+            .body
+            .contains("<input type=\"hidden\" name=\"upto\" value=\"2\">"),
+        "{}",
+        confirm.body
+    );
+    // A third row dies while the page is shown.
+    inbox
+        .store(bounce("<late@example.com>", "u@example.jp", "5"), None)
+        .await
+        .unwrap();
+    kill_rows(&inbox, "relay timed out", 3).await;
+    let filter = [
+        ("scope", "filter"),
+        ("kind", "event"),
+        ("error", "timed"),
+        ("csrf", csrf.as_str()),
+    ];
+    // Without the bound: refused, nothing replayed.
+    let unbounded = post(addr, "/replay", Some(&pair), "", &form(&filter)).await;
+    assert_eq!(unbounded.status, 400, "{unbounded:?}");
+    assert!(unbounded.body.contains("open the confirmation again"));
+    assert_eq!(inbox.counts().await.unwrap().events.dead, 3);
+    let mut bounded = filter.to_vec();
+    bounded.push(("upto", "2"));
+    let done = post(addr, "/replay", Some(&pair), "", &form(&bounded)).await;
+    assert_eq!(done.status, 200, "{done:?}");
+    assert!(
+        done.body.contains("2 event row(s) set back"),
+        "{}",
+        done.body
+    );
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!(
+        (counts.events.dead, counts.events.pending),
+        (1, 2),
+        "{counts:?}"
+    );
+    let late = inbox.history("<late@example.com>").await.unwrap();
+    assert_eq!(late[0].state, cmc_webhook::inbox::State::Dead);
+}
+
+/// A refused POST is logged with who sent it and from where, never with
+/// a token.
+#[tokio::test(flavor = "current_thread")]
+async fn a_csrf_refusal_is_logged_with_the_user_and_the_client_address() {
+    let logs = common::logs::Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    let addr = serve_console(inbox).await;
+    let (pair, csrf) = login(addr).await;
+    let refusals = |logs: &common::logs::Captured| {
+        logs.text()
+            .lines()
+            .filter(|l| l.contains("a POST was refused (CSRF)"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    // A wrong token, in a handler.
+    let wrong = "f".repeat(64);
+    let reply = post(
+        addr,
+        "/suppressions/add",
+        Some(&pair),
+        "",
+        &form(&[("csrf", &wrong), ("address", "a@example.jp"), ("note", "n")]),
+    )
+    .await;
+    assert_eq!(reply.status, 403);
+    // Another site, refused before any handler, with and without a
+    // session.
+    let right = form(&[
+        ("scope", "selected"),
+        ("kind", "event"),
+        ("id", "1"),
+        ("csrf", &csrf),
+    ]);
+    let cross = "Origin: http://evil.example\r\n";
+    let r = post(addr, "/replay", Some(&pair), cross, &right).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(post(addr, "/replay", None, cross, &right).await.status, 403);
+    let lines = refusals(&logs);
+    assert_eq!(lines.len(), 3, "{}", logs.text());
+    for line in &lines {
+        assert!(line.contains("client=127.0.0.1"), "{line}");
+        assert!(!line.contains(&wrong) && !line.contains(&csrf), "{line}");
+        let session = pair.split('=').nth(1).unwrap();
+        assert!(!line.contains(session), "{line}");
+    }
+    assert!(lines[0].contains("user=\"alice\""), "{}", lines[0]);
+    assert!(lines[0].contains("suppression list without the session's token"));
+    assert!(lines[1].contains("user=\"alice\""), "{}", lines[1]);
+    assert!(lines[1].contains("Origin is not the console's"));
+    assert!(lines[2].contains("user=\"(no session)\""), "{}", lines[2]);
+}
+
+/// A body nested 100 000 deep (which an HTML parser would take minutes
+/// to build) is answered at once with a line saying why it is not shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_whose_html_nests_too_deep_is_answered_at_once_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    let mut mail = sample_inbound(false);
+    mail.html = Some(format!("{}<script>alert(1)</script>", "<div>".repeat(100_000)).into());
+    inbox.store(Webhook::Inbound(mail), None).await.unwrap();
+    let id = only_mail(&inbox).await;
+    let addr = serve_console(inbox.clone()).await;
+    let (pair, _) = login(addr).await;
+    let started = std::time::Instant::now();
+    let body = get(addr, &format!("/mails/{id}/html"), Some(&pair)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(body.status, 200);
+    assert_eq!(
+        body.header("content-security-policy"),
+        Some(console::pages::mails::MAIL_HTML_CSP)
+    );
+    assert!(
+        body.body
+            .contains("Not shown: this HTML body nests its elements more than 512 deep"),
+        "{}",
+        body.body
+    );
+    assert!(!body.body.contains("<div") && !body.body.contains("<script"));
+}
+
+/// A mail's HTML body that tries every way to act or fetch.
+const HOSTILE_HTML: &str = "<html><head>\
+<meta http-equiv=\"refresh\" content=\"0;url=https://evil.example/refresh\">\
+<base href=\"https://evil.example/\"><link rel=prefetch href=https://evil.example/prefetch>\
+<link rel=dns-prefetch href=//evil.example><style>body{background:url(https://evil.example/css)}</style>\
+</head><body onload=\"alert(0)\"><script>alert(1)</script><img src=x onerror=alert(2)>\
+<p>hello</p><b>bold</b> <a href=\"https://evil.example/\" target=_top>a link</a>\
+<form action=https://evil.example/form><input name=q><button>go</button></form>\
+<iframe src=https://evil.example/frame></iframe><svg onload=alert(3)></svg>\
+<img src=https://evil.example/pixel.gif><p style=\"background:url(https://evil.example/s)\">s</p>\
+<a href=\"javascript:alert(4)\">j</a>\u{0}</body></html>";
+
 /// The id of the only mail of `inbox`.
 async fn only_mail(inbox: &Inbox) -> i64 {
     use cmc_webhook::inbox::browse::RowQuery;
@@ -681,8 +836,7 @@ async fn a_mail_shows_escaped_its_html_only_in_a_sandbox_and_its_files_as_downlo
     ));
     mail.headers = headers.into();
     mail.text = Some(format!("first line\nsecond {HOSTILE}").into());
-    let script = "<script>alert(1)</script><img src=x onerror=alert(2)><p>hello</p>";
-    mail.html = Some(script.into());
+    mail.html = Some(HOSTILE_HTML.into());
     let file = &mut mail.attachments[0];
     file.filename = format!("../../{HOSTILE}.pdf").into();
     file.content_type = HOSTILE.into();
@@ -746,9 +900,11 @@ async fn a_mail_shows_escaped_its_html_only_in_a_sandbox_and_its_files_as_downlo
         .next()
         .unwrap();
     assert!(
-        frame.contains(&format!("sandbox src=\"/mails/{id}/html\"")),
+        frame.contains(&format!("sandbox=\"\" src=\"/mails/{id}/html\"")),
         "{frame}"
     );
+    assert!(frame.contains("referrerpolicy=\"no-referrer\""), "{frame}");
+    assert!(frame.contains("loading=\"lazy\""), "{frame}");
     assert!(!frame.contains("allow-"), "{frame}");
     // The attachment, by its safe name; the delivery with its state.
     assert!(page
@@ -773,10 +929,35 @@ async fn a_mail_shows_escaped_its_html_only_in_a_sandbox_and_its_files_as_downlo
         .header("content-type")
         .unwrap()
         .starts_with("text/html"));
-    assert_eq!(
-        body.body, script,
-        "the HTML as it came, inert by its policy"
-    );
+    // Sanitised: the text and formatting kept, nothing that acts or
+    // fetches.
+    assert!(body.body.contains("<p>hello</p>"), "{}", body.body);
+    assert!(body.body.contains("<b>bold</b>"), "{}", body.body);
+    assert!(body.body.contains("<a>a link</a>"), "{}", body.body);
+    let lower = body.body.to_ascii_lowercase();
+    for gone in [
+        "<script",
+        "onerror",
+        "onload",
+        "javascript:",
+        "<meta",
+        "refresh",
+        "<base",
+        "<form",
+        "<input",
+        "<iframe",
+        "<link",
+        "prefetch",
+        "<svg",
+        "<style",
+        "url(",
+        "href",
+        "target",
+        "evil.example",
+        "\u{0}",
+    ] {
+        assert!(!lower.contains(gone), "{gone:?} in {}", body.body);
+    }
     // Every other page keeps the console's policy and refuses frames.
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
 
@@ -1234,6 +1415,7 @@ async fn a_mail_reads_back_whole_on_every_backend() {
     }
 }
 
+/// The receiver program `cargo test` built beside this test.
 fn receiver_program() -> std::path::PathBuf {
     let me = std::env::current_exe().unwrap();
     let dir = me.parent().unwrap().parent().unwrap();
@@ -1346,7 +1528,7 @@ async fn the_console_reads_and_a_replay_by_a_user_on_every_backend() {
         let mut mail = sample_inbound(false);
         mail.subject = format!("Invoice 50% off_{HOSTILE}").as_str().into();
         inbox.store(Webhook::Inbound(mail), None).await.unwrap();
-        kill_all(&inbox, format!("timed out {HOSTILE}"), 5).await;
+        kill_rows(&inbox, format!("timed out {HOSTILE}"), 5).await;
 
         // Events per hour: all five in this hour, by type and status.
         let now = jiff::Timestamp::now();
@@ -1439,14 +1621,24 @@ async fn the_console_reads_and_a_replay_by_a_user_on_every_backend() {
         assert!(inbox.history("<3@example.com>").await.unwrap()[0]
             .replayed
             .is_none());
+        // Bounded by the newest id a confirmation showed: event 3 of the
+        // two dead (3 and 4).
+        let timed_out = Filter::dead().kind(Kind::Event).error_contains("timed out");
         let n = inbox
-            .replay_by(
-                &Filter::dead().kind(Kind::Event).error_contains("timed out"),
-                &format!("bob{HOSTILE}"),
-            )
+            .replay_by(&timed_out.clone().up_to(3), &format!("bob{HOSTILE}"))
             .await
             .unwrap();
-        assert_eq!(n, 2, "{url}");
+        assert_eq!(n, 1, "{url}");
+        assert_eq!(
+            inbox.history("<3@example.com>").await.unwrap()[0].state,
+            cmc_webhook::inbox::State::Dead,
+            "{url}: event 4 is past the bound"
+        );
+        let n = inbox
+            .replay_by(&timed_out, &format!("bob{HOSTILE}"))
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "{url}");
         let row = inbox
             .rows(&RowQuery::new(Kind::Event).find(Find::MessageId("<3@example.com>".into())))
             .await

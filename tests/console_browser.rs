@@ -3,7 +3,10 @@
 //! console served on loopback, on a SQLite store filled through the
 //! inbox's API. It logs in, finds a message by Message-ID, replays a
 //! dead row and sees it done, and checks that hostile stored text shows
-//! as text and runs nothing; every page is checked for its landmarks and
+//! as text and runs nothing; it lifts a suppression with a note and sees
+//! it in the history, and opens a hostile mail whose HTML body tries to
+//! run, navigate and fetch (toward a listener of the test's own, which
+//! must see no request); every page is checked for its landmarks and
 //! labels, and for fitting a 320 px wide screen.
 //!
 //! Screenshots of every step: `<target dir>/console-screenshots/<test>/`
@@ -13,6 +16,7 @@
 
 #[path = "common/browser.rs"]
 mod browser;
+mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,9 +25,10 @@ use browser::Browser;
 use bytes::Bytes;
 use cmc_receiver::console::{self, auth::Users, Console};
 use cmc_receiver::serve;
-use cmc_webhook::inbox::{Inbox, Job};
+use cmc_webhook::inbox::Inbox;
 use cmc_webhook::test_util::sample_inbound;
 use cmc_webhook::Webhook;
+use common::inbox::kill_rows;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "correct horse battery staple";
@@ -71,33 +76,6 @@ fn bounce(message_id: &str, to: &str, status: &str) -> Webhook {
         }]}
     });
     Webhook::parse("application/json", Bytes::from(body.to_string())).unwrap()
-}
-
-/// Runs a worker whose handler fails with `error` until `rows` rows are
-/// dead.
-async fn kill_all(inbox: &Inbox, error: &str, rows: u64) {
-    let error = error.to_owned();
-    let worker = inbox
-        .worker(move |_job: Job| {
-            let error = error.clone();
-            async move { Err::<(), String>(error) }
-        })
-        .max_attempts(1)
-        .poll_interval(Duration::from_millis(5))
-        .spawn();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let c = inbox.counts().await.unwrap();
-        if c.events.dead + c.mails.dead >= rows {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rows never died: {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    worker.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
 async fn serve_console(inbox: Inbox) -> SocketAddr {
@@ -174,7 +152,7 @@ async fn an_operator_logs_in_finds_a_message_replays_a_dead_row_and_hostile_text
     mail.subject = HOSTILE.into();
     mail.envelope_from = HOSTILE.into();
     inbox.store(Webhook::Inbound(mail), None).await.unwrap();
-    kill_all(&inbox, "relay timed out after 10 s", 6).await;
+    kill_rows(&inbox, "relay timed out after 10 s", 6).await;
     let addr = serve_console(inbox.clone()).await;
 
     let Some(mut b) = Browser::start(
@@ -349,6 +327,190 @@ async fn an_operator_logs_in_finds_a_message_replays_a_dead_row_and_hostile_text
     b.close().await;
     let saved = std::fs::read_dir(&shots).unwrap().count();
     assert!(saved >= 18, "{saved} screenshots in {}", shots.display());
+    eprintln!("screenshots: {}", shots.display());
+}
+
+/// A listener the hostile mail points every URL at: it counts what the
+/// browser asks of it (a navigation, a fetch, a prefetch, an image, a
+/// form, a frame), and answers each with an empty page.
+async fn beacon() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 4096];
+                let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut head))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(0);
+                let line = String::from_utf8_lossy(&head[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or("(a connection)")
+                    .to_owned();
+                kept.lock().unwrap().push(line);
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A mail's HTML body that tries every way to run, navigate or fetch,
+/// each toward `b` (the beacon).
+fn hostile_html(b: &str) -> String {
+    format!(
+        "<html><head><meta http-equiv=\"refresh\" content=\"0;url={b}/refresh\">\
+         <base href=\"{b}/base/\"><link rel=\"prefetch\" href=\"{b}/prefetch\">\
+         <link rel=\"stylesheet\" href=\"{b}/css\"><link rel=\"dns-prefetch\" href=\"{b}/dns\">\
+         <style>body{{background:url({b}/style-url)}}</style>\
+         <script>window.top.document.title='pwned';window.top.location='{b}/top';\
+         fetch('{b}/fetch')</script></head>\
+         <body onload=\"window.top.location='{b}/onload'\">\
+         <p id=\"hello\">hello from the mail</p>\
+         <img src=\"{b}/img\" onerror=\"window.top.location='{b}/onerror'\"><img src=\"relative.png\">\
+         <p style=\"background-image:url({b}/inline-style)\">styled</p>\
+         <form id=\"f\" action=\"{b}/form\" method=\"post\"><input name=\"a\" value=\"b\"></form>\
+         <script>document.getElementById('f').submit()</script>\
+         <a href=\"{b}/link\" target=\"_top\">a link to click</a>\
+         <iframe src=\"{b}/frame\"></iframe>\
+         <svg onload=\"window.top.location='{b}/svg'\"><image href=\"{b}/svg-image\"/></svg>\
+         <table border=\"1\"><tr><td><b>kept</b> formatting</td></tr></table></body></html>"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lifts_a_suppression_and_a_hostile_mails_html_runs_and_fetches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::sqlite(dir.path().join("inbox.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let (beacon, seen) = beacon().await;
+    let mut mail = sample_inbound(false);
+    mail.subject = "An offer you cannot refuse".into();
+    mail.html = Some(hostile_html(&format!("http://{beacon}")).into());
+    inbox.store(Webhook::Inbound(mail), None).await.unwrap();
+    // A worker runs (and so keeps the suppression list) until the mail
+    // is dead.
+    kill_rows(&inbox, "no mailbox", 1).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !inbox.suppressions().keeping().await.unwrap().is_kept() {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let list = inbox.suppressions();
+    for n in 0..3 {
+        list.add(&format!("kept{n}@example.jp"), None, "asked by phone")
+            .await
+            .unwrap();
+    }
+    list.add("gone@example.jp", None, "bounced twice")
+        .await
+        .unwrap();
+    let id = {
+        use cmc_webhook::inbox::browse::RowQuery;
+        inbox
+            .rows(&RowQuery::new(cmc_webhook::inbox::Kind::Mail))
+            .await
+            .unwrap()[0]
+            .id
+            .id
+    };
+    let addr = serve_console(inbox.clone()).await;
+    let Some(mut b) = Browser::start(
+        "an_operator_lifts_a_suppression_and_a_hostile_mails_html_runs_and_fetches_nothing",
+        addr,
+    )
+    .await
+    else {
+        return;
+    };
+    b.open("/login").await;
+    b.fill("#user", USER).await;
+    b.fill("#password", PASSWORD).await;
+    b.click_and_wait("main form button[type=submit]").await;
+    assert_eq!(b.path().await, "/");
+
+    // The hostile mail's page: its HTML in the sandboxed frame.
+    let page = format!("/mails/{id}");
+    b.open(&page).await;
+    // The frame loads lazily: shown, it loads.
+    b.eval("document.getElementById('html-body').scrollIntoView(); return null;")
+        .await;
+    // Time for a refresh, a script, a form or a prefetch to act.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(b.path().await, page, "the page was navigated away");
+    assert_nothing_ran(&b, "the mail's page").await;
+    assert_eq!(
+        b.text("h1").await,
+        format!("Mail {id}: An offer you cannot refuse")
+    );
+    assert_accessible(&b, "the mail's page").await;
+    b.shot("hostile-mail").await;
+    // Inside the frame: the text and formatting, nothing else.
+    b.client().enter_frame(0).await.expect("the mail's frame");
+    assert_eq!(b.text("p").await, "hello from the mail");
+    assert_eq!(b.text("td").await, "kept formatting");
+    // Its link is inert: clicked, nothing opens.
+    b.click("a").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.client().enter_parent_frame().await.unwrap();
+    assert_eq!(b.path().await, page, "the link navigated the page");
+    let windows = b.client().windows().await.unwrap();
+    assert_eq!(windows.len(), 1, "the link opened a window");
+    assert_nothing_ran(&b, "the mail's page after the click").await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Vec::<String>::new(),
+        "the browser asked the beacon for something"
+    );
+
+    // Look up an address, lift its suppression with a note, see it in
+    // the history.
+    b.click_and_wait("nav a[href='/suppressions']").await;
+    b.fill("#address", "Gone@Example.JP").await;
+    b.click_and_wait("form[role=search] button").await;
+    assert!(
+        b.text("#standing-text")
+            .await
+            .starts_with("Suppressed: gone@example.jp"),
+        "{}",
+        b.text("#standing-text").await
+    );
+    assert_accessible(&b, "suppression lookup").await;
+    b.shot("suppression-lookup").await;
+    b.fill("#remove-note", "lifted after a call").await;
+    b.click_and_wait("#remove-form button[type=submit]").await;
+    assert!(b.text("#standing-text").await.starts_with("Not suppressed"));
+    let history = b.text("#history").await;
+    assert!(history.contains("alice: lifted after a call"), "{history}");
+    assert!(history.contains("removed"), "{history}");
+    assert!(history.contains("bounced twice"), "{history}");
+    assert_accessible(&b, "suppression history").await;
+    b.shot("suppression-history").await;
+    assert!(!list.check("gone@example.jp").await.unwrap().suppressed);
+    // The list by reason: the lifted address is no longer on it.
+    b.open("/suppressions?reason=manual").await;
+    let entries = b.text("#entries").await;
+    assert!(entries.contains("kept0@example.jp"), "{entries}");
+    assert!(!entries.contains("gone@example.jp"), "{entries}");
+    assert_accessible(&b, "suppressions by reason").await;
+    b.shot("suppressions-by-reason").await;
+    assert_eq!(*seen.lock().unwrap(), Vec::<String>::new());
+
+    let shots = b.shots().to_owned();
+    b.close().await;
+    let saved = std::fs::read_dir(&shots).unwrap().count();
+    assert_eq!(saved, 4, "{saved} screenshots in {}", shots.display());
     eprintln!("screenshots: {}", shots.display());
 }
 

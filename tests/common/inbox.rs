@@ -1,5 +1,5 @@
-//! Helpers of the inbox tests: the PostgreSQL test server, and a worker
-//! that collects what it is handed.
+//! Helpers of the inbox tests: the PostgreSQL test server, a worker that
+//! collects what it is handed, and one that kills rows.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -133,4 +133,28 @@ pub async fn postgres_store_at(url: &str, last: i64) {
         .await
         .unwrap();
     migrator.run_direct(None, &mut conn, false).await.unwrap();
+}
+
+/// Runs a worker whose handler fails with `error` (one attempt a row)
+/// until `rows` rows, events and mails, are dead.
+pub async fn kill_rows(inbox: &Inbox, error: impl Into<String>, rows: u64) {
+    let error = error.into();
+    let worker = inbox
+        .worker(move |_job: Job| {
+            let error = error.clone();
+            async move { Err::<(), String>(error) }
+        })
+        .max_attempts(1)
+        .poll_interval(Duration::from_millis(5))
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = inbox.counts().await.unwrap();
+        if c.events.dead + c.mails.dead >= rows {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rows never died: {c:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
 }

@@ -234,6 +234,10 @@ pub(crate) fn replay_sql(kind: Kind, filter: &Filter) -> Option<(String, ReplayW
             }
         ));
     }
+    if let Some(up_to) = filter.up_to {
+        // A number written in, like the ids.
+        conditions.push(format!("id <= {up_to}"));
+    }
     let walk = if filter.key.is_some() || filter.message_id.is_some() || filter.ids.is_some() {
         ReplayWalk::Matches
     } else {
@@ -347,6 +351,7 @@ pub struct Filter {
     pub(crate) source: Option<String>,
     pub(crate) error: Option<String>,
     pub(crate) ids: Option<Vec<i64>>,
+    pub(crate) up_to: Option<i64>,
 }
 
 impl Filter {
@@ -360,6 +365,7 @@ impl Filter {
             source: None,
             error: None,
             ids: None,
+            up_to: None,
         }
     }
 
@@ -419,6 +425,22 @@ impl Filter {
     /// (`default` for a layer configured for one account).
     pub fn source(mut self, name: impl Into<String>) -> Filter {
         self.source = Some(name.into());
+        self
+    }
+
+    /// Only rows whose id is at most `id`: those a confirmation showed,
+    /// not the ones stored since (ids only grow; a row stored before and
+    /// dead since is still taken).
+    ///
+    /// ```
+    /// use cmc_webhook_inbox::{Filter, Kind};
+    ///
+    /// // The dead events the operator saw, the newest of them event 4 120.
+    /// let seen = Filter::dead().kind(Kind::Event).up_to(4_120);
+    /// # let _ = seen;
+    /// ```
+    pub fn up_to(mut self, id: i64) -> Filter {
+        self.up_to = Some(id);
         self
     }
 

@@ -138,6 +138,7 @@ macro_rules! statements {
                 .fetch_one(s.reads())
                 .await
                 .map_err(failed)?;
+                let last = filter.up_to.map_or(last, |up_to| last.min(up_to));
                 let mut after = 0i64;
                 loop {
                     let bound = walk.bound(after);

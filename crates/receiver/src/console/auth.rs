@@ -315,6 +315,8 @@ pub struct User {
     pub csrf: String,
     /// The session's id.
     pub session: String,
+    /// The address the request came from (when the server gave it).
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// `next` when it is a path of this console (`/...`, not `//host`, no

@@ -10,7 +10,8 @@
 //! - [`host`]: the `Host` must be the console's (no DNS rebinding);
 //! - [`html`]: helpers to show stored text (bounded, control characters
 //!   escaped) and to render a template;
-//! - [`pages`]: one file per page.
+//! - [`pages`]: one file per page;
+//! - [`sanitize`]: a mail's HTML body made safe to show.
 //!
 //! A page is a handler taking [`auth::User`] (which answers a request
 //! without a session with a redirect to the login page), reading the
@@ -42,6 +43,7 @@ pub mod host;
 pub mod hours;
 pub mod html;
 pub mod pages;
+pub mod sanitize;
 pub mod state;
 
 use axum::Router;
@@ -95,7 +97,10 @@ pub fn router_for(console: Console, hosts: host::Hosts) -> Router {
         )
         .route(STYLE_PATH.as_str(), get(style))
         .fallback(pages::not_found)
-        .layer(axum::middleware::from_fn(csrf::same_origin))
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            csrf::same_origin,
+        ))
         .layer(axum::middleware::from_fn_with_state(hosts, host::check))
         .layer(axum::middleware::from_fn(headers::secure))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

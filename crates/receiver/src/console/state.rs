@@ -187,6 +187,14 @@ impl Layout {
     }
 }
 
+/// The address a request came from, as the serve loop recorded it.
+pub fn client(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 impl FromRequestParts<Console> for User {
     type Rejection = Response;
 
@@ -198,6 +206,7 @@ impl FromRequestParts<Console> for User {
                 name,
                 csrf,
                 session: id,
+                client: client(parts),
             });
         }
         let next = match parts.method {

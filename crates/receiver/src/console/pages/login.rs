@@ -133,7 +133,7 @@ pub async fn logout(
     Form(form): Form<Token>,
 ) -> Response {
     if !csrf::check(&user.csrf, form.csrf.as_deref()) {
-        return csrf::refused("logout without the session's token");
+        return csrf::refused_for("logout without the session's token", &user);
     }
     console.sessions().close(&user.session);
     tracing::info!(user = user.name, "console: logged out");

@@ -1,8 +1,9 @@
 //! `GET /mails/{id}`: an inbound mail: its envelope, its headers, its
 //! text body, its HTML body in a sandboxed frame, its attachments and its
-//! mailbox deliveries; `GET /mails/{id}/html`: the HTML body alone, for
-//! that frame, under a `sandbox` Content-Security-Policy (never run, never
-//! loading anything from the network); `GET /mails/{id}/attachments/{n}`:
+//! mailbox deliveries; `GET /mails/{id}/html`: the HTML body alone,
+//! sanitised ([`sanitize`](crate::console::sanitize)), for that frame,
+//! under a `sandbox` Content-Security-Policy (never run, never loading
+//! anything from the network); `GET /mails/{id}/attachments/{n}`:
 //! attachment `n` (1 for CMC's `attachment1`) as a download with a safe
 //! name.
 
@@ -15,7 +16,7 @@ use http::{HeaderValue, StatusCode};
 use super::Message;
 use super::raw::preview;
 use crate::console::state::{Console, Layout};
-use crate::console::{auth, html};
+use crate::console::{auth, html, sanitize};
 
 /// The Content-Security-Policy of a mail's HTML body: a sandbox (no
 /// script, no form, no plugin, an origin of its own), nothing loaded but
@@ -208,9 +209,19 @@ pub async fn page(
     })
 }
 
-/// `GET /mails/{id}/html`: the HTML body as it came, under
-/// [`MAIL_HTML_CSP`] (the console's frame also has an empty `sandbox`
-/// attribute: two locks, each enough to keep a script from running).
+/// How many HTML bodies are sanitised at once (each on a blocking
+/// thread that holds its turn until it is done, even when the client
+/// has gone; the others wait).
+static SANITISING: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(1)));
+
+/// `GET /mails/{id}/html`: the HTML body sanitised
+/// ([`sanitize::mail_html`]: no script, handler, form, frame, meta, base,
+/// link or remote URL left; links inert, remote images as placeholders),
+/// under [`MAIL_HTML_CSP`]; the console's frame also has an empty
+/// `sandbox` attribute: three locks, each enough to keep a script from
+/// running. A body the sanitiser refuses (too large, too deep, too many
+/// elements) is answered with a line saying why.
 pub async fn html_body(
     State(console): State<Console>,
     user: auth::User,
@@ -223,9 +234,33 @@ pub async fn html_body(
     let Some(body) = stored.mail.html else {
         return gone(&user, id);
     };
+    let sanitised = match SANITISING.clone().acquire_owned().await {
+        Ok(turn) => tokio::task::spawn_blocking(move || {
+            let shown = sanitize::mail_html(&body);
+            drop(turn);
+            shown
+        })
+        .await
+        .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let shown = match sanitised {
+        Ok(Ok(shown)) => shown,
+        Ok(Err(refused)) => {
+            tracing::info!(mail = id, %refused, "console: an HTML body not shown");
+            format!(
+                "<p>Not shown: {refused}. Its text body is on the mail's page, and its raw \
+                 request when one is kept.</p>"
+            )
+        }
+        Err(e) => {
+            tracing::error!(mail = id, error = %e, "console: the HTML sanitiser failed");
+            "<p>The HTML body could not be shown.</p>".to_owned()
+        }
+    };
     let mut answer = (
         [(http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body.to_string(),
+        shown,
     )
         .into_response();
     let headers = answer.headers_mut();

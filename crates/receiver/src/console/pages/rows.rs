@@ -103,6 +103,9 @@ pub struct RowFilter {
     scope: String,
     ids: Vec<i64>,
     csrf: Option<String>,
+    /// The highest id a replay of the filter takes (the newest row its
+    /// confirmation counted).
+    upto: Option<i64>,
 }
 
 impl RowFilter {
@@ -117,6 +120,7 @@ impl RowFilter {
             scope: String::new(),
             ids: Vec::new(),
             csrf: None,
+            upto: None,
         };
         for (name, value) in pairs {
             match name.as_str() {
@@ -134,6 +138,7 @@ impl RowFilter {
                     }
                 }
                 "csrf" => f.csrf = Some(value.clone()),
+                "upto" => f.upto = value.parse().ok(),
                 _ => {}
             }
         }
@@ -176,7 +181,9 @@ impl RowFilter {
             if !self.error.is_empty() {
                 f = f.error_contains(&self.error);
             }
-            f
+            // Checked present by the replay: rows stored (and dead)
+            // since the confirmation are not taken.
+            f.up_to(self.upto.unwrap_or(0))
         } else {
             Filter::ids(self.kind, self.ids.iter().copied()).states([RowState::Dead])
         }
@@ -257,6 +264,7 @@ pub struct Confirm {
     source: String,
     error: String,
     back: String,
+    upto: Option<i64>,
 }
 
 /// The most dead rows a confirmation counts one by one (10 pages).
@@ -271,6 +279,7 @@ pub async fn confirm(
 ) -> Response {
     let mut f = RowFilter::of(&pairs);
     f.dead = true;
+    f.upto = None;
     let (count, more, what) = if f.scope == "filter" {
         // Counted a page at a time, up to COUNTED.
         let mut count = 0;
@@ -285,6 +294,7 @@ pub async fn confirm(
                 Err(e) => return html::failed(&e),
             };
             count += page.len();
+            f.upto = f.upto.max(page.iter().map(|r| r.id.id).max());
             before = page.last().map(|r| r.id.id);
             if page.len() < RowQuery::MAX_LIMIT || count >= COUNTED {
                 break;
@@ -348,6 +358,7 @@ pub async fn confirm(
         source: f.source.clone(),
         error: f.error.clone(),
         back: format!("/rows?{}", f.link()),
+        upto: f.upto,
     })
 }
 
@@ -359,9 +370,20 @@ pub async fn replay(
 ) -> Response {
     let mut f = RowFilter::of(&pairs);
     if !csrf::check(&user.csrf, f.csrf.as_deref()) {
-        return csrf::refused("a replay without the session's token");
+        return csrf::refused_for("a replay without the session's token", &user);
     }
     f.dead = true;
+    if f.scope == "filter" && f.upto.is_none() {
+        return Message {
+            layout: Layout::of(&user, "rows"),
+            title: "Nothing replayed".into(),
+            text: "This replay does not say which rows its confirmation counted: open the \
+                   confirmation again."
+                .into(),
+            back: Some(format!("/rows?{}", f.link())),
+        }
+        .answer(StatusCode::BAD_REQUEST);
+    }
     if f.scope != "filter" && f.ids.is_empty() {
         return Message {
             layout: Layout::of(&user, "rows"),
@@ -384,6 +406,7 @@ pub async fn replay(
                 source = %html::short(&f.source),
                 error = %html::short(&f.error),
                 ids = ?f.ids,
+                upto = ?f.upto,
                 replayed = n,
                 "console: rows replayed"
             );

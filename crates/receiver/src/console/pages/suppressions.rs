@@ -240,8 +240,9 @@ pub struct ChangeForm {
 /// (`USER: NOTE`); or the answer that refuses it.
 fn checked(user: &auth::User, form: &ChangeForm) -> Result<(String, String), Box<Response>> {
     if !csrf::check(&user.csrf, form.csrf.as_deref()) {
-        return Err(Box::new(csrf::refused(
+        return Err(Box::new(csrf::refused_for(
             "a change of the suppression list without the session's token",
+            user,
         )));
     }
     let address = html::clean_input(form.address.as_deref().unwrap_or(""), MAX_ADDRESS)
