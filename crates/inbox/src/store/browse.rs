@@ -16,7 +16,14 @@ macro_rules! statements {
             to: i64,
         ) -> Result<Vec<HourCount>, InboxError> {
             let rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
-                $crate::store::statement::dialect($pg, crate::browse::types::ACTIVITY_SQL),
+                $crate::store::statement::dialect(
+                    $pg,
+                    if $pg {
+                        crate::browse::types::ACTIVITY_SQL_PG
+                    } else {
+                        crate::browse::types::ACTIVITY_SQL
+                    },
+                ),
             )
             .bind(from)
             .bind(to)

@@ -48,6 +48,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0010_native_types.sql",
     "0011_raw_body_lz4.sql",
     "0012_console.sql",
+    "0014_state_counts.sql",
 );
 
 /// The schema of the inbox's tables when none is chosen.
