@@ -360,3 +360,75 @@ async fn execute_postgres(url: &str, sql: &'static str) {
 async fn execute_postgres(url: &str, _sql: &'static str) {
     unreachable!("no PostgreSQL store without the feature: {url}")
 }
+
+/// What undoes migration 0014 on each backend: the store as the release
+/// before it left it.
+const UNDO_SQLITE: &[&str] = &[
+    "DROP TRIGGER cmc_events_count_insert",
+    "DROP TRIGGER cmc_events_count_update",
+    "DROP TRIGGER cmc_events_count_delete",
+    "DROP TRIGGER cmc_mails_count_insert",
+    "DROP TRIGGER cmc_mails_count_update",
+    "DROP TRIGGER cmc_mails_count_delete",
+    "DROP TRIGGER cmc_mail_deliveries_count_insert",
+    "DROP TRIGGER cmc_mail_deliveries_count_update",
+    "DROP TRIGGER cmc_mail_deliveries_count_delete",
+    "DROP TABLE cmc_state_counts",
+    "DROP INDEX cmc_events_dead_source",
+    "DROP INDEX cmc_mails_dead_source",
+    "DELETE FROM cmc_webhook_migrations WHERE version = 14",
+];
+const UNDO_POSTGRES: &[&str] = &[
+    "DROP FUNCTION cmc_count_rows() CASCADE",
+    "DROP FUNCTION cmc_count_deliveries() CASCADE",
+    "DROP TABLE cmc_state_counts",
+    "DROP INDEX cmc_events_dead_source",
+    "DROP INDEX cmc_mails_dead_source",
+    "DELETE FROM cmc_webhook_migrations WHERE version = 14",
+];
+
+#[tokio::test]
+async fn the_migration_counts_the_rows_a_store_already_has() {
+    let dir = dir();
+    for url in common::inbox::stores(dir.path(), "migrated", "state counts on PostgreSQL", "cmc_counts").await {
+        let inbox = Inbox::open(&url).await.unwrap();
+        inbox.store(events(0, 30), None).await.unwrap();
+        inbox.store(mail("nobody@example.jp", "unrouted"), None).await.unwrap();
+        inbox.store(mail("fine@example.jp", "fine"), None).await.unwrap();
+        let worker = inbox
+            .worker(|_job: Job| async { Ok::<(), String>(()) })
+            .mailboxes(mailboxes())
+            .spawn();
+        settled(&url).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        inbox.store(events(100, 7), None).await.unwrap();
+        inbox.close().await;
+
+        // The release before: no counters; then rows change without them.
+        let sqlite = url.starts_with("sqlite:");
+        let undo = if sqlite { UNDO_SQLITE } else { UNDO_POSTGRES };
+        let before_release = [
+            "UPDATE cmc_events SET state = 'dead', last_error = 'x' WHERE id % 3 = 0",
+            "DELETE FROM cmc_events WHERE id % 5 = 0",
+        ];
+        for sql in undo.iter().chain(before_release.iter()) {
+            if sqlite {
+                use sqlx::Connection;
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query(*sql).execute(&mut conn).await.unwrap();
+            } else {
+                execute_postgres(&url, sql).await;
+            }
+        }
+
+        // Opening applies 0014 again: it counts what is there.
+        let inbox = Inbox::open(&url).await.unwrap();
+        let real = same(&inbox, &url, "migrated").await;
+        assert!(real[&("events".into(), "default".into(), "dead".into())] > 0);
+        assert_eq!(real[&("deliveries".into(), "".into(), "unrouted".into())], 1);
+        // And keeps them from then on.
+        inbox.store(events(200, 3), None).await.unwrap();
+        same(&inbox, &url, "stored after the migration").await;
+        inbox.close().await;
+    }
+}

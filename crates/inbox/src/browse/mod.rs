@@ -12,6 +12,8 @@
 //! [`Inbox::rows`]: crate::Inbox::rows
 
 mod access;
+#[cfg(all(test, feature = "sqlite"))]
+mod plans;
 pub(crate) mod types;
 
 pub use types::*;
