@@ -10,8 +10,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -164,7 +164,11 @@ async fn settled(url: &str) -> Tally {
     loop {
         let real = grouped(url).await;
         let open = real.iter().any(|((_, _, state), n)| {
-            *n > 0 && matches!(state.as_str(), "pending" | "running" | "processing" | "failed")
+            *n > 0
+                && matches!(
+                    state.as_str(),
+                    "pending" | "running" | "processing" | "failed"
+                )
         });
         if !open {
             return real;
@@ -209,7 +213,14 @@ fn mailboxes() -> Mailboxes {
 #[tokio::test]
 async fn the_counters_equal_a_group_by_after_a_mixed_workload() {
     let dir = dir();
-    for url in common::inbox::stores(dir.path(), "counters", "state counts on PostgreSQL", "cmc_counts").await {
+    for url in common::inbox::stores(
+        dir.path(),
+        "counters",
+        "state counts on PostgreSQL",
+        "cmc_counts",
+    )
+    .await
+    {
         let inbox = Inbox::open(&url).await.unwrap();
         same(&inbox, &url, "empty").await;
 
@@ -222,7 +233,10 @@ async fn the_counters_equal_a_group_by_after_a_mixed_workload() {
             .store_sourced(Sourced(sandbox.clone(), events(100, 15)), None)
             .await
             .unwrap();
-        for (i, to) in ["fine", "fine", "doomed", "strict", "nobody"].iter().enumerate() {
+        for (i, to) in ["fine", "fine", "doomed", "strict", "nobody"]
+            .iter()
+            .enumerate()
+        {
             let subject = format!("to {to} {i}");
             inbox
                 .store(mail(&format!("{to}@example.jp"), &subject), None)
@@ -278,19 +292,37 @@ async fn the_counters_equal_a_group_by_after_a_mixed_workload() {
                 .map(|(_, n)| n)
                 .sum();
             let seen = inbox.counts().await.unwrap().events.total();
-            assert_eq!(seen as i64, real, "rows appear or vanish while the worker runs");
+            assert_eq!(
+                seen as i64, real,
+                "rows appear or vanish while the worker runs"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let real = settled(&url).await;
         worker.shutdown(Duration::from_secs(5)).await.unwrap();
         assert_eq!(counted(&inbox).await, real, "after the worker on {url}");
         assert_eq!(real[&("events".into(), "default".into(), "dead".into())], 4);
-        assert_eq!(real[&("deliveries".into(), "doomed".into(), "dead".into())], 1);
-        assert_eq!(real[&("deliveries".into(), "strict".into(), "bounced".into())], 1);
-        assert_eq!(real[&("deliveries".into(), "".into(), "unrouted".into())], 1);
+        assert_eq!(
+            real[&("deliveries".into(), "doomed".into(), "dead".into())],
+            1
+        );
+        assert_eq!(
+            real[&("deliveries".into(), "strict".into(), "bounced".into())],
+            1
+        );
+        assert_eq!(
+            real[&("deliveries".into(), "".into(), "unrouted".into())],
+            1
+        );
 
         // Replays: the dead events of one source, the dead delivery.
-        assert_eq!(inbox.replay(&Filter::dead().kind(Kind::Event)).await.unwrap(), 4 + 2);
+        assert_eq!(
+            inbox
+                .replay(&Filter::dead().kind(Kind::Event))
+                .await
+                .unwrap(),
+            4 + 2
+        );
         inbox
             .deliveries()
             .replay(&DeliveryFilter::all().mailbox("doomed"))
@@ -323,7 +355,11 @@ async fn the_counters_equal_a_group_by_after_a_mixed_workload() {
         // Retention: every done event and mail, the fine mailbox's
         // delivered rows (and their mails, by cascade).
         tokio::time::sleep(Duration::from_millis(5)).await;
-        inbox.deliveries().prune("fine", Duration::ZERO).await.unwrap();
+        inbox
+            .deliveries()
+            .prune("fine", Duration::ZERO)
+            .await
+            .unwrap();
         same(&inbox, &url, "deliveries pruned").await;
         let pruned = inbox.prune(Duration::ZERO).await.unwrap();
         assert!(pruned.events > 0, "{pruned:?}");
@@ -390,11 +426,24 @@ const UNDO_POSTGRES: &[&str] = &[
 #[tokio::test]
 async fn the_migration_counts_the_rows_a_store_already_has() {
     let dir = dir();
-    for url in common::inbox::stores(dir.path(), "migrated", "state counts on PostgreSQL", "cmc_counts").await {
+    for url in common::inbox::stores(
+        dir.path(),
+        "migrated",
+        "state counts on PostgreSQL",
+        "cmc_counts",
+    )
+    .await
+    {
         let inbox = Inbox::open(&url).await.unwrap();
         inbox.store(events(0, 30), None).await.unwrap();
-        inbox.store(mail("nobody@example.jp", "unrouted"), None).await.unwrap();
-        inbox.store(mail("fine@example.jp", "fine"), None).await.unwrap();
+        inbox
+            .store(mail("nobody@example.jp", "unrouted"), None)
+            .await
+            .unwrap();
+        inbox
+            .store(mail("fine@example.jp", "fine"), None)
+            .await
+            .unwrap();
         let worker = inbox
             .worker(|_job: Job| async { Ok::<(), String>(()) })
             .mailboxes(mailboxes())
@@ -425,7 +474,10 @@ async fn the_migration_counts_the_rows_a_store_already_has() {
         let inbox = Inbox::open(&url).await.unwrap();
         let real = same(&inbox, &url, "migrated").await;
         assert!(real[&("events".into(), "default".into(), "dead".into())] > 0);
-        assert_eq!(real[&("deliveries".into(), "".into(), "unrouted".into())], 1);
+        assert_eq!(
+            real[&("deliveries".into(), "".into(), "unrouted".into())],
+            1
+        );
         // And keeps them from then on.
         inbox.store(events(200, 3), None).await.unwrap();
         same(&inbox, &url, "stored after the migration").await;

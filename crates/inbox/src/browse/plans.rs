@@ -107,7 +107,10 @@ async fn sqlite_plans_use_the_indexes() {
         eprintln!("SQLite, {what}:\n{plan}");
         assert!(plan.contains(index), "{what}: {plan}");
         // No step reads the whole table.
-        assert!(!plan.contains("SCAN cmc_events\n") && !plan.ends_with("SCAN cmc_events"), "{what}: {plan}");
+        assert!(
+            !plan.contains("SCAN cmc_events\n") && !plan.ends_with("SCAN cmc_events"),
+            "{what}: {plan}"
+        );
     }
     inbox.close().await;
 }
