@@ -39,6 +39,19 @@ macro_rules! statements {
             $crate::store::statement::dialect($pg, s)
         }
 
+        /// PostgreSQL: folds the differences the triggers appended to
+        /// `cmc_state_counts` ([`FOLD_COUNTS`](crate::ops::FOLD_COUNTS));
+        /// nothing on SQLite, whose triggers update in place.
+        pub(crate) async fn fold_counts(pool: &Pool) -> Result<(), InboxError> {
+            if $pg {
+                sqlx::query(sql(crate::ops::FOLD_COUNTS))
+                    .execute(pool)
+                    .await
+                    .map_err(|e| InboxError::database("could not fold the rows' counts", e))?;
+            }
+            Ok(())
+        }
+
         /// The rows per (table, scope, state) of `cmc_state_counts`
         /// (migration 0014), kept by triggers as rows change: a few rows
         /// read, whatever the size of the tables. On PostgreSQL, where
@@ -48,12 +61,7 @@ macro_rules! statements {
             pool: &Pool,
             table: &str,
         ) -> Result<Vec<(String, String, i64)>, InboxError> {
-            if $pg {
-                sqlx::query(sql(crate::ops::FOLD_COUNTS))
-                    .execute(pool)
-                    .await
-                    .map_err(|e| InboxError::database("could not fold the rows' counts", e))?;
-            }
+            fold_counts(pool).await?;
             sqlx::query_as(sql(crate::ops::STATE_COUNTS))
                 .bind($text(table))
                 .fetch_all(pool)
