@@ -512,3 +512,55 @@ async fn the_migration_counts_the_rows_a_store_already_has() {
         inbox.close().await;
     }
 }
+
+/// Writers and readers at once (on PostgreSQL the readers fold what the
+/// writers append, two folds can meet): nothing is counted twice or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counts_stay_exact_with_writers_and_folds_at_once() {
+    let dir = dir();
+    for url in common::inbox::stores(
+        dir.path(),
+        "concurrent",
+        "state counts on PostgreSQL",
+        "cmc_counts",
+    )
+    .await
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let worker = inbox
+            .worker(|_job: Job| async { Ok::<(), String>(()) })
+            .concurrency(8)
+            .spawn();
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let inbox = inbox.clone();
+            tasks.push(tokio::spawn(async move {
+                for b in 0..15 {
+                    inbox
+                        .store(events(10_000 * (w + 1) + b * 10, 10), None)
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for _ in 0..2 {
+            let inbox = inbox.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..30 {
+                    inbox.counts().await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let real = settled(&url).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            real[&("events".into(), "default".into(), "done".into())],
+            600
+        );
+        same(&inbox, &url, "after writers and folds at once").await;
+        inbox.close().await;
+    }
+}
