@@ -392,11 +392,53 @@ async fn main() {
             "/rows?kind=event&state=failing".to_owned(),
         ),
         (
+            "page: dead events, error filter matching none".to_owned(),
+            "/rows?kind=event&state=dead&error=no+such+error+text".to_owned(),
+        ),
+        (
+            "page: dead events of a source with none".to_owned(),
+            "/rows?kind=event&state=dead&source=other".to_owned(),
+        ),
+        (
             "page: replay confirmation, a filter".to_owned(),
             "/replay?scope=filter&kind=event&error=timed+out".to_owned(),
         ),
+        (
+            "page: replay confirmation, a filter matching none".to_owned(),
+            "/replay?scope=filter&kind=event&error=no+such+error+text".to_owned(),
+        ),
     ];
     println!("\n| page | bytes | median ms | max ms |\n|---|---:|---:|---:|");
+    // The overview's first view: a new console each time, whose cache
+    // of closed hours is empty (the receiver fills it at start with
+    // `Console::warm`; a view before that ends is this one).
+    {
+        let mut firsts = Vec::new();
+        let mut len = 0;
+        for _ in 0..n.clamp(1, 5) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let fresh = listener.local_addr().unwrap();
+            let users = Users::parse_list("bench:bench-password-123").unwrap();
+            tokio::spawn(cmc_receiver::serve::serve(
+                listener,
+                console::router(Console::new(inbox.clone(), users, false)),
+                cmc_receiver::serve::Limits::default(),
+                std::future::pending(),
+            ));
+            let cookie = login(fresh).await;
+            let start = Instant::now();
+            let (status, bytes) = get(fresh, "/", &cookie).await;
+            firsts.push(start.elapsed());
+            assert_eq!(status, 200);
+            len = bytes;
+        }
+        firsts.sort();
+        println!(
+            "| page: overview /, first view of a new console | {len} | {:.2} | {:.2} |",
+            firsts[firsts.len() / 2].as_secs_f64() * 1e3,
+            firsts.last().unwrap().as_secs_f64() * 1e3
+        );
+    }
     for (name, path) in pages {
         let cookie = &cookie;
         time(&name, n, || {

@@ -804,6 +804,108 @@ const HOSTILE_HTML: &str = "<html><head>\
 <a href=\"javascript:alert(4)\">j</a>\u{0}</body></html>";
 
 /// The id of the only mail of `inbox`.
+/// A filter by error text looks at the last 10 000 dead rows only (no
+/// index serves a text inside the error), and the rows page and the
+/// replay's confirmation say so: a match older than that is not listed
+/// nor counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_filter_looks_at_the_last_dead_rows_and_says_so() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    for batch in 0..21 {
+        let records: Vec<String> = (0..500)
+            .map(|i| {
+                format!(
+                    r#"{{"created":"2026-01-01 09:00:00","status":"failed","to":"u@example.jp","messageId":"<{batch}.{i}@example.com>"}}"#
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"{{"event_type":"deliveries","server_composition":"pro","event":{{"deliveries":[{}]}}}}"#,
+            records.join(",")
+        );
+        inbox
+            .store(
+                Webhook::parse("application/json", Bytes::from(body)).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let url = format!("sqlite:{}", dir.path().join("inbox.sqlite3").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for sql in [
+        "UPDATE cmc_events SET state = 'dead', attempts = 1, last_error = 'relay timed out'",
+        "UPDATE cmc_events SET last_error = 'needle ' || id WHERE id IN (1, 10500)",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+    let addr = serve_console(inbox.clone()).await;
+    let (pair, _) = login(addr).await;
+
+    let page = get(
+        addr,
+        "/rows?kind=event&state=dead&error=needle",
+        Some(&pair),
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("value=\"10500\""), "{}", page.body);
+    assert!(!page.body.contains("value=\"1\""), "{}", page.body);
+    assert!(
+        page.body.contains(
+            "The error filter looked at the last 10000 dead event rows only, of 10500: older \
+             ones were not searched."
+        ),
+        "{}",
+        page.body
+    );
+    let confirm = get(
+        addr,
+        "/replay?scope=filter&kind=event&error=needle",
+        Some(&pair),
+    )
+    .await;
+    assert!(
+        confirm.body.contains("Replay 1 event row?"),
+        "{}",
+        confirm.body
+    );
+    assert!(
+        confirm
+            .body
+            .contains("looked at the last 10000 dead event rows only"),
+        "{}",
+        confirm.body
+    );
+    // Without a text filter every row is read in pages, and nothing is said.
+    let all = get(addr, "/rows?kind=event&state=dead", Some(&pair)).await;
+    assert!(!all.body.contains("looked at the last"), "{}", all.body);
+    // With a source, the window is that source's dead rows, and the note names it;
+    // the failing rows (none here) are fewer than the window: nothing is said.
+    let few = get(
+        addr,
+        "/rows?kind=event&state=dead&source=default&error=needle",
+        Some(&pair),
+    )
+    .await;
+    assert!(
+        few.body
+            .contains("looked at the last 10000 dead event rows of source default"),
+        "{}",
+        few.body
+    );
+    let none = get(
+        addr,
+        "/rows?kind=event&state=failing&error=needle",
+        Some(&pair),
+    )
+    .await;
+    assert!(!none.body.contains("looked at the last"), "{}", none.body);
+}
+
 async fn only_mail(inbox: &Inbox) -> i64 {
     use cmc_webhook::inbox::browse::RowQuery;
     use cmc_webhook::inbox::Kind;

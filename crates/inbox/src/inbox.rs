@@ -221,7 +221,16 @@ impl Inbox {
         Ok(receipt)
     }
 
-    /// How many events and mails are in each state.
+    /// How many events and mails are in each state: read from the
+    /// counters the store's triggers keep as rows change (table
+    /// `cmc_state_counts`), so the time does not grow with the rows.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+    /// let counts = inbox.counts().await?;
+    /// println!("{} events pending, {} dead", counts.events.pending, counts.events.dead);
+    /// # Ok(()) }
+    /// ```
     pub async fn counts(&self) -> Result<Counts, InboxError> {
         self.inner.store.counts(None).await
     }
@@ -241,8 +250,8 @@ impl Inbox {
     }
 
     /// The counts of each source that has rows, by name: what
-    /// [`counts_of`](Inbox::counts_of) gives for each, in one pass over
-    /// the tables.
+    /// [`counts_of`](Inbox::counts_of) gives for each, in one read of
+    /// the counters.
     ///
     /// ```
     /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {

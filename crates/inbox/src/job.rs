@@ -40,6 +40,14 @@ impl Kind {
             Kind::Mail => "cmc_mails",
         }
     }
+
+    /// The `tbl` of this kind's rows in `cmc_state_counts` (migration 0014).
+    pub(crate) fn counted_as(&self) -> &'static str {
+        match self {
+            Kind::Event => "events",
+            Kind::Mail => "mails",
+        }
+    }
 }
 
 impl fmt::Display for Kind {

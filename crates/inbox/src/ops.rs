@@ -107,6 +107,23 @@ impl Counts {
     }
 }
 
+/// The rows of one table per (scope, state), from the counts the
+/// triggers of migration 0014 keep (`?1`: `events`, `mails` or
+/// `deliveries`): the sum of a key's rows (on PostgreSQL the triggers
+/// append differences), without the keys whose rows all went.
+pub(crate) const STATE_COUNTS: &str = "SELECT scope, state, CAST(SUM(n) AS BIGINT) \
+     FROM cmc_state_counts WHERE tbl = ?1 GROUP BY scope, state HAVING SUM(n) <> 0";
+
+/// PostgreSQL: folds the differences the triggers appended to
+/// `cmc_state_counts` into one row per (tbl, scope, state), in one
+/// statement. It changes no sum. A fold running at the same time waits on
+/// the rows this one deletes, then skips them (they are gone), so no row
+/// is taken twice; writers only append, so they never wait on it.
+pub(crate) const FOLD_COUNTS: &str = "WITH gone AS (DELETE FROM cmc_state_counts \
+     RETURNING tbl, scope, state, n) \
+     INSERT INTO cmc_state_counts (tbl, scope, state, n) \
+     SELECT tbl, scope, state, SUM(n) FROM gone GROUP BY tbl, scope, state HAVING SUM(n) <> 0";
+
 /// The query (the same for both backends) for when the oldest pending row
 /// of a table was received: the first pending one in the order of `id`,
 /// through the index of active rows.

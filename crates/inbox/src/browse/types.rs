@@ -11,6 +11,13 @@ use cmc_webhook_core::IdempotencyKey;
 /// How many of the most recent mails a subject search looks at.
 pub const SUBJECT_WINDOW: i64 = 10_000;
 
+/// How many of the most recent rows (of the states and source asked) a
+/// filter by error text ([`RowQuery::error_contains`]) looks at: no index
+/// serves a `LIKE '%text%'`, so without a bound a text that few rows hold
+/// would read every dead row (a page of 50 that finds 3 reads them all).
+/// The pages stop at the [`ERROR_WINDOW`]-th most recent row and say so.
+pub const ERROR_WINDOW: i64 = 10_000;
+
 /// The most characters of a summary, a last error or a Message-ID a row
 /// read by [`Inbox::rows`](crate::Inbox::rows) carries (the rest is cut;
 /// [`RowSummary::cut`] says so).
@@ -125,7 +132,9 @@ impl RowQuery {
         self
     }
 
-    /// Only rows whose last error holds `text` (ASCII case ignored).
+    /// Only rows whose last error holds `text` (ASCII case ignored),
+    /// among the [`ERROR_WINDOW`] most recent rows of the states and
+    /// source asked (every page of the query looks in the same rows).
     pub fn error_contains(mut self, text: &str) -> RowQuery {
         self.error = Some(like_pattern(text));
         self
@@ -261,6 +270,27 @@ pub(crate) fn rows_sql(q: &RowQuery) -> Option<(String, Vec<Param>)> {
         conditions.push(format!("source = CAST(?{n} AS TEXT)"));
     }
     if let Some(pattern) = &q.error {
+        // The window: the ERROR_WINDOW most recent rows of the states and
+        // source asked, found through their index (the dead rows' by
+        // source and id, the active rows' by id) without reading the rows.
+        let offset = ERROR_WINDOW - 1;
+        let source = match &q.source {
+            Some(_) => format!(" AND source = CAST(?{} AS TEXT)", params.len()),
+            None => String::new(),
+        };
+        conditions.push(match q.states {
+            RowStates::Dead => format!(
+                "id >= COALESCE((SELECT id FROM {table} WHERE state = 'dead'{source} \
+                 ORDER BY id DESC LIMIT 1 OFFSET {offset}), 0)"
+            ),
+            RowStates::Failing => format!(
+                "id >= COALESCE((SELECT id FROM {table} WHERE state IN ('pending', 'running') \
+                 ORDER BY id DESC LIMIT 1 OFFSET {offset}), 0)"
+            ),
+            RowStates::Any => {
+                format!("id > (SELECT COALESCE(MAX(id), 0) - {ERROR_WINDOW} FROM {table})")
+            }
+        });
         let n = push(&mut params, Param::Text(pattern.clone()));
         conditions.push(format!(
             "lower(last_error) LIKE lower(CAST(?{n} AS TEXT)) ESCAPE '\\'"
@@ -297,6 +327,17 @@ pub(crate) const ACTIVITY_SQL: &str = "SELECT CAST(@ms(received_at) / 3600000 AS
      event_type, status, COUNT(*) FROM cmc_events \
      WHERE received_at >= @ts(?1) AND received_at < @ts(?2) \
      GROUP BY CAST(@ms(received_at) / 3600000 AS BIGINT), event_type, status";
+
+/// The same on PostgreSQL: the rows grouped by their hour
+/// (`date_trunc` of the time in UTC, whatever the session's time zone),
+/// and each group's hour turned into a number once, instead of turning
+/// every row's `timestamptz` into milliseconds (a `numeric`) and grouping
+/// by that.
+pub(crate) const ACTIVITY_SQL_PG: &str = "SELECT CAST(EXTRACT(EPOCH FROM hour) AS BIGINT) / 3600, \
+     event_type, status, n FROM (SELECT date_trunc('hour', received_at AT TIME ZONE 'UTC') AS hour, \
+     event_type, status, COUNT(*) AS n FROM cmc_events \
+     WHERE received_at >= @ts(?1) AND received_at < @ts(?2) \
+     GROUP BY 1, 2, 3) hours";
 
 /// A row of [`rows_sql`]'s statement.
 #[allow(clippy::type_complexity)]

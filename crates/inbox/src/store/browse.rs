@@ -15,14 +15,20 @@ macro_rules! statements {
             from: i64,
             to: i64,
         ) -> Result<Vec<HourCount>, InboxError> {
-            let rows: Vec<(i64, String, Option<String>, i64)> = sqlx::query_as(
-                $crate::store::statement::dialect($pg, crate::browse::types::ACTIVITY_SQL),
-            )
-            .bind(from)
-            .bind(to)
-            .fetch_all(pool)
-            .await
-            .map_err(|e| InboxError::database("could not count the events per hour", e))?;
+            let rows: Vec<(i64, String, Option<String>, i64)> =
+                sqlx::query_as($crate::store::statement::dialect(
+                    $pg,
+                    if $pg {
+                        crate::browse::types::ACTIVITY_SQL_PG
+                    } else {
+                        crate::browse::types::ACTIVITY_SQL
+                    },
+                ))
+                .bind(from)
+                .bind(to)
+                .fetch_all(pool)
+                .await
+                .map_err(|e| InboxError::database("could not count the events per hour", e))?;
             Ok(rows
                 .into_iter()
                 .map(|(hour, event_type, status, count)| HourCount {

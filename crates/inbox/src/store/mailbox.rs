@@ -69,8 +69,10 @@ const CLAIM: &str = "UPDATE cmc_mail_deliveries SET state = 'processing', \
      AND CASE state WHEN 'processing' \
      THEN locked_until <= @ts(?4) AND id NOT IN {ids} AND attempts < ?6 \
      ELSE run_at <= @ts(?4) END ORDER BY id LIMIT ?5";
-const COUNTS: &str =
-    "SELECT mailbox, state, COUNT(*) FROM cmc_mail_deliveries GROUP BY mailbox, state";
+/// From the counts the triggers of migration 0014 keep ('' is an
+/// unrouted delivery's mailbox: a mailbox's name is never empty).
+const COUNTS: &str = "SELECT NULLIF(scope, ''), state, CAST(SUM(n) AS BIGINT) \
+     FROM cmc_state_counts WHERE tbl = 'deliveries' GROUP BY scope, state HAVING SUM(n) <> 0";
 const LIST: &str = "SELECT d.id, d.mail_id, d.mailbox, d.recipients, d.route, d.state, \
      d.attempts, d.last_error, d.bounce_reason, @ms(d.created_at), @ms(d.run_at), @ms(d.done_at), \
      m.envelope_from, m.subject, m.idempotency_key \

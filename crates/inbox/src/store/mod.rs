@@ -49,6 +49,18 @@ pub(crate) enum Store {
     Postgres(postgres::Postgres),
 }
 
+impl Store {
+    /// Whether this is a PostgreSQL store.
+    pub(crate) fn is_postgres(&self) -> bool {
+        match *self {
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(_) => false,
+            #[cfg(feature = "postgres")]
+            Store::Postgres(_) => true,
+        }
+    }
+}
+
 /// `$body` with `$s` the backend of `$store`: the one place that lists
 /// the backends.
 macro_rules! each {
@@ -186,6 +198,11 @@ impl Store {
     /// The attachments of a mail, in order.
     pub async fn attachments(&self, id: i64) -> Result<Vec<Vec<u8>>, InboxError> {
         each!(self, s => s.attachments(id).await)
+    }
+
+    /// Folds the counters' appended rows (PostgreSQL; nothing on SQLite).
+    pub async fn fold_counts(&self) -> Result<(), InboxError> {
+        read!(self, pool, sql => sql::fold_counts(pool).await)
     }
 
     pub async fn counts(&self, source: Option<&str>) -> Result<Counts, InboxError> {

@@ -49,6 +49,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0011_raw_body_lz4.sql",
     "0012_console.sql",
     "0013_target_states.sql",
+    "0014_state_counts.sql",
 );
 
 /// The schema of the inbox's tables when none is chosen.
@@ -56,7 +57,7 @@ pub(crate) const DEFAULT_SCHEMA: &str = "cmc_webhook";
 
 /// The inbox's tables (before 0.2 in whatever schema the search path gave
 /// first): those the adoption moves into the chosen schema.
-const TABLES: [&str; 12] = [
+const TABLES: [&str; 13] = [
     "cmc_events",
     "cmc_mails",
     "cmc_mail_attachments",
@@ -69,7 +70,13 @@ const TABLES: [&str; 12] = [
     "cmc_raw_requests",
     "cmc_raw_request_parts",
     "cmc_suppression_keeping",
+    "cmc_state_counts",
 ];
+
+/// The functions of the counters' triggers (migration 0014), made with
+/// the search path of their schema: the adoption moves them with the
+/// tables and points them at the chosen schema.
+const FUNCTIONS: [&str; 2] = ["cmc_count_rows", "cmc_count_deliveries"];
 
 /// Fails unless `schema` is a plain identifier: a lowercase ASCII letter
 /// or `_`, then lowercase letters, digits or `_`, at most 63 bytes (what
@@ -288,6 +295,29 @@ async fn adopt_history(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::migrat
                         )))
                         .execute(&mut *tx)
                         .await?;
+                    }
+                }
+                for function in FUNCTIONS {
+                    let exists: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n \
+                         ON n.oid = p.pronamespace WHERE n.nspname = $1 AND p.proname = $2)",
+                    )
+                    .bind(&from)
+                    .bind(function)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if exists {
+                        for sql in [
+                            format!(
+                                "ALTER FUNCTION \"{}\".{function}() SET SCHEMA {target}",
+                                from.replace('"', "\"\"")
+                            ),
+                            format!("ALTER FUNCTION {target}.{function}() SET search_path = {target}"),
+                        ] {
+                            sqlx::query(super::statement::built(sql))
+                                .execute(&mut *tx)
+                                .await?;
+                        }
                     }
                 }
             }

@@ -39,33 +39,74 @@ macro_rules! statements {
             $crate::store::statement::dialect($pg, s)
         }
 
+        /// PostgreSQL: folds the differences the triggers appended to
+        /// `cmc_state_counts` ([`FOLD_COUNTS`](crate::ops::FOLD_COUNTS));
+        /// nothing on SQLite, whose triggers update in place.
+        pub(crate) async fn fold_counts(pool: &Pool) -> Result<(), InboxError> {
+            if $pg {
+                sqlx::query(sql(crate::ops::FOLD_COUNTS))
+                    .execute(pool)
+                    .await
+                    .map_err(|e| InboxError::database("could not fold the rows' counts", e))?;
+            }
+            Ok(())
+        }
+
+        /// The rows per (table, scope, state) of `cmc_state_counts`
+        /// (migration 0014), kept by triggers as rows change: a few rows
+        /// read, whatever the size of the tables. On PostgreSQL, where
+        /// the triggers append, the appended rows are folded first when
+        /// the store takes writes (one statement, which changes no sum;
+        /// see [`FOLD_COUNTS`](crate::ops::FOLD_COUNTS)).
+        async fn state_counts(
+            pool: &Pool,
+            table: &str,
+        ) -> Result<Vec<(String, String, i64)>, InboxError> {
+            // Folding is housekeeping: the sums are the same without it.
+            // A store opened read-only (a role that may only read, a
+            // replica) cannot fold, and still reads its counts.
+            if let Err(e) = fold_counts(pool).await {
+                tracing::debug!(error = %e, "the counts of rows per state were read without folding");
+            }
+            sqlx::query_as(sql(crate::ops::STATE_COUNTS))
+                .bind($text(table))
+                .fetch_all(pool)
+                .await
+                .map_err(|e| InboxError::database("could not count the rows", e))
+        }
+
+        /// The oldest pending row of `kind` (of `source`), if any.
+        async fn oldest_pending(
+            pool: &Pool,
+            kind: Kind,
+            source: Option<&str>,
+        ) -> Result<Option<i64>, InboxError> {
+            let mut oldest =
+                sqlx::query_scalar(sql(&crate::ops::oldest_pending_sql(kind, source.is_some())));
+            if let Some(source) = source {
+                oldest = oldest.bind($text(source));
+            }
+            oldest
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| InboxError::database("could not read the oldest pending row", e))
+        }
+
         /// The counts of every row, or (`source`) of one source's rows.
         pub(crate) async fn counts(pool: &Pool, source: Option<&str>) -> Result<Counts, InboxError> {
             let mut counts = Counts::default();
-            let scope = if source.is_some() { " WHERE source = ?1" } else { "" };
             for kind in [Kind::Event, Kind::Mail] {
-                let mut query = sqlx::query_as(sql(&format!(
-                    "SELECT state, COUNT(*) FROM {}{scope} GROUP BY state",
-                    kind.table()
-                )));
-                let mut oldest =
-                    sqlx::query_scalar(sql(&crate::ops::oldest_pending_sql(kind, source.is_some())));
-                if let Some(source) = source {
-                    query = query.bind($text(source));
-                    oldest = oldest.bind($text(source));
+                let rows = state_counts(pool, kind.counted_as()).await?;
+                counts.add_rows(
+                    kind,
+                    rows.into_iter()
+                        .filter(|(scope, _, _)| source.is_none_or(|s| s == scope))
+                        .map(|(_, state, n)| (state, n))
+                        .collect(),
+                );
+                if counts.of(kind).pending > 0 {
+                    counts.set_oldest_pending(kind, oldest_pending(pool, kind, source).await?);
                 }
-                let rows: Vec<(String, i64)> = query
-                .fetch_all(pool)
-                .await
-                .map_err(|e| InboxError::database("could not count the rows", e))?;
-                counts.add_rows(kind, rows);
-                let oldest: Option<i64> = oldest
-                        .fetch_optional(pool)
-                        .await
-                        .map_err(|e| {
-                            InboxError::database("could not read the oldest pending row", e)
-                        })?;
-                counts.set_oldest_pending(kind, oldest);
             }
             Ok(counts)
         }
@@ -76,14 +117,7 @@ macro_rules! statements {
         ) -> Result<std::collections::BTreeMap<String, Counts>, InboxError> {
             let mut by_source = std::collections::BTreeMap::<String, Counts>::new();
             for kind in [Kind::Event, Kind::Mail] {
-                let rows: Vec<(String, String, i64)> = sqlx::query_as(sql(&format!(
-                    "SELECT source, state, COUNT(*) FROM {} GROUP BY source, state",
-                    kind.table()
-                )))
-                .fetch_all(pool)
-                .await
-                .map_err(|e| InboxError::database("could not count the rows", e))?;
-                for (source, state, n) in rows {
+                for (source, state, n) in state_counts(pool, kind.counted_as()).await? {
                     by_source.entry(source).or_default().add_rows(kind, vec![(state, n)]);
                 }
             }
@@ -92,14 +126,7 @@ macro_rules! statements {
                     if counts.of(kind).pending == 0 {
                         continue;
                     }
-                    let oldest: Option<i64> =
-                        sqlx::query_scalar(sql(&crate::ops::oldest_pending_sql(kind, true)))
-                            .bind($text(source.as_str()))
-                            .fetch_optional(pool)
-                            .await
-                            .map_err(|e| {
-                                InboxError::database("could not read the oldest pending row", e)
-                            })?;
+                    let oldest = oldest_pending(pool, kind, Some(source.as_str())).await?;
                     counts.set_oldest_pending(kind, oldest);
                 }
             }

@@ -261,6 +261,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0011_suppression_keeping.sql",
     "0012_console.sql",
     "0013_target_states.sql",
+    "0014_state_counts.sql",
 );
 
 /// The write that proves, at open, that the store takes writes.

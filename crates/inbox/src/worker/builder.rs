@@ -12,6 +12,7 @@ use super::super::Inbox;
 use super::super::backoff::Backoff;
 use super::super::job::Job;
 use super::super::mailbox::Mailboxes;
+use super::fold::fold_counts;
 #[cfg(feature = "metrics")]
 use super::gauges::gauges;
 use super::retention::retention;
@@ -260,6 +261,9 @@ where
         ));
         #[cfg(not(feature = "metrics"))]
         let _ = self.gauges_every;
+        if self.inbox.inner.store.is_postgres() {
+            tokio::spawn(fold_counts(self.inbox.clone(), stopping.clone()));
+        }
         let retention = self.mailboxes.as_ref().map(|mailboxes| {
             tokio::spawn(retention(
                 self.inbox.clone(),

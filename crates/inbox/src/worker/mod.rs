@@ -17,6 +17,7 @@ use super::store::{Claim, Outcome, Renew, Settle};
 
 mod builder;
 mod deliveries;
+mod fold;
 #[cfg(feature = "metrics")]
 mod gauges;
 mod lanes;

@@ -8,7 +8,7 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use cmc_webhook_inbox::browse::{RowQuery, RowStates, RowSummary};
+use cmc_webhook_inbox::browse::{ERROR_WINDOW, RowQuery, RowStates, RowSummary};
 use cmc_webhook_inbox::{Filter, Kind, State as RowState};
 use http::StatusCode;
 
@@ -190,6 +190,41 @@ impl RowFilter {
     }
 }
 
+/// When `f` filters by error text and its states hold more rows than
+/// [`ERROR_WINDOW`]: what the filter looked at (the most recent rows
+/// only), for the page to say.
+async fn window_note(
+    inbox: &cmc_webhook_inbox::Inbox,
+    f: &RowFilter,
+) -> Result<Option<String>, cmc_webhook_inbox::InboxError> {
+    if f.error.is_empty() {
+        return Ok(None);
+    }
+    let counts = if f.source.is_empty() {
+        inbox.counts().await?
+    } else {
+        inbox.counts_of(&f.source).await?
+    };
+    let c = counts.of(f.kind);
+    let (rows, what) = if f.dead {
+        (c.dead, "dead")
+    } else {
+        (c.pending + c.running, "pending or running")
+    };
+    Ok((rows > ERROR_WINDOW as u64).then(|| {
+        format!(
+            "The error filter looked at the last {ERROR_WINDOW} {what} {} rows{} only, of {rows}: \
+             older ones were not searched. Refine the filter.",
+            f.kind.as_str(),
+            if f.source.is_empty() {
+                String::new()
+            } else {
+                format!(" of source {}", html::short(&f.source))
+            }
+        )
+    }))
+}
+
 /// The rows page.
 #[derive(Debug, Template)]
 #[template(path = "console/rows.html")]
@@ -203,6 +238,8 @@ pub struct Rows {
     table: Table,
     next: Option<String>,
     replay_all: String,
+    /// What a filter by error text looked at, when it did not look at all.
+    window: Option<String>,
 }
 
 /// `GET /rows`.
@@ -218,6 +255,10 @@ pub async fn page(
     }
     let rows = match console.inbox().rows(&q).await {
         Ok(rows) => rows,
+        Err(e) => return html::failed(&e),
+    };
+    let window = match window_note(console.inbox(), &f).await {
+        Ok(w) => w,
         Err(e) => return html::failed(&e),
     };
     let next = (rows.len() == 50).then(|| {
@@ -245,6 +286,7 @@ pub async fn page(
         table: Table::of(&rows),
         next,
         replay_all: format!("/replay?scope=filter&{}", f.link()),
+        window,
     })
 }
 
@@ -300,6 +342,10 @@ pub async fn confirm(
                 break;
             }
         }
+        let window = match window_note(console.inbox(), &f).await {
+            Ok(w) => w.map(|w| format!(" {w} The replay takes older matching rows too.")),
+            Err(e) => return html::failed(&e),
+        };
         let more = if count >= COUNTED {
             " (at least; more may match)"
         } else {
@@ -310,7 +356,7 @@ pub async fn confirm(
             count >= COUNTED,
             format!(
                 "Every dead {} row{}{}: {count} now{more}. They are set back to pending and \
-                 handled again.",
+                 handled again.{}",
                 f.kind.as_str(),
                 if f.source.is_empty() {
                     String::new()
@@ -325,6 +371,7 @@ pub async fn confirm(
                         html::short(&f.error)
                     )
                 },
+                window.unwrap_or_default(),
             ),
         )
     } else {

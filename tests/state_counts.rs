@@ -1,0 +1,566 @@
+//! The rows per state that `Inbox::counts`, `counts_by_source` and the
+//! deliveries' `counts` read are kept by the triggers of migration 0014
+//! (`cmc_state_counts`), not counted: after each step of a mixed workload
+//! (stores from two sources, a worker's claims, successes, retries and
+//! deaths, mailbox deliveries delivered, bounced and dead, replays,
+//! releases at shutdown, retention prunes, an application's own SQL) they
+//! must equal a real `GROUP BY` of the tables. On a SQLite file, and on
+//! PostgreSQL when `CMC_POSTGRES_URL` names a server.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cmc_webhook::inbox::mailbox::{DeliveryFilter, Handled, MailJob, Mailbox, Mailboxes};
+use cmc_webhook::inbox::{Backoff, Filter, Inbox, Job, Kind};
+use cmc_webhook::{Source, Sourced, Webhook};
+
+/// (table, scope, state) → rows.
+type Tally = BTreeMap<(String, String, String), i64>;
+
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+/// A batch of `n` delivery events numbered from `from`.
+fn events(from: usize, n: usize) -> Webhook {
+    let records: Vec<String> = (from..from + n)
+        .map(|i| {
+            format!(
+                r#"{{"created":"2026-01-01 09:00:00","status":"queued","to":"u{i}@example.jp","messageId":"<{i}@example.com>"}}"#
+            )
+        })
+        .collect();
+    Webhook::parse(
+        "application/json",
+        Bytes::from(format!(
+            r#"{{"event_type":"deliveries","server_composition":"pro","event":{{"deliveries":[{}]}}}}"#,
+            records.join(",")
+        )),
+    )
+    .unwrap()
+}
+
+/// An inbound mail to `to`.
+fn mail(to: &str, subject: &str) -> Webhook {
+    let body = serde_json::json!({
+        "server_composition": "pro",
+        "filter": "f",
+        "headers": [{"name": "Subject", "value": subject}],
+        "subject": subject,
+        "envelope-from": "sender@example.com",
+        "envelope-to": to,
+        "text": "hello\r\n",
+    });
+    Webhook::parse("application/json", Bytes::from(body.to_string())).unwrap()
+}
+
+/// The real counts: a `GROUP BY` of each table, on a connection of the
+/// test's own.
+async fn grouped(url: &str) -> Tally {
+    const QUERIES: [(&str, &str); 3] = [
+        (
+            "events",
+            "SELECT source, state, COUNT(*) FROM cmc_events GROUP BY source, state",
+        ),
+        (
+            "mails",
+            "SELECT source, state, COUNT(*) FROM cmc_mails GROUP BY source, state",
+        ),
+        (
+            "deliveries",
+            "SELECT COALESCE(mailbox, ''), state, COUNT(*) FROM cmc_mail_deliveries \
+             GROUP BY COALESCE(mailbox, ''), state",
+        ),
+    ];
+    let mut tally = Tally::new();
+    for (table, sql) in QUERIES {
+        let rows: Vec<(String, String, i64)> = if url.starts_with("sqlite:") {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap()
+        } else {
+            postgres_rows(url, sql).await
+        };
+        for (scope, state, n) in rows {
+            tally.insert((table.to_owned(), scope, state), n);
+        }
+    }
+    tally
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres_rows(url: &str, sql: &'static str) -> Vec<(String, String, i64)> {
+    let mut conn = common::inbox::pg_store(url).await;
+    sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap()
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres_rows(url: &str, _sql: &'static str) -> Vec<(String, String, i64)> {
+    unreachable!("no PostgreSQL store without the feature: {url}")
+}
+
+/// What the inbox reads from its counters, in the same shape.
+async fn counted(inbox: &Inbox) -> Tally {
+    use cmc_webhook::inbox::State;
+    let mut tally = Tally::new();
+    for (source, counts) in inbox.counts_by_source().await.unwrap() {
+        for (table, kind) in [("events", Kind::Event), ("mails", Kind::Mail)] {
+            for state in [State::Pending, State::Running, State::Done, State::Dead] {
+                let n = counts.of(kind).get(state);
+                if n > 0 {
+                    tally.insert(
+                        (table.to_owned(), source.clone(), state.as_str().to_owned()),
+                        n as i64,
+                    );
+                }
+            }
+        }
+    }
+    // The totals agree with the sum of the sources.
+    let all = inbox.counts().await.unwrap();
+    for (table, kind) in [("events", Kind::Event), ("mails", Kind::Mail)] {
+        for state in [State::Pending, State::Running, State::Done, State::Dead] {
+            let sum: i64 = tally
+                .iter()
+                .filter(|((t, _, s), _)| t == table && s == state.as_str())
+                .map(|(_, n)| n)
+                .sum();
+            assert_eq!(all.of(kind).get(state) as i64, sum, "{table} {state:?}");
+        }
+    }
+    for m in inbox.deliveries().counts().await.unwrap() {
+        for state in cmc_webhook::inbox::mailbox::DeliveryState::ALL {
+            let n = m.get(state);
+            if n > 0 {
+                tally.insert(
+                    (
+                        "deliveries".to_owned(),
+                        m.mailbox.clone().unwrap_or_default(),
+                        state.as_str().to_owned(),
+                    ),
+                    n as i64,
+                );
+            }
+        }
+    }
+    tally
+}
+
+async fn same(inbox: &Inbox, url: &str, step: &str) -> Tally {
+    let real = grouped(url).await;
+    assert_eq!(counted(inbox).await, real, "{step} on {url}");
+    real
+}
+
+/// Waits until the real counts have no pending or running event or mail
+/// and no open delivery.
+async fn settled(url: &str) -> Tally {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let real = grouped(url).await;
+        let open = real.iter().any(|((_, _, state), n)| {
+            *n > 0
+                && matches!(
+                    state.as_str(),
+                    "pending" | "running" | "processing" | "failed"
+                )
+        });
+        if !open {
+            return real;
+        }
+        assert!(Instant::now() < deadline, "not settled: {real:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn quick() -> Backoff {
+    Backoff::exponential(Duration::from_millis(1))
+        .max(Duration::from_millis(5))
+        .jitter(0.0)
+}
+
+fn mailboxes() -> Mailboxes {
+    Mailboxes::new()
+        .mailbox(Mailbox::new("fine", |_job: MailJob| async {
+            Ok::<(), String>(())
+        }))
+        .unwrap()
+        .mailbox(
+            Mailbox::new("doomed", |_job: MailJob| async {
+                Err::<(), _>("the ticket system is down")
+            })
+            .max_attempts(2)
+            .backoff(quick()),
+        )
+        .unwrap()
+        .mailbox(Mailbox::new("strict", |_job: MailJob| async {
+            Ok::<_, String>(Handled::bounced("no ticket"))
+        }))
+        .unwrap()
+        .route("fine@example.jp", "fine")
+        .unwrap()
+        .route("doomed@example.jp", "doomed")
+        .unwrap()
+        .route("strict@example.jp", "strict")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_counters_equal_a_group_by_after_a_mixed_workload() {
+    let dir = dir();
+    for url in common::inbox::stores(
+        dir.path(),
+        "counters",
+        "state counts on PostgreSQL",
+        "cmc_counts",
+    )
+    .await
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        same(&inbox, &url, "empty").await;
+
+        // Stores: events from two sources (one batch repeated), mails to
+        // three mailboxes and to no mailbox.
+        let sandbox = Source::new("sandbox", jiff::tz::TimeZone::UTC, None);
+        inbox.store(events(0, 40), None).await.unwrap();
+        inbox.store(events(0, 40), None).await.unwrap();
+        inbox
+            .store_sourced(Sourced(sandbox.clone(), events(100, 15)), None)
+            .await
+            .unwrap();
+        for (i, to) in ["fine", "fine", "doomed", "strict", "nobody"]
+            .iter()
+            .enumerate()
+        {
+            let subject = format!("to {to} {i}");
+            inbox
+                .store(mail(&format!("{to}@example.jp"), &subject), None)
+                .await
+                .unwrap();
+        }
+        let stored = same(&inbox, &url, "stored").await;
+        assert_eq!(
+            stored[&("events".into(), "default".into(), "pending".into())],
+            40
+        );
+
+        // A worker: events whose number ends in 0 die after 2 attempts,
+        // those ending in 1 fail once then succeed, the rest succeed;
+        // mails are routed and delivered, bounced or dead.
+        let tries = Arc::new(AtomicUsize::new(0));
+        let runs = tries.clone();
+        let worker = inbox
+            .worker(move |job: Job| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                let id = match &job.item {
+                    cmc_webhook::inbox::Item::Event(e) => e.message_id().unwrap_or("").to_owned(),
+                    _ => String::new(),
+                };
+                let n: usize = id
+                    .trim_matches(|c| c == '<' || c == '>')
+                    .split('@')
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .unwrap_or(2);
+                let attempt = job.attempt;
+                async move {
+                    match n % 10 {
+                        0 => Err(format!("event {n} cannot be handled")),
+                        1 if attempt == 1 => Err(format!("event {n}: not yet")),
+                        _ => Ok(()),
+                    }
+                }
+            })
+            .max_attempts(2)
+            .backoff(quick())
+            .concurrency(4)
+            .mailboxes(mailboxes())
+            .spawn();
+        // Compared while it runs too: each claim and settlement is in
+        // the transaction of its counter's change.
+        for _ in 0..5 {
+            let real: i64 = grouped(&url)
+                .await
+                .iter()
+                .filter(|((t, _, _), _)| t == "events")
+                .map(|(_, n)| n)
+                .sum();
+            let seen = inbox.counts().await.unwrap().events.total();
+            assert_eq!(
+                seen as i64, real,
+                "rows appear or vanish while the worker runs"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let real = settled(&url).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(counted(&inbox).await, real, "after the worker on {url}");
+        assert_eq!(real[&("events".into(), "default".into(), "dead".into())], 4);
+        assert_eq!(
+            real[&("deliveries".into(), "doomed".into(), "dead".into())],
+            1
+        );
+        assert_eq!(
+            real[&("deliveries".into(), "strict".into(), "bounced".into())],
+            1
+        );
+        assert_eq!(
+            real[&("deliveries".into(), "".into(), "unrouted".into())],
+            1
+        );
+
+        // Replays: the dead events of one source, the dead delivery.
+        assert_eq!(
+            inbox
+                .replay(&Filter::dead().kind(Kind::Event))
+                .await
+                .unwrap(),
+            4 + 2
+        );
+        inbox
+            .deliveries()
+            .replay(&DeliveryFilter::all().mailbox("doomed"))
+            .await
+            .unwrap();
+        same(&inbox, &url, "replayed").await;
+
+        // A worker stopped while its handlers hang: the rows it holds are
+        // released to pending.
+        let worker = inbox
+            .worker(|_job: Job| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<(), String>(())
+            })
+            .concurrency(2)
+            .spawn();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !grouped(&url)
+            .await
+            .iter()
+            .any(|((t, _, s), n)| t == "events" && s == "running" && *n > 0)
+        {
+            assert!(Instant::now() < deadline, "no row was claimed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        same(&inbox, &url, "claimed").await;
+        let _ = worker.shutdown(Duration::from_millis(50)).await;
+        same(&inbox, &url, "released").await;
+
+        // Retention: every done event and mail, the fine mailbox's
+        // delivered rows (and their mails, by cascade).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        inbox
+            .deliveries()
+            .prune("fine", Duration::ZERO)
+            .await
+            .unwrap();
+        same(&inbox, &url, "deliveries pruned").await;
+        let pruned = inbox.prune(Duration::ZERO).await.unwrap();
+        assert!(pruned.events > 0, "{pruned:?}");
+        same(&inbox, &url, "pruned").await;
+
+        // An application's own SQL on the tables, on its own connection.
+        let own = [
+            "UPDATE cmc_events SET state = 'dead', last_error = 'by hand' WHERE state = 'pending'",
+            "DELETE FROM cmc_events WHERE state = 'dead' AND source = 'sandbox'",
+            "UPDATE cmc_events SET source = 'moved' WHERE state = 'dead'",
+        ];
+        for sql in own {
+            if url.starts_with("sqlite:") {
+                use sqlx::Connection;
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            } else {
+                execute_postgres(&url, sql).await;
+            }
+            same(&inbox, &url, sql).await;
+        }
+        // PostgreSQL appends the differences; reading the counts folds
+        // them into one row per key.
+        if !url.starts_with("sqlite:") {
+            inbox.store(events(300, 5), None).await.unwrap();
+            inbox.store(events(400, 5), None).await.unwrap();
+            let rows =
+                || async { scalar_postgres(&url, "SELECT COUNT(*) FROM cmc_state_counts").await };
+            let before = rows().await;
+            let real = same(&inbox, &url, "stored again").await;
+            let after = rows().await;
+            assert_eq!(after, real.values().filter(|n| **n != 0).count() as i64);
+            // Two appended rows of one key became one.
+            assert!(
+                before == after + 1,
+                "{before} rows before the fold, {after} after"
+            );
+        }
+        inbox.close().await;
+        assert!(tries.load(Ordering::SeqCst) > 55);
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn execute_postgres(url: &str, sql: &'static str) {
+    let mut conn = common::inbox::pg_store(url).await;
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+}
+
+#[cfg(feature = "postgres")]
+async fn scalar_postgres(url: &str, sql: &'static str) -> i64 {
+    let mut conn = common::inbox::pg_store(url).await;
+    sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn scalar_postgres(url: &str, _sql: &'static str) -> i64 {
+    unreachable!("no PostgreSQL store without the feature: {url}")
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn execute_postgres(url: &str, _sql: &'static str) {
+    unreachable!("no PostgreSQL store without the feature: {url}")
+}
+
+/// What undoes migration 0014 on each backend: the store as the release
+/// before it left it.
+const UNDO_SQLITE: &[&str] = &[
+    "DROP TRIGGER cmc_events_count_insert",
+    "DROP TRIGGER cmc_events_count_update",
+    "DROP TRIGGER cmc_events_count_delete",
+    "DROP TRIGGER cmc_mails_count_insert",
+    "DROP TRIGGER cmc_mails_count_update",
+    "DROP TRIGGER cmc_mails_count_delete",
+    "DROP TRIGGER cmc_mail_deliveries_count_insert",
+    "DROP TRIGGER cmc_mail_deliveries_count_update",
+    "DROP TRIGGER cmc_mail_deliveries_count_delete",
+    "DROP TABLE cmc_state_counts",
+    "DROP INDEX cmc_events_dead_source",
+    "DROP INDEX cmc_mails_dead_source",
+    "DELETE FROM cmc_webhook_migrations WHERE version = 14",
+];
+const UNDO_POSTGRES: &[&str] = &[
+    "DROP FUNCTION cmc_count_rows() CASCADE",
+    "DROP FUNCTION cmc_count_deliveries() CASCADE",
+    "DROP TABLE cmc_state_counts",
+    "DROP INDEX cmc_events_dead_source",
+    "DROP INDEX cmc_mails_dead_source",
+    "DELETE FROM cmc_webhook_migrations WHERE version = 14",
+];
+
+#[tokio::test]
+async fn the_migration_counts_the_rows_a_store_already_has() {
+    let dir = dir();
+    for url in common::inbox::stores(
+        dir.path(),
+        "migrated",
+        "state counts on PostgreSQL",
+        "cmc_counts",
+    )
+    .await
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        inbox.store(events(0, 30), None).await.unwrap();
+        inbox
+            .store(mail("nobody@example.jp", "unrouted"), None)
+            .await
+            .unwrap();
+        inbox
+            .store(mail("fine@example.jp", "fine"), None)
+            .await
+            .unwrap();
+        let worker = inbox
+            .worker(|_job: Job| async { Ok::<(), String>(()) })
+            .mailboxes(mailboxes())
+            .spawn();
+        settled(&url).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        inbox.store(events(100, 7), None).await.unwrap();
+        inbox.close().await;
+
+        // The release before: no counters; then rows change without them.
+        let sqlite = url.starts_with("sqlite:");
+        let undo = if sqlite { UNDO_SQLITE } else { UNDO_POSTGRES };
+        let before_release = [
+            "UPDATE cmc_events SET state = 'dead', last_error = 'x' WHERE id % 3 = 0",
+            "DELETE FROM cmc_events WHERE id % 5 = 0",
+        ];
+        for sql in undo.iter().chain(before_release.iter()) {
+            if sqlite {
+                use sqlx::Connection;
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query(*sql).execute(&mut conn).await.unwrap();
+            } else {
+                execute_postgres(&url, sql).await;
+            }
+        }
+
+        // Opening applies 0014 again: it counts what is there.
+        let inbox = Inbox::open(&url).await.unwrap();
+        let real = same(&inbox, &url, "migrated").await;
+        assert!(real[&("events".into(), "default".into(), "dead".into())] > 0);
+        assert_eq!(
+            real[&("deliveries".into(), "".into(), "unrouted".into())],
+            1
+        );
+        // And keeps them from then on.
+        inbox.store(events(200, 3), None).await.unwrap();
+        same(&inbox, &url, "stored after the migration").await;
+        inbox.close().await;
+    }
+}
+
+/// Writers and readers at once (on PostgreSQL the readers fold what the
+/// writers append, two folds can meet): nothing is counted twice or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counts_stay_exact_with_writers_and_folds_at_once() {
+    let dir = dir();
+    for url in common::inbox::stores(
+        dir.path(),
+        "concurrent",
+        "state counts on PostgreSQL",
+        "cmc_counts",
+    )
+    .await
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let worker = inbox
+            .worker(|_job: Job| async { Ok::<(), String>(()) })
+            .concurrency(8)
+            .spawn();
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let inbox = inbox.clone();
+            tasks.push(tokio::spawn(async move {
+                for b in 0..15 {
+                    inbox
+                        .store(events(10_000 * (w + 1) + b * 10, 10), None)
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for _ in 0..2 {
+            let inbox = inbox.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..30 {
+                    inbox.counts().await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let real = settled(&url).await;
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            real[&("events".into(), "default".into(), "done".into())],
+            600
+        );
+        same(&inbox, &url, "after writers and folds at once").await;
+        inbox.close().await;
+    }
+}
