@@ -8,7 +8,7 @@
 
 mod common;
 
-use cmc_receiver::relay::{Relay, RelayOptions};
+use cmc_receiver::relay::{RecordingStates, Relay, RelayOptions, StateRecorder};
 use cmc_receiver::{app, serve};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -230,6 +230,14 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Posts a body to the receiver: 200 expected.
+/// Records `relay`'s target's states in `states` as `writer`'s, with a
+/// recorder of its own.
+fn record(relay: &Relay, states: &Inbox, writer: &str) -> RecordingStates {
+    let mut recorder = StateRecorder::new(states.clone());
+    recorder.watch(relay, writer.to_owned());
+    recorder.spawn()
+}
+
 async fn post(addr: SocketAddr, content_type: &str, body: Bytes) {
     let raw = CmcRequest::raw(content_type.to_owned(), body)
         .uri("/mails")
@@ -1251,9 +1259,7 @@ async fn a_store_that_cannot_take_the_targets_state_holds_up_no_attempt() {
         .execute(&mut lock)
         .await
         .unwrap();
-    let recording = receiver
-        .relay
-        .record_states(states.clone(), "test-writer".to_owned());
+    let recording = record(&receiver.relay, &states, "test-writer");
     let started = Instant::now();
     let (content_type, body) = common::load("event-v2-json-blocks.json");
     post(receiver.addr, &content_type, body).await;
@@ -1308,7 +1314,7 @@ async fn a_targets_state_is_recorded_on_the_stores_clock() {
     relay.failure_cap = 1;
     relay.pause = Duration::from_secs(30);
     let relay = Relay::new(relay).unwrap();
-    let recording = relay.record_states(states.clone(), "test-writer".to_owned());
+    let recording = record(&relay, &states, "test-writer");
     relay.breaker().failure();
     let deadline = Instant::now() + Duration::from_secs(10);
     let recorded = loop {
