@@ -1373,11 +1373,9 @@ async fn many_targets_on_a_locked_states_table_hold_up_no_webhook() {
     let Some(admin) = common::inbox::postgres_server("target states on PostgreSQL") else {
         return;
     };
-    let url = common::inbox::fresh_database(
-        &admin,
-        &format!("relay_states_lock_{}", std::process::id()),
-    )
-    .await;
+    let url =
+        common::inbox::fresh_database(&admin, &format!("relay_states_lock_{}", std::process::id()))
+            .await;
     let inbox = Inbox::open(&url).await.unwrap();
     let options = app::Options {
         allow: vec!["127.0.0.0/8".parse().unwrap()],
@@ -1434,7 +1432,10 @@ async fn many_targets_on_a_locked_states_table_hold_up_no_webhook() {
         assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(slowest < Duration::from_secs(1), "a webhook took {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a webhook took {slowest:?}"
+    );
     flapping.await.unwrap();
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
     // The lock gone, the latest states land (closed, after the flapping).
@@ -1476,10 +1477,7 @@ async fn a_closed_state_is_leased_and_a_stopped_recorder_removes_its_rows() {
     let closed = read.iter().find(|s| s.writer == "test-writer").unwrap();
     assert_eq!(closed.condition.as_str(), "closed", "{read:?}");
     let lease = closed.until.expect("a lease").duration_since(states.now());
-    assert!(
-        (9 * 60..=10 * 60).contains(&lease.as_secs()),
-        "{lease:?}"
-    );
+    assert!((9 * 60..=10 * 60).contains(&lease.as_secs()), "{lease:?}");
     assert!(closed.is_current(states.now()));
     let later = states.now() + jiff::SignedDuration::from_secs(11 * 60);
     assert!(!closed.is_current(later));
@@ -1519,8 +1517,16 @@ async fn a_target_longer_than_the_store_keeps_is_recorded_shortened() {
     let recording = recorder.spawn();
     let read = states_until(&states, "both recorded", |read| read.len() == 2).await;
     for s in &read {
-        assert!(s.target.len() <= cmc_webhook::inbox::targets::MAX_TARGET, "{}", s.target.len());
-        assert!(s.target.starts_with("http://127.0.0.1:9/aaaa"), "{}", s.target);
+        assert!(
+            s.target.len() <= cmc_webhook::inbox::targets::MAX_TARGET,
+            "{}",
+            s.target.len()
+        );
+        assert!(
+            s.target.starts_with("http://127.0.0.1:9/aaaa"),
+            "{}",
+            s.target
+        );
         assert_eq!(s.condition.as_str(), "paused");
     }
     assert_ne!(read[0].target, read[1].target);
@@ -1563,7 +1569,8 @@ async fn a_flapping_target_is_recorded_at_most_once_a_second() {
     let took = started.elapsed();
     // The latest state lands.
     states_until(&states, "the latest state", |read| {
-        read.first().is_some_and(|s| s.condition.as_str() == "paused")
+        read.first()
+            .is_some_and(|s| s.condition.as_str() == "paused")
     })
     .await;
     let writes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM test_writes")

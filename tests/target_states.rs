@@ -188,8 +188,8 @@ async fn a_locked_table_fails_a_targets_state_write_within_its_limit() {
     use sqlx::Connection as _;
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("targets_lock_{}", std::process::id());
-    for url in common::inbox::stores(dir.path(), "locked", "target states on PostgreSQL", &prefix)
-        .await
+    for url in
+        common::inbox::stores(dir.path(), "locked", "target states on PostgreSQL", &prefix).await
     {
         let inbox = Inbox::open(&url).await.unwrap();
         let state = paused("web-1 pid 10", base(), SignedDuration::from_secs(30));
@@ -200,7 +200,10 @@ async fn a_locked_table_fails_a_targets_state_write_within_its_limit() {
                 let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite:{path}"))
                     .await
                     .unwrap();
-                sqlx::query("BEGIN IMMEDIATE").execute(&mut lock).await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut lock)
+                    .await
+                    .unwrap();
                 Box::new(move || {
                     Box::pin(async move {
                         sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();

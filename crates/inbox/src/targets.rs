@@ -313,10 +313,7 @@ impl crate::Inbox {
         if rows.is_empty() {
             return Ok(());
         }
-        self.inner
-            .store
-            .target_states_set(&rows, WRITE_LIMIT)
-            .await
+        self.inner.store.target_states_set(&rows, WRITE_LIMIT).await
     }
 
     /// Deletes `writer`'s rows, whatever their target: how many. A writer

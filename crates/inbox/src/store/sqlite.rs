@@ -880,7 +880,9 @@ impl Sqlite {
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(failed)?;
-            let ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX).min(busy.max(1));
+            let ms = i64::try_from(limit.as_millis())
+                .unwrap_or(i64::MAX)
+                .min(busy.max(1));
             sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {ms}")))
                 .execute(&mut *conn)
                 .await

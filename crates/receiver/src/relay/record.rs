@@ -45,8 +45,8 @@ use cmc_webhook_inbox::{Inbox, InboxErrorKind};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::breaker::Change;
 use super::Relay;
+use super::breaker::Change;
 
 /// How often the recorder looks for changes: at most one write per this
 /// (and per target, at most one record).
@@ -193,7 +193,10 @@ impl StateRecorder {
             let renewing = renewed.elapsed() >= RENEW_EVERY;
             if renewing {
                 for w in &mut self.watched {
-                    if w.latest.as_ref().is_some_and(|c| c.condition == TargetCondition::Closed) {
+                    if w.latest
+                        .as_ref()
+                        .is_some_and(|c| c.condition == TargetCondition::Closed)
+                    {
                         w.pending = true;
                     }
                 }
