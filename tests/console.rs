@@ -2085,6 +2085,33 @@ async fn a_paused_relay_target_shows_in_counts_and_in_a_console_of_its_own() {
     assert!(!out.contains('\u{1b}'), "{out:?}");
     assert!(out.contains("https://x.example.jp/\\u{1b}[2J"), "{out}");
     assert!(out.contains("hand\\u{a}forged"), "{out}");
+    // Stopped in good order (SIGTERM), the receiver removes its own row,
+    // not the others': no "closed (sending)" left behind for a process
+    // that no longer sends.
+    let mut receiver = receiver;
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &receiver_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while receiver.0.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the receiver never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left: Vec<String> = inbox
+        .target_states()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.writer)
+        .collect();
+    assert_eq!(left, ["hand\nforged"]);
+    let out = counts();
+    assert!(!out.contains(&format!("target {shown}")), "{out}");
     drop(receiver);
     let log = log.join().unwrap();
     assert!(!log.contains(TOKEN), "{log}");

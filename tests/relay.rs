@@ -8,7 +8,7 @@
 
 mod common;
 
-use cmc_receiver::relay::{Relay, RelayOptions};
+use cmc_receiver::relay::{RecordingStates, Relay, RelayOptions, StateRecorder};
 use cmc_receiver::{app, serve};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -230,6 +230,14 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Posts a body to the receiver: 200 expected.
+/// Records `relay`'s target's states in `states` as `writer`'s, with a
+/// recorder of its own.
+fn record(relay: &Relay, states: &Inbox, writer: &str) -> RecordingStates {
+    let mut recorder = StateRecorder::new(states.clone());
+    recorder.watch(relay, writer.to_owned());
+    recorder.spawn()
+}
+
 async fn post(addr: SocketAddr, content_type: &str, body: Bytes) {
     let raw = CmcRequest::raw(content_type.to_owned(), body)
         .uri("/mails")
@@ -1251,9 +1259,7 @@ async fn a_store_that_cannot_take_the_targets_state_holds_up_no_attempt() {
         .execute(&mut lock)
         .await
         .unwrap();
-    let recording = receiver
-        .relay
-        .record_states(states.clone(), "test-writer".to_owned());
+    let recording = record(&receiver.relay, &states, "test-writer");
     let started = Instant::now();
     let (content_type, body) = common::load("event-v2-json-blocks.json");
     post(receiver.addr, &content_type, body).await;
@@ -1308,7 +1314,7 @@ async fn a_targets_state_is_recorded_on_the_stores_clock() {
     relay.failure_cap = 1;
     relay.pause = Duration::from_secs(30);
     let relay = Relay::new(relay).unwrap();
-    let recording = relay.record_states(states.clone(), "test-writer".to_owned());
+    let recording = record(&relay, &states, "test-writer");
     relay.breaker().failure();
     let deadline = Instant::now() + Duration::from_secs(10);
     let recorded = loop {
@@ -1324,5 +1330,257 @@ async fn a_targets_state_is_recorded_on_the_stores_clock() {
     assert!((29..=30).contains(&pause.as_secs()), "{pause:?}");
     // Current by the store's clock, which is what counts compares with.
     assert!(recorded.is_current(states.now()));
+    recording.abort();
+}
+
+/// A relay to nobody (port 9), paused at its first failure for `pause`.
+fn flapping_relay(path: &str, pause: Duration) -> Relay {
+    let mut relay = options(
+        format!("http://127.0.0.1:9{path}").parse().unwrap(),
+        &[SECRET],
+    );
+    relay.failure_cap = 1;
+    relay.pause = pause;
+    Relay::new(relay).unwrap()
+}
+
+/// Waits until `done` holds of the recorded states (10 s at most).
+async fn states_until(
+    states: &Inbox,
+    what: &str,
+    done: impl Fn(&[cmc_webhook::inbox::targets::TargetState]) -> bool,
+) -> Vec<cmc_webhook::inbox::targets::TargetState> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = states.target_states().await.unwrap();
+        if done(&read) {
+            return read;
+        }
+        assert!(Instant::now() < deadline, "{what}: {read:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Many targets changing state while the states' table is locked (on
+/// PostgreSQL, `LOCK TABLE` by another program): the one recorder holds
+/// one connection of the inbox's pool at a time, for 2 s at most, so the
+/// webhooks are still stored at once. (One recording task per target, each
+/// waiting on the lock with a connection, used up the pool: 503s.)
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_targets_on_a_locked_states_table_hold_up_no_webhook() {
+    use sqlx::Connection as _;
+    let Some(admin) = common::inbox::postgres_server("target states on PostgreSQL") else {
+        return;
+    };
+    let url =
+        common::inbox::fresh_database(&admin, &format!("relay_states_lock_{}", std::process::id()))
+            .await;
+    let inbox = Inbox::open(&url).await.unwrap();
+    let options = app::Options {
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        body_limit: 1 << 20,
+        ..app::Options::default()
+    };
+    let router = app::router(&options, app::Target::Inbox(inbox.clone())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve::serve(
+        listener,
+        router,
+        serve::Limits::default(),
+        std::future::pending(),
+    ));
+    // More targets than the pool has connections (10).
+    let relays: Vec<Relay> = (0..16)
+        .map(|i| flapping_relay(&format!("/mailbox-{i}"), Duration::from_millis(1)))
+        .collect();
+    let mut recorder = StateRecorder::new(inbox.clone());
+    for (i, relay) in relays.iter().enumerate() {
+        recorder.watch(relay, format!("test-writer, mailbox {i}"));
+    }
+    let recording = recorder.spawn();
+    let mut lock = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE cmc_webhook.cmc_target_states IN EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    // Every target flaps for 6 s.
+    let flapping = {
+        let relays = relays.clone();
+        tokio::spawn(async move {
+            let end = Instant::now() + Duration::from_secs(6);
+            while Instant::now() < end {
+                for relay in &relays {
+                    relay.breaker().failure();
+                    relay.breaker().success();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let (content_type, body) = common::load("event-v2-json-blocks.json");
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let raw = CmcRequest::raw(content_type.clone(), body.clone())
+            .uri("/mails")
+            .to_http1("test");
+        let started = Instant::now();
+        let reply = common::http::send_raw(addr, &raw).await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a webhook took {slowest:?}"
+    );
+    flapping.await.unwrap();
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    // The lock gone, the latest states land (closed, after the flapping).
+    states_until(&inbox, "every target recorded", |read| {
+        read.len() == relays.len()
+            && read
+                .iter()
+                .all(|s| s.condition == cmc_webhook::inbox::targets::TargetCondition::Closed)
+    })
+    .await;
+    recording.stop().await;
+    assert_eq!(inbox.target_states().await.unwrap(), vec![]);
+}
+
+/// A closed state carries a lease (so that a process that stopped without
+/// a word reads as unknown once it lapses), and a recorder stopped in good
+/// order removes its process's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_state_is_leased_and_a_stopped_recorder_removes_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let states = Inbox::sqlite(dir.path().join("states.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let relay = flapping_relay("/hooks", Duration::from_secs(30));
+    let other = flapping_relay("/other", Duration::from_secs(30));
+    let mut recorder = StateRecorder::new(states.clone());
+    recorder
+        .watch(&relay, "test-writer".to_owned())
+        .watch(&other, "test-writer, mailbox support".to_owned());
+    let recording = recorder.spawn();
+    relay.breaker().failure();
+    relay.breaker().success();
+    other.breaker().failure();
+    let read = states_until(&states, "both recorded", |read| {
+        read.len() == 2 && read.iter().any(|s| s.condition.as_str() == "closed")
+    })
+    .await;
+    let closed = read.iter().find(|s| s.writer == "test-writer").unwrap();
+    assert_eq!(closed.condition.as_str(), "closed", "{read:?}");
+    let lease = closed.until.expect("a lease").duration_since(states.now());
+    assert!((9 * 60..=10 * 60).contains(&lease.as_secs()), "{lease:?}");
+    assert!(closed.is_current(states.now()));
+    let later = states.now() + jiff::SignedDuration::from_secs(11 * 60);
+    assert!(!closed.is_current(later));
+    assert!(
+        cmc_receiver::relay::describe_state(closed, later).contains("state unknown"),
+        "{}",
+        cmc_receiver::relay::describe_state(closed, later)
+    );
+    // A row of another process stays.
+    let mut theirs = closed.clone();
+    theirs.writer = "web-2 pid 1 #00c0ffee".to_owned();
+    states.set_target_state(&theirs).await.unwrap();
+    recording.stop().await;
+    assert_eq!(states.target_states().await.unwrap(), vec![theirs]);
+}
+
+/// A target longer than the store keeps (1 000 bytes) is recorded
+/// shortened, distinct from another that begins alike; it was refused,
+/// and tried again every 10 s, forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_longer_than_the_store_keeps_is_recorded_shortened() {
+    let dir = tempfile::tempdir().unwrap();
+    let states = Inbox::sqlite(dir.path().join("states.sqlite3"))
+        .open()
+        .await
+        .unwrap();
+    let long = format!("/{}", "a".repeat(1500));
+    let relays = [
+        flapping_relay(&long, Duration::from_secs(30)),
+        flapping_relay(&format!("{long}b"), Duration::from_secs(30)),
+    ];
+    let mut recorder = StateRecorder::new(states.clone());
+    for relay in &relays {
+        recorder.watch(relay, "test-writer".to_owned());
+        relay.breaker().failure();
+    }
+    let recording = recorder.spawn();
+    let read = states_until(&states, "both recorded", |read| read.len() == 2).await;
+    for s in &read {
+        assert!(
+            s.target.len() <= cmc_webhook::inbox::targets::MAX_TARGET,
+            "{}",
+            s.target.len()
+        );
+        assert!(
+            s.target.starts_with("http://127.0.0.1:9/aaaa"),
+            "{}",
+            s.target
+        );
+        assert_eq!(s.condition.as_str(), "paused");
+    }
+    assert_ne!(read[0].target, read[1].target);
+    recording.abort();
+}
+
+/// A target flapping under a pause of a millisecond is recorded at most
+/// once a second (the latest state, coalesced), not once per change: the
+/// store's own trigger counts the writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_target_is_recorded_at_most_once_a_second() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("states.sqlite3");
+    let states = Inbox::sqlite(&path).open().await.unwrap();
+    let mut counter = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    for sql in [
+        "CREATE TABLE test_writes (n INTEGER)",
+        "CREATE TRIGGER test_count_inserts AFTER INSERT ON cmc_target_states \
+         BEGIN INSERT INTO test_writes VALUES (1); END",
+        "CREATE TRIGGER test_count_updates AFTER UPDATE ON cmc_target_states \
+         BEGIN INSERT INTO test_writes VALUES (1); END",
+    ] {
+        sqlx::query(sql).execute(&mut counter).await.unwrap();
+    }
+    let relay = flapping_relay("/hooks", Duration::from_millis(1));
+    let recording = record(&relay, &states, "test-writer");
+    let started = Instant::now();
+    let mut changes = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        relay.breaker().failure();
+        relay.breaker().success();
+        changes += 2;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    relay.breaker().failure();
+    changes += 1;
+    let took = started.elapsed();
+    // The latest state lands.
+    states_until(&states, "the latest state", |read| {
+        read.first()
+            .is_some_and(|s| s.condition.as_str() == "paused")
+    })
+    .await;
+    let writes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM test_writes")
+        .fetch_one(&mut counter)
+        .await
+        .unwrap();
+    let most = took.as_secs() as i64 + 3;
+    assert!(
+        (1..=most).contains(&writes),
+        "{writes} writes for {changes} changes in {took:?}"
+    );
     recording.abort();
 }

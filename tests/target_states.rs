@@ -121,6 +121,128 @@ async fn check_store(inbox: &Inbox, url: &str) {
         .unwrap()
         .iter()
         .all(|s| s.writer != "web-4 pid 40"));
+
+    // A row unchanged for longer than the retention but not past its end
+    // stays: a target paused for longer than a short --retain, a closed
+    // state whose lease its writer keeps renewing. Past its end, it goes.
+    let now = inbox.now();
+    let long_ago = at(-3 * 86_400_000);
+    let mut still_paused = paused("web-5 pid 50", long_ago, SignedDuration::from_secs(30));
+    still_paused.until = Some(now + SignedDuration::from_secs(3600));
+    let mut leased = TargetState::new(TARGET, "web-6 pid 60", TargetCondition::Closed, long_ago);
+    leased.until = Some(now + SignedDuration::from_secs(600));
+    let mut lapsed = leased.clone();
+    lapsed.writer = "web-7 pid 70".to_owned();
+    lapsed.until = Some(now - SignedDuration::from_secs(1));
+    inbox
+        .set_target_states(&[still_paused.clone(), leased.clone(), lapsed.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        inbox
+            .prune_target_states(Duration::from_secs(86_400))
+            .await
+            .unwrap(),
+        1,
+        "{url}"
+    );
+    let writers: Vec<String> = inbox
+        .target_states()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.writer)
+        .collect();
+    assert!(writers.contains(&still_paused.writer), "{url} {writers:?}");
+    assert!(writers.contains(&leased.writer), "{url} {writers:?}");
+    assert!(!writers.contains(&lapsed.writer), "{url} {writers:?}");
+    // A closed state past its lease is not current (its writer stopped).
+    assert!(leased.is_current(now));
+    assert!(!lapsed.is_current(now));
+
+    // A writer that stops removes its rows, and only its own.
+    let others = inbox.target_states().await.unwrap().len();
+    let mut other_target = leased.clone();
+    other_target.target = "https://other.example.jp/hooks".to_owned();
+    inbox.set_target_state(&other_target).await.unwrap();
+    assert_eq!(inbox.remove_target_states("web-6 pid 60").await.unwrap(), 2);
+    assert_eq!(inbox.target_states().await.unwrap().len(), others - 1);
+    assert_eq!(inbox.remove_target_states("web-6 pid 60").await.unwrap(), 0);
+
+    // A batch with one invalid state is refused whole, and writes nothing.
+    let mut bad = leased.clone();
+    bad.target = "x".repeat(MAX_TARGET + 1);
+    let e = inbox
+        .set_target_states(&[leased.clone(), bad])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), InboxErrorKind::Invalid, "{url}");
+    assert_eq!(inbox.target_states().await.unwrap().len(), others - 1);
+}
+
+/// A write of target states on a locked table gives up within its limit
+/// (about 2 s) instead of holding a connection of the pool, or SQLite's
+/// single writer, for as long as the lock lasts; the lock gone, it goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_table_fails_a_targets_state_write_within_its_limit() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("targets_lock_{}", std::process::id());
+    for url in
+        common::inbox::stores(dir.path(), "locked", "target states on PostgreSQL", &prefix).await
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        let state = paused("web-1 pid 10", base(), SignedDuration::from_secs(30));
+        // Another connection holds the lock: SQLite's whole file, the
+        // table on PostgreSQL.
+        let release: Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> =
+            if let Some(path) = url.strip_prefix("sqlite:") {
+                let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite:{path}"))
+                    .await
+                    .unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut lock)
+                    .await
+                    .unwrap();
+                Box::new(move || {
+                    Box::pin(async move {
+                        sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+                    })
+                })
+            } else {
+                #[cfg(feature = "postgres")]
+                {
+                    let mut lock = sqlx::PgConnection::connect(&url).await.unwrap();
+                    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+                    sqlx::query("LOCK TABLE cmc_webhook.cmc_target_states IN EXCLUSIVE MODE")
+                        .execute(&mut lock)
+                        .await
+                        .unwrap();
+                    Box::new(move || {
+                        Box::pin(async move {
+                            sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+                        })
+                    })
+                }
+                #[cfg(not(feature = "postgres"))]
+                unreachable!("{url}")
+            };
+        let started = std::time::Instant::now();
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(10), inbox.set_target_state(&state)).await;
+        let took = started.elapsed();
+        let error = outcome
+            .unwrap_or_else(|_| panic!("{url}: still waiting for the lock after {took:?}"))
+            .unwrap_err();
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(4),
+            "{url}: {took:?} {error}"
+        );
+        release().await;
+        inbox.set_target_state(&state).await.unwrap();
+        assert_eq!(inbox.target_states().await.unwrap(), vec![state], "{url}");
+        inbox.close().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

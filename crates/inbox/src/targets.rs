@@ -20,11 +20,19 @@
 //! - **One clock**: the times are the store's ([`Inbox::now`](crate::Inbox::now):
 //!   on PostgreSQL the server's), so that a reader on another host
 //!   compares them with its own `inbox.now()`, whatever the hosts' clocks.
-//! - **Writers that stop**: a paused or probing state carries the time it
-//!   ends unless renewed ([`TargetState::until`]): once past, the row
-//!   tells no more than that ([`TargetState::is_current`] is false; its
-//!   writer may have stopped), and rows unchanged for longer than the
-//!   retention are deleted by [`Inbox::prune`].
+//! - **Writers that stop**: every state carries the time it ends unless
+//!   renewed ([`TargetState::until`]): a paused or probing state's end,
+//!   and for a closed one a lease the writer renews now and then (the
+//!   receiver: 10 minutes, renewed every 5). Once past, the row tells no
+//!   more than that ([`TargetState::is_current`] is false; its writer may
+//!   have stopped). A writer that stops in good order removes its rows
+//!   ([`Inbox::remove_target_states`]); rows unchanged for longer than the
+//!   retention, and past their end, are deleted by [`Inbox::prune`].
+//! - **Short writes**: a write waits at most [`WRITE_LIMIT`] for a lock
+//!   (on PostgreSQL `lock_timeout` and `statement_timeout`, on SQLite the
+//!   busy timeout), so that a locked table holds no connection of the
+//!   pool, nor SQLite's single writer, for long; [`Inbox::set_target_states`]
+//!   writes several states in one transaction.
 //! - **What is stored** is shown to operators: the target is given
 //!   without credentials or query (a token there would be stored in the
 //!   clear), and both texts are short, printable and given by the
@@ -65,6 +73,10 @@ use crate::store::targets::RawTargetState;
 pub const MAX_TARGET: usize = 1000;
 /// The longest writer name stored, in bytes.
 pub const MAX_WRITER: usize = 200;
+
+/// The longest a write of target states waits for a lock (and, on
+/// PostgreSQL, any of its statements runs) before it fails.
+pub const WRITE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Where a target's circuit breaker stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,8 +130,10 @@ pub struct TargetState {
     pub condition: TargetCondition,
     /// Failed attempts in a row when it changed.
     pub failures: u64,
-    /// When a paused or probing state ends unless the writer records
-    /// another: the pause's end, the probe's deadline. `None` when closed.
+    /// When the state ends unless the writer records another: a pause's
+    /// end, a probe's deadline, a closed state's lease (which its writer
+    /// renews while it runs). `None`: no end (a closed state recorded
+    /// without a lease stays current until replaced or pruned).
     pub until: Option<Timestamp>,
     /// How many times the writer paused the target (since it started).
     pub pauses: u64,
@@ -147,10 +161,11 @@ impl TargetState {
         }
     }
 
-    /// Whether the target is paused or probed at `now` by a writer that
-    /// is keeping the row up to date: false once [`until`](Self::until)
-    /// is past (the writer would have recorded the next state by then,
-    /// unless it stopped).
+    /// Whether the state holds at `now` by a writer that is keeping the
+    /// row up to date: false once [`until`](Self::until) is past (the
+    /// writer would have recorded the next state, or renewed this one, by
+    /// then, unless it stopped). A paused or probing state without an end
+    /// is not current; a closed one without an end is.
     ///
     /// ```
     /// use cmc_webhook_inbox::targets::{TargetCondition, TargetState};
@@ -162,13 +177,25 @@ impl TargetState {
     /// assert!(!s.is_current(t0 + jiff::SignedDuration::from_secs(31)));
     /// ```
     pub fn is_current(&self, now: Timestamp) -> bool {
-        match self.condition {
-            TargetCondition::Closed => true,
-            _ => self.until.is_some_and(|until| until > now),
+        match (self.condition, self.until) {
+            (_, Some(until)) => until > now,
+            (TargetCondition::Closed, None) => true,
+            (_, None) => false,
         }
     }
 
-    fn check(&self) -> Result<(), InboxError> {
+    /// Whether the state can be stored: an empty, overlong or
+    /// control-holding target or writer is refused
+    /// ([`InboxErrorKind::Invalid`], which no retry changes).
+    ///
+    /// ```
+    /// use cmc_webhook_inbox::targets::{TargetCondition, TargetState, MAX_TARGET};
+    ///
+    /// let long = format!("https://app.example.jp/{}", "a".repeat(MAX_TARGET));
+    /// let s = TargetState::new(long, "web-1", TargetCondition::Closed, jiff::Timestamp::now());
+    /// assert!(s.check().is_err());
+    /// ```
+    pub fn check(&self) -> Result<(), InboxError> {
         for (what, text, max) in [
             ("target", &self.target, MAX_TARGET),
             ("writer", &self.writer, MAX_WRITER),
@@ -238,26 +265,73 @@ impl crate::Inbox {
     /// Records `state` as its writer's state of its target, replacing the
     /// writer's row for that target unless the row changed later. Call it
     /// when the state changes, not per attempt, and off the path of the
-    /// attempts: it is a write transaction. An empty, overlong or
-    /// control-holding target or writer is refused
+    /// attempts: it is a write transaction (waiting at most [`WRITE_LIMIT`]
+    /// for a lock). A state that fails [`TargetState::check`] is refused
     /// ([`InboxErrorKind::Invalid`]).
     ///
     /// ```
     /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
     /// use cmc_webhook_inbox::targets::{TargetCondition, TargetState};
     ///
-    /// let closed = TargetState::new(
+    /// let now = inbox.now();
+    /// let mut closed = TargetState::new(
     ///     "https://app.example.jp/hooks",
     ///     "web-1 pid 4242",
     ///     TargetCondition::Closed,
-    ///     jiff::Timestamp::now(),
+    ///     now,
     /// );
+    /// closed.until = Some(now + jiff::SignedDuration::from_mins(10));
     /// inbox.set_target_state(&closed).await?;
     /// # Ok(()) }
     /// ```
     pub async fn set_target_state(&self, state: &TargetState) -> Result<(), InboxError> {
-        state.check()?;
-        self.inner.store.target_state_set(&state.raw()).await
+        self.set_target_states(std::slice::from_ref(state)).await
+    }
+
+    /// Records several states ([`set_target_state`](Self::set_target_state)
+    /// each) in one transaction, on one connection: all or none. Refused
+    /// whole ([`InboxErrorKind::Invalid`]) if one fails
+    /// [`TargetState::check`].
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+    /// use cmc_webhook_inbox::targets::{TargetCondition, TargetState};
+    ///
+    /// let now = inbox.now();
+    /// let states: Vec<TargetState> = ["https://a.example.jp/hooks", "https://b.example.jp/hooks"]
+    ///     .into_iter()
+    ///     .map(|t| TargetState::new(t, "web-1 pid 4242", TargetCondition::Closed, now))
+    ///     .collect();
+    /// inbox.set_target_states(&states).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_target_states(&self, states: &[TargetState]) -> Result<(), InboxError> {
+        let rows = states
+            .iter()
+            .map(|s| s.check().map(|()| s.raw()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.inner.store.target_states_set(&rows, WRITE_LIMIT).await
+    }
+
+    /// Deletes `writer`'s rows, whatever their target: how many. A writer
+    /// that stops in good order calls it, so that its last states are not
+    /// shown beside the live writers' (waits at most [`WRITE_LIMIT`] for a
+    /// lock).
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+    /// let gone = inbox.remove_target_states("web-1 pid 4242").await?;
+    /// # let _ = gone;
+    /// # Ok(()) }
+    /// ```
+    pub async fn remove_target_states(&self, writer: &str) -> Result<u64, InboxError> {
+        self.inner
+            .store
+            .target_states_remove(writer, WRITE_LIMIT)
+            .await
     }
 
     /// The targets' states, by target and writer: every row, current or
@@ -285,8 +359,11 @@ impl crate::Inbox {
             .collect()
     }
 
-    /// Deletes the target states unchanged for longer than `retain`: how
-    /// many. [`Inbox::prune`] does it with its own `retain`.
+    /// Deletes the target states unchanged for longer than `retain` and
+    /// past their end ([`TargetState::until`]; a state without an end, by
+    /// age alone): how many. A paused state, or a closed one whose lease its
+    /// writer keeps renewing, stays however short `retain` is.
+    /// [`Inbox::prune`] does it with its own `retain`.
     ///
     /// ```
     /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
@@ -299,7 +376,7 @@ impl crate::Inbox {
     pub async fn prune_target_states(&self, retain: Duration) -> Result<u64, InboxError> {
         self.inner
             .store
-            .target_states_prune(self.before(retain))
+            .target_states_prune(self.before(retain), self.now().as_millisecond())
             .await
     }
 }

@@ -220,15 +220,22 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
     // to the store, for `counts` and consoles in other processes; one row
     // per target and process (a mailbox's own relay is named apart, its
     // breaker being its own).
-    if let Some(inbox) = &store {
-        let me = relay::writer_name();
-        if let Some(relay) = &relayed {
-            relay.record_states(inbox.clone(), me.clone());
+    // One recorder for all of them: one short write at a time, at most one
+    // a second, on one connection of the pool.
+    let recording = match &store {
+        Some(inbox) if relayed.is_some() || !mailbox_relays.is_empty() => {
+            let me = relay::writer_name();
+            let mut recorder = relay::StateRecorder::new(inbox.clone());
+            if let Some(relay) = &relayed {
+                recorder.watch(relay, me.clone());
+            }
+            for (name, relay) in &mailbox_relays {
+                recorder.watch(relay, format!("{me}, mailbox {name}"));
+            }
+            Some(recorder.spawn())
         }
-        for (name, relay) in &mailbox_relays {
-            relay.record_states(inbox.clone(), format!("{me}, mailbox {name}"));
-        }
-    }
+        _ => None,
+    };
     let mailboxes = app::mailboxes_with(
         &args.mailbox,
         &printer,
@@ -388,6 +395,11 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(worker) = worker {
         tracing::info!("stopped receiving; letting the handlers in flight finish");
         stopped = Some(worker.shutdown(args.shutdown_timeout).await?);
+    }
+    // This process's targets' states go with it: not shown beside the
+    // live processes' as if it still sent.
+    if let Some(recording) = recording {
+        recording.stop().await;
     }
     drop(watch);
     let mut out = String::new();

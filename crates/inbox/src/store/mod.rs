@@ -251,9 +251,23 @@ impl Store {
         with!(browse, self, s, sql => sql::rows(s.reads(), kind, statement, params).await)
     }
 
-    /// Records the state of a handler's target.
-    pub async fn target_state_set(&self, row: &targets::RawTargetState) -> Result<(), InboxError> {
-        with!(targets, self, s, sql => sql::set(s, row).await)
+    /// Records the states of handlers' targets, in one transaction that
+    /// waits at most `limit` for a lock.
+    pub async fn target_states_set(
+        &self,
+        rows: &[targets::RawTargetState],
+        limit: std::time::Duration,
+    ) -> Result<(), InboxError> {
+        with!(targets, self, s, sql => sql::set(s, rows, limit).await)
+    }
+
+    /// Deletes a writer's target states.
+    pub async fn target_states_remove(
+        &self,
+        writer: &str,
+        limit: std::time::Duration,
+    ) -> Result<u64, InboxError> {
+        with!(targets, self, s, sql => sql::remove(s, writer, limit).await)
     }
 
     /// The handler targets' states.
@@ -262,8 +276,8 @@ impl Store {
     }
 
     /// Deletes the target states unchanged since before `before`.
-    pub async fn target_states_prune(&self, before: i64) -> Result<u64, InboxError> {
-        with!(targets, self, s, sql => sql::prune(s, before).await)
+    pub async fn target_states_prune(&self, before: i64, now: i64) -> Result<u64, InboxError> {
+        with!(targets, self, s, sql => sql::prune(s, before, now).await)
     }
 
     pub async fn history(

@@ -852,6 +852,30 @@ impl Postgres {
         Ok(out)
     }
 
+    /// [`writing`](Self::writing) for a write that must not hold a
+    /// connection long (the targets' states): its statements wait at most
+    /// `limit` for a lock, and run at most `limit` each (`SET LOCAL`: for
+    /// this transaction only).
+    pub(crate) async fn writing_within<T>(
+        &self,
+        doing: &str,
+        limit: std::time::Duration,
+        body: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, InboxError>,
+    ) -> Result<T, InboxError> {
+        let failed = |e| InboxError::database(doing, e);
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let ms = limit.as_millis().max(1);
+        for setting in ["lock_timeout", "statement_timeout"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL {setting} = {ms}")))
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
+        let out = body(&mut tx).await?;
+        tx.commit().await.map_err(failed)?;
+        Ok(out)
+    }
+
     /// The pool the shared reads (`reads.rs`) use, outside any write
     /// transaction.
     pub(crate) fn reads(&self) -> &sqlx::Pool<sqlx::Postgres> {

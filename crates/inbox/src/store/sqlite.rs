@@ -862,6 +862,52 @@ impl Sqlite {
         result
     }
 
+    /// [`writing`](Self::writing) for a write that must not hold the
+    /// store's writer long (the targets' states): the connection's busy
+    /// timeout is `limit` meanwhile (another process's lock is waited for
+    /// that long at most), then set back.
+    pub(crate) async fn writing_within<T>(
+        &self,
+        doing: &str,
+        limit: std::time::Duration,
+        body: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, InboxError>,
+    ) -> Result<T, InboxError> {
+        let failed = |e| InboxError::database(doing, e);
+        let _writing = self.write.lock().await;
+        self.writable()?;
+        let mut conn = self.work.acquire().await.map_err(failed)?;
+        let result = async {
+            let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(failed)?;
+            let ms = i64::try_from(limit.as_millis())
+                .unwrap_or(i64::MAX)
+                .min(busy.max(1));
+            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {ms}")))
+                .execute(&mut *conn)
+                .await
+                .map_err(failed)?;
+            let out = async {
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+                let out = body(&mut tx).await?;
+                tx.commit().await.map_err(failed)?;
+                Ok(out)
+            }
+            .await;
+            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {busy}")))
+                .execute(&mut *conn)
+                .await
+                .map_err(failed)?;
+            out
+        }
+        .await;
+        if result.is_err() {
+            conn.close_on_drop();
+        }
+        result
+    }
+
     /// The pool the shared reads (`reads.rs`) use, outside any write
     /// transaction.
     pub(crate) fn reads(&self) -> &sqlx::Pool<sqlx::Sqlite> {

@@ -17,29 +17,54 @@ macro_rules! statements {
             $crate::store::statement::dialect($pg, s)
         }
 
-        /// Records a state (one row per target and writer); a change
+        /// Records states (one row per target and writer) in one
+        /// transaction that waits at most `limit` for a lock; a change
         /// older than the row's is ignored.
-        pub(crate) async fn set(s: &$store, row: &RawTargetState) -> Result<(), InboxError> {
-            const DOING: &str = "could not record a target's state";
-            s.writing(DOING, async |tx| {
-                sqlx::query(sql("INSERT INTO cmc_target_states \
-                     (target, writer, state, failures, until, pauses, changed_at) \
-                     VALUES (?1, ?2, ?3, ?4, @ts(?5), ?6, @ts(?7)) \
-                     ON CONFLICT (target, writer) DO UPDATE SET state = excluded.state, \
-                     failures = excluded.failures, until = excluded.until, \
-                     pauses = excluded.pauses, changed_at = excluded.changed_at \
-                     WHERE cmc_target_states.changed_at <= excluded.changed_at"))
-                .bind(&row.0)
-                .bind(&row.1)
-                .bind(&row.2)
-                .bind(row.3)
-                .bind(row.4)
-                .bind(row.5)
-                .bind(row.6)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| InboxError::database(DOING, e))?;
+        pub(crate) async fn set(
+            s: &$store,
+            rows: &[RawTargetState],
+            limit: std::time::Duration,
+        ) -> Result<(), InboxError> {
+            const DOING: &str = "could not record the targets' states";
+            s.writing_within(DOING, limit, async |tx| {
+                for row in rows {
+                    sqlx::query(sql("INSERT INTO cmc_target_states \
+                         (target, writer, state, failures, until, pauses, changed_at) \
+                         VALUES (?1, ?2, ?3, ?4, @ts(?5), ?6, @ts(?7)) \
+                         ON CONFLICT (target, writer) DO UPDATE SET state = excluded.state, \
+                         failures = excluded.failures, until = excluded.until, \
+                         pauses = excluded.pauses, changed_at = excluded.changed_at \
+                         WHERE cmc_target_states.changed_at <= excluded.changed_at"))
+                    .bind(&row.0)
+                    .bind(&row.1)
+                    .bind(&row.2)
+                    .bind(row.3)
+                    .bind(row.4)
+                    .bind(row.5)
+                    .bind(row.6)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| InboxError::database(DOING, e))?;
+                }
                 Ok(())
+            })
+            .await
+        }
+
+        /// Deletes a writer's rows: how many.
+        pub(crate) async fn remove(
+            s: &$store,
+            writer: &str,
+            limit: std::time::Duration,
+        ) -> Result<u64, InboxError> {
+            const DOING: &str = "could not remove a writer's target states";
+            s.writing_within(DOING, limit, async |tx| {
+                Ok(sqlx::query(sql("DELETE FROM cmc_target_states WHERE writer = ?1"))
+                    .bind(writer)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| InboxError::database(DOING, e))?
+                    .rows_affected())
             })
             .await
         }
@@ -57,14 +82,17 @@ macro_rules! statements {
             .map_err(|e| InboxError::database("could not read the targets' states", e))
         }
 
-        /// Deletes the rows unchanged since before `before`: how many.
-        pub(crate) async fn prune(s: &$store, before: i64) -> Result<u64, InboxError> {
+        /// Deletes the rows unchanged since before `before` whose end, if
+        /// any, is past at `now`: how many.
+        pub(crate) async fn prune(s: &$store, before: i64, now: i64) -> Result<u64, InboxError> {
             const DOING: &str = "could not prune the targets' states";
             s.writing(DOING, async |tx| {
                 Ok(sqlx::query(sql(
-                    "DELETE FROM cmc_target_states WHERE changed_at < @ts(?1)",
+                    "DELETE FROM cmc_target_states WHERE changed_at < @ts(?1) \
+                     AND (until IS NULL OR until < @ts(?2))",
                 ))
                 .bind(before)
+                .bind(now)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| InboxError::database(DOING, e))?

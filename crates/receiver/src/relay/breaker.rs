@@ -14,7 +14,7 @@
 //! Each change of state (paused, probing, closed) is published on a watch
 //! channel ([`Breaker::changes`]), never each attempt: the relay records
 //! the latest in the store from a task of its own, so that other
-//! processes see it (see [`super::Relay::record_states`]).
+//! processes see it (see [`super::record`]: one recorder per process, at most one write a second).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -37,6 +37,7 @@
 pub mod breaker;
 pub mod client;
 pub mod payload;
+pub mod record;
 pub mod sign;
 
 use std::path::PathBuf;
@@ -51,34 +52,52 @@ use http_body_util::{BodyExt as _, Full};
 
 use crate::app::Printer;
 use cmc_webhook_inbox::targets::{TargetCondition, TargetState};
+pub use record::{RecordingStates, StateRecorder};
 use sign::{Signer, SigningSecret};
 
 /// This process as the writer of the targets' states it records: the
-/// host's name (when it can be read) and the process id, so that the
-/// processes relaying from one store each keep their own rows.
+/// host's name (when it can be read), the process id, and an instance id
+/// drawn at random once per process (containers that share a host name
+/// all run as pid 1), so that the processes relaying from one store each
+/// keep their own rows. The same for every call in one process.
 ///
 /// ```
 /// let me = cmc_receiver::relay::writer_name();
-/// assert!(me.contains(&format!("pid {}", std::process::id())));
+/// assert!(me.contains(&format!("pid {} #", std::process::id())));
+/// assert_eq!(me, cmc_receiver::relay::writer_name());
 /// ```
 pub fn writer_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| {
-            h.trim()
-                .chars()
-                .filter(|c| c.is_ascii_graphic())
-                .take(100)
-                .collect::<String>()
-        })
-        .unwrap_or_default();
-    if host.is_empty() {
-        format!("pid {}", std::process::id())
-    } else {
-        format!("{host} pid {}", std::process::id())
-    }
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| {
+                h.trim()
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic())
+                    .take(100)
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        let mut id = [0u8; 4];
+        if aws_lc_rs::rand::fill(&mut id).is_err() {
+            // (Never seen: then the clock's nanoseconds.)
+            id = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+                .to_le_bytes();
+        }
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let pid = std::process::id();
+        if host.is_empty() {
+            format!("pid {pid} #{id}")
+        } else {
+            format!("{host} pid {pid} #{id}")
+        }
+    })
+    .clone()
 }
 
 /// A target's recorded state as `counts` and the console show it, at
@@ -184,13 +203,6 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(120);
 /// Past its attempt's timeout, how long more a probe is given before the
 /// state recorded for it reads as lost.
 const PROBE_MARGIN: Duration = Duration::from_secs(5);
-
-/// How long a failed record of a target's state waits before it is tried
-/// again (sooner at the next change).
-const RECORD_RETRY: Duration = Duration::from_secs(10);
-
-/// The longest one record of a target's state may take.
-const RECORD_LIMIT: Duration = Duration::from_secs(15);
 
 /// The default of [`RelayOptions::inline_limit`].
 pub const DEFAULT_INLINE_LIMIT: usize = 1 << 20;
@@ -307,83 +319,6 @@ impl Relay {
     /// The target's circuit breaker.
     pub fn breaker(&self) -> &breaker::Breaker {
         &self.inner.breaker
-    }
-
-    /// Records each change of the target's state (paused, probing,
-    /// closed) in `inbox` as `writer`'s ([`Inbox::set_target_state`]), so
-    /// that `counts` and a console elsewhere see it: from a task of its
-    /// own, fed by the breaker's watch, so that an attempt never waits
-    /// for the store, and changes made while a write is out are coalesced
-    /// into the next. A write that fails is logged and tried again (after
-    /// [`RECORD_RETRY`], or at the next change). The target is stored as
-    /// logged: without query (nor credentials, which [`target`] refuses).
-    /// The task ends when the relay is dropped.
-    ///
-    /// [`Inbox::set_target_state`]: cmc_webhook_inbox::Inbox::set_target_state
-    ///
-    /// ```no_run
-    /// # async fn f(inbox: cmc_webhook_inbox::Inbox, relay: cmc_receiver::relay::Relay) {
-    /// let recording = relay.record_states(inbox, cmc_receiver::relay::writer_name());
-    /// # recording.abort();
-    /// # }
-    /// ```
-    pub fn record_states(
-        &self,
-        inbox: cmc_webhook_inbox::Inbox,
-        writer: String,
-    ) -> tokio::task::JoinHandle<()> {
-        let mut changes = self.inner.breaker.changes();
-        // Not the relay itself: the task must not keep it alive.
-        let target = self.inner.shown.clone();
-        tokio::spawn(async move {
-            let mut failing = false;
-            loop {
-                if failing {
-                    tokio::select! {
-                        changed = changes.changed() => if changed.is_err() { return },
-                        () = tokio::time::sleep(RECORD_RETRY) => {}
-                    }
-                } else if changes.changed().await.is_err() {
-                    return;
-                }
-                let Some(change) = changes.borrow_and_update().clone() else {
-                    continue;
-                };
-                // On the store's clock (on PostgreSQL the server's), which
-                // readers on other hosts compare with.
-                let skew = inbox.now().duration_since(jiff::Timestamp::now());
-                let shift = |t: jiff::Timestamp| t.saturating_add(skew).unwrap_or(t);
-                let mut state = TargetState::new(
-                    target.clone(),
-                    writer.clone(),
-                    change.condition,
-                    shift(change.at),
-                );
-                state.failures = u64::from(change.failures);
-                state.until = change.until.map(shift);
-                state.pauses = change.pauses;
-                let error = match tokio::time::timeout(RECORD_LIMIT, inbox.set_target_state(&state))
-                    .await
-                {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(_) => Some(format!("no answer within {}s", RECORD_LIMIT.as_secs())),
-                };
-                match error {
-                    None => {
-                        failing = false;
-                        tracing::debug!(target_url = %target, state = %change.condition, "recorded the relay target's state");
-                    }
-                    Some(error) if !failing => {
-                        failing = true;
-                        tracing::warn!(target_url = %target, state = %change.condition, %error, "could not record the relay target's state in the store (relaying goes on; tried again)");
-                    }
-                    Some(error) => {
-                        tracing::debug!(target_url = %target, %error, "could not record the relay target's state, again");
-                    }
-                }
-            }
-        })
     }
 
     /// The worker's handler: POSTs the row, signed; `Ok` on a 2xx answer.
