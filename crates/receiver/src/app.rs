@@ -28,7 +28,17 @@ use serde_json::{Value, json};
 use crate::output::{Lines, Stalled};
 
 /// What the receiver is configured with (its command-line flags).
-#[derive(Debug, Clone, Default)]
+///
+/// [`Options::default`] is what the flags give when none is set: no
+/// allowlist, no credentials, and the `--body-limit` default,
+/// [`DEFAULT_BODY_LIMIT`] (25 MiB, room for CMC's largest mails).
+///
+/// ```
+/// let options = cmc_receiver::app::Options::default();
+/// assert_eq!(options.body_limit, cmc_receiver::app::DEFAULT_BODY_LIMIT);
+/// assert!(options.allow.is_empty());
+/// ```
+#[derive(Debug, Clone)]
 pub struct Options {
     /// The networks allowed to call (`--allow`).
     pub allow: Vec<IpNet>,
@@ -61,6 +71,31 @@ pub struct Options {
     pub time_zone: Option<jiff::tz::TimeZone>,
     /// Named sources (`[[source]]` tables of the configuration file).
     pub sources: Vec<SourceOptions>,
+}
+
+/// The largest request body the receiver accepts unless told otherwise
+/// (`--body-limit`'s default): 25 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 25 * 1024 * 1024;
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            allow: Vec::new(),
+            allowlist: None,
+            report_only: false,
+            trust_proxy: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
+            client_ip_source: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            api_keys: Vec::new(),
+            basic_auth: Vec::new(),
+            save_dir: None,
+            format: Format::default(),
+            max_inflight_bytes: 0,
+            time_zone: None,
+            sources: Vec::new(),
+        }
+    }
 }
 
 /// A named source: one CMC account served beside the others.

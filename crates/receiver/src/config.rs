@@ -1248,4 +1248,14 @@ mod tests {
         assert!(parse_basic("cmc").is_err());
         assert_eq!(parse_basic("cmc:p:w").unwrap().password, "p:w");
     }
+
+    #[test]
+    fn the_flags_default_body_limit_is_the_options_default() {
+        let args = Args::try_parse_from(["cmc-receiver"]).unwrap();
+        assert_eq!(args.body_limit, crate::app::DEFAULT_BODY_LIMIT);
+        assert_eq!(
+            crate::app::Options::default().body_limit,
+            crate::app::DEFAULT_BODY_LIMIT
+        );
+    }
 }
