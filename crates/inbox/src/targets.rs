@@ -66,6 +66,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+#[cfg(doc)]
+use crate::Inbox;
 use crate::error::{InboxError, InboxErrorKind};
 use crate::store::targets::RawTargetState;
 

@@ -1,7 +1,7 @@
 //! `GET /mails/{id}`: an inbound mail: its envelope, its headers, its
 //! text body, its HTML body in a sandboxed frame, its attachments and its
 //! mailbox deliveries; `GET /mails/{id}/html`: the HTML body alone,
-//! sanitised ([`sanitize`](crate::console::sanitize)), for that frame,
+//! sanitised ([`sanitize`]), for that frame,
 //! under a `sandbox` Content-Security-Policy (never run, never loading
 //! anything from the network); `GET /mails/{id}/attachments/{n}`:
 //! attachment `n` (1 for CMC's `attachment1`) as a download with a safe
