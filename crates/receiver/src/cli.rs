@@ -852,7 +852,25 @@ async fn operate(
     retain: Duration,
 ) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Counts { source } => {
+        Command::Counts { source, recount } => {
+            if *recount {
+                let fixed = inbox.recount().await?;
+                if fixed.is_empty() {
+                    println!("recount: every count was right");
+                }
+                // (Scopes are sources and mailboxes, names from the
+                // configuration, or as stored: printed escaped.)
+                for c in fixed {
+                    println!(
+                        "recount: {} {} {}: {} -> {}",
+                        c.table,
+                        cmc_webhook_core::printable(&c.scope, 200),
+                        cmc_webhook_core::printable(&c.state, 40),
+                        c.was,
+                        c.now
+                    );
+                }
+            }
             match source {
                 Some(source) => print!("{}", inbox.counts_of(source).await?),
                 None => print!("{}", inbox.counts().await?),

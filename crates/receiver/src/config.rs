@@ -578,6 +578,12 @@ pub enum Command {
         /// the flags, and rows stored before sources existed).
         #[arg(long, value_name = "NAME")]
         source: Option<String>,
+        /// First rebuild the counts from the rows (one transaction that
+        /// holds off receiving while it counts, about a second per million
+        /// rows) and print each count that was wrong: after triggers were
+        /// disabled, or an application's SQL the triggers cannot see.
+        #[arg(long)]
+        recount: bool,
     },
     /// The dead rows, with their last errors.
     Dead {
@@ -692,7 +698,8 @@ impl Command {
                 action,
                 SuppressionCommand::Add { .. } | SuppressionCommand::Remove { .. }
             ),
-            Command::Counts { .. } | Command::Dead { .. } | Command::History { .. } => false,
+            Command::Counts { recount, .. } => *recount,
+            Command::Dead { .. } | Command::History { .. } => false,
         }
     }
 }

@@ -205,6 +205,11 @@ impl Store {
         read!(self, pool, sql => sql::fold_counts(pool).await)
     }
 
+    /// Rebuilds the counters from the rows: those that were wrong.
+    pub async fn recount(&self) -> Result<Vec<crate::ops::Recounted>, InboxError> {
+        with!(writes, self, s, sql => sql::recount(s).await)
+    }
+
     pub async fn counts(&self, source: Option<&str>) -> Result<Counts, InboxError> {
         read!(self, pool, sql => sql::counts(pool, source).await)
     }
