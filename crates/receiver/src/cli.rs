@@ -1184,9 +1184,24 @@ async fn suppressions(
                 serde_json::json!({"address": address, "removed": removed})
             );
         }
-        SuppressionCommand::History { address } => {
-            for c in list.history(address).await? {
+        SuppressionCommand::History {
+            address,
+            limit,
+            before,
+        } => {
+            let page = list
+                .history_page(address, *before, usize::from(*limit))
+                .await?;
+            match page.older {
+                Some(older) => eprintln!(
+                    "{} changes in all; older ones: --before {older}",
+                    page.total
+                ),
+                None => eprintln!("{} changes in all", page.total),
+            }
+            for c in page.changes {
                 let line = serde_json::json!({
+                    "id": c.id,
                     "change": c.change,
                     "key": c.key.map(|k| k.to_string()),
                     "reason": c.reason.map(|r| r.as_str()),

@@ -750,10 +750,19 @@ pub enum SuppressionCommand {
         #[arg(long)]
         note: String,
     },
-    /// Every change of ADDRESS's row, oldest first (JSON lines).
+    /// The changes of ADDRESS's row, newest first, a page at a time (JSON
+    /// lines, each with its `id`); how many there are in all, and the
+    /// `--before` of the next page, go to stderr.
     History {
         /// The recipient address.
         address: String,
+        /// The most changes printed (1 to 1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+        /// Only changes older than the change with this id (the `--before`
+        /// the page before printed).
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
     },
 }
 
