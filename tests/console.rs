@@ -2222,7 +2222,12 @@ async fn a_long_suppression_history_is_paged_and_a_lift_answers_with_the_normali
     let (pair, csrf) = login(addr).await;
     let changes = |body: &str| {
         let table = body.split("id=\"history\"").nth(1).unwrap();
-        table.split("</table>").next().unwrap().matches("change number ").count()
+        table
+            .split("</table>")
+            .next()
+            .unwrap()
+            .matches("change number ")
+            .count()
     };
     let older = |body: &str| {
         body.split("id=\"older\"")
