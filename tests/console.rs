@@ -2117,3 +2117,173 @@ async fn a_paused_relay_target_shows_in_counts_and_in_a_console_of_its_own() {
     assert!(!log.contains(TOKEN), "{log}");
     inbox.close().await;
 }
+
+/// U+0000, which PostgreSQL's text refuses, in every query parameter and
+/// form field of the console that reaches a statement: never a 500 (a
+/// clean answer, or a 400), on every backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u0000_in_any_parameter_is_answered_without_a_database_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("console_nul_{}", std::process::id());
+    for url in
+        common::inbox::stores(dir.path(), "nul", "console inputs on PostgreSQL", &prefix).await
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        inbox
+            .store(bounce("<1@example.com>", "user@example.jp", "2015"), None)
+            .await
+            .unwrap();
+        inbox
+            .store(Webhook::Inbound(sample_inbound(false)), None)
+            .await
+            .unwrap();
+        kill_rows(&inbox, "timed out".to_owned(), 2).await;
+        inbox
+            .suppressions()
+            .add("user@example.jp", None, "n")
+            .await
+            .unwrap();
+        let addr = serve_console(inbox.clone()).await;
+        let (pair, csrf) = login(addr).await;
+        for path in [
+            "/search?q=%00",
+            "/search?q=a%00b%40example.jp",
+            "/search?q=%3Ca%00%40x%3E",
+            "/search?q=subject%00word+other",
+            "/search?q=0123456789abcdef0123456789abcde%00",
+            "/search?q=x&before=%00&mail_before=%00",
+            "/message?id=%00",
+            "/message?id=%3Ca%00%40x%3E",
+            "/rows?source=%00",
+            "/rows?error=%00",
+            "/rows?kind=mail&source=a%00&error=b%00",
+            "/rows?state=failing&source=%00&error=%00&before=%00",
+            "/replay?scope=filter&source=%00&error=%00",
+            "/replay?scope=selected&id=%00",
+            "/raw/%00",
+            "/mails/%00",
+            "/mails/1/attachments/%00",
+            "/suppressions?address=%00",
+            "/suppressions?address=user%00%40example.jp",
+            "/suppressions?address=user%40example.jp&before=%00",
+            "/suppressions?after=%00",
+            "/suppressions?reason=%00&all=%00&after=a%00b",
+            "/learning?x=%00",
+        ] {
+            let reply = get(addr, path, Some(&pair)).await;
+            assert!(
+                matches!(reply.status, 200 | 303 | 400 | 404),
+                "{url} {path}: {} {}",
+                reply.status,
+                reply.body
+            );
+        }
+        for (action, address) in [
+            ("/suppressions/add", "a\0b@example.jp"),
+            ("/suppressions/remove", "nobody\0@example.jp"),
+        ] {
+            let reply = post(
+                addr,
+                action,
+                Some(&pair),
+                "",
+                &form(&[("csrf", &csrf), ("address", address), ("note", "n\0o")]),
+            )
+            .await;
+            assert!(
+                matches!(reply.status, 303 | 400),
+                "{url} {action}: {reply:?}"
+            );
+        }
+        // The list still answers, and a cleaned `after` pages as typed.
+        let page = get(addr, "/suppressions?after=a%00", Some(&pair)).await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("user@example.jp"), "{url}");
+        inbox.close().await;
+    }
+}
+
+/// An address's history is shown 50 changes a page, newest first, with
+/// how many there are in all and a link to older ones; lifting an address
+/// typed in capitals logs and redirects with the address as the list
+/// keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_suppression_history_is_paged_and_a_lift_answers_with_the_normalised_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = inbox(dir.path()).await;
+    keep_the_list(&inbox).await;
+    let list = inbox.suppressions();
+    for n in 0..120 {
+        list.add("long@example.jp", None, &format!("change number {n}"))
+            .await
+            .unwrap();
+    }
+    let addr = serve_console(inbox.clone()).await;
+    let (pair, csrf) = login(addr).await;
+    let changes = |body: &str| {
+        let table = body.split("id=\"history\"").nth(1).unwrap();
+        table
+            .split("</table>")
+            .next()
+            .unwrap()
+            .matches("change number ")
+            .count()
+    };
+    let older = |body: &str| {
+        body.split("id=\"older\"")
+            .next()
+            .unwrap()
+            .rsplit("href=\"")
+            .next()
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&#38;", "&")
+            .replace("&amp;", "&")
+    };
+    let first = get(addr, "/suppressions?address=long%40example.jp", Some(&pair)).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(changes(&first.body), 50);
+    assert!(
+        first
+            .body
+            .contains("120 changes in all; 50 here, newest first."),
+        "{}",
+        first.body
+    );
+    assert!(first.body.contains("change number 119<"));
+    assert!(!first.body.contains("change number 69<"));
+    let link = older(&first.body);
+    assert!(
+        link.starts_with("/suppressions?address=long%40example.jp&before="),
+        "{link}"
+    );
+    let second = get(addr, &link, Some(&pair)).await;
+    assert_eq!(changes(&second.body), 50);
+    assert!(second.body.contains("change number 69<"));
+    assert!(second.body.contains("Newest changes"));
+    let third = get(addr, &older(&second.body), Some(&pair)).await;
+    assert_eq!(changes(&third.body), 20);
+    assert!(third.body.contains("change number 0<"));
+    assert!(!third.body.contains("id=\"older\""));
+
+    // Lifted as typed in capitals: answered with the list's form.
+    let lifted = post(
+        addr,
+        "/suppressions/remove",
+        Some(&pair),
+        "",
+        &form(&[
+            ("csrf", &csrf),
+            ("address", "LONG@EXAMPLE.JP"),
+            ("note", "lifted"),
+        ]),
+    )
+    .await;
+    assert_eq!(lifted.status, 303, "{lifted:?}");
+    assert_eq!(
+        lifted.header("location"),
+        Some("/suppressions?address=long%40example.jp&done=removed")
+    );
+}

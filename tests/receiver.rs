@@ -1322,6 +1322,78 @@ async fn subcommands_never_migrate_and_migrate_is_a_step_of_its_own() {
     assert_eq!(again["version"], line["version"]);
     assert!(run(&["counts"]).status.success());
 
+    // A count that no row backs (written by hand): `counts --recount`
+    // rebuilds the counts and prints what changed, then nothing more.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&store).await.unwrap();
+        sqlx::query("INSERT INTO cmc_state_counts (tbl, scope, state, n) VALUES ('events', 'default', 'dead', 4)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let recount = run(&["counts", "--recount"]);
+    assert!(recount.status.success(), "{recount:?}");
+    let out = String::from_utf8(recount.stdout).unwrap();
+    assert!(
+        out.contains("recount: events default dead: 4 -> 0\n"),
+        "{out}"
+    );
+    let events = out.lines().find(|l| l.starts_with("events")).unwrap();
+    let words: Vec<&str> = events.split_whitespace().collect();
+    assert!(words.windows(2).any(|w| w == ["dead", "0"]), "{out}");
+    let out = String::from_utf8(run(&["counts", "--recount"]).stdout).unwrap();
+    assert!(out.starts_with("recount: every count was right\n"), "{out}");
+
+    // A suppression history a page at a time, newest first.
+    for note in ["first", "second", "third"] {
+        let added = run(&["suppressions", "add", "Pages@Example.JP", "--note", note]);
+        assert!(added.status.success(), "{added:?}");
+    }
+    let page = run(&[
+        "suppressions",
+        "history",
+        "pages@example.jp",
+        "--limit",
+        "2",
+    ]);
+    assert!(page.status.success(), "{page:?}");
+    let lines: Vec<Value> = String::from_utf8(page.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        (lines[0]["note"].as_str(), lines[1]["note"].as_str()),
+        (Some("third"), Some("second"))
+    );
+    let said = String::from_utf8(page.stderr).unwrap();
+    let before = lines[1]["id"].as_i64().unwrap().to_string();
+    assert!(
+        said.contains(&format!("3 changes in all; older ones: --before {before}")),
+        "{said}"
+    );
+    let rest = run(&[
+        "suppressions",
+        "history",
+        "pages@example.jp",
+        "--before",
+        &before,
+    ]);
+    let rest = String::from_utf8(rest.stdout).unwrap();
+    assert_eq!(rest.lines().count(), 1);
+    assert!(rest.contains("\"first\""), "{rest}");
+    assert!(!run(&[
+        "suppressions",
+        "history",
+        "pages@example.jp",
+        "--limit",
+        "0"
+    ])
+    .status
+    .success());
+
     // A store a newer version migrated: inspected by nobody, changed by
     // nobody.
     use sqlx::Connection;

@@ -564,3 +564,101 @@ async fn counts_stay_exact_with_writers_and_folds_at_once() {
         inbox.close().await;
     }
 }
+
+/// What the counters' triggers cannot see, and the recount that repairs
+/// it. On PostgreSQL a `TRUNCATE` (with `CASCADE`: the deliveries too),
+/// while folds run, is counted by the triggers of migration 0015; with
+/// triggers disabled the counts drift. On SQLite an application's
+/// connection without `recursive_triggers` replaces rows (`REPLACE`
+/// deletes without the DELETE trigger). `Inbox::recount` rebuilds the
+/// counts from the rows and says which were wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_is_counted_and_a_recount_repairs_what_triggers_miss() {
+    let dir = dir();
+    for url in common::inbox::stores(
+        dir.path(),
+        "repair",
+        "state counts on PostgreSQL",
+        "cmc_counts",
+    )
+    .await
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        inbox.store(events(0, 20), None).await.unwrap();
+        for i in 0..3 {
+            inbox
+                .store(mail("nobody@example.jp", &format!("unrouted {i}")), None)
+                .await
+                .unwrap();
+        }
+        same(&inbox, &url, "stored").await;
+        assert_eq!(inbox.recount().await.unwrap(), []);
+
+        let sqlite = url.starts_with("sqlite:");
+        if !sqlite {
+            // Folds at the same time as the TRUNCATE.
+            let folding = tokio::spawn({
+                let inbox = inbox.clone();
+                async move {
+                    for _ in 0..40 {
+                        inbox.counts().await.unwrap();
+                    }
+                }
+            });
+            execute_postgres(&url, "TRUNCATE cmc_mails CASCADE").await;
+            folding.await.unwrap();
+            let real = same(&inbox, &url, "after TRUNCATE").await;
+            assert!(
+                real.keys().all(|(table, _, _)| table == "events"),
+                "{real:?}"
+            );
+            assert_eq!(inbox.counts().await.unwrap().mails.total(), 0);
+            assert_eq!(inbox.recount().await.unwrap(), []);
+
+            for sql in [
+                "ALTER TABLE cmc_events DISABLE TRIGGER USER",
+                "DELETE FROM cmc_events WHERE id % 2 = 0",
+                "ALTER TABLE cmc_events ENABLE TRIGGER USER",
+            ] {
+                execute_postgres(&url, sql).await;
+            }
+        } else {
+            // (sqlx's connections leave `recursive_triggers` off.)
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query("REPLACE INTO cmc_events SELECT * FROM cmc_events WHERE id % 2 = 0")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let real = grouped(&url).await;
+        let key = (
+            "events".to_owned(),
+            "default".to_owned(),
+            "pending".to_owned(),
+        );
+        assert_eq!(real[&key], if sqlite { 20 } else { 10 });
+        assert_ne!(counted(&inbox).await, real, "the counts drifted");
+
+        let fixed = inbox.recount().await.unwrap();
+        assert_eq!(fixed.len(), 1, "{fixed:?}");
+        assert_eq!(
+            (
+                fixed[0].table.as_str(),
+                fixed[0].scope.as_str(),
+                fixed[0].state.as_str()
+            ),
+            ("events", "default", "pending")
+        );
+        assert_eq!(
+            (fixed[0].was, fixed[0].now),
+            (if sqlite { 30 } else { 20 }, real[&key])
+        );
+        same(&inbox, &url, "recounted").await;
+        assert_eq!(inbox.recount().await.unwrap(), []);
+        // And the triggers keep them from there.
+        inbox.store(events(500, 4), None).await.unwrap();
+        same(&inbox, &url, "stored after the recount").await;
+        inbox.close().await;
+    }
+}

@@ -902,3 +902,81 @@ async fn the_migration_counts_a_list_kept_before_as_kept() {
         inbox.close().await;
     }
 }
+
+/// A long history is read a page at a time, newest first, through the
+/// index: `history_page` says how many changes there are in all and where
+/// the next page starts; `history` is bounded to the newest
+/// `HISTORY_LIMIT`, oldest first; a page of 0 and an `after` holding
+/// U+0000 are refused with `Invalid` on every backend.
+#[tokio::test]
+async fn a_long_history_is_read_a_page_at_a_time() {
+    use cmc_webhook::inbox::suppression::{HistoryPage, HISTORY_PAGE_MAX};
+    let dir = tempfile::tempdir().unwrap();
+    for url in stores(dir.path(), "history_pages").await {
+        let clock = ManualClock::new(jiff::Timestamp::from_second(1_800_000_000).unwrap());
+        let inbox = open(&url, &clock).await;
+        let list = inbox.suppressions();
+        for n in 0..120 {
+            list.add("Long@Example.JP", None, &format!("change {n}"))
+                .await
+                .unwrap();
+            clock.advance(Duration::from_secs(1));
+        }
+        list.add("other@example.jp", None, "elsewhere")
+            .await
+            .unwrap();
+
+        let mut notes = Vec::new();
+        let mut before = None;
+        let mut pages = 0;
+        loop {
+            let page: HistoryPage = list
+                .history_page("long@example.jp", before, 50)
+                .await
+                .unwrap();
+            assert_eq!(page.total, 120, "{url}");
+            assert!(page.changes.len() <= 50);
+            assert!(
+                page.changes.windows(2).all(|w| w[0].id > w[1].id),
+                "newest first"
+            );
+            notes.extend(page.changes.iter().map(|c| c.note.clone().unwrap()));
+            pages += 1;
+            match page.older {
+                Some(older) => {
+                    assert_eq!(Some(older), page.changes.last().map(|c| c.id));
+                    before = Some(older);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3, "{url}: 50, 50, 20");
+        let expected: Vec<String> = (0..120).rev().map(|n| format!("change {n}")).collect();
+        assert_eq!(notes, expected, "{url}");
+
+        // The whole history, oldest first, as before (under the bound).
+        let all = list.history("long@example.jp").await.unwrap();
+        assert_eq!(all.len(), 120);
+        assert_eq!(all[0].note.as_deref(), Some("change 0"));
+        // A page larger than the most is read as the most.
+        let big = list
+            .history_page("long@example.jp", None, HISTORY_PAGE_MAX * 10)
+            .await
+            .unwrap();
+        assert_eq!((big.changes.len(), big.older), (120, None));
+        // An address with no change: an empty page.
+        let none = list.history_page("new@example.jp", None, 50).await.unwrap();
+        assert_eq!((none.total, none.changes.len(), none.older), (0, 0, None));
+
+        let zero = list
+            .history_page("long@example.jp", None, 0)
+            .await
+            .unwrap_err();
+        assert_eq!(zero.kind(), InboxErrorKind::Invalid);
+        let mut filter = ListFilter::default();
+        filter.after = Some("a\0b@example.jp".into());
+        let nul = list.list(&filter).await.unwrap_err();
+        assert_eq!(nul.kind(), InboxErrorKind::Invalid, "{url}: {nul}");
+        inbox.close().await;
+    }
+}

@@ -443,6 +443,16 @@ impl Inbox {
     /// pool's `synchronous` level (`FULL` for a 200 that survives power
     /// loss; sqlx's default in WAL is `FULL`).
     ///
+    /// The inbox leaves the pool's `recursive_triggers` as the application
+    /// set it (its own connections turn it on; turning it on here would
+    /// change what the application's own triggers do). With it off, the
+    /// default, a row of the inbox's tables deleted by the application's
+    /// `REPLACE` or `INSERT OR REPLACE` fires no DELETE trigger, and the
+    /// counts of rows per state keep it: set
+    /// `.pragma("recursive_triggers", "ON")` on the pool's options if the
+    /// application's SQL replaces such rows, or repair the counts with
+    /// [`Inbox::recount`].
+    ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
     /// # let dir = std::env::temp_dir().join(format!("cmc-doc-pool-{}", std::process::id()));

@@ -266,6 +266,36 @@ impl Inbox {
         self.inner.store.counts_by_source().await
     }
 
+    /// Rebuilds the counts of rows per state (table `cmc_state_counts`,
+    /// which [`counts`](Inbox::counts), the deliveries' counts and the
+    /// console read) from a `GROUP BY` of the tables, and returns the
+    /// counters that were wrong, with what they said and the rows there
+    /// are (empty when every count was right).
+    ///
+    /// The store's triggers keep the counts exact through every insert,
+    /// update and delete, whoever makes them, and through PostgreSQL's
+    /// `TRUNCATE`. What they cannot see needs this: triggers disabled
+    /// (`ALTER TABLE ... DISABLE TRIGGER`, PostgreSQL's
+    /// `session_replication_role = replica`), rows that an application's
+    /// own SQLite connections delete by `REPLACE` without
+    /// `recursive_triggers`, a table dropped or restored from elsewhere,
+    /// writes to `cmc_state_counts` itself.
+    ///
+    /// It runs in one transaction that holds off the writers of the
+    /// counted tables (receiving waits) for as long as the counting takes:
+    /// about a second per million rows. Readers go on.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+    /// for fixed in inbox.recount().await? {
+    ///     println!("{} {} {}: {} -> {}", fixed.table, fixed.scope, fixed.state, fixed.was, fixed.now);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn recount(&self) -> Result<Vec<crate::ops::Recounted>, InboxError> {
+        self.inner.store.recount().await
+    }
+
     /// Up to `limit` dead rows, oldest first, with their last errors.
     pub async fn dead(&self, limit: usize) -> Result<Vec<DeadRow>, InboxError> {
         self.inner.store.dead(limit, None).await

@@ -112,8 +112,8 @@ pub use error::{InboxError, InboxErrorKind};
 pub use inbox::{DEFAULT_RETENTION, Inbox};
 pub use job::{Item, Job, JobId, Kind, State};
 pub use ops::{
-    Counts, DeadRow, Filter, History, HistoryEntry, Pruned, Receipt, Replayed, StateCounts,
-    Unreadable,
+    Counts, DeadRow, Filter, History, HistoryEntry, Pruned, Receipt, Recounted, Replayed,
+    StateCounts, Unreadable,
 };
 pub use options::StoreOptions;
 #[cfg(feature = "postgres")]

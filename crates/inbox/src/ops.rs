@@ -124,6 +124,80 @@ pub(crate) const FOLD_COUNTS: &str = "WITH gone AS (DELETE FROM cmc_state_counts
      INSERT INTO cmc_state_counts (tbl, scope, state, n) \
      SELECT tbl, scope, state, SUM(n) FROM gone GROUP BY tbl, scope, state HAVING SUM(n) <> 0";
 
+/// Every counter of `cmc_state_counts`, summed per (tbl, scope, state),
+/// without those at zero: what a recount compares.
+pub(crate) const ALL_STATE_COUNTS: &str = "SELECT tbl, scope, state, CAST(SUM(n) AS BIGINT) \
+     FROM cmc_state_counts GROUP BY tbl, scope, state HAVING SUM(n) <> 0";
+
+/// PostgreSQL: the locks a recount takes first, in this order. The
+/// counted tables `SHARE` (their writers finish first, and new ones wait
+/// until the recount commits; readers go on), then the counters
+/// `EXCLUSIVE` (a fold waits; the reads of the counts go on).
+pub(crate) const RECOUNT_LOCKS: [&str; 2] = [
+    "LOCK TABLE cmc_events, cmc_mails, cmc_mail_deliveries IN SHARE MODE",
+    "LOCK TABLE cmc_state_counts IN EXCLUSIVE MODE",
+];
+
+/// The counters rebuilt from the rows (after `DELETE FROM
+/// cmc_state_counts`), as migration 0014 first made them.
+pub(crate) const RECOUNT: [&str; 3] = [
+    "INSERT INTO cmc_state_counts (tbl, scope, state, n) \
+     SELECT 'events', source, state, COUNT(*) FROM cmc_events GROUP BY source, state",
+    "INSERT INTO cmc_state_counts (tbl, scope, state, n) \
+     SELECT 'mails', source, state, COUNT(*) FROM cmc_mails GROUP BY source, state",
+    "INSERT INTO cmc_state_counts (tbl, scope, state, n) \
+     SELECT 'deliveries', COALESCE(mailbox, ''), state, COUNT(*) FROM cmc_mail_deliveries \
+     GROUP BY COALESCE(mailbox, ''), state",
+];
+
+/// A counter of rows per state that [`Inbox::recount`](crate::Inbox::recount)
+/// found wrong, and rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recounted {
+    /// The counted table: `events`, `mails` or `deliveries` (mailbox
+    /// deliveries).
+    pub table: String,
+    /// The rows' source (events, mails) or mailbox (deliveries; empty for
+    /// unrouted mails).
+    pub scope: String,
+    /// The rows' state (`pending`, `running`, `done`, `dead`, or a
+    /// delivery's state).
+    pub state: String,
+    /// What the counter said.
+    pub was: i64,
+    /// The rows there are.
+    pub now: i64,
+}
+
+impl Recounted {
+    /// The counters that differ between `before` and `after` (rows of
+    /// [`ALL_STATE_COUNTS`]), in the order of (table, scope, state).
+    pub(crate) fn changes(
+        before: Vec<(String, String, String, i64)>,
+        after: Vec<(String, String, String, i64)>,
+    ) -> Vec<Recounted> {
+        use std::collections::BTreeMap;
+        let mut both: BTreeMap<(String, String, String), (i64, i64)> = BTreeMap::new();
+        for (tbl, scope, state, n) in before {
+            both.entry((tbl, scope, state)).or_default().0 += n;
+        }
+        for (tbl, scope, state, n) in after {
+            both.entry((tbl, scope, state)).or_default().1 += n;
+        }
+        both.into_iter()
+            .filter(|(_, (was, now))| was != now)
+            .map(|((table, scope, state), (was, now))| Recounted {
+                table,
+                scope,
+                state,
+                was,
+                now,
+            })
+            .collect()
+    }
+}
+
 /// The query (the same for both backends) for when the oldest pending row
 /// of a table was received: the first pending one in the order of `id`,
 /// through the index of active rows.

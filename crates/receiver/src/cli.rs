@@ -852,7 +852,25 @@ async fn operate(
     retain: Duration,
 ) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Counts { source } => {
+        Command::Counts { source, recount } => {
+            if *recount {
+                let fixed = inbox.recount().await?;
+                if fixed.is_empty() {
+                    println!("recount: every count was right");
+                }
+                // (Scopes are sources and mailboxes, names from the
+                // configuration, or as stored: printed escaped.)
+                for c in fixed {
+                    println!(
+                        "recount: {} {} {}: {} -> {}",
+                        c.table,
+                        cmc_webhook_core::printable(&c.scope, 200),
+                        cmc_webhook_core::printable(&c.state, 40),
+                        c.was,
+                        c.now
+                    );
+                }
+            }
             match source {
                 Some(source) => print!("{}", inbox.counts_of(source).await?),
                 None => print!("{}", inbox.counts().await?),
@@ -1166,9 +1184,24 @@ async fn suppressions(
                 serde_json::json!({"address": address, "removed": removed})
             );
         }
-        SuppressionCommand::History { address } => {
-            for c in list.history(address).await? {
+        SuppressionCommand::History {
+            address,
+            limit,
+            before,
+        } => {
+            let page = list
+                .history_page(address, *before, usize::from(*limit))
+                .await?;
+            match page.older {
+                Some(older) => eprintln!(
+                    "{} changes in all; older ones: --before {older}",
+                    page.total
+                ),
+                None => eprintln!("{} changes in all", page.total),
+            }
+            for c in page.changes {
                 let line = serde_json::json!({
+                    "id": c.id,
                     "change": c.change,
                     "key": c.key.map(|k| k.to_string()),
                     "reason": c.reason.map(|r| r.as_str()),

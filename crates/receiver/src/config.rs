@@ -578,6 +578,12 @@ pub enum Command {
         /// the flags, and rows stored before sources existed).
         #[arg(long, value_name = "NAME")]
         source: Option<String>,
+        /// First rebuild the counts from the rows (one transaction that
+        /// holds off receiving while it counts, about a second per million
+        /// rows) and print each count that was wrong: after triggers were
+        /// disabled, or an application's SQL the triggers cannot see.
+        #[arg(long)]
+        recount: bool,
     },
     /// The dead rows, with their last errors.
     Dead {
@@ -692,7 +698,8 @@ impl Command {
                 action,
                 SuppressionCommand::Add { .. } | SuppressionCommand::Remove { .. }
             ),
-            Command::Counts { .. } | Command::Dead { .. } | Command::History { .. } => false,
+            Command::Counts { recount, .. } => *recount,
+            Command::Dead { .. } | Command::History { .. } => false,
         }
     }
 }
@@ -743,10 +750,19 @@ pub enum SuppressionCommand {
         #[arg(long)]
         note: String,
     },
-    /// Every change of ADDRESS's row, oldest first (JSON lines).
+    /// The changes of ADDRESS's row, newest first, a page at a time (JSON
+    /// lines, each with its `id`); how many there are in all, and the
+    /// `--before` of the next page, go to stderr.
     History {
         /// The recipient address.
         address: String,
+        /// The most changes printed (1 to 1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+        /// Only changes older than the change with this id (the `--before`
+        /// the page before printed).
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
     },
 }
 

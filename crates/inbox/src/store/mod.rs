@@ -205,6 +205,11 @@ impl Store {
         read!(self, pool, sql => sql::fold_counts(pool).await)
     }
 
+    /// Rebuilds the counters from the rows: those that were wrong.
+    pub async fn recount(&self) -> Result<Vec<crate::ops::Recounted>, InboxError> {
+        with!(writes, self, s, sql => sql::recount(s).await)
+    }
+
     pub async fn counts(&self, source: Option<&str>) -> Result<Counts, InboxError> {
         read!(self, pool, sql => sql::counts(pool, source).await)
     }
@@ -372,8 +377,16 @@ impl Store {
         read!(self, pool, sql => sql::suppression_keeping(pool).await)
     }
 
-    pub async fn suppression_history(&self, recipient: &str) -> Result<Vec<RawChange>, InboxError> {
-        read!(self, pool, sql => sql::suppression_history(pool, recipient).await)
+    /// Up to `limit` changes of `recipient`'s row older than `before`,
+    /// newest first, and (`count`) how many it has had.
+    pub async fn suppression_history(
+        &self,
+        recipient: &str,
+        before: i64,
+        limit: i64,
+        count: bool,
+    ) -> Result<(Vec<RawChange>, Option<i64>), InboxError> {
+        read!(self, pool, sql => sql::suppression_history(pool, recipient, before, limit, count).await)
     }
 
     /// Reads back into `mail` (row `id`) its text fields stored apart: each

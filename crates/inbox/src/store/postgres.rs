@@ -50,6 +50,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0012_console.sql",
     "0013_target_states.sql",
     "0014_state_counts.sql",
+    "0015_count_truncate.sql",
 );
 
 /// The schema of the inbox's tables when none is chosen.
@@ -73,10 +74,14 @@ const TABLES: [&str; 13] = [
     "cmc_state_counts",
 ];
 
-/// The functions of the counters' triggers (migration 0014), made with
-/// the search path of their schema: the adoption moves them with the
-/// tables and points them at the chosen schema.
-const FUNCTIONS: [&str; 2] = ["cmc_count_rows", "cmc_count_deliveries"];
+/// The functions of the counters' triggers (migrations 0014 and 0015),
+/// made with the search path of their schema: the adoption moves them
+/// with the tables and points them at the chosen schema.
+const FUNCTIONS: [&str; 3] = [
+    "cmc_count_rows",
+    "cmc_count_deliveries",
+    "cmc_count_truncate",
+];
 
 /// Fails unless `schema` is a plain identifier: a lowercase ASCII letter
 /// or `_`, then lowercase letters, digits or `_`, at most 63 bytes (what

@@ -314,13 +314,25 @@ macro_rules! statements {
             })
         }
 
+        /// Up to `limit` changes older than `before`, newest first, and
+        /// (`count`) how many there are in all.
         pub(crate) async fn suppression_history(
             pool: &Pool,
             recipient: &str,
-        ) -> Result<Vec<RawChange>, InboxError> {
-            suppression_sql::history(pool, recipient)
+            before: i64,
+            limit: i64,
+            count: bool,
+        ) -> Result<(Vec<RawChange>, Option<i64>), InboxError> {
+            let failed = |e| InboxError::database("could not read the suppression history", e);
+            let changes = suppression_sql::history(pool, recipient, before, limit)
                 .await
-                .map_err(|e| InboxError::database("could not read the suppression history", e))
+                .map_err(failed)?;
+            let total = if count {
+                Some(suppression_sql::history_count(pool, recipient).await.map_err(failed)?)
+            } else {
+                None
+            };
+            Ok((changes, total))
         }
     };
 }

@@ -367,7 +367,8 @@ pub(crate) async fn migrate(options: &Options) -> Result<Migrated, InboxError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(options.synchronous.pragma())
         .busy_timeout(options.busy_timeout)
-        .foreign_keys(true);
+        .foreign_keys(true)
+        .pragma("recursive_triggers", "ON");
     let store = options.path.display().to_string();
     let failed = |e: sqlx::Error| {
         InboxError::new(
@@ -477,10 +478,14 @@ impl Sqlite {
         let read_only = options.opening == Opening::ReadOnly;
         let immutable = std::sync::atomic::AtomicBool::new(false);
         let connect = |synchronous: SqliteSynchronous, create: bool| {
+            // `recursive_triggers`: a row that `REPLACE` (or an upsert's
+            // `OR REPLACE`) deletes fires the DELETE triggers that keep
+            // `cmc_state_counts`; SQLite's default skips them.
             let o = SqliteConnectOptions::new()
                 .filename(&options.path)
                 .busy_timeout(options.busy_timeout)
-                .foreign_keys(true);
+                .foreign_keys(true)
+                .pragma("recursive_triggers", "ON");
             if read_only {
                 // Nothing is written, not even the journal mode.
                 o.read_only(true)
@@ -1082,5 +1087,43 @@ mod migrations {
     #[tokio::test]
     async fn the_compiled_in_migrations_are_the_directory_s() {
         crate::schema::same_as_directory(&super::MIGRATOR, "sqlite").await;
+    }
+}
+
+#[cfg(test)]
+mod connections {
+    /// Every connection the inbox opens (receiving, working) has
+    /// `recursive_triggers` on: a row that `REPLACE` deletes fires the
+    /// DELETE trigger that keeps its count.
+    #[tokio::test]
+    async fn the_inbox_s_connections_fire_triggers_on_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::Sqlite::open(&super::Options::new(dir.path().join("inbox.sqlite3")))
+            .await
+            .unwrap();
+        for pool in [&store.receive, &store.work] {
+            let on: i64 = sqlx::query_scalar("PRAGMA recursive_triggers")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(on, 1);
+        }
+        // A row replaced through them is counted once, in its new state.
+        for sql in [
+            "INSERT INTO cmc_events (id, idempotency_key, event_type, server_composition, \
+             received_at, event, run_at) VALUES (7, 'k', 'deliveries', 'pro', 0, '{}', 0)",
+            "REPLACE INTO cmc_events (id, idempotency_key, event_type, server_composition, \
+             received_at, event, run_at, state, done_at) \
+             VALUES (7, 'k', 'deliveries', 'pro', 0, '{}', 0, 'dead', 1)",
+        ] {
+            sqlx::query(sql).execute(&store.work).await.unwrap();
+        }
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, n FROM cmc_state_counts WHERE tbl = 'events' AND n <> 0 ORDER BY state",
+        )
+        .fetch_all(&store.work)
+        .await
+        .unwrap();
+        assert_eq!(counts, [("dead".to_owned(), 1)]);
     }
 }

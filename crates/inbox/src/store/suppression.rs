@@ -89,16 +89,32 @@ macro_rules! statements {
             Ok((at("kept"), at("skipped")))
         }
 
-        /// The history of `recipient`'s row, oldest first.
+        /// Up to `limit` changes of `recipient`'s row older than the
+        /// change `before` (`i64::MAX`: the newest), newest first.
         pub(crate) async fn history<'c>(
             conn: impl sqlx::Executor<'c, Database = $db>,
             recipient: &str,
+            before: i64,
+            limit: i64,
         ) -> Result<Vec<RawChange>, sqlx::Error> {
             let found = sqlx::query(sql(sql::HISTORY))
                 .bind(recipient)
+                .bind(before)
+                .bind(limit)
                 .fetch_all(conn)
                 .await?;
             found.iter().map(rows::change_row).collect()
+        }
+
+        /// How many changes `recipient`'s row has had.
+        pub(crate) async fn history_count<'c>(
+            conn: impl sqlx::Executor<'c, Database = $db>,
+            recipient: &str,
+        ) -> Result<i64, sqlx::Error> {
+            sqlx::query_scalar(sql(sql::HISTORY_COUNT))
+                .bind(recipient)
+                .fetch_one(conn)
+                .await
         }
 
         /// A change by hand, with its history row, in the caller's

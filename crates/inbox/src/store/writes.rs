@@ -311,6 +311,44 @@ macro_rules! statements {
             })
             .await
         }
+
+        /// Rebuilds `cmc_state_counts` from a `GROUP BY` of the counted
+        /// tables, in one write transaction that holds off their writers
+        /// (SQLite: `BEGIN IMMEDIATE` under the store's write lock;
+        /// PostgreSQL: the tables locked `SHARE`, which waits for their
+        /// writers and keeps new ones waiting, and the counters `EXCLUSIVE`,
+        /// which keeps folds out while readers still read). Returns the
+        /// counters that were wrong, with what they said and what they say.
+        pub(crate) async fn recount(s: &Store) -> Result<Vec<crate::ops::Recounted>, InboxError> {
+            const DOING: &str = "could not recount the rows per state";
+            let failed = |e| InboxError::database(DOING, e);
+            s.writing(DOING, async |tx| {
+                if $pg {
+                    for lock in crate::ops::RECOUNT_LOCKS {
+                        sqlx::query(sql(lock)).execute(&mut *tx).await.map_err(failed)?;
+                    }
+                }
+                let before: Vec<(String, String, String, i64)> =
+                    sqlx::query_as(sql(crate::ops::ALL_STATE_COUNTS))
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                sqlx::query(sql("DELETE FROM cmc_state_counts"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+                for rebuild in crate::ops::RECOUNT {
+                    sqlx::query(sql(rebuild)).execute(&mut *tx).await.map_err(failed)?;
+                }
+                let after: Vec<(String, String, String, i64)> =
+                    sqlx::query_as(sql(crate::ops::ALL_STATE_COUNTS))
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                Ok(crate::ops::Recounted::changes(before, after))
+            })
+            .await
+        }
     };
 }
 

@@ -190,6 +190,29 @@ pub struct Change {
     /// (`None` for a change by hand, or one recorded before sources
     /// existed).
     pub source: Option<String>,
+    /// The change's number in the history: a later change has a larger
+    /// one. [`HistoryPage::older`] is one.
+    pub id: i64,
+}
+
+/// The most changes [`Suppressions::history`] returns (the newest).
+pub const HISTORY_LIMIT: usize = 10_000;
+
+/// The most changes one [`Suppressions::history_page`] holds.
+pub const HISTORY_PAGE_MAX: usize = 1_000;
+
+/// One page of an address's history ([`Suppressions::history_page`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HistoryPage {
+    /// The changes, newest first.
+    pub changes: Vec<Change>,
+    /// How many changes the address's row has had in all.
+    pub total: u64,
+    /// What to pass as `before` for the next page, of older changes
+    /// (the [`id`](Change::id) of this page's oldest); `None` when this
+    /// page ends with the first change.
+    pub older: Option<i64>,
 }
 
 /// Which rows [`Suppressions::list`] returns, and how many.
@@ -201,7 +224,9 @@ pub struct ListFilter {
     /// Only rows that suppress their address now (not counts only, not
     /// expired).
     pub suppressed_only: bool,
-    /// Rows after this address, in the order of addresses (paging).
+    /// Rows after this address, in the order of addresses (paging). An
+    /// address holds no U+0000 (which PostgreSQL's text cannot hold
+    /// either): [`Suppressions::list`] refuses one that does.
     pub after: Option<String>,
     /// The most rows returned (1 000 at most).
     pub limit: usize,
@@ -368,8 +393,17 @@ impl Suppressions {
             .collect())
     }
 
-    /// The rows `filter` takes, in the order of addresses.
+    /// The rows `filter` takes, in the order of addresses. An
+    /// [`after`](ListFilter::after) with U+0000 in it is refused
+    /// ([`Invalid`](crate::InboxErrorKind::Invalid)), on every backend.
     pub async fn list(&self, filter: &ListFilter) -> Result<Vec<Entry>, crate::InboxError> {
+        if filter.after.as_deref().is_some_and(|a| a.contains('\0')) {
+            return Err(crate::InboxError::new(
+                crate::InboxErrorKind::Invalid,
+                "the address a page of the suppression list starts after holds U+0000, \
+                 which no address holds",
+            ));
+        }
         let now = self.inbox.now().as_millisecond();
         Ok(self
             .inbox
@@ -480,18 +514,87 @@ impl Suppressions {
             .await
     }
 
-    /// Every change of `address`'s row, oldest first.
+    /// The changes of `address`'s row, oldest first: every change, or,
+    /// for an address with more than [`HISTORY_LIMIT`], the newest
+    /// [`HISTORY_LIMIT`] (a stranger's events can make a history long:
+    /// [`history_page`](Suppressions::history_page) reads any of it a
+    /// page at a time, and says how long it is).
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+    /// for change in inbox.suppressions().history("user@example.jp").await? {
+    ///     println!("{} {} {:?}", change.at, change.change, change.note);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn history(&self, address: &str) -> Result<Vec<Change>, crate::InboxError> {
         let address = normalize(address).ok_or_else(|| invalid(address))?;
-        Ok(self
+        let (changes, _) = self
             .inbox
             .inner
             .store
-            .suppression_history(&address)
-            .await?
+            .suppression_history(&address, i64::MAX, HISTORY_LIMIT as i64, false)
+            .await?;
+        Ok(changes
             .into_iter()
+            .rev()
             .map(RawChange::into_change)
             .collect())
+    }
+
+    /// Up to `limit` changes of `address`'s row (1 to
+    /// [`HISTORY_PAGE_MAX`]; a larger limit reads that many), newest
+    /// first: the newest with `before` `None`, else those older than the
+    /// change whose [`id`](Change::id) is `before` (a page's
+    /// [`older`](HistoryPage::older)). With the number of changes in all.
+    /// Each page reads its own rows through an index, however long the
+    /// history.
+    ///
+    /// ```
+    /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {
+    /// let list = inbox.suppressions();
+    /// let mut page = list.history_page("user@example.jp", None, 50).await?;
+    /// println!("{} changes", page.total);
+    /// while let Some(before) = page.older {
+    ///     page = list.history_page("user@example.jp", Some(before), 50).await?;
+    ///     for change in &page.changes {
+    ///         println!("{} {}", change.at, change.change);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn history_page(
+        &self,
+        address: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<HistoryPage, crate::InboxError> {
+        let address = normalize(address).ok_or_else(|| invalid(address))?;
+        if limit == 0 {
+            return Err(crate::InboxError::new(
+                crate::InboxErrorKind::Invalid,
+                "a page of the suppression history holds at least 1 change",
+            ));
+        }
+        let limit = limit.min(HISTORY_PAGE_MAX);
+        let (mut changes, total) = self
+            .inbox
+            .inner
+            .store
+            .suppression_history(&address, before.unwrap_or(i64::MAX), limit as i64 + 1, true)
+            .await?;
+        let more = changes.len() > limit;
+        changes.truncate(limit);
+        let changes: Vec<Change> = changes.into_iter().map(RawChange::into_change).collect();
+        Ok(HistoryPage {
+            older: if more {
+                changes.last().map(|c| c.id)
+            } else {
+                None
+            },
+            total: total.unwrap_or(0).max(0) as u64,
+            changes,
+        })
     }
 }
 
@@ -565,6 +668,7 @@ impl RawChange {
             note: self.note,
             at: Timestamp::from_millisecond(self.at).unwrap_or(Timestamp::UNIX_EPOCH),
             source: self.source,
+            id: self.id,
         }
     }
 }

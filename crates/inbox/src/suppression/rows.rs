@@ -123,6 +123,7 @@ where
         note: r.try_get(3)?,
         at: r.try_get(4)?,
         source: r.try_get(5)?,
+        id: r.try_get(6)?,
     })
 }
 
@@ -136,6 +137,7 @@ pub(crate) struct RawChange {
     pub note: Option<String>,
     pub at: i64,
     pub source: Option<String>,
+    pub id: i64,
 }
 
 /// What a done event's row says, for the policy: the recipient, the event

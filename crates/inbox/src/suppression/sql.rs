@@ -11,8 +11,13 @@ pub const LIST: &str = "SELECT recipient, reason, @ms(since), @ms(until), note, 
      WHERE (?1 IS NULL OR reason = ?1) \
      AND (?2 = 0 OR (reason IS NOT NULL AND (until IS NULL OR until > @ts(?3)))) \
      AND (?4 IS NULL OR recipient > ?4) ORDER BY recipient LIMIT ?5";
-pub const HISTORY: &str = "SELECT change, idempotency_key, reason, note, @ms(at), source \
-     FROM cmc_suppression_history WHERE recipient = ?1 ORDER BY id";
+/// Up to `?3` changes of `?1`'s row older than the change `?2`, newest
+/// first: a range of the index on (recipient, id), however long the
+/// history.
+pub const HISTORY: &str = "SELECT change, idempotency_key, reason, note, @ms(at), source, id \
+     FROM cmc_suppression_history WHERE recipient = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
+/// How many changes `?1`'s row has had.
+pub const HISTORY_COUNT: &str = "SELECT COUNT(*) FROM cmc_suppression_history WHERE recipient = ?1";
 /// An unsubscribed address stays so: an entry by hand would end it.
 pub const ADD: &str = "INSERT INTO cmc_suppressions (recipient, reason, since, until, note, \
      events, updated_at) VALUES (?1, 'manual', @ts(?2), @ts(?3), ?4, '[]', @ts(?2)) \

@@ -1,6 +1,7 @@
 //! `GET /suppressions`: the suppression list: an address looked up (its
-//! standing and its history), or the rows listed by reason, 50 a page in
-//! the order of addresses; `POST /suppressions/add` and
+//! standing and its history, 50 changes a page, newest first, older ones
+//! by `before=ID`), or the rows listed by reason, 50 a page in the order
+//! of addresses; `POST /suppressions/add` and
 //! `POST /suppressions/remove`: an entry added or lifted by hand, with a
 //! note, recorded in the address's history as `USER: NOTE` (and logged).
 
@@ -80,6 +81,13 @@ pub struct Page {
     error: String,
     standing: Option<Standing>,
     history: Vec<ChangeView>,
+    /// How many changes the address has had in all, and which this page
+    /// shows (empty: none read).
+    changes: String,
+    /// The link to the page of older changes.
+    older: Option<String>,
+    /// The link to the newest changes, from an older page.
+    newest: Option<String>,
     reasons: Vec<(&'static str, bool)>,
     all: bool,
     entries: Vec<EntryView>,
@@ -91,6 +99,8 @@ pub struct Page {
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
     address: Option<String>,
+    /// The history's page: changes older than this one (its id).
+    before: Option<String>,
     reason: Option<String>,
     after: Option<String>,
     all: Option<String>,
@@ -118,6 +128,14 @@ pub async fn page(
     let mut error = String::new();
     let mut standing = None;
     let mut history = Vec::new();
+    let mut changes = String::new();
+    let mut older = None;
+    let mut newest = None;
+    // (A `before` that is not a change's number reads the newest page.)
+    let before = query
+        .before
+        .as_deref()
+        .and_then(|b| b.trim().parse::<i64>().ok());
     if !address.is_empty() {
         match list.check(&address).await {
             Ok(c) => {
@@ -139,9 +157,32 @@ pub async fn page(
             }
             Err(e) => return html::failed(&e),
         }
-        match list.history(&address).await {
-            Ok(changes) => {
-                history = changes
+        match list.history_page(&address, before, PAGE).await {
+            Ok(page) => {
+                changes = match (page.total, before) {
+                    (1, _) => "1 change in all.".to_owned(),
+                    (n, None) if n as usize <= page.changes.len() => {
+                        format!("{n} changes in all.")
+                    }
+                    (n, _) => format!(
+                        "{n} changes in all; {} here, newest first.",
+                        page.changes.len()
+                    ),
+                };
+                if before.is_some() {
+                    newest = Some(format!(
+                        "/suppressions?address={}",
+                        html::query_escape(&address)
+                    ));
+                }
+                older = page.older.map(|id| {
+                    format!(
+                        "/suppressions?address={}&before={id}",
+                        html::query_escape(&address)
+                    )
+                });
+                history = page
+                    .changes
                     .iter()
                     .map(|c| ChangeView {
                         at: html::time(c.at),
@@ -165,10 +206,12 @@ pub async fn page(
     let mut filter = ListFilter::default();
     filter.reason = chosen;
     filter.suppressed_only = !all;
+    // (Cleaned as the address box is: U+0000, which PostgreSQL's text
+    // refuses, or any control character is in no address.)
     filter.after = query
         .after
         .as_deref()
-        .map(|a| a.chars().take(MAX_ADDRESS).collect());
+        .map(|a| html::clean_input(a, MAX_ADDRESS));
     filter.limit = PAGE + 1;
     let mut rows = match list.list(&filter).await {
         Ok(rows) => rows,
@@ -219,6 +262,9 @@ pub async fn page(
         error,
         standing,
         history,
+        changes,
+        older,
+        newest,
         reasons: REASONS.iter().map(|r| (*r, *r == reason_name)).collect(),
         all,
         entries,
@@ -360,6 +406,9 @@ pub async fn remove(
         Ok(c) => c,
         Err(answer) => return *answer,
     };
+    // Logged and shown as the list keeps it (`User@EXAMPLE.JP` is
+    // `User@example.jp`), as an addition is.
+    let address = cmc_webhook_inbox::suppression::normalize(&address).unwrap_or(address);
     match console.inbox().suppressions().remove(&address, &note).await {
         Ok(removed) => {
             tracing::info!(
