@@ -8,7 +8,8 @@
 
 mod common;
 
-use cmc_receiver::relay::{RecordingStates, Relay, RelayOptions, StateRecorder};
+use cmc_receiver::relay::record::{RecordingStates, StateRecorder};
+use cmc_receiver::relay::{Relay, RelayOptions};
 use cmc_receiver::{app, serve};
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -225,7 +225,7 @@ async fn run(logs: &output::Logs) -> Result<(), Box<dyn std::error::Error>> {
     let recording = match &store {
         Some(inbox) if relayed.is_some() || !mailbox_relays.is_empty() => {
             let me = relay::writer_name();
-            let mut recorder = relay::StateRecorder::new(inbox.clone());
+            let mut recorder = relay::record::StateRecorder::new(inbox.clone());
             if let Some(relay) = &relayed {
                 recorder.watch(relay, me.clone());
             }

@@ -52,7 +52,6 @@ use http_body_util::{BodyExt as _, Full};
 
 use crate::app::Printer;
 use cmc_webhook_inbox::targets::{TargetCondition, TargetState};
-pub use record::{RecordingStates, StateRecorder};
 use sign::{Signer, SigningSecret};
 
 /// This process as the writer of the targets' states it records: the
