@@ -48,37 +48,36 @@ macro_rules! statements {
             end: i64,
         ) -> Result<(Vec<i64>, Vec<HourCount>), InboxError> {
             let failed = |e| InboxError::database("could not read the hours counted", e);
-            let done: Vec<i64> = sqlx::query_scalar($crate::store::statement::dialect(
-                $pg,
-                "SELECT hour FROM cmc_event_hours_done WHERE hour >= ?1 AND hour < ?2",
-            ))
-            .bind(first)
-            .bind(end)
-            .fetch_all(pool)
-            .await
-            .map_err(failed)?;
-            let rows: Vec<(i64, String, Option<String>, i64)> =
+            // One statement: the markers and the counts in one snapshot
+            // (an hour recorded between two reads would be read half).
+            let rows: Vec<(i64, Option<String>, Option<String>, Option<i64>)> =
                 sqlx::query_as($crate::store::statement::dialect(
                     $pg,
-                    "SELECT hour, event_type, status, n FROM cmc_event_hours \
-                     WHERE hour >= ?1 AND hour < ?2",
+                    "SELECT d.hour, h.event_type, h.status, h.n FROM cmc_event_hours_done d \
+                     LEFT JOIN cmc_event_hours h ON h.hour = d.hour \
+                     WHERE d.hour >= ?1 AND d.hour < ?2",
                 ))
                 .bind(first)
                 .bind(end)
                 .fetch_all(pool)
                 .await
                 .map_err(failed)?;
-            Ok((
-                done,
-                rows.into_iter()
-                    .map(|(hour, event_type, status, count)| HourCount {
+            let mut done = Vec::new();
+            let mut counts = Vec::new();
+            for (hour, event_type, status, n) in rows {
+                if done.last() != Some(&hour) {
+                    done.push(hour);
+                }
+                if let (Some(event_type), Some(n)) = (event_type, n) {
+                    counts.push(HourCount {
                         hour: crate::clock::from_millis(hour.saturating_mul(3_600_000)),
                         event_type,
                         status,
-                        count: u64::try_from(count).unwrap_or(0),
-                    })
-                    .collect(),
-            ))
+                        count: u64::try_from(n).unwrap_or(0),
+                    });
+                }
+            }
+            Ok((done, counts))
         }
 
         /// Records `hours` as counted, with their counts (`counts`, each
