@@ -118,7 +118,10 @@ async fn fill(inbox: &Inbox, clock: &ManualClock) {
         .await
         .unwrap();
     clock.set(at(0, 59));
-    inbox.store(events(30, 4, &["deferred"]), None).await.unwrap();
+    inbox
+        .store(events(30, 4, &["deferred"]), None)
+        .await
+        .unwrap();
     clock.set(at(2, 0));
     inbox
         .store(events(40, 7, &["queued", "succeeded"]), None)
@@ -132,14 +135,19 @@ async fn fill(inbox: &Inbox, clock: &ManualClock) {
 #[tokio::test]
 async fn closed_hours_are_counted_once_and_read_back_equal_to_a_group_by() {
     let dir = dir();
-    for url in common::inbox::stores(dir.path(), "once", "event hours on PostgreSQL", "cmc_hours").await {
+    for url in
+        common::inbox::stores(dir.path(), "once", "event hours on PostgreSQL", "cmc_hours").await
+    {
         let clock = ManualClock::new(at(0, 0));
         let inbox = open(&url, &clock).await;
         fill(&inbox, &clock).await;
         let live = sorted(inbox.activity(at(0, 0), at(6, 0)).await.unwrap());
         assert_eq!(live.iter().map(|c| c.3).sum::<u64>(), 44, "{url}");
         let first = sorted(inbox.hours(at(0, 0), at(6, 0)).await.unwrap());
-        assert_eq!(first, live, "{url}: the first read (which counts and keeps)");
+        assert_eq!(
+            first, live,
+            "{url}: the first read (which counts and keeps)"
+        );
 
         // Hours 0 to 4 are closed at 5:30 (ended more than 5 minutes ago):
         // each recorded once, the empty ones included; hour 5 is open.
@@ -209,19 +217,28 @@ async fn closed_hours_are_counted_once_and_read_back_equal_to_a_group_by() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_readers_filling_at_once_keep_each_hour_once() {
     let dir = dir();
-    for url in common::inbox::stores(dir.path(), "race", "event hours on PostgreSQL", "cmc_hours").await {
+    for url in
+        common::inbox::stores(dir.path(), "race", "event hours on PostgreSQL", "cmc_hours").await
+    {
         let clock = ManualClock::new(at(0, 0));
         let inbox = open(&url, &clock).await;
         for h in 0..48 {
             clock.set(at(h, 7));
             inbox
-                .store(events(h as usize * 10, 1 + h as usize % 5, &["queued", "failed"]), None)
+                .store(
+                    events(h as usize * 10, 1 + h as usize % 5, &["queued", "failed"]),
+                    None,
+                )
                 .await
                 .unwrap();
         }
         clock.set(at(48, 30));
         let live = sorted(inbox.activity(at(0, 0), at(49, 0)).await.unwrap());
-        let others = [open(&url, &clock).await, open(&url, &clock).await, open(&url, &clock).await];
+        let others = [
+            open(&url, &clock).await,
+            open(&url, &clock).await,
+            open(&url, &clock).await,
+        ];
         let (a, b, c, d) = tokio::join!(
             inbox.hours(at(0, 0), at(49, 0)),
             others[0].hours(at(0, 0), at(49, 0)),
@@ -241,10 +258,17 @@ async fn two_readers_filling_at_once_keep_each_hour_once() {
         );
         assert_eq!(
             scalar(&url, "SELECT CAST(SUM(n) AS BIGINT) FROM cmc_event_hours").await,
-            live.iter().filter(|x| x.0 < at(48, 0)).map(|x| x.3 as i64).sum::<i64>(),
+            live.iter()
+                .filter(|x| x.0 < at(48, 0))
+                .map(|x| x.3 as i64)
+                .sum::<i64>(),
             "{url}: no hour counted twice"
         );
-        assert_eq!(sorted(inbox.hours(at(0, 0), at(49, 0)).await.unwrap()), live, "{url}");
+        assert_eq!(
+            sorted(inbox.hours(at(0, 0), at(49, 0)).await.unwrap()),
+            live,
+            "{url}"
+        );
         for o in others {
             o.close().await;
         }
@@ -255,7 +279,9 @@ async fn two_readers_filling_at_once_keep_each_hour_once() {
 #[tokio::test]
 async fn a_read_only_store_answers_with_the_hours_counted() {
     let dir = dir();
-    for url in common::inbox::stores(dir.path(), "ro", "event hours on PostgreSQL", "cmc_hours").await {
+    for url in
+        common::inbox::stores(dir.path(), "ro", "event hours on PostgreSQL", "cmc_hours").await
+    {
         let clock = ManualClock::new(at(0, 0));
         let inbox = open(&url, &clock).await;
         fill(&inbox, &clock).await;
@@ -281,8 +307,16 @@ async fn a_read_only_store_answers_with_the_hours_counted() {
         );
         // The writable one keeps them; the read-only one then reads them.
         inbox.hours(at(0, 0), at(6, 0)).await.unwrap();
-        assert_eq!(scalar(&url, "SELECT COUNT(*) FROM cmc_event_hours_done").await, 5, "{url}");
-        assert_eq!(sorted(reader.hours(at(0, 0), at(6, 0)).await.unwrap()), live, "{url}");
+        assert_eq!(
+            scalar(&url, "SELECT COUNT(*) FROM cmc_event_hours_done").await,
+            5,
+            "{url}"
+        );
+        assert_eq!(
+            sorted(reader.hours(at(0, 0), at(6, 0)).await.unwrap()),
+            live,
+            "{url}"
+        );
         reader.close().await;
         inbox.close().await;
     }
@@ -291,16 +325,31 @@ async fn a_read_only_store_answers_with_the_hours_counted() {
 #[tokio::test]
 async fn the_retention_drops_the_hours_it_prunes() {
     let dir = dir();
-    for url in common::inbox::stores(dir.path(), "prune", "event hours on PostgreSQL", "cmc_hours").await {
+    for url in common::inbox::stores(
+        dir.path(),
+        "prune",
+        "event hours on PostgreSQL",
+        "cmc_hours",
+    )
+    .await
+    {
         let clock = ManualClock::new(at(0, 0));
         let inbox = open(&url, &clock).await;
         fill(&inbox, &clock).await;
         inbox.hours(at(0, 0), at(6, 0)).await.unwrap();
-        assert_eq!(scalar(&url, "SELECT COUNT(*) FROM cmc_event_hours_done").await, 5, "{url}");
+        assert_eq!(
+            scalar(&url, "SELECT COUNT(*) FROM cmc_event_hours_done").await,
+            5,
+            "{url}"
+        );
         // Retain 3 hours at 5:30: the hours that ended by 2:30 go (0, 1).
         inbox.prune(Duration::from_secs(3 * 3600)).await.unwrap();
         let base = t0().as_millisecond() / 3_600_000;
-        assert_eq!(scalar(&url, "SELECT COUNT(*) FROM cmc_event_hours_done").await, 3, "{url}");
+        assert_eq!(
+            scalar(&url, "SELECT COUNT(*) FROM cmc_event_hours_done").await,
+            3,
+            "{url}"
+        );
         assert_eq!(
             scalar(&url, "SELECT MIN(hour) FROM cmc_event_hours_done").await,
             base + 2,
@@ -315,6 +364,50 @@ async fn the_retention_drops_the_hours_it_prunes() {
             scalar(&url, "SELECT CAST(SUM(n) AS BIGINT) FROM cmc_event_hours").await,
             7,
             "{url}: hour 2's events stay"
+        );
+        inbox.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_worker_keeps_the_last_closed_hours() {
+    let dir = dir();
+    for url in common::inbox::stores(
+        dir.path(),
+        "worker",
+        "event hours on PostgreSQL",
+        "cmc_hours",
+    )
+    .await
+    {
+        let clock = ManualClock::new(at(0, 0));
+        let inbox = open(&url, &clock).await;
+        fill(&inbox, &clock).await;
+        // At 5:30 the last three closed hours are 2, 3 and 4.
+        let worker = inbox
+            .worker(|_job: cmc_webhook::inbox::Job| async { Ok::<(), String>(()) })
+            .spawn();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while scalar(&url, "SELECT COUNT(*) FROM cmc_event_hours_done").await < 3 {
+            assert!(std::time::Instant::now() < deadline, "{url}: no hour kept");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worker.shutdown(Duration::from_secs(5)).await.unwrap();
+        let base = t0().as_millisecond() / 3_600_000;
+        assert_eq!(
+            scalar(&url, "SELECT COUNT(*) FROM cmc_event_hours_done").await,
+            3,
+            "{url}"
+        );
+        assert_eq!(
+            scalar(&url, "SELECT MIN(hour) FROM cmc_event_hours_done").await,
+            base + 2,
+            "{url}"
+        );
+        assert_eq!(
+            scalar(&url, "SELECT CAST(SUM(n) AS BIGINT) FROM cmc_event_hours").await,
+            7,
+            "{url}: hour 2's events"
         );
         inbox.close().await;
     }

@@ -98,7 +98,11 @@ impl crate::Inbox {
 
     /// The counts of the closed hours `first..end`: those kept, and the
     /// others counted from the events (and kept, if the store takes it).
-    async fn closed_hours(&self, first: i64, end: i64) -> Result<Vec<HourCount>, crate::InboxError> {
+    async fn closed_hours(
+        &self,
+        first: i64,
+        end: i64,
+    ) -> Result<Vec<HourCount>, crate::InboxError> {
         let store = &self.inner.store;
         let (done, mut counts) = match store.hours_kept(first, end).await {
             Ok(kept) => kept,
