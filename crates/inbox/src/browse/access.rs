@@ -10,6 +10,9 @@ const HOUR_MS: i64 = 3_600_000;
 /// How long recording the hours counted waits for the store's lock.
 const KEEP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The most counts one call of `Inbox::hours` writes.
+const KEPT_ROWS_AT_ONCE: usize = 20_000;
+
 impl crate::Inbox {
     /// The events received from `from` to `to` (excluded), counted by
     /// hour (UTC), type and status, in no particular order: through the
@@ -46,7 +49,9 @@ impl crate::Inbox {
     ///
     /// The closed hours not yet kept are counted from the events in one
     /// range read, then recorded in one short transaction (at most
-    /// [`HOURS_KEPT_AT_ONCE`] hours, the most recent); an hour that
+    /// [`HOURS_KEPT_AT_ONCE`] hours, the most recent, and 20 000 counts:
+    /// an hour of more distinct types and statuses than that is answered
+    /// and not kept); an hour that
     /// another reader records at the same time is kept once. A store
     /// that takes no writes (opened read-only, locked for longer than a
     /// second, a user without the right) still answers, with the hours
@@ -132,6 +137,20 @@ impl crate::Inbox {
             .into_iter()
             .filter(|c| !done.contains(&c.hour.as_millisecond().div_euclid(HOUR_MS)))
             .collect();
+        // A bounded write: at most KEPT_ROWS_AT_ONCE counts (the types
+        // and statuses are the senders'; an hour of many distinct ones is
+        // answered, and kept only if it fits), the most recent hours first.
+        let mut rows = std::collections::BTreeMap::<i64, usize>::new();
+        for c in &counted {
+            *rows
+                .entry(c.hour.as_millisecond().div_euclid(HOUR_MS))
+                .or_default() += 1;
+        }
+        let mut total = 0;
+        keep.retain(|h| {
+            total += rows.get(h).copied().unwrap_or(0);
+            total <= KEPT_ROWS_AT_ONCE
+        });
         if let Err(e) = store.keep_hours(&keep, &counted, KEEP_WAIT).await {
             tracing::debug!(error = %e, "the hours counted could not be kept; they will be counted again");
         }
