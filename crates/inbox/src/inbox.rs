@@ -411,6 +411,12 @@ impl Inbox {
         let mut pruned = self.inner.store.prune(self.before(retain)).await?;
         pruned.raw_requests = self.prune_raw_requests(self.inner.raw.retention).await?;
         pruned.target_states = self.prune_target_states(retain).await?;
+        // The events counted per hour (`Inbox::hours`) of the hours that
+        // ended before the retention's bound.
+        self.inner
+            .store
+            .prune_hours(self.before(retain).div_euclid(3_600_000))
+            .await?;
         Ok(pruned)
     }
 

@@ -23,6 +23,17 @@ pub const ERROR_WINDOW: i64 = 10_000;
 /// [`RowSummary::cut`] says so).
 pub const TEXT_LIMIT: i64 = 2000;
 
+/// How long after its end an hour is taken as closed by
+/// [`Inbox::hours`](crate::Inbox::hours) (on the inbox's clock): a row
+/// stamped within the hour by a writer whose transaction commits a little
+/// later, or whose clock is a little behind, is still counted.
+pub const CLOSED_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+
+/// The most closed hours one call of [`Inbox::hours`](crate::Inbox::hours)
+/// records as counted (a leap year's): a longer range is answered whole,
+/// and its most recent hours kept.
+pub const HOURS_KEPT_AT_ONCE: usize = 366 * 24;
+
 /// Events received in one hour with one type and status, as
 /// [`Inbox::activity`](crate::Inbox::activity) counts them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 #[allow(unused_macros)] // without a backend
 macro_rules! statements {
-    (db: $db:ty, pg: $pg:expr, text: $text:expr $(,)?) => {
+    (db: $db:ty, pg: $pg:expr, text: $text:expr, store: $store:ty $(,)?) => {
         use crate::browse::types::{HourCount, Param, RowSummary, row_summary};
         use crate::error::InboxError;
         use crate::job::Kind;
@@ -40,6 +40,128 @@ macro_rules! statements {
                 .collect())
         }
 
+        /// The hours of `first..end` recorded in `cmc_event_hours_done`,
+        /// and their counts.
+        pub(crate) async fn hours_kept(
+            pool: &Pool,
+            first: i64,
+            end: i64,
+        ) -> Result<(Vec<i64>, Vec<HourCount>), InboxError> {
+            let failed = |e| InboxError::database("could not read the hours counted", e);
+            // One statement: the markers and the counts in one snapshot
+            // (an hour recorded between two reads would be read half).
+            let rows: Vec<(i64, Option<String>, Option<String>, Option<i64>)> =
+                sqlx::query_as($crate::store::statement::dialect(
+                    $pg,
+                    "SELECT d.hour, h.event_type, h.status, h.n FROM cmc_event_hours_done d \
+                     LEFT JOIN cmc_event_hours h ON h.hour = d.hour \
+                     WHERE d.hour >= ?1 AND d.hour < ?2",
+                ))
+                .bind(first)
+                .bind(end)
+                .fetch_all(pool)
+                .await
+                .map_err(failed)?;
+            let mut done = Vec::new();
+            let mut counts = Vec::new();
+            for (hour, event_type, status, n) in rows {
+                if done.last() != Some(&hour) {
+                    done.push(hour);
+                }
+                if let (Some(event_type), Some(n)) = (event_type, n) {
+                    counts.push(HourCount {
+                        hour: crate::clock::from_millis(hour.saturating_mul(3_600_000)),
+                        event_type,
+                        status,
+                        count: u64::try_from(n).unwrap_or(0),
+                    });
+                }
+            }
+            Ok((done, counts))
+        }
+
+        /// Records `hours` as counted, with their counts (`counts`, each
+        /// of one of `hours`), in one transaction that waits at most
+        /// `limit` for a lock: an hour another reader recorded first is
+        /// left as it is (its marker is there: none of its counts are
+        /// added). How many hours this call recorded.
+        pub(crate) async fn keep_hours(
+            s: &$store,
+            hours: &[i64],
+            counts: &[HourCount],
+            limit: std::time::Duration,
+        ) -> Result<u64, InboxError> {
+            const DOING: &str = "could not record the hours counted";
+            let mut by_hour = std::collections::BTreeMap::<i64, Vec<&HourCount>>::new();
+            for c in counts {
+                by_hour
+                    .entry(c.hour.as_millisecond().div_euclid(3_600_000))
+                    .or_default()
+                    .push(c);
+            }
+            s.writing_within(DOING, limit, async |tx| {
+                let mut kept = 0;
+                for &hour in hours {
+                    let new = sqlx::query($crate::store::statement::dialect(
+                        $pg,
+                        "INSERT INTO cmc_event_hours_done (hour) VALUES (?1) \
+                         ON CONFLICT (hour) DO NOTHING",
+                    ))
+                    .bind(hour)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| InboxError::database(DOING, e))?
+                    .rows_affected();
+                    if new == 0 {
+                        continue;
+                    }
+                    kept += 1;
+                    for c in by_hour.get(&hour).into_iter().flatten() {
+                        sqlx::query($crate::store::statement::dialect(
+                            $pg,
+                            "INSERT INTO cmc_event_hours (hour, event_type, status, n) \
+                             VALUES (?1, ?2, ?3, ?4)",
+                        ))
+                        .bind(hour)
+                        .bind(c.event_type.as_str())
+                        .bind(c.status.as_deref())
+                        .bind(i64::try_from(c.count).unwrap_or(i64::MAX))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| InboxError::database(DOING, e))?;
+                    }
+                }
+                Ok(kept)
+            })
+            .await
+        }
+
+        /// Deletes the hours counted that began before `before` (an hour
+        /// number) with their counts: how many hours.
+        pub(crate) async fn prune_hours(s: &$store, before: i64) -> Result<u64, InboxError> {
+            const DOING: &str = "could not prune the hours counted";
+            s.writing(DOING, async |tx| {
+                sqlx::query($crate::store::statement::dialect(
+                    $pg,
+                    "DELETE FROM cmc_event_hours WHERE hour < ?1",
+                ))
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| InboxError::database(DOING, e))?;
+                Ok(sqlx::query($crate::store::statement::dialect(
+                    $pg,
+                    "DELETE FROM cmc_event_hours_done WHERE hour < ?1",
+                ))
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| InboxError::database(DOING, e))?
+                .rows_affected())
+            })
+            .await
+        }
+
         pub(crate) async fn rows(
             pool: &Pool,
             kind: Kind,
@@ -64,10 +186,20 @@ macro_rules! statements {
 
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite {
-    statements!(db: sqlx::Sqlite, pg: false, text: std::convert::identity::<&str>);
+    statements!(
+        db: sqlx::Sqlite,
+        pg: false,
+        text: std::convert::identity::<&str>,
+        store: crate::store::sqlite::Sqlite,
+    );
 }
 
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres {
-    statements!(db: sqlx::Postgres, pg: true, text: crate::store::postgres::pg_text);
+    statements!(
+        db: sqlx::Postgres,
+        pg: true,
+        text: crate::store::postgres::pg_text,
+        store: crate::store::postgres::Postgres,
+    );
 }

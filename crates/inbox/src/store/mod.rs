@@ -246,6 +246,32 @@ impl Store {
         with!(browse, self, s, sql => sql::activity(s.reads(), from, to).await)
     }
 
+    /// The hours of `first..end` (hour numbers) already counted, and
+    /// their counts.
+    pub async fn hours_kept(
+        &self,
+        first: i64,
+        end: i64,
+    ) -> Result<(Vec<i64>, Vec<crate::browse::types::HourCount>), InboxError> {
+        with!(browse, self, s, sql => sql::hours_kept(s.reads(), first, end).await)
+    }
+
+    /// Records closed hours as counted, with their counts, in one
+    /// transaction waiting at most `limit` for a lock.
+    pub async fn keep_hours(
+        &self,
+        hours: &[i64],
+        counts: &[crate::browse::types::HourCount],
+        limit: std::time::Duration,
+    ) -> Result<u64, InboxError> {
+        with!(browse, self, s, sql => sql::keep_hours(s, hours, counts, limit).await)
+    }
+
+    /// Deletes the hours counted that began before the hour `before`.
+    pub async fn prune_hours(&self, before: i64) -> Result<u64, InboxError> {
+        with!(browse, self, s, sql => sql::prune_hours(s, before).await)
+    }
+
     /// The rows of a built [`crate::browse::types::RowQuery`].
     pub async fn browse_rows(
         &self,

@@ -51,6 +51,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0013_target_states.sql",
     "0014_state_counts.sql",
     "0015_count_truncate.sql",
+    "0016_event_hours.sql",
 );
 
 /// The schema of the inbox's tables when none is chosen.

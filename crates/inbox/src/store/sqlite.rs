@@ -262,6 +262,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0012_console.sql",
     "0013_target_states.sql",
     "0014_state_counts.sql",
+    "0016_event_hours.sql",
 );
 
 /// The write that proves, at open, that the store takes writes.

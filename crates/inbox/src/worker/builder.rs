@@ -15,6 +15,7 @@ use super::super::mailbox::Mailboxes;
 use super::fold::fold_counts;
 #[cfg(feature = "metrics")]
 use super::gauges::gauges;
+use super::hours::keep_hours;
 use super::retention::retention;
 use super::{DEFAULT_HANDLER_TIMEOUT, DEFAULT_LEASE, NoEvents, Worker, WorkerHandle};
 
@@ -264,6 +265,7 @@ where
         if self.inbox.inner.store.is_postgres() {
             tokio::spawn(fold_counts(self.inbox.clone(), stopping.clone()));
         }
+        tokio::spawn(keep_hours(self.inbox.clone(), stopping.clone()));
         let retention = self.mailboxes.as_ref().map(|mailboxes| {
             tokio::spawn(retention(
                 self.inbox.clone(),

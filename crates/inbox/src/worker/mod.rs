@@ -20,6 +20,7 @@ mod deliveries;
 mod fold;
 #[cfg(feature = "metrics")]
 mod gauges;
+mod hours;
 mod lanes;
 mod retention;
 mod run;

@@ -11,15 +11,19 @@ pub const WEEK_HOURS: i64 = 24 * 7;
 
 /// How long after its end an hour is taken as closed: a row stamped
 /// within the hour by a writer whose transaction commits a little later,
-/// or whose clock is a little behind, is still counted.
-pub const CLOSED_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+/// or whose clock is a little behind, is still counted (the inbox's own,
+/// [`cmc_webhook_inbox::browse::CLOSED_AFTER`]).
+pub const CLOSED_AFTER: jiff::SignedDuration = cmc_webhook_inbox::browse::CLOSED_AFTER;
 
 /// The events per hour of the closed hours (those that ended more than
 /// [`CLOSED_AFTER`] ago), counted once and kept by the console; only the
-/// open hours are counted again at each load of the overview. A store of
-/// a million events is thus read once (at the first load, or by
-/// [`Console::warm`](crate::console::state::Console::warm) at start), then an
-/// hour's worth at a time.
+/// open hours are counted again at each load of the overview. The closed
+/// hours come from [`Inbox::hours`](cmc_webhook_inbox::Inbox::hours),
+/// which keeps them in the store: a store of a million events is counted
+/// once whatever the number of consoles and restarts (at the first load,
+/// or by [`Console::warm`](crate::console::state::Console::warm) at start),
+/// then a console reads the week's few hundred rows once, and an hour's
+/// worth of events at a time.
 ///
 /// What it keeps is what was received: a row of a closed hour that is
 /// pruned later stays counted, and a row written later into a closed hour
@@ -67,7 +71,7 @@ impl HourCache {
             let from = cached.as_ref().map_or(first, |c| c.to);
             let mut counts = cached.take().map(|c| c.counts).unwrap_or_default();
             if from < closed_end {
-                counts.extend(inbox.activity(at_hour(from), at_hour(closed_end)).await?);
+                counts.extend(inbox.hours(at_hour(from), at_hour(closed_end)).await?);
             }
             counts.retain(|c| c.hour >= at_hour(first));
             let week = counts.clone();
