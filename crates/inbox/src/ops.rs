@@ -141,8 +141,9 @@ pub(crate) const STATE_COUNTS: &str = "SELECT scope, state, CAST(SUM(n) AS BIGIN
 /// PostgreSQL: folds the differences the triggers appended to
 /// `cmc_state_counts` into one row per (tbl, scope, state), in one
 /// statement. It changes no sum. A fold running at the same time waits on
-/// the rows this one deletes, then skips them (they are gone), so no row
-/// is taken twice; writers only append, so they never wait on it.
+/// the rows this one deletes (at most [`FOLD_WAIT`], then it gives up and
+/// folds later), then skips them (they are gone), so no row is taken
+/// twice; writers only append, so they never wait on it.
 pub(crate) const FOLD_COUNTS: &str = "WITH gone AS (DELETE FROM cmc_state_counts \
      RETURNING tbl, scope, state, n) \
      INSERT INTO cmc_state_counts (tbl, scope, state, n) \
