@@ -662,3 +662,297 @@ async fn truncate_is_counted_and_a_recount_repairs_what_triggers_miss() {
         inbox.close().await;
     }
 }
+
+/// The key of the advisory lock a PostgreSQL recount takes first (the
+/// crate's `RECOUNT_LOCK`): a session of the test holds it to keep a
+/// recount waiting.
+#[cfg(feature = "postgres")]
+const RECOUNT_KEY: i64 = 7301185143226478963;
+
+/// Whether a lock of this database is waited for.
+#[cfg(feature = "postgres")]
+async fn someone_waits(conn: &mut sqlx::PgConnection) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND database = \
+         (SELECT oid FROM pg_database WHERE datname = current_database()))",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+/// A PostgreSQL recount locks no table: with a worker's round open
+/// (deliveries then mails, its order of writes) it neither deadlocks nor
+/// waits for it, and while a recount waits (here for another recount,
+/// whose lock a session of the test holds) receiving goes on.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recount_locks_no_table_and_receiving_goes_on() {
+    use sqlx::Connection;
+    let dir = dir();
+    for url in common::inbox::stores(
+        dir.path(),
+        "unlocked",
+        "recounts on PostgreSQL",
+        "cmc_counts",
+    )
+    .await
+    .into_iter()
+    .filter(|url| !url.starts_with("sqlite:"))
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        inbox.store(events(0, 5), None).await.unwrap();
+        inbox
+            .store(mail("nobody@example.jp", "unrouted"), None)
+            .await
+            .unwrap();
+
+        // A worker's round, left open: deliveries, then mails.
+        let mut round = common::inbox::pg_store(&url).await;
+        sqlx::query("BEGIN").execute(&mut round).await.unwrap();
+        sqlx::query("UPDATE cmc_mail_deliveries SET state = state")
+            .execute(&mut round)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE cmc_mails SET state = state")
+            .execute(&mut round)
+            .await
+            .unwrap();
+
+        // Another recount holds the recounts' lock: this one waits.
+        let mut other = common::inbox::pg_store(&url).await;
+        sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(RECOUNT_KEY)
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let recount = tokio::spawn({
+            let inbox = inbox.clone();
+            async move { inbox.recount().await }
+        });
+        let mut watch = common::inbox::pg_store(&url).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !someone_waits(&mut watch).await {
+            assert!(Instant::now() < deadline, "the recount never waited");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Receiving is not held off by the waiting recount.
+        tokio::time::timeout(Duration::from_secs(20), inbox.store(events(100, 3), None))
+            .await
+            .expect("an insert waited for the recount")
+            .unwrap();
+        // Nor is the round's own next write (no deadlock).
+        sqlx::query(
+            "UPDATE cmc_events SET state = state WHERE id = (SELECT MIN(id) FROM cmc_events)",
+        )
+        .execute(&mut round)
+        .await
+        .unwrap();
+
+        // Let the recount go: it finishes with the round still open.
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+        let fixed = tokio::time::timeout(Duration::from_secs(20), recount)
+            .await
+            .expect("the recount waited for the worker's round")
+            .unwrap()
+            .unwrap();
+        assert_eq!(fixed, [], "nothing was wrong");
+        sqlx::query("COMMIT").execute(&mut round).await.unwrap();
+        let _ = (
+            round.close().await,
+            other.close().await,
+            watch.close().await,
+        );
+
+        // A drift (triggers off), and a recount while writers write: exact.
+        for sql in [
+            "ALTER TABLE cmc_events DISABLE TRIGGER USER",
+            "DELETE FROM cmc_events WHERE id % 2 = 0",
+            "ALTER TABLE cmc_events ENABLE TRIGGER USER",
+        ] {
+            execute_postgres(&url, sql).await;
+        }
+        let writers = tokio::spawn({
+            let inbox = inbox.clone();
+            async move {
+                for b in 0..20 {
+                    inbox.store(events(1000 + b * 10, 10), None).await.unwrap();
+                }
+            }
+        });
+        let fixed = inbox.recount().await.unwrap();
+        writers.await.unwrap();
+        assert_eq!(fixed.len(), 1, "{fixed:?}");
+        assert!(fixed[0].was > fixed[0].now, "{fixed:?}");
+        same(&inbox, &url, "recounted while writing").await;
+        assert_eq!(inbox.recount().await.unwrap(), []);
+        inbox.close().await;
+    }
+}
+
+/// A read of the counts does not wait for the counters' rows another
+/// session holds (a fold, a recount of the release before): it reads them
+/// unfolded, with the same sums.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn reading_the_counts_does_not_wait_for_a_fold() {
+    let dir = dir();
+    for url in common::inbox::stores(dir.path(), "nowait", "folds on PostgreSQL", "cmc_counts")
+        .await
+        .into_iter()
+        .filter(|url| !url.starts_with("sqlite:"))
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        inbox.store(events(0, 5), None).await.unwrap();
+        let mut holder = common::inbox::pg_store(&url).await;
+        sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+        sqlx::query("SELECT n FROM cmc_state_counts FOR UPDATE")
+            .fetch_all(&mut holder)
+            .await
+            .unwrap();
+        inbox.store(events(100, 2), None).await.unwrap();
+        let counts = tokio::time::timeout(Duration::from_secs(20), inbox.counts())
+            .await
+            .expect("the read waited for the fold's rows")
+            .unwrap();
+        assert_eq!(counts.events.pending, 7);
+        sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+        same(&inbox, &url, "after the held rows").await;
+        inbox.close().await;
+    }
+}
+
+/// The counters' functions search the store's schema, then `pg_temp`
+/// last: a session's own `TEMP TABLE cmc_state_counts` does not take the
+/// counts of its statements, in a store made new and (migration 0017) in
+/// one made by the release before.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_temporary_table_does_not_take_the_counts() {
+    let dir = dir();
+    for url in common::inbox::stores(
+        dir.path(),
+        "temp",
+        "search path on PostgreSQL",
+        "cmc_counts",
+    )
+    .await
+    .into_iter()
+    .filter(|url| !url.starts_with("sqlite:"))
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        inbox.store(events(0, 6), None).await.unwrap();
+        inbox.close().await;
+        for (step, made_before) in [("a new store", false), ("a store migrated by 0017", true)] {
+            if made_before {
+                // As the release before left them: the schema alone.
+                for sql in [
+                    "ALTER FUNCTION cmc_count_rows() SET search_path = cmc_webhook",
+                    "ALTER FUNCTION cmc_count_deliveries() SET search_path = cmc_webhook",
+                    "ALTER FUNCTION cmc_count_truncate() SET search_path = cmc_webhook",
+                    "DELETE FROM cmc_webhook_migrations WHERE version = 17",
+                ] {
+                    execute_postgres(&url, sql).await;
+                }
+            }
+            let inbox = Inbox::open(&url).await.unwrap();
+            let mut session = common::inbox::pg_store(&url).await;
+            sqlx::query(
+                "CREATE TEMP TABLE cmc_state_counts (tbl TEXT, scope TEXT, state TEXT, n BIGINT)",
+            )
+            .execute(&mut session)
+            .await
+            .unwrap();
+            sqlx::query(
+                "UPDATE cmc_events SET state = 'dead', last_error = 'x' \
+                 WHERE id IN (SELECT id FROM cmc_events WHERE state = 'pending' ORDER BY id LIMIT 1)",
+            )
+            .execute(&mut session)
+            .await
+            .unwrap();
+            let taken: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_temp.cmc_state_counts")
+                .fetch_one(&mut session)
+                .await
+                .unwrap();
+            assert_eq!(taken, 0, "{step}: the temporary table took the counts");
+            same(&inbox, &url, step).await;
+            inbox.close().await;
+        }
+    }
+}
+
+/// A counter whose sum is negative (it missed rows that were inserted
+/// with triggers off, then deleted) reads as 0, not as 2^64 - n, until a
+/// recount repairs it.
+#[tokio::test]
+async fn a_negative_counter_reads_as_zero() {
+    let dir = dir();
+    for url in common::inbox::stores(
+        dir.path(),
+        "negative",
+        "state counts on PostgreSQL",
+        "cmc_counts",
+    )
+    .await
+    {
+        let inbox = Inbox::open(&url).await.unwrap();
+        inbox.store(events(0, 3), None).await.unwrap();
+        inbox
+            .store(mail("nobody@example.jp", "unrouted"), None)
+            .await
+            .unwrap();
+        let sqlite = url.starts_with("sqlite:");
+        // (No worker: the mail is not routed, and has no delivery.)
+        // SQLite keeps a row per counter; PostgreSQL appends.
+        let drift = if sqlite {
+            [
+                "UPDATE cmc_state_counts SET n = n - 8 WHERE tbl = 'events' AND state = 'pending'",
+                "INSERT INTO cmc_state_counts VALUES ('deliveries', '', 'unrouted', -4)",
+            ]
+        } else {
+            [
+                "INSERT INTO cmc_state_counts VALUES ('events', 'default', 'pending', -8)",
+                "INSERT INTO cmc_state_counts VALUES ('deliveries', '', 'unrouted', -4)",
+            ]
+        };
+        for sql in drift {
+            if sqlite {
+                use sqlx::Connection;
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            } else {
+                execute_postgres(&url, sql).await;
+            }
+        }
+        let counts = inbox.counts().await.unwrap();
+        assert_eq!(counts.events.pending, 0, "{url}");
+        assert_eq!(counts.events.total(), 0, "{url}");
+        assert_eq!(counts.mails.pending, 1, "{url}");
+        let by_source = inbox.counts_by_source().await.unwrap();
+        assert_eq!(by_source["default"].events.pending, 0, "{url}");
+        let deliveries = inbox.deliveries().counts().await.unwrap();
+        let unrouted = cmc_webhook::inbox::mailbox::DeliveryState::Unrouted;
+        assert!(
+            deliveries.iter().all(|m| m.get(unrouted) == 0),
+            "{deliveries:?}"
+        );
+
+        let mut fixed = inbox.recount().await.unwrap();
+        fixed.sort_by(|a, b| a.table.cmp(&b.table));
+        let fixed: Vec<_> = fixed
+            .iter()
+            .map(|r| (r.table.as_str(), r.state.as_str(), r.was, r.now))
+            .collect();
+        assert_eq!(
+            fixed,
+            [
+                ("deliveries", "unrouted", -4, 0),
+                ("events", "pending", -5, 3)
+            ],
+            "{url}"
+        );
+        same(&inbox, &url, "recounted").await;
+        inbox.close().await;
+    }
+}

@@ -281,9 +281,13 @@ impl Inbox {
     /// `recursive_triggers`, a table dropped or restored from elsewhere,
     /// writes to `cmc_state_counts` itself.
     ///
-    /// It runs in one transaction that holds off the writers of the
-    /// counted tables (receiving waits) for as long as the counting takes:
-    /// about a second per million rows. Readers go on.
+    /// It takes about a second per million rows. On SQLite it is one
+    /// write transaction (receiving waits, as for any write); readers go
+    /// on. On PostgreSQL it locks no table: after an advisory lock that
+    /// only recounts take (two recounts take turns), one statement on
+    /// one snapshot compares the rows with the counters and appends the
+    /// difference to each wrong one; receivers, workers and readers go
+    /// on meanwhile, and what they commit is counted by their triggers.
     ///
     /// ```
     /// # async fn f(inbox: cmc_webhook_inbox::Inbox) -> Result<(), cmc_webhook_inbox::InboxError> {

@@ -48,17 +48,21 @@ impl StateCounts {
     }
 
     pub(crate) fn add(&mut self, state: State, n: u64) {
-        match state {
-            State::Pending => self.pending += n,
-            State::Running => self.running += n,
-            State::Done => self.done += n,
-            State::Dead => self.dead += n,
-        }
+        let slot = match state {
+            State::Pending => &mut self.pending,
+            State::Running => &mut self.running,
+            State::Done => &mut self.done,
+            State::Dead => &mut self.dead,
+        };
+        *slot = slot.saturating_add(n);
     }
 
     /// Rows in all states.
     pub fn total(&self) -> u64 {
-        self.pending + self.running + self.done + self.dead
+        self.pending
+            .saturating_add(self.running)
+            .saturating_add(self.done)
+            .saturating_add(self.dead)
     }
 }
 
@@ -74,12 +78,15 @@ pub struct Counts {
 
 impl Counts {
     /// Adds the `(state, rows)` pairs a backend counted in `kind`'s table
-    /// (states it does not know are left out).
+    /// (states it does not know are left out). A negative sum (the
+    /// counters missed inserts that were later deleted: triggers turned
+    /// off, writes to `cmc_state_counts` itself) reads as 0, with a
+    /// warning that names the repair.
     pub(crate) fn add_rows(&mut self, kind: Kind, rows: Vec<(String, i64)>) {
         let slot = self.of_mut(kind);
         for (state, n) in rows {
             if let Some(state) = State::from_column(&state) {
-                slot.add(state, n as u64);
+                slot.add(state, rows_of(kind.counted_as(), state.as_str(), n));
             }
         }
     }
@@ -107,6 +114,23 @@ impl Counts {
     }
 }
 
+/// A counter's sum as a number of rows: a negative one (only possible
+/// when the counters missed rows, see [`Counts::add_rows`]) is 0, and
+/// logged as a warning naming `cmc-receiver counts --recount`.
+pub(crate) fn rows_of(table: &str, state: &str, n: i64) -> u64 {
+    u64::try_from(n).unwrap_or_else(|_| {
+        tracing::warn!(
+            table,
+            state,
+            sum = n,
+            "a counter of rows per state is negative (it missed rows: triggers disabled, \
+             or cmc_state_counts written directly); read as 0 until \
+             `cmc-receiver counts --recount` (Inbox::recount) rebuilds it"
+        );
+        0
+    })
+}
+
 /// The rows of one table per (scope, state), from the counts the
 /// triggers of migration 0014 keep (`?1`: `events`, `mails` or
 /// `deliveries`): the sum of a key's rows (on PostgreSQL the triggers
@@ -117,28 +141,52 @@ pub(crate) const STATE_COUNTS: &str = "SELECT scope, state, CAST(SUM(n) AS BIGIN
 /// PostgreSQL: folds the differences the triggers appended to
 /// `cmc_state_counts` into one row per (tbl, scope, state), in one
 /// statement. It changes no sum. A fold running at the same time waits on
-/// the rows this one deletes, then skips them (they are gone), so no row
-/// is taken twice; writers only append, so they never wait on it.
+/// the rows this one deletes (at most [`FOLD_WAIT`], then it gives up and
+/// folds later), then skips them (they are gone), so no row is taken
+/// twice; writers only append, so they never wait on it.
 pub(crate) const FOLD_COUNTS: &str = "WITH gone AS (DELETE FROM cmc_state_counts \
      RETURNING tbl, scope, state, n) \
      INSERT INTO cmc_state_counts (tbl, scope, state, n) \
      SELECT tbl, scope, state, SUM(n) FROM gone GROUP BY tbl, scope, state HAVING SUM(n) <> 0";
+
+/// PostgreSQL: how long a fold waits for the rows it folds (another fold
+/// holds them) before it leaves them for later, for the transaction of
+/// the fold only.
+pub(crate) const FOLD_WAIT: &str = "SET LOCAL lock_timeout = '50ms'";
 
 /// Every counter of `cmc_state_counts`, summed per (tbl, scope, state),
 /// without those at zero: what a recount compares.
 pub(crate) const ALL_STATE_COUNTS: &str = "SELECT tbl, scope, state, CAST(SUM(n) AS BIGINT) \
      FROM cmc_state_counts GROUP BY tbl, scope, state HAVING SUM(n) <> 0";
 
-/// PostgreSQL: the locks a recount takes first, in this order. The
-/// counted tables `SHARE` (their writers finish first, and new ones wait
-/// until the recount commits; readers go on), then the counters
-/// `EXCLUSIVE` (a fold waits; the reads of the counts go on).
-pub(crate) const RECOUNT_LOCKS: [&str; 2] = [
-    "LOCK TABLE cmc_events, cmc_mails, cmc_mail_deliveries IN SHARE MODE",
-    "LOCK TABLE cmc_state_counts IN EXCLUSIVE MODE",
-];
+/// PostgreSQL: the key of the transaction-level advisory lock a recount
+/// takes first, in a statement of its own, so that two recounts never run
+/// at once (each would append the same correction). Nothing else takes
+/// it: receivers, workers and folds never wait on a recount.
+pub(crate) const RECOUNT_LOCK: &str = "SELECT pg_advisory_xact_lock(7301185143226478963)";
 
-/// The counters rebuilt from the rows (after `DELETE FROM
+/// PostgreSQL: the recount, in one READ COMMITTED statement (one
+/// snapshot): per (tbl, scope, state), the rows there are (`now`) and
+/// what the counters sum to (`was`); it appends `now - was` where they
+/// differ, and returns those. No table lock: each writer commits its rows
+/// together with its counters' appends, so the snapshot sees both or
+/// neither, and a fold (which changes no sum) before or after the
+/// snapshot gives the same sums.
+pub(crate) const RECOUNT_PG: &str = "WITH d AS (\
+     SELECT tbl, scope, state, CAST(SUM(now) AS BIGINT) AS now, CAST(SUM(was) AS BIGINT) AS was \
+     FROM (\
+     SELECT 'events' AS tbl, source AS scope, state, COUNT(*) AS now, 0 AS was \
+     FROM cmc_events GROUP BY source, state \
+     UNION ALL SELECT 'mails', source, state, COUNT(*), 0 FROM cmc_mails GROUP BY source, state \
+     UNION ALL SELECT 'deliveries', COALESCE(mailbox, ''), state, COUNT(*), 0 \
+     FROM cmc_mail_deliveries GROUP BY COALESCE(mailbox, ''), state \
+     UNION ALL SELECT tbl, scope, state, 0, n FROM cmc_state_counts\
+     ) rows GROUP BY tbl, scope, state HAVING SUM(now) <> SUM(was)), \
+     fixed AS (INSERT INTO cmc_state_counts (tbl, scope, state, n) \
+     SELECT tbl, scope, state, now - was FROM d) \
+     SELECT tbl, scope, state, was, now FROM d ORDER BY tbl, scope, state";
+
+/// SQLite: the counters rebuilt from the rows (after `DELETE FROM
 /// cmc_state_counts`), as migration 0014 first made them.
 pub(crate) const RECOUNT: [&str; 3] = [
     "INSERT INTO cmc_state_counts (tbl, scope, state, n) \
@@ -171,6 +219,22 @@ pub struct Recounted {
 }
 
 impl Recounted {
+    pub(crate) fn new(
+        table: String,
+        scope: String,
+        state: String,
+        was: i64,
+        now: i64,
+    ) -> Recounted {
+        Recounted {
+            table,
+            scope,
+            state,
+            was,
+            now,
+        }
+    }
+
     /// The counters that differ between `before` and `after` (rows of
     /// [`ALL_STATE_COUNTS`]), in the order of (table, scope, state).
     pub(crate) fn changes(

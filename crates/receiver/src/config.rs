@@ -578,10 +578,11 @@ pub enum Command {
         /// the flags, and rows stored before sources existed).
         #[arg(long, value_name = "NAME")]
         source: Option<String>,
-        /// First rebuild the counts from the rows (one transaction that
-        /// holds off receiving while it counts, about a second per million
-        /// rows) and print each count that was wrong: after triggers were
-        /// disabled, or an application's SQL the triggers cannot see.
+        /// First rebuild the counts from the rows (about a second per
+        /// million rows; on SQLite one write transaction, which receiving
+        /// waits for; on PostgreSQL no table is locked) and print each
+        /// count that was wrong: after triggers were disabled, or an
+        /// application's SQL the triggers cannot see.
         #[arg(long)]
         recount: bool,
     },

@@ -209,7 +209,9 @@ impl MailboxCounts {
                     mailbox,
                     counts: BTreeMap::new(),
                 });
-            *entry.counts.entry(state).or_default() += u64::try_from(n).unwrap_or(0);
+            let n = crate::ops::rows_of("deliveries", state.as_str(), n);
+            let count = entry.counts.entry(state).or_default();
+            *count = count.saturating_add(n);
         }
         by.into_values().collect()
     }

@@ -52,6 +52,7 @@ static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = schema::migrator
     "0014_state_counts.sql",
     "0015_count_truncate.sql",
     "0016_event_hours.sql",
+    "0017_count_search_path.sql",
 );
 
 /// The schema of the inbox's tables when none is chosen.
@@ -318,7 +319,9 @@ async fn adopt_history(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::migrat
                                 "ALTER FUNCTION \"{}\".{function}() SET SCHEMA {target}",
                                 from.replace('"', "\"\"")
                             ),
-                            format!("ALTER FUNCTION {target}.{function}() SET search_path = {target}"),
+                            format!(
+                                "ALTER FUNCTION {target}.{function}() SET search_path = {target}, pg_temp"
+                            ),
                         ] {
                             sqlx::query(super::statement::built(sql))
                                 .execute(&mut *tx)
@@ -360,14 +363,60 @@ async fn adopt_history(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::migrat
 /// On a connection of its own (the pool's options): the migrations' bare
 /// table names are made in the store's schema by setting the search path
 /// of that connection only, which is then closed.
+///
+/// The search path is the schema, then `pg_temp` explicitly last: the
+/// counters' functions keep it (`SET search_path FROM CURRENT`), and
+/// without `pg_temp` named PostgreSQL would search a session's temporary
+/// tables first (a `TEMP TABLE cmc_state_counts` would take the counts).
+///
+/// A migration that deadlocks with a writer of the release before
+/// (migrations 0014 and 0015 lock the tables a worker's round writes, in
+/// another order, during a rolling upgrade) was rolled back whole (each
+/// migration is its own transaction): it is tried again, up to
+/// [`MIGRATION_TRIES`] times.
 async fn run_migrations(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut tries = 1;
+    loop {
+        match run_migrations_once(pool).await {
+            Err(e) if tries < MIGRATION_TRIES && is_deadlock(&e) => {
+                tracing::warn!(
+                    error = %e,
+                    try_number = tries,
+                    "a migration deadlocked with another writer and was rolled back; trying again"
+                );
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// How many times [`run_migrations`] tries a migration that deadlocked.
+const MIGRATION_TRIES: u64 = 5;
+
+/// Whether a migration failed on a deadlock (SQLSTATE 40P01).
+fn is_deadlock(e: &sqlx::migrate::MigrateError) -> bool {
+    use sqlx::migrate::MigrateError;
+    match e {
+        MigrateError::Execute(sqlx::Error::Database(db))
+        | MigrateError::ExecuteMigration(sqlx::Error::Database(db), _) => {
+            db.code().as_deref() == Some("40P01")
+        }
+        _ => false,
+    }
+}
+
+/// One try of [`run_migrations`], on a connection of its own (closed
+/// after, which also ends any advisory lock a failure left held).
+async fn run_migrations_once(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     use sqlx::Connection;
     let target = current_schema();
     let mut conn = sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
     let result = async {
         adopt_history(&mut conn).await?;
         conn.execute(super::statement::built(format!(
-            "SET search_path TO {target}"
+            "SET search_path TO {target}, pg_temp"
         )))
         .await?;
         migrator(&target).run_direct(None, &mut conn, false).await

@@ -41,33 +41,48 @@ macro_rules! statements {
 
         /// PostgreSQL: folds the differences the triggers appended to
         /// `cmc_state_counts` ([`FOLD_COUNTS`](crate::ops::FOLD_COUNTS));
-        /// nothing on SQLite, whose triggers update in place.
+        /// nothing on SQLite, whose triggers update in place. It waits at
+        /// most [`FOLD_WAIT`](crate::ops::FOLD_WAIT) for the rows it
+        /// folds (another fold holds them): then it leaves them, as the
+        /// sums are the same unfolded.
         pub(crate) async fn fold_counts(pool: &Pool) -> Result<(), InboxError> {
             if $pg {
-                sqlx::query(sql(crate::ops::FOLD_COUNTS))
-                    .execute(pool)
+                let failed = |e| InboxError::database("could not fold the rows' counts", e);
+                let mut tx = pool.begin().await.map_err(failed)?;
+                sqlx::query(sql(crate::ops::FOLD_WAIT))
+                    .execute(&mut *tx)
                     .await
-                    .map_err(|e| InboxError::database("could not fold the rows' counts", e))?;
+                    .map_err(failed)?;
+                match sqlx::query(sql(crate::ops::FOLD_COUNTS)).execute(&mut *tx).await {
+                    Ok(_) => tx.commit().await.map_err(failed)?,
+                    Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
+                        tracing::debug!("the counts were not folded: another fold holds their rows");
+                    }
+                    Err(e) => return Err(failed(e)),
+                }
             }
             Ok(())
         }
 
+        /// Folds the counters before a read of them: housekeeping, as the
+        /// sums are the same without it. A store opened read-only (a role
+        /// that may only read, a replica) cannot fold, and still reads its
+        /// counts.
+        async fn fold_before_reading(pool: &Pool) {
+            if let Err(e) = fold_counts(pool).await {
+                tracing::debug!(error = %e, "the counts of rows per state were read without folding");
+            }
+        }
+
         /// The rows per (table, scope, state) of `cmc_state_counts`
         /// (migration 0014), kept by triggers as rows change: a few rows
-        /// read, whatever the size of the tables. On PostgreSQL, where
-        /// the triggers append, the appended rows are folded first when
-        /// the store takes writes (one statement, which changes no sum;
-        /// see [`FOLD_COUNTS`](crate::ops::FOLD_COUNTS)).
+        /// read, whatever the size of the tables. On PostgreSQL the
+        /// triggers append; the callers fold first, once per read
+        /// ([`fold_before_reading`]).
         async fn state_counts(
             pool: &Pool,
             table: &str,
         ) -> Result<Vec<(String, String, i64)>, InboxError> {
-            // Folding is housekeeping: the sums are the same without it.
-            // A store opened read-only (a role that may only read, a
-            // replica) cannot fold, and still reads its counts.
-            if let Err(e) = fold_counts(pool).await {
-                tracing::debug!(error = %e, "the counts of rows per state were read without folding");
-            }
             sqlx::query_as(sql(crate::ops::STATE_COUNTS))
                 .bind($text(table))
                 .fetch_all(pool)
@@ -95,6 +110,7 @@ macro_rules! statements {
         /// The counts of every row, or (`source`) of one source's rows.
         pub(crate) async fn counts(pool: &Pool, source: Option<&str>) -> Result<Counts, InboxError> {
             let mut counts = Counts::default();
+            fold_before_reading(pool).await;
             for kind in [Kind::Event, Kind::Mail] {
                 let rows = state_counts(pool, kind.counted_as()).await?;
                 counts.add_rows(
@@ -116,6 +132,7 @@ macro_rules! statements {
             pool: &Pool,
         ) -> Result<std::collections::BTreeMap<String, Counts>, InboxError> {
             let mut by_source = std::collections::BTreeMap::<String, Counts>::new();
+            fold_before_reading(pool).await;
             for kind in [Kind::Event, Kind::Mail] {
                 for (source, state, n) in state_counts(pool, kind.counted_as()).await? {
                     by_source.entry(source).or_default().add_rows(kind, vec![(state, n)]);

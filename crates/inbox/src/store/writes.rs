@@ -313,20 +313,36 @@ macro_rules! statements {
         }
 
         /// Rebuilds `cmc_state_counts` from a `GROUP BY` of the counted
-        /// tables, in one write transaction that holds off their writers
-        /// (SQLite: `BEGIN IMMEDIATE` under the store's write lock;
-        /// PostgreSQL: the tables locked `SHARE`, which waits for their
-        /// writers and keeps new ones waiting, and the counters `EXCLUSIVE`,
-        /// which keeps folds out while readers still read). Returns the
+        /// tables. SQLite: in one write transaction that holds off the
+        /// writers (`BEGIN IMMEDIATE` under the store's write lock).
+        /// PostgreSQL: under an advisory lock that only recounts take
+        /// ([`RECOUNT_LOCK`](crate::ops::RECOUNT_LOCK)), one statement
+        /// appends the corrections ([`RECOUNT_PG`](crate::ops::RECOUNT_PG)):
+        /// no table is locked, writers and readers go on. Returns the
         /// counters that were wrong, with what they said and what they say.
         pub(crate) async fn recount(s: &Store) -> Result<Vec<crate::ops::Recounted>, InboxError> {
             const DOING: &str = "could not recount the rows per state";
             let failed = |e| InboxError::database(DOING, e);
             s.writing(DOING, async |tx| {
                 if $pg {
-                    for lock in crate::ops::RECOUNT_LOCKS {
-                        sqlx::query(sql(lock)).execute(&mut *tx).await.map_err(failed)?;
+                    // Each statement its own snapshot, taken after the lock.
+                    for first in [
+                        "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                        crate::ops::RECOUNT_LOCK,
+                    ] {
+                        sqlx::query(sql(first)).execute(&mut *tx).await.map_err(failed)?;
                     }
+                    let fixed: Vec<(String, String, String, i64, i64)> =
+                        sqlx::query_as(sql(crate::ops::RECOUNT_PG))
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(failed)?;
+                    return Ok(fixed
+                        .into_iter()
+                        .map(|(table, scope, state, was, now)| {
+                            crate::ops::Recounted::new(table, scope, state, was, now)
+                        })
+                        .collect());
                 }
                 let before: Vec<(String, String, String, i64)> =
                     sqlx::query_as(sql(crate::ops::ALL_STATE_COUNTS))
