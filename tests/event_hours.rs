@@ -469,3 +469,56 @@ async fn an_hour_of_too_many_distinct_statuses_is_answered_and_not_kept() {
         inbox.close().await;
     }
 }
+
+/// An hour of too many distinct statuses newer than an ordinary one: the
+/// ordinary hour is still kept (the bound leaves out the hour that does
+/// not fit, not every hour after it).
+#[tokio::test]
+async fn an_hour_too_big_to_keep_does_not_stop_the_older_hours_being_kept() {
+    let dir = dir();
+    for url in common::inbox::stores(
+        dir.path(),
+        "many_newer",
+        "event hours on PostgreSQL",
+        "cmc_hours_newer",
+    )
+    .await
+    {
+        let clock = ManualClock::new(at(0, 10));
+        let inbox = open(&url, &clock).await;
+        // Hour 0: two events; hour 1: 20 040, each with its own status.
+        inbox
+            .store(events(30_000, 2, &["queued"]), None)
+            .await
+            .unwrap();
+        clock.set(at(1, 10));
+        let statuses: Vec<String> = (0..20_040).map(|i| format!("s{i}")).collect();
+        let names: Vec<&str> = statuses.iter().map(String::as_str).collect();
+        for b in 0..40 {
+            let from = b * 501;
+            inbox
+                .store(events(from, 501, &names[from..from + 501]), None)
+                .await
+                .unwrap();
+        }
+        clock.set(at(2, 30));
+        let live = sorted(inbox.activity(at(0, 0), at(3, 0)).await.unwrap());
+        assert_eq!(
+            sorted(inbox.hours(at(0, 0), at(3, 0)).await.unwrap()),
+            live,
+            "{url}"
+        );
+        let base = t0().as_millisecond() / 3_600_000;
+        assert_eq!(
+            scalar(&url, "SELECT COUNT(*) FROM cmc_event_hours_done").await,
+            1,
+            "{url}"
+        );
+        assert_eq!(
+            scalar(&url, "SELECT MIN(hour) FROM cmc_event_hours_done").await,
+            base,
+            "{url}"
+        );
+        inbox.close().await;
+    }
+}

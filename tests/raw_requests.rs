@@ -401,9 +401,40 @@ async fn reparse_adds_what_an_older_parser_dropped_as_a_dry_run_first_and_once()
         assert_eq!(r.changed[0].fields, vec![dropped.clone()]);
         assert_eq!(ints(&url, "SELECT COUNT(*) FROM cmc_events").await, vec![1]);
 
+        // The request's hour, as if closed and its events per hour kept
+        // (by the console's chart): the rows added are counted again.
+        let hour = inbox.raw_requests(0, 1).await.unwrap()[0]
+            .received_at
+            .as_millisecond()
+            .div_euclid(3_600_000);
+        exec(
+            &url,
+            &format!("INSERT INTO cmc_event_hours_done (hour) VALUES ({hour})"),
+        )
+        .await;
+        exec(
+            &url,
+            &format!(
+                "INSERT INTO cmc_event_hours (hour, event_type, status, n) \
+                 VALUES ({hour}, 'deliveries', 'queued', 1)"
+            ),
+        )
+        .await;
+
         // Applied: the missing row is added, pointing to its request; the
         // changed row is left as it is.
         let applied = inbox.reparse(&Reparse::apply()).await.unwrap();
+        for table in ["cmc_event_hours_done", "cmc_event_hours"] {
+            assert_eq!(
+                ints(
+                    &url,
+                    &format!("SELECT COUNT(*) FROM {table} WHERE hour = {hour}")
+                )
+                .await,
+                vec![0],
+                "{url}: {table} forgot the hour the reparse added rows to"
+            );
+        }
         assert_eq!(
             (applied.new, applied.added, applied.changed),
             (1, 1, 1),

@@ -148,8 +148,12 @@ impl crate::Inbox {
         }
         let mut total = 0;
         keep.retain(|h| {
-            total += rows.get(h).copied().unwrap_or(0);
-            total <= KEPT_ROWS_AT_ONCE
+            // An hour that does not fit is left out alone: the older
+            // hours after it are still kept.
+            let r = rows.get(h).copied().unwrap_or(0);
+            let fits = total + r <= KEPT_ROWS_AT_ONCE;
+            total += if fits { r } else { 0 };
+            fits
         });
         if let Err(e) = store.keep_hours(&keep, &counted, KEEP_WAIT).await {
             tracing::debug!(error = %e, "the hours counted could not be kept; they will be counted again");

@@ -249,6 +249,13 @@ impl Inbox {
             arrival.raw = RawRef::Existing(row.id);
             let receipt = store.insert(&[&arrival]).await?.remove(0);
             out.added = receipt.stored;
+            if out.added > 0 {
+                // The rows are the request's hour's, which may be closed
+                // and its events per hour kept: counted again at the next
+                // read.
+                let hour = row.received_at.as_millisecond().div_euclid(3_600_000);
+                store.forget_hours(&[hour]).await?;
+            }
         }
         Ok(out)
     }

@@ -137,27 +137,62 @@ macro_rules! statements {
         }
 
         /// Deletes the hours counted that began before `before` (an hour
-        /// number) with their counts: how many hours.
+        /// number) with their counts: how many hours. On PostgreSQL one
+        /// statement (one snapshot) deletes both: with two, a reader
+        /// keeping an hour between them left its counts without their
+        /// marker, and the hour was counted again beside them.
         pub(crate) async fn prune_hours(s: &$store, before: i64) -> Result<u64, InboxError> {
             const DOING: &str = "could not prune the hours counted";
             s.writing(DOING, async |tx| {
-                sqlx::query($crate::store::statement::dialect(
-                    $pg,
-                    "DELETE FROM cmc_event_hours WHERE hour < ?1",
-                ))
-                .bind(before)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| InboxError::database(DOING, e))?;
-                Ok(sqlx::query($crate::store::statement::dialect(
-                    $pg,
-                    "DELETE FROM cmc_event_hours_done WHERE hour < ?1",
-                ))
-                .bind(before)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| InboxError::database(DOING, e))?
-                .rows_affected())
+                if $pg {
+                    let (hours,): (i64,) = sqlx::query_as($crate::store::statement::dialect(
+                        $pg,
+                        "WITH done AS (DELETE FROM cmc_event_hours_done WHERE hour < ?1 \
+                         RETURNING hour), counts AS (DELETE FROM cmc_event_hours \
+                         WHERE hour < ?1) SELECT COUNT(*) FROM done",
+                    ))
+                    .bind(before)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| InboxError::database(DOING, e))?;
+                    return Ok(u64::try_from(hours).unwrap_or(0));
+                }
+                sqlx::query("DELETE FROM cmc_event_hours WHERE hour < ?1")
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| InboxError::database(DOING, e))?;
+                Ok(
+                    sqlx::query("DELETE FROM cmc_event_hours_done WHERE hour < ?1")
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| InboxError::database(DOING, e))?
+                        .rows_affected(),
+                )
+            })
+            .await
+        }
+
+        /// Forgets the counts kept of `hours` (hour numbers), so that they
+        /// are counted again: rows were added into them after they closed
+        /// (a reparse adds rows at their request's arrival).
+        pub(crate) async fn forget_hours(s: &$store, hours: &[i64]) -> Result<(), InboxError> {
+            const DOING: &str = "could not forget the hours counted";
+            s.writing(DOING, async |tx| {
+                for &hour in hours {
+                    for statement in [
+                        "DELETE FROM cmc_event_hours WHERE hour = ?1",
+                        "DELETE FROM cmc_event_hours_done WHERE hour = ?1",
+                    ] {
+                        sqlx::query($crate::store::statement::dialect($pg, statement))
+                            .bind(hour)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| InboxError::database(DOING, e))?;
+                    }
+                }
+                Ok(())
             })
             .await
         }

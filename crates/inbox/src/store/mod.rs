@@ -272,6 +272,11 @@ impl Store {
         with!(browse, self, s, sql => sql::prune_hours(s, before).await)
     }
 
+    /// Forgets the counts kept of `hours`, to be counted again.
+    pub async fn forget_hours(&self, hours: &[i64]) -> Result<(), InboxError> {
+        with!(browse, self, s, sql => sql::forget_hours(s, hours).await)
+    }
+
     /// The rows of a built [`crate::browse::types::RowQuery`].
     pub async fn browse_rows(
         &self,

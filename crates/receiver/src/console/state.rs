@@ -110,7 +110,7 @@ impl Console {
         match self
             .inner
             .chart
-            .week(&self.inner.inbox, jiff::Timestamp::now())
+            .week(&self.inner.inbox, self.inner.inbox.now())
             .await
         {
             Ok(_) => {

@@ -249,7 +249,8 @@ pub async fn page(State(console): State<Console>, user: auth::User) -> Response 
             .collect(),
         Err(e) => return html::failed(&e),
     };
-    let now = jiff::Timestamp::now();
+    // The store's clock: the inbox decides by it which hours are closed.
+    let now = inbox.now();
     let week = match console.chart().week(inbox, now).await {
         Ok(w) => w,
         Err(e) => return html::failed(&e),
