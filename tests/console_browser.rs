@@ -192,14 +192,10 @@ async fn an_operator_logs_in_finds_a_message_replays_a_dead_row_and_hostile_text
     b.shot("login-refused").await;
     let refused = b.text("main").await;
     assert!(refused.contains("Wrong user name or password"), "{refused}");
-    // Tried again at once, it is held back (the address waits a moment
-    // after a failure), and says so.
-    b.fill("#user", USER).await;
-    b.fill("#password", PASSWORD).await;
-    b.click_and_wait("main form button[type=submit]").await;
-    b.shot("login-held-back").await;
-    let held = b.text("main").await;
-    assert!(held.contains("Too many failed logins"), "{held}");
+    // The address waits a moment after a failure (an attempt within it
+    // is answered 429 at once: tests/console.rs checks it over HTTP, where
+    // the retry is sure to come within the moment; a browser's steps on a
+    // loaded machine may not be).
     tokio::time::sleep(cmc_receiver::console::auth::Failures::STEP + Duration::from_millis(200))
         .await;
     // The right one opens the page asked for first, then the overview.
