@@ -419,7 +419,10 @@ impl Inbox {
         // ended before the retention's bound.
         self.inner
             .store
-            .prune_hours(self.before(retain).div_euclid(3_600_000))
+            .prune_hours(
+                self.before(retain)
+                    .div_euclid(crate::browse::types::HOUR_MS),
+            )
             .await?;
         Ok(pruned)
     }

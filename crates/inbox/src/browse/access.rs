@@ -2,10 +2,9 @@
 
 use jiff::Timestamp;
 
-use super::types::{CLOSED_AFTER, HOURS_KEPT_AT_ONCE, HourCount, RowQuery, RowSummary, rows_sql};
-
-/// An hour's length in milliseconds.
-const HOUR_MS: i64 = 3_600_000;
+use super::types::{
+    CLOSED_AFTER, HOUR_MS, HOURS_KEPT_AT_ONCE, HourCount, RowQuery, RowSummary, rows_sql,
+};
 
 /// How long recording the hours counted waits for the store's lock.
 const KEEP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);

@@ -29,6 +29,10 @@ pub const TEXT_LIMIT: i64 = 2000;
 /// later, or whose clock is a little behind, is still counted.
 pub const CLOSED_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 
+/// An hour's length in milliseconds: hour numbers (since 1970, UTC) are
+/// times `div_euclid` this.
+pub(crate) const HOUR_MS: i64 = 3_600_000;
+
 /// The most closed hours one call of [`Inbox::hours`](crate::Inbox::hours)
 /// records as counted (a leap year's): a longer range is answered whole,
 /// and its most recent hours kept.

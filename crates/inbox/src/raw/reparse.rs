@@ -253,7 +253,10 @@ impl Inbox {
                 // The rows are the request's hour's, which may be closed
                 // and its events per hour kept: counted again at the next
                 // read.
-                let hour = row.received_at.as_millisecond().div_euclid(3_600_000);
+                let hour = row
+                    .received_at
+                    .as_millisecond()
+                    .div_euclid(crate::browse::types::HOUR_MS);
                 store.forget_hours(&[hour]).await?;
             }
         }

@@ -32,7 +32,9 @@ macro_rules! statements {
             Ok(rows
                 .into_iter()
                 .map(|(hour, event_type, status, count)| HourCount {
-                    hour: crate::clock::from_millis(hour.saturating_mul(3_600_000)),
+                    hour: crate::clock::from_millis(
+                        hour.saturating_mul($crate::browse::types::HOUR_MS),
+                    ),
                     event_type,
                     status,
                     count: count as u64,
@@ -70,7 +72,9 @@ macro_rules! statements {
                 }
                 if let (Some(event_type), Some(n)) = (event_type, n) {
                     counts.push(HourCount {
-                        hour: crate::clock::from_millis(hour.saturating_mul(3_600_000)),
+                        hour: crate::clock::from_millis(
+                            hour.saturating_mul($crate::browse::types::HOUR_MS),
+                        ),
                         event_type,
                         status,
                         count: u64::try_from(n).unwrap_or(0),
@@ -95,7 +99,11 @@ macro_rules! statements {
             let mut by_hour = std::collections::BTreeMap::<i64, Vec<&HourCount>>::new();
             for c in counts {
                 by_hour
-                    .entry(c.hour.as_millisecond().div_euclid(3_600_000))
+                    .entry(
+                        c.hour
+                            .as_millisecond()
+                            .div_euclid($crate::browse::types::HOUR_MS),
+                    )
                     .or_default()
                     .push(c);
             }

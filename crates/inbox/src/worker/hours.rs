@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use super::super::Inbox;
 use crate::browse::CLOSED_AFTER;
+use crate::browse::types::HOUR_MS;
 
 /// How often a worker records the hours that closed since its last look
 /// (a look at hours already kept reads two marker rows).
@@ -30,7 +31,6 @@ pub(super) async fn keep_hours(inbox: Inbox, mut stop: watch::Receiver<Option<Du
                 return;
             },
         }
-        const HOUR_MS: i64 = 3_600_000;
         let closed_after = i64::try_from(CLOSED_AFTER.as_millis()).unwrap_or(i64::MAX);
         let closed = inbox
             .now()
