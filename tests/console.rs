@@ -17,7 +17,7 @@ use cmc_webhook::inbox::{Inbox, Job};
 use cmc_webhook::test_util::sample_inbound;
 use cmc_webhook::Webhook;
 use common::http::{send_raw, Reply};
-use common::inbox::kill_rows;
+use common::inbox::{bounce, kill_rows};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "correct horse battery staple";
@@ -31,21 +31,6 @@ async fn inbox(dir: &std::path::Path) -> Inbox {
         .open()
         .await
         .unwrap()
-}
-
-/// A bounce batch for `message_id` to `to`.
-fn bounce(message_id: &str, to: &str, status: &str) -> Webhook {
-    let body = serde_json::json!({
-        "event_type": "bounces",
-        "server_composition": "pro",
-        "event": {"bounces": [{
-            "created": "2023-01-25 14:03:09",
-            "status": status,
-            "to": to,
-            "messageId": message_id,
-        }]}
-    });
-    Webhook::parse("application/json", Bytes::from(body.to_string())).unwrap()
 }
 
 async fn serve_console(inbox: Inbox) -> SocketAddr {

@@ -22,13 +22,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use browser::Browser;
-use bytes::Bytes;
 use cmc_receiver::console::{self, auth::Users, Console};
 use cmc_receiver::serve;
 use cmc_webhook::inbox::Inbox;
 use cmc_webhook::test_util::sample_inbound;
 use cmc_webhook::Webhook;
-use common::inbox::kill_rows;
+use common::inbox::{bounce, kill_rows};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "correct horse battery staple";
@@ -63,20 +62,6 @@ if (document.documentElement.scrollWidth > window.innerWidth + 1)
   problems.push('the page scrolls sideways: ' + document.documentElement.scrollWidth + ' px in ' + window.innerWidth);
 return problems;
 "#;
-
-fn bounce(message_id: &str, to: &str, status: &str) -> Webhook {
-    let body = serde_json::json!({
-        "event_type": "bounces",
-        "server_composition": "pro",
-        "event": {"bounces": [{
-            "created": "2023-01-25 14:03:09",
-            "status": status,
-            "to": to,
-            "messageId": message_id,
-        }]}
-    });
-    Webhook::parse("application/json", Bytes::from(body.to_string())).unwrap()
-}
 
 async fn serve_console(inbox: Inbox) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

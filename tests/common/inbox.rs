@@ -158,3 +158,18 @@ pub async fn kill_rows(inbox: &Inbox, error: impl Into<String>, rows: u64) {
     }
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// A bounce batch of one record: `message_id` to `to` with `status`.
+pub fn bounce(message_id: &str, to: &str, status: &str) -> cmc_webhook::Webhook {
+    let body = serde_json::json!({
+        "event_type": "bounces",
+        "server_composition": "pro",
+        "event": {"bounces": [{
+            "created": "2023-01-25 14:03:09",
+            "status": status,
+            "to": to,
+            "messageId": message_id,
+        }]}
+    });
+    cmc_webhook::Webhook::parse("application/json", bytes::Bytes::from(body.to_string())).unwrap()
+}
