@@ -40,6 +40,7 @@ pub mod config;
 #[cfg(feature = "console")]
 pub mod console;
 pub mod file;
+mod hex;
 pub mod output;
 pub mod read;
 pub mod relay;

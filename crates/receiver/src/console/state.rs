@@ -19,11 +19,10 @@ pub const STYLE: &str = include_str!("../../static/console.css");
 /// so that it is cached for long and a new version is fetched at once.
 pub static STYLE_PATH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, STYLE.as_bytes());
-    let hex: String = digest.as_ref()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("/static/console-{hex}.css")
+    format!(
+        "/static/console-{}.css",
+        crate::hex::hex(&digest.as_ref()[..6])
+    )
 });
 
 /// The most bytes a form posted to the console may have.

@@ -88,7 +88,7 @@ pub fn writer_name() -> String {
                 .map_or(0, |d| d.subsec_nanos())
                 .to_le_bytes();
         }
-        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let id = crate::hex::hex(&id);
         let pid = std::process::id();
         if host.is_empty() {
             format!("pid {pid} #{id}")

@@ -212,8 +212,7 @@ fn boundary() -> String {
         let now = jiff::Timestamp::now().as_nanosecond().to_le_bytes();
         bytes.copy_from_slice(&now);
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("cmc-relay-{hex}")
+    format!("cmc-relay-{}", crate::hex::hex(&bytes))
 }
 
 /// A file name inside a quoted parameter: `"`, `\`, CR and LF

@@ -85,11 +85,7 @@ pub fn stored_text(text: &str, max: usize) -> String {
         return text.to_owned();
     }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    let hash: String = digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let tail = format!("... (sha256 {hash})");
+    let tail = format!("... (sha256 {})", crate::hex::hex(&digest.as_ref()[..8]));
     let mut end = max.saturating_sub(tail.len());
     while !text.is_char_boundary(end) {
         end -= 1;
